@@ -1,0 +1,269 @@
+//! The error type shared by every fallible call in the crate.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when creating, opening, writing or reading a stream.
+///
+/// Every variant that concerns a file names it, and every variant that concerns a place
+/// in a file names the byte offset, so that a message is enough to find the problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call on `path` failed.
+    ///
+    /// `op` names the operation (`"open"`, `"map"`, `"msync"`, ...); the cause is the
+    /// [`source`](std::error::Error::source). Permission problems, missing files and
+    /// a full disk all arrive here.
+    #[error("{op} {}", path.display())]
+    Io {
+        /// The operation that failed.
+        op: &'static str,
+        /// The file (or directory) it was applied to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// [`StreamWriter::create`](crate::StreamWriter::create) was given a path that exists.
+    ///
+    /// Open it with [`StreamWriter::open`](crate::StreamWriter::open) instead, or remove it.
+    #[error("{} already exists", path.display())]
+    AlreadyExists {
+        /// The existing path.
+        path: PathBuf,
+    },
+
+    /// The path names something other than a regular file (a directory, a FIFO, a device...).
+    #[error("{} is a {kind}, not a stream file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+
+    /// Another writer, in this or another process, holds the stream's exclusive lock.
+    ///
+    /// Only one writer may append to a stream at a time. Readers need no lock.
+    #[error("{} is locked by another writer", path.display())]
+    Locked {
+        /// The stream file.
+        path: PathBuf,
+    },
+
+    /// The requested capacity cannot hold the stream header and one empty event,
+    /// or is larger than this platform can map.
+    #[error("capacity {capacity} for {} is out of range ({minimum} to {maximum} bytes)", path.display())]
+    BadCapacity {
+        /// The file that was to be created.
+        path: PathBuf,
+        /// The capacity asked for.
+        capacity: u64,
+        /// The smallest capacity allowed.
+        minimum: u64,
+        /// The largest capacity allowed.
+        maximum: u64,
+    },
+
+    /// The file is not a stream: it is shorter than the stream header or its header
+    /// describes a layout the file cannot have. Nothing past the header was trusted.
+    #[error("{} is not a valid stream: {reason}", path.display())]
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// What the header says that cannot be.
+        reason: HeaderProblem,
+    },
+
+    /// An event inside the published part of the stream is damaged.
+    ///
+    /// Events before `offset` are intact. [`StreamWriter::open`](crate::StreamWriter::open)
+    /// returns this, and leaves the file unchanged, when the damage is followed by
+    /// further data and so cannot be a torn tail left by a power loss.
+    #[error("{} is corrupt at byte offset {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the first damaged event.
+        offset: u64,
+        /// What is wrong with it.
+        reason: Corruption,
+    },
+
+    /// An append's timestamp is lower than the previous event's.
+    ///
+    /// Timestamps are non-decreasing along a stream; seek by time relies on it.
+    #[error("timestamp {got} is lower than the previous event's {previous}")]
+    OutOfOrder {
+        /// Timestamp of the last event in the stream.
+        previous: i64,
+        /// The timestamp that was refused.
+        got: i64,
+    },
+
+    /// The event does not fit in the space left; nothing was written.
+    ///
+    /// Streams have a fixed capacity; start a new stream file.
+    #[error("stream is full: the event needs {needed} bytes, {available} are free")]
+    Full {
+        /// Bytes the event needs, header included.
+        needed: u64,
+        /// Bytes left between the write offset and the end of the file.
+        available: u64,
+    },
+
+    /// A payload longer than the format's `u32` size field allows.
+    #[error("payload of {len} bytes exceeds the maximum of {max}", max = u32::MAX)]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: usize,
+    },
+
+    /// An earlier [`flush`](crate::StreamWriter::flush) failed, so the writer refuses
+    /// further appends and flushes: the kernel may have dropped the unsynced pages and
+    /// cannot be asked to write them again. Reopen the stream to recover.
+    #[error("{}: an earlier flush failed; the writer accepts no more appends", path.display())]
+    Poisoned {
+        /// The stream file.
+        path: PathBuf,
+    },
+
+    /// An offset handed to the reader is not within the published part of the stream.
+    #[error("offset {offset} is outside the published events (24 to {published})")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: u64,
+        /// The published write offset.
+        published: u64,
+    },
+
+    /// The stream's published write offset went backwards while it was being read,
+    /// which only happens when a writer recovered a torn tail under a running reader.
+    /// Reopen the reader.
+    #[error("{}: published write offset moved back from {was} to {now}", path.display())]
+    Regressed {
+        /// The stream file.
+        path: PathBuf,
+        /// The write offset the reader had seen.
+        was: u64,
+        /// The write offset the header holds now.
+        now: u64,
+    },
+}
+
+/// Why a stream header was rejected; carried by [`Error::BadHeader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderProblem {
+    /// The file is shorter than the 24-byte stream header.
+    TooShort {
+        /// The file's length.
+        len: u64,
+    },
+    /// The write offset lies before the first event or past the end of the file.
+    WriteOffsetOutOfRange {
+        /// The write offset stored in the header.
+        write_offset: u64,
+        /// The file's length.
+        len: u64,
+    },
+    /// The event count does not match the events found by a scan.
+    CountMismatch {
+        /// The count stored in the header.
+        header: u64,
+        /// The number of valid events found.
+        scanned: u64,
+    },
+}
+
+impl fmt::Display for HeaderProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort { len } => {
+                write!(
+                    f,
+                    "the file is {len} bytes, shorter than the 24-byte header"
+                )
+            }
+            Self::WriteOffsetOutOfRange { write_offset, len } => write!(
+                f,
+                "the write offset {write_offset} is outside 24..={len} (the file's length)"
+            ),
+            Self::CountMismatch { header, scanned } => write!(
+                f,
+                "the header counts {header} events but {scanned} were found"
+            ),
+        }
+    }
+}
+
+/// What is wrong with a damaged event; carried by [`Error::Corrupt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// Fewer than 16 bytes remain before the write offset, so no event header fits.
+    TruncatedHeader {
+        /// Bytes left before the write offset.
+        available: u64,
+    },
+    /// The event's size field points past the write offset.
+    TruncatedPayload {
+        /// Payload bytes the size field claims.
+        size: u32,
+        /// Payload bytes left before the write offset.
+        available: u64,
+    },
+    /// The stored CRC does not match the event's bytes.
+    ChecksumMismatch {
+        /// The CRC stored in the event header.
+        stored: u32,
+        /// The CRC computed over the event's bytes.
+        computed: u32,
+    },
+    /// The event's timestamp is lower than the one before it.
+    TimestampOutOfOrder {
+        /// The previous event's timestamp.
+        previous: i64,
+        /// This event's timestamp.
+        got: i64,
+    },
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TruncatedHeader { available } => write!(
+                f,
+                "only {available} bytes remain before the write offset, an event header needs 16"
+            ),
+            Self::TruncatedPayload { size, available } => write!(
+                f,
+                "the event claims a {size}-byte payload but only {available} bytes remain before the write offset"
+            ),
+            Self::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Self::TimestampOutOfOrder { previous, got } => write!(
+                f,
+                "timestamp {got} is lower than the previous event's {previous}"
+            ),
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

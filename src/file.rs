@@ -1,0 +1,135 @@
+//! Opening stream files: path checks, the header read, the clock, and lock probing.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use zerocopy::FromBytes;
+
+use crate::error::{Error, HeaderProblem, Result};
+use crate::format::{STREAM_HEADER_LEN, StreamHeader};
+
+/// Opens `path` as a regular file, read-only or read-write, and returns it with its length.
+///
+/// The open does not block on a FIFO (`O_NONBLOCK`), and anything that is not a regular
+/// file is refused with [`Error::NotAFile`] before a byte is read.
+pub(crate) fn open_regular(path: &Path, write: bool) -> Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EISDIR) => Error::NotAFile {
+                path: path.to_owned(),
+                kind: "directory",
+            },
+            _ => Error::io("open", path, e),
+        })?;
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("directory")
+    } else if kind.is_fifo() {
+        Some("FIFO")
+    } else if kind.is_socket() {
+        Some("socket")
+    } else if kind.is_block_device() || kind.is_char_device() {
+        Some("device")
+    } else {
+        Some("special file")
+    };
+    if let Some(kind) = what {
+        return Err(Error::NotAFile {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads and checks the stream header of a file of `len` bytes.
+pub(crate) fn read_header(file: &File, path: &Path, len: u64) -> Result<StreamHeader> {
+    if len < STREAM_HEADER_LEN {
+        return Err(Error::BadHeader {
+            path: path.to_owned(),
+            reason: HeaderProblem::TooShort { len },
+        });
+    }
+    let mut bytes = [0u8; STREAM_HEADER_LEN as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| Error::io("read header of", path, e))?;
+    let header = StreamHeader::read_from_bytes(&bytes).map_err(|_| Error::BadHeader {
+        path: path.to_owned(),
+        reason: HeaderProblem::TooShort { len },
+    })?;
+    check_write_offset(path, header.write_offset.get(), len)?;
+    Ok(header)
+}
+
+/// Checks `24 <= write_offset <= len`.
+pub(crate) fn check_write_offset(path: &Path, write_offset: u64, len: u64) -> Result<()> {
+    if (STREAM_HEADER_LEN..=len).contains(&write_offset) {
+        Ok(())
+    } else {
+        Err(Error::BadHeader {
+            path: path.to_owned(),
+            reason: HeaderProblem::WriteOffsetOutOfRange { write_offset, len },
+        })
+    }
+}
+
+/// Takes the exclusive writer lock on `file` without waiting.
+pub(crate) fn lock_exclusive(file: &File, path: &Path) -> Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+    }
+}
+
+/// Unix nanoseconds now, saturating at the ends of `i64`.
+pub(crate) fn now_nanos() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+    }
+}
+
+/// Whether some process holds an exclusive `flock` on `file`, without touching the lock.
+///
+/// Reads `/proc/locks` (Linux). Where it cannot be read, falls back to trying a shared
+/// lock and releasing it at once, which a writer opening at that very moment could see
+/// as contention.
+pub(crate) fn writer_lock_held(file: &File) -> io::Result<bool> {
+    let meta = file.metadata()?;
+    if let Ok(locks) = std::fs::read_to_string("/proc/locks") {
+        let dev = meta.dev();
+        // glibc's encoding of dev_t.
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+        return Ok(locks.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; blocked waiters have "->".
+            !fields.contains(&"->")
+                && fields.get(1) == Some(&"FLOCK")
+                && fields.get(3) == Some(&"WRITE")
+                && fields.get(5) == Some(&id.as_str())
+        }));
+    }
+    match file.try_lock_shared() {
+        Ok(()) => {
+            file.unlock()?;
+            Ok(false)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}

@@ -1,0 +1,548 @@
+//! Readers: zero-copy iteration, seeking by time, and following a live stream.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{Corruption, Error, Result};
+use crate::file::{check_write_offset, open_regular, writer_lock_held};
+use crate::format::{self, RawEvent, STREAM_HEADER_LEN};
+use crate::sys::ReadMap;
+
+/// Stream bytes between two entries of the sparse time index.
+const INDEX_STRIDE: u64 = 64 << 10;
+
+/// One event, borrowed from the stream's mapping: nothing is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventView<'a> {
+    offset: u64,
+    timestamp: i64,
+    checksum: u32,
+    payload: &'a [u8],
+}
+
+impl<'a> EventView<'a> {
+    fn new(offset: u64, raw: RawEvent<'a>) -> Self {
+        Self {
+            offset,
+            timestamp: raw.header.timestamp.get(),
+            checksum: raw.header.checksum.get(),
+            payload: raw.payload,
+        }
+    }
+
+    /// Byte offset of the event in the file.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The event's timestamp (Unix nanoseconds).
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The event's payload, borrowed from the mapping.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// The checksum stored with the event.
+    pub fn checksum(&self) -> u32 {
+        self.checksum
+    }
+
+    /// Offset of the event that follows this one.
+    pub fn next_offset(&self) -> u64 {
+        self.offset + format::EVENT_HEADER_LEN + self.payload.len() as u64
+    }
+}
+
+/// The result of [`StreamReader::verify`]: a full scan of the published events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verification {
+    /// Valid events before any damage.
+    pub events: u64,
+    /// Offset just past the last valid event.
+    pub valid_end: u64,
+    /// The published write offset that was scanned up to.
+    pub write_offset: u64,
+    /// The event count stored in the header when the scan started.
+    pub header_event_count: u64,
+    /// Timestamp of the first valid event.
+    pub first_timestamp: Option<i64>,
+    /// Timestamp of the last valid event.
+    pub last_timestamp: Option<i64>,
+    /// The first damaged event's offset and what is wrong with it.
+    pub damage: Option<(u64, Corruption)>,
+}
+
+impl Verification {
+    /// Whether every published event is intact. The header's count may trail the events
+    /// by one while a writer is between publishing an event and its count.
+    pub fn is_ok(&self) -> bool {
+        self.damage.is_none()
+            && (self.header_event_count == self.events
+                || self.header_event_count + 1 == self.events)
+    }
+}
+
+/// Reads a stream: from a snapshot of its published events, or following new ones.
+///
+/// Opening takes no lock and works while a writer appends, in this or another process.
+/// A reader is `Send` and `Sync`; share one behind an `Arc` or open as many as needed.
+///
+/// A reader works on a snapshot: [`write_offset`](Self::write_offset) is the published
+/// write offset as of [`open`](Self::open) or the last [`refresh`](Self::refresh), and
+/// [`iter`](Self::iter) stops there. [`follow`](Self::follow) waits for new events.
+///
+/// Opening checks only the header; events are checked as they are read (see
+/// [`iter`](Self::iter)) or all at once with [`verify`](Self::verify).
+#[derive(Debug)]
+pub struct StreamReader {
+    path: PathBuf,
+    map: ReadMap,
+    published: u64,
+    index: Mutex<TimeIndex>,
+}
+
+impl StreamReader {
+    /// Opens the stream at `path` for reading.
+    ///
+    /// # Errors
+    /// - [`Error::BadHeader`] for a file shorter than the header or whose write offset
+    ///   lies outside the file.
+    /// - [`Error::NotAFile`] for a directory, FIFO or device; [`Error::Io`] for a missing
+    ///   path or lacking permission.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// # let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// # writer.append(1, b"a")?;
+    /// # writer.append(2, b"b")?;
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// let mut total = 0;
+    /// for event in reader.iter() {
+    ///     total += event?.payload().len();
+    /// }
+    /// assert_eq!(total, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let (file, len) = open_regular(path, false)?;
+        // Checks the length and reads the header without mapping anything.
+        crate::file::read_header(&file, path, len)?;
+        let map = ReadMap::new(&file, len).map_err(|e| Error::io("map", path, e))?;
+        let published = map.write_offset();
+        check_write_offset(path, published, len)?;
+        Ok(Self {
+            path: path.to_owned(),
+            map,
+            published,
+            index: Mutex::new(TimeIndex::default()),
+        })
+    }
+
+    /// Picks up events published since the last open or refresh; returns the new write
+    /// offset.
+    ///
+    /// # Errors
+    /// [`Error::Regressed`] if the write offset moved back (a writer recovered the stream
+    /// under this reader), [`Error::BadHeader`] if it now lies outside the file.
+    pub fn refresh(&mut self) -> Result<u64> {
+        let now = self.load_write_offset()?;
+        self.published = now;
+        Ok(now)
+    }
+
+    fn load_write_offset(&self) -> Result<u64> {
+        let now = self.map.write_offset();
+        check_write_offset(&self.path, now, self.map.len())?;
+        if now < self.published {
+            return Err(Error::Regressed {
+                path: self.path.clone(),
+                was: self.published,
+                now,
+            });
+        }
+        Ok(now)
+    }
+
+    /// The stream file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's length: the stream's capacity.
+    pub fn capacity(&self) -> u64 {
+        self.map.len()
+    }
+
+    /// The write offset of this reader's snapshot.
+    pub fn write_offset(&self) -> u64 {
+        self.published
+    }
+
+    /// The event count in the header right now (it may trail the events by one while a
+    /// writer is mid-append; [`verify`](Self::verify) counts for certain).
+    pub fn header_event_count(&self) -> u64 {
+        self.map.event_count()
+    }
+
+    /// The stream's start timestamp (Unix nanoseconds when it was created).
+    pub fn start_timestamp(&self) -> i64 {
+        self.map.start_timestamp()
+    }
+
+    /// Whether a writer, in any process, holds the stream open for appending now.
+    ///
+    /// # Platform-specific behavior
+    /// On Linux this reads `/proc/locks` and does not touch the lock.
+    pub fn writer_active(&self) -> Result<bool> {
+        let file = std::fs::File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
+        writer_lock_held(&file).map_err(|e| Error::io("probe lock of", &self.path, e))
+    }
+
+    fn events(&self, end: u64) -> &[u8] {
+        // `end` is always a write offset this reader saw published; a writer never moves
+        // it back while readers run unless it recovers a damaged tail, in which case the
+        // events region is empty here and the iterator reports nothing.
+        self.map.published(end).unwrap_or_default()
+    }
+
+    /// Iterates the events of this snapshot, verifying each checksum and the timestamp
+    /// order.
+    ///
+    /// A damaged event yields one [`Error::Corrupt`] naming its offset and what is wrong,
+    /// and the iteration ends there. Nothing is allocated per event.
+    pub fn iter(&self) -> Events<'_> {
+        Events::new(self, STREAM_HEADER_LEN, true)
+    }
+
+    /// Iterates without checking checksums, for callers who trust the file.
+    ///
+    /// Sizes are still bounds-checked, so damage can yield wrong payloads but never a
+    /// read outside the published events.
+    pub fn iter_unverified(&self) -> Events<'_> {
+        Events::new(self, STREAM_HEADER_LEN, false)
+    }
+
+    /// Iterates verified events from `offset`, which must be the offset of an event (as
+    /// from [`EventView::offset`] or [`EventView::next_offset`]) or the write offset.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] if `offset` is outside `24..=write_offset`. An offset
+    /// inside an event is not detected here; the first item is then an error.
+    pub fn iter_from(&self, offset: u64) -> Result<Events<'_>> {
+        self.check_offset(offset)?;
+        Ok(Events::new(self, offset, true))
+    }
+
+    fn check_offset(&self, offset: u64) -> Result<()> {
+        if (STREAM_HEADER_LEN..=self.published).contains(&offset) {
+            Ok(())
+        } else {
+            Err(Error::OffsetOutOfRange {
+                offset,
+                published: self.published,
+            })
+        }
+    }
+
+    /// Checks every published event; see [`Verification`].
+    pub fn verify(&self) -> Verification {
+        self.verify_with_progress(|_, _| {})
+    }
+
+    /// Like [`verify`](Self::verify), calling `progress(bytes_done, bytes_total)` every
+    /// few megabytes.
+    pub fn verify_with_progress(&self, mut progress: impl FnMut(u64, u64)) -> Verification {
+        let header_event_count = self.map.event_count();
+        let end = self.published;
+        let total = end - STREAM_HEADER_LEN;
+        let mut result = Verification {
+            events: 0,
+            valid_end: STREAM_HEADER_LEN,
+            write_offset: end,
+            header_event_count,
+            first_timestamp: None,
+            last_timestamp: None,
+            damage: None,
+        };
+        self.map.advise_sequential(STREAM_HEADER_LEN, total);
+        let mut next_report = 0;
+        for event in self.iter() {
+            match event {
+                Ok(event) => {
+                    result.events += 1;
+                    result.valid_end = event.next_offset();
+                    result.first_timestamp.get_or_insert(event.timestamp());
+                    result.last_timestamp = Some(event.timestamp());
+                    if result.valid_end >= next_report {
+                        progress(result.valid_end - STREAM_HEADER_LEN, total);
+                        next_report = result.valid_end + (8 << 20);
+                    }
+                }
+                Err(Error::Corrupt { offset, reason, .. }) => {
+                    result.damage = Some((offset, reason));
+                }
+                Err(_) => {}
+            }
+        }
+        progress(result.valid_end - STREAM_HEADER_LEN, total);
+        result
+    }
+
+    /// Offset of the first event with a timestamp at or after `timestamp`, or `None` if
+    /// every event in the snapshot is earlier.
+    ///
+    /// Uses a sparse index (one entry per 64 KiB of stream) that it extends as it
+    /// scans, so repeated seeks read at most about 64 KiB of events each.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if a damaged event lies before the answer.
+    pub fn seek_time(&self, timestamp: i64) -> Result<Option<u64>> {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut offset, mut previous) = index.start_for(timestamp);
+        let events = self.events(self.published);
+        while offset < self.published {
+            let pos = (offset - STREAM_HEADER_LEN) as usize;
+            let raw = format::read_verified(events, pos, previous)
+                .map_err(|reason| self.corrupt(offset, reason))?;
+            let event = EventView::new(offset, raw);
+            index.note(offset, event.timestamp());
+            if event.timestamp() >= timestamp {
+                return Ok(Some(offset));
+            }
+            previous = event.timestamp();
+            offset = event.next_offset();
+        }
+        Ok(None)
+    }
+
+    /// Iterates verified events from the first one at or after `timestamp`.
+    ///
+    /// # Errors
+    /// As [`seek_time`](Self::seek_time).
+    pub fn iter_since(&self, timestamp: i64) -> Result<Events<'_>> {
+        let offset = self.seek_time(timestamp)?.unwrap_or(self.published);
+        Ok(Events::new(self, offset, true))
+    }
+
+    /// Follows the stream from `offset` (an event's offset, or the write offset to see only
+    /// new events), waiting for events as a writer publishes them.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] if `offset` is outside `24..=write_offset`.
+    pub fn follow(&self, offset: u64) -> Result<Follow<'_>> {
+        self.check_offset(offset)?;
+        Ok(Follow {
+            reader: self,
+            offset,
+            previous: i64::MIN,
+            failed: None,
+        })
+    }
+
+    fn corrupt(&self, offset: u64, reason: Corruption) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            offset,
+            reason,
+        }
+    }
+}
+
+/// A sparse index of (offset, timestamp) pairs over a prefix of the stream.
+#[derive(Debug, Default)]
+struct TimeIndex {
+    entries: Vec<(u64, i64)>,
+}
+
+impl TimeIndex {
+    /// Where to start scanning for the first event at or after `timestamp`, and the
+    /// timestamp of the event before that point (for the order check).
+    fn start_for(&self, timestamp: i64) -> (u64, i64) {
+        let later = self.entries.partition_point(|&(_, ts)| ts < timestamp);
+        match later.checked_sub(1).and_then(|i| self.entries.get(i)) {
+            Some(&(offset, ts)) => (offset, ts),
+            None => (STREAM_HEADER_LEN, i64::MIN),
+        }
+    }
+
+    /// Records a verified event if it is far enough past the last entry.
+    fn note(&mut self, offset: u64, timestamp: i64) {
+        let due = match self.entries.last() {
+            Some(&(last, _)) => offset >= last + INDEX_STRIDE,
+            None => true,
+        };
+        if due {
+            self.entries.push((offset, timestamp));
+        }
+    }
+}
+
+/// Iterator over the events of a [`StreamReader`] snapshot; see [`StreamReader::iter`].
+#[derive(Debug, Clone)]
+pub struct Events<'a> {
+    reader: &'a StreamReader,
+    events: &'a [u8],
+    pos: usize,
+    previous: i64,
+    verify: bool,
+    done: bool,
+}
+
+impl<'a> Events<'a> {
+    fn new(reader: &'a StreamReader, offset: u64, verify: bool) -> Self {
+        let events = reader.events(reader.published);
+        let pos = offset.saturating_sub(STREAM_HEADER_LEN) as usize;
+        Self {
+            reader,
+            events,
+            pos,
+            previous: i64::MIN,
+            verify,
+            done: pos >= events.len(),
+        }
+    }
+
+    /// The offset of the next event this iterator would yield (to resume from later).
+    pub fn offset(&self) -> u64 {
+        STREAM_HEADER_LEN + self.pos as u64
+    }
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Result<EventView<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let parsed = if self.verify {
+            format::read_verified(self.events, self.pos, self.previous)
+        } else {
+            format::parse_event(self.events, self.pos)
+        };
+        let offset = self.offset();
+        match parsed {
+            Ok(raw) => {
+                let event = EventView::new(offset, raw);
+                self.pos += raw.len();
+                self.previous = event.timestamp;
+                self.done = self.pos >= self.events.len();
+                Some(Ok(event))
+            }
+            Err(reason) => {
+                self.done = true;
+                Some(Err(self.reader.corrupt(offset, reason)))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for Events<'_> {}
+
+/// Follows a live stream; see [`StreamReader::follow`].
+#[derive(Debug)]
+pub struct Follow<'a> {
+    reader: &'a StreamReader,
+    offset: u64,
+    previous: i64,
+    failed: Option<Corruption>,
+}
+
+impl<'a> Follow<'a> {
+    /// Returns the next event, waiting up to `timeout` for a writer to publish one.
+    ///
+    /// `Ok(None)` means the timeout passed with no new event; call again to keep waiting.
+    /// Waiting polls the mapped header, spinning briefly and then sleeping up to a
+    /// millisecond between looks, so a new event is seen within about a millisecond.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a damaged event (after which every call returns it again),
+    /// [`Error::Regressed`] if the write offset moved back below this position.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<EventView<'a>>> {
+        let deadline = Instant::now() + timeout;
+        let mut idle = 0u32;
+        loop {
+            let published = self.published()?;
+            if published > self.offset {
+                return self.read_at(published).map(Some);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            idle += 1;
+            if idle < 64 {
+                std::hint::spin_loop();
+            } else if idle < 128 {
+                std::thread::yield_now();
+            } else {
+                let pause = Duration::from_micros(50 << ((idle - 128).min(4)));
+                std::thread::sleep(pause.min(deadline - now));
+            }
+        }
+    }
+
+    /// Returns the next event if one is published now, without waiting.
+    ///
+    /// # Errors
+    /// As [`next_timeout`](Self::next_timeout).
+    pub fn try_next(&mut self) -> Result<Option<EventView<'a>>> {
+        let published = self.published()?;
+        if published > self.offset {
+            self.read_at(published).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The offset of the next event to be returned.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn published(&self) -> Result<u64> {
+        let reader = self.reader;
+        let now = reader.map.write_offset();
+        check_write_offset(&reader.path, now, reader.map.len())?;
+        if now < self.offset {
+            return Err(Error::Regressed {
+                path: reader.path.clone(),
+                was: self.offset,
+                now,
+            });
+        }
+        Ok(now)
+    }
+
+    fn read_at(&mut self, published: u64) -> Result<EventView<'a>> {
+        let reader: &'a StreamReader = self.reader;
+        if let Some(reason) = &self.failed {
+            return Err(reader.corrupt(self.offset, reason.clone()));
+        }
+        let events = reader.events(published);
+        let pos = (self.offset - STREAM_HEADER_LEN) as usize;
+        match format::read_verified(events, pos, self.previous) {
+            Ok(raw) => {
+                let event = EventView::new(self.offset, raw);
+                self.offset = event.next_offset();
+                self.previous = event.timestamp;
+                Ok(event)
+            }
+            Err(reason) => {
+                self.failed = Some(reason.clone());
+                Err(reader.corrupt(self.offset, reason))
+            }
+        }
+    }
+}

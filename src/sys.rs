@@ -1,0 +1,350 @@
+//! The operating-system boundary: the memory mappings and every `unsafe` block in the crate.
+//!
+//! # The contract the safe API relies on
+//!
+//! A mapped file is memory that other processes can change, so Rust's guarantees only
+//! hold while everybody follows these rules, which evstream's own writer and readers do:
+//!
+//! 1. **Published bytes never change.** Bytes between the stream header and the published
+//!    `write_offset` are written once, before they are published, and never again. The
+//!    one exception is recovery of a damaged tail in
+//!    [`StreamWriter::open`](crate::StreamWriter::open), which first moves `write_offset`
+//!    back and then clears the dropped bytes; a reader that had handed out unverified views
+//!    of those (damaged) bytes would see them change.
+//! 2. **One writer.** Only the holder of the file's exclusive lock writes, and it writes
+//!    only past the published `write_offset` (and the header fields, through atomics).
+//! 3. **The file never shrinks.** A stream's length is fixed when it is created. Another
+//!    program that truncates a mapped stream makes readers and writers that touch the lost
+//!    pages die with `SIGBUS`; nothing in evstream can prevent that.
+//! 4. **Header fields are only accessed atomically.** `write_offset` and `event_count` are
+//!    8-byte fields at offsets 0 and 8, and every mapping starts on a page boundary, so
+//!    they are naturally aligned `AtomicU64`s. The writer stores `write_offset` with
+//!    `Release` after the event's bytes; readers load it with `Acquire` before they look at
+//!    the bytes, so a reader never sees a partly written event.
+//!
+//! Readers never build a slice over bytes past the published `write_offset`: those may be
+//! under construction by the writer, in this process or another.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::{Advice, MmapOptions, MmapRaw};
+
+use crate::format::{EVENT_COUNT_AT, START_TIMESTAMP_AT, STREAM_HEADER_LEN, WRITE_OFFSET_AT};
+
+/// Header field offsets as `usize`, checked against the format.
+const HEADER: usize = STREAM_HEADER_LEN as usize;
+
+/// Returns the header field at `at` of a mapping as an atomic.
+///
+/// # Safety
+/// `raw` must be at least [`HEADER`] bytes long and `at` one of the 8-byte field offsets
+/// (0, 8 or 16); the mapping must stay alive for `'a`.
+unsafe fn header_field(raw: &MmapRaw, at: usize) -> &AtomicU64 {
+    debug_assert!(raw.len() >= HEADER && at + 8 <= HEADER && at.is_multiple_of(8));
+    // SAFETY: the caller guarantees the field lies inside the mapping. Mappings start on a
+    // page boundary, so `ptr + at` with `at` a multiple of 8 is 8-byte aligned as
+    // `AtomicU64` requires. The memory lives as long as `raw`, which the returned
+    // reference borrows. Every access to these 8 bytes, in any process that follows the
+    // module contract, is atomic, so there is no data race.
+    unsafe { &*raw.as_ptr().add(at).cast::<AtomicU64>() }
+}
+
+/// A read-write mapping of a whole stream file, owned by its one writer.
+#[derive(Debug)]
+pub(crate) struct WriteMap {
+    raw: Arc<MmapRaw>,
+}
+
+impl WriteMap {
+    /// Maps all of `file`, which must be open for reading and writing, locked by the caller
+    /// for exclusive writing, and at least [`HEADER`] bytes long.
+    pub fn new(file: &File, len: u64) -> io::Result<Self> {
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len >= HEADER)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad mapping length"))?;
+        let raw = MmapOptions::new().len(len).map_raw(file)?;
+        if raw.len() != len {
+            return Err(io::Error::other("mapping has the wrong length"));
+        }
+        Ok(Self { raw: Arc::new(raw) })
+    }
+
+    /// Length of the mapping (the stream's capacity).
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    fn field(&self, at: usize) -> &AtomicU64 {
+        // SAFETY: `new` checked the mapping holds the header; `at` is a field constant.
+        unsafe { header_field(&self.raw, at) }
+    }
+
+    /// The published write offset (only this writer changes it, so `Relaxed` suffices).
+    pub fn write_offset(&self) -> u64 {
+        u64::from_le(self.field(WRITE_OFFSET_AT).load(Ordering::Relaxed))
+    }
+
+    /// The start timestamp stored in the header.
+    pub fn start_timestamp(&self) -> i64 {
+        u64::from_le(self.field(START_TIMESTAMP_AT).load(Ordering::Relaxed)) as i64
+    }
+
+    /// Publishes events up to `write_offset`: stores it with `Release`, then the count.
+    ///
+    /// Moving the offset forward is only sound once the bytes up to it are written,
+    /// which the writer guarantees; this method clamps it to the mapping.
+    pub fn publish(&self, write_offset: u64, event_count: u64) {
+        let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.raw.len() as u64);
+        self.field(WRITE_OFFSET_AT)
+            .store(write_offset.to_le(), Ordering::Release);
+        self.field(EVENT_COUNT_AT)
+            .store(event_count.to_le(), Ordering::Release);
+    }
+
+    /// Stores `write_offset` alone, so a crash point can fall between it and the count.
+    #[cfg(feature = "failpoints")]
+    pub fn publish_offset(&self, write_offset: u64) {
+        let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.raw.len() as u64);
+        self.field(WRITE_OFFSET_AT)
+            .store(write_offset.to_le(), Ordering::Release);
+    }
+
+    /// The published events, file offsets `24..write_offset`.
+    ///
+    /// Published bytes never change while `&self` is borrowed: writes go past the write
+    /// offset, and moving it back ([`Self::publish`] with a lower offset followed by
+    /// [`Self::zero_unpublished`]) needs `&mut self` for the zeroing.
+    pub fn published(&self) -> &[u8] {
+        let end = (self.write_offset() as usize).clamp(HEADER, self.raw.len());
+        // SAFETY: `HEADER..end` lies inside the mapping. Under the module contract no one
+        // writes these bytes: this writer writes only past the write offset, and other
+        // processes do not write at all. The slice borrows `self`, which keeps the mapping.
+        unsafe { std::slice::from_raw_parts(self.raw.as_ptr().add(HEADER), end - HEADER) }
+    }
+
+    /// Copies `parts` back to back into the unpublished space at `offset`.
+    ///
+    /// Returns `false`, writing nothing, unless the whole range lies between the published
+    /// write offset and the end of the mapping.
+    pub fn write_unpublished(&mut self, offset: u64, parts: &[&[u8]]) -> bool {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let Some(start) = self.unpublished_range(offset, total) else {
+            return false;
+        };
+        let mut at = start;
+        for part in parts {
+            // SAFETY: `unpublished_range` checked `start..start + total` is inside the
+            // mapping and at or past the write offset, where no reader looks and only this
+            // writer (borrowed mutably) writes. `part` is a separate Rust allocation or a
+            // slice of another mapping, so the ranges do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    part.as_ptr(),
+                    self.raw.as_mut_ptr().add(at),
+                    part.len(),
+                );
+            }
+            at += part.len();
+        }
+        true
+    }
+
+    /// A mutable view of `len` unpublished bytes at `offset`, for serializing in place.
+    pub fn unpublished_mut(&mut self, offset: u64, len: usize) -> Option<&mut [u8]> {
+        let start = self.unpublished_range(offset, len)?;
+        // SAFETY: the range is inside the mapping and past the write offset, so no reader
+        // looks at it, and the `&mut self` borrow makes this the only view of it here.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().add(start), len) })
+    }
+
+    /// Zeroes the unpublished bytes `from..to`, clamped to the mapping.
+    pub fn zero_unpublished(&mut self, from: u64, to: u64) -> bool {
+        let to = to.min(self.raw.len() as u64);
+        let Some(len) = to.checked_sub(from) else {
+            return false;
+        };
+        match self.unpublished_mut(from, len as usize) {
+            Some(bytes) => {
+                bytes.fill(0);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn unpublished_range(&self, offset: u64, len: usize) -> Option<usize> {
+        let end = offset.checked_add(len as u64)?;
+        if offset < self.write_offset() || end > self.raw.len() as u64 {
+            return None;
+        }
+        usize::try_from(offset).ok()
+    }
+
+    /// Writes the mapped bytes `offset..offset + len` to stable storage (`msync(MS_SYNC)`).
+    pub fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (offset, len) = clamp_range(offset, len, self.raw.len());
+        if len == 0 {
+            return Ok(());
+        }
+        self.raw.flush_range(offset, len)
+    }
+
+    /// A handle that prefaults pages of this mapping from any thread.
+    pub fn prefaulter(&self) -> Prefaulter {
+        Prefaulter {
+            raw: Arc::clone(&self.raw),
+        }
+    }
+}
+
+/// Prefaults pages of a writer's mapping; cheap to clone and `Send`.
+#[derive(Debug, Clone)]
+pub(crate) struct Prefaulter {
+    raw: Arc<MmapRaw>,
+}
+
+impl Prefaulter {
+    /// Maps the pages of `offset..offset + len` writable ahead of use
+    /// (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14 and later). Contents are unchanged.
+    pub fn populate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (offset, len) = clamp_range(offset, len, self.raw.len());
+        if len == 0 {
+            return Ok(());
+        }
+        self.raw.advise_range(Advice::PopulateWrite, offset, len)
+    }
+}
+
+/// A read-only mapping of a whole stream file.
+#[derive(Debug)]
+pub(crate) struct ReadMap {
+    raw: MmapRaw,
+}
+
+impl ReadMap {
+    /// Maps all `len` bytes of `file` read-only; `len` must be at least [`HEADER`].
+    pub fn new(file: &File, len: u64) -> io::Result<Self> {
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len >= HEADER)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad mapping length"))?;
+        let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
+        if raw.len() != len {
+            return Err(io::Error::other("mapping has the wrong length"));
+        }
+        Ok(Self { raw })
+    }
+
+    /// Length of the mapping (the stream's capacity).
+    pub fn len(&self) -> u64 {
+        self.raw.len() as u64
+    }
+
+    fn field(&self, at: usize) -> &AtomicU64 {
+        // SAFETY: `new` checked the mapping holds the header; `at` is a field constant.
+        // Atomic loads from read-only memory are sound for lock-free 8-byte atomics.
+        unsafe { header_field(&self.raw, at) }
+    }
+
+    /// The published write offset, loaded with `Acquire`: every event before it is
+    /// completely written and visible.
+    pub fn write_offset(&self) -> u64 {
+        u64::from_le(self.field(WRITE_OFFSET_AT).load(Ordering::Acquire))
+    }
+
+    /// The event count stored in the header (may trail `write_offset` by one event).
+    pub fn event_count(&self) -> u64 {
+        u64::from_le(self.field(EVENT_COUNT_AT).load(Ordering::Acquire))
+    }
+
+    /// The start timestamp stored in the header.
+    pub fn start_timestamp(&self) -> i64 {
+        u64::from_le(self.field(START_TIMESTAMP_AT).load(Ordering::Relaxed)) as i64
+    }
+
+    /// The bytes at file offsets `24..end`, or `None` unless `24 <= end` and `end` is at
+    /// most the write offset published right now.
+    pub fn published(&self, end: u64) -> Option<&[u8]> {
+        if end < STREAM_HEADER_LEN || end > self.write_offset() || end > self.len() {
+            return None;
+        }
+        let len = usize::try_from(end - STREAM_HEADER_LEN).ok()?;
+        // SAFETY: `24..end` lies inside the mapping and at or before the published write
+        // offset (loaded with `Acquire` just now), so the writer finished these bytes and,
+        // under the module contract, never changes them again. The slice borrows `self`.
+        Some(unsafe { std::slice::from_raw_parts(self.raw.as_ptr().add(HEADER), len) })
+    }
+
+    /// Tells the kernel the bytes `offset..offset + len` will be read in order soon.
+    pub fn advise_sequential(&self, offset: u64, len: u64) {
+        let (offset, len) = clamp_range(offset, len, self.raw.len());
+        if len > 0 {
+            // Advice only; a kernel that declines changes nothing observable.
+            let _ = self.raw.advise_range(Advice::Sequential, offset, len);
+            let _ = self.raw.advise_range(Advice::WillNeed, offset, len);
+        }
+    }
+}
+
+/// Clamps `offset..offset + len` to a mapping of `map_len` bytes.
+fn clamp_range(offset: u64, len: u64, map_len: usize) -> (usize, usize) {
+    let map_len = map_len as u64;
+    let start = offset.min(map_len);
+    let end = offset.saturating_add(len).min(map_len);
+    (start as usize, (end - start) as usize)
+}
+
+/// Reserves the blocks of `file`'s first `len` bytes (`posix_fallocate`), so writes through
+/// the mapping never hit a full disk.
+pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length exceeds off_t"))?;
+    // SAFETY: `posix_fallocate` takes a file descriptor and two integers; `file` keeps the
+    // descriptor open for the call. It touches no memory of ours.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    };
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are NUL-terminated strings that live across the call;
+    // `renameat2` reads them and nothing else of ours.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // File systems without RENAME_NOREPLACE: a hard link also refuses to replace.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        _ => Err(err),
+    }
+}

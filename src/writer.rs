@@ -1,0 +1,759 @@
+//! The one writer of a stream: creation, recovery on open, appends, and durability.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use zerocopy::IntoBytes;
+use zerocopy::little_endian::{I64, U64};
+
+use crate::error::{Corruption, Error, HeaderProblem, Result};
+use crate::failpoint::failpoint;
+use crate::file::{lock_exclusive, now_nanos, open_regular, read_header};
+use crate::format::{
+    self, EVENT_HEADER_LEN, EventHeader, MIN_CAPACITY, STREAM_HEADER_LEN, StreamHeader,
+};
+use crate::sys::{self, Prefaulter, WriteMap};
+
+/// The page size assumed when clearing stale bytes; a multiple of every disk sector.
+const PAGE: u64 = 4096;
+
+/// How the writer maps pages ahead of the write cursor.
+///
+/// The first write to each 4 KiB page of a fresh mapping takes a page fault that costs
+/// microseconds; prefaulting ahead of the cursor in large chunks moves that cost off the
+/// append path. On kernels without `MADV_POPULATE_WRITE` (before Linux 5.14) prefaulting
+/// quietly does nothing and appends fault page by page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Prefault {
+    /// No prefaulting: every first touch of a page faults inside `append`.
+    Off,
+    /// `append` itself prefaults the next chunk when the cursor gets within a chunk of the
+    /// prefaulted end: one slow append per chunk instead of one fault per page.
+    Inline,
+    /// A background thread keeps the pages ahead of the cursor prefaulted, so appends
+    /// rarely fault at all. Costs one thread per writer.
+    #[default]
+    Background,
+}
+
+/// Options for [`StreamWriter::create_with`] and [`StreamWriter::open_with`].
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    prefault: Prefault,
+    prefault_chunk: u64,
+    recover_torn_tail: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            prefault: Prefault::default(),
+            prefault_chunk: 4 << 20,
+            recover_torn_tail: true,
+        }
+    }
+}
+
+impl WriterOptions {
+    /// How pages ahead of the cursor are prefaulted (default [`Prefault::Background`]).
+    pub fn prefault(mut self, prefault: Prefault) -> Self {
+        self.prefault = prefault;
+        self
+    }
+
+    /// Bytes prefaulted at a time (default 4 MiB, rounded up to whole 4 KiB pages).
+    /// The background thread stays up to four chunks ahead of the cursor.
+    pub fn prefault_chunk(mut self, bytes: u64) -> Self {
+        self.prefault_chunk = bytes.max(1).div_ceil(PAGE) * PAGE;
+        self
+    }
+
+    /// Whether [`StreamWriter::open_with`] may truncate a torn tail (default `true`).
+    ///
+    /// With `false`, a torn tail is refused with [`Error::Corrupt`] like any other damage
+    /// and the file is left unchanged, so it can be inspected first.
+    pub fn recover_torn_tail(mut self, recover: bool) -> Self {
+        self.recover_torn_tail = recover;
+        self
+    }
+}
+
+/// What [`StreamWriter::open`] repaired; see [`StreamWriter::recovery`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Where the torn tail began and why its first event failed, if there was one.
+    pub torn_at: Option<(u64, Corruption)>,
+    /// Events the header counted that were dropped with the torn tail.
+    pub dropped_events: u64,
+    /// Bytes between the torn event and the header's write offset that were dropped.
+    pub dropped_bytes: u64,
+    /// The header's event count was one short of the events found (a writer stopped
+    /// between publishing an event's offset and its count) and was corrected.
+    pub count_repaired: bool,
+    /// Bytes past the write offset left by an append that never published, now zeroed.
+    pub stale_bytes_cleared: u64,
+}
+
+impl Recovery {
+    /// Whether the stream was opened exactly as it was found.
+    pub fn is_clean(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Appends events to a stream file. One per file, across all processes.
+///
+/// A writer holds the file's exclusive lock for its whole life and maps the file read-write.
+/// Each append writes the event's bytes past the write offset, then publishes them by
+/// storing the new write offset (with `Release` ordering) and then the event count, so
+/// readers, in this process or others, only ever see whole events.
+///
+/// # Durability
+/// - **Process crash:** every append that returned `Ok` survives: its bytes are in the
+///   kernel's page cache, which outlives the process.
+/// - **Power loss or kernel crash:** what the last successful [`flush`](Self::flush)
+///   covered survives. Later appends may be partly on disk; the next
+///   [`open`](Self::open) truncates such a torn tail (see [`Recovery`]).
+/// - Dropping a writer does not flush.
+///
+/// See the crate documentation for the contract on the file itself.
+#[derive(Debug)]
+pub struct StreamWriter {
+    path: PathBuf,
+    map: WriteMap,
+    capacity: u64,
+    write_offset: u64,
+    event_count: u64,
+    last_timestamp: Option<i64>,
+    synced_to: u64,
+    poisoned: bool,
+    recovery: Recovery,
+    prefault: Prefaulting,
+    // Holds the exclusive lock; dropped last.
+    _file: File,
+}
+
+impl StreamWriter {
+    /// Creates a stream of `capacity` bytes at `path` with default options.
+    ///
+    /// See [`create_with`](Self::create_with).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// writer.append(1_700_000_000_000_000_000, b"hello")?;
+    /// writer.flush()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create(path: impl AsRef<Path>, capacity: u64) -> Result<Self> {
+        Self::create_with(path, capacity, WriterOptions::default())
+    }
+
+    /// Creates a stream of `capacity` bytes at `path`, fully allocated, and opens it.
+    ///
+    /// The file is built under a temporary name in the same directory, its blocks are
+    /// reserved (`posix_fallocate`, so writes through the mapping can never meet a full
+    /// disk), its header is written and synced, and only then is it renamed into place
+    /// and the directory synced. No reader ever sees a half-made stream.
+    ///
+    /// # Errors
+    /// - [`Error::AlreadyExists`] if `path` exists; it is never replaced.
+    /// - [`Error::BadCapacity`] if `capacity` cannot hold the header and one empty event
+    ///   (40 bytes) or exceeds what this platform can map.
+    /// - [`Error::Io`] if the directory cannot be written or the disk cannot hold
+    ///   `capacity` bytes; no file is left behind.
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        capacity: u64,
+        options: WriterOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let maximum = isize::MAX as u64;
+        if !(MIN_CAPACITY..=maximum).contains(&capacity) {
+            return Err(Error::BadCapacity {
+                path: path.to_owned(),
+                capacity,
+                minimum: MIN_CAPACITY,
+                maximum,
+            });
+        }
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::AlreadyExists {
+                path: path.to_owned(),
+            });
+        }
+        let name = path.file_name().ok_or_else(|| Error::NotAFile {
+            path: path.to_owned(),
+            kind: "path without a file name",
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let start = now_nanos();
+        let temp = dir.join(format!(
+            ".{}.{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id(),
+            start
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| Error::io("create", &temp, e))?;
+        let mut cleanup = RemoveOnDrop(Some(temp.clone()));
+        lock_exclusive(&file, &temp)?;
+        sys::preallocate(&file, capacity).map_err(|e| Error::io("preallocate", &temp, e))?;
+        failpoint!("create:after_preallocate");
+        let header = StreamHeader {
+            write_offset: U64::new(STREAM_HEADER_LEN),
+            event_count: U64::ZERO,
+            start_timestamp: I64::new(start),
+        };
+        file.write_all_at(header.as_bytes(), 0)
+            .map_err(|e| Error::io("write header of", &temp, e))?;
+        file.sync_all().map_err(|e| Error::io("fsync", &temp, e))?;
+        failpoint!("create:after_header");
+        sys::rename_noreplace(&temp, path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                path: path.to_owned(),
+            },
+            _ => Error::io("rename into place", path, e),
+        })?;
+        cleanup.0 = None;
+        failpoint!("create:after_rename");
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        let map = WriteMap::new(&file, capacity).map_err(|e| Error::io("map", path, e))?;
+        Ok(Self::assemble(
+            path,
+            file,
+            map,
+            options,
+            0,
+            None,
+            Recovery::default(),
+        ))
+    }
+
+    /// Opens an existing stream to append to it, with default options.
+    ///
+    /// See [`open_with`](Self::open_with).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, WriterOptions::default())
+    }
+
+    /// Opens an existing stream to append to it, validating every event first.
+    ///
+    /// Takes the exclusive writer lock, then checks the header and every event's checksum
+    /// and timestamp order up to the write offset. What it repairs is reported by
+    /// [`recovery`](Self::recovery):
+    /// - a **torn tail**, the damaged end a power loss leaves when the header reached the
+    ///   disk but some event sectors did not (a damaged event with a zero-filled sector):
+    ///   the stream is truncated to the last valid event and the dropped bytes zeroed;
+    /// - an **event count one short**, left by a writer that stopped between publishing
+    ///   an event and its count;
+    /// - **stale bytes** past the write offset from an append that never published.
+    ///
+    /// # Errors
+    /// Refused errors leave the file byte for byte unchanged.
+    /// - [`Error::Locked`] at once if another writer holds the stream.
+    /// - [`Error::Corrupt`] for damage that is not a torn tail (such as a flipped bit
+    ///   followed by further events), naming the offset of the first damaged event.
+    /// - [`Error::BadHeader`] for a file shorter than the header, a write offset outside
+    ///   the file, or an event count that does not match the events.
+    /// - [`Error::NotAFile`], or [`Error::Io`] for a missing path or lacking permission.
+    pub fn open_with(path: impl AsRef<Path>, options: WriterOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let (file, len) = open_regular(path, true)?;
+        lock_exclusive(&file, path)?;
+        failpoint!("open:after_lock");
+        let header = read_header(&file, path, len)?;
+        let mut map = WriteMap::new(&file, len).map_err(|e| Error::io("map", path, e))?;
+
+        let old_offset = header.write_offset.get();
+        let header_count = header.event_count.get();
+        let published = map.published();
+        let scan = format::scan(published);
+        let mut recovery = Recovery::default();
+        if let Some((pos, reason)) = scan.damage {
+            let offset = STREAM_HEADER_LEN + pos as u64;
+            if !(options.recover_torn_tail && format::looks_torn(published, pos)) {
+                return Err(Error::Corrupt {
+                    path: path.to_owned(),
+                    offset,
+                    reason,
+                });
+            }
+            recovery.torn_at = Some((offset, reason));
+            recovery.dropped_events = header_count.saturating_sub(scan.count);
+            recovery.dropped_bytes = old_offset - offset;
+        } else if header_count + 1 == scan.count {
+            recovery.count_repaired = true;
+        } else if header_count != scan.count {
+            return Err(Error::BadHeader {
+                path: path.to_owned(),
+                reason: HeaderProblem::CountMismatch {
+                    header: header_count,
+                    scanned: scan.count,
+                },
+            });
+        }
+
+        // Validation passed: from here on the file may change.
+        let new_offset = STREAM_HEADER_LEN + scan.valid_len as u64;
+        if recovery.torn_at.is_some() || recovery.count_repaired {
+            map.publish(new_offset, scan.count);
+            failpoint!("open:after_truncate");
+        }
+        map.zero_unpublished(new_offset, old_offset);
+        recovery.stale_bytes_cleared = clear_stale(&mut map, old_offset);
+        failpoint!("open:after_zero");
+        let touched_end = old_offset + recovery.stale_bytes_cleared;
+        if touched_end > new_offset || recovery.count_repaired {
+            map.sync_range(new_offset, touched_end - new_offset)
+                .and_then(|()| map.sync_range(0, STREAM_HEADER_LEN))
+                .map_err(|e| Error::io("msync", path, e))?;
+        }
+        Ok(Self::assemble(
+            path,
+            file,
+            map,
+            options,
+            scan.count,
+            scan.last_timestamp,
+            recovery,
+        ))
+    }
+
+    fn assemble(
+        path: &Path,
+        file: File,
+        map: WriteMap,
+        options: WriterOptions,
+        event_count: u64,
+        last_timestamp: Option<i64>,
+        recovery: Recovery,
+    ) -> Self {
+        let write_offset = map.write_offset();
+        let capacity = map.len() as u64;
+        let prefault = Prefaulting::start(&map, &options, write_offset);
+        Self {
+            path: path.to_owned(),
+            map,
+            capacity,
+            write_offset,
+            event_count,
+            last_timestamp,
+            // Events found on open may be unsynced (a writer before us may have crashed),
+            // so the first flush covers them all.
+            synced_to: STREAM_HEADER_LEN,
+            poisoned: false,
+            recovery,
+            prefault,
+            _file: file,
+        }
+    }
+
+    /// Appends one event and publishes it; returns the byte offset where it landed.
+    ///
+    /// The event is visible to readers when this returns and survives a crash of this
+    /// process; call [`flush`](Self::flush) to make it survive power loss.
+    ///
+    /// # Errors
+    /// Nothing is written on error.
+    /// - [`Error::OutOfOrder`] if `timestamp` is lower than the last event's.
+    /// - [`Error::Full`] if the event does not fit in the space left.
+    /// - [`Error::PayloadTooLarge`] for payloads over `u32::MAX` bytes.
+    /// - [`Error::Poisoned`] after a failed flush.
+    #[inline]
+    pub fn append(&mut self, timestamp: i64, payload: &[u8]) -> Result<u64> {
+        let (offset, end) = self.reserve(timestamp, payload.len())?;
+        let header = EventHeader::sealed(timestamp, payload.len() as u32, payload);
+        self.map
+            .write_unpublished(offset + EVENT_HEADER_LEN, &[payload]);
+        failpoint!("append:after_payload");
+        self.map.write_unpublished(offset, &[header.as_bytes()]);
+        failpoint!("append:after_header");
+        self.commit(timestamp, end);
+        Ok(offset)
+    }
+
+    /// Appends `payload` stamped with the wall clock, never earlier than the last event.
+    ///
+    /// Returns the offset and the timestamp used. Errors as for [`append`](Self::append).
+    pub fn append_now(&mut self, payload: &[u8]) -> Result<(u64, i64)> {
+        let timestamp = self.next_timestamp();
+        self.append(timestamp, payload).map(|o| (o, timestamp))
+    }
+
+    /// The wall-clock timestamp [`append_now`](Self::append_now) would use now.
+    pub fn next_timestamp(&self) -> i64 {
+        now_nanos().max(self.last_timestamp.unwrap_or(i64::MIN))
+    }
+
+    /// Appends an event of `len` bytes whose payload `fill` writes straight into the
+    /// mapping, so a producer can serialize without an intermediate buffer.
+    ///
+    /// `fill` receives exactly `len` zeroed-or-stale bytes and must overwrite all it means
+    /// to keep; the checksum is computed after it returns. If `fill` panics, nothing is
+    /// published. Errors as for [`append`](Self::append), checked before `fill` runs.
+    pub fn append_with<F>(&mut self, timestamp: i64, len: usize, fill: F) -> Result<u64>
+    where
+        F: FnOnce(&mut [u8]),
+    {
+        let (offset, end) = self.reserve(timestamp, len)?;
+        let payload_at = offset + EVENT_HEADER_LEN;
+        let header = match self.map.unpublished_mut(payload_at, len) {
+            Some(buf) => {
+                fill(buf);
+                failpoint!("append:after_payload");
+                EventHeader::sealed(timestamp, len as u32, buf)
+            }
+            // `reserve` checked the space; an empty range is always available.
+            None => EventHeader::sealed(timestamp, len as u32, &[]),
+        };
+        self.map.write_unpublished(offset, &[header.as_bytes()]);
+        failpoint!("append:after_header");
+        self.commit(timestamp, end);
+        Ok(offset)
+    }
+
+    /// Checks that an event of `len` payload bytes may be appended; returns its span.
+    #[inline]
+    fn reserve(&self, timestamp: i64, len: usize) -> Result<(u64, u64)> {
+        if self.poisoned {
+            return Err(Error::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        if let Some(previous) = self.last_timestamp
+            && timestamp < previous
+        {
+            return Err(Error::OutOfOrder {
+                previous,
+                got: timestamp,
+            });
+        }
+        let needed = format::event_len(len).ok_or(Error::PayloadTooLarge { len })?;
+        let available = self.capacity - self.write_offset;
+        if needed > available {
+            return Err(Error::Full { needed, available });
+        }
+        Ok((self.write_offset, self.write_offset + needed))
+    }
+
+    /// Publishes the event that ends at `end`.
+    #[inline]
+    fn commit(&mut self, timestamp: i64, end: u64) {
+        self.write_offset = end;
+        self.event_count += 1;
+        self.last_timestamp = Some(timestamp);
+        #[cfg(feature = "failpoints")]
+        {
+            self.map.publish_offset(end);
+            failpoint!("append:after_offset");
+        }
+        self.map.publish(end, self.event_count);
+        failpoint!("append:after_count");
+        self.prefault.advance(end);
+    }
+
+    /// Writes every event appended so far, and the header, to stable storage.
+    ///
+    /// Syncs (`msync(MS_SYNC)`) the bytes written since the last successful flush, then
+    /// the header. When this returns `Ok`, those events survive power loss, provided the
+    /// disk honours cache flushes. The first flush after [`open`](Self::open) also covers
+    /// every event found on open.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the kernel reports a write-back failure. That is final: the kernel
+    /// may have dropped the dirty pages, so the writer refuses further appends and flushes
+    /// with [`Error::Poisoned`]. Reopen the stream to continue from what is on disk.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        let end = self.write_offset;
+        if end == self.synced_to {
+            return Ok(());
+        }
+        failpoint!("flush:before_sync");
+        let result = self
+            .map
+            .sync_range(self.synced_to, end - self.synced_to)
+            .and_then(|()| {
+                failpoint!("flush:after_data");
+                self.map.sync_range(0, STREAM_HEADER_LEN)
+            });
+        failpoint!("flush:after_header");
+        match result {
+            Ok(()) => {
+                self.synced_to = end;
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                Err(Error::io("msync", &self.path, e))
+            }
+        }
+    }
+
+    /// Prefaults the whole unwritten part of the mapping now.
+    ///
+    /// For callers that would rather pay every page fault up front, such as before a
+    /// latency-critical phase. Does nothing on kernels without `MADV_POPULATE_WRITE`.
+    pub fn prefault_all(&mut self) -> Result<()> {
+        let from = self.write_offset;
+        self.map
+            .prefaulter()
+            .populate(from, self.capacity - from)
+            .or_else(ignore_unsupported)
+            .map_err(|e| Error::io("prefault", &self.path, e))
+    }
+
+    /// The stream file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's length: the most bytes the stream can hold, header included.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The write offset: where the next event goes.
+    pub fn write_offset(&self) -> u64 {
+        self.write_offset
+    }
+
+    /// Bytes left for events (each event takes 16 bytes plus its payload).
+    pub fn available(&self) -> u64 {
+        self.capacity - self.write_offset
+    }
+
+    /// Number of events in the stream.
+    pub fn event_count(&self) -> u64 {
+        self.event_count
+    }
+
+    /// The timestamp of the last event, if there is one.
+    pub fn last_timestamp(&self) -> Option<i64> {
+        self.last_timestamp
+    }
+
+    /// The stream's start timestamp (Unix nanoseconds when it was created).
+    pub fn start_timestamp(&self) -> i64 {
+        self.map.start_timestamp()
+    }
+
+    /// The offset up to which events are known to be on stable storage.
+    pub fn synced_offset(&self) -> u64 {
+        self.synced_to
+    }
+
+    /// What [`open`](Self::open) repaired; clean for a created stream.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+}
+
+/// Zeroes bytes past `from` that an append which never published left behind, so a
+/// later power loss can never bring them back as an event. Returns the bytes cleared.
+///
+/// Such bytes are contiguous from the write offset: the claimed span of the half-written
+/// event, then every following page that is not all zero.
+fn clear_stale(map: &mut WriteMap, from: u64) -> u64 {
+    let capacity = map.len() as u64;
+    let claimed_end = map
+        .unpublished_mut(from, (EVENT_HEADER_LEN.min(capacity - from)) as usize)
+        .and_then(|head| {
+            let header = zerocopy::FromBytes::read_from_bytes(&*head).ok();
+            header.map(|h: EventHeader| from + EVENT_HEADER_LEN + u64::from(h.size.get()))
+        })
+        .unwrap_or(from)
+        .min(capacity);
+    let mut at = from;
+    while at < capacity {
+        let end = ((at / PAGE + 1) * PAGE).min(capacity);
+        let Some(bytes) = map.unpublished_mut(at, (end - at) as usize) else {
+            break;
+        };
+        if bytes.iter().all(|&b| b == 0) {
+            if at >= claimed_end {
+                break;
+            }
+        } else {
+            bytes.fill(0);
+        }
+        at = end;
+    }
+    at - from
+}
+
+fn ignore_unsupported(e: std::io::Error) -> std::io::Result<()> {
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// Removes a temporary file unless forgotten.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The writer's prefaulting state.
+#[derive(Debug)]
+enum Prefaulting {
+    Off,
+    Inline {
+        prefaulter: Prefaulter,
+        chunk: u64,
+        done_to: u64,
+        capacity: u64,
+    },
+    Background(Pretoucher),
+}
+
+impl Prefaulting {
+    fn start(map: &WriteMap, options: &WriterOptions, cursor: u64) -> Self {
+        let capacity = map.len() as u64;
+        match options.prefault {
+            Prefault::Off => Self::Off,
+            Prefault::Inline => Self::Inline {
+                prefaulter: map.prefaulter(),
+                chunk: options.prefault_chunk,
+                done_to: cursor,
+                capacity,
+            },
+            Prefault::Background => {
+                Pretoucher::spawn(map.prefaulter(), cursor, options.prefault_chunk, capacity)
+                    .map_or(Self::Off, Self::Background)
+            }
+        }
+    }
+
+    /// Called after each append with the new write offset.
+    #[inline]
+    fn advance(&mut self, cursor: u64) {
+        match self {
+            Self::Off => {}
+            Self::Inline {
+                prefaulter,
+                chunk,
+                done_to,
+                capacity,
+            } => {
+                if cursor + *chunk / 2 >= *done_to && *done_to < *capacity {
+                    let from = (*done_to).max(cursor);
+                    if prefaulter.populate(from, *chunk).is_err() {
+                        // Unsupported or failed: stop trying; appends fault as usual.
+                        *done_to = *capacity;
+                    } else {
+                        *done_to = (from + *chunk).min(*capacity);
+                    }
+                }
+            }
+            Self::Background(p) => p.advance(cursor),
+        }
+    }
+}
+
+/// A background thread that keeps the pages ahead of the write cursor prefaulted.
+#[derive(Debug)]
+struct Pretoucher {
+    shared: Arc<PretouchShared>,
+    thread: Option<JoinHandle<()>>,
+    next_wake: u64,
+    chunk: u64,
+}
+
+#[derive(Debug)]
+struct PretouchShared {
+    cursor: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Pretoucher {
+    const CHUNKS_AHEAD: u64 = 4;
+
+    fn spawn(prefaulter: Prefaulter, cursor: u64, chunk: u64, capacity: u64) -> Option<Self> {
+        let shared = Arc::new(PretouchShared {
+            cursor: AtomicU64::new(cursor),
+            stop: AtomicBool::new(false),
+        });
+        let theirs = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("evstream-prefault".into())
+            .spawn(move || {
+                let mut done_to = theirs.cursor.load(Ordering::Relaxed);
+                while !theirs.stop.load(Ordering::Relaxed) {
+                    let cursor = theirs.cursor.load(Ordering::Relaxed);
+                    let target = cursor
+                        .saturating_add(chunk * Self::CHUNKS_AHEAD)
+                        .min(capacity);
+                    done_to = done_to.max(cursor);
+                    while done_to < target && !theirs.stop.load(Ordering::Relaxed) {
+                        if prefaulter.populate(done_to, chunk).is_err() {
+                            return; // unsupported: nothing more to do
+                        }
+                        done_to = (done_to + chunk).min(capacity);
+                    }
+                    if done_to >= capacity {
+                        return;
+                    }
+                    std::thread::park_timeout(std::time::Duration::from_millis(100));
+                }
+            })
+            .ok()?;
+        Some(Self {
+            shared,
+            thread: Some(thread),
+            next_wake: cursor + chunk,
+            chunk,
+        })
+    }
+
+    #[inline]
+    fn advance(&mut self, cursor: u64) {
+        if cursor >= self.next_wake {
+            self.next_wake = cursor + self.chunk;
+            self.shared.cursor.store(cursor, Ordering::Relaxed);
+            if let Some(t) = &self.thread {
+                t.thread().unpark();
+            }
+        }
+    }
+}
+
+impl Drop for Pretoucher {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
