@@ -83,7 +83,7 @@ impl Verification {
     pub fn is_ok(&self) -> bool {
         self.damage.is_none()
             && (self.header_event_count == self.events
-                || self.header_event_count + 1 == self.events)
+                || self.header_event_count.checked_add(1) == Some(self.events))
     }
 }
 

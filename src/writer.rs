@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 use zerocopy::little_endian::{I64, U64};
 
 use crate::error::{Corruption, Error, HeaderProblem, Result};
@@ -96,7 +96,8 @@ pub struct Recovery {
     /// The header's event count was one short of the events found (a writer stopped
     /// between publishing an event's offset and its count) and was corrected.
     pub count_repaired: bool,
-    /// Bytes past the write offset left by an append that never published, now zeroed.
+    /// Length of the span past the write offset that held bytes of an append that never
+    /// published (a writer stopped mid-append), now zeroed.
     pub stale_bytes_cleared: u64,
 }
 
@@ -301,7 +302,7 @@ impl StreamWriter {
             recovery.torn_at = Some((offset, reason));
             recovery.dropped_events = header_count.saturating_sub(scan.count);
             recovery.dropped_bytes = old_offset - offset;
-        } else if header_count + 1 == scan.count {
+        } else if header_count.checked_add(1) == Some(scan.count) {
             recovery.count_repaired = true;
         } else if header_count != scan.count {
             return Err(Error::BadHeader {
@@ -574,36 +575,36 @@ impl StreamWriter {
 }
 
 /// Zeroes bytes past `from` that an append which never published left behind, so a
-/// later power loss can never bring them back as an event. Returns the bytes cleared.
+/// later power loss can never bring them back as an event. Returns the length of the
+/// span that was cleared (from `from` to the end of the last page that held any).
 ///
 /// Such bytes are contiguous from the write offset: the claimed span of the half-written
 /// event, then every following page that is not all zero.
 fn clear_stale(map: &mut WriteMap, from: u64) -> u64 {
     let capacity = map.len() as u64;
+    let head_len = EVENT_HEADER_LEN.min(capacity - from) as usize;
     let claimed_end = map
-        .unpublished_mut(from, (EVENT_HEADER_LEN.min(capacity - from)) as usize)
-        .and_then(|head| {
-            let header = zerocopy::FromBytes::read_from_bytes(&*head).ok();
-            header.map(|h: EventHeader| from + EVENT_HEADER_LEN + u64::from(h.size.get()))
-        })
-        .unwrap_or(from)
+        .unpublished_mut(from, head_len)
+        .filter(|head| head.iter().any(|&b| b != 0))
+        .and_then(|head| EventHeader::read_from_bytes(head).ok())
+        .map_or(from, |h| from + EVENT_HEADER_LEN + u64::from(h.size.get()))
         .min(capacity);
     let mut at = from;
+    let mut cleared_to = from;
     while at < capacity {
         let end = ((at / PAGE + 1) * PAGE).min(capacity);
         let Some(bytes) = map.unpublished_mut(at, (end - at) as usize) else {
             break;
         };
-        if bytes.iter().all(|&b| b == 0) {
-            if at >= claimed_end {
-                break;
-            }
-        } else {
+        if bytes.iter().any(|&b| b != 0) {
             bytes.fill(0);
+            cleared_to = end;
+        } else if at >= claimed_end {
+            break;
         }
         at = end;
     }
-    at - from
+    cleared_to - from
 }
 
 fn ignore_unsupported(e: std::io::Error) -> std::io::Result<()> {

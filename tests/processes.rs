@@ -1,0 +1,145 @@
+//! A writer and a reader in different processes, sharing one stream file.
+//!
+//! The test binary re-executes itself as the child: `EVSTREAM_CHILD` selects its role.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use evstream::{StreamReader, StreamWriter, format::STREAM_HEADER_LEN};
+
+const EVENTS: u64 = 50_000;
+
+fn payload(i: u64) -> Vec<u8> {
+    let len = (i % 97) as usize * 3;
+    let mut v = i.to_le_bytes().to_vec();
+    v.extend((0..len).map(|j| (i as usize + j) as u8));
+    v
+}
+
+fn write_events(path: &Path) {
+    let mut writer = StreamWriter::open(path).unwrap();
+    for i in 0..EVENTS {
+        writer.append(i as i64, &payload(i)).unwrap();
+        if i % 5000 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    writer.flush().unwrap();
+}
+
+/// Follows the stream until every event arrived; panics on any mismatch.
+fn follow_events(path: &Path) {
+    let reader = StreamReader::open(path).unwrap();
+    let mut follow = reader.follow(STREAM_HEADER_LEN).unwrap();
+    for i in 0..EVENTS {
+        let event = follow
+            .next_timeout(Duration::from_secs(30))
+            .unwrap()
+            .unwrap_or_else(|| panic!("event {i} did not arrive within 30 s"));
+        assert_eq!(event.timestamp(), i as i64);
+        assert_eq!(event.payload(), payload(i));
+    }
+}
+
+fn spawn_child(role: &str, test: &str, path: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("EVSTREAM_CHILD", role)
+        .env("EVSTREAM_CHILD_PATH", path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs the child's role when this process was started as a child; returns whether it was.
+fn run_as_child() -> bool {
+    let Ok(role) = std::env::var("EVSTREAM_CHILD") else {
+        return false;
+    };
+    let path = std::env::var("EVSTREAM_CHILD_PATH").unwrap();
+    match role.as_str() {
+        "writer" => write_events(Path::new(&path)),
+        "reader" => follow_events(Path::new(&path)),
+        other => panic!("unknown role {other}"),
+    }
+    true
+}
+
+#[test]
+fn reader_process_follows_writer_in_this_process() {
+    if run_as_child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.evs");
+    drop(StreamWriter::create(&path, 64 << 20).unwrap());
+    let mut child = spawn_child(
+        "reader",
+        "reader_process_follows_writer_in_this_process",
+        &path,
+    );
+    write_events(&path);
+    assert!(child.wait().unwrap().success(), "reader process failed");
+}
+
+#[test]
+fn reader_here_follows_writer_process() {
+    if run_as_child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("y.evs");
+    drop(StreamWriter::create(&path, 64 << 20).unwrap());
+    let mut child = spawn_child("writer", "reader_here_follows_writer_process", &path);
+    follow_events(&path);
+    assert!(child.wait().unwrap().success(), "writer process failed");
+    // The child's lock died with it: a writer here can take over at once.
+    let writer = StreamWriter::open(&path).unwrap();
+    assert!(writer.recovery().is_clean());
+    assert_eq!(writer.event_count(), EVENTS);
+}
+
+#[test]
+fn a_writer_in_another_process_holds_the_lock() {
+    if std::env::var("EVSTREAM_CHILD").as_deref() == Ok("holder") {
+        let path = std::env::var("EVSTREAM_CHILD_PATH").unwrap();
+        let _writer = StreamWriter::open(&path).unwrap();
+        println!("locked");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).unwrap();
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.evs");
+    drop(StreamWriter::create(&path, 4096).unwrap());
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_writer_in_another_process_holds_the_lock",
+            "--nocapture",
+        ])
+        .env("EVSTREAM_CHILD", "holder")
+        .env("EVSTREAM_CHILD_PATH", &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("locked") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
+    }
+    assert!(matches!(
+        StreamWriter::open(&path),
+        Err(evstream::Error::Locked { .. })
+    ));
+    assert!(StreamReader::open(&path).unwrap().writer_active().unwrap());
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!StreamReader::open(&path).unwrap().writer_active().unwrap());
+    StreamWriter::open(&path).unwrap();
+}

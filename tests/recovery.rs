@@ -1,0 +1,456 @@
+//! Opening damaged, torn and hostile files: recovery where the format allows it, a typed
+//! error and an untouched file everywhere else.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+
+use evstream::{
+    Corruption, Error, HeaderProblem, StreamReader, StreamWriter, WriterOptions,
+    format::STREAM_HEADER_LEN,
+};
+
+fn temp() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    (dir, path)
+}
+
+/// Payloads with no zero bytes, so damage can never look like an unwritten sector.
+fn payload(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| ((i * 7 + j) % 255) as u8 + 1).collect()
+}
+
+/// A stream of `n` events with `len`-byte payloads; returns their offsets.
+fn build(path: &Path, n: usize, len: usize) -> Vec<u64> {
+    let mut writer = StreamWriter::create(path, 64 << 10).unwrap();
+    let offsets = (0..n)
+        .map(|i| writer.append(i as i64, &payload(i, len)).unwrap())
+        .collect();
+    writer.flush().unwrap();
+    offsets
+}
+
+fn events(path: &Path) -> Vec<Vec<u8>> {
+    let reader = StreamReader::open(path).unwrap();
+    reader
+        .iter()
+        .map_while(|e| e.ok().map(|e| e.payload().to_vec()))
+        .collect()
+}
+
+fn patch(path: &Path, at: usize, bytes: &[u8]) {
+    let mut data = std::fs::read(path).unwrap();
+    data[at..at + bytes.len()].copy_from_slice(bytes);
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn torn_tail_is_truncated_reported_and_zeroed() {
+    let (_dir, path) = temp();
+    // 20 events of 300 bytes: events 0..=3 end before file offset 1536.
+    let offsets = build(&path, 20, 300);
+    let header_offset = std::fs::read(&path).unwrap()[..8].to_vec();
+    // Power loss: the header reached the disk, the sectors from 1536 to 2560 did not.
+    let mut data = std::fs::read(&path).unwrap();
+    data[1536..2560].fill(0);
+    std::fs::write(&path, &data).unwrap();
+    let torn = offsets.iter().position(|&o| o + 316 > 1536).unwrap();
+    assert_eq!(torn, 4);
+
+    // Readers see the valid prefix, then an error naming the torn event.
+    let reader = StreamReader::open(&path).unwrap();
+    let seen: Vec<_> = reader.iter().collect();
+    assert_eq!(seen.len(), torn + 1);
+    assert!(matches!(
+        seen.last().unwrap(),
+        Err(Error::Corrupt { offset, .. }) if *offset == offsets[torn]
+    ));
+    drop(reader);
+
+    let writer = StreamWriter::open(&path).unwrap();
+    let recovery = writer.recovery().clone();
+    assert_eq!(recovery.torn_at.as_ref().map(|t| t.0), Some(offsets[torn]));
+    assert_eq!(recovery.dropped_events, 20 - torn as u64);
+    let old_end = u64::from_le_bytes(header_offset.try_into().unwrap());
+    assert_eq!(recovery.dropped_bytes, old_end - offsets[torn]);
+    assert_eq!(writer.event_count(), torn as u64);
+    assert_eq!(writer.write_offset(), offsets[torn]);
+    drop(writer);
+
+    let data = std::fs::read(&path).unwrap();
+    assert!(data[offsets[torn] as usize..].iter().all(|&b| b == 0));
+    assert_eq!(
+        events(&path),
+        (0..torn).map(|i| payload(i, 300)).collect::<Vec<_>>()
+    );
+    // Recovering again changes nothing.
+    let again = StreamWriter::open(&path).unwrap();
+    assert!(again.recovery().is_clean());
+    drop(again);
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+}
+
+#[test]
+fn torn_tail_can_be_refused_for_inspection() {
+    let (_dir, path) = temp();
+    let offsets = build(&path, 5, 50);
+    patch(&path, offsets[4] as usize, &[0; 16]);
+    let before = std::fs::read(&path).unwrap();
+    let opts = WriterOptions::default().recover_torn_tail(false);
+    assert!(matches!(
+        StreamWriter::open_with(&path, opts),
+        Err(Error::Corrupt { offset, .. }) if offset == offsets[4]
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn damage_followed_by_valid_events_is_refused_and_untouched() {
+    let (_dir, path) = temp();
+    let offsets = build(&path, 5, 40);
+    // Flip one payload bit of event 2: events 3 and 4 still parse after it.
+    let at = offsets[2] as usize + 16 + 5;
+    let mut data = std::fs::read(&path).unwrap();
+    data[at] ^= 0x04;
+    std::fs::write(&path, &data).unwrap();
+    match StreamWriter::open(&path) {
+        Err(Error::Corrupt {
+            path: p,
+            offset,
+            reason: Corruption::ChecksumMismatch { .. },
+        }) => {
+            assert_eq!(p, path);
+            assert_eq!(offset, offsets[2]);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    assert_eq!(events(&path).len(), 2);
+    // The message names the file, the offset and the reason.
+    let message = StreamWriter::open(&path).unwrap_err().to_string();
+    assert!(message.contains("s.evs"), "{message}");
+    assert!(message.contains(&offsets[2].to_string()), "{message}");
+    assert!(message.contains("checksum mismatch"), "{message}");
+}
+
+#[test]
+fn event_count_one_short_is_repaired_other_mismatches_refused() {
+    let (_dir, path) = temp();
+    build(&path, 6, 10);
+    patch(&path, 8, &5u64.to_le_bytes());
+    let writer = StreamWriter::open(&path).unwrap();
+    assert!(writer.recovery().count_repaired);
+    assert_eq!(writer.event_count(), 6);
+    drop(writer);
+    assert_eq!(
+        u64::from_le_bytes(std::fs::read(&path).unwrap()[8..16].try_into().unwrap()),
+        6
+    );
+
+    for lie in [0u64, 4, 7, u64::MAX] {
+        patch(&path, 8, &lie.to_le_bytes());
+        let before = std::fs::read(&path).unwrap();
+        assert!(matches!(
+            StreamWriter::open(&path),
+            Err(Error::BadHeader {
+                reason: HeaderProblem::CountMismatch { header, scanned: 6 },
+                ..
+            }) if header == lie
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let check = StreamReader::open(&path).unwrap().verify();
+        assert!(!check.is_ok());
+        assert_eq!(check.events, 6);
+    }
+}
+
+#[test]
+fn stale_bytes_of_an_unpublished_append_are_cleared() {
+    let (_dir, path) = temp();
+    let offsets = build(&path, 3, 100);
+    let end = 24 + 3 * 116;
+    // A writer that died after writing a whole event but before publishing it.
+    let (_d2, other) = temp();
+    let more = build(&other, 4, 100);
+    let ghost = std::fs::read(&other).unwrap()[more[3] as usize..more[3] as usize + 116].to_vec();
+    patch(&path, end, &ghost);
+    let writer = StreamWriter::open(&path).unwrap();
+    assert!(writer.recovery().stale_bytes_cleared >= 116);
+    assert_eq!(writer.write_offset(), end as u64);
+    drop(writer);
+    let data = std::fs::read(&path).unwrap();
+    assert!(data[end..].iter().all(|&b| b == 0));
+    assert_eq!(events(&path).len(), offsets.len());
+}
+
+#[test]
+fn every_bit_flip_is_detected_or_yields_a_valid_prefix() {
+    let (dir, path) = temp();
+    let lens = [0usize, 1, 17, 40, 3];
+    let mut writer = StreamWriter::create(&path, 512).unwrap();
+    for (i, &len) in lens.iter().enumerate() {
+        writer.append(i as i64 * 3, &payload(i, len)).unwrap();
+    }
+    let end = writer.write_offset() as usize;
+    drop(writer);
+    let original = std::fs::read(&path).unwrap();
+    let expected: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &l)| payload(i, l)).collect();
+    let copy = dir.path().join("copy.evs");
+    let (mut refused, mut recovered, mut clean) = (0, 0, 0);
+    for bit in 0..end * 8 {
+        let mut data = original.clone();
+        data[bit / 8] ^= 1 << (bit % 8);
+        std::fs::write(&copy, &data).unwrap();
+
+        // Readers: a prefix of the original events, never a changed payload.
+        if let Ok(reader) = StreamReader::open(&copy) {
+            let mut seen = Vec::new();
+            for event in reader.iter() {
+                match event {
+                    Ok(e) => seen.push(e.payload().to_vec()),
+                    Err(Error::Corrupt { .. }) => break,
+                    Err(other) => panic!("bit {bit}: unexpected {other}"),
+                }
+            }
+            assert!(seen.len() <= expected.len(), "bit {bit}");
+            assert_eq!(seen[..], expected[..seen.len()], "bit {bit}");
+            let _ = reader.verify();
+        }
+
+        match StreamWriter::open(&copy) {
+            Ok(w) => {
+                let n = w.event_count() as usize;
+                if w.recovery().is_clean() {
+                    clean += 1;
+                } else {
+                    recovered += 1;
+                }
+                drop(w);
+                let after = events(&copy);
+                assert_eq!(after.len(), n, "bit {bit}");
+                assert_eq!(after[..], expected[..n], "bit {bit}");
+                // A flip inside an event's bytes never leaves that event readable.
+                if bit / 8 >= 24 {
+                    let (mut start, mut index) = (24usize, 0usize);
+                    while start + 16 + lens[index] <= bit / 8 {
+                        start += 16 + lens[index];
+                        index += 1;
+                    }
+                    assert!(n <= index, "bit {bit}: damaged event {index} survived");
+                }
+            }
+            Err(
+                Error::Corrupt { .. }
+                | Error::BadHeader { .. },
+            ) => {
+                refused += 1;
+                assert_eq!(std::fs::read(&copy).unwrap(), data, "bit {bit}");
+            }
+            Err(other) => panic!("bit {bit}: unexpected error {other}"),
+        }
+    }
+    // Flips in the write offset's high bits point past the file; flips in payloads
+    // followed by more events are refused; flips in the count's low bits are refused.
+    assert!(refused > 0 && clean + recovered + refused == end * 8);
+}
+
+#[test]
+fn bad_inputs_get_typed_errors_and_stay_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("short", vec![1; 23]),
+        ("offset_past_end", {
+            let mut v = vec![0; 100];
+            v[..8].copy_from_slice(&101u64.to_le_bytes());
+            v
+        }),
+        ("offset_before_events", {
+            let mut v = vec![0; 100];
+            v[..8].copy_from_slice(&23u64.to_le_bytes());
+            v
+        }),
+        ("offset_huge", {
+            let mut v = vec![0; 100];
+            v[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+            v
+        }),
+        ("size_overflows", {
+            let mut v = vec![0; 100];
+            v[..8].copy_from_slice(&100u64.to_le_bytes());
+            v[8..16].copy_from_slice(&1u64.to_le_bytes());
+            v[24 + 8..24 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+            v
+        }),
+    ];
+    for (name, bytes) in &cases {
+        let path = p(name);
+        std::fs::write(&path, bytes).unwrap();
+        let w = StreamWriter::open(&path).unwrap_err();
+        let r = StreamReader::open(&path).map(|r| r.iter().filter(|e| e.is_err()).count());
+        match name.as_ref() {
+            "empty" | "short" => {
+                assert!(matches!(
+                    w,
+                    Error::BadHeader {
+                        reason: HeaderProblem::TooShort { .. },
+                        ..
+                    }
+                ));
+                assert!(matches!(r, Err(Error::BadHeader { .. })));
+            }
+            "size_overflows" => {
+                assert!(matches!(
+                    w,
+                    Error::Corrupt {
+                        offset: 24,
+                        reason: Corruption::TruncatedPayload { size: u32::MAX, available: 60 },
+                        ..
+                    }
+                ));
+                assert_eq!(r.unwrap(), 1);
+            }
+            _ => {
+                assert!(
+                    matches!(
+                        w,
+                        Error::BadHeader {
+                            reason: HeaderProblem::WriteOffsetOutOfRange { .. },
+                            ..
+                        }
+                    ),
+                    "{name}: {w:?}"
+                );
+                assert!(matches!(r, Err(Error::BadHeader { .. })));
+            }
+        }
+        assert!(w.to_string().contains(name), "{w}");
+        assert_eq!(&std::fs::read(&path).unwrap(), bytes, "{name} changed");
+    }
+
+    // Random bytes of many lengths: a typed error or a valid (possibly empty) stream.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for len in (0..300).chain([4096, 65536]) {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let path = p("random");
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = StreamWriter::open(&path);
+        if let Ok(reader) = StreamReader::open(&path) {
+            let _ = reader.iter().count();
+            let _ = reader.iter_unverified().count();
+            let _ = reader.verify();
+        }
+        let after = std::fs::read(&path).unwrap();
+        if after != bytes {
+            // Only an accepted stream may change, and only past its valid events.
+            let reader = StreamReader::open(&path).unwrap();
+            assert!(reader.verify().is_ok(), "len {len}: changed but not valid");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    // Things that are not stream files.
+    let missing = p("missing.evs");
+    assert!(matches!(
+        StreamWriter::open(&missing),
+        Err(Error::Io { op: "open", ref path, ref source }) if *path == missing
+            && source.kind() == std::io::ErrorKind::NotFound
+    ));
+    assert!(matches!(StreamReader::open(&missing), Err(Error::Io { .. })));
+    assert!(matches!(
+        StreamWriter::open(dir.path()),
+        Err(Error::NotAFile { kind: "directory", .. })
+    ));
+    assert!(matches!(
+        StreamReader::open(dir.path()),
+        Err(Error::NotAFile { kind: "directory", .. })
+    ));
+    let fifo = p("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.map(|s| s.success()).unwrap_or(false) {
+        assert!(matches!(
+            StreamReader::open(&fifo),
+            Err(Error::NotAFile { kind: "FIFO", .. })
+        ));
+        assert!(matches!(
+            StreamWriter::open(&fifo),
+            Err(Error::NotAFile { kind: "FIFO", .. }) | Err(Error::Io { .. })
+        ));
+        assert!(matches!(
+            StreamWriter::create(&fifo, 4096),
+            Err(Error::AlreadyExists { .. })
+        ));
+    } else {
+        println!("skipped the FIFO case: mkfifo is not available");
+    }
+}
+
+#[test]
+fn no_permission_is_an_io_error_and_changes_nothing() {
+    let (_dir, path) = temp();
+    build(&path, 2, 10);
+    let before = std::fs::read(&path).unwrap();
+    // As root, mode bits do not stop a write open; the immutable attribute does.
+    let immutable = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let restricted = if immutable {
+        true
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&path).is_err()
+    };
+    if !restricted {
+        println!("skipped: cannot make the file unwritable here (root without chattr)");
+        return;
+    }
+    let err = StreamWriter::open(&path).unwrap_err();
+    assert!(
+        matches!(err, Error::Io { op: "open", ref source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied),
+        "{err:?}"
+    );
+    // Reading needs no write permission.
+    assert_eq!(events(&path).len(), 2);
+    if immutable {
+        std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn create_refuses_paths_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("no/such/dir/s.evs");
+    assert!(matches!(
+        StreamWriter::create(&missing_dir, 4096),
+        Err(Error::Io { op: "create", .. })
+    ));
+    assert!(matches!(
+        StreamWriter::create(dir.path(), 4096),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let header_only = dir.path().join("h.evs");
+    let mut w = StreamWriter::create(&header_only, 40).unwrap();
+    assert_eq!(w.capacity(), 40);
+    w.append(1, b"").unwrap();
+    assert!(matches!(w.append(1, b""), Err(Error::Full { .. })));
+    assert_eq!(STREAM_HEADER_LEN + 16, w.write_offset());
+}

@@ -1,0 +1,392 @@
+//! Writer and reader behaviour on real files: round trips, limits, ordering, locking,
+//! and readers that watch a writer append.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use evstream::{
+    Error, Prefault, StreamReader, StreamWriter, WriterOptions,
+    format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN},
+};
+
+fn temp() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    (dir, path)
+}
+
+fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn read_all(path: &Path) -> Vec<(u64, i64, Vec<u8>)> {
+    let reader = StreamReader::open(path).unwrap();
+    reader
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.offset(), e.timestamp(), e.payload().to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn round_trip_over_payload_sizes() {
+    let sizes = [0usize, 1, 15, 16, 17, 4095, 4096, 4097, 1 << 20];
+    for prefault in [Prefault::Off, Prefault::Inline, Prefault::Background] {
+        let (_dir, path) = temp();
+        let opts = WriterOptions::default().prefault(prefault);
+        let mut writer = StreamWriter::create_with(&path, 4 << 20, opts).unwrap();
+        let mut expected = Vec::new();
+        let mut offset = STREAM_HEADER_LEN;
+        for (i, &len) in sizes.iter().enumerate() {
+            let data = payload(len, i as u8);
+            let at = writer.append(i as i64 * 10, &data).unwrap();
+            assert_eq!(at, offset);
+            offset += EVENT_HEADER_LEN + len as u64;
+            expected.push((at, i as i64 * 10, data));
+        }
+        assert_eq!(writer.write_offset(), offset);
+        assert_eq!(writer.event_count(), sizes.len() as u64);
+        writer.flush().unwrap();
+        assert_eq!(read_all(&path), expected);
+
+        // The bytes on disk are exactly what the format says.
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 4 << 20);
+        assert_eq!(u64::from_le_bytes(bytes[0..8].try_into().unwrap()), offset);
+        assert_eq!(
+            u64::from_le_bytes(bytes[8..16].try_into().unwrap()),
+            sizes.len() as u64
+        );
+        let first = &bytes[24..40];
+        assert_eq!(i64::from_le_bytes(first[0..8].try_into().unwrap()), 0);
+        assert_eq!(u32::from_le_bytes(first[8..12].try_into().unwrap()), 0);
+        assert_eq!(
+            u32::from_le_bytes(first[12..16].try_into().unwrap()),
+            crc32fast::hash(&bytes[24..36])
+        );
+    }
+}
+
+#[test]
+fn an_event_that_fills_the_capacity_exactly_fits() {
+    let (_dir, path) = temp();
+    let capacity = 24 + 16 + 100 + 16 + 1000;
+    let mut writer = StreamWriter::create(&path, capacity).unwrap();
+    writer.append(1, &payload(100, 1)).unwrap();
+    writer.append(2, &payload(1000, 2)).unwrap();
+    assert_eq!(writer.available(), 0);
+    assert!(matches!(
+        writer.append(3, b""),
+        Err(Error::Full {
+            needed: 16,
+            available: 0
+        })
+    ));
+    drop(writer);
+    let events = read_all(&path);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].2, payload(1000, 2));
+}
+
+#[test]
+fn full_leaves_the_stream_intact_and_usable() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 200).unwrap();
+    writer.append(1, &[7; 100]).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let err = writer.append(2, &[8; 100]).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Full {
+            needed: 116,
+            available: 60
+        }
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // A smaller event still fits, and the refused one did not move the clock.
+    writer.append(1, &[9; 44]).unwrap();
+    assert_eq!(writer.available(), 0);
+    drop(writer);
+    assert_eq!(read_all(&path).len(), 2);
+}
+
+#[test]
+fn capacity_and_existing_files_are_checked() {
+    let (_dir, path) = temp();
+    assert!(matches!(
+        StreamWriter::create(&path, 39),
+        Err(Error::BadCapacity {
+            capacity: 39,
+            minimum: 40,
+            ..
+        })
+    ));
+    assert!(!path.exists(), "a refused create leaves no file");
+    let mut w = StreamWriter::create(&path, 40).unwrap();
+    w.append(5, b"").unwrap();
+    drop(w);
+    let before = std::fs::read(&path).unwrap();
+    assert!(matches!(
+        StreamWriter::create(&path, 4096),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // No temporary files are left in the directory.
+    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("s.evs")]);
+}
+
+#[test]
+fn reopen_and_continue() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 16).unwrap();
+    let start = writer.start_timestamp();
+    writer.append(10, b"a").unwrap();
+    writer.append(20, b"bb").unwrap();
+    drop(writer);
+
+    let mut writer = StreamWriter::open(&path).unwrap();
+    assert!(writer.recovery().is_clean());
+    assert_eq!(writer.event_count(), 2);
+    assert_eq!(writer.last_timestamp(), Some(20));
+    assert_eq!(writer.start_timestamp(), start);
+    assert!(matches!(
+        writer.append(19, b"late"),
+        Err(Error::OutOfOrder {
+            previous: 20,
+            got: 19
+        })
+    ));
+    writer.append(20, b"same time is fine").unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+    let events = read_all(&path);
+    assert_eq!(
+        events.iter().map(|e| e.1).collect::<Vec<_>>(),
+        vec![10, 20, 20]
+    );
+}
+
+#[test]
+fn append_now_never_goes_backwards() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 16).unwrap();
+    let future = i64::MAX - 5;
+    writer.append(future, b"from the future").unwrap();
+    let (_, ts) = writer.append_now(b"now").unwrap();
+    assert_eq!(ts, future);
+    let (_dir2, path2) = temp();
+    let mut fresh = StreamWriter::create(&path2, 1 << 16).unwrap();
+    let (_, a) = fresh.append_now(b"1").unwrap();
+    let (_, b) = fresh.append_now(b"2").unwrap();
+    assert!(b >= a);
+    assert!(a >= fresh.start_timestamp());
+}
+
+#[test]
+fn append_with_serializes_in_place() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 16).unwrap();
+    let at = writer
+        .append_with(7, 5, |buf| buf.copy_from_slice(b"hello"))
+        .unwrap();
+    writer.append_with(8, 0, |buf| assert!(buf.is_empty())).unwrap();
+    assert!(matches!(
+        writer.append_with(9, 1 << 16, |_| panic!("must not run when full")),
+        Err(Error::Full { .. })
+    ));
+    assert!(matches!(
+        writer.append_with(1, 1, |_| panic!("must not run out of order")),
+        Err(Error::OutOfOrder { .. })
+    ));
+    drop(writer);
+    let events = read_all(&path);
+    assert_eq!(events[0], (at, 7, b"hello".to_vec()));
+    assert_eq!(events[1].2, b"");
+}
+
+#[test]
+fn a_panicking_fill_publishes_nothing() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 16).unwrap();
+    writer.append(1, b"kept").unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        writer.append_with(2, 4, |_| panic!("producer failed"))
+    }));
+    assert!(result.is_err());
+    assert_eq!(writer.event_count(), 1);
+    writer.append(3, b"next").unwrap();
+    drop(writer);
+    let events = read_all(&path);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].2, b"next");
+    assert!(StreamWriter::open(&path).unwrap().recovery().is_clean());
+}
+
+#[test]
+fn second_writer_is_locked_out_until_the_first_drops() {
+    let (_dir, path) = temp();
+    let writer = StreamWriter::create(&path, 4096).unwrap();
+    match StreamWriter::open(&path) {
+        Err(Error::Locked { path: p }) => assert_eq!(p, path),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    let reader = StreamReader::open(&path).unwrap();
+    assert!(reader.writer_active().unwrap());
+    drop(writer);
+    assert!(!reader.writer_active().unwrap());
+    let _again = StreamWriter::open(&path).unwrap();
+}
+
+#[test]
+fn reader_in_another_thread_sees_events_as_published() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 8 << 20).unwrap();
+    let reader = Arc::new(StreamReader::open(&path).unwrap());
+    const N: u64 = 20_000;
+    let handle = {
+        let reader = Arc::clone(&reader);
+        std::thread::spawn(move || {
+            let mut follow = reader.follow(STREAM_HEADER_LEN).unwrap();
+            for i in 0..N {
+                let event = follow
+                    .next_timeout(Duration::from_secs(10))
+                    .unwrap()
+                    .expect("event within 10 s");
+                assert_eq!(event.timestamp(), i as i64);
+                assert_eq!(event.payload(), payload((i % 300) as usize, i as u8));
+            }
+            // Nothing beyond what was written.
+            assert!(follow.try_next().unwrap().is_none());
+        })
+    };
+    for i in 0..N {
+        writer
+            .append(i as i64, &payload((i % 300) as usize, i as u8))
+            .unwrap();
+        if i % 1000 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    handle.join().unwrap();
+}
+
+#[test]
+fn snapshot_refresh_and_resume() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 16).unwrap();
+    writer.append(1, b"one").unwrap();
+    let mut reader = StreamReader::open(&path).unwrap();
+    writer.append(2, b"two").unwrap();
+    assert_eq!(reader.iter().count(), 1, "a snapshot stops at open");
+    let resume = reader.iter().last().unwrap().unwrap().next_offset();
+    assert_eq!(reader.refresh().unwrap(), writer.write_offset());
+    let rest: Vec<_> = reader
+        .iter_from(resume)
+        .unwrap()
+        .map(|e| e.unwrap().payload().to_vec())
+        .collect();
+    assert_eq!(rest, vec![b"two".to_vec()]);
+    assert!(matches!(
+        reader.iter_from(10),
+        Err(Error::OffsetOutOfRange { offset: 10, .. })
+    ));
+    assert!(matches!(
+        reader.iter_from(writer.write_offset() + 1),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    // An offset inside an event is caught by the checksum, not trusted.
+    let mut inside = reader.iter_from(STREAM_HEADER_LEN + 1).unwrap();
+    assert!(matches!(inside.next(), Some(Err(Error::Corrupt { offset: 25, .. }))));
+    assert!(inside.next().is_none());
+}
+
+#[test]
+fn seek_by_time_finds_the_first_event_at_or_after() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 16 << 20).unwrap();
+    // 50,000 events, timestamps 0, 0, 2, 2, 4, 4, ... with 100-byte payloads,
+    // spanning many index strides.
+    let mut offsets = Vec::new();
+    for i in 0..50_000i64 {
+        offsets.push(writer.append((i / 2) * 2, &[i as u8; 100]).unwrap());
+    }
+    let reader = StreamReader::open(&path).unwrap();
+    for probe in [-5i64, 0, 1, 2, 3, 777, 12_345, 49_998, 49_999] {
+        let expect = offsets.get(((probe.max(0) + 1) / 2 * 2) as usize).copied();
+        assert_eq!(reader.seek_time(probe).unwrap(), expect, "probe {probe}");
+    }
+    // Out of order probes use the index built so far.
+    for probe in [40_000i64, 10, 30_001, 2] {
+        let expect = offsets[((probe + 1) / 2 * 2) as usize];
+        assert_eq!(reader.seek_time(probe).unwrap(), Some(expect));
+    }
+    assert_eq!(reader.seek_time(50_000).unwrap(), None);
+    let since: Vec<i64> = reader
+        .iter_since(49_996)
+        .unwrap()
+        .map(|e| e.unwrap().timestamp())
+        .collect();
+    assert_eq!(since, vec![49_996, 49_996, 49_998, 49_998]);
+}
+
+#[test]
+fn unverified_iteration_skips_only_the_checksum() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 4096).unwrap();
+    writer.append(1, b"abc").unwrap();
+    writer.append(2, b"def").unwrap();
+    drop(writer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[24 + 16] ^= 0xff; // first payload byte
+    std::fs::write(&path, &bytes).unwrap();
+    let reader = StreamReader::open(&path).unwrap();
+    let verified: Vec<_> = reader.iter().collect();
+    assert_eq!(verified.len(), 1);
+    assert!(matches!(verified[0], Err(Error::Corrupt { offset: 24, .. })));
+    let unverified: Vec<_> = reader.iter_unverified().map(|e| e.unwrap()).collect();
+    assert_eq!(unverified.len(), 2);
+    assert_eq!(unverified[0].payload(), &[b'a' ^ 0xff, b'b', b'c']);
+    let check = reader.verify();
+    assert!(!check.is_ok());
+    assert_eq!(check.events, 0);
+    assert_eq!(check.damage.as_ref().map(|d| d.0), Some(24));
+}
+
+#[test]
+fn verify_reports_counts_and_timestamps() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    for i in 0..1000 {
+        writer.append(100 + i, &payload(i as usize, 3)).unwrap();
+    }
+    let reader = StreamReader::open(&path).unwrap();
+    let mut calls = 0;
+    let check = reader.verify_with_progress(|done, total| {
+        calls += 1;
+        assert!(done <= total);
+    });
+    assert!(check.is_ok());
+    assert!(calls >= 1);
+    assert_eq!(check.events, 1000);
+    assert_eq!(check.header_event_count, 1000);
+    assert_eq!(check.first_timestamp, Some(100));
+    assert_eq!(check.last_timestamp, Some(1099));
+    assert_eq!(check.valid_end, writer.write_offset());
+}
+
+#[test]
+fn readers_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<StreamReader>();
+    check::<StreamWriter>();
+}
