@@ -208,11 +208,17 @@ impl StreamReader {
         writer_lock_held(&file).map_err(|e| Error::io("probe lock of", &self.path, e))
     }
 
-    fn events(&self, end: u64) -> &[u8] {
-        // `end` is always a write offset this reader saw published; a writer never moves
-        // it back while readers run unless it recovers a damaged tail, in which case the
-        // events region is empty here and the iterator reports nothing.
-        self.map.published(end).unwrap_or_default()
+    /// The published events up to `end`, a write offset this reader saw published.
+    ///
+    /// # Errors
+    /// [`Error::Regressed`] if the write offset has since moved back below `end`, which
+    /// only a writer recovering a damaged tail under this reader does.
+    fn events(&self, end: u64) -> Result<&[u8]> {
+        self.map.published(end).ok_or_else(|| Error::Regressed {
+            path: self.path.clone(),
+            was: end,
+            now: self.map.write_offset(),
+        })
     }
 
     /// Iterates the events of this snapshot, verifying each checksum and the timestamp
@@ -254,14 +260,22 @@ impl StreamReader {
         }
     }
 
-    /// Checks every published event; see [`Verification`].
-    pub fn verify(&self) -> Verification {
+    /// Checks every published event of the snapshot; see [`Verification`].
+    ///
+    /// Damage is reported in the [`Verification`], not as an error.
+    ///
+    /// # Errors
+    /// [`Error::Regressed`] if a writer moved the write offset back during the scan.
+    pub fn verify(&self) -> Result<Verification> {
         self.verify_with_progress(|_, _| {})
     }
 
     /// Like [`verify`](Self::verify), calling `progress(bytes_done, bytes_total)` every
     /// few megabytes.
-    pub fn verify_with_progress(&self, mut progress: impl FnMut(u64, u64)) -> Verification {
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify).
+    pub fn verify_with_progress(&self, mut progress: impl FnMut(u64, u64)) -> Result<Verification> {
         let header_event_count = self.map.event_count();
         let end = self.published;
         let total = end - STREAM_HEADER_LEN;
@@ -291,11 +305,11 @@ impl StreamReader {
                 Err(Error::Corrupt { offset, reason, .. }) => {
                     result.damage = Some((offset, reason));
                 }
-                Err(_) => {}
+                Err(other) => return Err(other),
             }
         }
         progress(result.valid_end - STREAM_HEADER_LEN, total);
-        result
+        Ok(result)
     }
 
     /// Offset of the first event with a timestamp at or after `timestamp`, or `None` if
@@ -309,7 +323,7 @@ impl StreamReader {
     pub fn seek_time(&self, timestamp: i64) -> Result<Option<u64>> {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let (mut offset, mut previous) = index.start_for(timestamp);
-        let events = self.events(self.published);
+        let events = self.events(self.published)?;
         while offset < self.published {
             let pos = (offset - STREAM_HEADER_LEN) as usize;
             let raw = format::read_verified(events, pos, previous)
@@ -388,10 +402,11 @@ impl TimeIndex {
 }
 
 /// Iterator over the events of a [`StreamReader`] snapshot; see [`StreamReader::iter`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Events<'a> {
     reader: &'a StreamReader,
     events: &'a [u8],
+    regressed: Option<Error>,
     pos: usize,
     previous: i64,
     verify: bool,
@@ -400,7 +415,10 @@ pub struct Events<'a> {
 
 impl<'a> Events<'a> {
     fn new(reader: &'a StreamReader, offset: u64, verify: bool) -> Self {
-        let events = reader.events(reader.published);
+        let (events, regressed) = match reader.events(reader.published) {
+            Ok(events) => (events, None),
+            Err(e) => (&[][..], Some(e)),
+        };
         let pos = offset.saturating_sub(STREAM_HEADER_LEN) as usize;
         Self {
             reader,
@@ -408,7 +426,8 @@ impl<'a> Events<'a> {
             pos,
             previous: i64::MIN,
             verify,
-            done: pos >= events.len(),
+            done: pos >= events.len() && regressed.is_none(),
+            regressed,
         }
     }
 
@@ -425,6 +444,10 @@ impl<'a> Iterator for Events<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
+        }
+        if let Some(e) = self.regressed.take() {
+            self.done = true;
+            return Some(Err(e));
         }
         let parsed = if self.verify {
             format::read_verified(self.events, self.pos, self.previous)
@@ -530,7 +553,7 @@ impl<'a> Follow<'a> {
         if let Some(reason) = &self.failed {
             return Err(reader.corrupt(self.offset, reason.clone()));
         }
-        let events = reader.events(published);
+        let events = reader.events(published)?;
         let pos = (self.offset - STREAM_HEADER_LEN) as usize;
         match format::read_verified(events, pos, self.previous) {
             Ok(raw) => {

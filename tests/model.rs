@@ -7,7 +7,10 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     /// Append with a timestamp this far after (or before, if negative) the last one.
-    Append { step: i64, payload: Vec<u8> },
+    Append {
+        step: i64,
+        payload: Vec<u8>,
+    },
     Flush,
     Reopen,
     ReadAll,
@@ -54,7 +57,7 @@ fn check_reader(path: &std::path::Path, model: &[(i64, Vec<u8>)]) {
         })
         .collect();
     assert_eq!(unverified, model);
-    let check = reader.verify();
+    let check = reader.verify().unwrap();
     assert!(check.is_ok());
     assert_eq!(check.events, model.len() as u64);
 }

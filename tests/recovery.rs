@@ -58,16 +58,24 @@ fn torn_tail_is_truncated_reported_and_zeroed() {
     assert_eq!(torn, 4);
 
     // Readers see the valid prefix, then an error naming the torn event.
-    let reader = StreamReader::open(&path).unwrap();
+    let mut reader = StreamReader::open(&path).unwrap();
     let seen: Vec<_> = reader.iter().collect();
     assert_eq!(seen.len(), torn + 1);
     assert!(matches!(
         seen.last().unwrap(),
         Err(Error::Corrupt { offset, .. }) if *offset == offsets[torn]
     ));
-    drop(reader);
 
     let writer = StreamWriter::open(&path).unwrap();
+    // The reader that was open during recovery is told, not shown changed bytes.
+    let mut stale = reader.iter();
+    assert!(
+        matches!(stale.next(), Some(Err(Error::Regressed { now, .. })) if now == offsets[torn])
+    );
+    assert!(stale.next().is_none());
+    assert!(matches!(reader.verify(), Err(Error::Regressed { .. })));
+    assert!(matches!(reader.refresh(), Err(Error::Regressed { .. })));
+    drop(reader);
     let recovery = writer.recovery().clone();
     assert_eq!(recovery.torn_at.as_ref().map(|t| t.0), Some(offsets[torn]));
     assert_eq!(recovery.dropped_events, 20 - torn as u64);
@@ -158,7 +166,7 @@ fn event_count_one_short_is_repaired_other_mismatches_refused() {
             }) if header == lie
         ));
         assert_eq!(std::fs::read(&path).unwrap(), before);
-        let check = StreamReader::open(&path).unwrap().verify();
+        let check = StreamReader::open(&path).unwrap().verify().unwrap();
         assert!(!check.is_ok());
         assert_eq!(check.events, 6);
     }
@@ -194,7 +202,11 @@ fn every_bit_flip_is_detected_or_yields_a_valid_prefix() {
     let end = writer.write_offset() as usize;
     drop(writer);
     let original = std::fs::read(&path).unwrap();
-    let expected: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &l)| payload(i, l)).collect();
+    let expected: Vec<Vec<u8>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| payload(i, l))
+        .collect();
     let copy = dir.path().join("copy.evs");
     let (mut refused, mut recovered, mut clean) = (0, 0, 0);
     for bit in 0..end * 8 {
@@ -239,10 +251,7 @@ fn every_bit_flip_is_detected_or_yields_a_valid_prefix() {
                     assert!(n <= index, "bit {bit}: damaged event {index} survived");
                 }
             }
-            Err(
-                Error::Corrupt { .. }
-                | Error::BadHeader { .. },
-            ) => {
+            Err(Error::Corrupt { .. } | Error::BadHeader { .. }) => {
                 refused += 1;
                 assert_eq!(std::fs::read(&copy).unwrap(), data, "bit {bit}");
             }
@@ -306,7 +315,10 @@ fn bad_inputs_get_typed_errors_and_stay_unchanged() {
                     w,
                     Error::Corrupt {
                         offset: 24,
-                        reason: Corruption::TruncatedPayload { size: u32::MAX, available: 60 },
+                        reason: Corruption::TruncatedPayload {
+                            size: u32::MAX,
+                            available: 60
+                        },
                         ..
                     }
                 ));
@@ -353,7 +365,10 @@ fn bad_inputs_get_typed_errors_and_stay_unchanged() {
         if after != bytes {
             // Only an accepted stream may change, and only past its valid events.
             let reader = StreamReader::open(&path).unwrap();
-            assert!(reader.verify().is_ok(), "len {len}: changed but not valid");
+            assert!(
+                reader.verify().unwrap().is_ok(),
+                "len {len}: changed but not valid"
+            );
         }
         std::fs::remove_file(&path).unwrap();
     }
@@ -365,14 +380,23 @@ fn bad_inputs_get_typed_errors_and_stay_unchanged() {
         Err(Error::Io { op: "open", ref path, ref source }) if *path == missing
             && source.kind() == std::io::ErrorKind::NotFound
     ));
-    assert!(matches!(StreamReader::open(&missing), Err(Error::Io { .. })));
+    assert!(matches!(
+        StreamReader::open(&missing),
+        Err(Error::Io { .. })
+    ));
     assert!(matches!(
         StreamWriter::open(dir.path()),
-        Err(Error::NotAFile { kind: "directory", .. })
+        Err(Error::NotAFile {
+            kind: "directory",
+            ..
+        })
     ));
     assert!(matches!(
         StreamReader::open(dir.path()),
-        Err(Error::NotAFile { kind: "directory", .. })
+        Err(Error::NotAFile {
+            kind: "directory",
+            ..
+        })
     ));
     let fifo = p("fifo");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status();

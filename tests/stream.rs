@@ -199,7 +199,9 @@ fn append_with_serializes_in_place() {
     let at = writer
         .append_with(7, 5, |buf| buf.copy_from_slice(b"hello"))
         .unwrap();
-    writer.append_with(8, 0, |buf| assert!(buf.is_empty())).unwrap();
+    writer
+        .append_with(8, 0, |buf| assert!(buf.is_empty()))
+        .unwrap();
     assert!(matches!(
         writer.append_with(9, 1 << 16, |_| panic!("must not run when full")),
         Err(Error::Full { .. })
@@ -306,7 +308,10 @@ fn snapshot_refresh_and_resume() {
     ));
     // An offset inside an event is caught by the checksum, not trusted.
     let mut inside = reader.iter_from(STREAM_HEADER_LEN + 1).unwrap();
-    assert!(matches!(inside.next(), Some(Err(Error::Corrupt { offset: 25, .. }))));
+    assert!(matches!(
+        inside.next(),
+        Some(Err(Error::Corrupt { offset: 25, .. }))
+    ));
     assert!(inside.next().is_none());
 }
 
@@ -352,11 +357,14 @@ fn unverified_iteration_skips_only_the_checksum() {
     let reader = StreamReader::open(&path).unwrap();
     let verified: Vec<_> = reader.iter().collect();
     assert_eq!(verified.len(), 1);
-    assert!(matches!(verified[0], Err(Error::Corrupt { offset: 24, .. })));
+    assert!(matches!(
+        verified[0],
+        Err(Error::Corrupt { offset: 24, .. })
+    ));
     let unverified: Vec<_> = reader.iter_unverified().map(|e| e.unwrap()).collect();
     assert_eq!(unverified.len(), 2);
     assert_eq!(unverified[0].payload(), &[b'a' ^ 0xff, b'b', b'c']);
-    let check = reader.verify();
+    let check = reader.verify().unwrap();
     assert!(!check.is_ok());
     assert_eq!(check.events, 0);
     assert_eq!(check.damage.as_ref().map(|d| d.0), Some(24));
@@ -371,10 +379,12 @@ fn verify_reports_counts_and_timestamps() {
     }
     let reader = StreamReader::open(&path).unwrap();
     let mut calls = 0;
-    let check = reader.verify_with_progress(|done, total| {
-        calls += 1;
-        assert!(done <= total);
-    });
+    let check = reader
+        .verify_with_progress(|done, total| {
+            calls += 1;
+            assert!(done <= total);
+        })
+        .unwrap();
     assert!(check.is_ok());
     assert!(calls >= 1);
     assert_eq!(check.events, 1000);
