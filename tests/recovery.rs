@@ -299,7 +299,7 @@ fn bad_inputs_get_typed_errors_and_stay_unchanged() {
         std::fs::write(&path, bytes).unwrap();
         let w = StreamWriter::open(&path).unwrap_err();
         let r = StreamReader::open(&path).map(|r| r.iter().filter(|e| e.is_err()).count());
-        match name.as_ref() {
+        match *name {
             "empty" | "short" => {
                 assert!(matches!(
                     w,
