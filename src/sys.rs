@@ -315,6 +315,35 @@ pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
+/// The next range of `file` at or after `from` that may hold non-zero bytes, found with
+/// `lseek(SEEK_DATA)` and `lseek(SEEK_HOLE)`; `None` if only zeros follow `from`.
+///
+/// Holes, and on Linux's common file systems preallocated blocks that were never written
+/// (and are not in the page cache), are skipped. A file system without `SEEK_DATA`
+/// support reports everything up to the end of the file as data, or an error.
+pub(crate) fn data_range(file: &File, from: u64) -> io::Result<Option<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let from = libc::off_t::try_from(from)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset exceeds off_t"))?;
+    // SAFETY: `lseek` takes a file descriptor and two integers; `file` keeps the descriptor
+    // open for the call. It touches no memory of ours; the file position it moves is not
+    // used by evstream, whose file I/O is positional or through the mapping.
+    let start = unsafe { libc::lseek(file.as_raw_fd(), from, libc::SEEK_DATA) };
+    if start < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENXIO) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    // SAFETY: as above.
+    let end = unsafe { libc::lseek(file.as_raw_fd(), start, libc::SEEK_HOLE) };
+    if end < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some((start as u64, end as u64)))
+}
+
 /// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use std::ffi::CString;

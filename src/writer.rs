@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use zerocopy::little_endian::{I64, U64};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 use crate::error::{Corruption, Error, HeaderProblem, Result};
 use crate::failpoint::failpoint;
@@ -321,7 +321,7 @@ impl StreamWriter {
             failpoint!("open:after_truncate");
         }
         map.zero_unpublished(new_offset, old_offset);
-        recovery.stale_bytes_cleared = clear_stale(&mut map, old_offset);
+        recovery.stale_bytes_cleared = clear_stale(&mut map, &file, old_offset);
         failpoint!("open:after_zero");
         let touched_end = old_offset + recovery.stale_bytes_cleared;
         if touched_end > new_offset || recovery.count_repaired {
@@ -574,33 +574,42 @@ impl StreamWriter {
     }
 }
 
-/// Zeroes bytes past `from` that an append which never published left behind, so a
-/// later power loss can never bring them back as an event. Returns the length of the
-/// span that was cleared (from `from` to the end of the last page that held any).
+/// Zeroes every non-zero byte past `from`, so that nothing an append which never
+/// published (or a dropped torn tail) left behind can come back as an event after a
+/// later power loss. Returns the length of the span that was cleared (from `from` to the
+/// end of the last page that held any).
 ///
-/// Such bytes are contiguous from the write offset: the claimed span of the half-written
-/// event, then every following page that is not all zero.
-fn clear_stale(map: &mut WriteMap, from: u64) -> u64 {
+/// Such bytes need not be contiguous: after a power cut each dirty page may or may not
+/// have reached the disk, so a zero page can lie between stale ones, and a stale event
+/// past it would line up with a later append whose page is lost in turn. So every page
+/// to the end of the file is checked, except ranges the file system reports as holes
+/// (`SEEK_DATA`), such as preallocated space that was never written.
+fn clear_stale(map: &mut WriteMap, file: &File, from: u64) -> u64 {
+    // Compared with `memcmp`, much faster than a byte loop.
+    static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
     let capacity = map.len() as u64;
-    let head_len = EVENT_HEADER_LEN.min(capacity - from) as usize;
-    let claimed_end = map
-        .unpublished_mut(from, head_len)
-        .filter(|head| head.iter().any(|&b| b != 0))
-        .and_then(|head| EventHeader::read_from_bytes(head).ok())
-        .map_or(from, |h| from + EVENT_HEADER_LEN + u64::from(h.size.get()))
-        .min(capacity);
     let mut at = from;
     let mut cleared_to = from;
     while at < capacity {
-        let end = ((at / PAGE + 1) * PAGE).min(capacity);
-        let Some(bytes) = map.unpublished_mut(at, (end - at) as usize) else {
-            break;
+        let (start, end) = match sys::data_range(file, at) {
+            Ok(Some((start, end))) => (start.max(at), end.min(capacity)),
+            Ok(None) => break,
+            // The file system cannot tell: check everything.
+            Err(_) => (at, capacity),
         };
-        if bytes.iter().any(|&b| b != 0) {
-            bytes.fill(0);
-            cleared_to = end;
-        } else if at >= claimed_end {
+        if start >= end {
             break;
+        }
+        let mut page = start;
+        while page < end {
+            let page_end = ((page / PAGE + 1) * PAGE).min(end);
+            if let Some(bytes) = map.unpublished_mut(page, (page_end - page) as usize)
+                && ZERO_PAGE.get(..bytes.len()) != Some(&*bytes)
+            {
+                bytes.fill(0);
+                cleared_to = page_end;
+            }
+            page = page_end;
         }
         at = end;
     }
