@@ -83,14 +83,30 @@ pub(crate) fn check_write_offset(path: &Path, write_offset: u64, len: u64) -> Re
     }
 }
 
-/// Takes the exclusive writer lock on `file` without waiting.
+/// How long [`lock_exclusive`] rides out contention before reporting [`Error::Locked`].
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Takes the exclusive writer lock on `file`, waiting at most [`LOCK_GRACE`].
+///
+/// The short grace period covers a lock that is being released: a process that spawns a
+/// child shares its open files with the child until the child's `exec`, so a writer that
+/// was just dropped may keep its lock for that instant. A writer that really holds the
+/// lock is reported as [`Error::Locked`] after the grace period.
 pub(crate) fn lock_exclusive(file: &File, path: &Path) -> Result<()> {
-    match file.try_lock() {
-        Ok(()) => Ok(()),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path: path.to_owned(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+        }
     }
 }
 

@@ -271,7 +271,8 @@ impl StreamWriter {
     ///
     /// # Errors
     /// Refused errors leave the file byte for byte unchanged.
-    /// - [`Error::Locked`] at once if another writer holds the stream.
+    /// - [`Error::Locked`] if another writer holds the stream (after a grace period of
+    ///   20 ms for a lock that is being released).
     /// - [`Error::Corrupt`] for damage that is not a torn tail (such as a flipped bit
     ///   followed by further events), naming the offset of the first damaged event.
     /// - [`Error::BadHeader`] for a file shorter than the header, a write offset outside
