@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use zerocopy::little_endian::{I64, U64};
 use zerocopy::IntoBytes;
+use zerocopy::little_endian::{I64, U64};
 
 use crate::error::{Corruption, Error, HeaderProblem, Result};
 use crate::failpoint::failpoint;
