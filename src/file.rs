@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -118,28 +118,13 @@ pub(crate) fn now_nanos() -> i64 {
     }
 }
 
-/// Whether some process holds an exclusive `flock` on `file`, without touching the lock.
+/// Whether some process holds the exclusive writer lock on `file`.
 ///
-/// Reads `/proc/locks` (Linux). Where it cannot be read, falls back to trying a shared
-/// lock and releasing it at once, which a writer opening at that very moment could see
-/// as contention.
+/// Probes with a shared lock that is released at once. A writer opening in that
+/// instant waits it out (see [`lock_exclusive`]). Reading `/proc/locks` instead would
+/// not touch the lock, but the kernel hands that table out a page per `read`, so lines
+/// can shift between reads and hide a held lock.
 pub(crate) fn writer_lock_held(file: &File) -> io::Result<bool> {
-    let meta = file.metadata()?;
-    if let Ok(locks) = std::fs::read_to_string("/proc/locks") {
-        let dev = meta.dev();
-        // glibc's encoding of dev_t.
-        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-        return Ok(locks.lines().any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; blocked waiters have "->".
-            !fields.contains(&"->")
-                && fields.get(1) == Some(&"FLOCK")
-                && fields.get(3) == Some(&"WRITE")
-                && fields.get(5) == Some(&id.as_str())
-        }));
-    }
     match file.try_lock_shared() {
         Ok(()) => {
             file.unlock()?;

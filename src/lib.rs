@@ -44,10 +44,11 @@
 //! # Platform-specific behavior
 //!
 //! evstream targets Linux (`posix_fallocate`, `renameat2`, `MADV_POPULATE_WRITE`,
-//! `/proc/locks`) and builds on other Unix systems with fallbacks where noted.
+//! `flock`) and builds on other Unix systems with fallbacks where noted.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod bench;
 mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoint;
@@ -56,6 +57,7 @@ mod failpoint;
 mod file;
 pub mod format;
 mod reader;
+pub mod stdio;
 mod sys;
 mod writer;
 

@@ -67,8 +67,12 @@ pub struct Verification {
     pub valid_end: u64,
     /// The published write offset that was scanned up to.
     pub write_offset: u64,
-    /// The event count stored in the header when the scan started.
+    /// The event count stored in the header when the snapshot was taken (by
+    /// [`StreamReader::open`] or [`StreamReader::refresh`]).
     pub header_event_count: u64,
+    /// The count loaded just before the snapshot's write offset: no more than the
+    /// events in the snapshot unless the header lies.
+    count_floor: u64,
     /// Timestamp of the first valid event.
     pub first_timestamp: Option<i64>,
     /// Timestamp of the last valid event.
@@ -78,12 +82,15 @@ pub struct Verification {
 }
 
 impl Verification {
-    /// Whether every published event is intact. The header's count may trail the events
-    /// by one while a writer is between publishing an event and its count.
+    /// Whether every event of the snapshot is intact and the header's event count agrees.
+    ///
+    /// The count is stored after the write offset, so while a writer appends it may trail
+    /// the events by one; counts loaded just before and just after the write offset bound
+    /// the events of a consistent stream.
     pub fn is_ok(&self) -> bool {
         self.damage.is_none()
-            && (self.header_event_count == self.events
-                || self.header_event_count.checked_add(1) == Some(self.events))
+            && self.count_floor <= self.events
+            && self.events <= self.header_event_count.saturating_add(1)
     }
 }
 
@@ -103,6 +110,8 @@ pub struct StreamReader {
     path: PathBuf,
     map: ReadMap,
     published: u64,
+    /// Header event counts loaded just before and just after `published`.
+    counts: (u64, u64),
     index: Mutex<TimeIndex>,
 }
 
@@ -138,12 +147,13 @@ impl StreamReader {
         // Checks the length and reads the header without mapping anything.
         crate::file::read_header(&file, path, len)?;
         let map = ReadMap::new(&file, len).map_err(|e| Error::io("map", path, e))?;
-        let published = map.write_offset();
+        let (published, counts) = snapshot(&map);
         check_write_offset(path, published, len)?;
         Ok(Self {
             path: path.to_owned(),
             map,
             published,
+            counts,
             index: Mutex::new(TimeIndex::default()),
         })
     }
@@ -155,13 +165,7 @@ impl StreamReader {
     /// [`Error::Regressed`] if the write offset moved back (a writer recovered the stream
     /// under this reader), [`Error::BadHeader`] if it now lies outside the file.
     pub fn refresh(&mut self) -> Result<u64> {
-        let now = self.load_write_offset()?;
-        self.published = now;
-        Ok(now)
-    }
-
-    fn load_write_offset(&self) -> Result<u64> {
-        let now = self.map.write_offset();
+        let (now, counts) = snapshot(&self.map);
         check_write_offset(&self.path, now, self.map.len())?;
         if now < self.published {
             return Err(Error::Regressed {
@@ -170,6 +174,8 @@ impl StreamReader {
                 now,
             });
         }
+        self.published = now;
+        self.counts = counts;
         Ok(now)
     }
 
@@ -201,8 +207,8 @@ impl StreamReader {
 
     /// Whether a writer, in any process, holds the stream open for appending now.
     ///
-    /// # Platform-specific behavior
-    /// On Linux this reads `/proc/locks` and does not touch the lock.
+    /// Probes with a shared lock that is released at once; a writer that opens at that
+    /// instant waits the moment out rather than failing.
     pub fn writer_active(&self) -> Result<bool> {
         let file = std::fs::File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
         writer_lock_held(&file).map_err(|e| Error::io("probe lock of", &self.path, e))
@@ -276,7 +282,7 @@ impl StreamReader {
     /// # Errors
     /// As [`verify`](Self::verify).
     pub fn verify_with_progress(&self, mut progress: impl FnMut(u64, u64)) -> Result<Verification> {
-        let header_event_count = self.map.event_count();
+        let (count_floor, header_event_count) = self.counts;
         let end = self.published;
         let total = end - STREAM_HEADER_LEN;
         let mut result = Verification {
@@ -284,6 +290,7 @@ impl StreamReader {
             valid_end: STREAM_HEADER_LEN,
             write_offset: end,
             header_event_count,
+            count_floor,
             first_timestamp: None,
             last_timestamp: None,
             damage: None,
@@ -370,6 +377,16 @@ impl StreamReader {
             reason,
         }
     }
+}
+
+/// Loads the header's event count, the write offset, and the count again: the events
+/// before that write offset number at least the first count and at most one more than
+/// the second (the count is stored after the offset, both with `Release`).
+fn snapshot(map: &ReadMap) -> (u64, (u64, u64)) {
+    let before = map.event_count();
+    let published = map.write_offset();
+    let after = map.event_count();
+    (published, (before, after))
 }
 
 /// A sparse index of (offset, timestamp) pairs over a prefix of the stream.

@@ -213,10 +213,10 @@ impl StreamWriter {
             .write(true)
             .create_new(true)
             .open(&temp)
-            .map_err(|e| Error::io("create", &temp, e))?;
+            .map_err(|e| Error::io("create", path, e))?;
         let mut cleanup = RemoveOnDrop(Some(temp.clone()));
-        lock_exclusive(&file, &temp)?;
-        sys::preallocate(&file, capacity).map_err(|e| Error::io("preallocate", &temp, e))?;
+        lock_exclusive(&file, path)?;
+        sys::preallocate(&file, capacity).map_err(|e| Error::io("preallocate", path, e))?;
         failpoint!("create:after_preallocate");
         let header = StreamHeader {
             write_offset: U64::new(STREAM_HEADER_LEN),
@@ -224,8 +224,8 @@ impl StreamWriter {
             start_timestamp: I64::new(start),
         };
         file.write_all_at(header.as_bytes(), 0)
-            .map_err(|e| Error::io("write header of", &temp, e))?;
-        file.sync_all().map_err(|e| Error::io("fsync", &temp, e))?;
+            .map_err(|e| Error::io("write header of", path, e))?;
+        file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
         failpoint!("create:after_header");
         sys::rename_noreplace(&temp, path).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {

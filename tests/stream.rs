@@ -400,3 +400,30 @@ fn readers_are_send_and_sync() {
     check::<StreamReader>();
     check::<StreamWriter>();
 }
+
+#[test]
+fn verify_agrees_with_a_live_writer() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 64 << 20).unwrap();
+    writer.append(0, b"first").unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let appender = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut i = 1i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && writer.available() > 100 {
+                writer.append(i, &[i as u8; 20]).unwrap();
+                i += 1;
+            }
+        })
+    };
+    let mut reader = StreamReader::open(&path).unwrap();
+    for _ in 0..300 {
+        let check = reader.verify().unwrap();
+        assert!(check.is_ok(), "{check:?}");
+        assert!(reader.writer_active().unwrap());
+        reader.refresh().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    appender.join().unwrap();
+}
