@@ -226,25 +226,37 @@ pub(crate) fn scan(events: &[u8]) -> Scan {
 }
 
 /// Whether the damaged event at `pos` of `events` looks like the torn tail a power loss
-/// leaves: some disk sector it spans reads as zeros within the event.
+/// leaves: some disk sector it spans reads as zeros within the event, or within the
+/// event's 16-byte header.
 ///
 /// A sector the disk never wrote reads back as zeros (the file is preallocated and
 /// recovery zeroes what it drops), so a torn event has at least one sector whose part
 /// inside the event is all zero. `events` starts at file offset 24, and sectors are
 /// aligned to file offsets. The event spans its claimed size when that fits, otherwise
 /// the rest of the region.
+///
+/// The header is checked on its own because the writer writes it after the payload:
+/// when the header straddles two sectors and the kernel wrote one of them back between
+/// the two writes, that sector holds the payload and only the header's part of it is
+/// still zero.
 pub(crate) fn looks_torn(events: &[u8], pos: usize) -> bool {
     let claimed_end = parse_event(events, pos)
         .ok()
         .map(|event| pos + event.len())
         .unwrap_or(events.len());
+    let header_end = (pos + EVENT_HEADER_LEN as usize).min(claimed_end);
+    zero_sector_part(events, pos, claimed_end) || zero_sector_part(events, pos, header_end)
+}
+
+/// Whether some sector's part of `events[from..to]` is all zero.
+fn zero_sector_part(events: &[u8], from: usize, to: usize) -> bool {
     let sector = SECTOR_LEN as usize;
     let header = STREAM_HEADER_LEN as usize;
-    let mut start = pos;
-    while start < claimed_end {
+    let mut start = from;
+    while start < to {
         // End of the sector holding file offset `header + start`, as a region position.
         let sector_end = (header + start) / sector * sector + sector - header;
-        let end = sector_end.min(claimed_end);
+        let end = sector_end.min(to);
         let Some(bytes) = events.get(start..end) else {
             return false;
         };

@@ -201,13 +201,10 @@ impl StreamWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
+        let prefix = format!(".{}.", name.to_string_lossy());
+        remove_abandoned_temps(&dir, &prefix);
         let start = now_nanos();
-        let temp = dir.join(format!(
-            ".{}.{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id(),
-            start
-        ));
+        let temp = dir.join(format!("{prefix}{}.{start}.tmp", std::process::id()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -615,6 +612,40 @@ fn clear_stale(map: &mut WriteMap, file: &File, from: u64) -> u64 {
         at = end;
     }
     cleared_to - from
+}
+
+/// Deletes temporary files a `create` of the same stream left when its process died.
+///
+/// A creator holds the exclusive lock on its temporary file from right after making it
+/// until it is renamed into place, so a temporary whose lock can be taken is abandoned.
+/// Best effort: anything unexpected leaves the file where it is.
+fn remove_abandoned_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(middle) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        // `PID.NANOS`: two numbers, so another stream's temporaries never match.
+        let numeric = middle.split_once('.').is_some_and(|(pid, nanos)| {
+            pid.parse::<u32>().is_ok() && nanos.trim_start_matches('-').parse::<u64>().is_ok()
+        });
+        if !numeric || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        if let Ok(file) = OpenOptions::new().read(true).open(&path)
+            && file.try_lock().is_ok()
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 fn ignore_unsupported(e: std::io::Error) -> std::io::Result<()> {

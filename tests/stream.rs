@@ -146,6 +146,25 @@ fn capacity_and_existing_files_are_checked() {
 }
 
 #[test]
+fn create_removes_temporary_files_of_dead_creators_only() {
+    let (dir, path) = temp();
+    let abandoned = dir.path().join(".s.evs.4242.1700000000000000000.tmp");
+    let in_progress = dir.path().join(".s.evs.4243.1700000000000000001.tmp");
+    let other_stream = dir.path().join(".s.evs.old.4244.1700000000000000002.tmp");
+    for p in [&abandoned, &in_progress, &other_stream] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    // A live creator holds the lock on its temporary file.
+    let held = std::fs::File::open(&in_progress).unwrap();
+    held.try_lock().unwrap();
+    let writer = StreamWriter::create(&path, 4096).unwrap();
+    assert!(!abandoned.exists());
+    assert!(in_progress.exists());
+    assert!(other_stream.exists());
+    drop((writer, held));
+}
+
+#[test]
 fn reopen_and_continue() {
     let (_dir, path) = temp();
     let mut writer = StreamWriter::create(&path, 1 << 16).unwrap();
@@ -403,27 +422,40 @@ fn readers_are_send_and_sync() {
 
 #[test]
 fn verify_agrees_with_a_live_writer() {
+    const EVENTS: i64 = 5_000;
     let (_dir, path) = temp();
-    let mut writer = StreamWriter::create(&path, 64 << 20).unwrap();
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
     writer.append(0, b"first").unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let appender = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
-            let mut i = 1i64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && writer.available() > 100 {
+            for i in 1..EVENTS {
                 writer.append(i, &[i as u8; 20]).unwrap();
-                i += 1;
+                if i % 8 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            // Hold the writer, and its lock, until the reader is done.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
             }
         })
     };
+    let end = 24 + 21 + (EVENTS as u64 - 1) * 36;
     let mut reader = StreamReader::open(&path).unwrap();
-    for _ in 0..300 {
+    let mut rounds = 0;
+    let mut partial = 0;
+    while rounds < 100 || reader.write_offset() < end {
         let check = reader.verify().unwrap();
         assert!(check.is_ok(), "{check:?}");
+        assert_eq!(check.valid_end, reader.write_offset());
         assert!(reader.writer_active().unwrap());
+        partial += u32::from(reader.write_offset() < end);
         reader.refresh().unwrap();
+        rounds += 1;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     appender.join().unwrap();
+    println!("{rounds} checks, {partial} of them while the writer was appending");
 }
