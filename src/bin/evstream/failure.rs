@@ -1,0 +1,196 @@
+//! How a command fails: one `error:` line on standard error in the user's terms, and the
+//! exit code (1 for failures found in files or data, 2 for usage errors).
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use evstream::{Error, HeaderProblem};
+
+use crate::time::Rfc3339;
+use crate::units;
+
+/// Exit code for a failure found in a file or its data.
+const DATA_FAILURE: u8 = 1;
+/// Exit code for a usage error (clap uses the same).
+const USAGE: u8 = 2;
+
+/// Why a command stopped early.
+#[derive(Debug)]
+pub enum Failure {
+    /// Standard output was closed by its reader (`evstream cat big.evs | head`): stop
+    /// quietly with success, as if the output had been wanted no further.
+    ClosedOutput,
+    /// A failure to report as `error: {message}`.
+    Error {
+        /// What went wrong, naming the file.
+        message: String,
+        /// The exit code.
+        code: u8,
+    },
+}
+
+impl Failure {
+    /// A failure found in a file or its data (exit code 1).
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::Error {
+            message: message.into(),
+            code: DATA_FAILURE,
+        }
+    }
+
+    /// A library error met while working on `path`.
+    pub fn stream(path: &Path, error: &Error) -> Self {
+        let code = match error {
+            Error::BadCapacity { .. } => USAGE,
+            _ => DATA_FAILURE,
+        };
+        Self::Error {
+            message: describe(path, error),
+            code,
+        }
+    }
+
+    /// An error writing standard output; a closed pipe is [`Failure::ClosedOutput`].
+    pub fn output(error: &io::Error) -> Self {
+        if error.kind() == io::ErrorKind::BrokenPipe {
+            Self::ClosedOutput
+        } else {
+            Self::data(format!(
+                "cannot write to standard output: {}",
+                os_reason(error)
+            ))
+        }
+    }
+
+    /// Adds `context` after the message (`"; 3 events were appended before it"`).
+    pub fn with_context(self, context: &str) -> Self {
+        match self {
+            Self::Error { message, code } => Self::Error {
+                message: format!("{message}{context}"),
+                code,
+            },
+            other => other,
+        }
+    }
+
+    /// Prints the message and returns the exit code.
+    pub fn report(self) -> ExitCode {
+        match self {
+            Self::ClosedOutput => ExitCode::SUCCESS,
+            Self::Error { message, code } => {
+                // Nothing better to do if standard error is gone too.
+                let _ = writeln!(io::stderr(), "error: {message}");
+                ExitCode::from(code)
+            }
+        }
+    }
+}
+
+/// The operating system's reason in words, without the `(os error N)` suffix.
+pub fn os_reason(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::StorageFull => "no space left on device".into(),
+        _ => {
+            let text = error.to_string();
+            match text.find(" (os error") {
+                Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
+                None => text,
+            }
+        }
+    }
+}
+
+/// A library error as a sentence that names the file and the reason.
+pub fn describe(path: &Path, error: &Error) -> String {
+    let file = path.display();
+    match error {
+        Error::Io {
+            op,
+            path: at,
+            source,
+        } => {
+            let reason = os_reason(source);
+            if at != path {
+                // Such as the temporary file `create` builds before renaming it into place.
+                format!("{file}: cannot {op} {}: {reason}", at.display())
+            } else if source.kind() == io::ErrorKind::NotFound && *op == "open" {
+                format!("{file}: no such file or directory")
+            } else {
+                format!("cannot {op} {file}: {reason}")
+            }
+        }
+        Error::AlreadyExists { path } => format!(
+            "{} already exists; choose another name or remove it first",
+            path.display()
+        ),
+        Error::NotAFile { path, kind } => {
+            format!("{} is a {kind}, not a stream file", path.display())
+        }
+        Error::Locked { path } => format!(
+            "{} is locked by another writer (only one process may append to a stream at a time)",
+            path.display()
+        ),
+        Error::BadHeader {
+            path,
+            reason: reason @ HeaderProblem::CountMismatch { .. },
+        } => format!("{} is damaged: {reason}", path.display()),
+        Error::BadHeader { path, reason } => {
+            format!("{} is not a stream file: {reason}", path.display())
+        }
+        Error::Corrupt {
+            path,
+            offset,
+            reason,
+        } => format!(
+            "{} is corrupt at byte offset {offset}: {reason}",
+            path.display()
+        ),
+        Error::OutOfOrder { previous, got } => format!(
+            "{file}: timestamp {} ({got}) is earlier than the last event's {} ({previous}); \
+             timestamps in a stream never decrease",
+            Rfc3339(*got),
+            Rfc3339(*previous)
+        ),
+        Error::Full { needed, available } => format!(
+            "{file} is full: the event needs {} and {} are free; start a new stream",
+            units::size_exact(*needed),
+            units::size_exact(*available)
+        ),
+        Error::PayloadTooLarge { len } => format!(
+            "{file}: a payload of {} is larger than the maximum of {} an event can hold",
+            units::size_exact(*len as u64),
+            units::size_exact(u64::from(u32::MAX))
+        ),
+        Error::OffsetOutOfRange { offset, published } => format!(
+            "{file}: byte offset {offset} is outside the stream's events (24 to {published})"
+        ),
+        Error::BadCapacity {
+            path,
+            capacity,
+            minimum,
+            maximum,
+        } => format!(
+            "capacity {capacity} for {} is out of range: it must be {minimum} to {maximum} bytes",
+            path.display()
+        ),
+        // Poisoned and Regressed name the file and say what to do; future variants too.
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            let name = file.to_string();
+            if message.contains(&name) {
+                message
+            } else {
+                format!("{name}: {message}")
+            }
+        }
+    }
+}

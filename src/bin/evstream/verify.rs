@@ -1,0 +1,87 @@
+//! `evstream verify FILE`: a full checksum scan, with a progress bar for large files.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use evstream::StreamReader;
+use evstream::format::STREAM_HEADER_LEN;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::failure::Failure;
+use crate::output;
+use crate::units;
+
+/// Examples shown by `evstream verify --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  evstream verify sensors.evs && echo intact
+
+Exit status 0 when every event's checksum and timestamp order are valid and the header's
+event count matches; 1 otherwise, with the byte offset and reason of the first bad event
+and the number of good events before it. verify only reads: it works while a writer
+appends, and never changes the file.";
+
+/// Streams with at least this many bytes of events get a progress bar (on a terminal).
+const PROGRESS_THRESHOLD: u64 = 64 << 20;
+
+/// Arguments of `evstream verify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The stream file
+    file: PathBuf,
+}
+
+/// Scans every event; exit status 1 on the first bad one or a wrong event count.
+pub fn run(args: Args) -> Result<(), Failure> {
+    let path = args.file.as_path();
+    let reader = StreamReader::open(path).map_err(|e| Failure::stream(path, &e))?;
+    let bytes = reader.write_offset().saturating_sub(STREAM_HEADER_LEN);
+    let bar = progress_bar(bytes);
+    let verification = reader.verify_with_progress(|done, _| {
+        if let Some(bar) = &bar {
+            bar.set_position(done);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let verification = verification.map_err(|e| Failure::stream(path, &e))?;
+    let good = verification.events;
+    let events = if good == 1 { "event" } else { "events" };
+    if let Some((offset, reason)) = &verification.damage {
+        return Err(Failure::data(format!(
+            "{} is corrupt at byte offset {offset}: {reason} ({good} good {events} before it)",
+            path.display()
+        )));
+    }
+    // The header's count may trail the events by one while a writer is mid-append, or
+    // after one stopped there; `is_ok` allows exactly that.
+    if !verification.is_ok() {
+        return Err(Failure::data(format!(
+            "{} is damaged: the header counts {} events but {good} valid {events} were found",
+            path.display(),
+            verification.header_event_count
+        )));
+    }
+    output::line(&format!(
+        "ok: {}: {good} {events}, {} of events, every checksum valid",
+        path.display(),
+        units::size(bytes)
+    ))
+}
+
+/// A bar on standard error for a scan of `bytes` bytes, if it is long and stderr is a
+/// terminal.
+fn progress_bar(bytes: u64) -> Option<ProgressBar> {
+    if bytes < PROGRESS_THRESHOLD || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("verifying [{wide_bar}] {bytes}/{total_bytes} eta {eta}")
+            .map(|style| style.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    Some(bar)
+}

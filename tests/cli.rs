@@ -1,0 +1,1140 @@
+//! The `evstream` binary, run as a user would: every command, every error the issue
+//! names, exit codes, output, and files left byte for byte unchanged by failures.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use evstream::{StreamReader, StreamWriter};
+
+/// Nanoseconds in a second.
+const SEC: i64 = 1_000_000_000;
+/// 2024-05-01T12:00:00Z in Unix nanoseconds.
+const NOON: i64 = 1_714_564_800 * SEC;
+
+/// Held while spawning a process and while closing a writer.
+///
+/// A child inherits every descriptor open at the moment of its `fork` until its `exec`
+/// closes them, and with them the writer's `flock`: a writer closed in that window stays
+/// locked for a moment after `drop`, and a test opening it again would see "locked". The
+/// tests run in parallel threads, so spawning and closing writers take turns.
+static FORKING: Mutex<()> = Mutex::new(());
+
+fn forking() -> MutexGuard<'static, ()> {
+    FORKING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn spawn(command: &mut Command) -> Child {
+    let _turn = forking();
+    command.spawn().unwrap()
+}
+
+/// A [`StreamWriter`] that closes while no process is being spawned; see [`FORKING`].
+struct Writer(Option<StreamWriter>);
+
+impl Writer {
+    fn open(path: &Path) -> Self {
+        Self(Some(retry_locked(|| StreamWriter::open(path))))
+    }
+
+    fn create(path: &Path, capacity: u64) -> Self {
+        Self(Some(retry_locked(|| StreamWriter::create(path, capacity))))
+    }
+}
+
+/// Runs `open` again while it fails with [`evstream::Error::Locked`], for up to 5 s.
+///
+/// Even with [`FORKING`], a child spawned just before a writer closed can hold the
+/// writer's file for a few microseconds more: the kernel lets the parent of a `vfork`
+/// continue when the child drops its memory, before it closes its close-on-exec files.
+fn retry_locked(mut open: impl FnMut() -> evstream::Result<StreamWriter>) -> StreamWriter {
+    let start = Instant::now();
+    loop {
+        match open() {
+            Err(evstream::Error::Locked { .. }) if start.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+impl Deref for Writer {
+    type Target = StreamWriter;
+    fn deref(&self) -> &StreamWriter {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut StreamWriter {
+        self.0.as_mut().unwrap()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _turn = forking();
+        self.0.take();
+    }
+}
+
+fn evstream() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_evstream"))
+}
+
+/// What a finished run left behind.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn out(&self) -> String {
+        String::from_utf8(self.stdout.clone()).unwrap()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.out().lines().map(str::to_owned).collect()
+    }
+
+    /// Exit 0, nothing on standard error.
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success: {self:?}");
+        assert_eq!(self.stderr, "", "unexpected stderr: {self:?}");
+        self
+    }
+
+    /// Exit `code` with exactly one `error:` line on standard error containing `words`.
+    fn fails(self, code: i32, words: &[&str]) -> Self {
+        assert_eq!(self.code, code, "{self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert!(lines[0].starts_with("error: "), "{self:?}");
+        if code == 1 {
+            assert_eq!(lines.len(), 1, "one line expected: {self:?}");
+        }
+        for word in words {
+            assert!(
+                self.stderr.contains(word),
+                "{word:?} not in {:?}",
+                self.stderr
+            );
+        }
+        self
+    }
+}
+
+fn from(output: Output) -> Run {
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_ne!(run.code, 101, "panicked: {run:?}");
+    assert!(!run.stderr.contains("panicked"), "panicked: {run:?}");
+    run
+}
+
+/// Runs `evstream ARGS` with `stdin` as standard input (empty if `None`).
+fn run_with(args: &[&str], stdin: Option<&[u8]>) -> Run {
+    let mut child = spawn(
+        evstream()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.unwrap_or_default().to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The command may exit before reading it all; that is its business.
+        let _ = input.write_all(&data);
+    });
+    let output = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    from(output)
+}
+
+fn run(args: &[&str]) -> Run {
+    run_with(args, None)
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A stream at `dir/name` holding `events`, written through the library.
+fn stream(dir: &Path, name: &str, capacity: u64, events: &[(i64, &[u8])]) -> PathBuf {
+    let path = dir.join(name);
+    let mut writer = Writer::create(&path, capacity);
+    for (ts, payload) in events {
+        writer.append(*ts, payload).unwrap();
+    }
+    path
+}
+
+fn events_of(path: &Path) -> Vec<(i64, Vec<u8>)> {
+    let reader = StreamReader::open(path).unwrap();
+    reader
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.timestamp(), e.payload().to_vec())
+        })
+        .collect()
+}
+
+/// Five events, ten seconds apart from NOON.
+fn five(dir: &Path) -> PathBuf {
+    let events: Vec<(i64, &[u8])> = vec![
+        (NOON, b"alpha"),
+        (NOON + 10 * SEC, b"bravo"),
+        (NOON + 20 * SEC, b"charlie"),
+        (NOON + 30 * SEC, b"delta"),
+        (NOON + 40 * SEC, b"echo"),
+    ];
+    stream(dir, "five.evs", 4096, &events)
+}
+
+/// Kills a child process that outlives a deadline, so a hang fails instead of blocking.
+fn watchdog(child: &Child, limit: Duration) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&done);
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if seen.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = spawn(Command::new("kill").arg(pid.to_string())).wait();
+    });
+    done
+}
+
+// ---------------------------------------------------------------------------- create
+
+#[test]
+fn create_makes_an_empty_stream_of_the_capacity_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (size, bytes) in [
+        ("4096", 4096),
+        ("64KiB", 64 << 10),
+        ("1MiB", 1 << 20),
+        ("10kB", 10_000),
+    ] {
+        let path = dir.path().join(format!("{size}.evs"));
+        let run = run(&["create", s(&path), "--capacity", size]).ok();
+        assert!(
+            run.out().starts_with(&format!("created {}", s(&path))),
+            "{run:?}"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
+        let reader = StreamReader::open(&path).unwrap();
+        assert_eq!(reader.capacity(), bytes);
+        assert_eq!(reader.iter().count(), 0);
+    }
+}
+
+#[test]
+fn create_refuses_an_existing_file_and_leaves_it_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = five(dir.path());
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a stream\n").unwrap();
+    for path in [&existing, &text] {
+        let before = std::fs::read(path).unwrap();
+        run(&["create", s(path), "--capacity", "64KiB"]).fails(1, &[s(path), "already exists"]);
+        assert_eq!(std::fs::read(path).unwrap(), before);
+    }
+}
+
+#[test]
+fn create_in_a_missing_directory_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/x.evs");
+    run(&["create", s(&path), "--capacity", "4096"])
+        .fails(1, &[s(&path), "no such file or directory"]);
+    assert!(!path.exists());
+}
+
+#[test]
+fn create_rejects_bad_sizes_as_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.evs");
+    for size in [
+        "",
+        "lots",
+        "-5",
+        "12 apples",
+        "1.2.3MiB",
+        "39",
+        "99999999999999999999",
+    ] {
+        run(&["create", s(&path), "--capacity", size]).fails(2, &["--capacity"]);
+        assert!(!path.exists());
+    }
+    // Larger than any mapping can be: the library refuses it, still a usage error.
+    run(&["create", s(&path), "--capacity", "9223372036854775808"]).fails(2, &["capacity"]);
+    run(&["create", s(&path)]).fails(2, &["--capacity"]);
+    assert!(!path.exists());
+}
+
+// ---------------------------------------------------------------------------- append
+
+#[test]
+fn append_takes_one_event_per_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "a.evs", 4096, &[]);
+    let ts = NOON.to_string();
+    run(&[
+        "append",
+        s(&path),
+        "--timestamp",
+        &ts,
+        "hello",
+        "",
+        "wide world",
+    ])
+    .ok();
+    run(&[
+        "append",
+        s(&path),
+        "--timestamp",
+        "2024-05-01T12:00:01Z",
+        "--",
+        "-5",
+    ])
+    .ok();
+    assert_eq!(
+        events_of(&path),
+        vec![
+            (NOON, b"hello".to_vec()),
+            (NOON, b"".to_vec()),
+            (NOON, b"wide world".to_vec()),
+            (NOON + SEC, b"-5".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn append_reads_lines_from_stdin_and_cat_json_round_trips_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "a.evs", 4096, &[]);
+    // Text, an empty line, binary (not UTF-8), JSON specials, and a last line without
+    // a newline.
+    let input: &[u8] = b"plain text\n\n\xff\x00\xfe binary\nsay \"hi\"\tand \\ \x01\nlast";
+    let ts = (NOON + 123_456_789).to_string();
+    run_with(&["append", s(&path), "--timestamp", &ts], Some(input)).ok();
+    let stored: Vec<Vec<u8>> = events_of(&path).into_iter().map(|(_, p)| p).collect();
+    let expected: Vec<Vec<u8>> = input.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    assert_eq!(stored, expected);
+
+    let json = run(&["cat", s(&path), "--format", "json"]).ok();
+    let time = "\"timestamp\":1714564800123456789,\"time\":\"2024-05-01T12:00:00.123456789Z\"";
+    assert_eq!(
+        json.lines(),
+        vec![
+            format!("{{\"offset\":24,{time},\"size\":10,\"payload\":\"plain text\"}}"),
+            format!("{{\"offset\":50,{time},\"size\":0,\"payload\":\"\"}}"),
+            // base64 of ff 00 fe 20 62 69 6e 61 72 79 (" binary")
+            format!("{{\"offset\":66,{time},\"size\":10,\"payload_base64\":\"/wD+IGJpbmFyeQ==\"}}"),
+            format!(
+                "{{\"offset\":92,{time},\"size\":16,\"payload\":\"say \\\"hi\\\"\\tand \\\\ \\u0001\"}}"
+            ),
+            format!("{{\"offset\":124,{time},\"size\":4,\"payload\":\"last\"}}"),
+        ]
+    );
+}
+
+#[test]
+fn append_raw_takes_all_of_stdin_as_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "a.evs", 4096, &[]);
+    let payload: Vec<u8> = (0..=255u8).chain(*b"\n\nend\n").collect();
+    run_with(&["append", s(&path), "--raw", "--sync"], Some(&payload)).ok();
+    run_with(&["append", s(&path), "--raw"], Some(b"")).ok();
+    let stored = events_of(&path);
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].1, payload);
+    assert_eq!(stored[1].1, b"");
+    // raw prints the payload bytes as stored, each followed by a newline.
+    let raw = run(&["cat", s(&path), "--format", "raw"]).ok();
+    let mut expected = payload.clone();
+    expected.extend_from_slice(b"\n\n");
+    assert_eq!(raw.stdout, expected);
+    run(&["append", s(&path), "--raw", "x"]).fails(2, &["--raw"]);
+}
+
+#[test]
+fn append_stamps_events_with_the_wall_clock_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "a.evs", 1 << 20, &[]);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let lines: String = (0..1000).map(|i| format!("event {i}\n")).collect();
+    run_with(&["append", s(&path), "--sync"], Some(lines.as_bytes())).ok();
+    run(&["append", s(&path), "one more"]).ok();
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let events = events_of(&path);
+    assert_eq!(events.len(), 1001);
+    assert_eq!(events[999].1, b"event 999");
+    assert!(events.windows(2).all(|w| w[0].0 <= w[1].0));
+    assert!(
+        events[0].0 >= before && events[1000].0 <= after,
+        "{before} {after}"
+    );
+}
+
+#[test]
+fn append_refuses_an_earlier_timestamp_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let before = std::fs::read(&path).unwrap();
+    run(&[
+        "append",
+        s(&path),
+        "--timestamp",
+        "2024-05-01T12:00:00Z",
+        "late",
+    ])
+    .fails(
+        1,
+        &[
+            s(&path),
+            "earlier than the last event",
+            "nothing was appended",
+        ],
+    );
+    run_with(&["append", s(&path), "--timestamp", "5"], Some(b"a\nb\n"))
+        .fails(1, &[s(&path), "earlier"]);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn append_to_a_full_stream_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // 24 header + 3 events of 16 + 4 bytes = 84; 16 bytes stay free.
+    let path = stream(dir.path(), "small.evs", 100, &[]);
+    // Arguments: all fit or nothing is appended.
+    run(&[
+        "append",
+        s(&path),
+        "--timestamp",
+        "1",
+        "aaaa",
+        "bbbb",
+        "cccc",
+        "dddd",
+    ])
+    .fails(
+        1,
+        &[s(&path), "is full", "4 events need 80 B", "76 B are free"],
+    );
+    assert!(events_of(&path).is_empty());
+    // Lines: appended until full, and the message says how many made it.
+    run_with(
+        &["append", s(&path), "--timestamp", "1"],
+        Some(b"1111\n2222\n3333\n4444\n5555\n"),
+    )
+    .fails(
+        1,
+        &[
+            s(&path),
+            "is full",
+            "20 B",
+            "16 B are free",
+            "3 events were appended",
+        ],
+    );
+    assert_eq!(events_of(&path).len(), 3);
+    // Full now: a failed append leaves the file byte for byte unchanged.
+    let before = std::fs::read(&path).unwrap();
+    run(&["append", s(&path), "x"]).fails(1, &["is full", "nothing was appended"]);
+    run_with(&["append", s(&path), "--raw"], Some(&[7; 100])).fails(1, &["is full"]);
+    run_with(&["append", s(&path)], Some(b"more\n")).fails(1, &["is full"]);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn append_to_a_locked_stream_fails_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let writer = Writer::open(&path);
+    let before = std::fs::read(&path).unwrap();
+    run(&["append", s(&path), "x"]).fails(1, &[s(&path), "locked by another writer"]);
+    run_with(&["append", s(&path)], Some(b"a\n")).fails(1, &["locked"]);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    drop(writer);
+    run(&["append", s(&path), "x"]).ok();
+}
+
+// ---------------------------------------------------------------------------- errors
+
+/// Every command that opens FILE, with extra arguments.
+const FILE_COMMANDS: &[&[&str]] = &[
+    &["cat"],
+    &["cat", "--follow"],
+    &["tail"],
+    &["stat"],
+    &["stat", "--json"],
+    &["verify"],
+    &["append", "x"],
+];
+
+fn with_file<'a>(command: &[&'a str], file: &'a str) -> Vec<&'a str> {
+    let mut args = vec![command[0], file];
+    args.extend_from_slice(&command[1..]);
+    args
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.evs");
+    for command in FILE_COMMANDS {
+        run(&with_file(command, s(&path))).fails(1, &[s(&path), "no such file"]);
+    }
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_directory_is_not_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in FILE_COMMANDS {
+        run(&with_file(command, s(dir.path()))).fails(1, &[s(dir.path()), "is a directory"]);
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_stream_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "Dear diary, today I wrote a text file. It is not a stream.\n",
+    )
+    .unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, b"tiny").unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    for path in [&text, &short, &empty] {
+        let before = std::fs::read(path).unwrap();
+        for command in FILE_COMMANDS {
+            run(&with_file(command, s(path))).fails(1, &[s(path), "not a stream file"]);
+        }
+        assert_eq!(std::fs::read(path).unwrap(), before);
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let p = s(&path);
+    for args in [
+        vec![],
+        vec!["frobnicate"],
+        vec!["cat"],
+        vec!["cat", p, "--bogus"],
+        vec!["cat", p, "--format", "xml"],
+        vec!["cat", p, "--since", "yesterday"],
+        vec!["cat", p, "--until", "2024-02-30T00:00:00Z"],
+        vec!["cat", p, "--limit", "-1"],
+        vec!["cat", p, "--from-offset", "x"],
+        vec!["tail", p, "-n", "ten"],
+        vec!["append", p, "--timestamp", "noon", "x"],
+        vec!["bench", "--size", "huge"],
+    ] {
+        let run = run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(
+            run.stderr.starts_with("error: ") || args.len() < 2,
+            "{run:?}"
+        );
+    }
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let top = run(&["--help"]).ok();
+    assert!(top.out().contains("Examples:"));
+    for command in ["create", "append", "cat", "tail", "stat", "verify", "bench"] {
+        let help = run(&[command, "--help"]).ok();
+        let text = help.out();
+        assert!(text.contains("Examples:"), "{command}: {text}");
+        assert!(
+            text.contains(&format!("evstream {command}")),
+            "{command}: {text}"
+        );
+    }
+}
+
+#[test]
+fn garbage_files_never_crash_any_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for case in 0..40 {
+        let len = (next() % 300) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Half the cases get a plausible header, so the event parser is reached.
+        if case % 2 == 0 && len >= 24 {
+            let write_offset = 24 + next() % (len as u64 - 23);
+            bytes[..8].copy_from_slice(&write_offset.to_le_bytes());
+            bytes[8..16].copy_from_slice(&(next() % 4).to_le_bytes());
+        }
+        let path = dir.path().join(format!("garbage{case}"));
+        std::fs::write(&path, &bytes).unwrap();
+        for command in FILE_COMMANDS.iter().filter(|c| !c.contains(&"--follow")) {
+            let result = run(&with_file(command, s(&path)));
+            assert!(
+                result.code == 0 || result.code == 1,
+                "{command:?} {result:?}"
+            );
+            if result.code == 1 {
+                assert!(result.stderr.starts_with("error: "), "{result:?}");
+                assert_eq!(result.stderr.lines().count(), 1, "{result:?}");
+            }
+        }
+        for args in [["cat", "--format", "json"], ["tail", "-n", "1"]] {
+            let result = run(&[args[0], s(&path), args[1], args[2]]);
+            assert!(result.code == 0 || result.code == 1, "{result:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------- cat
+
+#[test]
+fn cat_prints_text_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(
+        dir.path(),
+        "t.evs",
+        4096,
+        &[
+            (NOON, b"hello"),
+            (NOON + 1, b"tab\there\nnewline \\ \xff\xfe"),
+            (NOON + 1, b""),
+        ],
+    );
+    let result = run(&["cat", s(&path)]).ok();
+    assert_eq!(
+        result.lines(),
+        vec![
+            "2024-05-01T12:00:00.000000000Z hello",
+            r"2024-05-01T12:00:00.000000001Z tab\there\nnewline \\ \xff\xfe",
+            "2024-05-01T12:00:00.000000001Z ",
+        ]
+    );
+}
+
+#[test]
+fn cat_prints_hex_and_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(
+        dir.path(),
+        "t.evs",
+        4096,
+        &[(NOON, b"\x00\xffAb"), (NOON, b"")],
+    );
+    let hex = run(&["cat", s(&path), "--format", "hex"]).ok();
+    assert_eq!(
+        hex.lines(),
+        vec![
+            "2024-05-01T12:00:00.000000000Z 00ff4162",
+            "2024-05-01T12:00:00.000000000Z "
+        ]
+    );
+    let raw = run(&["cat", s(&path), "--format", "raw"]).ok();
+    assert_eq!(raw.stdout, b"\x00\xffAb\n\n");
+}
+
+#[test]
+fn cat_filters_by_time_offset_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let p = s(&path);
+    let payloads = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["cat", p, "--format", "raw"];
+        all.extend_from_slice(args);
+        run(&all).ok().lines()
+    };
+    assert_eq!(
+        payloads(&[]),
+        ["alpha", "bravo", "charlie", "delta", "echo"]
+    );
+    assert_eq!(
+        payloads(&[
+            "--since",
+            "2024-05-01T12:00:10Z",
+            "--until",
+            "2024-05-01T12:00:30Z"
+        ]),
+        ["bravo", "charlie"]
+    );
+    let since = (NOON + 10 * SEC + 1).to_string();
+    assert_eq!(payloads(&["--since", &since]), ["charlie", "delta", "echo"]);
+    assert_eq!(
+        payloads(&["--since", "2024-05-01T14:00:30+02:00"]),
+        ["delta", "echo"]
+    );
+    assert_eq!(payloads(&["--until", "2024-05-01"]), Vec::<String>::new());
+    assert_eq!(payloads(&["--since", "2025-01-01"]), Vec::<String>::new());
+    assert_eq!(payloads(&["--limit", "2"]), ["alpha", "bravo"]);
+    assert_eq!(payloads(&["--limit", "0"]), Vec::<String>::new());
+    assert_eq!(
+        payloads(&["--since", "2024-05-01T12:00:10Z", "-n", "1"]),
+        ["bravo"]
+    );
+    // Offsets as printed by --format json: 24, 45, 66, 89, 110.
+    let json = run(&["cat", p, "--format", "json"]).ok().out();
+    assert!(
+        json.contains("\"offset\":66,") && json.contains("\"offset\":110,"),
+        "{json}"
+    );
+    assert_eq!(
+        payloads(&["--from-offset", "66"]),
+        ["charlie", "delta", "echo"]
+    );
+    assert_eq!(
+        payloads(&["--from-offset", "66", "--since", "2024-05-01T12:00:35Z"]),
+        ["echo"]
+    );
+    assert_eq!(payloads(&["--from-offset", "130"]), Vec::<String>::new());
+    // An offset inside an event, or past the end, is refused.
+    run(&["cat", p, "--from-offset", "70"])
+        .fails(1, &[p, "no valid event starts at byte offset 70"]);
+    run(&["cat", p, "--from-offset", "5000"]).fails(1, &[p, "5000", "outside"]);
+}
+
+#[test]
+fn cat_and_tail_follow_print_new_events_as_they_are_appended() {
+    for (args, first) in [
+        (vec!["cat", "--format", "raw", "--follow"], Some("alpha")),
+        (
+            vec!["tail", "-n", "1", "--format", "raw", "--follow"],
+            Some("echo"),
+        ),
+        (vec!["tail", "-n", "0", "--format", "raw", "-f"], None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let mut child = spawn(
+            evstream()
+                .args(&args[..1])
+                .arg(&path)
+                .args(&args[1..])
+                .stdout(Stdio::piped()),
+        );
+        let done = watchdog(&child, Duration::from_secs(30));
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen: Vec<String> = Vec::new();
+        if let Some(first) = first {
+            // The events there before any new one is appended.
+            seen.push(lines.next().unwrap().unwrap());
+            assert_eq!(seen[0], first);
+        }
+        // A writer in another process appends one event every 20 ms until told to stop.
+        let stop = Arc::new(AtomicBool::new(false));
+        let appender = {
+            let (path, stop) = (path.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut writer = Writer::open(&path);
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) && i < 1000 {
+                    writer
+                        .append(NOON + 100 * SEC, format!("new {i}").as_bytes())
+                        .unwrap();
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        while seen.iter().filter(|l| l.starts_with("new ")).count() < 3 {
+            seen.push(lines.next().unwrap().unwrap());
+        }
+        stop.store(true, Ordering::Relaxed);
+        appender.join().unwrap();
+        done.store(true, Ordering::Relaxed);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let new: Vec<&String> = seen.iter().filter(|l| l.starts_with("new ")).collect();
+        match first {
+            Some("alpha") => {
+                assert_eq!(seen[..5], ["alpha", "bravo", "charlie", "delta", "echo"]);
+                assert_eq!(new, ["new 0", "new 1", "new 2"]);
+            }
+            Some(_) => assert_eq!(seen, ["echo", "new 0", "new 1", "new 2"]),
+            None => {
+                // Started at the end: whatever came first, the rest follow in order.
+                let k: u32 = new[0]["new ".len()..].parse().unwrap();
+                assert_eq!(
+                    new,
+                    [
+                        &format!("new {k}"),
+                        &format!("new {}", k + 1),
+                        &format!("new {}", k + 2)
+                    ]
+                );
+                assert_eq!(seen.len(), 3, "{seen:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cat_follow_stops_at_until_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    run(&["cat", s(&path), "--follow", "--limit", "2"]).ok();
+    run(&[
+        "cat",
+        s(&path),
+        "--follow",
+        "--until",
+        "2024-05-01T12:00:20Z",
+    ])
+    .ok();
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "big.evs", 16 << 20, &[]);
+    let mut writer = Writer::open(&path);
+    for i in 0..200_000 {
+        writer
+            .append(NOON + i, format!("event number {i}").as_bytes())
+            .unwrap();
+    }
+    drop(writer);
+    for args in [
+        vec!["cat", s(&path)],
+        vec!["cat", s(&path), "--format", "json", "--follow"],
+        vec!["tail", s(&path), "-n", "100000"],
+        vec!["--help"],
+    ] {
+        let mut child = spawn(
+            evstream()
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let done = watchdog(&child, Duration::from_secs(30));
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 10];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout); // like `| head -c 10`
+        let output = child.wait_with_output().unwrap();
+        done.store(true, Ordering::Relaxed);
+        let result = from(output);
+        assert_eq!(result.code, 0, "{args:?}: {result:?}");
+        assert_eq!(result.stderr, "", "{args:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------- tail
+
+#[test]
+fn tail_prints_the_last_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<(i64, Vec<u8>)> = (0..15)
+        .map(|i| (NOON + i, format!("e{i}").into_bytes()))
+        .collect();
+    let borrowed: Vec<(i64, &[u8])> = events.iter().map(|(t, p)| (*t, p.as_slice())).collect();
+    let path = stream(dir.path(), "t.evs", 4096, &borrowed);
+    let tail = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["tail", s(&path), "--format", "raw"];
+        all.extend_from_slice(args);
+        run(&all).ok().lines()
+    };
+    let expect = |from: usize| -> Vec<String> { (from..15).map(|i| format!("e{i}")).collect() };
+    assert_eq!(tail(&[]), expect(5));
+    assert_eq!(tail(&["-n", "2"]), expect(13));
+    assert_eq!(tail(&["--lines", "15"]), expect(0));
+    assert_eq!(tail(&["-n", "1000"]), expect(0));
+    assert_eq!(tail(&["-n", "0"]), Vec::<String>::new());
+    let text = run(&["tail", s(&path), "-n", "1"]).ok();
+    assert_eq!(text.lines(), vec!["2024-05-01T12:00:00.000000014Z e14"]);
+    let empty = stream(dir.path(), "empty.evs", 4096, &[]);
+    assert_eq!(run(&["tail", s(&empty)]).ok().stdout, b"");
+}
+
+// ---------------------------------------------------------------------------- stat
+
+#[test]
+fn stat_reports_size_fill_events_times_and_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let text = run(&["stat", s(&path)]).ok().out();
+    for expected in [
+        format!("path:          {}", s(&path)),
+        "capacity:      4 KiB (4096 bytes)".to_owned(),
+        "write offset:  130".to_owned(),
+        "used:          130 B".to_owned(),
+        "free:          3.9 KiB (3966 bytes)".to_owned(),
+        "fill:          3.17%".to_owned(),
+        "events:        5".to_owned(),
+        "first event:   2024-05-01T12:00:00.000000000Z".to_owned(),
+        "last event:    2024-05-01T12:00:40.000000000Z".to_owned(),
+        "span:          40 s".to_owned(),
+        "writer:        none".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} not in\n{text}");
+    }
+    let json = run(&["stat", s(&path), "--json"]).ok().out();
+    for expected in [
+        "\"capacity\":4096,",
+        "\"write_offset\":130,",
+        "\"used_bytes\":130,",
+        "\"free_bytes\":3966,",
+        "\"fill_percent\":3.1738,",
+        "\"event_count\":5,",
+        "\"first_timestamp\":1714564800000000000,",
+        "\"last_time\":\"2024-05-01T12:00:40.000000000Z\",",
+        "\"writer_active\":false,",
+    ] {
+        assert!(json.contains(expected), "{expected:?} not in {json}");
+    }
+    assert!(json.starts_with('{') && json.trim_end().ends_with('}') && json.lines().count() == 1);
+
+    let writer = Writer::open(&path);
+    assert!(
+        run(&["stat", s(&path)])
+            .ok()
+            .out()
+            .contains("writer:        active")
+    );
+    assert!(
+        run(&["stat", s(&path), "--json"])
+            .ok()
+            .out()
+            .contains("\"writer_active\":true")
+    );
+    drop(writer);
+
+    let empty = stream(dir.path(), "empty.evs", 4096, &[]);
+    let text = run(&["stat", s(&empty)]).ok().out();
+    assert!(
+        text.contains("events:        0") && text.contains("first event:   none"),
+        "{text}"
+    );
+    let json = run(&["stat", s(&empty), "--json"]).ok().out();
+    assert!(
+        json.contains("\"first_timestamp\":null,\"first_time\":null"),
+        "{json}"
+    );
+}
+
+// ---------------------------------------------------------------------------- verify
+
+#[test]
+fn verify_accepts_an_intact_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let result = run(&["verify", s(&path)]).ok();
+    assert!(
+        result
+            .out()
+            .starts_with(&format!("ok: {}: 5 events", s(&path))),
+        "{result:?}"
+    );
+    let empty = stream(dir.path(), "empty.evs", 4096, &[]);
+    run(&["verify", s(&empty)]).ok();
+}
+
+#[test]
+fn verify_reports_the_first_bad_event_and_the_good_ones_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[66 + 16 + 3] ^= 0x20; // a payload byte of the third event ("charlie")
+    std::fs::write(&path, &bytes).unwrap();
+    run(&["verify", s(&path)]).fails(
+        1,
+        &[
+            s(&path),
+            "byte offset 66",
+            "checksum mismatch",
+            "2 good events before it",
+        ],
+    );
+    // verify, cat, tail and stat only read: the damage is left for a person to inspect.
+    let _ = run(&["cat", s(&path)]).fails(1, &["byte offset 66", "2 events were printed"]);
+    run(&["stat", s(&path)]).ok();
+    run(&["tail", s(&path), "-n", "2"]).ok();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // A damaged event followed by more data is not a torn tail: append refuses it.
+    run(&["append", s(&path), "x"]).fails(1, &[s(&path), "corrupt at byte offset 66"]);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn append_repairs_a_torn_tail_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    // The last event (110..130) never reached the disk: zeros, as a power loss leaves.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[110..130].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    run(&["verify", s(&path)]).fails(1, &["byte offset 110", "4 good events before it"]);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    let result = run(&["append", s(&path), "foxtrot"]);
+    assert_eq!(result.code, 0, "{result:?}");
+    assert!(
+        result.stderr.starts_with("note: ") && result.stderr.contains("torn tail"),
+        "{result:?}"
+    );
+    let payloads: Vec<Vec<u8>> = events_of(&path).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads.len(), 5);
+    assert_eq!(payloads[3], b"delta");
+    assert_eq!(payloads[4], b"foxtrot");
+    run(&["verify", s(&path)]).ok();
+}
+
+#[test]
+fn verify_fails_when_the_header_count_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..16].copy_from_slice(&9u64.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    run(&["verify", s(&path)]).fails(1, &[s(&path), "header counts 9 events", "5 valid events"]);
+    bytes[8..16].copy_from_slice(&3u64.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    run(&["verify", s(&path)]).fails(1, &["header counts 3 events", "5 valid events"]);
+    // One short is what a writer that stopped between offset and count leaves.
+    bytes[8..16].copy_from_slice(&4u64.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    run(&["verify", s(&path)]).ok();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+// ---------------------------------------------------------------------------- live
+
+#[test]
+fn read_only_commands_work_while_another_process_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "live.evs", 64 << 20, &[]);
+    let appended = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, appended, stop) = (path.clone(), Arc::clone(&appended), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut writer = Writer::open(&path);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && writer.available() > 1024 {
+                writer.append_now(format!("tick {i}").as_bytes()).unwrap();
+                i += 1;
+                appended.store(i, Ordering::Relaxed);
+                if i.is_multiple_of(64) {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+        })
+    };
+    while appended.load(Ordering::Relaxed) < 1000 {
+        std::thread::yield_now();
+    }
+    for _ in 0..10 {
+        let before = appended.load(Ordering::Relaxed);
+        let verify = run(&["verify", s(&path)]).ok().out();
+        let count: u64 = verify.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!(count >= before, "{verify}");
+        let cat = run(&["cat", s(&path), "--format", "raw"]).ok();
+        assert!(cat.lines().len() as u64 >= before);
+        assert!(
+            run(&["stat", s(&path)])
+                .ok()
+                .out()
+                .contains("writer:        active")
+        );
+        run(&["tail", s(&path), "-n", "3"]).ok();
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    run(&["verify", s(&path)]).ok();
+}
+
+#[test]
+fn read_only_commands_leave_the_file_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five(dir.path());
+    let before = std::fs::read(&path).unwrap();
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    for args in [
+        vec!["cat", s(&path)],
+        vec![
+            "cat",
+            s(&path),
+            "--format",
+            "json",
+            "--since",
+            "2024-05-01T12:00:20Z",
+        ],
+        vec!["tail", s(&path)],
+        vec!["stat", s(&path)],
+        vec!["stat", s(&path), "--json"],
+        vec!["verify", s(&path)],
+    ] {
+        run(&args).ok();
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        modified
+    );
+}
+
+// ---------------------------------------------------------------------------- bench
+
+#[test]
+fn bench_runs_on_a_temporary_directory() {
+    let result = run(&[
+        "bench",
+        "--events",
+        "200",
+        "--size",
+        "64",
+        "--repeats",
+        "1",
+        "--no-latency",
+        "--json",
+    ]);
+    assert_eq!(result.code, 0, "{result:?}");
+    let json = result.out();
+    assert!(
+        json.trim_start().starts_with('{') && json.trim_end().ends_with('}'),
+        "{json}"
+    );
+    assert!(json.contains("\"events\": 200"), "{json}");
+    assert!(json.contains("\"append\""), "{json}");
+    // Progress goes to standard error, never to the report.
+    assert!(!result.stderr.is_empty());
+}
