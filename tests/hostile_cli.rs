@@ -1,0 +1,441 @@
+//! Hostile input at the front door: every `evstream` command against a corpus of bad
+//! files (empty, short, random, zeroed, headers that lie, damaged events, a directory, a
+//! FIFO, a device, a symlink loop, a dangling symlink, a missing path, no permission).
+//!
+//! For every command and file: the command ends on its own (nothing waits on a FIFO or
+//! follows a stream that cannot grow), never panics or dies of a signal, exits 1 with a
+//! message on stderr that names the file wherever the file is the problem, prints no
+//! events from a file that is not a stream, and leaves the file exactly as it was.
+//! Usage errors exit 2.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod reliability_support;
+
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use evstream::StreamWriter;
+use reliability_support::Rng;
+
+const BIN: &str = env!("CARGO_BIN_EXE_evstream");
+
+/// What a file is, for what the commands may do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Not a stream at all: every command fails.
+    NotAStream,
+    /// A stream header that opens, over damaged events: reading stops at the damage,
+    /// `verify` and `append` fail.
+    Damaged,
+    /// Intact events under a wrong event count: only `verify` and `append` fail.
+    WrongCount,
+}
+
+struct Case {
+    name: &'static str,
+    path: PathBuf,
+    kind: Kind,
+}
+
+/// A valid stream of three events; returns its bytes and event offsets.
+fn valid_stream(path: &Path) -> (Vec<u8>, Vec<u64>) {
+    let mut writer = StreamWriter::create(path, 4096).unwrap();
+    let mut offsets = Vec::new();
+    for (i, payload) in [&b"first event"[..], b"second event", b"third event"]
+        .iter()
+        .enumerate()
+    {
+        offsets.push(writer.append(1_000 + i as i64, payload).unwrap());
+    }
+    drop(writer);
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::remove_file(path).unwrap();
+    (bytes, offsets)
+}
+
+fn corpus(dir: &Path) -> Vec<Case> {
+    let (valid, offsets) = valid_stream(&dir.join("valid.evs"));
+    let end = u64::from_le_bytes(valid[0..8].try_into().unwrap());
+    let mut cases = Vec::new();
+    let mut file = |name: &'static str, kind: Kind, bytes: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        cases.push(Case { name, path, kind });
+    };
+    file("empty", Kind::NotAStream, Vec::new());
+    file("short", Kind::NotAStream, vec![0xff; 23]);
+    file("zeroed", Kind::NotAStream, vec![0; 4096]);
+    let mut random = vec![0u8; 4096];
+    Rng::new(99).fill(&mut random);
+    random[7] = 0x80; // the write offset lands far past the end
+    file("random", Kind::NotAStream, random);
+    let with = |at: usize, field: &[u8]| {
+        let mut bytes = valid.clone();
+        bytes[at..at + field.len()].copy_from_slice(field);
+        bytes
+    };
+    file(
+        "offset_past_end",
+        Kind::NotAStream,
+        with(0, &4097u64.to_le_bytes()),
+    );
+    file(
+        "offset_huge",
+        Kind::NotAStream,
+        with(0, &u64::MAX.to_le_bytes()),
+    );
+    file(
+        "offset_in_header",
+        Kind::NotAStream,
+        with(0, &8u64.to_le_bytes()),
+    );
+    file(
+        "offset_mid_event",
+        Kind::Damaged,
+        with(0, &(end - 5).to_le_bytes()),
+    );
+    let last = offsets[2] as usize;
+    file(
+        "size_overflows",
+        Kind::Damaged,
+        with(last + 8, &u32::MAX.to_le_bytes()),
+    );
+    let mut flipped = valid.clone();
+    flipped[offsets[0] as usize + 20] ^= 0x04;
+    file("bit_flip", Kind::Damaged, flipped);
+    file(
+        "count_wrong",
+        Kind::WrongCount,
+        with(8, &5u64.to_le_bytes()),
+    );
+    file(
+        "count_huge",
+        Kind::WrongCount,
+        with(8, &u64::MAX.to_le_bytes()),
+    );
+
+    let mut special = |name: &'static str, make: &dyn Fn(&Path)| {
+        let path = dir.join(name);
+        make(&path);
+        cases.push(Case {
+            name,
+            path,
+            kind: Kind::NotAStream,
+        });
+    };
+    special("directory", &|p| std::fs::create_dir(p).unwrap());
+    special("fifo", &|p| {
+        let status = Command::new("mkfifo").arg(p).status().unwrap();
+        assert!(status.success());
+    });
+    special("symlink_loop", &|p| {
+        let other = p.with_extension("other");
+        std::os::unix::fs::symlink(&other, p).unwrap();
+        std::os::unix::fs::symlink(p, &other).unwrap();
+    });
+    special("dangling_symlink", &|p| {
+        std::os::unix::fs::symlink(p.with_extension("nowhere"), p).unwrap()
+    });
+    special("missing", &|_| {});
+    cases.push(Case {
+        name: "device",
+        path: PathBuf::from("/dev/null"),
+        kind: Kind::NotAStream,
+    });
+    cases
+}
+
+/// Every command, with `F` standing for the file.
+const COMMANDS: &[&[&str]] = &[
+    &["stat", "F"],
+    &["stat", "--json", "F"],
+    &["verify", "F"],
+    &["cat", "F"],
+    &["cat", "--format", "json", "F"],
+    &["cat", "--format", "raw", "F"],
+    &[
+        "cat",
+        "--format",
+        "hex",
+        "--since",
+        "1970-01-01T00:00:00Z",
+        "F",
+    ],
+    &["cat", "--from-offset", "24", "-n", "2", "F"],
+    &["tail", "-n", "2", "F"],
+    &["append", "F", "x"],
+    &["append", "--sync", "F", "y", "z"],
+    &["append", "--raw", "F"],
+    &["append", "F"],
+    &["create", "F", "--capacity", "4096"],
+    &["cat", "--follow", "F"],
+    &["tail", "--follow", "F"],
+];
+
+/// The state of a path that a command must not change.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    kind: Option<String>,
+    bytes: Option<Vec<u8>>,
+    mode: Option<u32>,
+}
+
+fn snapshot(path: &Path) -> Snapshot {
+    let meta = path.symlink_metadata().ok();
+    let kind = meta.as_ref().map(|m| {
+        let t = m.file_type();
+        if t.is_symlink() {
+            format!("symlink to {:?}", std::fs::read_link(path).unwrap())
+        } else if t.is_dir() {
+            "directory".into()
+        } else if t.is_fifo() {
+            "fifo".into()
+        } else if t.is_char_device() {
+            "device".into()
+        } else {
+            "file".into()
+        }
+    });
+    let bytes = match &kind {
+        Some(k) if k == "file" => std::fs::read(path).ok(),
+        _ => None,
+    };
+    Snapshot {
+        kind,
+        bytes,
+        mode: meta.map(|m| m.mode()),
+    }
+}
+
+/// Runs `evstream` with `args` under `prefix` (to drop privileges), feeding `stdin`,
+/// killing it after `limit`. Returns its output, or `None` if it had to be killed.
+fn run(prefix: &[&str], args: &[String], stdin: &[u8], limit: Duration) -> Option<Output> {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that does not read its input must not block us either.
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin);
+    drop(input);
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Checks one command on one file.
+fn check(case: &Case, template: &[&str], prefix: &[&str], tally: &mut Vec<String>) {
+    let path = case.path.to_str().unwrap().to_owned();
+    let args: Vec<String> = template
+        .iter()
+        .map(|a| {
+            if *a == "F" {
+                path.clone()
+            } else {
+                (*a).to_owned()
+            }
+        })
+        .collect();
+    let label = format!("{} {}", case.name, template.join(" "));
+    let before = snapshot(&case.path);
+    let out = run(
+        prefix,
+        &args,
+        b"line one\nline two\n",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|| panic!("{label}: still running after 10 s"));
+    let after = snapshot(&case.path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(before, after, "{label}: the file changed");
+    assert_eq!(
+        out.status.signal(),
+        None,
+        "{label}: killed by a signal\n{stderr}"
+    );
+    let code = out.status.code().unwrap();
+    assert!(!stderr.contains("panicked"), "{label}: panicked\n{stderr}");
+    let command = template[0];
+    let must_fail = match case.kind {
+        Kind::NotAStream => true,
+        Kind::Damaged => {
+            matches!(command, "verify" | "append" | "create") || template.contains(&"--follow")
+        }
+        Kind::WrongCount => matches!(command, "verify" | "append" | "create"),
+    };
+    if must_fail {
+        assert_eq!(
+            code, 1,
+            "{label}: exit status\nstdout: {stdout}\nstderr: {stderr}"
+        );
+    } else {
+        assert!(
+            code == 0 || code == 1,
+            "{label}: exit status {code}\n{stderr}"
+        );
+    }
+    if code != 0 {
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{label}: {stderr}");
+        // `verify` reports what it found about the events; everything else names the file.
+        if command != "verify" || case.kind == Kind::NotAStream {
+            let name = case.path.file_name().unwrap().to_str().unwrap();
+            assert!(
+                stderr.contains(name),
+                "{label}: message names no file: {stderr}"
+            );
+        }
+    }
+    if case.kind == Kind::NotAStream && command != "create" {
+        assert!(stdout.trim().is_empty(), "{label}: printed {stdout}");
+    }
+    tally.push(format!("{label} -> {code}"));
+}
+
+/// The prefix that runs a command as an unprivileged user, if one is needed and works.
+fn unprivileged() -> Result<Vec<&'static str>, String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Ok(Vec::new());
+    }
+    let prefix = vec![
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    let probe = run(&prefix, &["--version".into()], b"", Duration::from_secs(10));
+    match probe {
+        Some(out) if out.status.success() => Ok(prefix),
+        Some(out) => Err(format!(
+            "running as nobody failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        None => Err("running as nobody hung".into()),
+    }
+}
+
+#[test]
+fn every_command_against_every_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tally = Vec::new();
+    let cases = corpus(dir.path());
+    for case in &cases {
+        for template in COMMANDS {
+            if case.name == "missing" && template[0] == "create" {
+                continue; // Creating a missing stream is what `create` is for.
+            }
+            let follows = template.contains(&"--follow");
+            if follows && case.kind == Kind::WrongCount {
+                continue; // Intact events: following would wait for more, as it should.
+            }
+            check(case, template, &[], &mut tally);
+        }
+    }
+    eprintln!(
+        "hostile cli: {} runs of {} commands against {} bad files, every one a clean \
+         failure or a valid partial read",
+        tally.len(),
+        COMMANDS.len(),
+        cases.len()
+    );
+}
+
+#[test]
+fn no_permission() {
+    let prefix = match unprivileged() {
+        Ok(p) => p,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (valid, _) = valid_stream(&dir.path().join("valid.evs"));
+    let path = dir.path().join("no_permission");
+    std::fs::write(&path, &valid).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let case = Case {
+        name: "no_permission",
+        path,
+        kind: Kind::NotAStream,
+    };
+    let mut tally = Vec::new();
+    for template in COMMANDS {
+        check(&case, template, &prefix, &mut tally);
+    }
+    // Read-only access: reading works, appending is refused.
+    std::fs::set_permissions(&case.path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let path = case.path.to_str().unwrap().to_owned();
+    let read = run(
+        &prefix,
+        &["verify".into(), path.clone()],
+        b"",
+        Duration::from_secs(10),
+    );
+    assert!(read.unwrap().status.success());
+    let before = snapshot(&case.path);
+    let write = run(
+        &prefix,
+        &["append".into(), path, "x".into()],
+        b"",
+        Duration::from_secs(10),
+    );
+    let write = write.unwrap();
+    assert_eq!(write.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&write.stderr).contains("no_permission"));
+    assert_eq!(before, snapshot(&case.path));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.evs").to_str().unwrap().to_owned();
+    let cases: &[&[&str]] = &[
+        &[],
+        &["frobnicate"],
+        &["cat"],
+        &["create", &f],
+        &["create", &f, "--capacity", "banana"],
+        &["tail", "-n", "many", &f],
+        &["cat", "--format", "xml", &f],
+    ];
+    for args in cases {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let out = run(&[], &args, b"", Duration::from_secs(10)).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+        assert!(!Path::new(&f).exists(), "{args:?} created the file");
+    }
+}
