@@ -5,7 +5,7 @@
 //! One [`StreamWriter`] per file appends and publishes events; any number of
 //! [`StreamReader`]s, in the same process or others, iterate zero-copy [`EventView`]s of
 //! the published events, also while the writer appends. The byte layout is specified in
-//! `docs/FORMAT.md` and implemented in [`format`].
+//! `docs/FORMAT.md` and implemented in [`format`](mod@format).
 //!
 //! ```
 //! # fn main() -> evstream::Result<()> {

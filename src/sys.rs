@@ -131,6 +131,7 @@ impl WriteMap {
     ///
     /// Returns `false`, writing nothing, unless the whole range lies between the published
     /// write offset and the end of the mapping.
+    #[inline]
     pub fn write_unpublished(&mut self, offset: u64, parts: &[&[u8]]) -> bool {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let Some(start) = self.unpublished_range(offset, total) else {
@@ -177,6 +178,7 @@ impl WriteMap {
         }
     }
 
+    #[inline]
     fn unpublished_range(&self, offset: u64, len: usize) -> Option<usize> {
         let end = offset.checked_add(len as u64)?;
         if offset < self.write_offset() || end > self.raw.len() as u64 {

@@ -447,7 +447,7 @@ impl StreamWriter {
                 got: timestamp,
             });
         }
-        let needed = format::event_len(len).ok_or(Error::PayloadTooLarge { len })?;
+        let needed = format::event_len(len).ok_or_else(|| Error::PayloadTooLarge { len })?;
         let available = self.capacity - self.write_offset;
         if needed > available {
             return Err(Error::Full { needed, available });
