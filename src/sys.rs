@@ -62,7 +62,11 @@ pub(crate) struct WriteMap {
 impl WriteMap {
     /// Maps all of `file`, which must be open for reading and writing, locked by the caller
     /// for exclusive writing, and at least [`HEADER`] bytes long.
-    pub fn new(file: &File, len: u64) -> io::Result<Self> {
+    ///
+    /// With `huge_pages`, asks for transparent huge pages (`madvise(MADV_HUGEPAGE)`), so
+    /// the page cache behind the mapping is filled in large folios (up to 2 MiB) where the
+    /// kernel and file system support them. Advice only: a refusal is ignored.
+    pub fn new(file: &File, len: u64, huge_pages: bool) -> io::Result<Self> {
         let len = usize::try_from(len)
             .ok()
             .filter(|&len| len >= HEADER)
@@ -70,6 +74,10 @@ impl WriteMap {
         let raw = MmapOptions::new().len(len).map_raw(file)?;
         if raw.len() != len {
             return Err(io::Error::other("mapping has the wrong length"));
+        }
+        if huge_pages {
+            // Advice only; without THP (or large folios in the file system) nothing changes.
+            let _ = raw.advise(Advice::HugePage);
         }
         Ok(Self { raw: Arc::new(raw) })
     }

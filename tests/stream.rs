@@ -74,6 +74,42 @@ fn round_trip_over_payload_sizes() {
 }
 
 #[test]
+fn huge_pages_round_trip_flush_and_reopen() {
+    // 12 MiB spans several 2 MiB folios past the first few megabytes, where the kernel
+    // hands out huge folios; flushing after single events there writes back whole folios.
+    let (_dir, path) = temp();
+    let capacity = 12 << 20;
+    let mut expected = Vec::new();
+    let mut ts = 0i64;
+    for round in 0..2u8 {
+        let opts = WriterOptions::default().huge_pages(true);
+        let mut writer = if round == 0 {
+            StreamWriter::create_with(&path, capacity, opts).unwrap()
+        } else {
+            let w = StreamWriter::open_with(&path, opts).unwrap();
+            assert!(w.recovery().is_clean(), "{:?}", w.recovery());
+            w
+        };
+        for i in 0..2_500u32 {
+            let data = payload(1000 + (i as usize % 700), round.wrapping_add(i as u8));
+            let at = writer.append(ts, &data).unwrap();
+            expected.push((at, ts, data));
+            ts += 1;
+            if i % 97 == 0 {
+                writer.flush().unwrap();
+                assert_eq!(writer.synced_offset(), writer.write_offset());
+            }
+        }
+        writer.flush().unwrap();
+    }
+    assert!(expected.last().unwrap().0 > 4 << 20);
+    assert_eq!(read_all(&path), expected);
+    let verification = StreamReader::open(&path).unwrap().verify().unwrap();
+    assert!(verification.is_ok());
+    assert_eq!(verification.events, expected.len() as u64);
+}
+
+#[test]
 fn an_event_that_fills_the_capacity_exactly_fits() {
     let (_dir, path) = temp();
     let capacity = 24 + 16 + 100 + 16 + 1000;
