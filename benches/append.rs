@@ -42,6 +42,7 @@ fn append(c: &mut Criterion) {
                     (Mode::Cold, AppendMethod::AnonMemory) => true,
                     // Warm, evstream's prefault mode does not matter: run it once.
                     (Mode::Warm, AppendMethod::Evstream(p)) => p != evstream::Prefault::Background,
+                    (Mode::Warm, AppendMethod::EvstreamHugePages) => true,
                     _ => false,
                 };
                 if skip {

@@ -31,6 +31,7 @@ fn replay(c: &mut Criterion) {
         for mode in [ReplayMode::Open, ReplayMode::Reused] {
             let kind = match mode {
                 ReplayMode::Open => "open",
+                ReplayMode::OpenHugePages => "open_huge_pages",
                 ReplayMode::Reused => "reused",
             };
             for method in ReplayMethod::ALL {

@@ -28,6 +28,11 @@
 //! closes it ([`ReplayMode::Open`]), or is the second full pass of a reader that is
 //! already open ([`ReplayMode::Reused`]; for evstream, every page is then mapped).
 //!
+//! evstream also runs cold with [`WriterOptions::huge_pages`] on
+//! ([`AppendMethod::EvstreamHugePages`]), replays a copy of the stream written that way
+//! ([`ReplayMode::OpenHugePages`]), and compares appends that each end with a flush,
+//! huge pages off and on ([`flush_once`]), since that is what the option makes dearer.
+//!
 //! Runs of different systems are interleaved, repeat after repeat, so that a noisy
 //! neighbour slows all of them alike; the report quotes medians.
 
@@ -62,6 +67,17 @@ const LATENCY_BYTES: u64 = 128 << 20;
 const MIN_LATENCY_EVENTS: u64 = 1_000;
 /// Highest latency the histograms track; slower appends are recorded as this.
 const MAX_LATENCY_NS: u64 = 60_000_000_000;
+/// Appends per flush run, each followed by [`StreamWriter::flush`].
+const FLUSH_EVENTS: u64 = 200;
+/// Stream bytes appended and flushed, untimed, before a flush run starts, so that its
+/// appends land where a long-lived stream's do rather than in the file's first pages.
+const FLUSH_SKIP: u64 = 16 << 20;
+/// Runs of each flush row (alternating huge pages off and on).
+const FLUSH_RUNS: u32 = 5;
+/// Spare capacity past a flush run's events. A page-cache folio never extends past the end
+/// of the file, so without it the timed appends would land in the file's last, partial
+/// 2 MiB and always in small folios.
+const FLUSH_SLACK: u64 = 4 << 20;
 
 /// What `evstream bench` measures and where.
 #[derive(Debug, Clone)]
@@ -82,6 +98,8 @@ pub struct BenchConfig {
     pub replay: bool,
     /// Whether to measure per-append latency.
     pub latency: bool,
+    /// Whether to measure appends that each end with a flush, huge pages off and on.
+    pub flush: bool,
     /// Appends per latency run (default 100,000, so that p99.9 rests on 100 samples),
     /// lowered for large payloads so that a run writes at most 128 MiB.
     pub latency_events: u64,
@@ -103,6 +121,7 @@ impl Default for BenchConfig {
             time_budget: Duration::from_secs(25),
             replay: true,
             latency: true,
+            flush: true,
             latency_events: 100_000,
             latency_runs: 5,
             latency_pace: Duration::from_micros(2),
@@ -118,6 +137,10 @@ pub enum AppendMethod {
     /// with [`Prefault::Off`] and [`StreamWriter::prefault_all`] is called untimed, so
     /// the mode only matters for cold runs.
     Evstream(Prefault),
+    /// [`StreamWriter`] with [`Prefault::Background`] and
+    /// [`WriterOptions::huge_pages`] on. Cold runs only (the Criterion bench and
+    /// `evstream bench` skip it warm).
+    EvstreamHugePages,
     /// [`stdio::EventWriter`] over a `BufWriter<File>` with `std`'s default 8 KiB buffer.
     BufWriter8K,
     /// [`stdio::EventWriter`] over a `BufWriter<File>` with a 1 MiB buffer.
@@ -133,10 +156,11 @@ pub enum AppendMethod {
 
 impl AppendMethod {
     /// The systems every append comparison runs, baseline (`WritePerEvent`) included.
-    pub const ALL: [AppendMethod; 8] = [
+    pub const ALL: [AppendMethod; 9] = [
         AppendMethod::Evstream(Prefault::Background),
         AppendMethod::Evstream(Prefault::Inline),
         AppendMethod::Evstream(Prefault::Off),
+        AppendMethod::EvstreamHugePages,
         AppendMethod::BufWriter8K,
         AppendMethod::BufWriter1M,
         AppendMethod::WritePerEvent,
@@ -150,6 +174,7 @@ impl AppendMethod {
             Self::Evstream(Prefault::Background) => "evstream (prefault background)",
             Self::Evstream(Prefault::Inline) => "evstream (prefault inline)",
             Self::Evstream(Prefault::Off) => "evstream (prefault off)",
+            Self::EvstreamHugePages => "evstream (background, huge pages)",
             Self::BufWriter8K => "BufWriter 8 KiB",
             Self::BufWriter1M => "BufWriter 1 MiB",
             Self::WritePerEvent => "write_all per event",
@@ -164,6 +189,7 @@ impl AppendMethod {
             Self::Evstream(Prefault::Background) => "evstream_background",
             Self::Evstream(Prefault::Inline) => "evstream_inline",
             Self::Evstream(Prefault::Off) => "evstream_off",
+            Self::EvstreamHugePages => "evstream_huge_pages",
             Self::BufWriter8K => "bufwriter_8k",
             Self::BufWriter1M => "bufwriter_1m",
             Self::WritePerEvent => "write_per_event",
@@ -486,7 +512,12 @@ fn append_to<P: Probe>(
     probe: &mut P,
 ) -> Result<Duration> {
     match method {
-        AppendMethod::Evstream(prefault) => evstream_append(path, prefault, mode, workload, probe),
+        AppendMethod::Evstream(prefault) => {
+            evstream_append(path, prefault, false, mode, workload, probe)
+        }
+        AppendMethod::EvstreamHugePages => {
+            evstream_append(path, Prefault::Background, true, mode, workload, probe)
+        }
         AppendMethod::BufWriter8K => bufwriter_append(path, SMALL_BUFFER, mode, workload, probe),
         AppendMethod::BufWriter1M => bufwriter_append(path, LARGE_BUFFER, mode, workload, probe),
         AppendMethod::WritePerEvent => per_event_append(path, mode, workload, probe),
@@ -498,6 +529,7 @@ fn append_to<P: Probe>(
 fn evstream_append<P: Probe>(
     path: &Path,
     prefault: Prefault,
+    huge_pages: bool,
     mode: Mode,
     workload: &Workload,
     probe: &mut P,
@@ -516,14 +548,18 @@ fn evstream_append<P: Probe>(
             let mut writer = StreamWriter::create_with(
                 path,
                 capacity,
-                WriterOptions::default().prefault(prefault),
+                WriterOptions::default()
+                    .prefault(prefault)
+                    .huge_pages(huge_pages),
             )?;
             write(&mut writer, probe)?;
             drop(writer);
             Ok(start.elapsed())
         }
         Mode::Warm => {
-            let options = WriterOptions::default().prefault(Prefault::Off);
+            let options = WriterOptions::default()
+                .prefault(Prefault::Off)
+                .huge_pages(huge_pages);
             let mut writer = StreamWriter::create_with(path, capacity, options)?;
             writer.prefault_all()?;
             let start = Instant::now();
@@ -677,7 +713,19 @@ fn anon_append<P: Probe>(workload: &Workload, probe: &mut P) -> Result<Duration>
 ///
 /// As for [`StreamWriter::create`] and [`StreamWriter::append`].
 pub fn write_replay_file(path: &Path, workload: &Workload) -> Result<()> {
-    let options = WriterOptions::default().prefault(Prefault::Off);
+    write_replay_file_with(path, workload, false)
+}
+
+/// Like [`write_replay_file`], with [`WriterOptions::huge_pages`] set to `huge_pages`,
+/// which decides the size of the page-cache folios a reader then maps.
+///
+/// # Errors
+///
+/// As for [`StreamWriter::create`] and [`StreamWriter::append`].
+pub fn write_replay_file_with(path: &Path, workload: &Workload, huge_pages: bool) -> Result<()> {
+    let options = WriterOptions::default()
+        .prefault(Prefault::Off)
+        .huge_pages(huge_pages);
     let capacity = workload.stream_len().max(MIN_CAPACITY);
     let mut writer = StreamWriter::create_with(path, capacity, options)?;
     for i in 0..workload.events() {
@@ -691,6 +739,9 @@ pub fn write_replay_file(path: &Path, workload: &Workload) -> Result<()> {
 pub enum ReplayMode {
     /// Open, visit every event, close: all timed.
     Open,
+    /// As [`Open`](Self::Open), over a stream written with [`WriterOptions::huge_pages`]
+    /// on (see [`write_replay_file_with`]); the caller passes that file.
+    OpenHugePages,
     /// The reader (or file) is opened and one full pass made before the clock starts; the
     /// timed pass is a second one. For evstream the mapping's pages are then all mapped,
     /// as for a long-lived reader.
@@ -698,10 +749,11 @@ pub enum ReplayMode {
 }
 
 impl ReplayMode {
-    /// `"replay"` or `"replay_reused"`: the mode of the report's rows.
+    /// `"replay"`, `"replay_huge_pages"` or `"replay_reused"`: the mode of the report's rows.
     pub fn name(self) -> &'static str {
         match self {
             Self::Open => "replay",
+            Self::OpenHugePages => "replay_huge_pages",
             Self::Reused => "replay_reused",
         }
     }
@@ -761,7 +813,7 @@ pub fn replay_once(method: ReplayMethod, mode: ReplayMode, path: &Path) -> Resul
             let verified = method == ReplayMethod::EvstreamVerified;
             let reader = StreamReader::open(path)?;
             let start = match mode {
-                ReplayMode::Open => open_start,
+                ReplayMode::Open | ReplayMode::OpenHugePages => open_start,
                 ReplayMode::Reused => {
                     evstream_pass(&reader, verified)?;
                     Instant::now()
@@ -771,7 +823,7 @@ pub fn replay_once(method: ReplayMethod, mode: ReplayMode, path: &Path) -> Resul
             let pass_end = start.elapsed();
             drop(reader);
             let elapsed = match mode {
-                ReplayMode::Open => start.elapsed(),
+                ReplayMode::Open | ReplayMode::OpenHugePages => start.elapsed(),
                 ReplayMode::Reused => pass_end,
             };
             Ok((elapsed, events))
@@ -779,7 +831,7 @@ pub fn replay_once(method: ReplayMethod, mode: ReplayMode, path: &Path) -> Resul
         ReplayMethod::BufReader => {
             let file = File::open(path).map_err(io_err("open", path))?;
             let start = match mode {
-                ReplayMode::Open => open_start,
+                ReplayMode::Open | ReplayMode::OpenHugePages => open_start,
                 ReplayMode::Reused => {
                     bufreader_pass(&file, path)?;
                     Instant::now()
@@ -789,7 +841,7 @@ pub fn replay_once(method: ReplayMethod, mode: ReplayMode, path: &Path) -> Resul
             let pass_end = start.elapsed();
             drop(file);
             let elapsed = match mode {
-                ReplayMode::Open => start.elapsed(),
+                ReplayMode::Open | ReplayMode::OpenHugePages => start.elapsed(),
                 ReplayMode::Reused => pass_end,
             };
             Ok((elapsed, events))
@@ -911,6 +963,9 @@ pub struct BenchReport {
     pub append: Vec<ThroughputRow>,
     /// Replay throughput; ratios are to the `BufReader` parse.
     pub replay: Vec<ThroughputRow>,
+    /// Appends that each end with a flush: huge pages off, then on; ratios are to the
+    /// first. Events per row: at most 200.
+    pub flush: Vec<ThroughputRow>,
     /// Per-append latency; the first row is the cost of reading the clock twice.
     pub latency: Vec<LatencyRow>,
     /// Wall-clock time of the whole run.
@@ -926,7 +981,10 @@ fn append_cases() -> Vec<(AppendMethod, Mode)> {
         .map(|m| (m, Mode::Cold));
     let warm = AppendMethod::ALL
         .into_iter()
-        .filter(|m| !matches!(m, AppendMethod::Evstream(p) if *p != Prefault::Background))
+        .filter(|m| {
+            !matches!(m, AppendMethod::Evstream(p) if *p != Prefault::Background)
+                && *m != AppendMethod::EvstreamHugePages
+        })
         .map(|m| (m, Mode::Warm));
     cold.chain(warm).collect()
 }
@@ -953,8 +1011,11 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
 
     let replay_file = dir.fresh_file();
     let _replay_scratch = Scratch(replay_file.clone());
+    let huge_replay_file = dir.fresh_file();
+    let _huge_replay_scratch = Scratch(huge_replay_file.clone());
     if config.replay {
-        write_replay_file(&replay_file, &workload)?;
+        write_replay_file_with(&replay_file, &workload, false)?;
+        write_replay_file_with(&huge_replay_file, &workload, true)?;
     }
 
     // One repeat of every case; repeat 0 is a discarded warm-up that also sizes the run.
@@ -973,7 +1034,11 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
         }
         if config.replay {
             for (idx, &(method, mode)) in replays.iter().enumerate() {
-                let (time, seen) = replay_once(method, mode, &replay_file)?;
+                let file = match mode {
+                    ReplayMode::OpenHugePages => &huge_replay_file,
+                    ReplayMode::Open | ReplayMode::Reused => &replay_file,
+                };
+                let (time, seen) = replay_once(method, mode, file)?;
                 if seen != workload.events() {
                     return Err(Error::io(
                         "replay",
@@ -1029,6 +1094,11 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
     } else {
         Vec::new()
     };
+    let flush = if config.flush {
+        flush_rows(&workload, &dir, progress)?
+    } else {
+        Vec::new()
+    };
     let (latency_events, latency) = if config.latency {
         latency_rows(config, &dir, progress)?
     } else {
@@ -1043,6 +1113,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
         dir: dir.path().to_owned(),
         append,
         replay,
+        flush,
         latency,
         elapsed: began.elapsed(),
     })
@@ -1105,10 +1176,14 @@ fn throughput_rows(
 
 /// The replay cases of one repeat: every method with opening timed, then reused.
 fn replay_cases() -> Vec<(ReplayMethod, ReplayMode)> {
-    [ReplayMode::Open, ReplayMode::Reused]
-        .into_iter()
-        .flat_map(|mode| ReplayMethod::ALL.map(|method| (method, mode)))
-        .collect()
+    [
+        ReplayMode::Open,
+        ReplayMode::OpenHugePages,
+        ReplayMode::Reused,
+    ]
+    .into_iter()
+    .flat_map(|mode| ReplayMethod::ALL.map(|method| (method, mode)))
+    .collect()
 }
 
 fn replay_rows(
@@ -1121,7 +1196,7 @@ fn replay_rows(
         .zip(samples)
         .filter_map(|(&(method, mode), samples)| {
             let label = match mode {
-                ReplayMode::Open => method.label(),
+                ReplayMode::Open | ReplayMode::OpenHugePages => method.label(),
                 ReplayMode::Reused => method.reused_label(),
             };
             Some(row(
@@ -1133,10 +1208,88 @@ fn replay_rows(
             ))
         })
         .collect();
-    for mode in [ReplayMode::Open, ReplayMode::Reused] {
+    for mode in [
+        ReplayMode::Open,
+        ReplayMode::OpenHugePages,
+        ReplayMode::Reused,
+    ] {
         set_ratios(&mut rows, mode.name(), ReplayMethod::BufReader.id());
     }
     rows
+}
+
+/// Appends `workload`'s first events (at most 200) to a stream that already holds 16 MiB,
+/// each followed by [`StreamWriter::flush`], and returns the time they took.
+///
+/// The 16 MiB are appended and flushed before the clock starts, and the stream has 4 MiB
+/// to spare after the timed events, so those land where a long-lived stream's do: there
+/// the page cache holds large folios, and a flush writes back every dirty folio it
+/// touches whole.
+///
+/// # Errors
+///
+/// As for [`StreamWriter::create`], [`StreamWriter::append`] and [`StreamWriter::flush`].
+pub fn flush_once(huge_pages: bool, workload: &Workload, dir: &BenchDir) -> Result<Duration> {
+    let path = dir.fresh_file();
+    let _scratch = Scratch(path.clone());
+    let events = workload.events().min(FLUSH_EVENTS);
+    let fill = vec![0x5a_u8; 1 << 20];
+    let fill_events = FLUSH_SKIP / fill.len() as u64;
+    let event_len = |len: usize| EVENT_HEADER_LEN + len as u64;
+    let capacity = STREAM_HEADER_LEN
+        + fill_events * event_len(fill.len())
+        + events * event_len(workload.payload_size())
+        + FLUSH_SLACK;
+    let options = WriterOptions::default().huge_pages(huge_pages);
+    let mut writer = StreamWriter::create_with(&path, capacity.max(MIN_CAPACITY), options)?;
+    for _ in 0..fill_events {
+        writer.append(0, &fill)?;
+    }
+    writer.flush()?;
+    let start = Instant::now();
+    for i in 0..events {
+        writer.append(Workload::timestamp(i), workload.payload(i))?;
+        writer.flush()?;
+    }
+    Ok(start.elapsed())
+}
+
+fn flush_rows(
+    workload: &Workload,
+    dir: &BenchDir,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<ThroughputRow>> {
+    progress(&format!(
+        "bench: append + flush, huge pages off and on, {FLUSH_RUNS} runs"
+    ));
+    let mut samples = [Vec::new(), Vec::new()];
+    for run in 0..FLUSH_RUNS {
+        // Alternate which goes first, so neither always follows the other.
+        for k in 0..2 {
+            let huge = (k + run as usize) % 2 == 1;
+            let time = flush_once(huge, workload, dir)?;
+            if let Some(s) = samples.get_mut(usize::from(huge)) {
+                s.push(time);
+            }
+        }
+    }
+    let flushed = Workload::new(workload.events().min(FLUSH_EVENTS), workload.payload_size());
+    let [off, on] = samples;
+    let mut rows: Vec<ThroughputRow> = [
+        ("evstream append + flush", "evstream_flush", off),
+        (
+            "evstream append + flush, huge pages",
+            "evstream_flush_huge_pages",
+            on,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(label, id, samples)| {
+        Some(row(label, id, "flush", Summary::of(samples)?, &flushed))
+    })
+    .collect();
+    set_ratios(&mut rows, "flush", "evstream_flush");
+    Ok(rows)
 }
 
 /// A histogram of 1 ns to a minute with three significant digits.
@@ -1372,6 +1525,7 @@ impl fmt::Display for BenchReport {
             .append
             .iter()
             .chain(&self.replay)
+            .chain(&self.flush)
             .map(|r| r.method.len())
             .chain(self.latency.iter().map(|r| r.method.len()))
             .max()
@@ -1391,11 +1545,36 @@ impl fmt::Display for BenchReport {
             width,
             &pick("warm"),
         )?;
-        if !self.replay.is_empty() {
-            let rows: Vec<&ThroughputRow> = self.replay.iter().collect();
+        let replay = |mode: &str| -> Vec<&ThroughputRow> {
+            self.replay.iter().filter(|r| r.mode == mode).collect()
+        };
+        for (mode, title) in [
+            (
+                "replay",
+                "Replay, open timed (page cache warm); ratio vs the BufReader parse",
+            ),
+            (
+                "replay_huge_pages",
+                "Replay, open timed, of a stream written with huge_pages(true); ratio vs the BufReader parse of that file",
+            ),
+            (
+                "replay_reused",
+                "Replay, second pass of an open reader (or file); ratio vs the BufReader parse",
+            ),
+        ] {
+            let rows = replay(mode);
+            if !rows.is_empty() {
+                write_throughput(f, title, width, &rows)?;
+            }
+        }
+        if !self.flush.is_empty() {
+            let rows: Vec<&ThroughputRow> = self.flush.iter().collect();
             write_throughput(
                 f,
-                "Replay (page cache warm; first three: open timed, last three: second pass of an open reader); ratio vs the BufReader parse of the same kind",
+                &format!(
+                    "Append + flush, {} events into a stream already holding 16 MiB; ratio vs huge pages off",
+                    self.events.min(FLUSH_EVENTS)
+                ),
                 width,
                 &rows,
             )?;
@@ -1499,6 +1678,8 @@ impl BenchReport {
         json_throughput(&mut out, &self.append);
         out.push_str(",\n  \"replay\": ");
         json_throughput(&mut out, &self.replay);
+        out.push_str(",\n  \"flush\": ");
+        json_throughput(&mut out, &self.flush);
         out.push_str(",\n  \"latency\": [");
         for (i, r) in self.latency.iter().enumerate() {
             if i > 0 {
@@ -1710,9 +1891,17 @@ mod tests {
         assert!(!lines.is_empty());
         assert_eq!(report.repeats, 2);
         assert_eq!(report.append.len(), append_cases().len());
-        assert_eq!(report.append.iter().filter(|r| r.mode == "cold").count(), 7);
+        assert_eq!(report.append.iter().filter(|r| r.mode == "cold").count(), 8);
         assert_eq!(report.append.iter().filter(|r| r.mode == "warm").count(), 6);
-        assert_eq!(report.replay.len(), 6);
+        assert_eq!(report.replay.len(), 9);
+        assert_eq!(
+            report
+                .replay
+                .iter()
+                .filter(|r| r.mode == "replay_huge_pages")
+                .count(),
+            3
+        );
         assert_eq!(
             report
                 .replay
@@ -1733,6 +1922,10 @@ mod tests {
                 .count(),
             3
         );
+        for r in &report.flush {
+            assert_eq!(r.summary.samples.len(), FLUSH_RUNS as usize, "{}", r.method);
+            assert!(r.events_per_sec > 0.0 && r.ratio > 0.0, "{}", r.method);
+        }
         for r in report.append.iter().chain(&report.replay) {
             assert_eq!(r.summary.samples.len(), 2, "{}", r.method);
             assert!(r.events_per_sec > 0.0 && r.ratio > 0.0, "{}", r.method);
@@ -1765,7 +1958,8 @@ mod tests {
         assert!(json.starts_with('{') && json.trim_end().ends_with('}'));
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         assert_eq!(json.matches('[').count(), json.matches(']').count());
-        assert_eq!(json.matches("\"events_per_sec\"").count(), 13 + 6);
+        assert_eq!(report.flush.len(), 2);
+        assert_eq!(json.matches("\"events_per_sec\"").count(), 14 + 9 + 2);
         assert_eq!(json.matches("\"p999_ns\"").count(), report.latency.len());
         assert!(!report.dir.exists(), "the temporary directory is removed");
         Ok(())

@@ -46,6 +46,9 @@ pub struct Args {
     /// Skip the replay measurement
     #[arg(long)]
     no_replay: bool,
+    /// Skip the append + flush comparison (huge pages off and on)
+    #[arg(long)]
+    no_flush: bool,
     /// Print the report as JSON on standard output instead of tables
     #[arg(long)]
     json: bool,
@@ -73,6 +76,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         time_budget: Duration::from_secs(args.seconds),
         latency: !args.no_latency,
         replay: !args.no_replay,
+        flush: !args.no_flush,
         ..BenchConfig::default()
     };
     let mut progress = |line: &str| {
