@@ -166,17 +166,24 @@ impl StreamReader {
     /// under this reader), [`Error::BadHeader`] if it now lies outside the file.
     pub fn refresh(&mut self) -> Result<u64> {
         let (now, counts) = snapshot(&self.map);
-        check_write_offset(&self.path, now, self.map.len())?;
-        if now < self.published {
-            return Err(Error::Regressed {
-                path: self.path.clone(),
-                was: self.published,
-                now,
-            });
-        }
+        self.check_published(now, self.published)?;
         self.published = now;
         self.counts = counts;
         Ok(now)
+    }
+
+    /// Checks a freshly loaded write offset: inside the file, and not below `seen`, an
+    /// offset this reader already relied on.
+    fn check_published(&self, now: u64, seen: u64) -> Result<()> {
+        check_write_offset(&self.path, now, self.map.len())?;
+        if now < seen {
+            return Err(Error::Regressed {
+                path: self.path.clone(),
+                was: seen,
+                now,
+            });
+        }
+        Ok(())
     }
 
     /// The stream file's path.
@@ -552,16 +559,8 @@ impl<'a> Follow<'a> {
     }
 
     fn published(&self) -> Result<u64> {
-        let reader = self.reader;
-        let now = reader.map.write_offset();
-        check_write_offset(&reader.path, now, reader.map.len())?;
-        if now < self.offset {
-            return Err(Error::Regressed {
-                path: reader.path.clone(),
-                was: self.offset,
-                now,
-            });
-        }
+        let now = self.reader.map.write_offset();
+        self.reader.check_published(now, self.offset)?;
         Ok(now)
     }
 

@@ -67,14 +67,7 @@ impl WriteMap {
     /// the page cache behind the mapping is filled in large folios (up to 2 MiB) where the
     /// kernel and file system support them. Advice only: a refusal is ignored.
     pub fn new(file: &File, len: u64, huge_pages: bool) -> io::Result<Self> {
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&len| len >= HEADER)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad mapping length"))?;
-        let raw = MmapOptions::new().len(len).map_raw(file)?;
-        if raw.len() != len {
-            return Err(io::Error::other("mapping has the wrong length"));
-        }
+        let raw = map_whole(len, |options| options.map_raw(file))?;
         if huge_pages {
             // Advice only; without THP (or large folios in the file system) nothing changes.
             let _ = raw.advise(Advice::HugePage);
@@ -239,14 +232,7 @@ pub(crate) struct ReadMap {
 impl ReadMap {
     /// Maps all `len` bytes of `file` read-only; `len` must be at least [`HEADER`].
     pub fn new(file: &File, len: u64) -> io::Result<Self> {
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&len| len >= HEADER)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad mapping length"))?;
-        let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
-        if raw.len() != len {
-            return Err(io::Error::other("mapping has the wrong length"));
-        }
+        let raw = map_whole(len, |options| options.map_raw_read_only(file))?;
         Ok(Self { raw })
     }
 
@@ -299,6 +285,23 @@ impl ReadMap {
             let _ = self.raw.advise_range(Advice::WillNeed, offset, len);
         }
     }
+}
+
+/// Maps `len` bytes with `map`, checking first that `len` holds the header and fits in
+/// `usize`, and after that the mapping has exactly that length.
+fn map_whole(
+    len: u64,
+    map: impl FnOnce(&mut MmapOptions) -> io::Result<MmapRaw>,
+) -> io::Result<MmapRaw> {
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len >= HEADER)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad mapping length"))?;
+    let raw = map(MmapOptions::new().len(len))?;
+    if raw.len() != len {
+        return Err(io::Error::other("mapping has the wrong length"));
+    }
+    Ok(raw)
 }
 
 /// Clamps `offset..offset + len` to a mapping of `map_len` bytes.
