@@ -812,41 +812,34 @@ pub fn replay_once(method: ReplayMethod, mode: ReplayMode, path: &Path) -> Resul
         ReplayMethod::EvstreamVerified | ReplayMethod::EvstreamUnverified => {
             let verified = method == ReplayMethod::EvstreamVerified;
             let reader = StreamReader::open(path)?;
-            let start = match mode {
-                ReplayMode::Open | ReplayMode::OpenHugePages => open_start,
-                ReplayMode::Reused => {
-                    evstream_pass(&reader, verified)?;
-                    Instant::now()
-                }
-            };
-            let events = evstream_pass(&reader, verified)?;
-            let pass_end = start.elapsed();
-            drop(reader);
-            let elapsed = match mode {
-                ReplayMode::Open | ReplayMode::OpenHugePages => start.elapsed(),
-                ReplayMode::Reused => pass_end,
-            };
-            Ok((elapsed, events))
+            timed_pass(mode, open_start, reader, |r| evstream_pass(r, verified))
         }
         ReplayMethod::BufReader => {
             let file = File::open(path).map_err(io_err("open", path))?;
-            let start = match mode {
-                ReplayMode::Open | ReplayMode::OpenHugePages => open_start,
-                ReplayMode::Reused => {
-                    bufreader_pass(&file, path)?;
-                    Instant::now()
-                }
-            };
-            let events = bufreader_pass(&file, path)?;
-            let pass_end = start.elapsed();
-            drop(file);
-            let elapsed = match mode {
-                ReplayMode::Open | ReplayMode::OpenHugePages => start.elapsed(),
-                ReplayMode::Reused => pass_end,
-            };
-            Ok((elapsed, events))
+            timed_pass(mode, open_start, file, |f| bufreader_pass(f, path))
         }
     }
+}
+
+/// Times `pass` over `source` as `mode` says: from `open_start` through closing `source`,
+/// or, for [`ReplayMode::Reused`], only a second pass over the already used `source`.
+fn timed_pass<S>(
+    mode: ReplayMode,
+    open_start: Instant,
+    source: S,
+    mut pass: impl FnMut(&S) -> Result<u64>,
+) -> Result<(Duration, u64)> {
+    let reused = mode == ReplayMode::Reused;
+    let start = if reused {
+        pass(&source)?;
+        Instant::now()
+    } else {
+        open_start
+    };
+    let events = pass(&source)?;
+    let pass_end = start.elapsed();
+    drop(source);
+    Ok((if reused { pass_end } else { start.elapsed() }, events))
 }
 
 /// Median, quartiles and extremes of a run's durations.
