@@ -41,22 +41,16 @@ fn options(prefault: u8) -> WriterOptions {
 
 fn check_reader(path: &std::path::Path, model: &[(i64, Vec<u8>)]) {
     let reader = StreamReader::open(path).unwrap();
-    let got: Vec<(i64, Vec<u8>)> = reader
-        .iter()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.timestamp(), e.payload().to_vec())
-        })
-        .collect();
-    assert_eq!(got, model);
-    let unverified: Vec<(i64, Vec<u8>)> = reader
-        .iter_unverified()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.timestamp(), e.payload().to_vec())
-        })
-        .collect();
-    assert_eq!(unverified, model);
+    let pairs = |events: evstream::Events<'_>| -> Vec<(i64, Vec<u8>)> {
+        events
+            .map(|e| {
+                let e = e.unwrap();
+                (e.timestamp(), e.payload().to_vec())
+            })
+            .collect()
+    };
+    assert_eq!(pairs(reader.iter()), model);
+    assert_eq!(pairs(reader.iter_unverified()), model);
     let check = reader.verify().unwrap();
     assert!(check.is_ok());
     assert_eq!(check.events, model.len() as u64);

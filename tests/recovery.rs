@@ -258,9 +258,11 @@ fn every_bit_flip_is_detected_or_yields_a_valid_prefix() {
             Err(other) => panic!("bit {bit}: unexpected error {other}"),
         }
     }
-    // Flips in the write offset's high bits point past the file; flips in payloads
-    // followed by more events are refused; flips in the count's low bits are refused.
-    assert!(refused > 0 && clean + recovered + refused == end * 8);
+    // Only the start timestamp (header bytes 16..24) is informational and unchecked:
+    // its 64 flips, and no others, open as a clean stream.
+    println!("{refused} refused, {recovered} recovered, {clean} opened clean");
+    assert_eq!(clean, 64);
+    assert!(refused > end * 8 / 2, "most flips must be refused");
 }
 
 #[test]
