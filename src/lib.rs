@@ -29,12 +29,32 @@
 //!
 //! # Safety contract
 //!
-//! The safe API relies on the stream file being changed only through evstream while it is
-//! mapped. In particular, another program that truncates a mapped stream makes its readers
-//! and writer die with `SIGBUS` on the next access to the lost pages; evstream itself never
-//! shrinks a file. Published events are never rewritten, except when
-//! [`StreamWriter::open`] recovers a torn tail, which only drops events that fail their
-//! checksum. The full contract is documented in the `sys` module's source.
+//! Readers hand out `&[u8]` views that point straight into a shared memory mapping of
+//! the file, so Rust's guarantees about those views hold only while every process that
+//! touches the file follows these rules. evstream's own writers and readers do; the rules
+//! bind other programs and the user:
+//!
+//! 1. **Published bytes never change.** Bytes between the stream header and the
+//!    published write offset are written once, before they are published, and never
+//!    again. The one exception is recovery in [`StreamWriter::open`], which first moves
+//!    the write offset back and then clears the bytes it dropped: only damaged bytes,
+//!    which a verified iteration never hands out.
+//! 2. **One writer.** Only the holder of the file's exclusive `flock` writes, and only
+//!    past the published write offset (and the header's fields, atomically).
+//! 3. **The file never shrinks.** A stream's length is fixed when it is created; evstream
+//!    never truncates it. Another program that truncates a mapped stream makes readers and
+//!    writers that touch the lost pages die with `SIGBUS`: nothing in a library can catch
+//!    that.
+//! 4. **Header fields are accessed atomically.** The write offset and the event count are
+//!    naturally aligned 8-byte fields; the writer stores the offset with `Release` after
+//!    the event's bytes, readers load it with `Acquire` before they read them, so a
+//!    reader never sees a partly written event.
+//!
+//! Editing a stream file in place with another tool while evstream has it open
+//! (`dd conv=notrunc`, a text editor's save) breaks rule 1 or 3. Copying it, reading it
+//! and deleting it are all fine: an unlinked file stays mapped until its last user is
+//! done. All `unsafe` code lives in one private module, `src/sys.rs`, each block with a
+//! `// SAFETY:` comment that names the rule it relies on.
 //!
 //! # Durability
 //!
@@ -48,19 +68,16 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod bench;
 mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
-mod file;
 pub mod format;
-mod reader;
 pub mod stdio;
+mod stream;
 mod sys;
-mod writer;
 
 pub use error::{Corruption, Error, HeaderProblem, Result};
-pub use reader::{EventView, Events, Follow, StreamReader, Verification};
-pub use writer::{Prefault, Recovery, StreamWriter, WriterOptions};
+pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification};
+pub use stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};

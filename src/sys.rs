@@ -3,7 +3,9 @@
 //! # The contract the safe API relies on
 //!
 //! A mapped file is memory that other processes can change, so Rust's guarantees only
-//! hold while everybody follows these rules, which evstream's own writer and readers do:
+//! hold while everybody follows these rules, which evstream's own writer and readers do.
+//! They are stated for users in the crate documentation ("Safety contract"); each
+//! `// SAFETY:` comment below names the one it relies on.
 //!
 //! 1. **Published bytes never change.** Bytes between the stream header and the published
 //!    `write_offset` are written once, before they are published, and never again. The

@@ -7,7 +7,7 @@
 //! is not ordered after its write, which is what a reader seeing a partly written event
 //! would be.
 //!
-//! The model follows `src/sys.rs` and `src/writer.rs`: the writer writes an event's
+//! The model follows `src/sys.rs` and `src/stream/writer.rs`: the writer writes an event's
 //! payload, then its header, past the published offset; then stores `write_offset`
 //! with `Release` and `event_count` with `Release`. Readers load `write_offset` with
 //! `Acquire` and only then read bytes before it (`ReadMap::published`), and read the

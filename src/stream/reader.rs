@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Corruption, Error, Result};
-use crate::file::{check_write_offset, open_regular, writer_lock_held};
 use crate::format::{self, RawEvent, STREAM_HEADER_LEN};
+use crate::stream::open::{check_write_offset, open_regular, writer_lock_held};
 use crate::sys::ReadMap;
 
 /// Stream bytes between two entries of the sparse time index.
@@ -105,6 +105,10 @@ impl Verification {
 ///
 /// Opening checks only the header; events are checked as they are read (see
 /// [`iter`](Self::iter)) or all at once with [`verify`](Self::verify).
+///
+/// The [`EventView`]s a reader hands out borrow the file's shared mapping: they stay
+/// valid and unchanged as long as the file is changed only through evstream (the
+/// [safety contract](crate#safety-contract)).
 #[derive(Debug)]
 pub struct StreamReader {
     path: PathBuf,
@@ -145,7 +149,7 @@ impl StreamReader {
         let path = path.as_ref();
         let (file, len) = open_regular(path, false)?;
         // Checks the length and reads the header without mapping anything.
-        crate::file::read_header(&file, path, len)?;
+        crate::stream::open::read_header(&file, path, len)?;
         let map = ReadMap::new(&file, len).map_err(|e| Error::io("map", path, e))?;
         let (published, counts) = snapshot(&map);
         check_write_offset(path, published, len)?;
@@ -334,6 +338,23 @@ impl StreamReader {
     ///
     /// # Errors
     /// [`Error::Corrupt`] if a damaged event lies before the answer.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// let at_10 = writer.append(10, b"a")?;
+    /// writer.append(20, b"b")?;
+    ///
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// assert_eq!(reader.seek_time(5)?, Some(at_10)); // the first event at or after 5
+    /// assert_eq!(reader.seek_time(10)?, Some(at_10));
+    /// assert_eq!(reader.seek_time(21)?, None); // every event is earlier
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn seek_time(&self, timestamp: i64) -> Result<Option<u64>> {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let (mut offset, mut previous) = index.start_for(timestamp);
@@ -357,6 +378,26 @@ impl StreamReader {
     ///
     /// # Errors
     /// As [`seek_time`](Self::seek_time).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// for (t, reading) in [(10, "a"), (20, "b"), (30, "c")] {
+    ///     writer.append(t, reading.as_bytes())?;
+    /// }
+    ///
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// let recent: Vec<i64> = reader
+    ///     .iter_since(15)?
+    ///     .map(|event| event.map(|e| e.timestamp()))
+    ///     .collect::<evstream::Result<_>>()?;
+    /// assert_eq!(recent, [20, 30]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn iter_since(&self, timestamp: i64) -> Result<Events<'_>> {
         let offset = self.seek_time(timestamp)?.unwrap_or(self.published);
         Ok(Events::new(self, offset, true))
@@ -367,6 +408,39 @@ impl StreamReader {
     ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] if `offset` is outside `24..=write_offset`.
+    ///
+    /// # Examples
+    /// A consumer that prints every new event until the writer has been quiet for a second:
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// let mut follow = reader.follow(reader.write_offset())?; // only events from now on
+    ///
+    /// // The writer usually lives in another thread or process.
+    /// let producer = std::thread::spawn(move || -> evstream::Result<()> {
+    ///     for reading in ["temp=21.5", "temp=21.7"] {
+    ///         writer.append_now(reading.as_bytes())?;
+    ///     }
+    ///     Ok(())
+    /// });
+    ///
+    /// let mut seen = Vec::new();
+    /// while let Some(event) = follow.next_timeout(Duration::from_secs(1))? {
+    ///     seen.push(event.payload().to_vec());
+    ///     if seen.len() == 2 {
+    ///         break;
+    ///     }
+    /// }
+    /// producer.join().expect("producer thread")?;
+    /// assert_eq!(seen, [b"temp=21.5".to_vec(), b"temp=21.7".to_vec()]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn follow(&self, offset: u64) -> Result<Follow<'_>> {
         self.check_offset(offset)?;
         Ok(Follow {

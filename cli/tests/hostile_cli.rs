@@ -7,9 +7,9 @@
 //! message on stderr that names the file wherever the file is the problem, prints no
 //! events from a file that is not a stream, and leaves the file exactly as it was.
 //! Usage errors exit 2.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+#[path = "../../tests/reliability_support/mod.rs"]
 mod reliability_support;
 
 use std::io::Write;

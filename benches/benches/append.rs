@@ -1,7 +1,7 @@
 //! Append throughput of evstream and the `std` baselines, cold and warm, per payload size.
 //!
 //! Every system runs the same measured operation as `evstream bench`
-//! ([`evstream::bench::append_once`]); see `src/bench.rs` for what each one times.
+//! ([`evstream_bench::append_once`]); see `benches/src/lib.rs` for what each one times.
 //! One group per payload size holds every system, cold and warm, with
 //! `Throughput::Bytes` counting payload bytes.
 //!
@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use evstream::bench::{AppendMethod, BenchDir, Mode, Workload, append_once};
+use evstream_bench::{AppendMethod, BenchDir, Mode, Workload, append_once};
 
 /// Payload sizes from the benchmark issue.
 const SIZES: [usize; 5] = [32, 256, 1024, 4096, 64 * 1024];

@@ -1,6 +1,5 @@
 //! The `evstream` binary, run as a user would: every command, every error the issue
 //! names, exit codes, output, and files left byte for byte unchanged by failures.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader, Read, Write};

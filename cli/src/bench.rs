@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use evstream::bench::{self, BenchConfig};
+use evstream_bench::{self as bench, BenchConfig};
 
 use crate::failure::Failure;
 use crate::output;

@@ -12,10 +12,10 @@ use zerocopy::little_endian::{I64, U64};
 
 use crate::error::{Corruption, Error, HeaderProblem, Result};
 use crate::failpoint::failpoint;
-use crate::file::{lock_exclusive, now_nanos, open_regular, read_header};
 use crate::format::{
     self, EVENT_HEADER_LEN, EventHeader, MIN_CAPACITY, STREAM_HEADER_LEN, StreamHeader,
 };
+use crate::stream::open::{lock_exclusive, now_nanos, open_regular, read_header};
 use crate::sys::{self, Prefaulter, WriteMap};
 
 /// The page size assumed when clearing stale bytes; a multiple of every disk sector.
@@ -166,7 +166,8 @@ impl Recovery {
 ///   [`open`](Self::open) truncates such a torn tail (see [`Recovery`]).
 /// - Dropping a writer does not flush.
 ///
-/// See the crate documentation for the contract on the file itself.
+/// The file must be changed only through evstream while it is open: see the
+/// [safety contract](crate#safety-contract).
 #[derive(Debug)]
 pub struct StreamWriter {
     path: PathBuf,
@@ -216,6 +217,22 @@ impl StreamWriter {
     ///   (40 bytes) or exceeds what this platform can map.
     /// - [`Error::Io`] if the directory cannot be written or the disk cannot hold
     ///   `capacity` bytes; no file is left behind.
+    ///
+    /// # Examples
+    /// A stream whose appends never fault (every page mapped up front), for a
+    /// latency-critical writer:
+    /// ```
+    /// use evstream::{Prefault, StreamWriter, WriterOptions};
+    ///
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("ticks.evs");
+    /// let options = WriterOptions::default().prefault(Prefault::Inline);
+    /// let mut writer = StreamWriter::create_with(&path, 4 << 20, options)?;
+    /// writer.append_now(b"tick")?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn create_with(
         path: impl AsRef<Path>,
         capacity: u64,
@@ -293,7 +310,27 @@ impl StreamWriter {
 
     /// Opens an existing stream to append to it, with default options.
     ///
-    /// See [`open_with`](Self::open_with).
+    /// See [`open_with`](Self::open_with) for what is checked and repaired.
+    ///
+    /// # Errors
+    /// As [`open_with`](Self::open_with).
+    ///
+    /// # Examples
+    /// Resuming a stream after a restart, and learning what the previous run left:
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// # drop(evstream::StreamWriter::create(&path, 1 << 20)?);
+    /// let mut writer = evstream::StreamWriter::open(&path)?;
+    /// if !writer.recovery().is_clean() {
+    ///     eprintln!("recovered: {:?}", writer.recovery());
+    /// }
+    /// writer.append_now(b"service started")?;
+    /// writer.flush()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, WriterOptions::default())
     }

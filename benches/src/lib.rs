@@ -1,8 +1,8 @@
 //! The benchmark runner behind `evstream bench`, and the measured operations the Criterion
-//! benches in `benches/` time.
+//! benches in `benches/benches/` time.
 //!
 //! Every system writes or reads exactly the stream format: evstream itself, and `std`
-//! baselines that go through [`crate::stdio`]:
+//! baselines that go through [`evstream::stdio`]:
 //!
 //! | system | how it writes |
 //! | --- | --- |
@@ -48,10 +48,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::error::{Error, Result};
-use crate::format::{EVENT_HEADER_LEN, MIN_CAPACITY, STREAM_HEADER_LEN};
-use crate::stdio::{self, EventReader, EventWriter};
-use crate::{Prefault, StreamReader, StreamWriter, WriterOptions};
+use evstream::format::{EVENT_HEADER_LEN, MIN_CAPACITY, STREAM_HEADER_LEN};
+use evstream::stdio::{self, EventReader, EventWriter};
+use evstream::{Error, Prefault, Result, StreamReader, StreamWriter, WriterOptions};
 
 /// Capacity of the small `BufWriter` baseline: `std`'s default.
 const SMALL_BUFFER: usize = 8 * 1024;
@@ -174,6 +173,7 @@ impl AppendMethod {
             Self::Evstream(Prefault::Background) => "evstream (prefault background)",
             Self::Evstream(Prefault::Inline) => "evstream (prefault inline)",
             Self::Evstream(Prefault::Off) => "evstream (prefault off)",
+            Self::Evstream(_) => "evstream",
             Self::EvstreamHugePages => "evstream (background, huge pages)",
             Self::BufWriter8K => "BufWriter 8 KiB",
             Self::BufWriter1M => "BufWriter 1 MiB",
@@ -189,6 +189,7 @@ impl AppendMethod {
             Self::Evstream(Prefault::Background) => "evstream_background",
             Self::Evstream(Prefault::Inline) => "evstream_inline",
             Self::Evstream(Prefault::Off) => "evstream_off",
+            Self::Evstream(_) => "evstream",
             Self::EvstreamHugePages => "evstream_huge_pages",
             Self::BufWriter8K => "bufwriter_8k",
             Self::BufWriter1M => "bufwriter_1m",
@@ -371,7 +372,7 @@ impl BenchDir {
             std::process::id(),
             next_serial()
         ));
-        fs::create_dir(&path).map_err(|e| Error::io("create directory", &path, e))?;
+        fs::create_dir(&path).map_err(|e| io_error("create directory", &path, e))?;
         Ok(Self { path, owned: true })
     }
 
@@ -469,8 +470,17 @@ fn now_nanos() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// An [`Error::Io`] for `op` on `path`.
+fn io_error(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.into(),
+        source,
+    }
+}
+
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |e| Error::io(op, path, e)
+    move |e| io_error(op, path, e)
 }
 
 /// Runs `method` once over `workload` in a fresh file in `dir` and returns the time of
@@ -763,7 +773,7 @@ impl ReplayMode {
 fn evstream_pass(reader: &StreamReader, verified: bool) -> Result<u64> {
     let mut events = 0u64;
     let mut digest = 0i64;
-    let visit = |event: Result<crate::EventView<'_>>| -> Result<()> {
+    let visit = |event: Result<evstream::EventView<'_>>| -> Result<()> {
         let event = event?;
         digest = digest.wrapping_add(event.timestamp());
         black_box(event.payload());
@@ -1033,7 +1043,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
                 };
                 let (time, seen) = replay_once(method, mode, file)?;
                 if seen != workload.events() {
-                    return Err(Error::io(
+                    return Err(io_error(
                         "replay",
                         &replay_file,
                         io::Error::other(format!(
@@ -1288,7 +1298,7 @@ fn flush_rows(
 /// A histogram of 1 ns to a minute with three significant digits.
 fn new_histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).map_err(|e| {
-        Error::io(
+        io_error(
             "create histogram",
             Path::new("<memory>"),
             io::Error::other(e),

@@ -3,12 +3,12 @@
 //!
 //! Each size's file is written once by evstream. A timed run either opens the file and
 //! visits every event (`open/…`) or is a second full pass over an already open reader
-//! (`reused/…`); see [`evstream::bench::replay_once`]. The page cache is warm throughout.
+//! (`reused/…`); see [`evstream_bench::replay_once`]. The page cache is warm throughout.
 
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use evstream::bench::{
+use evstream_bench::{
     BenchDir, ReplayMethod, ReplayMode, Workload, replay_once, write_replay_file,
 };
 

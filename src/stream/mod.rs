@@ -1,0 +1,8 @@
+//! The single-file stream: one preallocated file, one writer, any number of readers.
+//!
+//! [`open`] checks and opens stream files (path, header, writer lock); [`writer`] creates,
+//! recovers and appends; [`reader`] iterates, seeks and follows.
+
+pub(crate) mod open;
+pub(crate) mod reader;
+pub(crate) mod writer;
