@@ -74,6 +74,7 @@ pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
 pub mod format;
+pub mod salvage;
 pub mod stdio;
 mod stream;
 mod sys;
