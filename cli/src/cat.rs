@@ -109,7 +109,7 @@ pub fn run(args: Args, zone: Zone) -> Result<(), Failure> {
         (None, Some(since)) => Start::Time(since),
         (None, None) => Start::Beginning,
     };
-    let mut printer = Printer::stdout(Layout::new(args.format, args.template), zone);
+    let mut printer = Printer::stdout(Layout::new(args.format, args.template), zone)?;
     show(&source, start, filter, &mut printer, args.follow)
 }
 

@@ -1,6 +1,6 @@
 //! Printing events in the formats `cat` and `tail` offer, or through a `--template`.
 
-use std::io::{self, BufWriter, StdoutLock, Write};
+use std::io::{self, BufWriter, IsTerminal, StdoutLock, Write};
 
 use crate::encode;
 use crate::failure::Failure;
@@ -215,14 +215,23 @@ pub struct Printer {
 
 impl Printer {
     /// A printer of events on standard output, times shown in `zone`.
-    pub fn stdout(layout: Layout, zone: Zone) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// A usage failure for the binary format when standard output is a terminal.
+    pub fn stdout(layout: Layout, zone: Zone) -> Result<Self, Failure> {
+        if matches!(layout, Layout::Format(Format::Binary)) && io::stdout().is_terminal() {
+            return Err(Failure::usage(
+                "--format binary writes binary frames; pipe them (to `evstream append --format \
+                 binary`) or redirect them to a file",
+            ));
+        }
+        Ok(Self {
             out: BufWriter::with_capacity(64 << 10, io::stdout().lock()),
             layout,
             zone,
             line: Vec::with_capacity(256),
             printed: 0,
-        }
+        })
     }
 
     /// Events printed so far.

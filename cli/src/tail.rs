@@ -54,7 +54,7 @@ pub struct Args {
 pub fn run(args: Args, zone: Zone) -> Result<(), Failure> {
     let source = Source::open(&args.file)?;
     let filter = Filter::new(args.since, None, None, &zone)?;
-    let mut printer = Printer::stdout(Layout::new(args.format, args.template), zone);
+    let mut printer = Printer::stdout(Layout::new(args.format, args.template), zone)?;
     cat::show(
         &source,
         Start::Last(args.count),
