@@ -188,17 +188,30 @@ fn open_writer(
 ) -> Result<StreamWriter, Failure> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
+    let mut raced = false;
     loop {
         let error = match StreamWriter::open_with(path, options.clone()) {
             Ok(writer) => return Ok(writer),
             Err(evstream::Error::Io { source, .. })
                 if source.kind() == io::ErrorKind::NotFound && create.is_some() =>
             {
+                if raced {
+                    // Created by another process yet still not there to open: a dangling
+                    // symbolic link, which create (rightly) does not replace.
+                    return Err(Failure::data(format!(
+                        "{} exists but cannot be opened (a symbolic link to a missing file?); \
+                         --create never replaces a path",
+                        path.display()
+                    )));
+                }
                 let capacity = create.unwrap_or(evstream::format::MIN_CAPACITY);
                 match StreamWriter::create_with(path, capacity, options.clone()) {
                     Ok(writer) => return Ok(writer),
                     // Another process created it first: open that one.
-                    Err(evstream::Error::AlreadyExists { .. }) => continue,
+                    Err(evstream::Error::AlreadyExists { .. }) => {
+                        raced = true;
+                        continue;
+                    }
                     Err(e) => e,
                 }
             }

@@ -27,8 +27,7 @@ measured. Progress shows on standard error when it is a terminal.";
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Events per append run and in the replayed file (at least 1)
-    #[arg(long, value_name = "N", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = parse_events)]
     events: u64,
     /// Payload size of every event: bytes or with a unit (128, 4KiB)
     #[arg(long, value_name = "SIZE", value_parser = parse_payload_size, default_value = "1024")]
@@ -54,6 +53,15 @@ pub struct Args {
     /// Print the report as JSON on standard output instead of tables
     #[arg(long)]
     json: bool,
+}
+
+/// Parses the event count, which must be at least 1: with none there is nothing to time.
+fn parse_events(input: &str) -> Result<u64, String> {
+    match input.trim().parse::<u64>() {
+        Ok(0) => Err("a benchmark needs at least 1 event (there is nothing to time in 0)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{input:?} is not a number of events")),
+    }
 }
 
 /// Parses a payload SIZE, which must fit the format's `u32` size field.

@@ -22,8 +22,8 @@ Reads SRC without changing it and writes the events whose checksums match, in or
 DST, a new stream (the same capacity as SRC unless --capacity is given). After a damaged
 event it searches for the next event that checks out and reports each skipped range on
 standard output: its byte offset, its length and what was wrong at its start. DST is
-created only when at least one event is found; it is flushed to disk before the command
-returns. Exit status 0 when the copy is made (with or without damage), 1 when SRC has no
+created only when at least one event is found (or SRC is an intact empty stream); it is
+flushed to disk before the command returns. Exit status 0 when the copy is made (with or without damage), 1 when SRC has no
 readable event or cannot be read, or DST cannot be written.";
 
 /// Arguments of `evstream salvage`.
@@ -134,13 +134,29 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     result?;
     flushed?;
     if writer.is_none() {
-        return Err(Failure::data(format!(
-            "{}: no readable event found ({} damaged, {}); {} was not created",
-            src.display(),
-            plural(ranges, "range"),
-            units::size_exact(damaged_bytes),
-            dst.display()
-        )));
+        if ranges == 0 && salvage.bad_write_offset().is_none() {
+            // An intact, empty stream: its copy is an empty stream.
+            let options = WriterOptions::default().prefault(Prefault::Off);
+            let mut empty = StreamWriter::create_with(dst, capacity, options)
+                .map_err(|e| Failure::stream(dst, &e))?;
+            empty.flush().map_err(|e| Failure::stream(dst, &e))?;
+        } else {
+            let damage = if ranges == 0 {
+                String::new()
+            } else {
+                format!(
+                    " ({}, {})",
+                    plural(ranges, "damaged range"),
+                    units::size_exact(damaged_bytes)
+                )
+            };
+            return Err(Failure::data(format!(
+                "{}: no readable event found{damage}: it is not a stream file, or none of its \
+                 events survived; {} was not created",
+                src.display(),
+                dst.display()
+            )));
+        }
     }
     let span = first_last.map_or_else(String::new, |(first, last)| {
         format!(", {} to {}", zone.show(first), zone.show(last))

@@ -818,7 +818,10 @@ fn salvage_copies_what_is_readable_and_reports_each_damaged_range() {
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "just some words that are not a stream at all").unwrap();
     let nothing = dir.path().join("nothing.evs");
-    run(&["salvage", s(&text), s(&nothing)]).fails(1, &["no readable event", "was not created"]);
+    run(&["salvage", s(&text), s(&nothing)]).fails(
+        1,
+        &["no readable event", "not a stream file", "was not created"],
+    );
     assert!(!nothing.exists());
     run(&["salvage", s(dir.path()), s(&nothing)]).fails(1, &["directory"]);
     run(&["salvage", s(&src), s(&nothing), "--capacity", "10"]).fails(2, &["at least"]);
@@ -899,6 +902,14 @@ fn append_create_makes_a_missing_stream() {
     let default = dir.path().join("default.evs");
     run(&["append", s(&default), "--create", "x"]).ok();
     assert_eq!(std::fs::metadata(&default).unwrap().len(), 64 << 20);
+    // A dangling symbolic link is neither followed nor replaced, and nothing loops.
+    let link = dir.path().join("link.evs");
+    std::os::unix::fs::symlink(dir.path().join("nowhere.evs"), &link).unwrap();
+    let started = Instant::now();
+    run(&["append", s(&link), "--create", "x"]).fails(1, &["link.evs", "symbolic link"]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(!dir.path().join("nowhere.evs").exists());
     // A bad import is refused before anything is created.
     let never = dir.path().join("never.evs");
     run_with(
@@ -984,7 +995,7 @@ fn every_error_line_follows_one_colour_rule() {
 
 #[test]
 fn bench_refuses_zero_events() {
-    let run = run(&["bench", "--events", "0"]).fails(2, &["--events"]);
+    let run = run(&["bench", "--events", "0"]).fails(2, &["--events", "at least 1 event"]);
     assert!(run.stdout.is_empty());
 }
 
