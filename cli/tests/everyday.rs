@@ -518,6 +518,22 @@ fn csv_import_reads_a_header_and_a_named_time_column() {
         events_of(&msgs)[1],
         (NOON + 2 * SEC, b"two\nlines".to_vec())
     );
+    // A date is a time, not a number, with or without --time-unit.
+    let dated = stream(dir.path(), "dated.evs", 4096, &[]);
+    let args = [
+        "append",
+        s(&dated),
+        "--format",
+        "csv",
+        "--time-field",
+        "day",
+    ];
+    run_with_bytes(
+        &[&args[..], &["--time-unit", "s"]].concat(),
+        b"day,v\n2024-05-01,x\n",
+    )
+    .ok();
+    assert_eq!(events_of(&dated)[0].0, NOON - 12 * 3600 * SEC);
     let epoch = stream(dir.path(), "epoch.evs", 4096, &[]);
     run_with_bytes(
         &[
