@@ -102,7 +102,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         flush: !args.no_flush,
         ..BenchConfig::default()
     };
-    let spinner = progress::spinner("benchmarking", "");
+    let spinner = progress::spinner("benchmarking");
     let mut progress = |line: &str| {
         if let Some(spinner) = &spinner {
             spinner.set_message(line.to_owned());
