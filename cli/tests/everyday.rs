@@ -979,3 +979,44 @@ fn bench_removes_its_temporary_directory_on_ctrl_c() {
 fn run_with_bytes(args: &[&str], stdin: &[u8]) -> Run {
     run_with(args, Some(stdin))
 }
+
+// ------------------------------------------------------------------------ progress bars
+
+/// Runs `evstream ARGS` on a pseudo-terminal (util-linux `script`), returning what the
+/// terminal showed (standard output and standard error together).
+fn on_terminal(args: &[&str]) -> String {
+    let mut line = String::from(env!("CARGO_BIN_EXE_evstream"));
+    for arg in args {
+        line.push_str(" '");
+        line.push_str(arg);
+        line.push('\'');
+    }
+    let output = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` (util-linux) runs a command on a pseudo-terminal");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn long_commands_show_progress_on_a_terminal_and_only_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = vec![b'x'; 1000];
+    let events: Vec<(i64, &[u8])> = (0..16384).map(|i| (i, payload.as_slice())).collect();
+    let src = stream(dir.path(), "src.evs", 32 << 20, &events);
+    let dst = dir.path().join("dst.evs");
+    let shown = on_terminal(&["salvage", s(&src), s(&dst)]);
+    assert!(
+        shown.contains("salvaging ["),
+        "no bar on the terminal: {shown:?}"
+    );
+    assert!(shown.contains("salvaged 16384 events"), "{shown:?}");
+    // The same command off a terminal: the report alone, nothing on standard error.
+    let again = dir.path().join("again.evs");
+    let quiet = run(&["salvage", s(&src), s(&again)]).ok();
+    assert_eq!(quiet.lines().len(), 1, "{quiet:?}");
+    assert!(!quiet.out().contains("salvaging"));
+}
