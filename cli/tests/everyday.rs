@@ -826,6 +826,32 @@ fn append_create_makes_a_missing_stream() {
     let default = dir.path().join("default.evs");
     run(&["append", s(&default), "--create", "x"]).ok();
     assert_eq!(std::fs::metadata(&default).unwrap().len(), 64 << 20);
+    // Two processes racing to create the same stream both append to the one stream.
+    let raced = dir.path().join("raced.evs");
+    let children: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|payload| {
+            spawn(
+                evstream()
+                    .args([
+                        "append",
+                        s(&raced),
+                        "--create",
+                        "--capacity",
+                        "8KiB",
+                        "--wait",
+                    ])
+                    .arg(payload)
+                    .stdin(Stdio::null()),
+            )
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut payloads: Vec<Vec<u8>> = events_of(&raced).into_iter().map(|(_, p)| p).collect();
+    payloads.sort();
+    assert_eq!(payloads, [b"a".to_vec(), b"b".to_vec()]);
     // A dangling symbolic link is neither followed nor replaced, and nothing loops.
     let link = dir.path().join("link.evs");
     std::os::unix::fs::symlink(dir.path().join("nowhere.evs"), &link).unwrap();
@@ -1019,4 +1045,29 @@ fn long_commands_show_progress_on_a_terminal_and_only_there() {
     let quiet = run(&["salvage", s(&src), s(&again)]).ok();
     assert_eq!(quiet.lines().len(), 1, "{quiet:?}");
     assert!(!quiet.out().contains("salvaging"));
+
+    // An import from a file of 16 MiB or more.
+    let jsonl = run(&["cat", s(&src), "--format", "jsonl"]).ok().stdout;
+    assert!(jsonl.len() >= 16 << 20);
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, &jsonl).unwrap();
+    let imported = dir.path().join("imported.evs");
+    let line = format!(
+        "{} append {} --create --capacity 32MiB --format jsonl < {}",
+        env!("CARGO_BIN_EXE_evstream"),
+        s(&imported),
+        s(&input)
+    );
+    let shown = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("appending ["),
+        "no bar on the terminal: {shown:?}"
+    );
+    assert_eq!(events_of(&imported), events_of(&src));
 }
