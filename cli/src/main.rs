@@ -15,7 +15,10 @@ mod cat;
 mod create;
 mod encode;
 mod failure;
+mod nats;
 mod output;
+mod pull;
+mod ship;
 mod stat;
 mod tail;
 mod time;
@@ -69,6 +72,12 @@ enum Command {
     /// Measure evstream's append and replay speed against std I/O baselines
     #[command(after_help = bench::EXAMPLES)]
     Bench(bench::Args),
+    /// Publish a stream's events to NATS JetStream, exactly once, following new ones
+    #[command(after_help = ship::EXAMPLES)]
+    Ship(ship::Args),
+    /// Append a NATS JetStream stream's messages to a stream file, exactly once
+    #[command(after_help = pull::EXAMPLES)]
+    Pull(pull::Args),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +98,8 @@ fn main() -> ExitCode {
         Command::Stat(args) => stat::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Ship(args) => ship::run(args),
+        Command::Pull(args) => pull::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
