@@ -128,7 +128,7 @@ async fn throughput(url: &str, dir: &Path, size: usize, events: u64) {
     let source = dir.join(format!("source-{size}.evs"));
     write_stream(&source, events, size);
     let connection = Connection::new([url]);
-    let (mut shipped, mut plain) = (Vec::new(), Vec::new());
+    let (mut shipped, mut plain, mut setup) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let subject = format!("bench.ship.{size}.{round}");
         fresh_stream(&js, "SHIP", &subject).await;
@@ -136,11 +136,21 @@ async fn throughput(url: &str, dir: &Path, size: usize, events: u64) {
             .stream("SHIP")
             .window(WINDOW)
             .until_end(true);
-        let start = Instant::now();
-        let summary = evstream_nats::ship(&connection, &options, |_| {})
-            .await
-            .unwrap();
+        // Timed from the moment the ship starts publishing, as the loop is: connecting
+        // and finding where to resume are a ship's one-off costs, reported apart.
+        let started = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let mark = std::sync::Arc::clone(&started);
+        let call = Instant::now();
+        let summary = evstream_nats::ship(&connection, &options, move |report| {
+            if let evstream_nats::Report::ShipStart { .. } = report {
+                *mark.lock().unwrap() = Some(Instant::now());
+            }
+        })
+        .await
+        .unwrap();
+        let start = started.lock().unwrap().unwrap();
         shipped.push(start.elapsed());
+        setup.push(start - call);
         assert_eq!(summary.events, events);
 
         let subject = format!("bench.plain.{size}.{round}");
@@ -150,11 +160,12 @@ async fn throughput(url: &str, dir: &Path, size: usize, events: u64) {
     let (s, p) = (median(shipped), median(plain));
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
     println!(
-        "{size:>5} B x {events}: ship {:>9.0} events/s, plain loop {:>9.0} events/s, ship/plain {:.2} (ship costs {:+.1}%)",
+        "{size:>5} B x {events}: ship {:>9.0} events/s, plain loop {:>9.0} events/s, ship/plain {:.2} (ship costs {:+.1}%); ship start-up {:?}",
         rate(s),
         rate(p),
         rate(s) / rate(p),
-        (s.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0
+        (s.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0,
+        median(setup)
     );
 }
 
@@ -169,7 +180,12 @@ async fn lag(url: &str, dir: &Path) {
     let mut writer = StreamWriter::create(&source, events * 1040 + 4096).unwrap();
     let mut subscriber = client.subscribe("bench.lag").await.unwrap();
     client.flush().await.unwrap();
+    let (go, ready) = std::sync::mpsc::channel::<()>();
     let appender = std::thread::spawn(move || {
+        // Appends start once the ship is following: its start-up is not shipping lag.
+        if ready.recv().is_err() {
+            return;
+        }
         let payload = vec![7u8; 1024];
         let start = Instant::now();
         for i in 0..events {
@@ -202,8 +218,16 @@ async fn lag(url: &str, dir: &Path) {
             lags.push(Duration::from_nanos((now_nanos() - sent).max(0) as u64));
         }
     };
+    let go = std::sync::Mutex::new(Some(go));
+    let report = move |report| {
+        if let evstream_nats::Report::ShipStart { .. } = report
+            && let Some(go) = go.lock().unwrap().take()
+        {
+            let _ = go.send(());
+        }
+    };
     tokio::select! {
-        result = evstream_nats::ship(&connection, &options, |_| {}) => panic!("ship ended: {result:?}"),
+        result = evstream_nats::ship(&connection, &options, report) => panic!("ship ended: {result:?}"),
         () = receive => {}
     }
     appender.join().unwrap();

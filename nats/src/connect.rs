@@ -102,7 +102,7 @@ impl Connection {
             .name("evstream")
             .connection_timeout(self.connect_timeout)
             .max_reconnects(None)
-            .reconnect_delay_callback(backoff)
+            .reconnect_delay_callback(reconnect_delay)
             .require_tls(self.require_tls);
         if let Some((user, password)) = &self.user {
             options = options.user_and_password(user.clone(), password.clone());
@@ -157,7 +157,16 @@ impl Connection {
     }
 }
 
-/// Reconnection delay after `attempts` failures: 100 ms doubling, at most 5 s.
+/// The client's delay before connection attempt number `attempt` (the first is 1): none
+/// for the first, then [`backoff`].
+fn reconnect_delay(attempt: usize) -> Duration {
+    match attempt.checked_sub(2) {
+        None => Duration::ZERO,
+        Some(failures) => backoff(failures),
+    }
+}
+
+/// Delay after `attempts` failures: 100 ms doubling, at most 5 s.
 pub(crate) fn backoff(attempts: usize) -> Duration {
     let exponent = u32::try_from(attempts.min(6)).unwrap_or(6);
     Duration::from_millis(100 * 2u64.pow(exponent)).min(Duration::from_secs(5))
@@ -207,5 +216,11 @@ mod tests {
         assert_eq!(backoff(5), Duration::from_millis(3200));
         assert_eq!(backoff(6), Duration::from_secs(5));
         assert_eq!(backoff(usize::MAX), Duration::from_secs(5));
+        assert_eq!(
+            reconnect_delay(1),
+            Duration::ZERO,
+            "the first attempt is not delayed"
+        );
+        assert_eq!(reconnect_delay(2), Duration::from_millis(100));
     }
 }
