@@ -155,6 +155,66 @@ pub enum Error {
         /// The write offset the header holds now.
         now: u64,
     },
+
+    /// The directory is not a log: it lacks a valid `LOG` settings file, or its
+    /// segments are inconsistent. Nothing in it was changed.
+    #[error("{} is not a log: {reason}", path.display())]
+    NotALog {
+        /// The directory.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: &'static str,
+    },
+
+    /// An event can never fit in a segment of this log, however empty; nothing was
+    /// written. Create the log with larger segments
+    /// ([`LogOptions::segment_size`](crate::LogOptions::segment_size)).
+    #[error(
+        "an event of {needed} bytes does not fit in a segment of {segment_size} bytes (at most {largest} bytes per event)"
+    )]
+    EventTooLarge {
+        /// Bytes the event needs, its 16-byte header included.
+        needed: u64,
+        /// The log's segment size.
+        segment_size: u64,
+        /// The largest event (header included) a segment holds.
+        largest: u64,
+    },
+
+    /// The position names a segment that retention has deleted.
+    ///
+    /// Read from [`LogReader::start`](crate::LogReader::start) (the oldest event kept)
+    /// instead.
+    #[error(
+        "position {position} was deleted by retention; the log now starts at segment {first_segment}"
+    )]
+    Retired {
+        /// The position asked for.
+        position: crate::Position,
+        /// The oldest segment the log still has.
+        first_segment: u64,
+    },
+
+    /// The position lies past the end of the log, or names no event boundary the reader
+    /// can find.
+    #[error("position {position} is not in the log (it ends at {end})")]
+    NoSuchPosition {
+        /// The position asked for.
+        position: crate::Position,
+        /// The log's end position.
+        end: crate::Position,
+    },
+
+    /// A cursor name is not 1 to 64 characters of `A-Z a-z 0-9 _ - .` (not starting with
+    /// `.`), or a cursor file is damaged. A damaged cursor file is left unchanged;
+    /// commit the cursor again to replace it.
+    #[error("cursor {name:?}: {reason}")]
+    BadCursor {
+        /// The cursor's name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 /// Why a stream header was rejected; carried by [`Error::BadHeader`].

@@ -74,10 +74,16 @@ pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
 pub mod format;
+mod log;
 pub mod stdio;
 mod stream;
 mod sys;
 
 pub use error::{Corruption, Error, HeaderProblem, Result};
+pub use log::config::LogOptions;
+pub use log::position::{ParsePositionError, Position};
+pub use log::reader::{Lag, LogDamage, LogEvent, LogIter, LogReader, LogStat, LogVerification};
+pub use log::retention::{CursorLoss, RetireReason, Retired};
+pub use log::writer::{LogRecovery, LogWriter};
 pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification};
 pub use stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};

@@ -6,3 +6,6 @@
 pub(crate) mod open;
 pub(crate) mod reader;
 pub(crate) mod writer;
+
+/// Bytes at the end of a stream file that are not part of its event area.
+pub(crate) const TRAILER_LEN: u64 = 0;

@@ -451,6 +451,43 @@ impl StreamReader {
         })
     }
 
+    /// The write offset in the header right now (loaded with `Acquire`), not this
+    /// reader's snapshot; for the log reader, which follows segments itself.
+    pub(crate) fn live_write_offset(&self) -> Result<u64> {
+        let now = self.map.write_offset();
+        check_write_offset(&self.path, now, self.map.len())?;
+        Ok(now)
+    }
+
+    /// The verified event at `offset`, given the published write offset `end` (at or
+    /// past it) and the previous event's timestamp.
+    pub(crate) fn read_at(&self, offset: u64, end: u64, previous: i64) -> Result<EventView<'_>> {
+        let events = self.events(end)?;
+        let pos = offset
+            .checked_sub(STREAM_HEADER_LEN)
+            .and_then(|p| usize::try_from(p).ok())
+            .ok_or(Error::OffsetOutOfRange {
+                offset,
+                published: end,
+            })?;
+        format::read_verified(events, pos, previous)
+            .map(|raw| EventView::new(offset, raw))
+            .map_err(|reason| self.corrupt(offset, reason))
+    }
+
+    /// The `len` published bytes at `offset`, if they lie below the write offset.
+    pub(crate) fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let events = self.map.published(self.map.write_offset())?;
+        let start = usize::try_from(offset.checked_sub(STREAM_HEADER_LEN)?).ok()?;
+        events.get(start..start.checked_add(len)?)
+    }
+
+    /// Iterates from `offset` without checking checksums, up to the snapshot's end.
+    pub(crate) fn iter_unverified_from(&self, offset: u64) -> Result<Events<'_>> {
+        self.check_offset(offset)?;
+        Ok(Events::new(self, offset, false))
+    }
+
     fn corrupt(&self, offset: u64, reason: Corruption) -> Error {
         Error::Corrupt {
             path: self.path.clone(),
