@@ -409,13 +409,10 @@ impl LogReader {
                 }
                 None => STREAM_HEADER_LEN,
             };
-            let mut offsets: VecDeque<u64> = VecDeque::with_capacity(need);
-            for event in reader.iter_unverified_from(start)? {
-                let event = event?;
-                if offsets.len() == need {
-                    offsets.pop_front();
-                }
-                offsets.push_back(event.offset());
+            let mut offsets = last_offsets(&reader, start, need)?;
+            if offsets.len() < need && start > STREAM_HEADER_LEN {
+                // The index's ordinals were wrong: count from the start instead.
+                offsets = last_offsets(&reader, STREAM_HEADER_LEN, need)?;
             }
             let mut previous = i64::MIN;
             let mut events = Vec::with_capacity(offsets.len());
@@ -677,6 +674,20 @@ fn open_segment(
     })
 }
 
+/// The offsets of the last `n` events of a segment from `start` on (headers walked,
+/// checksums not checked).
+fn last_offsets(reader: &StreamReader, start: u64, n: usize) -> Result<VecDeque<u64>> {
+    let mut offsets: VecDeque<u64> = VecDeque::with_capacity(n);
+    for event in reader.iter_unverified_from(start)? {
+        let event = event?;
+        if offsets.len() == n {
+            offsets.pop_front();
+        }
+        offsets.push_back(event.offset());
+    }
+    Ok(offsets)
+}
+
 /// The timestamp of a segment's first event, `None` if it has none.
 fn first_timestamp(reader: &StreamReader) -> Result<Option<i64>> {
     let end = reader.live_write_offset()?;
@@ -694,16 +705,16 @@ fn seek_in(dir: &Path, seq: u64, reader: &StreamReader, timestamp: i64) -> Resul
     let Some((index, _)) = SegmentIndex::load(dir, seq, reader) else {
         return reader.seek_time(timestamp);
     };
-    let Some(start) = index.start_for(timestamp) else {
-        return Ok((end > STREAM_HEADER_LEN).then_some(STREAM_HEADER_LEN));
+    // Scanning from the first event needs no trust in the index; an entry is trusted
+    // only if the event it points to is there, intact, and has the timestamp it claims.
+    let start = match index.start_for(timestamp) {
+        None => STREAM_HEADER_LEN,
+        Some(entry) => match reader.read_at(entry.offset, end, i64::MIN) {
+            Ok(event) if event.timestamp() == entry.timestamp => entry.offset,
+            _ => return reader.seek_time(timestamp),
+        },
     };
-    // An entry is trusted only if the event it points to is there, intact, and has the
-    // timestamp it claims.
-    match reader.read_at(start.offset, end, i64::MIN) {
-        Ok(event) if event.timestamp() == start.timestamp => {}
-        _ => return reader.seek_time(timestamp),
-    }
-    let (mut offset, mut previous) = (start.offset, i64::MIN);
+    let (mut offset, mut previous) = (start, i64::MIN);
     while offset < end {
         let event = reader.read_at(offset, end, previous)?;
         if event.timestamp() >= timestamp {

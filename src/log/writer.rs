@@ -267,7 +267,7 @@ impl LogWriter {
         let offset = match self.segment.append(timestamp, payload) {
             Ok(offset) => offset,
             Err(Error::Full { .. }) => {
-                self.roll_full(payload.len())?;
+                self.roll_full(timestamp, payload.len())?;
                 self.segment.append(timestamp, payload)?
             }
             Err(e) => return Err(e),
@@ -289,7 +289,7 @@ impl LogWriter {
         }
         let needed = format::event_len(len).ok_or(Error::PayloadTooLarge { len })?;
         if needed > self.segment.available() {
-            self.roll_full(len)?;
+            self.roll_full(timestamp, len)?;
         }
         let offset = self.segment.append_with(timestamp, len, fill)?;
         Ok(self.appended(offset, timestamp))
@@ -368,12 +368,13 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Rolls because an event of `len` bytes does not fit in the newest segment.
+    /// Rolls because an event of `len` bytes stamped `timestamp` does not fit in the
+    /// newest segment; it will be the new segment's first.
     #[cold]
-    fn roll_full(&mut self, len: usize) -> Result<()> {
+    fn roll_full(&mut self, timestamp: i64, len: usize) -> Result<()> {
         self.check_fits(len)?;
         self.roll()?;
-        self.roll_at = i64::MIN; // the next append sets it from its timestamp
+        self.set_roll_at(timestamp);
         Ok(())
     }
 
