@@ -189,14 +189,15 @@ impl LogWriter {
             let (last, repaired) = seal_previous(dir, &previous)?;
             floor = last.unwrap_or(i64::MIN);
             if let Some((count, repair)) = repaired {
-                let torn = repair.torn_at.is_some();
                 recovery.previous = Some((previous.seq, repair));
                 let newest_events = StreamReader::open(&newest.path)?.header_event_count();
                 let expected_base = previous.base + count;
-                if torn && (newest_events > 0 || newest.base != expected_base) {
-                    // The newest segment's events lie past the gap the torn tail left,
-                    // and none of them was flushed: drop them, as a stream drops the
-                    // events after its torn tail.
+                if newest.base != expected_base {
+                    // The segment before lost events to the power loss (a torn tail, or
+                    // a header older than its events), so the newest segment's events
+                    // lie past a gap, and none of them was flushed (a flush covers
+                    // older segments first): drop them, as a stream drops the events
+                    // after its torn tail.
                     recovery.dropped_after_gap = newest_events;
                     std::fs::remove_file(&newest.path)
                         .map_err(|e| Error::io("remove", &newest.path, e))?;
