@@ -393,3 +393,70 @@ fn flushed_count_in(bytes: &[u8], offset: u64) -> u64 {
     }
     count
 }
+
+/// Crash points (feature `failpoints`): a child aborts at each named point of a log's
+/// open, roll, seal, retention and cursor commit (the first, second and fifth time it
+/// passes it), and the parent checks the log as after a kill, then that a writer
+/// continues it.
+#[cfg(feature = "failpoints")]
+#[test]
+fn abort_at_every_log_crash_point() {
+    use evstream::failpoint::POINTS;
+    let prefixes = ["log_open:", "roll:", "seal:", "retain:", "cursor:"];
+    let points: Vec<&str> = POINTS
+        .iter()
+        .copied()
+        .filter(|p| prefixes.iter().any(|prefix| p.starts_with(prefix)))
+        .collect();
+    assert_eq!(points.len(), 7);
+    let dir = tempfile::tempdir().unwrap();
+    for point in points {
+        let nths: &[u64] = if point.starts_with("log_open:") {
+            &[1]
+        } else {
+            &[1, 2, 5]
+        };
+        for &nth in nths {
+            let context = format!("{point}:{nth}");
+            let path = dir.path().join(context.replace(':', "-"));
+            // A first run without crash point, so that open has a log to find.
+            let env = [("EVSTREAM_LOG_EVENTS", "50".to_owned())];
+            let (first, status) = run_child(&path, 3, true, None, &env);
+            assert!(status.success(), "{context}: setup run {status:?}");
+            let env = [
+                ("EVSTREAM_LOG_EVENTS", "600".to_owned()),
+                ("EVSTREAM_FAILPOINT", context.clone()),
+            ];
+            let (report, status) = run_child(&path, 3, true, None, &env);
+            assert_eq!(
+                status.signal(),
+                Some(6),
+                "{context}: the point was not reached: {status:?}"
+            );
+            let mut acked = first.acks;
+            acked.extend(report.acks);
+            let mut cursors: Vec<Position> =
+                first.cursors.into_iter().chain(report.cursors).collect();
+            check(&path, &acked, &cursors, &context);
+            // A writer continues the log, and a second open finds nothing to repair.
+            let (more, status) = run_child(
+                &path,
+                4,
+                true,
+                None,
+                &[("EVSTREAM_LOG_EVENTS", "100".to_owned())],
+            );
+            assert!(
+                status.success(),
+                "{context}: run after the crash {status:?}"
+            );
+            acked.extend(more.acks);
+            cursors.extend(more.cursors);
+            check(&path, &acked, &cursors, &format!("{context}, continued"));
+            assert!(
+                LogWriter::open(&path).unwrap().recovery().is_clean(),
+                "{context}"
+            );
+        }
+    }
+}
