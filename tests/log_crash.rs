@@ -273,11 +273,11 @@ fn sigkill_while_retaining_and_committing_cursors() {
     kills(true);
 }
 
-/// A power-loss image of a live log: segments sealed by the background thread are on
-/// disk whole; in the two newest segments every 512-byte sector past what the last
-/// flush covered is, independently, the current one or the one before (zeros, or the
-/// header as of that flush); the newest segment's rename may be lost if the segment
-/// before it was not sealed yet.
+/// A power-loss image of a live log: segments sealed by the background thread (those
+/// with an index) are on disk whole; in the newest segment and those not sealed yet,
+/// every 512-byte sector past what the last flush covered is, independently, the
+/// current one or the one before (zeros, or the header as of that flush); the newest
+/// segment's rename may be lost if the segment before it was not sealed yet.
 #[test]
 fn power_loss_images_across_segments() {
     let images = env_count("EVSTREAM_LOG_IMAGES", 400);
@@ -348,8 +348,9 @@ fn power_loss_image(from: &Path, to: &Path, flushed: (Position, u64), rng: &mut 
     let sealed = |seq: u64| to.join(format!("{seq:08}.idx")).exists();
     let mut lost_rename = false;
     for (seq, file) in &segments {
-        if *seq + 2 <= newest || (*seq + 1 == newest && sealed(*seq)) || *seq < flushed.0.segment()
-        {
+        // Sealed segments were flushed whole by the background thread, and so was
+        // everything before the last flush.
+        if (*seq != newest && sealed(*seq)) || *seq < flushed.0.segment() {
             continue;
         }
         let mut bytes = std::fs::read(file).unwrap();
@@ -375,6 +376,7 @@ fn power_loss_image(from: &Path, to: &Path, flushed: (Position, u64), rng: &mut 
         }
         std::fs::write(file, &bytes).unwrap();
         let _ = std::fs::remove_file(to.join(format!("{seq:08}.idx")));
+        // The roll's rename is made durable by the seal of the segment before.
         if *seq == newest && newest > 0 && !sealed(newest - 1) && rng.below(4) == 0 {
             std::fs::rename(file, to.join(format!(".next-{newest:08}.evs"))).unwrap();
             lost_rename = true;

@@ -48,6 +48,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
+pub mod log;
+
 use evstream::format::{EVENT_HEADER_LEN, MIN_CAPACITY, STREAM_HEADER_LEN};
 use evstream::stdio::{self, EventReader, EventWriter};
 use evstream::{Error, Prefault, Result, StreamReader, StreamWriter, WriterOptions};

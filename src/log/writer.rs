@@ -26,19 +26,20 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 pub struct LogRecovery {
     /// What opening the newest segment repaired (see [`Recovery`]).
     pub newest: Recovery,
-    /// The segment before the newest, if its writer died before it was completely
-    /// flushed and indexed, and what opening it repaired.
-    pub previous: Option<(u64, Recovery)>,
-    /// Events of the newest segment that were dropped because the segment before it had
-    /// lost a torn tail to a power loss: they lay past a gap, and were never flushed
-    /// (a flush covers every older segment first).
+    /// Segments before the newest whose writer died before the background thread had
+    /// flushed and indexed them (usually none, at most a few), with what opening each
+    /// repaired.
+    pub unsealed: Vec<(u64, Recovery)>,
+    /// Events of the newest segments that were dropped because a segment before them had
+    /// lost events to a power loss: they lay past a gap, and were never flushed (a flush
+    /// covers every older segment first).
     pub dropped_after_gap: u64,
 }
 
 impl LogRecovery {
     /// Whether the log was opened exactly as it was found.
     pub fn is_clean(&self) -> bool {
-        self.newest.is_clean() && self.previous.is_none() && self.dropped_after_gap == 0
+        self.newest.is_clean() && self.unsealed.is_empty() && self.dropped_after_gap == 0
     }
 }
 
@@ -182,40 +183,70 @@ impl LogWriter {
                 entry
             }
         };
-        let previous = segments.pop().filter(|p| p.seq + 1 == newest.seq);
+        // The segments before the newest whose background seal never finished (the
+        // writer died first), newest first. Those before them are sealed.
         let mut floor = i64::MIN;
-        let mut newest = newest;
-        if let Some(previous) = previous {
-            let (last, repaired) = seal_previous(dir, &previous)?;
-            floor = last.unwrap_or(i64::MIN);
-            if let Some((count, repair)) = repaired {
-                recovery.previous = Some((previous.seq, repair));
-                let newest_events = StreamReader::open(&newest.path)?.header_event_count();
-                let expected_base = previous.base + count;
-                if newest.base != expected_base {
-                    // The segment before lost events to the power loss (a torn tail, or
-                    // a header older than its events), so the newest segment's events
-                    // lie past a gap, and none of them was flushed (a flush covers
-                    // older segments first): drop them, as a stream drops the events
-                    // after its torn tail.
-                    recovery.dropped_after_gap = newest_events;
-                    std::fs::remove_file(&newest.path)
-                        .map_err(|e| Error::io("remove", &newest.path, e))?;
-                    let path = dir.join(segment_name(newest.seq, expected_base));
-                    drop(StreamWriter::create_with(
-                        &path,
-                        options.segment_size,
-                        quiet(),
-                    )?);
-                    sync_dir(dir)?;
-                    newest = SegmentEntry {
-                        seq: newest.seq,
-                        base: expected_base,
-                        path,
-                    };
-                }
+        let mut unsealed = Vec::new();
+        while let Some(previous) = segments.pop() {
+            let after = unsealed.last().unwrap_or(&newest);
+            if previous.seq + 1 != after.seq {
+                break;
             }
+            let reader = StreamReader::open(&previous.path)?;
+            if let Some((_, last)) = SegmentIndex::load(dir, previous.seq, &reader) {
+                floor = last.unwrap_or(floor);
+                break;
+            }
+            unsealed.push(previous);
         }
+        let mut chain: Vec<SegmentEntry> = unsealed.into_iter().rev().collect();
+        chain.push(newest);
+        let mut expected: Option<u64> = None;
+        let mut newest = None;
+        for (k, entry) in chain.iter().enumerate() {
+            if let Some(base) = expected
+                && entry.base != base
+            {
+                // The segment before lost events to the power loss (a torn tail, or a
+                // header older than its events), so this segment and every later one
+                // lie past a gap, and none of their events was flushed (a flush waits
+                // for every older segment's seal): drop them, as a stream drops the
+                // events after its torn tail, and continue with an empty segment.
+                for gone in chain.get(k..).unwrap_or_default() {
+                    let reader = StreamReader::open(&gone.path)?;
+                    recovery.dropped_after_gap += reader.header_event_count();
+                    drop(reader);
+                    std::fs::remove_file(&gone.path)
+                        .map_err(|e| Error::io("remove", &gone.path, e))?;
+                    let _ = std::fs::remove_file(dir.join(segment::index_name(gone.seq)));
+                }
+                let path = dir.join(segment_name(entry.seq, base));
+                drop(StreamWriter::create_with(
+                    &path,
+                    options.segment_size,
+                    quiet(),
+                )?);
+                sync_dir(dir)?;
+                newest = Some(SegmentEntry {
+                    seq: entry.seq,
+                    base,
+                    path,
+                });
+                break;
+            }
+            if k + 1 == chain.len() {
+                newest = Some(entry.clone());
+                break;
+            }
+            let (last, count, repair) = seal_unsealed(dir, entry)?;
+            recovery.unsealed.push((entry.seq, repair));
+            floor = last.unwrap_or(floor);
+            expected = Some(entry.base + count);
+        }
+        let newest = newest.ok_or(Error::NotALog {
+            path: dir.to_owned(),
+            reason: "it has no segment",
+        })?;
         let segment = StreamWriter::open_with(&newest.path, WriterOptions::default())?;
         recovery.newest = segment.recovery().clone();
         let first = StreamReader::open(&newest.path)?
@@ -485,27 +516,20 @@ fn quiet() -> WriterOptions {
     WriterOptions::default().prefault(Prefault::Off)
 }
 
-/// The event count of a segment that had to be repaired, and what was repaired.
-type Repaired = Option<(u64, Recovery)>;
-
-/// Makes sure the segment before the newest is flushed and indexed; returns its newest
-/// timestamp and, if it had to be opened for writing, its event count and repairs.
-fn seal_previous(dir: &Path, previous: &SegmentEntry) -> Result<(Option<i64>, Repaired)> {
-    let reader = StreamReader::open(&previous.path)?;
-    if let Some((_, last)) = SegmentIndex::load(dir, previous.seq, &reader) {
-        return Ok((last, None));
-    }
-    drop(reader);
-    let mut writer = StreamWriter::open_with(&previous.path, quiet())?;
+/// Opens a segment whose seal never finished for writing (validating and repairing it
+/// as [`StreamWriter::open`] does), flushes it and writes its index; returns its newest
+/// timestamp, its event count and what was repaired.
+fn seal_unsealed(dir: &Path, entry: &SegmentEntry) -> Result<(Option<i64>, u64, Recovery)> {
+    let mut writer = StreamWriter::open_with(&entry.path, quiet())?;
     writer.flush()?;
     let repair = writer.recovery().clone();
     let last = writer.last_timestamp();
     let count = writer.event_count();
     drop(writer);
-    let reader = StreamReader::open(&previous.path)?;
-    SegmentIndex::build(&reader)?.write(dir, previous.seq, last)?;
+    let reader = StreamReader::open(&entry.path)?;
+    SegmentIndex::build(&reader)?.write(dir, entry.seq, last)?;
     sync_dir(dir)?;
-    Ok((last, Some((count, repair))))
+    Ok((last, count, repair))
 }
 
 /// A segment handed to the background thread at a roll.
@@ -672,6 +696,23 @@ fn run(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         let mut state = lock();
+        // Preparing the next segment comes first: a roll waits for it, while a flush of
+        // a retired segment only delays `LogWriter::flush`.
+        let wanted = state
+            .want
+            .filter(|&seq| state.prepared.as_ref().is_none_or(|(s, _)| *s != seq));
+        if let Some(seq) = wanted
+            && !state.stop
+        {
+            state.want = None;
+            drop(state);
+            let prepared = prepare(dir, options, seq);
+            let mut state = lock();
+            // A prepared segment nobody takes is removed when the writer is dropped.
+            state.prepared = Some((seq, prepared));
+            shared.changed.notify_all();
+            continue;
+        }
         if let Some(job) = state.queue.pop_front() {
             state.busy = true;
             drop(state);
@@ -696,19 +737,6 @@ fn run(shared: &Shared, dir: &Path, options: &LogOptions) {
         }
         if state.stop {
             return;
-        }
-        let wanted = state
-            .want
-            .filter(|&seq| state.prepared.as_ref().is_none_or(|(s, _)| *s != seq));
-        if let Some(seq) = wanted {
-            state.want = None;
-            drop(state);
-            let prepared = prepare(dir, options, seq);
-            let mut state = lock();
-            // A prepared segment nobody takes is removed at the next open.
-            state.prepared = Some((seq, prepared));
-            shared.changed.notify_all();
-            continue;
         }
         drop(
             shared
