@@ -88,7 +88,7 @@ fn segment_names_sort_in_log_order() {
     let mut names: Vec<String> = std::fs::read_dir(&path)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".evs"))
+        .filter(|n| n.ends_with(".evs") && !n.starts_with('.'))
         .collect();
     names.sort();
     let seqs: Vec<u64> = names.iter().map(|n| n[..8].parse().unwrap()).collect();

@@ -17,6 +17,10 @@ use crate::stream::open::{lock_exclusive, now_nanos};
 use crate::stream::reader::StreamReader;
 use crate::stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};
 
+/// Retired segments that may wait for their seal (flush and index) before a roll waits
+/// for the sealing thread. Bounds what [`LogWriter::open`] re-checks after a crash.
+const MAX_UNSEALED: usize = 8;
+
 /// Name of the file whose exclusive lock marks the log's one writer.
 pub(crate) const LOCK_FILE: &str = "LOCK";
 
@@ -570,12 +574,14 @@ struct Shared {
     retention: Mutex<()>,
 }
 
-/// The background thread: prepares the next segment, flushes and indexes retired ones,
-/// applies retention.
+/// The background threads: one prepares the next segment, so that a roll never waits
+/// for the disk; the other flushes and indexes retired segments, then applies retention.
+/// The sealer may fall behind a writer that outruns the disk; a roll waits for it only
+/// when [`MAX_UNSEALED`] segments are waiting.
 #[derive(Debug)]
 struct Background {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Background {
@@ -589,16 +595,25 @@ impl Background {
             changed: Condvar::new(),
             retention: Mutex::new(()),
         });
-        let theirs = Arc::clone(&shared);
-        let (dir, options) = (dir.to_owned(), options.clone());
-        let thread = std::thread::Builder::new()
-            .name("evstream-log".into())
-            .spawn(move || run(&theirs, &dir, &options))
-            .map_err(|e| Error::io("spawn log thread for", PathBuf::new(), e))?;
-        Ok(Self {
+        // Dropped on error, which stops a thread already started.
+        let mut background = Self {
             shared,
-            thread: Some(thread),
-        })
+            threads: Vec::with_capacity(2),
+        };
+        let threads: [(&str, fn(&Shared, &Path, &LogOptions)); 2] = [
+            ("evstream-log-prepare", run_preparer),
+            ("evstream-log-seal", run_sealer),
+        ];
+        for (name, body) in threads {
+            let theirs = Arc::clone(&background.shared);
+            let (their_dir, options) = (dir.to_owned(), options.clone());
+            let thread = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || body(&theirs, &their_dir, &options))
+                .map_err(|e| Error::io("spawn a thread for", dir, e))?;
+            background.threads.push(thread);
+        }
+        Ok(background)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -649,6 +664,9 @@ impl Background {
         state.want = Some(job.prepare);
         state.queue.push_back(job);
         self.shared.changed.notify_all();
+        while state.queue.len() > MAX_UNSEALED && !state.poisoned {
+            state = self.wait(state);
+        }
     }
 
     /// Waits until every retired segment is flushed and indexed.
@@ -678,7 +696,7 @@ impl Drop for Background {
             state.stop = true;
             self.shared.changed.notify_all();
         }
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
         // A prepared segment nobody will take: remove it now rather than at the next open.
@@ -691,59 +709,73 @@ impl Drop for Background {
     }
 }
 
-/// The background thread's loop.
-fn run(shared: &Shared, dir: &Path, options: &LogOptions) {
+/// The preparing thread's loop: creates and prefaults the segment the next roll needs.
+fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = lock();
     loop {
-        let mut state = lock();
-        // Preparing the next segment comes first: a roll waits for it, while a flush of
-        // a retired segment only delays `LogWriter::flush`.
+        if state.stop {
+            return;
+        }
         let wanted = state
             .want
             .filter(|&seq| state.prepared.as_ref().is_none_or(|(s, _)| *s != seq));
-        if let Some(seq) = wanted
-            && !state.stop
-        {
+        if let Some(seq) = wanted {
             state.want = None;
             drop(state);
             let prepared = prepare(dir, options, seq);
-            let mut state = lock();
+            state = lock();
             // A prepared segment nobody takes is removed when the writer is dropped.
             state.prepared = Some((seq, prepared));
             shared.changed.notify_all();
             continue;
         }
+        state = shared
+            .changed
+            .wait(state)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// The sealing thread's loop: flushes and indexes retired segments in order (all of
+/// them, also after a stop), then applies retention.
+fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
+    let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = lock();
+    loop {
         if let Some(job) = state.queue.pop_front() {
             state.busy = true;
             drop(state);
             let result = seal(dir, job);
-            let mut state = lock();
-            state.busy = false;
-            if let Err(e) = result {
-                state.failed = Some(e);
-                state.poisoned = true;
-            }
-            shared.changed.notify_all();
-            drop(state);
-            let _turn = shared.retention.lock().unwrap_or_else(|e| e.into_inner());
-            // Retention is best effort here: a failure is retried at the next roll, and
-            // `enforce_retention` reports it.
-            if let Ok(retired) = retention::apply(dir, options, now_nanos())
-                && !retired.is_empty()
             {
-                lock().retired.extend(retired);
+                let mut state = lock();
+                state.busy = false;
+                if let Err(e) = result {
+                    state.failed = Some(e);
+                    state.poisoned = true;
+                }
+                shared.changed.notify_all();
             }
+            {
+                let _turn = shared.retention.lock().unwrap_or_else(|e| e.into_inner());
+                // Best effort here: a failure is retried after the next roll, and
+                // `enforce_retention` reports it.
+                if let Ok(retired) = retention::apply(dir, options, now_nanos())
+                    && !retired.is_empty()
+                {
+                    lock().retired.extend(retired);
+                }
+            }
+            state = lock();
             continue;
         }
         if state.stop {
             return;
         }
-        drop(
-            shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        state = shared
+            .changed
+            .wait(state)
+            .unwrap_or_else(|e| e.into_inner());
     }
 }
 
