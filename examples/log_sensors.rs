@@ -2,33 +2,56 @@
 //! they happen, flushed once a second, with the stream reopened after a restart.
 //!
 //! Run: `cargo run --release --example log_sensors -- /tmp/sensors.evs`
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use evstream::{Error, StreamWriter};
 
 /// One reading, serialized as 4 bytes of sensor id and 8 bytes of value (little-endian).
 fn encode(sensor: u32, value: f64, buf: &mut [u8]) {
-    buf[..4].copy_from_slice(&sensor.to_le_bytes());
-    buf[4..12].copy_from_slice(&value.to_le_bytes());
+    for (slot, byte) in buf
+        .iter_mut()
+        .zip(sensor.to_le_bytes().into_iter().chain(value.to_le_bytes()))
+    {
+        *slot = byte;
+    }
 }
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "sensors.evs".to_owned());
+    match log(&path) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log(path: &str) -> Result<(), Error> {
     // Resume an existing stream, or start a 64 MiB one.
-    let mut writer = match StreamWriter::open(&path) {
+    let mut writer = match StreamWriter::open(path) {
         Ok(writer) => {
             let r = writer.recovery();
             if !r.is_clean() {
-                eprintln!("recovered {path}: {r:?}");
+                eprintln!(
+                    "recovered {path}: dropped {} torn events ({} bytes){}",
+                    r.dropped_events,
+                    r.dropped_bytes,
+                    if r.count_repaired {
+                        ", corrected the event count"
+                    } else {
+                        ""
+                    }
+                );
             }
             writer
         }
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            StreamWriter::create(&path, 64 << 20)?
+            StreamWriter::create(path, 64 << 20)?
         }
         Err(e) => return Err(e),
     };
@@ -65,4 +88,16 @@ fn main() -> Result<(), Error> {
         writer.capacity()
     );
     Ok(())
+}
+
+/// The error and its causes in words: `open x.evs: No such file or directory (os error 2)`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -2,11 +2,11 @@
 //! the readings `log_sensors` writes, over the whole stream or from a point in time.
 //!
 //! Run: `cargo run --release --example replay -- /tmp/sensors.evs [SINCE_UNIX_NS]`
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 
-use evstream::{Error, StreamReader};
+use evstream::StreamReader;
 
 #[derive(Default)]
 struct Stats {
@@ -16,12 +16,39 @@ struct Stats {
     max: f64,
 }
 
-fn main() -> Result<(), Error> {
+/// One reading as `log_sensors` writes it: 4 bytes of sensor id and 8 bytes of value,
+/// little-endian; `None` for any other payload.
+fn decode(payload: &[u8]) -> Option<(u32, f64)> {
+    let (sensor, value) = payload.split_first_chunk::<4>()?;
+    let value: [u8; 8] = value.try_into().ok()?;
+    Some((u32::from_le_bytes(*sensor), f64::from_le_bytes(value)))
+}
+
+fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "sensors.evs".to_owned());
-    let since: Option<i64> = args.next().map(|s| s.parse().expect("SINCE_UNIX_NS"));
+    let since = match args.next().map(|s| s.parse::<i64>()) {
+        None => None,
+        Some(Ok(since)) => Some(since),
+        Some(Err(_)) => {
+            eprintln!(
+                "error: SINCE must be a time in Unix nanoseconds, such as 1714564800000000000\n\
+                 usage: replay [FILE] [SINCE_UNIX_NS]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match replay(&path, since) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    let reader = StreamReader::open(&path)?;
+fn replay(path: &str, since: Option<i64>) -> evstream::Result<()> {
+    let reader = StreamReader::open(path)?;
     let events = match since {
         Some(t) => reader.iter_since(t)?,
         None => reader.iter(),
@@ -31,12 +58,9 @@ fn main() -> Result<(), Error> {
     for event in events {
         // Each event is checked against its CRC; a damaged one ends the replay here.
         let event = event?;
-        let p = event.payload();
-        if p.len() != 12 {
+        let Some((sensor, value)) = decode(event.payload()) else {
             continue; // not a sensor reading
-        }
-        let sensor = u32::from_le_bytes(p[..4].try_into().unwrap());
-        let value = f64::from_le_bytes(p[4..12].try_into().unwrap());
+        };
         let s = stats.entry(sensor).or_insert(Stats {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
@@ -67,4 +91,16 @@ fn main() -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// The error and its causes in words: `open x.evs: No such file or directory (os error 2)`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -75,6 +75,7 @@ pub mod failpoint;
 mod failpoint;
 pub mod format;
 mod log;
+pub mod salvage;
 pub mod stdio;
 mod stream;
 mod sys;

@@ -1,14 +1,19 @@
-//! `evstream append FILE [PAYLOAD ...]`: arguments, lines of standard input, or all of it.
+//! `evstream append FILE [PAYLOAD ...]`: arguments, or records of standard input (lines,
+//! all of it, JSON Lines, CSV, binary frames).
 
 use std::ffi::OsString;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use evstream::{Prefault, Recovery, StreamWriter, WriterOptions};
 
-use crate::failure::{Failure, os_reason};
-use crate::time;
+use crate::create;
+use crate::failure::{self, Failure};
+use crate::import::{Fields, InputFormat, Reader, TimeUnit};
+use crate::progress;
+use crate::time::{self, TimeSpec, Zone};
 use crate::units;
 
 /// Examples shown by `evstream append --help`.
@@ -16,62 +21,142 @@ pub const EXAMPLES: &str = "\
 Examples:
   evstream append sensors.evs 'temp=21.5' 'temp=21.7'     # two events
   tail -F app.log | evstream append app.evs              # one event per line
-  evstream append photos.evs --raw < cat.jpg             # one event, all of stdin
+  evstream append photos.evs --format raw < cat.jpg      # one event, all of stdin
   evstream append sensors.evs --timestamp 2024-05-01T12:00:00Z 'late reading'
   evstream append sensors.evs -- -5                      # a payload that starts with '-'
+  evstream cat a.evs --format jsonl | evstream append b.evs --format jsonl --create
+  evstream cat a.evs --format binary | evstream append b.evs --format binary --create
+  evstream append app.evs --format jsonl --time-field ts < app.jsonl   # import any JSON Lines
+  evstream append app.evs --format csv --time-field time --time-unit ms < app.csv
+  evstream append app.evs --wait=10s 'x'                 # wait up to 10 s for the writer lock
 
 Without --sync the events survive a crash of evstream but may be lost with the machine's
 power; --sync writes them to disk before exiting. Events are appended in one open of the
 file, as fast as the library appends. When arguments are given, all of them must fit or
-none is appended; lines from standard input are appended until the stream is full.";
+none is appended; records from standard input are appended until one fails (the message
+names it and says how many were appended).
+
+Times in records (jsonl `timestamp`/`time`, --time-field values) are used as they are and
+must not decrease; --timestamp is for events without a time of their own, which otherwise
+get the wall clock (never earlier than the last event's).";
 
 /// Arguments of `evstream append`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file (create it first with `evstream create`)
+    /// The stream file (create it first with `evstream create`, or pass --create)
     file: PathBuf,
-    /// Payloads, one event each; without any, each line of standard input is one event
-    /// (its newline removed)
+    /// Payloads, one event each; without any, events are read from standard input
     #[arg(value_name = "PAYLOAD")]
     payloads: Vec<OsString>,
-    /// Read all of standard input as a single event
-    #[arg(long, conflicts_with = "payloads")]
+    /// How to read standard input
+    #[arg(long, value_enum, default_value_t = InputFormat::Lines, conflicts_with = "payloads")]
+    format: InputFormat,
+    /// Read all of standard input as a single event (the same as --format raw)
+    #[arg(long, conflicts_with_all = ["payloads", "format"])]
     raw: bool,
-    /// Timestamp for every event: Unix nanoseconds or RFC 3339 (default: the wall clock,
-    /// never earlier than the last event's)
-    #[arg(long, value_name = "NS", value_parser = time::parse_time, allow_hyphen_values = true)]
-    timestamp: Option<i64>,
+    /// Import: the JSON field or CSV column that holds each event's time (a TIME, or a
+    /// number in --time-unit)
+    #[arg(long, value_name = "NAME")]
+    time_field: Option<String>,
+    /// Import: the field or column to store as the payload (default: the whole record)
+    #[arg(long, value_name = "NAME", requires = "time_field")]
+    payload_field: Option<String>,
+    /// Import: the unit of numeric times in --time-field
+    #[arg(long, value_enum, value_name = "UNIT", requires = "time_field")]
+    time_unit: Option<TimeUnit>,
+    /// Timestamp for events without their own: RFC 3339, a date, now, -1h, 1714564800s,
+    /// @1714564800, ... (default: the wall clock, never earlier than the last event's)
+    #[arg(long, value_name = "TIME", value_parser = time::parse_time, allow_hyphen_values = true)]
+    timestamp: Option<TimeSpec>,
     /// Flush the events to disk before exiting
     #[arg(long)]
     sync: bool,
+    /// If another process holds the writer lock, wait for it: up to DURATION (such as 10s,
+    /// 2m), or without a value as long as it takes
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true,
+          default_missing_value = "forever", value_parser = parse_wait)]
+    wait: Option<Wait>,
+    /// Create the stream if it does not exist (of --capacity)
+    #[arg(long)]
+    create: bool,
+    /// Capacity of a stream made by --create
+    #[arg(long, value_name = "SIZE", requires = "create", value_parser = create::parse_capacity,
+          default_value = "64MiB")]
+    capacity: u64,
 }
 
-/// Opens the stream once, appends every event, flushes if asked.
-pub fn run(args: Args) -> Result<(), Failure> {
+/// How long to wait for the writer lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until it is free.
+    Forever,
+    /// At most this long.
+    For(Duration),
+}
+
+fn parse_wait(input: &str) -> Result<Wait, String> {
+    if input == "forever" {
+        return Ok(Wait::Forever);
+    }
+    let nanos = time::duration(input)?;
+    let nanos = u64::try_from(nanos).map_err(|_| "a wait cannot be negative".to_owned())?;
+    Ok(Wait::For(Duration::from_nanos(nanos)))
+}
+
+/// Opens (or creates) the stream once, appends every event, flushes if asked.
+pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let path = args.file.as_path();
-    let from_stdin = args.payloads.is_empty() && !args.raw;
+    let format = if args.raw {
+        InputFormat::Raw
+    } else {
+        args.format
+    };
+    let from_stdin = args.payloads.is_empty();
+    let now = time::now();
+    let timestamp = args
+        .timestamp
+        .map(|spec| spec.resolve(zone, now))
+        .transpose()
+        .map_err(|why| Failure::usage(format!("--timestamp: {why}")))?;
+    // Check the import arguments before the stream is opened, let alone created.
+    let reader = if from_stdin {
+        let fields = Fields {
+            time: args.time_field.clone(),
+            payload: args.payload_field.clone(),
+            unit: args.time_unit,
+            zone: zone.clone(),
+            now,
+        };
+        let input = Box::new(BufReader::with_capacity(1 << 20, io::stdin().lock()));
+        Some(Reader::new(format, fields, input)?)
+    } else {
+        if args.time_field.is_some() {
+            return Err(Failure::usage(
+                "--time-field imports standard input; it does not go with PAYLOAD arguments",
+            ));
+        }
+        None
+    };
     // Prefaulting ahead of the cursor pays off for a long feed from standard input only.
-    let prefault = if from_stdin {
+    let prefault = if from_stdin && format != InputFormat::Raw {
         Prefault::Background
     } else {
         Prefault::Off
     };
-    let mut writer = StreamWriter::open_with(path, WriterOptions::default().prefault(prefault))
-        .map_err(|e| Failure::stream(path, &e))?;
+    let options = WriterOptions::default().prefault(prefault);
+    let create = args.create.then_some(args.capacity);
+    let mut writer = open_writer(path, options, args.wait, create)?;
     report_recovery(path, writer.recovery());
 
     let mut appender = Appender {
         writer: &mut writer,
         path,
-        timestamp: args.timestamp,
+        timestamp,
         appended: 0,
     };
-    let result = if args.raw {
-        appender.raw()
-    } else if from_stdin {
-        appender.lines()
-    } else {
-        appender.arguments(&args.payloads)
+    let result = match reader {
+        Some(reader) => appender.records(reader),
+        None => appender.arguments(&args.payloads),
     };
     let appended = appender.appended;
     let result = result.map_err(|failure| {
@@ -93,6 +178,67 @@ pub fn run(args: Args) -> Result<(), Failure> {
     result
 }
 
+/// Opens the stream for appending: waits for the writer lock if asked, creates the stream
+/// if it is missing and `create` gives a capacity.
+fn open_writer(
+    path: &Path,
+    options: WriterOptions,
+    wait: Option<Wait>,
+    create: Option<u64>,
+) -> Result<StreamWriter, Failure> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let mut raced = false;
+    loop {
+        let error = match StreamWriter::open_with(path, options.clone()) {
+            Ok(writer) => return Ok(writer),
+            Err(evstream::Error::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && create.is_some() =>
+            {
+                if raced {
+                    // Created by another process yet still not there to open: a dangling
+                    // symbolic link, which create (rightly) does not replace.
+                    return Err(Failure::data(format!(
+                        "{} exists but cannot be opened (a symbolic link to a missing file?); \
+                         --create never replaces a path",
+                        path.display()
+                    )));
+                }
+                let capacity = create.unwrap_or(evstream::format::MIN_CAPACITY);
+                match StreamWriter::create_with(path, capacity, options.clone()) {
+                    Ok(writer) => return Ok(writer),
+                    // Another process created it first: open that one.
+                    Err(evstream::Error::AlreadyExists { .. }) => {
+                        raced = true;
+                        continue;
+                    }
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+        let patience = match wait {
+            Some(Wait::Forever) => true,
+            Some(Wait::For(limit)) => waited < limit,
+            None => false,
+        };
+        if !matches!(error, evstream::Error::Locked { .. }) || !patience {
+            let failure = Failure::stream(path, &error);
+            return Err(match (wait, &error) {
+                (Some(_), evstream::Error::Locked { .. }) => failure
+                    .with_context(&format!(" (waited {})", units::duration(waited.as_nanos()))),
+                (None, evstream::Error::Locked { .. }) => {
+                    failure.with_context("; --wait waits for it")
+                }
+                _ => failure,
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
 /// Tells on standard error what opening the stream repaired, if anything.
 fn report_recovery(path: &Path, recovery: &Recovery) {
     if let Some((offset, reason)) = &recovery.torn_at {
@@ -100,25 +246,19 @@ fn report_recovery(path: &Path, recovery: &Recovery) {
             1 => "1 event".to_owned(),
             n => format!("{n} events"),
         };
-        eprintln_quiet(&format!(
-            "note: {}: dropped the torn tail a crash left at byte offset {offset} \
+        failure::note(&format!(
+            "{}: dropped the torn tail a crash left at byte offset {offset} \
              ({events}, {}): {reason}",
             path.display(),
             units::size(recovery.dropped_bytes)
         ));
     }
     if recovery.count_repaired {
-        eprintln_quiet(&format!(
-            "note: {}: corrected the header's event count, left one short by a crash",
+        failure::note(&format!(
+            "{}: corrected the header's event count, left one short by a crash",
             path.display()
         ));
     }
-}
-
-/// Prints a line on standard error, ignoring a closed standard error.
-fn eprintln_quiet(text: &str) {
-    use std::io::Write;
-    let _ = writeln!(io::stderr(), "{text}");
 }
 
 /// Appends events to an open writer, counting them.
@@ -130,8 +270,8 @@ struct Appender<'a> {
 }
 
 impl Appender<'_> {
-    fn append(&mut self, payload: &[u8]) -> Result<(), Failure> {
-        let result = match self.timestamp {
+    fn append(&mut self, own: Option<i64>, payload: &[u8]) -> Result<(), Failure> {
+        let result = match own.or(self.timestamp) {
             Some(timestamp) => self.writer.append(timestamp, payload),
             None => self.writer.append_now(payload).map(|(offset, _)| offset),
         };
@@ -172,39 +312,49 @@ impl Appender<'_> {
             ));
         }
         for payload in payloads {
-            self.append(payload.as_bytes())?;
+            self.append(None, payload.as_bytes())?;
         }
         Ok(())
     }
 
-    /// One event per line of standard input, newline removed; a last line without a
-    /// newline is an event too.
-    fn lines(&mut self) -> Result<(), Failure> {
-        let mut input = BufReader::with_capacity(1 << 20, io::stdin().lock());
-        let mut line = Vec::with_capacity(4096);
-        loop {
-            line.clear();
-            let read = input.read_until(b'\n', &mut line).map_err(stdin_failure)?;
-            if read == 0 {
-                return Ok(());
+    /// Every record of standard input, with a progress bar on a terminal.
+    fn records(&mut self, mut reader: Reader) -> Result<(), Failure> {
+        let total = std::fs::metadata("/dev/stdin")
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len());
+        let bar = match total {
+            Some(total) if total >= PROGRESS_THRESHOLD => progress::bytes("appending", total),
+            _ => None,
+        };
+        let mut payload = Vec::with_capacity(4096);
+        let result = loop {
+            match reader.next(&mut payload) {
+                Ok(Some(own)) => {
+                    if let Err(failure) = self.append(own, &payload) {
+                        let record = reader.records;
+                        break Err(if record > 0 {
+                            failure.with_context(&format!(" (standard input record {record})"))
+                        } else {
+                            failure
+                        });
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(failure) => break Err(failure),
             }
-            let payload = line.strip_suffix(b"\n").unwrap_or(&line);
-            self.append(payload)?;
+            if let Some(bar) = &bar
+                && self.appended.is_multiple_of(1024)
+            {
+                bar.set_position(reader.consumed);
+            }
+        };
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
-    }
-
-    /// All of standard input as one event.
-    fn raw(&mut self) -> Result<(), Failure> {
-        let mut payload = Vec::new();
-        io::stdin()
-            .lock()
-            .read_to_end(&mut payload)
-            .map_err(stdin_failure)?;
-        self.append(&payload)
+        result
     }
 }
 
-/// A failure reading standard input.
-fn stdin_failure(error: io::Error) -> Failure {
-    Failure::data(format!("cannot read standard input: {}", os_reason(&error)))
-}
+/// Standard input of at least this many bytes (a file) gets a progress bar on a terminal.
+const PROGRESS_THRESHOLD: u64 = 16 << 20;

@@ -1,13 +1,13 @@
 //! `evstream bench`: the library's benchmark runner, with progress on standard error.
 
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use evstream_bench::{self as bench, BenchConfig};
+use evstream_bench::{self as bench, BenchConfig, BenchDir};
 
 use crate::failure::Failure;
 use crate::output;
+use crate::progress;
 use crate::units;
 
 /// Examples shown by `evstream bench --help`.
@@ -20,13 +20,14 @@ Examples:
 Compares evstream's appends (cold: file creation timed; warm: pages resident) and replay
 with std I/O baselines that write the same format, and measures per-append latency.
 Systems run interleaved and the tables quote medians; the file system of --dir (default:
-a fresh temporary directory, removed afterwards) is part of what is measured.";
+a fresh temporary directory, removed afterwards, also on Ctrl-C) is part of what is
+measured. Progress shows on standard error when it is a terminal.";
 
 /// Arguments of `evstream bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Events per append run and in the replayed file
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    /// Events per append run and in the replayed file (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = parse_events)]
     events: u64,
     /// Payload size of every event: bytes or with a unit (128, 4KiB)
     #[arg(long, value_name = "SIZE", value_parser = parse_payload_size, default_value = "1024")]
@@ -54,6 +55,15 @@ pub struct Args {
     json: bool,
 }
 
+/// Parses the event count, which must be at least 1: with none there is nothing to time.
+fn parse_events(input: &str) -> Result<u64, String> {
+    match input.trim().parse::<u64>() {
+        Ok(0) => Err("a benchmark needs at least 1 event (there is nothing to time in 0)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{input:?} is not a number of events")),
+    }
+}
+
 /// Parses a payload SIZE, which must fit the format's `u32` size field.
 fn parse_payload_size(input: &str) -> Result<usize, String> {
     let bytes = units::parse_size(input)?;
@@ -68,10 +78,23 @@ fn parse_payload_size(input: &str) -> Result<usize, String> {
 
 /// Runs the benchmark and prints the report.
 pub fn run(args: Args) -> Result<(), Failure> {
+    let dir_failure = |e: &evstream::Error| {
+        let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        Failure::stream(&dir, e).with_context(" (while benchmarking)")
+    };
+    // The directory is made here rather than by the runner, so that Ctrl-C can remove it.
+    let dir = BenchDir::new(args.dir.as_deref()).map_err(|e| dir_failure(&e))?;
+    let owned = args.dir.is_none();
+    let path = dir.path().to_owned();
+    // Best effort: without a handler Ctrl-C still stops the run, leaving files behind.
+    let _ = ctrlc::set_handler(move || {
+        clean_up(&path, owned);
+        std::process::exit(INTERRUPTED);
+    });
     let config = BenchConfig {
         events: args.events,
         payload_size: args.size,
-        dir: args.dir.clone(),
+        dir: Some(dir.path().to_owned()),
         repeats: args.repeats,
         time_budget: Duration::from_secs(args.seconds),
         latency: !args.no_latency,
@@ -79,17 +102,59 @@ pub fn run(args: Args) -> Result<(), Failure> {
         flush: !args.no_flush,
         ..BenchConfig::default()
     };
+    let spinner = progress::spinner("benchmarking", "");
     let mut progress = |line: &str| {
-        // Progress is a courtesy; a closed standard error must not stop the run.
-        let _ = writeln!(io::stderr(), "{line}");
+        if let Some(spinner) = &spinner {
+            spinner.set_message(line.to_owned());
+        }
     };
-    let report = bench::run(&config, &mut progress).map_err(|e| {
-        let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-        Failure::stream(&dir, &e).with_context(" (while benchmarking)")
-    })?;
+    let report = bench::run(&config, &mut progress).map_err(|e| dir_failure(&e));
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    drop(dir);
+    let report = report?;
     if args.json {
         output::line(report.to_json().trim_end())
     } else {
         output::line(report.to_string().trim_end())
+    }
+}
+
+/// Exit status after Ctrl-C, as shells report a process killed by SIGINT.
+const INTERRUPTED: i32 = 130;
+
+/// Removes what the interrupted run left: the whole directory if it made it, else the
+/// files it was writing in the user's directory. The run goes on in another thread
+/// meanwhile and may add a file, so this retries until nothing is left.
+fn clean_up(dir: &Path, owned: bool) {
+    let prefix = format!("bench-{}-", std::process::id());
+    for _ in 0..100 {
+        if owned {
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {}
+                _ => return,
+            }
+        } else {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            let ours: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .collect();
+            if ours.is_empty() {
+                return;
+            }
+            for file in ours {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -1,30 +1,32 @@
 //! `evstream cat FILE`: every event, or a filtered range, one a line; optionally following.
 
 use std::path::PathBuf;
-use std::time::Duration;
-
-use evstream::format::STREAM_HEADER_LEN;
-use evstream::{EventView, StreamReader};
 
 use crate::failure::Failure;
-use crate::output::{Format, Printer};
-use crate::time;
+use crate::output::{Format, Layout, Printer, Template};
+use crate::source::{Event, Flow, Source, Start, Stop};
+use crate::time::{self, TimeSpec, Zone};
 
 /// Examples shown by `evstream cat --help`.
 pub const EXAMPLES: &str = "\
 Examples:
   evstream cat sensors.evs
-  evstream cat sensors.evs --format json | jq .payload
+  evstream cat sensors.evs --since -1h                 # the last hour
+  evstream cat sensors.evs --since yesterday --until today
   evstream cat sensors.evs --since 2024-05-01T12:00:00Z --until 2024-05-01T13:00:00Z
-  evstream cat sensors.evs --since 1714564800000000000 --limit 100
-  evstream cat sensors.evs --from-offset 4096 --format hex
-  evstream cat sensors.evs --format raw | evstream append copy.evs
-  evstream cat sensors.evs --follow
+  evstream cat sensors.evs --since @1714564800 -n 100  # Unix seconds; the first 100
+  evstream cat sensors.evs --format jsonl | jq -r .payload
+  evstream cat sensors.evs --template '{time} {offset} {payload}\\n'
+  evstream cat sensors.evs --format jsonl | evstream append copy.evs --format jsonl
+  evstream cat sensors.evs --format binary | ssh host evstream append copy.evs --format binary
+  evstream cat sensors.evs --follow --local
 
-TIME is RFC 3339 (2024-05-01T12:00:00Z, 2024-05-01T14:00:00.25+02:00), a date
-(2024-05-01, midnight UTC) or Unix nanoseconds. --since is inclusive and --until
-exclusive. Offsets are those printed by --format json. cat only reads: it works while a
-writer appends, and never changes the file.";
+TIME is RFC 3339 (2024-05-01T12:00:00Z, 2024-05-01T14:00:00.5+02:00), a date (2024-05-01)
+or date and time without an offset, read in UTC (local time with --local), now, today,
+yesterday, relative (-1h, -15m, -2d, '1h30m ago'), or Unix time with its unit (1714564800s,
+1714564800000ms, ...us, ...ns, @1714564800). A bare number is refused. --since is
+inclusive and --until exclusive. Offsets are those printed by --format jsonl. cat only
+reads: it works while a writer appends, and never changes the file.";
 
 /// Arguments of `evstream cat`.
 #[derive(Debug, clap::Args)]
@@ -34,18 +36,22 @@ pub struct Args {
     /// How to print each event
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Start at the event at this byte offset (as printed by --format json)
+    /// Print each event through a template such as '{time} {offset} {payload}\n'
+    /// (placeholders: time timestamp offset size checksum payload text hex base64 json)
+    #[arg(long, value_name = "TEMPLATE", value_parser = Template::parse, conflicts_with = "format")]
+    template: Option<Template>,
+    /// Start at the event at this byte offset (as printed by --format jsonl)
     #[arg(long, value_name = "N")]
     from_offset: Option<u64>,
-    /// Only events at or after TIME
+    /// Only events at or after TIME (RFC 3339, date, now, -1h, yesterday, 1714564800s, ...)
     #[arg(long, value_name = "TIME", value_parser = time::parse_time, allow_hyphen_values = true)]
-    since: Option<i64>,
+    since: Option<TimeSpec>,
     /// Only events before TIME
     #[arg(long, value_name = "TIME", value_parser = time::parse_time, allow_hyphen_values = true)]
-    until: Option<i64>,
-    /// Print at most N events
-    #[arg(long, short = 'n', value_name = "N")]
-    limit: Option<u64>,
+    until: Option<TimeSpec>,
+    /// Print the first N events (as `head -n`; `tail -n` prints the last N)
+    #[arg(long = "lines", short = 'n', visible_alias = "limit", value_name = "N")]
+    lines: Option<u64>,
     /// After the last event, keep printing new events as a writer appends them, until
     /// interrupted (Ctrl-C)
     #[arg(long, short)]
@@ -63,23 +69,30 @@ pub struct Filter {
     pub limit: Option<u64>,
 }
 
-/// What to do with an event.
-enum Verdict {
-    Print,
-    Skip,
-    Stop,
-}
-
 impl Filter {
-    fn judge(&self, event: &EventView<'_>) -> Verdict {
-        let timestamp = event.timestamp();
-        if self.until.is_some_and(|until| timestamp >= until) {
-            Verdict::Stop
-        } else if self.since.is_some_and(|since| timestamp < since) {
-            Verdict::Skip
-        } else {
-            Verdict::Print
-        }
+    /// The filter for `--since`, `--until` and a limit, times read in `zone`.
+    ///
+    /// # Errors
+    /// A usage failure for a time outside the range of timestamps.
+    pub fn new(
+        since: Option<TimeSpec>,
+        until: Option<TimeSpec>,
+        limit: Option<u64>,
+        zone: &Zone,
+    ) -> Result<Self, Failure> {
+        let now = time::now();
+        let resolve = |spec: Option<TimeSpec>, flag: &str| {
+            spec.map(|spec| {
+                spec.resolve(zone, now)
+                    .map_err(|why| Failure::usage(format!("{flag}: {why}")))
+            })
+            .transpose()
+        };
+        Ok(Self {
+            since: resolve(since, "--since")?,
+            until: resolve(until, "--until")?,
+            limit,
+        })
     }
 
     fn full(&self, printed: u64) -> bool {
@@ -87,135 +100,64 @@ impl Filter {
     }
 }
 
-/// Where printing starts, and whether that offset came from the user unchecked.
-#[derive(Debug, Clone, Copy)]
-pub struct Start {
-    /// Byte offset of the first event to read.
-    pub offset: u64,
-    /// Whether the offset was given by the user (it may not be an event's start).
-    pub from_user: bool,
-}
-
 /// Prints the events the arguments select.
-pub fn run(args: Args) -> Result<(), Failure> {
-    let path = args.file.as_path();
-    let stream_failure = |e: evstream::Error| Failure::stream(path, &e);
-    let reader = StreamReader::open(path).map_err(stream_failure)?;
-    let mut start = Start {
-        offset: args.from_offset.unwrap_or(STREAM_HEADER_LEN),
-        from_user: args.from_offset.is_some(),
+pub fn run(args: Args, zone: Zone) -> Result<(), Failure> {
+    let source = Source::open(&args.file)?;
+    let filter = Filter::new(args.since, args.until, args.lines, &zone)?;
+    let start = match (args.from_offset, filter.since) {
+        (Some(offset), _) => Start::Offset(offset),
+        (None, Some(since)) => Start::Time(since),
+        (None, None) => Start::Beginning,
     };
-    if let Some(since) = args.since {
-        let first = reader
-            .seek_time(since)
-            .map_err(stream_failure)?
-            .unwrap_or(reader.write_offset());
-        if first > start.offset {
-            start = Start {
-                offset: first,
-                from_user: false,
-            };
-        }
-    }
-    let filter = Filter {
-        since: args.since,
-        until: args.until,
-        limit: args.limit,
-    };
-    let mut printer = Printer::stdout(args.format);
-    show(&reader, start, filter, &mut printer, args.follow)
+    let mut printer = Printer::stdout(Layout::new(args.format, args.template), zone)?;
+    show(&source, start, filter, &mut printer, args.follow)
 }
 
-/// Prints events of `reader` from `start` that pass `filter`, then, with `follow`, new
+/// Prints events of `source` from `start` that pass `filter`, then, with `follow`, new
 /// events as they are published.
 pub fn show(
-    reader: &StreamReader,
+    source: &Source,
     start: Start,
     filter: Filter,
     printer: &mut Printer,
     follow: bool,
 ) -> Result<(), Failure> {
-    let path = reader.path();
-    let mut next = start.offset;
     if filter.full(0) {
         return Ok(());
     }
-    let events = reader
-        .iter_from(start.offset)
-        .map_err(|e| Failure::stream(path, &e))?;
-    for item in events {
-        let event = match item {
-            Ok(event) => event,
-            Err(error) => return Err(read_failure(reader, start, &error, printer)),
-        };
-        match filter.judge(&event) {
-            Verdict::Stop => return printer.flush(),
-            Verdict::Skip => {}
-            Verdict::Print => printer.event(&event)?,
-        }
-        next = event.next_offset();
-        if filter.full(printer.printed()) {
-            return printer.flush();
-        }
-    }
-    printer.flush()?;
-    if !follow {
-        return Ok(());
-    }
-    let mut follow = reader.follow(next).map_err(|e| Failure::stream(path, &e))?;
-    loop {
-        let event = match follow.try_next() {
-            Ok(Some(event)) => event,
-            Ok(None) => {
-                // Nothing new: show what was printed before waiting.
-                printer.flush()?;
-                match follow.next_timeout(Duration::from_secs(1)) {
-                    Ok(Some(event)) => event,
-                    Ok(None) => continue,
-                    Err(error) => return Err(read_failure(reader, start, &error, printer)),
-                }
+    let result = {
+        let printer = std::cell::RefCell::new(&mut *printer);
+        let mut idle = || printer.borrow_mut().flush();
+        let mut visit = |event: &Event<'_>| {
+            let timestamp = event.timestamp;
+            if filter.until.is_some_and(|until| timestamp >= until) {
+                return Ok(Flow::Stop);
             }
-            Err(error) => return Err(read_failure(reader, start, &error, printer)),
+            if filter.since.is_some_and(|since| timestamp < since) {
+                return Ok(Flow::Continue);
+            }
+            let mut printer = printer.borrow_mut();
+            printer.event(event)?;
+            Ok(if filter.full(printer.printed()) {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
         };
-        match filter.judge(&event) {
-            Verdict::Stop => return printer.flush(),
-            Verdict::Skip => {}
-            Verdict::Print => printer.event(&event)?,
-        }
-        if filter.full(printer.printed()) {
-            return printer.flush();
-        }
-    }
-}
-
-/// The failure for an error met while reading, after printing what came before it.
-fn read_failure(
-    reader: &StreamReader,
-    start: Start,
-    error: &evstream::Error,
-    printer: &mut Printer,
-) -> Failure {
-    if let Err(closed) = printer.flush() {
-        return closed;
-    }
-    let path = reader.path();
-    if let evstream::Error::Corrupt { offset, reason, .. } = error
-        && start.from_user
-        && *offset == start.offset
-        && start.offset != STREAM_HEADER_LEN
-    {
-        // The library cannot tell an offset inside an event from a damaged event.
-        return Failure::data(format!(
-            "{}: no valid event starts at byte offset {offset} ({reason}); use an offset \
-             printed by `evstream cat --format json`",
-            path.display()
-        ));
-    }
-    let printed = printer.printed();
-    let events = if printed == 1 {
-        "event was"
-    } else {
-        "events were"
+        source.visit(start, follow, &mut idle, &mut visit)
     };
-    Failure::stream(path, error).with_context(&format!(" ({printed} {events} printed before it)"))
+    match result {
+        Ok(()) => printer.flush(),
+        Err(Stop::Visitor(failure)) => Err(failure),
+        Err(Stop::Read(failure)) => {
+            printer.flush()?;
+            let printed = printer.printed();
+            let events = if printed == 1 {
+                "event was"
+            } else {
+                "events were"
+            };
+            Err(failure.with_context(&format!(" ({printed} {events} printed before it)")))
+        }
+    }
 }

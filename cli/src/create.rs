@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 /// Parses SIZE and checks it against the capacities the library accepts.
-fn parse_capacity(input: &str) -> Result<u64, String> {
+pub fn parse_capacity(input: &str) -> Result<u64, String> {
     let bytes = units::parse_size(input)?;
     let minimum = evstream::format::MIN_CAPACITY;
     if bytes < minimum {

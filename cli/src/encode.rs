@@ -40,6 +40,63 @@ pub fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// The value of a base64 digit, or `None` for a byte outside the alphabet.
+fn base64_value(digit: u8) -> Option<u32> {
+    let value = match digit {
+        b'A'..=b'Z' => digit - b'A',
+        b'a'..=b'z' => digit - b'a' + 26,
+        b'0'..=b'9' => digit - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => return None,
+    };
+    Some(u32::from(value))
+}
+
+/// Decodes padded base64 (RFC 4648, standard alphabet), appending the bytes to `out`.
+///
+/// # Errors
+/// A message for input that is not canonical padded base64: a length that is not a
+/// multiple of four, a byte outside the alphabet, padding in the wrong place, or bits
+/// set past the end of the data (which [`base64`] never writes).
+pub fn base64_decode(out: &mut Vec<u8>, text: &[u8]) -> Result<(), String> {
+    if !text.len().is_multiple_of(4) {
+        return Err(format!("its length {} is not a multiple of 4", text.len()));
+    }
+    let groups = text.len() / 4;
+    out.reserve(groups * 3);
+    for (i, group) in text.chunks_exact(4).enumerate() {
+        let last = i + 1 == groups;
+        let padding = group.iter().rev().take_while(|&&b| b == b'=').count();
+        if padding > 2 || (padding > 0 && !last) {
+            return Err(format!("misplaced padding in group {}", i + 1));
+        }
+        let mut n = 0u32;
+        for (j, &digit) in group.iter().enumerate() {
+            let value = if j >= 4 - padding {
+                0
+            } else {
+                base64_value(digit)
+                    .ok_or_else(|| format!("{:?} is not a base64 digit", digit as char))?
+            };
+            n = n << 6 | value;
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        let keep = 3 - padding;
+        // Canonical encodings leave the unused low bits zero.
+        if bytes
+            .get(keep..)
+            .unwrap_or_default()
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return Err(format!("non-canonical final group {}", i + 1));
+        }
+        out.extend_from_slice(bytes.get(..keep).unwrap_or_default());
+    }
+    Ok(())
+}
+
 /// Appends `text` as a JSON string literal, quotes included (RFC 8259 escaping: `"`,
 /// `\` and the control characters U+0000 to U+001F).
 pub fn json_string(out: &mut Vec<u8>, text: &str) {
@@ -132,6 +189,22 @@ mod tests {
         assert_eq!(encoded.len(), 344);
         assert!(encoded.starts_with("AAECAwQFBgcICQoL"));
         assert!(encoded.ends_with("+fr7/P3+/w=="));
+    }
+
+    #[test]
+    fn base64_decodes_what_it_encodes_and_refuses_the_rest() {
+        for len in 0..70 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let mut encoded = Vec::new();
+            base64(&mut encoded, &bytes);
+            let mut decoded = Vec::new();
+            base64_decode(&mut decoded, &encoded).unwrap();
+            assert_eq!(decoded, bytes);
+        }
+        for bad in ["Zg", "Zg=", "Z===", "Zg==Zg==", "Zh==", "Zm9*", "=Zm9"] {
+            let mut out = Vec::new();
+            assert!(base64_decode(&mut out, bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

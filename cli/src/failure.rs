@@ -1,13 +1,14 @@
 //! How a command fails: one `error:` line on standard error in the user's terms, and the
 //! exit code (1 for failures found in files or data, 2 for usage errors).
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use evstream::{Error, HeaderProblem};
 
 use crate::time::Rfc3339;
+
 use crate::units;
 
 /// Exit code for a failure found in a file or its data.
@@ -36,6 +37,14 @@ impl Failure {
         Self::Error {
             message: message.into(),
             code: DATA_FAILURE,
+        }
+    }
+
+    /// A usage error found after parsing (exit code 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::Error {
+            message: message.into(),
+            code: USAGE,
         }
     }
 
@@ -80,11 +89,48 @@ impl Failure {
             Self::ClosedOutput => ExitCode::SUCCESS,
             Self::Error { message, code } => {
                 // Nothing better to do if standard error is gone too.
-                let _ = writeln!(io::stderr(), "error: {message}");
+                let _ = writeln!(io::stderr(), "{} {message}", label("error:"));
                 ExitCode::from(code)
             }
         }
     }
+}
+
+/// Whether lines on standard error are coloured: as clap and other tools decide it, a
+/// non-empty `NO_COLOR` turns colour off, a `CLICOLOR_FORCE` other than `0` turns it on,
+/// and otherwise colour is used when standard error is a terminal.
+pub fn color() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        false
+    } else if set("CLICOLOR_FORCE") {
+        true
+    } else {
+        io::stderr().is_terminal()
+    }
+}
+
+/// `label` (`error:`) styled as clap styles the label of its usage errors, when [`color`].
+pub fn label(label: &str) -> String {
+    if color() {
+        let style = clap::builder::styling::AnsiColor::Red.on_default().bold();
+        format!("{style}{label}{style:#}")
+    } else {
+        label.to_owned()
+    }
+}
+
+/// Prints `note: {text}` on standard error, ignoring a closed standard error.
+pub fn note(text: &str) {
+    let style = clap::builder::styling::AnsiColor::Yellow
+        .on_default()
+        .bold();
+    let label = if color() {
+        format!("{style}note:{style:#}")
+    } else {
+        "note:".to_owned()
+    };
+    let _ = writeln!(io::stderr(), "{label} {text}");
 }
 
 /// The operating system's reason in words, without the `(os error N)` suffix.

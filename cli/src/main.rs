@@ -1,4 +1,5 @@
-//! `evstream`: create, feed, inspect, check and follow stream files from the shell.
+//! `evstream`: create, feed, inspect, check, copy, repair and follow stream files from the
+//! shell.
 //!
 //! A thin front end over the `evstream` library: every subcommand (one module each) parses
 //! its arguments, calls the library, and prints. The byte format is the library's
@@ -7,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod append;
 mod bench;
@@ -15,14 +16,20 @@ mod cat;
 mod create;
 mod encode;
 mod failure;
+mod generate;
+mod import;
 mod output;
+mod progress;
+mod salvage;
+mod source;
 mod stat;
 mod tail;
 mod time;
 mod units;
 mod verify;
 
-/// Append-only event streams on memory-mapped files: create, append, read, check, follow.
+/// Append-only event streams on memory-mapped files: create, append, read, check, copy,
+/// repair, follow.
 #[derive(Debug, Parser)]
 #[command(
     name = "evstream",
@@ -32,15 +39,20 @@ mod verify;
 Examples:
   evstream create sensors.evs --capacity 64MiB
   printf 'temp=21.5\\ntemp=21.7\\n' | evstream append sensors.evs
-  evstream cat sensors.evs --format json
+  evstream cat sensors.evs --since -1h --format jsonl
   evstream tail sensors.evs -n 5 --follow
   evstream stat sensors.evs
   evstream verify sensors.evs
+  evstream salvage damaged.evs rescued.evs
 
 Exit status: 0 on success, 1 when a file or its data is the problem (missing, not a
 stream, locked, full, corrupt), 2 for a usage error. Run `evstream help COMMAND` for more."
 )]
 struct Cli {
+    /// Print times in the local time zone (with its offset) instead of UTC, and read dates
+    /// without an offset in it
+    #[arg(long, global = true)]
+    local: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,7 +63,7 @@ enum Command {
     /// Create an empty stream file of a fixed capacity
     #[command(after_help = create::EXAMPLES)]
     Create(create::Args),
-    /// Append events: one per argument, one per line of standard input, or all of it
+    /// Append events: arguments, lines, JSON Lines, CSV or binary frames from standard input
     #[command(after_help = append::EXAMPLES)]
     Append(append::Args),
     /// Print events, one per line, optionally filtered and following new ones
@@ -66,29 +78,62 @@ enum Command {
     /// Check every event's checksum and order, and the header's event count
     #[command(after_help = verify::EXAMPLES)]
     Verify(verify::Args),
+    /// Copy every readable event of a damaged stream to a new one, reporting what was skipped
+    #[command(after_help = salvage::EXAMPLES)]
+    Salvage(salvage::Args),
     /// Measure evstream's append and replay speed against std I/O baselines
     #[command(after_help = bench::EXAMPLES)]
     Bench(bench::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = generate::COMPLETION_EXAMPLES)]
+    Completions(generate::CompletionArgs),
+    /// Print the manual page (roff), or write one page per command to a directory
+    #[command(after_help = generate::MAN_EXAMPLES)]
+    Man(generate::ManArgs),
+}
+
+/// The command-line definition, for completions and manual pages.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout and exit 0; usage errors to stderr with 2.
-            // A closed stdout is ignored here as everywhere.
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            if e.use_stderr() {
+                // Usage errors follow the same colour rule as every other error line.
+                let text = e.render();
+                let text = if failure::color() {
+                    text.ansi().to_string()
+                } else {
+                    text.to_string()
+                };
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+            } else {
+                // Help and version go to stdout and exit 0. A closed stdout is ignored
+                // here as everywhere.
+                let _ = e.print();
+            }
+            return code;
         }
     };
+    let zone = time::Zone::new(cli.local);
     let result = match cli.command {
         Command::Create(args) => create::run(args),
-        Command::Append(args) => append::run(args),
-        Command::Cat(args) => cat::run(args),
-        Command::Tail(args) => tail::run(args),
-        Command::Stat(args) => stat::run(args),
+        Command::Append(args) => append::run(args, &zone),
+        Command::Cat(args) => cat::run(args, zone),
+        Command::Tail(args) => tail::run(args, zone),
+        Command::Stat(args) => stat::run(args, &zone),
         Command::Verify(args) => verify::run(args),
+        Command::Salvage(args) => salvage::run(args, &zone),
         Command::Bench(args) => bench::run(args),
+        Command::Completions(args) => generate::completions(&args),
+        Command::Man(args) => generate::man(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

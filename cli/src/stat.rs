@@ -8,7 +8,7 @@ use evstream::format::STREAM_HEADER_LEN;
 use crate::encode;
 use crate::failure::Failure;
 use crate::output;
-use crate::time::Rfc3339;
+use crate::time::Zone;
 use crate::units;
 
 /// Examples shown by `evstream stat --help`.
@@ -26,8 +26,8 @@ appends, and never changes the file.";
 pub struct Args {
     /// The stream file
     file: PathBuf,
-    /// Print one JSON object instead of text (sizes in bytes, times in Unix nanoseconds
-    /// and RFC 3339)
+    /// Print one JSON object instead of text (sizes in bytes, times as Unix nanoseconds in
+    /// a decimal string and as RFC 3339)
     #[arg(long)]
     json: bool,
 }
@@ -65,7 +65,7 @@ impl Stat {
 }
 
 /// Reads the header and walks the event headers, then prints.
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let path = args.file.as_path();
     let reader = StreamReader::open(path).map_err(|e| Failure::stream(path, &e))?;
     let mut stat = Stat {
@@ -91,16 +91,20 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Err(_) => {}
         }
     }
-    let text = if args.json { json(&stat) } else { text(&stat) };
+    let text = if args.json {
+        json(&stat, zone)
+    } else {
+        text(&stat, zone)
+    };
     output::line(&text)
 }
 
 /// A timestamp for the text report.
-fn when(timestamp: Option<i64>) -> String {
-    timestamp.map_or_else(|| "none".to_owned(), |t| Rfc3339(t).to_string())
+fn when(timestamp: Option<i64>, zone: &Zone) -> String {
+    timestamp.map_or_else(|| "none".to_owned(), |t| zone.show(t).to_string())
 }
 
-fn text(stat: &Stat) -> String {
+fn text(stat: &Stat, zone: &Zone) -> String {
     let span = match (stat.first, stat.last) {
         (Some(first), Some(last)) => {
             units::duration(u128::try_from(i128::from(last) - i128::from(first)).unwrap_or(0))
@@ -115,9 +119,9 @@ fn text(stat: &Stat) -> String {
         format!("free:          {}", units::size_exact(stat.free())),
         format!("fill:          {:.2}%", stat.fill_percent()),
         format!("events:        {}", stat.event_count),
-        format!("created:       {}", Rfc3339(stat.start)),
-        format!("first event:   {}", when(stat.first)),
-        format!("last event:    {}", when(stat.last)),
+        format!("created:       {}", zone.show(stat.start)),
+        format!("first event:   {}", when(stat.first, zone)),
+        format!("last event:    {}", when(stat.last, zone)),
         format!("span:          {span}"),
         format!(
             "writer:        {}",
@@ -137,12 +141,14 @@ fn text(stat: &Stat) -> String {
     lines.join("\n")
 }
 
-fn json(stat: &Stat) -> String {
+fn json(stat: &Stat, zone: &Zone) -> String {
     let mut out = Vec::new();
     out.extend_from_slice(b"{\"path\":");
     encode::json_string(&mut out, &stat.path);
     let time = |ns: Option<i64>| match ns {
-        Some(ns) => (ns.to_string(), format!("\"{}\"", Rfc3339(ns))),
+        // Timestamps as decimal strings: exact in every JSON reader (a 19-digit number is
+        // not, in jq 1.6 or JavaScript).
+        Some(ns) => (format!("\"{ns}\""), format!("\"{}\"", zone.show(ns))),
         None => ("null".to_owned(), "null".to_owned()),
     };
     let (start, start_time) = time(Some(stat.start));

@@ -1,14 +1,13 @@
 //! `evstream verify FILE`: a full checksum scan, with a progress bar for large files.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use evstream::StreamReader;
 use evstream::format::STREAM_HEADER_LEN;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::failure::Failure;
 use crate::output;
+use crate::progress;
 use crate::units;
 
 /// Examples shown by `evstream verify --help`.
@@ -72,16 +71,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 /// A bar on standard error for a scan of `bytes` bytes, if it is long and stderr is a
 /// terminal.
-fn progress_bar(bytes: u64) -> Option<ProgressBar> {
-    if bytes < PROGRESS_THRESHOLD || !std::io::stderr().is_terminal() {
+fn progress_bar(bytes: u64) -> Option<indicatif::ProgressBar> {
+    if bytes < PROGRESS_THRESHOLD {
         return None;
     }
-    let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
-    let style =
-        ProgressStyle::with_template("verifying [{wide_bar}] {bytes}/{total_bytes} eta {eta}")
-            .map(|style| style.progress_chars("=> "));
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
-    Some(bar)
+    progress::bytes("verifying", bytes)
 }

@@ -1,0 +1,381 @@
+//! Events read from standard input by `append`: lines, all of it, JSON Lines (evstream's
+//! own records or any objects with a named time field), CSV with a named time field, or
+//! the stream's binary event framing.
+
+use std::io::{self, BufRead, Read};
+
+use crate::failure::{Failure, os_reason};
+use crate::time::{self, Zone};
+
+/// How `append` reads standard input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// One event per line, its newline removed.
+    Lines,
+    /// All of standard input as one event.
+    Raw,
+    /// One JSON object a line. Without --time-field: the records `cat --format jsonl`
+    /// prints (`timestamp` as a decimal string or integer, or `time`; `payload` or
+    /// `payload_base64`), copied exactly. With --time-field: any objects, the line itself
+    /// as the payload (or --payload-field), the time from the named field.
+    Jsonl,
+    /// CSV with a header row; needs --time-field. The payload is the row as a JSON object
+    /// of the header's names, or the --payload-field column.
+    Csv,
+    /// The stream's binary event framing, as `cat --format binary` writes it.
+    Binary,
+}
+
+/// The unit of numeric times in imported records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeUnit {
+    /// Seconds.
+    S,
+    /// Milliseconds.
+    Ms,
+    /// Microseconds.
+    Us,
+    /// Nanoseconds.
+    Ns,
+}
+
+impl TimeUnit {
+    fn nanos(self) -> i64 {
+        match self {
+            Self::S => 1_000_000_000,
+            Self::Ms => 1_000_000,
+            Self::Us => 1_000,
+            Self::Ns => 1,
+        }
+    }
+}
+
+/// Which fields of imported records hold the time and the payload.
+#[derive(Debug, Clone)]
+pub struct Fields {
+    /// The field with the event's time.
+    pub time: Option<String>,
+    /// The field with the payload (default: the whole record).
+    pub payload: Option<String>,
+    /// The unit of numeric times.
+    pub unit: Option<TimeUnit>,
+    /// The zone for dates without an offset.
+    pub zone: Zone,
+    /// The clock for relative times, read once.
+    pub now: i64,
+}
+
+/// One record of input: an optional timestamp of its own, and the payload in a buffer.
+pub type Record = Option<i64>;
+
+/// The line number (1-based) of the `n`-th record, for messages.
+fn at_record(n: u64) -> String {
+    format!("standard input record {n}")
+}
+
+/// A reader of records from standard input.
+pub struct Reader {
+    format: InputFormat,
+    fields: Fields,
+    input: Box<dyn BufRead>,
+    csv: Option<CsvState>,
+    line: Vec<u8>,
+    done: bool,
+    /// Records read so far.
+    pub records: u64,
+    /// Bytes of input consumed so far.
+    pub consumed: u64,
+}
+
+struct CsvState {
+    reader: csv::Reader<Box<dyn BufRead>>,
+    headers: Vec<String>,
+    time: usize,
+    payload: Option<usize>,
+    record: csv::StringRecord,
+}
+
+impl Reader {
+    /// A reader of `format` records from `input`.
+    ///
+    /// # Errors
+    /// A usage failure when the fields do not suit the format; a data failure for a CSV
+    /// header that cannot be read or lacks a named field.
+    pub fn new(
+        format: InputFormat,
+        fields: Fields,
+        input: Box<dyn BufRead>,
+    ) -> Result<Self, Failure> {
+        let import = matches!(format, InputFormat::Jsonl | InputFormat::Csv);
+        if fields.time.is_some() && !import {
+            return Err(Failure::usage("--time-field is for --format jsonl or csv"));
+        }
+        if (fields.payload.is_some() || fields.unit.is_some()) && fields.time.is_none() {
+            return Err(Failure::usage(
+                "--payload-field and --time-unit go with --time-field (an import)",
+            ));
+        }
+        let mut reader = Self {
+            format,
+            fields,
+            input,
+            csv: None,
+            line: Vec::with_capacity(4096),
+            done: false,
+            records: 0,
+            consumed: 0,
+        };
+        if format == InputFormat::Csv {
+            let Some(time_name) = reader.fields.time.clone() else {
+                return Err(Failure::usage(
+                    "--format csv needs --time-field NAME, the column with each event's time",
+                ));
+            };
+            let input = std::mem::replace(&mut reader.input, Box::new(io::empty()));
+            let mut csv = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+            let headers: Vec<String> = csv
+                .headers()
+                .map_err(|e| {
+                    Failure::data(format!("standard input: cannot read the CSV header: {e}"))
+                })?
+                .iter()
+                .map(str::to_owned)
+                .collect();
+            let find = |name: &str| {
+                headers.iter().position(|h| h == name).ok_or_else(|| {
+                    Failure::data(format!(
+                        "standard input: the CSV header has no column {name:?} (it has {})",
+                        headers.join(", ")
+                    ))
+                })
+            };
+            let time = find(&time_name)?;
+            let payload = reader.fields.payload.as_deref().map(find).transpose()?;
+            reader.csv = Some(CsvState {
+                reader: csv,
+                headers,
+                time,
+                payload,
+                record: csv::StringRecord::new(),
+            });
+        }
+        Ok(reader)
+    }
+
+    /// Reads the next record's payload into `payload`; `Ok(None)` at the end, else
+    /// `Ok(Some(time))` with the record's own time, if it has one.
+    ///
+    /// # Errors
+    /// A data failure naming the record.
+    pub fn next(&mut self, payload: &mut Vec<u8>) -> Result<Option<Record>, Failure> {
+        payload.clear();
+        if self.done {
+            return Ok(None);
+        }
+        let record = self.records + 1;
+        let result = match self.format {
+            InputFormat::Raw => {
+                self.done = true;
+                let read = self.input.read_to_end(payload).map_err(stdin_failure)?;
+                self.consumed += read as u64;
+                Ok(Some(None))
+            }
+            InputFormat::Lines => {
+                if !self.read_line()? {
+                    return Ok(None);
+                }
+                payload.extend_from_slice(&self.line);
+                Ok(Some(None))
+            }
+            InputFormat::Binary => match evstream::stdio::read_event(&mut self.input, payload) {
+                Ok(None) => return Ok(None),
+                Ok(Some(timestamp)) => {
+                    self.consumed += 16 + payload.len() as u64;
+                    Ok(Some(Some(timestamp)))
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(format!(
+                    "the input ends inside an event frame (after {} complete events)",
+                    self.records
+                )),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(format!(
+                    "not an evstream event frame: {} (is the input `evstream cat --format binary`?)",
+                    evstream::stdio::CodecError::from_io(&e)
+                        .map_or_else(|| e.to_string(), ToString::to_string)
+                )),
+                Err(e) => return Err(stdin_failure(e)),
+            },
+            InputFormat::Jsonl => {
+                if !self.read_line()? {
+                    return Ok(None);
+                }
+                if self.fields.time.is_some() {
+                    import_json(&self.line, &self.fields, payload).map(Some)
+                } else {
+                    exact_json(&self.line, &self.fields, payload).map(Some)
+                }
+            }
+            InputFormat::Csv => self.next_csv(payload),
+        };
+        match result {
+            Ok(Some(timestamp)) => {
+                self.records = record;
+                Ok(Some(timestamp))
+            }
+            Ok(None) => Ok(None),
+            Err(why) => Err(Failure::data(format!("{}: {why}", at_record(record)))),
+        }
+    }
+
+    /// Reads one line without its newline into `self.line`; false at the end.
+    fn read_line(&mut self) -> Result<bool, Failure> {
+        self.line.clear();
+        let read = self
+            .input
+            .read_until(b'\n', &mut self.line)
+            .map_err(stdin_failure)?;
+        self.consumed += read as u64;
+        if read == 0 {
+            return Ok(false);
+        }
+        if self.line.last() == Some(&b'\n') {
+            self.line.pop();
+        }
+        Ok(true)
+    }
+
+    fn next_csv(&mut self, payload: &mut Vec<u8>) -> Result<Option<Record>, String> {
+        let Some(csv) = self.csv.as_mut() else {
+            return Ok(None);
+        };
+        match csv.reader.read_record(&mut csv.record) {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(e) => return Err(format!("not valid CSV: {e}")),
+        }
+        self.consumed = csv.reader.position().byte();
+        let time_text = csv.record.get(csv.time).unwrap_or_default();
+        let timestamp = field_time(
+            &serde_json::Value::String(time_text.to_owned()),
+            &self.fields,
+        )?;
+        match csv.payload {
+            Some(column) => {
+                payload.extend_from_slice(csv.record.get(column).unwrap_or_default().as_bytes())
+            }
+            None => {
+                let object: serde_json::Map<String, serde_json::Value> = csv
+                    .headers
+                    .iter()
+                    .zip(csv.record.iter())
+                    .map(|(name, value)| {
+                        (name.clone(), serde_json::Value::String(value.to_owned()))
+                    })
+                    .collect();
+                serde_json::to_writer(&mut *payload, &object).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(Some(Some(timestamp)))
+    }
+}
+
+/// A failure reading standard input.
+pub fn stdin_failure(error: io::Error) -> Failure {
+    Failure::data(format!("cannot read standard input: {}", os_reason(&error)))
+}
+
+/// Parses one line of JSON into an object.
+fn object(line: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_slice(line) {
+        Ok(serde_json::Value::Object(object)) => Ok(object),
+        Ok(_) => Err("expected a JSON object".into()),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+/// An evstream record (`cat --format jsonl`): its timestamp, and its payload into `payload`.
+fn exact_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Record, String> {
+    let record = object(line)?;
+    let timestamp = match (record.get("timestamp"), record.get("time")) {
+        (Some(serde_json::Value::String(digits)), _) => Some(
+            digits
+                .parse::<i64>()
+                .map_err(|_| format!("\"timestamp\" {digits:?} is not Unix nanoseconds"))?,
+        ),
+        (Some(serde_json::Value::Number(n)), _) => Some(n.as_i64().ok_or_else(|| {
+            format!("\"timestamp\" {n} is not a whole number of Unix nanoseconds")
+        })?),
+        (Some(other), _) => return Err(format!("\"timestamp\" {other} is not Unix nanoseconds")),
+        (None, Some(time)) => Some(field_time(time, fields)?),
+        (None, None) => None,
+    };
+    match (record.get("payload"), record.get("payload_base64")) {
+        (Some(serde_json::Value::String(text)), None) => payload.extend_from_slice(text.as_bytes()),
+        (None, Some(serde_json::Value::String(encoded))) => {
+            crate::encode::base64_decode(payload, encoded.as_bytes())
+                .map_err(|why| format!("\"payload_base64\" is not base64: {why}"))?;
+        }
+        (Some(_), Some(_)) => return Err("both \"payload\" and \"payload_base64\"".into()),
+        (None, None) => {
+            return Err(
+                "no \"payload\" or \"payload_base64\" (to import other JSON, name its time field with --time-field)"
+                    .into(),
+            );
+        }
+        _ => return Err("\"payload\" and \"payload_base64\" must be strings".into()),
+    }
+    if let Some(size) = record.get("size")
+        && size.as_u64() != Some(payload.len() as u64)
+    {
+        return Err(format!(
+            "\"size\" {size} does not match the payload's {} bytes",
+            payload.len()
+        ));
+    }
+    Ok(timestamp)
+}
+
+/// Any JSON object with a time field: the time, and the payload (the line, or a field).
+fn import_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Record, String> {
+    let record = object(line)?;
+    let name = fields.time.as_deref().unwrap_or_default();
+    let time = record
+        .get(name)
+        .ok_or_else(|| format!("no field {name:?}"))?;
+    let timestamp = field_time(time, fields)?;
+    match fields.payload.as_deref() {
+        None => payload.extend_from_slice(line),
+        Some(field) => match record.get(field) {
+            Some(serde_json::Value::String(text)) => payload.extend_from_slice(text.as_bytes()),
+            Some(other) => {
+                serde_json::to_writer(&mut *payload, other).map_err(|e| e.to_string())?
+            }
+            None => return Err(format!("no field {field:?}")),
+        },
+    }
+    Ok(Some(timestamp))
+}
+
+/// The time in a record's field: a TIME string, or a number in --time-unit.
+fn field_time(value: &serde_json::Value, fields: &Fields) -> Result<i64, String> {
+    let text = match value {
+        serde_json::Value::String(text) => text.trim().to_owned(),
+        serde_json::Value::Number(n) => n.to_string(),
+        other => return Err(format!("the time {other} is not a string or a number")),
+    };
+    let numeric = !text.is_empty()
+        && text.trim_start_matches('-').bytes().all(|b| {
+            b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'+' || b == b'-'
+        });
+    if numeric {
+        let Some(unit) = fields.unit else {
+            return Err(format!(
+                "the time {text} is a bare number; give its unit with --time-unit s|ms|us|ns"
+            ));
+        };
+        if text.contains(['e', 'E']) {
+            return Err(format!("the time {text} is in exponent form; write it out"));
+        }
+        return time::unix(&text, unit.nanos());
+    }
+    time::parse_time(&text)?.resolve(&fields.zone, fields.now)
+}

@@ -1,0 +1,1052 @@
+//! The `evstream` binary for everyday log work (issue 12): times as people write them,
+//! exact copies through pipes, imports, templates, salvage, lock waiting, completions and
+//! man pages, colour rules, and the bench's clean-up, each run as a user would run it.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use evstream::{StreamReader, StreamWriter};
+use proptest::prelude::*;
+
+/// Nanoseconds in a second.
+const SEC: i64 = 1_000_000_000;
+/// 2024-05-01T12:00:00Z in Unix nanoseconds.
+const NOON: i64 = 1_714_564_800 * SEC;
+
+/// What a run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.out().lines().map(str::to_owned).collect()
+    }
+
+    /// Asserts success and returns self.
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "{self:?}");
+        self
+    }
+
+    /// Asserts the exit code and that standard error holds every one of `says`.
+    fn fails(self, code: i32, says: &[&str]) -> Self {
+        assert_eq!(self.code, code, "{self:?}");
+        for text in says {
+            assert!(
+                self.stderr.contains(text),
+                "{text:?} not in {:?}",
+                self.stderr
+            );
+        }
+        self
+    }
+}
+
+fn evstream() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_evstream"));
+    command.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+    command
+}
+
+fn finish(output: Output) -> Run {
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs `evstream ARGS` with `stdin` (empty if `None`).
+fn run_cmd(mut command: Command, args: &[&str], stdin: Option<&[u8]>) -> Run {
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let bytes = stdin.unwrap_or_default().to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The command may exit without reading everything.
+        let _ = input.write_all(&bytes);
+    });
+    let output = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    finish(output)
+}
+
+fn run(args: &[&str]) -> Run {
+    run_cmd(evstream(), args, None)
+}
+
+fn run_with(args: &[&str], stdin: &[u8]) -> Run {
+    run_cmd(evstream(), args, Some(stdin))
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A stream at `dir/name` holding `events`.
+fn stream(dir: &Path, name: &str, capacity: u64, events: &[(i64, &[u8])]) -> PathBuf {
+    let path = dir.join(name);
+    let mut writer = StreamWriter::create(&path, capacity).unwrap();
+    for (timestamp, payload) in events {
+        writer.append(*timestamp, payload).unwrap();
+    }
+    path
+}
+
+/// Every event of the stream at `path`, checked.
+fn events_of(path: &Path) -> Vec<(i64, Vec<u8>)> {
+    let reader = StreamReader::open(path).unwrap();
+    reader
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.timestamp(), e.payload().to_vec())
+        })
+        .collect()
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// A stream with one event at NOON (2024) and two stamped by the clock just now.
+fn old_and_new(dir: &Path) -> PathBuf {
+    let path = stream(dir, "mixed.evs", 4096, &[(NOON, b"old")]);
+    run(&["append", s(&path), "new 1", "new 2"]).ok();
+    path
+}
+
+fn cat_raw(path: &Path, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["cat", s(path), "--format", "raw"];
+    all.extend_from_slice(args);
+    run(&all).ok().lines()
+}
+
+// ------------------------------------------------------------------------------- times
+
+#[test]
+fn unix_seconds_from_date_are_refused_bare_and_read_right_with_a_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = old_and_new(dir.path());
+    let now_s = now_ns() / SEC + 1;
+    let hour_ago_s = now_s - 3600;
+    // `--until $(date +%s)` used to print nothing: seconds read as nanoseconds (1970).
+    let bare = now_s.to_string();
+    let refused = run(&["cat", s(&path), "--until", &bare]).fails(
+        2,
+        &[
+            &format!("{bare}s"),
+            &format!("@{bare}"),
+            "bare number",
+            "Accepted forms",
+            "RFC 3339",
+        ],
+    );
+    assert!(refused.stdout.is_empty());
+    run(&["tail", s(&path), "--since", &bare]).fails(2, &["bare number"]);
+    run(&["append", s(&path), "--timestamp", &bare, "x"]).fails(2, &["bare number"]);
+    assert_eq!(
+        events_of(&path).len(),
+        3,
+        "a refused append appends nothing"
+    );
+
+    let until = format!("{now_s}s");
+    assert_eq!(
+        cat_raw(&path, &["--until", &until]),
+        ["old", "new 1", "new 2"]
+    );
+    let at = format!("@{now_s}");
+    assert_eq!(cat_raw(&path, &["--until", &at]), ["old", "new 1", "new 2"]);
+    // `--since $(date -d '1 hour ago' +%s)` used to return everything.
+    let since = format!("{hour_ago_s}s");
+    assert_eq!(cat_raw(&path, &["--since", &since]), ["new 1", "new 2"]);
+    let since_ms = format!("{}ms", hour_ago_s * 1000);
+    assert_eq!(cat_raw(&path, &["--since", &since_ms]), ["new 1", "new 2"]);
+    let since_us = format!("{}us", hour_ago_s * 1_000_000);
+    assert_eq!(cat_raw(&path, &["--since", &since_us]), ["new 1", "new 2"]);
+    let since_ns = format!("{}ns", hour_ago_s * SEC);
+    assert_eq!(cat_raw(&path, &["--since", &since_ns]), ["new 1", "new 2"]);
+}
+
+#[test]
+fn relative_times_and_words_are_read_against_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = old_and_new(dir.path());
+    assert_eq!(cat_raw(&path, &["--since", "-1h"]), ["new 1", "new 2"]);
+    assert_eq!(cat_raw(&path, &["--since", "-15m"]), ["new 1", "new 2"]);
+    assert_eq!(
+        cat_raw(&path, &["--since", "1h30m ago"]),
+        ["new 1", "new 2"]
+    );
+    assert_eq!(cat_raw(&path, &["--until", "-1h"]), ["old"]);
+    assert_eq!(cat_raw(&path, &["--since", "today"]), ["new 1", "new 2"]);
+    assert_eq!(
+        cat_raw(&path, &["--since", "yesterday", "--until", "tomorrow"]),
+        ["new 1", "new 2"]
+    );
+    assert_eq!(
+        cat_raw(&path, &["--until", "now"]),
+        ["old", "new 1", "new 2"]
+    );
+    assert_eq!(cat_raw(&path, &["--since", "+1m"]), Vec::<String>::new());
+    assert_eq!(
+        cat_raw(&path, &["--since", "@1714564800"]),
+        ["old", "new 1", "new 2"]
+    );
+    assert_eq!(
+        cat_raw(&path, &["--until", "@1714564800"]),
+        Vec::<String>::new()
+    );
+    // tail takes --since too.
+    let tail = run(&["tail", s(&path), "--since", "-1h", "--format", "raw"]).ok();
+    assert_eq!(tail.lines(), ["new 1", "new 2"]);
+    // A duration without a sign is not a time.
+    run(&["cat", s(&path), "--since", "15m"]).fails(2, &["-15m"]);
+    // --timestamp takes the same forms.
+    run(&["append", s(&path), "--timestamp", "now", "stamped now"]).ok();
+    let last = events_of(&path).last().unwrap().0;
+    assert!((now_ns() - last).abs() < 60 * SEC, "{last}");
+}
+
+#[test]
+fn local_prints_and_reads_times_in_the_system_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(
+        dir.path(),
+        "a.evs",
+        4096,
+        &[(NOON, b"noon"), (NOON + 3 * 3600 * SEC, b"later")],
+    );
+    let mut command = evstream();
+    command.env("TZ", "<+0230>-2:30");
+    let local = run_cmd(command, &["cat", s(&path), "--local", "-n", "1"], None).ok();
+    assert_eq!(local.lines(), ["2024-05-01T14:30:00.000000000+02:30 noon"]);
+    // UTC by default, with the same TZ.
+    let mut command = evstream();
+    command.env("TZ", "<+0230>-2:30");
+    let utc = run_cmd(command, &["cat", s(&path), "-n", "1"], None).ok();
+    assert_eq!(utc.lines(), ["2024-05-01T12:00:00.000000000Z noon"]);
+    // A time without an offset is read in the zone: 15:00 local is 12:30 UTC.
+    let mut command = evstream();
+    command.env("TZ", "<+0230>-2:30");
+    let since = run_cmd(
+        command,
+        &[
+            "--local",
+            "cat",
+            s(&path),
+            "--since",
+            "2024-05-01T15:00:00",
+            "--format",
+            "raw",
+        ],
+        None,
+    )
+    .ok();
+    assert_eq!(since.lines(), ["later"]);
+    assert_eq!(
+        cat_raw(&path, &["--since", "2024-05-01T15:00:00"]),
+        ["later"]
+    );
+    assert_eq!(
+        cat_raw(&path, &["--since", "2024-05-01T12:00:01"]),
+        ["later"]
+    );
+    // stat and the template's {time} follow --local too.
+    let mut command = evstream();
+    command.env("TZ", "<+0230>-2:30");
+    let stat = run_cmd(command, &["stat", s(&path), "--local"], None).ok();
+    assert!(
+        stat.out()
+            .contains("first event:   2024-05-01T14:30:00.000000000+02:30"),
+        "{stat:?}"
+    );
+}
+
+// -------------------------------------------------------------------- exact copies
+
+/// 1796079682060287931 is the issue's example: jq 1.6 and JavaScript round it.
+const BIG: i64 = 1_796_079_682_060_287_931;
+
+#[test]
+fn jsonl_carries_timestamps_as_exact_strings_and_copies_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: &[(i64, &[u8])] = &[
+        (BIG, b"text"),
+        (BIG, b""),
+        (BIG + 1, b"\xff\x00\xfe not utf-8"),
+        (BIG + 2, b"line\nbreaks\r\n\"quotes\" \\ \x01 \xc3\xa9"),
+    ];
+    let src = stream(dir.path(), "src.evs", 4096, events);
+    for format in ["jsonl", "json"] {
+        let out = run(&["cat", s(&src), "--format", format]).ok().out();
+        assert!(
+            out.contains("\"timestamp\":\"1796079682060287931\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("\"payload_base64\":\"/wD+IG5vdCB1dGYtOA==\""),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 4, "one record a line: {out}");
+    }
+    let jsonl = run(&["cat", s(&src), "--format", "jsonl"]).ok().stdout;
+    let dst = dir.path().join("dst.evs");
+    run_with(
+        &["append", s(&dst), "--format", "jsonl", "--create"],
+        &jsonl,
+    )
+    .ok();
+    assert_eq!(events_of(&dst), events_of(&src));
+
+    let binary = run(&["cat", s(&src), "--format", "binary"]).ok().stdout;
+    // The binary framing is the stream's own: the events region of the file, exactly.
+    let file = std::fs::read(&src).unwrap();
+    let end = StreamReader::open(&src).unwrap().write_offset() as usize;
+    assert_eq!(binary, file[24..end]);
+    let copy = dir.path().join("copy.evs");
+    run_with(
+        &["append", s(&copy), "--format", "binary", "--create"],
+        &binary,
+    )
+    .ok();
+    assert_eq!(events_of(&copy), events_of(&src));
+}
+
+#[test]
+fn raw_copies_lose_timestamps_which_the_docs_no_longer_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = stream(
+        dir.path(),
+        "src.evs",
+        4096,
+        &[(NOON, b"a"), (NOON + 1, b"b")],
+    );
+    let raw = run(&["cat", s(&src), "--format", "raw"]).ok().stdout;
+    let dst = dir.path().join("dst.evs");
+    run_with(&["append", s(&dst), "--create"], &raw).ok();
+    let copied = events_of(&dst);
+    assert_eq!(copied.len(), 2);
+    assert_ne!(copied[0].0, NOON, "raw carries payloads only");
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CLI.md")).unwrap();
+    assert!(
+        !docs.contains("copies a stream of line events"),
+        "docs/CLI.md still promises raw copies"
+    );
+}
+
+#[test]
+fn damaged_copy_input_is_refused_by_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = stream(dir.path(), "dst.evs", 4096, &[]);
+    let good = format!("{{\"timestamp\":\"{NOON}\",\"payload\":\"ok\"}}\n");
+    for (input, says) in [
+        (
+            format!("{good}not json\n"),
+            "standard input record 2: not valid JSON",
+        ),
+        (
+            format!("{good}{{\"timestamp\":\"12x\",\"payload\":\"\"}}\n"),
+            "not Unix nanoseconds",
+        ),
+        (
+            format!("{good}{{\"timestamp\":\"1\",\"payload_base64\":\"!!!!\"}}\n"),
+            "not base64",
+        ),
+        (
+            format!("{good}{{\"timestamp\":\"{NOON}\"}}\n"),
+            "--time-field",
+        ),
+        (
+            format!("{good}{{\"timestamp\":\"{NOON}\",\"payload\":\"ab\",\"size\":3}}\n"),
+            "\"size\" 3",
+        ),
+        (
+            format!("{good}{{\"timestamp\":\"1\",\"payload\":\"early\"}}\n"),
+            "earlier than the last event",
+        ),
+    ] {
+        let before = events_of(&dst).len();
+        run_with(&["append", s(&dst), "--format", "jsonl"], input.as_bytes())
+            .fails(1, &[says, "1 event was appended before it"]);
+        assert_eq!(events_of(&dst).len(), before + 1);
+    }
+    // A truncated binary frame: the complete events go in, then the error.
+    let src = stream(
+        dir.path(),
+        "src.evs",
+        4096,
+        &[(NOON, b"one"), (NOON, b"two")],
+    );
+    let binary = run(&["cat", s(&src), "--format", "binary"]).ok().stdout;
+    let cut = stream(dir.path(), "cut.evs", 4096, &[]);
+    run_with(
+        &["append", s(&cut), "--format", "binary"],
+        &binary[..binary.len() - 1],
+    )
+    .fails(1, &["ends inside an event frame", "1 event was appended"]);
+    let mut flipped = binary.clone();
+    flipped[17] ^= 1;
+    let bad = stream(dir.path(), "bad.evs", 4096, &[]);
+    run_with(&["append", s(&bad), "--format", "binary"], &flipped).fails(
+        1,
+        &[
+            "not an evstream event frame",
+            "checksum",
+            "nothing was appended",
+        ],
+    );
+    assert!(events_of(&bad).is_empty());
+}
+
+fn arb_stream() -> impl Strategy<Value = Vec<(i64, Vec<u8>)>> {
+    let payload = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..64),
+        "[ -~\u{e9}\u{2028}\n\t\"\\\\]{0,40}".prop_map(String::into_bytes),
+    ];
+    (
+        any::<i64>(),
+        proptest::collection::vec((0..=u32::MAX as i64, payload), 0..24),
+    )
+        .prop_map(|(start, events)| {
+            let mut timestamp = start.min(i64::MAX - (u32::MAX as i64) * 24);
+            events
+                .into_iter()
+                .map(|(step, payload)| {
+                    timestamp += step % 3 * step;
+                    (timestamp, payload)
+                })
+                .collect()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// `cat --format jsonl | append --format jsonl` (and the binary framing) copies any
+    /// stream's events byte for byte, timestamps included.
+    #[test]
+    fn jsonl_and_binary_round_trip_random_streams(events in arb_stream()) {
+        let dir = tempfile::tempdir().unwrap();
+        let borrowed: Vec<(i64, &[u8])> = events.iter().map(|(t, p)| (*t, p.as_slice())).collect();
+        let src = stream(dir.path(), "src.evs", 8192, &borrowed);
+        for format in ["jsonl", "binary"] {
+            let out = run(&["cat", s(&src), "--format", format]).ok().stdout;
+            let dst = dir.path().join(format!("{format}.evs"));
+            run_with(&["append", s(&dst), "--format", format, "--create", "--capacity", "8KiB"], &out).ok();
+            prop_assert_eq!(&events_of(&dst), &events);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ import
+
+#[test]
+fn json_lines_import_takes_the_time_from_a_named_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "app.evs", 4096, &[]);
+    let input = b"{\"ts\":\"2024-05-01T12:00:00Z\",\"level\":\"info\",\"msg\":\"up\"}\n\
+{\"ts\":\"2024-05-01T14:00:01+02:00\",\"level\":\"warn\",\"msg\":{\"disk\":91}}\n";
+    run_with(
+        &[
+            "append",
+            s(&path),
+            "--format",
+            "jsonl",
+            "--time-field",
+            "ts",
+        ],
+        input,
+    )
+    .ok();
+    let lines: Vec<&[u8]> = input
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        events_of(&path),
+        [(NOON, lines[0].to_vec()), (NOON + SEC, lines[1].to_vec())],
+        "the payload is the record's line as it was"
+    );
+    let second = stream(dir.path(), "msg.evs", 4096, &[]);
+    run_with(
+        &[
+            "append",
+            s(&second),
+            "--format",
+            "jsonl",
+            "--time-field",
+            "ts",
+            "--payload-field",
+            "msg",
+        ],
+        input,
+    )
+    .ok();
+    assert_eq!(
+        events_of(&second),
+        [
+            (NOON, b"up".to_vec()),
+            (NOON + SEC, b"{\"disk\":91}".to_vec())
+        ]
+    );
+    // Numbers need their unit; with it, they are exact.
+    let numeric = b"{\"t\":1714564800123,\"m\":1}\n{\"t\":1714564800.5,\"m\":2}\n";
+    let third = stream(dir.path(), "num.evs", 4096, &[]);
+    run_with(
+        &[
+            "append",
+            s(&third),
+            "--format",
+            "jsonl",
+            "--time-field",
+            "t",
+        ],
+        numeric,
+    )
+    .fails(
+        1,
+        &[
+            "standard input record 1",
+            "bare number",
+            "--time-unit",
+            "nothing was appended",
+        ],
+    );
+    run_with(
+        &[
+            "append",
+            s(&third),
+            "--format",
+            "jsonl",
+            "--time-field",
+            "t",
+            "--time-unit",
+            "ms",
+        ],
+        &numeric[..numeric.iter().position(|&b| b == b'\n').unwrap() + 1],
+    )
+    .ok();
+    assert_eq!(events_of(&third)[0].0, NOON + 123_000_000);
+    let fourth = stream(dir.path(), "sec.evs", 4096, &[]);
+    run_with(
+        &[
+            "append",
+            s(&fourth),
+            "--format",
+            "jsonl",
+            "--time-field",
+            "t",
+            "--time-unit",
+            "s",
+        ],
+        &numeric[numeric.iter().position(|&b| b == b'\n').unwrap() + 1..],
+    )
+    .ok();
+    assert_eq!(events_of(&fourth)[0].0, NOON + 500_000_000);
+    // A missing field names the record.
+    run_with(
+        &[
+            "append",
+            s(&fourth),
+            "--format",
+            "jsonl",
+            "--time-field",
+            "nope",
+        ],
+        b"{\"t\":1}\n",
+    )
+    .fails(1, &["standard input record 1", "no field \"nope\""]);
+}
+
+#[test]
+fn csv_import_reads_a_header_and_a_named_time_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "app.evs", 4096, &[]);
+    let input = b"time,level,message\n\
+2024-05-01T12:00:00Z,info,\"started, all good\"\n\
+2024-05-01T12:00:02Z,error,\"two\nlines\"\n";
+    run_with(
+        &[
+            "append",
+            s(&path),
+            "--format",
+            "csv",
+            "--time-field",
+            "time",
+        ],
+        input,
+    )
+    .ok();
+    assert_eq!(
+        events_of(&path),
+        [
+            (NOON, br#"{"level":"info","message":"started, all good","time":"2024-05-01T12:00:00Z"}"#.to_vec()),
+            (NOON + 2 * SEC, b"{\"level\":\"error\",\"message\":\"two\\nlines\",\"time\":\"2024-05-01T12:00:02Z\"}".to_vec()),
+        ]
+    );
+    let msgs = stream(dir.path(), "msgs.evs", 4096, &[]);
+    run_with(
+        &[
+            "append",
+            s(&msgs),
+            "--format",
+            "csv",
+            "--time-field",
+            "time",
+            "--payload-field",
+            "message",
+        ],
+        input,
+    )
+    .ok();
+    assert_eq!(
+        events_of(&msgs)[1],
+        (NOON + 2 * SEC, b"two\nlines".to_vec())
+    );
+    let epoch = stream(dir.path(), "epoch.evs", 4096, &[]);
+    run_with(
+        &[
+            "append",
+            s(&epoch),
+            "--format",
+            "csv",
+            "--time-field",
+            "at",
+            "--time-unit",
+            "us",
+        ],
+        b"at,v\n1714564800000001,x\n",
+    )
+    .ok();
+    assert_eq!(
+        events_of(&epoch),
+        [(
+            NOON + 1000,
+            b"{\"at\":\"1714564800000001\",\"v\":\"x\"}".to_vec()
+        )]
+    );
+    // Usage and data errors.
+    run_with(&["append", s(&path), "--format", "csv"], input).fails(2, &["--time-field"]);
+    run_with(
+        &[
+            "append",
+            s(&path),
+            "--format",
+            "csv",
+            "--time-field",
+            "when",
+        ],
+        input,
+    )
+    .fails(1, &["no column \"when\"", "time, level, message"]);
+    run_with(
+        &[
+            "append",
+            s(&path),
+            "--format",
+            "csv",
+            "--time-field",
+            "time",
+        ],
+        b"time,x\n2024-05-01,1,2\n",
+    )
+    .fails(1, &["standard input record 1", "CSV"]);
+    run(&["append", s(&path), "--time-field", "time", "payload"]).fails(2, &[]);
+    run_with(
+        &[
+            "append",
+            s(&path),
+            "--format",
+            "binary",
+            "--time-field",
+            "time",
+        ],
+        b"",
+    )
+    .fails(2, &["--time-field"]);
+}
+
+// ---------------------------------------------------------------------------- templates
+
+#[test]
+fn templates_print_fields_like_kcat_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(
+        dir.path(),
+        "a.evs",
+        4096,
+        &[(NOON, b"hi there"), (NOON + 1, b"\xff")],
+    );
+    let out = run(&[
+        "cat",
+        s(&path),
+        "--template",
+        "{time} {offset} {payload}\\n",
+    ])
+    .ok();
+    assert_eq!(
+        out.stdout,
+        b"2024-05-01T12:00:00.000000000Z 24 hi there\n2024-05-01T12:00:00.000000001Z 48 \xff\n"
+    );
+    let out = run(&[
+        "tail",
+        s(&path),
+        "-n",
+        "1",
+        "--template",
+        "{timestamp}|{size}|{hex}|{base64}|{json}|{text}\\t{{x}}\\n",
+    ])
+    .ok();
+    assert_eq!(
+        out.out(),
+        "1714564800000000001|1|ff|/w==|\"/w==\"|\\xff\t{x}\n"
+    );
+    let out = run(&["cat", s(&path), "-n", "1", "--template", "{payload}"]).ok();
+    assert_eq!(
+        out.stdout, b"hi there",
+        "no newline unless the template has one"
+    );
+    run(&["cat", s(&path), "--template", "{nope}"])
+        .fails(2, &["unknown placeholder {nope}", "{payload}"]);
+    run(&["cat", s(&path), "--template", "{time}", "--format", "jsonl"])
+        .fails(2, &["cannot be used with"]);
+}
+
+#[test]
+fn cat_n_is_the_first_events_and_tail_n_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<(i64, Vec<u8>)> = (0..5)
+        .map(|i| (NOON + i * SEC, format!("e{i}").into_bytes()))
+        .collect();
+    let borrowed: Vec<(i64, &[u8])> = events.iter().map(|(t, p)| (*t, p.as_slice())).collect();
+    let path = stream(dir.path(), "a.evs", 4096, &borrowed);
+    assert_eq!(cat_raw(&path, &["-n", "2"]), ["e0", "e1"]);
+    assert_eq!(cat_raw(&path, &["--lines", "2"]), ["e0", "e1"]);
+    assert_eq!(cat_raw(&path, &["--limit", "2"]), ["e0", "e1"]);
+    for flag in ["-n", "--lines", "--limit"] {
+        let tail = run(&["tail", s(&path), flag, "2", "--format", "raw"]).ok();
+        assert_eq!(tail.lines(), ["e3", "e4"], "{flag}");
+    }
+    let tail = run(&[
+        "tail",
+        s(&path),
+        "-n",
+        "3",
+        "--since",
+        "2024-05-01T12:00:03Z",
+        "--format",
+        "raw",
+    ])
+    .ok();
+    assert_eq!(tail.lines(), ["e3", "e4"]);
+}
+
+// ------------------------------------------------------------------------------ salvage
+
+#[test]
+fn salvage_copies_what_is_readable_and_reports_each_damaged_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<(i64, Vec<u8>)> = (0..6)
+        .map(|i| (NOON + i * SEC, format!("event {i}").into_bytes()))
+        .collect();
+    let borrowed: Vec<(i64, &[u8])> = events.iter().map(|(t, p)| (*t, p.as_slice())).collect();
+    let src = stream(dir.path(), "src.evs", 4096, &borrowed);
+    // Each event is 16 + 7 = 23 bytes: event i starts at 24 + 23 i.
+    let mut bytes = std::fs::read(&src).unwrap();
+    bytes[24 + 23 + 20] ^= 0x40; // a payload byte of event 1
+    for b in &mut bytes[24 + 23 * 3 + 4..24 + 23 * 3 + 12] {
+        *b = 0xff; // the size and checksum of event 3
+    }
+    std::fs::write(&src, &bytes).unwrap();
+    run(&["verify", s(&src)]).fails(1, &["corrupt at byte offset 47"]);
+
+    let dst = dir.path().join("dst.evs");
+    let out = run(&["salvage", s(&src), s(&dst)]).ok();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 3, "{out:?}");
+    assert!(
+        lines[0].starts_with("damaged: byte offset 47, 23 B skipped: checksum mismatch"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("damaged: byte offset 93, 23 B skipped: "),
+        "{lines:?}"
+    );
+    assert!(lines[2].starts_with("salvaged 4 events"), "{lines:?}");
+    assert!(
+        lines[2].contains("skipped 2 damaged ranges (46 B)"),
+        "{lines:?}"
+    );
+    assert_eq!(out.stderr, "", "no progress bar off a terminal");
+    let kept: Vec<_> = [0, 2, 4, 5].iter().map(|&i| events[i].clone()).collect();
+    assert_eq!(events_of(&dst), kept);
+    run(&["verify", s(&dst)]).ok();
+    assert_eq!(
+        std::fs::read(&src).unwrap(),
+        bytes,
+        "the source is never changed"
+    );
+    assert_eq!(
+        std::fs::metadata(&dst).unwrap().len(),
+        4096,
+        "DST has SRC's capacity"
+    );
+
+    // DST must be new; SRC must hold something readable.
+    run(&["salvage", s(&src), s(&dst)]).fails(1, &["already exists"]);
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some words that are not a stream at all").unwrap();
+    let nothing = dir.path().join("nothing.evs");
+    run(&["salvage", s(&text), s(&nothing)]).fails(
+        1,
+        &["no readable event", "not a stream file", "was not created"],
+    );
+    assert!(!nothing.exists());
+    run(&["salvage", s(dir.path()), s(&nothing)]).fails(1, &["directory"]);
+    run(&["salvage", s(&src), s(&nothing), "--capacity", "10"]).fails(2, &["at least"]);
+}
+
+#[test]
+fn salvage_scans_the_whole_file_when_the_header_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = stream(
+        dir.path(),
+        "src.evs",
+        4096,
+        &[(NOON, b"one"), (NOON + 1, b"two")],
+    );
+    let mut bytes = std::fs::read(&src).unwrap();
+    bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    std::fs::write(&src, &bytes).unwrap();
+    run(&["cat", s(&src)]).fails(1, &["not a stream file"]);
+    let dst = dir.path().join("dst.evs");
+    let out = run(&["salvage", s(&src), s(&dst), "--capacity", "1KiB"])
+        .ok()
+        .fails(
+            0,
+            &[
+                "write offset 18446744073709551615 is out of range",
+                "whole file",
+            ],
+        );
+    // The zeroed free space after the events is not damage.
+    assert_eq!(out.lines().len(), 1, "{out:?}");
+    assert_eq!(
+        events_of(&dst),
+        [(NOON, b"one".to_vec()), (NOON + 1, b"two".to_vec())]
+    );
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), 1024);
+}
+
+// ----------------------------------------------------------------- writer-lock patience
+
+#[test]
+fn append_waits_for_the_writer_lock_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "a.evs", 4096, &[]);
+    let writer = StreamWriter::open(&path).unwrap();
+    run(&["append", s(&path), "x"]).fails(1, &["locked by another writer", "--wait"]);
+    let started = Instant::now();
+    run(&["append", s(&path), "--wait=300ms", "x"]).fails(1, &["locked", "waited"]);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Waiting without a limit: the append goes in once the writer closes.
+    let mut child = evstream()
+        .args(["append", s(&path), "--wait", "patient"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "it waits");
+    drop(writer);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(events_of(&path).len(), 1);
+    assert_eq!(events_of(&path)[0].1, b"patient");
+    run(&["append", s(&path), "--wait=soon", "x"]).fails(2, &["soon"]);
+}
+
+#[test]
+fn append_create_makes_a_missing_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.evs");
+    run(&["append", s(&path), "x"]).fails(1, &["no such file"]);
+    run(&["append", s(&path), "--capacity", "1MiB", "x"]).fails(2, &["--create"]);
+    run(&["append", s(&path), "--create", "--capacity", "8KiB", "x"]).ok();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+    // An existing stream is appended to, never replaced.
+    run(&["append", s(&path), "--create", "--capacity", "1MiB", "y"]).ok();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+    assert_eq!(events_of(&path).len(), 2);
+    let default = dir.path().join("default.evs");
+    run(&["append", s(&default), "--create", "x"]).ok();
+    assert_eq!(std::fs::metadata(&default).unwrap().len(), 64 << 20);
+    // A dangling symbolic link is neither followed nor replaced, and nothing loops.
+    let link = dir.path().join("link.evs");
+    std::os::unix::fs::symlink(dir.path().join("nowhere.evs"), &link).unwrap();
+    let started = Instant::now();
+    run(&["append", s(&link), "--create", "x"]).fails(1, &["link.evs", "symbolic link"]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(!dir.path().join("nowhere.evs").exists());
+    // A bad import is refused before anything is created.
+    let never = dir.path().join("never.evs");
+    run_with(
+        &["append", s(&never), "--create", "--format", "csv"],
+        b"a\n",
+    )
+    .fails(2, &[]);
+    assert!(!never.exists());
+}
+
+// ---------------------------------------------------------- completions and man pages
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]).ok().out();
+        for word in ["evstream", "salvage", "--since", "--template", "jsonl"] {
+            assert!(out.contains(word), "{shell}: {word} missing");
+        }
+    }
+    run(&["completions", "tcsh"]).fails(2, &["tcsh"]);
+    let page = run(&["man"]).ok().out();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH evstream 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("salvage") && page.contains("\\-\\-local"),
+        "{page}"
+    );
+    let cat = run(&["man", "cat"]).ok().out();
+    assert!(
+        cat.contains(".TH evstream-cat 1") && cat.contains("\\-\\-template"),
+        "{cat}"
+    );
+    run(&["man", "frobnicate"]).fails(2, &["not an evstream command"]);
+    let dir = tempfile::tempdir().unwrap();
+    run(&["man", "--dir", s(dir.path())]).ok();
+    for page in [
+        "evstream.1",
+        "evstream-cat.1",
+        "evstream-salvage.1",
+        "evstream-append.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+    run(&["man", "--dir", s(&dir.path().join("missing"))]).fails(1, &["cannot write manual pages"]);
+}
+
+// ------------------------------------------------------------------------------ colour
+
+#[test]
+fn every_error_line_follows_one_colour_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.evs");
+    let cases: [&[&str]; 2] = [&["cat", s(&missing)], &["cat", s(&missing), "--bogus"]];
+    for args in cases {
+        // Not a terminal: plain.
+        let plain = run(args);
+        assert!(plain.stderr.starts_with("error:"), "{plain:?}");
+        assert!(!plain.stderr.contains('\x1b'), "{plain:?}");
+        // Forced: coloured, usage errors and file errors alike.
+        let mut forced = evstream();
+        forced.env("CLICOLOR_FORCE", "1");
+        let coloured = run_cmd(forced, args, None);
+        assert!(
+            coloured.stderr.starts_with("\x1b[1m\x1b[31merror:\x1b[0m "),
+            "{coloured:?}"
+        );
+        // NO_COLOR wins.
+        let mut both = evstream();
+        both.env("CLICOLOR_FORCE", "1").env("NO_COLOR", "1");
+        let plain = run_cmd(both, args, None);
+        assert!(
+            plain.stderr.starts_with("error:") && !plain.stderr.contains('\x1b'),
+            "{plain:?}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------- bench
+
+#[test]
+fn bench_refuses_zero_events() {
+    let run = run(&["bench", "--events", "0"]).fails(2, &["--events", "at least 1 event"]);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn bench_removes_its_temporary_directory_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = evstream()
+        .args([
+            "bench",
+            "--events",
+            "200000",
+            "--size",
+            "1024",
+            "--repeats",
+            "50",
+        ])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bench_dir = loop {
+        let found = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("evstream-bench-")
+            });
+        if let Some(entry) = found
+            && std::fs::read_dir(entry.path()).unwrap().next().is_some()
+        {
+            break entry.path();
+        }
+        assert!(Instant::now() < deadline, "the bench never wrote a file");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    assert!(
+        !bench_dir.exists(),
+        "{} is left behind",
+        bench_dir.display()
+    );
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}

@@ -1,0 +1,400 @@
+//! Salvage: every readable event of a damaged stream file, and the damaged byte ranges
+//! between them.
+//!
+//! A [`StreamReader`](crate::StreamReader) stops at the first damaged event, as it must:
+//! the format has no markers to find the next event by, so what follows damage cannot be
+//! trusted in general. [`Salvage`] goes on anyway: after a damaged event it looks for the
+//! next offset where a whole event checks out (its CRC-32 over timestamp, size and
+//! payload matches, and its timestamp is not earlier than the last event salvaged), and
+//! reports the bytes in between as a [`DamagedRange`]. A random 16-byte header passes the
+//! checksum with probability 2⁻³², so events it finds after damage are real events with
+//! overwhelming likelihood; the events it yields are always in timestamp order, so they can
+//! be appended to a new stream as they come.
+//!
+//! It reads the file with plain positioned reads, never maps it and never writes it, so
+//! it works on files whose header is damaged too: when the header's write offset is out
+//! of range, the whole file is scanned, and trailing zeros (the unused part of a
+//! preallocated stream) are not reported as damage.
+//!
+//! # Limits
+//!
+//! The first candidate tried after a damaged event is the offset its size field points
+//! to, whatever the size. After that, the byte-by-byte search considers events with
+//! payloads of at most [`Salvage::search_limit`] bytes (1 MiB, or twice the largest
+//! payload seen so far if that is more), so that garbage whose size field happens to be
+//! small enough does not make it checksum gigabytes at every offset. A larger event right
+//! after damage that the size field does not lead to is reported as part of the damage.
+//!
+//! # Examples
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("app.evs");
+//! use evstream::StreamWriter;
+//! use evstream::salvage::{Found, Salvage};
+//!
+//! let mut writer = StreamWriter::create(&path, 4096)?;
+//! writer.append(1, b"first")?;
+//! writer.append(2, b"second")?;
+//! writer.append(3, b"third")?;
+//! drop(writer);
+//! // Flip a byte of the second event's payload (at 24 + 21 + 16).
+//! let mut bytes = std::fs::read(&path)?;
+//! bytes[24 + 21 + 16] ^= 0xff;
+//! std::fs::write(&path, &bytes)?;
+//!
+//! let mut salvage = Salvage::open(&path)?;
+//! let mut events = Vec::new();
+//! let mut damaged = Vec::new();
+//! while let Some(found) = salvage.next_found()? {
+//!     match found {
+//!         Found::Event(event) => events.push(event.payload.to_vec()),
+//!         Found::Damaged(range) => damaged.push((range.offset, range.len)),
+//!     }
+//! }
+//! assert_eq!(events, [b"first".to_vec(), b"third".to_vec()]);
+//! assert_eq!(damaged, [(45, 22)]);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, event_checksum};
+use crate::stream::open::open_regular;
+
+/// Bytes read from the file at a time.
+const WINDOW: u64 = 1 << 20;
+/// The smallest payload limit of the byte-by-byte search.
+const MIN_SEARCH_LIMIT: u64 = 1 << 20;
+
+/// Why a range of bytes was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// Fewer than 16 bytes were left for an event header.
+    TruncatedHeader {
+        /// Bytes left before the end of the events.
+        available: u64,
+    },
+    /// The event's size field points past the end of the events.
+    TruncatedPayload {
+        /// Payload bytes the size field claims.
+        size: u32,
+        /// Payload bytes left before the end of the events.
+        available: u64,
+    },
+    /// The stored checksum does not match the event's bytes.
+    ChecksumMismatch {
+        /// The CRC-32 stored in the event header.
+        stored: u32,
+        /// The CRC-32 computed over the event's bytes.
+        computed: u32,
+    },
+    /// The event checks out but its timestamp is earlier than the last event salvaged.
+    TimestampOutOfOrder {
+        /// The last salvaged event's timestamp.
+        previous: i64,
+        /// This event's timestamp.
+        got: i64,
+    },
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TruncatedHeader { available } => {
+                write!(f, "only {available} bytes remain, an event header needs 16")
+            }
+            Self::TruncatedPayload { size, available } => write!(
+                f,
+                "an event claims a {size}-byte payload but only {available} bytes remain"
+            ),
+            Self::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Self::TimestampOutOfOrder { previous, got } => write!(
+                f,
+                "timestamp {got} is lower than the previous event's {previous}"
+            ),
+        }
+    }
+}
+
+/// A range of bytes that held no readable event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// File offset of the first skipped byte: where a damaged event starts.
+    pub offset: u64,
+    /// Number of bytes skipped.
+    pub len: u64,
+    /// What was wrong with the event at `offset`.
+    pub reason: Damage,
+}
+
+/// An event that checks out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SalvagedEvent<'a> {
+    /// File offset of the event.
+    pub offset: u64,
+    /// Unix nanoseconds.
+    pub timestamp: i64,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+/// What [`Salvage::next_found`] found next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found<'a> {
+    /// An event whose checksum matches, in timestamp order with those before it.
+    Event(SalvagedEvent<'a>),
+    /// Bytes skipped because no event could be read there.
+    Damaged(DamagedRange),
+}
+
+/// A resynchronizing scan over a stream file's events; see the [module docs](self).
+#[derive(Debug)]
+pub struct Salvage {
+    path: PathBuf,
+    file: File,
+    /// Where the scan ends: the header's write offset, or the file's length.
+    end: u64,
+    /// The header's write offset when it was out of range.
+    bad_write_offset: Option<u64>,
+    /// Where the next event is expected.
+    pos: u64,
+    last_timestamp: Option<i64>,
+    largest_payload: u64,
+    /// File offset of `buf[0]`.
+    buf_at: u64,
+    buf: Vec<u8>,
+}
+
+impl Salvage {
+    /// Opens `path` for a salvage scan; reads only its 24-byte header.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be opened or read, [`Error::NotAFile`] for a directory or
+    /// other non-regular file, [`Error::BadHeader`] for a file shorter than the header.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let (file, len) = open_regular(path, false)?;
+        if len < STREAM_HEADER_LEN {
+            return Err(Error::BadHeader {
+                path: path.to_owned(),
+                reason: crate::HeaderProblem::TooShort { len },
+            });
+        }
+        let mut offset = [0u8; 8];
+        file.read_exact_at(&mut offset, crate::format::WRITE_OFFSET_AT as u64)
+            .map_err(|e| Error::io("read header of", path, e))?;
+        let write_offset = u64::from_le_bytes(offset);
+        let (end, bad_write_offset) = if (STREAM_HEADER_LEN..=len).contains(&write_offset) {
+            (write_offset, None)
+        } else {
+            (len, Some(write_offset))
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            end,
+            bad_write_offset,
+            pos: STREAM_HEADER_LEN,
+            last_timestamp: None,
+            largest_payload: 0,
+            buf_at: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Where the scan ends: the header's write offset, or the file's length when the
+    /// header's write offset is out of range.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// The scan's position: bytes before it have been reported.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The header's write offset if it was out of range (so the whole file is scanned).
+    pub fn bad_write_offset(&self) -> Option<u64> {
+        self.bad_write_offset
+    }
+
+    /// The largest payload the byte-by-byte search after damage considers.
+    pub fn search_limit(&self) -> u64 {
+        MIN_SEARCH_LIMIT.max(self.largest_payload.saturating_mul(2))
+    }
+
+    /// The next event or damaged range, or `None` at the end.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if reading the file fails.
+    pub fn next_found(&mut self) -> Result<Option<Found<'_>>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let start = self.pos;
+        let reason = match self.check(start, None)? {
+            Ok(size) => return Ok(Some(Found::Event(self.accept(start, size)?))),
+            Err(reason) => reason,
+        };
+        let next = self.resync(start)?;
+        self.pos = next;
+        if next == self.end && self.bad_write_offset.is_some() && self.all_zero(start, next)? {
+            // The unused, zeroed part of the file past the last event.
+            return Ok(None);
+        }
+        Ok(Some(Found::Damaged(DamagedRange {
+            offset: start,
+            len: next - start,
+            reason,
+        })))
+    }
+
+    /// Takes the checked event at `at` with a payload of `size` bytes.
+    fn accept(&mut self, at: u64, size: u32) -> Result<SalvagedEvent<'_>> {
+        let len = EVENT_HEADER_LEN + u64::from(size);
+        self.pos = at + len;
+        self.largest_payload = self.largest_payload.max(u64::from(size));
+        let timestamp = read_i64(self.read(at, EVENT_HEADER_LEN)?);
+        self.last_timestamp = Some(timestamp);
+        let bytes = self.read(at, len)?;
+        Ok(SalvagedEvent {
+            offset: at,
+            timestamp,
+            payload: bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default(),
+        })
+    }
+
+    /// The first offset after the damaged event at `from` where an event checks out, or
+    /// the end.
+    fn resync(&mut self, from: u64) -> Result<u64> {
+        // The offset the damaged event's size field points to, if an event checks out there.
+        if let Some(header) = self.header_at(from)? {
+            let next = from + EVENT_HEADER_LEN + u64::from(header.1);
+            if next == self.end || (next < self.end && self.check(next, None)?.is_ok()) {
+                return Ok(next);
+            }
+        }
+        let limit = self.search_limit();
+        let mut at = from + 1;
+        while at < self.end {
+            if self.check(at, Some(limit))?.is_ok() {
+                return Ok(at);
+            }
+            at += 1;
+        }
+        Ok(self.end)
+    }
+
+    /// The timestamp and size of the event header at `at`, if 16 bytes fit before the end.
+    fn header_at(&mut self, at: u64) -> Result<Option<(i64, u32, u32)>> {
+        if self.end.saturating_sub(at) < EVENT_HEADER_LEN {
+            return Ok(None);
+        }
+        let bytes = self.read(at, EVENT_HEADER_LEN)?;
+        let timestamp = read_i64(bytes);
+        let size = read_u32(bytes.get(8..).unwrap_or_default());
+        let checksum = read_u32(bytes.get(12..).unwrap_or_default());
+        Ok(Some((timestamp, size, checksum)))
+    }
+
+    /// Checks the event at `at`: `Ok(Ok(size))` if it is whole, its checksum matches and
+    /// its timestamp is in order; otherwise what is wrong. With `limit`, a larger claimed
+    /// payload is refused without reading it.
+    fn check(&mut self, at: u64, limit: Option<u64>) -> Result<std::result::Result<u32, Damage>> {
+        let Some((timestamp, size, stored)) = self.header_at(at)? else {
+            return Ok(Err(Damage::TruncatedHeader {
+                available: self.end.saturating_sub(at),
+            }));
+        };
+        let available = self.end - at - EVENT_HEADER_LEN;
+        if u64::from(size) > available {
+            return Ok(Err(Damage::TruncatedPayload { size, available }));
+        }
+        if let Some(limit) = limit
+            && (u64::from(size) > limit || (stored == 0 && timestamp == 0))
+        {
+            // Not worth checksumming during a search: zeros, or a payload past the limit.
+            return Ok(Err(Damage::ChecksumMismatch {
+                stored,
+                computed: !stored,
+            }));
+        }
+        let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
+        let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
+        let computed = event_checksum(timestamp, payload);
+        if computed != stored {
+            return Ok(Err(Damage::ChecksumMismatch { stored, computed }));
+        }
+        if let Some(previous) = self.last_timestamp
+            && timestamp < previous
+        {
+            return Ok(Err(Damage::TimestampOutOfOrder {
+                previous,
+                got: timestamp,
+            }));
+        }
+        Ok(Ok(size))
+    }
+
+    /// Whether every byte of `from..to` is zero.
+    fn all_zero(&mut self, from: u64, to: u64) -> Result<bool> {
+        let mut at = from;
+        while at < to {
+            let len = (to - at).min(WINDOW);
+            if self.read(at, len)?.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += len;
+        }
+        Ok(true)
+    }
+
+    /// The `len` bytes at `at`, which lie before the end; read through a window of the
+    /// file so that a byte-by-byte search does not read each byte many times.
+    fn read(&mut self, at: u64, len: u64) -> Result<&[u8]> {
+        let cached = at >= self.buf_at && at + len <= self.buf_at + self.buf.len() as u64;
+        if !cached {
+            let want = len.max(WINDOW).min(self.end - at).max(len);
+            let want = usize::try_from(want).map_err(|_| {
+                Error::io(
+                    "read",
+                    &self.path,
+                    std::io::Error::new(std::io::ErrorKind::OutOfMemory, "event too large"),
+                )
+            })?;
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf, at)
+                .map_err(|e| Error::io("read", &self.path, e))?;
+            self.buf_at = at;
+        }
+        let from = usize::try_from(at - self.buf_at).unwrap_or(usize::MAX);
+        let to = usize::try_from(len).map_or(usize::MAX, |len| from.saturating_add(len));
+        Ok(self.buf.get(from..to).unwrap_or_default())
+    }
+}
+
+/// The little-endian `i64` at the start of `bytes` (0 if there are fewer than 8).
+fn read_i64(bytes: &[u8]) -> i64 {
+    bytes
+        .first_chunk::<8>()
+        .map_or(0, |b| i64::from_le_bytes(*b))
+}
+
+/// The little-endian `u32` at the start of `bytes` (0 if there are fewer than 4).
+fn read_u32(bytes: &[u8]) -> u32 {
+    bytes
+        .first_chunk::<4>()
+        .map_or(0, |b| u32::from_le_bytes(*b))
+}
