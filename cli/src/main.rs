@@ -18,6 +18,7 @@ mod encode;
 mod failure;
 mod generate;
 mod import;
+mod logcmd;
 mod output;
 mod progress;
 mod salvage;

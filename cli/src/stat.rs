@@ -24,7 +24,7 @@ appends, and never changes the file.";
 /// Arguments of `evstream stat`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file
+    /// The stream file, or log directory
     file: PathBuf,
     /// Print one JSON object instead of text (sizes in bytes, times as Unix nanoseconds in
     /// a decimal string and as RFC 3339)
@@ -67,6 +67,9 @@ impl Stat {
 /// Reads the header and walks the event headers, then prints.
 pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let path = args.file.as_path();
+    if path.is_dir() {
+        return crate::logcmd::stat(path, args.json, zone);
+    }
     let reader = StreamReader::open(path).map_err(|e| Failure::stream(path, &e))?;
     let mut stat = Stat {
         path: path.display().to_string(),

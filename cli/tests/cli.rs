@@ -1138,3 +1138,101 @@ fn bench_runs_on_a_temporary_directory() {
     // Progress is for terminals only; standard error here is a pipe.
     assert_eq!(result.stderr, "", "{result:?}");
 }
+
+/// A log made with `create --log` takes `append`, and every reading command reads it
+/// across its segments; `cat --cursor` resumes where the previous run stopped.
+#[test]
+fn every_command_takes_a_log_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app");
+    let created = run(&[
+        "create",
+        s(&log),
+        "--log",
+        "--segment-size",
+        "4KiB",
+        "--roll",
+        "hourly",
+        "--retain-segments",
+        "1000",
+    ])
+    .ok();
+    assert!(created.out().contains("a log of 4 KiB"), "{created:?}");
+    let lines: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+    run_with(&["append", s(&log), "--sync"], Some(lines.as_bytes())).ok();
+    // Three events at a fixed time: the next hour starts a new segment.
+    run(&[
+        "append",
+        s(&log),
+        "--timestamp",
+        "2099-01-01T00:59:59Z",
+        "late",
+    ])
+    .ok();
+    run(&[
+        "append",
+        s(&log),
+        "--timestamp",
+        "2099-01-01T01:00:00Z",
+        "next hour",
+    ])
+    .ok();
+    let all = run(&["cat", s(&log)]).ok().lines();
+    assert_eq!(all.len(), 1002);
+    assert!(all[0].ends_with(" line 0") && all[999].ends_with(" line 999"));
+    let tail = run(&["tail", s(&log), "-n", "2"]).ok().lines();
+    assert!(
+        tail[0].ends_with(" late") && tail[1].ends_with(" next hour"),
+        "{tail:?}"
+    );
+    let since = run(&["cat", s(&log), "--since", "2099-01-01T01:00:00Z"])
+        .ok()
+        .lines();
+    assert_eq!(since.len(), 1);
+    // Positions instead of offsets in JSON.
+    let json = run(&["cat", s(&log), "-n", "1", "--format", "jsonl"])
+        .ok()
+        .out();
+    assert!(json.starts_with("{\"position\":\"0:24\","), "{json}");
+    // A cursor: two runs of 300 events each, then the lag.
+    let first = run(&["cat", s(&log), "--cursor", "billing", "-n", "300"])
+        .ok()
+        .lines();
+    let second = run(&["cat", s(&log), "--cursor", "billing", "-n", "300"])
+        .ok()
+        .lines();
+    assert!(first[299].ends_with(" line 299") && second[0].ends_with(" line 300"));
+    let stat = run(&["stat", s(&log)]).ok().out();
+    assert!(stat.contains("events:        1002"), "{stat}");
+    assert!(stat.contains("cursor:        billing at "), "{stat}");
+    assert!(stat.contains("402 events"), "{stat}");
+    let json = run(&["stat", s(&log), "--json"]).ok().out();
+    assert!(json.contains("\"lag_events\":402"), "{json}");
+    let verify = run(&["verify", s(&log)]).ok().out();
+    assert!(
+        verify.starts_with("ok: ") && verify.contains("1002 events"),
+        "{verify}"
+    );
+}
+
+#[test]
+fn a_log_is_refused_where_it_makes_no_sense_and_a_plain_directory_is_not_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app");
+    run(&["create", s(&log), "--log", "--segment-size", "4KiB"]).ok();
+    run(&["create", s(&log), "--log"]).fails(1, &["already exists"]);
+    run(&["cat", s(&log), "--from-offset", "24"]).fails(2, &["is a log"]);
+    let stream = stream(dir.path(), "one.evs", 4096, &[(NOON, b"x")]);
+    run(&["cat", s(&stream), "--cursor", "c"]).fails(2, &["cursors belong to logs"]);
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    for command in ["cat", "tail", "stat", "verify"] {
+        run(&[command, s(&plain)]).fails(1, &["is not a log"]);
+    }
+    run_with(&["append", s(&plain)], Some(b"x\n")).fails(1, &["is not a log"]);
+    assert_eq!(
+        std::fs::read_dir(&plain).unwrap().count(),
+        0,
+        "a command wrote into it"
+    );
+}

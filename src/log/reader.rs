@@ -29,6 +29,7 @@ pub struct LogEvent {
     segment: Arc<StreamReader>,
     position: Position,
     timestamp: i64,
+    checksum: u32,
     len: usize,
 }
 
@@ -41,6 +42,11 @@ impl LogEvent {
     /// The event's timestamp (Unix nanoseconds).
     pub fn timestamp(&self) -> i64 {
         self.timestamp
+    }
+
+    /// The checksum stored with the event (verified when the event was read).
+    pub fn checksum(&self) -> u32 {
+        self.checksum
     }
 
     /// The event's payload, borrowed from the segment's mapping.
@@ -423,6 +429,7 @@ impl LogReader {
                     segment: Arc::clone(&reader),
                     position: Position::of(entry.seq, offset),
                     timestamp: view.timestamp(),
+                    checksum: view.checksum(),
                     len: view.payload().len(),
                 });
             }
@@ -808,6 +815,7 @@ impl LogIter {
                     segment: Arc::clone(&self.current),
                     position: Position::of(self.seq, self.offset),
                     timestamp: view.timestamp(),
+                    checksum: view.checksum(),
                     len: view.payload().len(),
                 };
                 self.previous = view.timestamp();

@@ -472,9 +472,14 @@ impl LogWriter {
         retention::apply(&self.dir, &self.options, now_nanos())
     }
 
-    /// Segments the background thread deleted by retention since the last call.
+    /// Segments the background thread deleted by retention since the last call, once it
+    /// has dealt with every segment rolled so far.
     pub fn take_retired(&mut self) -> Vec<Retired> {
-        std::mem::take(&mut self.background.state().retired)
+        let mut state = self.background.state();
+        while !state.queue.is_empty() || state.busy || state.retaining {
+            state = self.background.wait(state);
+        }
+        std::mem::take(&mut state.retired)
     }
 
     /// The log's directory.
@@ -557,6 +562,8 @@ struct State {
     queue: VecDeque<Retiring>,
     /// A retiring segment is being flushed.
     busy: bool,
+    /// The sealing thread is applying retention.
+    retaining: bool,
     /// A background flush failed: the log's writer is poisoned.
     failed: Option<Error>,
     poisoned: bool,
@@ -750,6 +757,7 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             {
                 let mut state = lock();
                 state.busy = false;
+                state.retaining = true;
                 if let Err(e) = result {
                     state.failed = Some(e);
                     state.poisoned = true;
@@ -760,11 +768,11 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 let _turn = shared.retention.lock().unwrap_or_else(|e| e.into_inner());
                 // Best effort here: a failure is retried after the next roll, and
                 // `enforce_retention` reports it.
-                if let Ok(retired) = retention::apply(dir, options, now_nanos())
-                    && !retired.is_empty()
-                {
-                    lock().retired.extend(retired);
-                }
+                let retired = retention::apply(dir, options, now_nanos()).unwrap_or_default();
+                let mut state = lock();
+                state.retired.extend(retired);
+                state.retaining = false;
+                shared.changed.notify_all();
             }
             state = lock();
             continue;
