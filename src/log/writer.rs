@@ -649,7 +649,14 @@ impl Background {
                 return Err(poisoned(&mut state));
             }
             match state.prepared.take() {
-                Some((s, Ok(writer))) if s == seq => return Ok(writer),
+                Some((s, Ok(writer))) if s == seq => {
+                    // Asked for while it was being prepared: it must not be prepared again
+                    // (that would replace the file this writer is about to roll in).
+                    if state.want == Some(seq) {
+                        state.want = None;
+                    }
+                    return Ok(writer);
+                }
                 Some((s, Err(e))) if s == seq => {
                     state.want = Some(seq); // try again at the next roll
                     self.shared.changed.notify_all();
