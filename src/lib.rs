@@ -1,11 +1,38 @@
-//! An append-only binary event-stream store on a memory-mapped file.
+//! An append-only binary event store on memory-mapped files.
 //!
-//! A stream is one preallocated file of fixed capacity: a 24-byte header, then events
-//! packed back to back, each a 16-byte header (timestamp, size, CRC-32) and its payload.
-//! One [`StreamWriter`] per file appends and publishes events; any number of
+//! The normal way to use it is a **log** ([`LogWriter`], [`LogReader`]): a directory of
+//! rolling segments that grows without bound, rolls by size or by UTC-aligned interval,
+//! deletes its oldest segments by size, age or count, gives every event a stable
+//! [`Position`], and keeps named cursors for consumers. Each segment is a **stream**: one
+//! preallocated file of fixed capacity, a 24-byte header, then events packed back to
+//! back, each a 16-byte header (timestamp, size, CRC-32) and its payload. One
+//! [`StreamWriter`] per file appends and publishes events; any number of
 //! [`StreamReader`]s, in the same process or others, iterate zero-copy [`EventView`]s of
-//! the published events, also while the writer appends. The byte layout is specified in
-//! `docs/FORMAT.md` and implemented in [`format`](mod@format).
+//! the published events, also while the writer appends. A single stream file can be
+//! used on its own. The byte layout is specified in `docs/FORMAT.md` and implemented in
+//! [`format`](mod@format).
+//!
+//! ```
+//! # fn main() -> evstream::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("sensors");
+//! use evstream::{LogOptions, LogReader, LogWriter};
+//!
+//! let mut log = LogWriter::create(&path, LogOptions::default().segment_size(64 << 20))?;
+//! log.append(1_700_000_000_000_000_000, b"temp=21.5")?;
+//! log.append_now(b"temp=21.7")?;
+//! log.flush()?; // both events now survive power loss
+//!
+//! let reader = LogReader::open(&path)?;
+//! for event in reader.iter()? {
+//!     let event = event?;
+//!     println!("{} {} {:?}", event.position(), event.timestamp(), event.payload());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A single stream:
 //!
 //! ```
 //! # fn main() -> evstream::Result<()> {
@@ -59,7 +86,8 @@
 //! # Durability
 //!
 //! An append that returned `Ok` survives a crash of the process; one covered by a
-//! successful [`StreamWriter::flush`] survives power loss. See [`StreamWriter`].
+//! successful [`StreamWriter::flush`] or [`LogWriter::flush`] survives power loss. See
+//! [`StreamWriter`] and [`LogWriter`].
 //!
 //! # Platform-specific behavior
 //!

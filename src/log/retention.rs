@@ -130,6 +130,12 @@ pub(crate) fn apply(dir: &Path, options: &LogOptions, now: i64) -> Result<Vec<Re
         } else {
             break;
         };
+        // A cursor in this segment or before holds it, even at its very end: once the
+        // segment is gone its position could not be told from a lost one.
+        let held = cursors.iter().any(|(_, p)| p.segment() <= entry.seq);
+        if held && !options.retain_past_cursors {
+            break;
+        }
         let behind: Vec<CursorLoss> = cursors
             .iter()
             .filter(|(_, p)| p.segment() <= entry.seq)
@@ -144,9 +150,6 @@ pub(crate) fn apply(dir: &Path, options: &LogOptions, now: i64) -> Result<Vec<Re
             })
             .filter(|loss| loss.events_lost > 0)
             .collect();
-        if !behind.is_empty() && !options.retain_past_cursors {
-            break;
-        }
         std::fs::remove_file(&entry.path).map_err(|e| Error::io("remove", &entry.path, e))?;
         failpoint!("retain:after_remove");
         let index = dir.join(index_name(entry.seq));

@@ -559,6 +559,8 @@ struct State {
     prepared: Option<(u64, Result<StreamWriter>)>,
     /// The segment to prepare, if not yet done.
     want: Option<u64>,
+    /// The segment the writer is waiting for at a roll.
+    waiting: Option<u64>,
     queue: VecDeque<Retiring>,
     /// A retiring segment is being flushed.
     busy: bool,
@@ -667,7 +669,9 @@ impl Background {
                         state.want = Some(seq);
                         self.shared.changed.notify_all();
                     }
+                    state.waiting = Some(seq);
                     state = self.wait(state);
+                    state.waiting = None;
                 }
             }
         }
@@ -737,7 +741,8 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
         if let Some(seq) = wanted {
             state.want = None;
             drop(state);
-            let prepared = prepare(dir, options, seq);
+            let wanted_now = || lock().waiting == Some(seq);
+            let prepared = prepare(dir, options, seq, &wanted_now);
             state = lock();
             // A prepared segment nobody takes is removed when the writer is dropped.
             state.prepared = Some((seq, prepared));
@@ -817,11 +822,28 @@ fn seal(dir: &Path, job: Retiring) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Creates segment `seq` under its preparation name, prefaulted whole.
-fn prepare(dir: &Path, options: &LogOptions, seq: u64) -> Result<StreamWriter> {
+/// Bytes the preparing thread prefaults at a time, checking between chunks whether the
+/// writer is already waiting for the segment.
+const PREPARE_CHUNK: u64 = 4 << 20;
+
+/// Creates segment `seq` under its preparation name and prefaults it, chunk by chunk,
+/// until it is whole or `wanted_now` says the writer is waiting for it: populating a
+/// segment costs about as much as filling it, so a fast writer gets it early and the
+/// segment's own background prefaulting (started at creation) keeps ahead of its appends
+/// from there, while a paced writer gets it whole.
+fn prepare(
+    dir: &Path,
+    options: &LogOptions,
+    seq: u64,
+    wanted_now: &dyn Fn() -> bool,
+) -> Result<StreamWriter> {
     let path = dir.join(next_name(seq));
     let _ = std::fs::remove_file(&path);
-    let mut writer = StreamWriter::create_with(&path, options.segment_size, quiet())?;
-    writer.prefault_all()?;
+    let writer = StreamWriter::create_with(&path, options.segment_size, WriterOptions::default())?;
+    let mut at = writer.write_offset();
+    while at < writer.capacity() && !wanted_now() {
+        writer.prefault_range(at, PREPARE_CHUNK)?;
+        at += PREPARE_CHUNK;
+    }
     Ok(writer)
 }

@@ -613,6 +613,17 @@ impl StreamWriter {
             .map_err(|e| Error::io("prefault", &self.path, e))
     }
 
+    /// Prefaults `len` bytes of the unwritten part of the mapping from `from` (clamped to
+    /// the file); for the log's preparing thread, which prefaults a segment in chunks.
+    pub(crate) fn prefault_range(&self, from: u64, len: u64) -> Result<()> {
+        let from = from.max(self.write_offset).min(self.capacity);
+        self.map
+            .prefaulter()
+            .populate(from, len.min(self.capacity - from))
+            .or_else(ignore_unsupported)
+            .map_err(|e| Error::io("prefault", &self.path, e))
+    }
+
     /// The stream file's path.
     pub fn path(&self) -> &Path {
         &self.path
