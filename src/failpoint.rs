@@ -19,11 +19,12 @@ pub const POINTS: &[&str] = &[
     "create:after_header",
     "create:after_rename",
     "open:after_lock",
+    "open:after_generation",
     "open:after_truncate",
     "open:after_zero",
     "flush:before_sync",
     "flush:after_data",
-    "flush:after_header",
+    "flush:after_trailer",
 ];
 
 /// Passes the crash point `name`: aborts the process if `EVSTREAM_FAILPOINT` selects it.

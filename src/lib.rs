@@ -1,7 +1,10 @@
 //! An append-only binary event-stream store on a memory-mapped file.
 //!
 //! A stream is one preallocated file of fixed capacity: a 24-byte header, then events
-//! packed back to back, each a 16-byte header (timestamp, size, CRC-32) and its payload.
+//! packed back to back, each a 16-byte header (timestamp, size, CRC-32) and its payload,
+//! and at the end a trailer (format version 2) with a magic number, the durable watermark
+//! (how far a flush put events on stable storage), a recovery generation and a sealed
+//! flag.
 //! One [`StreamWriter`] per file appends and publishes events; any number of
 //! [`StreamReader`]s, in the same process or others, iterate zero-copy [`EventView`]s of
 //! the published events, also while the writer appends. The byte layout is specified in
@@ -59,7 +62,15 @@
 //! # Durability
 //!
 //! An append that returned `Ok` survives a crash of the process; one covered by a
-//! successful [`StreamWriter::flush`] survives power loss. See [`StreamWriter`].
+//! successful [`StreamWriter::flush`] survives power loss and is never dropped by a later
+//! recovery: damage below the durable watermark is reported as corruption, not truncated.
+//! See [`StreamWriter`].
+//!
+//! # Identity
+//!
+//! Every open checks the trailer's magic number and format version before it trusts any
+//! other byte, and a file that is not a stream ([`Error::NotAStream`]) is never changed.
+//! Version 1 streams are converted with [`upgrade_v1`].
 //!
 //! # Platform-specific behavior
 //!
@@ -78,6 +89,7 @@ pub mod stdio;
 mod stream;
 mod sys;
 
-pub use error::{Corruption, Error, HeaderProblem, Result};
+pub use error::{Corruption, Error, HeaderProblem, Result, Unrecognized};
 pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification};
+pub use stream::upgrade::upgrade_v1;
 pub use stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};

@@ -112,10 +112,15 @@ fn huge_pages_round_trip_flush_and_reopen() {
 #[test]
 fn an_event_that_fills_the_capacity_exactly_fits() {
     let (_dir, path) = temp();
-    let capacity = 24 + 16 + 100 + 16 + 1000;
+    // The event area of a 2 KiB stream ends at the trailer, at 1024.
+    let capacity = 2048;
+    assert_eq!(
+        evstream::format::trailer_offset(capacity),
+        Some(24 + 16 + 100 + 16 + 868)
+    );
     let mut writer = StreamWriter::create(&path, capacity).unwrap();
     writer.append(1, &payload(100, 1)).unwrap();
-    writer.append(2, &payload(1000, 2)).unwrap();
+    writer.append(2, &payload(868, 2)).unwrap();
     assert_eq!(writer.available(), 0);
     assert!(matches!(
         writer.append(3, b""),
@@ -127,26 +132,27 @@ fn an_event_that_fills_the_capacity_exactly_fits() {
     drop(writer);
     let events = read_all(&path);
     assert_eq!(events.len(), 2);
-    assert_eq!(events[1].2, payload(1000, 2));
+    assert_eq!(events[1].2, payload(868, 2));
 }
 
 #[test]
 fn full_leaves_the_stream_intact_and_usable() {
     let (_dir, path) = temp();
-    let mut writer = StreamWriter::create(&path, 200).unwrap();
+    // The smallest stream: events in 24..512, the trailer after.
+    let mut writer = StreamWriter::create(&path, 1536).unwrap();
     writer.append(1, &[7; 100]).unwrap();
     let before = std::fs::read(&path).unwrap();
-    let err = writer.append(2, &[8; 100]).unwrap_err();
+    let err = writer.append(2, &[8; 400]).unwrap_err();
     assert!(matches!(
         err,
         Error::Full {
-            needed: 116,
-            available: 60
+            needed: 416,
+            available: 372
         }
     ));
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // A smaller event still fits, and the refused one did not move the clock.
-    writer.append(1, &[9; 44]).unwrap();
+    writer.append(1, &[9; 356]).unwrap();
     assert_eq!(writer.available(), 0);
     drop(writer);
     assert_eq!(read_all(&path).len(), 2);
@@ -156,15 +162,15 @@ fn full_leaves_the_stream_intact_and_usable() {
 fn capacity_and_existing_files_are_checked() {
     let (_dir, path) = temp();
     assert!(matches!(
-        StreamWriter::create(&path, 39),
+        StreamWriter::create(&path, 1535),
         Err(Error::BadCapacity {
-            capacity: 39,
-            minimum: 40,
+            capacity: 1535,
+            minimum: 1536,
             ..
         })
     ));
     assert!(!path.exists(), "a refused create leaves no file");
-    let mut w = StreamWriter::create(&path, 40).unwrap();
+    let mut w = StreamWriter::create(&path, 1536).unwrap();
     w.append(5, b"").unwrap();
     drop(w);
     let before = std::fs::read(&path).unwrap();

@@ -56,8 +56,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
     } else {
         Prefault::Off
     };
-    let mut writer = StreamWriter::open_with(path, WriterOptions::default().prefault(prefault))
-        .map_err(|e| Failure::stream(path, &e))?;
+    // A one-shot command checks the whole stream first, the flushed events too, and
+    // refuses damage anywhere (leaving the file unchanged) rather than append after it.
+    let options = WriterOptions::default()
+        .prefault(prefault)
+        .check_durable(true);
+    let mut writer =
+        StreamWriter::open_with(path, options).map_err(|e| Failure::stream(path, &e))?;
     report_recovery(path, writer.recovery());
 
     let mut appender = Appender {

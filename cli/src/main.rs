@@ -20,6 +20,7 @@ mod stat;
 mod tail;
 mod time;
 mod units;
+mod upgrade;
 mod verify;
 
 /// Append-only event streams on memory-mapped files: create, append, read, check, follow.
@@ -66,6 +67,9 @@ enum Command {
     /// Check every event's checksum and order, and the header's event count
     #[command(after_help = verify::EXAMPLES)]
     Verify(verify::Args),
+    /// Convert a version 1 stream to format version 2, after checking every event
+    #[command(after_help = upgrade::EXAMPLES)]
+    Upgrade(upgrade::Args),
     /// Measure evstream's append and replay speed against std I/O baselines
     #[command(after_help = bench::EXAMPLES)]
     Bench(bench::Args),
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Tail(args) => tail::run(args),
         Command::Stat(args) => stat::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Upgrade(args) => upgrade::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {
