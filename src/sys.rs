@@ -454,3 +454,19 @@ pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
         _ => Err(err),
     }
 }
+
+/// Whether a process with this id exists (`kill(pid, 0)`), as far as this process can
+/// tell: `true` also when it exists but belongs to another user, and for ids that cannot
+/// name a single process (0 and ids past `pid_t`), which callers must leave alone.
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: `kill` with signal 0 sends nothing; it only checks that `pid` names a
+    // process this one may signal. It touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}

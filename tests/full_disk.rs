@@ -24,7 +24,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use evstream::{Error, StreamReader, StreamWriter};
+use evstream::{Error, Prefault, StreamReader, StreamWriter, WriterOptions};
 use reliability_support::{Workload, assert_prefix_of, child_test, read_stream};
 
 /// A tmpfs mounted on a fresh temporary directory, unmounted on drop.
@@ -153,12 +153,23 @@ fn fill_child() {
     let dir = PathBuf::from(dir);
     let path = dir.join("s.evs");
     let capacity = 1u64 << 20;
-    let mut writer = StreamWriter::create(&path, capacity).unwrap();
-    if std::env::var("EVSTREAM_FULL_PUNCH").is_ok() {
-        // The control: give the reserved blocks back, as if `create` had not reserved them.
+    let punch = std::env::var("EVSTREAM_FULL_PUNCH").is_ok();
+    // The control prefaults nothing: a background prefaulter could map the punched pages
+    // back in (allocating them) before the file system is full, and the control would
+    // then not die (issue 9, defect 10).
+    let options = if punch {
+        WriterOptions::default().prefault(Prefault::Off)
+    } else {
+        WriterOptions::default()
+    };
+    let mut writer = StreamWriter::create_with(&path, capacity, options).unwrap();
+    if punch {
+        // The control: give the event area's reserved blocks back, as if `create` had not
+        // reserved them.
+        let events_end = evstream::format::trailer_offset(capacity).unwrap();
         let status = Command::new("fallocate")
             .args(["--punch-hole", "--offset", "4096", "--length"])
-            .arg((capacity - 4096).to_string())
+            .arg((events_end - 4096).to_string())
             .arg(&path)
             .status()
             .unwrap();

@@ -954,8 +954,9 @@ fn clear_stale(map: &mut WriteMap, file: &File, from: u64, limit: u64) -> u64 {
 /// Deletes temporary files a `create` of the same stream left when its process died.
 ///
 /// A creator holds the exclusive lock on its temporary file from right after making it
-/// until it is renamed into place, so a temporary whose lock can be taken is abandoned.
-/// Best effort: anything unexpected leaves the file where it is.
+/// until it is renamed into place, so a temporary whose creating process is gone and whose
+/// lock can be taken is abandoned. Best effort: anything unexpected leaves the file where
+/// it is.
 fn remove_abandoned_temps(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -970,10 +971,16 @@ fn remove_abandoned_temps(dir: &Path, prefix: &str) {
             continue;
         };
         // `PID.NANOS`: two numbers, so another stream's temporaries never match.
-        let numeric = middle.split_once('.').is_some_and(|(pid, nanos)| {
-            pid.parse::<u32>().is_ok() && nanos.trim_start_matches('-').parse::<u64>().is_ok()
-        });
-        if !numeric || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        let Some(pid) = middle.split_once('.').and_then(|(pid, nanos)| {
+            let nanos_ok = nanos.trim_start_matches('-').parse::<u64>().is_ok();
+            pid.parse::<u32>().ok().filter(|_| nanos_ok)
+        }) else {
+            continue;
+        };
+        // A creator takes the lock on its temporary only after making it, so a live
+        // creator's temporary can be unlocked for an instant: leave those alone (a
+        // concurrent create of the same path, in this process or another).
+        if !entry.file_type().is_ok_and(|t| t.is_file()) || sys::process_alive(pid) {
             continue;
         }
         let path = entry.path();
