@@ -37,11 +37,16 @@
 //! touches the file follows these rules. evstream's own writers and readers do; the rules
 //! bind other programs and the user:
 //!
-//! 1. **Published bytes never change.** Bytes between the stream header and the
-//!    published write offset are written once, before they are published, and never
-//!    again. The one exception is recovery in [`StreamWriter::open`], which first moves
-//!    the write offset back and then clears the bytes it dropped: only damaged bytes,
-//!    which a verified iteration never hands out.
+//! 1. **Published bytes never change while a reader has the stream open.** Bytes between
+//!    the stream header and the published write offset are written once, before they
+//!    are published, and never again while any [`StreamReader`] is open, in this process
+//!    or another. The one writer that rewrites published bytes, recovery of a torn tail in
+//!    [`StreamWriter::open`], first takes the reader-presence lock alone (an
+//!    open-file-description byte-range lock that every reader holds shared for its
+//!    life); while a reader is open it is refused with [`Error::ReadersPresent`] and
+//!    changes nothing. So an [`EventView`] never changes under its borrow. (On platforms
+//!    without OFD locks, which evstream does not target, this guarantee falls back to the
+//!    generation check: [`Error::Recovered`].)
 //! 2. **One writer.** Only the holder of the file's exclusive `flock` writes, and only
 //!    past the published write offset (and the header's fields, atomically).
 //! 3. **The file never shrinks.** A stream's length is fixed when it is created; evstream

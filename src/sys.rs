@@ -7,12 +7,12 @@
 //! They are stated for users in the crate documentation ("Safety contract"); each
 //! `// SAFETY:` comment below names the one it relies on.
 //!
-//! 1. **Published bytes never change.** Bytes between the stream header and the published
-//!    `write_offset` are written once, before they are published, and never again. The
-//!    one exception is recovery of a damaged tail in
-//!    [`StreamWriter::open`](crate::StreamWriter::open), which first moves `write_offset`
-//!    back and then clears the dropped bytes; a reader that had handed out unverified views
-//!    of those (damaged) bytes would see them change.
+//! 1. **Published bytes never change while a reader is open.** Bytes between the stream
+//!    header and the published `write_offset` are written once, before they are
+//!    published, and never again while a reader holds the shared reader-presence lock
+//!    ([`set_presence`]). Recovery of a torn tail in
+//!    [`StreamWriter::open`](crate::StreamWriter::open), the one writer of published
+//!    bytes, takes that lock exclusively first, and is refused while any reader holds it.
 //! 2. **One writer.** Only the holder of the file's exclusive lock writes, and it writes
 //!    only past the published `write_offset` (and the header fields, through atomics).
 //! 3. **The file never shrinks.** A stream's length is fixed when it is created. Another
@@ -469,4 +469,63 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     // process this one may signal. It touches no memory of ours.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Where the reader-presence lock lies: one byte far past the end of any stream file.
+/// Byte-range locks are advisory and may lie past the end of a file; this range never
+/// covers data, so nothing but evstream's own presence protocol looks at it.
+const PRESENCE_AT: libc::off_t = 1 << 62;
+
+/// The reader-presence lock a file description can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// A reader: shared with every other reader.
+    Reader,
+    /// A writer about to rewrite bytes readers may have seen: alone.
+    Rewriter,
+    /// None (releases what the description held).
+    Unlock,
+}
+
+/// Sets the reader-presence lock of `file`'s open file description without waiting: an
+/// open-file-description byte-range lock (`fcntl(F_OFD_SETLK)`), independent of the
+/// writer's `flock` and released when the description is closed (also when the process
+/// dies). Returns `Ok(false)` if a conflicting lock is held through another description,
+/// in this process or another.
+///
+/// # Platform-specific behavior
+/// Linux only (3.15 and later). Elsewhere this does nothing and returns `Ok(true)`: the
+/// guarantee that recovery never rewrites bytes under an open reader does not hold there.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_presence(file: &File, presence: Presence) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let kind = match presence {
+        Presence::Reader => libc::F_RDLCK,
+        Presence::Rewriter => libc::F_WRLCK,
+        Presence::Unlock => libc::F_UNLCK,
+    };
+    // SAFETY: `flock` is a plain C struct of integers, for which all zeros is valid
+    // (and `l_pid` must be 0 for OFD locks).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = PRESENCE_AT;
+    lock.l_len = 1;
+    // SAFETY: `fcntl(F_OFD_SETLK)` reads the `flock` struct we pass, which lives across
+    // the call; `file` keeps the descriptor open. It touches no other memory of ours.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// See the Linux version: elsewhere there is no OFD lock, and nothing is locked.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_presence(_file: &File, _presence: Presence) -> io::Result<bool> {
+    Ok(true)
 }

@@ -13,6 +13,7 @@ use crate::format::{
     self, STREAM_HEADER_LEN, StreamHeader, TRAILER_RECORD_LEN, TRAILER_SLOT_LEN, Trailer,
     TrailerProblem, decode_trailer,
 };
+use crate::sys::{self, Presence};
 
 /// Opens `path` as a regular file, read-only or read-write, and returns it with its length.
 ///
@@ -152,6 +153,30 @@ pub(crate) fn check_write_offset(path: &Path, write_offset: u64, len: u64) -> Re
             path: path.to_owned(),
             reason: HeaderProblem::WriteOffsetOutOfRange { write_offset, len },
         })
+    }
+}
+
+/// How long a reader waits for a writer's recovery (which holds the presence lock alone)
+/// to finish before reporting [`Error::Locked`].
+const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the shared reader-presence lock on `file` (see `sys::set_presence`), waiting
+/// out a recovery in progress.
+pub(crate) fn announce_reader(file: &File, path: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + RECOVERY_WAIT;
+    loop {
+        match sys::set_presence(file, Presence::Reader) {
+            Ok(true) => return Ok(()),
+            Ok(false) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(false) => {
+                return Err(Error::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::io("lock reader presence of", path, e)),
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Corruption, Error, Result};
 use crate::format::{self, RawEvent, STREAM_HEADER_LEN, TRAILER_SLOT_LEN, Trailer};
 use crate::stream::open::{
-    check_write_offset, open_regular, read_identity, read_stream_header, writer_lock_held,
+    announce_reader, check_write_offset, open_regular, read_identity, read_stream_header,
+    writer_lock_held,
 };
 use crate::sys::ReadMap;
 
@@ -110,7 +111,10 @@ impl Verification {
 ///
 /// The [`EventView`]s a reader hands out borrow the file's shared mapping: they stay
 /// valid and unchanged as long as the file is changed only through evstream (the
-/// [safety contract](crate#safety-contract)).
+/// [safety contract](crate#safety-contract)). A reader holds the stream's shared
+/// reader-presence lock from open to drop, and a writer's recovery that would rewrite
+/// published bytes is refused while it does ([`Error::ReadersPresent`]), in this process
+/// or any other.
 #[derive(Debug)]
 pub struct StreamReader {
     path: PathBuf,
@@ -123,6 +127,8 @@ pub struct StreamReader {
     /// Header event counts loaded just before and just after `published`.
     counts: (u64, u64),
     index: Mutex<TimeIndex>,
+    /// Holds the shared reader-presence lock for the reader's life.
+    _file: std::fs::File,
 }
 
 impl StreamReader {
@@ -160,6 +166,8 @@ impl StreamReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let (file, len) = open_regular(path, false)?;
+        // Present before anything is read: from here on no recovery rewrites a byte.
+        announce_reader(&file, path)?;
         // Checks identity, then the header, without mapping anything.
         let identity = read_identity(&file, path, len)?;
         read_stream_header(&file, path, &identity)?;
@@ -174,6 +182,7 @@ impl StreamReader {
             published,
             counts,
             index: Mutex::new(TimeIndex::default()),
+            _file: file,
         })
     }
 

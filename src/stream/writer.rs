@@ -19,7 +19,7 @@ use crate::format::{
 use crate::stream::open::{
     lock_exclusive, now_nanos, open_regular, read_identity, read_stream_header,
 };
-use crate::sys::{self, Prefaulter, WriteMap};
+use crate::sys::{self, Prefaulter, Presence, WriteMap};
 
 /// The page size assumed when clearing stale bytes; a multiple of every disk sector.
 const PAGE: u64 = 4096;
@@ -368,26 +368,37 @@ impl StreamWriter {
         Self::open_with(path, WriterOptions::default())
     }
 
-    /// Opens an existing stream to append to it, validating every event first.
+    /// Opens an existing stream to append to it, checking what is not yet durable.
     ///
-    /// Takes the exclusive writer lock, then checks the header and every event's checksum
-    /// and timestamp order up to the write offset. What it repairs is reported by
+    /// Takes the exclusive writer lock, checks the file's identity (the trailer's magic
+    /// and version) before anything else, then the header, then every event's checksum
+    /// and timestamp order **from the durable watermark up** to the write offset: the
+    /// open costs what the last flush did not cover, not the whole stream (see
+    /// [`WriterOptions::check_durable`] for a full check). What it repairs is reported by
     /// [`recovery`](Self::recovery):
-    /// - a **torn tail**, the damaged end a power loss leaves when the header reached the
-    ///   disk but some event sectors did not (a damaged event with a zero-filled sector):
-    ///   the stream is truncated to the last valid event and the dropped bytes zeroed;
-    /// - an **event count one short**, left by a writer that stopped between publishing
-    ///   an event and its count;
+    /// - a **torn tail**: damage above the watermark, which a power loss can leave (pages
+    ///   written since the last flush reach the disk in any order). The stream is
+    ///   truncated to the last valid event, the dropped bytes zeroed, and the
+    ///   [generation](Self::generation) incremented. Nothing below the watermark is ever
+    ///   dropped;
+    /// - a wrong **event count** (derived data: the durable count plus the events above
+    ///   the watermark), left by a writer that stopped between its header stores;
     /// - **stale bytes** past the write offset from an append that never published.
     ///
     /// # Errors
     /// Refused errors leave the file byte for byte unchanged.
+    /// - [`Error::NotAStream`] for a file that is not a version 2 stream,
+    ///   [`Error::DamagedTrailer`] for a damaged trailer.
     /// - [`Error::Locked`] if another writer holds the stream (after a grace period of
     ///   20 ms for a lock that is being released).
-    /// - [`Error::Corrupt`] for damage that is not a torn tail (such as a flipped bit
-    ///   followed by further events), naming the offset of the first damaged event.
-    /// - [`Error::BadHeader`] for a file shorter than the header, a write offset outside
-    ///   the file, or an event count that does not match the events.
+    /// - [`Error::ReadersPresent`] if a torn tail must be dropped while a
+    ///   [`StreamReader`](crate::StreamReader) has the stream open, in any process.
+    /// - [`Error::Corrupt`] for damage below the watermark with
+    ///   [`check_durable`](WriterOptions::check_durable), or for any damage with
+    ///   [`recover_torn_tail(false)`](WriterOptions::recover_torn_tail), naming the offset
+    ///   of the first damaged event and the watermark.
+    /// - [`Error::BadHeader`] for a write offset outside the event area or below the
+    ///   watermark.
     /// - [`Error::NotAFile`], or [`Error::Io`] for a missing path or lacking permission.
     pub fn open_with(path: impl AsRef<Path>, options: WriterOptions) -> Result<Self> {
         let path = path.as_ref();
@@ -440,6 +451,22 @@ impl StreamWriter {
         let dirty_limit = trailer.dirty_limit.max(old_offset);
         // The limit this open leaves: about `DIRTY_STEP` past the write offset.
         let wanted = dirty_step_past(new_offset, map.events_end());
+        // Dropping a torn tail rewrites bytes that readers may have seen (they were
+        // published): only with no reader present, which the presence lock ensures until
+        // it is released below (a reader waits for it). Everything else this open writes
+        // lies past the write offset, where readers never look.
+        let rewriting = recovery.torn_at.is_some();
+        if rewriting {
+            match sys::set_presence(&file, Presence::Rewriter) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Error::ReadersPresent {
+                        path: path.to_owned(),
+                    });
+                }
+                Err(e) => return Err(Error::io("lock reader presence of", path, e)),
+            }
+        }
         if recovery.torn_at.is_some() {
             // Readers polling the trailer learn of the recovery before any byte changes.
             trailer = store_trailer(
@@ -466,6 +493,10 @@ impl StreamWriter {
             map.sync_range(0, touched_end)
                 .and_then(|()| sync_trailer(&map, &trailer))
                 .map_err(|e| Error::io("msync", path, e))?;
+        }
+        if rewriting {
+            sys::set_presence(&file, Presence::Unlock)
+                .map_err(|e| Error::io("unlock reader presence of", path, e))?;
         }
         // Everything from the write offset to the dirty limit is zero now. The limit is
         // set about `DIRTY_STEP` ahead: brought back from far ahead (as `upgrade_v1`
