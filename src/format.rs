@@ -163,6 +163,11 @@ impl RawEvent<'_> {
 
 /// Parses the event starting at `pos` of `events`, the published bytes after the stream
 /// header. Checks only that the header and the payload it claims lie inside `events`.
+///
+/// An all-zero event header is refused even without a checksum check (its checksum can
+/// never match: the CRC-32 of twelve zero bytes is not zero), so that unverified
+/// iteration stops at zeros (unwritten sectors, holes) instead of walking them 16 bytes
+/// at a time.
 pub(crate) fn parse_event(events: &[u8], pos: usize) -> Result<RawEvent<'_>, Corruption> {
     let rest = events.get(pos..).unwrap_or_default();
     let Ok((header, body)) = EventHeader::read_from_prefix(rest) else {
@@ -170,6 +175,12 @@ pub(crate) fn parse_event(events: &[u8], pos: usize) -> Result<RawEvent<'_>, Cor
             available: rest.len() as u64,
         });
     };
+    if header.as_bytes().iter().all(|&b| b == 0) {
+        return Err(Corruption::ChecksumMismatch {
+            stored: 0,
+            computed: checksum(header.checked_prefix(), &[]),
+        });
+    }
     let size = header.size.get();
     match body.get(..size as usize) {
         Some(payload) => Ok(RawEvent { header, payload }),

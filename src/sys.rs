@@ -179,7 +179,7 @@ impl WriteMap {
     ///
     /// Published bytes never change while `&self` is borrowed: writes go past the write
     /// offset, and moving it back ([`Self::publish`] with a lower offset followed by
-    /// [`Self::zero_unpublished`]) needs `&mut self` for the zeroing.
+    /// zeroing through [`Self::unpublished_mut`]) needs `&mut self` for the zeroing.
     pub fn published(&self) -> &[u8] {
         let end = (self.write_offset() as usize).clamp(HEADER, self.raw.len());
         // SAFETY: `HEADER..end` lies inside the mapping. Under the module contract no one
@@ -222,21 +222,6 @@ impl WriteMap {
         // SAFETY: the range is inside the mapping and past the write offset, so no reader
         // looks at it, and the `&mut self` borrow makes this the only view of it here.
         Some(unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().add(start), len) })
-    }
-
-    /// Zeroes the unpublished bytes `from..to`, clamped to the event area.
-    pub fn zero_unpublished(&mut self, from: u64, to: u64) -> bool {
-        let to = to.min(self.events_end);
-        let Some(len) = to.checked_sub(from) else {
-            return false;
-        };
-        match self.unpublished_mut(from, len as usize) {
-            Some(bytes) => {
-                bytes.fill(0);
-                true
-            }
-            None => false,
-        }
     }
 
     #[inline]
@@ -419,6 +404,23 @@ pub(crate) fn data_range(file: &File, from: u64) -> io::Result<Option<(u64, u64)
         return Err(io::Error::last_os_error());
     }
     Ok(Some((start as u64, end as u64)))
+}
+
+/// The start of the first hole of `file` at or after `from` (`lseek(SEEK_HOLE)`), or
+/// `None` if there is none before the end of the file. A file system that cannot tell
+/// reports none.
+///
+/// On some file systems (ext4, XFS) preallocated blocks that were never written count as
+/// holes too; below a stream's write offset every byte was written, so a hole there is
+/// damage either way.
+pub(crate) fn first_hole(file: &File, from: u64, len: u64) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let from_off = libc::off_t::try_from(from).ok()?;
+    // SAFETY: `lseek` takes a file descriptor and two integers; `file` keeps the descriptor
+    // open for the call. It touches no memory of ours; the file position it moves is not
+    // used by evstream, whose file I/O is positional or through the mapping.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), from_off, libc::SEEK_HOLE) };
+    u64::try_from(hole).ok().filter(|&h| h < len)
 }
 
 /// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.

@@ -394,7 +394,13 @@ impl StreamReader {
             last_timestamp: None,
             damage: None,
         };
-        self.map.advise_sequential(STREAM_HEADER_LEN, total);
+        // Read-ahead over the written part only: asking for pages of a hole would make
+        // some file systems (tmpfs) allocate them.
+        let advised_end = crate::sys::first_hole(&self._file, STREAM_HEADER_LEN, end)
+            .unwrap_or(end)
+            .max(STREAM_HEADER_LEN);
+        self.map
+            .advise_sequential(STREAM_HEADER_LEN, advised_end - STREAM_HEADER_LEN);
         let mut next_report = 0;
         for event in self.iter() {
             match event {

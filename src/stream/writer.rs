@@ -483,7 +483,9 @@ impl StreamWriter {
             map.publish(new_offset, found);
             failpoint!("open:after_truncate");
         }
-        map.zero_unpublished(new_offset, old_offset);
+        // The dropped bytes: only pages that hold anything, skipping holes, so that a
+        // header that lies about a sparse file never makes recovery allocate its length.
+        clear_stale(&mut map, &file, new_offset, old_offset);
         // Up to the limit this open leaves too, so that a later open finds nothing there.
         recovery.stale_bytes_cleared =
             clear_stale(&mut map, &file, old_offset, dirty_limit.max(wanted));
