@@ -354,17 +354,25 @@ fn power_loss_image(from: &Path, to: &Path, flushed: (Position, u64), rng: &mut 
             continue;
         }
         let mut bytes = std::fs::read(file).unwrap();
-        let (durable, old_count) = if *seq == flushed.0.segment() {
-            let count = flushed_count_in(&bytes, flushed.0.offset());
-            (flushed.0.offset() as usize, count)
+        // What a flush made durable: the log's last flush, or the segment's own durable
+        // watermark if the sealing thread flushed it since (and had not written its index
+        // when the image was taken).
+        let from_log = if *seq == flushed.0.segment() {
+            flushed.0.offset()
         } else {
-            (24, 0)
+            24
         };
+        let watermark = evstream::StreamReader::open(file).unwrap().durable_offset();
+        let durable = from_log.max(watermark);
+        let (durable, old_count) = (durable as usize, flushed_count_in(&bytes, durable));
         let mut old = bytes.clone();
         old[durable..].fill(0);
         old[0..8].copy_from_slice(&(durable as u64).to_le_bytes());
         old[8..16].copy_from_slice(&old_count.to_le_bytes());
-        for sector in 0..bytes.len() / 512 {
+        // The trailer is written only by a flush or a seal, after the events it covers
+        // are on disk, so it is as the last flush of this segment left it: current.
+        let trailer = evstream::format::trailer_offset(bytes.len() as u64).unwrap() as usize;
+        for sector in 0..trailer / 512 {
             let range = sector * 512..(sector + 1) * 512;
             if range.end > durable.max(512) || sector == 0 {
                 if sector == 0 && durable >= 512 && rng.below(2) == 0 {

@@ -146,7 +146,11 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     } else {
         Prefault::Off
     };
-    let options = WriterOptions::default().prefault(prefault);
+    // A one-shot command checks the whole stream first, the flushed events too, and
+    // refuses damage anywhere (leaving the file unchanged) rather than append after it.
+    let options = WriterOptions::default()
+        .prefault(prefault)
+        .check_durable(true);
     let create = args.create.then_some(args.capacity);
     let mut writer = open_writer(path, options, args.wait, create)?;
     match &writer {

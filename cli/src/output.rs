@@ -325,6 +325,7 @@ mod tests {
     fn render(template: &str, payload: &[u8]) -> String {
         let event = Event {
             offset: 24,
+            position: None,
             timestamp: 1_714_564_800_000_000_001,
             checksum: 0xdead_beef,
             payload,

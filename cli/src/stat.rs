@@ -44,6 +44,11 @@ struct Stat {
     /// Where walking the event headers stopped early, if it did.
     damage_at: Option<u64>,
     writer_active: bool,
+    /// End of the event area (where the trailer starts).
+    events_end: u64,
+    durable_offset: u64,
+    generation: u64,
+    sealed: bool,
 }
 
 impl Stat {
@@ -52,7 +57,7 @@ impl Stat {
     }
 
     fn free(&self) -> u64 {
-        self.capacity.saturating_sub(self.write_offset)
+        self.events_end.saturating_sub(self.write_offset)
     }
 
     fn fill_percent(&self) -> f64 {
@@ -83,6 +88,10 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
         writer_active: reader
             .writer_active()
             .map_err(|e| Failure::stream(path, &e))?,
+        events_end: reader.events_end(),
+        durable_offset: reader.durable_offset(),
+        generation: reader.generation(),
+        sealed: reader.is_sealed(),
     };
     for item in reader.iter_unverified() {
         match item {
@@ -122,6 +131,20 @@ fn text(stat: &Stat, zone: &Zone) -> String {
         format!("free:          {}", units::size_exact(stat.free())),
         format!("fill:          {:.2}%", stat.fill_percent()),
         format!("events:        {}", stat.event_count),
+        format!(
+            "durable to:    {} ({} not yet flushed)",
+            stat.durable_offset,
+            units::size_exact(stat.write_offset.saturating_sub(stat.durable_offset))
+        ),
+        format!("generation:    {}", stat.generation),
+        format!(
+            "sealed:        {}",
+            if stat.sealed {
+                "yes (takes no more events)"
+            } else {
+                "no"
+            }
+        ),
         format!("created:       {}", zone.show(stat.start)),
         format!("first event:   {}", when(stat.first, zone)),
         format!("last event:    {}", when(stat.last, zone)),
@@ -164,7 +187,8 @@ fn json(stat: &Stat, zone: &Zone) -> String {
          \"start_timestamp\":{start},\"start_time\":{start_time},\
          \"first_timestamp\":{first},\"first_time\":{first_time},\
          \"last_timestamp\":{last},\"last_time\":{last_time},\
-         \"writer_active\":{},\"damage_offset\":{damage}}}",
+         \"writer_active\":{},\"damage_offset\":{damage},\
+         \"durable_offset\":{},\"generation\":{},\"sealed\":{}}}",
         stat.capacity,
         stat.write_offset,
         stat.used(),
@@ -173,6 +197,9 @@ fn json(stat: &Stat, zone: &Zone) -> String {
         stat.event_count,
         stat.write_offset.saturating_sub(STREAM_HEADER_LEN),
         stat.writer_active,
+        stat.durable_offset,
+        stat.generation,
+        stat.sealed,
     );
     out.extend_from_slice(rest.as_bytes());
     String::from_utf8_lossy(&out).into_owned()

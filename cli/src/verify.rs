@@ -51,8 +51,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let good = verification.events;
     let events = if good == 1 { "event" } else { "events" };
     if let Some((offset, reason)) = &verification.damage {
+        let watermark = reader.durable_offset();
+        let flushed = if *offset < watermark {
+            format!(" (in flushed data, below the durable watermark {watermark})")
+        } else {
+            String::new()
+        };
         return Err(Failure::data(format!(
-            "{} is corrupt at byte offset {offset}: {reason} ({good} good {events} before it)",
+            "{} is corrupt at byte offset {offset}{flushed}: {reason} ({good} good {events} before it)",
             path.display()
         )));
     }

@@ -173,10 +173,15 @@ fn s(path: &Path) -> &str {
 }
 
 /// A stream at `dir/name` holding `events`, written through the library.
+/// A stream of `events`, all but the last one flushed: the durable watermark ends where
+/// the last event starts.
 fn stream(dir: &Path, name: &str, capacity: u64, events: &[(i64, &[u8])]) -> PathBuf {
     let path = dir.join(name);
     let mut writer = Writer::create(&path, capacity);
-    for (ts, payload) in events {
+    for (i, (ts, payload)) in events.iter().enumerate() {
+        if i + 1 == events.len() {
+            writer.flush().unwrap();
+        }
         writer.append(*ts, payload).unwrap();
     }
     path
@@ -431,8 +436,10 @@ fn append_refuses_an_earlier_timestamp_and_changes_nothing() {
 #[test]
 fn append_to_a_full_stream_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    // 24 header + 3 events of 16 + 4 bytes = 84; 16 bytes stay free.
-    let path = stream(dir.path(), "small.evs", 100, &[]);
+    // The smallest stream holds events in 24..512: after a 412-byte filler event, 3
+    // events of 16 + 4 bytes fit and 16 bytes stay free.
+    let filler = [9u8; 396];
+    let path = stream(dir.path(), "small.evs", 1536, &[(0, &filler)]);
     // Arguments: all fit or nothing is appended.
     run(&[
         "append",
@@ -448,7 +455,7 @@ fn append_to_a_full_stream_says_so() {
         1,
         &[s(&path), "is full", "4 events need 80 B", "76 B are free"],
     );
-    assert!(events_of(&path).is_empty());
+    assert_eq!(events_of(&path).len(), 1);
     // Lines: appended until full, and the message says how many made it.
     run_with(
         &["append", s(&path), "--timestamp", "1ns"],
@@ -464,7 +471,7 @@ fn append_to_a_full_stream_says_so() {
             "3 events were appended",
         ],
     );
-    assert_eq!(events_of(&path).len(), 3);
+    assert_eq!(events_of(&path).len(), 4);
     // Full now: a failed append leaves the file byte for byte unchanged.
     let before = std::fs::read(&path).unwrap();
     run(&["append", s(&path), "x"]).fails(1, &["is full", "nothing was appended"]);
@@ -897,7 +904,10 @@ fn stat_reports_size_fill_events_times_and_writer() {
         "capacity:      4 KiB (4096 bytes)".to_owned(),
         "write offset:  130".to_owned(),
         "used:          130 B".to_owned(),
-        "free:          3.9 KiB (3966 bytes)".to_owned(),
+        "free:          2.9 KiB (2942 bytes)".to_owned(),
+        "durable to:    110 (20 B not yet flushed)".to_owned(),
+        "generation:    0".to_owned(),
+        "sealed:        no".to_owned(),
         "fill:          3.17%".to_owned(),
         "events:        5".to_owned(),
         "first event:   2024-05-01T12:00:00.000000000Z".to_owned(),
@@ -912,7 +922,10 @@ fn stat_reports_size_fill_events_times_and_writer() {
         "\"capacity\":4096,",
         "\"write_offset\":130,",
         "\"used_bytes\":130,",
-        "\"free_bytes\":3966,",
+        "\"free_bytes\":2942,",
+        "\"durable_offset\":110,",
+        "\"generation\":0,",
+        "\"sealed\":false",
         "\"fill_percent\":3.1738,",
         "\"event_count\":5,",
         "\"first_timestamp\":\"1714564800000000000\",",
@@ -989,8 +1002,17 @@ fn verify_reports_the_first_bad_event_and_the_good_ones_before_it() {
     run(&["stat", s(&path)]).ok();
     run(&["tail", s(&path), "-n", "2"]).ok();
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
-    // A damaged event followed by more data is not a torn tail: append refuses it.
-    run(&["append", s(&path), "x"]).fails(1, &[s(&path), "corrupt at byte offset 66"]);
+    // Damage below the durable watermark is never taken for a torn tail: append refuses
+    // it, naming the offset and the watermark.
+    run(&["verify", s(&path)]).fails(1, &["byte offset 66", "below the durable watermark"]);
+    run(&["append", s(&path), "x"]).fails(
+        1,
+        &[
+            s(&path),
+            "corrupt at byte offset 66",
+            "below the durable watermark 110",
+        ],
+    );
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
 

@@ -141,10 +141,10 @@ impl LogOptions {
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX).max(1))
     }
 
-    /// The largest payload a segment can hold.
+    /// The largest event, header included, a segment's event area holds.
     pub(crate) fn max_event(&self) -> u64 {
-        self.segment_size
-            .saturating_sub(STREAM_HEADER_LEN + crate::stream::TRAILER_LEN)
+        crate::format::trailer_offset(self.segment_size)
+            .map_or(0, |end| end.saturating_sub(STREAM_HEADER_LEN))
     }
 
     /// Checks the settings; `dir` is named in the error.

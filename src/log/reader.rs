@@ -822,7 +822,9 @@ impl LogIter {
                 self.offset = view.next_offset();
                 return Ok(Some(event));
             }
-            let Some(next) = self.successor(relist)? else {
+            // A sealed segment takes no more events: its successor exists, look now.
+            let sealed = self.current.is_sealed();
+            let Some(next) = self.successor(relist || sealed)? else {
                 return Ok(None);
             };
             // The writer stopped writing this segment before its successor appeared, so

@@ -530,7 +530,7 @@ fn quiet() -> WriterOptions {
 /// timestamp, its event count and what was repaired.
 fn seal_unsealed(dir: &Path, entry: &SegmentEntry) -> Result<(Option<i64>, u64, Recovery)> {
     let mut writer = StreamWriter::open_with(&entry.path, quiet())?;
-    writer.flush()?;
+    writer.seal()?;
     let repair = writer.recovery().clone();
     let last = writer.last_timestamp();
     let count = writer.event_count();
@@ -810,7 +810,9 @@ fn seal(dir: &Path, job: Retiring) -> Result<()> {
         last_timestamp,
         ..
     } = job;
-    segment.flush()?;
+    // Flushes, then marks the segment sealed: a follower that sees the flag knows no
+    // more events will come and moves on at once.
+    segment.seal()?;
     failpoint!("seal:after_flush");
     let index = match index {
         Some(index) => index,

@@ -5,7 +5,5 @@
 
 pub(crate) mod open;
 pub(crate) mod reader;
+pub(crate) mod upgrade;
 pub(crate) mod writer;
-
-/// Bytes at the end of a stream file that are not part of its event area.
-pub(crate) const TRAILER_LEN: u64 = 0;
