@@ -43,12 +43,12 @@ fn run(dir: &str, name: &str, duration: Option<Duration>) -> Result<(), Error> {
     let mut last_commit = Instant::now();
     let (mut sum, mut count) = (0.0f64, 0u64);
     while duration.is_none_or(|d| start.elapsed() < d) {
-        if let Some(event) = events.next_timeout(Duration::from_millis(100))? {
-            if let Some(value) = event.payload().get(4..12) {
-                let bytes: [u8; 8] = value.try_into().unwrap_or_default();
-                sum += f64::from_le_bytes(bytes);
-                count += 1;
-            }
+        if let Some(event) = events.next_timeout(Duration::from_millis(100))?
+            && let Some(value) = event.payload().get(4..12)
+        {
+            let bytes: [u8; 8] = value.try_into().unwrap_or_default();
+            sum += f64::from_le_bytes(bytes);
+            count += 1;
         }
         if last_commit.elapsed() >= Duration::from_secs(1) {
             reader.commit_cursor(name, events.position())?;

@@ -193,8 +193,8 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
 
 /// Where `append` writes: a stream file or a log.
 enum Target {
-    Stream(StreamWriter),
-    Log(LogWriter),
+    Stream(Box<StreamWriter>),
+    Log(Box<LogWriter>),
 }
 
 impl Target {
@@ -286,9 +286,9 @@ fn open_writer(
     let mut raced = false;
     loop {
         let opened = if path.is_dir() {
-            LogWriter::open(path).map(Target::Log)
+            LogWriter::open(path).map(|log| Target::Log(Box::new(log)))
         } else {
-            StreamWriter::open_with(path, options.clone()).map(Target::Stream)
+            StreamWriter::open_with(path, options.clone()).map(|w| Target::Stream(Box::new(w)))
         };
         let error = match opened {
             Ok(writer) => return Ok(writer),
@@ -306,7 +306,7 @@ fn open_writer(
                 }
                 let capacity = create.unwrap_or(evstream::format::MIN_CAPACITY);
                 match StreamWriter::create_with(path, capacity, options.clone()) {
-                    Ok(writer) => return Ok(Target::Stream(writer)),
+                    Ok(writer) => return Ok(Target::Stream(Box::new(writer))),
                     // Another process created it first: open that one.
                     Err(evstream::Error::AlreadyExists { .. }) => {
                         raced = true;

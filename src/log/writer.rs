@@ -583,6 +583,9 @@ struct Shared {
     retention: Mutex<()>,
 }
 
+/// The loop a background thread runs.
+type ThreadBody = fn(&Shared, &Path, &LogOptions);
+
 /// The background threads: one prepares the next segment, so that a roll never waits
 /// for the disk; the other flushes and indexes retired segments, then applies retention.
 /// The sealer may fall behind a writer that outruns the disk; a roll waits for it only
@@ -609,7 +612,7 @@ impl Background {
             shared,
             threads: Vec::with_capacity(2),
         };
-        let threads: [(&str, fn(&Shared, &Path, &LogOptions)); 2] = [
+        let threads: [(&str, ThreadBody); 2] = [
             ("evstream-log-prepare", run_preparer),
             ("evstream-log-seal", run_sealer),
         ];
