@@ -34,7 +34,7 @@ pub struct Args {
     file: PathBuf,
     /// Size of the file, header included: bytes (4096) or with a unit (64MiB, 1GiB, 10MB)
     #[arg(long, short, value_name = "SIZE", value_parser = parse_capacity,
-          required_unless_present = "log", conflicts_with = "log")]
+          required_unless_present = "log", conflicts_with = "log", allow_hyphen_values = true)]
     capacity: Option<u64>,
     /// Create a log: a directory of rolling segments instead of one file
     #[arg(long)]

@@ -244,7 +244,9 @@ impl LogOptions {
         let (file, len) = match crate::stream::open::open_regular(&path, false) {
             Ok(opened) => opened,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Err(not_a_log("it has no LOG settings file"));
+                return Err(not_a_log(
+                    "it is a directory without a LOG settings file, neither a stream file nor a log",
+                ));
             }
             Err(e) => return Err(e),
         };
