@@ -19,28 +19,19 @@
 //! the number of power-loss images (default 400).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod reliability_support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use evstream::{LogOptions, LogReader, LogWriter, Position};
+use reliability_support::{Rng, child_test, env_count};
 
 const SEGMENT: u64 = 8192;
-
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
 
 fn payload(index: u64) -> Vec<u8> {
     let len = (index.wrapping_mul(2_654_435_761) % 700) as usize;
@@ -62,25 +53,6 @@ fn options(retain: bool) -> LogOptions {
     }
 }
 
-fn child(name: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    cmd
-}
-
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The child: append numbered events until killed.
 #[test]
 #[ignore = "child process of the tests below"]
@@ -90,7 +62,7 @@ fn log_child() {
     };
     let retain = std::env::var("EVSTREAM_LOG_RETAIN").is_ok();
     let limit = env_count("EVSTREAM_LOG_EVENTS", u64::MAX);
-    let mut rng = Rng(env_count("EVSTREAM_LOG_SEED", 1) | 1);
+    let mut rng = Rng::new(env_count("EVSTREAM_LOG_SEED", 1));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut say = |line: String| {
@@ -138,7 +110,7 @@ fn run_child(
     kill_after: Option<Duration>,
     env: &[(&str, String)],
 ) -> (Report, std::process::ExitStatus) {
-    let mut cmd = child("log_child");
+    let mut cmd = child_test("log_child");
     cmd.env("EVSTREAM_LOG_DIR", dir)
         .env("EVSTREAM_LOG_SEED", seed.to_string())
         .stdout(Stdio::piped())
@@ -235,7 +207,7 @@ fn kills(retain: bool) {
     let mut acked = BTreeMap::new();
     let mut cursors = Vec::new();
     let rounds = env_count("EVSTREAM_LOG_KILLS", 40);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(1);
     for round in 0..rounds {
         let after = Duration::from_micros(5000 + rng.below(80_000));
         let (report, status) = run_child(&path, round + 1, retain, Some(after), &[]);
@@ -284,7 +256,7 @@ fn power_loss_images_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     let mut log = LogWriter::create(&path, options(false)).unwrap();
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::new(2);
     // (position, events in the log) as of the last successful flush.
     let mut flushed = (log.end(), 0u64);
     let mut made = 0;

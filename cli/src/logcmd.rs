@@ -130,14 +130,7 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
         format!("first event:   {}", when(stat.first_timestamp)),
         format!("last event:    {}", when(stat.last_timestamp)),
         format!("span:          {span}"),
-        format!(
-            "writer:        {}",
-            if stat.writer_active {
-                "active (a process holds the writer lock)"
-            } else {
-                "none"
-            }
-        ),
+        crate::stat::writer_line(stat.writer_active),
     ];
     for (name, lag) in &cursors {
         lines.push(match lag {

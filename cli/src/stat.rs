@@ -149,14 +149,7 @@ fn text(stat: &Stat, zone: &Zone) -> String {
         format!("first event:   {}", when(stat.first, zone)),
         format!("last event:    {}", when(stat.last, zone)),
         format!("span:          {span}"),
-        format!(
-            "writer:        {}",
-            if stat.writer_active {
-                "active (a process holds the writer lock)"
-            } else {
-                "none"
-            }
-        ),
+        writer_line(stat.writer_active),
     ];
     if let Some(offset) = stat.damage_at {
         lines.push(format!(
@@ -203,4 +196,16 @@ fn json(stat: &Stat, zone: &Zone) -> String {
     );
     out.extend_from_slice(rest.as_bytes());
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The report's `writer:` line, for a stream or a log.
+pub fn writer_line(active: bool) -> String {
+    format!(
+        "writer:        {}",
+        if active {
+            "active (a process holds the writer lock)"
+        } else {
+            "none"
+        }
+    )
 }

@@ -317,7 +317,9 @@ fn check(case: &Case, template: &[&str], prefix: &[&str], tally: &mut Vec<String
         let reader = evstream::StreamReader::open(&case.path).unwrap();
         let verification = reader.verify().unwrap();
         assert!(verification.is_ok(), "{label}: {verification:?}");
-        assert!(verification.events > 3, "{label}");
+        // The three events survive the repair; the input is appended after them unless
+        // the command refuses it (`--format jsonl` fed plain lines).
+        assert!(verification.events >= 3, "{label}");
         std::fs::write(&case.path, before.bytes.as_ref().unwrap()).unwrap();
     } else {
         assert!(before == after, "{label}: the file changed");

@@ -13,7 +13,7 @@ use crate::log::position::Position;
 use crate::log::segment::{self, SegmentEntry, SegmentIndex};
 use crate::log::writer::LOCK_FILE;
 use crate::stream::open::writer_lock_held;
-use crate::stream::reader::StreamReader;
+use crate::stream::reader::{StreamReader, idle_pause};
 
 /// How often a follower that waits at the end of the newest segment lists the directory
 /// to look for the next segment.
@@ -786,15 +786,7 @@ impl LogIter {
                 Some(deadline) => deadline - now,
                 None => Duration::MAX,
             };
-            idle += 1;
-            if idle < 64 {
-                std::hint::spin_loop();
-            } else if idle < 128 {
-                std::thread::yield_now();
-            } else {
-                let pause = Duration::from_micros(50 << ((idle - 128).min(4)));
-                std::thread::sleep(pause.min(left));
-            }
+            idle_pause(&mut idle, left);
         }
     }
 

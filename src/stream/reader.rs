@@ -735,16 +735,8 @@ impl<'a> Follow<'a> {
             if deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
             }
-            idle += 1;
-            if idle < 64 {
-                std::hint::spin_loop();
-            } else if idle < 128 {
-                std::thread::yield_now();
-            } else {
-                let pause = Duration::from_micros(50 << ((idle - 128).min(4)));
-                let left = deadline.map_or(pause, |d| d.saturating_duration_since(now));
-                std::thread::sleep(pause.min(left));
-            }
+            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+            idle_pause(&mut idle, left);
         }
     }
 
@@ -791,5 +783,20 @@ impl<'a> Follow<'a> {
                 Err(reader.corrupt(self.offset, reason))
             }
         }
+    }
+}
+
+/// One pause of a follower that found nothing new: spins for the first few calls, then
+/// yields, then sleeps from 50 µs up to 800 µs (never past `left`), so that a new event
+/// is seen within about a millisecond without burning a core while idle.
+pub(crate) fn idle_pause(idle: &mut u32, left: Duration) {
+    *idle = idle.saturating_add(1);
+    if *idle < 64 {
+        std::hint::spin_loop();
+    } else if *idle < 128 {
+        std::thread::yield_now();
+    } else {
+        let pause = Duration::from_micros(50 << ((*idle - 128).min(4)));
+        std::thread::sleep(pause.min(left));
     }
 }
