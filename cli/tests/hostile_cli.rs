@@ -353,9 +353,10 @@ fn check(case: &Case, template: &[&str], prefix: &[&str], tally: &mut Vec<String
         );
     }
     if code != 0 {
-        // One `error:` line; `salvage` may put a `note:` about the header before it.
+        // One `error:` line; `salvage` may put a `note:` about the header before it, and
+        // `append` one about the repair it made before refusing its input.
         let first = stderr.lines().next().unwrap_or_default();
-        let error_line = if command == "salvage" {
+        let error_line = if command == "salvage" || (command == "append" && repairable) {
             stderr.lines().any(|l| l.starts_with("error: "))
         } else {
             first.starts_with("error: ")

@@ -302,7 +302,8 @@ impl LogWriter {
         }
         let offset = match self.segment.append(timestamp, payload) {
             Ok(offset) => offset,
-            Err(Error::Full { .. }) => {
+            // A full segment, or one sealed behind the writer's back: continue in the next.
+            Err(Error::Full { .. } | Error::Sealed { .. }) => {
                 self.roll_full(timestamp, payload.len())?;
                 self.segment.append(timestamp, payload)?
             }
