@@ -686,14 +686,16 @@ impl StreamWriter {
     #[cold]
     fn raise_dirty_limit(&mut self, end: u64) -> Result<()> {
         let limit = dirty_step_past(end, self.events_end);
-        let next = store_trailer(
-            &self.map,
-            &self.trailer,
-            Trailer {
-                dirty_limit: limit,
-                ..self.trailer
-            },
-        );
+        self.commit_trailer(Trailer {
+            dirty_limit: limit,
+            ..self.trailer
+        })
+    }
+
+    /// Stores `next` as the current trailer record and syncs it; a failed sync poisons
+    /// the writer like a failed flush.
+    fn commit_trailer(&mut self, next: Trailer) -> Result<()> {
+        let next = store_trailer(&self.map, &self.trailer, next);
         self.trailer = next;
         sync_trailer(&self.map, &next).map_err(|e| {
             self.poisoned = true;
@@ -806,18 +808,9 @@ impl StreamWriter {
         if self.trailer.sealed {
             return Ok(());
         }
-        let next = store_trailer(
-            &self.map,
-            &self.trailer,
-            Trailer {
-                sealed: true,
-                ..self.trailer
-            },
-        );
-        self.trailer = next;
-        sync_trailer(&self.map, &next).map_err(|e| {
-            self.poisoned = true;
-            Error::io("msync", &self.path, e)
+        self.commit_trailer(Trailer {
+            sealed: true,
+            ..self.trailer
         })
     }
 
