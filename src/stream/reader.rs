@@ -99,7 +99,9 @@ impl Verification {
 
 /// Reads a stream: from a snapshot of its published events, or following new ones.
 ///
-/// Opening takes no lock and works while a writer appends, in this or another process.
+/// Opening never waits for a writer and works while one appends, in this or another
+/// process. A reader holds a shared reader-presence lock for its life, which only keeps
+/// a writer's recovery from rewriting bytes under it.
 /// A reader is `Send` and `Sync`; share one behind an `Arc` or open as many as needed.
 ///
 /// A reader works on a snapshot: [`write_offset`](Self::write_offset) is the published
