@@ -731,6 +731,16 @@ impl<'a> Follow<'a> {
         self.offset
     }
 
+    /// Whether this follower has seen every event the stream will ever hold: the stream
+    /// is [sealed](crate::StreamWriter::seal) and no event is published past this
+    /// position. A follower whose [`next_timeout`](Self::next_timeout) returns `Ok(None)`
+    /// can stop waiting then.
+    pub fn is_finished(&self) -> bool {
+        // Sealing comes after the last event is published, so once the seal is seen the
+        // write offset loaded after it is final.
+        self.reader.is_sealed() && self.reader.map.write_offset() <= self.offset
+    }
+
     fn published(&self) -> Result<u64> {
         let now = self.reader.map.write_offset();
         self.reader.check_published(now, self.offset)?;
