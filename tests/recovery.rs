@@ -688,3 +688,54 @@ fn upgrade_refuses_without_changing_a_byte() {
 fn events_of(path: &Path) -> usize {
     events(path).len()
 }
+
+/// Issue 9, defect 5: a reader or follower whose stream was recovered under it is told,
+/// never left to skip events. On Linux the reader-presence lock keeps recovery from
+/// running under an open reader at all; this simulates one that did (another
+/// implementation, or a platform without OFD locks) by writing what it writes: a trailer
+/// with the next generation, and a write offset moved back.
+#[test]
+fn a_recovery_under_a_reader_ends_refresh_follow_and_iteration() {
+    use std::os::unix::fs::FileExt;
+    use zerocopy::IntoBytes;
+    let (_dir, path) = temp();
+    let offsets = build_flushed(&path, 3, 10, 1);
+    let mut reader = StreamReader::open(&path).unwrap();
+    assert_eq!(reader.generation(), 0);
+
+    let len = std::fs::metadata(&path).unwrap().len();
+    let trailer_at = evstream::format::trailer_offset(len).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let current = {
+        let reader = StreamReader::open(&path).unwrap();
+        evstream::format::Trailer {
+            sequence: 100,
+            durable_offset: reader.durable_offset(),
+            durable_count: 1,
+            durable_last_timestamp: Some(0),
+            generation: 1,
+            dirty_limit: trailer_at,
+            sealed: false,
+        }
+    };
+    let slot = trailer_at + evstream::format::Trailer::slot(current.sequence) * 512;
+    file.write_all_at(current.encode().as_bytes(), slot)
+        .unwrap();
+    file.write_all_at(&offsets[1].to_le_bytes(), 0).unwrap();
+
+    let mut follow = reader.follow(offsets[2]).unwrap();
+    assert!(matches!(
+        follow.next_timeout(std::time::Duration::ZERO),
+        Err(Error::Recovered { was: 0, now: 1, .. })
+    ));
+    assert!(matches!(
+        reader.iter().next(),
+        Some(Err(Error::Recovered { was: 0, now: 1, .. }))
+    ));
+    assert!(matches!(
+        reader.refresh(),
+        Err(Error::Recovered { was: 0, now: 1, .. })
+    ));
+    // A reader opened now sees the new generation.
+    assert_eq!(StreamReader::open(&path).unwrap().generation(), 1);
+}
