@@ -145,6 +145,8 @@ impl StreamReader {
     ///   [`Error::DamagedTrailer`] for a stream whose trailer is damaged.
     /// - [`Error::BadHeader`] for a write offset outside the event area or below the
     ///   durable watermark.
+    /// - [`Error::Locked`] if a writer's recovery of a torn tail (which holds the
+    ///   reader-presence lock alone while it rewrites bytes) lasts more than 2 s.
     /// - [`Error::NotAFile`] for a directory, FIFO or device; [`Error::Io`] for a missing
     ///   path or lacking permission.
     ///

@@ -954,7 +954,8 @@ fn read_back(path: &Path, published: &[u8], from: u64, to: u64) -> std::io::Resu
 
 /// Writes the published bytes `from..to` of the file again, unchanged (`pwrite` of a copy
 /// taken from the mapping), so that their pages are dirty whatever happened to an
-/// earlier write-back of them.
+/// earlier write-back of them. The bytes written are the bytes there, so no reader's view
+/// of them changes.
 fn redirty(map: &WriteMap, file: &File, from: u64, to: u64) -> std::io::Result<()> {
     const CHUNK: u64 = 1 << 20;
     let published = map.published();
