@@ -52,7 +52,7 @@ pub enum Error {
 
     /// Another writer, in this or another process, holds the stream's exclusive lock.
     ///
-    /// Only one writer may append to a stream at a time. Readers need no lock.
+    /// Only one writer may append to a stream at a time. Readers never wait for it.
     #[error("{} is locked by another writer", path.display())]
     Locked {
         /// The stream file.

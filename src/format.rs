@@ -568,4 +568,107 @@ mod tests {
             ))
         );
     }
+
+    fn record_bytes(trailer: &Trailer) -> [u8; TRAILER_RECORD_LEN] {
+        let mut out = [0u8; TRAILER_RECORD_LEN];
+        out.copy_from_slice(trailer.encode().as_bytes());
+        out
+    }
+
+    #[test]
+    fn the_valid_slot_with_the_higher_sequence_is_current() {
+        let older = Trailer {
+            dirty_limit: 4096,
+            ..Trailer::empty()
+        };
+        let newer = Trailer {
+            sequence: 2,
+            durable_offset: 100,
+            durable_count: 2,
+            durable_last_timestamp: Some(5),
+            ..older
+        };
+        let (a, b) = (record_bytes(&older), record_bytes(&newer));
+        assert_eq!(decode_trailer([&a, &b], 4096), Ok(newer));
+        assert_eq!(decode_trailer([&b, &a], 4096), Ok(newer));
+        // A torn or flipped current slot: the other one stands in.
+        for at in 0..TRAILER_CHECKED_LEN + 4 {
+            let mut torn = b;
+            torn[at] ^= 0x40;
+            assert_eq!(decode_trailer([&a, &torn], 4096), Ok(older), "byte {at}");
+        }
+        // Bytes past the record (where the wait words live) are not checked.
+        let mut slot = [0u8; 512];
+        slot[..TRAILER_RECORD_LEN].copy_from_slice(&b);
+        slot[300] = 0xff;
+        let record: &[u8; TRAILER_RECORD_LEN] = slot[..TRAILER_RECORD_LEN].try_into().unwrap();
+        assert_eq!(decode_trailer([&a, record], 4096), Ok(newer));
+    }
+
+    #[test]
+    fn trailer_problems_are_typed() {
+        let zero = [0u8; TRAILER_RECORD_LEN];
+        assert_eq!(
+            decode_trailer([&zero, &zero], 4096),
+            Err(TrailerProblem::NoMagic)
+        );
+        let mut v3 = record_bytes(&Trailer::empty());
+        v3[8] = 3;
+        assert_eq!(
+            decode_trailer([&v3, &zero], 4096),
+            Err(TrailerProblem::UnsupportedVersion { version: 3 })
+        );
+        let mut bad = record_bytes(&Trailer::empty());
+        bad[30] ^= 1;
+        assert_eq!(
+            decode_trailer([&zero, &bad], 4096),
+            Err(TrailerProblem::Damaged)
+        );
+        // A watermark past the event area, or a count the bytes cannot hold.
+        for lie in [
+            Trailer {
+                durable_offset: 5000,
+                dirty_limit: 5000,
+                ..Trailer::empty()
+            },
+            Trailer {
+                durable_offset: 40,
+                durable_count: 2,
+                durable_last_timestamp: Some(1),
+                dirty_limit: 40,
+                ..Trailer::empty()
+            },
+            Trailer {
+                durable_offset: 40,
+                durable_count: 0,
+                dirty_limit: 40,
+                ..Trailer::empty()
+            },
+        ] {
+            let r = record_bytes(&lie);
+            assert_eq!(
+                decode_trailer([&r, &zero], 4096),
+                Err(TrailerProblem::Inconsistent),
+                "{lie:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailer_offsets_and_capacities() {
+        assert_eq!(trailer_offset(MIN_CAPACITY - 1), None);
+        assert_eq!(trailer_offset(1536), Some(512));
+        assert_eq!(trailer_offset(2047), Some(512));
+        assert_eq!(trailer_offset(2048), Some(1024));
+        for n in [0u64, 1, 488, 489, 1000, 1 << 20] {
+            let capacity = capacity_for_events(n).unwrap();
+            let end = trailer_offset(capacity).unwrap();
+            assert!(end >= STREAM_HEADER_LEN + n, "{n}");
+            assert!(
+                end - (STREAM_HEADER_LEN + n) < SECTOR_LEN,
+                "{n}: not the smallest"
+            );
+        }
+        assert_eq!(capacity_for_events(u64::MAX), None);
+    }
 }

@@ -291,6 +291,25 @@ impl LoopExt4 {
     }
 }
 
+impl LoopExt4 {
+    /// Unmounts and mounts the file system again, so that nothing of it is left in the
+    /// page cache: what reads back then is what reached the device.
+    fn remount(&self) {
+        let _ = Command::new("sync").status();
+        let umount = Command::new("umount")
+            .arg(self.mount.path())
+            .status()
+            .unwrap();
+        assert!(umount.success(), "umount");
+        let mount = Command::new("mount")
+            .arg(&self.device)
+            .arg(self.mount.path())
+            .status()
+            .unwrap();
+        assert!(mount.success(), "mount");
+    }
+}
+
 impl Drop for LoopExt4 {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.mount.path()).status();
@@ -347,6 +366,42 @@ fn a_failed_flush_poisons_the_writer() {
     // Reopening does not panic; whatever it finds is a prefix of what was appended.
     if let Ok(contents) = read_stream(&path) {
         assert_prefix_of(&contents.events, &workload, "after a failed flush");
+    }
+
+    // Issue 9, defect 3: space comes back and a new writer opens the stream. The pages
+    // whose write-back failed are clean in the page cache, so a flush that only `msync`s
+    // would return Ok without writing them. The new writer must not acknowledge events
+    // that are not on the device: after a flush that returns Ok, every event it counted
+    // reads back from the device itself (after a remount).
+    std::fs::remove_file(disk.backing.path().join("filler")).unwrap();
+    let mut writer = match StreamWriter::open(&path) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("full disk: reopening after the failure refused: {e}");
+            return;
+        }
+    };
+    let counted = writer.event_count();
+    let flushed = writer.flush();
+    eprintln!(
+        "full disk: a new writer counted {counted} events above watermark {}; flush: {flushed:?}",
+        writer.durable_offset()
+    );
+    drop(writer);
+    if flushed.is_ok() {
+        disk.remount();
+        let contents = read_stream(&path).unwrap();
+        assert_prefix_of(&contents.events, &workload, "after remount");
+        assert!(
+            contents.events.len() as u64 >= counted,
+            "flush said Ok for {counted} events, {} are on the device ({:?})",
+            contents.events.len(),
+            contents.error
+        );
+        eprintln!(
+            "full disk: after a remount {} of {counted} acknowledged events read back",
+            contents.events.len()
+        );
     }
 }
 

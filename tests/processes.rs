@@ -101,6 +101,35 @@ fn reader_here_follows_writer_process() {
     assert_eq!(writer.event_count(), EVENTS);
 }
 
+/// Runs `test` of this binary as a child in `role`, with piped standard input and output,
+/// and waits until it prints a line containing `marker`.
+fn spawn_until(
+    test: &str,
+    role: &str,
+    path: &Path,
+    marker: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env("EVSTREAM_CHILD", role)
+        .env("EVSTREAM_CHILD_PATH", path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(marker) {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{role} ended early");
+    }
+    (child, out)
+}
+
 #[test]
 fn a_writer_in_another_process_holds_the_lock() {
     if std::env::var("EVSTREAM_CHILD").as_deref() == Ok("holder") {
@@ -111,28 +140,16 @@ fn a_writer_in_another_process_holds_the_lock() {
         std::io::stdin().read_line(&mut line).unwrap();
         return;
     }
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("z.evs");
     drop(StreamWriter::create(&path, 4096).unwrap());
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_writer_in_another_process_holds_the_lock",
-            "--nocapture",
-        ])
-        .env("EVSTREAM_CHILD", "holder")
-        .env("EVSTREAM_CHILD_PATH", &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("locked") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
-    }
+    let (mut child, _out) = spawn_until(
+        "a_writer_in_another_process_holds_the_lock",
+        "holder",
+        &path,
+        "locked",
+    );
     assert!(matches!(
         StreamWriter::open(&path),
         Err(evstream::Error::Locked { .. })
@@ -168,7 +185,7 @@ fn torn_stream(path: &Path) -> u64 {
 /// proceeds once that reader is gone, whether it closed the stream or was killed.
 #[test]
 fn recovery_waits_for_reader_processes() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     if std::env::var("EVSTREAM_CHILD").as_deref() == Ok("viewer") {
         let path = std::env::var("EVSTREAM_CHILD_PATH").unwrap();
         let reader = StreamReader::open(&path).unwrap();
@@ -192,25 +209,12 @@ fn recovery_waits_for_reader_processes() {
     let path = dir.path().join("v.evs");
     let torn = torn_stream(&path);
     let viewer = || {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "recovery_waits_for_reader_processes",
-                "--nocapture",
-            ])
-            .env("EVSTREAM_CHILD", "viewer")
-            .env("EVSTREAM_CHILD_PATH", &path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("viewing 4") {
-            line.clear();
-            assert!(out.read_line(&mut line).unwrap() > 0, "viewer ended early");
-        }
-        (child, out)
+        spawn_until(
+            "recovery_waits_for_reader_processes",
+            "viewer",
+            &path,
+            "viewing 4",
+        )
     };
     let before = std::fs::read(&path).unwrap();
 

@@ -592,3 +592,150 @@ fn create_refuses_paths_it_cannot_use() {
     assert_eq!(512, w.write_offset());
     assert_eq!(STREAM_HEADER_LEN, 24);
 }
+
+/// A version 1 stream: the header and events `stdio` writes, zeros to `len`.
+fn version1(path: &Path, events: &[(i64, &[u8])], len: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut writer =
+        evstream::stdio::EventWriter::new(std::io::Cursor::new(&mut bytes), 1).unwrap();
+    for (ts, payload) in events {
+        writer.append(*ts, payload).unwrap();
+    }
+    writer.finish().unwrap();
+    bytes.resize(len, 0);
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn version1_streams_are_refused_until_upgraded() {
+    let (_dir, path) = temp();
+    let events: Vec<(i64, &[u8])> = vec![(1, b"one"), (2, b"two"), (2, b"three")];
+    let bytes = version1(&path, &events, 8192);
+    // Refused, naming the upgrade, and unchanged.
+    let err = StreamWriter::open(&path).unwrap_err();
+    assert!(matches!(err, Error::NotAStream { .. }), "{err:?}");
+    assert!(err.to_string().contains("evstream upgrade"), "{err}");
+    assert!(matches!(
+        StreamReader::open(&path),
+        Err(Error::NotAStream { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // Upgraded: the events are durable, the stream appendable; upgrading again is a no-op.
+    assert!(evstream::upgrade_v1(&path).unwrap());
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(
+        after[..8192 - 1024],
+        bytes[..8192 - 1024],
+        "only the trailer was written"
+    );
+    assert!(!evstream::upgrade_v1(&path).unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), after);
+    let reader = StreamReader::open(&path).unwrap();
+    assert_eq!(reader.durable_offset(), reader.write_offset());
+    assert_eq!(reader.verify().unwrap().events, 3);
+    drop(reader);
+    let mut writer = StreamWriter::open(&path).unwrap();
+    assert_eq!(writer.event_count(), 3);
+    writer.append(3, b"four").unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+    assert_eq!(events_of(&path), 4);
+}
+
+#[test]
+fn upgrade_refuses_without_changing_a_byte() {
+    let (dir, _) = temp();
+    // The events reach into the trailer's place (the last two sectors).
+    let full = dir.path().join("full.evs");
+    let big = vec![7u8; 1200];
+    let bytes = version1(&full, &[(1, &big)], 2048);
+    assert!(matches!(
+        evstream::upgrade_v1(&full),
+        Err(Error::NoRoomForTrailer { .. })
+    ));
+    assert_eq!(std::fs::read(&full).unwrap(), bytes);
+    // Non-zero bytes in the trailer's place.
+    let busy = dir.path().join("busy.evs");
+    let mut bytes = version1(&busy, &[(1, b"x")], 4096);
+    bytes[4000] = 1;
+    std::fs::write(&busy, &bytes).unwrap();
+    assert!(matches!(
+        evstream::upgrade_v1(&busy),
+        Err(Error::NoRoomForTrailer { .. })
+    ));
+    assert_eq!(std::fs::read(&busy).unwrap(), bytes);
+    // A damaged event.
+    let damaged = dir.path().join("damaged.evs");
+    let mut bytes = version1(&damaged, &[(1, b"abc"), (2, b"def")], 4096);
+    bytes[24 + 16 + 1] ^= 1;
+    std::fs::write(&damaged, &bytes).unwrap();
+    assert!(matches!(
+        evstream::upgrade_v1(&damaged),
+        Err(Error::Corrupt { offset: 24, .. })
+    ));
+    assert_eq!(std::fs::read(&damaged).unwrap(), bytes);
+    // Not a stream at all.
+    let words = dir.path().join("words.bin");
+    let bytes: Vec<u8> = (0..4096u32)
+        .flat_map(|i| (i * 7 + 4096).to_le_bytes())
+        .collect();
+    std::fs::write(&words, &bytes).unwrap();
+    assert!(evstream::upgrade_v1(&words).is_err());
+    assert_eq!(std::fs::read(&words).unwrap(), bytes);
+}
+
+fn events_of(path: &Path) -> usize {
+    events(path).len()
+}
+
+/// Issue 9, defect 5: a reader or follower whose stream was recovered under it is told,
+/// never left to skip events. On Linux the reader-presence lock keeps recovery from
+/// running under an open reader at all; this simulates one that did (another
+/// implementation, or a platform without OFD locks) by writing what it writes: a trailer
+/// with the next generation, and a write offset moved back.
+#[test]
+fn a_recovery_under_a_reader_ends_refresh_follow_and_iteration() {
+    use std::os::unix::fs::FileExt;
+    use zerocopy::IntoBytes;
+    let (_dir, path) = temp();
+    let offsets = build_flushed(&path, 3, 10, 1);
+    let mut reader = StreamReader::open(&path).unwrap();
+    assert_eq!(reader.generation(), 0);
+
+    let len = std::fs::metadata(&path).unwrap().len();
+    let trailer_at = evstream::format::trailer_offset(len).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let current = {
+        let reader = StreamReader::open(&path).unwrap();
+        evstream::format::Trailer {
+            sequence: 100,
+            durable_offset: reader.durable_offset(),
+            durable_count: 1,
+            durable_last_timestamp: Some(0),
+            generation: 1,
+            dirty_limit: trailer_at,
+            sealed: false,
+        }
+    };
+    let slot = trailer_at + evstream::format::Trailer::slot(current.sequence) * 512;
+    file.write_all_at(current.encode().as_bytes(), slot)
+        .unwrap();
+    file.write_all_at(&offsets[1].to_le_bytes(), 0).unwrap();
+
+    let mut follow = reader.follow(offsets[2]).unwrap();
+    assert!(matches!(
+        follow.next_timeout(std::time::Duration::ZERO),
+        Err(Error::Recovered { was: 0, now: 1, .. })
+    ));
+    assert!(matches!(
+        reader.iter().next(),
+        Some(Err(Error::Recovered { was: 0, now: 1, .. }))
+    ));
+    assert!(matches!(
+        reader.refresh(),
+        Err(Error::Recovered { was: 0, now: 1, .. })
+    ));
+    // A reader opened now sees the new generation.
+    assert_eq!(StreamReader::open(&path).unwrap().generation(), 1);
+}

@@ -592,11 +592,20 @@ fn a_sealed_stream_takes_no_more_events() {
     let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
     writer.append(1, b"one").unwrap();
     let reader = StreamReader::open(&path).unwrap();
+    let mut follow = reader.follow(24).unwrap();
     assert!(!reader.is_sealed());
     assert!(!writer.is_sealed());
+    assert!(follow.next_timeout(Duration::ZERO).unwrap().is_some());
+    assert!(!follow.is_finished(), "not sealed yet");
     writer.seal().unwrap();
     assert!(writer.is_sealed());
     assert!(reader.is_sealed(), "the reader sees the live trailer");
+    assert!(
+        follow.is_finished(),
+        "a caught-up follower of a sealed stream is done"
+    );
+    let behind = reader.follow(24).unwrap();
+    assert!(!behind.is_finished(), "one event is still to be read");
     assert_eq!(writer.durable_offset(), writer.write_offset());
     assert!(matches!(
         writer.append(2, b"two"),

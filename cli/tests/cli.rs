@@ -1258,3 +1258,35 @@ fn a_log_is_refused_where_it_makes_no_sense_and_a_plain_directory_is_not_a_log()
         "a command wrote into it"
     );
 }
+
+// ---------------------------------------------------------------------------- upgrade
+
+#[test]
+fn upgrade_converts_a_version_1_stream_and_refuses_what_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    // A version 1 stream: header and events, zeros to 8 KiB, no trailer.
+    let path = dir.path().join("old.evs");
+    let mut bytes = Vec::new();
+    let mut writer =
+        evstream::stdio::EventWriter::new(std::io::Cursor::new(&mut bytes), NOON).unwrap();
+    writer.append(NOON, b"from version 1").unwrap();
+    writer.finish().unwrap();
+    bytes.resize(8192, 0);
+    std::fs::write(&path, &bytes).unwrap();
+    run(&["cat", s(&path)]).fails(1, &[s(&path), "evstream upgrade FILE"]);
+    run(&["append", s(&path), "x"]).fails(1, &[s(&path), "not a stream file"]);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    let out = run(&["upgrade", s(&path)]).ok().out();
+    assert!(out.contains("version 2"), "{out}");
+    assert_eq!(
+        run(&["cat", s(&path), "--format", "raw"]).ok().out(),
+        "from version 1\n"
+    );
+    let again = run(&["upgrade", s(&path)]).ok().out();
+    assert!(again.contains("nothing changed"), "{again}");
+    // Not a stream: refused, unchanged.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, vec![b'x'; 4096]).unwrap();
+    run(&["upgrade", s(&notes)]).fails(1, &[s(&notes)]);
+    assert_eq!(std::fs::read(&notes).unwrap(), vec![b'x'; 4096]);
+}

@@ -99,7 +99,9 @@ impl Verification {
 
 /// Reads a stream: from a snapshot of its published events, or following new ones.
 ///
-/// Opening takes no lock and works while a writer appends, in this or another process.
+/// Opening never waits for a writer and works while one appends, in this or another
+/// process. A reader holds a shared reader-presence lock for its life, which only keeps
+/// a writer's recovery from rewriting bytes under it.
 /// A reader is `Send` and `Sync`; share one behind an `Arc` or open as many as needed.
 ///
 /// A reader works on a snapshot: [`write_offset`](Self::write_offset) is the published
@@ -143,6 +145,8 @@ impl StreamReader {
     ///   [`Error::DamagedTrailer`] for a stream whose trailer is damaged.
     /// - [`Error::BadHeader`] for a write offset outside the event area or below the
     ///   durable watermark.
+    /// - [`Error::Locked`] if a writer's recovery of a torn tail (which holds the
+    ///   reader-presence lock alone while it rewrites bytes) lasts more than 2 s.
     /// - [`Error::NotAFile`] for a directory, FIFO or device; [`Error::Io`] for a missing
     ///   path or lacking permission.
     ///
@@ -756,6 +760,16 @@ impl<'a> Follow<'a> {
     /// The offset of the next event to be returned.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Whether this follower has seen every event the stream will ever hold: the stream
+    /// is [sealed](crate::StreamWriter::seal) and no event is published past this
+    /// position. A follower whose [`next_timeout`](Self::next_timeout) returns `Ok(None)`
+    /// can stop waiting then.
+    pub fn is_finished(&self) -> bool {
+        // Sealing comes after the last event is published, so once the seal is seen the
+        // write offset loaded after it is final.
+        self.reader.is_sealed() && self.reader.map.write_offset() <= self.offset
     }
 
     fn published(&self) -> Result<u64> {

@@ -198,6 +198,9 @@ pub struct StreamWriter {
     last_timestamp: Option<i64>,
     synced_to: u64,
     poisoned: bool,
+    /// Events found above the watermark on open, which the first flush reads back from
+    /// the device before it moves the watermark over them.
+    read_back: Option<(u64, u64)>,
     /// The current trailer record, as last stored in the mapping.
     trailer: Trailer,
     recovery: Recovery,
@@ -520,6 +523,14 @@ impl StreamWriter {
             );
             sync_trailer(&map, &trailer).map_err(|e| Error::io("msync", path, e))?;
         }
+        // The events above the watermark may sit in pages whose write-back failed: the
+        // kernel then marks them clean, and a later `msync` would succeed without writing
+        // them. Writing them again (the same bytes, from the mapping) makes them dirty, so
+        // the first flush really puts them on disk, or fails.
+        let durable = trailer.durable_offset;
+        if new_offset > durable {
+            redirty(&map, &file, durable, new_offset).map_err(|e| Error::io("rewrite", path, e))?;
+        }
         Ok(Self::assemble(
             path,
             file,
@@ -559,6 +570,8 @@ impl StreamWriter {
             // crashed), so the first flush covers them all.
             synced_to: trailer.durable_offset,
             poisoned: false,
+            read_back: (write_offset > trailer.durable_offset)
+                .then_some((trailer.durable_offset, write_offset)),
             trailer,
             recovery,
             prefault,
@@ -673,14 +686,16 @@ impl StreamWriter {
     #[cold]
     fn raise_dirty_limit(&mut self, end: u64) -> Result<()> {
         let limit = dirty_step_past(end, self.events_end);
-        let next = store_trailer(
-            &self.map,
-            &self.trailer,
-            Trailer {
-                dirty_limit: limit,
-                ..self.trailer
-            },
-        );
+        self.commit_trailer(Trailer {
+            dirty_limit: limit,
+            ..self.trailer
+        })
+    }
+
+    /// Stores `next` as the current trailer record and syncs it; a failed sync poisons
+    /// the writer like a failed flush.
+    fn commit_trailer(&mut self, next: Trailer) -> Result<()> {
+        let next = store_trailer(&self.map, &self.trailer, next);
         self.trailer = next;
         sync_trailer(&self.map, &next).map_err(|e| {
             self.poisoned = true;
@@ -734,6 +749,10 @@ impl StreamWriter {
         // Pages below `synced_to` are clean, so syncing from 0 writes only the header and
         // the new events, in one call.
         let result = self.map.sync_range(0, end).and_then(|()| {
+            if let Some((from, to)) = self.read_back {
+                read_back(&self.path, self.map.published(), from, to)?;
+                self.read_back = None;
+            }
             failpoint!("flush:after_data");
             let next = store_trailer(
                 &self.map,
@@ -789,18 +808,9 @@ impl StreamWriter {
         if self.trailer.sealed {
             return Ok(());
         }
-        let next = store_trailer(
-            &self.map,
-            &self.trailer,
-            Trailer {
-                sealed: true,
-                ..self.trailer
-            },
-        );
-        self.trailer = next;
-        sync_trailer(&self.map, &next).map_err(|e| {
-            self.poisoned = true;
-            Error::io("msync", &self.path, e)
+        self.commit_trailer(Trailer {
+            sealed: true,
+            ..self.trailer
         })
     }
 
@@ -894,6 +904,87 @@ impl StreamWriter {
 
 /// How far past the write offset the writer moves the dirty limit at a time.
 const DIRTY_STEP: u64 = 32 << 20;
+
+/// A 4 KiB block aligned for direct I/O.
+#[derive(
+    Clone, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::KnownLayout, zerocopy::Immutable,
+)]
+#[repr(C, align(4096))]
+struct Block([u8; 4096]);
+
+/// Reads the file's bytes `from..to` from the device itself (`O_DIRECT`, past the page
+/// cache) and checks that they are the published bytes; an error if they are not.
+///
+/// A write-back that failed leaves its pages clean in the page cache, and some file
+/// systems lose more than the data (ext4 may fail to mark preallocated extents as
+/// written, so they read back as zeros however often the pages are written again). A
+/// writer that finds events above the watermark checks them this way once, at its first
+/// flush, before the watermark covers them. Where direct I/O is not supported (tmpfs)
+/// there is no device to check and this does nothing.
+fn read_back(path: &Path, published: &[u8], from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const BLOCK: u64 = 4096;
+    let direct = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut buf = vec![Block([0; 4096]); 256];
+    let mut at = from / BLOCK * BLOCK;
+    while at < to {
+        let bytes = zerocopy::IntoBytes::as_mut_bytes(buf.as_mut_slice());
+        let want = (to.div_ceil(BLOCK) * BLOCK - at).min(bytes.len() as u64) as usize;
+        let Some(chunk) = bytes.get_mut(..want) else {
+            break;
+        };
+        let n = match direct.read_at(chunk, at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let start = at.max(from);
+        let end = (at + n as u64).min(to);
+        let on_device = chunk.get((start - at) as usize..(end - at) as usize);
+        let in_memory =
+            published.get((start - STREAM_HEADER_LEN) as usize..(end - STREAM_HEADER_LEN) as usize);
+        if on_device.is_none() || on_device != in_memory {
+            return Err(std::io::Error::other(format!(
+                "the events in {from}..{to} did not read back from the device \
+                 (an earlier write-back failed); they are not durable"
+            )));
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Writes the published bytes `from..to` of the file again, unchanged (`pwrite` of a copy
+/// taken from the mapping), so that their pages are dirty whatever happened to an
+/// earlier write-back of them. The bytes written are the bytes there, so no reader's view
+/// of them changes.
+fn redirty(map: &WriteMap, file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let published = map.published();
+    let mut buf = Vec::new();
+    let mut at = from;
+    while at < to {
+        let end = (at + CHUNK).min(to);
+        let range = (at - STREAM_HEADER_LEN) as usize..(end - STREAM_HEADER_LEN) as usize;
+        let Some(bytes) = published.get(range) else {
+            break;
+        };
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        file.write_all_at(&buf, at)?;
+        at = end;
+    }
+    Ok(())
+}
 
 /// The dirty limit [`DIRTY_STEP`] past `end`, page-aligned, within the event area.
 fn dirty_step_past(end: u64, events_end: u64) -> u64 {
