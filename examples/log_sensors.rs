@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo run --release --example log_sensors -- /tmp/sensors.evs`
 
+mod support;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,7 @@ fn main() -> ExitCode {
     match log(&path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            eprintln!("error: {}", support::chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -88,16 +90,4 @@ fn log(path: &str) -> Result<(), Error> {
         writer.capacity()
     );
     Ok(())
-}
-
-/// The error and its causes in words: `open x.evs: No such file or directory (os error 2)`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

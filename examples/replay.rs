@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo run --release --example replay -- /tmp/sensors.evs [SINCE_UNIX_NS]`
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
     match replay(&path, since) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            eprintln!("error: {}", support::chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -91,16 +93,4 @@ fn replay(path: &str, since: Option<i64>) -> evstream::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The error and its causes in words: `open x.evs: No such file or directory (os error 2)`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

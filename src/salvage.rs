@@ -59,12 +59,11 @@
 //! # }
 //! ```
 
-use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, event_checksum};
 use crate::stream::open::open_regular;
 
@@ -73,69 +72,16 @@ const WINDOW: u64 = 1 << 20;
 /// The smallest payload limit of the byte-by-byte search.
 const MIN_SEARCH_LIMIT: u64 = 1 << 20;
 
-/// Why a range of bytes was skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Damage {
-    /// Fewer than 16 bytes were left for an event header.
-    TruncatedHeader {
-        /// Bytes left before the end of the events.
-        available: u64,
-    },
-    /// The event's size field points past the end of the events.
-    TruncatedPayload {
-        /// Payload bytes the size field claims.
-        size: u32,
-        /// Payload bytes left before the end of the events.
-        available: u64,
-    },
-    /// The stored checksum does not match the event's bytes.
-    ChecksumMismatch {
-        /// The CRC-32 stored in the event header.
-        stored: u32,
-        /// The CRC-32 computed over the event's bytes.
-        computed: u32,
-    },
-    /// The event checks out but its timestamp is earlier than the last event salvaged.
-    TimestampOutOfOrder {
-        /// The last salvaged event's timestamp.
-        previous: i64,
-        /// This event's timestamp.
-        got: i64,
-    },
-}
-
-impl fmt::Display for Damage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TruncatedHeader { available } => {
-                write!(f, "only {available} bytes remain, an event header needs 16")
-            }
-            Self::TruncatedPayload { size, available } => write!(
-                f,
-                "an event claims a {size}-byte payload but only {available} bytes remain"
-            ),
-            Self::ChecksumMismatch { stored, computed } => write!(
-                f,
-                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
-            ),
-            Self::TimestampOutOfOrder { previous, got } => write!(
-                f,
-                "timestamp {got} is lower than the previous event's {previous}"
-            ),
-        }
-    }
-}
-
 /// A range of bytes that held no readable event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DamagedRange {
     /// File offset of the first skipped byte: where a damaged event starts.
     pub offset: u64,
     /// Number of bytes skipped.
     pub len: u64,
-    /// What was wrong with the event at `offset`.
-    pub reason: Damage,
+    /// What was wrong with the event at `offset` ("the write offset" in its message is
+    /// the end of the scan: the file's end when the header's write offset was out of range).
+    pub reason: Corruption,
 }
 
 /// An event that checks out.
@@ -150,7 +96,7 @@ pub struct SalvagedEvent<'a> {
 }
 
 /// What [`Salvage::next_found`] found next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found<'a> {
     /// An event whose checksum matches, in timestamp order with those before it.
     Event(SalvagedEvent<'a>),
@@ -317,21 +263,25 @@ impl Salvage {
     /// Checks the event at `at`: `Ok(Ok(size))` if it is whole, its checksum matches and
     /// its timestamp is in order; otherwise what is wrong. With `limit`, a larger claimed
     /// payload is refused without reading it.
-    fn check(&mut self, at: u64, limit: Option<u64>) -> Result<std::result::Result<u32, Damage>> {
+    fn check(
+        &mut self,
+        at: u64,
+        limit: Option<u64>,
+    ) -> Result<std::result::Result<u32, Corruption>> {
         let Some((timestamp, size, stored)) = self.header_at(at)? else {
-            return Ok(Err(Damage::TruncatedHeader {
+            return Ok(Err(Corruption::TruncatedHeader {
                 available: self.end.saturating_sub(at),
             }));
         };
         let available = self.end - at - EVENT_HEADER_LEN;
         if u64::from(size) > available {
-            return Ok(Err(Damage::TruncatedPayload { size, available }));
+            return Ok(Err(Corruption::TruncatedPayload { size, available }));
         }
         if let Some(limit) = limit
             && (u64::from(size) > limit || (stored == 0 && timestamp == 0))
         {
             // Not worth checksumming during a search: zeros, or a payload past the limit.
-            return Ok(Err(Damage::ChecksumMismatch {
+            return Ok(Err(Corruption::ChecksumMismatch {
                 stored,
                 computed: !stored,
             }));
@@ -340,12 +290,12 @@ impl Salvage {
         let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
         let computed = event_checksum(timestamp, payload);
         if computed != stored {
-            return Ok(Err(Damage::ChecksumMismatch { stored, computed }));
+            return Ok(Err(Corruption::ChecksumMismatch { stored, computed }));
         }
         if let Some(previous) = self.last_timestamp
             && timestamp < previous
         {
-            return Ok(Err(Damage::TimestampOutOfOrder {
+            return Ok(Err(Corruption::TimestampOutOfOrder {
                 previous,
                 got: timestamp,
             }));

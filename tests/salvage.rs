@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
+use evstream::Corruption;
 use evstream::StreamWriter;
 use evstream::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN};
-use evstream::salvage::{Damage, DamagedRange, Found, Salvage};
+use evstream::salvage::{DamagedRange, Found, Salvage};
 use proptest::prelude::*;
 
 /// What a full salvage scan found: events (offset, timestamp, payload) and ranges.
@@ -77,10 +78,10 @@ fn a_flipped_payload_byte_loses_exactly_its_event() {
     std::fs::write(&path, &bytes).unwrap();
     let scan = scan(&path);
     assert_eq!(scan.damaged.len(), 1);
-    let range = scan.damaged[0];
+    let range = scan.damaged[0].clone();
     assert_eq!((range.offset, range.len), (at[4], at[5] - at[4]));
     assert!(
-        matches!(range.reason, Damage::ChecksumMismatch { .. }),
+        matches!(range.reason, Corruption::ChecksumMismatch { .. }),
         "{range:?}"
     );
     assert_eq!(scan.events.len(), 9);
@@ -130,7 +131,7 @@ fn an_event_earlier_than_the_last_salvaged_is_damage() {
     assert_eq!(scan.damaged.len(), 1);
     assert!(matches!(
         scan.damaged[0].reason,
-        Damage::TimestampOutOfOrder {
+        Corruption::TimestampOutOfOrder {
             previous: 20,
             got: 15
         }

@@ -118,7 +118,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         flush: !args.no_flush,
         ..BenchConfig::default()
     };
-    let spinner = progress::spinner("benchmarking", "");
+    let spinner = progress::spinner("benchmarking");
     let mut progress = |line: &str| {
         if let Some(spinner) = &spinner {
             spinner.set_message(line.to_owned());
@@ -191,7 +191,7 @@ fn run_log(args: &Args) -> Result<(), Failure> {
     if args.no_latency {
         config.pace = None;
     }
-    let spinner = progress::spinner("benchmarking", "");
+    let spinner = progress::spinner("benchmarking");
     let mut progress = |line: &str| {
         if let Some(spinner) = &spinner {
             spinner.set_message(line.to_owned());

@@ -355,6 +355,19 @@ fn import_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Re
     Ok(Some(timestamp))
 }
 
+/// Whether `text` is a number as JSON writes one: `-`, digits, a fraction, an exponent.
+fn is_number(text: &str) -> bool {
+    let text = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (text.get(..at).unwrap_or_default(), text.get(at + 1..)),
+        None => (text, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let exponent_ok = exponent.is_none_or(|e| digits(e.trim_start_matches(['+', '-'])));
+    digits(whole) && digits(fraction) && exponent_ok
+}
+
 /// The time in a record's field: a TIME string, or a number in --time-unit.
 fn field_time(value: &serde_json::Value, fields: &Fields) -> Result<i64, String> {
     let text = match value {
@@ -362,10 +375,7 @@ fn field_time(value: &serde_json::Value, fields: &Fields) -> Result<i64, String>
         serde_json::Value::Number(n) => n.to_string(),
         other => return Err(format!("the time {other} is not a string or a number")),
     };
-    let numeric = !text.is_empty()
-        && text.trim_start_matches('-').bytes().all(|b| {
-            b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'+' || b == b'-'
-        });
+    let numeric = is_number(&text);
     if numeric {
         let Some(unit) = fields.unit else {
             return Err(format!(
@@ -378,4 +388,38 @@ fn field_time(value: &serde_json::Value, fields: &Fields) -> Result<i64, String>
         return time::unix(&text, unit.nanos());
     }
     time::parse_time(&text)?.resolve(&fields.zone, fields.now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_told_from_dates_and_times() {
+        for number in [
+            "0",
+            "-5",
+            "1714564800",
+            "1714564800.25",
+            "1e9",
+            "1.5E+3",
+            "-2e-1",
+        ] {
+            assert!(is_number(number), "{number}");
+        }
+        for text in [
+            "",
+            "-",
+            ".5",
+            "5.",
+            "2024-05-01",
+            "1714564800s",
+            "@1714564800",
+            "1e",
+            "e5",
+            "now",
+        ] {
+            assert!(!is_number(text), "{text}");
+        }
+    }
 }

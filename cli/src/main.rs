@@ -19,9 +19,12 @@ mod failure;
 mod generate;
 mod import;
 mod logcmd;
+mod nats;
 mod output;
 mod progress;
+mod pull;
 mod salvage;
+mod ship;
 mod source;
 mod stat;
 mod tail;
@@ -89,6 +92,12 @@ enum Command {
     /// Measure evstream's append and replay speed against std I/O baselines
     #[command(after_help = bench::EXAMPLES)]
     Bench(bench::Args),
+    /// Publish a stream's events to NATS JetStream, exactly once, following new ones
+    #[command(after_help = ship::EXAMPLES)]
+    Ship(ship::Args),
+    /// Append a NATS JetStream stream's messages to a stream file, exactly once
+    #[command(after_help = pull::EXAMPLES)]
+    Pull(pull::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = generate::COMPLETION_EXAMPLES)]
     Completions(generate::CompletionArgs),
@@ -138,6 +147,8 @@ fn main() -> ExitCode {
         Command::Salvage(args) => salvage::run(args, &zone),
         Command::Upgrade(args) => upgrade::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Ship(args) => ship::run(args),
+        Command::Pull(args) => pull::run(args),
         Command::Completions(args) => generate::completions(&args),
         Command::Man(args) => generate::man(&args),
     };

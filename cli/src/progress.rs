@@ -14,11 +14,11 @@ pub fn bytes(label: &str, total: u64) -> Option<ProgressBar> {
     )
 }
 
-/// A spinner for work of unknown size that shows a count of `what` and a message.
-pub fn spinner(label: &str, what: &str) -> Option<ProgressBar> {
+/// A spinner for work of unknown length that shows what is being done (its message).
+pub fn spinner(label: &str) -> Option<ProgressBar> {
     let bar = styled(
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-        &format!("{{spinner}} {label} {{pos}} {what} {{msg}} ({{elapsed}})"),
+        &format!("{{spinner}} {label}: {{msg}} ({{elapsed}})"),
     )?;
     bar.enable_steady_tick(Duration::from_millis(200));
     Some(bar)

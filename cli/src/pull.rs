@@ -1,0 +1,66 @@
+//! `evstream pull --from nats://HOST:PORT --stream NAME --to FILE`.
+
+use std::path::PathBuf;
+
+use evstream_nats::PullOptions;
+
+use crate::failure::Failure;
+use crate::nats::{self, ConnectArgs};
+use crate::units;
+
+/// Examples shown by `evstream pull --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  evstream pull --from nats://127.0.0.1:4222 --stream APP --to copy.evs --create 1GiB
+  evstream pull --from nats://a:4222,nats://b:4222 --stream APP --to copy.evs --until-end
+
+A durable JetStream consumer (default name evstream-pull) appends each message to the
+stream file, with the timestamp from its Evstream-Timestamp header (or the time JetStream
+stored it). A pull killed at any moment and restarted neither loses nor duplicates a
+message: the file FILE.pull.CONSUMER records what was applied.";
+
+/// Arguments of `evstream pull`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// NATS server URL(s): nats://HOST:PORT, comma-separated or repeated
+    #[arg(long, required = true, value_name = "URL")]
+    from: Vec<String>,
+    /// The JetStream stream to read
+    #[arg(long, value_name = "NAME")]
+    stream: String,
+    /// The stream file to append to
+    #[arg(long, value_name = "FILE")]
+    to: PathBuf,
+    /// The durable consumer's name
+    #[arg(long, default_value = "evstream-pull", value_name = "NAME")]
+    consumer: String,
+    /// Create the target with this capacity if it does not exist (1GiB)
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    create: Option<u64>,
+    /// Stop when the consumer has nothing pending, instead of waiting for more
+    #[arg(long)]
+    until_end: bool,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// Runs `evstream pull`.
+pub fn run(args: Args) -> Result<(), Failure> {
+    let mut options = PullOptions::new(&args.stream, &args.to)
+        .consumer(&args.consumer)
+        .until_end(args.until_end);
+    if let Some(capacity) = args.create {
+        options = options.create(capacity);
+    }
+    let connection = args.connect.connection(&args.from);
+    let report = args.connect.reporter("pull");
+    let summary = nats::block_on(evstream_nats::pull(&connection, &options, report))?
+        .map_err(nats::failure)?;
+    if !args.connect.quiet {
+        eprintln!(
+            "evstream pull: done: {} events appended, {} redelivered ones skipped, last sequence {}",
+            summary.events, summary.skipped, summary.last_sequence
+        );
+    }
+    Ok(())
+}

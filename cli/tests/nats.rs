@@ -1,0 +1,420 @@
+//! `evstream ship` and `evstream pull` against real `nats-server` processes: a round trip
+//! of mixed sizes, exactly-once delivery under `kill -9` of either side, a three-node
+//! cluster losing a node, a broker that is down or restarts, and authentication.
+//!
+//! Each test starts its own servers on free loopback ports and skips, saying why, where
+//! `nats-server` is not installed (`.ci/run` installs the Debian package).
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod nats_support;
+#[path = "../../tests/reliability_support/mod.rs"]
+mod reliability_support;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use evstream::{StreamReader, StreamWriter};
+use nats_support::{Server, server_binary};
+use reliability_support::Rng;
+
+const BIN: &str = env!("CARGO_BIN_EXE_evstream");
+
+fn evstream(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run evstream")
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn evstream")
+}
+
+fn assert_ok(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({:?}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Writes `count` events whose sizes run from 0 B to `max` bytes, mostly small, and
+/// returns them.
+fn write_stream(path: &Path, count: u64, max: usize, seed: u64) -> Vec<(i64, Vec<u8>)> {
+    let mut rng = Rng::new(seed);
+    let mut events = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let size = match rng.below(100) {
+            0 => rng.range(0, max as u64 + 1) as usize, // 1%: up to the maximum
+            1..=9 => 0,                                 // empty payloads
+            _ => rng.range(1, 512) as usize,
+        };
+        let mut payload = vec![0u8; size];
+        if rng.chance(1, 2) {
+            rng.fill(&mut payload); // the other half stays zero-filled
+        }
+        events.push((1_700_000_000_000_000_000 + i as i64 * 1_000, payload));
+    }
+    let bytes: u64 = events.iter().map(|(_, p)| 16 + p.len() as u64).sum();
+    let mut writer = StreamWriter::create(path, bytes + 64 * 1024).unwrap();
+    for (t, p) in &events {
+        writer.append(*t, p).unwrap();
+    }
+    writer.flush().unwrap();
+    events
+}
+
+fn read_events(path: &Path) -> Vec<(i64, Vec<u8>)> {
+    let reader = StreamReader::open(path).unwrap();
+    reader
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.timestamp(), e.payload().to_vec())
+        })
+        .collect()
+}
+
+/// Pulls the whole JetStream stream into a fresh file and returns its events.
+fn pull_all(url: &str, stream: &str, dir: &Path, name: &str) -> Vec<(i64, Vec<u8>)> {
+    let target = dir.join(format!("{name}.evs"));
+    let output = evstream(&[
+        "pull",
+        "--from",
+        url,
+        "--stream",
+        stream,
+        "--to",
+        target.to_str().unwrap(),
+        "--create",
+        "512MiB",
+        "--consumer",
+        name,
+        "--until-end",
+        "--quiet",
+    ]);
+    assert_ok(&output, "pull");
+    read_events(&target)
+}
+
+fn assert_same(got: &[(i64, Vec<u8>)], want: &[(i64, Vec<u8>)], context: &str) {
+    assert_eq!(got.len(), want.len(), "{context}: event count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g == w,
+            "{context}: event {i} differs (timestamps {} / {})",
+            g.0,
+            w.0
+        );
+    }
+}
+
+#[test]
+fn round_trip_of_mixed_sizes_is_byte_for_byte() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 100_000, 64 * 1024, 1);
+    let output = evstream(&[
+        "ship",
+        source.to_str().unwrap(),
+        "--to",
+        &server.url(),
+        "--subject",
+        "rt.events",
+        "--create-stream",
+        "--stream",
+        "RT",
+        "--until-end",
+        "--quiet",
+    ]);
+    assert_ok(&output, "ship");
+    let copy = pull_all(&server.url(), "RT", dir.path(), "copy");
+    assert_same(&copy, &events, "round trip");
+}
+
+/// Ships `source` to completion through `kills` runs each killed at a random moment,
+/// then one run to the end.
+fn ship_with_kills(source: &Path, url: &str, stream: &str, kills: u32, rng: &mut Rng) {
+    let args = [
+        "ship",
+        source.to_str().unwrap(),
+        "--to",
+        url,
+        "--subject",
+        "k.events",
+        "--create-stream",
+        "--stream",
+        stream,
+        "--cursor",
+        "k",
+        "--until-end",
+        "--quiet",
+        "--window",
+        "64",
+    ];
+    for _ in 0..kills {
+        let mut child = spawn(&args);
+        std::thread::sleep(Duration::from_millis(rng.range(20, 400)));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_ok(&evstream(&args), "the last ship");
+}
+
+#[test]
+fn kill_9_of_ship_leaves_every_event_exactly_once_in_order() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 30_000, 4096, 2);
+    let mut rng = Rng::new(22);
+    ship_with_kills(&source, &server.url(), "KILLS", 20, &mut rng);
+    let copy = pull_all(&server.url(), "KILLS", dir.path(), "copy");
+    assert_same(&copy, &events, "after 20 kills of ship");
+}
+
+#[test]
+fn kill_9_of_pull_neither_loses_nor_duplicates() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 30_000, 4096, 3);
+    let url = server.url();
+    assert_ok(
+        &evstream(&[
+            "ship",
+            source.to_str().unwrap(),
+            "--to",
+            &url,
+            "--subject",
+            "p.events",
+            "--create-stream",
+            "--stream",
+            "PULLS",
+            "--until-end",
+            "--quiet",
+        ]),
+        "ship",
+    );
+    let target = dir.path().join("copy");
+    let args = [
+        "pull",
+        "--from",
+        &url,
+        "--stream",
+        "PULLS",
+        "--to",
+        target.to_str().unwrap(),
+        "--create",
+        "256MiB",
+        "--until-end",
+        "--quiet",
+    ];
+    let mut rng = Rng::new(33);
+    for _ in 0..10 {
+        let mut child = spawn(&args);
+        std::thread::sleep(Duration::from_millis(rng.range(50, 400)));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_ok(&evstream(&args), "the last pull");
+    assert_same(&read_events(&target), &events, "after 10 kills of pull");
+}
+
+#[test]
+fn a_cluster_losing_a_node_mid_ship_loses_and_duplicates_nothing() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Server::cluster(&binary, dir.path());
+    let urls = nodes.iter().map(Server::url).collect::<Vec<_>>().join(",");
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 30_000, 4096, 4);
+    let args = [
+        "ship",
+        source.to_str().unwrap(),
+        "--to",
+        &urls,
+        "--subject",
+        "c.events",
+        "--create-stream",
+        "--replicas",
+        "3",
+        "--stream",
+        "CLUSTER",
+        "--until-end",
+        "--quiet",
+    ];
+    // The cluster elects its JetStream leaders after start; until then creating the
+    // stream fails, so ship an empty stream until it succeeds.
+    let empty = dir.path().join("empty.evs");
+    drop(StreamWriter::create(&empty, 4096).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut probe = args;
+        probe[1] = empty.to_str().unwrap();
+        if evstream(&probe).status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster never took the stream"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let ship = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    nodes[0].stop();
+    let output = ship.wait_with_output().unwrap();
+    assert_ok(&output, "ship through a node loss");
+    let copy = pull_all(&nodes[1].url(), "CLUSTER", dir.path(), "copy");
+    assert_same(&copy, &events, "cluster with a node stopped");
+}
+
+#[test]
+fn a_broker_down_at_start_is_one_clear_error_and_a_restart_mid_ship_recovers() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 30_000, 4096, 5);
+
+    let nobody = format!("nats://127.0.0.1:{}", nats_support::free_port());
+    let down = evstream(&[
+        "ship",
+        source.to_str().unwrap(),
+        "--to",
+        &nobody,
+        "--subject",
+        "d.events",
+    ]);
+    assert_eq!(down.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("error: cannot reach NATS at"),
+        "{stderr}"
+    );
+
+    let mut server = Server::start(&binary, dir.path(), None);
+    let ship = Command::new(BIN)
+        .args([
+            "ship",
+            source.to_str().unwrap(),
+            "--to",
+            &server.url(),
+            "--subject",
+            "d.events",
+            "--create-stream",
+            "--stream",
+            "DOWN",
+            "--until-end",
+            "--window",
+            "16",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.stop();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.restart();
+    let output = ship.wait_with_output().unwrap();
+    assert_ok(&output, "ship across a broker restart");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("disconnected"),
+        "the loss is reported: {stderr}"
+    );
+    let copy = pull_all(&server.url(), "DOWN", dir.path(), "copy");
+    assert_same(&copy, &events, "broker restarted mid-ship");
+}
+
+#[test]
+fn user_and_password_work_and_a_wrong_password_is_a_clear_error() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), Some(("shipper", "right")));
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 100, 1024, 6);
+    let ship = |password: &str| {
+        evstream(&[
+            "ship",
+            source.to_str().unwrap(),
+            "--to",
+            &server.url(),
+            "--subject",
+            "a.events",
+            "--create-stream",
+            "--stream",
+            "AUTH",
+            "--until-end",
+            "--quiet",
+            "--user",
+            "shipper",
+            "--password",
+            password,
+        ])
+    };
+    let wrong = ship("wrong");
+    assert_eq!(wrong.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("refused the credentials"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    assert_ok(&ship("right"), "ship with the right password");
+    let target = dir.path().join("copy");
+    assert_ok(
+        &evstream(&[
+            "pull",
+            "--from",
+            &server.url(),
+            "--stream",
+            "AUTH",
+            "--to",
+            target.to_str().unwrap(),
+            "--create",
+            "1MiB",
+            "--until-end",
+            "--quiet",
+            "--user",
+            "shipper",
+            "--password",
+            "right",
+        ]),
+        "pull with the right password",
+    );
+    assert_same(&read_events(&target), &events, "authenticated round trip");
+}

@@ -1,0 +1,440 @@
+//! Pulling: a durable JetStream consumer that appends every message to a local stream,
+//! timestamps preserved, each message exactly once.
+//!
+//! Before a batch of messages is appended, a small record beside the target is replaced
+//! durably: the stream sequence applied before the batch, the target's event count, and
+//! the batch's stream sequences. The batch is then appended and flushed, and only then
+//! acknowledged. After a kill at any point, the target's event count says how much of the
+//! recorded batch reached it, and so which sequence was applied last; messages up to it
+//! that the server delivers again are acknowledged and skipped.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::jetstream::context::{
+    ConsumerInfoError, ConsumerInfoErrorKind, GetStreamErrorKind,
+};
+use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
+use async_nats::jetstream::{self, consumer};
+use evstream::StreamWriter;
+use futures_util::StreamExt;
+
+use crate::connect::{Connection, retrying};
+use crate::error::{Error, Result};
+use crate::report::{Report, Reporter};
+use crate::ship::TIMESTAMP_HEADER;
+use crate::state;
+
+/// What to pull and where to.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    stream: String,
+    target: PathBuf,
+    consumer: String,
+    create_capacity: Option<u64>,
+    batch: usize,
+    until_end: bool,
+}
+
+impl PullOptions {
+    /// Pulls the JetStream stream `stream` into the stream file `target`.
+    pub fn new(stream: impl Into<String>, target: impl Into<PathBuf>) -> Self {
+        Self {
+            stream: stream.into(),
+            target: target.into(),
+            consumer: "evstream-pull".into(),
+            create_capacity: None,
+            batch: 512,
+            until_end: false,
+        }
+    }
+
+    /// The durable consumer's name (default `evstream-pull`): letters, digits, `-` and
+    /// `_` only, as JetStream requires.
+    pub fn consumer(mut self, name: impl Into<String>) -> Self {
+        self.consumer = name.into();
+        self
+    }
+
+    /// Creates the target with this capacity if it does not exist.
+    pub fn create(mut self, capacity: u64) -> Self {
+        self.create_capacity = Some(capacity);
+        self
+    }
+
+    /// Messages fetched and appended at a time (default 512).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Stops when the consumer has nothing pending, instead of waiting for more.
+    pub fn until_end(mut self, until_end: bool) -> Self {
+        self.until_end = until_end;
+        self
+    }
+
+    /// The record of the last applied batch, beside the target.
+    pub fn record_path(&self) -> PathBuf {
+        let mut name = self.target.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".pull.{}", self.consumer));
+        self.target.with_file_name(name)
+    }
+}
+
+/// What a finished pull did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullSummary {
+    /// Messages appended to the target in this run.
+    pub events: u64,
+    /// Messages delivered again that the target already held, skipped.
+    pub skipped: u64,
+    /// The stream sequence of the last message the target holds.
+    pub last_sequence: u64,
+}
+
+/// The durable record of the batch being applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    /// The last sequence applied before the batch.
+    before: u64,
+    /// The target's event count before the batch.
+    base: u64,
+    /// The batch's stream sequences, in order.
+    sequences: Vec<u64>,
+}
+
+impl Record {
+    fn parse(path: &Path, text: &str) -> Result<Self> {
+        let field = state::fields(text);
+        let number = |key: &str| -> Result<u64> {
+            field(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::state(path, format!("no valid `{key}=` line")))
+        };
+        let sequences = match field("sequences") {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|s| s.parse::<u64>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::state(path, format!("bad sequence list: {e}")))?,
+        };
+        Ok(Self {
+            before: number("before")?,
+            base: number("base")?,
+            sequences,
+        })
+    }
+
+    fn render(&self) -> String {
+        let list: Vec<String> = self.sequences.iter().map(u64::to_string).collect();
+        format!(
+            "before={}\nbase={}\nsequences={}\n",
+            self.before,
+            self.base,
+            list.join(",")
+        )
+    }
+
+    /// The last sequence the target holds, given its event count now.
+    fn applied(&self, path: &Path, count: u64) -> Result<u64> {
+        let Some(done) = count.checked_sub(self.base) else {
+            return Err(Error::state(
+                path,
+                format!(
+                    "the target holds {count} events, fewer than the {} it held before the last batch",
+                    self.base
+                ),
+            ));
+        };
+        match usize::try_from(done).ok().and_then(|d| d.checked_sub(1)) {
+            None => Ok(self.before),
+            Some(i) => self.sequences.get(i).copied().ok_or_else(|| {
+                Error::state(
+                    path,
+                    format!(
+                        "the target holds {done} events past the last batch, which had {}",
+                        self.sequences.len()
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+/// Pulls messages into the target until the consumer has nothing pending (with
+/// [`PullOptions::until_end`]) or forever.
+///
+/// # Errors
+/// [`Error::Unreachable`] or [`Error::Unauthorized`] if the first connection fails;
+/// [`Error::JetStream`] if the stream does not exist; [`Error::BadMessage`] for a message
+/// that cannot be an event (its timestamp lower than the previous one's);
+/// [`Error::Store`] if the target cannot be opened or written; [`Error::State`] if the
+/// record beside it cannot be read or written, or contradicts the target.
+pub async fn pull(
+    connection: &Connection,
+    options: &PullOptions,
+    report: impl Fn(Report) + Send + Sync + 'static,
+) -> Result<PullSummary> {
+    let reporter = Reporter::new(report);
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if options.consumer.is_empty() || !options.consumer.chars().all(valid) {
+        return Err(Error::BadOption(format!(
+            "consumer name {:?}: use letters, digits, '-' and '_'",
+            options.consumer
+        )));
+    }
+    let client = connection.connect(&reporter).await?;
+    let js = jetstream::new(client);
+    let stream = retrying(
+        &reporter,
+        &format!("stream {}", options.stream),
+        || js.get_stream(&options.stream),
+        |e| matches!(e.kind(), GetStreamErrorKind::Request),
+    )
+    .await?;
+    let mut writer = open_target(options)?;
+    let record_path = options.record_path();
+    let mut summary = PullSummary::default();
+    let mut applied = match state::read(&record_path)? {
+        Some(text) => {
+            Record::parse(&record_path, &text)?.applied(&record_path, writer.event_count())?
+        }
+        None => 0,
+    };
+    summary.last_sequence = applied;
+
+    // The local record, not the server's acknowledgement floor, says what the target
+    // holds: a killed run may leave deliveries that the server only redelivers after its
+    // ack wait, and acknowledging later messages would skip them. So the durable consumer
+    // is positioned afresh at every start, right after the last applied sequence.
+    let passing = |e: &ConsumerError| {
+        matches!(
+            e.kind(),
+            ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request | ConsumerErrorKind::Other
+        )
+    };
+    let what = format!("reset consumer {}", options.consumer);
+    let delete = || async {
+        match stream.delete_consumer(&options.consumer).await {
+            Ok(_) => Ok(()),
+            // Nothing to reset: the first pull under this name.
+            Err(e)
+                if matches!(e.kind(), ConsumerErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    };
+    retrying(&reporter, &what, delete, |e: &ConsumerError| passing(e)).await?;
+    let config = consumer::pull::Config {
+        durable_name: Some(options.consumer.clone()),
+        ack_policy: consumer::AckPolicy::All,
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: applied + 1,
+        },
+        ..Default::default()
+    };
+    let what = format!("consumer {}", options.consumer);
+    let consumer: consumer::PullConsumer = retrying(
+        &reporter,
+        &what,
+        || stream.create_consumer(config.clone()),
+        |e: &ConsumerError| passing(e),
+    )
+    .await?;
+
+    let mut last_report = std::time::Instant::now();
+    loop {
+        let fetched = consumer
+            .fetch()
+            .max_messages(options.batch)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await;
+        let mut messages = match fetched {
+            Ok(messages) => messages,
+            Err(e) => {
+                reporter.report(Report::Retrying {
+                    reason: format!("fetch: {e}"),
+                });
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut batch = Vec::new();
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(message) => batch.push(message),
+                Err(e) => {
+                    reporter.report(Report::Retrying {
+                        reason: format!("fetch: {e}"),
+                    });
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            if options.until_end {
+                let info = retrying(
+                    &reporter,
+                    "consumer info",
+                    || consumer.get_info(),
+                    |e: &ConsumerInfoError| {
+                        matches!(
+                            e.kind(),
+                            ConsumerInfoErrorKind::Request
+                                | ConsumerInfoErrorKind::TimedOut
+                                | ConsumerInfoErrorKind::NoResponders
+                                | ConsumerInfoErrorKind::Offline
+                        )
+                    },
+                )
+                .await?;
+                if info.num_pending == 0 && info.num_ack_pending == 0 {
+                    return Ok(summary);
+                }
+            }
+            continue;
+        }
+        applied = apply(
+            &mut writer,
+            options,
+            &record_path,
+            applied,
+            &batch,
+            &mut summary,
+        )?;
+        summary.last_sequence = applied;
+        if let Some(last) = batch.last() {
+            // With AckPolicy::All, this acknowledges the whole batch. A lost ack only
+            // means a redelivery, which the record turns into skips.
+            if let Err(e) = last.ack().await {
+                reporter.report(Report::Retrying {
+                    reason: format!("acknowledge: {e}"),
+                });
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            let pending = batch
+                .last()
+                .and_then(|m| m.info().ok())
+                .map_or(0, |i| i.pending);
+            reporter.report(Report::Pulled {
+                events: summary.events,
+                pending,
+            });
+            last_report = std::time::Instant::now();
+        }
+    }
+}
+
+fn open_target(options: &PullOptions) -> Result<StreamWriter> {
+    match (StreamWriter::open(&options.target), options.create_capacity) {
+        (Ok(writer), _) => Ok(writer),
+        (Err(evstream::Error::Io { source, .. }), Some(capacity))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(StreamWriter::create(&options.target, capacity)?)
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// Appends the messages of `batch` not yet applied, durably, and returns the last
+/// sequence applied.
+fn apply(
+    writer: &mut StreamWriter,
+    options: &PullOptions,
+    record_path: &Path,
+    applied: u64,
+    batch: &[jetstream::Message],
+    summary: &mut PullSummary,
+) -> Result<u64> {
+    let mut fresh = Vec::with_capacity(batch.len());
+    for message in batch {
+        let info = message.info().map_err(|e| Error::BadMessage {
+            stream: options.stream.clone(),
+            sequence: 0,
+            reason: format!("no delivery information: {e}"),
+        })?;
+        let sequence = info.stream_sequence;
+        if sequence <= applied {
+            summary.skipped += 1;
+            continue;
+        }
+        let timestamp = match message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(TIMESTAMP_HEADER))
+        {
+            Some(value) => value
+                .as_str()
+                .parse::<i64>()
+                .map_err(|e| Error::BadMessage {
+                    stream: options.stream.clone(),
+                    sequence,
+                    reason: format!("header {TIMESTAMP_HEADER}: {e}"),
+                })?,
+            None => i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+        };
+        fresh.push((sequence, timestamp, &message.payload));
+    }
+    let Some(&(last, _, _)) = fresh.last() else {
+        return Ok(applied);
+    };
+    let record = Record {
+        before: applied,
+        base: writer.event_count(),
+        sequences: fresh.iter().map(|(s, _, _)| *s).collect(),
+    };
+    state::write_atomic(record_path, &record.render())?;
+    for (sequence, timestamp, payload) in &fresh {
+        writer.append(*timestamp, payload).map_err(|e| match e {
+            evstream::Error::OutOfOrder { previous, got } => Error::BadMessage {
+                stream: options.stream.clone(),
+                sequence: *sequence,
+                reason: format!("timestamp {got} is lower than the previous event's {previous}"),
+            },
+            other => other.into(),
+        })?;
+    }
+    writer.flush()?;
+    summary.events += fresh.len() as u64;
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_record_says_which_sequence_was_applied_last() {
+        let path = Path::new("t.pull.c");
+        let record = Record {
+            before: 7,
+            base: 100,
+            sequences: vec![8, 9, 12],
+        };
+        let parsed = Record::parse(path, &record.render()).unwrap();
+        assert_eq!(parsed, record);
+        assert_eq!(record.applied(path, 100).unwrap(), 7); // killed before any append
+        assert_eq!(record.applied(path, 101).unwrap(), 8);
+        assert_eq!(record.applied(path, 103).unwrap(), 12); // the whole batch
+        assert!(record.applied(path, 99).is_err()); // the target lost events
+        assert!(record.applied(path, 104).is_err()); // more than the batch
+    }
+
+    #[test]
+    fn a_damaged_record_is_a_state_error() {
+        let path = Path::new("t.pull.c");
+        assert!(Record::parse(path, "before=1\n").is_err());
+        assert!(Record::parse(path, "before=1\nbase=2\nsequences=3,x\n").is_err());
+        let empty = Record::parse(path, "before=1\nbase=2\nsequences=\n").unwrap();
+        assert!(empty.sequences.is_empty());
+    }
+}

@@ -1,0 +1,487 @@
+//! Shipping: follow a stream and publish each event to JetStream exactly once, in order.
+//!
+//! Each event becomes one message on the subject: the payload is the event's payload,
+//! `Evstream-Timestamp` carries its timestamp (Unix nanoseconds) and `Evstream-Next` the
+//! position after it, and `Nats-Msg-Id` is `SOURCE:POSITION`, unique to the event.
+//! Publishes are pipelined, at most `window` awaiting their acknowledgement. Every
+//! publish but the first states the id of the message it must follow
+//! (`Nats-Expected-Last-Msg-Id`), so JetStream refuses a message whose predecessor did not
+//! arrive: the stream never has a gap or a reordering. After a refusal, a lost connection
+//! or a restart, the ship asks JetStream for the last message on the subject and resumes
+//! right after it; resent messages that JetStream already holds are dropped by its
+//! duplicate window. The cursor, saved only after acknowledgements, is where a ship
+//! resumes when JetStream holds nothing of this source.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::{
+    CreateStreamError, CreateStreamErrorKind, GetStreamByNameError, GetStreamByNameErrorKind,
+    GetStreamError, GetStreamErrorKind,
+};
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+
+use crate::connect::{Connection, backoff, retrying};
+use crate::error::{Error, Result};
+use crate::report::{Report, Reporter, ResumeFrom};
+use crate::source::{Batch, StreamSource};
+use crate::state;
+
+/// Header carrying the event's timestamp, Unix nanoseconds in decimal.
+pub const TIMESTAMP_HEADER: &str = "Evstream-Timestamp";
+/// Header carrying the position of the event after this one in its source.
+pub const NEXT_HEADER: &str = "Evstream-Next";
+
+/// How to create the JetStream stream when it does not exist.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Replicas of each message (1 to 5; 3 survives the loss of one node).
+    pub replicas: usize,
+    /// Discard messages older than this (`None`: keep).
+    pub max_age: Option<Duration>,
+    /// Discard the oldest messages beyond this many bytes (`None`: no limit).
+    pub max_bytes: Option<u64>,
+    /// The window in which JetStream drops messages whose id it has seen (default 2 min).
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            max_age: None,
+            max_bytes: None,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What to ship and where.
+#[derive(Debug, Clone)]
+pub struct ShipOptions {
+    source: PathBuf,
+    subject: String,
+    stream: Option<String>,
+    create: Option<StreamSettings>,
+    cursor: Option<PathBuf>,
+    window: usize,
+    until_end: bool,
+}
+
+impl ShipOptions {
+    /// Ships the stream file `source` to `subject`.
+    pub fn new(source: impl Into<PathBuf>, subject: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            subject: subject.into(),
+            stream: None,
+            create: None,
+            cursor: None,
+            window: 256,
+            until_end: false,
+        }
+    }
+
+    /// The JetStream stream to publish into (default: the one whose subjects take
+    /// `subject`, or, with [`create_stream`](Self::create_stream), one named after the
+    /// subject).
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = Some(name.into());
+        self
+    }
+
+    /// Creates the JetStream stream with these settings if it does not exist.
+    pub fn create_stream(mut self, settings: StreamSettings) -> Self {
+        self.create = Some(settings);
+        self
+    }
+
+    /// Saves the position durably in this file after acknowledgements, and starts from it.
+    pub fn cursor(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cursor = Some(path.into());
+        self
+    }
+
+    /// At most this many publishes awaiting acknowledgement (default 256).
+    pub fn window(mut self, window: usize) -> Self {
+        self.window = window.max(1);
+        self
+    }
+
+    /// Stops once everything published when the ship catches up is acknowledged, instead
+    /// of following the source forever.
+    pub fn until_end(mut self, until_end: bool) -> Self {
+        self.until_end = until_end;
+        self
+    }
+
+    fn stream_name(&self) -> String {
+        self.stream.clone().unwrap_or_else(|| {
+            self.subject
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+/// What a finished ship did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipSummary {
+    /// Events JetStream acknowledged in this run (duplicates included).
+    pub events: u64,
+    /// Of those, the ones JetStream reported as duplicates it already held.
+    pub duplicates: u64,
+    /// Payload bytes acknowledged.
+    pub bytes: u64,
+    /// The position after the last acknowledged event.
+    pub position: u64,
+}
+
+/// Ships events until the end of the source (with [`ShipOptions::until_end`]) or
+/// forever, reconnecting and resuming after failures.
+///
+/// # Errors
+/// [`Error::Unreachable`] or [`Error::Unauthorized`] if the first connection fails;
+/// [`Error::JetStream`] if the JetStream stream is missing (and not to be created) or
+/// refuses its configuration; [`Error::Store`] if the source cannot be read;
+/// [`Error::State`] if the cursor cannot be written.
+pub async fn ship(
+    connection: &Connection,
+    options: &ShipOptions,
+    report: impl Fn(Report) + Send + Sync + 'static,
+) -> Result<ShipSummary> {
+    let reporter = Reporter::new(report);
+    let source = StreamSource::new(&options.source);
+    let identity = source.identity()?;
+    let client = connection.connect(&reporter).await?;
+    let js = jetstream::new(client);
+    let stream = open_stream(&js, options, &reporter).await?;
+    let mut summary = ShipSummary::default();
+    let mut progress = Progress::new();
+    let mut failures = 0usize;
+    loop {
+        let (start, last_id, from) = match resume_point(&stream, options, &source, &identity).await
+        {
+            Ok(point) => point,
+            Err(Error::JetStream { what, reason }) => {
+                reporter.report(Report::Retrying {
+                    reason: format!("{what}: {reason}"),
+                });
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        summary.position = start;
+        reporter.report(Report::ShipStart {
+            position: start,
+            from,
+        });
+        let run = Run {
+            js: &js,
+            options,
+            source: &source,
+            identity: &identity,
+            reporter: &reporter,
+        };
+        match run.pump(start, last_id, &mut summary, &mut progress).await {
+            Ok(()) => return Ok(summary),
+            Err(Step::Fatal(e)) => return Err(e),
+            Err(Step::Retry(reason)) => {
+                reporter.report(Report::Retrying { reason });
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
+}
+
+/// The JetStream stream, created if asked.
+async fn open_stream(
+    js: &jetstream::Context,
+    options: &ShipOptions,
+    reporter: &Reporter,
+) -> Result<stream::Stream> {
+    let name = options.stream_name();
+    if let Some(settings) = &options.create {
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: vec![options.subject.clone()],
+            num_replicas: settings.replicas,
+            max_age: settings.max_age.unwrap_or_default(),
+            max_bytes: settings
+                .max_bytes
+                .and_then(|b| i64::try_from(b).ok())
+                .unwrap_or(-1),
+            duplicate_window: settings.duplicate_window,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        return retrying(
+            reporter,
+            &format!("create stream {name}"),
+            || js.get_or_create_stream(config.clone()),
+            |e: &CreateStreamError| {
+                matches!(
+                    e.kind(),
+                    CreateStreamErrorKind::TimedOut
+                        | CreateStreamErrorKind::JetStreamUnavailable
+                        | CreateStreamErrorKind::Response
+                )
+            },
+        )
+        .await;
+    }
+    let found = match &options.stream {
+        Some(_) => name,
+        None => {
+            let what = format!(
+                "find the stream of subject {} (name one, or pass --create-stream)",
+                options.subject
+            );
+            retrying(
+                reporter,
+                &what,
+                || js.stream_by_subject(options.subject.clone()),
+                |e: &GetStreamByNameError| matches!(e.kind(), GetStreamByNameErrorKind::Request),
+            )
+            .await?
+        }
+    };
+    retrying(
+        reporter,
+        &format!("stream {found} (create it, or pass --create-stream)"),
+        || js.get_stream(&found),
+        |e: &GetStreamError| matches!(e.kind(), GetStreamErrorKind::Request),
+    )
+    .await
+}
+
+/// Where to start: right after the last message of this source that JetStream holds,
+/// or the cursor, whichever is later; and the id the next publish must follow.
+async fn resume_point(
+    stream: &stream::Stream,
+    options: &ShipOptions,
+    source: &StreamSource,
+    identity: &str,
+) -> Result<(u64, Option<String>, ResumeFrom)> {
+    let saved = match &options.cursor {
+        Some(path) => read_cursor(path)?,
+        None => None,
+    };
+    let (cursor, from) = match saved {
+        Some(position) => (position, ResumeFrom::Cursor),
+        None => (source.first_position(), ResumeFrom::Start),
+    };
+    let last = match stream
+        .get_last_raw_message_by_subject(&options.subject)
+        .await
+    {
+        Ok(message) => Some(message),
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => None,
+        Err(e) => {
+            return Err(Error::jetstream(
+                format!("last message on {}", options.subject),
+                e,
+            ));
+        }
+    };
+    let Some(last) = last else {
+        return Ok((cursor, None, from));
+    };
+    let id = header(&last.headers, "Nats-Msg-Id").map(str::to_owned);
+    let ours = id
+        .as_deref()
+        .and_then(|id| id.strip_prefix(identity))
+        .is_some_and(|rest| rest.starts_with(':'));
+    let next = header(&last.headers, NEXT_HEADER).and_then(|n| n.parse::<u64>().ok());
+    match (ours, next) {
+        (true, Some(next)) if next >= cursor => Ok((next, id, ResumeFrom::JetStream)),
+        _ => Ok((cursor, id, from)),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|v| v.as_str())
+}
+
+/// Reads a ship cursor: the position of the next event to ship.
+pub fn read_cursor(path: &Path) -> Result<Option<u64>> {
+    let Some(text) = state::read(path)? else {
+        return Ok(None);
+    };
+    let next = state::fields(&text)("next")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::state(path, "no `next=POSITION` line"))?;
+    Ok(Some(next))
+}
+
+/// Why a run of the pump stopped early.
+enum Step {
+    /// Back off, ask JetStream where it stands, and go on.
+    Retry(String),
+    /// Give up.
+    Fatal(Error),
+}
+
+impl From<Error> for Step {
+    fn from(e: Error) -> Self {
+        Self::Fatal(e)
+    }
+}
+
+struct Run<'a> {
+    js: &'a jetstream::Context,
+    options: &'a ShipOptions,
+    source: &'a StreamSource,
+    identity: &'a str,
+    reporter: &'a Reporter,
+}
+
+struct InFlight {
+    next: u64,
+    bytes: u64,
+    ack: jetstream::context::PublishAckFuture,
+}
+
+/// When progress was last saved and reported.
+struct Progress {
+    saved: Instant,
+    reported: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            saved: now,
+            reported: now,
+        }
+    }
+}
+
+impl Run<'_> {
+    async fn pump(
+        &self,
+        start: u64,
+        mut last_id: Option<String>,
+        summary: &mut ShipSummary,
+        progress: &mut Progress,
+    ) -> Result<(), Step> {
+        let mut batches = self.source.spawn(start, 256, self.options.until_end)?;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        while let Some(batch) = batches.recv().await {
+            let events = match batch {
+                Batch::Events(events) => events,
+                Batch::Failed(e) => return Err(Step::Fatal(e.into())),
+                Batch::End => {
+                    while !in_flight.is_empty() {
+                        self.settle_one(&mut in_flight, summary).await?;
+                    }
+                    self.save(summary.position)?;
+                    return Ok(());
+                }
+            };
+            for event in events {
+                while in_flight.len() >= self.options.window {
+                    self.settle_one(&mut in_flight, summary).await?;
+                }
+                let id = format!("{}:{}", self.identity, event.position);
+                let mut headers = HeaderMap::new();
+                headers.insert(TIMESTAMP_HEADER, event.timestamp.to_string().as_str());
+                headers.insert(NEXT_HEADER, event.next.to_string().as_str());
+                let bytes = event.payload.len() as u64;
+                let mut publish = PublishMessage::build()
+                    .payload(event.payload)
+                    .headers(headers)
+                    .message_id(&id);
+                if let Some(last) = &last_id {
+                    publish = publish.expected_last_message_id(last);
+                }
+                let ack = self
+                    .js
+                    .send_publish(self.options.subject.clone(), publish)
+                    .await
+                    .map_err(|e| Step::Retry(format!("publish: {e}")))?;
+                in_flight.push_back(InFlight {
+                    next: event.next,
+                    bytes,
+                    ack,
+                });
+                last_id = Some(id);
+            }
+            self.checkpoint(summary, progress)?;
+        }
+        Err(Step::Fatal(Error::jetstream(
+            "read the source",
+            "the reading thread stopped",
+        )))
+    }
+
+    /// Awaits the oldest acknowledgement.
+    async fn settle_one(
+        &self,
+        in_flight: &mut VecDeque<InFlight>,
+        summary: &mut ShipSummary,
+    ) -> Result<(), Step> {
+        let Some(oldest) = in_flight.pop_front() else {
+            return Ok(());
+        };
+        let ack = oldest
+            .ack
+            .await
+            .map_err(|e| Step::Retry(format!("acknowledgement: {e}")))?;
+        summary.events += 1;
+        summary.duplicates += u64::from(ack.duplicate);
+        summary.bytes += oldest.bytes;
+        summary.position = oldest.next;
+        Ok(())
+    }
+
+    /// Saves the cursor and reports progress, each at most once a second.
+    fn checkpoint(&self, summary: &ShipSummary, progress: &mut Progress) -> Result<(), Step> {
+        if progress.saved.elapsed() >= Duration::from_secs(1) {
+            self.save(summary.position)?;
+            progress.saved = Instant::now();
+        }
+        if progress.reported.elapsed() >= Duration::from_secs(5) {
+            let end = self.source.end()?;
+            self.reporter.report(Report::Shipped {
+                events: summary.events,
+                bytes: summary.bytes,
+                lag_bytes: end.saturating_sub(summary.position),
+            });
+            progress.reported = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn save(&self, position: u64) -> Result<()> {
+        match &self.options.cursor {
+            Some(path) => state::write_atomic(path, &format!("next={position}\n")),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_stream_name_is_the_subject_made_valid() {
+        let options = ShipOptions::new("x.evs", "app.events.*");
+        assert_eq!(options.stream_name(), "app_events__");
+        assert_eq!(options.stream("EVENTS").stream_name(), "EVENTS");
+    }
+}
