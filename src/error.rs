@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::format::TrailerProblem;
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -50,7 +52,7 @@ pub enum Error {
 
     /// Another writer, in this or another process, holds the stream's exclusive lock.
     ///
-    /// Only one writer may append to a stream at a time. Readers need no lock.
+    /// Only one writer may append to a stream at a time. Readers never wait for it.
     #[error("{} is locked by another writer", path.display())]
     Locked {
         /// The stream file.
@@ -83,17 +85,98 @@ pub enum Error {
 
     /// An event inside the published part of the stream is damaged.
     ///
-    /// Events before `offset` are intact. [`StreamWriter::open`](crate::StreamWriter::open)
-    /// returns this, and leaves the file unchanged, when the damage is followed by
-    /// further data and so cannot be a torn tail left by a power loss.
-    #[error("{} is corrupt at byte offset {offset}: {reason}", path.display())]
+    /// Events before `offset` are intact. Damage below the durable watermark `watermark`
+    /// (data a successful flush covered) is never repaired: evstream refuses it and leaves
+    /// the file byte for byte unchanged. Only events above the watermark can be a torn
+    /// tail, which [`StreamWriter::open`](crate::StreamWriter::open) truncates.
+    #[error(
+        "{} is corrupt at byte offset {offset} (durable watermark {watermark}): {reason}",
+        path.display()
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// Byte offset of the first damaged event.
         offset: u64,
+        /// The durable watermark as the reader or writer knew it: events before it were
+        /// acknowledged as flushed.
+        watermark: u64,
         /// What is wrong with it.
         reason: Corruption,
+    },
+
+    /// The file is not an evstream stream of a version this crate reads.
+    ///
+    /// Identity (the trailer's magic number and format version) is checked before any
+    /// other byte of a file is trusted, by readers and writers alike, and a file that
+    /// fails it is never modified. A version 1 stream (no trailer) can be converted with
+    /// [`upgrade_v1`](crate::upgrade_v1) or `evstream upgrade FILE`.
+    #[error("{} is not an evstream stream: {reason}", path.display())]
+    NotAStream {
+        /// The file.
+        path: PathBuf,
+        /// Why it was not recognised.
+        reason: Unrecognized,
+    },
+
+    /// The stream's trailer has the magic number but neither of its two slots checks
+    /// out, or its fields contradict the file. The file was not modified.
+    #[error("{} has a damaged trailer at byte offset {offset}: {problem:?}", path.display())]
+    DamagedTrailer {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the trailer.
+        offset: u64,
+        /// What is wrong with it.
+        problem: TrailerProblem,
+    },
+
+    /// [`upgrade_v1`](crate::upgrade_v1) found no free room for the trailer: the version 1
+    /// stream's events, or other non-zero bytes, occupy the last two whole 512-byte
+    /// sectors of the file. The file was not modified; copy its events into a new stream
+    /// instead.
+    #[error(
+        "{}: no room for the version 2 trailer at byte offset {trailer_at} (the write offset is {write_offset}, and everything from the trailer's offset on must be zero)",
+        path.display()
+    )]
+    NoRoomForTrailer {
+        /// The file.
+        path: PathBuf,
+        /// The version 1 header's write offset.
+        write_offset: u64,
+        /// Where the trailer would go.
+        trailer_at: u64,
+    },
+
+    /// The stream is sealed: it takes no more events (see
+    /// [`StreamWriter::seal`](crate::StreamWriter::seal)). Start a new stream.
+    #[error("{} is sealed and takes no more events", path.display())]
+    Sealed {
+        /// The stream file.
+        path: PathBuf,
+    },
+
+    /// A writer recovered the stream (dropped a torn tail) since this reader opened or
+    /// last refreshed it: its generation moved from `was` to `now`. Events this reader
+    /// has not yet seen may have been replaced; reopen the reader and resume from an
+    /// offset below the new write offset.
+    #[error("{}: the stream was recovered (generation {was} -> {now}); reopen it", path.display())]
+    Recovered {
+        /// The stream file.
+        path: PathBuf,
+        /// The generation the reader had seen.
+        was: u64,
+        /// The generation the trailer holds now.
+        now: u64,
+    },
+
+    /// Recovery had to rewrite bytes of the stream while readers had it open; it was
+    /// refused and the file left unchanged, because readers' views must never change
+    /// under them. Close the readers (or wait for them to finish) and open again.
+    #[error("{}: recovery must rewrite bytes that open readers may be viewing", path.display())]
+    ReadersPresent {
+        /// The stream file.
+        path: PathBuf,
     },
 
     /// An append's timestamp is lower than the previous event's.
@@ -155,6 +238,66 @@ pub enum Error {
         /// The write offset the header holds now.
         now: u64,
     },
+
+    /// The directory is not a log: it lacks a valid `LOG` settings file, or its
+    /// segments are inconsistent. Nothing in it was changed.
+    #[error("{} is not a log: {reason}", path.display())]
+    NotALog {
+        /// The directory.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: &'static str,
+    },
+
+    /// An event can never fit in a segment of this log, however empty; nothing was
+    /// written. Create the log with larger segments
+    /// ([`LogOptions::segment_size`](crate::LogOptions::segment_size)).
+    #[error(
+        "an event of {needed} bytes does not fit in a segment of {segment_size} bytes (at most {largest} bytes per event)"
+    )]
+    EventTooLarge {
+        /// Bytes the event needs, its 16-byte header included.
+        needed: u64,
+        /// The log's segment size.
+        segment_size: u64,
+        /// The largest event (header included) a segment holds.
+        largest: u64,
+    },
+
+    /// The position names a segment that retention has deleted.
+    ///
+    /// Read from [`LogReader::start`](crate::LogReader::start) (the oldest event kept)
+    /// instead.
+    #[error(
+        "position {position} was deleted by retention; the log now starts at segment {first_segment}"
+    )]
+    Retired {
+        /// The position asked for.
+        position: crate::Position,
+        /// The oldest segment the log still has.
+        first_segment: u64,
+    },
+
+    /// The position lies past the end of the log, or names no event boundary the reader
+    /// can find.
+    #[error("position {position} is not in the log (it ends at {end})")]
+    NoSuchPosition {
+        /// The position asked for.
+        position: crate::Position,
+        /// The log's end position.
+        end: crate::Position,
+    },
+
+    /// A cursor name is not 1 to 64 characters of `A-Z a-z 0-9 _ - .` (not starting with
+    /// `.`), or a cursor file is damaged. A damaged cursor file is left unchanged;
+    /// commit the cursor again to replace it.
+    #[error("cursor {name:?}: {reason}")]
+    BadCursor {
+        /// The cursor's name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 /// Why a stream header was rejected; carried by [`Error::BadHeader`].
@@ -172,6 +315,14 @@ pub enum HeaderProblem {
         write_offset: u64,
         /// The file's length.
         len: u64,
+    },
+    /// The write offset lies below the durable watermark: the header lost events a flush
+    /// made durable.
+    BelowWatermark {
+        /// The write offset stored in the header.
+        write_offset: u64,
+        /// The durable watermark in the trailer.
+        watermark: u64,
     },
     /// The event count does not match the events found by a scan.
     CountMismatch {
@@ -193,11 +344,62 @@ impl fmt::Display for HeaderProblem {
             }
             Self::WriteOffsetOutOfRange { write_offset, len } => write!(
                 f,
-                "the write offset {write_offset} is outside 24..={len} (the file's length)"
+                "the write offset {write_offset} is outside 24..={len} (the end of the event area)"
+            ),
+            Self::BelowWatermark {
+                write_offset,
+                watermark,
+            } => write!(
+                f,
+                "the write offset {write_offset} lies below the durable watermark {watermark}"
             ),
             Self::CountMismatch { header, scanned } => write!(
                 f,
                 "the header counts {header} events but {scanned} were found"
+            ),
+        }
+    }
+}
+
+/// Why a file was not recognised as a stream; carried by [`Error::NotAStream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unrecognized {
+    /// The file is shorter than the smallest stream ([`MIN_CAPACITY`](crate::format::MIN_CAPACITY)).
+    TooShort {
+        /// The file's length.
+        len: u64,
+    },
+    /// There is no trailer magic number where the trailer belongs: the file is not a
+    /// stream, or it is a version 1 stream.
+    NoMagic {
+        /// Where the trailer was looked for.
+        trailer_at: u64,
+    },
+    /// The trailer names a format version this crate does not read.
+    UnsupportedVersion {
+        /// The version found.
+        version: u32,
+    },
+}
+
+impl fmt::Display for Unrecognized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort { len } => write!(
+                f,
+                "the file is {len} bytes, shorter than the smallest stream ({} bytes)",
+                crate::format::MIN_CAPACITY
+            ),
+            Self::NoMagic { trailer_at } => write!(
+                f,
+                "no evstream trailer at byte offset {trailer_at} (a version 1 stream can be \
+                 converted with `evstream upgrade FILE`)"
+            ),
+            Self::UnsupportedVersion { version } => write!(
+                f,
+                "format version {version} is not supported (this build reads version {})",
+                crate::format::FORMAT_VERSION
             ),
         }
     }
@@ -226,6 +428,14 @@ pub enum Corruption {
         /// The CRC computed over the event's bytes.
         computed: u32,
     },
+    /// The events below the durable watermark do not add up to the trailer's durable
+    /// event count and last timestamp.
+    DurableCountMismatch {
+        /// The count the trailer holds.
+        trailer: u64,
+        /// The events found below the watermark.
+        scanned: u64,
+    },
     /// The event's timestamp is lower than the one before it.
     TimestampOutOfOrder {
         /// The previous event's timestamp.
@@ -249,6 +459,10 @@ impl fmt::Display for Corruption {
             Self::ChecksumMismatch { stored, computed } => write!(
                 f,
                 "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Self::DurableCountMismatch { trailer, scanned } => write!(
+                f,
+                "the trailer counts {trailer} durable events but {scanned} were found below the watermark"
             ),
             Self::TimestampOutOfOrder { previous, got } => write!(
                 f,

@@ -5,8 +5,9 @@
 //! to abort on the N-th pass (counting from 1). Without the feature the macro expands
 //! to nothing, so release builds carry no trace of it.
 //!
-//! The points, in the order an append, a create, an open and a flush pass them, are
-//! listed in [`POINTS`].
+//! The points, in the order an append, a create, an open and a flush pass them, then
+//! those of a log's open, roll, seal, retention and cursor commit, are listed in
+//! [`POINTS`].
 
 /// Every crash point, by name.
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
@@ -19,11 +20,19 @@ pub const POINTS: &[&str] = &[
     "create:after_header",
     "create:after_rename",
     "open:after_lock",
+    "open:after_generation",
     "open:after_truncate",
     "open:after_zero",
     "flush:before_sync",
     "flush:after_data",
-    "flush:after_header",
+    "flush:after_trailer",
+    "log_open:after_lock",
+    "roll:before_rename",
+    "roll:after_rename",
+    "seal:after_flush",
+    "retain:after_remove",
+    "cursor:before_rename",
+    "cursor:after_rename",
 ];
 
 /// Passes the crash point `name`: aborts the process if `EVSTREAM_FAILPOINT` selects it.

@@ -4,14 +4,21 @@
 //! and nothing else. Every function here works on plain byte slices and is safe; the
 //! mapping that produces those slices lives in the `sys` module.
 //!
-//! All integers are little-endian. A stream file is:
+//! All integers are little-endian. A stream file (format version 2) is:
 //!
 //! ```text
-//! 0        8            16               24
-//! +--------+------------+----------------+----------------------------------+
-//! | write  | event      | start          | event | event | ... | (free)     |
-//! | offset | count      | timestamp      |                                  |
-//! +--------+------------+----------------+----------------------------------+
+//! 0        8            16               24                        T        T+1024  len
+//! +--------+------------+----------------+-------------------------+--------+----+---+
+//! | write  | event      | start          | event | event | (free)  | slot 0 | 1  |pad|
+//! | offset | count      | timestamp      |                         |   trailer   |   |
+//! +--------+------------+----------------+-------------------------+--------+----+---+
+//!
+//! T = trailer_offset(len) = len rounded down to 512, minus 1024
+//!
+//! slot record (first 72 bytes of each 512-byte slot; CRC-32 over bytes 0..64):
+//!   0 magic "EVSTREAM" | 8 version | 12 flags | 16 sequence | 24 durable offset |
+//!   32 durable count | 40 durable last timestamp | 48 generation | 56 dirty limit |
+//!   64 crc | 68 zero
 //!
 //! event:  0          8      12         16
 //!         +----------+------+----------+-----------------+
@@ -34,11 +41,12 @@ pub const WRITE_OFFSET_AT: usize = 0;
 pub const EVENT_COUNT_AT: usize = 8;
 /// Byte offset of `start_timestamp` in the stream header.
 pub const START_TIMESTAMP_AT: usize = 16;
-/// The smallest stream file: the header and one empty event.
-pub const MIN_CAPACITY: u64 = STREAM_HEADER_LEN + EVENT_HEADER_LEN;
+/// The smallest stream file: one 512-byte sector for the header and at least one empty
+/// event, then the two-sector trailer.
+pub const MIN_CAPACITY: u64 = SECTOR_LEN + TRAILER_LEN;
 /// The largest payload the `u32` size field can describe.
 pub const MAX_PAYLOAD: u64 = u32::MAX as u64;
-/// The unit a disk writes atomically, as recovery assumes (see `docs/FORMAT.md`).
+/// The unit a disk writes atomically, as the trailer relies on (see `docs/FORMAT.md`).
 pub const SECTOR_LEN: u64 = 512;
 
 /// The stream header, bytes 0..24 of the file.
@@ -155,6 +163,11 @@ impl RawEvent<'_> {
 
 /// Parses the event starting at `pos` of `events`, the published bytes after the stream
 /// header. Checks only that the header and the payload it claims lie inside `events`.
+///
+/// An all-zero event header is refused even without a checksum check (its checksum can
+/// never match: the CRC-32 of twelve zero bytes is not zero), so that unverified
+/// iteration stops at zeros (unwritten sectors, holes) instead of walking them 16 bytes
+/// at a time.
 pub(crate) fn parse_event(events: &[u8], pos: usize) -> Result<RawEvent<'_>, Corruption> {
     let rest = events.get(pos..).unwrap_or_default();
     let Ok((header, body)) = EventHeader::read_from_prefix(rest) else {
@@ -162,6 +175,12 @@ pub(crate) fn parse_event(events: &[u8], pos: usize) -> Result<RawEvent<'_>, Cor
             available: rest.len() as u64,
         });
     };
+    if header.as_bytes().iter().all(|&b| b == 0) {
+        return Err(Corruption::ChecksumMismatch {
+            stored: 0,
+            computed: checksum(header.checked_prefix(), &[]),
+        });
+    }
     let size = header.size.get();
     match body.get(..size as usize) {
         Some(payload) => Ok(RawEvent { header, payload }),
@@ -187,10 +206,10 @@ pub(crate) fn read_verified(
     Ok(event)
 }
 
-/// The outcome of checking every event of an events region.
+/// The outcome of checking the events of an events region.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Scan {
-    /// Bytes of valid events from the start of the region.
+    /// Bytes of valid events from the start of the region (the end of the last valid one).
     pub valid_len: usize,
     /// Number of valid events.
     pub count: u64,
@@ -201,11 +220,20 @@ pub(crate) struct Scan {
 }
 
 /// Verifies every event of `events` in order, stopping at the first damaged one.
+#[cfg(test)]
 pub(crate) fn scan(events: &[u8]) -> Scan {
+    scan_from(events, 0, None)
+}
+
+/// Verifies the events of `events` from position `start` on, in order, stopping at the
+/// first damaged one; `previous` is the timestamp of the event before `start`, if any.
+/// `valid_len` and the damage position count from the start of `events`; `count` counts
+/// only the events from `start` on.
+pub(crate) fn scan_from(events: &[u8], start: usize, previous: Option<i64>) -> Scan {
     let mut scan = Scan {
-        valid_len: 0,
+        valid_len: start,
         count: 0,
-        last_timestamp: None,
+        last_timestamp: previous,
         damage: None,
     };
     while scan.valid_len < events.len() {
@@ -225,47 +253,228 @@ pub(crate) fn scan(events: &[u8]) -> Scan {
     scan
 }
 
-/// Whether the damaged event at `pos` of `events` looks like the torn tail a power loss
-/// leaves: some disk sector it spans reads as zeros within the event, or within the
-/// event's 16-byte header.
+/// The magic number at the start of each trailer slot: the bytes `EVSTREAM`.
+pub const MAGIC: [u8; 8] = *b"EVSTREAM";
+/// The format version this crate reads and writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// Length of one trailer slot: one disk sector, written atomically.
+pub const TRAILER_SLOT_LEN: u64 = SECTOR_LEN;
+/// Length of the trailer: two slots, written alternately.
+pub const TRAILER_LEN: u64 = 2 * TRAILER_SLOT_LEN;
+/// Bytes at the start of a slot that its checksum covers.
+pub const TRAILER_CHECKED_LEN: usize = 64;
+/// Length of the slot record (the checked fields, the checksum and 4 reserved bytes).
+pub const TRAILER_RECORD_LEN: usize = 72;
+/// Byte offset, from the trailer's start, of the 64 bytes reserved for words readers wait
+/// on. They lie in slot 0 outside its record, change without a flush, and are never
+/// trusted: no checksum covers them.
+pub const WAIT_WORDS_AT: u64 = 256;
+/// Length of the wait-word area.
+pub const WAIT_WORDS_LEN: u64 = 64;
+/// Bit of [`TrailerRecord::flags`]: the stream is sealed and takes no more events.
+pub const FLAG_SEALED: u32 = 1;
+
+/// Where the trailer of a file of `len` bytes starts: the last two whole 512-byte sectors
+/// (aligned to file offsets) of the file, or `None` if the file is too short to hold the
+/// stream header, one empty event and the trailer ([`MIN_CAPACITY`]).
 ///
-/// A sector the disk never wrote reads back as zeros (the file is preallocated and
-/// recovery zeroes what it drops), so a torn event has at least one sector whose part
-/// inside the event is all zero. `events` starts at file offset 24, and sectors are
-/// aligned to file offsets. The event spans its claimed size when that fits, otherwise
-/// the rest of the region.
-///
-/// The header is checked on its own because the writer writes it after the payload:
-/// when the header straddles two sectors and the kernel wrote one of them back between
-/// the two writes, that sector holds the payload and only the header's part of it is
-/// still zero.
-pub(crate) fn looks_torn(events: &[u8], pos: usize) -> bool {
-    let claimed_end = parse_event(events, pos)
-        .ok()
-        .map(|event| pos + event.len())
-        .unwrap_or(events.len());
-    let header_end = (pos + EVENT_HEADER_LEN as usize).min(claimed_end);
-    zero_sector_part(events, pos, claimed_end) || zero_sector_part(events, pos, header_end)
+/// This is also where the event area ends: events lie in `24..trailer_offset(len)`.
+pub fn trailer_offset(len: u64) -> Option<u64> {
+    if len < MIN_CAPACITY {
+        return None;
+    }
+    Some(len / SECTOR_LEN * SECTOR_LEN - TRAILER_LEN)
 }
 
-/// Whether some sector's part of `events[from..to]` is all zero.
-fn zero_sector_part(events: &[u8], from: usize, to: usize) -> bool {
-    let sector = SECTOR_LEN as usize;
-    let header = STREAM_HEADER_LEN as usize;
-    let mut start = from;
-    while start < to {
-        // End of the sector holding file offset `header + start`, as a region position.
-        let sector_end = (header + start) / sector * sector + sector - header;
-        let end = sector_end.min(to);
-        let Some(bytes) = events.get(start..end) else {
-            return false;
-        };
-        if bytes.iter().all(|&b| b == 0) {
-            return true;
+/// The smallest capacity whose event area holds `events_len` bytes of events (each event
+/// is 16 bytes plus its payload): the header, the events rounded up to a whole 512-byte
+/// sector, and the trailer. `None` on overflow.
+///
+/// ```
+/// use evstream::format::{capacity_for_events, trailer_offset};
+/// let capacity = capacity_for_events(1000).unwrap();
+/// assert_eq!(capacity, 2048);
+/// assert!(trailer_offset(capacity).unwrap() >= 24 + 1000);
+/// ```
+pub fn capacity_for_events(events_len: u64) -> Option<u64> {
+    let end = STREAM_HEADER_LEN.checked_add(events_len)?;
+    let sectors = end.div_ceil(SECTOR_LEN).checked_mul(SECTOR_LEN)?;
+    Some(sectors.checked_add(TRAILER_LEN)?.max(MIN_CAPACITY))
+}
+
+/// One trailer slot's record, the first 72 bytes of the slot; the rest of the slot is zero
+/// (slot 0 also holds the wait words, see [`WAIT_WORDS_AT`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct TrailerRecord {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`FORMAT_VERSION`].
+    pub version: U32,
+    /// [`FLAG_SEALED`]; other bits are zero.
+    pub flags: U32,
+    /// Incremented on every trailer write; the valid slot with the higher one is current.
+    pub sequence: U64,
+    /// The durable watermark: events before this offset are on stable storage.
+    pub durable_offset: U64,
+    /// Number of events before `durable_offset`.
+    pub durable_count: U64,
+    /// Timestamp of the last event before `durable_offset` (`i64::MIN` if none).
+    pub durable_last_timestamp: I64,
+    /// Incremented by every recovery that moves the write offset back.
+    pub generation: U64,
+    /// No byte at or past this offset in the event area was written since the stream
+    /// was created: the writer moves this limit forward (durably) before writing past it.
+    pub dirty_limit: U64,
+    /// CRC-32 of bytes 0..64 of the record.
+    pub checksum: U32,
+    /// Zero.
+    pub reserved: U32,
+}
+
+const _: () = assert!(size_of::<TrailerRecord>() == TRAILER_RECORD_LEN);
+
+/// The stream state a trailer holds, decoded and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    /// The slot write counter of the current slot.
+    pub sequence: u64,
+    /// Whether the stream is sealed.
+    pub sealed: bool,
+    /// The durable watermark (offset of the end of the last flushed event).
+    pub durable_offset: u64,
+    /// Events before the watermark.
+    pub durable_count: u64,
+    /// Timestamp of the last event before the watermark.
+    pub durable_last_timestamp: Option<i64>,
+    /// The recovery generation.
+    pub generation: u64,
+    /// The offset below which every event byte ever written lies.
+    pub dirty_limit: u64,
+}
+
+impl Trailer {
+    /// The trailer of a freshly created, empty stream.
+    pub fn empty() -> Self {
+        Self {
+            sequence: 1,
+            sealed: false,
+            durable_offset: STREAM_HEADER_LEN,
+            durable_count: 0,
+            durable_last_timestamp: None,
+            generation: 0,
+            dirty_limit: STREAM_HEADER_LEN,
         }
-        start = end;
     }
-    false
+
+    /// Encodes the record, checksum included.
+    pub fn encode(&self) -> TrailerRecord {
+        let mut record = TrailerRecord {
+            magic: MAGIC,
+            version: U32::new(FORMAT_VERSION),
+            flags: U32::new(if self.sealed { FLAG_SEALED } else { 0 }),
+            sequence: U64::new(self.sequence),
+            durable_offset: U64::new(self.durable_offset),
+            durable_count: U64::new(self.durable_count),
+            durable_last_timestamp: I64::new(self.durable_last_timestamp.unwrap_or(i64::MIN)),
+            generation: U64::new(self.generation),
+            dirty_limit: U64::new(self.dirty_limit),
+            checksum: U32::ZERO,
+            reserved: U32::ZERO,
+        };
+        record.checksum = U32::new(record_checksum(&record));
+        record
+    }
+
+    /// The slot (0 or 1) a record with this sequence number is written to.
+    pub fn slot(sequence: u64) -> u64 {
+        sequence % 2
+    }
+}
+
+fn record_checksum(record: &TrailerRecord) -> u32 {
+    let bytes = record.as_bytes();
+    crc32fast::hash(bytes.get(..TRAILER_CHECKED_LEN).unwrap_or(bytes))
+}
+
+/// Why the bytes where a trailer belongs do not hold a usable one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrailerProblem {
+    /// Neither slot starts with the magic number: this is not a version 2 stream.
+    NoMagic,
+    /// A slot has the magic number but a format version this crate does not know.
+    UnsupportedVersion {
+        /// The version found.
+        version: u32,
+    },
+    /// Both slots have the magic and version but neither checksum matches: the trailer of
+    /// a stream is damaged.
+    Damaged,
+    /// The current slot's fields contradict each other or the file's length.
+    Inconsistent,
+}
+
+/// Decodes a trailer from its two slot records, as read from the file; `trailer_at` is the
+/// trailer's offset (the end of the event area), against which the watermark is checked.
+///
+/// # Errors
+/// What is wrong when neither slot holds a valid record; see [`TrailerProblem`].
+pub fn decode_trailer(
+    slots: [&[u8; TRAILER_RECORD_LEN]; 2],
+    trailer_at: u64,
+) -> Result<Trailer, TrailerProblem> {
+    let mut best: Option<Trailer> = None;
+    let mut problem = TrailerProblem::NoMagic;
+    for bytes in slots {
+        let Ok(record) = TrailerRecord::read_from_bytes(bytes) else {
+            continue;
+        };
+        if record.magic != MAGIC {
+            continue;
+        }
+        if record.version.get() != FORMAT_VERSION {
+            problem = TrailerProblem::UnsupportedVersion {
+                version: record.version.get(),
+            };
+            continue;
+        }
+        if record.checksum.get() != record_checksum(&record) {
+            if problem == TrailerProblem::NoMagic {
+                problem = TrailerProblem::Damaged;
+            }
+            continue;
+        }
+        let trailer = Trailer {
+            sequence: record.sequence.get(),
+            sealed: record.flags.get() & FLAG_SEALED != 0,
+            durable_offset: record.durable_offset.get(),
+            durable_count: record.durable_count.get(),
+            durable_last_timestamp: match record.durable_last_timestamp.get() {
+                i64::MIN => None,
+                ts => Some(ts),
+            },
+            generation: record.generation.get(),
+            dirty_limit: record.dirty_limit.get(),
+        };
+        if best.is_none_or(|b| trailer.sequence > b.sequence) {
+            best = Some(trailer);
+        }
+    }
+    let trailer = best.ok_or(problem)?;
+    let events = trailer.durable_offset.saturating_sub(STREAM_HEADER_LEN);
+    let consistent = (STREAM_HEADER_LEN..=trailer_at).contains(&trailer.durable_offset)
+        && (trailer.durable_offset..=trailer_at).contains(&trailer.dirty_limit)
+        && trailer.durable_count <= events / EVENT_HEADER_LEN
+        && (trailer.durable_count == 0) == (events == 0)
+        && (trailer.durable_count == 0) == trailer.durable_last_timestamp.is_none();
+    if consistent {
+        Ok(trailer)
+    } else {
+        Err(TrailerProblem::Inconsistent)
+    }
 }
 
 #[cfg(test)]
@@ -360,22 +569,106 @@ mod tests {
         );
     }
 
+    fn record_bytes(trailer: &Trailer) -> [u8; TRAILER_RECORD_LEN] {
+        let mut out = [0u8; TRAILER_RECORD_LEN];
+        out.copy_from_slice(trailer.encode().as_bytes());
+        out
+    }
+
     #[test]
-    fn torn_means_a_zero_sector_inside_the_event() {
-        // Event at region position 0 spans file offsets 24..24+16+1000, crossing the
-        // sector boundary at file offset 512 (region position 488).
-        let payload: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8 + 1).collect();
-        let mut events = encode(&[(1, &payload)]);
-        events[100] ^= 0x10; // a bit flip: damaged, but no zero sector
-        assert!(!looks_torn(&events, 0));
-        events[100] ^= 0x10;
-        for b in &mut events[488..1000] {
-            *b = 0; // the second sector never reached the disk
+    fn the_valid_slot_with_the_higher_sequence_is_current() {
+        let older = Trailer {
+            dirty_limit: 4096,
+            ..Trailer::empty()
+        };
+        let newer = Trailer {
+            sequence: 2,
+            durable_offset: 100,
+            durable_count: 2,
+            durable_last_timestamp: Some(5),
+            ..older
+        };
+        let (a, b) = (record_bytes(&older), record_bytes(&newer));
+        assert_eq!(decode_trailer([&a, &b], 4096), Ok(newer));
+        assert_eq!(decode_trailer([&b, &a], 4096), Ok(newer));
+        // A torn or flipped current slot: the other one stands in.
+        for at in 0..TRAILER_CHECKED_LEN + 4 {
+            let mut torn = b;
+            torn[at] ^= 0x40;
+            assert_eq!(decode_trailer([&a, &torn], 4096), Ok(older), "byte {at}");
         }
-        assert!(looks_torn(&events, 0));
-        // A zeroed header alone is torn too.
-        let mut zero_header = encode(&[(1, &payload)]);
-        zero_header[..16].fill(0);
-        assert!(looks_torn(&zero_header, 0));
+        // Bytes past the record (where the wait words live) are not checked.
+        let mut slot = [0u8; 512];
+        slot[..TRAILER_RECORD_LEN].copy_from_slice(&b);
+        slot[300] = 0xff;
+        let record: &[u8; TRAILER_RECORD_LEN] = slot[..TRAILER_RECORD_LEN].try_into().unwrap();
+        assert_eq!(decode_trailer([&a, record], 4096), Ok(newer));
+    }
+
+    #[test]
+    fn trailer_problems_are_typed() {
+        let zero = [0u8; TRAILER_RECORD_LEN];
+        assert_eq!(
+            decode_trailer([&zero, &zero], 4096),
+            Err(TrailerProblem::NoMagic)
+        );
+        let mut v3 = record_bytes(&Trailer::empty());
+        v3[8] = 3;
+        assert_eq!(
+            decode_trailer([&v3, &zero], 4096),
+            Err(TrailerProblem::UnsupportedVersion { version: 3 })
+        );
+        let mut bad = record_bytes(&Trailer::empty());
+        bad[30] ^= 1;
+        assert_eq!(
+            decode_trailer([&zero, &bad], 4096),
+            Err(TrailerProblem::Damaged)
+        );
+        // A watermark past the event area, or a count the bytes cannot hold.
+        for lie in [
+            Trailer {
+                durable_offset: 5000,
+                dirty_limit: 5000,
+                ..Trailer::empty()
+            },
+            Trailer {
+                durable_offset: 40,
+                durable_count: 2,
+                durable_last_timestamp: Some(1),
+                dirty_limit: 40,
+                ..Trailer::empty()
+            },
+            Trailer {
+                durable_offset: 40,
+                durable_count: 0,
+                dirty_limit: 40,
+                ..Trailer::empty()
+            },
+        ] {
+            let r = record_bytes(&lie);
+            assert_eq!(
+                decode_trailer([&r, &zero], 4096),
+                Err(TrailerProblem::Inconsistent),
+                "{lie:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailer_offsets_and_capacities() {
+        assert_eq!(trailer_offset(MIN_CAPACITY - 1), None);
+        assert_eq!(trailer_offset(1536), Some(512));
+        assert_eq!(trailer_offset(2047), Some(512));
+        assert_eq!(trailer_offset(2048), Some(1024));
+        for n in [0u64, 1, 488, 489, 1000, 1 << 20] {
+            let capacity = capacity_for_events(n).unwrap();
+            let end = trailer_offset(capacity).unwrap();
+            assert!(end >= STREAM_HEADER_LEN + n, "{n}");
+            assert!(
+                end - (STREAM_HEADER_LEN + n) < SECTOR_LEN,
+                "{n}: not the smallest"
+            );
+        }
+        assert_eq!(capacity_for_events(u64::MAX), None);
     }
 }

@@ -1,11 +1,40 @@
-//! An append-only binary event-stream store on a memory-mapped file.
+//! An append-only binary event store on memory-mapped files.
 //!
-//! A stream is one preallocated file of fixed capacity: a 24-byte header, then events
-//! packed back to back, each a 16-byte header (timestamp, size, CRC-32) and its payload.
-//! One [`StreamWriter`] per file appends and publishes events; any number of
+//! The normal way to use it is a **log** ([`LogWriter`], [`LogReader`]): a directory of
+//! rolling segments that grows without bound, rolls by size or by UTC-aligned interval,
+//! deletes its oldest segments by size, age or count, gives every event a stable
+//! [`Position`], and keeps named cursors for consumers. Each segment is a **stream**: one
+//! preallocated file of fixed capacity, a 24-byte header, then events packed back to
+//! back, each a 16-byte header (timestamp, size, CRC-32) and its payload, and at the end
+//! a trailer (format version 2) with a magic number, the durable watermark (how far a
+//! flush put events on stable storage), a recovery generation and a sealed flag. One
+//! [`StreamWriter`] per file appends and publishes events; any number of
 //! [`StreamReader`]s, in the same process or others, iterate zero-copy [`EventView`]s of
-//! the published events, also while the writer appends. The byte layout is specified in
-//! `docs/FORMAT.md` and implemented in [`format`](mod@format).
+//! the published events, also while the writer appends. A single stream file can be
+//! used on its own. The byte layout is specified in `docs/FORMAT.md` and implemented in
+//! [`format`](mod@format).
+//!
+//! ```
+//! # fn main() -> evstream::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("sensors");
+//! use evstream::{LogOptions, LogReader, LogWriter};
+//!
+//! let mut log = LogWriter::create(&path, LogOptions::default().segment_size(64 << 20))?;
+//! log.append(1_700_000_000_000_000_000, b"temp=21.5")?;
+//! log.append_now(b"temp=21.7")?;
+//! log.flush()?; // both events now survive power loss
+//!
+//! let reader = LogReader::open(&path)?;
+//! for event in reader.iter()? {
+//!     let event = event?;
+//!     println!("{} {} {:?}", event.position(), event.timestamp(), event.payload());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A single stream:
 //!
 //! ```
 //! # fn main() -> evstream::Result<()> {
@@ -34,11 +63,16 @@
 //! touches the file follows these rules. evstream's own writers and readers do; the rules
 //! bind other programs and the user:
 //!
-//! 1. **Published bytes never change.** Bytes between the stream header and the
-//!    published write offset are written once, before they are published, and never
-//!    again. The one exception is recovery in [`StreamWriter::open`], which first moves
-//!    the write offset back and then clears the bytes it dropped: only damaged bytes,
-//!    which a verified iteration never hands out.
+//! 1. **Published bytes never change while a reader has the stream open.** Bytes between
+//!    the stream header and the published write offset are written once, before they
+//!    are published, and never again while any [`StreamReader`] is open, in this process
+//!    or another. The one writer that rewrites published bytes, recovery of a torn tail in
+//!    [`StreamWriter::open`], first takes the reader-presence lock alone (an
+//!    open-file-description byte-range lock that every reader holds shared for its
+//!    life); while a reader is open it is refused with [`Error::ReadersPresent`] and
+//!    changes nothing. So an [`EventView`] never changes under its borrow. (On platforms
+//!    without OFD locks, which evstream does not target, this guarantee falls back to the
+//!    generation check: [`Error::Recovered`].)
 //! 2. **One writer.** Only the holder of the file's exclusive `flock` writes, and only
 //!    past the published write offset (and the header's fields, atomically).
 //! 3. **The file never shrinks.** A stream's length is fixed when it is created; evstream
@@ -59,7 +93,15 @@
 //! # Durability
 //!
 //! An append that returned `Ok` survives a crash of the process; one covered by a
-//! successful [`StreamWriter::flush`] survives power loss. See [`StreamWriter`].
+//! successful [`StreamWriter::flush`] or [`LogWriter::flush`] survives power loss and is
+//! never dropped by a later recovery: damage below the durable watermark is reported as
+//! corruption, not truncated. See [`StreamWriter`] and [`LogWriter`].
+//!
+//! # Identity
+//!
+//! Every open checks the trailer's magic number and format version before it trusts any
+//! other byte, and a file that is not a stream ([`Error::NotAStream`]) is never changed.
+//! Version 1 streams are converted with [`upgrade_v1`].
 //!
 //! # Platform-specific behavior
 //!
@@ -74,11 +116,18 @@ pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
 pub mod format;
+mod log;
 pub mod salvage;
 pub mod stdio;
 mod stream;
 mod sys;
 
-pub use error::{Corruption, Error, HeaderProblem, Result};
+pub use error::{Corruption, Error, HeaderProblem, Result, Unrecognized};
+pub use log::config::LogOptions;
+pub use log::position::{ParsePositionError, Position};
+pub use log::reader::{Lag, LogDamage, LogEvent, LogIter, LogReader, LogStat, LogVerification};
+pub use log::retention::{CursorLoss, RetireReason, Retired};
+pub use log::writer::{LogRecovery, LogWriter};
 pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification};
+pub use stream::upgrade::upgrade_v1;
 pub use stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};

@@ -141,10 +141,16 @@ impl Salvage {
         file.read_exact_at(&mut offset, crate::format::WRITE_OFFSET_AT as u64)
             .map_err(|e| Error::io("read header of", path, e))?;
         let write_offset = u64::from_le_bytes(offset);
-        let (end, bad_write_offset) = if (STREAM_HEADER_LEN..=len).contains(&write_offset) {
+        // A version 2 stream's events end where its trailer begins; the trailer is not
+        // damage.
+        let events_end = crate::stream::open::read_identity(&file, path, len)
+            .ok()
+            .and_then(|_| crate::format::trailer_offset(len))
+            .unwrap_or(len);
+        let (end, bad_write_offset) = if (STREAM_HEADER_LEN..=events_end).contains(&write_offset) {
             (write_offset, None)
         } else {
-            (len, Some(write_offset))
+            (events_end, Some(write_offset))
         };
         Ok(Self {
             path: path.to_owned(),

@@ -7,6 +7,11 @@
 //! that compare its output with [`StreamWriter`](crate::StreamWriter)'s, byte for byte,
 //! check both implementations against each other.
 //!
+//! It covers the header and the events, the part of the format version 1 defined and
+//! version 2 left unchanged; it neither writes nor reads the version 2 trailer. Its output
+//! is a version 1 stream, which [`upgrade_v1`](crate::upgrade_v1) turns into a version 2
+//! one once the file has room for the trailer.
+//!
 //! The benchmarks' `std` baselines (`BufWriter`, one `write_all` per event, a writer
 //! thread fed by a channel, and the `BufReader` parser) all go through this module, so
 //! they write and read exactly the format the crate does and cannot drift from it.
@@ -812,10 +817,13 @@ mod tests {
             .get(..ours.len())
             .ok_or("the mapped file is too short")?;
         assert!(published == ours.as_slice(), "bytes 0..write_offset differ");
-        // Past the write offset the preallocated file is zeros, and the parser stops there.
+        // Past the write offset the preallocated event area is zeros, and the parser stops
+        // there; the trailer follows.
+        let trailer_at = crate::format::trailer_offset(mapped.len() as u64)
+            .ok_or("the mapped file holds no trailer")? as usize;
         assert!(
             mapped
-                .get(ours.len()..)
+                .get(ours.len()..trailer_at)
                 .unwrap_or_default()
                 .iter()
                 .all(|&b| b == 0)
@@ -856,12 +864,19 @@ mod tests {
         for (ts, payload) in EVENTS {
             writer.append(*ts, payload)?;
         }
-        // Room for one more event after the last, as a preallocated stream would have.
+        // Room for the trailer after the last event, as a preallocated stream would have.
         writer
             .finish()?
             .into_inner()
             .map_err(|e| e.into_error())?
-            .set_len(394 + 64)?;
+            .set_len(4096)?;
+        // This module writes what version 1 defined (header and events); the trailer of
+        // version 2 is added by the upgrade.
+        assert!(matches!(
+            crate::StreamReader::open(&path),
+            Err(crate::Error::NotAStream { .. })
+        ));
+        assert!(crate::upgrade_v1(&path)?);
         let reader = crate::StreamReader::open(&path)?;
         assert_eq!(reader.start_timestamp(), 42);
         let got = reader

@@ -7,12 +7,12 @@
 //! They are stated for users in the crate documentation ("Safety contract"); each
 //! `// SAFETY:` comment below names the one it relies on.
 //!
-//! 1. **Published bytes never change.** Bytes between the stream header and the published
-//!    `write_offset` are written once, before they are published, and never again. The
-//!    one exception is recovery of a damaged tail in
-//!    [`StreamWriter::open`](crate::StreamWriter::open), which first moves `write_offset`
-//!    back and then clears the dropped bytes; a reader that had handed out unverified views
-//!    of those (damaged) bytes would see them change.
+//! 1. **Published bytes never change while a reader is open.** Bytes between the stream
+//!    header and the published `write_offset` are written once, before they are
+//!    published, and never again while a reader holds the shared reader-presence lock
+//!    ([`set_presence`]). Recovery of a torn tail in
+//!    [`StreamWriter::open`](crate::StreamWriter::open), the one writer of published
+//!    bytes, takes that lock exclusively first, and is refused while any reader holds it.
 //! 2. **One writer.** Only the holder of the file's exclusive lock writes, and it writes
 //!    only past the published `write_offset` (and the header fields, through atomics).
 //! 3. **The file never shrinks.** A stream's length is fixed when it is created. Another
@@ -35,30 +35,57 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
-use crate::format::{EVENT_COUNT_AT, START_TIMESTAMP_AT, STREAM_HEADER_LEN, WRITE_OFFSET_AT};
+use crate::format::{
+    EVENT_COUNT_AT, START_TIMESTAMP_AT, STREAM_HEADER_LEN, TRAILER_RECORD_LEN, TrailerRecord,
+    WRITE_OFFSET_AT,
+};
 
 /// Header field offsets as `usize`, checked against the format.
 const HEADER: usize = STREAM_HEADER_LEN as usize;
 
-/// Returns the header field at `at` of a mapping as an atomic.
-///
-/// # Safety
-/// `raw` must be at least [`HEADER`] bytes long and `at` one of the 8-byte field offsets
-/// (0, 8 or 16); the mapping must stay alive for `'a`.
-unsafe fn header_field(raw: &MmapRaw, at: usize) -> &AtomicU64 {
-    debug_assert!(raw.len() >= HEADER && at + 8 <= HEADER && at.is_multiple_of(8));
-    // SAFETY: the caller guarantees the field lies inside the mapping. Mappings start on a
-    // page boundary, so `ptr + at` with `at` a multiple of 8 is 8-byte aligned as
-    // `AtomicU64` requires. The memory lives as long as `raw`, which the returned
-    // reference borrows. Every access to these 8 bytes, in any process that follows the
-    // module contract, is atomic, so there is no data race.
-    unsafe { &*raw.as_ptr().add(at).cast::<AtomicU64>() }
+/// Returns the 8 bytes at `at` of a mapping as an atomic, or `None` unless they lie
+/// inside the mapping and `at` is a multiple of 8.
+fn word_at(raw: &MmapRaw, at: usize) -> Option<&AtomicU64> {
+    if !at.is_multiple_of(8) || at.checked_add(8)? > raw.len() {
+        return None;
+    }
+    // SAFETY: the 8 bytes lie inside the mapping (checked above). Mappings start on a page
+    // boundary, so `ptr + at` with `at` a multiple of 8 is 8-byte aligned as `AtomicU64`
+    // requires. The memory lives as long as `raw`, which the returned reference borrows.
+    // The words handed out are the header fields and the trailer records, which every
+    // process that follows the module contract accesses only atomically (rule 4), so
+    // there is no data race.
+    Some(unsafe { &*raw.as_ptr().add(at).cast::<AtomicU64>() })
+}
+
+/// A header field of a mapping that holds the header (checked when the mapping is made).
+fn header_field(raw: &MmapRaw, at: usize) -> &AtomicU64 {
+    static ZERO: AtomicU64 = AtomicU64::new(0);
+    // Every mapping is at least `HEADER` bytes (checked in `map_whole`) and `at` is a field
+    // constant, so the fallback is never taken.
+    word_at(raw, at).unwrap_or(&ZERO)
+}
+
+/// Loads the 64-byte trailer record at `at` word by word with `Acquire`.
+fn load_record(raw: &MmapRaw, at: u64) -> [u8; TRAILER_RECORD_LEN] {
+    let mut out = [0u8; TRAILER_RECORD_LEN];
+    let Ok(at) = usize::try_from(at) else {
+        return out;
+    };
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        if let Some(word) = word_at(raw, at + i * 8) {
+            chunk.copy_from_slice(&u64::from_le(word.load(Ordering::Acquire)).to_le_bytes());
+        }
+    }
+    out
 }
 
 /// A read-write mapping of a whole stream file, owned by its one writer.
 #[derive(Debug)]
 pub(crate) struct WriteMap {
     raw: Arc<MmapRaw>,
+    /// End of the event area (the trailer's offset): event writes never reach past it.
+    events_end: u64,
 }
 
 impl WriteMap {
@@ -68,13 +95,23 @@ impl WriteMap {
     /// With `huge_pages`, asks for transparent huge pages (`madvise(MADV_HUGEPAGE)`), so
     /// the page cache behind the mapping is filled in large folios (up to 2 MiB) where the
     /// kernel and file system support them. Advice only: a refusal is ignored.
-    pub fn new(file: &File, len: u64, huge_pages: bool) -> io::Result<Self> {
+    ///
+    /// Event bytes are written only below `events_end`, the trailer's offset.
+    pub fn new(file: &File, len: u64, huge_pages: bool, events_end: u64) -> io::Result<Self> {
         let raw = map_whole(len, |options| options.map_raw(file))?;
         if huge_pages {
             // Advice only; without THP (or large folios in the file system) nothing changes.
             let _ = raw.advise(Advice::HugePage);
         }
-        Ok(Self { raw: Arc::new(raw) })
+        Ok(Self {
+            raw: Arc::new(raw),
+            events_end: events_end.min(len),
+        })
+    }
+
+    /// End of the event area.
+    pub fn events_end(&self) -> u64 {
+        self.events_end
     }
 
     /// Length of the mapping (the stream's capacity).
@@ -83,8 +120,29 @@ impl WriteMap {
     }
 
     fn field(&self, at: usize) -> &AtomicU64 {
-        // SAFETY: `new` checked the mapping holds the header; `at` is a field constant.
-        unsafe { header_field(&self.raw, at) }
+        header_field(&self.raw, at)
+    }
+
+    /// Stores the trailer record at file offset `at` (a slot's start) word by word with
+    /// `Release`. Returns `false`, storing nothing, unless the record lies inside the
+    /// trailer area (at or past the end of the event area).
+    pub fn store_record(&self, at: u64, record: &TrailerRecord) -> bool {
+        use zerocopy::IntoBytes;
+        let record = record.as_bytes();
+        let Ok(start) = usize::try_from(at) else {
+            return false;
+        };
+        if at < self.events_end || word_at(&self.raw, start + TRAILER_RECORD_LEN - 8).is_none() {
+            return false;
+        }
+        for (i, chunk) in record.chunks_exact(8).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if let Some(field) = word_at(&self.raw, start + i * 8) {
+                field.store(u64::from_le_bytes(word).to_le(), Ordering::Release);
+            }
+        }
+        true
     }
 
     /// The published write offset (only this writer changes it, so `Relaxed` suffices).
@@ -102,7 +160,7 @@ impl WriteMap {
     /// Moving the offset forward is only sound once the bytes up to it are written,
     /// which the writer guarantees; this method clamps it to the mapping.
     pub fn publish(&self, write_offset: u64, event_count: u64) {
-        let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.raw.len() as u64);
+        let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.events_end);
         self.field(WRITE_OFFSET_AT)
             .store(write_offset.to_le(), Ordering::Release);
         self.field(EVENT_COUNT_AT)
@@ -112,7 +170,7 @@ impl WriteMap {
     /// Stores `write_offset` alone, so a crash point can fall between it and the count.
     #[cfg(feature = "failpoints")]
     pub fn publish_offset(&self, write_offset: u64) {
-        let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.raw.len() as u64);
+        let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.events_end);
         self.field(WRITE_OFFSET_AT)
             .store(write_offset.to_le(), Ordering::Release);
     }
@@ -121,7 +179,7 @@ impl WriteMap {
     ///
     /// Published bytes never change while `&self` is borrowed: writes go past the write
     /// offset, and moving it back ([`Self::publish`] with a lower offset followed by
-    /// [`Self::zero_unpublished`]) needs `&mut self` for the zeroing.
+    /// zeroing through [`Self::unpublished_mut`]) needs `&mut self` for the zeroing.
     pub fn published(&self) -> &[u8] {
         let end = (self.write_offset() as usize).clamp(HEADER, self.raw.len());
         // SAFETY: `HEADER..end` lies inside the mapping. Under the module contract no one
@@ -166,25 +224,10 @@ impl WriteMap {
         Some(unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().add(start), len) })
     }
 
-    /// Zeroes the unpublished bytes `from..to`, clamped to the mapping.
-    pub fn zero_unpublished(&mut self, from: u64, to: u64) -> bool {
-        let to = to.min(self.raw.len() as u64);
-        let Some(len) = to.checked_sub(from) else {
-            return false;
-        };
-        match self.unpublished_mut(from, len as usize) {
-            Some(bytes) => {
-                bytes.fill(0);
-                true
-            }
-            None => false,
-        }
-    }
-
     #[inline]
     fn unpublished_range(&self, offset: u64, len: usize) -> Option<usize> {
         let end = offset.checked_add(len as u64)?;
-        if offset < self.write_offset() || end > self.raw.len() as u64 {
+        if offset < self.write_offset() || end > self.events_end {
             return None;
         }
         usize::try_from(offset).ok()
@@ -244,9 +287,13 @@ impl ReadMap {
     }
 
     fn field(&self, at: usize) -> &AtomicU64 {
-        // SAFETY: `new` checked the mapping holds the header; `at` is a field constant.
         // Atomic loads from read-only memory are sound for lock-free 8-byte atomics.
-        unsafe { header_field(&self.raw, at) }
+        header_field(&self.raw, at)
+    }
+
+    /// The trailer record at file offset `at` (a slot's start), loaded word by word.
+    pub fn load_record(&self, at: u64) -> [u8; TRAILER_RECORD_LEN] {
+        load_record(&self.raw, at)
     }
 
     /// The published write offset, loaded with `Acquire`: every event before it is
@@ -359,6 +406,23 @@ pub(crate) fn data_range(file: &File, from: u64) -> io::Result<Option<(u64, u64)
     Ok(Some((start as u64, end as u64)))
 }
 
+/// The start of the first hole of `file` at or after `from` (`lseek(SEEK_HOLE)`), or
+/// `None` if there is none before the end of the file. A file system that cannot tell
+/// reports none.
+///
+/// On some file systems (ext4, XFS) preallocated blocks that were never written count as
+/// holes too; below a stream's write offset every byte was written, so a hole there is
+/// damage either way.
+pub(crate) fn first_hole(file: &File, from: u64, len: u64) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let from_off = libc::off_t::try_from(from).ok()?;
+    // SAFETY: `lseek` takes a file descriptor and two integers; `file` keeps the descriptor
+    // open for the call. It touches no memory of ours; the file position it moves is not
+    // used by evstream, whose file I/O is positional or through the mapping.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), from_off, libc::SEEK_HOLE) };
+    u64::try_from(hole).ok().filter(|&h| h < len)
+}
+
 /// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use std::ffi::CString;
@@ -391,4 +455,79 @@ pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
         }
         _ => Err(err),
     }
+}
+
+/// Whether a process with this id exists (`kill(pid, 0)`), as far as this process can
+/// tell: `true` also when it exists but belongs to another user, and for ids that cannot
+/// name a single process (0 and ids past `pid_t`), which callers must leave alone.
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: `kill` with signal 0 sends nothing; it only checks that `pid` names a
+    // process this one may signal. It touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Where the reader-presence lock lies: one byte far past the end of any stream file.
+/// Byte-range locks are advisory and may lie past the end of a file; this range never
+/// covers data, so nothing but evstream's own presence protocol looks at it.
+const PRESENCE_AT: libc::off_t = 1 << 62;
+
+/// The reader-presence lock a file description can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// A reader: shared with every other reader.
+    Reader,
+    /// A writer about to rewrite bytes readers may have seen: alone.
+    Rewriter,
+    /// None (releases what the description held).
+    Unlock,
+}
+
+/// Sets the reader-presence lock of `file`'s open file description without waiting: an
+/// open-file-description byte-range lock (`fcntl(F_OFD_SETLK)`), independent of the
+/// writer's `flock` and released when the description is closed (also when the process
+/// dies). Returns `Ok(false)` if a conflicting lock is held through another description,
+/// in this process or another.
+///
+/// # Platform-specific behavior
+/// Linux only (3.15 and later). Elsewhere this does nothing and returns `Ok(true)`: the
+/// guarantee that recovery never rewrites bytes under an open reader does not hold there.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_presence(file: &File, presence: Presence) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let kind = match presence {
+        Presence::Reader => libc::F_RDLCK,
+        Presence::Rewriter => libc::F_WRLCK,
+        Presence::Unlock => libc::F_UNLCK,
+    };
+    // SAFETY: `flock` is a plain C struct of integers, for which all zeros is valid
+    // (and `l_pid` must be 0 for OFD locks).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = PRESENCE_AT;
+    lock.l_len = 1;
+    // SAFETY: `fcntl(F_OFD_SETLK)` reads the `flock` struct we pass, which lives across
+    // the call; `file` keeps the descriptor open. It touches no other memory of ours.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// See the Linux version: elsewhere there is no OFD lock, and nothing is locked.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_presence(_file: &File, _presence: Presence) -> io::Result<bool> {
+    Ok(true)
 }

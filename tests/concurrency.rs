@@ -142,7 +142,9 @@ fn one_writer_many_readers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.evs");
     let bytes: u64 = (0..events).map(|i| 16 + event(i).1.len() as u64).sum();
-    drop(StreamWriter::create(&path, 24 + bytes).unwrap());
+    drop(
+        StreamWriter::create(&path, evstream::format::capacity_for_events(bytes).unwrap()).unwrap(),
+    );
     let started = Instant::now();
     // Readers first, so they tail from the very first event.
     let children: Vec<Child> = (0..readers)
@@ -166,10 +168,11 @@ fn one_writer_many_readers() {
          {snapshots:?} snapshots while the writer ran",
         started.elapsed()
     );
-    // The stream is exactly full and intact.
+    // The stream is intact, and flushed to its end.
     let reader = StreamReader::open(&path).unwrap();
     let verification = reader.verify().unwrap();
     assert!(verification.is_ok());
     assert_eq!(verification.events, events);
-    assert_eq!(reader.write_offset(), reader.capacity());
+    assert_eq!(reader.write_offset(), 24 + bytes);
+    assert_eq!(reader.durable_offset(), 24 + bytes);
 }

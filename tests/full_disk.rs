@@ -24,7 +24,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use evstream::{Error, StreamReader, StreamWriter};
+use evstream::{Error, Prefault, StreamReader, StreamWriter, WriterOptions};
 use reliability_support::{Workload, assert_prefix_of, child_test, read_stream};
 
 /// A tmpfs mounted on a fresh temporary directory, unmounted on drop.
@@ -153,12 +153,23 @@ fn fill_child() {
     let dir = PathBuf::from(dir);
     let path = dir.join("s.evs");
     let capacity = 1u64 << 20;
-    let mut writer = StreamWriter::create(&path, capacity).unwrap();
-    if std::env::var("EVSTREAM_FULL_PUNCH").is_ok() {
-        // The control: give the reserved blocks back, as if `create` had not reserved them.
+    let punch = std::env::var("EVSTREAM_FULL_PUNCH").is_ok();
+    // The control prefaults nothing: a background prefaulter could map the punched pages
+    // back in (allocating them) before the file system is full, and the control would
+    // then not die (issue 9, defect 10).
+    let options = if punch {
+        WriterOptions::default().prefault(Prefault::Off)
+    } else {
+        WriterOptions::default()
+    };
+    let mut writer = StreamWriter::create_with(&path, capacity, options).unwrap();
+    if punch {
+        // The control: give the event area's reserved blocks back, as if `create` had not
+        // reserved them.
+        let events_end = evstream::format::trailer_offset(capacity).unwrap();
         let status = Command::new("fallocate")
             .args(["--punch-hole", "--offset", "4096", "--length"])
-            .arg((capacity - 4096).to_string())
+            .arg((events_end - 4096).to_string())
             .arg(&path)
             .status()
             .unwrap();
@@ -280,6 +291,25 @@ impl LoopExt4 {
     }
 }
 
+impl LoopExt4 {
+    /// Unmounts and mounts the file system again, so that nothing of it is left in the
+    /// page cache: what reads back then is what reached the device.
+    fn remount(&self) {
+        let _ = Command::new("sync").status();
+        let umount = Command::new("umount")
+            .arg(self.mount.path())
+            .status()
+            .unwrap();
+        assert!(umount.success(), "umount");
+        let mount = Command::new("mount")
+            .arg(&self.device)
+            .arg(self.mount.path())
+            .status()
+            .unwrap();
+        assert!(mount.success(), "mount");
+    }
+}
+
 impl Drop for LoopExt4 {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.mount.path()).status();
@@ -336,5 +366,149 @@ fn a_failed_flush_poisons_the_writer() {
     // Reopening does not panic; whatever it finds is a prefix of what was appended.
     if let Ok(contents) = read_stream(&path) {
         assert_prefix_of(&contents.events, &workload, "after a failed flush");
+    }
+
+    // Issue 9, defect 3: space comes back and a new writer opens the stream. The pages
+    // whose write-back failed are clean in the page cache, so a flush that only `msync`s
+    // would return Ok without writing them. The new writer must not acknowledge events
+    // that are not on the device: after a flush that returns Ok, every event it counted
+    // reads back from the device itself (after a remount).
+    std::fs::remove_file(disk.backing.path().join("filler")).unwrap();
+    let mut writer = match StreamWriter::open(&path) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("full disk: reopening after the failure refused: {e}");
+            return;
+        }
+    };
+    let counted = writer.event_count();
+    let flushed = writer.flush();
+    eprintln!(
+        "full disk: a new writer counted {counted} events above watermark {}; flush: {flushed:?}",
+        writer.durable_offset()
+    );
+    drop(writer);
+    if flushed.is_ok() {
+        disk.remount();
+        let contents = read_stream(&path).unwrap();
+        assert_prefix_of(&contents.events, &workload, "after remount");
+        assert!(
+            contents.events.len() as u64 >= counted,
+            "flush said Ok for {counted} events, {} are on the device ({:?})",
+            contents.events.len(),
+            contents.error
+        );
+        eprintln!(
+            "full disk: after a remount {} of {counted} acknowledged events read back",
+            contents.events.len()
+        );
+    }
+}
+
+/// Bytes in use on the file system holding `path` (`df`'s "used").
+fn used_bytes(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=used", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap()
+}
+
+/// A 4 GiB sparse file with a valid trailer and a header that claims the whole event
+/// area: `durable` says whether the watermark claims it too.
+fn hostile_sparse(path: &Path, durable: bool) {
+    use std::os::unix::fs::FileExt;
+    use zerocopy::IntoBytes;
+    let len = 4u64 << 30;
+    let file = File::create(path).unwrap();
+    file.set_len(len).unwrap();
+    let end = evstream::format::trailer_offset(len).unwrap();
+    let mut header = end.to_le_bytes().to_vec();
+    header.extend_from_slice(&1000u64.to_le_bytes());
+    header.extend_from_slice(&7i64.to_le_bytes());
+    file.write_all_at(&header, 0).unwrap();
+    let trailer = evstream::format::Trailer {
+        dirty_limit: end,
+        ..evstream::format::Trailer::empty()
+    };
+    let trailer = if durable {
+        evstream::format::Trailer {
+            durable_offset: end,
+            durable_count: 1000,
+            durable_last_timestamp: Some(7),
+            ..trailer
+        }
+    } else {
+        trailer
+    };
+    file.write_all_at(trailer.encode().as_bytes(), end + 512)
+        .unwrap();
+}
+
+/// Child: every way of opening and reading the hostile file, and a writer.
+#[test]
+#[ignore = "child process of `a_hostile_sparse_file_never_fills_the_disk`"]
+fn hostile_child() {
+    let Ok(path) = std::env::var("EVSTREAM_HOSTILE_PATH") else {
+        return;
+    };
+    let reader = StreamReader::open(&path).unwrap();
+    assert!(reader.iter().any(|e| e.is_err()));
+    assert!(reader.iter_unverified().any(|e| e.is_err()));
+    let verification = reader.verify().unwrap();
+    assert!(verification.damage.is_some());
+    let _ = reader.seek_time(i64::MAX);
+    let _ = reader.is_sealed();
+    drop(reader);
+    println!("READ");
+    let writer = StreamWriter::open_with(&path, WriterOptions::default().prefault(Prefault::Off));
+    println!("WRITER {:?}", writer.as_ref().map(|w| w.recovery().clone()));
+}
+
+/// Issue 9, defect 6: a 4 GiB sparse file whose header claims all of it, on a 64 MiB
+/// tmpfs. Reading it every way, and opening a writer on it, allocates next to nothing
+/// and nothing dies of `SIGBUS`: holes are damage, recovery zeroes only pages that hold
+/// something, and unverified iteration stops at an all-zero event header.
+#[test]
+fn a_hostile_sparse_file_never_fills_the_disk() {
+    for durable in [false, true] {
+        let fs = tmpfs_or_skip!(64 << 20);
+        let path = fs.path().join("hostile.evs");
+        hostile_sparse(&path, durable);
+        let before = used_bytes(fs.path());
+        let out = child_test("hostile_child")
+            .env("EVSTREAM_HOSTILE_PATH", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "durable {durable}: killed\n{stdout}\n{stderr}"
+        );
+        assert!(
+            out.status.success(),
+            "durable {durable}\n{stdout}\n{stderr}"
+        );
+        assert!(stdout.contains("READ"), "{stdout}");
+        let after = used_bytes(fs.path());
+        eprintln!(
+            "hostile sparse file (watermark claims all: {durable}): {before} bytes used \
+             before, {after} after; {}",
+            stdout
+                .lines()
+                .find(|l| l.starts_with("WRITER"))
+                .unwrap_or("")
+        );
+        assert!(
+            after < before + (1 << 20),
+            "durable {durable}: {before} -> {after} bytes used"
+        );
     }
 }

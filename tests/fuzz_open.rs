@@ -12,7 +12,7 @@ mod reliability_support;
 
 use std::path::{Path, PathBuf};
 
-use evstream::format::EventHeader;
+use evstream::format::{EventHeader, Trailer, capacity_for_events, trailer_offset};
 use proptest::prelude::*;
 use reliability_support::env_count;
 use zerocopy::IntoBytes;
@@ -24,8 +24,9 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// A valid stream of these events, with `free` zero bytes after them.
-fn encode(events: &[(i64, Vec<u8>)], free: usize) -> Vec<u8> {
+/// A valid stream of these events, with at least `free` zero bytes after them, then the
+/// trailer. With `flushed`, the durable watermark covers every event; otherwise none.
+fn encode(events: &[(i64, Vec<u8>)], free: usize, flushed: bool) -> Vec<u8> {
     let mut bytes = vec![0u8; 24];
     for (ts, payload) in events {
         bytes.extend_from_slice(EventHeader::for_payload(*ts, payload).unwrap().as_bytes());
@@ -34,7 +35,27 @@ fn encode(events: &[(i64, Vec<u8>)], free: usize) -> Vec<u8> {
     let end = bytes.len() as u64;
     bytes[0..8].copy_from_slice(&end.to_le_bytes());
     bytes[8..16].copy_from_slice(&(events.len() as u64).to_le_bytes());
-    bytes.resize(bytes.len() + free, 0);
+    let trailer = if flushed && !events.is_empty() {
+        Trailer {
+            durable_offset: end,
+            durable_count: events.len() as u64,
+            durable_last_timestamp: events.last().map(|e| e.0),
+            ..Trailer::empty()
+        }
+    } else {
+        Trailer::empty()
+    };
+    with_trailer(bytes, free, trailer)
+}
+
+/// `bytes` followed by `free` zero bytes, made a stream file with `trailer`.
+fn with_trailer(mut bytes: Vec<u8>, free: usize, trailer: Trailer) -> Vec<u8> {
+    let capacity = capacity_for_events(bytes.len() as u64 + free as u64).unwrap();
+    let trailer_at = trailer_offset(capacity).unwrap();
+    bytes.resize(capacity as usize, 0);
+    let slot = (trailer_at + Trailer::slot(trailer.sequence) * 512) as usize;
+    let record = trailer.encode();
+    bytes[slot..slot + record.as_bytes().len()].copy_from_slice(record.as_bytes());
     bytes
 }
 
@@ -122,6 +143,8 @@ proptest! {
         data.extend_from_slice(&count.to_le_bytes());
         data.extend_from_slice(&7i64.to_le_bytes());
         data.extend_from_slice(&body);
+        // With a valid trailer whose watermark claims nothing: all of it is unflushed.
+        let data = with_trailer(data, 0, Trailer::empty());
         open_any::open_any(&path, &data);
     }
 
@@ -130,6 +153,7 @@ proptest! {
         events in prop::collection::vec(
             (0i64..4, prop::collection::vec(any::<u8>(), 0..700)), 0..8),
         free in 0usize..1200,
+        flushed in any::<bool>(),
         damages in prop::collection::vec(damage(), 1..4),
     ) {
         let (_dir, path) = scratch();
@@ -147,7 +171,7 @@ proptest! {
             offsets.push(at);
             at += 16 + payload.len();
         }
-        let mut data = encode(&events, free);
+        let mut data = encode(&events, free, flushed);
         for d in &damages {
             apply(&mut data, d, &offsets);
         }

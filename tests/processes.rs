@@ -101,6 +101,35 @@ fn reader_here_follows_writer_process() {
     assert_eq!(writer.event_count(), EVENTS);
 }
 
+/// Runs `test` of this binary as a child in `role`, with piped standard input and output,
+/// and waits until it prints a line containing `marker`.
+fn spawn_until(
+    test: &str,
+    role: &str,
+    path: &Path,
+    marker: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env("EVSTREAM_CHILD", role)
+        .env("EVSTREAM_CHILD_PATH", path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(marker) {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{role} ended early");
+    }
+    (child, out)
+}
+
 #[test]
 fn a_writer_in_another_process_holds_the_lock() {
     if std::env::var("EVSTREAM_CHILD").as_deref() == Ok("holder") {
@@ -111,28 +140,16 @@ fn a_writer_in_another_process_holds_the_lock() {
         std::io::stdin().read_line(&mut line).unwrap();
         return;
     }
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("z.evs");
     drop(StreamWriter::create(&path, 4096).unwrap());
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_writer_in_another_process_holds_the_lock",
-            "--nocapture",
-        ])
-        .env("EVSTREAM_CHILD", "holder")
-        .env("EVSTREAM_CHILD_PATH", &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("locked") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
-    }
+    let (mut child, _out) = spawn_until(
+        "a_writer_in_another_process_holds_the_lock",
+        "holder",
+        &path,
+        "locked",
+    );
     assert!(matches!(
         StreamWriter::open(&path),
         Err(evstream::Error::Locked { .. })
@@ -142,4 +159,99 @@ fn a_writer_in_another_process_holds_the_lock() {
     assert!(child.wait().unwrap().success());
     assert!(!StreamReader::open(&path).unwrap().writer_active().unwrap());
     StreamWriter::open(&path).unwrap();
+}
+
+/// Builds a stream whose last events (above the durable watermark) are torn: the sector
+/// holding the end of the last one reads as zeros. Returns the offset of the torn event.
+fn torn_stream(path: &Path) -> u64 {
+    let mut writer = StreamWriter::create(path, 1 << 20).unwrap();
+    for i in 0..4 {
+        writer.append(i, &payload(i as u64)).unwrap();
+    }
+    writer.flush().unwrap();
+    let torn = writer.append(4, &[0x5a; 3000]).unwrap();
+    let end = writer.write_offset();
+    drop(writer);
+    let data = std::fs::read(path).unwrap();
+    let mut data = data;
+    let sector = ((end - 1) / 512 * 512) as usize;
+    data[sector..end as usize].fill(0);
+    std::fs::write(path, data).unwrap();
+    torn
+}
+
+/// Views never change while borrowed, across processes: a writer whose recovery must
+/// rewrite bytes is refused while a reader in another process has the stream open, and
+/// proceeds once that reader is gone, whether it closed the stream or was killed.
+#[test]
+fn recovery_waits_for_reader_processes() {
+    use std::io::Write;
+    if std::env::var("EVSTREAM_CHILD").as_deref() == Ok("viewer") {
+        let path = std::env::var("EVSTREAM_CHILD_PATH").unwrap();
+        let reader = StreamReader::open(&path).unwrap();
+        let views: Vec<&[u8]> = reader
+            .iter()
+            .map_while(|e| e.ok().map(|e| e.payload()))
+            .collect();
+        let copies: Vec<Vec<u8>> = views.iter().map(|v| v.to_vec()).collect();
+        println!("viewing {}", views.len());
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).unwrap();
+        // Nothing changed under the borrow.
+        assert_eq!(views.len(), 4);
+        for (view, copy) in views.iter().zip(&copies) {
+            assert!(*view == copy.as_slice(), "a view changed under its borrow");
+        }
+        println!("unchanged");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.evs");
+    let torn = torn_stream(&path);
+    let viewer = || {
+        spawn_until(
+            "recovery_waits_for_reader_processes",
+            "viewer",
+            &path,
+            "viewing 4",
+        )
+    };
+    let before = std::fs::read(&path).unwrap();
+
+    // A viewer that is killed: its presence ends with the process.
+    let (mut child, _out) = viewer();
+    for _ in 0..3 {
+        assert!(matches!(
+            StreamWriter::open(&path),
+            Err(evstream::Error::ReadersPresent { .. })
+        ));
+    }
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "changed under a reader"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A viewer that checks its views after the refused recovery and closes the stream.
+    let (mut child, mut out) = viewer();
+    assert!(matches!(
+        StreamWriter::open(&path),
+        Err(evstream::Error::ReadersPresent { .. })
+    ));
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success(), "viewer failed: {rest}");
+    assert!(rest.contains("unchanged"), "{rest}");
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "changed under a reader"
+    );
+
+    // No reader left: recovery drops the torn event.
+    let writer = StreamWriter::open(&path).unwrap();
+    assert_eq!(writer.recovery().torn_at.as_ref().map(|t| t.0), Some(torn));
+    assert_eq!(writer.event_count(), 4);
+    assert_eq!(writer.generation(), 1);
 }

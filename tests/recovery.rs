@@ -20,14 +20,33 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|j| ((i * 7 + j) % 255) as u8 + 1).collect()
 }
 
-/// A stream of `n` events with `len`-byte payloads; returns their offsets.
+/// A stream of `n` events with `len`-byte payloads, all flushed; returns their offsets.
 fn build(path: &Path, n: usize, len: usize) -> Vec<u64> {
+    build_flushed(path, n, len, n)
+}
+
+/// A stream of `n` events with `len`-byte payloads of which the first `flushed` were
+/// flushed (the durable watermark ends there); returns their offsets.
+fn build_flushed(path: &Path, n: usize, len: usize, flushed: usize) -> Vec<u64> {
     let mut writer = StreamWriter::create(path, 64 << 10).unwrap();
     let offsets = (0..n)
-        .map(|i| writer.append(i as i64, &payload(i, len)).unwrap())
+        .map(|i| {
+            if i == flushed {
+                writer.flush().unwrap();
+            }
+            writer.append(i as i64, &payload(i, len)).unwrap()
+        })
         .collect();
-    writer.flush().unwrap();
+    if flushed == n {
+        writer.flush().unwrap();
+    }
     offsets
+}
+
+/// The end of the event area of the stream at `path`.
+fn events_end(path: &Path) -> usize {
+    let len = std::fs::metadata(path).unwrap().len();
+    evstream::format::trailer_offset(len).unwrap() as usize
 }
 
 fn events(path: &Path) -> Vec<Vec<u8>> {
@@ -47,8 +66,9 @@ fn patch(path: &Path, at: usize, bytes: &[u8]) {
 #[test]
 fn torn_tail_is_truncated_reported_and_zeroed() {
     let (_dir, path) = temp();
-    // 20 events of 300 bytes: events 0..=3 end before file offset 1536.
-    let offsets = build(&path, 20, 300);
+    // 20 events of 300 bytes: events 0..=3 end before file offset 1536, and only they
+    // were flushed.
+    let offsets = build_flushed(&path, 20, 300, 4);
     let header_offset = std::fs::read(&path).unwrap()[..8].to_vec();
     // Power loss: the header reached the disk, the sectors from 1536 to 2560 did not.
     let mut data = std::fs::read(&path).unwrap();
@@ -66,16 +86,28 @@ fn torn_tail_is_truncated_reported_and_zeroed() {
         Err(Error::Corrupt { offset, .. }) if *offset == offsets[torn]
     ));
 
-    let writer = StreamWriter::open(&path).unwrap();
-    // The reader that was open during recovery is told, not shown changed bytes.
-    let mut stale = reader.iter();
-    assert!(
-        matches!(stale.next(), Some(Err(Error::Regressed { now, .. })) if now == offsets[torn])
-    );
-    assert!(stale.next().is_none());
-    assert!(matches!(reader.verify(), Err(Error::Regressed { .. })));
-    assert!(matches!(reader.refresh(), Err(Error::Regressed { .. })));
+    assert_eq!(reader.durable_offset(), offsets[torn]);
+    assert_eq!(reader.generation(), 0);
+    // While a reader is open (its views borrow those bytes), recovery is refused and the
+    // file left unchanged.
+    let views: Vec<&[u8]> = reader
+        .iter()
+        .map_while(|e| e.ok().map(|e| e.payload()))
+        .collect();
+    let before = std::fs::read(&path).unwrap();
+    assert!(matches!(
+        StreamWriter::open(&path),
+        Err(Error::ReadersPresent { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(views.len(), torn, "the views still read what they read");
+    assert_eq!(views[3], payload(3, 300));
+    drop(views);
+    assert!(reader.refresh().is_ok());
     drop(reader);
+    let writer = StreamWriter::open(&path).unwrap();
+    assert_eq!(writer.generation(), 1, "a recovery bumps the generation");
+    assert_eq!(StreamReader::open(&path).unwrap().generation(), 1);
     let recovery = writer.recovery().clone();
     assert_eq!(recovery.torn_at.as_ref().map(|t| t.0), Some(offsets[torn]));
     assert_eq!(recovery.dropped_events, 20 - torn as u64);
@@ -86,7 +118,11 @@ fn torn_tail_is_truncated_reported_and_zeroed() {
     drop(writer);
 
     let data = std::fs::read(&path).unwrap();
-    assert!(data[offsets[torn] as usize..].iter().all(|&b| b == 0));
+    assert!(
+        data[offsets[torn] as usize..events_end(&path)]
+            .iter()
+            .all(|&b| b == 0)
+    );
     assert_eq!(
         events(&path),
         (0..torn).map(|i| payload(i, 300)).collect::<Vec<_>>()
@@ -101,15 +137,70 @@ fn torn_tail_is_truncated_reported_and_zeroed() {
 #[test]
 fn torn_tail_can_be_refused_for_inspection() {
     let (_dir, path) = temp();
-    let offsets = build(&path, 5, 50);
+    let offsets = build_flushed(&path, 5, 50, 4);
     patch(&path, offsets[4] as usize, &[0; 16]);
     let before = std::fs::read(&path).unwrap();
     let opts = WriterOptions::default().recover_torn_tail(false);
     assert!(matches!(
         StreamWriter::open_with(&path, opts),
-        Err(Error::Corrupt { offset, .. }) if offset == offsets[4]
+        Err(Error::Corrupt { offset, watermark, .. })
+            if offset == offsets[4] && watermark == offsets[4]
     ));
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// Issue 9, defect 1: a flipped bit inside flushed records that hold zero-filled sectors
+/// was taken for a torn tail, and every later event was dropped.
+#[test]
+fn a_flipped_bit_in_flushed_data_never_drops_events() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    let record = |i: usize| {
+        let mut r = format!("rec{i:05}:").into_bytes();
+        r.resize(1100, 0);
+        r
+    };
+    let offsets: Vec<u64> = (0..300)
+        .map(|i| writer.append(i as i64, &record(i)).unwrap())
+        .collect();
+    writer.flush().unwrap();
+    drop(writer);
+    let at = offsets[20] as usize + 16 + 600;
+    let mut data = std::fs::read(&path).unwrap();
+    data[at] ^= 0x10;
+    std::fs::write(&path, &data).unwrap();
+
+    // A writer that checks the durable events refuses, naming the event and the
+    // watermark, and changes nothing.
+    let checked = StreamWriter::open_with(&path, WriterOptions::default().check_durable(true));
+    match checked {
+        Err(Error::Corrupt {
+            offset, watermark, ..
+        }) => {
+            assert_eq!(offset, offsets[20]);
+            assert_eq!(watermark, offsets[299] + 16 + 1100);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    // The default writer checks only what lies above the watermark: it drops nothing,
+    // changes no flushed byte, and appends after the last event.
+    let mut writer = StreamWriter::open(&path).unwrap();
+    assert!(writer.recovery().is_clean(), "{:?}", writer.recovery());
+    assert_eq!(writer.event_count(), 300);
+    writer.append(300, b"more").unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+    let after = std::fs::read(&path).unwrap();
+    let end = offsets[299] as usize + 16 + 1100;
+    assert_eq!(after[24..end], data[24..end], "flushed bytes changed");
+    // Readers report the damage at the event, with the watermark.
+    let reader = StreamReader::open(&path).unwrap();
+    let verification = reader.verify().unwrap();
+    assert_eq!(verification.events, 20);
+    assert_eq!(verification.damage.map(|d| d.0), Some(offsets[20]));
+    let message = reader.iter().nth(20).unwrap().unwrap_err().to_string();
+    assert!(message.contains("durable watermark"), "{message}");
 }
 
 #[test]
@@ -121,11 +212,13 @@ fn damage_followed_by_valid_events_is_refused_and_untouched() {
     let mut data = std::fs::read(&path).unwrap();
     data[at] ^= 0x04;
     std::fs::write(&path, &data).unwrap();
-    match StreamWriter::open(&path) {
+    let checked = || StreamWriter::open_with(&path, WriterOptions::default().check_durable(true));
+    match checked() {
         Err(Error::Corrupt {
             path: p,
             offset,
             reason: Corruption::ChecksumMismatch { .. },
+            ..
         }) => {
             assert_eq!(p, path);
             assert_eq!(offset, offsets[2]);
@@ -135,40 +228,37 @@ fn damage_followed_by_valid_events_is_refused_and_untouched() {
     assert_eq!(std::fs::read(&path).unwrap(), data);
     assert_eq!(events(&path).len(), 2);
     // The message names the file, the offset and the reason.
-    let message = StreamWriter::open(&path).unwrap_err().to_string();
+    let message = checked().unwrap_err().to_string();
     assert!(message.contains("s.evs"), "{message}");
     assert!(message.contains(&offsets[2].to_string()), "{message}");
     assert!(message.contains("checksum mismatch"), "{message}");
 }
 
 #[test]
-fn event_count_one_short_is_repaired_other_mismatches_refused() {
+fn event_count_is_repaired_from_the_watermark_and_the_events() {
     let (_dir, path) = temp();
-    build(&path, 6, 10);
-    patch(&path, 8, &5u64.to_le_bytes());
-    let writer = StreamWriter::open(&path).unwrap();
-    assert!(writer.recovery().count_repaired);
-    assert_eq!(writer.event_count(), 6);
-    drop(writer);
-    assert_eq!(
-        u64::from_le_bytes(std::fs::read(&path).unwrap()[8..16].try_into().unwrap()),
-        6
-    );
-
-    for lie in [0u64, 4, 7, u64::MAX] {
+    build_flushed(&path, 6, 10, 3);
+    // One short (a writer stopped between its two stores), or any other value (a crash
+    // between the two stores of a recovery, issue 9 defect 7): the count is derived data,
+    // the durable count plus the events above the watermark, and is repaired.
+    for lie in [5u64, 0, 4, 7, u64::MAX] {
         patch(&path, 8, &lie.to_le_bytes());
-        let before = std::fs::read(&path).unwrap();
-        assert!(matches!(
-            StreamWriter::open(&path),
-            Err(Error::BadHeader {
-                reason: HeaderProblem::CountMismatch { header, scanned: 6 },
-                ..
-            }) if header == lie
-        ));
-        assert_eq!(std::fs::read(&path).unwrap(), before);
         let check = StreamReader::open(&path).unwrap().verify().unwrap();
-        assert!(!check.is_ok());
+        assert_eq!(
+            check.is_ok(),
+            lie == 5,
+            "one short is what a live writer shows"
+        );
         assert_eq!(check.events, 6);
+        let writer = StreamWriter::open(&path).unwrap();
+        assert!(writer.recovery().count_repaired, "count {lie}");
+        assert_eq!(writer.event_count(), 6);
+        drop(writer);
+        assert_eq!(
+            u64::from_le_bytes(std::fs::read(&path).unwrap()[8..16].try_into().unwrap()),
+            6
+        );
+        assert!(StreamReader::open(&path).unwrap().verify().unwrap().is_ok());
     }
 }
 
@@ -187,7 +277,7 @@ fn stale_bytes_of_an_unpublished_append_are_cleared() {
     assert_eq!(writer.write_offset(), end as u64);
     drop(writer);
     let data = std::fs::read(&path).unwrap();
-    assert!(data[end..].iter().all(|&b| b == 0));
+    assert!(data[end..events_end(&path)].iter().all(|&b| b == 0));
     assert_eq!(events(&path).len(), offsets.len());
 }
 
@@ -195,12 +285,14 @@ fn stale_bytes_of_an_unpublished_append_are_cleared() {
 fn every_bit_flip_is_detected_or_yields_a_valid_prefix() {
     let (dir, path) = temp();
     let lens = [0usize, 1, 17, 40, 3];
-    let mut writer = StreamWriter::create(&path, 512).unwrap();
+    let mut writer = StreamWriter::create(&path, 1536).unwrap();
     for (i, &len) in lens.iter().enumerate() {
         writer.append(i as i64 * 3, &payload(i, len)).unwrap();
     }
+    writer.flush().unwrap();
     let end = writer.write_offset() as usize;
     drop(writer);
+    let checking = || WriterOptions::default().check_durable(true);
     let original = std::fs::read(&path).unwrap();
     let expected: Vec<Vec<u8>> = lens
         .iter()
@@ -229,7 +321,7 @@ fn every_bit_flip_is_detected_or_yields_a_valid_prefix() {
             let _ = reader.verify();
         }
 
-        match StreamWriter::open(&copy) {
+        match StreamWriter::open_with(&copy, checking()) {
             Ok(w) => {
                 let n = w.event_count() as usize;
                 if w.recovery().is_clean() {
@@ -270,26 +362,53 @@ fn bad_inputs_get_typed_errors_and_stay_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
 
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    // Files that are not streams: refused by identity before anything else is read.
+    let foreign: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
         ("short", vec![1; 23]),
+        ("header_only", {
+            // Plausible as a version 1 header: offset 24, count 0.
+            let mut v = vec![0; 4096];
+            v[..8].copy_from_slice(&24u64.to_le_bytes());
+            v
+        }),
+    ];
+    for (name, bytes) in &foreign {
+        let path = p(name);
+        std::fs::write(&path, bytes).unwrap();
+        let w = StreamWriter::open(&path).unwrap_err();
+        assert!(matches!(w, Error::NotAStream { .. }), "{name}: {w:?}");
+        assert!(matches!(
+            StreamReader::open(&path),
+            Err(Error::NotAStream { .. })
+        ));
+        assert!(w.to_string().contains(name), "{w}");
+        assert_eq!(&std::fs::read(&path).unwrap(), bytes, "{name} changed");
+    }
+
+    // Streams whose header lies.
+    let stream = p("template.evs");
+    drop(StreamWriter::create(&stream, 4096).unwrap());
+    let template = std::fs::read(&stream).unwrap();
+    let end = events_end(&stream) as u64;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
         ("offset_past_end", {
-            let mut v = vec![0; 100];
-            v[..8].copy_from_slice(&101u64.to_le_bytes());
+            let mut v = template.clone();
+            v[..8].copy_from_slice(&(end + 1).to_le_bytes());
             v
         }),
         ("offset_before_events", {
-            let mut v = vec![0; 100];
+            let mut v = template.clone();
             v[..8].copy_from_slice(&23u64.to_le_bytes());
             v
         }),
         ("offset_huge", {
-            let mut v = vec![0; 100];
+            let mut v = template.clone();
             v[..8].copy_from_slice(&u64::MAX.to_le_bytes());
             v
         }),
         ("size_overflows", {
-            let mut v = vec![0; 100];
+            let mut v = template.clone();
             v[..8].copy_from_slice(&100u64.to_le_bytes());
             v[8..16].copy_from_slice(&1u64.to_le_bytes());
             v[24 + 8..24 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -299,19 +418,10 @@ fn bad_inputs_get_typed_errors_and_stay_unchanged() {
     for (name, bytes) in &cases {
         let path = p(name);
         std::fs::write(&path, bytes).unwrap();
-        let w = StreamWriter::open(&path).unwrap_err();
+        let inspect = WriterOptions::default().recover_torn_tail(false);
+        let w = StreamWriter::open_with(&path, inspect).unwrap_err();
         let r = StreamReader::open(&path).map(|r| r.iter().filter(|e| e.is_err()).count());
         match *name {
-            "empty" | "short" => {
-                assert!(matches!(
-                    w,
-                    Error::BadHeader {
-                        reason: HeaderProblem::TooShort { .. },
-                        ..
-                    }
-                ));
-                assert!(matches!(r, Err(Error::BadHeader { .. })));
-            }
             "size_overflows" => {
                 assert!(matches!(
                     w,
@@ -473,10 +583,159 @@ fn create_refuses_paths_it_cannot_use() {
         StreamWriter::create(dir.path(), 4096),
         Err(Error::AlreadyExists { .. })
     ));
-    let header_only = dir.path().join("h.evs");
-    let mut w = StreamWriter::create(&header_only, 40).unwrap();
-    assert_eq!(w.capacity(), 40);
-    w.append(1, b"").unwrap();
+    let smallest = dir.path().join("h.evs");
+    let mut w = StreamWriter::create(&smallest, 1536).unwrap();
+    assert_eq!(w.capacity(), 1536);
+    assert_eq!(w.available(), 512 - 24);
+    w.append(1, &[7; 512 - 24 - 16]).unwrap();
     assert!(matches!(w.append(1, b""), Err(Error::Full { .. })));
-    assert_eq!(STREAM_HEADER_LEN + 16, w.write_offset());
+    assert_eq!(512, w.write_offset());
+    assert_eq!(STREAM_HEADER_LEN, 24);
+}
+
+/// A version 1 stream: the header and events `stdio` writes, zeros to `len`.
+fn version1(path: &Path, events: &[(i64, &[u8])], len: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut writer =
+        evstream::stdio::EventWriter::new(std::io::Cursor::new(&mut bytes), 1).unwrap();
+    for (ts, payload) in events {
+        writer.append(*ts, payload).unwrap();
+    }
+    writer.finish().unwrap();
+    bytes.resize(len, 0);
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn version1_streams_are_refused_until_upgraded() {
+    let (_dir, path) = temp();
+    let events: Vec<(i64, &[u8])> = vec![(1, b"one"), (2, b"two"), (2, b"three")];
+    let bytes = version1(&path, &events, 8192);
+    // Refused, naming the upgrade, and unchanged.
+    let err = StreamWriter::open(&path).unwrap_err();
+    assert!(matches!(err, Error::NotAStream { .. }), "{err:?}");
+    assert!(err.to_string().contains("evstream upgrade"), "{err}");
+    assert!(matches!(
+        StreamReader::open(&path),
+        Err(Error::NotAStream { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // Upgraded: the events are durable, the stream appendable; upgrading again is a no-op.
+    assert!(evstream::upgrade_v1(&path).unwrap());
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(
+        after[..8192 - 1024],
+        bytes[..8192 - 1024],
+        "only the trailer was written"
+    );
+    assert!(!evstream::upgrade_v1(&path).unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), after);
+    let reader = StreamReader::open(&path).unwrap();
+    assert_eq!(reader.durable_offset(), reader.write_offset());
+    assert_eq!(reader.verify().unwrap().events, 3);
+    drop(reader);
+    let mut writer = StreamWriter::open(&path).unwrap();
+    assert_eq!(writer.event_count(), 3);
+    writer.append(3, b"four").unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+    assert_eq!(events_of(&path), 4);
+}
+
+#[test]
+fn upgrade_refuses_without_changing_a_byte() {
+    let (dir, _) = temp();
+    // The events reach into the trailer's place (the last two sectors).
+    let full = dir.path().join("full.evs");
+    let big = vec![7u8; 1200];
+    let bytes = version1(&full, &[(1, &big)], 2048);
+    assert!(matches!(
+        evstream::upgrade_v1(&full),
+        Err(Error::NoRoomForTrailer { .. })
+    ));
+    assert_eq!(std::fs::read(&full).unwrap(), bytes);
+    // Non-zero bytes in the trailer's place.
+    let busy = dir.path().join("busy.evs");
+    let mut bytes = version1(&busy, &[(1, b"x")], 4096);
+    bytes[4000] = 1;
+    std::fs::write(&busy, &bytes).unwrap();
+    assert!(matches!(
+        evstream::upgrade_v1(&busy),
+        Err(Error::NoRoomForTrailer { .. })
+    ));
+    assert_eq!(std::fs::read(&busy).unwrap(), bytes);
+    // A damaged event.
+    let damaged = dir.path().join("damaged.evs");
+    let mut bytes = version1(&damaged, &[(1, b"abc"), (2, b"def")], 4096);
+    bytes[24 + 16 + 1] ^= 1;
+    std::fs::write(&damaged, &bytes).unwrap();
+    assert!(matches!(
+        evstream::upgrade_v1(&damaged),
+        Err(Error::Corrupt { offset: 24, .. })
+    ));
+    assert_eq!(std::fs::read(&damaged).unwrap(), bytes);
+    // Not a stream at all.
+    let words = dir.path().join("words.bin");
+    let bytes: Vec<u8> = (0..4096u32)
+        .flat_map(|i| (i * 7 + 4096).to_le_bytes())
+        .collect();
+    std::fs::write(&words, &bytes).unwrap();
+    assert!(evstream::upgrade_v1(&words).is_err());
+    assert_eq!(std::fs::read(&words).unwrap(), bytes);
+}
+
+fn events_of(path: &Path) -> usize {
+    events(path).len()
+}
+
+/// Issue 9, defect 5: a reader or follower whose stream was recovered under it is told,
+/// never left to skip events. On Linux the reader-presence lock keeps recovery from
+/// running under an open reader at all; this simulates one that did (another
+/// implementation, or a platform without OFD locks) by writing what it writes: a trailer
+/// with the next generation, and a write offset moved back.
+#[test]
+fn a_recovery_under_a_reader_ends_refresh_follow_and_iteration() {
+    use std::os::unix::fs::FileExt;
+    use zerocopy::IntoBytes;
+    let (_dir, path) = temp();
+    let offsets = build_flushed(&path, 3, 10, 1);
+    let mut reader = StreamReader::open(&path).unwrap();
+    assert_eq!(reader.generation(), 0);
+
+    let len = std::fs::metadata(&path).unwrap().len();
+    let trailer_at = evstream::format::trailer_offset(len).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let current = {
+        let reader = StreamReader::open(&path).unwrap();
+        evstream::format::Trailer {
+            sequence: 100,
+            durable_offset: reader.durable_offset(),
+            durable_count: 1,
+            durable_last_timestamp: Some(0),
+            generation: 1,
+            dirty_limit: trailer_at,
+            sealed: false,
+        }
+    };
+    let slot = trailer_at + evstream::format::Trailer::slot(current.sequence) * 512;
+    file.write_all_at(current.encode().as_bytes(), slot)
+        .unwrap();
+    file.write_all_at(&offsets[1].to_le_bytes(), 0).unwrap();
+
+    let mut follow = reader.follow(offsets[2]).unwrap();
+    assert!(matches!(
+        follow.next_timeout(std::time::Duration::ZERO),
+        Err(Error::Recovered { was: 0, now: 1, .. })
+    ));
+    assert!(matches!(
+        reader.iter().next(),
+        Some(Err(Error::Recovered { was: 0, now: 1, .. }))
+    ));
+    assert!(matches!(
+        reader.refresh(),
+        Err(Error::Recovered { was: 0, now: 1, .. })
+    ));
+    // A reader opened now sees the new generation.
+    assert_eq!(StreamReader::open(&path).unwrap().generation(), 1);
 }

@@ -112,10 +112,15 @@ fn huge_pages_round_trip_flush_and_reopen() {
 #[test]
 fn an_event_that_fills_the_capacity_exactly_fits() {
     let (_dir, path) = temp();
-    let capacity = 24 + 16 + 100 + 16 + 1000;
+    // The event area of a 2 KiB stream ends at the trailer, at 1024.
+    let capacity = 2048;
+    assert_eq!(
+        evstream::format::trailer_offset(capacity),
+        Some(24 + 16 + 100 + 16 + 868)
+    );
     let mut writer = StreamWriter::create(&path, capacity).unwrap();
     writer.append(1, &payload(100, 1)).unwrap();
-    writer.append(2, &payload(1000, 2)).unwrap();
+    writer.append(2, &payload(868, 2)).unwrap();
     assert_eq!(writer.available(), 0);
     assert!(matches!(
         writer.append(3, b""),
@@ -127,26 +132,27 @@ fn an_event_that_fills_the_capacity_exactly_fits() {
     drop(writer);
     let events = read_all(&path);
     assert_eq!(events.len(), 2);
-    assert_eq!(events[1].2, payload(1000, 2));
+    assert_eq!(events[1].2, payload(868, 2));
 }
 
 #[test]
 fn full_leaves_the_stream_intact_and_usable() {
     let (_dir, path) = temp();
-    let mut writer = StreamWriter::create(&path, 200).unwrap();
+    // The smallest stream: events in 24..512, the trailer after.
+    let mut writer = StreamWriter::create(&path, 1536).unwrap();
     writer.append(1, &[7; 100]).unwrap();
     let before = std::fs::read(&path).unwrap();
-    let err = writer.append(2, &[8; 100]).unwrap_err();
+    let err = writer.append(2, &[8; 400]).unwrap_err();
     assert!(matches!(
         err,
         Error::Full {
-            needed: 116,
-            available: 60
+            needed: 416,
+            available: 372
         }
     ));
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // A smaller event still fits, and the refused one did not move the clock.
-    writer.append(1, &[9; 44]).unwrap();
+    writer.append(1, &[9; 356]).unwrap();
     assert_eq!(writer.available(), 0);
     drop(writer);
     assert_eq!(read_all(&path).len(), 2);
@@ -156,15 +162,15 @@ fn full_leaves_the_stream_intact_and_usable() {
 fn capacity_and_existing_files_are_checked() {
     let (_dir, path) = temp();
     assert!(matches!(
-        StreamWriter::create(&path, 39),
+        StreamWriter::create(&path, 1535),
         Err(Error::BadCapacity {
-            capacity: 39,
-            minimum: 40,
+            capacity: 1535,
+            minimum: 1536,
             ..
         })
     ));
     assert!(!path.exists(), "a refused create leaves no file");
-    let mut w = StreamWriter::create(&path, 40).unwrap();
+    let mut w = StreamWriter::create(&path, 1536).unwrap();
     w.append(5, b"").unwrap();
     drop(w);
     let before = std::fs::read(&path).unwrap();
@@ -184,8 +190,21 @@ fn capacity_and_existing_files_are_checked() {
 #[test]
 fn create_removes_temporary_files_of_dead_creators_only() {
     let (dir, path) = temp();
-    let abandoned = dir.path().join(".s.evs.4242.1700000000000000000.tmp");
-    let in_progress = dir.path().join(".s.evs.4243.1700000000000000001.tmp");
+    // The id of a process that has exited (and been reaped), and of one that runs: ours.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let alive = std::process::id();
+    let abandoned = dir
+        .path()
+        .join(format!(".s.evs.{gone}.1700000000000000000.tmp"));
+    let in_progress = dir
+        .path()
+        .join(format!(".s.evs.{gone}.1700000000000000001.tmp"));
+    let unlocked_but_alive = dir
+        .path()
+        .join(format!(".s.evs.{alive}.1700000000000000003.tmp"));
+    std::fs::write(&unlocked_but_alive, b"partial").unwrap();
     let other_stream = dir.path().join(".s.evs.old.4244.1700000000000000002.tmp");
     for p in [&abandoned, &in_progress, &other_stream] {
         std::fs::write(p, b"partial").unwrap();
@@ -197,6 +216,8 @@ fn create_removes_temporary_files_of_dead_creators_only() {
     assert!(!abandoned.exists());
     assert!(in_progress.exists());
     assert!(other_stream.exists());
+    // A live creator that has not taken its lock yet keeps its temporary file.
+    assert!(unlocked_but_alive.exists());
     drop((writer, held));
 }
 
@@ -494,4 +515,112 @@ fn verify_agrees_with_a_live_writer() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     appender.join().unwrap();
     println!("{rounds} checks, {partial} of them while the writer was appending");
+}
+
+/// Issue 9, defect 9: two `create`s of one path racing. The loser used to delete the
+/// winner's temporary file as abandoned (its lock not yet taken), and one of them then
+/// failed with `Io "rename into place": NotFound`.
+#[test]
+fn concurrent_creates_of_one_path_lose_with_already_exists() {
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let rounds = 400;
+    for round in 0..rounds {
+        let path = Arc::new(dir.path().join(format!("r{round}.evs")));
+        let barrier = Arc::new(std::sync::Barrier::new(3));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let (path, barrier) = (Arc::clone(&path), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    StreamWriter::create_with(
+                        &*path,
+                        4096,
+                        WriterOptions::default().prefault(Prefault::Off),
+                    )
+                    .map(drop)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {results:?}");
+        for result in &results {
+            assert!(
+                matches!(result, Ok(()) | Err(Error::AlreadyExists { .. })),
+                "round {round}: {result:?}"
+            );
+        }
+        assert!(StreamReader::open(&*path).is_ok());
+    }
+    // No temporary file is left behind by any round.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+/// Issue 9, defect 8: `next_timeout(Duration::MAX)` overflowed `Instant` and panicked; it
+/// waits without a deadline.
+#[test]
+fn follow_without_a_deadline() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    let reader = StreamReader::open(&path).unwrap();
+    let mut follow = reader.follow(reader.write_offset()).unwrap();
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        writer.append(7, b"late").unwrap();
+        writer
+    });
+    let event = follow.next_timeout(Duration::MAX).unwrap().unwrap();
+    assert_eq!((event.timestamp(), event.payload()), (7, &b"late"[..]));
+    drop(producer.join().unwrap());
+}
+
+/// `seal` is durable and final: appends are refused here and in every later writer, and
+/// readers see it live.
+#[test]
+fn a_sealed_stream_takes_no_more_events() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    writer.append(1, b"one").unwrap();
+    let reader = StreamReader::open(&path).unwrap();
+    let mut follow = reader.follow(24).unwrap();
+    assert!(!reader.is_sealed());
+    assert!(!writer.is_sealed());
+    assert!(follow.next_timeout(Duration::ZERO).unwrap().is_some());
+    assert!(!follow.is_finished(), "not sealed yet");
+    writer.seal().unwrap();
+    assert!(writer.is_sealed());
+    assert!(reader.is_sealed(), "the reader sees the live trailer");
+    assert!(
+        follow.is_finished(),
+        "a caught-up follower of a sealed stream is done"
+    );
+    let behind = reader.follow(24).unwrap();
+    assert!(!behind.is_finished(), "one event is still to be read");
+    assert_eq!(writer.durable_offset(), writer.write_offset());
+    assert!(matches!(
+        writer.append(2, b"two"),
+        Err(Error::Sealed { .. })
+    ));
+    assert!(matches!(
+        writer.append_with(2, 3, |_| {}),
+        Err(Error::Sealed { .. })
+    ));
+    writer.seal().unwrap();
+    drop(writer);
+    let mut again = StreamWriter::open(&path).unwrap();
+    assert!(again.is_sealed());
+    assert!(matches!(again.append(2, b"two"), Err(Error::Sealed { .. })));
+    drop(again);
+    assert_eq!(read_all(&path).len(), 1);
+    assert!(StreamReader::open(&path).unwrap().is_sealed());
 }

@@ -7,7 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use evstream::{Prefault, Recovery, StreamWriter, WriterOptions};
+use evstream::{
+    LogRecovery, LogWriter, Prefault, Recovery, RetireReason, Retired, StreamWriter, WriterOptions,
+};
 
 use crate::create;
 use crate::failure::{self, Failure};
@@ -43,7 +45,8 @@ get the wall clock (never earlier than the last event's).";
 /// Arguments of `evstream append`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file (create it first with `evstream create`, or pass --create)
+    /// The stream file (create it first with `evstream create`, or pass --create), or log
+    /// directory (create it with `evstream create DIR --log`)
     file: PathBuf,
     /// Payloads, one event each; without any, events are read from standard input
     #[arg(value_name = "PAYLOAD")]
@@ -143,10 +146,17 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     } else {
         Prefault::Off
     };
-    let options = WriterOptions::default().prefault(prefault);
+    // A one-shot command checks the whole stream first, the flushed events too, and
+    // refuses damage anywhere (leaving the file unchanged) rather than append after it.
+    let options = WriterOptions::default()
+        .prefault(prefault)
+        .check_durable(true);
     let create = args.create.then_some(args.capacity);
     let mut writer = open_writer(path, options, args.wait, create)?;
-    report_recovery(path, writer.recovery());
+    match &writer {
+        Target::Stream(stream) => report_recovery(path, stream.recovery()),
+        Target::Log(log) => report_log_recovery(path, log.recovery()),
+    }
 
     let mut appender = Appender {
         writer: &mut writer,
@@ -175,7 +185,92 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     if args.sync {
         writer.flush().map_err(|e| Failure::stream(path, &e))?;
     }
+    if let Target::Log(log) = &mut writer {
+        report_retired(path, &log.take_retired());
+    }
     result
+}
+
+/// Where `append` writes: a stream file or a log.
+enum Target {
+    Stream(Box<StreamWriter>),
+    Log(Box<LogWriter>),
+}
+
+impl Target {
+    fn append(&mut self, timestamp: Option<i64>, payload: &[u8]) -> evstream::Result<()> {
+        match (self, timestamp) {
+            (Self::Stream(w), Some(t)) => w.append(t, payload).map(drop),
+            (Self::Stream(w), None) => w.append_now(payload).map(drop),
+            (Self::Log(w), Some(t)) => w.append(t, payload).map(drop),
+            (Self::Log(w), None) => w.append_now(payload).map(drop),
+        }
+    }
+
+    /// Bytes left for events: a log has no limit (it rolls).
+    fn available(&self) -> u64 {
+        match self {
+            Self::Stream(w) => w.available(),
+            Self::Log(_) => u64::MAX,
+        }
+    }
+
+    fn last_timestamp(&self) -> Option<i64> {
+        match self {
+            Self::Stream(w) => w.last_timestamp(),
+            Self::Log(w) => w.last_timestamp(),
+        }
+    }
+
+    fn flush(&mut self) -> evstream::Result<()> {
+        match self {
+            Self::Stream(w) => w.flush(),
+            Self::Log(w) => w.flush(),
+        }
+    }
+}
+
+/// Tells on standard error what opening a log repaired.
+fn report_log_recovery(path: &Path, recovery: &LogRecovery) {
+    report_recovery(path, &recovery.newest);
+    for (segment, repair) in &recovery.unsealed {
+        report_recovery(&path.join(format!("segment {segment}")), repair);
+    }
+    if recovery.dropped_after_gap > 0 {
+        failure::note(&format!(
+            "{}: dropped {} unflushed events that lay past events a power loss destroyed",
+            path.display(),
+            recovery.dropped_after_gap
+        ));
+    }
+}
+
+/// Tells on standard error which segments retention deleted, why, and who lost what.
+fn report_retired(path: &Path, retired: &[Retired]) {
+    for r in retired {
+        let why = match r.reason {
+            RetireReason::Size => "the log exceeded its size limit",
+            RetireReason::Age => "its events were older than the age limit",
+            RetireReason::Count => "the log exceeded its segment limit",
+            _ => "retention",
+        };
+        failure::note(&format!(
+            "{}: deleted segment {} ({} events, {}): {why}",
+            path.display(),
+            r.segment,
+            r.events,
+            units::size(r.bytes)
+        ));
+        for loss in &r.cursors_behind {
+            failure::note(&format!(
+                "{}: cursor {} (at {}) lost {} events it had not read",
+                path.display(),
+                loss.name,
+                loss.position,
+                loss.events_lost
+            ));
+        }
+    }
 }
 
 /// Opens the stream for appending: waits for the writer lock if asked, creates the stream
@@ -185,12 +280,17 @@ fn open_writer(
     options: WriterOptions,
     wait: Option<Wait>,
     create: Option<u64>,
-) -> Result<StreamWriter, Failure> {
+) -> Result<Target, Failure> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     let mut raced = false;
     loop {
-        let error = match StreamWriter::open_with(path, options.clone()) {
+        let opened = if path.is_dir() {
+            LogWriter::open(path).map(|log| Target::Log(Box::new(log)))
+        } else {
+            StreamWriter::open_with(path, options.clone()).map(|w| Target::Stream(Box::new(w)))
+        };
+        let error = match opened {
             Ok(writer) => return Ok(writer),
             Err(evstream::Error::Io { source, .. })
                 if source.kind() == io::ErrorKind::NotFound && create.is_some() =>
@@ -206,7 +306,7 @@ fn open_writer(
                 }
                 let capacity = create.unwrap_or(evstream::format::MIN_CAPACITY);
                 match StreamWriter::create_with(path, capacity, options.clone()) {
-                    Ok(writer) => return Ok(writer),
+                    Ok(writer) => return Ok(Target::Stream(Box::new(writer))),
                     // Another process created it first: open that one.
                     Err(evstream::Error::AlreadyExists { .. }) => {
                         raced = true;
@@ -263,7 +363,7 @@ fn report_recovery(path: &Path, recovery: &Recovery) {
 
 /// Appends events to an open writer, counting them.
 struct Appender<'a> {
-    writer: &'a mut StreamWriter,
+    writer: &'a mut Target,
     path: &'a Path,
     timestamp: Option<i64>,
     appended: u64,
@@ -271,10 +371,7 @@ struct Appender<'a> {
 
 impl Appender<'_> {
     fn append(&mut self, own: Option<i64>, payload: &[u8]) -> Result<(), Failure> {
-        let result = match own.or(self.timestamp) {
-            Some(timestamp) => self.writer.append(timestamp, payload),
-            None => self.writer.append_now(payload).map(|(offset, _)| offset),
-        };
+        let result = self.writer.append(own.or(self.timestamp), payload);
         result.map_err(|e| Failure::stream(self.path, &e))?;
         self.appended += 1;
         Ok(())

@@ -16,6 +16,8 @@ Examples:
   evstream bench                            # 10,000 events of 1 KiB in a temporary directory
   evstream bench --events 100000 --size 128
   evstream bench --dir /mnt/nvme --json > bench.json
+  evstream bench --log                      # 1 GiB through a log of 64 MiB segments
+  evstream bench --log --large-log 10GiB    # and open, seek, tail on a 10 GiB log
 
 Compares evstream's appends (cold: file creation timed; warm: pages resident) and replay
 with std I/O baselines that write the same format, and measures per-append latency.
@@ -53,6 +55,17 @@ pub struct Args {
     /// Print the report as JSON on standard output instead of tables
     #[arg(long)]
     json: bool,
+    /// Benchmark logs instead: continuous logging through rolling segments against
+    /// `BufWriter` rolling files, append latency with rolls, and (with --large-log)
+    /// open, seek and tail on a large log
+    #[arg(long, conflicts_with = "json")]
+    log: bool,
+    /// Log: bytes of events per run (default 1GiB)
+    #[arg(long, value_name = "SIZE", requires = "log", value_parser = units::parse_size)]
+    log_bytes: Option<u64>,
+    /// Log: the size of a large log to write once and time open, seek and tail on
+    #[arg(long, value_name = "SIZE", requires = "log", value_parser = units::parse_size)]
+    large_log: Option<u64>,
 }
 
 /// Parses the event count, which must be at least 1: with none there is nothing to time.
@@ -78,6 +91,9 @@ fn parse_payload_size(input: &str) -> Result<usize, String> {
 
 /// Runs the benchmark and prints the report.
 pub fn run(args: Args) -> Result<(), Failure> {
+    if args.log {
+        return run_log(&args);
+    }
     let dir_failure = |e: &evstream::Error| {
         let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
         Failure::stream(&dir, e).with_context(" (while benchmarking)")
@@ -157,4 +173,36 @@ fn clean_up(dir: &Path, owned: bool) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `bench --log`: the log benchmarks of `evstream_bench::log`.
+fn run_log(args: &Args) -> Result<(), Failure> {
+    let mut config = bench::log::LogBenchConfig {
+        dir: args.dir.clone(),
+        large_bytes: args.large_log.unwrap_or(0),
+        ..bench::log::LogBenchConfig::default()
+    };
+    if let Some(bytes) = args.log_bytes {
+        config.total_bytes = bytes;
+    }
+    if let Some(repeats) = args.repeats {
+        config.repeats = repeats;
+    }
+    if args.no_latency {
+        config.pace = None;
+    }
+    let spinner = progress::spinner("benchmarking");
+    let mut progress = |line: &str| {
+        if let Some(spinner) = &spinner {
+            spinner.set_message(line.to_owned());
+        }
+    };
+    let report = bench::log::run(&config, &mut progress).map_err(|e| {
+        let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        Failure::stream(&dir, &e).with_context(" (while benchmarking logs)")
+    });
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    output::line(report?.to_string().trim_end())
 }

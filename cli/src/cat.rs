@@ -20,18 +20,22 @@ Examples:
   evstream cat sensors.evs --format jsonl | evstream append copy.evs --format jsonl
   evstream cat sensors.evs --format binary | ssh host evstream append copy.evs --format binary
   evstream cat sensors.evs --follow --local
+  evstream cat app-log/ --since -1h                    # a log: a directory of segments
+  evstream cat app-log/ --cursor billing --follow      # resume where the last run stopped
 
 TIME is RFC 3339 (2024-05-01T12:00:00Z, 2024-05-01T14:00:00.5+02:00), a date (2024-05-01)
 or date and time without an offset, read in UTC (local time with --local), now, today,
 yesterday, relative (-1h, -15m, -2d, '1h30m ago'), or Unix time with its unit (1714564800s,
 1714564800000ms, ...us, ...ns, @1714564800). A bare number is refused. --since is
-inclusive and --until exclusive. Offsets are those printed by --format jsonl. cat only
-reads: it works while a writer appends, and never changes the file.";
+inclusive and --until exclusive. Offsets are those printed by --format jsonl; a log's
+events have positions (SEGMENT:OFFSET) instead. cat only reads (but for --cursor, which
+commits the cursor after the events it printed reached the output): it works while a
+writer appends, and follows a log across its segments.";
 
 /// Arguments of `evstream cat`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file
+    /// The stream file, or log directory
     file: PathBuf,
     /// How to print each event
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -56,6 +60,10 @@ pub struct Args {
     /// interrupted (Ctrl-C)
     #[arg(long, short)]
     follow: bool,
+    /// Log only: start at the named cursor's position (the start of the log the first
+    /// time) and commit the cursor as events are printed, so the next run resumes after them
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["from_offset", "since"])]
+    cursor: Option<String>,
 }
 
 /// Which events to print.
@@ -102,7 +110,10 @@ impl Filter {
 
 /// Prints the events the arguments select.
 pub fn run(args: Args, zone: Zone) -> Result<(), Failure> {
-    let source = Source::open(&args.file)?;
+    let mut source = Source::open(&args.file)?;
+    if let Some(name) = args.cursor {
+        source = source.with_cursor(name)?;
+    }
     let filter = Filter::new(args.since, args.until, args.lines, &zone)?;
     let start = match (args.from_offset, filter.since) {
         (Some(offset), _) => Start::Offset(offset),

@@ -1,11 +1,13 @@
-//! `evstream create FILE --capacity SIZE`.
+//! `evstream create FILE --capacity SIZE`, and `evstream create DIR --log ...`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use evstream::{Prefault, StreamWriter, WriterOptions};
+use evstream::{LogOptions, LogWriter, Prefault, StreamWriter, WriterOptions};
 
 use crate::failure::Failure;
 use crate::output;
+use crate::time;
 use crate::units;
 
 /// Examples shown by `evstream create --help`.
@@ -14,18 +16,63 @@ Examples:
   evstream create sensors.evs --capacity 64MiB
   evstream create big.evs --capacity 1GiB
   evstream create tiny.evs --capacity 4096
+  evstream create app-log --log                       # a log: 64 MiB segments, kept forever
+  evstream create app-log --log --segment-size 256MiB --roll daily --retain-age 30d
+  evstream create app-log --log --retain-size 10GiB --retain-segments 100
 
 The whole capacity is allocated on disk at once, so appends can never meet a full disk;
-a stream that is full stays full (create a new one). An existing file is never replaced.";
+a stream that is full stays full (create a new one). An existing file is never replaced.
+A log (--log) is a directory of such files, segments, that grows without bound: a new
+segment is started when one is full or when the --roll interval (aligned to UTC) passes,
+and the oldest segments are deleted when the log exceeds a --retain-* limit (never those
+a named cursor still needs). Every command that takes a stream file takes a log too.";
 
 /// Arguments of `evstream create`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file to create; it must not exist
+    /// The stream file to create (it must not exist), or with --log the log directory
     file: PathBuf,
     /// Size of the file, header included: bytes (4096) or with a unit (64MiB, 1GiB, 10MB)
-    #[arg(long, short, value_name = "SIZE", value_parser = parse_capacity)]
-    capacity: u64,
+    #[arg(long, short, value_name = "SIZE", value_parser = parse_capacity,
+          required_unless_present = "log", conflicts_with = "log", allow_hyphen_values = true)]
+    capacity: Option<u64>,
+    /// Create a log: a directory of rolling segments instead of one file
+    #[arg(long)]
+    log: bool,
+    /// Log: the size of each segment file (default 64MiB)
+    #[arg(long, value_name = "SIZE", requires = "log", value_parser = crate::units::parse_size)]
+    segment_size: Option<u64>,
+    /// Log: also start a new segment every hour, every day (at midnight UTC), or every
+    /// DURATION (such as 15m, 6h; aligned to the Unix epoch)
+    #[arg(long, value_name = "hourly|daily|DURATION", requires = "log", value_parser = parse_roll)]
+    roll: Option<Duration>,
+    /// Log: delete the oldest segments while all of them take more than SIZE
+    #[arg(long, value_name = "SIZE", requires = "log", value_parser = crate::units::parse_size)]
+    retain_size: Option<u64>,
+    /// Log: delete segments whose newest event is older than DURATION (such as 7d, 12h)
+    #[arg(long, value_name = "DURATION", requires = "log", value_parser = parse_duration)]
+    retain_age: Option<Duration>,
+    /// Log: delete the oldest segments while there are more than N
+    #[arg(long, value_name = "N", requires = "log", value_parser = clap::value_parser!(u64).range(1..))]
+    retain_segments: Option<u64>,
+}
+
+/// Parses a positive DURATION.
+fn parse_duration(input: &str) -> Result<Duration, String> {
+    let nanos = time::duration(input)?;
+    match u64::try_from(nanos) {
+        Ok(nanos) if nanos > 0 => Ok(Duration::from_nanos(nanos)),
+        _ => Err("a duration must be positive".to_owned()),
+    }
+}
+
+/// Parses `hourly`, `daily` or a DURATION.
+fn parse_roll(input: &str) -> Result<Duration, String> {
+    match input {
+        "hourly" => Ok(Duration::from_secs(3600)),
+        "daily" => Ok(Duration::from_secs(86_400)),
+        other => parse_duration(other),
+    }
 }
 
 /// Parses SIZE and checks it against the capacities the library accepts.
@@ -42,13 +89,35 @@ pub fn parse_capacity(input: &str) -> Result<u64, String> {
 
 /// Creates the stream and prints its name and capacity.
 pub fn run(args: Args) -> Result<(), Failure> {
+    let Some(capacity) = args.capacity else {
+        return create_log(&args);
+    };
     // No prefaulting: nothing is appended here.
     let options = WriterOptions::default().prefault(Prefault::Off);
-    let writer = StreamWriter::create_with(&args.file, args.capacity, options)
+    let writer = StreamWriter::create_with(&args.file, capacity, options)
         .map_err(|e| Failure::stream(&args.file, &e))?;
     output::line(&format!(
         "created {}: capacity {}",
         args.file.display(),
         units::size_exact(writer.capacity())
+    ))
+}
+
+/// Creates a log directory with its first segment.
+fn create_log(args: &Args) -> Result<(), Failure> {
+    let mut options = LogOptions::default()
+        .roll_interval(args.roll)
+        .retain_size(args.retain_size)
+        .retain_age(args.retain_age)
+        .retain_segments(args.retain_segments);
+    if let Some(size) = args.segment_size {
+        options = options.segment_size(size);
+    }
+    let log =
+        LogWriter::create(&args.file, options).map_err(|e| Failure::stream(&args.file, &e))?;
+    output::line(&format!(
+        "created {}: a log of {} segments",
+        args.file.display(),
+        units::size_exact(log.options().get_segment_size())
     ))
 }

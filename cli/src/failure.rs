@@ -189,9 +189,25 @@ pub fn describe(path: &Path, error: &Error) -> String {
         Error::Corrupt {
             path,
             offset,
+            watermark,
             reason,
-        } => format!(
-            "{} is corrupt at byte offset {offset}: {reason}",
+        } => {
+            let flushed = if offset < watermark {
+                format!(" (in flushed data, below the durable watermark {watermark})")
+            } else {
+                String::new()
+            };
+            format!(
+                "{} is corrupt at byte offset {offset}{flushed}: {reason}",
+                path.display()
+            )
+        }
+        Error::NotAStream { path, reason } => format!(
+            "{} is not a stream file: {reason}; it was left unchanged",
+            path.display()
+        ),
+        Error::Sealed { path } => format!(
+            "{} is sealed: it takes no more events; start a new stream",
             path.display()
         ),
         Error::OutOfOrder { previous, got } => format!(

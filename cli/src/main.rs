@@ -18,6 +18,7 @@ mod encode;
 mod failure;
 mod generate;
 mod import;
+mod logcmd;
 mod nats;
 mod output;
 mod progress;
@@ -29,6 +30,7 @@ mod stat;
 mod tail;
 mod time;
 mod units;
+mod upgrade;
 mod verify;
 
 /// Append-only event streams on memory-mapped files: create, append, read, check, copy,
@@ -84,6 +86,9 @@ enum Command {
     /// Copy every readable event of a damaged stream to a new one, reporting what was skipped
     #[command(after_help = salvage::EXAMPLES)]
     Salvage(salvage::Args),
+    /// Convert a version 1 stream to format version 2, after checking every event
+    #[command(after_help = upgrade::EXAMPLES)]
+    Upgrade(upgrade::Args),
     /// Measure evstream's append and replay speed against std I/O baselines
     #[command(after_help = bench::EXAMPLES)]
     Bench(bench::Args),
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
         Command::Stat(args) => stat::run(args, &zone),
         Command::Verify(args) => verify::run(args),
         Command::Salvage(args) => salvage::run(args, &zone),
+        Command::Upgrade(args) => upgrade::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Ship(args) => ship::run(args),
         Command::Pull(args) => pull::run(args),

@@ -142,7 +142,10 @@ impl Template {
                 }
                 Piece::Time => write!(out, "{}", zone.show(event.timestamp)),
                 Piece::Timestamp => write!(out, "{}", event.timestamp),
-                Piece::Offset => write!(out, "{}", event.offset),
+                Piece::Offset => match event.position {
+                    Some(position) => write!(out, "{position}"),
+                    None => write!(out, "{}", event.offset),
+                },
                 Piece::Size => write!(out, "{}", payload.len()),
                 Piece::Checksum => write!(out, "{:08x}", event.checksum),
                 Piece::Payload => {
@@ -285,10 +288,14 @@ pub fn format_event(line: &mut Vec<u8>, format: Format, zone: &Zone, event: &Eve
             return;
         }
         Format::Json | Format::Jsonl => {
+            // A log's events carry their position ("SEGMENT:OFFSET") instead.
+            let _ = match event.position {
+                Some(position) => write!(line, "{{\"position\":\"{position}\",\"timestamp\""),
+                None => write!(line, "{{\"offset\":{},\"timestamp\"", event.offset),
+            };
             let _ = write!(
                 line,
-                "{{\"offset\":{},\"timestamp\":\"{}\",\"time\":\"{}\",\"size\":{},",
-                event.offset,
+                ":\"{}\",\"time\":\"{}\",\"size\":{},",
                 event.timestamp,
                 zone.show(event.timestamp),
                 payload.len()
@@ -318,6 +325,7 @@ mod tests {
     fn render(template: &str, payload: &[u8]) -> String {
         let event = Event {
             offset: 24,
+            position: None,
             timestamp: 1_714_564_800_000_000_001,
             checksum: 0xdead_beef,
             payload,

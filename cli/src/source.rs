@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use evstream::StreamReader;
 use evstream::format::STREAM_HEADER_LEN;
+use evstream::{LogReader, Position, StreamReader};
 
 use crate::failure::Failure;
 
@@ -18,6 +18,8 @@ use crate::failure::Failure;
 pub struct Event<'a> {
     /// Where the event starts in its file.
     pub offset: u64,
+    /// The event's position, when it comes from a log.
+    pub position: Option<Position>,
     /// Unix nanoseconds.
     pub timestamp: i64,
     /// The stored CRC-32.
@@ -30,6 +32,7 @@ impl<'a> From<evstream::EventView<'a>> for Event<'a> {
     fn from(view: evstream::EventView<'a>) -> Self {
         Self {
             offset: view.offset(),
+            position: None,
             timestamp: view.timestamp(),
             checksum: view.checksum(),
             payload: view.payload(),
@@ -68,22 +71,56 @@ pub enum Stop {
     Read(Failure),
 }
 
-/// A source of events: a stream file.
+/// A source of events: a stream file or a log directory.
 #[derive(Debug)]
 pub enum Source {
     /// One stream file.
     Stream(StreamReader),
+    /// A log: a directory of rolling segments, optionally read through a named cursor
+    /// that is committed as events are printed.
+    Log {
+        /// The log.
+        reader: LogReader,
+        /// The cursor to start from and commit to.
+        cursor: Option<String>,
+    },
 }
 
 impl Source {
-    /// Opens `path` for reading.
+    /// Opens `path` for reading: a log if it is a directory, else a stream file.
     ///
     /// # Errors
-    /// A failure naming the file: missing, not a stream, unreadable.
+    /// A failure naming the file: missing, not a stream or log, unreadable.
     pub fn open(path: &Path) -> Result<Self, Failure> {
+        if path.is_dir() {
+            return LogReader::open(path)
+                .map(|reader| Self::Log {
+                    reader,
+                    cursor: None,
+                })
+                .map_err(|e| Failure::stream(path, &e));
+        }
         StreamReader::open(path)
             .map(Self::Stream)
             .map_err(|e| Failure::stream(path, &e))
+    }
+
+    /// Reads a log through cursor `name`: from its position (the start if it was never
+    /// committed), committing as events are printed.
+    ///
+    /// # Errors
+    /// A usage failure if the source is a stream file, which has no cursors.
+    pub fn with_cursor(self, name: String) -> Result<Self, Failure> {
+        match self {
+            Self::Log { reader, .. } => Ok(Self::Log {
+                reader,
+                cursor: Some(name),
+            }),
+            Self::Stream(reader) => Err(Failure::usage(format!(
+                "--cursor: {} is a stream file; cursors belong to logs (directories)",
+                reader.path().display()
+            ))),
+        }
     }
 
     /// Visits the events from `start` in order, calling `visit` on each, until it says
@@ -101,8 +138,108 @@ impl Source {
     ) -> Result<(), Stop> {
         match self {
             Self::Stream(reader) => visit_stream(reader, start, follow, idle, visit),
+            Self::Log { reader, cursor } => {
+                visit_log(reader, cursor.as_deref(), start, follow, idle, visit)
+            }
         }
     }
+}
+
+/// Events between two cursor commits while printing (a commit syncs to disk).
+const COMMIT_EVERY: u64 = 4096;
+
+fn visit_log(
+    reader: &LogReader,
+    cursor: Option<&str>,
+    start: Start,
+    follow: bool,
+    idle: &mut dyn FnMut() -> Result<(), Failure>,
+    visit: &mut dyn FnMut(&Event<'_>) -> Result<Flow, Failure>,
+) -> Result<(), Stop> {
+    let dir = reader.dir();
+    let read = |e: &evstream::Error| Stop::Read(Failure::stream(dir, e));
+    let position = match (cursor, start) {
+        (Some(name), _) => reader.cursor(name).map_err(|e| read(&e))?,
+        (None, Start::Beginning) => None,
+        (None, Start::Offset(_)) => {
+            return Err(Stop::Visitor(Failure::usage(format!(
+                "{} is a log: start from a time, or from a cursor, not a byte offset",
+                dir.display()
+            ))));
+        }
+        (None, Start::Time(time)) => {
+            let found = reader.seek_time(time).map_err(|e| read(&e))?;
+            Some(
+                found
+                    .map_or_else(|| reader.end(), Ok)
+                    .map_err(|e| read(&e))?,
+            )
+        }
+        (None, Start::Last(count)) => {
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            let last = reader.tail(count).map_err(|e| read(&e))?;
+            Some(match last.first() {
+                Some(event) => event.position(),
+                None => reader.end().map_err(|e| read(&e))?,
+            })
+        }
+    };
+    let mut events = match position {
+        Some(position) => reader.iter_from(position),
+        None => reader.iter(),
+    }
+    .map_err(|e| read(&e))?;
+    let mut uncommitted = 0u64;
+    let commit = |events: &evstream::LogIter, idle: &mut dyn FnMut() -> Result<(), Failure>| {
+        let Some(name) = cursor else {
+            return Ok(());
+        };
+        // What was printed reaches the output before the cursor moves past it.
+        idle().map_err(Stop::Visitor)?;
+        reader
+            .commit_cursor(name, events.position())
+            .map_err(|e| read(&e))
+    };
+    loop {
+        let event = match events.try_next().map_err(|e| read(&e))? {
+            Some(event) => event,
+            None if !follow => break,
+            None => {
+                if uncommitted > 0 {
+                    commit(&events, idle)?;
+                    uncommitted = 0;
+                }
+                idle().map_err(Stop::Visitor)?;
+                match events
+                    .next_timeout(Duration::from_secs(1))
+                    .map_err(|e| read(&e))?
+                {
+                    Some(event) => event,
+                    None => continue,
+                }
+            }
+        };
+        let shown = Event {
+            offset: event.position().offset(),
+            position: Some(event.position()),
+            timestamp: event.timestamp(),
+            checksum: event.checksum(),
+            payload: event.payload(),
+        };
+        let flow = visit(&shown).map_err(Stop::Visitor)?;
+        uncommitted += 1;
+        if flow == Flow::Stop {
+            break;
+        }
+        if uncommitted >= COMMIT_EVERY {
+            commit(&events, idle)?;
+            uncommitted = 0;
+        }
+    }
+    if uncommitted > 0 {
+        commit(&events, idle)?;
+    }
+    Ok(())
 }
 
 fn visit_stream(

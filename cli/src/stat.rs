@@ -24,7 +24,7 @@ appends, and never changes the file.";
 /// Arguments of `evstream stat`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file
+    /// The stream file, or log directory
     file: PathBuf,
     /// Print one JSON object instead of text (sizes in bytes, times as Unix nanoseconds in
     /// a decimal string and as RFC 3339)
@@ -44,6 +44,11 @@ struct Stat {
     /// Where walking the event headers stopped early, if it did.
     damage_at: Option<u64>,
     writer_active: bool,
+    /// End of the event area (where the trailer starts).
+    events_end: u64,
+    durable_offset: u64,
+    generation: u64,
+    sealed: bool,
 }
 
 impl Stat {
@@ -52,7 +57,7 @@ impl Stat {
     }
 
     fn free(&self) -> u64 {
-        self.capacity.saturating_sub(self.write_offset)
+        self.events_end.saturating_sub(self.write_offset)
     }
 
     fn fill_percent(&self) -> f64 {
@@ -67,6 +72,9 @@ impl Stat {
 /// Reads the header and walks the event headers, then prints.
 pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let path = args.file.as_path();
+    if path.is_dir() {
+        return crate::logcmd::stat(path, args.json, zone);
+    }
     let reader = StreamReader::open(path).map_err(|e| Failure::stream(path, &e))?;
     let mut stat = Stat {
         path: path.display().to_string(),
@@ -80,6 +88,10 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
         writer_active: reader
             .writer_active()
             .map_err(|e| Failure::stream(path, &e))?,
+        events_end: reader.events_end(),
+        durable_offset: reader.durable_offset(),
+        generation: reader.generation(),
+        sealed: reader.is_sealed(),
     };
     for item in reader.iter_unverified() {
         match item {
@@ -119,18 +131,25 @@ fn text(stat: &Stat, zone: &Zone) -> String {
         format!("free:          {}", units::size_exact(stat.free())),
         format!("fill:          {:.2}%", stat.fill_percent()),
         format!("events:        {}", stat.event_count),
+        format!(
+            "durable to:    {} ({} not yet flushed)",
+            stat.durable_offset,
+            units::size_exact(stat.write_offset.saturating_sub(stat.durable_offset))
+        ),
+        format!("generation:    {}", stat.generation),
+        format!(
+            "sealed:        {}",
+            if stat.sealed {
+                "yes (takes no more events)"
+            } else {
+                "no"
+            }
+        ),
         format!("created:       {}", zone.show(stat.start)),
         format!("first event:   {}", when(stat.first, zone)),
         format!("last event:    {}", when(stat.last, zone)),
         format!("span:          {span}"),
-        format!(
-            "writer:        {}",
-            if stat.writer_active {
-                "active (a process holds the writer lock)"
-            } else {
-                "none"
-            }
-        ),
+        writer_line(stat.writer_active),
     ];
     if let Some(offset) = stat.damage_at {
         lines.push(format!(
@@ -161,7 +180,8 @@ fn json(stat: &Stat, zone: &Zone) -> String {
          \"start_timestamp\":{start},\"start_time\":{start_time},\
          \"first_timestamp\":{first},\"first_time\":{first_time},\
          \"last_timestamp\":{last},\"last_time\":{last_time},\
-         \"writer_active\":{},\"damage_offset\":{damage}}}",
+         \"writer_active\":{},\"damage_offset\":{damage},\
+         \"durable_offset\":{},\"generation\":{},\"sealed\":{}}}",
         stat.capacity,
         stat.write_offset,
         stat.used(),
@@ -170,7 +190,22 @@ fn json(stat: &Stat, zone: &Zone) -> String {
         stat.event_count,
         stat.write_offset.saturating_sub(STREAM_HEADER_LEN),
         stat.writer_active,
+        stat.durable_offset,
+        stat.generation,
+        stat.sealed,
     );
     out.extend_from_slice(rest.as_bytes());
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The report's `writer:` line, for a stream or a log.
+pub fn writer_line(active: bool) -> String {
+    format!(
+        "writer:        {}",
+        if active {
+            "active (a process holds the writer lock)"
+        } else {
+            "none"
+        }
+    )
 }

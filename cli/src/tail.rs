@@ -24,7 +24,7 @@ first N). tail only reads: it works while a writer appends, and never changes th
 /// Arguments of `evstream tail`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file
+    /// The stream file, or log directory
     file: PathBuf,
     /// Print the last N events
     #[arg(

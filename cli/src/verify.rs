@@ -26,13 +26,16 @@ const PROGRESS_THRESHOLD: u64 = 64 << 20;
 /// Arguments of `evstream verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file
+    /// The stream file, or log directory
     file: PathBuf,
 }
 
 /// Scans every event; exit status 1 on the first bad one or a wrong event count.
 pub fn run(args: Args) -> Result<(), Failure> {
     let path = args.file.as_path();
+    if path.is_dir() {
+        return crate::logcmd::verify(path);
+    }
     let reader = StreamReader::open(path).map_err(|e| Failure::stream(path, &e))?;
     let bytes = reader.write_offset().saturating_sub(STREAM_HEADER_LEN);
     let bar = progress_bar(bytes);
@@ -48,8 +51,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let good = verification.events;
     let events = if good == 1 { "event" } else { "events" };
     if let Some((offset, reason)) = &verification.damage {
+        let watermark = reader.durable_offset();
+        let flushed = if *offset < watermark {
+            format!(" (in flushed data, below the durable watermark {watermark})")
+        } else {
+            String::new()
+        };
         return Err(Failure::data(format!(
-            "{} is corrupt at byte offset {offset}: {reason} ({good} good {events} before it)",
+            "{} is corrupt at byte offset {offset}{flushed}: {reason} ({good} good {events} before it)",
             path.display()
         )));
     }

@@ -253,8 +253,10 @@ fn append_refuses_an_earlier_timestamp_and_changes_nothing() {
 #[test]
 fn append_to_a_full_stream_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    // 24 header + 3 events of 16 + 4 bytes = 84; 16 bytes stay free.
-    let path = stream(dir.path(), "small.evs", 100, &[]);
+    // The smallest stream holds events in 24..512: after a 412-byte filler event, 3
+    // events of 16 + 4 bytes fit and 16 bytes stay free.
+    let filler = [9u8; 396];
+    let path = stream(dir.path(), "small.evs", 1536, &[(0, &filler)]);
     // Arguments: all fit or nothing is appended.
     run(&[
         "append",
@@ -270,7 +272,7 @@ fn append_to_a_full_stream_says_so() {
         1,
         &[s(&path), "is full", "4 events need 80 B", "76 B are free"],
     );
-    assert!(events_of(&path).is_empty());
+    assert_eq!(events_of(&path).len(), 1);
     // Lines: appended until full, and the message says how many made it.
     run_with(
         &["append", s(&path), "--timestamp", "1ns"],
@@ -286,7 +288,7 @@ fn append_to_a_full_stream_says_so() {
             "3 events were appended",
         ],
     );
-    assert_eq!(events_of(&path).len(), 3);
+    assert_eq!(events_of(&path).len(), 4);
     // Full now: a failed append leaves the file byte for byte unchanged.
     let before = std::fs::read(&path).unwrap();
     run(&["append", s(&path), "x"]).fails(1, &["is full", "nothing was appended"]);
@@ -719,7 +721,10 @@ fn stat_reports_size_fill_events_times_and_writer() {
         "capacity:      4 KiB (4096 bytes)".to_owned(),
         "write offset:  130".to_owned(),
         "used:          130 B".to_owned(),
-        "free:          3.9 KiB (3966 bytes)".to_owned(),
+        "free:          2.9 KiB (2942 bytes)".to_owned(),
+        "durable to:    110 (20 B not yet flushed)".to_owned(),
+        "generation:    0".to_owned(),
+        "sealed:        no".to_owned(),
         "fill:          3.17%".to_owned(),
         "events:        5".to_owned(),
         "first event:   2024-05-01T12:00:00.000000000Z".to_owned(),
@@ -734,7 +739,10 @@ fn stat_reports_size_fill_events_times_and_writer() {
         "\"capacity\":4096,",
         "\"write_offset\":130,",
         "\"used_bytes\":130,",
-        "\"free_bytes\":3966,",
+        "\"free_bytes\":2942,",
+        "\"durable_offset\":110,",
+        "\"generation\":0,",
+        "\"sealed\":false",
         "\"fill_percent\":3.1738,",
         "\"event_count\":5,",
         "\"first_timestamp\":\"1714564800000000000\",",
@@ -811,8 +819,17 @@ fn verify_reports_the_first_bad_event_and_the_good_ones_before_it() {
     run(&["stat", s(&path)]).ok();
     run(&["tail", s(&path), "-n", "2"]).ok();
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
-    // A damaged event followed by more data is not a torn tail: append refuses it.
-    run(&["append", s(&path), "x"]).fails(1, &[s(&path), "corrupt at byte offset 66"]);
+    // Damage below the durable watermark is never taken for a torn tail: append refuses
+    // it, naming the offset and the watermark.
+    run(&["verify", s(&path)]).fails(1, &["byte offset 66", "below the durable watermark"]);
+    run(&["append", s(&path), "x"]).fails(
+        1,
+        &[
+            s(&path),
+            "corrupt at byte offset 66",
+            "below the durable watermark 110",
+        ],
+    );
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
 
@@ -959,4 +976,134 @@ fn bench_runs_on_a_temporary_directory() {
     assert!(json.contains("\"append\""), "{json}");
     // Progress is for terminals only; standard error here is a pipe.
     assert_eq!(result.stderr, "", "{result:?}");
+}
+
+/// A log made with `create --log` takes `append`, and every reading command reads it
+/// across its segments; `cat --cursor` resumes where the previous run stopped.
+#[test]
+fn every_command_takes_a_log_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app");
+    let created = run(&[
+        "create",
+        s(&log),
+        "--log",
+        "--segment-size",
+        "4KiB",
+        "--roll",
+        "hourly",
+        "--retain-segments",
+        "1000",
+    ])
+    .ok();
+    assert!(created.out().contains("a log of 4 KiB"), "{created:?}");
+    let lines: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+    run_with(&["append", s(&log), "--sync"], Some(lines.as_bytes())).ok();
+    // Three events at a fixed time: the next hour starts a new segment.
+    run(&[
+        "append",
+        s(&log),
+        "--timestamp",
+        "2099-01-01T00:59:59Z",
+        "late",
+    ])
+    .ok();
+    run(&[
+        "append",
+        s(&log),
+        "--timestamp",
+        "2099-01-01T01:00:00Z",
+        "next hour",
+    ])
+    .ok();
+    let all = run(&["cat", s(&log)]).ok().lines();
+    assert_eq!(all.len(), 1002);
+    assert!(all[0].ends_with(" line 0") && all[999].ends_with(" line 999"));
+    let tail = run(&["tail", s(&log), "-n", "2"]).ok().lines();
+    assert!(
+        tail[0].ends_with(" late") && tail[1].ends_with(" next hour"),
+        "{tail:?}"
+    );
+    let since = run(&["cat", s(&log), "--since", "2099-01-01T01:00:00Z"])
+        .ok()
+        .lines();
+    assert_eq!(since.len(), 1);
+    // Positions instead of offsets in JSON.
+    let json = run(&["cat", s(&log), "-n", "1", "--format", "jsonl"])
+        .ok()
+        .out();
+    assert!(json.starts_with("{\"position\":\"0:24\","), "{json}");
+    // A cursor: two runs of 300 events each, then the lag.
+    let first = run(&["cat", s(&log), "--cursor", "billing", "-n", "300"])
+        .ok()
+        .lines();
+    let second = run(&["cat", s(&log), "--cursor", "billing", "-n", "300"])
+        .ok()
+        .lines();
+    assert!(first[299].ends_with(" line 299") && second[0].ends_with(" line 300"));
+    let stat = run(&["stat", s(&log)]).ok().out();
+    assert!(stat.contains("events:        1002"), "{stat}");
+    assert!(stat.contains("cursor:        billing at "), "{stat}");
+    assert!(stat.contains("402 events"), "{stat}");
+    let json = run(&["stat", s(&log), "--json"]).ok().out();
+    assert!(json.contains("\"lag_events\":402"), "{json}");
+    let verify = run(&["verify", s(&log)]).ok().out();
+    assert!(
+        verify.starts_with("ok: ") && verify.contains("1002 events"),
+        "{verify}"
+    );
+}
+
+#[test]
+fn a_log_is_refused_where_it_makes_no_sense_and_a_plain_directory_is_not_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app");
+    run(&["create", s(&log), "--log", "--segment-size", "4KiB"]).ok();
+    run(&["create", s(&log), "--log"]).fails(1, &["already exists"]);
+    run(&["cat", s(&log), "--from-offset", "24"]).fails(2, &["is a log"]);
+    let stream = stream(dir.path(), "one.evs", 4096, &[(NOON, b"x")]);
+    run(&["cat", s(&stream), "--cursor", "c"]).fails(2, &["cursors belong to logs"]);
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    for command in ["cat", "tail", "stat", "verify"] {
+        run(&[command, s(&plain)]).fails(1, &["is not a log"]);
+    }
+    run_with(&["append", s(&plain)], Some(b"x\n")).fails(1, &["is not a log"]);
+    assert_eq!(
+        std::fs::read_dir(&plain).unwrap().count(),
+        0,
+        "a command wrote into it"
+    );
+}
+
+// ---------------------------------------------------------------------------- upgrade
+
+#[test]
+fn upgrade_converts_a_version_1_stream_and_refuses_what_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    // A version 1 stream: header and events, zeros to 8 KiB, no trailer.
+    let path = dir.path().join("old.evs");
+    let mut bytes = Vec::new();
+    let mut writer =
+        evstream::stdio::EventWriter::new(std::io::Cursor::new(&mut bytes), NOON).unwrap();
+    writer.append(NOON, b"from version 1").unwrap();
+    writer.finish().unwrap();
+    bytes.resize(8192, 0);
+    std::fs::write(&path, &bytes).unwrap();
+    run(&["cat", s(&path)]).fails(1, &[s(&path), "evstream upgrade FILE"]);
+    run(&["append", s(&path), "x"]).fails(1, &[s(&path), "not a stream file"]);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    let out = run(&["upgrade", s(&path)]).ok().out();
+    assert!(out.contains("version 2"), "{out}");
+    assert_eq!(
+        run(&["cat", s(&path), "--format", "raw"]).ok().out(),
+        "from version 1\n"
+    );
+    let again = run(&["upgrade", s(&path)]).ok().out();
+    assert!(again.contains("nothing changed"), "{again}");
+    // Not a stream: refused, unchanged.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, vec![b'x'; 4096]).unwrap();
+    run(&["upgrade", s(&notes)]).fails(1, &[s(&notes)]);
+    assert_eq!(std::fs::read(&notes).unwrap(), vec![b'x'; 4096]);
 }

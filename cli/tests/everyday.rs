@@ -764,7 +764,7 @@ fn salvage_scans_the_whole_file_when_the_header_is_damaged() {
     std::fs::write(&src, &bytes).unwrap();
     run(&["cat", s(&src)]).fails(1, &["not a stream file"]);
     let dst = dir.path().join("dst.evs");
-    let out = run(&["salvage", s(&src), s(&dst), "--capacity", "1KiB"]);
+    let out = run(&["salvage", s(&src), s(&dst), "--capacity", "4KiB"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         out.stderr,
@@ -780,7 +780,7 @@ fn salvage_scans_the_whole_file_when_the_header_is_damaged() {
         events_of(&dst),
         [(NOON, b"one".to_vec()), (NOON + 1, b"two".to_vec())]
     );
-    assert_eq!(std::fs::metadata(&dst).unwrap().len(), 1024);
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), 4096);
 }
 
 // ----------------------------------------------------------------- writer-lock patience

@@ -32,8 +32,13 @@ enum Kind {
     /// A stream header that opens, over damaged events: reading stops at the damage,
     /// `verify` and `append` fail.
     Damaged,
-    /// Intact events under a wrong event count: only `verify` and `append` fail.
+    /// Intact events under a wrong event count: `verify` fails; `append` repairs the
+    /// count (derived data: the durable count plus the events above the watermark) and
+    /// appends, the one case where a command changes the file.
     WrongCount,
+    /// A write offset past the events, above the durable watermark: a torn tail. Reading
+    /// stops at the damage and `verify` fails; `append` drops the tail and appends.
+    TornTail,
 }
 
 struct Case {
@@ -42,7 +47,7 @@ struct Case {
     kind: Kind,
 }
 
-/// A valid stream of three events; returns its bytes and event offsets.
+/// A valid stream of three flushed events; returns its bytes and event offsets.
 fn valid_stream(path: &Path) -> (Vec<u8>, Vec<u64>) {
     let mut writer = StreamWriter::create(path, 4096).unwrap();
     let mut offsets = Vec::new();
@@ -52,6 +57,7 @@ fn valid_stream(path: &Path) -> (Vec<u8>, Vec<u64>) {
     {
         offsets.push(writer.append(1_000 + i as i64, payload).unwrap());
     }
+    writer.flush().unwrap();
     drop(writer);
     let bytes = std::fs::read(path).unwrap();
     std::fs::remove_file(path).unwrap();
@@ -94,11 +100,29 @@ fn corpus(dir: &Path) -> Vec<Case> {
         Kind::NotAStream,
         with(0, &8u64.to_le_bytes()),
     );
+    // Below the durable watermark: the header lost flushed events.
     file(
         "offset_mid_event",
-        Kind::Damaged,
+        Kind::NotAStream,
         with(0, &(end - 5).to_le_bytes()),
     );
+    // Past the write offset, into the free space: above the watermark, so a torn tail
+    // that `append` would drop; readers stop at the damage.
+    file(
+        "offset_past_events",
+        Kind::TornTail,
+        with(0, &(end + 40).to_le_bytes()),
+    );
+    // Files of other kinds that happen to start like a stream header.
+    let mut document = vec![0u8; 256 << 10];
+    document[..8].copy_from_slice(&24u64.to_le_bytes());
+    Rng::new(7).fill(&mut document[4096..]);
+    file("document_like_a_header", Kind::NotAStream, document);
+    let mut words = vec![0u8; 1 << 20];
+    for (i, word) in words.chunks_mut(8).enumerate() {
+        word.copy_from_slice(&(4096 + i as u64).to_le_bytes());
+    }
+    file("little_endian_words", Kind::NotAStream, words);
     let last = offsets[2] as usize;
     file(
         "size_overflows",
@@ -285,7 +309,21 @@ fn check(case: &Case, template: &[&str], prefix: &[&str], tally: &mut Vec<String
     let _ = std::fs::remove_file(&destination);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(before, after, "{label}: the file changed");
+    let command = template[0];
+    let repairable = matches!(case.kind, Kind::WrongCount | Kind::TornTail);
+    if repairable && command == "append" && before != after {
+        // The repaired count: the events are intact and the appended ones follow; put
+        // the original back for the next command.
+        let reader = evstream::StreamReader::open(&case.path).unwrap();
+        let verification = reader.verify().unwrap();
+        assert!(verification.is_ok(), "{label}: {verification:?}");
+        // The three events survive the repair; the input is appended after them unless
+        // the command refuses it (`--format jsonl` fed plain lines).
+        assert!(verification.events >= 3, "{label}");
+        std::fs::write(&case.path, before.bytes.as_ref().unwrap()).unwrap();
+    } else {
+        assert!(before == after, "{label}: the file changed");
+    }
     assert_eq!(
         out.status.signal(),
         None,
@@ -293,7 +331,6 @@ fn check(case: &Case, template: &[&str], prefix: &[&str], tally: &mut Vec<String
     );
     let code = out.status.code().unwrap();
     assert!(!stderr.contains("panicked"), "{label}: panicked\n{stderr}");
-    let command = template[0];
     let must_fail = match case.kind {
         // Rescuing the events of a file whose header is damaged is what salvage is for.
         _ if command == "salvage" => false,
@@ -301,7 +338,8 @@ fn check(case: &Case, template: &[&str], prefix: &[&str], tally: &mut Vec<String
         Kind::Damaged => {
             matches!(command, "verify" | "append" | "create") || template.contains(&"--follow")
         }
-        Kind::WrongCount => matches!(command, "verify" | "append" | "create"),
+        Kind::WrongCount => matches!(command, "verify" | "create"),
+        Kind::TornTail => matches!(command, "verify" | "create") || template.contains(&"--follow"),
     };
     if must_fail {
         assert_eq!(
@@ -315,9 +353,10 @@ fn check(case: &Case, template: &[&str], prefix: &[&str], tally: &mut Vec<String
         );
     }
     if code != 0 {
-        // One `error:` line; `salvage` may put a `note:` about the header before it.
+        // One `error:` line; `salvage` may put a `note:` about the header before it, and
+        // `append` one about the repair it made before refusing its input.
         let first = stderr.lines().next().unwrap_or_default();
-        let error_line = if command == "salvage" {
+        let error_line = if command == "salvage" || (command == "append" && repairable) {
             stderr.lines().any(|l| l.starts_with("error: "))
         } else {
             first.starts_with("error: ")

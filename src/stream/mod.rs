@@ -5,4 +5,5 @@
 
 pub(crate) mod open;
 pub(crate) mod reader;
+pub(crate) mod upgrade;
 pub(crate) mod writer;

@@ -8,8 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use zerocopy::FromBytes;
 
-use crate::error::{Error, HeaderProblem, Result};
-use crate::format::{STREAM_HEADER_LEN, StreamHeader};
+use crate::error::{Error, HeaderProblem, Result, Unrecognized};
+use crate::format::{
+    self, STREAM_HEADER_LEN, StreamHeader, TRAILER_RECORD_LEN, TRAILER_SLOT_LEN, Trailer,
+    TrailerProblem, decode_trailer,
+};
+use crate::sys::{self, Presence};
 
 /// Opens `path` as a regular file, read-only or read-write, and returns it with its length.
 ///
@@ -52,7 +56,76 @@ pub(crate) fn open_regular(path: &Path, write: bool) -> Result<(File, u64)> {
     Ok((file, meta.len()))
 }
 
-/// Reads and checks the stream header of a file of `len` bytes.
+/// What the identity check found: the trailer and where it lies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    /// The decoded current trailer slot.
+    pub trailer: Trailer,
+    /// The trailer's offset, which is also the end of the event area.
+    pub trailer_at: u64,
+}
+
+/// Checks that a file of `len` bytes is a version 2 stream: reads the two trailer slot
+/// records with `pread` (nothing is mapped yet) and decodes them.
+///
+/// This is the first look at any byte of the file; nothing else is trusted before it.
+pub(crate) fn read_identity(file: &File, path: &Path, len: u64) -> Result<Identity> {
+    let Some(trailer_at) = format::trailer_offset(len) else {
+        return Err(Error::NotAStream {
+            path: path.to_owned(),
+            reason: Unrecognized::TooShort { len },
+        });
+    };
+    let mut slots = [[0u8; TRAILER_RECORD_LEN]; 2];
+    for (i, slot) in slots.iter_mut().enumerate() {
+        file.read_exact_at(slot, trailer_at + i as u64 * TRAILER_SLOT_LEN)
+            .map_err(|e| Error::io("read trailer of", path, e))?;
+    }
+    let [a, b] = &slots;
+    let trailer = decode_trailer([a, b], trailer_at).map_err(|problem| match problem {
+        TrailerProblem::NoMagic => Error::NotAStream {
+            path: path.to_owned(),
+            reason: Unrecognized::NoMagic { trailer_at },
+        },
+        TrailerProblem::UnsupportedVersion { version } => Error::NotAStream {
+            path: path.to_owned(),
+            reason: Unrecognized::UnsupportedVersion { version },
+        },
+        problem => Error::DamagedTrailer {
+            path: path.to_owned(),
+            offset: trailer_at,
+            problem,
+        },
+    })?;
+    Ok(Identity {
+        trailer,
+        trailer_at,
+    })
+}
+
+/// Reads and checks the stream header of a stream whose identity was checked: the write
+/// offset must lie in the event area and at or above the durable watermark.
+pub(crate) fn read_stream_header(
+    file: &File,
+    path: &Path,
+    identity: &Identity,
+) -> Result<StreamHeader> {
+    let header = read_header(file, path, identity.trailer_at)?;
+    let write_offset = header.write_offset.get();
+    let watermark = identity.trailer.durable_offset;
+    if write_offset < watermark {
+        return Err(Error::BadHeader {
+            path: path.to_owned(),
+            reason: HeaderProblem::BelowWatermark {
+                write_offset,
+                watermark,
+            },
+        });
+    }
+    Ok(header)
+}
+
+/// Reads the stream header of a file and checks `24 <= write_offset <= len`.
 pub(crate) fn read_header(file: &File, path: &Path, len: u64) -> Result<StreamHeader> {
     if len < STREAM_HEADER_LEN {
         return Err(Error::BadHeader {
@@ -80,6 +153,30 @@ pub(crate) fn check_write_offset(path: &Path, write_offset: u64, len: u64) -> Re
             path: path.to_owned(),
             reason: HeaderProblem::WriteOffsetOutOfRange { write_offset, len },
         })
+    }
+}
+
+/// How long a reader waits for a writer's recovery (which holds the presence lock alone)
+/// to finish before reporting [`Error::Locked`].
+const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the shared reader-presence lock on `file` (see `sys::set_presence`), waiting
+/// out a recovery in progress.
+pub(crate) fn announce_reader(file: &File, path: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + RECOVERY_WAIT;
+    loop {
+        match sys::set_presence(file, Presence::Reader) {
+            Ok(true) => return Ok(()),
+            Ok(false) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(false) => {
+                return Err(Error::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::io("lock reader presence of", path, e)),
+        }
     }
 }
 

@@ -5,8 +5,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Corruption, Error, Result};
-use crate::format::{self, RawEvent, STREAM_HEADER_LEN};
-use crate::stream::open::{check_write_offset, open_regular, writer_lock_held};
+use crate::format::{self, RawEvent, STREAM_HEADER_LEN, TRAILER_SLOT_LEN, Trailer};
+use crate::stream::open::{
+    announce_reader, check_write_offset, open_regular, read_identity, read_stream_header,
+    writer_lock_held,
+};
 use crate::sys::ReadMap;
 
 /// Stream bytes between two entries of the sparse time index.
@@ -96,7 +99,9 @@ impl Verification {
 
 /// Reads a stream: from a snapshot of its published events, or following new ones.
 ///
-/// Opening takes no lock and works while a writer appends, in this or another process.
+/// Opening never waits for a writer and works while one appends, in this or another
+/// process. A reader holds a shared reader-presence lock for its life, which only keeps
+/// a writer's recovery from rewriting bytes under it.
 /// A reader is `Send` and `Sync`; share one behind an `Arc` or open as many as needed.
 ///
 /// A reader works on a snapshot: [`write_offset`](Self::write_offset) is the published
@@ -108,23 +113,40 @@ impl Verification {
 ///
 /// The [`EventView`]s a reader hands out borrow the file's shared mapping: they stay
 /// valid and unchanged as long as the file is changed only through evstream (the
-/// [safety contract](crate#safety-contract)).
+/// [safety contract](crate#safety-contract)). A reader holds the stream's shared
+/// reader-presence lock from open to drop, and a writer's recovery that would rewrite
+/// published bytes is refused while it does ([`Error::ReadersPresent`]), in this process
+/// or any other.
 #[derive(Debug)]
 pub struct StreamReader {
     path: PathBuf,
     map: ReadMap,
+    /// End of the event area: the trailer's offset.
+    trailer_at: u64,
+    /// The trailer as of open or the last refresh.
+    trailer: Trailer,
     published: u64,
     /// Header event counts loaded just before and just after `published`.
     counts: (u64, u64),
     index: Mutex<TimeIndex>,
+    /// Holds the shared reader-presence lock for the reader's life.
+    _file: std::fs::File,
 }
 
 impl StreamReader {
     /// Opens the stream at `path` for reading.
     ///
+    /// Opening reads the trailer (magic number and version) before anything else, then
+    /// the header; it never writes to the file.
+    ///
     /// # Errors
-    /// - [`Error::BadHeader`] for a file shorter than the header or whose write offset
-    ///   lies outside the file.
+    /// - [`Error::NotAStream`] for a file that is not a version 2 stream (among them
+    ///   version 1 streams, which [`upgrade_v1`](crate::upgrade_v1) converts), and
+    ///   [`Error::DamagedTrailer`] for a stream whose trailer is damaged.
+    /// - [`Error::BadHeader`] for a write offset outside the event area or below the
+    ///   durable watermark.
+    /// - [`Error::Locked`] if a writer's recovery of a torn tail (which holds the
+    ///   reader-presence lock alone while it rewrites bytes) lasts more than 2 s.
     /// - [`Error::NotAFile`] for a directory, FIFO or device; [`Error::Io`] for a missing
     ///   path or lacking permission.
     ///
@@ -148,46 +170,112 @@ impl StreamReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let (file, len) = open_regular(path, false)?;
-        // Checks the length and reads the header without mapping anything.
-        crate::stream::open::read_header(&file, path, len)?;
+        // Present before anything is read: from here on no recovery rewrites a byte.
+        announce_reader(&file, path)?;
+        // Checks identity, then the header, without mapping anything.
+        let identity = read_identity(&file, path, len)?;
+        read_stream_header(&file, path, &identity)?;
         let map = ReadMap::new(&file, len).map_err(|e| Error::io("map", path, e))?;
         let (published, counts) = snapshot(&map);
-        check_write_offset(path, published, len)?;
+        check_write_offset(path, published, identity.trailer_at)?;
         Ok(Self {
             path: path.to_owned(),
             map,
+            trailer_at: identity.trailer_at,
+            trailer: identity.trailer,
             published,
             counts,
             index: Mutex::new(TimeIndex::default()),
+            _file: file,
         })
     }
 
     /// Picks up events published since the last open or refresh; returns the new write
     /// offset.
     ///
+    /// Also reloads the trailer: [`generation`](Self::generation),
+    /// [`durable_offset`](Self::durable_offset).
+    ///
     /// # Errors
-    /// [`Error::Regressed`] if the write offset moved back (a writer recovered the stream
-    /// under this reader), [`Error::BadHeader`] if it now lies outside the file.
+    /// [`Error::Recovered`] if a writer recovered the stream since this reader opened or
+    /// last refreshed (the generation changed), [`Error::Regressed`] if the write offset
+    /// moved back, [`Error::BadHeader`] if it now lies outside the event area. The
+    /// snapshot is unchanged then.
     pub fn refresh(&mut self) -> Result<u64> {
+        let trailer = self.live_trailer();
         let (now, counts) = snapshot(&self.map);
         self.check_published(now, self.published)?;
+        if let Some(trailer) = trailer {
+            self.trailer = trailer;
+        }
         self.published = now;
         self.counts = counts;
         Ok(now)
     }
 
-    /// Checks a freshly loaded write offset: inside the file, and not below `seen`, an
-    /// offset this reader already relied on.
+    /// Checks a freshly loaded write offset: inside the event area, not below `seen`, an
+    /// offset this reader already relied on, and no recovery since the snapshot.
     fn check_published(&self, now: u64, seen: u64) -> Result<()> {
-        check_write_offset(&self.path, now, self.map.len())?;
+        self.check_generation()?;
+        check_write_offset(&self.path, now, self.trailer_at)?;
         if now < seen {
-            return Err(Error::Regressed {
-                path: self.path.clone(),
-                was: seen,
-                now,
-            });
+            return Err(self.regressed(seen, now));
         }
         Ok(())
+    }
+
+    /// [`Error::Recovered`] if the live trailer's generation differs from the snapshot's.
+    fn check_generation(&self) -> Result<()> {
+        match self.live_trailer() {
+            Some(live) if live.generation != self.trailer.generation => Err(Error::Recovered {
+                path: self.path.clone(),
+                was: self.trailer.generation,
+                now: live.generation,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The error for a write offset that moved back from `was` to `now`:
+    /// [`Error::Recovered`] when the generation says a recovery did it.
+    fn regressed(&self, was: u64, now: u64) -> Error {
+        match self.check_generation() {
+            Err(recovered) => recovered,
+            Ok(()) => Error::Regressed {
+                path: self.path.clone(),
+                was,
+                now,
+            },
+        }
+    }
+
+    /// The trailer as the mapping holds it now, or `None` if neither slot checks out
+    /// (which a writer's updates never cause: it rewrites one slot at a time).
+    fn live_trailer(&self) -> Option<Trailer> {
+        let a = self.map.load_record(self.trailer_at);
+        let b = self.map.load_record(self.trailer_at + TRAILER_SLOT_LEN);
+        format::decode_trailer([&a, &b], self.trailer_at).ok()
+    }
+
+    /// Whether the stream is sealed: its writer called
+    /// [`StreamWriter::seal`](crate::StreamWriter::seal), so no more events will come.
+    ///
+    /// Reads the live trailer, not the snapshot: a follower that has caught up with a
+    /// sealed stream has seen every event.
+    pub fn is_sealed(&self) -> bool {
+        self.live_trailer().is_some_and(|t| t.sealed)
+    }
+
+    /// The stream's recovery generation as of open or the last
+    /// [`refresh`](Self::refresh). Every recovery that drops a torn tail increments it.
+    pub fn generation(&self) -> u64 {
+        self.trailer.generation
+    }
+
+    /// The durable watermark as of open or the last [`refresh`](Self::refresh): events
+    /// before this offset were on stable storage, acknowledged by a writer's flush.
+    pub fn durable_offset(&self) -> u64 {
+        self.trailer.durable_offset
     }
 
     /// The stream file's path.
@@ -198,6 +286,12 @@ impl StreamReader {
     /// The file's length: the stream's capacity.
     pub fn capacity(&self) -> u64 {
         self.map.len()
+    }
+
+    /// The end of the event area: where the trailer starts, 1 to 2 KiB before the end of
+    /// the file. Events never extend past it.
+    pub fn events_end(&self) -> u64 {
+        self.trailer_at
     }
 
     /// The write offset of this reader's snapshot.
@@ -231,11 +325,9 @@ impl StreamReader {
     /// [`Error::Regressed`] if the write offset has since moved back below `end`, which
     /// only a writer recovering a damaged tail under this reader does.
     fn events(&self, end: u64) -> Result<&[u8]> {
-        self.map.published(end).ok_or_else(|| Error::Regressed {
-            path: self.path.clone(),
-            was: end,
-            now: self.map.write_offset(),
-        })
+        self.map
+            .published(end)
+            .ok_or_else(|| self.regressed(end, self.map.write_offset()))
     }
 
     /// Iterates the events of this snapshot, verifying each checksum and the timestamp
@@ -306,7 +398,13 @@ impl StreamReader {
             last_timestamp: None,
             damage: None,
         };
-        self.map.advise_sequential(STREAM_HEADER_LEN, total);
+        // Read-ahead over the written part only: asking for pages of a hole would make
+        // some file systems (tmpfs) allocate them.
+        let advised_end = crate::sys::first_hole(&self._file, STREAM_HEADER_LEN, end)
+            .unwrap_or(end)
+            .max(STREAM_HEADER_LEN);
+        self.map
+            .advise_sequential(STREAM_HEADER_LEN, advised_end - STREAM_HEADER_LEN);
         let mut next_report = 0;
         for event in self.iter() {
             match event {
@@ -451,10 +549,48 @@ impl StreamReader {
         })
     }
 
+    /// The write offset in the header right now (loaded with `Acquire`), not this
+    /// reader's snapshot; for the log reader, which follows segments itself.
+    pub(crate) fn live_write_offset(&self) -> Result<u64> {
+        let now = self.map.write_offset();
+        check_write_offset(&self.path, now, self.map.len())?;
+        Ok(now)
+    }
+
+    /// The verified event at `offset`, given the published write offset `end` (at or
+    /// past it) and the previous event's timestamp.
+    pub(crate) fn read_at(&self, offset: u64, end: u64, previous: i64) -> Result<EventView<'_>> {
+        let events = self.events(end)?;
+        let pos = offset
+            .checked_sub(STREAM_HEADER_LEN)
+            .and_then(|p| usize::try_from(p).ok())
+            .ok_or(Error::OffsetOutOfRange {
+                offset,
+                published: end,
+            })?;
+        format::read_verified(events, pos, previous)
+            .map(|raw| EventView::new(offset, raw))
+            .map_err(|reason| self.corrupt(offset, reason))
+    }
+
+    /// The `len` published bytes at `offset`, if they lie below the write offset.
+    pub(crate) fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let events = self.map.published(self.map.write_offset())?;
+        let start = usize::try_from(offset.checked_sub(STREAM_HEADER_LEN)?).ok()?;
+        events.get(start..start.checked_add(len)?)
+    }
+
+    /// Iterates from `offset` without checking checksums, up to the snapshot's end.
+    pub(crate) fn iter_unverified_from(&self, offset: u64) -> Result<Events<'_>> {
+        self.check_offset(offset)?;
+        Ok(Events::new(self, offset, false))
+    }
+
     fn corrupt(&self, offset: u64, reason: Corruption) -> Error {
         Error::Corrupt {
             path: self.path.clone(),
             offset,
+            watermark: self.trailer.durable_offset,
             reason,
         }
     }
@@ -591,7 +727,8 @@ impl<'a> Follow<'a> {
     /// [`Error::Corrupt`] for a damaged event (after which every call returns it again),
     /// [`Error::Regressed`] if the write offset moved back below this position.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<EventView<'a>>> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to represent (such as `Duration::MAX`) waits forever.
+        let deadline = Instant::now().checked_add(timeout);
         let mut idle = 0u32;
         loop {
             let published = self.published()?;
@@ -599,18 +736,11 @@ impl<'a> Follow<'a> {
                 return self.read_at(published).map(Some);
             }
             let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
             }
-            idle += 1;
-            if idle < 64 {
-                std::hint::spin_loop();
-            } else if idle < 128 {
-                std::thread::yield_now();
-            } else {
-                let pause = Duration::from_micros(50 << ((idle - 128).min(4)));
-                std::thread::sleep(pause.min(deadline - now));
-            }
+            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+            idle_pause(&mut idle, left);
         }
     }
 
@@ -630,6 +760,16 @@ impl<'a> Follow<'a> {
     /// The offset of the next event to be returned.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Whether this follower has seen every event the stream will ever hold: the stream
+    /// is [sealed](crate::StreamWriter::seal) and no event is published past this
+    /// position. A follower whose [`next_timeout`](Self::next_timeout) returns `Ok(None)`
+    /// can stop waiting then.
+    pub fn is_finished(&self) -> bool {
+        // Sealing comes after the last event is published, so once the seal is seen the
+        // write offset loaded after it is final.
+        self.reader.is_sealed() && self.reader.map.write_offset() <= self.offset
     }
 
     fn published(&self) -> Result<u64> {
@@ -657,5 +797,20 @@ impl<'a> Follow<'a> {
                 Err(reader.corrupt(self.offset, reason))
             }
         }
+    }
+}
+
+/// One pause of a follower that found nothing new: spins for the first few calls, then
+/// yields, then sleeps from 50 µs up to 800 µs (never past `left`), so that a new event
+/// is seen within about a millisecond without burning a core while idle.
+pub(crate) fn idle_pause(idle: &mut u32, left: Duration) {
+    *idle = idle.saturating_add(1);
+    if *idle < 64 {
+        std::hint::spin_loop();
+    } else if *idle < 128 {
+        std::thread::yield_now();
+    } else {
+        let pause = Duration::from_micros(50 << ((*idle - 128).min(4)));
+        std::thread::sleep(pause.min(left));
     }
 }

@@ -10,13 +10,16 @@ use std::thread::JoinHandle;
 use zerocopy::IntoBytes;
 use zerocopy::little_endian::{I64, U64};
 
-use crate::error::{Corruption, Error, HeaderProblem, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::failpoint::failpoint;
 use crate::format::{
     self, EVENT_HEADER_LEN, EventHeader, MIN_CAPACITY, STREAM_HEADER_LEN, StreamHeader,
+    TRAILER_SLOT_LEN, Trailer,
 };
-use crate::stream::open::{lock_exclusive, now_nanos, open_regular, read_header};
-use crate::sys::{self, Prefaulter, WriteMap};
+use crate::stream::open::{
+    lock_exclusive, now_nanos, open_regular, read_identity, read_stream_header,
+};
+use crate::sys::{self, Prefaulter, Presence, WriteMap};
 
 /// The page size assumed when clearing stale bytes; a multiple of every disk sector.
 const PAGE: u64 = 4096;
@@ -60,6 +63,7 @@ pub struct WriterOptions {
     prefault: Prefault,
     prefault_chunk: u64,
     recover_torn_tail: bool,
+    check_durable: bool,
     huge_pages: bool,
 }
 
@@ -69,6 +73,7 @@ impl Default for WriterOptions {
             prefault: Prefault::default(),
             prefault_chunk: 4 << 20,
             recover_torn_tail: true,
+            check_durable: false,
             huge_pages: HUGE_PAGES_DEFAULT,
         }
     }
@@ -113,6 +118,19 @@ impl WriterOptions {
     /// stream's bytes and durability guarantees are the same either way.
     pub fn huge_pages(mut self, huge_pages: bool) -> Self {
         self.huge_pages = huge_pages;
+        self
+    }
+
+    /// Whether [`StreamWriter::open_with`] also checks every event below the durable
+    /// watermark (default `false`).
+    ///
+    /// By default opening checks only the events above the watermark, which a power loss
+    /// can have torn, so it costs what is not yet durable rather than the whole stream.
+    /// With `true` it checks the whole stream first, like
+    /// [`StreamReader::verify`](crate::StreamReader::verify), and refuses damage below the
+    /// watermark with [`Error::Corrupt`], leaving the file unchanged.
+    pub fn check_durable(mut self, check: bool) -> Self {
+        self.check_durable = check;
         self
     }
 
@@ -173,11 +191,18 @@ pub struct StreamWriter {
     path: PathBuf,
     map: WriteMap,
     capacity: u64,
+    /// End of the event area: the trailer's offset.
+    events_end: u64,
     write_offset: u64,
     event_count: u64,
     last_timestamp: Option<i64>,
     synced_to: u64,
     poisoned: bool,
+    /// Events found above the watermark on open, which the first flush reads back from
+    /// the device before it moves the watermark over them.
+    read_back: Option<(u64, u64)>,
+    /// The current trailer record, as last stored in the mapping.
+    trailer: Trailer,
     recovery: Recovery,
     prefault: Prefaulting,
     // Holds the exclusive lock; dropped last.
@@ -282,6 +307,16 @@ impl StreamWriter {
         };
         file.write_all_at(header.as_bytes(), 0)
             .map_err(|e| Error::io("write header of", path, e))?;
+        let trailer_at = format::trailer_offset(capacity).unwrap_or(capacity);
+        let trailer = Trailer {
+            dirty_limit: dirty_step_past(STREAM_HEADER_LEN, trailer_at),
+            ..Trailer::empty()
+        };
+        file.write_all_at(
+            trailer.encode().as_bytes(),
+            trailer_at + Trailer::slot(trailer.sequence) * TRAILER_SLOT_LEN,
+        )
+        .map_err(|e| Error::io("write trailer of", path, e))?;
         file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
         failpoint!("create:after_header");
         sys::rename_noreplace(&temp, path).map_err(|e| match e.kind() {
@@ -295,13 +330,14 @@ impl StreamWriter {
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io("fsync directory", &dir, e))?;
-        let map = WriteMap::new(&file, capacity, options.huge_pages)
+        let map = WriteMap::new(&file, capacity, options.huge_pages, trailer_at)
             .map_err(|e| Error::io("map", path, e))?;
         Ok(Self::assemble(
             path,
             file,
             map,
             options,
+            trailer,
             0,
             None,
             Recovery::default(),
@@ -335,114 +371,208 @@ impl StreamWriter {
         Self::open_with(path, WriterOptions::default())
     }
 
-    /// Opens an existing stream to append to it, validating every event first.
+    /// Opens an existing stream to append to it, checking what is not yet durable.
     ///
-    /// Takes the exclusive writer lock, then checks the header and every event's checksum
-    /// and timestamp order up to the write offset. What it repairs is reported by
+    /// Takes the exclusive writer lock, checks the file's identity (the trailer's magic
+    /// and version) before anything else, then the header, then every event's checksum
+    /// and timestamp order **from the durable watermark up** to the write offset: the
+    /// open costs what the last flush did not cover, not the whole stream (see
+    /// [`WriterOptions::check_durable`] for a full check). What it repairs is reported by
     /// [`recovery`](Self::recovery):
-    /// - a **torn tail**, the damaged end a power loss leaves when the header reached the
-    ///   disk but some event sectors did not (a damaged event with a zero-filled sector):
-    ///   the stream is truncated to the last valid event and the dropped bytes zeroed;
-    /// - an **event count one short**, left by a writer that stopped between publishing
-    ///   an event and its count;
+    /// - a **torn tail**: damage above the watermark, which a power loss can leave (pages
+    ///   written since the last flush reach the disk in any order). The stream is
+    ///   truncated to the last valid event, the dropped bytes zeroed, and the
+    ///   [generation](Self::generation) incremented. Nothing below the watermark is ever
+    ///   dropped;
+    /// - a wrong **event count** (derived data: the durable count plus the events above
+    ///   the watermark), left by a writer that stopped between its header stores;
     /// - **stale bytes** past the write offset from an append that never published.
     ///
     /// # Errors
     /// Refused errors leave the file byte for byte unchanged.
+    /// - [`Error::NotAStream`] for a file that is not a version 2 stream,
+    ///   [`Error::DamagedTrailer`] for a damaged trailer.
     /// - [`Error::Locked`] if another writer holds the stream (after a grace period of
     ///   20 ms for a lock that is being released).
-    /// - [`Error::Corrupt`] for damage that is not a torn tail (such as a flipped bit
-    ///   followed by further events), naming the offset of the first damaged event.
-    /// - [`Error::BadHeader`] for a file shorter than the header, a write offset outside
-    ///   the file, or an event count that does not match the events.
+    /// - [`Error::ReadersPresent`] if a torn tail must be dropped while a
+    ///   [`StreamReader`](crate::StreamReader) has the stream open, in any process.
+    /// - [`Error::Corrupt`] for damage below the watermark with
+    ///   [`check_durable`](WriterOptions::check_durable), or for any damage with
+    ///   [`recover_torn_tail(false)`](WriterOptions::recover_torn_tail), naming the offset
+    ///   of the first damaged event and the watermark.
+    /// - [`Error::BadHeader`] for a write offset outside the event area or below the
+    ///   watermark.
     /// - [`Error::NotAFile`], or [`Error::Io`] for a missing path or lacking permission.
     pub fn open_with(path: impl AsRef<Path>, options: WriterOptions) -> Result<Self> {
         let path = path.as_ref();
         let (file, len) = open_regular(path, true)?;
         lock_exclusive(&file, path)?;
         failpoint!("open:after_lock");
-        let header = read_header(&file, path, len)?;
-        let mut map =
-            WriteMap::new(&file, len, options.huge_pages).map_err(|e| Error::io("map", path, e))?;
+        // Identity first: nothing else of the file is read, mapped or trusted before it.
+        let identity = read_identity(&file, path, len)?;
+        let header = read_stream_header(&file, path, &identity)?;
+        let trailer = identity.trailer;
+        let watermark = trailer.durable_offset;
+        let mut map = WriteMap::new(&file, len, options.huge_pages, identity.trailer_at)
+            .map_err(|e| Error::io("map", path, e))?;
 
         let old_offset = header.write_offset.get();
         let header_count = header.event_count.get();
         let published = map.published();
-        let scan = format::scan(published);
+        let corrupt = |offset: u64, reason| Error::Corrupt {
+            path: path.to_owned(),
+            offset,
+            watermark,
+            reason,
+        };
+        let watermark_pos = (watermark - STREAM_HEADER_LEN) as usize;
+        if options.check_durable {
+            check_durable(published, watermark_pos, &trailer)
+                .map_err(|(pos, reason)| corrupt(STREAM_HEADER_LEN + pos as u64, reason))?;
+        }
+        // Events below the watermark are on stable storage: only what lies above it can
+        // be a torn tail, so only that is checked.
+        let scan = format::scan_from(published, watermark_pos, trailer.durable_last_timestamp);
+        let found = trailer.durable_count + scan.count;
         let mut recovery = Recovery::default();
         if let Some((pos, reason)) = scan.damage {
             let offset = STREAM_HEADER_LEN + pos as u64;
-            if !(options.recover_torn_tail && format::looks_torn(published, pos)) {
-                return Err(Error::Corrupt {
-                    path: path.to_owned(),
-                    offset,
-                    reason,
-                });
+            if !options.recover_torn_tail {
+                return Err(corrupt(offset, reason));
             }
             recovery.torn_at = Some((offset, reason));
-            recovery.dropped_events = header_count.saturating_sub(scan.count);
+            recovery.dropped_events = header_count.saturating_sub(found);
             recovery.dropped_bytes = old_offset - offset;
-        } else if header_count.checked_add(1) == Some(scan.count) {
-            recovery.count_repaired = true;
-        } else if header_count != scan.count {
-            return Err(Error::BadHeader {
-                path: path.to_owned(),
-                reason: HeaderProblem::CountMismatch {
-                    header: header_count,
-                    scanned: scan.count,
-                },
-            });
         }
+        // The count is derived data (the durable count plus the events above the
+        // watermark): a writer that stopped between its header stores leaves it off.
+        recovery.count_repaired = recovery.torn_at.is_none() && header_count != found;
 
         // Validation passed: from here on the file may change.
         let new_offset = STREAM_HEADER_LEN + scan.valid_len as u64;
+        let mut trailer = trailer;
+        let dirty_limit = trailer.dirty_limit.max(old_offset);
+        // The limit this open leaves: about `DIRTY_STEP` past the write offset.
+        let wanted = dirty_step_past(new_offset, map.events_end());
+        // Dropping a torn tail rewrites bytes that readers may have seen (they were
+        // published): only with no reader present, which the presence lock ensures until
+        // it is released below (a reader waits for it). Everything else this open writes
+        // lies past the write offset, where readers never look.
+        let rewriting = recovery.torn_at.is_some();
+        if rewriting {
+            match sys::set_presence(&file, Presence::Rewriter) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Error::ReadersPresent {
+                        path: path.to_owned(),
+                    });
+                }
+                Err(e) => return Err(Error::io("lock reader presence of", path, e)),
+            }
+        }
+        if recovery.torn_at.is_some() {
+            // Readers polling the trailer learn of the recovery before any byte changes.
+            trailer = store_trailer(
+                &map,
+                &trailer,
+                Trailer {
+                    generation: trailer.generation + 1,
+                    ..trailer
+                },
+            );
+            failpoint!("open:after_generation");
+        }
         if recovery.torn_at.is_some() || recovery.count_repaired {
-            map.publish(new_offset, scan.count);
+            map.publish(new_offset, found);
             failpoint!("open:after_truncate");
         }
-        map.zero_unpublished(new_offset, old_offset);
-        recovery.stale_bytes_cleared = clear_stale(&mut map, &file, old_offset);
+        // The dropped bytes: only pages that hold anything, skipping holes, so that a
+        // header that lies about a sparse file never makes recovery allocate its length.
+        clear_stale(&mut map, &file, new_offset, old_offset);
+        // Up to the limit this open leaves too, so that a later open finds nothing there.
+        recovery.stale_bytes_cleared =
+            clear_stale(&mut map, &file, old_offset, dirty_limit.max(wanted));
         failpoint!("open:after_zero");
         let touched_end = old_offset + recovery.stale_bytes_cleared;
-        if touched_end > new_offset || recovery.count_repaired {
-            map.sync_range(new_offset, touched_end - new_offset)
-                .and_then(|()| map.sync_range(0, STREAM_HEADER_LEN))
+        if touched_end > new_offset || recovery.count_repaired || recovery.torn_at.is_some() {
+            map.sync_range(0, touched_end)
+                .and_then(|()| sync_trailer(&map, &trailer))
                 .map_err(|e| Error::io("msync", path, e))?;
+        }
+        if rewriting {
+            sys::set_presence(&file, Presence::Unlock)
+                .map_err(|e| Error::io("unlock reader presence of", path, e))?;
+        }
+        // Everything from the write offset to the dirty limit is zero now. The limit is
+        // set about `DIRTY_STEP` ahead: brought back from far ahead (as `upgrade_v1`
+        // leaves it) so that later opens scan little, and moved forward when close, so
+        // that appends seldom have to move it.
+        let close = new_offset
+            .saturating_add(DIRTY_STEP / 2)
+            .min(map.events_end());
+        if dirty_limit > wanted.saturating_add(DIRTY_STEP) || dirty_limit < close {
+            map.sync_range(new_offset, dirty_limit.saturating_sub(new_offset))
+                .map_err(|e| Error::io("msync", path, e))?;
+            trailer = store_trailer(
+                &map,
+                &trailer,
+                Trailer {
+                    dirty_limit: wanted,
+                    ..trailer
+                },
+            );
+            sync_trailer(&map, &trailer).map_err(|e| Error::io("msync", path, e))?;
+        }
+        // The events above the watermark may sit in pages whose write-back failed: the
+        // kernel then marks them clean, and a later `msync` would succeed without writing
+        // them. Writing them again (the same bytes, from the mapping) makes them dirty, so
+        // the first flush really puts them on disk, or fails.
+        let durable = trailer.durable_offset;
+        if new_offset > durable {
+            redirty(&map, &file, durable, new_offset).map_err(|e| Error::io("rewrite", path, e))?;
         }
         Ok(Self::assemble(
             path,
             file,
             map,
             options,
-            scan.count,
+            trailer,
+            found,
             scan.last_timestamp,
             recovery,
         ))
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one private constructor")]
     fn assemble(
         path: &Path,
         file: File,
         map: WriteMap,
         options: WriterOptions,
+        trailer: Trailer,
         event_count: u64,
         last_timestamp: Option<i64>,
         recovery: Recovery,
     ) -> Self {
         let write_offset = map.write_offset();
         let capacity = map.len() as u64;
+        let events_end = map.events_end();
         let prefault = Prefaulting::start(&map, &options, write_offset);
         Self {
             path: path.to_owned(),
             map,
             capacity,
+            events_end,
             write_offset,
             event_count,
             last_timestamp,
-            // Events found on open may be unsynced (a writer before us may have crashed),
-            // so the first flush covers them all.
-            synced_to: STREAM_HEADER_LEN,
+            // Events above the watermark may be unsynced (a writer before us may have
+            // crashed), so the first flush covers them all.
+            synced_to: trailer.durable_offset,
             poisoned: false,
+            read_back: (write_offset > trailer.durable_offset)
+                .then_some((trailer.durable_offset, write_offset)),
+            trailer,
             recovery,
             prefault,
             _file: file,
@@ -515,9 +645,14 @@ impl StreamWriter {
 
     /// Checks that an event of `len` payload bytes may be appended; returns its span.
     #[inline]
-    fn reserve(&self, timestamp: i64, len: usize) -> Result<(u64, u64)> {
+    fn reserve(&mut self, timestamp: i64, len: usize) -> Result<(u64, u64)> {
         if self.poisoned {
             return Err(Error::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        if self.trailer.sealed {
+            return Err(Error::Sealed {
                 path: self.path.clone(),
             });
         }
@@ -535,11 +670,37 @@ impl StreamWriter {
             reason = "the error is built only on the failure path"
         )]
         let needed = format::event_len(len).ok_or_else(|| Error::PayloadTooLarge { len })?;
-        let available = self.capacity - self.write_offset;
+        let available = self.events_end - self.write_offset;
         if needed > available {
             return Err(Error::Full { needed, available });
         }
-        Ok((self.write_offset, self.write_offset + needed))
+        let end = self.write_offset + needed;
+        if end > self.trailer.dirty_limit {
+            self.raise_dirty_limit(end)?;
+        }
+        Ok((self.write_offset, end))
+    }
+
+    /// Moves the trailer's dirty limit to at least `end` (and up to [`DIRTY_STEP`] past
+    /// it), durably, before any byte is written past the old limit.
+    #[cold]
+    fn raise_dirty_limit(&mut self, end: u64) -> Result<()> {
+        let limit = dirty_step_past(end, self.events_end);
+        self.commit_trailer(Trailer {
+            dirty_limit: limit,
+            ..self.trailer
+        })
+    }
+
+    /// Stores `next` as the current trailer record and syncs it; a failed sync poisons
+    /// the writer like a failed flush.
+    fn commit_trailer(&mut self, next: Trailer) -> Result<()> {
+        let next = store_trailer(&self.map, &self.trailer, next);
+        self.trailer = next;
+        sync_trailer(&self.map, &next).map_err(|e| {
+            self.poisoned = true;
+            Error::io("msync", &self.path, e)
+        })
     }
 
     /// Publishes the event that ends at `end`.
@@ -558,17 +719,22 @@ impl StreamWriter {
         self.prefault.advance(end);
     }
 
-    /// Writes every event appended so far, and the header, to stable storage.
+    /// Writes every event appended so far, and the header, to stable storage, then moves
+    /// the durable watermark up to them.
     ///
-    /// Syncs (`msync(MS_SYNC)`) the bytes written since the last successful flush, then
-    /// the header. When this returns `Ok`, those events survive power loss, provided the
-    /// disk honours cache flushes. The first flush after [`open`](Self::open) also covers
-    /// every event found on open.
+    /// Syncs (`msync(MS_SYNC)`) the header and the bytes written since the last successful
+    /// flush, then stores the new watermark (offset, event count, last timestamp) in the
+    /// trailer and syncs that. When this returns `Ok`, those events survive power loss,
+    /// provided the disk honours cache flushes, and a later open will never drop them:
+    /// damage below the watermark is refused as corruption, never truncated. The first
+    /// flush after [`open`](Self::open) also covers every event found above the watermark
+    /// on open.
     ///
     /// # Errors
     /// [`Error::Io`] if the kernel reports a write-back failure. That is final: the kernel
     /// may have dropped the dirty pages, so the writer refuses further appends and flushes
-    /// with [`Error::Poisoned`]. Reopen the stream to continue from what is on disk.
+    /// with [`Error::Poisoned`], and the watermark stays where it was. Reopen the stream to
+    /// continue from what is on disk.
     pub fn flush(&mut self) -> Result<()> {
         if self.poisoned {
             return Err(Error::Poisoned {
@@ -576,18 +742,32 @@ impl StreamWriter {
             });
         }
         let end = self.write_offset;
-        if end == self.synced_to {
+        if end == self.trailer.durable_offset && end == self.synced_to {
             return Ok(());
         }
         failpoint!("flush:before_sync");
-        let result = self
-            .map
-            .sync_range(self.synced_to, end - self.synced_to)
-            .and_then(|()| {
-                failpoint!("flush:after_data");
-                self.map.sync_range(0, STREAM_HEADER_LEN)
-            });
-        failpoint!("flush:after_header");
+        // Pages below `synced_to` are clean, so syncing from 0 writes only the header and
+        // the new events, in one call.
+        let result = self.map.sync_range(0, end).and_then(|()| {
+            if let Some((from, to)) = self.read_back {
+                read_back(&self.path, self.map.published(), from, to)?;
+                self.read_back = None;
+            }
+            failpoint!("flush:after_data");
+            let next = store_trailer(
+                &self.map,
+                &self.trailer,
+                Trailer {
+                    durable_offset: end,
+                    durable_count: self.event_count,
+                    durable_last_timestamp: self.last_timestamp,
+                    ..self.trailer
+                },
+            );
+            self.trailer = next;
+            sync_trailer(&self.map, &next)
+        });
+        failpoint!("flush:after_trailer");
         match result {
             Ok(()) => {
                 self.synced_to = end;
@@ -600,6 +780,57 @@ impl StreamWriter {
         }
     }
 
+    /// Flushes, then marks the stream sealed, durably: it takes no more events.
+    ///
+    /// Afterwards every `append` returns [`Error::Sealed`], here and in any writer that
+    /// opens the stream later; readers see [`StreamReader::is_sealed`](crate::StreamReader::is_sealed)
+    /// turn `true`, so a follower knows no more events will come. Sealing a sealed stream
+    /// does nothing.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush); the stream is not sealed then.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// writer.append(1, b"last words")?;
+    /// writer.seal()?;
+    /// assert!(matches!(writer.append(2, b"more"), Err(evstream::Error::Sealed { .. })));
+    /// assert!(evstream::StreamReader::open(&path)?.is_sealed());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn seal(&mut self) -> Result<()> {
+        self.flush()?;
+        if self.trailer.sealed {
+            return Ok(());
+        }
+        self.commit_trailer(Trailer {
+            sealed: true,
+            ..self.trailer
+        })
+    }
+
+    /// Whether the stream is sealed (see [`seal`](Self::seal)).
+    pub fn is_sealed(&self) -> bool {
+        self.trailer.sealed
+    }
+
+    /// The durable watermark: events before this offset are on stable storage (as of the
+    /// last successful [`flush`](Self::flush), or as found on open).
+    pub fn durable_offset(&self) -> u64 {
+        self.trailer.durable_offset
+    }
+
+    /// The stream's recovery generation: how many times a writer's open dropped a torn
+    /// tail (see [`Error::Recovered`]).
+    pub fn generation(&self) -> u64 {
+        self.trailer.generation
+    }
+
     /// Prefaults the whole unwritten part of the mapping now.
     ///
     /// For callers that would rather pay every page fault up front, such as before a
@@ -608,7 +839,18 @@ impl StreamWriter {
         let from = self.write_offset;
         self.map
             .prefaulter()
-            .populate(from, self.capacity - from)
+            .populate(from, self.events_end - from)
+            .or_else(ignore_unsupported)
+            .map_err(|e| Error::io("prefault", &self.path, e))
+    }
+
+    /// Prefaults `len` bytes of the unwritten part of the mapping from `from` (clamped to
+    /// the file); for the log's preparing thread, which prefaults a segment in chunks.
+    pub(crate) fn prefault_range(&self, from: u64, len: u64) -> Result<()> {
+        let from = from.max(self.write_offset).min(self.capacity);
+        self.map
+            .prefaulter()
+            .populate(from, len.min(self.capacity - from))
             .or_else(ignore_unsupported)
             .map_err(|e| Error::io("prefault", &self.path, e))
     }
@@ -628,9 +870,10 @@ impl StreamWriter {
         self.write_offset
     }
 
-    /// Bytes left for events (each event takes 16 bytes plus its payload).
+    /// Bytes left for events (each event takes 16 bytes plus its payload): the event
+    /// area ends where the trailer starts, 1 to 2 KiB before the end of the file.
     pub fn available(&self) -> u64 {
-        self.capacity - self.write_offset
+        self.events_end - self.write_offset
     }
 
     /// Number of events in the stream.
@@ -659,20 +902,162 @@ impl StreamWriter {
     }
 }
 
-/// Zeroes every non-zero byte past `from`, so that nothing an append which never
+/// How far past the write offset the writer moves the dirty limit at a time.
+const DIRTY_STEP: u64 = 32 << 20;
+
+/// A 4 KiB block aligned for direct I/O.
+#[derive(
+    Clone, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::KnownLayout, zerocopy::Immutable,
+)]
+#[repr(C, align(4096))]
+struct Block([u8; 4096]);
+
+/// Reads the file's bytes `from..to` from the device itself (`O_DIRECT`, past the page
+/// cache) and checks that they are the published bytes; an error if they are not.
+///
+/// A write-back that failed leaves its pages clean in the page cache, and some file
+/// systems lose more than the data (ext4 may fail to mark preallocated extents as
+/// written, so they read back as zeros however often the pages are written again). A
+/// writer that finds events above the watermark checks them this way once, at its first
+/// flush, before the watermark covers them. Where direct I/O is not supported (tmpfs)
+/// there is no device to check and this does nothing.
+fn read_back(path: &Path, published: &[u8], from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const BLOCK: u64 = 4096;
+    let direct = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut buf = vec![Block([0; 4096]); 256];
+    let mut at = from / BLOCK * BLOCK;
+    while at < to {
+        let bytes = zerocopy::IntoBytes::as_mut_bytes(buf.as_mut_slice());
+        let want = (to.div_ceil(BLOCK) * BLOCK - at).min(bytes.len() as u64) as usize;
+        let Some(chunk) = bytes.get_mut(..want) else {
+            break;
+        };
+        let n = match direct.read_at(chunk, at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let start = at.max(from);
+        let end = (at + n as u64).min(to);
+        let on_device = chunk.get((start - at) as usize..(end - at) as usize);
+        let in_memory =
+            published.get((start - STREAM_HEADER_LEN) as usize..(end - STREAM_HEADER_LEN) as usize);
+        if on_device.is_none() || on_device != in_memory {
+            return Err(std::io::Error::other(format!(
+                "the events in {from}..{to} did not read back from the device \
+                 (an earlier write-back failed); they are not durable"
+            )));
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Writes the published bytes `from..to` of the file again, unchanged (`pwrite` of a copy
+/// taken from the mapping), so that their pages are dirty whatever happened to an
+/// earlier write-back of them. The bytes written are the bytes there, so no reader's view
+/// of them changes.
+fn redirty(map: &WriteMap, file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let published = map.published();
+    let mut buf = Vec::new();
+    let mut at = from;
+    while at < to {
+        let end = (at + CHUNK).min(to);
+        let range = (at - STREAM_HEADER_LEN) as usize..(end - STREAM_HEADER_LEN) as usize;
+        let Some(bytes) = published.get(range) else {
+            break;
+        };
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        file.write_all_at(&buf, at)?;
+        at = end;
+    }
+    Ok(())
+}
+
+/// The dirty limit [`DIRTY_STEP`] past `end`, page-aligned, within the event area.
+fn dirty_step_past(end: u64, events_end: u64) -> u64 {
+    end.saturating_add(DIRTY_STEP)
+        .div_ceil(PAGE)
+        .saturating_mul(PAGE)
+        .min(events_end)
+}
+
+/// Stores `next` as the new current trailer record in the mapping, in the slot the
+/// current one does not occupy, and returns it (with its sequence number). Not synced.
+fn store_trailer(map: &WriteMap, current: &Trailer, next: Trailer) -> Trailer {
+    let next = Trailer {
+        sequence: current.sequence + 1,
+        ..next
+    };
+    map.store_record(slot_offset(map, next.sequence), &next.encode());
+    next
+}
+
+/// Syncs the slot `trailer` was stored in.
+fn sync_trailer(map: &WriteMap, trailer: &Trailer) -> std::io::Result<()> {
+    map.sync_range(slot_offset(map, trailer.sequence), TRAILER_SLOT_LEN)
+}
+
+/// File offset of the slot a record with `sequence` goes to.
+fn slot_offset(map: &WriteMap, sequence: u64) -> u64 {
+    map.events_end() + Trailer::slot(sequence) * TRAILER_SLOT_LEN
+}
+
+/// Checks every event below the watermark (position `watermark_pos` of `published`)
+/// against the trailer's durable count and last timestamp.
+fn check_durable(
+    published: &[u8],
+    watermark_pos: usize,
+    trailer: &Trailer,
+) -> std::result::Result<(), (usize, Corruption)> {
+    let below = published.get(..watermark_pos).unwrap_or(published);
+    let scan = format::scan_from(below, 0, None);
+    if let Some(damage) = scan.damage {
+        return Err(damage);
+    }
+    if scan.count != trailer.durable_count || scan.last_timestamp != trailer.durable_last_timestamp
+    {
+        return Err((
+            watermark_pos,
+            Corruption::DurableCountMismatch {
+                trailer: trailer.durable_count,
+                scanned: scan.count,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Zeroes every non-zero byte in `from..limit`, so that nothing an append which never
 /// published (or a dropped torn tail) left behind can come back as an event after a
 /// later power loss. Returns the length of the span that was cleared (from `from` to the
 /// end of the last page that held any).
+///
+/// `limit` is the trailer's dirty limit: no event byte was ever written at or past it,
+/// so the scan costs at most the distance from the write offset to it (about
+/// [`DIRTY_STEP`] plus the last event), whatever the file's size.
 ///
 /// Such bytes need not be contiguous: after a power cut each dirty page may or may not
 /// have reached the disk, so a zero page can lie between stale ones, and a stale event
 /// past it would line up with a later append whose page is lost in turn. So every page
 /// to the end of the file is checked, except ranges the file system reports as holes
 /// (`SEEK_DATA`), such as preallocated space that was never written.
-fn clear_stale(map: &mut WriteMap, file: &File, from: u64) -> u64 {
+fn clear_stale(map: &mut WriteMap, file: &File, from: u64, limit: u64) -> u64 {
     // Compared with `memcmp`, much faster than a byte loop.
     static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
-    let capacity = map.len() as u64;
+    let capacity = limit.min(map.events_end());
     let mut at = from;
     let mut cleared_to = from;
     while at < capacity {
@@ -704,8 +1089,9 @@ fn clear_stale(map: &mut WriteMap, file: &File, from: u64) -> u64 {
 /// Deletes temporary files a `create` of the same stream left when its process died.
 ///
 /// A creator holds the exclusive lock on its temporary file from right after making it
-/// until it is renamed into place, so a temporary whose lock can be taken is abandoned.
-/// Best effort: anything unexpected leaves the file where it is.
+/// until it is renamed into place, so a temporary whose creating process is gone and whose
+/// lock can be taken is abandoned. Best effort: anything unexpected leaves the file where
+/// it is.
 fn remove_abandoned_temps(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -720,10 +1106,16 @@ fn remove_abandoned_temps(dir: &Path, prefix: &str) {
             continue;
         };
         // `PID.NANOS`: two numbers, so another stream's temporaries never match.
-        let numeric = middle.split_once('.').is_some_and(|(pid, nanos)| {
-            pid.parse::<u32>().is_ok() && nanos.trim_start_matches('-').parse::<u64>().is_ok()
-        });
-        if !numeric || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        let Some(pid) = middle.split_once('.').and_then(|(pid, nanos)| {
+            let nanos_ok = nanos.trim_start_matches('-').parse::<u64>().is_ok();
+            pid.parse::<u32>().ok().filter(|_| nanos_ok)
+        }) else {
+            continue;
+        };
+        // A creator takes the lock on its temporary only after making it, so a live
+        // creator's temporary can be unlocked for an instant: leave those alone (a
+        // concurrent create of the same path, in this process or another).
+        if !entry.file_type().is_ok_and(|t| t.is_file()) || sys::process_alive(pid) {
             continue;
         }
         let path = entry.path();

@@ -241,10 +241,12 @@ pub fn env_count(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Whether the bytes of `path` from `from` to the end are all zero.
+/// Whether the bytes of `path` from `from` to the end of the event area (the trailer's
+/// offset) are all zero.
 pub fn zero_from(path: &Path, from: u64) -> bool {
     let bytes = std::fs::read(path).expect("read stream file");
+    let end = evstream::format::trailer_offset(bytes.len() as u64).expect("a v2 stream length");
     bytes
-        .get(from as usize..)
+        .get(from as usize..end as usize)
         .is_some_and(|tail| tail.iter().all(|&b| b == 0))
 }

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use evstream::{Error, Prefault, StreamReader, StreamWriter, WriterOptions};
 
-/// Writes `data` to `path` and runs every reader and a recovering writer over it.
+/// Writes `data` to `path` and runs every reader and a recovering writer (one that also
+/// checks the events below the durable watermark) over it.
 ///
 /// Panics if anything panics inside evstream, or if:
 /// - verified iteration, `follow` and `verify` disagree on the intact events;
 /// - unverified iteration yields an event past the published write offset;
 /// - a reader yields an error other than a typed corruption;
-/// - a writer refuses the file but changes it;
+/// - a writer refuses the file (not a stream, or damaged) but changes it;
 /// - a writer accepts the file and the result is not fully valid, or a second open
 ///   would repair anything.
 pub fn open_any(path: &Path, data: &[u8]) {
@@ -75,7 +76,12 @@ pub fn open_any(path: &Path, data: &[u8]) {
         }
     }
 
-    let options = || WriterOptions::default().prefault(Prefault::Off);
+    // Checking the durable events too, so that the writer refuses damage anywhere.
+    let options = || {
+        WriterOptions::default()
+            .prefault(Prefault::Off)
+            .check_durable(true)
+    };
     match StreamWriter::open_with(path, options()) {
         Ok(writer) => {
             let count = writer.event_count();
@@ -88,7 +94,12 @@ pub fn open_any(path: &Path, data: &[u8]) {
             let again = StreamWriter::open_with(path, options()).expect("second open");
             assert!(again.recovery().is_clean(), "{:?}", again.recovery());
         }
-        Err(Error::Corrupt { .. } | Error::BadHeader { .. }) => {
+        Err(
+            Error::Corrupt { .. }
+            | Error::BadHeader { .. }
+            | Error::NotAStream { .. }
+            | Error::DamagedTrailer { .. },
+        ) => {
             let after = std::fs::read(path).expect("read back");
             assert!(after == data, "a refused open changed the file");
         }

@@ -1,0 +1,45 @@
+//! The log benchmarks of `evstream_bench::log`, printed as tables.
+//!
+//! `cargo bench -p evstream-bench --bench log` runs the defaults (1 GiB through 64 MiB
+//! segments, 64 B and 1 KiB events, 3 repeats, paced latency). Environment variables
+//! change them: `EVSTREAM_LOG_BENCH_BYTES`, `EVSTREAM_LOG_BENCH_SEGMENT`,
+//! `EVSTREAM_LOG_BENCH_REPEATS`, `EVSTREAM_LOG_BENCH_LARGE` (bytes of the large log for
+//! open, seek and tail; 0 skips it), `EVSTREAM_LOG_BENCH_PACE_NS` (0 skips latency),
+//! `EVSTREAM_LOG_BENCH_DIR`.
+
+use std::time::Duration;
+
+use evstream_bench::log::{LogBenchConfig, run};
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is expected.
+    let mut config = LogBenchConfig::default();
+    if let Some(bytes) = env("EVSTREAM_LOG_BENCH_BYTES") {
+        config.total_bytes = bytes;
+    }
+    if let Some(bytes) = env("EVSTREAM_LOG_BENCH_SEGMENT") {
+        config.segment_size = bytes;
+    }
+    if let Some(n) = env("EVSTREAM_LOG_BENCH_REPEATS") {
+        config.repeats = n as u32;
+    }
+    if let Some(bytes) = env("EVSTREAM_LOG_BENCH_LARGE") {
+        config.large_bytes = bytes;
+    }
+    if let Some(ns) = env("EVSTREAM_LOG_BENCH_PACE_NS") {
+        config.pace = (ns > 0).then(|| Duration::from_nanos(ns));
+    }
+    config.dir = std::env::var_os("EVSTREAM_LOG_BENCH_DIR").map(Into::into);
+    let mut progress = |line: &str| eprintln!("{line}");
+    match run(&config, &mut progress) {
+        Ok(report) => print!("{report}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

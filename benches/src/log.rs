@@ -1,0 +1,420 @@
+//! Log benchmarks: continuous logging through rolling segments against `BufWriter`
+//! rolling files, append latency with rolls included, and the cost of opening, seeking
+//! and tailing a large log.
+//!
+//! - **Throughput**: `total_bytes` of events (header included) of one payload size
+//!   through a [`LogWriter`] of `segment_size` segments, and through a
+//!   `BufWriter<File>` of 1 MiB writing the same format ([`stdio::EventWriter`]) into
+//!   files of the same size, a new file whenever the next event does not fit. Each
+//!   timed region starts before the log (or first file) is created and ends when the
+//!   last event is in the page cache (evstream: the last append returned; `BufWriter`:
+//!   flushed). Neither syncs inside it, except that evstream's background thread flushes
+//!   each segment it seals. The two run alternately, repeat after repeat.
+//! - **Latency**: every append of one such run timed, paced at `pace` (default 2 µs:
+//!   500,000 events/s), rolls included.
+//! - **Large log**: a log of `large_bytes` written once, then, each with fresh objects
+//!   and the page cache warm: [`LogWriter::open`], [`LogReader::seek_time`] to points
+//!   spread over the log (after a fresh [`LogReader::open`]), and [`LogReader::tail`] of
+//!   10 events.
+
+use std::fmt;
+use std::fs::File;
+use std::io::BufWriter;
+use std::time::{Duration, Instant};
+
+use evstream::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN};
+use evstream::stdio::EventWriter;
+use evstream::{LogOptions, LogReader, LogWriter, Result};
+
+use crate::{
+    BenchDir, LARGE_BUFFER, Paced, PerEvent, Summary, Workload, io_err, new_histogram, next_serial,
+    now_nanos,
+};
+
+/// What [`run`] measures.
+#[derive(Debug, Clone)]
+pub struct LogBenchConfig {
+    /// Bytes of events per throughput run (default 1 GiB).
+    pub total_bytes: u64,
+    /// Segment (and baseline file) size (default 64 MiB).
+    pub segment_size: u64,
+    /// Payload sizes, one throughput comparison each (default 64 B and 1 KiB).
+    pub payload_sizes: Vec<usize>,
+    /// Measured repeats of each throughput run (default 3).
+    pub repeats: u32,
+    /// Interval between appends of the latency runs (default 2 µs); `None` skips them.
+    pub pace: Option<Duration>,
+    /// Size of the large log for open, seek and tail (default 0: skipped).
+    pub large_bytes: u64,
+    /// Where to write; `None` makes a temporary directory.
+    pub dir: Option<std::path::PathBuf>,
+}
+
+impl Default for LogBenchConfig {
+    fn default() -> Self {
+        Self {
+            total_bytes: 1 << 30,
+            segment_size: 64 << 20,
+            payload_sizes: vec![64, 1024],
+            repeats: 3,
+            pace: Some(Duration::from_micros(2)),
+            large_bytes: 0,
+            dir: None,
+        }
+    }
+}
+
+/// One throughput comparison.
+#[derive(Debug, Clone)]
+pub struct LogThroughput {
+    /// Payload bytes per event.
+    pub payload_size: usize,
+    /// Events per run.
+    pub events: u64,
+    /// evstream's runs.
+    pub evstream: Summary,
+    /// The `BufWriter` baseline's runs.
+    pub bufwriter: Summary,
+}
+
+impl LogThroughput {
+    /// evstream's events per second at its median.
+    pub fn evstream_rate(&self) -> f64 {
+        self.events as f64 / self.evstream.median.as_secs_f64()
+    }
+
+    /// The baseline's events per second at its median.
+    pub fn bufwriter_rate(&self) -> f64 {
+        self.events as f64 / self.bufwriter.median.as_secs_f64()
+    }
+}
+
+/// Append latency over a whole run, in nanoseconds.
+#[derive(Debug, Clone)]
+pub struct LogLatency {
+    /// Payload bytes per event.
+    pub payload_size: usize,
+    /// Appends timed.
+    pub events: u64,
+    /// Segments rolled during the run.
+    pub rolls: u64,
+    /// Interval between appends.
+    pub pace: Duration,
+    /// Percentiles.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// 99.99th percentile.
+    pub p9999: u64,
+    /// Slowest append.
+    pub max: u64,
+}
+
+/// Timings on the large log.
+#[derive(Debug, Clone)]
+pub struct LargeLog {
+    /// Bytes of events in it.
+    pub bytes: u64,
+    /// Segments.
+    pub segments: u64,
+    /// `LogWriter::open` (until it returns).
+    pub writer_open: Summary,
+    /// `LogReader::open` then one `seek_time`, to points spread over the log.
+    pub seek: Summary,
+    /// `LogReader::open` then `tail(10)`.
+    pub tail: Summary,
+}
+
+/// Everything [`run`] measured.
+#[derive(Debug, Clone)]
+pub struct LogBenchReport {
+    /// The configuration.
+    pub config: LogBenchConfig,
+    /// One comparison per payload size.
+    pub throughput: Vec<LogThroughput>,
+    /// One latency run per payload size.
+    pub latency: Vec<LogLatency>,
+    /// The large log, if measured.
+    pub large: Option<LargeLog>,
+}
+
+/// Runs the log benchmarks, calling `progress` with a line now and then.
+///
+/// # Errors
+/// The first failure of either system.
+pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<LogBenchReport> {
+    let dir = BenchDir::new(config.dir.as_deref())?;
+    let mut throughput = Vec::new();
+    let mut latency = Vec::new();
+    for &size in &config.payload_sizes {
+        let workload = Workload::new(config.total_bytes / (EVENT_HEADER_LEN + size as u64), size);
+        let (mut ev, mut bw) = (Vec::new(), Vec::new());
+        for round in 0..=config.repeats {
+            for k in 0..2 {
+                let evstream_turn = (k + round) % 2 == 0;
+                let time = if evstream_turn {
+                    log_run(&dir, config, &workload, &mut crate::Untimed)?.0
+                } else {
+                    rolling_bufwriter(&dir, config, &workload)?
+                };
+                // Round 0 warms up.
+                if round > 0 {
+                    if evstream_turn { &mut ev } else { &mut bw }.push(time);
+                }
+            }
+            progress(&format!(
+                "bench log: {size} B events, round {round}/{}",
+                config.repeats
+            ));
+        }
+        if let (Some(evstream), Some(bufwriter)) = (Summary::of(ev), Summary::of(bw)) {
+            throughput.push(LogThroughput {
+                payload_size: size,
+                events: workload.events(),
+                evstream,
+                bufwriter,
+            });
+        }
+        if let Some(pace) = config.pace {
+            progress(&format!("bench log: latency, {size} B events, paced"));
+            let mut histogram = new_histogram()?;
+            let mut probe = Paced {
+                inner: PerEvent(&mut histogram),
+                interval: pace,
+                next: None,
+            };
+            let (_, rolls) = log_run(&dir, config, &workload, &mut probe)?;
+            latency.push(LogLatency {
+                payload_size: size,
+                events: histogram.len(),
+                rolls,
+                pace,
+                p50: histogram.value_at_quantile(0.5),
+                p99: histogram.value_at_quantile(0.99),
+                p999: histogram.value_at_quantile(0.999),
+                p9999: histogram.value_at_quantile(0.9999),
+                max: histogram.max(),
+            });
+        }
+    }
+    let large = if config.large_bytes > 0 {
+        Some(large_log(&dir, config, progress)?)
+    } else {
+        None
+    };
+    Ok(LogBenchReport {
+        config: config.clone(),
+        throughput,
+        latency,
+        large,
+    })
+}
+
+/// One run through a fresh log; returns the time to the last append and the rolls.
+fn log_run<P: crate::Probe>(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    workload: &Workload,
+    probe: &mut P,
+) -> Result<(Duration, u64)> {
+    let path = dir.path().join(format!("log-{}", next_serial()));
+    let options = LogOptions::default().segment_size(config.segment_size);
+    let start = Instant::now();
+    let mut log = LogWriter::create(&path, options)?;
+    for i in 0..workload.events() {
+        let payload = workload.payload(i);
+        probe.time(|| log.append(Workload::timestamp(i), payload))?;
+    }
+    let elapsed = start.elapsed();
+    let rolls = log.segment();
+    drop(log);
+    let _ = std::fs::remove_dir_all(&path);
+    Ok((elapsed, rolls))
+}
+
+/// The baseline: the same events through a 1 MiB `BufWriter` into files of the segment
+/// size, a new one whenever the next event does not fit.
+fn rolling_bufwriter(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    workload: &Workload,
+) -> Result<Duration> {
+    let path = dir.path().join(format!("files-{}", next_serial()));
+    let event_len = EVENT_HEADER_LEN + workload.payload_size() as u64;
+    let per_file = ((config.segment_size - STREAM_HEADER_LEN) / event_len).max(1);
+    let start = Instant::now();
+    std::fs::create_dir(&path).map_err(io_err("create directory", &path))?;
+    let mut i = 0;
+    let mut file_no = 0u64;
+    while i < workload.events() {
+        let name = path.join(format!("{file_no:08}.evs"));
+        let file = File::create(&name).map_err(io_err("create", &name))?;
+        let mut writer =
+            EventWriter::new(BufWriter::with_capacity(LARGE_BUFFER, file), now_nanos())
+                .map_err(io_err("write", &name))?;
+        for _ in 0..per_file.min(workload.events() - i) {
+            writer
+                .append(Workload::timestamp(i), workload.payload(i))
+                .map_err(io_err("write", &name))?;
+            i += 1;
+        }
+        writer
+            .finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map_err(io_err("write", &name))?;
+        file_no += 1;
+    }
+    let elapsed = start.elapsed();
+    let _ = std::fs::remove_dir_all(&path);
+    Ok(elapsed)
+}
+
+/// Writes the large log, then times open, seek and tail on it.
+fn large_log(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<LargeLog> {
+    let path = dir.path().join(format!("large-{}", next_serial()));
+    let size = 1024usize;
+    let workload = Workload::new(config.large_bytes / (EVENT_HEADER_LEN + size as u64), size);
+    progress(&format!(
+        "bench log: writing a log of {} GiB",
+        config.large_bytes as f64 / f64::from(1u32 << 30)
+    ));
+    let mut log = LogWriter::create(
+        &path,
+        LogOptions::default().segment_size(config.segment_size),
+    )?;
+    for i in 0..workload.events() {
+        log.append(Workload::timestamp(i), workload.payload(i))?;
+    }
+    log.flush()?;
+    let segments = log.segment() + 1;
+    drop(log);
+    progress("bench log: timing open, seek and tail");
+    let (mut opens, mut seeks, mut tails) = (Vec::new(), Vec::new(), Vec::new());
+    let points = 11u64;
+    for k in 0..points {
+        let start = Instant::now();
+        let log = LogWriter::open(&path)?;
+        opens.push(start.elapsed());
+        drop(log);
+        let target = Workload::timestamp(workload.events() * k / (points - 1));
+        let start = Instant::now();
+        let reader = LogReader::open(&path)?;
+        let found = reader.seek_time(target)?;
+        seeks.push(start.elapsed());
+        if found.is_none() && k + 1 < points {
+            return Err(evstream::Error::Io {
+                op: "seek in",
+                path: path.clone(),
+                source: std::io::Error::other(format!("no event at or after {target}")),
+            });
+        }
+        let start = Instant::now();
+        let reader = LogReader::open(&path)?;
+        let tail = reader.tail(10)?;
+        tails.push(start.elapsed());
+        std::hint::black_box(tail);
+    }
+    let _ = std::fs::remove_dir_all(&path);
+    let summary = |s: Vec<Duration>| Summary::of(s).unwrap_or_else(zero_summary);
+    Ok(LargeLog {
+        bytes: workload.events() * (EVENT_HEADER_LEN + size as u64),
+        segments,
+        writer_open: summary(opens),
+        seek: summary(seeks),
+        tail: summary(tails),
+    })
+}
+
+/// The summary of no runs.
+fn zero_summary() -> Summary {
+    Summary {
+        samples: Vec::new(),
+        median: Duration::ZERO,
+        q1: Duration::ZERO,
+        q3: Duration::ZERO,
+        min: Duration::ZERO,
+        max: Duration::ZERO,
+    }
+}
+
+impl fmt::Display for LogBenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(
+            f,
+            "Log throughput: {} MiB of events through {} MiB segments, medians of {} runs",
+            c.total_bytes >> 20,
+            c.segment_size >> 20,
+            c.repeats
+        )?;
+        writeln!(
+            f,
+            "{:>8}  {:>12}  {:>10}  {:>14}  {:>10}  {:>14}  {:>6}",
+            "payload", "events", "evstream", "events/s", "BufWriter", "events/s", "ratio"
+        )?;
+        for t in &self.throughput {
+            writeln!(
+                f,
+                "{:>6} B  {:>12}  {:>8.0}ms  {:>14.0}  {:>8.0}ms  {:>14.0}  {:>5.2}x",
+                t.payload_size,
+                t.events,
+                t.evstream.median.as_secs_f64() * 1e3,
+                t.evstream_rate(),
+                t.bufwriter.median.as_secs_f64() * 1e3,
+                t.bufwriter_rate(),
+                t.evstream_rate() / t.bufwriter_rate()
+            )?;
+        }
+        if !self.latency.is_empty() {
+            writeln!(f, "\nLog append latency (ns), paced, rolls included")?;
+            writeln!(
+                f,
+                "{:>8}  {:>10}  {:>6}  {:>7}  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
+                "payload", "appends", "rolls", "pace", "p50", "p99", "p99.9", "p99.99", "max"
+            )?;
+            for l in &self.latency {
+                writeln!(
+                    f,
+                    "{:>6} B  {:>10}  {:>6}  {:>5}ns  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
+                    l.payload_size,
+                    l.events,
+                    l.rolls,
+                    l.pace.as_nanos(),
+                    l.p50,
+                    l.p99,
+                    l.p999,
+                    l.p9999,
+                    l.max
+                )?;
+            }
+        }
+        if let Some(large) = &self.large {
+            writeln!(
+                f,
+                "\nLarge log: {:.1} GiB in {} segments, fresh objects, page cache warm (median, max of {} runs)",
+                large.bytes as f64 / f64::from(1u32 << 30),
+                large.segments,
+                large.writer_open.samples.len()
+            )?;
+            for (what, s) in [
+                ("writer open", &large.writer_open),
+                ("reader open + seek by time", &large.seek),
+                ("reader open + tail 10", &large.tail),
+            ] {
+                writeln!(
+                    f,
+                    "{what:>28}: {:>8.3} ms  (max {:.3} ms)",
+                    s.median.as_secs_f64() * 1e3,
+                    s.max.as_secs_f64() * 1e3
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! The log side of `stat` and `verify`: what a log directory holds, and a full check.
+
+use std::path::Path;
+
+use evstream::{LogDamage, LogReader};
+
+use crate::encode;
+use crate::failure::Failure;
+use crate::output;
+use crate::time::Zone;
+use crate::units;
+
+/// `stat DIR`: segments, events, disk use, time span, writer, and every cursor's lag.
+pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
+    let fail = |e: evstream::Error| Failure::stream(path, &e);
+    let reader = LogReader::open(path).map_err(fail)?;
+    let stat = reader.stat().map_err(fail)?;
+    let options = reader.options();
+    let mut cursors = Vec::new();
+    for (name, position) in reader.cursors().map_err(fail)? {
+        let lag = position
+            .map_err(|e| e.to_string())
+            .and_then(|p| reader.lag(p).map(|lag| (p, lag)).map_err(|e| e.to_string()));
+        cursors.push((name, lag));
+    }
+    let when = |t: Option<i64>| t.map_or_else(|| "none".to_owned(), |t| zone.show(t).to_string());
+    if json {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"path\":");
+        encode::json_string(&mut out, &path.display().to_string());
+        let time = |t: Option<i64>| t.map_or("null".to_owned(), |t| format!("\"{t}\""));
+        out.extend_from_slice(
+            format!(
+                ",\"log\":true,\"segments\":{},\"first_segment\":{},\"last_segment\":{},\
+                 \"segment_size\":{},\"disk_bytes\":{},\"events\":{},\"first_event\":{},\
+                 \"first_timestamp\":{},\"last_timestamp\":{},\"start\":\"{}\",\"end\":\"{}\",\
+                 \"writer_active\":{},\"cursors\":[",
+                stat.segments,
+                stat.first_segment,
+                stat.last_segment,
+                options.get_segment_size(),
+                stat.disk_bytes,
+                stat.events,
+                stat.first_event,
+                time(stat.first_timestamp),
+                time(stat.last_timestamp),
+                stat.start,
+                stat.end,
+                stat.writer_active
+            )
+            .as_bytes(),
+        );
+        for (k, (name, lag)) in cursors.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"name\":");
+            encode::json_string(&mut out, name);
+            match lag {
+                Ok((position, lag)) => out.extend_from_slice(
+                    format!(
+                        ",\"position\":\"{position}\",\"lag_events\":{},\"lag_bytes\":{}}}",
+                        lag.events, lag.bytes
+                    )
+                    .as_bytes(),
+                ),
+                Err(why) => {
+                    out.extend_from_slice(b",\"error\":");
+                    encode::json_string(&mut out, why);
+                    out.push(b'}');
+                }
+            }
+        }
+        out.extend_from_slice(b"]}");
+        return output::line(&String::from_utf8_lossy(&out));
+    }
+    let span = match (stat.first_timestamp, stat.last_timestamp) {
+        (Some(first), Some(last)) => {
+            units::duration(u128::try_from(i128::from(last) - i128::from(first)).unwrap_or(0))
+        }
+        _ => "none".to_owned(),
+    };
+    let retention = [
+        options
+            .get_retain_size()
+            .map(|b| format!("size {}", units::size(b))),
+        options
+            .get_retain_age()
+            .map(|d| format!("age {}", units::duration(d.as_nanos()))),
+        options
+            .get_retain_segments()
+            .map(|n| format!("{n} segments")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    let mut lines = vec![
+        format!("path:          {} (log)", path.display()),
+        format!(
+            "segments:      {} ({} to {}), {} each",
+            stat.segments,
+            stat.first_segment,
+            stat.last_segment,
+            units::size_exact(options.get_segment_size())
+        ),
+        format!("disk:          {}", units::size_exact(stat.disk_bytes)),
+        format!(
+            "roll:          {}",
+            options.get_roll_interval().map_or_else(
+                || "when full".to_owned(),
+                |d| format!(
+                    "when full, and every {} (UTC)",
+                    units::duration(d.as_nanos())
+                )
+            )
+        ),
+        format!(
+            "retention:     {}",
+            if retention.is_empty() {
+                "none (keeps everything)".to_owned()
+            } else {
+                retention.join(", ")
+            }
+        ),
+        format!(
+            "events:        {} (log-wide index of the first: {})",
+            stat.events, stat.first_event
+        ),
+        format!("positions:     {} to {}", stat.start, stat.end),
+        format!("first event:   {}", when(stat.first_timestamp)),
+        format!("last event:    {}", when(stat.last_timestamp)),
+        format!("span:          {span}"),
+        crate::stat::writer_line(stat.writer_active),
+    ];
+    for (name, lag) in &cursors {
+        lines.push(match lag {
+            Ok((position, lag)) => format!(
+                "cursor:        {name} at {position}, {} events ({}) behind",
+                lag.events,
+                units::size(lag.bytes)
+            ),
+            Err(why) => format!("cursor:        {name}: {why}"),
+        });
+    }
+    output::line(&lines.join("\n"))
+}
+
+/// `verify DIR`: every event of every segment, and that the segments follow each other.
+pub fn verify(path: &Path) -> Result<(), Failure> {
+    let fail = |e: evstream::Error| Failure::stream(path, &e);
+    let reader = LogReader::open(path).map_err(fail)?;
+    let verification = reader.verify().map_err(fail)?;
+    let good = verification.events;
+    let events = if good == 1 { "event" } else { "events" };
+    if let Some((position, damage)) = &verification.damage {
+        let what = match damage {
+            LogDamage::Event(reason) => format!("corrupt at position {position}: {reason}"),
+            LogDamage::CountMismatch => {
+                format!(
+                    "damaged: segment {}'s header count does not match its events",
+                    position.segment()
+                )
+            }
+            LogDamage::Discontinuity { named, expected } => format!(
+                "damaged: segment {} says it starts at event {named}, the segments before end at {expected}",
+                position.segment()
+            ),
+            LogDamage::MissingSegment => {
+                format!(
+                    "damaged: a segment is missing before segment {}",
+                    position.segment()
+                )
+            }
+            _ => format!("damaged at position {position}"),
+        };
+        return Err(Failure::data(format!(
+            "{} is {what} ({good} good {events} before it)",
+            path.display()
+        )));
+    }
+    output::line(&format!(
+        "ok: {} (log): {good} {events} in {} segments, every checksum valid",
+        path.display(),
+        verification.segments
+    ))
+}

@@ -1,0 +1,291 @@
+//! A log's settings: the builder callers use and the `LOG` file that keeps them.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN};
+use crate::log::position::MAX_SEGMENT_LEN;
+
+/// Name of the file that marks a directory as a log and holds its settings.
+pub(crate) const CONFIG_FILE: &str = "LOG";
+/// First line of the settings file.
+const MAGIC_LINE: &str = "evstream-log 1";
+/// The longest settings file accepted (it is a few short lines).
+const MAX_CONFIG_LEN: u64 = 4096;
+/// The smallest segment: room for the stream header and a few small events.
+pub(crate) const MIN_SEGMENT: u64 = 4096;
+
+/// Settings of a log, chosen when it is created ([`LogWriter::create`]) and kept in the
+/// log directory's `LOG` file, so every later writer and reader uses the same ones.
+///
+/// Retention limits are all off by default: a log keeps everything until told otherwise.
+///
+/// # Examples
+/// A log of 64 MiB segments that rolls hourly and keeps about 10 GiB or a week of data,
+/// whichever is less:
+/// ```
+/// use std::time::Duration;
+/// use evstream::LogOptions;
+///
+/// let options = LogOptions::default()
+///     .segment_size(64 << 20)
+///     .roll_interval(Some(Duration::from_secs(3600)))
+///     .retain_size(Some(10 << 30))
+///     .retain_age(Some(Duration::from_secs(7 * 86_400)));
+/// assert_eq!(options.get_segment_size(), 64 << 20);
+/// ```
+///
+/// [`LogWriter::create`]: crate::LogWriter::create
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOptions {
+    pub(crate) segment_size: u64,
+    pub(crate) roll_interval: Option<Duration>,
+    pub(crate) retain_size: Option<u64>,
+    pub(crate) retain_age: Option<Duration>,
+    pub(crate) retain_segments: Option<u64>,
+    pub(crate) retain_past_cursors: bool,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            segment_size: 64 << 20,
+            roll_interval: None,
+            retain_size: None,
+            retain_age: None,
+            retain_segments: None,
+            retain_past_cursors: false,
+        }
+    }
+}
+
+impl LogOptions {
+    /// Length of each segment file in bytes (default 64 MiB). An event larger than a
+    /// segment's event area is refused with [`Error::EventTooLarge`].
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Roll to a new segment when an event's timestamp falls in a later interval than the
+    /// segment's first event, intervals aligned to the Unix epoch (UTC): 1 hour rolls on
+    /// the hour, 1 day at midnight UTC. `None` (the default) rolls only when full.
+    pub fn roll_interval(mut self, interval: Option<Duration>) -> Self {
+        self.roll_interval = interval;
+        self
+    }
+
+    /// Delete the oldest segments while the segment files take more than `bytes` in all.
+    pub fn retain_size(mut self, bytes: Option<u64>) -> Self {
+        self.retain_size = bytes;
+        self
+    }
+
+    /// Delete segments whose newest event is older than `age` (by the writer's clock).
+    pub fn retain_age(mut self, age: Option<Duration>) -> Self {
+        self.retain_age = age;
+        self
+    }
+
+    /// Delete the oldest segments while there are more than `count`.
+    pub fn retain_segments(mut self, count: Option<u64>) -> Self {
+        self.retain_segments = count;
+        self
+    }
+
+    /// Whether retention may delete segments a named cursor has not consumed yet (default
+    /// `false`: a cursor that lags holds the segments it needs, and the log grows past its
+    /// limits). With `true` the limits win, and each deletion reports which cursors lost
+    /// which events ([`Retired::cursors_behind`](crate::Retired)).
+    pub fn retain_past_cursors(mut self, yes: bool) -> Self {
+        self.retain_past_cursors = yes;
+        self
+    }
+
+    /// The segment size.
+    pub fn get_segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// The roll interval, if any.
+    pub fn get_roll_interval(&self) -> Option<Duration> {
+        self.roll_interval
+    }
+
+    /// The size limit of retention, if any.
+    pub fn get_retain_size(&self) -> Option<u64> {
+        self.retain_size
+    }
+
+    /// The age limit of retention, if any.
+    pub fn get_retain_age(&self) -> Option<Duration> {
+        self.retain_age
+    }
+
+    /// The segment-count limit of retention, if any.
+    pub fn get_retain_segments(&self) -> Option<u64> {
+        self.retain_segments
+    }
+
+    /// Whether retention may delete what a cursor still needs.
+    pub fn get_retain_past_cursors(&self) -> bool {
+        self.retain_past_cursors
+    }
+
+    /// The roll interval in nanoseconds, if any (at least 1).
+    pub(crate) fn roll_nanos(&self) -> Option<i64> {
+        self.roll_interval
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX).max(1))
+    }
+
+    /// The largest event, header included, a segment's event area holds.
+    pub(crate) fn max_event(&self) -> u64 {
+        crate::format::trailer_offset(self.segment_size)
+            .map_or(0, |end| end.saturating_sub(STREAM_HEADER_LEN))
+    }
+
+    /// Checks the settings; `dir` is named in the error.
+    pub(crate) fn check(&self, dir: &Path) -> Result<()> {
+        if !(MIN_SEGMENT..MAX_SEGMENT_LEN).contains(&self.segment_size) {
+            return Err(Error::BadCapacity {
+                path: dir.to_owned(),
+                capacity: self.segment_size,
+                minimum: MIN_SEGMENT,
+                maximum: MAX_SEGMENT_LEN - 1,
+            });
+        }
+        debug_assert!(self.max_event() > EVENT_HEADER_LEN);
+        Ok(())
+    }
+
+    /// The settings file's text.
+    fn to_text(&self) -> String {
+        let mut text = format!("{MAGIC_LINE}\n");
+        let mut line = |key: &str, value: u64| {
+            let _ = writeln!(text, "{key} {value}");
+        };
+        let nanos =
+            |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        line("segment-size", self.segment_size);
+        line("roll-ns", nanos(self.roll_interval));
+        line("retain-size", self.retain_size.unwrap_or(0));
+        line("retain-age-ns", nanos(self.retain_age));
+        line("retain-segments", self.retain_segments.unwrap_or(0));
+        line("retain-past-cursors", u64::from(self.retain_past_cursors));
+        text
+    }
+
+    /// Parses a settings file; `None` if it is not one.
+    fn from_text(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        if lines.next()? != MAGIC_LINE {
+            return None;
+        }
+        let mut options = Self::default();
+        let nonzero = |v: u64| (v != 0).then_some(v);
+        for line in lines {
+            let (key, value) = line.split_once(' ')?;
+            let value: u64 = value.parse().ok()?;
+            match key {
+                "segment-size" => options.segment_size = value,
+                "roll-ns" => options.roll_interval = nonzero(value).map(Duration::from_nanos),
+                "retain-size" => options.retain_size = nonzero(value),
+                "retain-age-ns" => options.retain_age = nonzero(value).map(Duration::from_nanos),
+                "retain-segments" => options.retain_segments = nonzero(value),
+                "retain-past-cursors" => options.retain_past_cursors = value != 0,
+                // Settings of later versions that this one does not know are ignored.
+                _ => {}
+            }
+        }
+        Some(options)
+    }
+
+    /// Writes the settings file into `dir` atomically (temporary file, fsync, rename
+    /// without replacing, directory fsync).
+    pub(crate) fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(CONFIG_FILE);
+        let temp = dir.join(format!(".{CONFIG_FILE}.{}.tmp", std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(self.to_text().as_bytes())?;
+            file.sync_all()
+        })();
+        result.map_err(|e| Error::io("write settings", &temp, e))?;
+        crate::sys::rename_noreplace(&temp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { path: path.clone() },
+                _ => Error::io("rename into place", &path, e),
+            }
+        })?;
+        sync_dir(dir)
+    }
+
+    /// Reads the settings of the log in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::NotALog`] if `dir` has no valid settings file; nothing is changed.
+    pub(crate) fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let not_a_log = |reason: &'static str| Error::NotALog {
+            path: dir.to_owned(),
+            reason,
+        };
+        let meta = match std::fs::metadata(dir) {
+            Ok(meta) => meta,
+            Err(e) => return Err(Error::io("open log directory", dir, e)),
+        };
+        if !meta.is_dir() {
+            return Err(not_a_log("it is not a directory"));
+        }
+        let (file, len) = match crate::stream::open::open_regular(&path, false) {
+            Ok(opened) => opened,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not_a_log(
+                    "it is a directory without a LOG settings file, neither a stream file nor a log",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        if len > MAX_CONFIG_LEN {
+            return Err(not_a_log("its LOG settings file is too long"));
+        }
+        let text = std::io::read_to_string(file).map_err(|e| Error::io("read", &path, e))?;
+        let options = Self::from_text(&text)
+            .ok_or_else(|| not_a_log("its LOG settings file is not valid"))?;
+        options.check(dir)?;
+        Ok(options)
+    }
+}
+
+/// Syncs a directory, so that entries created, renamed or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip() {
+        let options = LogOptions::default()
+            .segment_size(1 << 20)
+            .roll_interval(Some(Duration::from_secs(3600)))
+            .retain_size(Some(5 << 20))
+            .retain_age(Some(Duration::from_secs(60)))
+            .retain_segments(Some(7))
+            .retain_past_cursors(true);
+        assert_eq!(LogOptions::from_text(&options.to_text()), Some(options));
+        assert_eq!(
+            LogOptions::from_text("evstream-log 1\nsegment-size x\n"),
+            None
+        );
+        assert_eq!(LogOptions::from_text("something else\n"), None);
+    }
+}

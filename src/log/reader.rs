@@ -1,0 +1,871 @@
+//! Reading a log: iteration and follow across segments, seek by time, tail, stat, cursors.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Corruption, Error, Result};
+use crate::format::STREAM_HEADER_LEN;
+use crate::log::config::LogOptions;
+use crate::log::cursor;
+use crate::log::position::Position;
+use crate::log::segment::{self, SegmentEntry, SegmentIndex};
+use crate::log::writer::LOCK_FILE;
+use crate::stream::open::writer_lock_held;
+use crate::stream::reader::{StreamReader, idle_pause};
+
+/// How often a follower that waits at the end of the newest segment lists the directory
+/// to look for the next segment.
+const RELIST_EVERY: Duration = Duration::from_millis(1);
+
+/// One event of a log: its position, timestamp and payload.
+///
+/// The payload is not copied: the event holds its segment's mapping (shared with the
+/// iterator that produced it), so it stays valid and unchanged as long as the event
+/// lives, even after the iterator moved on or retention deleted the segment's file.
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    segment: Arc<StreamReader>,
+    position: Position,
+    timestamp: i64,
+    checksum: u32,
+    len: usize,
+}
+
+impl LogEvent {
+    /// The event's position in the log.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// The event's timestamp (Unix nanoseconds).
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The checksum stored with the event (verified when the event was read).
+    pub fn checksum(&self) -> u32 {
+        self.checksum
+    }
+
+    /// The event's payload, borrowed from the segment's mapping.
+    pub fn payload(&self) -> &[u8] {
+        self.segment
+            .bytes_at(self.position.offset() + 16, self.len)
+            .unwrap_or(&[])
+    }
+
+    /// The position just past this event: where a consumer that has processed it
+    /// resumes (what to [commit](LogReader::commit_cursor) to a cursor).
+    pub fn next_position(&self) -> Position {
+        Position::of(
+            self.position.segment(),
+            self.position.offset() + 16 + self.len as u64,
+        )
+    }
+}
+
+/// A consumer's distance from the end of the log; see [`LogReader::lag`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Lag {
+    /// Events at or after the position.
+    pub events: u64,
+    /// Bytes of those events, headers included.
+    pub bytes: u64,
+}
+
+/// A summary of a log; see [`LogReader::stat`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogStat {
+    /// Number of segment files.
+    pub segments: u64,
+    /// Sequence number of the oldest segment.
+    pub first_segment: u64,
+    /// Sequence number of the newest segment.
+    pub last_segment: u64,
+    /// Events in the log (in its segments now).
+    pub events: u64,
+    /// Log-wide index of the oldest event kept (events before it were retired).
+    pub first_event: u64,
+    /// Bytes the segment files take (each is preallocated to the segment size).
+    pub disk_bytes: u64,
+    /// Bytes of events in the newest segment, its header included.
+    pub newest_write_offset: u64,
+    /// Timestamp of the oldest event kept.
+    pub first_timestamp: Option<i64>,
+    /// Timestamp of the newest event.
+    pub last_timestamp: Option<i64>,
+    /// Position of the oldest event kept.
+    pub start: Position,
+    /// Position just past the newest event.
+    pub end: Position,
+    /// Whether a writer has the log open.
+    pub writer_active: bool,
+}
+
+/// The result of [`LogReader::verify`]: every segment checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogVerification {
+    /// Segments checked.
+    pub segments: u64,
+    /// Valid events found.
+    pub events: u64,
+    /// The first problem: a damaged event (its position and what is wrong) or a
+    /// segment whose first-event index does not follow from the one before.
+    pub damage: Option<(Position, LogDamage)>,
+}
+
+impl LogVerification {
+    /// Whether every segment is intact and they follow each other.
+    pub fn is_ok(&self) -> bool {
+        self.damage.is_none()
+    }
+}
+
+/// What [`LogReader::verify`] found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogDamage {
+    /// A damaged event.
+    Event(Corruption),
+    /// The segment's header counts events that do not match its events.
+    CountMismatch,
+    /// The segment's name says its first event is the log's `named`-th, but the
+    /// segments before it hold events up to `expected`.
+    Discontinuity {
+        /// From the name.
+        named: u64,
+        /// From the previous segment.
+        expected: u64,
+    },
+    /// A sequence number is missing between two segments.
+    MissingSegment,
+}
+
+/// Reads a log: any number of readers, in any process, while the writer appends.
+///
+/// A reader holds no lock and keeps nothing open between calls but what its iterators
+/// and events hold. Every call looks at the directory as it is then.
+///
+/// # Examples
+/// ```
+/// use evstream::{LogOptions, LogReader, LogWriter};
+///
+/// # fn main() -> evstream::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("app");
+/// let mut log = LogWriter::create(&path, LogOptions::default().segment_size(4096))?;
+/// for t in 0..1000 {
+///     log.append(t, b"a reading of some 32 bytes......")?; // rolls every ~80 events
+/// }
+/// let reader = LogReader::open(&path)?;
+/// assert!(reader.stat()?.segments > 10);
+/// let at = reader.seek_time(500)?.expect("an event at or after 500");
+/// let event = reader.iter_from(at)?.next().expect("an event")?;
+/// assert_eq!(event.timestamp(), 500);
+/// let last: Vec<i64> = reader.tail(2)?.iter().map(|e| e.timestamp()).collect();
+/// assert_eq!(last, [998, 999]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    dir: PathBuf,
+    options: LogOptions,
+}
+
+impl LogReader {
+    /// Opens the log in `dir` for reading.
+    ///
+    /// # Errors
+    /// [`Error::NotALog`] if `dir` holds no log; [`Error::Io`] if it cannot be read.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let options = LogOptions::read(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            options,
+        })
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's settings.
+    pub fn options(&self) -> &LogOptions {
+        &self.options
+    }
+
+    fn segments(&self) -> Result<Vec<SegmentEntry>> {
+        let segments = segment::list(&self.dir)?;
+        if segments.is_empty() {
+            return Err(Error::NotALog {
+                path: self.dir.clone(),
+                reason: "it has no segment",
+            });
+        }
+        Ok(segments)
+    }
+
+    /// Paths of the segment files, oldest first, with their sequence numbers.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be listed.
+    pub fn segment_files(&self) -> Result<Vec<(u64, PathBuf)>> {
+        Ok(segment::list(&self.dir)?
+            .into_iter()
+            .map(|s| (s.seq, s.path))
+            .collect())
+    }
+
+    /// The position of the oldest event kept.
+    ///
+    /// # Errors
+    /// [`Error::NotALog`] for a log without segments; [`Error::Io`].
+    pub fn start(&self) -> Result<Position> {
+        let segments = self.segments()?;
+        let first = segments.first().map_or(0, |s| s.seq);
+        Ok(Position::of(first, STREAM_HEADER_LEN))
+    }
+
+    /// The position just past the newest event: where the next one will go, unless the
+    /// writer rolls first.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), or for a damaged newest segment.
+    pub fn end(&self) -> Result<Position> {
+        let segments = self.segments()?;
+        let Some(newest) = segments.last() else {
+            return self.start();
+        };
+        let reader = StreamReader::open(&newest.path)?;
+        Ok(Position::of(newest.seq, reader.live_write_offset()?))
+    }
+
+    /// Iterates every event kept, oldest first, across segments (checksums verified).
+    ///
+    /// The iterator yields the events published when it reaches them, and ends at the
+    /// newest one; use [`LogIter::next_timeout`] on it to wait for more.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn iter(&self) -> Result<LogIter> {
+        self.iter_from(self.start()?)
+    }
+
+    /// Iterates from `position` (an event's position, as from [`LogEvent::position`] or
+    /// [`LogEvent::next_position`], or [`end`](Self::end)).
+    ///
+    /// # Errors
+    /// - [`Error::Retired`] if retention deleted the position's segment.
+    /// - [`Error::NoSuchPosition`] if the position lies past the end of the log or of
+    ///   its segment. A position inside an event is found out when it is read: the
+    ///   first item is then [`Error::Corrupt`].
+    pub fn iter_from(&self, position: Position) -> Result<LogIter> {
+        let segments = self.segments()?;
+        let at = self.find(&segments, position)?;
+        let entry = segments.get(at).ok_or(Error::NoSuchPosition {
+            position,
+            end: position,
+        })?;
+        let current = Arc::new(open_segment(entry, position, segments.first())?);
+        let end = current.live_write_offset()?;
+        if position.offset() < STREAM_HEADER_LEN || position.offset() > end {
+            return Err(Error::NoSuchPosition {
+                position,
+                end: Position::of(entry.seq, end),
+            });
+        }
+        Ok(LogIter {
+            dir: self.dir.clone(),
+            seq: entry.seq,
+            segments,
+            current,
+            offset: position.offset(),
+            previous: i64::MIN,
+            listed: Instant::now(),
+            done: false,
+        })
+    }
+
+    /// The index in `segments` of `position`'s segment.
+    fn find(&self, segments: &[SegmentEntry], position: Position) -> Result<usize> {
+        let seq = position.segment();
+        match segments.binary_search_by_key(&seq, |s| s.seq) {
+            Ok(at) => Ok(at),
+            Err(0) => Err(Error::Retired {
+                position,
+                first_segment: segments.first().map_or(0, |s| s.seq),
+            }),
+            Err(_) => Err(Error::NoSuchPosition {
+                position,
+                end: self.end()?,
+            }),
+        }
+    }
+
+    /// The position of the first event at or after `timestamp`, or `None` if every
+    /// event is earlier.
+    ///
+    /// Costs O(log n) in the number of segments: a binary search over the segments'
+    /// first timestamps (one event read from each segment it probes), then the
+    /// segment's sparse time index (written when it was sealed; checked before use, and
+    /// the newest segment, which has none yet, is scanned), then a scan of at most
+    /// 64 KiB of events.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a damaged event on the way.
+    pub fn seek_time(&self, timestamp: i64) -> Result<Option<Position>> {
+        let segments = self.segments()?;
+        let first = segments.first();
+        // The first segment whose first event is at or after `timestamp`. Timestamps do
+        // not decrease along the log, so the answer is in the segment before it or is
+        // its first event.
+        let (mut lo, mut hi) = (0usize, segments.len());
+        let mut opened: Vec<(usize, StreamReader)> = Vec::new();
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let Some(entry) = segments.get(mid) else {
+                break;
+            };
+            let reader = open_segment(entry, Position::of(entry.seq, 0), first)?;
+            let first_ts = first_timestamp(&reader)?;
+            if first_ts.is_none_or(|t| t >= timestamp) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+            opened.push((mid, reader));
+        }
+        let take = |i: usize, opened: &mut Vec<(usize, StreamReader)>| -> Result<StreamReader> {
+            if let Some(at) = opened.iter().position(|(j, _)| *j == i) {
+                return Ok(opened.swap_remove(at).1);
+            }
+            let entry = segments.get(i).ok_or(Error::NotALog {
+                path: self.dir.clone(),
+                reason: "a segment vanished during a seek",
+            })?;
+            open_segment(entry, Position::of(entry.seq, 0), first)
+        };
+        if let Some(before) = lo.checked_sub(1) {
+            let reader = take(before, &mut opened)?;
+            let seq = segments.get(before).map_or(0, |s| s.seq);
+            if let Some(offset) = seek_in(&self.dir, seq, &reader, timestamp)? {
+                return Ok(Some(Position::of(seq, offset)));
+            }
+        }
+        if let Some(entry) = segments.get(lo) {
+            let reader = take(lo, &mut opened)?;
+            if first_timestamp(&reader)?.is_some() {
+                return Ok(Some(Position::of(entry.seq, STREAM_HEADER_LEN)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Iterates from the first event at or after `timestamp`.
+    ///
+    /// # Errors
+    /// As [`seek_time`](Self::seek_time).
+    pub fn iter_since(&self, timestamp: i64) -> Result<LogIter> {
+        match self.seek_time(timestamp)? {
+            Some(position) => self.iter_from(position),
+            None => self.iter_from(self.end()?),
+        }
+    }
+
+    /// The newest `n` events, oldest first (fewer if the log holds fewer).
+    ///
+    /// Reads only the newest segments: a sealed one from its index's last entries, the
+    /// newest by walking its event headers. Costs the same for any number of segments.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if one of those events is damaged.
+    pub fn tail(&self, n: usize) -> Result<Vec<LogEvent>> {
+        let segments = self.segments()?;
+        let mut found: VecDeque<LogEvent> = VecDeque::with_capacity(n);
+        for entry in segments.iter().rev() {
+            let need = n - found.len();
+            if need == 0 {
+                break;
+            }
+            let reader = match StreamReader::open(&entry.path) {
+                Ok(reader) => Arc::new(reader),
+                // Retention deleted it meanwhile: nothing older is left either.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            let end = reader.write_offset();
+            let start = match SegmentIndex::load(&self.dir, entry.seq, &reader) {
+                Some((index, _)) => {
+                    let keep = index
+                        .entries
+                        .partition_point(|e| e.ordinal + need as u64 <= index.event_count);
+                    keep.checked_sub(1)
+                        .and_then(|i| index.entries.get(i))
+                        .map_or(STREAM_HEADER_LEN, |e| e.offset)
+                }
+                None => STREAM_HEADER_LEN,
+            };
+            let mut offsets = last_offsets(&reader, start, need)?;
+            if offsets.len() < need && start > STREAM_HEADER_LEN {
+                // The index's ordinals were wrong: count from the start instead.
+                offsets = last_offsets(&reader, STREAM_HEADER_LEN, need)?;
+            }
+            let mut previous = i64::MIN;
+            let mut events = Vec::with_capacity(offsets.len());
+            for offset in offsets {
+                let view = reader.read_at(offset, end, previous)?;
+                previous = view.timestamp();
+                events.push(LogEvent {
+                    segment: Arc::clone(&reader),
+                    position: Position::of(entry.seq, offset),
+                    timestamp: view.timestamp(),
+                    checksum: view.checksum(),
+                    len: view.payload().len(),
+                });
+            }
+            for event in events.into_iter().rev() {
+                found.push_front(event);
+            }
+        }
+        Ok(found.into())
+    }
+
+    /// A summary: segments, events, disk use, time span, whether a writer is active.
+    ///
+    /// Lists the directory and reads the oldest and newest segments only.
+    ///
+    /// # Errors
+    /// As [`tail`](Self::tail).
+    pub fn stat(&self) -> Result<LogStat> {
+        let segments = self.segments()?;
+        let (Some(first), Some(newest)) = (segments.first(), segments.last()) else {
+            return Err(Error::NotALog {
+                path: self.dir.clone(),
+                reason: "it has no segment",
+            });
+        };
+        let newest_reader = StreamReader::open(&newest.path)?;
+        let end = newest_reader.live_write_offset()?;
+        let first_reader = StreamReader::open(&first.path)?;
+        let last_timestamp = self.tail(1)?.first().map(LogEvent::timestamp);
+        Ok(LogStat {
+            segments: segments.len() as u64,
+            first_segment: first.seq,
+            last_segment: newest.seq,
+            events: (newest.base + newest_reader.header_event_count()).saturating_sub(first.base),
+            first_event: first.base,
+            disk_bytes: segments.len() as u64 * self.options.segment_size,
+            newest_write_offset: end,
+            first_timestamp: first_timestamp(&first_reader)?,
+            last_timestamp,
+            start: Position::of(first.seq, STREAM_HEADER_LEN),
+            end: Position::of(newest.seq, end),
+            writer_active: self.writer_active()?,
+        })
+    }
+
+    /// Whether a writer, in any process, has the log open now.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the lock file cannot be probed.
+    pub fn writer_active(&self) -> Result<bool> {
+        let path = self.dir.join(LOCK_FILE);
+        match std::fs::File::open(&path) {
+            Ok(file) => writer_lock_held(&file).map_err(|e| Error::io("probe lock of", &path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("open", &path, e)),
+        }
+    }
+
+    /// Events and bytes from `position` to the end of the log.
+    ///
+    /// Reads the position's segment from the position on (or, if it is sealed, at most
+    /// 64 KiB of it through its index) and the header of every later segment: the cost
+    /// grows with the lag, not with the log.
+    ///
+    /// # Errors
+    /// As [`iter_from`](Self::iter_from).
+    pub fn lag(&self, position: Position) -> Result<Lag> {
+        let segments = self.segments()?;
+        let at = self.find(&segments, position)?;
+        let mut lag = Lag::default();
+        let (Some(entry), Some(newest)) = (segments.get(at), segments.last()) else {
+            return Ok(lag);
+        };
+        let reader = open_segment(entry, position, segments.first())?;
+        let end = reader.live_write_offset()?;
+        let offset = position.offset().clamp(STREAM_HEADER_LEN, end);
+        lag.bytes = end - offset;
+        let index = if entry.seq == newest.seq {
+            None // the newest segment has no index yet
+        } else {
+            SegmentIndex::load(&self.dir, entry.seq, &reader)
+        };
+        lag.events = match index {
+            Some((index, _)) => {
+                let from = index.at_or_before(offset);
+                let (start, ordinal) =
+                    from.map_or((STREAM_HEADER_LEN, 0), |e| (e.offset, e.ordinal));
+                let before = reader
+                    .iter_unverified_from(start)?
+                    .take_while(|e| e.as_ref().is_ok_and(|e| e.offset() < offset));
+                index.event_count - (ordinal + before.count() as u64)
+            }
+            None => reader.iter_unverified_from(offset)?.count() as u64,
+        };
+        for later in segments.iter().skip(at + 1) {
+            let reader = StreamReader::open(&later.path)?;
+            lag.bytes += reader.live_write_offset()? - STREAM_HEADER_LEN;
+        }
+        if let Some(next) = segments.get(at + 1) {
+            let newest_reader = StreamReader::open(&newest.path)?;
+            lag.events +=
+                (newest.base + newest_reader.header_event_count()).saturating_sub(next.base);
+        }
+        Ok(lag)
+    }
+
+    /// The position saved under cursor `name`, or `None` if it was never committed.
+    ///
+    /// # Errors
+    /// [`Error::BadCursor`] for an invalid name or a damaged cursor file.
+    pub fn cursor(&self, name: &str) -> Result<Option<Position>> {
+        cursor::load(&self.dir, name)
+    }
+
+    /// Saves `position` (the next event to consume, as [`LogEvent::next_position`]) under
+    /// cursor `name`, durably: when this returns, the cursor survives power loss. A crash
+    /// during the commit leaves the old position or the new one.
+    ///
+    /// Delivery is at least once: a consumer that crashes after processing an event but
+    /// before committing sees it again. For exactly once, store the position in the same
+    /// transaction as the consumer's own state (a database row, a file written with
+    /// rename) and resume from there instead of from the cursor.
+    ///
+    /// # Errors
+    /// [`Error::BadCursor`] for an invalid name; [`Error::Io`] if the file cannot be
+    /// written and synced.
+    ///
+    /// # Examples
+    /// A consumer that resumes where it stopped:
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app");
+    /// # let mut log = evstream::LogWriter::create(&path, evstream::LogOptions::default().segment_size(1 << 20))?;
+    /// # for t in 0..10 { log.append(t, b"event")?; }
+    /// let reader = evstream::LogReader::open(&path)?;
+    /// let mut events = reader.iter_cursor("billing")?; // from the start the first time
+    /// for event in events.by_ref().take(3) {
+    ///     let event = event?;
+    ///     // ... process it, then:
+    ///     reader.commit_cursor("billing", event.next_position())?;
+    /// }
+    /// assert_eq!(reader.lag(reader.cursor("billing")?.expect("committed"))?.events, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn commit_cursor(&self, name: &str, position: Position) -> Result<()> {
+        cursor::store(&self.dir, name, position)
+    }
+
+    /// Deletes cursor `name`; `false` if there was none.
+    ///
+    /// # Errors
+    /// [`Error::BadCursor`] for an invalid name; [`Error::Io`].
+    pub fn remove_cursor(&self, name: &str) -> Result<bool> {
+        cursor::remove(&self.dir, name)
+    }
+
+    /// Every cursor and its position (or why its file could not be read).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the cursor directory cannot be listed.
+    pub fn cursors(&self) -> Result<Vec<(String, Result<Position>)>> {
+        cursor::all(&self.dir)
+    }
+
+    /// Iterates from cursor `name`'s position, or from the start if it was never
+    /// committed. Commit as you go with [`commit_cursor`](Self::commit_cursor).
+    ///
+    /// # Errors
+    /// As [`cursor`](Self::cursor) and [`iter_from`](Self::iter_from): a cursor whose
+    /// segment retention deleted gives [`Error::Retired`].
+    pub fn iter_cursor(&self, name: &str) -> Result<LogIter> {
+        match self.cursor(name)? {
+            Some(position) => self.iter_from(position),
+            None => self.iter(),
+        }
+    }
+
+    /// The lag of cursor `name`, or `None` if it was never committed.
+    ///
+    /// # Errors
+    /// As [`cursor`](Self::cursor) and [`lag`](Self::lag).
+    pub fn cursor_lag(&self, name: &str) -> Result<Option<Lag>> {
+        self.cursor(name)?.map(|p| self.lag(p)).transpose()
+    }
+
+    /// Checks every event of every segment, and that the segments follow each other.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::BadHeader`] for a segment that cannot be opened.
+    pub fn verify(&self) -> Result<LogVerification> {
+        let segments = self.segments()?;
+        let mut result = LogVerification {
+            segments: 0,
+            events: 0,
+            damage: None,
+        };
+        let mut expected: Option<(u64, u64)> = None;
+        for entry in &segments {
+            let start = Position::of(entry.seq, STREAM_HEADER_LEN);
+            if let Some((seq, base)) = expected {
+                if entry.seq != seq {
+                    result.damage = Some((start, LogDamage::MissingSegment));
+                    break;
+                }
+                if entry.base != base {
+                    result.damage = Some((
+                        start,
+                        LogDamage::Discontinuity {
+                            named: entry.base,
+                            expected: base,
+                        },
+                    ));
+                    break;
+                }
+            }
+            let reader = StreamReader::open(&entry.path)?;
+            let check = reader.verify()?;
+            result.segments += 1;
+            result.events += check.events;
+            if let Some((offset, reason)) = check.damage {
+                result.damage = Some((Position::of(entry.seq, offset), LogDamage::Event(reason)));
+                break;
+            }
+            if !check.is_ok() {
+                result.damage = Some((start, LogDamage::CountMismatch));
+                break;
+            }
+            expected = Some((entry.seq + 1, entry.base + check.events));
+        }
+        Ok(result)
+    }
+}
+
+/// Opens a segment's reader; a segment deleted meanwhile is reported as retired.
+fn open_segment(
+    entry: &SegmentEntry,
+    position: Position,
+    first: Option<&SegmentEntry>,
+) -> Result<StreamReader> {
+    StreamReader::open(&entry.path).map_err(|e| match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Error::Retired {
+                position,
+                first_segment: first.map_or(entry.seq + 1, |f| f.seq.max(entry.seq + 1)),
+            }
+        }
+        other => other,
+    })
+}
+
+/// The offsets of the last `n` events of a segment from `start` on (headers walked,
+/// checksums not checked).
+fn last_offsets(reader: &StreamReader, start: u64, n: usize) -> Result<VecDeque<u64>> {
+    let mut offsets: VecDeque<u64> = VecDeque::with_capacity(n);
+    for event in reader.iter_unverified_from(start)? {
+        let event = event?;
+        if offsets.len() == n {
+            offsets.pop_front();
+        }
+        offsets.push_back(event.offset());
+    }
+    Ok(offsets)
+}
+
+/// The timestamp of a segment's first event, `None` if it has none.
+fn first_timestamp(reader: &StreamReader) -> Result<Option<i64>> {
+    let end = reader.live_write_offset()?;
+    if end <= STREAM_HEADER_LEN {
+        return Ok(None);
+    }
+    reader
+        .read_at(STREAM_HEADER_LEN, end, i64::MIN)
+        .map(|e| Some(e.timestamp()))
+}
+
+/// The offset of the first event at or after `timestamp` in one segment.
+fn seek_in(dir: &Path, seq: u64, reader: &StreamReader, timestamp: i64) -> Result<Option<u64>> {
+    let end = reader.write_offset();
+    let Some((index, _)) = SegmentIndex::load(dir, seq, reader) else {
+        return reader.seek_time(timestamp);
+    };
+    // Scanning from the first event needs no trust in the index; an entry is trusted
+    // only if the event it points to is there, intact, and has the timestamp it claims.
+    let start = match index.start_for(timestamp) {
+        None => STREAM_HEADER_LEN,
+        Some(entry) => match reader.read_at(entry.offset, end, i64::MIN) {
+            Ok(event) if event.timestamp() == entry.timestamp => entry.offset,
+            _ => return reader.seek_time(timestamp),
+        },
+    };
+    let (mut offset, mut previous) = (start, i64::MIN);
+    while offset < end {
+        let event = reader.read_at(offset, end, previous)?;
+        if event.timestamp() >= timestamp {
+            return Ok(Some(offset));
+        }
+        previous = event.timestamp();
+        offset = event.next_offset();
+    }
+    Ok(None)
+}
+
+/// Iterates a log across segments, and follows it; see [`LogReader::iter`].
+///
+/// As an [`Iterator`] it yields every event published when it gets there and ends at the
+/// newest (an error ends it too). [`next_timeout`](Self::next_timeout) waits for new
+/// events instead, following the writer across rolls: at the end of a segment that has a
+/// successor it moves on, never waits.
+#[derive(Debug)]
+pub struct LogIter {
+    dir: PathBuf,
+    segments: Vec<SegmentEntry>,
+    seq: u64,
+    current: Arc<StreamReader>,
+    offset: u64,
+    previous: i64,
+    listed: Instant,
+    done: bool,
+}
+
+impl LogIter {
+    /// The position of the next event this iterator returns.
+    pub fn position(&self) -> Position {
+        Position::of(self.seq, self.offset)
+    }
+
+    /// The next event if one is published now, without waiting.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a damaged event, [`Error::Regressed`] if a writer's
+    /// recovery moved a segment's end back under this iterator, [`Error::Retired`] if
+    /// retention deleted the segments it was about to read.
+    pub fn try_next(&mut self) -> Result<Option<LogEvent>> {
+        self.step(true)
+    }
+
+    /// The next event, waiting up to `timeout` for the writer to publish one (also in a
+    /// segment it has not rolled to yet). `Ok(None)` means the time passed; call again to
+    /// keep waiting. New events are seen within about a millisecond.
+    ///
+    /// # Errors
+    /// As [`try_next`](Self::try_next).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<LogEvent>> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut idle = 0u32;
+        loop {
+            if let Some(event) = self.step(false)? {
+                return Ok(Some(event));
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(deadline) if now >= deadline => return Ok(None),
+                Some(deadline) => deadline - now,
+                None => Duration::MAX,
+            };
+            idle_pause(&mut idle, left);
+        }
+    }
+
+    /// One attempt: the next event in this segment, or a move to the next segment.
+    fn step(&mut self, relist: bool) -> Result<Option<LogEvent>> {
+        loop {
+            let end = self.current.live_write_offset()?;
+            if end < self.offset {
+                return Err(Error::Regressed {
+                    path: self.current.path().to_owned(),
+                    was: self.offset,
+                    now: end,
+                });
+            }
+            if self.offset < end {
+                let view = self.current.read_at(self.offset, end, self.previous)?;
+                let event = LogEvent {
+                    segment: Arc::clone(&self.current),
+                    position: Position::of(self.seq, self.offset),
+                    timestamp: view.timestamp(),
+                    checksum: view.checksum(),
+                    len: view.payload().len(),
+                };
+                self.previous = view.timestamp();
+                self.offset = view.next_offset();
+                return Ok(Some(event));
+            }
+            // A sealed segment takes no more events: its successor exists, look now.
+            let sealed = self.current.is_sealed();
+            let Some(next) = self.successor(relist || sealed)? else {
+                return Ok(None);
+            };
+            // The writer stopped writing this segment before its successor appeared, so
+            // its end, loaded again now, is final.
+            if self.current.live_write_offset()? > self.offset {
+                continue;
+            }
+            if next.seq != self.seq + 1 {
+                return Err(Error::Retired {
+                    position: Position::of(self.seq + 1, STREAM_HEADER_LEN),
+                    first_segment: next.seq,
+                });
+            }
+            let first = self.segments.first().cloned();
+            let position = Position::of(next.seq, STREAM_HEADER_LEN);
+            self.current = Arc::new(open_segment(&next, position, first.as_ref())?);
+            self.seq = next.seq;
+            self.offset = STREAM_HEADER_LEN;
+        }
+    }
+
+    /// The segment after the current one, listing the directory again if needed (at
+    /// most every millisecond unless `relist`).
+    fn successor(&mut self, relist: bool) -> Result<Option<SegmentEntry>> {
+        let find =
+            |segments: &[SegmentEntry], seq: u64| segments.iter().find(|s| s.seq > seq).cloned();
+        if let Some(next) = find(&self.segments, self.seq) {
+            return Ok(Some(next));
+        }
+        if !relist && self.listed.elapsed() < RELIST_EVERY {
+            return Ok(None);
+        }
+        self.segments = segment::list(&self.dir)?;
+        self.listed = Instant::now();
+        Ok(find(&self.segments, self.seq))
+    }
+}
+
+impl Iterator for LogIter {
+    type Item = Result<LogEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.try_next().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}

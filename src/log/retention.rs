@@ -1,0 +1,209 @@
+//! Retention: deleting whole old segments by total size, age and count, and saying so.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::failpoint::failpoint;
+use crate::format::STREAM_HEADER_LEN;
+use crate::log::config::{LogOptions, sync_dir};
+use crate::log::cursor;
+use crate::log::position::Position;
+use crate::log::segment::{self, SegmentEntry, SegmentIndex, index_name};
+use crate::stream::reader::StreamReader;
+
+/// Why retention deleted a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetireReason {
+    /// The log's segments took more than [`LogOptions::retain_size`] bytes.
+    Size,
+    /// The segment's newest event was older than [`LogOptions::retain_age`].
+    Age,
+    /// The log had more than [`LogOptions::retain_segments`] segments.
+    Count,
+}
+
+/// A named cursor that had not consumed a segment when retention deleted it (only with
+/// [`LogOptions::retain_past_cursors`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CursorLoss {
+    /// The cursor's name.
+    pub name: String,
+    /// The cursor's position when the segment was deleted.
+    pub position: Position,
+    /// Events of the deleted segment at or after the cursor: lost to it.
+    pub events_lost: u64,
+}
+
+/// One segment deleted by retention: what, why, and who lost what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retired {
+    /// The segment's sequence number.
+    pub segment: u64,
+    /// Log-wide index of its first event.
+    pub first_event: u64,
+    /// Events it held.
+    pub events: u64,
+    /// Length of the deleted file.
+    pub bytes: u64,
+    /// Timestamp of its newest event, if it held any.
+    pub last_timestamp: Option<i64>,
+    /// The limit that made retention delete it.
+    pub reason: RetireReason,
+    /// Cursors that had not consumed all of it.
+    pub cursors_behind: Vec<CursorLoss>,
+}
+
+/// What retention needs to know about a segment.
+struct Facts {
+    entry: SegmentEntry,
+    bytes: u64,
+    events: u64,
+    last_timestamp: Option<i64>,
+}
+
+fn facts(dir: &Path, entry: &SegmentEntry) -> Result<Facts> {
+    let bytes = std::fs::metadata(&entry.path)
+        .map_err(|e| Error::io("stat", &entry.path, e))?
+        .len();
+    let reader = StreamReader::open(&entry.path)?;
+    let (index, last) = match SegmentIndex::load(dir, entry.seq, &reader) {
+        Some(found) => found,
+        None => {
+            let index = SegmentIndex::build(&reader)?;
+            let last = reader.iter().last().transpose()?.map(|e| e.timestamp());
+            (index, last)
+        }
+    };
+    Ok(Facts {
+        entry: entry.clone(),
+        bytes,
+        events: index.event_count,
+        last_timestamp: last,
+    })
+}
+
+/// Applies the retention limits of `options` to the log in `dir`, deleting whole
+/// segments oldest first and never the newest one; `now` is the writer's clock in Unix
+/// nanoseconds. Returns what it deleted.
+///
+/// Each deletion removes the segment file, then its index, then syncs the directory; a
+/// process killed in between leaves at most an index without a segment, which the next
+/// run removes, and a log that opens.
+pub(crate) fn apply(dir: &Path, options: &LogOptions, now: i64) -> Result<Vec<Retired>> {
+    let segments = segment::list(dir)?;
+    remove_orphan_indexes(dir, segments.first().map(|s| s.seq))?;
+    let limited = options.retain_size.is_some()
+        || options.retain_age.is_some()
+        || options.retain_segments.is_some();
+    let Some((_newest, old)) = segments.split_last() else {
+        return Ok(Vec::new());
+    };
+    if !limited || old.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cursors: Vec<(String, Position)> = cursor::all(dir)?
+        .into_iter()
+        .filter_map(|(name, p)| p.ok().map(|p| (name, p)))
+        .collect();
+    let mut count = segments.len() as u64;
+    let mut total: u64 = segments
+        .iter()
+        .map(|s| std::fs::metadata(&s.path).map_or(0, |m| m.len()))
+        .sum();
+    let age_limit = options
+        .retain_age
+        .map(|age| now.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX)));
+    let mut retired = Vec::new();
+    for entry in old {
+        let facts = facts(dir, entry)?;
+        let reason = if options.retain_segments.is_some_and(|n| count > n) {
+            RetireReason::Count
+        } else if options.retain_size.is_some_and(|n| total > n) {
+            RetireReason::Size
+        } else if let Some(limit) = age_limit
+            && facts.last_timestamp.is_none_or(|last| last < limit)
+        {
+            RetireReason::Age
+        } else {
+            break;
+        };
+        // A cursor in this segment or before holds it, even at its very end: once the
+        // segment is gone its position could not be told from a lost one.
+        let held = cursors.iter().any(|(_, p)| p.segment() <= entry.seq);
+        if held && !options.retain_past_cursors {
+            break;
+        }
+        let behind: Vec<CursorLoss> = cursors
+            .iter()
+            .filter(|(_, p)| p.segment() <= entry.seq)
+            .map(|(name, p)| CursorLoss {
+                name: name.clone(),
+                position: *p,
+                events_lost: if p.segment() == entry.seq {
+                    events_from(&facts, p.offset())
+                } else {
+                    facts.events
+                },
+            })
+            .filter(|loss| loss.events_lost > 0)
+            .collect();
+        std::fs::remove_file(&entry.path).map_err(|e| Error::io("remove", &entry.path, e))?;
+        failpoint!("retain:after_remove");
+        let index = dir.join(index_name(entry.seq));
+        match std::fs::remove_file(&index) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &index, e)),
+        }
+        sync_dir(dir)?;
+        count -= 1;
+        total = total.saturating_sub(facts.bytes);
+        retired.push(Retired {
+            segment: entry.seq,
+            first_event: entry.base,
+            events: facts.events,
+            bytes: facts.bytes,
+            last_timestamp: facts.last_timestamp,
+            reason,
+            cursors_behind: behind,
+        });
+    }
+    Ok(retired)
+}
+
+/// Events of a segment at or after byte `offset` (a cursor's position in it).
+fn events_from(facts: &Facts, offset: u64) -> u64 {
+    if offset <= STREAM_HEADER_LEN {
+        return facts.events;
+    }
+    let Ok(reader) = StreamReader::open(&facts.entry.path) else {
+        return facts.events;
+    };
+    reader
+        .iter_unverified_from(offset.min(reader.write_offset()))
+        .map_or(facts.events, |events| events.count() as u64)
+}
+
+/// Removes index files of segments before `first` (left by a retention killed between
+/// its two deletions), or every index if the log has no segment.
+fn remove_orphan_indexes(dir: &Path, first: Option<u64>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".idx"))
+            .filter(|s| s.len() == 8)
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if first.is_none_or(|first| seq < first) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}

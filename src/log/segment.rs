@@ -1,0 +1,358 @@
+//! Segments: their names, the directory scan, and the sparse time index of each sealed one.
+//!
+//! A segment is named `SSSSSSSS-BBBBBBBBBBBBBBBBBBBB.evs`: its sequence number (8 decimal
+//! digits) and the log-wide index of its first event (20 decimal digits), so `ls` lists
+//! segments in log order and a directory listing alone tells how many events came before
+//! each. The next segment is prepared as `.next-SSSSSSSS.evs` and renamed into place when
+//! the writer rolls. A sealed segment's index is `SSSSSSSS.idx`; see [`SegmentIndex`].
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use zerocopy::little_endian::{I64, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::error::{Error, Result};
+use crate::format::STREAM_HEADER_LEN;
+use crate::log::config::sync_dir;
+use crate::log::position::MAX_SEGMENT;
+use crate::stream::reader::StreamReader;
+
+/// Segment bytes between two entries of a segment's time index.
+pub(crate) const INDEX_STRIDE: u64 = 64 << 10;
+/// Prefix of the segment a writer prepares ahead of a roll.
+pub(crate) const NEXT_PREFIX: &str = ".next-";
+
+/// One segment found in a log directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentEntry {
+    /// Sequence number: 0 for the log's first segment, one more for each roll.
+    pub seq: u64,
+    /// Log-wide index of the segment's first event.
+    pub base: u64,
+    /// The segment file.
+    pub path: PathBuf,
+}
+
+/// The file name of segment `seq` whose first event is the log's `base`-th.
+pub(crate) fn segment_name(seq: u64, base: u64) -> String {
+    format!("{seq:08}-{base:020}.evs")
+}
+
+/// The name under which segment `seq` is prepared before it is rolled into place.
+pub(crate) fn next_name(seq: u64) -> String {
+    format!("{NEXT_PREFIX}{seq:08}.evs")
+}
+
+/// The file name of segment `seq`'s time index.
+pub(crate) fn index_name(seq: u64) -> String {
+    format!("{seq:08}.idx")
+}
+
+/// Parses a segment file name; `None` for anything else.
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".evs")?;
+    let (seq, base) = stem.split_once('-')?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(seq, 8) || !digits(base, 20) {
+        return None;
+    }
+    let seq: u64 = seq.parse().ok()?;
+    (seq <= MAX_SEGMENT).then_some(())?;
+    Some((seq, base.parse().ok()?))
+}
+
+/// The log's segments, oldest first.
+///
+/// # Errors
+/// [`Error::Io`] if the directory cannot be read; [`Error::NotALog`] if two segments
+/// have the same sequence number.
+pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentEntry>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name();
+        if let Some((seq, base)) = name.to_str().and_then(parse_name) {
+            segments.push(SegmentEntry {
+                seq,
+                base,
+                path: entry.path(),
+            });
+        }
+    }
+    segments.sort_by_key(|s| s.seq);
+    if segments
+        .windows(2)
+        .any(|w| matches!(w, [a, b] if a.seq == b.seq))
+    {
+        return Err(Error::NotALog {
+            path: dir.to_owned(),
+            reason: "two segment files have the same sequence number",
+        });
+    }
+    Ok(segments)
+}
+
+/// Removes what a writer that died mid-roll left: prepared segments not yet rolled into
+/// place and their creation temporaries. Only the holder of the log's writer lock calls
+/// this, so no live writer owns them.
+pub(crate) fn remove_leftovers(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let leftover = name.starts_with(NEXT_PREFIX)
+            || name.starts_with(&format!(".{NEXT_PREFIX}"))
+            || (name.starts_with(".idx-") && name.ends_with(".tmp"));
+        if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io("remove", entry.path(), e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The fixed part of an index file.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct IndexHeader {
+    magic: [u8; 8],
+    seq: U64,
+    write_offset: U64,
+    event_count: U64,
+    first_timestamp: I64,
+    last_timestamp: I64,
+    entries: U64,
+}
+
+/// One entry of an index file.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct RawIndexEntry {
+    offset: U64,
+    timestamp: I64,
+    ordinal: U64,
+}
+
+const INDEX_MAGIC: [u8; 8] = *b"EVLOGIX1";
+const INDEX_HEADER_LEN: usize = size_of::<IndexHeader>();
+const INDEX_ENTRY_LEN: usize = size_of::<RawIndexEntry>();
+
+/// A point of a segment the index remembers: an event's offset, timestamp and ordinal
+/// (its index within the segment, from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub offset: u64,
+    pub timestamp: i64,
+    pub ordinal: u64,
+}
+
+/// The sparse time index of a sealed segment: one entry per [`INDEX_STRIDE`] bytes of
+/// events (the first event always has one), the segment's time bounds and event count.
+///
+/// Written by the writer once the segment is flushed (so an index also tells that the
+/// segment was completely flushed), checked in full before use (magic, checksum, the
+/// segment's sequence number, write offset and event count, entries in range and in
+/// order), and rebuildable from the segment at any time. Readers also check each entry
+/// they start from against the event found there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentIndex {
+    pub write_offset: u64,
+    pub event_count: u64,
+    pub entries: Vec<IndexEntry>,
+}
+
+impl SegmentIndex {
+    /// An empty index for a segment about to receive events.
+    pub(crate) fn empty() -> Self {
+        Self {
+            write_offset: STREAM_HEADER_LEN,
+            event_count: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Notes an event appended at `offset`, ending at `end`.
+    #[inline]
+    pub(crate) fn note(&mut self, offset: u64, end: u64, timestamp: i64) {
+        let due = match self.entries.last() {
+            Some(last) => offset >= last.offset + INDEX_STRIDE,
+            None => true,
+        };
+        if due {
+            self.entries.push(IndexEntry {
+                offset,
+                timestamp,
+                ordinal: self.event_count,
+            });
+        }
+        self.event_count += 1;
+        self.write_offset = end;
+    }
+
+    /// Builds the index of a segment by reading every event (verified).
+    pub(crate) fn build(reader: &StreamReader) -> Result<Self> {
+        let mut index = Self::empty();
+        for event in reader.iter() {
+            let event = event?;
+            index.note(event.offset(), event.next_offset(), event.timestamp());
+        }
+        Ok(index)
+    }
+
+    /// Timestamp of the segment's first event.
+    pub(crate) fn first_timestamp(&self) -> Option<i64> {
+        self.entries.first().map(|e| e.timestamp)
+    }
+
+    /// The entry to start a scan from for the first event at or after `timestamp`.
+    pub(crate) fn start_for(&self, timestamp: i64) -> Option<IndexEntry> {
+        let later = self.entries.partition_point(|e| e.timestamp < timestamp);
+        later
+            .checked_sub(1)
+            .and_then(|i| self.entries.get(i))
+            .copied()
+    }
+
+    /// The last entry at or before `offset`.
+    pub(crate) fn at_or_before(&self, offset: u64) -> Option<IndexEntry> {
+        let after = self.entries.partition_point(|e| e.offset <= offset);
+        after
+            .checked_sub(1)
+            .and_then(|i| self.entries.get(i))
+            .copied()
+    }
+
+    /// Writes the index of segment `seq` into `dir` (temporary file, fsync, rename).
+    pub(crate) fn write(&self, dir: &Path, seq: u64, last_timestamp: Option<i64>) -> Result<()> {
+        let header = IndexHeader {
+            magic: INDEX_MAGIC,
+            seq: U64::new(seq),
+            write_offset: U64::new(self.write_offset),
+            event_count: U64::new(self.event_count),
+            first_timestamp: I64::new(self.first_timestamp().unwrap_or(i64::MIN)),
+            last_timestamp: I64::new(last_timestamp.unwrap_or(i64::MIN)),
+            entries: U64::new(self.entries.len() as u64),
+        };
+        let mut bytes =
+            Vec::with_capacity(INDEX_HEADER_LEN + self.entries.len() * INDEX_ENTRY_LEN + 4);
+        bytes.extend_from_slice(header.as_bytes());
+        for e in &self.entries {
+            let raw = RawIndexEntry {
+                offset: U64::new(e.offset),
+                timestamp: I64::new(e.timestamp),
+                ordinal: U64::new(e.ordinal),
+            };
+            bytes.extend_from_slice(raw.as_bytes());
+        }
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        let path = dir.join(index_name(seq));
+        let temp = dir.join(format!(".idx-{seq:08}.tmp"));
+        let result = (|| {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&temp, &path)
+        })();
+        result.map_err(|e| Error::io("write index", &path, e))
+    }
+
+    /// Loads and checks segment `seq`'s index against the segment as a reader sees it;
+    /// `None` if it is missing, damaged or does not describe this segment. Also returns
+    /// the last timestamp it records.
+    pub(crate) fn load(
+        dir: &Path,
+        seq: u64,
+        segment: &StreamReader,
+    ) -> Option<(Self, Option<i64>)> {
+        let path = dir.join(index_name(seq));
+        let meta = std::fs::metadata(&path).ok()?;
+        let most = INDEX_HEADER_LEN as u64
+            + (segment.capacity() / INDEX_STRIDE + 2) * INDEX_ENTRY_LEN as u64
+            + 4;
+        if !meta.is_file() || meta.len() > most {
+            return None;
+        }
+        let bytes = std::fs::read(&path).ok()?;
+        let (body, crc) = bytes.split_last_chunk::<4>()?;
+        if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+            return None;
+        }
+        let (header, mut rest) = IndexHeader::read_from_prefix(body).ok()?;
+        let write_offset = header.write_offset.get();
+        let event_count = header.event_count.get();
+        if header.magic != INDEX_MAGIC
+            || header.seq.get() != seq
+            || write_offset != segment.write_offset()
+            || (event_count == 0) != (write_offset == STREAM_HEADER_LEN)
+            || rest.len() as u64 != header.entries.get().checked_mul(INDEX_ENTRY_LEN as u64)?
+        {
+            return None;
+        }
+        let mut entries = Vec::with_capacity(rest.len() / INDEX_ENTRY_LEN);
+        let mut previous: Option<IndexEntry> = None;
+        while !rest.is_empty() {
+            let (raw, tail) = RawIndexEntry::read_from_prefix(rest).ok()?;
+            rest = tail;
+            let e = IndexEntry {
+                offset: raw.offset.get(),
+                timestamp: raw.timestamp.get(),
+                ordinal: raw.ordinal.get(),
+            };
+            let in_order = match previous {
+                None => e.offset == STREAM_HEADER_LEN && e.ordinal == 0,
+                Some(p) => {
+                    e.offset > p.offset && e.timestamp >= p.timestamp && e.ordinal > p.ordinal
+                }
+            };
+            if !in_order || e.offset >= write_offset || e.ordinal >= event_count {
+                return None;
+            }
+            previous = Some(e);
+            entries.push(e);
+        }
+        if entries.is_empty() != (event_count == 0) {
+            return None;
+        }
+        let last = header.last_timestamp.get();
+        let last = (event_count > 0).then_some(last);
+        Some((
+            Self {
+                write_offset,
+                event_count,
+                entries,
+            },
+            last,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_sort_in_log_order() {
+        let a = segment_name(9, 123);
+        let b = segment_name(10, 99);
+        assert!(a < b);
+        assert_eq!(parse_name(&a), Some((9, 123)));
+        assert_eq!(parse_name(&b), Some((10, 99)));
+        for bad in [
+            "00000001.evs",
+            "0000001-00000000000000000000.evs",
+            "00000001-00000000000000000000.evsx",
+            ".next-00000001.evs",
+            "99999999-00000000000000000000.evs",
+            "0000000a-00000000000000000000.evs",
+        ] {
+            assert_eq!(parse_name(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,855 @@
+//! The one writer of a log: appends to the newest segment, rolls, seals, retains.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::failpoint::failpoint;
+use crate::format;
+use crate::log::config::{LogOptions, sync_dir};
+use crate::log::position::{MAX_SEGMENT, Position};
+use crate::log::retention::{self, Retired};
+use crate::log::segment::{self, SegmentEntry, SegmentIndex, next_name, segment_name};
+use crate::stream::open::{lock_exclusive, now_nanos};
+use crate::stream::reader::StreamReader;
+use crate::stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};
+
+/// Retired segments that may wait for their seal (flush and index) before a roll waits
+/// for the sealing thread. Bounds what [`LogWriter::open`] re-checks after a crash.
+const MAX_UNSEALED: usize = 8;
+
+/// Name of the file whose exclusive lock marks the log's one writer.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// What [`LogWriter::open`] found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogRecovery {
+    /// What opening the newest segment repaired (see [`Recovery`]).
+    pub newest: Recovery,
+    /// Segments before the newest whose writer died before the background thread had
+    /// flushed and indexed them (usually none, at most a few), with what opening each
+    /// repaired.
+    pub unsealed: Vec<(u64, Recovery)>,
+    /// Events of the newest segments that were dropped because a segment before them had
+    /// lost events to a power loss: they lay past a gap, and were never flushed (a flush
+    /// covers every older segment first).
+    pub dropped_after_gap: u64,
+}
+
+impl LogRecovery {
+    /// Whether the log was opened exactly as it was found.
+    pub fn is_clean(&self) -> bool {
+        self.newest.is_clean() && self.unsealed.is_empty() && self.dropped_after_gap == 0
+    }
+}
+
+/// Appends events to a log. One per log, across all processes.
+///
+/// Appends go to the newest segment exactly as with a [`StreamWriter`]: a copy into the
+/// mapping and one atomic store, no system call. When an event does not fit, or its
+/// timestamp starts a new roll interval, the writer **rolls**: it renames the next
+/// segment, already created, preallocated and prefaulted by a background thread, into
+/// place and continues there. The background thread then flushes the old segment,
+/// writes its time index, applies retention, and prepares the segment after.
+///
+/// # Durability
+/// As for a stream: an append that returned [`Ok`] survives a crash of the process; one
+/// covered by a successful [`flush`](Self::flush) survives power loss. A flush first waits
+/// until every older segment is flushed, so flushed events always form a prefix of the
+/// log. Dropping the writer does not flush the newest segment (it does wait for the
+/// background flush of older ones).
+///
+/// # Examples
+/// ```
+/// use evstream::{LogOptions, LogReader, LogWriter};
+///
+/// # fn main() -> evstream::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("sensors");
+/// let options = LogOptions::default()
+///     .segment_size(1 << 20)
+///     .retain_size(Some(64 << 20));
+/// let mut log = LogWriter::create(&path, options)?;
+/// let first = log.append(1_700_000_000_000_000_000, b"temp=21.5")?;
+/// log.append_now(b"temp=21.7")?;
+/// log.flush()?; // both events now survive power loss
+///
+/// let reader = LogReader::open(&path)?;
+/// let events: Vec<_> = reader.iter()?.collect::<evstream::Result<_>>()?;
+/// assert_eq!(events.len(), 2);
+/// assert_eq!(events[0].position(), first);
+/// assert_eq!(events[1].payload(), b"temp=21.7");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct LogWriter {
+    dir: PathBuf,
+    options: LogOptions,
+    segment: StreamWriter,
+    /// The newest segment's file.
+    path: PathBuf,
+    seq: u64,
+    /// Log-wide index of the newest segment's first event.
+    base: u64,
+    /// The newest segment's time index, kept as events are appended; `None` when the
+    /// segment was opened with events in it (the background thread builds it at seal).
+    index: Option<SegmentIndex>,
+    /// The newest event's timestamp before this segment (or `i64::MIN`).
+    floor: i64,
+    /// An append at or past this timestamp starts a new roll interval (or fills an
+    /// empty segment and sets it).
+    roll_at: i64,
+    /// Largest event, header included, a segment holds.
+    largest: u64,
+    background: Background,
+    recovery: LogRecovery,
+    _lock: File,
+}
+
+impl LogWriter {
+    /// Creates a log in the directory `dir` (made if missing, and it must be empty of
+    /// logs) with its first segment, and opens it.
+    ///
+    /// # Errors
+    /// - [`Error::AlreadyExists`] if `dir` already holds a log.
+    /// - [`Error::BadCapacity`] for a segment size below 4 KiB or of 1 TiB or more.
+    /// - [`Error::Io`] if the directory cannot be made or written.
+    pub fn create(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        options.check(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        options.write(dir)?;
+        Self::open(dir)
+    }
+
+    /// Opens the log in `dir` to append to it.
+    ///
+    /// Takes the log's writer lock, removes what a writer that died mid-roll left, and
+    /// opens the newest segment as [`StreamWriter::open`] does (validating it, repairing
+    /// a torn tail). If the segment before it was never completely flushed (its writer died
+    /// between a roll and the background flush), it is validated and repaired too, and
+    /// its index written. Costs the same whatever the number of segments.
+    ///
+    /// # Errors
+    /// - [`Error::NotALog`] if `dir` holds no log; nothing is changed.
+    /// - [`Error::Locked`] if another writer has the log open.
+    /// - As [`StreamWriter::open`] for a damaged segment, which is left unchanged.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app");
+    /// # drop(evstream::LogWriter::create(&path, evstream::LogOptions::default().segment_size(1 << 20))?);
+    /// let mut log = evstream::LogWriter::open(&path)?;
+    /// if !log.recovery().is_clean() {
+    ///     eprintln!("recovered: {:?}", log.recovery());
+    /// }
+    /// log.append_now(b"service started")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let options = LogOptions::read(dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io("open", &lock_path, e))?;
+        lock_exclusive(&lock, dir)?;
+        failpoint!("log_open:after_lock");
+        segment::remove_leftovers(dir)?;
+        let mut segments = segment::list(dir)?;
+        let mut recovery = LogRecovery::default();
+        let newest = match segments.pop() {
+            Some(newest) => newest,
+            None => {
+                let entry = SegmentEntry {
+                    seq: 0,
+                    base: 0,
+                    path: dir.join(segment_name(0, 0)),
+                };
+                drop(StreamWriter::create_with(
+                    &entry.path,
+                    options.segment_size,
+                    quiet(),
+                )?);
+                sync_dir(dir)?;
+                entry
+            }
+        };
+        // The segments before the newest whose background seal never finished (the
+        // writer died first), newest first. Those before them are sealed.
+        let mut floor = i64::MIN;
+        let mut unsealed = Vec::new();
+        while let Some(previous) = segments.pop() {
+            let after = unsealed.last().unwrap_or(&newest);
+            if previous.seq + 1 != after.seq {
+                break;
+            }
+            let reader = StreamReader::open(&previous.path)?;
+            if let Some((_, last)) = SegmentIndex::load(dir, previous.seq, &reader) {
+                floor = last.unwrap_or(floor);
+                break;
+            }
+            unsealed.push(previous);
+        }
+        let mut chain: Vec<SegmentEntry> = unsealed.into_iter().rev().collect();
+        chain.push(newest);
+        let mut expected: Option<u64> = None;
+        let mut newest = None;
+        for (k, entry) in chain.iter().enumerate() {
+            if let Some(base) = expected
+                && entry.base != base
+            {
+                // The segment before lost events to the power loss (a torn tail, or a
+                // header older than its events), so this segment and every later one
+                // lie past a gap, and none of their events was flushed (a flush waits
+                // for every older segment's seal): drop them, as a stream drops the
+                // events after its torn tail, and continue with an empty segment.
+                for gone in chain.get(k..).unwrap_or_default() {
+                    let reader = StreamReader::open(&gone.path)?;
+                    recovery.dropped_after_gap += reader.header_event_count();
+                    drop(reader);
+                    std::fs::remove_file(&gone.path)
+                        .map_err(|e| Error::io("remove", &gone.path, e))?;
+                    let _ = std::fs::remove_file(dir.join(segment::index_name(gone.seq)));
+                }
+                let path = dir.join(segment_name(entry.seq, base));
+                drop(StreamWriter::create_with(
+                    &path,
+                    options.segment_size,
+                    quiet(),
+                )?);
+                sync_dir(dir)?;
+                newest = Some(SegmentEntry {
+                    seq: entry.seq,
+                    base,
+                    path,
+                });
+                break;
+            }
+            if k + 1 == chain.len() {
+                newest = Some(entry.clone());
+                break;
+            }
+            let (last, count, repair) = seal_unsealed(dir, entry)?;
+            recovery.unsealed.push((entry.seq, repair));
+            floor = last.unwrap_or(floor);
+            expected = Some(entry.base + count);
+        }
+        let newest = newest.ok_or(Error::NotALog {
+            path: dir.to_owned(),
+            reason: "it has no segment",
+        })?;
+        let segment = StreamWriter::open_with(&newest.path, WriterOptions::default())?;
+        recovery.newest = segment.recovery().clone();
+        let first = StreamReader::open(&newest.path)?
+            .iter()
+            .next()
+            .transpose()?
+            .map(|e| e.timestamp());
+        let index = (segment.event_count() == 0).then(SegmentIndex::empty);
+        let largest = options.max_event();
+        let background = Background::start(dir, &options, newest.seq + 1)?;
+        let mut writer = Self {
+            dir: dir.to_owned(),
+            segment,
+            path: newest.path.clone(),
+            seq: newest.seq,
+            base: newest.base,
+            index,
+            floor,
+            roll_at: i64::MIN,
+            largest,
+            background,
+            recovery,
+            options,
+            _lock: lock,
+        };
+        if let Some(first) = first {
+            writer.set_roll_at(first);
+        }
+        Ok(writer)
+    }
+
+    /// Appends one event; returns its position.
+    ///
+    /// The event is visible to readers when this returns and survives a crash of this
+    /// process; call [`flush`](Self::flush) to make it survive power loss. Rolls to a new
+    /// segment first if the event does not fit or starts a new roll interval.
+    ///
+    /// # Errors
+    /// Nothing is written on error.
+    /// - [`Error::OutOfOrder`] if `timestamp` is lower than the last event's.
+    /// - [`Error::EventTooLarge`] if the event cannot fit in a segment at all.
+    /// - [`Error::Poisoned`] after a failed flush (of this or an older segment).
+    /// - [`Error::Io`] if a roll needed a new segment and it could not be created (such
+    ///   as a full disk); the append can be retried.
+    #[inline]
+    pub fn append(&mut self, timestamp: i64, payload: &[u8]) -> Result<Position> {
+        if timestamp >= self.roll_at || timestamp < self.floor {
+            self.before_append(timestamp, payload.len())?;
+        }
+        let offset = match self.segment.append(timestamp, payload) {
+            Ok(offset) => offset,
+            // A full segment, or one sealed behind the writer's back: continue in the next.
+            Err(Error::Full { .. } | Error::Sealed { .. }) => {
+                self.roll_full(timestamp, payload.len())?;
+                self.segment.append(timestamp, payload)?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(self.appended(offset, timestamp))
+    }
+
+    /// Appends an event of `len` bytes whose payload `fill` writes in place, as
+    /// [`StreamWriter::append_with`] does; returns its position.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append), checked before `fill` runs.
+    pub fn append_with<F>(&mut self, timestamp: i64, len: usize, fill: F) -> Result<Position>
+    where
+        F: FnOnce(&mut [u8]),
+    {
+        if timestamp >= self.roll_at || timestamp < self.floor {
+            self.before_append(timestamp, len)?;
+        }
+        let needed = format::event_len(len).ok_or(Error::PayloadTooLarge { len })?;
+        if needed > self.segment.available() {
+            self.roll_full(timestamp, len)?;
+        }
+        let offset = self.segment.append_with(timestamp, len, fill)?;
+        Ok(self.appended(offset, timestamp))
+    }
+
+    /// Appends `payload` stamped with the wall clock, never earlier than the last event;
+    /// returns its position and the timestamp used.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn append_now(&mut self, payload: &[u8]) -> Result<(Position, i64)> {
+        let timestamp = self.next_timestamp();
+        self.append(timestamp, payload).map(|p| (p, timestamp))
+    }
+
+    /// The wall-clock timestamp [`append_now`](Self::append_now) would use now.
+    pub fn next_timestamp(&self) -> i64 {
+        self.segment.next_timestamp().max(self.floor)
+    }
+
+    #[inline]
+    fn appended(&mut self, offset: u64, timestamp: i64) -> Position {
+        if let Some(index) = &mut self.index {
+            index.note(offset, self.segment.write_offset(), timestamp);
+        }
+        Position::of(self.seq, offset)
+    }
+
+    /// The slow checks before an append: order across segments, the roll interval.
+    #[cold]
+    fn before_append(&mut self, timestamp: i64, len: usize) -> Result<()> {
+        if timestamp < self.floor {
+            return Err(Error::OutOfOrder {
+                previous: self.floor,
+                got: timestamp,
+            });
+        }
+        if self.segment.event_count() == 0 {
+            self.set_roll_at(timestamp);
+            return Ok(());
+        }
+        if let Some(previous) = self.segment.last_timestamp()
+            && timestamp < previous
+        {
+            return Err(Error::OutOfOrder {
+                previous,
+                got: timestamp,
+            });
+        }
+        self.check_fits(len)?;
+        self.roll()?;
+        self.set_roll_at(timestamp);
+        Ok(())
+    }
+
+    /// Sets the end of the roll interval that holds `timestamp`.
+    fn set_roll_at(&mut self, timestamp: i64) {
+        self.roll_at = match self.options.roll_nanos() {
+            Some(interval) => timestamp
+                .div_euclid(interval)
+                .saturating_add(1)
+                .saturating_mul(interval),
+            None => i64::MAX,
+        };
+    }
+
+    fn check_fits(&self, len: usize) -> Result<()> {
+        let needed = format::event_len(len).ok_or(Error::PayloadTooLarge { len })?;
+        if needed > self.largest {
+            return Err(Error::EventTooLarge {
+                needed,
+                segment_size: self.options.segment_size,
+                largest: self.largest,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rolls because an event of `len` bytes stamped `timestamp` does not fit in the
+    /// newest segment; it will be the new segment's first.
+    #[cold]
+    fn roll_full(&mut self, timestamp: i64, len: usize) -> Result<()> {
+        self.check_fits(len)?;
+        self.roll()?;
+        self.set_roll_at(timestamp);
+        Ok(())
+    }
+
+    /// Seals the newest segment and continues in the next one.
+    fn roll(&mut self) -> Result<()> {
+        let seq = self.seq + 1;
+        if seq > MAX_SEGMENT {
+            return Err(Error::NotALog {
+                path: self.dir.clone(),
+                reason: "the log has used every segment number (16,777,215)",
+            });
+        }
+        let prepared = self.background.take_prepared(seq)?;
+        let base = self.base + self.segment.event_count();
+        let path = self.dir.join(segment_name(seq, base));
+        failpoint!("roll:before_rename");
+        crate::sys::rename_noreplace(&self.dir.join(next_name(seq)), &path)
+            .map_err(|e| Error::io("roll into place", &path, e))?;
+        failpoint!("roll:after_rename");
+        let old = std::mem::replace(&mut self.segment, prepared);
+        let last = old.last_timestamp();
+        self.background.retire(Retiring {
+            segment: old,
+            path: std::mem::replace(&mut self.path, path),
+            seq: self.seq,
+            index: self.index.replace(SegmentIndex::empty()),
+            last_timestamp: last,
+            prepare: seq + 1,
+        });
+        self.floor = last.unwrap_or(self.floor);
+        self.seq = seq;
+        self.base = base;
+        Ok(())
+    }
+
+    /// Makes every event appended so far survive power loss.
+    ///
+    /// Waits until the background thread has flushed every older segment (and synced the
+    /// directory entries of the rolls), then flushes the newest segment as
+    /// [`StreamWriter::flush`] does.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a write-back failed, after which the writer is poisoned
+    /// ([`Error::Poisoned`]); reopen the log to continue from what is on disk.
+    pub fn flush(&mut self) -> Result<()> {
+        self.background.wait_retired()?;
+        self.segment.flush()
+    }
+
+    /// Applies the retention limits now, instead of waiting for the next roll, and
+    /// returns what was deleted (also reported by [`take_retired`](Self::take_retired)
+    /// for deletions made in the background).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a segment could not be read or deleted.
+    pub fn enforce_retention(&mut self) -> Result<Vec<Retired>> {
+        self.background.wait_retired()?;
+        let _turn = self.background.retention_turn();
+        retention::apply(&self.dir, &self.options, now_nanos())
+    }
+
+    /// Segments the background thread deleted by retention since the last call, once it
+    /// has dealt with every segment rolled so far.
+    pub fn take_retired(&mut self) -> Vec<Retired> {
+        let mut state = self.background.state();
+        while !state.queue.is_empty() || state.busy || state.retaining {
+            state = self.background.wait(state);
+        }
+        std::mem::take(&mut state.retired)
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's settings.
+    pub fn options(&self) -> &LogOptions {
+        &self.options
+    }
+
+    /// Sequence number of the newest segment, the one appends go to.
+    pub fn segment(&self) -> u64 {
+        self.seq
+    }
+
+    /// The position the next event will get, unless a roll comes first.
+    pub fn end(&self) -> Position {
+        Position::of(self.seq, self.segment.write_offset())
+    }
+
+    /// Events in the log since it was created, including retired ones.
+    pub fn event_count(&self) -> u64 {
+        self.base + self.segment.event_count()
+    }
+
+    /// The newest event's timestamp, if the log has one.
+    pub fn last_timestamp(&self) -> Option<i64> {
+        self.segment
+            .last_timestamp()
+            .or((self.floor != i64::MIN).then_some(self.floor))
+    }
+
+    /// What [`open`](Self::open) repaired.
+    pub fn recovery(&self) -> &LogRecovery {
+        &self.recovery
+    }
+}
+
+/// Options of the segments the writer prepares: prefaulted whole, up front.
+fn quiet() -> WriterOptions {
+    WriterOptions::default().prefault(Prefault::Off)
+}
+
+/// Opens a segment whose seal never finished for writing (validating and repairing it
+/// as [`StreamWriter::open`] does), flushes it and writes its index; returns its newest
+/// timestamp, its event count and what was repaired.
+fn seal_unsealed(dir: &Path, entry: &SegmentEntry) -> Result<(Option<i64>, u64, Recovery)> {
+    let mut writer = StreamWriter::open_with(&entry.path, quiet())?;
+    writer.seal()?;
+    let repair = writer.recovery().clone();
+    let last = writer.last_timestamp();
+    let count = writer.event_count();
+    drop(writer);
+    let reader = StreamReader::open(&entry.path)?;
+    SegmentIndex::build(&reader)?.write(dir, entry.seq, last)?;
+    sync_dir(dir)?;
+    Ok((last, count, repair))
+}
+
+/// A segment handed to the background thread at a roll.
+#[derive(Debug)]
+struct Retiring {
+    segment: StreamWriter,
+    path: PathBuf,
+    seq: u64,
+    index: Option<SegmentIndex>,
+    last_timestamp: Option<i64>,
+    /// The segment to prepare next.
+    prepare: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The prepared next segment (its sequence number), or why preparing it failed.
+    prepared: Option<(u64, Result<StreamWriter>)>,
+    /// The segment to prepare, if not yet done.
+    want: Option<u64>,
+    /// The segment the writer is waiting for at a roll.
+    waiting: Option<u64>,
+    queue: VecDeque<Retiring>,
+    /// A retiring segment is being flushed.
+    busy: bool,
+    /// The sealing thread is applying retention.
+    retaining: bool,
+    /// A background flush failed: the log's writer is poisoned.
+    failed: Option<Error>,
+    poisoned: bool,
+    retired: Vec<Retired>,
+    stop: bool,
+    /// The log directory, for error messages.
+    dir: PathBuf,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Serializes retention runs of the thread and of `enforce_retention`.
+    retention: Mutex<()>,
+}
+
+/// The loop a background thread runs.
+type ThreadBody = fn(&Shared, &Path, &LogOptions);
+
+/// The background threads: one prepares the next segment, so that a roll never waits
+/// for the disk; the other flushes and indexes retired segments, then applies retention.
+/// The sealer may fall behind a writer that outruns the disk; a roll waits for it only
+/// when [`MAX_UNSEALED`] segments are waiting.
+#[derive(Debug)]
+struct Background {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(dir: &Path, options: &LogOptions, prepare: u64) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                want: Some(prepare),
+                dir: dir.to_owned(),
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+            retention: Mutex::new(()),
+        });
+        // Dropped on error, which stops a thread already started.
+        let mut background = Self {
+            shared,
+            threads: Vec::with_capacity(2),
+        };
+        let threads: [(&str, ThreadBody); 2] = [
+            ("evstream-log-prepare", run_preparer),
+            ("evstream-log-seal", run_sealer),
+        ];
+        for (name, body) in threads {
+            let theirs = Arc::clone(&background.shared);
+            let (their_dir, options) = (dir.to_owned(), options.clone());
+            let thread = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || body(&theirs, &their_dir, &options))
+                .map_err(|e| Error::io("spawn a thread for", dir, e))?;
+            background.threads.push(thread);
+        }
+        Ok(background)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn retention_turn(&self) -> MutexGuard<'_, ()> {
+        self.shared
+            .retention
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&'a self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.shared
+            .changed
+            .wait(guard)
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The prepared segment `seq`, waiting for the thread if it is still at work.
+    fn take_prepared(&self, seq: u64) -> Result<StreamWriter> {
+        let mut state = self.state();
+        loop {
+            if state.poisoned {
+                return Err(poisoned(&mut state));
+            }
+            match state.prepared.take() {
+                Some((s, Ok(writer))) if s == seq => {
+                    // Asked for while it was being prepared: it must not be prepared again
+                    // (that would replace the file this writer is about to roll in).
+                    if state.want == Some(seq) {
+                        state.want = None;
+                    }
+                    return Ok(writer);
+                }
+                Some((s, Err(e))) if s == seq => {
+                    state.want = Some(seq); // try again at the next roll
+                    self.shared.changed.notify_all();
+                    return Err(e);
+                }
+                Some(_) | None => {
+                    if state.want != Some(seq) {
+                        state.want = Some(seq);
+                        self.shared.changed.notify_all();
+                    }
+                    state.waiting = Some(seq);
+                    state = self.wait(state);
+                    state.waiting = None;
+                }
+            }
+        }
+    }
+
+    fn retire(&self, job: Retiring) {
+        let mut state = self.state();
+        state.want = Some(job.prepare);
+        state.queue.push_back(job);
+        self.shared.changed.notify_all();
+        while state.queue.len() > MAX_UNSEALED && !state.poisoned {
+            state = self.wait(state);
+        }
+    }
+
+    /// Waits until every retired segment is flushed and indexed.
+    fn wait_retired(&self) -> Result<()> {
+        let mut state = self.state();
+        while !state.queue.is_empty() || state.busy {
+            state = self.wait(state);
+        }
+        if state.poisoned {
+            return Err(poisoned(&mut state));
+        }
+        Ok(())
+    }
+}
+
+/// The error of the failed background flush, once; [`Error::Poisoned`] after that.
+fn poisoned(state: &mut State) -> Error {
+    state.failed.take().unwrap_or_else(|| Error::Poisoned {
+        path: state.dir.clone(),
+    })
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        {
+            let mut state = self.state();
+            state.stop = true;
+            self.shared.changed.notify_all();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        // A prepared segment nobody will take: remove it now rather than at the next open.
+        let leftover = self.state().prepared.take();
+        if let Some((seq, Ok(writer))) = leftover {
+            let dir = self.state().dir.clone();
+            drop(writer);
+            let _ = std::fs::remove_file(dir.join(next_name(seq)));
+        }
+    }
+}
+
+/// The preparing thread's loop: creates and prefaults the segment the next roll needs.
+fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
+    let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = lock();
+    loop {
+        if state.stop {
+            return;
+        }
+        let wanted = state
+            .want
+            .filter(|&seq| state.prepared.as_ref().is_none_or(|(s, _)| *s != seq));
+        if let Some(seq) = wanted {
+            state.want = None;
+            drop(state);
+            let wanted_now = || lock().waiting == Some(seq);
+            let prepared = prepare(dir, options, seq, &wanted_now);
+            state = lock();
+            // A prepared segment nobody takes is removed when the writer is dropped.
+            state.prepared = Some((seq, prepared));
+            shared.changed.notify_all();
+            continue;
+        }
+        state = shared
+            .changed
+            .wait(state)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// The sealing thread's loop: flushes and indexes retired segments in order (all of
+/// them, also after a stop), then applies retention.
+fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
+    let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = lock();
+    loop {
+        if let Some(job) = state.queue.pop_front() {
+            state.busy = true;
+            drop(state);
+            let result = seal(dir, job);
+            {
+                let mut state = lock();
+                state.busy = false;
+                state.retaining = true;
+                if let Err(e) = result {
+                    state.failed = Some(e);
+                    state.poisoned = true;
+                }
+                shared.changed.notify_all();
+            }
+            {
+                let _turn = shared.retention.lock().unwrap_or_else(|e| e.into_inner());
+                // Best effort here: a failure is retried after the next roll, and
+                // `enforce_retention` reports it.
+                let retired = retention::apply(dir, options, now_nanos()).unwrap_or_default();
+                let mut state = lock();
+                state.retired.extend(retired);
+                state.retaining = false;
+                shared.changed.notify_all();
+            }
+            state = lock();
+            continue;
+        }
+        if state.stop {
+            return;
+        }
+        state = shared
+            .changed
+            .wait(state)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// Flushes a retired segment, writes its index, and syncs the directory (which makes
+/// the roll's rename durable).
+fn seal(dir: &Path, job: Retiring) -> Result<()> {
+    let Retiring {
+        mut segment,
+        path,
+        seq,
+        index,
+        last_timestamp,
+        ..
+    } = job;
+    // Flushes, then marks the segment sealed: a follower that sees the flag knows no
+    // more events will come and moves on at once.
+    segment.seal()?;
+    failpoint!("seal:after_flush");
+    let index = match index {
+        Some(index) => index,
+        None => SegmentIndex::build(&StreamReader::open(&path)?)?,
+    };
+    drop(segment);
+    sync_dir(dir)?;
+    index.write(dir, seq, last_timestamp)?;
+    sync_dir(dir)
+}
+
+/// Bytes the preparing thread prefaults at a time, checking between chunks whether the
+/// writer is already waiting for the segment.
+const PREPARE_CHUNK: u64 = 4 << 20;
+
+/// Creates segment `seq` under its preparation name and prefaults it, chunk by chunk,
+/// until it is whole or `wanted_now` says the writer is waiting for it: populating a
+/// segment costs about as much as filling it, so a fast writer gets it early and the
+/// segment's own background prefaulting (started at creation) keeps ahead of its appends
+/// from there, while a paced writer gets it whole.
+fn prepare(
+    dir: &Path,
+    options: &LogOptions,
+    seq: u64,
+    wanted_now: &dyn Fn() -> bool,
+) -> Result<StreamWriter> {
+    let path = dir.join(next_name(seq));
+    let _ = std::fs::remove_file(&path);
+    let writer = StreamWriter::create_with(&path, options.segment_size, WriterOptions::default())?;
+    let mut at = writer.write_offset();
+    while at < writer.capacity() && !wanted_now() {
+        writer.prefault_range(at, PREPARE_CHUNK)?;
+        at += PREPARE_CHUNK;
+    }
+    Ok(writer)
+}

@@ -1,0 +1,506 @@
+//! Logs: what a user of `LogWriter`, `LogReader` and cursors is promised, tried against a
+//! plain model (`Vec` of what was appended) with real directories and small segments, so
+//! that every test rolls many times.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use evstream::{Error, LogOptions, LogReader, LogWriter, Position, RetireReason};
+
+const HOUR: i64 = 3_600_000_000_000;
+
+/// What was appended: position, timestamp, payload.
+type Model = Vec<(Position, i64, Vec<u8>)>;
+
+fn small() -> LogOptions {
+    LogOptions::default().segment_size(8192)
+}
+
+/// Payload `i`: its length varies from 0 to 300 bytes, its bytes depend on `i`.
+fn payload(i: u64) -> Vec<u8> {
+    let len = (i * 37 % 301) as usize;
+    (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+}
+
+/// Appends `n` events with timestamps `ts(i)` and returns the model.
+fn fill(log: &mut LogWriter, n: u64, ts: impl Fn(u64) -> i64) -> Model {
+    (0..n)
+        .map(|i| {
+            let p = payload(i);
+            let pos = log.append(ts(i), &p).unwrap();
+            (pos, ts(i), p)
+        })
+        .collect()
+}
+
+fn read_all(dir: &Path) -> Model {
+    LogReader::open(dir)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.position(), e.timestamp(), e.payload().to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn events_survive_rolls_in_order_at_their_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let model = fill(&mut log, 2000, |i| i as i64 / 3);
+    assert!(log.segment() > 30, "only {} rolls", log.segment());
+    assert_eq!(read_all(&path), model);
+    // Positions resume exactly, in the middle of a segment and at a segment's start.
+    let reader = LogReader::open(&path).unwrap();
+    for k in [0, 1, 777, 1999] {
+        let (pos, _, _) = &model[k];
+        let parsed: Position = pos.to_string().parse().unwrap();
+        let got: Vec<_> = reader
+            .iter_from(parsed)
+            .unwrap()
+            .map(|e| e.unwrap().timestamp())
+            .collect();
+        let want: Vec<_> = model[k..].iter().map(|m| m.1).collect();
+        assert_eq!(got, want, "from {pos}");
+    }
+    // A reopened writer continues after the last event, in the same segment.
+    drop(log);
+    let mut log = LogWriter::open(&path).unwrap();
+    assert!(log.recovery().is_clean(), "{:?}", log.recovery());
+    let pos = log.append(1000, b"after reopen").unwrap();
+    assert!(pos > model.last().unwrap().0);
+    assert_eq!(log.event_count(), 2001);
+    let verification = LogReader::open(&path).unwrap().verify().unwrap();
+    assert!(verification.is_ok(), "{verification:?}");
+    assert_eq!(verification.events, 2001);
+}
+
+#[test]
+fn segment_names_sort_in_log_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    fill(&mut log, 3000, |i| i as i64);
+    let mut names: Vec<String> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".evs") && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let seqs: Vec<u64> = names.iter().map(|n| n[..8].parse().unwrap()).collect();
+    assert!(seqs.len() > 50);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{names:?}");
+}
+
+#[test]
+fn one_writer_per_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = LogWriter::create(&path, small()).unwrap();
+    assert!(matches!(LogWriter::open(&path), Err(Error::Locked { .. })));
+    assert!(LogReader::open(&path).unwrap().writer_active().unwrap());
+    drop(log);
+    assert!(!LogReader::open(&path).unwrap().writer_active().unwrap());
+    LogWriter::open(&path).unwrap();
+    assert!(matches!(
+        LogWriter::create(&path, small()),
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn an_event_larger_than_a_segment_is_refused_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    log.append(1, b"x").unwrap();
+    let err = log.append(2, &vec![7u8; 8192]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::EventTooLarge {
+                segment_size: 8192,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("does not fit in a segment"), "{err}");
+    let largest = match err {
+        Error::EventTooLarge { largest, .. } => largest,
+        _ => unreachable!(),
+    };
+    // The largest event that fits does, alone in a fresh segment.
+    let big = vec![9u8; (largest - 16) as usize];
+    let pos = log.append(3, &big).unwrap();
+    assert_eq!(pos.segment(), 1);
+    assert_eq!(
+        log.append_with(4, 8192, |_| panic!("fill ran"))
+            .unwrap_err()
+            .to_string(),
+        text
+    );
+    let all = read_all(&path);
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].2, big);
+}
+
+#[test]
+fn out_of_order_timestamps_are_refused_across_a_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let model = fill(&mut log, 200, |i| 1000 + i as i64);
+    let seg = log.segment();
+    // Fill the segment so that the next append rolls.
+    while log.segment() == seg {
+        log.append(5000, &[1; 200]).unwrap();
+    }
+    let err = log.append(4999, b"late").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutOfOrder {
+                previous: 5000,
+                got: 4999
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(model.len() < read_all(&path).len());
+}
+
+#[test]
+fn rolls_at_utc_aligned_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = LogOptions::default()
+        .segment_size(1 << 20)
+        .roll_interval(Some(Duration::from_secs(3600)));
+    let mut log = LogWriter::create(&path, options).unwrap();
+    // 2024-05-01T00:00Z is a multiple of an hour since the epoch.
+    let t0 = 1_714_521_600_000_000_000i64;
+    let stamps = [
+        t0 + 5,
+        t0 + HOUR - 1,
+        t0 + HOUR,
+        t0 + HOUR + 7,
+        t0 + 3 * HOUR + 1,
+    ];
+    let positions: Vec<Position> = stamps
+        .iter()
+        .map(|&t| log.append(t, b"e").unwrap())
+        .collect();
+    let segments: Vec<u64> = positions.iter().map(|p| p.segment()).collect();
+    assert_eq!(segments, [0, 0, 1, 1, 2]);
+    // Reopening keeps the interval of the newest segment.
+    drop(log);
+    let mut log = LogWriter::open(&path).unwrap();
+    assert_eq!(log.append(t0 + 3 * HOUR + 9, b"e").unwrap().segment(), 2);
+    assert_eq!(log.append(t0 + 4 * HOUR, b"e").unwrap().segment(), 3);
+}
+
+#[test]
+fn seek_by_time_matches_the_model_even_with_damaged_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    // Duplicate timestamps, some spanning segment boundaries.
+    let model = fill(&mut log, 3000, |i| (i as i64 / 7) * 10);
+    log.flush().unwrap();
+    let reader = LogReader::open(&path).unwrap();
+    let expect = |t: i64| model.iter().find(|m| m.1 >= t).map(|m| m.0);
+    let probes: Vec<i64> = (-5..4300).step_by(3).collect();
+    for &t in &probes {
+        assert_eq!(reader.seek_time(t).unwrap(), expect(t), "t={t}");
+    }
+    // Damage indexes three ways: a flipped byte (checksum), a consistent index that lies
+    // (an entry's timestamp changed and the checksum recomputed), and a missing one.
+    let idx: Vec<_> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    assert!(idx.len() > 20);
+    for (k, file) in idx.iter().enumerate() {
+        let mut bytes = std::fs::read(file).unwrap();
+        match k % 3 {
+            0 => bytes[20] ^= 0x40,
+            1 => {
+                let n = bytes.len();
+                // The first entry's timestamp: after the 56-byte header, 8 bytes in.
+                bytes[64] ^= 0x01;
+                let crc = crc32fast::hash(&bytes[..n - 4]);
+                bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
+            }
+            _ => bytes.clear(),
+        }
+        if bytes.is_empty() {
+            std::fs::remove_file(file).unwrap();
+        } else {
+            std::fs::write(file, bytes).unwrap();
+        }
+    }
+    for &t in &probes {
+        assert_eq!(
+            reader.seek_time(t).unwrap(),
+            expect(t),
+            "t={t} (damaged indexes)"
+        );
+    }
+    let since: Vec<i64> = reader
+        .iter_since(2000)
+        .unwrap()
+        .map(|e| e.unwrap().timestamp())
+        .collect();
+    let want: Vec<i64> = model.iter().map(|m| m.1).filter(|&t| t >= 2000).collect();
+    assert_eq!(since, want);
+}
+
+#[test]
+fn tail_returns_the_newest_events_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let model = fill(&mut log, 1500, |i| i as i64);
+    let reader = LogReader::open(&path).unwrap();
+    for n in [0, 1, 10, 60, 200, 1500, 5000] {
+        let got: Vec<_> = reader
+            .tail(n)
+            .unwrap()
+            .iter()
+            .map(|e| (e.position(), e.timestamp(), e.payload().to_vec()))
+            .collect();
+        let want = &model[model.len().saturating_sub(n)..];
+        assert_eq!(got, want, "tail {n}");
+    }
+    let stat = reader.stat().unwrap();
+    assert_eq!(stat.events, 1500);
+    assert_eq!(stat.first_timestamp, Some(0));
+    assert_eq!(stat.last_timestamp, Some(1499));
+    assert_eq!(stat.segments, log.segment() + 1);
+    assert!(stat.writer_active);
+}
+
+#[test]
+fn a_follower_crosses_rolls_without_waiting_or_skipping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let reader = LogReader::open(&path).unwrap();
+    let mut follow = reader.iter_from(reader.end().unwrap()).unwrap();
+    let writer = std::thread::spawn(move || {
+        let model = fill(&mut log, 3000, |i| i as i64);
+        (model, log)
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 3000 {
+        match follow.next_timeout(Duration::from_secs(10)).unwrap() {
+            Some(e) => seen.push((e.position(), e.timestamp(), e.payload().to_vec())),
+            None => panic!(
+                "follower stuck at {} after {} events",
+                follow.position(),
+                seen.len()
+            ),
+        }
+    }
+    let (model, log) = writer.join().unwrap();
+    assert!(log.segment() > 50);
+    assert_eq!(seen, model);
+    assert!(follow.try_next().unwrap().is_none());
+}
+
+#[test]
+fn retention_deletes_oldest_whole_segments_and_reports_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = small().retain_segments(Some(5));
+    let mut log = LogWriter::create(&path, options).unwrap();
+    let model = fill(&mut log, 3000, |i| i as i64);
+    log.flush().unwrap();
+    let mut retired = log.take_retired();
+    retired.extend(log.enforce_retention().unwrap());
+    let reader = LogReader::open(&path).unwrap();
+    let stat = reader.stat().unwrap();
+    assert_eq!(stat.segments, 5);
+    assert_eq!(stat.last_segment, log.segment());
+    // Deleted oldest first, each once, for the count limit, and every event of them.
+    let seqs: Vec<u64> = retired.iter().map(|r| r.segment).collect();
+    assert_eq!(seqs, (0..stat.first_segment).collect::<Vec<_>>());
+    assert!(retired.iter().all(|r| r.reason == RetireReason::Count));
+    let lost: u64 = retired.iter().map(|r| r.events).sum();
+    assert_eq!(lost, stat.first_event);
+    // What is left is exactly the model's tail.
+    assert_eq!(read_all(&path), model[lost as usize..]);
+    // A position in a deleted segment says so.
+    let err = reader.iter_from(model[0].0).unwrap_err();
+    assert!(
+        matches!(err, Error::Retired { first_segment, .. } if first_segment == stat.first_segment),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn retention_by_size_and_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = small().retain_size(Some(10 * 8192));
+    let mut log = LogWriter::create(&path, options).unwrap();
+    fill(&mut log, 3000, |i| i as i64);
+    log.enforce_retention().unwrap();
+    let stat = LogReader::open(&path).unwrap().stat().unwrap();
+    assert_eq!(stat.disk_bytes, 10 * 8192);
+    drop(log);
+
+    let path = dir.path().join("aged");
+    let options = small().retain_age(Some(Duration::from_secs(3600)));
+    let mut log = LogWriter::create(&path, options).unwrap();
+    let now = log.next_timestamp();
+    // Two hours ago, then now: the old segments go, the recent ones stay.
+    fill(&mut log, 500, |i| now - 2 * HOUR + i as i64);
+    let recent = log.segment() + 1;
+    let model = fill(&mut log, 500, |i| now + i as i64);
+    let retired = log.enforce_retention().unwrap();
+    assert!(retired.iter().all(|r| r.reason == RetireReason::Age));
+    assert!(
+        retired
+            .iter()
+            .all(|r| r.last_timestamp.unwrap() < now - HOUR)
+    );
+    let all = read_all(&path);
+    assert_eq!(all.first().unwrap().0.segment(), recent - 1);
+    assert!(all.ends_with(&model));
+}
+
+#[test]
+fn cursors_resume_report_lag_and_hold_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small().retain_segments(Some(3))).unwrap();
+    let model = fill(&mut log, 100, |i| i as i64);
+    let reader = LogReader::open(&path).unwrap();
+    // Consume 40 events, committing each.
+    let mut events = reader.iter_cursor("billing").unwrap();
+    for _ in 0..40 {
+        let e = events.next().unwrap().unwrap();
+        reader.commit_cursor("billing", e.next_position()).unwrap();
+    }
+    let cursor = reader.cursor("billing").unwrap().unwrap();
+    assert_eq!(cursor, model[40].0);
+    let lag = reader.cursor_lag("billing").unwrap().unwrap();
+    assert_eq!(lag.events, 60);
+    let bytes: u64 = model[40..].iter().map(|m| 16 + m.2.len() as u64).sum();
+    assert_eq!(lag.bytes, bytes);
+    // The writer goes on far past the retention limit: the cursor's segment stays.
+    let more = fill(&mut log, 2000, |i| 100 + i as i64);
+    log.enforce_retention().unwrap();
+    let lag = reader.cursor_lag("billing").unwrap().unwrap();
+    assert_eq!(lag.events, 60 + 2000);
+    let resumed: Vec<i64> = reader
+        .iter_cursor("billing")
+        .unwrap()
+        .map(|e| e.unwrap().timestamp())
+        .collect();
+    let want: Vec<i64> = model[40..].iter().chain(&more).map(|m| m.1).collect();
+    assert_eq!(resumed, want);
+    // Once it catches up, retention applies.
+    reader.commit_cursor("billing", log.end()).unwrap();
+    assert_eq!(reader.cursor_lag("billing").unwrap().unwrap().events, 0);
+    log.enforce_retention().unwrap();
+    assert_eq!(reader.stat().unwrap().segments, 3);
+    // A damaged cursor is refused, named, and left as it is.
+    let file = path.join("cursors").join("billing");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[9] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(matches!(
+        reader.cursor("billing"),
+        Err(Error::BadCursor { .. })
+    ));
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    assert!(matches!(
+        reader.commit_cursor("../x", log.end()),
+        Err(Error::BadCursor { .. })
+    ));
+}
+
+#[test]
+fn retention_past_cursors_says_which_cursor_lost_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = small().retain_segments(Some(2)).retain_past_cursors(true);
+    let mut log = LogWriter::create(&path, options).unwrap();
+    let model = fill(&mut log, 50, |i| i as i64);
+    let reader = LogReader::open(&path).unwrap();
+    reader.commit_cursor("slow", model[10].0).unwrap();
+    fill(&mut log, 2000, |i| 50 + i as i64);
+    log.flush().unwrap();
+    let mut retired = log.take_retired();
+    retired.extend(log.enforce_retention().unwrap());
+    let first = &retired[0];
+    assert_eq!(first.segment, 0);
+    assert_eq!(first.cursors_behind.len(), 1);
+    assert_eq!(first.cursors_behind[0].name, "slow");
+    assert_eq!(first.cursors_behind[0].events_lost, first.events - 10);
+    let later_losses: u64 = retired[1..]
+        .iter()
+        .flat_map(|r| &r.cursors_behind)
+        .map(|l| l.events_lost)
+        .sum();
+    let later_events: u64 = retired[1..].iter().map(|r| r.events).sum();
+    assert_eq!(later_losses, later_events);
+    assert!(matches!(
+        reader.iter_cursor("slow"),
+        Err(Error::Retired { .. })
+    ));
+}
+
+#[test]
+fn a_directory_that_is_not_a_log_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    std::fs::write(dir.path().join("LOG"), b"something else\n").unwrap();
+    for err in [
+        LogWriter::open(dir.path()).unwrap_err(),
+        LogReader::open(dir.path()).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::NotALog { .. }), "{err:?}");
+    }
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["LOG", "notes.txt"]);
+    let file = dir.path().join("notes.txt");
+    assert!(matches!(LogReader::open(&file), Err(Error::NotALog { .. })));
+}
+
+#[test]
+fn events_outlive_their_iterator_and_their_deleted_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small().retain_segments(Some(2))).unwrap();
+    let model = fill(&mut log, 30, |i| i as i64);
+    let kept: Vec<_> = LogReader::open(&path)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    fill(&mut log, 2000, |i| 30 + i as i64);
+    log.enforce_retention().unwrap();
+    assert!(!path.join(evstream_first_segment_name()).exists());
+    for (event, m) in kept.iter().zip(&model) {
+        assert_eq!(event.payload(), m.2.as_slice());
+    }
+}
+
+fn evstream_first_segment_name() -> &'static str {
+    "00000000-00000000000000000000.evs"
+}
