@@ -1,4 +1,4 @@
-//! `evstream pull --from nats://HOST:PORT --stream NAME --to FILE`.
+//! `evstream pull --from nats://HOST:PORT --stream NAME --to TARGET`.
 
 use std::path::PathBuf;
 
@@ -11,13 +11,15 @@ use crate::units;
 /// Examples shown by `evstream pull --help`.
 pub const EXAMPLES: &str = "\
 Examples:
+  evstream pull --from nats://127.0.0.1:4222 --stream APP --to copy.log --create-log
   evstream pull --from nats://127.0.0.1:4222 --stream APP --to copy.evs --create 1GiB
   evstream pull --from nats://a:4222,nats://b:4222 --stream APP --to copy.evs --until-end
 
 A durable JetStream consumer (default name evstream-pull) appends each message to the
 stream file, with the timestamp from its Evstream-Timestamp header (or the time JetStream
 stored it). A pull killed at any moment and restarted neither loses nor duplicates a
-message: the file FILE.pull.CONSUMER records what was applied.";
+message: the file pull.CONSUMER in the log (FILE.pull.CONSUMER beside a stream file)
+records what was applied.";
 
 /// Arguments of `evstream pull`.
 #[derive(Debug, clap::Args)]
@@ -28,15 +30,21 @@ pub struct Args {
     /// The JetStream stream to read
     #[arg(long, value_name = "NAME")]
     stream: String,
-    /// The stream file to append to
-    #[arg(long, value_name = "FILE")]
+    /// The log directory or stream file to append to
+    #[arg(long, value_name = "TARGET")]
     to: PathBuf,
     /// The durable consumer's name
     #[arg(long, default_value = "evstream-pull", value_name = "NAME")]
     consumer: String,
-    /// Create the target with this capacity if it does not exist (1GiB)
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    /// Create the target as a stream file of this capacity if it does not exist (1GiB)
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "create_log")]
     create: Option<u64>,
+    /// Create the target as a log if it does not exist
+    #[arg(long)]
+    create_log: bool,
+    /// With --create-log: the size of each segment
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, requires = "create_log")]
+    segment_size: Option<u64>,
     /// Stop when the consumer has nothing pending, instead of waiting for more
     #[arg(long)]
     until_end: bool,
@@ -51,6 +59,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .until_end(args.until_end);
     if let Some(capacity) = args.create {
         options = options.create(capacity);
+    }
+    if args.create_log {
+        let mut log = evstream::LogOptions::default();
+        if let Some(size) = args.segment_size {
+            log = log.segment_size(size);
+        }
+        options = options.create_log(log);
     }
     let connection = args.connect.connection(&args.from);
     let report = args.connect.reporter("pull");

@@ -1,4 +1,4 @@
-//! `evstream ship FILE --to nats://HOST:PORT --subject SUBJECT`.
+//! `evstream ship SOURCE --to nats://HOST:PORT --subject SUBJECT`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +12,8 @@ use crate::units;
 /// Examples shown by `evstream ship --help`.
 pub const EXAMPLES: &str = "\
 Examples:
+  evstream ship app.log --to nats://127.0.0.1:4222 --subject app.events --create-stream \\
+      --stream APP --cursor shipper
   evstream ship app.evs --to nats://127.0.0.1:4222 --subject app.events --create-stream
   evstream ship app.evs --to nats://a:4222,nats://b:4222 --subject app.events \\
       --stream APP --cursor ship --until-end
@@ -20,13 +22,14 @@ Examples:
 Each event becomes one JetStream message: its payload, an Evstream-Timestamp header (Unix
 ns) and a Nats-Msg-Id unique to the event. A ship killed at any moment and restarted
 leaves every event in JetStream exactly once, in order: it resumes after the last message
-JetStream holds, and with --cursor also remembers its position beside the stream
-(FILE.ship.NAME). The JetStream stream must take messages on SUBJECT from this ship only.";
+JetStream holds, and with --cursor also commits its position to the log's named cursor
+(so retention keeps what it still has to ship; FILE.ship.NAME for a stream file). The
+JetStream stream must take messages on SUBJECT from this ship only.";
 
 /// Arguments of `evstream ship`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The stream file to ship
+    /// The log directory or stream file to ship
     file: PathBuf,
     /// NATS server URL(s): nats://HOST:PORT, comma-separated or repeated for a cluster
     #[arg(long, required = true, value_name = "URL")]
@@ -37,7 +40,8 @@ pub struct Args {
     /// The JetStream stream (default: the one that takes SUBJECT)
     #[arg(long, value_name = "NAME")]
     stream: Option<String>,
-    /// Save the position under this name (FILE.ship.NAME) after acknowledgements
+    /// Save the position under this cursor name after acknowledgements (a log's named
+    /// cursor; for a stream file, FILE.ship.NAME)
     #[arg(long, value_name = "NAME")]
     cursor: Option<String>,
     /// Create the JetStream stream if it does not exist
@@ -71,9 +75,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         options = options.stream(stream);
     }
     if let Some(name) = &args.cursor {
-        let mut file = args.file.file_name().unwrap_or_default().to_os_string();
-        file.push(format!(".ship.{name}"));
-        options = options.cursor(args.file.with_file_name(file));
+        options = options.cursor(name);
     }
     if args.create_stream {
         options = options.create_stream(StreamSettings {

@@ -1,4 +1,4 @@
-//! Ship evstream streams into NATS JetStream, and pull them back, exactly once.
+//! Ship evstream logs and streams into NATS JetStream, and pull them back, exactly once.
 //!
 //! evstream is the fast, crash-safe store on one host; JetStream replicates, retains and
 //! fans out across hosts. [`ship`] follows a stream and publishes each event as one
@@ -17,7 +17,7 @@
 //! let connection = Connection::new(["nats://127.0.0.1:4222"]);
 //! let options = ShipOptions::new("app.evs", "app.events")
 //!     .create_stream(StreamSettings::default())
-//!     .cursor("app.evs.ship-cursor")
+//!     .cursor("shipper")
 //!     .until_end(true);
 //! let summary = evstream_nats::ship(&connection, &options, |report| eprintln!("{report}")).await?;
 //! println!("shipped {} events", summary.events);
@@ -38,5 +38,5 @@ pub use error::{Error, Result};
 pub use pull::{PullOptions, PullSummary, pull};
 pub use report::{Report, ResumeFrom};
 pub use ship::{
-    NEXT_HEADER, ShipOptions, ShipSummary, StreamSettings, TIMESTAMP_HEADER, read_cursor, ship,
+    NEXT_HEADER, ShipOptions, ShipSummary, StreamSettings, TIMESTAMP_HEADER, ship,
 };

@@ -16,7 +16,7 @@ use async_nats::jetstream::context::{
 };
 use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
 use async_nats::jetstream::{self, consumer};
-use evstream::StreamWriter;
+use evstream::{LogOptions, LogWriter, StreamWriter};
 use futures_util::StreamExt;
 
 use crate::connect::{Connection, retrying};
@@ -25,25 +25,34 @@ use crate::report::{Report, Reporter};
 use crate::ship::TIMESTAMP_HEADER;
 use crate::state;
 
+/// What [`PullOptions::create`] and [`PullOptions::create_log`] make when the target is
+/// missing.
+#[derive(Debug, Clone)]
+enum Create {
+    Stream(u64),
+    Log(LogOptions),
+}
+
 /// What to pull and where to.
 #[derive(Debug, Clone)]
 pub struct PullOptions {
     stream: String,
     target: PathBuf,
     consumer: String,
-    create_capacity: Option<u64>,
+    create: Option<Create>,
     batch: usize,
     until_end: bool,
 }
 
 impl PullOptions {
-    /// Pulls the JetStream stream `stream` into the stream file `target`.
+    /// Pulls the JetStream stream `stream` into `target`, an existing log directory or
+    /// stream file.
     pub fn new(stream: impl Into<String>, target: impl Into<PathBuf>) -> Self {
         Self {
             stream: stream.into(),
             target: target.into(),
             consumer: "evstream-pull".into(),
-            create_capacity: None,
+            create: None,
             batch: 512,
             until_end: false,
         }
@@ -56,9 +65,15 @@ impl PullOptions {
         self
     }
 
-    /// Creates the target with this capacity if it does not exist.
+    /// Creates the target as a stream file of this capacity if it does not exist.
     pub fn create(mut self, capacity: u64) -> Self {
-        self.create_capacity = Some(capacity);
+        self.create = Some(Create::Stream(capacity));
+        self
+    }
+
+    /// Creates the target as a log with these settings if it does not exist.
+    pub fn create_log(mut self, options: LogOptions) -> Self {
+        self.create = Some(Create::Log(options));
         self
     }
 
@@ -74,8 +89,12 @@ impl PullOptions {
         self
     }
 
-    /// The record of the last applied batch, beside the target.
+    /// The record of the last applied batch: `pull.CONSUMER` inside a log directory,
+    /// `FILE.pull.CONSUMER` beside a stream file.
     pub fn record_path(&self) -> PathBuf {
+        if self.target.is_dir() {
+            return self.target.join(format!("pull.{}", self.consumer));
+        }
         let mut name = self.target.file_name().unwrap_or_default().to_os_string();
         name.push(format!(".pull.{}", self.consumer));
         self.target.with_file_name(name)
@@ -332,13 +351,49 @@ pub async fn pull(
     }
 }
 
-fn open_target(options: &PullOptions) -> Result<StreamWriter> {
-    match (StreamWriter::open(&options.target), options.create_capacity) {
-        (Ok(writer), _) => Ok(writer),
-        (Err(evstream::Error::Io { source, .. }), Some(capacity))
+/// The local store messages are appended to.
+enum Target {
+    Stream(StreamWriter),
+    Log(LogWriter),
+}
+
+impl Target {
+    fn event_count(&self) -> u64 {
+        match self {
+            Self::Stream(w) => w.event_count(),
+            Self::Log(w) => w.event_count(),
+        }
+    }
+
+    fn append(&mut self, timestamp: i64, payload: &[u8]) -> evstream::Result<()> {
+        match self {
+            Self::Stream(w) => w.append(timestamp, payload).map(drop),
+            Self::Log(w) => w.append(timestamp, payload).map(drop),
+        }
+    }
+
+    fn flush(&mut self) -> evstream::Result<()> {
+        match self {
+            Self::Stream(w) => w.flush(),
+            Self::Log(w) => w.flush(),
+        }
+    }
+}
+
+fn open_target(options: &PullOptions) -> Result<Target> {
+    let path = &options.target;
+    if path.is_dir() {
+        return Ok(Target::Log(LogWriter::open(path)?));
+    }
+    match (StreamWriter::open(path), &options.create) {
+        (Ok(writer), _) => Ok(Target::Stream(writer)),
+        (Err(evstream::Error::Io { source, .. }), Some(create))
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
-            Ok(StreamWriter::create(&options.target, capacity)?)
+            Ok(match create {
+                Create::Stream(capacity) => Target::Stream(StreamWriter::create(path, *capacity)?),
+                Create::Log(log) => Target::Log(LogWriter::create(path, log.clone())?),
+            })
         }
         (Err(e), _) => Err(e.into()),
     }
@@ -347,7 +402,7 @@ fn open_target(options: &PullOptions) -> Result<StreamWriter> {
 /// Appends the messages of `batch` not yet applied, durably, and returns the last
 /// sequence applied.
 fn apply(
-    writer: &mut StreamWriter,
+    writer: &mut Target,
     options: &PullOptions,
     record_path: &Path,
     applied: u64,

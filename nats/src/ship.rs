@@ -13,7 +13,7 @@
 //! resumes when JetStream holds nothing of this source.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -26,8 +26,7 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use crate::connect::{Connection, backoff, retrying};
 use crate::error::{Error, Result};
 use crate::report::{Report, Reporter, ResumeFrom};
-use crate::source::{Batch, StreamSource};
-use crate::state;
+use crate::source::{Batch, Source};
 
 /// Header carrying the event's timestamp, Unix nanoseconds in decimal.
 pub const TIMESTAMP_HEADER: &str = "Evstream-Timestamp";
@@ -65,13 +64,13 @@ pub struct ShipOptions {
     subject: String,
     stream: Option<String>,
     create: Option<StreamSettings>,
-    cursor: Option<PathBuf>,
+    cursor: Option<String>,
     window: usize,
     until_end: bool,
 }
 
 impl ShipOptions {
-    /// Ships the stream file `source` to `subject`.
+    /// Ships `source`, a stream file or a log directory, to `subject`.
     pub fn new(source: impl Into<PathBuf>, subject: impl Into<String>) -> Self {
         Self {
             source: source.into(),
@@ -98,9 +97,12 @@ impl ShipOptions {
         self
     }
 
-    /// Saves the position durably in this file after acknowledgements, and starts from it.
-    pub fn cursor(mut self, path: impl Into<PathBuf>) -> Self {
-        self.cursor = Some(path.into());
+    /// Saves the position durably under this cursor name after acknowledgements, and
+    /// starts from it: for a log, one of its named cursors (so retention keeps what the
+    /// ship still needs, and `evstream stat` shows the ship's lag); for a stream file, the
+    /// file `FILE.ship.NAME` beside it.
+    pub fn cursor(mut self, name: impl Into<String>) -> Self {
+        self.cursor = Some(name.into());
         self
     }
 
@@ -160,7 +162,7 @@ pub async fn ship(
     report: impl Fn(Report) + Send + Sync + 'static,
 ) -> Result<ShipSummary> {
     let reporter = Reporter::new(report);
-    let source = StreamSource::new(&options.source);
+    let source = Source::open(&options.source)?;
     let identity = source.identity()?;
     let client = connection.connect(&reporter).await?;
     let js = jetstream::new(client);
@@ -272,16 +274,16 @@ async fn open_stream(
 async fn resume_point(
     stream: &stream::Stream,
     options: &ShipOptions,
-    source: &StreamSource,
+    source: &Source,
     identity: &str,
 ) -> Result<(u64, Option<String>, ResumeFrom)> {
     let saved = match &options.cursor {
-        Some(path) => read_cursor(path)?,
+        Some(name) => source.cursor(name)?,
         None => None,
     };
     let (cursor, from) = match saved {
         Some(position) => (position, ResumeFrom::Cursor),
-        None => (source.first_position(), ResumeFrom::Start),
+        None => (source.first_position()?, ResumeFrom::Start),
     };
     let last = match stream
         .get_last_raw_message_by_subject(&options.subject)
@@ -315,17 +317,6 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.as_str())
 }
 
-/// Reads a ship cursor: the position of the next event to ship.
-pub fn read_cursor(path: &Path) -> Result<Option<u64>> {
-    let Some(text) = state::read(path)? else {
-        return Ok(None);
-    };
-    let next = state::fields(&text)("next")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| Error::state(path, "no `next=POSITION` line"))?;
-    Ok(Some(next))
-}
-
 /// Why a run of the pump stopped early.
 enum Step {
     /// Back off, ask JetStream where it stands, and go on.
@@ -343,7 +334,7 @@ impl From<Error> for Step {
 struct Run<'a> {
     js: &'a jetstream::Context,
     options: &'a ShipOptions,
-    source: &'a StreamSource,
+    source: &'a Source,
     identity: &'a str,
     reporter: &'a Reporter,
 }
@@ -455,11 +446,11 @@ impl Run<'_> {
             progress.saved = Instant::now();
         }
         if progress.reported.elapsed() >= Duration::from_secs(5) {
-            let end = self.source.end()?;
+            let lag_bytes = self.source.lag_bytes(summary.position)?;
             self.reporter.report(Report::Shipped {
                 events: summary.events,
                 bytes: summary.bytes,
-                lag_bytes: end.saturating_sub(summary.position),
+                lag_bytes,
             });
             progress.reported = Instant::now();
         }
@@ -468,7 +459,7 @@ impl Run<'_> {
 
     fn save(&self, position: u64) -> Result<()> {
         match &self.options.cursor {
-            Some(path) => state::write_atomic(path, &format!("next={position}\n")),
+            Some(name) => self.source.commit_cursor(name, position),
             None => Ok(()),
         }
     }
