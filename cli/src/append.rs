@@ -114,7 +114,7 @@ fn report_recovery(path: &Path, recovery: &Recovery) {
     }
     if recovery.count_repaired {
         eprintln_quiet(&format!(
-            "note: {}: corrected the header's event count, left one short by a crash",
+            "note: {}: corrected the header's event count, which a crash left wrong",
             path.display()
         ));
     }
