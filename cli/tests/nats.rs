@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use evstream::{StreamReader, StreamWriter};
+use evstream::{LogOptions, LogReader, LogWriter, StreamReader, StreamWriter};
 use nats_support::{Server, server_binary};
 use reliability_support::Rng;
 
@@ -48,9 +48,9 @@ fn assert_ok(output: &Output, what: &str) {
     );
 }
 
-/// Writes `count` events whose sizes run from 0 B to `max` bytes, mostly small, and
-/// returns them.
-fn write_stream(path: &Path, count: u64, max: usize, seed: u64) -> Vec<(i64, Vec<u8>)> {
+/// `count` events whose sizes run from 0 B to `max` bytes, mostly small, half of them
+/// zero-filled.
+fn make_events(count: u64, max: usize, seed: u64) -> Vec<(i64, Vec<u8>)> {
     let mut rng = Rng::new(seed);
     let mut events = Vec::with_capacity(count as usize);
     for i in 0..count {
@@ -65,6 +65,12 @@ fn write_stream(path: &Path, count: u64, max: usize, seed: u64) -> Vec<(i64, Vec
         }
         events.push((1_700_000_000_000_000_000 + i as i64 * 1_000, payload));
     }
+    events
+}
+
+/// Writes a stream file of `count` events (see [`make_events`]) and returns them.
+fn write_stream(path: &Path, count: u64, max: usize, seed: u64) -> Vec<(i64, Vec<u8>)> {
+    let events = make_events(count, max, seed);
     let bytes: u64 = events.iter().map(|(_, p)| 16 + p.len() as u64).sum();
     let mut writer = StreamWriter::create(path, bytes + 64 * 1024).unwrap();
     for (t, p) in &events {
@@ -72,6 +78,32 @@ fn write_stream(path: &Path, count: u64, max: usize, seed: u64) -> Vec<(i64, Vec
     }
     writer.flush().unwrap();
     events
+}
+
+/// Segments of the test logs: small, so that every log rolls many times.
+const SEGMENT: u64 = 1 << 20;
+
+/// Writes a log of `count` events (see [`make_events`]) in 1 MiB segments.
+fn write_log(dir: &Path, count: u64, max: usize, seed: u64) -> Vec<(i64, Vec<u8>)> {
+    let events = make_events(count, max, seed);
+    let mut writer = LogWriter::create(dir, LogOptions::default().segment_size(SEGMENT)).unwrap();
+    for (t, p) in &events {
+        writer.append(*t, p).unwrap();
+    }
+    writer.flush().unwrap();
+    events
+}
+
+fn read_log(dir: &Path) -> Vec<(i64, Vec<u8>)> {
+    let reader = LogReader::open(dir).unwrap();
+    reader
+        .iter()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.timestamp(), e.payload().to_vec())
+        })
+        .collect()
 }
 
 fn read_events(path: &Path) -> Vec<(i64, Vec<u8>)> {
@@ -85,9 +117,9 @@ fn read_events(path: &Path) -> Vec<(i64, Vec<u8>)> {
         .collect()
 }
 
-/// Pulls the whole JetStream stream into a fresh file and returns its events.
+/// Pulls the whole JetStream stream into a fresh log and returns its events.
 fn pull_all(url: &str, stream: &str, dir: &Path, name: &str) -> Vec<(i64, Vec<u8>)> {
-    let target = dir.join(format!("{name}.evs"));
+    let target = dir.join(format!("{name}.log"));
     let output = evstream(&[
         "pull",
         "--from",
@@ -96,15 +128,16 @@ fn pull_all(url: &str, stream: &str, dir: &Path, name: &str) -> Vec<(i64, Vec<u8
         stream,
         "--to",
         target.to_str().unwrap(),
-        "--create",
-        "512MiB",
+        "--create-log",
+        "--segment-size",
+        "1MiB",
         "--consumer",
         name,
         "--until-end",
         "--quiet",
     ]);
     assert_ok(&output, "pull");
-    read_events(&target)
+    read_log(&target)
 }
 
 fn assert_same(got: &[(i64, Vec<u8>)], want: &[(i64, Vec<u8>)], context: &str) {
@@ -120,14 +153,14 @@ fn assert_same(got: &[(i64, Vec<u8>)], want: &[(i64, Vec<u8>)], context: &str) {
 }
 
 #[test]
-fn round_trip_of_mixed_sizes_is_byte_for_byte() {
+fn a_log_round_trip_of_mixed_sizes_is_byte_for_byte() {
     let Some(binary) = server_binary() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&binary, dir.path(), None);
-    let source = dir.path().join("source.evs");
-    let events = write_stream(&source, 100_000, 64 * 1024, 1);
+    let source = dir.path().join("source.log");
+    let events = write_log(&source, 100_000, 64 * 1024, 1);
     let output = evstream(&[
         "ship",
         source.to_str().unwrap(),
@@ -176,22 +209,28 @@ fn ship_with_kills(source: &Path, url: &str, stream: &str, kills: u32, rng: &mut
 }
 
 #[test]
-fn kill_9_of_ship_leaves_every_event_exactly_once_in_order() {
+fn kill_9_of_ship_of_a_log_leaves_every_event_exactly_once_in_order() {
     let Some(binary) = server_binary() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&binary, dir.path(), None);
-    let source = dir.path().join("source.evs");
-    let events = write_stream(&source, 30_000, 4096, 2);
+    let source = dir.path().join("source.log");
+    let events = write_log(&source, 30_000, 4096, 2);
     let mut rng = Rng::new(22);
     ship_with_kills(&source, &server.url(), "KILLS", 20, &mut rng);
+    let cursor = LogReader::open(&source).unwrap().cursor("k").unwrap();
+    assert_eq!(
+        cursor,
+        Some(LogReader::open(&source).unwrap().end().unwrap()),
+        "the ship's cursor is at the end"
+    );
     let copy = pull_all(&server.url(), "KILLS", dir.path(), "copy");
     assert_same(&copy, &events, "after 20 kills of ship");
 }
 
 #[test]
-fn kill_9_of_pull_neither_loses_nor_duplicates() {
+fn kill_9_of_pull_into_a_log_neither_loses_nor_duplicates() {
     let Some(binary) = server_binary() else {
         return;
     };
@@ -216,7 +255,7 @@ fn kill_9_of_pull_neither_loses_nor_duplicates() {
         ]),
         "ship",
     );
-    let target = dir.path().join("copy");
+    let target = dir.path().join("copy.log");
     let args = [
         "pull",
         "--from",
@@ -225,8 +264,9 @@ fn kill_9_of_pull_neither_loses_nor_duplicates() {
         "PULLS",
         "--to",
         target.to_str().unwrap(),
-        "--create",
-        "256MiB",
+        "--create-log",
+        "--segment-size",
+        "1MiB",
         "--until-end",
         "--quiet",
     ];
@@ -238,7 +278,7 @@ fn kill_9_of_pull_neither_loses_nor_duplicates() {
         let _ = child.wait();
     }
     assert_ok(&evstream(&args), "the last pull");
-    assert_same(&read_events(&target), &events, "after 10 kills of pull");
+    assert_same(&read_log(&target), &events, "after 10 kills of pull");
 }
 
 #[test]
@@ -249,8 +289,8 @@ fn a_cluster_losing_a_node_mid_ship_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Server::cluster(&binary, dir.path());
     let urls = nodes.iter().map(Server::url).collect::<Vec<_>>().join(",");
-    let source = dir.path().join("source.evs");
-    let events = write_stream(&source, 30_000, 4096, 4);
+    let source = dir.path().join("source.log");
+    let events = write_log(&source, 30_000, 4096, 4);
     let args = [
         "ship",
         source.to_str().unwrap(),

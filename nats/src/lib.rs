@@ -37,6 +37,4 @@ pub use connect::Connection;
 pub use error::{Error, Result};
 pub use pull::{PullOptions, PullSummary, pull};
 pub use report::{Report, ResumeFrom};
-pub use ship::{
-    NEXT_HEADER, ShipOptions, ShipSummary, StreamSettings, TIMESTAMP_HEADER, ship,
-};
+pub use ship::{NEXT_HEADER, ShipOptions, ShipSummary, StreamSettings, TIMESTAMP_HEADER, ship};

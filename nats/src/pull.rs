@@ -352,6 +352,8 @@ pub async fn pull(
 }
 
 /// The local store messages are appended to.
+// One target per pull: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Target {
     Stream(StreamWriter),
     Log(LogWriter),

@@ -78,7 +78,10 @@ impl Source {
                     .created()
                     .ok()
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(meta.mtime_nsec() as u128 + meta.mtime() as u128 * 1_000_000_000, |d| d.as_nanos());
+                    .map_or(
+                        meta.mtime_nsec() as u128 + meta.mtime() as u128 * 1_000_000_000,
+                        |d| d.as_nanos(),
+                    );
                 Ok(format!("L{:x}-{:x}", born, meta.ino()))
             }
         }
@@ -125,9 +128,10 @@ impl Source {
     /// Saves `position` durably as cursor `name`.
     pub fn commit_cursor(&self, name: &str, position: u64) -> Result<()> {
         match self {
-            Self::Stream(path) => {
-                state::write_atomic(&stream_cursor_path(path, name), &format!("next={position}\n"))
-            }
+            Self::Stream(path) => state::write_atomic(
+                &stream_cursor_path(path, name),
+                &format!("next={position}\n"),
+            ),
             Self::Log(dir) => {
                 Ok(LogReader::open(dir)?.commit_cursor(name, Position::from_u64(position))?)
             }
@@ -138,7 +142,12 @@ impl Source {
     /// to `batch` events, following the source; with `stop_at_end`, it sends
     /// [`Batch::End`] once it has sent everything published when it got there. The thread
     /// ends when the receiver is dropped.
-    pub fn spawn(&self, position: u64, batch: usize, stop_at_end: bool) -> Result<mpsc::Receiver<Batch>> {
+    pub fn spawn(
+        &self,
+        position: u64,
+        batch: usize,
+        stop_at_end: bool,
+    ) -> Result<mpsc::Receiver<Batch>> {
         let (tx, rx) = mpsc::channel(4);
         let batch = batch.max(1);
         let spawned = match self {
