@@ -92,10 +92,10 @@ enum Command {
     /// Measure evstream's append and replay speed against std I/O baselines
     #[command(after_help = bench::EXAMPLES)]
     Bench(bench::Args),
-    /// Publish a stream's events to NATS JetStream, exactly once, following new ones
+    /// Publish a log's or stream's events to NATS JetStream, exactly once, following new ones
     #[command(after_help = ship::EXAMPLES)]
     Ship(ship::Args),
-    /// Append a NATS JetStream stream's messages to a stream file, exactly once
+    /// Append a NATS JetStream stream's messages to a log or stream file, exactly once
     #[command(after_help = pull::EXAMPLES)]
     Pull(pull::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
