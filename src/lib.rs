@@ -128,6 +128,6 @@ pub use log::position::{ParsePositionError, Position};
 pub use log::reader::{Lag, LogDamage, LogEvent, LogIter, LogReader, LogStat, LogVerification};
 pub use log::retention::{CursorLoss, RetireReason, Retired};
 pub use log::writer::{LogRecovery, LogWriter};
-pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification};
+pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification, WaitStrategy};
 pub use stream::upgrade::upgrade_v1;
 pub use stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};

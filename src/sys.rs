@@ -24,6 +24,11 @@
 //!    `Release` after the event's bytes; readers load it with `Acquire` before they look at
 //!    the bytes, so a reader never sees a partly written event.
 //!
+//! 5. **Wait words are only accessed atomically.** The 32-bit wake sequence and waiter
+//!    count at trailer bytes 256 and 260 ([`WAIT_SEQ_AT`], [`WAITERS_AT`]) are 4-byte
+//!    aligned (the trailer starts on a 512-byte boundary) and every process touches them
+//!    only through `AtomicU32` and the futex system call.
+//!
 //! Readers never build a slice over bytes past the published `write_offset`: those may be
 //! under construction by the writer, in this process or another.
 
@@ -31,7 +36,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
@@ -56,6 +61,172 @@ fn word_at(raw: &MmapRaw, at: usize) -> Option<&AtomicU64> {
     // process that follows the module contract accesses only atomically (rule 4), so
     // there is no data race.
     Some(unsafe { &*raw.as_ptr().add(at).cast::<AtomicU64>() })
+}
+
+/// Returns the 4 bytes at `at` of a mapping as an atomic, or `None` unless they lie
+/// inside the mapping and `at` is a multiple of 4.
+fn word32_at(raw: &MmapRaw, at: usize) -> Option<&AtomicU32> {
+    if !at.is_multiple_of(4) || at.checked_add(4)? > raw.len() {
+        return None;
+    }
+    // SAFETY: the 4 bytes lie inside the mapping (checked above), and `ptr + at` is 4-byte
+    // aligned because the mapping starts on a page boundary and `at` is a multiple of 4.
+    // The reference borrows `raw`, so the memory outlives it. Only the wait words are
+    // handed out, which every process accesses atomically (rule 5): no data race.
+    Some(unsafe { &*raw.as_ptr().add(at).cast::<AtomicU32>() })
+}
+
+/// Offset of the wake sequence (the futex word) from the trailer's start.
+pub(crate) const WAIT_SEQ_AT: u64 = crate::format::WAIT_WORDS_AT;
+/// Offset of the waiter count from the trailer's start.
+pub(crate) const WAITERS_AT: u64 = crate::format::WAIT_WORDS_AT + 4;
+
+/// The two wait words of a stream, borrowed from some mapping.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WaitWords<'a> {
+    seq: &'a AtomicU32,
+    waiters: &'a AtomicU32,
+}
+
+impl<'a> WaitWords<'a> {
+    /// The wait words of the trailer at mapping offset `trailer_at`, or `None` if the
+    /// mapping does not hold them.
+    fn in_map(raw: &'a MmapRaw, trailer_at: u64) -> Option<Self> {
+        let seq_at = usize::try_from(trailer_at.checked_add(WAIT_SEQ_AT)?).ok()?;
+        let waiters_at = usize::try_from(trailer_at.checked_add(WAITERS_AT)?).ok()?;
+        Some(Self {
+            seq: word32_at(raw, seq_at)?,
+            waiters: word32_at(raw, waiters_at)?,
+        })
+    }
+
+    /// The writer's half, after it published: wakes every sleeping follower if any is
+    /// registered. With no waiter this is a fence and a load, no system call.
+    pub fn wake(&self) {
+        // Pairs with the fence in `register`: either this load sees the follower's
+        // registration, or the follower's look at the write offset sees the publish.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+            futex_wake(self.seq);
+        }
+    }
+
+    /// The follower's half, before its last look: counts itself as a waiter and returns
+    /// the wake sequence to sleep on. Every `register` must be followed by `unregister`.
+    pub fn register(&self) -> u32 {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until the wake sequence differs from `seen`, a wake, a signal or `timeout`
+    /// (`None`: no limit). May return early; callers look again.
+    pub fn sleep(&self, seen: u32, timeout: Option<std::time::Duration>) {
+        futex_wait(self.seq, seen, timeout);
+    }
+
+    /// Undoes one `register`.
+    pub fn unregister(&self) {
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only reads the address (as a key); `word` is a live, aligned
+    // 4-byte atomic in a shared mapping. No FUTEX_PRIVATE_FLAG: followers in other
+    // processes wait on the same file page. The result (how many woke) is not needed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn futex_wait(word: &AtomicU32, seen: u32, timeout: Option<std::time::Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(t.subsec_nanos()),
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned 4-byte atomic in a shared mapping; the kernel
+    // compares it with `seen` atomically with queueing the sleeper, so a wake after the
+    // caller's last look is never lost. `ts_ptr` is null or points at `ts`, which lives
+    // until the call returns. EAGAIN, EINTR and ETIMEDOUT all mean "look again".
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            seen,
+            ts_ptr,
+        );
+    }
+}
+
+/// Elsewhere than Linux there is no futex: waking is a no-op and sleeping a short sleep,
+/// so followers poll.
+#[cfg(not(target_os = "linux"))]
+fn futex_wake(_word: &AtomicU32) {}
+
+#[cfg(not(target_os = "linux"))]
+fn futex_wait(_word: &AtomicU32, _seen: u32, timeout: Option<std::time::Duration>) {
+    let pause = std::time::Duration::from_micros(500);
+    std::thread::sleep(timeout.map_or(pause, |t| t.min(pause)));
+}
+
+/// A read-write mapping of just the page holding a stream's wait words, for a follower.
+#[derive(Debug)]
+pub(crate) struct WaitMap {
+    raw: MmapRaw,
+    /// The trailer's offset inside `raw`.
+    trailer_in_map: u64,
+}
+
+impl WaitMap {
+    /// Maps the page of `file` (reopened for writing through `/proc/self/fd`, so the
+    /// same inode) holding the wait words of the trailer at `trailer_at`. Fails where
+    /// the file is not writable for this process; callers then poll.
+    pub fn new(file: &File, trailer_at: u64) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let rw = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        let page = page_size();
+        let start = trailer_at / page * page;
+        let trailer_in_map = trailer_at - start;
+        let len = usize::try_from(trailer_in_map + WAITERS_AT + 4)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad wait-word offset"))?;
+        let raw = MmapOptions::new().offset(start).len(len).map_raw(&rw)?;
+        let map = Self {
+            raw,
+            trailer_in_map,
+        };
+        if map.words().is_none() {
+            return Err(io::Error::other("wait words outside the mapping"));
+        }
+        Ok(map)
+    }
+
+    /// The wait words.
+    pub fn words(&self) -> Option<WaitWords<'_>> {
+        WaitWords::in_map(&self.raw, self.trailer_in_map)
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 /// A header field of a mapping that holds the header (checked when the mapping is made).
@@ -165,6 +336,13 @@ impl WriteMap {
             .store(write_offset.to_le(), Ordering::Release);
         self.field(EVENT_COUNT_AT)
             .store(event_count.to_le(), Ordering::Release);
+    }
+
+    /// Wakes followers sleeping on this stream's wait words, if any are registered.
+    pub fn wake_followers(&self) {
+        if let Some(words) = WaitWords::in_map(&self.raw, self.events_end) {
+            words.wake();
+        }
     }
 
     /// Stores `write_offset` alone, so a crash point can fall between it and the count.

@@ -297,6 +297,8 @@ fn visit_stream(
                     .map_err(|e| read_at(&e))?
                 {
                     Some(event) => event,
+                    // A sealed (or full) stream takes no more events: the follow ends.
+                    None if follow.is_finished() => return Ok(()),
                     None => continue,
                 }
             }

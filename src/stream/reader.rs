@@ -10,7 +10,7 @@ use crate::stream::open::{
     announce_reader, check_write_offset, open_regular, read_identity, read_stream_header,
     writer_lock_held,
 };
-use crate::sys::ReadMap;
+use crate::sys::{ReadMap, WaitMap};
 
 /// Stream bytes between two entries of the sparse time index.
 const INDEX_STRIDE: u64 = 64 << 10;
@@ -546,6 +546,8 @@ impl StreamReader {
             offset,
             previous: i64::MIN,
             failed: None,
+            strategy: WaitStrategy::default(),
+            wait: None,
         })
     }
 
@@ -707,41 +709,140 @@ impl<'a> Iterator for Events<'a> {
 
 impl std::iter::FusedIterator for Events<'_> {}
 
+/// How a [`Follow`] waits for the writer when it has caught up, like the idle strategies
+/// of Aeron: trade CPU for latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WaitStrategy {
+    /// Sleep in the kernel until the writer publishes (a futex on the stream's wait
+    /// words, across processes). An idle follower uses no CPU. The default.
+    #[default]
+    Block,
+    /// Look `spins` times in a busy loop first, then block: lower latency for a stream
+    /// that publishes often, one core's worth of CPU for a short while after each event.
+    SpinThenBlock {
+        /// Looks before blocking.
+        spins: u32,
+    },
+    /// Never sleep: look in a busy loop until an event arrives or the timeout passes.
+    /// The lowest latency, and a whole core while waiting.
+    BusySpin,
+}
+
 /// Follows a live stream; see [`StreamReader::follow`].
+///
+/// A `Follow` is also a blocking [`Iterator`]: `next` waits as long as it takes for the
+/// next event and returns `None` once the stream is [finished](Self::is_finished)
+/// (sealed or full, with every event seen).
+///
+/// On Linux a waiting follower sleeps on a futex in the stream's trailer (its wait
+/// words, see `docs/FORMAT.md`), which the writer wakes when it publishes; this needs
+/// write permission on the file (to count itself as a waiter). Without it, and elsewhere
+/// than Linux, a follower polls, looking about every half millisecond.
 #[derive(Debug)]
 pub struct Follow<'a> {
     reader: &'a StreamReader,
     offset: u64,
     previous: i64,
     failed: Option<Corruption>,
+    strategy: WaitStrategy,
+    /// The mapped wait words: `None` until the first wait, then `Some(None)` if they
+    /// cannot be mapped (polling then).
+    wait: Option<Option<WaitMap>>,
 }
 
 impl<'a> Follow<'a> {
+    /// Sets how this follower waits (the default is [`WaitStrategy::Block`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use evstream::WaitStrategy;
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// # let _writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// let follow = reader
+    ///     .follow(reader.write_offset())?
+    ///     .with_strategy(WaitStrategy::SpinThenBlock { spins: 10_000 });
+    /// assert_eq!(follow.strategy(), WaitStrategy::SpinThenBlock { spins: 10_000 });
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// How this follower waits.
+    pub fn strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
     /// Returns the next event, waiting up to `timeout` for a writer to publish one.
     ///
-    /// `Ok(None)` means the timeout passed with no new event; call again to keep waiting.
-    /// Waiting polls the mapped header, spinning briefly and then sleeping up to a
-    /// millisecond between looks, so a new event is seen within about a millisecond.
+    /// `Ok(None)` means the timeout passed with no new event, or the stream is
+    /// [finished](Self::is_finished) (then it returns at once); call again to keep waiting.
+    /// How it waits is the [strategy](Self::with_strategy); with the default, a follower
+    /// sleeps until the writer's publish wakes it, never past `timeout`.
     ///
     /// # Errors
     /// [`Error::Corrupt`] for a damaged event (after which every call returns it again),
+    /// [`Error::Recovered`] if a writer recovered the stream (its generation changed),
     /// [`Error::Regressed`] if the write offset moved back below this position.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<EventView<'a>>> {
         // A timeout too long to represent (such as `Duration::MAX`) waits forever.
         let deadline = Instant::now().checked_add(timeout);
-        let mut idle = 0u32;
+        let mut spins = 0u32;
         loop {
-            let published = self.published()?;
-            if published > self.offset {
-                return self.read_at(published).map(Some);
+            if let Some(event) = self.try_next()? {
+                return Ok(Some(event));
+            }
+            // The seal is in the checksummed trailer: look at it now and then while spinning.
+            if spins.is_multiple_of(1024) && self.is_finished() {
+                return Ok(None);
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
             }
-            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
-            idle_pause(&mut idle, left);
+            let left = deadline.map(|d| d.saturating_duration_since(now));
+            let block = match self.strategy {
+                WaitStrategy::Block => true,
+                WaitStrategy::SpinThenBlock { spins: limit } => spins >= limit,
+                WaitStrategy::BusySpin => false,
+            };
+            if block {
+                self.block(left)?;
+            } else {
+                spins = spins.saturating_add(1);
+                std::hint::spin_loop();
+            }
         }
+    }
+
+    /// Sleeps until the writer publishes (or seals), `left` passes, or a spurious wake.
+    fn block(&mut self, left: Option<Duration>) -> Result<()> {
+        let reader = self.reader;
+        let wait = self
+            .wait
+            .get_or_insert_with(|| WaitMap::new(&reader._file, reader.trailer_at).ok());
+        let Some(words) = wait.as_ref().and_then(WaitMap::words) else {
+            // No wait words: poll.
+            let pause = Duration::from_micros(500);
+            std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
+            return Ok(());
+        };
+        let seen = words.register();
+        // The last look, after registering: a publish from here on wakes the futex or
+        // changes the sequence before the sleep starts.
+        let ready = reader.map.write_offset() > self.offset || finished(reader, self.offset);
+        if !ready {
+            words.sleep(seen, left);
+        }
+        words.unregister();
+        Ok(())
     }
 
     /// Returns the next event if one is published now, without waiting.
@@ -763,13 +864,11 @@ impl<'a> Follow<'a> {
     }
 
     /// Whether this follower has seen every event the stream will ever hold: the stream
-    /// is [sealed](crate::StreamWriter::seal) and no event is published past this
-    /// position. A follower whose [`next_timeout`](Self::next_timeout) returns `Ok(None)`
-    /// can stop waiting then.
+    /// is [sealed](crate::StreamWriter::seal), or too full to take even an empty event,
+    /// and no event is published past this position. [`next_timeout`](Self::next_timeout)
+    /// then returns `Ok(None)` at once, and the iterator ends.
     pub fn is_finished(&self) -> bool {
-        // Sealing comes after the last event is published, so once the seal is seen the
-        // write offset loaded after it is final.
-        self.reader.is_sealed() && self.reader.map.write_offset() <= self.offset
+        finished(self.reader, self.offset)
     }
 
     fn published(&self) -> Result<u64> {
@@ -795,6 +894,34 @@ impl<'a> Follow<'a> {
             Err(reason) => {
                 self.failed = Some(reason.clone());
                 Err(reader.corrupt(self.offset, reason))
+            }
+        }
+    }
+}
+
+/// Whether a follower at `offset` has seen every event `reader`'s stream will hold.
+fn finished(reader: &StreamReader, offset: u64) -> bool {
+    // Sealing comes after the last event is published, so once the seal is seen the
+    // write offset loaded after it is final.
+    let sealed = reader.is_sealed();
+    let now = reader.map.write_offset();
+    // A stream with no room for even an empty event takes no more either.
+    let full = reader.trailer_at.saturating_sub(now) < format::EVENT_HEADER_LEN;
+    (sealed || full) && now <= offset
+}
+
+impl<'a> Iterator for Follow<'a> {
+    type Item = Result<EventView<'a>>;
+
+    /// Waits as long as it takes for the next event; `None` once the stream is
+    /// [finished](Follow::is_finished). After an error, every call returns it again.
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_timeout(Duration::from_secs(3600)) {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) if self.is_finished() => return None,
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
     }

@@ -697,6 +697,8 @@ impl StreamWriter {
     fn commit_trailer(&mut self, next: Trailer) -> Result<()> {
         let next = store_trailer(&self.map, &self.trailer, next);
         self.trailer = next;
+        // A seal ends follows: wake the followers so they see it now.
+        self.map.wake_followers();
         sync_trailer(&self.map, &next).map_err(|e| {
             self.poisoned = true;
             Error::io("msync", &self.path, e)
@@ -715,6 +717,7 @@ impl StreamWriter {
             failpoint!("append:after_offset");
         }
         self.map.publish(end, self.event_count);
+        self.map.wake_followers();
         failpoint!("append:after_count");
         self.prefault.advance(end);
     }

@@ -1,0 +1,243 @@
+//! Live followers woken by the writer's publish, across processes: no lost wake-ups, no
+//! waits past the timeout, an idle follower that sleeps, a seal that ends the follow.
+//!
+//! The test binary re-executes itself as the child: `EVSTREAM_CHILD` selects its role.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use evstream::{StreamReader, StreamWriter, WaitStrategy, format::STREAM_HEADER_LEN};
+
+/// Events the stress writer publishes.
+const STRESS_EVENTS: u64 = 1_000_000;
+
+fn spawn_child(role: &str, test: &str, path: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("EVSTREAM_CHILD", role)
+        .env("EVSTREAM_CHILD_PATH", path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn child_role() -> Option<(String, std::path::PathBuf)> {
+    let role = std::env::var("EVSTREAM_CHILD").ok()?;
+    let path = std::env::var("EVSTREAM_CHILD_PATH").unwrap();
+    Some((role, path.into()))
+}
+
+/// A follower process sleeping between events wakes for each one: every event arrives
+/// well within the 2 s the follower waits, although the writer pauses before each (so
+/// the follower is asleep in the kernel when it publishes).
+#[test]
+fn sleeping_follower_process_is_woken_by_each_publish() {
+    if let Some((role, path)) = child_role() {
+        assert_eq!(role, "sleeper");
+        let reader = StreamReader::open(&path).unwrap();
+        let mut follow = reader.follow(STREAM_HEADER_LEN).unwrap();
+        for i in 0..50i64 {
+            let started = Instant::now();
+            let event = follow.next_timeout(Duration::from_secs(2)).unwrap();
+            let event = event.unwrap_or_else(|| panic!("event {i} not woken within 2 s"));
+            assert_eq!(event.timestamp(), i);
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    let mut child = spawn_child(
+        "sleeper",
+        "sleeping_follower_process_is_woken_by_each_publish",
+        &path,
+    );
+    for i in 0..50i64 {
+        std::thread::sleep(Duration::from_millis(20));
+        writer.append(i, b"wake").unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "follower process failed");
+}
+
+/// Sums `voluntary_ctxt_switches` over every thread of `pid`.
+fn voluntary_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+            .unwrap();
+        total += line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    }
+    total
+}
+
+/// A blocking follower of an idle stream, waiting with one-second timeouts, wakes about
+/// once a second (counted by the kernel in `/proc/<pid>/status`), not thousands of times
+/// as a polling follower would.
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_blocking_follower_barely_wakes() {
+    if let Some((role, path)) = child_role() {
+        assert_eq!(role, "idle");
+        let reader = StreamReader::open(&path).unwrap();
+        let mut follow = reader.follow(reader.write_offset()).unwrap();
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            assert!(
+                follow
+                    .next_timeout(Duration::from_secs(1))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idle.evs");
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    writer.append(1, b"before").unwrap();
+    let mut child = spawn_child("idle", "idle_blocking_follower_barely_wakes", &path);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = voluntary_switches(child.id());
+    std::thread::sleep(Duration::from_secs(3));
+    let after = voluntary_switches(child.id());
+    assert!(child.wait().unwrap().success(), "idle follower failed");
+    let wakeups = after - before;
+    assert!(
+        wakeups <= 8,
+        "an idle follower woke {wakeups} times in 3 s (at most ~1 a second expected)"
+    );
+}
+
+/// A blocking iterator parked on an idle stream ends when the writer seals it, after the
+/// events before the seal.
+#[test]
+fn seal_ends_a_blocked_iterator() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seal.evs");
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    writer.append(1, b"one").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader_path = path.clone();
+    let follower = std::thread::spawn(move || {
+        let reader = StreamReader::open(&reader_path).unwrap();
+        let seen: Vec<i64> = reader
+            .follow(STREAM_HEADER_LEN)
+            .unwrap()
+            .map(|e| e.unwrap().timestamp())
+            .collect();
+        tx.send(seen).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    writer.append(2, b"two").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    writer.seal().unwrap();
+    let seen = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the follow did not end on the seal");
+    assert_eq!(seen, [1, 2]);
+    follower.join().unwrap();
+}
+
+/// A full stream ends a follow too: no follower waits forever for events that cannot come.
+#[test]
+fn full_stream_finishes_the_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.evs");
+    let mut writer = StreamWriter::create(&path, evstream::format::MIN_CAPACITY).unwrap();
+    while writer.append(1, b"").is_ok() {}
+    let reader = StreamReader::open(&path).unwrap();
+    let mut follow = reader.follow(reader.write_offset()).unwrap();
+    assert!(follow.is_finished());
+    let started = Instant::now();
+    assert!(
+        follow
+            .next_timeout(Duration::from_secs(30))
+            .unwrap()
+            .is_none()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(follow.next().is_none());
+}
+
+fn stress_writer(path: &Path) {
+    let mut writer = StreamWriter::open(path).unwrap();
+    for i in 0..STRESS_EVENTS {
+        writer.append(i as i64, &i.to_le_bytes()).unwrap();
+        // Pauses, so followers catch up and go to sleep many times.
+        if i % 20_000 == 0 {
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+}
+
+/// A million events from a writer process to followers with every wait strategy, each
+/// waiting with a 2 ms timeout: every event arrives in order, and no call waits much past
+/// its timeout while events are published.
+#[test]
+fn a_million_events_reach_followers_waiting_with_timeouts() {
+    if let Some((role, path)) = child_role() {
+        assert_eq!(role, "stress-writer");
+        stress_writer(&path);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stress.evs");
+    drop(StreamWriter::create(&path, 32 << 20).unwrap());
+    let timeout = Duration::from_millis(2);
+    let followers: Vec<_> = [
+        WaitStrategy::Block,
+        WaitStrategy::SpinThenBlock { spins: 1000 },
+    ]
+    .into_iter()
+    .map(|strategy| {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let reader = StreamReader::open(&path).unwrap();
+            let mut follow = reader
+                .follow(STREAM_HEADER_LEN)
+                .unwrap()
+                .with_strategy(strategy);
+            let mut next = 0u64;
+            let mut longest = Duration::ZERO;
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while next < STRESS_EVENTS {
+                assert!(Instant::now() < deadline, "{strategy:?} stalled at {next}");
+                let started = Instant::now();
+                let got = follow.next_timeout(timeout).unwrap();
+                longest = longest.max(started.elapsed());
+                if let Some(event) = got {
+                    assert_eq!(event.timestamp(), next as i64);
+                    next += 1;
+                }
+            }
+            longest
+        })
+    })
+    .collect();
+    let mut writer = spawn_child(
+        "stress-writer",
+        "a_million_events_reach_followers_waiting_with_timeouts",
+        &path,
+    );
+    assert!(writer.wait().unwrap().success(), "writer process failed");
+    for follower in followers {
+        let longest = follower.join().unwrap();
+        // The timeout plus scheduling slack on a shared 2-core machine.
+        assert!(
+            longest < timeout + Duration::from_millis(200),
+            "a call waited {longest:?} with a {timeout:?} timeout"
+        );
+    }
+}
