@@ -1,0 +1,106 @@
+//! A `loom` model of how a writer wakes followers (`WaitWords` in `src/sys.rs`): no
+//! lost wake-up, whatever the interleaving.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_wakeup`.
+//!
+//! The futex is modelled by what the kernel guarantees: `futex_wait(word, seen)` compares
+//! the word with `seen` and queues the sleeper atomically (a mutex here), and
+//! `futex_wake` wakes every queued sleeper (a condition variable). The follower sleeps
+//! with no timeout, so a lost wake-up leaves it asleep forever, which loom reports as a
+//! deadlock. A control model where the writer looks for waiters before it publishes
+//! must be caught.
+#![cfg(loom)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use loom::sync::{Arc, Condvar, Mutex};
+
+#[derive(Default)]
+struct Stream {
+    write_offset: AtomicU64,
+    seq: AtomicU32,
+    waiters: AtomicU32,
+    /// The kernel's futex queue for `seq`.
+    queue: Mutex<()>,
+    wakeup: Condvar,
+}
+
+impl Stream {
+    fn futex_wait(&self, seen: u32) {
+        let guard = self.queue.lock().unwrap();
+        if self.seq.load(Ordering::SeqCst) == seen {
+            drop(self.wakeup.wait(guard).unwrap());
+        }
+    }
+
+    fn futex_wake(&self) {
+        let _guard = self.queue.lock().unwrap();
+        self.wakeup.notify_all();
+    }
+
+    /// `WaitWords::wake`, after the publish.
+    fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+            self.futex_wake();
+        }
+    }
+
+    /// The writer's append: publish, then wake (or, in the control, the reverse).
+    fn append(&self, end: u64, wake_first: bool) {
+        if wake_first {
+            self.wake();
+            self.write_offset.store(end, Ordering::Release);
+        } else {
+            self.write_offset.store(end, Ordering::Release);
+            self.wake();
+        }
+    }
+
+    /// `Follow::next_timeout` with `WaitStrategy::Block` and no timeout: returns once
+    /// the write offset reaches `want`.
+    fn follow_until(&self, want: u64) {
+        loop {
+            if self.write_offset.load(Ordering::Acquire) >= want {
+                return;
+            }
+            // `Follow::block`: register, look once more, sleep, unregister.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let seen = self.seq.load(Ordering::SeqCst);
+            if self.write_offset.load(Ordering::Acquire) < want {
+                self.futex_wait(seen);
+            }
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn model(wake_first: bool) {
+    loom::model(move || {
+        let stream = Arc::new(Stream::default());
+        let followers: Vec<_> = (0..2)
+            .map(|_| {
+                let stream = stream.clone();
+                loom::thread::spawn(move || stream.follow_until(2))
+            })
+            .collect();
+        stream.append(1, wake_first);
+        stream.append(2, wake_first);
+        for follower in followers {
+            follower.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn no_lost_wakeup() {
+    model(false);
+}
+
+#[test]
+#[should_panic]
+fn control_waking_before_publishing_loses_wakeups() {
+    model(true);
+}
