@@ -738,7 +738,14 @@ pub enum WaitStrategy {
 /// On Linux a waiting follower sleeps on a futex in the stream's trailer (its wait
 /// words, see `docs/FORMAT.md`), which the writer wakes when it publishes; this needs
 /// write permission on the file (to count itself as a waiter). Without it, and elsewhere
-/// than Linux, a follower polls, looking about every half millisecond.
+/// than Linux, a follower polls, looking about every half millisecond. Registering
+/// writes to the trailer's wait words, so a followed stream's modification time can
+/// change even while no writer appends.
+///
+/// There is no `async` variant: a futex cannot be registered with an async runtime's
+/// reactor (it is no file descriptor), so an async follower would need a thread of its
+/// own to sleep on it. Run a blocking `Follow` on such a thread (for example tokio's
+/// `spawn_blocking`) and pass events over a channel.
 #[derive(Debug)]
 pub struct Follow<'a> {
     reader: &'a StreamReader,
