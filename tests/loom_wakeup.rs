@@ -109,11 +109,19 @@ fn no_lost_wakeup() {
 #[test]
 fn control_waking_before_publishing_loses_wakeups() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "no_lost_wakeup", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "no_lost_wakeup",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("LOOM_WAKEUP_CONTROL", "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the control model passed");
-    assert!(stderr.contains("deadlock"), "no lost wake-up reported: {stderr}");
+    assert!(
+        stderr.contains("deadlock"),
+        "no lost wake-up reported: {stderr}"
+    );
 }
