@@ -388,6 +388,13 @@ impl Trailer {
         record
     }
 
+    /// The encoded record as bytes, ready to be written at the start of its slot.
+    pub fn to_bytes(&self) -> [u8; TRAILER_RECORD_LEN] {
+        let mut out = [0u8; TRAILER_RECORD_LEN];
+        out.copy_from_slice(self.encode().as_bytes());
+        out
+    }
+
     /// The slot (0 or 1) a record with this sequence number is written to.
     pub fn slot(sequence: u64) -> u64 {
         sequence % 2
@@ -570,9 +577,7 @@ mod tests {
     }
 
     fn record_bytes(trailer: &Trailer) -> [u8; TRAILER_RECORD_LEN] {
-        let mut out = [0u8; TRAILER_RECORD_LEN];
-        out.copy_from_slice(trailer.encode().as_bytes());
-        out
+        trailer.to_bytes()
     }
 
     #[test]

@@ -355,7 +355,7 @@ fn report_recovery(path: &Path, recovery: &Recovery) {
     }
     if recovery.count_repaired {
         failure::note(&format!(
-            "{}: corrected the header's event count, left one short by a crash",
+            "{}: corrected the header's event count, which a crash left wrong",
             path.display()
         ));
     }

@@ -5,7 +5,22 @@
 use std::path::Path;
 use std::time::Duration;
 
+use evstream::format::{Trailer, capacity_for_events, trailer_offset};
 use evstream::{Error, Prefault, StreamReader, StreamWriter, WriterOptions};
+
+/// `bytes` followed by at least `free` zero bytes, made a version 2 stream file with
+/// `trailer` (written to its slot): how the fuzzers reach past the identity check.
+pub fn with_trailer(mut bytes: Vec<u8>, free: usize, trailer: Trailer) -> Vec<u8> {
+    let capacity = capacity_for_events(bytes.len() as u64 + free as u64).expect("capacity");
+    let trailer_at = trailer_offset(capacity).expect("trailer offset");
+    bytes.resize(capacity as usize, 0);
+    let slot = (trailer_at + Trailer::slot(trailer.sequence) * 512) as usize;
+    let record = trailer.to_bytes();
+    if let Some(place) = bytes.get_mut(slot..slot + record.len()) {
+        place.copy_from_slice(&record);
+    }
+    bytes
+}
 
 /// Writes `data` to `path` and runs every reader and a recovering writer (one that also
 /// checks the events below the durable watermark) over it.
