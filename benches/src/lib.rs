@@ -26,7 +26,10 @@
 //! and unverified iteration against a `BufReader<File>` parse that checks every checksum
 //! ([`stdio::EventReader`]). A timed replay either opens the file, visits every event and
 //! closes it ([`ReplayMode::Open`]), or is the second full pass of a reader that is
-//! already open ([`ReplayMode::Reused`]; for evstream, every page is then mapped).
+//! already open ([`ReplayMode::Reused`]; for evstream, every page is then mapped). The
+//! replay limit ([`ReplayMethod::LimitCrc`]) is one CRC-32 pass over the same bytes through
+//! a read-only mapping: made afresh when the open is timed (the page faults and the
+//! checksum), resident when reused. Every row reports its ratio to its section's limit.
 //!
 //! evstream also runs cold with [`WriterOptions::huge_pages`] on
 //! ([`AppendMethod::EvstreamHugePages`]), replays a copy of the stream written that way
