@@ -1184,28 +1184,31 @@ fn row(
     }
 }
 
-/// Sets every row's ratio to the median of the row `is_baseline` picks over its own.
+/// Sets every row's ratio to the median of the row with `baseline_id` over its own.
 fn set_ratios(rows: &mut [ThroughputRow], mode: &str, baseline_id: &str) {
-    let base = rows
-        .iter()
-        .find(|r| r.mode == mode && r.id == baseline_id)
-        .map(|r| r.summary.median.as_secs_f64());
-    if let Some(base) = base {
-        for r in rows.iter_mut().filter(|r| r.mode == mode) {
-            r.ratio = base / r.summary.median.as_secs_f64().max(1e-12);
-        }
-    }
+    for_ratio_to(rows, mode, baseline_id, |r, ratio| r.ratio = ratio);
 }
 
 /// Sets every row's `of_limit` to the median of the row with `limit_id` over its own.
 fn set_limit_ratios(rows: &mut [ThroughputRow], mode: &str, limit_id: &str) {
-    let limit = rows
+    for_ratio_to(rows, mode, limit_id, |r, ratio| r.of_limit = Some(ratio));
+}
+
+/// Calls `set` with every row of `mode` and the median of the row with `id` over its own.
+fn for_ratio_to(
+    rows: &mut [ThroughputRow],
+    mode: &str,
+    id: &str,
+    set: impl Fn(&mut ThroughputRow, f64),
+) {
+    let base = rows
         .iter()
-        .find(|r| r.mode == mode && r.id == limit_id)
+        .find(|r| r.mode == mode && r.id == id)
         .map(|r| r.summary.median.as_secs_f64());
-    if let Some(limit) = limit {
+    if let Some(base) = base {
         for r in rows.iter_mut().filter(|r| r.mode == mode) {
-            r.of_limit = Some(limit / r.summary.median.as_secs_f64().max(1e-12));
+            let ratio = base / r.summary.median.as_secs_f64().max(1e-12);
+            set(r, ratio);
         }
     }
 }
