@@ -134,7 +134,18 @@ fn spawn_until(
 fn a_writer_in_another_process_holds_the_lock() {
     if std::env::var("EVSTREAM_CHILD").as_deref() == Ok("holder") {
         let path = std::env::var("EVSTREAM_CHILD_PATH").unwrap();
-        let _writer = StreamWriter::open(&path).unwrap();
+        // Another test thread of the parent may be forking at the instant the parent's
+        // writer closes: the forked child shares the lock until its exec, which a loaded
+        // machine can delay past the open's grace period. Ride that out.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let _writer = loop {
+            match StreamWriter::open(&path) {
+                Err(evstream::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         println!("locked");
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).unwrap();

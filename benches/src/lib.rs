@@ -26,7 +26,10 @@
 //! and unverified iteration against a `BufReader<File>` parse that checks every checksum
 //! ([`stdio::EventReader`]). A timed replay either opens the file, visits every event and
 //! closes it ([`ReplayMode::Open`]), or is the second full pass of a reader that is
-//! already open ([`ReplayMode::Reused`]; for evstream, every page is then mapped).
+//! already open ([`ReplayMode::Reused`]; for evstream, every page is then mapped). The
+//! replay limit ([`ReplayMethod::LimitCrc`]) is one CRC-32 pass over the same bytes through
+//! a read-only mapping: made afresh when the open is timed (the page faults and the
+//! checksum), resident when reused. Every row reports its ratio to its section's limit.
 //!
 //! evstream also runs cold with [`WriterOptions::huge_pages`] on
 //! ([`AppendMethod::EvstreamHugePages`]), replays a copy of the stream written that way
@@ -247,11 +250,16 @@ pub enum ReplayMethod {
     /// [`stdio::EventReader`] over a `BufReader<File>` (8 KiB): payloads copied into a
     /// reused buffer, every checksum checked. The replay baseline.
     BufReader,
+    /// The limit: one CRC-32 pass over the stream's bytes through a read-only mapping, no
+    /// parsing. Opened afresh ([`ReplayMode::Open`]) it measures the page faults of mapping
+    /// the page-cached file plus the checksum; reused, the checksum over resident pages.
+    LimitCrc,
 }
 
 impl ReplayMethod {
     /// Every replay method, baseline last.
-    pub const ALL: [ReplayMethod; 3] = [
+    pub const ALL: [ReplayMethod; 4] = [
+        ReplayMethod::LimitCrc,
         ReplayMethod::EvstreamVerified,
         ReplayMethod::EvstreamUnverified,
         ReplayMethod::BufReader,
@@ -263,6 +271,7 @@ impl ReplayMethod {
             Self::EvstreamVerified => "evstream iter (verified)",
             Self::EvstreamUnverified => "evstream iter_unverified",
             Self::BufReader => "BufReader parse + CRC",
+            Self::LimitCrc => "limit: CRC-32 over a fresh mapping",
         }
     }
 
@@ -272,6 +281,7 @@ impl ReplayMethod {
             Self::EvstreamVerified => "evstream iter (verified), reader reused",
             Self::EvstreamUnverified => "evstream iter_unverified, reader reused",
             Self::BufReader => "BufReader parse + CRC, file reused",
+            Self::LimitCrc => "limit: CRC-32 over the resident mapping",
         }
     }
 
@@ -281,6 +291,7 @@ impl ReplayMethod {
             Self::EvstreamVerified => "evstream_verified",
             Self::EvstreamUnverified => "evstream_unverified",
             Self::BufReader => "bufreader",
+            Self::LimitCrc => "limit_crc",
         }
     }
 }
@@ -817,6 +828,18 @@ fn bufreader_pass(mut file: &File, path: &Path) -> Result<u64> {
     Ok(events)
 }
 
+/// The replay limit's pass: CRC-32 over the stream's written bytes (the stream header's
+/// write offset says how many), without parsing them. Returns no event count (0).
+fn limit_crc_pass(map: &[u8]) -> u64 {
+    let end = map
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    let end = usize::try_from(end).unwrap_or(usize::MAX).min(map.len());
+    black_box(crc32fast::hash(map.get(..end).unwrap_or_default()));
+    0
+}
+
 /// Visits every event of the stream at `path` with `method` and returns the time of the
 /// timed region (see [`ReplayMode`]) and the number of events seen.
 ///
@@ -835,6 +858,14 @@ pub fn replay_once(method: ReplayMethod, mode: ReplayMode, path: &Path) -> Resul
         ReplayMethod::BufReader => {
             let file = File::open(path).map_err(io_err("open", path))?;
             timed_pass(mode, open_start, file, |f| bufreader_pass(f, path))
+        }
+        ReplayMethod::LimitCrc => {
+            let file = File::open(path).map_err(io_err("open", path))?;
+            // SAFETY: the bench's own replay file, written and closed before the run; no
+            // process truncates or writes it while mapped.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err("mmap", path))?;
+            drop(file);
+            timed_pass(mode, open_start, map, |m| Ok(limit_crc_pass(m)))
         }
     }
 }
@@ -927,6 +958,9 @@ pub struct ThroughputRow {
     pub mb_per_sec: f64,
     /// Median time of the section's baseline divided by this row's: how many times faster.
     pub ratio: f64,
+    /// Median time of the section's limit row divided by this row's (at most about 1):
+    /// the fraction of the limit this system reaches. `None` where the section has none.
+    pub of_limit: Option<f64>,
 }
 
 /// One system's per-append latency, in nanoseconds.
@@ -1050,7 +1084,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
                     ReplayMode::Open | ReplayMode::Reused => &replay_file,
                 };
                 let (time, seen) = replay_once(method, mode, file)?;
-                if seen != workload.events() {
+                if method != ReplayMethod::LimitCrc && seen != workload.events() {
                     return Err(io_error(
                         "replay",
                         &replay_file,
@@ -1146,18 +1180,35 @@ fn row(
         mb_per_sec: workload.payload_bytes() as f64 / secs / 1e6,
         summary,
         ratio: 1.0,
+        of_limit: None,
     }
 }
 
-/// Sets every row's ratio to the median of the row `is_baseline` picks over its own.
+/// Sets every row's ratio to the median of the row with `baseline_id` over its own.
 fn set_ratios(rows: &mut [ThroughputRow], mode: &str, baseline_id: &str) {
+    for_ratio_to(rows, mode, baseline_id, |r, ratio| r.ratio = ratio);
+}
+
+/// Sets every row's `of_limit` to the median of the row with `limit_id` over its own.
+fn set_limit_ratios(rows: &mut [ThroughputRow], mode: &str, limit_id: &str) {
+    for_ratio_to(rows, mode, limit_id, |r, ratio| r.of_limit = Some(ratio));
+}
+
+/// Calls `set` with every row of `mode` and the median of the row with `id` over its own.
+fn for_ratio_to(
+    rows: &mut [ThroughputRow],
+    mode: &str,
+    id: &str,
+    set: impl Fn(&mut ThroughputRow, f64),
+) {
     let base = rows
         .iter()
-        .find(|r| r.mode == mode && r.id == baseline_id)
+        .find(|r| r.mode == mode && r.id == id)
         .map(|r| r.summary.median.as_secs_f64());
     if let Some(base) = base {
         for r in rows.iter_mut().filter(|r| r.mode == mode) {
-            r.ratio = base / r.summary.median.as_secs_f64().max(1e-12);
+            let ratio = base / r.summary.median.as_secs_f64().max(1e-12);
+            set(r, ratio);
         }
     }
 }
@@ -1181,6 +1232,7 @@ fn throughput_rows(
         .collect();
     for mode in [Mode::Cold, Mode::Warm] {
         set_ratios(&mut rows, mode.name(), AppendMethod::WritePerEvent.id());
+        set_limit_ratios(&mut rows, mode.name(), AppendMethod::AnonMemory.id());
     }
     rows
 }
@@ -1225,6 +1277,7 @@ fn replay_rows(
         ReplayMode::Reused,
     ] {
         set_ratios(&mut rows, mode.name(), ReplayMethod::BufReader.id());
+        set_limit_ratios(&mut rows, mode.name(), ReplayMethod::LimitCrc.id());
     }
     rows
 }
@@ -1503,17 +1556,21 @@ fn write_throughput(
     writeln!(f, "{title}")?;
     writeln!(
         f,
-        "  {:<width$} {:>12} {:>10} {:>8} {:>8}",
-        "method", "events/s", "MB/s", "ratio", "spread"
+        "  {:<width$} {:>12} {:>10} {:>8} {:>8} {:>8}",
+        "method", "events/s", "MB/s", "ratio", "of limit", "spread"
     )?;
     for r in rows {
+        let of_limit = r
+            .of_limit
+            .map_or_else(|| "-".to_owned(), |l| format!("{l:.2}x"));
         writeln!(
             f,
-            "  {:<width$} {:>12} {:>10.0} {:>7.2}x {:>7.1}%",
+            "  {:<width$} {:>12} {:>10.0} {:>7.2}x {:>8} {:>7.1}%",
             r.method,
             fmt_rate(r.events_per_sec),
             r.mb_per_sec,
             r.ratio,
+            of_limit,
             r.summary.spread() * 100.0
         )?;
     }
@@ -1662,10 +1719,11 @@ fn json_throughput(out: &mut String, rows: &[ThroughputRow]) {
         json_str(out, r.mode);
         let ns = |d: Duration| d.as_nanos().to_string();
         out.push_str(&format!(
-            ", \"events_per_sec\": {}, \"mb_per_sec\": {}, \"ratio\": {}, \"median_ns\": {}, \"q1_ns\": {}, \"q3_ns\": {}, \"min_ns\": {}, \"max_ns\": {}, \"samples_ns\": [{}]}}",
+            ", \"events_per_sec\": {}, \"mb_per_sec\": {}, \"ratio\": {}, \"of_limit\": {}, \"median_ns\": {}, \"q1_ns\": {}, \"q3_ns\": {}, \"min_ns\": {}, \"max_ns\": {}, \"samples_ns\": [{}]}}",
             json_f64(r.events_per_sec),
             json_f64(r.mb_per_sec),
             json_f64(r.ratio),
+            r.of_limit.map_or_else(|| "null".to_owned(), json_f64),
             ns(r.summary.median),
             ns(r.summary.q1),
             ns(r.summary.q3),
@@ -1820,7 +1878,13 @@ mod tests {
         write_replay_file(&path, &workload)?;
         for (method, mode) in replay_cases() {
             let (_, seen) = replay_once(method, mode, &path)?;
-            assert_eq!(seen, 500, "{} {}", method.label(), mode.name());
+            // The limit checksums the bytes without parsing them into events.
+            let expected = if method == ReplayMethod::LimitCrc {
+                0
+            } else {
+                500
+            };
+            assert_eq!(seen, expected, "{} {}", method.label(), mode.name());
         }
         Ok(())
     }
@@ -1919,14 +1983,14 @@ mod tests {
         assert_eq!(report.append.len(), append_cases().len());
         assert_eq!(report.append.iter().filter(|r| r.mode == "cold").count(), 8);
         assert_eq!(report.append.iter().filter(|r| r.mode == "warm").count(), 6);
-        assert_eq!(report.replay.len(), 9);
+        assert_eq!(report.replay.len(), 12);
         assert_eq!(
             report
                 .replay
                 .iter()
                 .filter(|r| r.mode == "replay_huge_pages")
                 .count(),
-            3
+            4
         );
         assert_eq!(
             report
@@ -1934,8 +1998,28 @@ mod tests {
                 .iter()
                 .filter(|r| r.mode == "replay_reused")
                 .count(),
-            3
+            4
         );
+        // Every replay row and every warm append row is set against its section's limit,
+        // and each limit row against itself.
+        for r in report
+            .replay
+            .iter()
+            .chain(report.append.iter().filter(|r| r.mode == "warm"))
+        {
+            let of_limit = r.of_limit.ok_or("a row without its ratio to the limit")?;
+            if r.id == ReplayMethod::LimitCrc.id() || r.id == AppendMethod::AnonMemory.id() {
+                assert!((of_limit - 1.0).abs() < 1e-9, "{} {of_limit}", r.method);
+            }
+        }
+        assert!(
+            report
+                .append
+                .iter()
+                .filter(|r| r.mode == "cold")
+                .all(|r| r.of_limit.is_none())
+        );
+        assert!(report.to_json().contains("\"of_limit\": null"));
         assert_eq!(
             report.latency.len(),
             1 + latency_cases(Duration::ZERO).len()
@@ -1985,7 +2069,7 @@ mod tests {
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         assert_eq!(json.matches('[').count(), json.matches(']').count());
         assert_eq!(report.flush.len(), 2);
-        assert_eq!(json.matches("\"events_per_sec\"").count(), 14 + 9 + 2);
+        assert_eq!(json.matches("\"events_per_sec\"").count(), 14 + 12 + 2);
         assert_eq!(json.matches("\"p999_ns\"").count(), report.latency.len());
         assert!(!report.dir.exists(), "the temporary directory is removed");
         Ok(())

@@ -1,9 +1,10 @@
-//! `evstream salvage SRC DST`: copy every readable event of a damaged stream to a new one.
+//! `evstream salvage SRC DST`: copy every readable event of a damaged stream or log to a
+//! new one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use evstream::salvage::{Found, Salvage};
-use evstream::{Prefault, StreamWriter, WriterOptions};
+use evstream::{LogReader, LogWriter, Prefault, StreamWriter, WriterOptions};
 
 use crate::create;
 use crate::failure::{self, Failure};
@@ -17,25 +18,133 @@ pub const EXAMPLES: &str = "\
 Examples:
   evstream salvage damaged.evs rescued.evs
   evstream salvage damaged.evs rescued.evs --capacity 1GiB
+  evstream salvage app.log rescued.log
 
 Reads SRC without changing it and writes the events whose checksums match, in order, to
 DST, a new stream (the same capacity as SRC unless --capacity is given). After a damaged
 event it searches for the next event that checks out and reports each skipped range on
 standard output: its byte offset, its length and what was wrong at its start. DST is
 created only when at least one event is found (or SRC is an intact empty stream); it is
-flushed to disk before the command returns. Exit status 0 when the copy is made (with or without damage), 1 when SRC has no
-readable event or cannot be read, or DST cannot be written.";
+flushed to disk before the command returns. A log directory is salvaged segment by
+segment, oldest first, into a new log with the same segment size; each damaged range
+names its segment file, and an event whose timestamp is lower than the previous one
+salvaged (possible only across damaged segments) is skipped and reported. Exit status 0
+when the copy is made (with or without damage), 1 when SRC has no readable event or
+cannot be read, or DST cannot be written.";
 
 /// Arguments of `evstream salvage`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The damaged stream file (only read)
+    /// The damaged stream file or log directory (only read)
     src: PathBuf,
-    /// The new stream file to write; it must not exist
+    /// The new stream file (or, for a log, log directory) to write; it must not exist
     dst: PathBuf,
-    /// Capacity of DST (default: SRC's length)
+    /// Capacity of DST (default: SRC's length); not for logs
     #[arg(long, value_name = "SIZE", value_parser = create::parse_capacity)]
     capacity: Option<u64>,
+}
+
+/// Where salvaged events go: a stream created on the first event, or a log.
+// One sink per command: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Sink<'a> {
+    Stream {
+        path: &'a Path,
+        capacity: u64,
+        writer: Option<StreamWriter>,
+    },
+    Log {
+        path: &'a Path,
+        options: evstream::LogOptions,
+        writer: Option<LogWriter>,
+    },
+}
+
+impl Sink<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Stream { path, .. } | Self::Log { path, .. } => path,
+        }
+    }
+
+    fn created(&self) -> bool {
+        match self {
+            Self::Stream { writer, .. } => writer.is_some(),
+            Self::Log { writer, .. } => writer.is_some(),
+        }
+    }
+
+    /// Creates the destination (once) and appends an event to it.
+    fn append(&mut self, timestamp: i64, payload: &[u8]) -> evstream::Result<()> {
+        match self {
+            Self::Stream {
+                path,
+                capacity,
+                writer,
+            } => {
+                if writer.is_none() {
+                    let options = WriterOptions::default().prefault(Prefault::Background);
+                    *writer = Some(StreamWriter::create_with(path, *capacity, options)?);
+                }
+                match writer {
+                    Some(w) => w.append(timestamp, payload).map(drop),
+                    None => Ok(()),
+                }
+            }
+            Self::Log {
+                path,
+                options,
+                writer,
+            } => {
+                if writer.is_none() {
+                    *writer = Some(LogWriter::create(path, options.clone())?);
+                }
+                match writer {
+                    Some(w) => w.append(timestamp, payload).map(drop),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Creates an empty destination if none was created yet, and flushes it.
+    fn finish(&mut self, create_empty: bool) -> evstream::Result<()> {
+        match self {
+            Self::Stream {
+                path,
+                capacity,
+                writer,
+            } => {
+                if writer.is_none() && create_empty {
+                    let options = WriterOptions::default().prefault(Prefault::Off);
+                    *writer = Some(StreamWriter::create_with(path, *capacity, options)?);
+                }
+                writer.as_mut().map_or(Ok(()), StreamWriter::flush)
+            }
+            Self::Log {
+                path,
+                options,
+                writer,
+            } => {
+                if writer.is_none() && create_empty {
+                    *writer = Some(LogWriter::create(path, options.clone())?);
+                }
+                writer.as_mut().map_or(Ok(()), LogWriter::flush)
+            }
+        }
+    }
+}
+
+/// What a salvage found, across every file it scanned.
+#[derive(Default)]
+struct Tally {
+    events: u64,
+    event_bytes: u64,
+    ranges: u64,
+    damaged_bytes: u64,
+    first_last: Option<(i64, i64)>,
+    last_timestamp: Option<i64>,
+    bad_header: bool,
 }
 
 /// Scans SRC, appends what checks out to DST, and reports the damaged ranges.
@@ -50,72 +159,167 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
             },
         ));
     }
-    let mut salvage = Salvage::open(src).map_err(|e| Failure::stream(src, &e))?;
+    let (files, mut sink) = if src.is_dir() {
+        if args.capacity.is_some() {
+            return Err(Failure::usage(
+                "--capacity is for stream files; a salvaged log keeps its segment size",
+            ));
+        }
+        let log = LogReader::open(src).map_err(|e| Failure::stream(src, &e))?;
+        let files = log
+            .segment_files()
+            .map_err(|e| Failure::stream(src, &e))?
+            .into_iter()
+            .map(|(_, path)| path)
+            .collect::<Vec<_>>();
+        let sink = Sink::Log {
+            path: dst,
+            options: log.options().clone(),
+            writer: None,
+        };
+        (files, sink)
+    } else {
+        let capacity = match args.capacity {
+            Some(capacity) => capacity,
+            None => std::fs::metadata(src)
+                .map(|m| m.len())
+                .unwrap_or(0)
+                .max(evstream::format::MIN_CAPACITY),
+        };
+        let sink = Sink::Stream {
+            path: dst,
+            capacity,
+            writer: None,
+        };
+        (vec![src.to_owned()], sink)
+    };
+    let mut tally = Tally::default();
+    let mut result = Ok(());
+    for file in &files {
+        result = salvage_file(file, src.is_dir(), &mut sink, &mut tally);
+        if result.is_err() {
+            break;
+        }
+    }
+    let intact_and_empty = tally.ranges == 0 && !tally.bad_header;
+    let finished = sink
+        .finish(intact_and_empty)
+        .map_err(|e| Failure::stream(sink.path(), &e));
+    result?;
+    finished?;
+    if !sink.created() {
+        let damage = if tally.ranges == 0 {
+            String::new()
+        } else {
+            format!(
+                " ({}, {})",
+                plural(tally.ranges, "damaged range"),
+                units::size_exact(tally.damaged_bytes)
+            )
+        };
+        return Err(Failure::data(format!(
+            "{}: no readable event found{damage}: it is not a stream file, or none of its \
+             events survived; {} was not created",
+            src.display(),
+            dst.display()
+        )));
+    }
+    let span = tally.first_last.map_or_else(String::new, |(first, last)| {
+        format!(", {} to {}", zone.show(first), zone.show(last))
+    });
+    output::line(&format!(
+        "salvaged {} ({}{span}) from {} to {}; skipped {} ({})",
+        plural(tally.events, "event"),
+        units::size(tally.event_bytes),
+        src.display(),
+        dst.display(),
+        plural(tally.ranges, "damaged range"),
+        units::size_exact(tally.damaged_bytes)
+    ))
+}
+
+/// Salvages one stream file (a whole stream, or one segment of a log) into `sink`.
+fn salvage_file(
+    file: &Path,
+    segment: bool,
+    sink: &mut Sink<'_>,
+    tally: &mut Tally,
+) -> Result<(), Failure> {
+    let mut salvage = Salvage::open(file).map_err(|e| Failure::stream(file, &e))?;
     if let Some(write_offset) = salvage.bad_write_offset() {
+        tally.bad_header = true;
         failure::note(&format!(
             "{}: the header's write offset {write_offset} is out of range; scanning the whole file",
-            src.display()
+            file.display()
         ));
     }
-    let capacity = match args.capacity {
-        Some(capacity) => capacity,
-        None => std::fs::metadata(src)
-            .map(|m| m.len())
-            .unwrap_or(0)
-            .max(evstream::format::MIN_CAPACITY),
+    // In a log, damaged ranges name their segment; for a single stream the file is SRC.
+    let place = |offset: u64| {
+        if segment {
+            format!("{} byte offset {offset}", file.display())
+        } else {
+            format!("byte offset {offset}")
+        }
+    };
+    let report = |bar: &Option<indicatif::ProgressBar>, line: String| match bar {
+        Some(bar) => bar.suspend(|| output::line(&line)),
+        None => output::line(&line),
     };
     let bar = progress::bytes("salvaging", salvage.end());
-    let mut writer: Option<StreamWriter> = None;
-    let (mut events, mut event_bytes) = (0u64, 0u64);
-    let (mut ranges, mut damaged_bytes) = (0u64, 0u64);
-    let mut first_last: Option<(i64, i64)> = None;
     let result = loop {
         let found = match salvage.next_found() {
             Ok(Some(found)) => found,
             Ok(None) => break Ok(()),
-            Err(e) => break Err(Failure::stream(src, &e)),
+            Err(e) => break Err(Failure::stream(file, &e)),
         };
         match found {
             Found::Event(event) => {
-                if writer.is_none() {
-                    let options = WriterOptions::default().prefault(Prefault::Background);
-                    match StreamWriter::create_with(dst, capacity, options) {
-                        Ok(created) => writer = Some(created),
-                        Err(e) => break Err(Failure::stream(dst, &e)),
+                let len = evstream::format::EVENT_HEADER_LEN + event.payload.len() as u64;
+                if tally
+                    .last_timestamp
+                    .is_some_and(|last| event.timestamp < last)
+                {
+                    tally.ranges += 1;
+                    tally.damaged_bytes += len;
+                    let line = format!(
+                        "damaged: {}, {} skipped: timestamp {} is lower than the previous event's",
+                        place(event.offset),
+                        units::size_exact(len),
+                        event.timestamp
+                    );
+                    if let Err(failure) = report(&bar, line) {
+                        break Err(failure);
                     }
+                    continue;
                 }
-                let Some(out) = writer.as_mut() else {
-                    break Ok(());
-                };
-                if let Err(e) = out.append(event.timestamp, event.payload) {
-                    break Err(Failure::stream(dst, &e).with_context(&format!(
+                if let Err(e) = sink.append(event.timestamp, event.payload) {
+                    break Err(Failure::stream(sink.path(), &e).with_context(&format!(
                         " (copying the event at byte offset {} of {})",
                         event.offset,
-                        src.display()
+                        file.display()
                     )));
                 }
-                events += 1;
-                event_bytes += evstream::format::EVENT_HEADER_LEN + event.payload.len() as u64;
-                first_last = Some(
-                    first_last.map_or((event.timestamp, event.timestamp), |(f, _)| {
-                        (f, event.timestamp)
-                    }),
+                tally.events += 1;
+                tally.event_bytes += len;
+                tally.last_timestamp = Some(event.timestamp);
+                tally.first_last = Some(
+                    tally
+                        .first_last
+                        .map_or((event.timestamp, event.timestamp), |(f, _)| {
+                            (f, event.timestamp)
+                        }),
                 );
             }
             Found::Damaged(range) => {
-                ranges += 1;
-                damaged_bytes += range.len;
+                tally.ranges += 1;
+                tally.damaged_bytes += range.len;
                 let line = format!(
-                    "damaged: byte offset {}, {} skipped: {}",
-                    range.offset,
+                    "damaged: {}, {} skipped: {}",
+                    place(range.offset),
                     units::size_exact(range.len),
                     range.reason
                 );
-                let printed = match &bar {
-                    Some(bar) => bar.suspend(|| output::line(&line)),
-                    None => output::line(&line),
-                };
-                if let Err(failure) = printed {
+                if let Err(failure) = report(&bar, line) {
                     break Err(failure);
                 }
             }
@@ -127,49 +331,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let flushed = match writer.as_mut() {
-        Some(out) => out.flush().map_err(|e| Failure::stream(dst, &e)),
-        None => Ok(()),
-    };
-    result?;
-    flushed?;
-    if writer.is_none() {
-        if ranges == 0 && salvage.bad_write_offset().is_none() {
-            // An intact, empty stream: its copy is an empty stream.
-            let options = WriterOptions::default().prefault(Prefault::Off);
-            let mut empty = StreamWriter::create_with(dst, capacity, options)
-                .map_err(|e| Failure::stream(dst, &e))?;
-            empty.flush().map_err(|e| Failure::stream(dst, &e))?;
-        } else {
-            let damage = if ranges == 0 {
-                String::new()
-            } else {
-                format!(
-                    " ({}, {})",
-                    plural(ranges, "damaged range"),
-                    units::size_exact(damaged_bytes)
-                )
-            };
-            return Err(Failure::data(format!(
-                "{}: no readable event found{damage}: it is not a stream file, or none of its \
-                 events survived; {} was not created",
-                src.display(),
-                dst.display()
-            )));
-        }
-    }
-    let span = first_last.map_or_else(String::new, |(first, last)| {
-        format!(", {} to {}", zone.show(first), zone.show(last))
-    });
-    output::line(&format!(
-        "salvaged {} ({}{span}) from {} to {}; skipped {} ({})",
-        plural(events, "event"),
-        units::size(event_bytes),
-        src.display(),
-        dst.display(),
-        plural(ranges, "damaged range"),
-        units::size_exact(damaged_bytes)
-    ))
+    result
 }
 
 /// `1 event`, `2 events`.

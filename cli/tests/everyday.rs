@@ -1071,3 +1071,82 @@ fn long_commands_show_progress_on_a_terminal_and_only_there() {
     );
     assert_eq!(events_of(&imported), events_of(&src));
 }
+
+#[test]
+fn salvage_copies_a_damaged_log_segment_by_segment() {
+    use evstream::{LogOptions, LogReader, LogWriter};
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app.log");
+    let mut writer = LogWriter::create(&src, LogOptions::default().segment_size(4096)).unwrap();
+    let events: Vec<(i64, Vec<u8>)> = (0..400)
+        .map(|i| (NOON + i * SEC, format!("log event {i:04}").into_bytes()))
+        .collect();
+    for (t, p) in &events {
+        writer.append(*t, p).unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    let segments = LogReader::open(&src).unwrap().segment_files().unwrap();
+    assert!(
+        segments.len() >= 3,
+        "the log rolled: {} segments",
+        segments.len()
+    );
+    // Flip a payload byte of the second event of the second segment: each event is
+    // 16 + 14 = 30 bytes, so that event starts at 24 + 30.
+    let (_, damaged) = &segments[1];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    bytes[24 + 30 + 20] ^= 0x01;
+    std::fs::write(damaged, &bytes).unwrap();
+    let before: Vec<Vec<u8>> = segments
+        .iter()
+        .map(|(_, p)| std::fs::read(p).unwrap())
+        .collect();
+
+    let dst = dir.path().join("rescued.log");
+    let out = run(&["salvage", s(&src), s(&dst)]).ok();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "damaged: {} byte offset 54, 30 B skipped: checksum mismatch",
+            damaged.display()
+        )),
+        "the damaged range names its segment: {lines:?}"
+    );
+    assert!(lines[1].starts_with("salvaged 399 events"), "{lines:?}");
+
+    let rescued: Vec<(i64, Vec<u8>)> = LogReader::open(&dst)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.timestamp(), e.payload().to_vec())
+        })
+        .collect();
+    let first_of_second = {
+        let reader = evstream::StreamReader::open(&segments[1].1).unwrap();
+        let first = reader.iter().next().unwrap().unwrap().timestamp();
+        events.iter().position(|(t, _)| *t == first).unwrap()
+    };
+    let mut kept = events.clone();
+    kept.remove(first_of_second + 1);
+    assert_eq!(rescued, kept, "every event but the damaged one, in order");
+    run(&["verify", s(&dst)]).ok();
+    let after: Vec<Vec<u8>> = segments
+        .iter()
+        .map(|(_, p)| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(before, after, "the source log is never changed");
+
+    run(&[
+        "salvage",
+        s(&src),
+        s(&dir.path().join("x.log")),
+        "--capacity",
+        "1MiB",
+    ])
+    .fails(2, &["--capacity is for stream files"]);
+}

@@ -10,12 +10,13 @@
 mod nats_support;
 #[path = "../../tests/reliability_support/mod.rs"]
 mod reliability_support;
+mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use evstream::{LogOptions, LogReader, LogWriter, StreamReader, StreamWriter};
+use evstream::{LogOptions, LogReader, LogWriter, StreamWriter};
 use nats_support::{Server, server_binary};
 use reliability_support::Rng;
 
@@ -99,17 +100,6 @@ fn read_log(dir: &Path) -> Vec<(i64, Vec<u8>)> {
     reader
         .iter()
         .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.timestamp(), e.payload().to_vec())
-        })
-        .collect()
-}
-
-fn read_events(path: &Path) -> Vec<(i64, Vec<u8>)> {
-    let reader = StreamReader::open(path).unwrap();
-    reader
-        .iter()
         .map(|e| {
             let e = e.unwrap();
             (e.timestamp(), e.payload().to_vec())
@@ -456,5 +446,9 @@ fn user_and_password_work_and_a_wrong_password_is_a_clear_error() {
         ]),
         "pull with the right password",
     );
-    assert_same(&read_events(&target), &events, "authenticated round trip");
+    assert_same(
+        &support::events_of(&target),
+        &events,
+        "authenticated round trip",
+    );
 }

@@ -243,24 +243,11 @@ fn read_stream_batch(
         payload: Bytes::copy_from_slice(e.payload()),
     };
     reader.refresh()?;
-    let mut events = Vec::new();
-    for event in reader.iter_from(position)?.take(max) {
-        events.push(outgoing(event?));
-    }
-    if !events.is_empty() || stop_at_end {
-        return Ok(events);
-    }
     let mut follow = reader.follow(position)?;
-    if let Some(event) = follow.next_timeout(WAIT)? {
-        events.push(outgoing(event));
-        while events.len() < max {
-            match follow.try_next()? {
-                Some(event) => events.push(outgoing(event)),
-                None => break,
-            }
-        }
-    }
-    Ok(events)
+    collect(max, stop_at_end, outgoing, |wait| match wait {
+        None => follow.try_next(),
+        Some(wait) => follow.next_timeout(wait),
+    })
 }
 
 /// As [`read_stream_batch`], for a log.
@@ -277,23 +264,29 @@ fn read_log_batch(
         payload: Bytes::copy_from_slice(e.payload()),
     };
     let mut iter = reader.iter_from(Position::from_u64(position))?;
+    collect(max, stop_at_end, outgoing, |wait| match wait {
+        None => iter.try_next(),
+        Some(wait) => iter.next_timeout(wait),
+    })
+}
+
+/// Up to `max` events: those published now, or, if there are none and `stop_at_end` is
+/// off, those published within one [`WAIT`]. `next(None)` returns the next event if one
+/// is published, `next(Some(wait))` waits up to `wait` for one.
+fn collect<E>(
+    max: usize,
+    stop_at_end: bool,
+    outgoing: impl Fn(E) -> Outgoing,
+    mut next: impl FnMut(Option<Duration>) -> evstream::Result<Option<E>>,
+) -> evstream::Result<Vec<Outgoing>> {
     let mut events = Vec::new();
+    let mut wait = (!stop_at_end).then_some(WAIT);
     while events.len() < max {
-        match iter.try_next()? {
+        // Wait only for the first event of a batch; then take what is published.
+        let waiting = if events.is_empty() { wait.take() } else { None };
+        match next(waiting)? {
             Some(event) => events.push(outgoing(event)),
             None => break,
-        }
-    }
-    if !events.is_empty() || stop_at_end {
-        return Ok(events);
-    }
-    if let Some(event) = iter.next_timeout(WAIT)? {
-        events.push(outgoing(event));
-        while events.len() < max {
-            match iter.try_next()? {
-                Some(event) => events.push(outgoing(event)),
-                None => break,
-            }
         }
     }
     Ok(events)

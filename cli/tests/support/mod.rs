@@ -179,11 +179,15 @@ pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// A stream at `dir/name` holding `events`, written through the library.
+/// A stream at `dir/name` holding `events`, written through the library; every event but
+/// the last is flushed (below the durable watermark), the last is not.
 pub fn stream(dir: &Path, name: &str, capacity: u64, events: &[(i64, &[u8])]) -> PathBuf {
     let path = dir.join(name);
     let mut writer = Writer::create(&path, capacity);
-    for (ts, payload) in events {
+    for (i, (ts, payload)) in events.iter().enumerate() {
+        if i + 1 == events.len() {
+            writer.flush().unwrap();
+        }
         writer.append(*ts, payload).unwrap();
     }
     path
