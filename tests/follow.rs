@@ -4,25 +4,17 @@
 //! The test binary re-executes itself as the child: `EVSTREAM_CHILD` selects its role.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod reliability_support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use evstream::{StreamReader, StreamWriter, WaitStrategy, format::STREAM_HEADER_LEN};
+use reliability_support::spawn_child;
 
 /// Events the stress writer publishes.
 const STRESS_EVENTS: u64 = 1_000_000;
-
-fn spawn_child(role: &str, test: &str, path: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("EVSTREAM_CHILD", role)
-        .env("EVSTREAM_CHILD_PATH", path)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
-}
 
 fn child_role() -> Option<(String, std::path::PathBuf)> {
     let role = std::env::var("EVSTREAM_CHILD").ok()?;

@@ -3,11 +3,14 @@
 //! The test binary re-executes itself as the child: `EVSTREAM_CHILD` selects its role.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod reliability_support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use evstream::{StreamReader, StreamWriter, format::STREAM_HEADER_LEN};
+use reliability_support::spawn_child;
 
 const EVENTS: u64 = 50_000;
 
@@ -41,16 +44,6 @@ fn follow_events(path: &Path) {
         assert_eq!(event.timestamp(), i as i64);
         assert_eq!(event.payload(), payload(i));
     }
-}
-
-fn spawn_child(role: &str, test: &str, path: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("EVSTREAM_CHILD", role)
-        .env("EVSTREAM_CHILD_PATH", path)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 /// Runs the child's role when this process was started as a child; returns whether it was.

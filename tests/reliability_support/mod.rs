@@ -233,6 +233,18 @@ pub fn child_test(name: &str) -> Command {
     cmd
 }
 
+/// Starts this test binary again as a child that runs the single test `test` in the role
+/// `role` (`EVSTREAM_CHILD`) on `path` (`EVSTREAM_CHILD_PATH`), its output discarded.
+pub fn spawn_child(role: &str, test: &str, path: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("path of the test binary"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("EVSTREAM_CHILD", role)
+        .env("EVSTREAM_CHILD_PATH", path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the test binary")
+}
+
 /// A number from the environment, or `default`.
 pub fn env_count(name: &str, default: u64) -> u64 {
     std::env::var(name)
