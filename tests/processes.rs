@@ -259,3 +259,41 @@ fn recovery_waits_for_reader_processes() {
     assert_eq!(writer.event_count(), 4);
     assert_eq!(writer.generation(), 1);
 }
+
+/// A reader that was dropped is gone for every writer at once, even while other threads
+/// of the process start child processes (a child shares the parent's open files from its
+/// fork until its `exec`): recovery right after a reader closed is never refused.
+#[test]
+fn a_dropped_reader_never_blocks_recovery_while_processes_start() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut started = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let status = Command::new("true").stdin(Stdio::null()).status().unwrap();
+                assert!(status.success());
+                started += 1;
+            }
+            started
+        })
+    };
+    let rounds = std::env::var("EVSTREAM_PRESENCE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for round in 0..rounds {
+        let path = dir.path().join(format!("p{round}.evs"));
+        let torn = torn_stream(&path);
+        drop(StreamReader::open(&path).unwrap());
+        let writer = StreamWriter::open(&path)
+            .unwrap_or_else(|e| panic!("round {round}: a dropped reader blocked recovery: {e}"));
+        assert_eq!(writer.recovery().torn_at.as_ref().map(|t| t.0), Some(torn));
+        drop(writer);
+        std::fs::remove_file(&path).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(spawner.join().unwrap() > 0);
+}

@@ -1,7 +1,7 @@
 //! The one writer of a log: appends to the newest segment, rolls, seals, retains.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -13,7 +13,7 @@ use crate::log::config::{LogOptions, sync_dir};
 use crate::log::position::{MAX_SEGMENT, Position};
 use crate::log::retention::{self, Retired};
 use crate::log::segment::{self, SegmentEntry, SegmentIndex, next_name, segment_name};
-use crate::stream::open::{lock_exclusive, now_nanos};
+use crate::stream::open::{HeldLock, LockKind, lock_exclusive, now_nanos};
 use crate::stream::reader::StreamReader;
 use crate::stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};
 
@@ -108,7 +108,7 @@ pub struct LogWriter {
     largest: u64,
     background: Background,
     recovery: LogRecovery,
-    _lock: File,
+    _lock: HeldLock,
 }
 
 impl LogWriter {
@@ -274,7 +274,7 @@ impl LogWriter {
             background,
             recovery,
             options,
-            _lock: lock,
+            _lock: HeldLock::new(lock, LockKind::Writer),
         };
         if let Some(first) = first {
             writer.set_roll_at(first);

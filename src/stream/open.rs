@@ -156,6 +156,51 @@ pub(crate) fn check_write_offset(path: &Path, write_offset: u64, len: u64) -> Re
     }
 }
 
+/// Which lock a [`HeldLock`] releases when dropped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LockKind {
+    /// The exclusive writer lock (`flock`).
+    Writer,
+    /// The shared reader-presence lock (an OFD lock).
+    Reader,
+}
+
+/// An open file whose lock is released explicitly when it is dropped.
+///
+/// Closing the descriptor alone is not enough: both `flock` and OFD locks belong to the
+/// open file description, which a child process forked by another thread shares until
+/// its `exec` closes it. For that instant the lock would outlive its owner, and a writer
+/// opening right after a reader closed could see a reader that is gone. An explicit
+/// unlock acts on the shared description, so it releases the lock at once.
+#[derive(Debug)]
+pub(crate) struct HeldLock {
+    file: File,
+    kind: LockKind,
+}
+
+impl HeldLock {
+    /// Takes ownership of `file`, on which the caller holds a lock of `kind`.
+    pub(crate) fn new(file: File, kind: LockKind) -> Self {
+        Self { file, kind }
+    }
+
+    /// The file.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Errors cannot be reported from here; closing the descriptor releases the
+        // lock in any case, only later.
+        let _ = match self.kind {
+            LockKind::Writer => self.file.unlock(),
+            LockKind::Reader => sys::set_presence(&self.file, Presence::Unlock).map(drop),
+        };
+    }
+}
+
 /// How long a reader waits for a writer's recovery (which holds the presence lock alone)
 /// to finish before reporting [`Error::Locked`].
 const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

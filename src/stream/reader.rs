@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Corruption, Error, Result};
 use crate::format::{self, RawEvent, STREAM_HEADER_LEN, TRAILER_SLOT_LEN, Trailer};
 use crate::stream::open::{
-    announce_reader, check_write_offset, open_regular, read_identity, read_stream_header,
-    writer_lock_held,
+    HeldLock, LockKind, announce_reader, check_write_offset, open_regular, read_identity,
+    read_stream_header, writer_lock_held,
 };
 use crate::sys::{ReadMap, WaitMap};
 
@@ -130,7 +130,7 @@ pub struct StreamReader {
     counts: (u64, u64),
     index: Mutex<TimeIndex>,
     /// Holds the shared reader-presence lock for the reader's life.
-    _file: std::fs::File,
+    presence: HeldLock,
 }
 
 impl StreamReader {
@@ -186,7 +186,7 @@ impl StreamReader {
             published,
             counts,
             index: Mutex::new(TimeIndex::default()),
-            _file: file,
+            presence: HeldLock::new(file, LockKind::Reader),
         })
     }
 
@@ -400,7 +400,7 @@ impl StreamReader {
         };
         // Read-ahead over the written part only: asking for pages of a hole would make
         // some file systems (tmpfs) allocate them.
-        let advised_end = crate::sys::first_hole(&self._file, STREAM_HEADER_LEN, end)
+        let advised_end = crate::sys::first_hole(self.presence.file(), STREAM_HEADER_LEN, end)
             .unwrap_or(end)
             .max(STREAM_HEADER_LEN);
         self.map
@@ -834,7 +834,7 @@ impl<'a> Follow<'a> {
         let reader = self.reader;
         let wait = self
             .wait
-            .get_or_insert_with(|| WaitMap::new(&reader._file, reader.trailer_at).ok());
+            .get_or_insert_with(|| WaitMap::new(reader.presence.file(), reader.trailer_at).ok());
         let Some(words) = wait.as_ref().and_then(WaitMap::words) else {
             // No wait words: poll.
             let pause = Duration::from_micros(500);

@@ -17,7 +17,7 @@ use crate::format::{
     TRAILER_SLOT_LEN, Trailer,
 };
 use crate::stream::open::{
-    lock_exclusive, now_nanos, open_regular, read_identity, read_stream_header,
+    HeldLock, LockKind, lock_exclusive, now_nanos, open_regular, read_identity, read_stream_header,
 };
 use crate::sys::{self, Prefaulter, Presence, WriteMap};
 
@@ -206,7 +206,7 @@ pub struct StreamWriter {
     recovery: Recovery,
     prefault: Prefaulting,
     // Holds the exclusive lock; dropped last.
-    _file: File,
+    _lock: HeldLock,
 }
 
 impl StreamWriter {
@@ -575,7 +575,7 @@ impl StreamWriter {
             trailer,
             recovery,
             prefault,
-            _file: file,
+            _lock: HeldLock::new(file, LockKind::Writer),
         }
     }
 
