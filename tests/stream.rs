@@ -624,3 +624,49 @@ fn a_sealed_stream_takes_no_more_events() {
     assert_eq!(read_all(&path).len(), 1);
     assert!(StreamReader::open(&path).unwrap().is_sealed());
 }
+
+/// In a stream of several megabytes of mixed event sizes, a damaged payload byte anywhere
+/// (first event, middle, last) is reported at exactly its event's offset, after every
+/// earlier event was yielded intact.
+#[test]
+fn damage_deep_in_a_large_stream_is_reported_at_its_offset() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 8 << 20).unwrap();
+    let mut offsets = Vec::new();
+    // About 5 MiB of events of varied sizes.
+    for i in 0..5000u64 {
+        let len = [40usize, 1000, 64, 3000][i as usize % 4];
+        offsets.push(writer.append(i as i64, &payload(len, i as u8)).unwrap());
+    }
+    drop(writer);
+    let intact = read_all(&path);
+    assert_eq!(intact.len(), offsets.len());
+
+    for &victim in &[0usize, 1500, 2999, 4999] {
+        let copy = path.with_extension(format!("damaged{victim}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The last payload byte of the victim: inside the checksum, outside every header.
+        let end = offsets[victim] + EVENT_HEADER_LEN + intact[victim].2.len() as u64;
+        bytes[end as usize - 1] ^= 0x10;
+        std::fs::write(&copy, &bytes).unwrap();
+
+        let reader = StreamReader::open(&copy).unwrap();
+        let mut seen = 0usize;
+        let mut failure = None;
+        for event in reader.iter() {
+            match event {
+                Ok(e) => {
+                    assert_eq!(e.offset(), intact[seen].0);
+                    assert_eq!(e.payload(), &intact[seen].2[..]);
+                    seen += 1;
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        assert_eq!(seen, victim, "events before the damage");
+        match failure {
+            Some(Error::Corrupt { offset, .. }) => assert_eq!(offset, offsets[victim]),
+            other => panic!("expected Corrupt at {}, got {other:?}", offsets[victim]),
+        }
+    }
+}

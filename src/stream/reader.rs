@@ -28,8 +28,8 @@ impl<'a> EventView<'a> {
     fn new(offset: u64, raw: RawEvent<'a>) -> Self {
         Self {
             offset,
-            timestamp: raw.header.timestamp.get(),
-            checksum: raw.header.checksum.get(),
+            timestamp: raw.timestamp,
+            checksum: raw.stored_checksum,
             payload: raw.payload,
         }
     }
