@@ -29,7 +29,16 @@
 //! already open ([`ReplayMode::Reused`]; for evstream, every page is then mapped). The
 //! replay limit ([`ReplayMethod::LimitCrc`]) is one CRC-32 pass over the same bytes through
 //! a read-only mapping: made afresh when the open is timed (the page faults and the
-//! checksum), resident when reused. Every row reports its ratio to its section's limit.
+//! checksum), resident when reused. Beside it, the floor of checking events one by one
+//! ([`ReplayMethod::LimitCrcPerEvent`]): one CRC-32 call per event over its checked bytes,
+//! which bounds any reader that verifies each event on its own. Every row reports its
+//! ratio to its section's limit.
+//!
+//! Cold appends are set against limits too ([`FillLimit`]): the same bytes put into a
+//! fresh file's page cache through a shared mapping (plain, populated in one call, with
+//! huge pages) and through `write(2)` in 1 MiB calls, measured in the same repeats;
+//! evstream's cold rows report their ratio to the mapping fill, the `std` rows to the
+//! `write(2)` fill.
 //!
 //! evstream also runs cold with [`WriterOptions::huge_pages`] on
 //! ([`AppendMethod::EvstreamHugePages`]), replays a copy of the stream written that way
@@ -254,12 +263,18 @@ pub enum ReplayMethod {
     /// parsing. Opened afresh ([`ReplayMode::Open`]) it measures the page faults of mapping
     /// the page-cached file plus the checksum; reused, the checksum over resident pages.
     LimitCrc,
+    /// The floor of checking every event on its own: one `crc32fast::hash` call per event
+    /// over as many bytes as its checksum covers (its last `12 + size` bytes), walking the
+    /// sizes in the headers, through the same mapping as [`LimitCrc`](Self::LimitCrc). No
+    /// checksum is compared and nothing is yielded; it counts the events it hashed.
+    LimitCrcPerEvent,
 }
 
 impl ReplayMethod {
     /// Every replay method, baseline last.
-    pub const ALL: [ReplayMethod; 4] = [
+    pub const ALL: [ReplayMethod; 5] = [
         ReplayMethod::LimitCrc,
+        ReplayMethod::LimitCrcPerEvent,
         ReplayMethod::EvstreamVerified,
         ReplayMethod::EvstreamUnverified,
         ReplayMethod::BufReader,
@@ -272,6 +287,7 @@ impl ReplayMethod {
             Self::EvstreamUnverified => "evstream iter_unverified",
             Self::BufReader => "BufReader parse + CRC",
             Self::LimitCrc => "limit: CRC-32 over a fresh mapping",
+            Self::LimitCrcPerEvent => "floor: one CRC-32 call per event, fresh mapping",
         }
     }
 
@@ -282,6 +298,7 @@ impl ReplayMethod {
             Self::EvstreamUnverified => "evstream iter_unverified, reader reused",
             Self::BufReader => "BufReader parse + CRC, file reused",
             Self::LimitCrc => "limit: CRC-32 over the resident mapping",
+            Self::LimitCrcPerEvent => "floor: one CRC-32 call per event, resident",
         }
     }
 
@@ -292,6 +309,7 @@ impl ReplayMethod {
             Self::EvstreamUnverified => "evstream_unverified",
             Self::BufReader => "bufreader",
             Self::LimitCrc => "limit_crc",
+            Self::LimitCrcPerEvent => "limit_crc_per_event",
         }
     }
 }
@@ -736,6 +754,148 @@ fn anon_append<P: Probe>(workload: &Workload, probe: &mut P) -> Result<Duration>
     Ok(elapsed)
 }
 
+/// A limit for cold appends: the workload's stream length of bytes put into the fresh page
+/// cache of a new file, with no events encoded and no checksum, 1 MiB at a time. It is
+/// what any writer of that file pays at least before its own work: a mapping-based writer
+/// the first-touch faults (a zeroed folio per page, the file system's page-mkwrite), a
+/// `write(2)`-based one the copy into new folios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FillLimit {
+    /// Create the file, preallocate its capacity (`posix_fallocate`, as evstream's create
+    /// does), map it shared, copy the bytes into the mapping, unmap, close.
+    Mapping,
+    /// As [`Mapping`](Self::Mapping), with `madvise(MADV_POPULATE_WRITE)` over the whole
+    /// mapping before the copy: every page faulted in one call (as
+    /// [`StreamWriter::prefault_all`] does).
+    MappingPopulated,
+    /// As [`Mapping`](Self::Mapping), with `madvise(MADV_HUGEPAGE)` first (as
+    /// [`WriterOptions::huge_pages`] does), so the kernel may back it with large folios.
+    MappingHugePages,
+    /// Create the file, `write(2)` the bytes in 1 MiB calls, close: what `BufWriter` 1 MiB
+    /// does beneath its encoding.
+    Write,
+}
+
+impl FillLimit {
+    /// Every fill limit.
+    pub const ALL: [FillLimit; 4] = [
+        FillLimit::Mapping,
+        FillLimit::MappingPopulated,
+        FillLimit::MappingHugePages,
+        FillLimit::Write,
+    ];
+
+    /// A human-readable name for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Mapping => "limit: fill fresh page cache via mapping",
+            Self::MappingPopulated => "limit: fill via mapping, POPULATE_WRITE",
+            Self::MappingHugePages => "limit: fill via mapping, MADV_HUGEPAGE",
+            Self::Write => "limit: fill fresh page cache via write(2)",
+        }
+    }
+
+    /// A stable identifier for JSON.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Mapping => "fill_mapping",
+            Self::MappingPopulated => "fill_mapping_populated",
+            Self::MappingHugePages => "fill_mapping_huge_pages",
+            Self::Write => "fill_write",
+        }
+    }
+
+    /// The limit that bounds a cold append row with identifier `id`: the mapping fill for
+    /// evstream (with huge pages, the huge-page fill), `write(2)` for the `std` systems and
+    /// for the mapping fills themselves.
+    fn for_cold_row(id: &str) -> &'static str {
+        if id == AppendMethod::EvstreamHugePages.id() {
+            Self::MappingHugePages.id()
+        } else if id.starts_with("evstream") {
+            Self::Mapping.id()
+        } else {
+            Self::Write.id()
+        }
+    }
+}
+
+/// Runs `limit` once for `workload` in a fresh file in `dir` and returns the time from
+/// creating the file to closing it. The file is removed afterwards.
+///
+/// # Errors
+///
+/// [`Error::Io`] if creating, preallocating, mapping or writing the file fails.
+pub fn fill_once(limit: FillLimit, workload: &Workload, dir: &BenchDir) -> Result<Duration> {
+    let path = dir.fresh_file();
+    let _scratch = Scratch(path.clone());
+    let len = usize::try_from(workload.stream_len()).unwrap_or(usize::MAX);
+    let block = vec![0x5a_u8; LARGE_BUFFER];
+    let start = Instant::now();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io_err("create", &path))?;
+    if limit == FillLimit::Write {
+        for chunk in block_sizes(len, block.len()) {
+            file.write_all(block.get(..chunk).unwrap_or_default())
+                .map_err(io_err("write", &path))?;
+        }
+    } else {
+        let capacity = workload.capacity();
+        let rc = libc_fallocate(&file, capacity);
+        if rc != 0 {
+            return Err(io_error(
+                "fallocate",
+                &path,
+                io::Error::from_raw_os_error(rc),
+            ));
+        }
+        // SAFETY: the bench's own new file, created above with `create_new`; no other
+        // process knows its name, and nothing truncates it while it is mapped.
+        let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(io_err("mmap", &path))?;
+        match limit {
+            FillLimit::MappingPopulated => map
+                .advise(memmap2::Advice::PopulateWrite)
+                .map_err(io_err("madvise", &path))?,
+            FillLimit::MappingHugePages => {
+                // Advice only, as for evstream's huge_pages option.
+                let _ = map.advise(memmap2::Advice::HugePage);
+            }
+            FillLimit::Mapping | FillLimit::Write => {}
+        }
+        let mut at = 0;
+        for chunk in block_sizes(len, block.len()) {
+            if let Some(dst) = map.get_mut(at..at + chunk) {
+                dst.copy_from_slice(block.get(..chunk).unwrap_or_default());
+            }
+            at += chunk;
+        }
+        black_box(&map);
+        drop(map);
+    }
+    drop(file);
+    Ok(start.elapsed())
+}
+
+/// The sizes of the blocks that cover `len` bytes `block` bytes at a time.
+fn block_sizes(len: usize, block: usize) -> impl Iterator<Item = usize> {
+    let block = block.max(1);
+    (0..len.div_ceil(block)).map(move |i| block.min(len - i * block))
+}
+
+/// `posix_fallocate(file, 0, len)`: 0 or the error number.
+fn libc_fallocate(file: &File, len: u64) -> i32 {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return libc::EFBIG;
+    };
+    // SAFETY: a plain system call on a descriptor `file` keeps open; no memory is passed.
+    unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) }
+}
+
 /// Writes `workload` to a new stream at `path` with evstream, for replay runs.
 ///
 /// # Errors
@@ -840,6 +1000,35 @@ fn limit_crc_pass(map: &[u8]) -> u64 {
     0
 }
 
+/// The per-event floor's pass: one CRC-32 call over the last `12 + size` bytes of every
+/// event before the stream header's write offset; returns the number of events.
+fn per_event_crc_pass(map: &[u8]) -> u64 {
+    let end = map
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    let end = usize::try_from(end).unwrap_or(usize::MAX).min(map.len());
+    let header = EVENT_HEADER_LEN as usize;
+    let mut pos = STREAM_HEADER_LEN as usize;
+    let mut events = 0u64;
+    let mut digest = 0u32;
+    while let Some(size) = map
+        .get(pos + 8..pos + 12)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+    {
+        let next = pos + header + size as usize;
+        let Some(checked) = map.get(pos + 4..next).filter(|_| next <= end) else {
+            break;
+        };
+        digest ^= crc32fast::hash(checked);
+        events += 1;
+        pos = next;
+    }
+    black_box(digest);
+    events
+}
+
 /// Visits every event of the stream at `path` with `method` and returns the time of the
 /// timed region (see [`ReplayMode`]) and the number of events seen.
 ///
@@ -859,13 +1048,17 @@ pub fn replay_once(method: ReplayMethod, mode: ReplayMode, path: &Path) -> Resul
             let file = File::open(path).map_err(io_err("open", path))?;
             timed_pass(mode, open_start, file, |f| bufreader_pass(f, path))
         }
-        ReplayMethod::LimitCrc => {
+        ReplayMethod::LimitCrc | ReplayMethod::LimitCrcPerEvent => {
             let file = File::open(path).map_err(io_err("open", path))?;
             // SAFETY: the bench's own replay file, written and closed before the run; no
             // process truncates or writes it while mapped.
             let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err("mmap", path))?;
             drop(file);
-            timed_pass(mode, open_start, map, |m| Ok(limit_crc_pass(m)))
+            if method == ReplayMethod::LimitCrc {
+                timed_pass(mode, open_start, map, |m| Ok(limit_crc_pass(m)))
+            } else {
+                timed_pass(mode, open_start, map, |m| Ok(per_event_crc_pass(m)))
+            }
         }
     }
 }
@@ -1051,6 +1244,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
     let workload = Workload::new(config.events, config.payload_size);
     let cases = append_cases();
     let mut append_samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    let mut fill_samples: Vec<Vec<Duration>> = vec![Vec::new(); FillLimit::ALL.len()];
     let replays = replay_cases();
     let mut replay_samples: Vec<Vec<Duration>> = vec![Vec::new(); replays.len()];
 
@@ -1077,6 +1271,12 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
                 samples.push(time);
             }
         }
+        for (limit, samples) in FillLimit::ALL.into_iter().zip(fill_samples.iter_mut()) {
+            let time = fill_once(limit, &workload, &dir)?;
+            if keep {
+                samples.push(time);
+            }
+        }
         if config.replay {
             for (idx, &(method, mode)) in replays.iter().enumerate() {
                 let file = match mode {
@@ -1085,6 +1285,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
                 };
                 let (time, seen) = replay_once(method, mode, file)?;
                 if method != ReplayMethod::LimitCrc && seen != workload.events() {
+                    // Every other method, the per-event floor included, sees every event.
                     return Err(io_error(
                         "replay",
                         &replay_file,
@@ -1133,7 +1334,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
         }
     }
 
-    let append = throughput_rows(&cases, append_samples, &workload);
+    let append = throughput_rows(&cases, append_samples, fill_samples, &workload);
     let replay = if config.replay {
         replay_rows(&replays, replay_samples, &workload)
     } else {
@@ -1186,27 +1387,40 @@ fn row(
 
 /// Sets every row's ratio to the median of the row with `baseline_id` over its own.
 fn set_ratios(rows: &mut [ThroughputRow], mode: &str, baseline_id: &str) {
-    for_ratio_to(rows, mode, baseline_id, |r, ratio| r.ratio = ratio);
+    for_ratio_to(rows, mode, |_| baseline_id, |r, ratio| r.ratio = ratio);
 }
 
 /// Sets every row's `of_limit` to the median of the row with `limit_id` over its own.
 fn set_limit_ratios(rows: &mut [ThroughputRow], mode: &str, limit_id: &str) {
-    for_ratio_to(rows, mode, limit_id, |r, ratio| r.of_limit = Some(ratio));
+    for_ratio_to(
+        rows,
+        mode,
+        |_| limit_id,
+        |r, ratio| r.of_limit = Some(ratio),
+    );
 }
 
-/// Calls `set` with every row of `mode` and the median of the row with `id` over its own.
-fn for_ratio_to(
+/// Calls `set` with every row of `mode` and the median of the row of `mode` whose id is
+/// `base_of(row's id)` over its own; rows whose base is missing are left alone.
+fn for_ratio_to<'a>(
     rows: &mut [ThroughputRow],
     mode: &str,
-    id: &str,
+    base_of: impl Fn(&str) -> &'a str,
     set: impl Fn(&mut ThroughputRow, f64),
 ) {
-    let base = rows
+    let bases: Vec<Option<f64>> = rows
         .iter()
-        .find(|r| r.mode == mode && r.id == id)
-        .map(|r| r.summary.median.as_secs_f64());
-    if let Some(base) = base {
-        for r in rows.iter_mut().filter(|r| r.mode == mode) {
+        .map(|r| {
+            let id = base_of(r.id);
+            rows.iter()
+                .find(|b| b.mode == mode && b.id == id)
+                .map(|b| b.summary.median.as_secs_f64())
+        })
+        .collect();
+    for (r, base) in rows.iter_mut().zip(bases) {
+        if r.mode == mode
+            && let Some(base) = base
+        {
             let ratio = base / r.summary.median.as_secs_f64().max(1e-12);
             set(r, ratio);
         }
@@ -1216,6 +1430,7 @@ fn for_ratio_to(
 fn throughput_rows(
     cases: &[(AppendMethod, Mode)],
     samples: Vec<Vec<Duration>>,
+    fill_samples: Vec<Vec<Duration>>,
     workload: &Workload,
 ) -> Vec<ThroughputRow> {
     let mut rows: Vec<ThroughputRow> = cases
@@ -1230,10 +1445,36 @@ fn throughput_rows(
             Some(row(label, id, mode.name(), summary, workload))
         })
         .collect();
+    let fills = FillLimit::ALL
+        .into_iter()
+        .zip(fill_samples)
+        .filter_map(|(limit, samples)| {
+            let summary = Summary::of(samples)?;
+            Some(row(
+                limit.label(),
+                limit.id(),
+                Mode::Cold.name(),
+                summary,
+                workload,
+            ))
+        });
+    // The limits go last in the cold section, before the warm rows.
+    let warm_at = rows
+        .iter()
+        .position(|r| r.mode == Mode::Warm.name())
+        .unwrap_or(rows.len());
+    rows.splice(warm_at..warm_at, fills);
     for mode in [Mode::Cold, Mode::Warm] {
         set_ratios(&mut rows, mode.name(), AppendMethod::WritePerEvent.id());
-        set_limit_ratios(&mut rows, mode.name(), AppendMethod::AnonMemory.id());
     }
+    set_limit_ratios(&mut rows, Mode::Warm.name(), AppendMethod::AnonMemory.id());
+    // Cold rows each against the fill of fresh page cache their kind of writer pays.
+    for_ratio_to(
+        &mut rows,
+        Mode::Cold.name(),
+        FillLimit::for_cold_row,
+        |r, ratio| r.of_limit = Some(ratio),
+    );
     rows
 }
 
@@ -1605,7 +1846,7 @@ impl fmt::Display for BenchReport {
         };
         write_throughput(
             f,
-            "Append, cold (file creation timed); ratio vs write_all per event",
+            "Append, cold (file creation timed); ratio vs write_all per event; of limit: evstream vs filling fresh page cache via a mapping, the rest vs via write(2)",
             width,
             &pick("cold"),
         )?;
@@ -1879,6 +2120,7 @@ mod tests {
         for (method, mode) in replay_cases() {
             let (_, seen) = replay_once(method, mode, &path)?;
             // The limit checksums the bytes without parsing them into events.
+            // The per-event floor hashes every event, so it counts them.
             let expected = if method == ReplayMethod::LimitCrc {
                 0
             } else {
@@ -1980,17 +2222,23 @@ mod tests {
         let report = run(&config, &mut |line| lines.push(line.to_owned()))?;
         assert!(!lines.is_empty());
         assert_eq!(report.repeats, 2);
-        assert_eq!(report.append.len(), append_cases().len());
-        assert_eq!(report.append.iter().filter(|r| r.mode == "cold").count(), 8);
+        assert_eq!(
+            report.append.len(),
+            append_cases().len() + FillLimit::ALL.len()
+        );
+        assert_eq!(
+            report.append.iter().filter(|r| r.mode == "cold").count(),
+            12
+        );
         assert_eq!(report.append.iter().filter(|r| r.mode == "warm").count(), 6);
-        assert_eq!(report.replay.len(), 12);
+        assert_eq!(report.replay.len(), 15);
         assert_eq!(
             report
                 .replay
                 .iter()
                 .filter(|r| r.mode == "replay_huge_pages")
                 .count(),
-            4
+            5
         );
         assert_eq!(
             report
@@ -1998,28 +2246,36 @@ mod tests {
                 .iter()
                 .filter(|r| r.mode == "replay_reused")
                 .count(),
-            4
+            5
         );
-        // Every replay row and every warm append row is set against its section's limit,
-        // and each limit row against itself.
-        for r in report
-            .replay
-            .iter()
-            .chain(report.append.iter().filter(|r| r.mode == "warm"))
-        {
+        // Every replay and append row is set against its limit, and each limit row
+        // against itself: evstream cold against the mapping fill (with huge pages, the
+        // huge-page fill), everything else cold against the write(2) fill.
+        for r in report.replay.iter().chain(&report.append) {
             let of_limit = r.of_limit.ok_or("a row without its ratio to the limit")?;
-            if r.id == ReplayMethod::LimitCrc.id() || r.id == AppendMethod::AnonMemory.id() {
+            if [
+                ReplayMethod::LimitCrc.id(),
+                AppendMethod::AnonMemory.id(),
+                FillLimit::Write.id(),
+            ]
+            .contains(&r.id)
+            {
                 assert!((of_limit - 1.0).abs() < 1e-9, "{} {of_limit}", r.method);
             }
         }
-        assert!(
+        let cold = |id: &str| {
             report
                 .append
                 .iter()
-                .filter(|r| r.mode == "cold")
-                .all(|r| r.of_limit.is_none())
-        );
-        assert!(report.to_json().contains("\"of_limit\": null"));
+                .find(|r| r.mode == "cold" && r.id == id)
+                .map(|r| (r.summary.median, r.of_limit))
+        };
+        let (fill, _) = cold(FillLimit::Mapping.id()).ok_or("no mapping fill row")?;
+        let (evstream, of_limit) =
+            cold(AppendMethod::Evstream(Prefault::Off).id()).ok_or("no evstream row")?;
+        let expected = fill.as_secs_f64() / evstream.as_secs_f64();
+        assert!((of_limit.ok_or("no ratio")? - expected).abs() < 1e-9);
+        assert!(report.to_json().contains("\"fill_write\""));
         assert_eq!(
             report.latency.len(),
             1 + latency_cases(Duration::ZERO).len()
@@ -2069,7 +2325,7 @@ mod tests {
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         assert_eq!(json.matches('[').count(), json.matches(']').count());
         assert_eq!(report.flush.len(), 2);
-        assert_eq!(json.matches("\"events_per_sec\"").count(), 14 + 12 + 2);
+        assert_eq!(json.matches("\"events_per_sec\"").count(), 18 + 15 + 2);
         assert_eq!(json.matches("\"p999_ns\"").count(), report.latency.len());
         assert!(!report.dir.exists(), "the temporary directory is removed");
         Ok(())
