@@ -46,6 +46,54 @@ fn follow_events(path: &Path) {
     }
 }
 
+/// Events per batch in the batch test: a snapshot must always hold a multiple of it.
+const BATCH: u64 = 7;
+/// Batches the batch test appends.
+const BATCHES: u64 = 3000;
+
+fn append_batches(path: &Path) {
+    let mut writer = StreamWriter::open(path).unwrap();
+    for b in 0..BATCHES {
+        let payloads: Vec<Vec<u8>> = (b * BATCH..(b + 1) * BATCH).map(payload).collect();
+        let events: Vec<(i64, &[u8])> = payloads
+            .iter()
+            .zip(b * BATCH..)
+            .map(|(p, i)| (i as i64, p.as_slice()))
+            .collect();
+        writer.append_batch(&events).unwrap();
+        if b % 300 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Takes snapshot after snapshot until every batch arrived; panics if one ever holds part
+/// of a batch or an event that differs from what was appended.
+fn watch_batches(path: &Path) {
+    let mut reader = StreamReader::open(path).unwrap();
+    let mut seen = 0u64;
+    let mut offset = STREAM_HEADER_LEN;
+    let mut snapshots = 0u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen < BATCHES * BATCH {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {seen} events in 60 s"
+        );
+        reader.refresh().unwrap();
+        for event in reader.iter_from(offset).unwrap() {
+            let event = event.unwrap();
+            assert_eq!(event.timestamp(), seen as i64);
+            assert_eq!(event.payload(), payload(seen));
+            offset = event.next_offset();
+            seen += 1;
+        }
+        assert_eq!(seen % BATCH, 0, "a snapshot ended inside a batch");
+        snapshots += 1;
+    }
+    eprintln!("{snapshots} snapshots");
+}
+
 /// Runs the child's role when this process was started as a child; returns whether it was.
 fn run_as_child() -> bool {
     let Ok(role) = std::env::var("EVSTREAM_CHILD") else {
@@ -55,6 +103,7 @@ fn run_as_child() -> bool {
     match role.as_str() {
         "writer" => write_events(Path::new(&path)),
         "reader" => follow_events(Path::new(&path)),
+        "batch_watcher" => watch_batches(Path::new(&path)),
         other => panic!("unknown role {other}"),
     }
     true
@@ -296,4 +345,23 @@ fn a_dropped_reader_never_blocks_recovery_while_processes_start() {
     }
     stop.store(true, Ordering::Relaxed);
     assert!(spawner.join().unwrap() > 0);
+}
+
+/// A reader in another process, taking snapshots as fast as it can while batches are
+/// appended here, never sees part of a batch: `append_batch` publishes once per batch.
+#[test]
+fn a_reader_process_never_sees_part_of_a_batch() {
+    if run_as_child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.evs");
+    drop(StreamWriter::create(&path, 64 << 20).unwrap());
+    let mut child = spawn_child(
+        "batch_watcher",
+        "a_reader_process_never_sees_part_of_a_batch",
+        &path,
+    );
+    append_batches(&path);
+    assert!(child.wait().unwrap().success(), "batch watcher failed");
 }

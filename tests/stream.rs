@@ -670,3 +670,110 @@ fn damage_deep_in_a_large_stream_is_reported_at_its_offset() {
         }
     }
 }
+
+/// `append_batch` and `append` interleaved read back as one sequence, offsets included.
+#[test]
+fn batches_and_single_appends_read_back_in_order() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    let mut model: Vec<(u64, i64, Vec<u8>)> = Vec::new();
+    let mut ts = 0i64;
+    for round in 0..50usize {
+        let payloads: Vec<Vec<u8>> = (0..round % 9)
+            .map(|k| payload(k * 13, round as u8))
+            .collect();
+        let batch: Vec<(i64, &[u8])> = payloads
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (ts + (k as i64) / 2, p.as_slice()))
+            .collect();
+        let before = writer.write_offset();
+        let first = writer.append_batch(&batch).unwrap();
+        assert_eq!(
+            first, before,
+            "the first event lands at the old write offset"
+        );
+        let mut at = first;
+        for (t, p) in &batch {
+            model.push((at, *t, p.to_vec()));
+            at += EVENT_HEADER_LEN + p.len() as u64;
+        }
+        assert_eq!(writer.write_offset(), at);
+        ts = batch.last().map_or(ts, |&(t, _)| t);
+        let single = payload(round, 7);
+        model.push((writer.append(ts, &single).unwrap(), ts, single));
+    }
+    assert_eq!(writer.event_count(), model.len() as u64);
+    drop(writer);
+    assert_eq!(read_all(&path), model);
+    // A writer reopening the stream counts the same events.
+    assert_eq!(
+        StreamWriter::open(&path).unwrap().event_count(),
+        model.len() as u64
+    );
+}
+
+/// A batch refused for any reason (out of order inside it or against the stream's last
+/// event, too large for the space left, a sealed stream) changes no byte of the file, and
+/// the writer goes on appending as if it had not been tried.
+#[test]
+fn a_refused_batch_writes_nothing() {
+    let (_dir, path) = temp();
+    let mut writer = StreamWriter::create(&path, 64 << 10).unwrap();
+    writer.append(10, b"first").unwrap();
+    let big = vec![0xab_u8; 40 << 10];
+    let file = || std::fs::read(&path).unwrap();
+    let before = file();
+    type Batch<'a> = Vec<(i64, &'a [u8])>;
+    let cases: Vec<(&str, Batch)> = vec![
+        (
+            "out of order inside",
+            vec![(11, b"a"), (12, b"b"), (11, b"c")],
+        ),
+        ("before the last event", vec![(9, b"a"), (12, b"b")]),
+        (
+            "too large for the space",
+            vec![(11, b"a"), (11, &big), (12, &big)],
+        ),
+    ];
+    for (case, batch) in cases {
+        let offset = writer.write_offset();
+        let err = writer.append_batch(&batch).unwrap_err();
+        match (case, &err) {
+            (
+                "out of order inside",
+                Error::OutOfOrder {
+                    previous: 12,
+                    got: 11,
+                },
+            )
+            | (
+                "before the last event",
+                Error::OutOfOrder {
+                    previous: 10,
+                    got: 9,
+                },
+            )
+            | ("too large for the space", Error::Full { .. }) => {}
+            _ => panic!("{case}: unexpected {err:?}"),
+        }
+        assert_eq!(file(), before, "{case}: the file changed");
+        assert_eq!(writer.write_offset(), offset, "{case}");
+        assert_eq!(writer.event_count(), 1, "{case}");
+    }
+    // Still usable, and the refused timestamps left no trace on the order check.
+    writer
+        .append_batch(&[(10, b"x".as_slice()), (11, b"y")])
+        .unwrap();
+    writer.seal().unwrap();
+    let sealed = file();
+    assert!(matches!(
+        writer.append_batch(&[(20, b"z".as_slice())]),
+        Err(Error::Sealed { .. })
+    ));
+    assert_eq!(file(), sealed);
+    drop(writer);
+    let events = read_all(&path);
+    let payloads: Vec<&[u8]> = events.iter().map(|e| e.2.as_slice()).collect();
+    assert_eq!(payloads, [b"first".as_slice(), b"x", b"y"]);
+}

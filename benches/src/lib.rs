@@ -66,6 +66,8 @@ use evstream::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, capacity_for_events}
 use evstream::stdio::{self, EventReader, EventWriter};
 use evstream::{Error, Prefault, Result, StreamReader, StreamWriter, WriterOptions};
 
+/// Events per [`StreamWriter::append_batch`] call in [`AppendMethod::EvstreamBatch`].
+pub const BATCH_EVENTS: usize = 64;
 /// Capacity of the small `BufWriter` baseline: `std`'s default.
 const SMALL_BUFFER: usize = 8 * 1024;
 /// Capacity of the large `BufWriter` baseline.
@@ -154,6 +156,9 @@ pub enum AppendMethod {
     /// [`WriterOptions::huge_pages`] on. Cold runs only (the Criterion bench and
     /// `evstream bench` skip it warm).
     EvstreamHugePages,
+    /// [`StreamWriter::append_batch`] with [`BATCH_EVENTS`] events per call (the last batch
+    /// may be shorter), [`Prefault::Background`]; warm, prefaulted like the others.
+    EvstreamBatch,
     /// [`stdio::EventWriter`] over a `BufWriter<File>` with `std`'s default 8 KiB buffer.
     BufWriter8K,
     /// [`stdio::EventWriter`] over a `BufWriter<File>` with a 1 MiB buffer.
@@ -169,11 +174,12 @@ pub enum AppendMethod {
 
 impl AppendMethod {
     /// The systems every append comparison runs, baseline (`WritePerEvent`) included.
-    pub const ALL: [AppendMethod; 9] = [
+    pub const ALL: [AppendMethod; 10] = [
         AppendMethod::Evstream(Prefault::Background),
         AppendMethod::Evstream(Prefault::Inline),
         AppendMethod::Evstream(Prefault::Off),
         AppendMethod::EvstreamHugePages,
+        AppendMethod::EvstreamBatch,
         AppendMethod::BufWriter8K,
         AppendMethod::BufWriter1M,
         AppendMethod::WritePerEvent,
@@ -189,6 +195,7 @@ impl AppendMethod {
             Self::Evstream(Prefault::Off) => "evstream (prefault off)",
             Self::Evstream(_) => "evstream",
             Self::EvstreamHugePages => "evstream (background, huge pages)",
+            Self::EvstreamBatch => "evstream append_batch (64 per call)",
             Self::BufWriter8K => "BufWriter 8 KiB",
             Self::BufWriter1M => "BufWriter 1 MiB",
             Self::WritePerEvent => "write_all per event",
@@ -205,6 +212,7 @@ impl AppendMethod {
             Self::Evstream(Prefault::Off) => "evstream_off",
             Self::Evstream(_) => "evstream",
             Self::EvstreamHugePages => "evstream_huge_pages",
+            Self::EvstreamBatch => "evstream_batch",
             Self::BufWriter8K => "bufwriter_8k",
             Self::BufWriter1M => "bufwriter_1m",
             Self::WritePerEvent => "write_per_event",
@@ -560,11 +568,20 @@ fn append_to<P: Probe>(
 ) -> Result<Duration> {
     match method {
         AppendMethod::Evstream(prefault) => {
-            evstream_append(path, prefault, false, mode, workload, probe)
+            evstream_append(path, prefault, false, 1, mode, workload, probe)
         }
         AppendMethod::EvstreamHugePages => {
-            evstream_append(path, Prefault::Background, true, mode, workload, probe)
+            evstream_append(path, Prefault::Background, true, 1, mode, workload, probe)
         }
+        AppendMethod::EvstreamBatch => evstream_append(
+            path,
+            Prefault::Background,
+            false,
+            BATCH_EVENTS,
+            mode,
+            workload,
+            probe,
+        ),
         AppendMethod::BufWriter8K => bufwriter_append(path, SMALL_BUFFER, mode, workload, probe),
         AppendMethod::BufWriter1M => bufwriter_append(path, LARGE_BUFFER, mode, workload, probe),
         AppendMethod::WritePerEvent => per_event_append(path, mode, workload, probe),
@@ -573,19 +590,35 @@ fn append_to<P: Probe>(
     }
 }
 
+/// Appends the workload with evstream: one [`StreamWriter::append`] per event when `batch`
+/// is 1, else [`StreamWriter::append_batch`] calls of `batch` events (the probe times each
+/// call).
 fn evstream_append<P: Probe>(
     path: &Path,
     prefault: Prefault,
     huge_pages: bool,
+    batch: usize,
     mode: Mode,
     workload: &Workload,
     probe: &mut P,
 ) -> Result<Duration> {
     let capacity = workload.capacity();
-    let write = |writer: &mut StreamWriter, probe: &mut P| -> Result<()> {
-        for i in 0..workload.events() {
-            let payload = workload.payload(i);
-            probe.time(|| writer.append(Workload::timestamp(i), payload))?;
+    let mut events: Vec<(i64, &[u8])> = Vec::with_capacity(batch);
+    let mut write = |writer: &mut StreamWriter, probe: &mut P| -> Result<()> {
+        if batch <= 1 {
+            for i in 0..workload.events() {
+                let payload = workload.payload(i);
+                probe.time(|| writer.append(Workload::timestamp(i), payload))?;
+            }
+            return Ok(());
+        }
+        let mut i = 0;
+        while i < workload.events() {
+            let end = (i + batch as u64).min(workload.events());
+            events.clear();
+            events.extend((i..end).map(|k| (Workload::timestamp(k), workload.payload(k))));
+            probe.time(|| writer.append_batch(&events))?;
+            i = end;
         }
         Ok(())
     };
@@ -1677,9 +1710,10 @@ struct LatencyCase {
 /// and the in-memory limit, all flat out; then evstream paced with and without prefaulting.
 fn latency_cases(pace: Duration) -> Vec<LatencyCase> {
     let case = |method, mode, pace| LatencyCase { method, mode, pace };
+    // A batch call's latency is not an append's: no latency row for it.
     let mut cases: Vec<LatencyCase> = AppendMethod::ALL
         .into_iter()
-        .filter(|m| *m != AppendMethod::AnonMemory)
+        .filter(|m| *m != AppendMethod::AnonMemory && *m != AppendMethod::EvstreamBatch)
         .map(|m| case(m, Mode::Cold, None))
         .collect();
     cases.insert(
@@ -2060,7 +2094,9 @@ mod tests {
                 // defined) without the version 2 trailer, which only evstream writes.
                 let evstream = matches!(
                     method,
-                    AppendMethod::Evstream(_) | AppendMethod::EvstreamHugePages
+                    AppendMethod::Evstream(_)
+                        | AppendMethod::EvstreamHugePages
+                        | AppendMethod::EvstreamBatch
                 );
                 if evstream {
                     let reader = StreamReader::open(&path)?;
@@ -2228,9 +2264,9 @@ mod tests {
         );
         assert_eq!(
             report.append.iter().filter(|r| r.mode == "cold").count(),
-            12
+            13
         );
-        assert_eq!(report.append.iter().filter(|r| r.mode == "warm").count(), 6);
+        assert_eq!(report.append.iter().filter(|r| r.mode == "warm").count(), 7);
         assert_eq!(report.replay.len(), 15);
         assert_eq!(
             report
@@ -2325,7 +2361,7 @@ mod tests {
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         assert_eq!(json.matches('[').count(), json.matches(']').count());
         assert_eq!(report.flush.len(), 2);
-        assert_eq!(json.matches("\"events_per_sec\"").count(), 18 + 15 + 2);
+        assert_eq!(json.matches("\"events_per_sec\"").count(), 20 + 15 + 2);
         assert_eq!(json.matches("\"p999_ns\"").count(), report.latency.len());
         assert!(!report.dir.exists(), "the temporary directory is removed");
         Ok(())
