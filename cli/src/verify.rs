@@ -63,7 +63,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         )));
     }
     // The header's count may trail the events by one while a writer is mid-append, or
-    // after one stopped there; `is_ok` allows exactly that.
+    // after one stopped there, and by a batch while one is being published; `is_ok`
+    // allows exactly that.
     if !verification.is_ok() {
         return Err(Failure::data(format!(
             "{} is damaged: the header counts {} events but {good} valid {events} were found",

@@ -76,6 +76,11 @@ pub struct Verification {
     /// The count loaded just before the snapshot's write offset: no more than the
     /// events in the snapshot unless the header lies.
     count_floor: u64,
+    /// The count loaded just after the snapshot's write offset, or, if that trails the
+    /// events by more than one, the count loaded again after the scan (capped at the
+    /// events): a batch publishes its events with one store of the offset and then one of
+    /// the count, so while one is in flight the count trails by the whole batch.
+    count_ceiling: u64,
     /// Timestamp of the first valid event.
     pub first_timestamp: Option<i64>,
     /// Timestamp of the last valid event.
@@ -93,7 +98,7 @@ impl Verification {
     pub fn is_ok(&self) -> bool {
         self.damage.is_none()
             && self.count_floor <= self.events
-            && self.events <= self.header_event_count.saturating_add(1)
+            && self.events <= self.count_ceiling.saturating_add(1)
     }
 }
 
@@ -299,8 +304,9 @@ impl StreamReader {
         self.published
     }
 
-    /// The event count in the header right now (it may trail the events by one while a
-    /// writer is mid-append; [`verify`](Self::verify) counts for certain).
+    /// The event count in the header right now (it may trail the events by one append, or
+    /// one [batch](crate::StreamWriter::append_batch), while a writer is mid-publication;
+    /// [`verify`](Self::verify) counts for certain).
     pub fn header_event_count(&self) -> u64 {
         self.map.event_count()
     }
@@ -394,6 +400,7 @@ impl StreamReader {
             write_offset: end,
             header_event_count,
             count_floor,
+            count_ceiling: header_event_count,
             first_timestamp: None,
             last_timestamp: None,
             damage: None,
@@ -425,6 +432,11 @@ impl StreamReader {
             }
         }
         progress(result.valid_end - STREAM_HEADER_LEN, total);
+        if result.events > result.count_ceiling.saturating_add(1) {
+            // A batch may have been in flight at the snapshot: by now its count is stored.
+            let live = self.map.event_count();
+            result.count_ceiling = result.count_ceiling.max(live.min(result.events));
+        }
         Ok(result)
     }
 

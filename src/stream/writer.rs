@@ -616,7 +616,11 @@ impl StreamWriter {
     ///
     /// As with [`append`](Self::append), the events are visible to readers when this
     /// returns and survive a crash of this process; [`flush`](Self::flush) makes them
-    /// survive power loss. A crash during the call leaves none of the batch published.
+    /// survive power loss. A crash before the write offset is stored leaves none of the
+    /// batch published. The header's event count (derived data) is stored just after the
+    /// offset; a crash between the two leaves it short by the batch, not by one event as
+    /// for `append`, until the next writer's open recomputes it, and
+    /// [`Verification::is_ok`](crate::Verification::is_ok) reports the mismatch until then.
     ///
     /// # Errors
     /// Nothing is written on error.
