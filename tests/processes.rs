@@ -114,16 +114,22 @@ fn reader_process_follows_writer_in_this_process() {
     if run_as_child() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.evs");
-    drop(StreamWriter::create(&path, 64 << 20).unwrap());
-    let mut child = spawn_child(
+    write_here_read_in_child(
         "reader",
         "reader_process_follows_writer_in_this_process",
-        &path,
+        write_events,
     );
-    write_events(&path);
-    assert!(child.wait().unwrap().success(), "reader process failed");
+}
+
+/// Creates a stream, starts a child in `role` (running `test`) on it, calls `write` here
+/// on it, and asserts that the child succeeds.
+fn write_here_read_in_child(role: &str, test: &str, write: fn(&Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    drop(StreamWriter::create(&path, 64 << 20).unwrap());
+    let mut child = spawn_child(role, test, &path);
+    write(&path);
+    assert!(child.wait().unwrap().success(), "{role} process failed");
 }
 
 #[test]
@@ -354,14 +360,9 @@ fn a_reader_process_never_sees_part_of_a_batch() {
     if run_as_child() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("b.evs");
-    drop(StreamWriter::create(&path, 64 << 20).unwrap());
-    let mut child = spawn_child(
+    write_here_read_in_child(
         "batch_watcher",
         "a_reader_process_never_sees_part_of_a_batch",
-        &path,
+        append_batches,
     );
-    append_batches(&path);
-    assert!(child.wait().unwrap().success(), "batch watcher failed");
 }

@@ -1021,14 +1021,19 @@ fn bufreader_pass(mut file: &File, path: &Path) -> Result<u64> {
     Ok(events)
 }
 
-/// The replay limit's pass: CRC-32 over the stream's written bytes (the stream header's
-/// write offset says how many), without parsing them. Returns no event count (0).
-fn limit_crc_pass(map: &[u8]) -> u64 {
+/// The stream header's write offset in `map`, at most the mapping's length.
+fn written_end(map: &[u8]) -> usize {
     let end = map
         .get(..8)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_le_bytes);
-    let end = usize::try_from(end).unwrap_or(usize::MAX).min(map.len());
+    usize::try_from(end).unwrap_or(usize::MAX).min(map.len())
+}
+
+/// The replay limit's pass: CRC-32 over the stream's written bytes (the stream header's
+/// write offset says how many), without parsing them. Returns no event count (0).
+fn limit_crc_pass(map: &[u8]) -> u64 {
+    let end = written_end(map);
     black_box(crc32fast::hash(map.get(..end).unwrap_or_default()));
     0
 }
@@ -1036,11 +1041,7 @@ fn limit_crc_pass(map: &[u8]) -> u64 {
 /// The per-event floor's pass: one CRC-32 call over the last `12 + size` bytes of every
 /// event before the stream header's write offset; returns the number of events.
 fn per_event_crc_pass(map: &[u8]) -> u64 {
-    let end = map
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_le_bytes);
-    let end = usize::try_from(end).unwrap_or(usize::MAX).min(map.len());
+    let end = written_end(map);
     let header = EVENT_HEADER_LEN as usize;
     let mut pos = STREAM_HEADER_LEN as usize;
     let mut events = 0u64;
