@@ -286,6 +286,7 @@ pub(crate) fn parse_event(events: &[u8], pos: usize) -> Result<RawEvent<'_>, Cor
     let timestamp = word as u64 as i64;
     let size = (word >> 64) as u32;
     let stored_checksum = (word >> 96) as u32;
+    // Always `Some` (the header holds 16 bytes); the compiler removes the check.
     let Some((prefix, _)) = header.split_first_chunk::<CHECKED_PREFIX_LEN>() else {
         return Err(Corruption::TruncatedHeader {
             available: rest.len() as u64,
