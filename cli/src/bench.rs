@@ -180,6 +180,8 @@ fn run_log(args: &Args) -> Result<(), Failure> {
     let mut config = bench::log::LogBenchConfig {
         dir: args.dir.clone(),
         large_bytes: args.large_log.unwrap_or(0),
+        // The large log's commands are timed from fresh processes of this binary.
+        command: std::env::current_exe().ok(),
         ..bench::log::LogBenchConfig::default()
     };
     if let Some(bytes) = args.log_bytes {
