@@ -265,13 +265,13 @@ impl LogWriter {
             .map(|e| e.timestamp());
         let index = (segment.event_count() == 0).then(SegmentIndex::empty);
         let largest = options.max_event();
-        // The next segment is prepared once the newest is half full, so that a writer
+        // The next segment is prepared once the newest is a quarter full, so that a writer
         // opened for a few appends does not pay for a segment it will not reach; at
-        // once if the log rolls by time (a roll may come any moment) or it is half full.
+        // once if the log rolls by time (a roll may come any moment) or it is that full already.
         let prepare_at = if options.roll_interval.is_some() {
             0
         } else {
-            segment.capacity() / 2
+            segment.capacity() / 4
         };
         let want = (segment.write_offset() >= prepare_at).then_some(next);
         let background = Background::start(dir, &options, want)?;
