@@ -87,32 +87,39 @@ fn idle_blocking_follower_barely_wakes() {
         assert_eq!(role, "idle");
         let reader = StreamReader::open(&path).unwrap();
         let mut follow = reader.follow(reader.write_offset()).unwrap();
-        let until = Instant::now() + Duration::from_secs(6);
-        while Instant::now() < until {
-            assert!(
-                follow
-                    .next_timeout(Duration::from_secs(1))
-                    .unwrap()
-                    .is_none()
-            );
-        }
+        wait_idle(|timeout| follow.next_timeout(timeout).unwrap().is_none());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("idle.evs");
     let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
     writer.append(1, b"before").unwrap();
-    let mut child = spawn_child("idle", "idle_blocking_follower_barely_wakes", &path);
+    let child = spawn_child("idle", "idle_blocking_follower_barely_wakes", &path);
+    assert_idle_wakeups(child, "follower");
+}
+
+/// The idle child's loop: waits with one-second timeouts for 6 s, each finding nothing.
+#[cfg(target_os = "linux")]
+fn wait_idle(mut nothing_within: impl FnMut(Duration) -> bool) {
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert!(nothing_within(Duration::from_secs(1)));
+    }
+}
+
+/// Counts an idle child's wakeups over 3 s of its 6 s wait and fails above 8.
+#[cfg(target_os = "linux")]
+fn assert_idle_wakeups(mut child: std::process::Child, what: &str) {
     std::thread::sleep(Duration::from_millis(1500));
     let before = voluntary_switches(child.id());
     std::thread::sleep(Duration::from_secs(3));
     let after = voluntary_switches(child.id());
-    assert!(child.wait().unwrap().success(), "idle follower failed");
+    assert!(child.wait().unwrap().success(), "idle {what} failed");
     let wakeups = after - before;
-    eprintln!("idle blocking follower: {wakeups} voluntary context switches in 3 s");
+    eprintln!("idle blocking {what}: {wakeups} voluntary context switches in 3 s");
     assert!(
         wakeups <= 8,
-        "an idle follower woke {wakeups} times in 3 s (at most ~1 a second expected)"
+        "an idle {what} woke {wakeups} times in 3 s (at most ~1 a second expected)"
     );
 }
 
@@ -297,6 +304,7 @@ fn log_follower_process_sleeps_across_rolls() {
 }
 
 /// The calling thread's voluntary context switches so far.
+#[cfg(target_os = "linux")]
 fn own_voluntary_switches() -> u64 {
     let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
     let line = status
@@ -316,15 +324,7 @@ fn idle_log_follower_barely_wakes() {
         assert_eq!(role, "idle-log");
         let reader = LogReader::open(&path).unwrap();
         let mut follow = reader.iter_from(reader.end().unwrap()).unwrap();
-        let until = Instant::now() + Duration::from_secs(6);
-        while Instant::now() < until {
-            assert!(
-                follow
-                    .next_timeout(Duration::from_secs(1))
-                    .unwrap()
-                    .is_none()
-            );
-        }
+        wait_idle(|timeout| follow.next_timeout(timeout).unwrap().is_none());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -333,17 +333,7 @@ fn idle_log_follower_barely_wakes() {
     for i in 0..200 {
         log.append(i, &[1u8; 32]).unwrap(); // a few rolls first
     }
-    let mut child = spawn_child("idle-log", "idle_log_follower_barely_wakes", &path);
-    std::thread::sleep(Duration::from_millis(1500));
-    let before = voluntary_switches(child.id());
-    std::thread::sleep(Duration::from_secs(3));
-    let after = voluntary_switches(child.id());
-    assert!(child.wait().unwrap().success(), "idle log follower failed");
+    let child = spawn_child("idle-log", "idle_log_follower_barely_wakes", &path);
+    assert_idle_wakeups(child, "log follower");
     drop(log);
-    let wakeups = after - before;
-    eprintln!("idle blocking log follower: {wakeups} voluntary context switches in 3 s");
-    assert!(
-        wakeups <= 8,
-        "an idle log follower woke {wakeups} times in 3 s (at most ~1 a second expected)"
-    );
 }

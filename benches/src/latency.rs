@@ -454,18 +454,7 @@ fn one_run(
         while monotonic_ns() < due {
             std::hint::spin_loop();
         }
-        if i + 1 == events
-            && let Some(mark) = payload.get_mut(END_MARK_AT)
-        {
-            *mark = 1;
-        }
-        let stamp = monotonic_ns();
-        if let Some(head) = payload.get_mut(..8) {
-            head.copy_from_slice(&stamp.to_le_bytes());
-        }
-        setup
-            .writer
-            .append(i64::try_from(stamp).unwrap_or(i64::MAX), &payload)?;
+        append_stamped(&mut setup.writer, &mut payload, i + 1 == events)?;
     }
     let took = monotonic_ns().saturating_sub(start).max(1);
     let deadline = Instant::now() + GRACE;
@@ -481,18 +470,26 @@ fn one_run(
 fn idle_run(config: &FollowLatencyConfig, dir: &BenchDir) -> Result<FollowerReport> {
     let mut setup = set_up(config, dir, 1, WaitStrategy::Block)?;
     std::thread::sleep(config.idle);
-    let mut payload = [0u8; PAYLOAD_LEN];
+    append_stamped(&mut setup.writer, &mut [0u8; PAYLOAD_LEN], true)?;
+    setup.follower.finish(Instant::now() + GRACE)
+}
+
+/// Reads the clock, writes it into the payload (with the end mark if `last`) and appends
+/// the event, stamped with the same reading.
+fn append_stamped(
+    writer: &mut StreamWriter,
+    payload: &mut [u8; PAYLOAD_LEN],
+    last: bool,
+) -> Result<()> {
     if let Some(mark) = payload.get_mut(END_MARK_AT) {
-        *mark = 1;
+        *mark = u8::from(last);
     }
     let stamp = monotonic_ns();
     if let Some(head) = payload.get_mut(..8) {
         head.copy_from_slice(&stamp.to_le_bytes());
     }
-    setup
-        .writer
-        .append(i64::try_from(stamp).unwrap_or(i64::MAX), &payload)?;
-    setup.follower.finish(Instant::now() + GRACE)
+    writer.append(i64::try_from(stamp).unwrap_or(i64::MAX), payload)?;
+    Ok(())
 }
 
 /// A follower process; killed if dropped before it finished.

@@ -839,12 +839,7 @@ impl LogIter {
                 return Ok(None);
             }
             let left = deadline.map(|d| d.saturating_duration_since(now));
-            let block = match self.strategy {
-                WaitStrategy::SpinThenBlock { spins: limit } => spins >= limit,
-                WaitStrategy::BusySpin => false,
-                _ => true,
-            };
-            if block {
+            if self.strategy.blocks_after(spins) {
                 self.block(left);
             } else {
                 spins = spins.saturating_add(1);

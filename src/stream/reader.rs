@@ -734,6 +734,17 @@ pub enum WaitStrategy {
     BusySpin,
 }
 
+impl WaitStrategy {
+    /// Whether a follower that has looked `spins` times in a busy loop should now block.
+    pub(crate) fn blocks_after(self, spins: u32) -> bool {
+        match self {
+            Self::Block => true,
+            Self::SpinThenBlock { spins: limit } => spins >= limit,
+            Self::BusySpin => false,
+        }
+    }
+}
+
 /// Follows a live stream; see [`StreamReader::follow`].
 ///
 /// A `Follow` is also a blocking [`Iterator`]: `next` waits as long as it takes for the
@@ -857,12 +868,7 @@ impl<'a> Follow<'a> {
                 return Ok(None);
             }
             let left = deadline.map(|d| d.saturating_duration_since(now));
-            let block = match self.strategy {
-                WaitStrategy::Block => true,
-                WaitStrategy::SpinThenBlock { spins: limit } => spins >= limit,
-                WaitStrategy::BusySpin => false,
-            };
-            if block {
+            if self.strategy.blocks_after(spins) {
                 self.block(left)?;
             } else {
                 spins = spins.saturating_add(1);
