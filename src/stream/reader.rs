@@ -772,6 +772,10 @@ pub struct Follow<'a> {
     sleeper: Sleeper,
 }
 
+/// The longest sleep of a follower that could not make the barrier on the writers' CPUs
+/// (a sandbox that forbids `membarrier` to it alone).
+const UNFENCED_SLEEP: Duration = Duration::from_millis(10);
+
 /// A follower's sleep on a stream's wait words, mapped at the first wait; shared by
 /// [`Follow`] and the log's iterator (one per segment).
 #[derive(Debug, Default)]
@@ -801,10 +805,17 @@ impl Sleeper {
             std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
             return;
         };
-        let seen = words.register();
+        let (seen, barrier) = words.register();
         // The last look, after registering: a wake from here on changes the sequence
         // before the sleep starts, or finds the sleeper.
         if !ready() {
+            // Without the barrier a writer that skips its fence may miss this follower:
+            // sleep briefly, so a missed wake costs at most that.
+            let left = if barrier {
+                left
+            } else {
+                Some(left.map_or(UNFENCED_SLEEP, |l| l.min(UNFENCED_SLEEP)))
+            };
             words.sleep(seen, left);
         }
         words.unregister();
