@@ -969,3 +969,42 @@ impl Iterator for LogIter {
         item
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::LogWriter;
+
+    /// The follower's last look before it sleeps finds the successor under the name the
+    /// writer gives it at the roll, and not before: the check that no roll is missed.
+    #[test]
+    fn a_follower_finds_its_successor_by_name_once_the_writer_rolls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut log = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+        log.append(0, &[0; 32]).unwrap();
+        let reader = LogReader::open(&path).unwrap();
+        let mut follow = reader.iter().unwrap();
+        assert!(follow.try_next().unwrap().is_some());
+        let first = log.segment();
+        let mut t = 1;
+        while log.segment() == first {
+            assert!(!follow.successor_named(), "a successor before the roll");
+            log.append(t, &[0; 32]).unwrap();
+            t += 1;
+        }
+        assert!(
+            follow.successor_named(),
+            "no successor found after the roll"
+        );
+        // And the follower gets there, the event that did not fit first.
+        let mut last = 0;
+        while let Some(event) = follow.try_next().unwrap() {
+            last = event.timestamp();
+            assert_eq!(event.position().segment() > first, last == t - 1);
+        }
+        assert_eq!(last, t - 1);
+    }
+}
