@@ -51,6 +51,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
+pub mod latency;
 pub mod log;
 
 use evstream::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, capacity_for_events};

@@ -452,6 +452,9 @@ impl LogWriter {
             .map_err(|e| Error::io("roll into place", &path, e))?;
         failpoint!("roll:after_rename");
         let old = std::mem::replace(&mut self.segment, prepared);
+        // Followers asleep at the old segment's end move on to the successor now, not
+        // when the sealing thread gets to the seal (which wakes them again).
+        old.wake_followers();
         let last = old.last_timestamp();
         self.background.retire(Retiring {
             segment: old,
