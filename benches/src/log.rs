@@ -4,7 +4,7 @@
 //!
 //! - **Throughput**: `total_bytes` of events (header included) of one payload size
 //!   through a [`LogWriter`] of `segment_size` segments, and through a
-//!   `BufWriter<File>` of 1 MiB writing the same format ([`stdio::EventWriter`]) into
+//!   `BufWriter<File>` of 1 MiB writing the same format ([`EventWriter`]) into
 //!   files of the same size, a new file whenever the next event does not fit. Each
 //!   timed region starts before the log (or first file) is created and ends when the
 //!   last event is in the page cache (evstream: the last append returned; `BufWriter`:
