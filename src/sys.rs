@@ -36,7 +36,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence, fence};
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
@@ -91,6 +91,7 @@ pub(crate) struct WaitWords<'a> {
 impl<'a> WaitWords<'a> {
     /// The wait words of the trailer at mapping offset `trailer_at`, or `None` if the
     /// mapping does not hold them.
+    #[inline]
     fn in_map(raw: &'a MmapRaw, trailer_at: u64) -> Option<Self> {
         let seq_at = usize::try_from(trailer_at.checked_add(WAIT_SEQ_AT)?).ok()?;
         let waiters_at = usize::try_from(trailer_at.checked_add(WAITERS_AT)?).ok()?;
@@ -100,24 +101,25 @@ impl<'a> WaitWords<'a> {
         })
     }
 
-    /// The writer's half, after it published: wakes every sleeping follower if any is
-    /// registered. With no waiter this is a fence and a load, no system call.
-    pub fn wake(&self) {
-        // Pairs with the fence in `register`: either this load sees the follower's
-        // registration, or the follower's look at the write offset sees the publish.
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
-            futex_wake(self.seq);
-        }
+    /// Changes the wake sequence and wakes every sleeper: the writer's rare path, once
+    /// [`WriteMap::wake_followers`] found a follower registered.
+    #[cold]
+    #[inline(never)]
+    pub fn wake_all(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        futex_wake(self.seq);
     }
 
     /// The follower's half, before its last look: counts itself as a waiter and returns
-    /// the wake sequence to sleep on. Every `register` must be followed by `unregister`.
-    pub fn register(&self) -> u32 {
+    /// the wake sequence to sleep on, and whether the barrier on every writer's CPU
+    /// (which writers that publish with only a compiler fence rely on) was made; without
+    /// it a wake from such a writer can be missed, so the caller must not sleep long.
+    /// Every `register` must be followed by `unregister`.
+    pub fn register(&self) -> (u32, bool) {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        self.seq.load(Ordering::SeqCst)
+        let barrier = barrier_all_writers();
+        (self.seq.load(Ordering::SeqCst), barrier)
     }
 
     /// Sleeps until the wake sequence differs from `seen`, a wake, a signal or `timeout`
@@ -129,6 +131,58 @@ impl<'a> WaitWords<'a> {
     /// Undoes one `register`.
     pub fn unregister(&self) {
         self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `membarrier(2)` commands, from `linux/membarrier.h`.
+#[cfg(target_os = "linux")]
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+#[cfg(target_os = "linux")]
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+#[cfg(target_os = "linux")]
+fn membarrier(cmd: libc::c_int) -> bool {
+    // SAFETY: membarrier takes two integers and no memory; an unknown command or a
+    // kernel without it (ENOSYS, EINVAL, EPERM) is reported by the result, nothing else.
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_uint,
+            0 as libc::c_int,
+        ) == 0
+    }
+}
+
+/// Whether this process's writers may publish with only a compiler fence before their
+/// look at the waiter count: true once the process is registered for expedited global
+/// memory barriers (`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`, Linux 4.16), done at the
+/// first call. A follower's [`barrier_all_writers`] then runs a full barrier on every
+/// CPU that runs such a writer, which is what the fence would have done.
+pub(crate) fn writer_light_barrier() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *REGISTERED.get_or_init(|| membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// A full memory barrier on every CPU that runs a thread of a process registered by
+/// [`writer_light_barrier`] (`MEMBARRIER_CMD_GLOBAL_EXPEDITED`); `false` if the system
+/// cannot (then no writer could register either, unless a sandbox forbids the call to
+/// this process only).
+fn barrier_all_writers() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
     }
 }
 
@@ -257,6 +311,10 @@ pub(crate) struct WriteMap {
     raw: Arc<MmapRaw>,
     /// End of the event area (the trailer's offset): event writes never reach past it.
     events_end: u64,
+    /// Whether wakes may skip the fence ([`writer_light_barrier`]).
+    light_barrier: bool,
+    /// The waiter count's offset in the mapping.
+    waiters_at: Option<usize>,
 }
 
 impl WriteMap {
@@ -274,9 +332,14 @@ impl WriteMap {
             // Advice only; without THP (or large folios in the file system) nothing changes.
             let _ = raw.advise(Advice::HugePage);
         }
+        let events_end = events_end.min(len);
         Ok(Self {
             raw: Arc::new(raw),
-            events_end: events_end.min(len),
+            events_end,
+            light_barrier: writer_light_barrier(),
+            waiters_at: events_end
+                .checked_add(WAITERS_AT)
+                .and_then(|at| usize::try_from(at).ok()),
         })
     }
 
@@ -338,10 +401,27 @@ impl WriteMap {
             .store(event_count.to_le(), Ordering::Release);
     }
 
-    /// Wakes followers sleeping on this stream's wait words, if any are registered.
+    /// The writer's half of the wake protocol, after it published: wakes followers
+    /// sleeping on this stream's wait words if any is registered. With no waiter there is
+    /// no system call: a fence and a load, or, in a process registered for
+    /// [`barrier_all_writers`] ([`writer_light_barrier`]), only a load, the follower's
+    /// barrier on this CPU standing in for the fence.
+    #[inline]
     pub fn wake_followers(&self) {
-        if let Some(words) = WaitWords::in_map(&self.raw, self.events_end) {
-            words.wake();
+        // Pairs with the fence and the barrier in `WaitWords::register`: either this load
+        // sees the follower's registration, or the follower's look at the write offset
+        // sees the publish.
+        if self.light_barrier {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
+        let waiting = self
+            .waiters_at
+            .and_then(|at| word32_at(&self.raw, at))
+            .is_some_and(|waiters| waiters.load(Ordering::Relaxed) != 0);
+        if waiting && let Some(words) = WaitWords::in_map(&self.raw, self.events_end) {
+            words.wake_all();
         }
     }
 

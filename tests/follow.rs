@@ -10,7 +10,10 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use evstream::{StreamReader, StreamWriter, WaitStrategy, format::STREAM_HEADER_LEN};
+use evstream::{
+    LogOptions, LogReader, LogWriter, StreamReader, StreamWriter, WaitStrategy,
+    format::STREAM_HEADER_LEN,
+};
 use reliability_support::spawn_child;
 
 /// Events the stress writer publishes.
@@ -84,32 +87,39 @@ fn idle_blocking_follower_barely_wakes() {
         assert_eq!(role, "idle");
         let reader = StreamReader::open(&path).unwrap();
         let mut follow = reader.follow(reader.write_offset()).unwrap();
-        let until = Instant::now() + Duration::from_secs(6);
-        while Instant::now() < until {
-            assert!(
-                follow
-                    .next_timeout(Duration::from_secs(1))
-                    .unwrap()
-                    .is_none()
-            );
-        }
+        wait_idle(|timeout| follow.next_timeout(timeout).unwrap().is_none());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("idle.evs");
     let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
     writer.append(1, b"before").unwrap();
-    let mut child = spawn_child("idle", "idle_blocking_follower_barely_wakes", &path);
+    let child = spawn_child("idle", "idle_blocking_follower_barely_wakes", &path);
+    assert_idle_wakeups(child, "follower");
+}
+
+/// The idle child's loop: waits with one-second timeouts for 6 s, each finding nothing.
+#[cfg(target_os = "linux")]
+fn wait_idle(mut nothing_within: impl FnMut(Duration) -> bool) {
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert!(nothing_within(Duration::from_secs(1)));
+    }
+}
+
+/// Counts an idle child's wakeups over 3 s of its 6 s wait and fails above 8.
+#[cfg(target_os = "linux")]
+fn assert_idle_wakeups(mut child: std::process::Child, what: &str) {
     std::thread::sleep(Duration::from_millis(1500));
     let before = voluntary_switches(child.id());
     std::thread::sleep(Duration::from_secs(3));
     let after = voluntary_switches(child.id());
-    assert!(child.wait().unwrap().success(), "idle follower failed");
+    assert!(child.wait().unwrap().success(), "idle {what} failed");
     let wakeups = after - before;
-    eprintln!("idle blocking follower: {wakeups} voluntary context switches in 3 s");
+    eprintln!("idle blocking {what}: {wakeups} voluntary context switches in 3 s");
     assert!(
         wakeups <= 8,
-        "an idle follower woke {wakeups} times in 3 s (at most ~1 a second expected)"
+        "an idle {what} woke {wakeups} times in 3 s (at most ~1 a second expected)"
     );
 }
 
@@ -233,4 +243,97 @@ fn a_million_events_reach_followers_waiting_with_timeouts() {
             "a call waited {longest:?} with a {timeout:?} timeout"
         );
     }
+}
+
+/// Events the log writer of the roll test appends, one every [`LOG_PAUSE`].
+const LOG_EVENTS: i64 = 300;
+const LOG_PAUSE: Duration = Duration::from_millis(4);
+
+/// A follower process of a log, asleep between events, follows the writer across many
+/// rolls: every event arrives in order, none later than its 2 s timeout, and it wakes
+/// about once per event or roll (counted by the kernel), not on a polling schedule.
+#[cfg(target_os = "linux")]
+#[test]
+fn log_follower_process_sleeps_across_rolls() {
+    if let Some((role, path)) = child_role() {
+        assert_eq!(role, "log-follower");
+        let reader = LogReader::open(&path).unwrap();
+        let mut follow = reader.iter_from(reader.start().unwrap()).unwrap();
+        assert_eq!(follow.strategy(), WaitStrategy::Block);
+        let mut segments = std::collections::BTreeSet::new();
+        let before = own_voluntary_switches();
+        for i in 0..LOG_EVENTS {
+            let event = follow.next_timeout(Duration::from_secs(2)).unwrap();
+            let event = event.unwrap_or_else(|| panic!("event {i} not seen within 2 s"));
+            assert_eq!(event.timestamp(), i, "events out of order");
+            segments.insert(event.position().segment());
+        }
+        let wakeups = own_voluntary_switches() - before;
+        eprintln!(
+            "log follower: {wakeups} voluntary context switches for {LOG_EVENTS} events \
+             in {} segments",
+            segments.len()
+        );
+        assert!(segments.len() > 3, "only {} segments", segments.len());
+        // A wake per event, and per roll one for the roll and one for the seal; a polling
+        // follower sleeps ~9 times in each 4 ms gap.
+        assert!(
+            wakeups <= 3 * LOG_EVENTS as u64,
+            "the follower woke {wakeups} times for {LOG_EVENTS} events"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    // 48-byte events in 4 KiB segments (1.5 KiB of trailer): a roll every ~50 events.
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    let mut child = spawn_child(
+        "log-follower",
+        "log_follower_process_sleeps_across_rolls",
+        &path,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..LOG_EVENTS {
+        std::thread::sleep(LOG_PAUSE);
+        log.append(i, &[7u8; 32]).unwrap();
+    }
+    assert!(
+        child.wait().unwrap().success(),
+        "log follower process failed"
+    );
+}
+
+/// The calling thread's voluntary context switches so far.
+#[cfg(target_os = "linux")]
+fn own_voluntary_switches() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A blocking follower of an idle log, waiting with one-second timeouts at the end of
+/// the newest segment, wakes about once a second (counted by the kernel in
+/// `/proc/<pid>/task/*/status`): no polling, and no listing of the directory in a loop.
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_log_follower_barely_wakes() {
+    if let Some((role, path)) = child_role() {
+        assert_eq!(role, "idle-log");
+        let reader = LogReader::open(&path).unwrap();
+        let mut follow = reader.iter_from(reader.end().unwrap()).unwrap();
+        wait_idle(|timeout| follow.next_timeout(timeout).unwrap().is_none());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    for i in 0..200 {
+        log.append(i, &[1u8; 32]).unwrap(); // a few rolls first
+    }
+    let child = spawn_child("idle-log", "idle_log_follower_barely_wakes", &path);
+    assert_idle_wakeups(child, "log follower");
+    drop(log);
 }

@@ -504,3 +504,55 @@ fn events_outlive_their_iterator_and_their_deleted_segment() {
 fn evstream_first_segment_name() -> &'static str {
     "00000000-00000000000000000000.evs"
 }
+
+/// A writer opened for a few appends at a time (as `evstream append` is) keeps every
+/// event in order across reopens and rolls, leaves at most one prepared segment behind,
+/// and never rolls into a file that merely has the prepared segment's name: one holding
+/// events, one of another size, or one that is not a stream at all.
+#[test]
+fn short_lived_writers_never_roll_into_a_foreign_prepared_segment() {
+    use evstream::StreamWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    drop(LogWriter::create(&path, small()).unwrap());
+    let hidden = |path: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    };
+    let mut model = Model::new();
+    let mut i = 0u64;
+    for round in 0..60u64 {
+        let mut log = LogWriter::open(&path).unwrap();
+        for _ in 0..10 {
+            let p = payload(i);
+            model.push((log.append(i as i64, &p).unwrap(), i as i64, p));
+            i += 1;
+        }
+        let next = path.join(format!(".next-{:08}.evs", log.segment() + 1));
+        drop(log);
+        let left = hidden(&path);
+        assert!(left.len() <= 1, "round {round}: {left:?}");
+        // Plant something else under the prepared segment's name now and then.
+        match round % 4 {
+            1 => {
+                let _ = std::fs::remove_file(&next);
+                let mut planted = StreamWriter::create(&next, 8192).unwrap();
+                planted.append(-1, b"not an event of this log").unwrap();
+            }
+            2 => {
+                let _ = std::fs::remove_file(&next);
+                drop(StreamWriter::create(&next, 16384).unwrap());
+            }
+            3 => std::fs::write(&next, vec![0x42; 8192]).unwrap(),
+            _ => {}
+        }
+    }
+    assert!(LogReader::open(&path).unwrap().stat().unwrap().last_segment > 8);
+    assert_eq!(read_all(&path), model);
+    assert!(LogReader::open(&path).unwrap().verify().unwrap().is_ok());
+}

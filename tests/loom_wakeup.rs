@@ -9,6 +9,12 @@
 //! with no timeout, so a lost wake-up leaves it asleep forever, which loom reports as a
 //! deadlock. A control model where the writer looks for waiters before it publishes
 //! must be caught.
+//!
+//! This models the writer with its fence. A writer in a process registered for
+//! `membarrier` global expedited barriers skips the fence, and the follower's
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` after registering runs it on the
+//! writer's CPU instead; loom cannot model that system call (see `docs/FORMAT.md`,
+//! "Waking followers", for the argument).
 #![cfg(loom)]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -38,7 +44,7 @@ impl Stream {
         self.wakeup.notify_all();
     }
 
-    /// `WaitWords::wake`, after the publish.
+    /// `WriteMap::wake_followers` (with the fence), after the publish.
     fn wake(&self) {
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) != 0 {

@@ -60,6 +60,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
+pub mod latency;
 pub mod log;
 
 use evstream::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, capacity_for_events};
@@ -795,8 +796,9 @@ fn anon_append<P: Probe>(workload: &Workload, probe: &mut P) -> Result<Duration>
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FillLimit {
-    /// Create the file, preallocate its capacity (`posix_fallocate`, as evstream's create
-    /// does), map it shared, copy the bytes into the mapping, unmap, close.
+    /// Create the file, preallocate its capacity (`fallocate`, as evstream's create does
+    /// with `posix_fallocate`), map it shared, copy the bytes into the mapping, unmap,
+    /// close.
     Mapping,
     /// As [`Mapping`](Self::Mapping), with `madvise(MADV_POPULATE_WRITE)` over the whole
     /// mapping before the copy: every page faulted in one call (as
@@ -877,15 +879,13 @@ pub fn fill_once(limit: FillLimit, workload: &Workload, dir: &BenchDir) -> Resul
                 .map_err(io_err("write", &path))?;
         }
     } else {
-        let capacity = workload.capacity();
-        let rc = libc_fallocate(&file, capacity);
-        if rc != 0 {
-            return Err(io_error(
-                "fallocate",
-                &path,
-                io::Error::from_raw_os_error(rc),
-            ));
-        }
+        rustix::fs::fallocate(
+            &file,
+            rustix::fs::FallocateFlags::empty(),
+            0,
+            workload.capacity(),
+        )
+        .map_err(|e| io_error("fallocate", &path, e.into()))?;
         // SAFETY: the bench's own new file, created above with `create_new`; no other
         // process knows its name, and nothing truncates it while it is mapped.
         let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(io_err("mmap", &path))?;
@@ -917,16 +917,6 @@ pub fn fill_once(limit: FillLimit, workload: &Workload, dir: &BenchDir) -> Resul
 fn block_sizes(len: usize, block: usize) -> impl Iterator<Item = usize> {
     let block = block.max(1);
     (0..len.div_ceil(block)).map(move |i| block.min(len - i * block))
-}
-
-/// `posix_fallocate(file, 0, len)`: 0 or the error number.
-fn libc_fallocate(file: &File, len: u64) -> i32 {
-    use std::os::fd::AsRawFd;
-    let Ok(len) = libc::off_t::try_from(len) else {
-        return libc::EFBIG;
-    };
-    // SAFETY: a plain system call on a descriptor `file` keeps open; no memory is passed.
-    unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) }
 }
 
 /// Writes `workload` to a new stream at `path` with evstream, for replay runs.

@@ -4,7 +4,7 @@
 //!
 //! - **Throughput**: `total_bytes` of events (header included) of one payload size
 //!   through a [`LogWriter`] of `segment_size` segments, and through a
-//!   `BufWriter<File>` of 1 MiB writing the same format ([`stdio::EventWriter`]) into
+//!   `BufWriter<File>` of 1 MiB writing the same format ([`EventWriter`]) into
 //!   files of the same size, a new file whenever the next event does not fit. Each
 //!   timed region starts before the log (or first file) is created and ends when the
 //!   last event is in the page cache (evstream: the last append returned; `BufWriter`:
@@ -15,7 +15,9 @@
 //! - **Large log**: a log of `large_bytes` written once, then, each with fresh objects
 //!   and the page cache warm: [`LogWriter::open`], [`LogReader::seek_time`] to points
 //!   spread over the log (after a fresh [`LogReader::open`]), and [`LogReader::tail`] of
-//!   10 events.
+//!   10 events. With [`LogBenchConfig::command`] set to the `evstream` binary, the same
+//!   from fresh processes too: each command timed from spawn to exit, beside the
+//!   binary's `--version` (the cost of starting a process at all).
 
 use std::fmt;
 use std::fs::File;
@@ -48,6 +50,9 @@ pub struct LogBenchConfig {
     pub large_bytes: u64,
     /// Where to write; `None` makes a temporary directory.
     pub dir: Option<std::path::PathBuf>,
+    /// The `evstream` binary, to time commands on the large log from fresh processes;
+    /// `None` skips them.
+    pub command: Option<std::path::PathBuf>,
 }
 
 impl Default for LogBenchConfig {
@@ -60,6 +65,7 @@ impl Default for LogBenchConfig {
             pace: Some(Duration::from_micros(2)),
             large_bytes: 0,
             dir: None,
+            command: None,
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct LargeLog {
     pub seek: Summary,
     /// `LogReader::open` then `tail(10)`.
     pub tail: Summary,
+    /// Whole commands in fresh processes, if [`LogBenchConfig::command`] was set.
+    pub processes: Vec<(&'static str, Summary)>,
 }
 
 /// Everything [`run`] measured.
@@ -320,15 +328,80 @@ fn large_log(
         tails.push(start.elapsed());
         std::hint::black_box(tail);
     }
-    let _ = std::fs::remove_dir_all(&path);
     let summary = |s: Vec<Duration>| Summary::of(s).unwrap_or_else(zero_summary);
+    let mut processes = Vec::new();
+    if let Some(command) = &config.command {
+        progress("bench log: timing commands in fresh processes");
+        let last = Workload::timestamp(workload.events().saturating_sub(1));
+        let mut runs: [(&'static str, Vec<Duration>); 4] = [
+            ("evstream --version", Vec::new()),
+            ("append (writer open, 1 event)", Vec::new()),
+            ("cat --since T -n 1 (seek)", Vec::new()),
+            ("tail -n 10", Vec::new()),
+        ];
+        for k in 0..points {
+            let target = Workload::timestamp(workload.events() * k / (points - 1));
+            let since = format!("{target}ns");
+            let stamp = format!("{last}ns");
+            let dir_arg = path.as_os_str();
+            let commands: [Vec<&std::ffi::OsStr>; 4] = [
+                vec!["--version".as_ref()],
+                vec![
+                    "append".as_ref(),
+                    dir_arg,
+                    "--timestamp".as_ref(),
+                    stamp.as_ref(),
+                    "x".as_ref(),
+                ],
+                vec![
+                    "cat".as_ref(),
+                    dir_arg,
+                    "--since".as_ref(),
+                    since.as_ref(),
+                    "-n".as_ref(),
+                    "1".as_ref(),
+                ],
+                vec!["tail".as_ref(), dir_arg, "-n".as_ref(), "10".as_ref()],
+            ];
+            for ((_, samples), args) in runs.iter_mut().zip(commands) {
+                samples.push(time_command(command, &args)?);
+            }
+        }
+        processes = runs
+            .into_iter()
+            .map(|(what, s)| (what, summary(s)))
+            .collect();
+    }
+    let _ = std::fs::remove_dir_all(&path);
     Ok(LargeLog {
         bytes: workload.events() * (EVENT_HEADER_LEN + size as u64),
         segments,
         writer_open: summary(opens),
         seek: summary(seeks),
         tail: summary(tails),
+        processes,
     })
+}
+
+/// Runs `command args` in a fresh process, output discarded; its time from spawn to
+/// exit. A failing command is an error.
+fn time_command(command: &std::path::Path, args: &[&std::ffi::OsStr]) -> Result<Duration> {
+    let start = Instant::now();
+    let output = std::process::Command::new(command)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(io_err("run", command))?;
+    let elapsed = start.elapsed();
+    if !output.status.success() {
+        return Err(io_err("run", command)(std::io::Error::other(format!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))));
+    }
+    Ok(elapsed)
 }
 
 /// The summary of no runs.
@@ -413,6 +486,17 @@ impl fmt::Display for LogBenchReport {
                     s.median.as_secs_f64() * 1e3,
                     s.max.as_secs_f64() * 1e3
                 )?;
+            }
+            if !large.processes.is_empty() {
+                writeln!(f, "  fresh processes, spawn to exit (median, max):")?;
+                for (what, s) in &large.processes {
+                    writeln!(
+                        f,
+                        "{what:>32}: {:>8.3} ms  (max {:.3} ms)",
+                        s.median.as_secs_f64() * 1e3,
+                        s.max.as_secs_f64() * 1e3
+                    )?;
+                }
             }
         }
         Ok(())

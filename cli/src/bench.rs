@@ -66,6 +66,37 @@ pub struct Args {
     /// Log: the size of a large log to write once and time open, seek and tail on
     #[arg(long, value_name = "SIZE", requires = "log", value_parser = units::parse_size)]
     large_log: Option<u64>,
+    /// Measure instead the latency from a writer process's append to a follower process
+    /// holding the event, per rate and wait strategy, with the follower's CPU use, and an
+    /// idle blocking follower's CPU use and wakeups
+    #[arg(long, conflicts_with_all = ["json", "log"])]
+    follow_latency: bool,
+    /// Follower latency: the writer's rates, events per second (comma-separated)
+    #[arg(
+        long,
+        value_name = "N,...",
+        value_delimiter = ',',
+        requires = "follow_latency",
+        default_value = "10000,100000,1000000",
+        value_parser = clap::value_parser!(u64).range(1..=100_000_000)
+    )]
+    rates: Vec<u64>,
+    /// Follower latency: seconds of events per rate and strategy
+    #[arg(long, value_name = "S", requires = "follow_latency", default_value_t = 1.0, value_parser = parse_seconds)]
+    run_seconds: f64,
+    /// Follower latency: seconds the idle follower waits (0 skips it)
+    #[arg(long, value_name = "S", requires = "follow_latency", default_value_t = 2.0, value_parser = parse_seconds)]
+    idle_seconds: f64,
+}
+
+/// Parses a duration in seconds: a finite number from 0 to one hour.
+fn parse_seconds(input: &str) -> Result<f64, String> {
+    match input.trim().parse::<f64>() {
+        Ok(s) if (0.0..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "{input:?} is not a number of seconds from 0 to 3600"
+        )),
+    }
 }
 
 /// Parses the event count, which must be at least 1: with none there is nothing to time.
@@ -93,6 +124,9 @@ fn parse_payload_size(input: &str) -> Result<usize, String> {
 pub fn run(args: Args) -> Result<(), Failure> {
     if args.log {
         return run_log(&args);
+    }
+    if args.follow_latency {
+        return run_follow_latency(&args);
     }
     let dir_failure = |e: &evstream::Error| {
         let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -180,6 +214,8 @@ fn run_log(args: &Args) -> Result<(), Failure> {
     let mut config = bench::log::LogBenchConfig {
         dir: args.dir.clone(),
         large_bytes: args.large_log.unwrap_or(0),
+        // The large log's commands are timed from fresh processes of this binary.
+        command: std::env::current_exe().ok(),
         ..bench::log::LogBenchConfig::default()
     };
     if let Some(bytes) = args.log_bytes {
@@ -205,4 +241,62 @@ fn run_log(args: &Args) -> Result<(), Failure> {
         spinner.finish_and_clear();
     }
     output::line(report?.to_string().trim_end())
+}
+
+/// `bench --follow-latency`: `evstream_bench::latency`, with this binary as the follower.
+fn run_follow_latency(args: &Args) -> Result<(), Failure> {
+    let dir_failure = |e: &evstream::Error| {
+        let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        Failure::stream(&dir, e).with_context(" (while benchmarking followers)")
+    };
+    let program = std::env::current_exe().map_err(|e| {
+        dir_failure(&evstream::Error::Io {
+            op: "find this program",
+            path: PathBuf::from("/proc/self/exe"),
+            source: e,
+        })
+    })?;
+    let config = bench::latency::FollowLatencyConfig {
+        rates: args.rates.clone(),
+        run_time: Duration::from_secs_f64(args.run_seconds),
+        idle: Duration::from_secs_f64(args.idle_seconds),
+        dir: args.dir.clone(),
+        follower: vec![program.into_os_string(), FOLLOWER_COMMAND.into()],
+        ..bench::latency::FollowLatencyConfig::default()
+    };
+    let spinner = progress::spinner("benchmarking");
+    let mut progress = |line: &str| {
+        if let Some(spinner) = &spinner {
+            spinner.set_message(line.to_owned());
+        }
+    };
+    let report = bench::latency::run(&config, &mut progress).map_err(|e| dir_failure(&e));
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    output::line(report?.to_string().trim_end())
+}
+
+/// The hidden subcommand that runs the follower side of `bench --follow-latency`.
+pub const FOLLOWER_COMMAND: &str = "bench-follower";
+
+/// Arguments of the hidden `evstream bench-follower`.
+#[derive(Debug, clap::Args)]
+pub struct FollowerArgs {
+    /// The stream the benchmark writes
+    path: PathBuf,
+    /// block, spinN (spin N looks, then block) or busy-spin
+    #[arg(value_parser = bench::latency::parse_strategy)]
+    strategy: evstream::WaitStrategy,
+}
+
+/// Follows the stream, measuring, and prints the report line for the writer.
+pub fn run_follower(args: &FollowerArgs) -> Result<(), Failure> {
+    let report = bench::latency::follow_and_measure(
+        &args.path,
+        args.strategy,
+        &mut std::io::stdout().lock(),
+    )
+    .map_err(|e| Failure::stream(&args.path, &e))?;
+    output::line(&report.to_line())
 }

@@ -104,6 +104,9 @@ enum Command {
     /// Print the manual page (roff), or write one page per command to a directory
     #[command(after_help = generate::MAN_EXAMPLES)]
     Man(generate::ManArgs),
+    /// The follower process of `bench --follow-latency` (not for direct use)
+    #[command(name = "bench-follower", hide = true)]
+    BenchFollower(bench::FollowerArgs),
 }
 
 /// The command-line definition, for completions and manual pages.
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => pull::run(args),
         Command::Completions(args) => generate::completions(&args),
         Command::Man(args) => generate::man(&args),
+        Command::BenchFollower(args) => bench::run_follower(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

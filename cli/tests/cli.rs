@@ -1107,3 +1107,137 @@ fn upgrade_converts_a_version_1_stream_and_refuses_what_it_cannot() {
     run(&["upgrade", s(&notes)]).fails(1, &[s(&notes)]);
     assert_eq!(std::fs::read(&notes).unwrap(), vec![b'x'; 4096]);
 }
+
+/// The cross-process latency bench, run tiny through the real binary: one row per rate
+/// and strategy with the events each run sent, the idle row, the load, and nothing left
+/// in the temporary directory.
+#[test]
+fn bench_follow_latency_reports_every_rate_and_strategy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = evstream();
+    command
+        .args([
+            "bench",
+            "--follow-latency",
+            "--rates",
+            "1000,2000",
+            "--run-seconds",
+            "0.01",
+            "--idle-seconds",
+            "0.2",
+        ])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null());
+    let output = {
+        let _turn = forking();
+        command.output().unwrap()
+    };
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    assert!(output.status.success(), "{output:?} {stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("Follower latency"), "{stdout}");
+    let header: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "rate/s",
+            "achieved",
+            "strategy",
+            "events",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+            "CPU",
+            "wakeups/s",
+            "preempted"
+        ]
+    );
+    let mut rows = Vec::new();
+    for line in &lines[2..8] {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // "1.0 k 1.1 k block 10 58.3 us ..." (the achieved rate may lack the "k")
+        let at = words
+            .iter()
+            .position(|w| ["block", "spin1000", "busy-spin"].contains(w))
+            .unwrap_or_else(|| panic!("no strategy in {line:?}"));
+        rows.push((
+            words[0].to_owned(),
+            words[at].to_owned(),
+            words[at + 1].to_owned(),
+        ));
+        assert!(line.contains('%'), "{line}");
+    }
+    assert_eq!(
+        rows,
+        [
+            ("1.0".into(), "block".into(), "10".into()),
+            ("1.0".into(), "spin1000".into(), "10".into()),
+            ("1.0".into(), "busy-spin".into(), "10".into()),
+            ("2.0".into(), "block".into(), "20".into()),
+            ("2.0".into(), "spin1000".into(), "20".into()),
+            ("2.0".into(), "busy-spin".into(), "20".into()),
+        ]
+    );
+    assert!(lines[8].starts_with("Idle blocking follower: "), "{stdout}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Load average")),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+/// The hidden follower refuses a strategy it does not know, as a usage error.
+#[test]
+fn bench_follower_refuses_an_unknown_strategy() {
+    run(&["bench-follower", "x.evs", "sometimes"]).fails(2, &["sometimes"]);
+}
+
+/// `tail --follow` on a log sleeps while nothing is appended (its wakeups counted by the
+/// kernel), and prints a new event as soon as it is appended.
+#[cfg(target_os = "linux")]
+#[test]
+fn tail_follow_on_a_log_sleeps_until_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app");
+    run(&["create", "--log", s(&log)]).ok();
+    let mut child = spawn(
+        evstream()
+            .args(["tail", "-n", "0", "--format", "raw", "--follow"])
+            .arg(&log)
+            .stdout(Stdio::piped()),
+    );
+    let done = watchdog(&child, Duration::from_secs(30));
+    let switches = |pid: u32| -> u64 {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|task| {
+                let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+                let line = status
+                    .lines()
+                    .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+                    .unwrap()
+                    .to_owned();
+                line.split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum()
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = switches(child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let wakeups = switches(child.id()) - before;
+    assert!(
+        wakeups <= 6,
+        "an idle `tail --follow` of a log woke {wakeups} times in 2 s"
+    );
+    run(&["append", s(&log), "hello"]).ok();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "hello");
+    done.store(true, Ordering::Relaxed);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -13,11 +13,15 @@ use crate::log::position::Position;
 use crate::log::segment::{self, SegmentEntry, SegmentIndex};
 use crate::log::writer::LOCK_FILE;
 use crate::stream::open::writer_lock_held;
-use crate::stream::reader::{StreamReader, idle_pause};
+use crate::stream::reader::{Sleeper, StreamReader, WaitStrategy};
 
 /// How often a follower that waits at the end of the newest segment lists the directory
-/// to look for the next segment.
+/// to look for the next segment, unless it has a reason to (a seal, its successor's name
+/// found); a safety net for a successor under an unexpected name.
 const RELIST_EVERY: Duration = Duration::from_millis(1);
+
+/// How many looks of a spinning follower pass between two checks for the successor.
+const SPINS_PER_PROBE: u32 = 1024;
 
 /// One event of a log: its position, timestamp and payload.
 ///
@@ -282,15 +286,20 @@ impl LogReader {
                 end: Position::of(entry.seq, end),
             });
         }
+        let (seq, base) = (entry.seq, entry.base);
         Ok(LogIter {
             dir: self.dir.clone(),
-            seq: entry.seq,
+            seq,
             segments,
             current,
             offset: position.offset(),
             previous: i64::MIN,
             listed: Instant::now(),
             done: false,
+            base,
+            strategy: WaitStrategy::default(),
+            sleeper: Sleeper::default(),
+            rolled: false,
         })
     }
 
@@ -739,22 +748,61 @@ fn seek_in(dir: &Path, seq: u64, reader: &StreamReader, timestamp: i64) -> Resul
 /// newest (an error ends it too). [`next_timeout`](Self::next_timeout) waits for new
 /// events instead, following the writer across rolls: at the end of a segment that has a
 /// successor it moves on, never waits.
+///
+/// A follower waits at the end of the newest segment as a stream's [`Follow`](crate::Follow)
+/// does, by its [`WaitStrategy`] (default [`Block`](WaitStrategy::Block): asleep on the
+/// segment's futex, woken by the writer's publish, and by the roll that retires the
+/// segment, so it moves to the successor at once).
 #[derive(Debug)]
 pub struct LogIter {
     dir: PathBuf,
     segments: Vec<SegmentEntry>,
     seq: u64,
+    /// The log-wide index of the current segment's first event (from its name).
+    base: u64,
     current: Arc<StreamReader>,
     offset: u64,
     previous: i64,
     listed: Instant,
     done: bool,
+    strategy: WaitStrategy,
+    /// Sleeps on the current segment's wait words.
+    sleeper: Sleeper,
+    /// The successor's file was seen: list the directory at the next look.
+    rolled: bool,
 }
 
 impl LogIter {
     /// The position of the next event this iterator returns.
     pub fn position(&self) -> Position {
         Position::of(self.seq, self.offset)
+    }
+
+    /// Sets how [`next_timeout`](Self::next_timeout) waits at the end of the log (the
+    /// default is [`WaitStrategy::Block`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use evstream::{LogOptions, LogReader, LogWriter, WaitStrategy};
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app");
+    /// let _log = LogWriter::create(&path, LogOptions::default())?;
+    /// let reader = LogReader::open(&path)?;
+    /// let follow = reader.iter_from(reader.end()?)?.with_strategy(WaitStrategy::BusySpin);
+    /// assert_eq!(follow.strategy(), WaitStrategy::BusySpin);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// How [`next_timeout`](Self::next_timeout) waits.
+    pub fn strategy(&self) -> WaitStrategy {
+        self.strategy
     }
 
     /// The next event if one is published now, without waiting.
@@ -769,25 +817,74 @@ impl LogIter {
 
     /// The next event, waiting up to `timeout` for the writer to publish one (also in a
     /// segment it has not rolled to yet). `Ok(None)` means the time passed; call again to
-    /// keep waiting. New events are seen within about a millisecond.
+    /// keep waiting.
+    ///
+    /// How it waits is the [strategy](Self::with_strategy). With the default it sleeps
+    /// on the newest segment's futex until the writer publishes or rolls (on Linux, with
+    /// write permission on the segment; otherwise it polls about every half
+    /// millisecond), so an idle follower takes no CPU and a new event, or the roll to a
+    /// new segment, wakes it at once.
     ///
     /// # Errors
     /// As [`try_next`](Self::try_next).
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<LogEvent>> {
         let deadline = Instant::now().checked_add(timeout);
-        let mut idle = 0u32;
+        let mut spins = 0u32;
         loop {
             if let Some(event) = self.step(false)? {
                 return Ok(Some(event));
             }
             let now = Instant::now();
-            let left = match deadline {
-                Some(deadline) if now >= deadline => return Ok(None),
-                Some(deadline) => deadline - now,
-                None => Duration::MAX,
-            };
-            idle_pause(&mut idle, left);
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(None);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(now));
+            if self.strategy.blocks_after(spins) {
+                self.block(left);
+            } else {
+                spins = spins.saturating_add(1);
+                if spins.is_multiple_of(SPINS_PER_PROBE) && self.successor_named() {
+                    self.rolled = true;
+                }
+                std::hint::spin_loop();
+            }
         }
+    }
+
+    /// Sleeps on the current segment until its writer publishes, seals or rolls, `left`
+    /// passes, or a spurious wake.
+    fn block(&mut self, left: Option<Duration>) {
+        let current = Arc::clone(&self.current);
+        let offset = self.offset;
+        let mut rolled = false;
+        let mut sleeper = std::mem::take(&mut self.sleeper);
+        let this = &*self;
+        sleeper.block(&current, left, || {
+            // After registering: the writer renames the successor into place before it
+            // wakes the retired segment's followers, so either that wake finds this
+            // follower registered or the successor's name is there to be seen now.
+            current
+                .live_write_offset()
+                .map_or(true, |end| end != offset)
+                || current.is_sealed()
+                || {
+                    rolled = this.successor_named();
+                    rolled
+                }
+        });
+        self.sleeper = sleeper;
+        self.rolled |= rolled;
+    }
+
+    /// Whether the current segment's successor is in the directory under the name the
+    /// writer gives it: the next sequence number and the log-wide index that follows
+    /// the current segment's last event. One `stat`, no listing.
+    fn successor_named(&self) -> bool {
+        // Loaded after the caller looked at the write offset: the roll that this looks
+        // for comes after the count's last store.
+        let count = self.current.live_event_count();
+        let name = segment::segment_name(self.seq + 1, self.base.saturating_add(count));
+        std::fs::symlink_metadata(self.dir.join(name)).is_ok()
     }
 
     /// One attempt: the next event in this segment, or a move to the next segment.
@@ -816,7 +913,8 @@ impl LogIter {
             }
             // A sealed segment takes no more events: its successor exists, look now.
             let sealed = self.current.is_sealed();
-            let Some(next) = self.successor(relist || sealed)? else {
+            let rolled = std::mem::take(&mut self.rolled);
+            let Some(next) = self.successor(relist || sealed || rolled)? else {
                 return Ok(None);
             };
             // The writer stopped writing this segment before its successor appeared, so
@@ -833,7 +931,9 @@ impl LogIter {
             let first = self.segments.first().cloned();
             let position = Position::of(next.seq, STREAM_HEADER_LEN);
             self.current = Arc::new(open_segment(&next, position, first.as_ref())?);
+            self.sleeper = Sleeper::default();
             self.seq = next.seq;
+            self.base = next.base;
             self.offset = STREAM_HEADER_LEN;
         }
     }
@@ -867,5 +967,44 @@ impl Iterator for LogIter {
             self.done = true;
         }
         item
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::LogWriter;
+
+    /// The follower's last look before it sleeps finds the successor under the name the
+    /// writer gives it at the roll, and not before: the check that no roll is missed.
+    #[test]
+    fn a_follower_finds_its_successor_by_name_once_the_writer_rolls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut log = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+        log.append(0, &[0; 32]).unwrap();
+        let reader = LogReader::open(&path).unwrap();
+        let mut follow = reader.iter().unwrap();
+        assert!(follow.try_next().unwrap().is_some());
+        let first = log.segment();
+        let mut t = 1;
+        while log.segment() == first {
+            assert!(!follow.successor_named(), "a successor before the roll");
+            log.append(t, &[0; 32]).unwrap();
+            t += 1;
+        }
+        assert!(
+            follow.successor_named(),
+            "no successor found after the roll"
+        );
+        // And the follower gets there, the event that did not fit first.
+        let mut last = 0;
+        while let Some(event) = follow.try_next().unwrap() {
+            last = event.timestamp();
+            assert_eq!(event.position().segment() > first, last == t - 1);
+        }
+        assert_eq!(last, t - 1);
     }
 }

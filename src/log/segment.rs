@@ -94,16 +94,18 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentEntry>> {
     Ok(segments)
 }
 
-/// Removes what a writer that died mid-roll left: prepared segments not yet rolled into
-/// place and their creation temporaries. Only the holder of the log's writer lock calls
-/// this, so no live writer owns them.
-pub(crate) fn remove_leftovers(dir: &Path) -> Result<()> {
+/// Removes what earlier writers left: prepared segments other than segment `next` (the
+/// one the log rolls into next, which the new writer may adopt), creation temporaries,
+/// and index temporaries. Only the holder of the log's writer lock calls this, so no
+/// live writer owns them.
+pub(crate) fn remove_leftovers(dir: &Path, next: u64) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
     let mut removed = false;
+    let keep = next_name(next);
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let leftover = name.starts_with(NEXT_PREFIX)
+        let leftover = (name.starts_with(NEXT_PREFIX) && name != keep)
             || name.starts_with(&format!(".{NEXT_PREFIX}"))
             || (name.starts_with(".idx-") && name.ends_with(".tmp"));
         if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {

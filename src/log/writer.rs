@@ -106,6 +106,9 @@ pub struct LogWriter {
     roll_at: i64,
     /// Largest event, header included, a segment holds.
     largest: u64,
+    /// Once the newest segment's write offset reaches this, the next segment is
+    /// prepared in the background (`u64::MAX`: asked for already).
+    prepare_at: u64,
     background: Background,
     recovery: LogRecovery,
     _lock: HeldLock,
@@ -167,7 +170,6 @@ impl LogWriter {
             .map_err(|e| Error::io("open", &lock_path, e))?;
         lock_exclusive(&lock, dir)?;
         failpoint!("log_open:after_lock");
-        segment::remove_leftovers(dir)?;
         let mut segments = segment::list(dir)?;
         let mut recovery = LogRecovery::default();
         let newest = match segments.pop() {
@@ -253,6 +255,9 @@ impl LogWriter {
         })?;
         let segment = StreamWriter::open_with(&newest.path, WriterOptions::default())?;
         recovery.newest = segment.recovery().clone();
+        let next = newest.seq + 1;
+        // A segment the last writer prepared and never rolled into is kept for this one.
+        segment::remove_leftovers(dir, next)?;
         let first = StreamReader::open(&newest.path)?
             .iter()
             .next()
@@ -260,7 +265,16 @@ impl LogWriter {
             .map(|e| e.timestamp());
         let index = (segment.event_count() == 0).then(SegmentIndex::empty);
         let largest = options.max_event();
-        let background = Background::start(dir, &options, newest.seq + 1)?;
+        // The next segment is prepared once the newest is a quarter full, so that a writer
+        // opened for a few appends does not pay for a segment it will not reach; at
+        // once if the log rolls by time (a roll may come any moment) or it is that full already.
+        let prepare_at = if options.roll_interval.is_some() {
+            0
+        } else {
+            segment.capacity() / 4
+        };
+        let want = (segment.write_offset() >= prepare_at).then_some(next);
+        let background = Background::start(dir, &options, want)?;
         let mut writer = Self {
             dir: dir.to_owned(),
             segment,
@@ -271,6 +285,7 @@ impl LogWriter {
             floor,
             roll_at: i64::MIN,
             largest,
+            prepare_at: if want.is_some() { u64::MAX } else { prepare_at },
             background,
             recovery,
             options,
@@ -349,8 +364,13 @@ impl LogWriter {
 
     #[inline]
     fn appended(&mut self, offset: u64, timestamp: i64) -> Position {
+        let end = self.segment.write_offset();
         if let Some(index) = &mut self.index {
-            index.note(offset, self.segment.write_offset(), timestamp);
+            index.note(offset, end, timestamp);
+        }
+        if end >= self.prepare_at {
+            self.prepare_at = u64::MAX;
+            self.background.want(self.seq + 1);
         }
         Position::of(self.seq, offset)
     }
@@ -432,6 +452,9 @@ impl LogWriter {
             .map_err(|e| Error::io("roll into place", &path, e))?;
         failpoint!("roll:after_rename");
         let old = std::mem::replace(&mut self.segment, prepared);
+        // Followers asleep at the old segment's end move on to the successor now, not
+        // when the sealing thread gets to the seal (which wakes them again).
+        old.wake_followers();
         let last = old.last_timestamp();
         self.background.retire(Retiring {
             segment: old,
@@ -444,6 +467,8 @@ impl LogWriter {
         self.floor = last.unwrap_or(self.floor);
         self.seq = seq;
         self.base = base;
+        // `retire` asked for the next segment already.
+        self.prepare_at = u64::MAX;
         Ok(())
     }
 
@@ -598,10 +623,11 @@ struct Background {
 }
 
 impl Background {
-    fn start(dir: &Path, options: &LogOptions, prepare: u64) -> Result<Self> {
+    /// Starts the threads; `want` is the segment to prepare at once.
+    fn start(dir: &Path, options: &LogOptions, want: Option<u64>) -> Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                want: Some(prepare),
+                want,
                 dir: dir.to_owned(),
                 ..State::default()
             }),
@@ -681,6 +707,16 @@ impl Background {
         }
     }
 
+    /// Asks for segment `seq` to be prepared, unless it is already.
+    fn want(&self, seq: u64) {
+        let mut state = self.state();
+        if state.prepared.as_ref().is_some_and(|(s, _)| *s == seq) || state.want == Some(seq) {
+            return;
+        }
+        state.want = Some(seq);
+        self.shared.changed.notify_all();
+    }
+
     fn retire(&self, job: Retiring) {
         let mut state = self.state();
         state.want = Some(job.prepare);
@@ -721,13 +757,10 @@ impl Drop for Background {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        // A prepared segment nobody will take: remove it now rather than at the next open.
-        let leftover = self.state().prepared.take();
-        if let Some((seq, Ok(writer))) = leftover {
-            let dir = self.state().dir.clone();
-            drop(writer);
-            let _ = std::fs::remove_file(dir.join(next_name(seq)));
-        }
+        // A prepared segment nobody took stays for the next writer, which adopts it
+        // (see `prepare`): a writer opened for a few appends then finds its next
+        // segment ready instead of preparing and removing one each time.
+        drop(self.state().prepared.take());
     }
 }
 
@@ -745,7 +778,11 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
         if let Some(seq) = wanted {
             state.want = None;
             drop(state);
-            let wanted_now = || lock().waiting == Some(seq);
+            // Prefaulting stops early when the writer waits for the segment, or stops.
+            let wanted_now = || {
+                let state = lock();
+                state.waiting == Some(seq) || state.stop
+            };
             let prepared = prepare(dir, options, seq, &wanted_now);
             state = lock();
             // A prepared segment nobody takes is removed when the writer is dropped.
@@ -837,6 +874,23 @@ const PREPARE_CHUNK: u64 = 4 << 20;
 /// segment costs about as much as filling it, so a fast writer gets it early and the
 /// segment's own background prefaulting (started at creation) keeps ahead of its appends
 /// from there, while a paced writer gets it whole.
+/// The segment a previous writer prepared at `path` and never rolled into, if it is
+/// one: a stream of the log's segment size, empty, unsealed, untouched since its
+/// creation (which was atomic: the file appears whole under its name or not at all).
+/// Anything else there is not used, and is replaced.
+fn adopt(path: &Path, options: &LogOptions) -> Option<StreamWriter> {
+    if !path.exists() {
+        return None;
+    }
+    let writer = StreamWriter::open_with(path, WriterOptions::default()).ok()?;
+    let pristine = writer.capacity() == options.segment_size
+        && writer.event_count() == 0
+        && writer.write_offset() == format::STREAM_HEADER_LEN
+        && !writer.is_sealed()
+        && writer.generation() == 0;
+    pristine.then_some(writer)
+}
+
 fn prepare(
     dir: &Path,
     options: &LogOptions,
@@ -844,8 +898,13 @@ fn prepare(
     wanted_now: &dyn Fn() -> bool,
 ) -> Result<StreamWriter> {
     let path = dir.join(next_name(seq));
-    let _ = std::fs::remove_file(&path);
-    let writer = StreamWriter::create_with(&path, options.segment_size, WriterOptions::default())?;
+    let writer = match adopt(&path, options) {
+        Some(writer) => writer,
+        None => {
+            let _ = std::fs::remove_file(&path);
+            StreamWriter::create_with(&path, options.segment_size, WriterOptions::default())?
+        }
+    };
     let mut at = writer.write_offset();
     while at < writer.capacity() && !wanted_now() {
         writer.prefault_range(at, PREPARE_CHUNK)?;

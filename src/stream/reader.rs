@@ -559,7 +559,7 @@ impl StreamReader {
             previous: i64::MIN,
             failed: None,
             strategy: WaitStrategy::default(),
-            wait: None,
+            sleeper: Sleeper::default(),
         })
     }
 
@@ -569,6 +569,11 @@ impl StreamReader {
         let now = self.map.write_offset();
         check_write_offset(&self.path, now, self.map.len())?;
         Ok(now)
+    }
+
+    /// The event count in the header right now (stored after the write offset).
+    pub(crate) fn live_event_count(&self) -> u64 {
+        self.map.event_count()
     }
 
     /// The verified event at `offset`, given the published write offset `end` (at or
@@ -741,6 +746,17 @@ pub enum WaitStrategy {
     BusySpin,
 }
 
+impl WaitStrategy {
+    /// Whether a follower that has looked `spins` times in a busy loop should now block.
+    pub(crate) fn blocks_after(self, spins: u32) -> bool {
+        match self {
+            Self::Block => true,
+            Self::SpinThenBlock { spins: limit } => spins >= limit,
+            Self::BusySpin => false,
+        }
+    }
+}
+
 /// Follows a live stream; see [`StreamReader::follow`].
 ///
 /// A `Follow` is also a blocking [`Iterator`]: `next` waits as long as it takes for the
@@ -765,9 +781,57 @@ pub struct Follow<'a> {
     previous: i64,
     failed: Option<Corruption>,
     strategy: WaitStrategy,
+    sleeper: Sleeper,
+}
+
+/// The longest sleep of a follower that could not make the barrier on the writers' CPUs
+/// (a sandbox that forbids `membarrier` to it alone).
+const UNFENCED_SLEEP: Duration = Duration::from_millis(10);
+
+/// A follower's sleep on a stream's wait words, mapped at the first wait; shared by
+/// [`Follow`] and the log's iterator (one per segment).
+#[derive(Debug, Default)]
+pub(crate) struct Sleeper {
     /// The mapped wait words: `None` until the first wait, then `Some(None)` if they
     /// cannot be mapped (polling then).
     wait: Option<Option<WaitMap>>,
+}
+
+impl Sleeper {
+    /// Sleeps until `reader`'s writer wakes its followers (a publish, a seal, a log's
+    /// roll), `left` passes, or a spurious wake, unless `ready`, the last look taken
+    /// after registering as a waiter (`docs/FORMAT.md`, "Waking followers"), finds
+    /// something to do. Where the wait words cannot be mapped it sleeps 0.5 ms instead.
+    pub(crate) fn block(
+        &mut self,
+        reader: &StreamReader,
+        left: Option<Duration>,
+        ready: impl FnOnce() -> bool,
+    ) {
+        let wait = self
+            .wait
+            .get_or_insert_with(|| WaitMap::new(reader.presence.file(), reader.trailer_at).ok());
+        let Some(words) = wait.as_ref().and_then(WaitMap::words) else {
+            // No wait words: poll.
+            let pause = Duration::from_micros(500);
+            std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
+            return;
+        };
+        let (seen, barrier) = words.register();
+        // The last look, after registering: a wake from here on changes the sequence
+        // before the sleep starts, or finds the sleeper.
+        if !ready() {
+            // Without the barrier a writer that skips its fence may miss this follower:
+            // sleep briefly, so a missed wake costs at most that.
+            let left = if barrier {
+                left
+            } else {
+                Some(left.map_or(UNFENCED_SLEEP, |l| l.min(UNFENCED_SLEEP)))
+            };
+            words.sleep(seen, left);
+        }
+        words.unregister();
+    }
 }
 
 impl<'a> Follow<'a> {
@@ -827,12 +891,7 @@ impl<'a> Follow<'a> {
                 return Ok(None);
             }
             let left = deadline.map(|d| d.saturating_duration_since(now));
-            let block = match self.strategy {
-                WaitStrategy::Block => true,
-                WaitStrategy::SpinThenBlock { spins: limit } => spins >= limit,
-                WaitStrategy::BusySpin => false,
-            };
-            if block {
+            if self.strategy.blocks_after(spins) {
                 self.block(left)?;
             } else {
                 spins = spins.saturating_add(1);
@@ -843,24 +902,10 @@ impl<'a> Follow<'a> {
 
     /// Sleeps until the writer publishes (or seals), `left` passes, or a spurious wake.
     fn block(&mut self, left: Option<Duration>) -> Result<()> {
-        let reader = self.reader;
-        let wait = self
-            .wait
-            .get_or_insert_with(|| WaitMap::new(reader.presence.file(), reader.trailer_at).ok());
-        let Some(words) = wait.as_ref().and_then(WaitMap::words) else {
-            // No wait words: poll.
-            let pause = Duration::from_micros(500);
-            std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
-            return Ok(());
-        };
-        let seen = words.register();
-        // The last look, after registering: a publish from here on wakes the futex or
-        // changes the sequence before the sleep starts.
-        let ready = reader.map.write_offset() > self.offset || finished(reader, self.offset);
-        if !ready {
-            words.sleep(seen, left);
-        }
-        words.unregister();
+        let (reader, offset) = (self.reader, self.offset);
+        self.sleeper.block(reader, left, || {
+            reader.map.write_offset() > offset || finished(reader, offset)
+        });
         Ok(())
     }
 
@@ -943,20 +988,5 @@ impl<'a> Iterator for Follow<'a> {
                 Err(e) => return Some(Err(e)),
             }
         }
-    }
-}
-
-/// One pause of a follower that found nothing new: spins for the first few calls, then
-/// yields, then sleeps from 50 µs up to 800 µs (never past `left`), so that a new event
-/// is seen within about a millisecond without burning a core while idle.
-pub(crate) fn idle_pause(idle: &mut u32, left: Duration) {
-    *idle = idle.saturating_add(1);
-    if *idle < 64 {
-        std::hint::spin_loop();
-    } else if *idle < 128 {
-        std::thread::yield_now();
-    } else {
-        let pause = Duration::from_micros(50 << ((*idle - 128).min(4)));
-        std::thread::sleep(pause.min(left));
     }
 }

@@ -919,6 +919,12 @@ impl StreamWriter {
         })
     }
 
+    /// Wakes the followers asleep on this stream's wait words (a log's roll: the stream
+    /// takes no more events, its successor is in place).
+    pub(crate) fn wake_followers(&self) {
+        self.map.wake_followers();
+    }
+
     /// Whether the stream is sealed (see [`seal`](Self::seal)).
     pub fn is_sealed(&self) -> bool {
         self.trailer.sealed
