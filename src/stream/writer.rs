@@ -289,13 +289,7 @@ impl StreamWriter {
         let prefix = format!(".{}.", name.to_string_lossy());
         remove_abandoned_temps(&dir, &prefix);
         let start = now_nanos();
-        let temp = dir.join(format!("{prefix}{}.{start}.tmp", std::process::id()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| Error::io("create", path, e))?;
+        let (temp, file) = create_temp(&dir, &prefix).map_err(|e| Error::io("create", path, e))?;
         let mut cleanup = RemoveOnDrop(Some(temp.clone()));
         lock_exclusive(&file, path)?;
         sys::preallocate(&file, capacity).map_err(|e| Error::io("preallocate", path, e))?;
@@ -1197,6 +1191,29 @@ fn clear_stale(map: &mut WriteMap, file: &File, from: u64, limit: u64) -> u64 {
     cleared_to - from
 }
 
+/// Creates a new temporary file `PREFIX.PID.N.tmp` in `dir` for a `create`, `N` unique
+/// in this process (creates of one path on several threads must not share it) and
+/// unlikely to be reused by a later process of the same id.
+fn create_temp(dir: &Path, prefix: &str) -> std::io::Result<(PathBuf, File)> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut tries = 0;
+    loop {
+        let unique = (now_nanos() as u64).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let temp = dir.join(format!("{prefix}{}.{unique}.tmp", std::process::id()));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            // A name taken by a leftover whose process had this id: try another.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Deletes temporary files a `create` of the same stream left when its process died.
 ///
 /// A creator holds the exclusive lock on its temporary file from right after making it
@@ -1216,7 +1233,7 @@ fn remove_abandoned_temps(dir: &Path, prefix: &str) {
         else {
             continue;
         };
-        // `PID.NANOS`: two numbers, so another stream's temporaries never match.
+        // `PID.N`: two numbers, so another stream's temporaries never match.
         let Some(pid) = middle.split_once('.').and_then(|(pid, nanos)| {
             let nanos_ok = nanos.trim_start_matches('-').parse::<u64>().is_ok();
             pid.parse::<u32>().ok().filter(|_| nanos_ok)
