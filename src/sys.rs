@@ -38,7 +38,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence, fence};
 
-use memmap2::{Advice, MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw, UncheckedAdvice};
 
 use crate::format::{
     EVENT_COUNT_AT, START_TIMESTAMP_AT, STREAM_HEADER_LEN, TRAILER_RECORD_LEN, TrailerRecord,
@@ -506,6 +506,12 @@ impl WriteMap {
             raw: Arc::clone(&self.raw),
         }
     }
+
+    /// Unmaps the whole pages of `offset..offset + len`, keeping their contents; see
+    /// [`release_pages`].
+    pub fn release(&self, offset: u64, len: u64) -> io::Result<()> {
+        release_pages(&self.raw, offset, len)
+    }
 }
 
 /// Prefaults pages of a writer's mapping; cheap to clone and `Send`.
@@ -524,6 +530,38 @@ impl Prefaulter {
         }
         self.raw.advise_range(Advice::PopulateWrite, offset, len)
     }
+
+    /// Unmaps the whole pages of `offset..offset + len`, keeping their contents; see
+    /// [`release_pages`].
+    pub fn release(&self, offset: u64, len: u64) -> io::Result<()> {
+        release_pages(&self.raw, offset, len)
+    }
+}
+
+/// Drops this mapping's page-table entries for the whole pages inside
+/// `offset..offset + len` (`madvise(MADV_DONTNEED)`), keeping their contents: the
+/// mapping is shared and file-backed, so the pages stay in the page cache (dirty ones
+/// still dirty) and the next touch maps the same bytes again.
+///
+/// A writer releases the pages behind its write offset, which it never writes again.
+/// Their write-back then has no mapping to write-protect, so it sends no TLB
+/// shootdown to the CPU that is appending.
+fn release_pages(raw: &MmapRaw, offset: u64, len: u64) -> io::Result<()> {
+    let (start, len) = clamp_range(offset, len, raw.len());
+    let page = usize::try_from(page_size()).unwrap_or(4096);
+    // Whole pages only (the mapping starts page-aligned): a partial page at either
+    // end may be the one being written.
+    let first = start.div_ceil(page) * page;
+    let end = (start + len) / page * page;
+    if end <= first {
+        return Ok(());
+    }
+    // SAFETY: `MADV_DONTNEED` on a `MAP_SHARED` file mapping only removes page-table
+    // entries: dirty bits move to the page cache and a later access maps the same
+    // file page again, so every byte read through this mapping (or any slice into it
+    // that is alive) stays as it was. `first..end` lies within the mapping
+    // (`clamp_range`), and the kernel validates the range as well.
+    unsafe { raw.unchecked_advise_range(UncheckedAdvice::DontNeed, first, end - first) }
 }
 
 /// A read-only mapping of a whole stream file.

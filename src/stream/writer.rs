@@ -845,6 +845,11 @@ impl StreamWriter {
             return Ok(());
         }
         failpoint!("flush:before_sync");
+        // The event pages this flush writes back are final but for the last: unmapped
+        // first, their write-back need not write-protect them in this mapping (one TLB
+        // shootdown per page on every CPU running this process).
+        let from = (self.synced_to / PAGE * PAGE).max(PAGE);
+        let _ = self.map.release(from, end.saturating_sub(from));
         // Pages below `synced_to` are clean, so syncing from 0 writes only the header and
         // the new events, in one call.
         let result = self.map.sync_range(0, end).and_then(|()| {
@@ -1282,6 +1287,8 @@ enum Prefaulting {
         chunk: u64,
         done_to: u64,
         capacity: u64,
+        /// Pages below this (but for the header's) are unmapped; see [`Prefaulter::release`].
+        released_to: u64,
     },
     Background(Pretoucher),
 }
@@ -1296,6 +1303,7 @@ impl Prefaulting {
                 chunk: options.prefault_chunk,
                 done_to: cursor,
                 capacity,
+                released_to: PAGE,
             },
             Prefault::Background => {
                 Pretoucher::spawn(map.prefaulter(), cursor, options.prefault_chunk, capacity)
@@ -1314,8 +1322,14 @@ impl Prefaulting {
                 chunk,
                 done_to,
                 capacity,
+                released_to,
             } => {
                 if cursor + *chunk / 2 >= *done_to && *done_to < *capacity {
+                    // The pages behind the cursor are final; see `Pretoucher::spawn`.
+                    if cursor > *released_to + *chunk {
+                        let _ = prefaulter.release(*released_to, cursor - *released_to);
+                        *released_to = cursor / PAGE * PAGE;
+                    }
                     let from = (*done_to).max(cursor);
                     if prefaulter.populate(from, *chunk).is_err() {
                         // Unsupported or failed: stop trying; appends fault as usual.
@@ -1358,12 +1372,20 @@ impl Pretoucher {
             .name("evstream-prefault".into())
             .spawn(move || {
                 let mut done_to = theirs.cursor.load(Ordering::Relaxed);
+                // The header's page is written by every append; it stays mapped.
+                let mut released_to = PAGE;
                 while !theirs.stop.load(Ordering::Relaxed) {
                     let cursor = theirs.cursor.load(Ordering::Relaxed);
                     let target = cursor
                         .saturating_add(chunk * Self::CHUNKS_AHEAD)
                         .min(capacity);
                     done_to = done_to.max(cursor);
+                    // The pages behind the cursor are final: unmapping them spares the
+                    // appending CPU a TLB shootdown per page when they are written back.
+                    if cursor > released_to + chunk {
+                        let _ = prefaulter.release(released_to, cursor - released_to);
+                        released_to = cursor / PAGE * PAGE;
+                    }
                     while done_to < target && !theirs.stop.load(Ordering::Relaxed) {
                         if prefaulter.populate(done_to, chunk).is_err() {
                             return; // unsupported: nothing more to do
