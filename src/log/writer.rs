@@ -587,6 +587,10 @@ struct State {
     want: Option<u64>,
     /// The segment the writer is waiting for at a roll.
     waiting: Option<u64>,
+    /// The preparing thread is creating a segment. The sealing thread starts no flush
+    /// meanwhile: the creation's syncs would wait behind the flush's write-back (tens of
+    /// milliseconds for a 64 MiB segment), and the next roll perhaps for them.
+    creating: bool,
     queue: VecDeque<Retiring>,
     /// A retiring segment is being flushed.
     busy: bool,
@@ -777,14 +781,20 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             .filter(|&seq| state.prepared.as_ref().is_none_or(|(s, _)| *s != seq));
         if let Some(seq) = wanted {
             state.want = None;
+            state.creating = true;
             drop(state);
             // Prefaulting stops early when the writer waits for the segment, or stops.
             let wanted_now = || {
                 let state = lock();
                 state.waiting == Some(seq) || state.stop
             };
-            let prepared = prepare(dir, options, seq, &wanted_now);
+            let created = || {
+                lock().creating = false;
+                shared.changed.notify_all();
+            };
+            let prepared = prepare(dir, options, seq, &created, &wanted_now);
             state = lock();
+            state.creating = false;
             // A prepared segment nobody takes is removed when the writer is dropped.
             state.prepared = Some((seq, prepared));
             shared.changed.notify_all();
@@ -803,7 +813,12 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut state = lock();
     loop {
-        if let Some(job) = state.queue.pop_front() {
+        let job = if state.creating {
+            None
+        } else {
+            state.queue.pop_front()
+        };
+        if let Some(job) = job {
             state.busy = true;
             drop(state);
             let result = seal(dir, job);
@@ -869,11 +884,6 @@ fn seal(dir: &Path, job: Retiring) -> Result<()> {
 /// writer is already waiting for the segment.
 const PREPARE_CHUNK: u64 = 4 << 20;
 
-/// Creates segment `seq` under its preparation name and prefaults it, chunk by chunk,
-/// until it is whole or `wanted_now` says the writer is waiting for it: populating a
-/// segment costs about as much as filling it, so a fast writer gets it early and the
-/// segment's own background prefaulting (started at creation) keeps ahead of its appends
-/// from there, while a paced writer gets it whole.
 /// The segment a previous writer prepared at `path` and never rolled into, if it is
 /// one: a stream of the log's segment size, empty, unsealed, untouched since its
 /// creation (which was atomic: the file appears whole under its name or not at all).
@@ -891,20 +901,29 @@ fn adopt(path: &Path, options: &LogOptions) -> Option<StreamWriter> {
     pristine.then_some(writer)
 }
 
+/// Creates segment `seq` under its preparation name (or adopts it, see [`adopt`]), calls
+/// `created` (also when that failed), and prefaults it, chunk by chunk, until it is whole
+/// or `wanted_now` says the writer is waiting for it: populating a segment costs about as
+/// much as filling it, so a fast writer gets it early and the segment's own background
+/// prefaulting (started at creation) keeps ahead of its appends from there, while a paced
+/// writer gets it whole.
 fn prepare(
     dir: &Path,
     options: &LogOptions,
     seq: u64,
+    created: &dyn Fn(),
     wanted_now: &dyn Fn() -> bool,
 ) -> Result<StreamWriter> {
     let path = dir.join(next_name(seq));
     let writer = match adopt(&path, options) {
-        Some(writer) => writer,
+        Some(writer) => Ok(writer),
         None => {
             let _ = std::fs::remove_file(&path);
-            StreamWriter::create_with(&path, options.segment_size, WriterOptions::default())?
+            StreamWriter::create_with(&path, options.segment_size, WriterOptions::default())
         }
     };
+    created();
+    let writer = writer?;
     let mut at = writer.write_offset();
     while at < writer.capacity() && !wanted_now() {
         writer.prefault_range(at, PREPARE_CHUNK)?;
