@@ -11,7 +11,9 @@
 //!   flushed). Neither syncs inside it, except that evstream's background thread flushes
 //!   each segment it seals. The two run alternately, repeat after repeat.
 //! - **Latency**: every append of one such run timed, paced at `pace` (default 2 µs:
-//!   500,000 events/s), rolls included.
+//!   500,000 events/s), rolls included; and beside it the floor the machine sets, the
+//!   same appends into one stream that holds them all, every page prefaulted before the
+//!   first append: no rolls, no background preparation, no write-back.
 //! - **Large log**: a log of `large_bytes` written once, then, each with fresh objects
 //!   and the page cache warm: [`LogWriter::open`], [`LogReader::seek_time`] to points
 //!   spread over the log (after a fresh [`LogReader::open`]), and [`LogReader::tail`] of
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use evstream::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN};
 use evstream::stdio::EventWriter;
-use evstream::{LogOptions, LogReader, LogWriter, Result};
+use evstream::{LogOptions, LogReader, LogWriter, Result, StreamWriter};
 
 use crate::{
     BenchDir, LARGE_BUFFER, Paced, PerEvent, Summary, Workload, io_err, new_histogram, next_serial,
@@ -98,6 +100,8 @@ impl LogThroughput {
 /// Append latency over a whole run, in nanoseconds.
 #[derive(Debug, Clone)]
 pub struct LogLatency {
+    /// What was appended to: `"log"`, or `"floor"` for one prefaulted stream.
+    pub target: &'static str,
     /// Payload bytes per event.
     pub payload_size: usize,
     /// Appends timed.
@@ -187,24 +191,32 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
         }
         if let Some(pace) = config.pace {
             progress(&format!("bench log: latency, {size} B events, paced"));
-            let mut histogram = new_histogram()?;
-            let mut probe = Paced {
-                inner: PerEvent(&mut histogram),
-                interval: pace,
-                next: None,
-            };
-            let (_, rolls) = log_run(&dir, config, &workload, &mut probe)?;
-            latency.push(LogLatency {
-                payload_size: size,
-                events: histogram.len(),
-                rolls,
-                pace,
-                p50: histogram.value_at_quantile(0.5),
-                p99: histogram.value_at_quantile(0.99),
-                p999: histogram.value_at_quantile(0.999),
-                p9999: histogram.value_at_quantile(0.9999),
-                max: histogram.max(),
-            });
+            for target in ["floor", "log"] {
+                let mut histogram = new_histogram()?;
+                let mut probe = Paced {
+                    inner: PerEvent(&mut histogram),
+                    interval: pace,
+                    next: None,
+                };
+                let rolls = if target == "log" {
+                    log_run(&dir, config, &workload, &mut probe)?.1
+                } else {
+                    floor_run(&dir, &workload, &mut probe)?;
+                    0
+                };
+                latency.push(LogLatency {
+                    target,
+                    payload_size: size,
+                    events: histogram.len(),
+                    rolls,
+                    pace,
+                    p50: histogram.value_at_quantile(0.5),
+                    p99: histogram.value_at_quantile(0.99),
+                    p999: histogram.value_at_quantile(0.999),
+                    p9999: histogram.value_at_quantile(0.9999),
+                    max: histogram.max(),
+                });
+            }
         }
     }
     let large = if config.large_bytes > 0 {
@@ -240,6 +252,25 @@ fn log_run<P: crate::Probe>(
     drop(log);
     let _ = std::fs::remove_dir_all(&path);
     Ok((elapsed, rolls))
+}
+
+/// The latency floor: the same appends into one stream that holds them all, every page
+/// prefaulted (untimed) before the first.
+fn floor_run<P: crate::Probe>(dir: &BenchDir, workload: &Workload, probe: &mut P) -> Result<()> {
+    let path = dir.path().join(format!("floor-{}.evs", next_serial()));
+    let bytes = workload.events() * (EVENT_HEADER_LEN + workload.payload_size() as u64);
+    let capacity = evstream::format::capacity_for_events(bytes).ok_or_else(|| {
+        io_err("size a stream for", &path)(std::io::Error::other("too many bytes of events"))
+    })?;
+    let mut writer = StreamWriter::create(&path, capacity)?;
+    writer.prefault_all()?;
+    for i in 0..workload.events() {
+        let payload = workload.payload(i);
+        probe.time(|| writer.append(Workload::timestamp(i), payload))?;
+    }
+    drop(writer);
+    let _ = std::fs::remove_file(&path);
+    Ok(())
 }
 
 /// The baseline: the same events through a 1 MiB `BufWriter` into files of the segment
@@ -445,17 +476,21 @@ impl fmt::Display for LogBenchReport {
             )?;
         }
         if !self.latency.is_empty() {
-            writeln!(f, "\nLog append latency (ns), paced, rolls included")?;
             writeln!(
                 f,
-                "{:>8}  {:>10}  {:>6}  {:>7}  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
-                "payload", "appends", "rolls", "pace", "p50", "p99", "p99.9", "p99.99", "max"
+                "\nLog append latency (ns), paced, rolls included; floor: the same appends into one prefaulted stream"
+            )?;
+            writeln!(
+                f,
+                "{:>8}  {:>6}  {:>10}  {:>6}  {:>7}  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
+                "payload", "into", "appends", "rolls", "pace", "p50", "p99", "p99.9", "p99.99", "max"
             )?;
             for l in &self.latency {
                 writeln!(
                     f,
-                    "{:>6} B  {:>10}  {:>6}  {:>5}ns  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
+                    "{:>6} B  {:>6}  {:>10}  {:>6}  {:>5}ns  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
                     l.payload_size,
+                    l.target,
                     l.events,
                     l.rolls,
                     l.pace.as_nanos(),
