@@ -531,6 +531,16 @@ impl Prefaulter {
         self.raw.advise_range(Advice::PopulateWrite, offset, len)
     }
 
+    /// Writes `offset..offset + len` back to stable storage (`msync(MS_SYNC)`), as
+    /// [`WriteMap::sync_range`] does, from any thread.
+    pub fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (offset, len) = clamp_range(offset, len, self.raw.len());
+        if len == 0 {
+            return Ok(());
+        }
+        self.raw.flush_range(offset, len)
+    }
+
     /// Unmaps the whole pages of `offset..offset + len`, keeping their contents; see
     /// [`release_pages`].
     pub fn release(&self, offset: u64, len: u64) -> io::Result<()> {

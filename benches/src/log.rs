@@ -483,7 +483,16 @@ impl fmt::Display for LogBenchReport {
             writeln!(
                 f,
                 "{:>8}  {:>6}  {:>10}  {:>6}  {:>7}  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
-                "payload", "into", "appends", "rolls", "pace", "p50", "p99", "p99.9", "p99.99", "max"
+                "payload",
+                "into",
+                "appends",
+                "rolls",
+                "pace",
+                "p50",
+                "p99",
+                "p99.9",
+                "p99.99",
+                "max"
             )?;
             for l in &self.latency {
                 writeln!(

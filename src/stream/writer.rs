@@ -3,8 +3,8 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use zerocopy::IntoBytes;
@@ -203,6 +203,16 @@ pub struct StreamWriter {
     read_back: Option<(u64, u64)>,
     /// The current trailer record, as last stored in the mapping.
     trailer: Trailer,
+    /// The dirty limit of a record known to be on stable storage: no append writes past
+    /// it before a record with a higher limit is.
+    durable_limit: u64,
+    /// Appends that end past this take the slow path of [`reserve_bytes`](Self::reserve_bytes):
+    /// the durable limit, or half a step before it, where the next raise is stored and
+    /// handed to the background thread to sync.
+    dirty_check: u64,
+    /// The background sync of the current record, when it raised the limit and is not
+    /// known to be synced yet.
+    pending_raise: Option<u64>,
     recovery: Recovery,
     prefault: Prefaulting,
     // Holds the exclusive lock; dropped last.
@@ -331,7 +341,7 @@ impl StreamWriter {
             file,
             map,
             options,
-            trailer,
+            (trailer, true),
             0,
             None,
             Recovery::default(),
@@ -488,10 +498,13 @@ impl StreamWriter {
             clear_stale(&mut map, &file, old_offset, dirty_limit.max(wanted));
         failpoint!("open:after_zero");
         let touched_end = old_offset + recovery.stale_bytes_cleared;
+        // Whether the record this writer starts from is known to be on stable storage.
+        let mut trailer_synced = false;
         if touched_end > new_offset || recovery.count_repaired || recovery.torn_at.is_some() {
             map.sync_range(0, touched_end)
                 .and_then(|()| sync_trailer(&map, &trailer))
                 .map_err(|e| Error::io("msync", path, e))?;
+            trailer_synced = true;
         }
         if rewriting {
             sys::set_presence(&file, Presence::Unlock)
@@ -516,6 +529,7 @@ impl StreamWriter {
                 },
             );
             sync_trailer(&map, &trailer).map_err(|e| Error::io("msync", path, e))?;
+            trailer_synced = true;
         }
         // The events above the watermark may sit in pages whose write-back failed: the
         // kernel then marks them clean, and a later `msync` would succeed without writing
@@ -530,7 +544,7 @@ impl StreamWriter {
             file,
             map,
             options,
-            trailer,
+            (trailer, trailer_synced),
             found,
             scan.last_timestamp,
             recovery,
@@ -543,7 +557,7 @@ impl StreamWriter {
         file: File,
         map: WriteMap,
         options: WriterOptions,
-        trailer: Trailer,
+        (trailer, trailer_synced): (Trailer, bool),
         event_count: u64,
         last_timestamp: Option<i64>,
         recovery: Recovery,
@@ -551,8 +565,17 @@ impl StreamWriter {
         let write_offset = map.write_offset();
         let capacity = map.len() as u64;
         let events_end = map.events_end();
-        let prefault = Prefaulting::start(&map, &options, write_offset);
-        Self {
+        let mut prefault = Prefaulting::start(&map, &options, write_offset);
+        let (durable_limit, pending_raise) = if trailer_synced {
+            (trailer.dirty_limit, None)
+        } else {
+            // Read, not written, by this open: the writer before may have stored it and
+            // stopped before its sync. Until it is synced (in the background, or by the
+            // first append that needs it) no limit past the write offset is relied on.
+            let slot = slot_offset(&map, trailer.sequence);
+            (write_offset, prefault.request_sync(slot, TRAILER_SLOT_LEN))
+        };
+        let mut writer = Self {
             path: path.to_owned(),
             map,
             capacity,
@@ -567,10 +590,15 @@ impl StreamWriter {
             read_back: (write_offset > trailer.durable_offset)
                 .then_some((trailer.durable_offset, write_offset)),
             trailer,
+            durable_limit,
+            dirty_check: durable_limit,
+            pending_raise,
             recovery,
             prefault,
             _lock: HeldLock::new(file, LockKind::Writer),
-        }
+        };
+        writer.update_dirty_check();
+        writer
     }
 
     /// Appends one event and publishes it; returns the byte offset where it landed.
@@ -764,10 +792,78 @@ impl StreamWriter {
             return Err(Error::Full { needed, available });
         }
         let end = self.write_offset + needed;
-        if end > self.trailer.dirty_limit {
-            self.raise_dirty_limit(end)?;
+        if end > self.dirty_check {
+            self.dirty_limit_slow(end)?;
         }
         Ok((self.write_offset, end))
+    }
+
+    /// Makes sure a durable record's dirty limit covers `end`. Half a step before the
+    /// limit, the raise is stored and its sync handed to the background thread, so that
+    /// the append that crosses the old limit finds it synced, most of the time; otherwise
+    /// that append syncs it.
+    #[cold]
+    fn dirty_limit_slow(&mut self, end: u64) -> Result<()> {
+        if let Some(id) = self.pending_raise {
+            match self.prefault.sync_result(id) {
+                Some(Ok(())) => self.trailer_synced(),
+                Some(Err(e)) => {
+                    self.poisoned = true;
+                    return Err(Error::io("msync", &self.path, e));
+                }
+                None => {}
+            }
+        }
+        if end > self.durable_limit {
+            if end <= self.trailer.dirty_limit {
+                // Raised already; its sync is still running, and this append needs it.
+                sync_trailer(&self.map, &self.trailer).map_err(|e| {
+                    self.poisoned = true;
+                    Error::io("msync", &self.path, e)
+                })?;
+                self.trailer_synced();
+            } else {
+                self.raise_dirty_limit(end)?;
+            }
+        } else if self.pending_raise.is_none()
+            && self.prefault.syncs_in_background()
+            && self.trailer.dirty_limit < self.events_end
+        {
+            let next = store_trailer(
+                &self.map,
+                &self.trailer,
+                Trailer {
+                    dirty_limit: dirty_step_past(end, self.events_end),
+                    ..self.trailer
+                },
+            );
+            self.trailer = next;
+            self.pending_raise = self
+                .prefault
+                .request_sync(slot_offset(&self.map, next.sequence), TRAILER_SLOT_LEN);
+        }
+        self.update_dirty_check();
+        Ok(())
+    }
+
+    /// The current record is on stable storage.
+    fn trailer_synced(&mut self) {
+        self.durable_limit = self.trailer.dirty_limit;
+        self.pending_raise = None;
+        self.update_dirty_check();
+    }
+
+    /// Where the next append takes [`dirty_limit_slow`](Self::dirty_limit_slow): half a
+    /// step early when a raise can be synced in the background, at the limit otherwise.
+    fn update_dirty_check(&mut self) {
+        let ahead = self.pending_raise.is_none()
+            && self.prefault.syncs_in_background()
+            && self.durable_limit < self.events_end;
+        self.dirty_check = if ahead {
+            self.durable_limit.saturating_sub(DIRTY_STEP / 2)
+        } else {
+            self.durable_limit
+        };
     }
 
     /// Moves the trailer's dirty limit to at least `end` (and up to [`DIRTY_STEP`] past
@@ -791,7 +887,9 @@ impl StreamWriter {
         sync_trailer(&self.map, &next).map_err(|e| {
             self.poisoned = true;
             Error::io("msync", &self.path, e)
-        })
+        })?;
+        self.trailer_synced();
+        Ok(())
     }
 
     /// Publishes the event that ends at `end`.
@@ -875,6 +973,7 @@ impl StreamWriter {
         match result {
             Ok(()) => {
                 self.synced_to = end;
+                self.trailer_synced();
                 Ok(())
             }
             Err(e) => {
@@ -1342,6 +1441,27 @@ impl Prefaulting {
             Self::Background(p) => p.advance(cursor),
         }
     }
+
+    /// Hands a sync of `offset..offset + len` to the background thread; its request
+    /// number, or `None` without one.
+    fn request_sync(&mut self, offset: u64, len: u64) -> Option<u64> {
+        match self {
+            Self::Background(p) => Some(p.request_sync(offset, len)),
+            Self::Off | Self::Inline { .. } => None,
+        }
+    }
+
+    /// The outcome of sync request `id`: `None` while it is still running.
+    fn sync_result(&self, id: u64) -> Option<std::io::Result<()>> {
+        match self {
+            Self::Background(p) => p.sync_result(id),
+            Self::Off | Self::Inline { .. } => Some(Ok(())),
+        }
+    }
+
+    fn syncs_in_background(&self) -> bool {
+        matches!(self, Self::Background(_))
+    }
 }
 
 /// A background thread that keeps the pages ahead of the write cursor prefaulted.
@@ -1351,12 +1471,27 @@ struct Pretoucher {
     thread: Option<JoinHandle<()>>,
     next_wake: u64,
     chunk: u64,
+    /// The number of the last sync request.
+    requested: u64,
 }
 
 #[derive(Debug)]
 struct PretouchShared {
     cursor: AtomicU64,
     stop: AtomicBool,
+    sync: Mutex<SyncJobs>,
+}
+
+/// Syncs the writer hands to its prefaulting thread (of the trailer slot that raises the
+/// dirty limit, so that the append which needs the raise rarely waits for the disk).
+#[derive(Debug, Default)]
+struct SyncJobs {
+    /// The newest request not yet taken: its number, offset and length.
+    requested: Option<(u64, u64, u64)>,
+    /// The highest request number completed.
+    done: u64,
+    /// A failed sync; the writer is poisoned when it learns of it.
+    failed: Option<std::io::Error>,
 }
 
 impl Pretoucher {
@@ -1366,6 +1501,7 @@ impl Pretoucher {
         let shared = Arc::new(PretouchShared {
             cursor: AtomicU64::new(cursor),
             stop: AtomicBool::new(false),
+            sync: Mutex::new(SyncJobs::default()),
         });
         let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -1374,7 +1510,9 @@ impl Pretoucher {
                 let mut done_to = theirs.cursor.load(Ordering::Relaxed);
                 // The header's page is written by every append; it stays mapped.
                 let mut released_to = PAGE;
+                let mut populating = true;
                 while !theirs.stop.load(Ordering::Relaxed) {
+                    theirs.run_sync(&prefaulter);
                     let cursor = theirs.cursor.load(Ordering::Relaxed);
                     let target = cursor
                         .saturating_add(chunk * Self::CHUNKS_AHEAD)
@@ -1386,16 +1524,17 @@ impl Pretoucher {
                         let _ = prefaulter.release(released_to, cursor - released_to);
                         released_to = cursor / PAGE * PAGE;
                     }
-                    while done_to < target && !theirs.stop.load(Ordering::Relaxed) {
+                    while populating && done_to < target && !theirs.stop.load(Ordering::Relaxed) {
                         if prefaulter.populate(done_to, chunk).is_err() {
-                            return; // unsupported: nothing more to do
+                            populating = false; // unsupported: appends fault as usual
                         }
                         done_to = (done_to + chunk).min(capacity);
+                        // A sync the writer asked for goes before more prefaulting.
+                        theirs.run_sync(&prefaulter);
                     }
-                    if done_to >= capacity {
-                        return;
-                    }
-                    std::thread::park_timeout(std::time::Duration::from_millis(100));
+                    // Parked until the writer moves on, asks for a sync, or stops (each
+                    // unparks; an unpark before the park makes it return at once).
+                    std::thread::park();
                 }
             })
             .ok()?;
@@ -1404,6 +1543,7 @@ impl Pretoucher {
             thread: Some(thread),
             next_wake: cursor + chunk,
             chunk,
+            requested: 0,
         })
     }
 
@@ -1415,6 +1555,47 @@ impl Pretoucher {
             if let Some(t) = &self.thread {
                 t.thread().unpark();
             }
+        }
+    }
+
+    /// Asks the thread to sync `offset..offset + len`; returns the request's number.
+    fn request_sync(&mut self, offset: u64, len: u64) -> u64 {
+        self.requested += 1;
+        {
+            let mut jobs = self.shared.jobs();
+            jobs.requested = Some((self.requested, offset, len));
+        }
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+        self.requested
+    }
+
+    /// The outcome of sync request `id`: `None` while it is still running.
+    fn sync_result(&self, id: u64) -> Option<std::io::Result<()>> {
+        let mut jobs = self.shared.jobs();
+        if let Some(e) = jobs.failed.take() {
+            return Some(Err(e));
+        }
+        (jobs.done >= id).then_some(Ok(()))
+    }
+}
+
+impl PretouchShared {
+    fn jobs(&self) -> MutexGuard<'_, SyncJobs> {
+        self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the sync the writer asked for, if any.
+    fn run_sync(&self, prefaulter: &Prefaulter) {
+        let Some((id, offset, len)) = self.jobs().requested.take() else {
+            return;
+        };
+        let result = prefaulter.sync_range(offset, len);
+        let mut jobs = self.jobs();
+        match result {
+            Ok(()) => jobs.done = jobs.done.max(id),
+            Err(e) => jobs.failed = Some(e),
         }
     }
 }
