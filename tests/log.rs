@@ -556,3 +556,62 @@ fn short_lived_writers_never_roll_into_a_foreign_prepared_segment() {
     assert_eq!(read_all(&path), model);
     assert!(LogReader::open(&path).unwrap().verify().unwrap().is_ok());
 }
+
+/// The dirty limit in a segment file's trailer (read through the page cache).
+fn dirty_limit_of(path: &Path) -> (u64, u64) {
+    use evstream::format::{TRAILER_RECORD_LEN, TRAILER_SLOT_LEN, decode_trailer, trailer_offset};
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).unwrap();
+    let at = trailer_offset(file.metadata().unwrap().len()).unwrap();
+    let slot = |i: u64| {
+        let mut record = [0u8; TRAILER_RECORD_LEN];
+        file.read_exact_at(&mut record, at + i * TRAILER_SLOT_LEN)
+            .unwrap();
+        record
+    };
+    let (a, b) = (slot(0), slot(1));
+    (decode_trailer([&a, &b], at).unwrap().dirty_limit, at)
+}
+
+/// A segment the writer rolls into is reserved whole, so appends in it never wait for a
+/// raise of the dirty limit; once the writer closes, the limit is back near the events,
+/// so that the next open scans little, and every event is there.
+#[test]
+fn rolled_segments_are_reserved_while_written_and_released_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let segment = 96u64 << 20;
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(segment)).unwrap();
+    let event = vec![7u8; 64 << 10];
+    let mut n = 0i64;
+    while log.segment() == 0 {
+        log.append(n, &event).unwrap();
+        n += 1;
+    }
+    for _ in 0..10 {
+        log.append(n, &event).unwrap();
+        n += 1;
+    }
+    let newest = |dir: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "evs"))
+            .collect();
+        names.sort();
+        names.pop().unwrap()
+    };
+    let (limit, events_end) = dirty_limit_of(&newest(&path));
+    assert_eq!(limit, events_end, "the segment in use is reserved whole");
+    drop(log);
+    let (limit, events_end) = dirty_limit_of(&newest(&path));
+    assert!(
+        limit < events_end / 2,
+        "after close the limit ({limit}) is back near the events"
+    );
+    assert_eq!(read_all(&path).len() as i64, n);
+    let mut log = LogWriter::open(&path).unwrap();
+    log.append(n, &event).unwrap();
+    drop(log);
+    assert_eq!(read_all(&path).len() as i64, n + 1);
+}

@@ -807,13 +807,22 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
     }
 }
 
+/// Whether the preparing thread is creating a segment or is about to (one is wanted that
+/// is not prepared yet), while the writer runs: the sealing thread then starts no flush.
+fn creation_pending(state: &State) -> bool {
+    let wanted = state
+        .want
+        .is_some_and(|seq| state.prepared.as_ref().is_none_or(|(s, _)| *s != seq));
+    !state.stop && (state.creating || wanted)
+}
+
 /// The sealing thread's loop: flushes and indexes retired segments in order (all of
 /// them, also after a stop), then applies retention.
 fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut state = lock();
     loop {
-        let job = if state.creating {
+        let job = if creation_pending(&state) {
             None
         } else {
             state.queue.pop_front()
@@ -915,11 +924,14 @@ fn prepare(
     wanted_now: &dyn Fn() -> bool,
 ) -> Result<StreamWriter> {
     let path = dir.join(next_name(seq));
+    // The whole segment is its dirty limit from the start (or from adoption): a raise
+    // while appending would sync the trailer behind the sealing thread's flush.
     let writer = match adopt(&path, options) {
-        Some(writer) => Ok(writer),
+        Some(mut writer) => writer.reserve_whole().map(|()| writer),
         None => {
             let _ = std::fs::remove_file(&path);
-            StreamWriter::create_with(&path, options.segment_size, WriterOptions::default())
+            let reserved = WriterOptions::default().reserve_whole();
+            StreamWriter::create_with(&path, options.segment_size, reserved)
         }
     };
     created();

@@ -65,6 +65,9 @@ pub struct WriterOptions {
     recover_torn_tail: bool,
     check_durable: bool,
     huge_pages: bool,
+    /// Created with the dirty limit at the end of the event area (see
+    /// [`reserve_whole`](Self::reserve_whole)).
+    reserve_whole: bool,
 }
 
 impl Default for WriterOptions {
@@ -75,6 +78,7 @@ impl Default for WriterOptions {
             recover_torn_tail: true,
             check_durable: false,
             huge_pages: HUGE_PAGES_DEFAULT,
+            reserve_whole: false,
         }
     }
 }
@@ -118,6 +122,14 @@ impl WriterOptions {
     /// stream's bytes and durability guarantees are the same either way.
     pub fn huge_pages(mut self, huge_pages: bool) -> Self {
         self.huge_pages = huge_pages;
+        self
+    }
+
+    /// [`StreamWriter::create_with`] makes the whole event area the dirty limit, so that
+    /// appends never wait for a raise; dropping the writer brings the limit back (see
+    /// `StreamWriter::reserve_whole`). For a log's segments, created ahead of use.
+    pub(crate) fn reserve_whole(mut self) -> Self {
+        self.reserve_whole = true;
         self
     }
 
@@ -219,6 +231,30 @@ pub struct StreamWriter {
     _lock: HeldLock,
 }
 
+impl Drop for StreamWriter {
+    /// Brings a limit reserved far ahead ([`WriterOptions::reserve_whole`]) back to a
+    /// step past the write offset, so that the next open scans little. Stored, not synced:
+    /// nothing past the write offset was written, so the lower limit is safe whether it
+    /// reaches the disk or not. Not after a panic (an append cut short may have written
+    /// past the offset), for a sealed stream, or for a poisoned writer.
+    fn drop(&mut self) {
+        let lowered = dirty_step_past(self.write_offset, self.events_end);
+        if self.trailer.dirty_limit > lowered
+            && !self.trailer.sealed
+            && !self.poisoned
+            && !std::thread::panicking()
+        {
+            self.trailer = store_trailer(
+                &self.map,
+                &self.trailer,
+                Trailer {
+                    dirty_limit: lowered,
+                    ..self.trailer
+                },
+            );
+        }
+    }
+}
 impl StreamWriter {
     /// Creates a stream of `capacity` bytes at `path` with default options.
     ///
@@ -313,7 +349,11 @@ impl StreamWriter {
             .map_err(|e| Error::io("write header of", path, e))?;
         let trailer_at = format::trailer_offset(capacity).unwrap_or(capacity);
         let trailer = Trailer {
-            dirty_limit: dirty_step_past(STREAM_HEADER_LEN, trailer_at),
+            dirty_limit: if options.reserve_whole {
+                trailer_at
+            } else {
+                dirty_step_past(STREAM_HEADER_LEN, trailer_at)
+            },
             ..Trailer::empty()
         };
         file.write_all_at(
@@ -844,6 +884,20 @@ impl StreamWriter {
         }
         self.update_dirty_check();
         Ok(())
+    }
+
+    /// Moves the dirty limit to the end of the event area, durably: appends never raise
+    /// it again. Dropping the writer brings it back to a step past the write offset (not
+    /// synced: a lower limit over bytes never written is safe on the disk or not), so
+    /// that the next open scans no more than usual.
+    pub(crate) fn reserve_whole(&mut self) -> Result<()> {
+        if self.trailer.dirty_limit >= self.events_end {
+            return Ok(());
+        }
+        self.commit_trailer(Trailer {
+            dirty_limit: self.events_end,
+            ..self.trailer
+        })
     }
 
     /// The current record is on stable storage.
