@@ -422,6 +422,18 @@ impl BenchDir {
         Ok(Self { path, owned: true })
     }
 
+    /// Writes back every dirty page of the directory's file system (`syncfs`) and waits
+    /// for it, so that the next timed run does not share the disk and the CPU with the
+    /// write-back of the runs before it. Untimed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be opened or the sync fails.
+    pub fn settle(&self) -> Result<()> {
+        let dir = fs::File::open(&self.path).map_err(|e| io_error("open", &self.path, e))?;
+        rustix::fs::syncfs(&dir).map_err(|e| io_error("syncfs", &self.path, e.into()))
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -9,7 +9,9 @@
 //!   timed region starts before the log (or first file) is created and ends when the
 //!   last event is in the page cache (evstream: the last append returned; `BufWriter`:
 //!   flushed). Neither syncs inside it, except that evstream's background thread flushes
-//!   each segment it seals. The two run alternately, repeat after repeat.
+//!   each segment it seals. The two run alternately, repeat after repeat, and every run
+//!   (latency runs too) starts after the write-back of the ones before has finished
+//!   (`syncfs`, untimed), so that no run pays for another's dirty pages.
 //! - **Latency**: every append of one such run timed, paced at `pace` (default 2 µs:
 //!   500,000 events/s), rolls included; and beside it the floor the machine sets, the
 //!   same appends into one stream that holds them all, every page prefaulted before the
@@ -166,6 +168,7 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
         for round in 0..=config.repeats {
             for k in 0..2 {
                 let evstream_turn = (k + round) % 2 == 0;
+                dir.settle()?;
                 let time = if evstream_turn {
                     log_run(&dir, config, &workload, &mut crate::Untimed)?.0
                 } else {
@@ -192,6 +195,7 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
         if let Some(pace) = config.pace {
             progress(&format!("bench log: latency, {size} B events, paced"));
             for target in ["floor", "log"] {
+                dir.settle()?;
                 let mut histogram = new_histogram()?;
                 let mut probe = Paced {
                     inner: PerEvent(&mut histogram),
@@ -333,6 +337,7 @@ fn large_log(
     log.flush()?;
     let segments = log.segment() + 1;
     drop(log);
+    dir.settle()?;
     progress("bench log: timing open, seek and tail");
     let (mut opens, mut seeks, mut tails) = (Vec::new(), Vec::new(), Vec::new());
     let points = 11u64;
