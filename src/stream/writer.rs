@@ -255,6 +255,7 @@ impl Drop for StreamWriter {
         }
     }
 }
+
 impl StreamWriter {
     /// Creates a stream of `capacity` bytes at `path` with default options.
     ///
@@ -891,7 +892,7 @@ impl StreamWriter {
     /// synced: a lower limit over bytes never written is safe on the disk or not), so
     /// that the next open scans no more than usual.
     pub(crate) fn reserve_whole(&mut self) -> Result<()> {
-        if self.trailer.dirty_limit >= self.events_end {
+        if self.durable_limit >= self.events_end {
             return Ok(());
         }
         self.commit_trailer(Trailer {
