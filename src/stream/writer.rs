@@ -53,6 +53,12 @@ pub enum Prefault {
     /// A background thread keeps the pages ahead of the cursor prefaulted, so appends
     /// rarely fault at all. Costs one thread per writer, and an appender that runs flat
     /// out overtakes it (see [Latency](#latency)).
+    ///
+    /// The same thread unmaps the pages behind the cursor (their write-back then costs
+    /// the appending CPU no TLB shootdowns) and syncs the trailer record that moves the
+    /// dirty limit ahead, stored half a step early, so that appends do not wait for that
+    /// sync. In the other modes the append that reaches the limit syncs the raise itself,
+    /// once every 32 MiB (milliseconds when write-back is in flight).
     #[default]
     Background,
 }
@@ -1519,7 +1525,8 @@ impl Prefaulting {
     }
 }
 
-/// A background thread that keeps the pages ahead of the write cursor prefaulted.
+/// A background thread that keeps the pages ahead of the write cursor prefaulted,
+/// unmaps the pages behind it, and runs the syncs the writer hands it.
 #[derive(Debug)]
 struct Pretoucher {
     shared: Arc<PretouchShared>,
