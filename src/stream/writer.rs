@@ -238,7 +238,7 @@ pub struct StreamWriter {
 }
 
 impl Drop for StreamWriter {
-    /// Brings a limit reserved far ahead ([`WriterOptions::reserve_whole`]) back to a
+    /// Brings a dirty limit reserved far ahead (a log's segment) back to a
     /// step past the write offset, so that the next open scans little. Stored, not synced:
     /// nothing past the write offset was written, so the lower limit is safe whether it
     /// reaches the disk or not. Not after a panic (an append cut short may have written
