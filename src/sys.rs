@@ -493,11 +493,7 @@ impl WriteMap {
 
     /// Writes the mapped bytes `offset..offset + len` to stable storage (`msync(MS_SYNC)`).
     pub fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        let (offset, len) = clamp_range(offset, len, self.raw.len());
-        if len == 0 {
-            return Ok(());
-        }
-        self.raw.flush_range(offset, len)
+        sync_pages(&self.raw, offset, len)
     }
 
     /// A handle that prefaults pages of this mapping from any thread.
@@ -534,11 +530,7 @@ impl Prefaulter {
     /// Writes `offset..offset + len` back to stable storage (`msync(MS_SYNC)`), as
     /// [`WriteMap::sync_range`] does, from any thread.
     pub fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        let (offset, len) = clamp_range(offset, len, self.raw.len());
-        if len == 0 {
-            return Ok(());
-        }
-        self.raw.flush_range(offset, len)
+        sync_pages(&self.raw, offset, len)
     }
 
     /// Unmaps the whole pages of `offset..offset + len`, keeping their contents; see
@@ -546,6 +538,16 @@ impl Prefaulter {
     pub fn release(&self, offset: u64, len: u64) -> io::Result<()> {
         release_pages(&self.raw, offset, len)
     }
+}
+
+/// Writes the mapped bytes `offset..offset + len` (clamped to the mapping) to stable
+/// storage (`msync(MS_SYNC)`).
+fn sync_pages(raw: &MmapRaw, offset: u64, len: u64) -> io::Result<()> {
+    let (offset, len) = clamp_range(offset, len, raw.len());
+    if len == 0 {
+        return Ok(());
+    }
+    raw.flush_range(offset, len)
 }
 
 /// Drops this mapping's page-table entries for the whole pages inside

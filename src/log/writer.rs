@@ -794,7 +794,6 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             };
             let prepared = prepare(dir, options, seq, &created, &wanted_now);
             state = lock();
-            state.creating = false;
             // A prepared segment nobody takes is removed when the writer is dropped.
             state.prepared = Some((seq, prepared));
             shared.changed.notify_all();
