@@ -872,10 +872,9 @@ impl StreamWriter {
             } else {
                 self.raise_dirty_limit(end)?;
             }
-        } else if self.pending_raise.is_none()
-            && self.prefault.syncs_in_background()
-            && self.trailer.dirty_limit < self.events_end
-        {
+        } else if end > self.dirty_check {
+            // Half a step from the durable limit, nothing pending, a thread to sync it
+            // (what `update_dirty_check` put the check there for): raise it ahead.
             let next = store_trailer(
                 &self.map,
                 &self.trailer,
