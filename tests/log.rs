@@ -615,3 +615,93 @@ fn rolled_segments_are_reserved_while_written_and_released_at_close() {
     drop(log);
     assert_eq!(read_all(&path).len() as i64, n + 1);
 }
+
+/// Bytes of `path` in the page cache (util-linux `fincore`), or `None` where the file
+/// system keeps every page in memory (tmpfs) or `fincore` is missing.
+fn cached_bytes(path: &Path) -> Option<u64> {
+    let fs = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(path)
+        .output()
+        .ok()?;
+    if String::from_utf8_lossy(&fs.stdout).trim() == "tmpfs" {
+        return None;
+    }
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// A log that runs for long holds no more of the page cache than its newest segments:
+/// a sealed segment's pages are dropped once the one after it is sealed too. Every event
+/// is still read back (from the disk), and a view a reader holds into a dropped
+/// segment keeps its bytes.
+#[test]
+fn sealed_segments_leave_the_page_cache_and_keep_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let segment = 1u64 << 20;
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(segment)).unwrap();
+    // Half the payloads all zeros: a dropped page must not come back as a hole.
+    let event = |i: u64| -> Vec<u8> {
+        if i.is_multiple_of(2) {
+            vec![0u8; 4000]
+        } else {
+            (0..4000).map(|k| (i as usize + k) as u8).collect()
+        }
+    };
+    let mut model = Vec::new();
+    let mut i = 0u64;
+    while log.segment() < 1 {
+        model.push((log.append(i as i64, &event(i)).unwrap(), event(i)));
+        i += 1;
+    }
+    // A reader's view into segment 0, held across the drop.
+    let reader = LogReader::open(&path).unwrap();
+    let held = reader.iter().unwrap().nth(1).unwrap().unwrap();
+    assert_eq!(held.payload(), &event(1)[..]);
+    while log.segment() < 6 {
+        model.push((log.append(i as i64, &event(i)).unwrap(), event(i)));
+        i += 1;
+    }
+    log.flush().unwrap();
+    let mut segments: Vec<_> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "evs"))
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    segments.sort();
+    assert_eq!(segments.len(), 7);
+    if let Some(newest) = cached_bytes(&segments[6]) {
+        assert!(
+            newest > segment / 2,
+            "the newest segment is cached: {newest}"
+        );
+        for old in &segments[1..5] {
+            let cached = cached_bytes(old).unwrap();
+            assert!(
+                cached <= 16 << 10,
+                "{} keeps {cached} bytes cached",
+                old.display()
+            );
+        }
+    } else {
+        eprintln!("page cache residency not measurable here (tmpfs or no fincore)");
+    }
+    assert_eq!(held.payload(), &event(1)[..]);
+    drop(log);
+    let read: Vec<_> = LogReader::open(&path)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.position(), e.payload().to_vec())
+        })
+        .collect();
+    assert_eq!(read, model);
+}

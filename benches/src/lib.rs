@@ -474,6 +474,11 @@ impl Drop for Scratch {
 /// Times the events of one run: either not at all, or each one into a histogram.
 trait Probe {
     fn time<T>(&mut self, f: impl FnOnce() -> T) -> T;
+
+    /// The duration of the last event timed, in nanoseconds (0 if none was).
+    fn last_ns(&self) -> u64 {
+        0
+    }
 }
 
 /// Times nothing; the whole run is timed from outside.
@@ -487,7 +492,16 @@ impl Probe for Untimed {
 }
 
 /// Records the duration of every event in nanoseconds.
-struct PerEvent<'a>(&'a mut Histogram<u64>);
+struct PerEvent<'a> {
+    histogram: &'a mut Histogram<u64>,
+    last: u64,
+}
+
+impl<'a> PerEvent<'a> {
+    fn new(histogram: &'a mut Histogram<u64>) -> Self {
+        Self { histogram, last: 0 }
+    }
+}
 
 /// Like [`PerEvent`], but starts events at a fixed interval, spinning until each one's
 /// start time. An event that starts late (the one before took longer than the interval)
@@ -508,6 +522,10 @@ impl Probe for Paced<'_> {
         self.next = Some(next + self.interval);
         self.inner.time(f)
     }
+
+    fn last_ns(&self) -> u64 {
+        self.inner.last
+    }
 }
 
 impl Probe for PerEvent<'_> {
@@ -516,8 +534,13 @@ impl Probe for PerEvent<'_> {
         let start = Instant::now();
         let out = f();
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.0.saturating_record(ns.max(1));
+        self.histogram.saturating_record(ns.max(1));
+        self.last = ns;
         out
+    }
+
+    fn last_ns(&self) -> u64 {
+        self.last
     }
 }
 
@@ -1752,7 +1775,7 @@ fn latency_rows(
     let mut clock_runs = Vec::new();
     for _ in 0..runs_per_case {
         let mut h = new_histogram()?;
-        let mut probe = PerEvent(&mut h);
+        let mut probe = PerEvent::new(&mut h);
         for i in 0..workload.events() {
             probe.time(|| black_box(i));
         }
@@ -1768,7 +1791,7 @@ fn latency_rows(
         ));
         for (idx, case) in cases.iter().enumerate() {
             let mut h = new_histogram()?;
-            let probe = PerEvent(&mut h);
+            let probe = PerEvent::new(&mut h);
             match case.pace {
                 None => append_run(case.method, case.mode, &workload, dir, &mut { probe })?,
                 Some(interval) => {
@@ -2214,7 +2237,7 @@ mod tests {
                 case.mode,
                 &workload,
                 &dir,
-                &mut PerEvent(&mut h),
+                &mut PerEvent::new(&mut h),
             )?;
             assert_eq!(h.len(), 1000, "{}", case.method.label());
             assert!(h.min() >= 1);

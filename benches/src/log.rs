@@ -13,7 +13,8 @@
 //!   (latency runs too) starts after the write-back of the ones before has finished
 //!   (`syncfs`, untimed), so that no run pays for another's dirty pages.
 //! - **Latency**: every append of one such run timed, paced at `pace` (default 2 µs:
-//!   500,000 events/s), rolls included; and beside it the floor the machine sets, the
+//!   500,000 events/s), rolls included, with the median and slowest of the appends
+//!   that rolled (the first into each new segment); and beside it the floor the machine sets, the
 //!   same appends into one stream that holds them all, every page prefaulted before the
 //!   first append: no rolls, no background preparation, no write-back.
 //! - **Large log**: a log of `large_bytes` written once, then, each with fresh objects
@@ -122,6 +123,18 @@ pub struct LogLatency {
     pub p9999: u64,
     /// Slowest append.
     pub max: u64,
+    /// The appends that rolled (the first into each new segment), in run order.
+    pub roll_appends: Vec<u64>,
+}
+
+impl LogLatency {
+    /// Median and slowest of [`roll_appends`](Self::roll_appends), if there were any.
+    pub fn roll_summary(&self) -> Option<(u64, u64)> {
+        let mut sorted = self.roll_appends.clone();
+        sorted.sort_unstable();
+        let max = *sorted.last()?;
+        Some((sorted.get(sorted.len() / 2).copied().unwrap_or(max), max))
+    }
 }
 
 /// Timings on the large log.
@@ -198,15 +211,16 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                 dir.settle()?;
                 let mut histogram = new_histogram()?;
                 let mut probe = Paced {
-                    inner: PerEvent(&mut histogram),
+                    inner: PerEvent::new(&mut histogram),
                     interval: pace,
                     next: None,
                 };
-                let rolls = if target == "log" {
-                    log_run(&dir, config, &workload, &mut probe)?.1
+                let (rolls, roll_appends) = if target == "log" {
+                    let run = log_run(&dir, config, &workload, &mut probe)?;
+                    (run.1, run.2)
                 } else {
                     floor_run(&dir, &workload, &mut probe)?;
-                    0
+                    (0, Vec::new())
                 };
                 latency.push(LogLatency {
                     target,
@@ -219,6 +233,7 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                     p999: histogram.value_at_quantile(0.999),
                     p9999: histogram.value_at_quantile(0.9999),
                     max: histogram.max(),
+                    roll_appends,
                 });
             }
         }
@@ -236,26 +251,31 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
     })
 }
 
-/// One run through a fresh log; returns the time to the last append and the rolls.
+/// One run through a fresh log; returns the time to the last append, the rolls, and the
+/// time of each append that rolled as the probe measured it.
 fn log_run<P: crate::Probe>(
     dir: &BenchDir,
     config: &LogBenchConfig,
     workload: &Workload,
     probe: &mut P,
-) -> Result<(Duration, u64)> {
+) -> Result<(Duration, u64, Vec<u64>)> {
     let path = dir.path().join(format!("log-{}", next_serial()));
     let options = LogOptions::default().segment_size(config.segment_size);
     let start = Instant::now();
     let mut log = LogWriter::create(&path, options)?;
+    let mut roll_appends = Vec::new();
     for i in 0..workload.events() {
         let payload = workload.payload(i);
-        probe.time(|| log.append(Workload::timestamp(i), payload))?;
+        let position = probe.time(|| log.append(Workload::timestamp(i), payload))?;
+        if position.offset() == STREAM_HEADER_LEN && position.segment() > 0 {
+            roll_appends.push(probe.last_ns());
+        }
     }
     let elapsed = start.elapsed();
     let rolls = log.segment();
     drop(log);
     let _ = std::fs::remove_dir_all(&path);
-    Ok((elapsed, rolls))
+    Ok((elapsed, rolls, roll_appends))
 }
 
 /// The latency floor: the same appends into one stream that holds them all, every page
@@ -487,7 +507,7 @@ impl fmt::Display for LogBenchReport {
             )?;
             writeln!(
                 f,
-                "{:>8}  {:>6}  {:>10}  {:>6}  {:>7}  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
+                "{:>8}  {:>6}  {:>10}  {:>6}  {:>7}  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}  {:>9}  {:>9}",
                 "payload",
                 "into",
                 "appends",
@@ -497,12 +517,18 @@ impl fmt::Display for LogBenchReport {
                 "p99",
                 "p99.9",
                 "p99.99",
-                "max"
+                "max",
+                "roll p50",
+                "roll max"
             )?;
             for l in &self.latency {
+                let (roll_p50, roll_max) = l.roll_summary().map_or_else(
+                    || ("-".to_owned(), "-".to_owned()),
+                    |(p50, max)| (p50.to_string(), max.to_string()),
+                );
                 writeln!(
                     f,
-                    "{:>6} B  {:>6}  {:>10}  {:>6}  {:>5}ns  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}",
+                    "{:>6} B  {:>6}  {:>10}  {:>6}  {:>5}ns  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}  {:>9}  {:>9}",
                     l.payload_size,
                     l.target,
                     l.events,
@@ -512,7 +538,9 @@ impl fmt::Display for LogBenchReport {
                     l.p99,
                     l.p999,
                     l.p9999,
-                    l.max
+                    l.max,
+                    roll_p50,
+                    roll_max
                 )?;
             }
         }
