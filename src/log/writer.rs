@@ -735,9 +735,16 @@ impl Background {
         let mut state = self.state();
         state.want = Some(job.prepare);
         state.queue.push_back(job);
+        let full = state.queue.len() > MAX_UNSEALED;
+        // Woken after the unlock: threads woken under the lock would find it held, and
+        // the unlock would take a second system call to wake them again.
+        drop(state);
         self.shared.changed.notify_all();
-        while state.queue.len() > MAX_UNSEALED && !state.poisoned {
-            state = self.wait(state);
+        if full {
+            let mut state = self.state();
+            while state.queue.len() > MAX_UNSEALED && !state.poisoned {
+                state = self.wait(state);
+            }
         }
     }
 
