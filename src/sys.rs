@@ -685,21 +685,6 @@ pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
-/// Asks the kernel to drop `file`'s clean, unmapped pages from the page cache
-/// (`posix_fadvise(POSIX_FADV_DONTNEED)`). Advice: dirty or mapped pages stay, and the
-/// file's contents are unchanged.
-pub(crate) fn drop_cached(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `posix_fadvise` takes a file descriptor and three integers; `file` keeps the
-    // descriptor open for the call. It touches no memory of ours.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
-    }
-}
-
 /// The next range of `file` at or after `from` that may hold non-zero bytes, found with
 /// `lseek(SEEK_DATA)` and `lseek(SEEK_HOLE)`; `None` if only zeros follow `from`.
 ///

@@ -63,16 +63,6 @@ impl LogRecovery {
 /// log. Dropping the writer does not flush the newest segment (it does wait for the
 /// background flush of older ones).
 ///
-/// # Page cache
-/// A segment is written once and, in most logs, read again rarely. Once a segment is
-/// sealed and written back, and the segment after it sealed too, the background thread
-/// asks the kernel to drop its pages from the page cache (`POSIX_FADV_DONTNEED`). The
-/// writer's cache footprint is thus the newest segment, the one prepared after it and the
-/// last sealed one, however long the log runs: a reader up to a segment behind the
-/// writer reads from memory, an older replay from the disk. Pages a reader has mapped
-/// stay where they are. Each segment the writer prepares needs as many new pages as
-/// one it released; reusing them is the kernel's cheapest allocation.
-///
 /// # Examples
 /// ```
 /// use evstream::{LogOptions, LogReader, LogWriter};
@@ -836,8 +826,6 @@ fn creation_pending(state: &State) -> bool {
 /// them, also after a stop), then applies retention.
 fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
-    // The segment sealed last, whose pages stay cached until the next one is sealed.
-    let mut cached: Option<PathBuf> = None;
     let mut state = lock();
     loop {
         let job = if creation_pending(&state) {
@@ -848,11 +836,7 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
         if let Some(job) = job {
             state.busy = true;
             drop(state);
-            let path = job.path.clone();
             let result = seal(dir, job);
-            if result.is_ok() {
-                drop_cached(cached.replace(path).as_deref());
-            }
             {
                 let mut state = lock();
                 state.busy = false;
@@ -883,15 +867,6 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             .changed
             .wait(state)
             .unwrap_or_else(|e| e.into_inner());
-    }
-}
-
-/// Drops the pages of a sealed, written-back segment from the page cache (see
-/// [`LogWriter`]'s "Page cache"). Advice, best effort: a segment retention deleted since,
-/// or pages a reader has mapped, are simply not dropped.
-fn drop_cached(path: Option<&Path>) {
-    if let Some(file) = path.and_then(|path| std::fs::File::open(path).ok()) {
-        let _ = crate::sys::drop_cached(&file);
     }
 }
 
