@@ -14,9 +14,9 @@
 //!   (`syncfs`, untimed), so that no run pays for another's dirty pages.
 //! - **Latency**: every append of one such run timed, paced at `pace` (default 2 µs:
 //!   500,000 events/s), rolls included, with the median and slowest of the appends
-//!   that rolled (the first into each new segment); and beside it the floor the machine sets, the
-//!   same appends into one stream that holds them all, every page prefaulted before the
-//!   first append: no rolls, no background preparation, no write-back.
+//!   that rolled (the first into each new segment); and beside it the floor the machine
+//!   sets, the same appends into one stream that holds them all, every page prefaulted
+//!   before the first append: no rolls, no background preparation, no write-back.
 //! - **Large log**: a log of `large_bytes` written once, then, each with fresh objects
 //!   and the page cache warm: [`LogWriter::open`], [`LogReader::seek_time`] to points
 //!   spread over the log (after a fresh [`LogReader::open`]), and [`LogReader::tail`] of
@@ -577,5 +577,44 @@ impl fmt::Display for LogBenchReport {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// A small run rolls, times every append that rolled (and only those), and prints
+    /// their median and slowest beside the percentiles; the floor never rolls.
+    #[test]
+    fn a_small_run_reports_every_roll() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogBenchConfig {
+            total_bytes: 1 << 20,
+            segment_size: 128 << 10,
+            payload_sizes: vec![200],
+            repeats: 1,
+            pace: Some(Duration::from_nanos(500)),
+            dir: Some(dir.path().to_owned()),
+            ..LogBenchConfig::default()
+        };
+        let report = run(&config, &mut |_| {}).unwrap();
+        assert_eq!(report.throughput.len(), 1);
+        let [floor, log] = &report.latency[..] else {
+            panic!("{:?}", report.latency);
+        };
+        assert_eq!((floor.target, floor.rolls), ("floor", 0));
+        assert!(floor.roll_appends.is_empty() && floor.roll_summary().is_none());
+        assert_eq!(log.target, "log");
+        assert!(log.rolls >= 7, "{} rolls", log.rolls);
+        assert_eq!(log.roll_appends.len() as u64, log.rolls);
+        let (median, slowest) = log.roll_summary().unwrap();
+        assert!(0 < median && median <= slowest && slowest <= log.max);
+        let text = report.to_string();
+        assert!(
+            text.contains("roll p50") && text.contains("roll max"),
+            "{text}"
+        );
     }
 }
