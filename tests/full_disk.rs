@@ -1,5 +1,5 @@
-//! Full disks: streams created and filled on small tmpfs mounts, and a flush that fails
-//! because the device under the file system ran out of space.
+//! Full disks: streams and logs created and filled on small tmpfs mounts, and a flush that
+//! fails because the device under the file system ran out of space.
 //!
 //! Mounting needs root (CI runs as root). Where a mount is not allowed each test prints
 //! why it is skipped and passes.
@@ -14,6 +14,9 @@
 //!   grow) returns the error, and the writer then refuses appends and flushes: the
 //!   kernel reports a write-back error only once, and a second `msync` succeeds although
 //!   the data never reached the disk.
+//! - A log that fills its disk refuses the append that needs a new segment, keeps every
+//!   event it acknowledged, and continues once there is room; one that cannot write a
+//!   sealed segment's index carries on without it.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod reliability_support;
@@ -511,4 +514,143 @@ fn a_hostile_sparse_file_never_fills_the_disk() {
             "durable {durable}: {before} -> {after} bytes used"
         );
     }
+}
+
+/// A log whose disk fills: the append that needs a segment that cannot be created is
+/// refused with an I/O error and writes nothing, every event acknowledged before it
+/// stays readable, the writer is not poisoned (the append is retried and succeeds once
+/// there is room), and the log reopens and verifies clean.
+#[test]
+fn a_log_that_fills_its_disk_refuses_the_roll_and_continues_after_room_is_made() {
+    use evstream::{LogOptions, LogReader, LogWriter};
+    let fs = tmpfs_or_skip!(4 << 20);
+    let filler = fs.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 2 << 20]).unwrap();
+    let path = fs.path().join("log");
+    let segment = 256u64 << 10;
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(segment)).unwrap();
+    let workload = Workload::mixed(5);
+    let mut acked = Vec::new();
+    let refused = loop {
+        let index = acked.len() as u64;
+        match log.append(workload.timestamp(index), &workload.payload(index)) {
+            Ok(position) => acked.push(position),
+            Err(e) => break e,
+        }
+        assert!(index < 100_000, "the disk never filled");
+    };
+    match &refused {
+        Error::Io { source, .. } => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{refused}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        log.segment() >= 2,
+        "{} segments before the disk filled",
+        log.segment()
+    );
+    // Nothing of the refused event was written; a retry is refused the same way.
+    assert_eq!(log.event_count(), acked.len() as u64);
+    let index = acked.len() as u64;
+    assert!(
+        log.append(workload.timestamp(index), &workload.payload(index))
+            .is_err()
+    );
+    assert_eq!(log.event_count(), acked.len() as u64);
+    let read = |path: &Path| -> Vec<(evstream::Position, Vec<u8>)> {
+        LogReader::open(path)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.position(), e.payload().to_vec())
+            })
+            .collect()
+    };
+    let expected = |acked: &[evstream::Position]| -> Vec<(evstream::Position, Vec<u8>)> {
+        acked
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, workload.payload(i as u64)))
+            .collect()
+    };
+    assert_eq!(read(&path), expected(&acked));
+    // Room is made: the same writer continues, across more rolls.
+    std::fs::remove_file(&filler).unwrap();
+    let before = log.segment();
+    while log.segment() < before + 3 {
+        let index = acked.len() as u64;
+        let position = log
+            .append(workload.timestamp(index), &workload.payload(index))
+            .unwrap_or_else(|e| panic!("append {index} after room was made: {e}"));
+        acked.push(position);
+    }
+    log.flush().unwrap();
+    drop(log);
+    assert_eq!(read(&path), expected(&acked));
+    let log = LogWriter::open(&path).unwrap();
+    assert!(log.recovery().is_clean(), "{:?}", log.recovery());
+    drop(log);
+    assert!(LogReader::open(&path).unwrap().verify().unwrap().is_ok());
+}
+
+/// A log on a disk filled to the last block while a prepared segment waits: the roll into
+/// it succeeds (its blocks were reserved), and the index the sealing thread cannot write
+/// costs nothing but the index (readers scan that segment): the writer is not poisoned,
+/// and every event is read back.
+#[test]
+fn a_full_disk_costs_a_sealed_segment_its_index_not_the_writer() {
+    use evstream::{LogOptions, LogReader, LogWriter};
+    let fs = tmpfs_or_skip!(4 << 20);
+    let path = fs.path().join("log");
+    let segment = 256u64 << 10;
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(segment)).unwrap();
+    let workload = Workload::mixed(7);
+    let mut count = 0u64;
+    // Past a quarter of segment 0, so that segment 1 is prepared, then wait for it.
+    while log.end().offset() < segment / 2 {
+        log.append(workload.timestamp(count), &workload.payload(count))
+            .unwrap();
+        count += 1;
+    }
+    log.flush().unwrap();
+    let next = path.join(".next-00000001.evs");
+    for _ in 0..500 {
+        if next.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(next.exists(), "segment 1 was not prepared");
+    let filler = fs.path().join("filler");
+    fill(&filler);
+    while log.segment() < 1 {
+        log.append(workload.timestamp(count), &workload.payload(count))
+            .unwrap();
+        count += 1;
+    }
+    // The sealing thread has sealed segment 0 (or failed to) once this returns.
+    let flushed = log.flush();
+    std::fs::remove_file(&filler).unwrap();
+    flushed.unwrap();
+    while log.segment() < 3 {
+        log.append(workload.timestamp(count), &workload.payload(count))
+            .unwrap_or_else(|e| panic!("append {count} after room was made: {e}"));
+        count += 1;
+    }
+    log.flush().unwrap();
+    drop(log);
+    let reader = LogReader::open(&path).unwrap();
+    let payloads: Vec<Vec<u8>> = reader
+        .iter()
+        .unwrap()
+        .map(|e| e.unwrap().payload().to_vec())
+        .collect();
+    assert_eq!(payloads.len() as u64, count);
+    for (i, p) in payloads.iter().enumerate() {
+        assert_eq!(*p, workload.payload(i as u64), "event {i}");
+    }
+    assert!(reader.verify().unwrap().is_ok());
 }

@@ -262,7 +262,10 @@ impl SegmentIndex {
             file.sync_all()?;
             std::fs::rename(&temp, &path)
         })();
-        result.map_err(|e| Error::io("write index", &path, e))
+        result.map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            Error::io("write index", &path, e)
+        })
     }
 
     /// Loads and checks segment `seq`'s index against the segment as a reader sees it;

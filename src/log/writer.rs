@@ -680,6 +680,10 @@ impl Background {
     /// The prepared segment `seq`, waiting for the thread if it is still at work.
     fn take_prepared(&self, seq: u64) -> Result<StreamWriter> {
         let mut state = self.state();
+        // Whether the preparation this call waits for started after the call began: the
+        // failure of one started before (in the background, perhaps before the caller
+        // made room on a full disk) is not reported; the preparation is tried again.
+        let mut asked = false;
         loop {
             if state.poisoned {
                 return Err(poisoned(&mut state));
@@ -693,16 +697,23 @@ impl Background {
                     }
                     return Ok(writer);
                 }
-                Some((s, Err(e))) if s == seq => {
-                    state.want = Some(seq); // try again at the next roll
-                    self.shared.changed.notify_all();
+                Some((s, Err(e))) if s == seq && asked => {
+                    // Not tried again in the background: the next roll asks.
+                    if state.want == Some(seq) {
+                        state.want = None;
+                    }
                     return Err(e);
                 }
                 Some(_) | None => {
                     if state.want != Some(seq) {
                         state.want = Some(seq);
-                        self.shared.changed.notify_all();
                     }
+                    // With no creation under way, the next one starts after this call
+                    // began; one under way now may fail for a reason since removed.
+                    asked |= !state.creating;
+                    // Also when it was wanted already: the preparing thread may have
+                    // passed over that wish while the slot held the segment just taken.
+                    self.shared.changed.notify_all();
                     state.waiting = Some(seq);
                     state = self.wait(state);
                     state.waiting = None;
@@ -870,8 +881,8 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     }
 }
 
-/// Flushes a retired segment, writes its index, and syncs the directory (which makes
-/// the roll's rename durable).
+/// Flushes a retired segment, syncs the directory (which makes the roll's rename
+/// durable), and writes its index if it can.
 fn seal(dir: &Path, job: Retiring) -> Result<()> {
     let Retiring {
         mut segment,
@@ -891,8 +902,13 @@ fn seal(dir: &Path, job: Retiring) -> Result<()> {
     };
     drop(segment);
     sync_dir(dir)?;
-    index.write(dir, seq, last_timestamp)?;
-    sync_dir(dir)
+    // The index is rebuildable: failing to write it (a full disk) costs time-seeks into
+    // this segment a scan, and loses nothing, so it does not poison the writer as a
+    // failed flush does.
+    if index.write(dir, seq, last_timestamp).is_ok() {
+        let _ = sync_dir(dir);
+    }
+    Ok(())
 }
 
 /// Bytes the preparing thread prefaults at a time, checking between chunks whether the
