@@ -16,7 +16,8 @@
 //!   the data never reached the disk.
 //! - A log that fills its disk refuses the append that needs a new segment, keeps every
 //!   event it acknowledged, and continues once there is room; one that cannot write a
-//!   sealed segment's index carries on without it.
+//!   sealed segment's index carries on without it; one that cannot be created leaves
+//!   nothing that stops a retry; a cursor commit that fails keeps the last position.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod reliability_support;
@@ -653,4 +654,57 @@ fn a_full_disk_costs_a_sealed_segment_its_index_not_the_writer() {
         assert_eq!(*p, workload.payload(i as u64), "event {i}");
     }
     assert!(reader.verify().unwrap().is_ok());
+}
+
+/// A cursor commit on a full disk fails with an I/O error and leaves the cursor where the
+/// last commit put it, with no temporary file behind; once there is room it commits.
+#[test]
+fn a_cursor_commit_on_a_full_disk_keeps_the_last_position() {
+    use evstream::{LogOptions, LogReader, LogWriter};
+    let fs = tmpfs_or_skip!(2 << 20);
+    let path = fs.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(64 << 10)).unwrap();
+    let first = log.append(1, b"first").unwrap();
+    let second = log.append(2, b"second").unwrap();
+    log.flush().unwrap();
+    let reader = LogReader::open(&path).unwrap();
+    reader.commit_cursor("consumer", first).unwrap();
+    let filler = fs.path().join("filler");
+    fill(&filler);
+    let err = reader.commit_cursor("consumer", second).unwrap_err();
+    match &err {
+        Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(reader.cursor("consumer").unwrap(), Some(first));
+    assert_eq!(entries(&path.join("cursors")), ["consumer"]);
+    std::fs::remove_file(&filler).unwrap();
+    reader.commit_cursor("consumer", second).unwrap();
+    assert_eq!(
+        LogReader::open(&path).unwrap().cursor("consumer").unwrap(),
+        Some(second)
+    );
+}
+
+/// A log that cannot be created for lack of room leaves nothing that stops a second try.
+#[test]
+fn a_log_create_that_cannot_reserve_its_segment_can_be_retried() {
+    use evstream::{LogOptions, LogWriter};
+    let fs = tmpfs_or_skip!(1 << 20);
+    let path = fs.path().join("log");
+    let err = LogWriter::create(&path, LogOptions::default().segment_size(4 << 20)).unwrap_err();
+    match &err {
+        Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}"),
+        other => panic!("{other:?}"),
+    }
+    // The directory the call made is gone again.
+    assert!(entries(fs.path()).is_empty(), "{:?}", entries(fs.path()));
+    // Into a directory that existed, too: the directory stays, empty.
+    std::fs::create_dir(&path).unwrap();
+    assert!(LogWriter::create(&path, LogOptions::default().segment_size(4 << 20)).is_err());
+    assert!(entries(&path).is_empty(), "{:?}", entries(&path));
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(256 << 10))
+        .unwrap_or_else(|e| panic!("second create: {e}"));
+    log.append(1, b"x").unwrap();
+    assert_eq!(log.options().get_segment_size(), 256 << 10);
 }

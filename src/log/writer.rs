@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 use crate::failpoint::failpoint;
 use crate::format;
-use crate::log::config::{LogOptions, sync_dir};
+use crate::log::config::{CONFIG_FILE, LogOptions, sync_dir};
 use crate::log::position::{MAX_SEGMENT, Position};
 use crate::log::retention::{self, Retired};
 use crate::log::segment::{self, SegmentEntry, SegmentIndex, next_name, segment_name};
@@ -121,13 +121,32 @@ impl LogWriter {
     /// # Errors
     /// - [`Error::AlreadyExists`] if `dir` already holds a log.
     /// - [`Error::BadCapacity`] for a segment size below 4 KiB or of 1 TiB or more.
-    /// - [`Error::Io`] if the directory cannot be made or written.
+    /// - [`Error::Io`] if the directory cannot be made or written, or the first segment
+    ///   cannot be created (such as on a disk without room for it); what the call made
+    ///   is then removed again, so that it can be retried.
     pub fn create(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
         let dir = dir.as_ref();
         options.check(dir)?;
+        let existed = dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         options.write(dir)?;
-        Self::open(dir)
+        Self::open(dir).inspect_err(|e| {
+            // Not when another writer took the log meanwhile, nor once a segment exists.
+            let untouched = segment::list(dir).is_ok_and(|segments| segments.is_empty());
+            if !matches!(e, Error::Locked { .. }) && untouched {
+                let _ = std::fs::remove_file(dir.join(LOCK_FILE));
+                let _ = std::fs::remove_file(dir.join(CONFIG_FILE));
+                let _ = if existed {
+                    sync_dir(dir)
+                } else {
+                    let _ = std::fs::remove_dir(dir);
+                    match dir.parent() {
+                        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+                        _ => sync_dir(Path::new(".")),
+                    }
+                };
+            }
+        })
     }
 
     /// Opens the log in `dir` to append to it.
