@@ -99,6 +99,36 @@ fn fill(path: &Path) -> u64 {
     written
 }
 
+/// Removes `filler` and waits until the file system has its room back: a child process
+/// another test forks while the file is open keeps it until the child's `exec`, and a
+/// loaded machine may delay that.
+fn make_room(filler: &Path) {
+    let len = std::fs::metadata(filler).unwrap().len();
+    let dir = filler.parent().unwrap();
+    std::fs::remove_file(filler).unwrap();
+    for _ in 0..500 {
+        let out = Command::new("stat")
+            .args(["-f", "-c", "%a %S"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut fields = text
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0));
+        let free = fields.next().unwrap_or(0) * fields.next().unwrap_or(0);
+        if free >= len / 2 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!(
+        "{} bytes did not come back after removing {}",
+        len,
+        filler.display()
+    );
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -579,7 +609,7 @@ fn a_log_that_fills_its_disk_refuses_the_roll_and_continues_after_room_is_made()
     };
     assert_eq!(read(&path), expected(&acked));
     // Room is made: the same writer continues, across more rolls.
-    std::fs::remove_file(&filler).unwrap();
+    make_room(&filler);
     let before = log.segment();
     while log.segment() < before + 3 {
         let index = acked.len() as u64;
@@ -634,7 +664,7 @@ fn a_full_disk_costs_a_sealed_segment_its_index_not_the_writer() {
     }
     // The sealing thread has sealed segment 0 (or failed to) once this returns.
     let flushed = log.flush();
-    std::fs::remove_file(&filler).unwrap();
+    make_room(&filler);
     flushed.unwrap();
     while log.segment() < 3 {
         log.append(workload.timestamp(count), &workload.payload(count))
@@ -678,7 +708,7 @@ fn a_cursor_commit_on_a_full_disk_keeps_the_last_position() {
     }
     assert_eq!(reader.cursor("consumer").unwrap(), Some(first));
     assert_eq!(entries(&path.join("cursors")), ["consumer"]);
-    std::fs::remove_file(&filler).unwrap();
+    make_room(&filler);
     reader.commit_cursor("consumer", second).unwrap();
     assert_eq!(
         LogReader::open(&path).unwrap().cursor("consumer").unwrap(),

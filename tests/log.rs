@@ -615,3 +615,127 @@ fn rolled_segments_are_reserved_while_written_and_released_at_close() {
     drop(log);
     assert_eq!(read_all(&path).len() as i64, n + 1);
 }
+
+/// Every file in `dir`, with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Replaces the file at a path, whose length was the second argument.
+type Replace = fn(&Path, usize);
+
+/// A log whose segment files were replaced by something else (junk of the same size, an
+/// empty file, a stream of another size with its own events, a truncated copy), at the
+/// newest place, the one before it, and the oldest: every writer and reader open, and
+/// reading what they open, gives a typed error or events, never a panic; and an open
+/// that refuses changes no file.
+#[test]
+fn segments_replaced_by_other_files_are_refused_without_a_change() {
+    use evstream::StreamWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("template");
+    let mut log = LogWriter::create(&template, small()).unwrap();
+    let model = fill(&mut log, 300, |i| i as i64);
+    log.flush().unwrap();
+    drop(log);
+    let mut segments: Vec<_> = std::fs::read_dir(&template)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".evs") && !n.starts_with('.'))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 4, "{segments:?}");
+    let places = [
+        segments.len() - 1, // the newest
+        segments.len() - 2, // the one before it
+        0,                  // the oldest
+    ];
+    let replacements: [(&str, Replace); 5] = [
+        ("junk", |p, len| {
+            std::fs::write(
+                p,
+                (0..len).map(|i| (i * 131 % 251) as u8).collect::<Vec<_>>(),
+            )
+            .unwrap()
+        }),
+        ("empty", |p, _| std::fs::write(p, b"").unwrap()),
+        ("another stream", |p, _| {
+            std::fs::remove_file(p).unwrap();
+            let mut other = StreamWriter::create(p, 16384).unwrap();
+            other.append(-5, b"not of this log").unwrap();
+            other.flush().unwrap();
+        }),
+        ("another stream of the segment size", |p, _| {
+            std::fs::remove_file(p).unwrap();
+            let mut other = StreamWriter::create(p, 8192).unwrap();
+            other.append(-5, b"not of this log either").unwrap();
+            other.flush().unwrap();
+        }),
+        ("truncated", |p, len| {
+            let bytes = std::fs::read(p).unwrap();
+            std::fs::write(p, &bytes[..len / 3]).unwrap();
+        }),
+    ];
+    let mut refused = 0;
+    for &place in &places {
+        for (what, replace) in &replacements {
+            let case = format!("{what} at {}", segments[place]);
+            let path = dir.path().join(format!("case-{refused}-{place}-{what}"));
+            std::fs::create_dir(&path).unwrap();
+            for (name, bytes) in snapshot(&template) {
+                std::fs::write(path.join(name), bytes).unwrap();
+            }
+            let target = path.join(&segments[place]);
+            let len = std::fs::metadata(&target).unwrap().len() as usize;
+            replace(&target, len);
+            let before = snapshot(&path);
+            let replaced = std::fs::read(&target).unwrap();
+            match LogWriter::open(&path) {
+                // Only a sealed segment the writer does not read again may differ.
+                Ok(writer) => {
+                    assert_eq!(place, 0, "{case}: accepted");
+                    drop(writer);
+                }
+                Err(e) => {
+                    assert!(
+                        !matches!(e, Error::Io { .. }),
+                        "{case}: refused with a bare I/O error: {e}"
+                    );
+                    assert_eq!(
+                        snapshot(&path),
+                        before,
+                        "{case}: refused ({e}) but changed files"
+                    );
+                    refused += 1;
+                }
+            }
+            assert_eq!(std::fs::read(&target).unwrap(), replaced, "{case}: changed");
+            // Readers: a typed error or events; no panic, whatever the writer did.
+            if let Ok(reader) = LogReader::open(&path) {
+                let _ = reader.stat();
+                let _ = reader.tail(5);
+                let _ = reader.verify();
+                let _ = reader.seek_time(150);
+                if let Ok(iter) = reader.iter() {
+                    let read: Vec<_> = iter.take(model.len() + 10).collect();
+                    assert!(read.len() <= model.len() + 10, "{case}");
+                }
+            }
+        }
+    }
+    assert_eq!(
+        refused,
+        2 * replacements.len(),
+        "refused at the newest two places"
+    );
+}

@@ -226,6 +226,28 @@ impl LogWriter {
         }
         let mut chain: Vec<SegmentEntry> = unsealed.into_iter().rev().collect();
         chain.push(newest);
+        // Nothing is repaired in a segment that is not one of this log's: each must open
+        // as a stream (a typed refusal otherwise) of the log's segment size, and one that
+        // holds flushed events must follow on from the one before it (a power loss can
+        // tear only events that were never flushed, and a flush waits for every older
+        // segment's seal).
+        let mut before: Option<(u64, u64)> = None;
+        for entry in &chain {
+            let reader = StreamReader::open(&entry.path)?;
+            if reader.capacity() != options.segment_size {
+                return Err(Error::NotALog {
+                    path: entry.path.clone(),
+                    reason: "a segment file is not of the log's segment size",
+                });
+            }
+            if let Some((base, count)) = before
+                && entry.base != base + count
+                && reader.durable_offset() > format::STREAM_HEADER_LEN
+            {
+                return Err(not_following(&entry.path));
+            }
+            before = Some((entry.base, reader.header_event_count()));
+        }
         let mut expected: Option<u64> = None;
         let mut newest = None;
         for (k, entry) in chain.iter().enumerate() {
@@ -237,7 +259,16 @@ impl LogWriter {
                 // lie past a gap, and none of their events was flushed (a flush waits
                 // for every older segment's seal): drop them, as a stream drops the
                 // events after its torn tail, and continue with an empty segment.
-                for gone in chain.get(k..).unwrap_or_default() {
+                let gone = chain.get(k..).unwrap_or_default();
+                // A power loss leaves no flushed event past a gap; flushed events there
+                // mean the files disagree for another reason, and nothing is dropped.
+                for later in gone {
+                    if StreamReader::open(&later.path)?.durable_offset() > format::STREAM_HEADER_LEN
+                    {
+                        return Err(not_following(&later.path));
+                    }
+                }
+                for gone in gone {
                     let reader = StreamReader::open(&gone.path)?;
                     recovery.dropped_after_gap += reader.header_event_count();
                     drop(reader);
@@ -272,6 +303,19 @@ impl LogWriter {
             path: dir.to_owned(),
             reason: "it has no segment",
         })?;
+        // Before the writer's open, which may repair it: a first event (read intact)
+        // older than the newest event before it is not this log's.
+        let first = StreamReader::open(&newest.path)?
+            .iter()
+            .next()
+            .and_then(|event| event.ok().map(|e| e.timestamp()));
+        if first.is_some_and(|first| first < floor) {
+            return Err(Error::NotALog {
+                path: newest.path.clone(),
+                reason: "the newest segment's first event is older than the last event \
+                         before it",
+            });
+        }
         let segment = StreamWriter::open_with(&newest.path, WriterOptions::default())?;
         recovery.newest = segment.recovery().clone();
         let next = newest.seq + 1;
@@ -570,6 +614,16 @@ fn quiet() -> WriterOptions {
     WriterOptions::default().prefault(Prefault::Off)
 }
 
+/// The refusal of a segment with flushed events that does not follow on from the one
+/// before it.
+fn not_following(path: &Path) -> Error {
+    Error::NotALog {
+        path: path.to_owned(),
+        reason: "a segment holds flushed events, but the segment before it ends at another \
+                 event than its name says",
+    }
+}
+
 /// Opens a segment whose seal never finished for writing (validating and repairing it
 /// as [`StreamWriter::open`] does), flushes it and writes its index; returns its newest
 /// timestamp, its event count and what was repaired.
@@ -610,6 +664,9 @@ struct State {
     /// meanwhile: the creation's syncs would wait behind the flush's write-back (tens of
     /// milliseconds for a 64 MiB segment), and the next roll perhaps for them.
     creating: bool,
+    /// The preparing thread is at work on a segment: from taking the wish until its
+    /// result is in `prepared` (longer than `creating`).
+    preparing: bool,
     queue: VecDeque<Retiring>,
     /// A retiring segment is being flushed.
     busy: bool,
@@ -727,9 +784,9 @@ impl Background {
                     if state.want != Some(seq) {
                         state.want = Some(seq);
                     }
-                    // With no creation under way, the next one starts after this call
-                    // began; one under way now may fail for a reason since removed.
-                    asked |= !state.creating;
+                    // With no preparation under way, the next one starts after this
+                    // call began; one under way now may fail for a reason since removed.
+                    asked |= !state.preparing;
                     // Also when it was wanted already: the preparing thread may have
                     // passed over that wish while the slot held the segment just taken.
                     self.shared.changed.notify_all();
@@ -819,6 +876,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
         if let Some(seq) = wanted {
             state.want = None;
             state.creating = true;
+            state.preparing = true;
             drop(state);
             // Prefaulting stops early when the writer waits for the segment, or stops.
             let wanted_now = || {
@@ -833,6 +891,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             state = lock();
             // A prepared segment nobody takes is removed when the writer is dropped.
             state.prepared = Some((seq, prepared));
+            state.preparing = false;
             shared.changed.notify_all();
             continue;
         }
