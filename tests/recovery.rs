@@ -57,6 +57,34 @@ fn events(path: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Leaves the stream at `path` as a writer that died while appending does: its dirty
+/// limit past the write offset (a writer that closes brings it back to the offset). The
+/// current trailer record is written again with the limit at the end of the event area.
+fn died_while_writing(path: &Path) {
+    use evstream::format::{TRAILER_RECORD_LEN, TRAILER_SLOT_LEN, Trailer, decode_trailer};
+    use std::os::unix::fs::FileExt;
+    use zerocopy::IntoBytes;
+    let at = events_end(path) as u64;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut slots = [[0u8; TRAILER_RECORD_LEN]; 2];
+    for (i, slot) in slots.iter_mut().enumerate() {
+        file.read_exact_at(slot, at + i as u64 * TRAILER_SLOT_LEN)
+            .unwrap();
+    }
+    let current = decode_trailer([&slots[0], &slots[1]], at).unwrap();
+    let next = Trailer {
+        sequence: current.sequence + 1,
+        dirty_limit: at,
+        ..current
+    };
+    let slot = at + Trailer::slot(next.sequence) * TRAILER_SLOT_LEN;
+    file.write_all_at(next.encode().as_bytes(), slot).unwrap();
+}
+
 fn patch(path: &Path, at: usize, bytes: &[u8]) {
     let mut data = std::fs::read(path).unwrap();
     data[at..at + bytes.len()].copy_from_slice(bytes);
@@ -272,6 +300,7 @@ fn stale_bytes_of_an_unpublished_append_are_cleared() {
     let more = build(&other, 4, 100);
     let ghost = std::fs::read(&other).unwrap()[more[3] as usize..more[3] as usize + 116].to_vec();
     patch(&path, end, &ghost);
+    died_while_writing(&path);
     let writer = StreamWriter::open(&path).unwrap();
     assert!(writer.recovery().stale_bytes_cleared >= 116);
     assert_eq!(writer.write_offset(), end as u64);

@@ -58,7 +58,9 @@ pub enum Prefault {
     /// the appending CPU no TLB shootdowns) and syncs the trailer record that moves the
     /// dirty limit ahead, stored half a step early, so that appends do not wait for that
     /// sync. In the other modes the append that reaches the limit syncs the raise itself,
-    /// once every 32 MiB (milliseconds when write-back is in flight).
+    /// once every 32 MiB (milliseconds when write-back is in flight). In every mode the
+    /// first append after an open that follows a clean close syncs it: a closing writer
+    /// brings the limit back to its write offset, so that opens scan nothing past it.
     #[default]
     Background,
 }
@@ -238,13 +240,13 @@ pub struct StreamWriter {
 }
 
 impl Drop for StreamWriter {
-    /// Brings a dirty limit reserved far ahead (a log's segment) back to a
-    /// step past the write offset, so that the next open scans little. Stored, not synced:
-    /// nothing past the write offset was written, so the lower limit is safe whether it
-    /// reaches the disk or not. Not after a panic (an append cut short may have written
-    /// past the offset), for a sealed stream, or for a poisoned writer.
+    /// Brings the dirty limit back to the write offset, so that the next open has no
+    /// stale bytes to look for (its first append raises the limit again). Stored,
+    /// not synced: nothing past the write offset was written, so the lower limit is safe
+    /// whether it reaches the disk or not. Not after a panic (an append cut short may
+    /// have written past the offset), for a sealed stream, or for a poisoned writer.
     fn drop(&mut self) {
-        let lowered = dirty_step_past(self.write_offset, self.events_end);
+        let lowered = self.write_offset;
         if self.trailer.dirty_limit > lowered
             && !self.trailer.sealed
             && !self.poisoned
@@ -503,7 +505,8 @@ impl StreamWriter {
         let new_offset = STREAM_HEADER_LEN + scan.valid_len as u64;
         let mut trailer = trailer;
         let dirty_limit = trailer.dirty_limit.max(old_offset);
-        // The limit this open leaves: about `DIRTY_STEP` past the write offset.
+        // Where this open brings a limit it finds far ahead: about `DIRTY_STEP` past the
+        // write offset.
         let wanted = dirty_step_past(new_offset, map.events_end());
         // Dropping a torn tail rewrites bytes that readers may have seen (they were
         // published): only with no reader present, which the presence lock ensures until
@@ -540,9 +543,10 @@ impl StreamWriter {
         // The dropped bytes: only pages that hold anything, skipping holes, so that a
         // header that lies about a sparse file never makes recovery allocate its length.
         clear_stale(&mut map, &file, new_offset, old_offset);
-        // Up to the limit this open leaves too, so that a later open finds nothing there.
-        recovery.stale_bytes_cleared =
-            clear_stale(&mut map, &file, old_offset, dirty_limit.max(wanted));
+        // Then up to the dirty limit, the end of what may ever have been written: past
+        // it the bytes are as the file was created, and a writer that closed brought it
+        // back to its write offset, so the open after a clean close reads nothing here.
+        recovery.stale_bytes_cleared = clear_stale(&mut map, &file, old_offset, dirty_limit);
         failpoint!("open:after_zero");
         let touched_end = old_offset + recovery.stale_bytes_cleared;
         // Whether the record this writer starts from is known to be on stable storage.
@@ -557,14 +561,15 @@ impl StreamWriter {
             sys::set_presence(&file, Presence::Unlock)
                 .map_err(|e| Error::io("unlock reader presence of", path, e))?;
         }
-        // Everything from the write offset to the dirty limit is zero now. The limit is
-        // set about `DIRTY_STEP` ahead: brought back from far ahead (as `upgrade_v1`
-        // leaves it) so that later opens scan little, and moved forward when close, so
-        // that appends seldom have to move it.
-        let close = new_offset
-            .saturating_add(DIRTY_STEP / 2)
-            .min(map.events_end());
-        if dirty_limit > wanted.saturating_add(DIRTY_STEP) || dirty_limit < close {
+        // Everything from the write offset to the dirty limit is zero now. A limit far
+        // ahead (as `upgrade_v1`, or a writer that died with a reserved segment, leaves
+        // it) is brought back about `DIRTY_STEP` past the events, so that later opens
+        // scan little. Any other limit is left as found, so that an open that repairs
+        // nothing writes nothing; the appends raise it when they reach it (at once after
+        // a writer that closed, which left it at its write offset).
+        if dirty_limit > wanted.saturating_add(DIRTY_STEP) {
+            // The bytes cleared above must be zero on the disk before a record that no
+            // longer covers them is.
             map.sync_range(new_offset, dirty_limit.saturating_sub(new_offset))
                 .map_err(|e| Error::io("msync", path, e))?;
             trailer = store_trailer(
@@ -893,9 +898,9 @@ impl StreamWriter {
     }
 
     /// Moves the dirty limit to the end of the event area, durably: appends never raise
-    /// it again. Dropping the writer brings it back to a step past the write offset (not
-    /// synced: a lower limit over bytes never written is safe on the disk or not), so
-    /// that the next open scans no more than usual.
+    /// it again. Dropping the writer brings it back to the write offset (not synced: a
+    /// lower limit over bytes never written is safe on the disk or not), so that the next
+    /// open has nothing past the events to scan.
     pub(crate) fn reserve_whole(&mut self) -> Result<()> {
         if self.durable_limit >= self.events_end {
             return Ok(());
@@ -1316,7 +1321,8 @@ fn check_durable(
 ///
 /// `limit` is the trailer's dirty limit: no event byte was ever written at or past it,
 /// so the scan costs at most the distance from the write offset to it (about
-/// [`DIRTY_STEP`] plus the last event), whatever the file's size.
+/// [`DIRTY_STEP`] plus the last event after a crash, nothing after a clean close),
+/// whatever the file's size.
 ///
 /// Such bytes need not be contiguous: after a power cut each dirty page may or may not
 /// have reached the disk, so a zero page can lie between stale ones, and a stale event
