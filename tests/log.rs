@@ -205,6 +205,41 @@ fn rolls_at_utc_aligned_intervals() {
     assert_eq!(log.append(t0 + 4 * HOUR, b"e").unwrap().segment(), 3);
 }
 
+/// An event refused as larger than a segment changes nothing, not even the roll interval
+/// of the next event: an hourly log keeps each hour in its own segments.
+#[test]
+fn a_refused_event_does_not_set_the_roll_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = small().roll_interval(Some(Duration::from_secs(3600)));
+    let mut log = LogWriter::create(&path, options).unwrap();
+    let t0 = 1_714_521_600_000_000_000i64;
+    // Refused, stamped at the start of the next hour.
+    assert!(matches!(
+        log.append(t0 + HOUR, &[0u8; 9000]),
+        Err(Error::EventTooLarge { .. })
+    ));
+    let first = log.append(t0 + HOUR - 1, b"last of the hour").unwrap();
+    let next = log.append(t0 + HOUR, b"first of the next").unwrap();
+    assert_eq!((first.segment(), next.segment()), (0, 1));
+}
+
+/// An out-of-order append is refused naming the log's last timestamp, also when the
+/// timestamp is older than the segment before the newest.
+#[test]
+fn out_of_order_names_the_last_event_across_a_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    log.append(10, &[1u8; 4000]).unwrap();
+    assert_eq!(log.append(20, &[2u8; 4000]).unwrap().segment(), 1);
+    match log.append(5, b"late") {
+        Err(Error::OutOfOrder { previous, got }) => assert_eq!((previous, got), (20, 5)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(log.event_count(), 2);
+}
+
 #[test]
 fn seek_by_time_matches_the_model_even_with_damaged_indexes() {
     let dir = tempfile::tempdir().unwrap();

@@ -443,11 +443,14 @@ impl LogWriter {
     fn before_append(&mut self, timestamp: i64, len: usize) -> Result<()> {
         if timestamp < self.floor {
             return Err(Error::OutOfOrder {
-                previous: self.floor,
+                previous: self.segment.last_timestamp().unwrap_or(self.floor),
                 got: timestamp,
             });
         }
         if self.segment.event_count() == 0 {
+            // The event will be the segment's first, and its interval the segment's: not
+            // for an event that is refused.
+            self.check_fits(len)?;
             self.set_roll_at(timestamp);
             return Ok(());
         }
