@@ -540,6 +540,10 @@ pub enum TrailerProblem {
     Inconsistent,
 }
 
+/// A trailer record's `sequence` and `generation` lie below this (2^63): a writer adds one
+/// to them, and no file could ever reach it (a record a nanosecond for 292 years).
+pub const COUNTER_LIMIT: u64 = 1 << 63;
+
 /// Decodes a trailer from its two slot records, as read from the file; `trailer_at` is the
 /// trailer's offset (the end of the event area), against which the watermark is checked.
 ///
@@ -592,7 +596,10 @@ pub fn decode_trailer(
         && (trailer.durable_offset..=trailer_at).contains(&trailer.dirty_limit)
         && trailer.durable_count <= events / EVENT_HEADER_LEN
         && (trailer.durable_count == 0) == (events == 0)
-        && (trailer.durable_count == 0) == trailer.durable_last_timestamp.is_none();
+        && (trailer.durable_count == 0) == trailer.durable_last_timestamp.is_none()
+        // Counters a writer increments: far below where they would overflow.
+        && trailer.sequence < COUNTER_LIMIT
+        && trailer.generation < COUNTER_LIMIT;
     if consistent {
         Ok(trailer)
     } else {

@@ -253,7 +253,13 @@ impl LogOptions {
         if len > MAX_CONFIG_LEN {
             return Err(not_a_log("its LOG settings file is too long"));
         }
-        let text = std::io::read_to_string(file).map_err(|e| Error::io("read", &path, e))?;
+        let text = match std::io::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(not_a_log("its LOG settings file is not text"));
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
         let options = Self::from_text(&text)
             .ok_or_else(|| not_a_log("its LOG settings file is not valid"))?;
         options.check(dir)?;

@@ -471,7 +471,10 @@ impl LogReader {
             segments: segments.len() as u64,
             first_segment: first.seq,
             last_segment: newest.seq,
-            events: (newest.base + newest_reader.header_event_count()).saturating_sub(first.base),
+            events: (newest
+                .base
+                .saturating_add(newest_reader.header_event_count()))
+            .saturating_sub(first.base),
             first_event: first.base,
             disk_bytes: segments.len() as u64 * self.options.segment_size,
             newest_write_offset: end,
@@ -528,18 +531,28 @@ impl LogReader {
                 let before = reader
                     .iter_unverified_from(start)?
                     .take_while(|e| e.as_ref().is_ok_and(|e| e.offset() < offset));
-                index.event_count - (ordinal + before.count() as u64)
+                // A valid index that counts fewer events than the segment holds gives
+                // a lag too small, never a wrong sign.
+                index
+                    .event_count
+                    .saturating_sub(ordinal.saturating_add(before.count() as u64))
             }
             None => reader.iter_unverified_from(offset)?.count() as u64,
         };
         for later in segments.iter().skip(at + 1) {
             let reader = StreamReader::open(&later.path)?;
-            lag.bytes += reader.live_write_offset()? - STREAM_HEADER_LEN;
+            lag.bytes = lag
+                .bytes
+                .saturating_add(reader.live_write_offset()? - STREAM_HEADER_LEN);
         }
         if let Some(next) = segments.get(at + 1) {
             let newest_reader = StreamReader::open(&newest.path)?;
-            lag.events +=
-                (newest.base + newest_reader.header_event_count()).saturating_sub(next.base);
+            lag.events = lag.events.saturating_add(
+                (newest
+                    .base
+                    .saturating_add(newest_reader.header_event_count()))
+                .saturating_sub(next.base),
+            );
         }
         Ok(lag)
     }
@@ -658,7 +671,7 @@ impl LogReader {
             let reader = StreamReader::open(&entry.path)?;
             let check = reader.verify()?;
             result.segments += 1;
-            result.events += check.events;
+            result.events = result.events.saturating_add(check.events);
             if let Some((offset, reason)) = check.damage {
                 result.damage = Some((Position::of(entry.seq, offset), LogDamage::Event(reason)));
                 break;
@@ -667,7 +680,7 @@ impl LogReader {
                 result.damage = Some((start, LogDamage::CountMismatch));
                 break;
             }
-            expected = Some((entry.seq + 1, entry.base + check.events));
+            expected = Some((entry.seq + 1, entry.base.saturating_add(check.events)));
         }
         Ok(result)
     }

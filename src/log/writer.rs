@@ -231,8 +231,16 @@ impl LogWriter {
         // holds flushed events must follow on from the one before it (a power loss can
         // tear only events that were never flushed, and a flush waits for every older
         // segment's seal).
+        //
+        // Every refusal below the repairs is also checked here first, on what the
+        // repairs will keep (read, not written): a refused open changes no file.
         let mut before: Option<(u64, u64)> = None;
-        for entry in &chain {
+        // The first-event index after the last segment as the repairs leave it, and the
+        // newest timestamp before the next segment.
+        let mut kept_end: Option<u64> = None;
+        let mut kept_floor = floor;
+        let mut past_gap = false;
+        for (k, entry) in chain.iter().enumerate() {
             let reader = StreamReader::open(&entry.path)?;
             if reader.capacity() != options.segment_size {
                 return Err(Error::NotALog {
@@ -240,13 +248,48 @@ impl LogWriter {
                     reason: "a segment file is not of the log's segment size",
                 });
             }
+            let flushed = reader.durable_offset() > format::STREAM_HEADER_LEN;
             if let Some((base, count)) = before
-                && entry.base != base + count
-                && reader.durable_offset() > format::STREAM_HEADER_LEN
+                && base.checked_add(count) != Some(entry.base)
+                && flushed
             {
                 return Err(not_following(&entry.path));
             }
+            if entry
+                .base
+                .checked_add(reader.header_event_count())
+                .is_none()
+            {
+                return Err(index_overflow(&entry.path));
+            }
             before = Some((entry.base, reader.header_event_count()));
+            past_gap |= kept_end.is_some_and(|end| end != entry.base);
+            if past_gap {
+                // Dropped below, as lying past a gap: only if it holds no flushed event.
+                if flushed {
+                    return Err(not_following(&entry.path));
+                }
+                continue;
+            }
+            let (kept, last) = reader.kept_by_writer_open();
+            kept_end = Some(
+                entry
+                    .base
+                    .checked_add(kept)
+                    .ok_or_else(|| index_overflow(&entry.path))?,
+            );
+            if k + 1 == chain.len() {
+                // The newest segment's first event, read intact, must not be older than
+                // the last event before it.
+                match reader.iter().next() {
+                    Some(Ok(first)) if first.timestamp() < kept_floor => {
+                        return Err(first_too_old(&entry.path));
+                    }
+                    Some(Err(e)) if kept > 0 => return Err(e),
+                    _ => {}
+                }
+            }
+            kept_floor = last.unwrap_or(kept_floor);
         }
         let mut expected: Option<u64> = None;
         let mut newest = None;
@@ -297,7 +340,12 @@ impl LogWriter {
             let (last, count, repair) = seal_unsealed(dir, entry)?;
             recovery.unsealed.push((entry.seq, repair));
             floor = last.unwrap_or(floor);
-            expected = Some(entry.base + count);
+            expected = Some(
+                entry
+                    .base
+                    .checked_add(count)
+                    .ok_or_else(|| index_overflow(&entry.path))?,
+            );
         }
         let newest = newest.ok_or(Error::NotALog {
             path: dir.to_owned(),
@@ -310,11 +358,7 @@ impl LogWriter {
             .next()
             .and_then(|event| event.ok().map(|e| e.timestamp()));
         if first.is_some_and(|first| first < floor) {
-            return Err(Error::NotALog {
-                path: newest.path.clone(),
-                reason: "the newest segment's first event is older than the last event \
-                         before it",
-            });
+            return Err(first_too_old(&newest.path));
         }
         let segment = StreamWriter::open_with(&newest.path, WriterOptions::default())?;
         recovery.newest = segment.recovery().clone();
@@ -511,7 +555,10 @@ impl LogWriter {
             });
         }
         let prepared = self.background.take_prepared(seq)?;
-        let base = self.base + self.segment.event_count();
+        let base = self
+            .base
+            .checked_add(self.segment.event_count())
+            .ok_or_else(|| index_overflow(&self.path))?;
         let path = self.dir.join(segment_name(seq, base));
         failpoint!("roll:before_rename");
         crate::sys::rename_noreplace(&self.dir.join(next_name(seq)), &path)
@@ -596,7 +643,7 @@ impl LogWriter {
 
     /// Events in the log since it was created, including retired ones.
     pub fn event_count(&self) -> u64 {
-        self.base + self.segment.event_count()
+        self.base.saturating_add(self.segment.event_count())
     }
 
     /// The newest event's timestamp, if the log has one.
@@ -615,6 +662,23 @@ impl LogWriter {
 /// Options of the segments the writer prepares: prefaulted whole, up front.
 fn quiet() -> WriterOptions {
     WriterOptions::default().prefault(Prefault::Off)
+}
+
+/// The refusal of a newest segment that starts before the log's last event.
+fn first_too_old(path: &Path) -> Error {
+    Error::NotALog {
+        path: path.to_owned(),
+        reason: "the newest segment's first event is older than the last event before it",
+    }
+}
+
+/// The refusal of a segment whose first-event index (in its name) leaves no room for its
+/// events below 2^64: not a name this log's writer gave.
+fn index_overflow(path: &Path) -> Error {
+    Error::NotALog {
+        path: path.to_owned(),
+        reason: "a segment's first-event index leaves no room for its events",
+    }
 }
 
 /// The refusal of a segment with flushed events that does not follow on from the one

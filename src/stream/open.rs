@@ -30,6 +30,15 @@ pub(crate) fn open_regular(path: &Path, write: bool) -> Result<(File, u64)> {
                 path: path.to_owned(),
                 kind: "directory",
             },
+            // Opening a Unix socket fails before its kind could be checked below.
+            Some(libc::ENXIO)
+                if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket()) =>
+            {
+                Error::NotAFile {
+                    path: path.to_owned(),
+                    kind: "socket",
+                }
+            }
             _ => Error::io("open", path, e),
         })?;
     let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;

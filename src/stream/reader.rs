@@ -592,6 +592,23 @@ impl StreamReader {
             .map_err(|reason| self.corrupt(offset, reason))
     }
 
+    /// What a writer's open would keep of the events this reader's snapshot holds (see
+    /// [`StreamWriter::open`](crate::StreamWriter::open)): the events below the durable
+    /// watermark, and those above it up to the first damaged one. Returns their count and
+    /// the newest one's timestamp. Reads only; a log's writer checks with it before it
+    /// repairs anything.
+    pub(crate) fn kept_by_writer_open(&self) -> (u64, Option<i64>) {
+        let events = self.map.published(self.published).unwrap_or_default();
+        let watermark = usize::try_from(self.trailer.durable_offset - STREAM_HEADER_LEN)
+            .unwrap_or(usize::MAX)
+            .min(events.len());
+        let scan = format::scan_from(events, watermark, self.trailer.durable_last_timestamp);
+        (
+            self.trailer.durable_count.saturating_add(scan.count),
+            scan.last_timestamp,
+        )
+    }
+
     /// The `len` published bytes at `offset`, if they lie below the write offset.
     pub(crate) fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
         let events = self.map.published(self.map.write_offset())?;
