@@ -554,11 +554,11 @@ impl LogWriter {
                 reason: "the log has used every segment number (16,777,215)",
             });
         }
-        let prepared = self.background.take_prepared(seq)?;
         let base = self
             .base
             .checked_add(self.segment.event_count())
             .ok_or_else(|| index_overflow(&self.path))?;
+        let prepared = self.background.take_prepared(seq)?;
         let path = self.dir.join(segment_name(seq, base));
         failpoint!("roll:before_rename");
         crate::sys::rename_noreplace(&self.dir.join(next_name(seq)), &path)
