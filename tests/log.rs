@@ -774,3 +774,54 @@ fn segments_replaced_by_other_files_are_refused_without_a_change() {
         "refused at the newest two places"
     );
 }
+
+/// A writer's open that must drop a torn tail of the newest segment while a reader has
+/// that segment open is refused (`ReadersPresent`) and changes no file, not even the
+/// segment before it that it would seal first; once the reader is gone it repairs both.
+#[test]
+fn a_writer_open_refused_for_readers_present_changes_nothing() {
+    use evstream::StreamReader;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let mut i = 0u64;
+    while log.segment() == 0 {
+        log.append(i as i64, &payload(i)).unwrap();
+        i += 1;
+    }
+    log.flush().unwrap();
+    let last = log.append(i as i64, &[9u8; 200]).unwrap(); // not flushed
+    drop(log);
+    // As after a power loss: the seal of segment 0 never finished (no index), and the
+    // newest segment's unflushed last event is torn.
+    std::fs::remove_file(path.join("00000000.idx")).unwrap();
+    let newest = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("00000001-")
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[last.offset() as usize + 16 + 100] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+
+    let reader = StreamReader::open(&newest).unwrap();
+    let before = snapshot(&path);
+    let refused = LogWriter::open(&path).map(drop).unwrap_err();
+    assert!(
+        matches!(refused, Error::ReadersPresent { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(snapshot(&path), before, "a refused open changed files");
+    drop(reader);
+
+    let log = LogWriter::open(&path).unwrap();
+    assert!(log.recovery().newest.torn_at.is_some());
+    assert_eq!(log.recovery().unsealed.len(), 1);
+    assert_eq!(log.event_count(), i);
+    assert!(path.join("00000000.idx").exists());
+}

@@ -13,7 +13,7 @@ use crate::log::config::{CONFIG_FILE, LogOptions, sync_dir};
 use crate::log::position::{MAX_SEGMENT, Position};
 use crate::log::retention::{self, Retired};
 use crate::log::segment::{self, SegmentEntry, SegmentIndex, next_name, segment_name};
-use crate::stream::open::{HeldLock, LockKind, lock_exclusive, now_nanos};
+use crate::stream::open::{HeldLock, LockKind, check_writable, lock_exclusive, now_nanos};
 use crate::stream::reader::StreamReader;
 use crate::stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};
 
@@ -271,7 +271,7 @@ impl LogWriter {
                 }
                 continue;
             }
-            let (kept, last) = reader.kept_by_writer_open();
+            let (kept, last, torn) = reader.kept_by_writer_open();
             kept_end = Some(
                 entry
                     .base
@@ -290,6 +290,10 @@ impl LogWriter {
                 }
             }
             kept_floor = last.unwrap_or(kept_floor);
+            // The writer's lock, and readers if a torn tail is to be dropped: checked
+            // without this reader, which counts as one.
+            drop(reader);
+            check_writable(&entry.path, torn)?;
         }
         let mut expected: Option<u64> = None;
         let mut newest = None;

@@ -261,6 +261,28 @@ pub(crate) fn lock_exclusive(file: &File, path: &Path) -> Result<()> {
     }
 }
 
+/// Checks that a writer's open of `path` could go ahead now, and lets go: its writer
+/// lock is free and, if `rewrite` (a torn tail to drop), no reader has the stream open.
+/// For a log's writer, which checks every segment it will repair before it repairs the
+/// first; a writer or reader that arrives after the check still gets its refusal later.
+pub(crate) fn check_writable(path: &Path, rewrite: bool) -> Result<()> {
+    let (file, _) = open_regular(path, true)?;
+    lock_exclusive(&file, path)?;
+    if rewrite {
+        match crate::sys::set_presence(&file, crate::sys::Presence::Rewriter) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::ReadersPresent {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::io("lock reader presence of", path, e)),
+        }
+    }
+    // Closing the file releases both locks.
+    Ok(())
+}
+
 /// Unix nanoseconds now, saturating at the ends of `i64`.
 pub(crate) fn now_nanos() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {

@@ -594,10 +594,10 @@ impl StreamReader {
 
     /// What a writer's open would keep of the events this reader's snapshot holds (see
     /// [`StreamWriter::open`](crate::StreamWriter::open)): the events below the durable
-    /// watermark, and those above it up to the first damaged one. Returns their count and
-    /// the newest one's timestamp. Reads only; a log's writer checks with it before it
-    /// repairs anything.
-    pub(crate) fn kept_by_writer_open(&self) -> (u64, Option<i64>) {
+    /// watermark, and those above it up to the first damaged one. Returns their count,
+    /// the newest one's timestamp, and whether the open would drop a torn tail. Reads
+    /// only; a log's writer checks with it before it repairs anything.
+    pub(crate) fn kept_by_writer_open(&self) -> (u64, Option<i64>, bool) {
         let events = self.map.published(self.published).unwrap_or_default();
         let watermark = usize::try_from(self.trailer.durable_offset - STREAM_HEADER_LEN)
             .unwrap_or(usize::MAX)
@@ -606,6 +606,7 @@ impl StreamReader {
         (
             self.trailer.durable_count.saturating_add(scan.count),
             scan.last_timestamp,
+            scan.damage.is_some(),
         )
     }
 
