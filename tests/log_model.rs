@@ -114,6 +114,24 @@ impl Model {
     fn end(&self) -> Position {
         Position::new(self.segment, self.offset).unwrap()
     }
+
+    /// Events of the segment `first_segment`, which must still be kept.
+    fn in_first_segment(&self) -> usize {
+        self.events[self.first_kept..]
+            .iter()
+            .take_while(|e| e.position.segment() == self.first_segment)
+            .count()
+    }
+
+    /// Retires the segments before the oldest one the log at `path` has now (deleted by
+    /// retention that no `take_retired` reported: that of a writer's drop).
+    fn retire_before(&mut self, path: &Path) {
+        let start = LogReader::open(path).unwrap().stat().unwrap().first_segment;
+        while self.first_segment < start {
+            self.first_kept += self.in_first_segment();
+            self.first_segment += 1;
+        }
+    }
 }
 
 fn bytes(payload: &Payload, index: usize) -> Vec<u8> {
@@ -220,10 +238,7 @@ fn retire(
     for r in retired {
         prop_assert_eq!(r.segment, model.first_segment, "oldest first");
         prop_assert!(r.segment < model.segment, "never the newest");
-        let in_segment = model.events[model.first_kept..]
-            .iter()
-            .take_while(|e| e.position.segment() == r.segment)
-            .count();
+        let in_segment = model.in_first_segment();
         prop_assert_eq!(r.first_event, model.first_kept as u64);
         prop_assert_eq!(r.events, in_segment as u64);
         if !past_cursors {
@@ -327,15 +342,7 @@ proptest! {
                     prop_assert_eq!(log.end(), model.end());
                     prop_assert_eq!(log.event_count(), model.events.len() as u64);
                     // A writer's drop waits for the seals, whose retention may delete.
-                    let start = LogReader::open(&path).unwrap().stat().unwrap().first_segment;
-                    while model.first_segment < start {
-                        let in_segment = model.events[model.first_kept..]
-                            .iter()
-                            .take_while(|e| e.position.segment() == model.first_segment)
-                            .count();
-                        model.first_kept += in_segment;
-                        model.first_segment += 1;
-                    }
+                    model.retire_before(&path);
                 }
                 Op::ReadAll => {
                     let retired = log.take_retired();
@@ -413,15 +420,7 @@ proptest! {
         let retired = log.take_retired();
         retire(&mut model, &retired, past_cursors)?;
         drop(log);
-        let start = LogReader::open(&path).unwrap().stat().unwrap().first_segment;
-        while model.first_segment < start {
-            let in_segment = model.events[model.first_kept..]
-                .iter()
-                .take_while(|e| e.position.segment() == model.first_segment)
-                .count();
-            model.first_kept += in_segment;
-            model.first_segment += 1;
-        }
+        model.retire_before(&path);
         check_reads(&path, &model, largest_ts)?;
     }
 }
