@@ -921,9 +921,7 @@ pub fn fill_once(limit: FillLimit, workload: &Workload, dir: &BenchDir) -> Resul
             workload.capacity(),
         )
         .map_err(|e| io_error("fallocate", &path, e.into()))?;
-        // SAFETY: the bench's own new file, created above with `create_new`; no other
-        // process knows its name, and nothing truncates it while it is mapped.
-        let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(io_err("mmap", &path))?;
+        let mut map = map_new_file(&file, &path)?;
         match limit {
             FillLimit::MappingPopulated => map
                 .advise(memmap2::Advice::PopulateWrite)
@@ -946,6 +944,15 @@ pub fn fill_once(limit: FillLimit, workload: &Workload, dir: &BenchDir) -> Resul
     }
     drop(file);
     Ok(start.elapsed())
+}
+
+/// Maps `file` shared and writable: a file the bench created itself with `create_new`
+/// (its path given for errors), which no other process knows of and which nothing
+/// truncates while the mapping lives.
+fn map_new_file(file: &File, path: &Path) -> Result<memmap2::MmapMut> {
+    // SAFETY: as the caller promises, the file is the bench's own and new: no other
+    // process writes or truncates it, so the mapping's bytes change only through it.
+    unsafe { memmap2::MmapMut::map_mut(file) }.map_err(io_err("mmap", path))
 }
 
 /// The sizes of the blocks that cover `len` bytes `block` bytes at a time.

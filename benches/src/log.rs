@@ -9,14 +9,21 @@
 //!   timed region starts before the log (or first file) is created and ends when the
 //!   last event is in the page cache (evstream: the last append returned; `BufWriter`:
 //!   flushed). Neither syncs inside it, except that evstream's background thread flushes
-//!   each segment it seals. The two run alternately, repeat after repeat, and every run
-//!   (latency runs too) starts after the write-back of the ones before has finished
-//!   (`syncfs`, untimed), so that no run pays for another's dirty pages.
+//!   each segment it seals. Beside them run two bounds on what any log of mapped
+//!   segments could reach here: the **limit**, the same bytes copied into fresh mapped
+//!   files of the segment size that a second thread creates, preallocates and populates
+//!   one ahead, nothing encoded ([`mapped_limit`]); and **prefaulted**, evstream's own
+//!   appends into segments all populated before the timer starts, so populating fresh
+//!   pages costs nothing ([`floor_run`]). The four take turns going first, repeat after
+//!   repeat, and every run (latency runs too) starts after the write-back of the ones
+//!   before has finished (`syncfs`, untimed), so that no run pays for another's dirty
+//!   pages.
 //! - **Latency**: every append of one such run timed, paced at `pace` (default 2 µs:
 //!   500,000 events/s), rolls included, with the median and slowest of the appends
 //!   that rolled (the first into each new segment); and beside it the floor the machine
-//!   sets, the same appends into one stream that holds them all, every page prefaulted
-//!   before the first append: no rolls, no background preparation, no write-back.
+//!   sets: the same appends into segments of the same size, all created and prefaulted
+//!   before the first append, so that no background preparation or write-back runs,
+//!   and a roll only takes the next one ready (the least any roll can do).
 //! - **Large log**: a log of `large_bytes` written once, then, each with fresh objects
 //!   and the page cache warm: [`LogWriter::open`], [`LogReader::seek_time`] to points
 //!   spread over the log (after a fresh [`LogReader::open`]), and [`LogReader::tail`] of
@@ -86,6 +93,12 @@ pub struct LogThroughput {
     pub evstream: Summary,
     /// The `BufWriter` baseline's runs.
     pub bufwriter: Summary,
+    /// The limit's runs: see [`mapped_limit`].
+    pub limit: Summary,
+    /// evstream's appends into segments prefaulted before the timer starts (the latency
+    /// floor's setup, unpaced and timed from the first append to the last): what it
+    /// would reach if populating fresh pages cost the appending thread nothing at all.
+    pub prefaulted: Summary,
 }
 
 impl LogThroughput {
@@ -98,12 +111,23 @@ impl LogThroughput {
     pub fn bufwriter_rate(&self) -> f64 {
         self.events as f64 / self.bufwriter.median.as_secs_f64()
     }
+
+    /// The limit's events per second at its median: the most any writer of fresh mapped
+    /// segments could reach here.
+    pub fn limit_rate(&self) -> f64 {
+        self.events as f64 / self.limit.median.as_secs_f64()
+    }
+
+    /// evstream's events per second into prefaulted segments, at its median.
+    pub fn prefaulted_rate(&self) -> f64 {
+        self.events as f64 / self.prefaulted.median.as_secs_f64()
+    }
 }
 
 /// Append latency over a whole run, in nanoseconds.
 #[derive(Debug, Clone)]
 pub struct LogLatency {
-    /// What was appended to: `"log"`, or `"floor"` for one prefaulted stream.
+    /// What was appended to: `"log"`, or `"floor"` for segments prefaulted in advance.
     pub target: &'static str,
     /// Payload bytes per event.
     pub payload_size: usize,
@@ -177,19 +201,21 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
     let mut latency = Vec::new();
     for &size in &config.payload_sizes {
         let workload = Workload::new(config.total_bytes / (EVENT_HEADER_LEN + size as u64), size);
-        let (mut ev, mut bw) = (Vec::new(), Vec::new());
+        let mut times: [Vec<Duration>; 4] = Default::default();
         for round in 0..=config.repeats {
-            for k in 0..2 {
-                let evstream_turn = (k + round) % 2 == 0;
+            // Each system goes first in turn.
+            for k in 0..4 {
+                let system = (k + round as usize) % 4;
                 dir.settle()?;
-                let time = if evstream_turn {
-                    log_run(&dir, config, &workload, &mut crate::Untimed)?.0
-                } else {
-                    rolling_bufwriter(&dir, config, &workload)?
+                let time = match system {
+                    0 => log_run(&dir, config, &workload, &mut crate::Untimed)?.0,
+                    1 => rolling_bufwriter(&dir, config, &workload)?,
+                    2 => mapped_limit(&dir, config, &workload)?,
+                    _ => floor_run(&dir, config, &workload, &mut crate::Untimed)?.0,
                 };
                 // Round 0 warms up.
-                if round > 0 {
-                    if evstream_turn { &mut ev } else { &mut bw }.push(time);
+                if let (true, Some(runs)) = (round > 0, times.get_mut(system)) {
+                    runs.push(time);
                 }
             }
             progress(&format!(
@@ -197,12 +223,20 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                 config.repeats
             ));
         }
-        if let (Some(evstream), Some(bufwriter)) = (Summary::of(ev), Summary::of(bw)) {
+        let [ev, bw, limit, prefaulted] = times;
+        if let (Some(evstream), Some(bufwriter), Some(limit), Some(prefaulted)) = (
+            Summary::of(ev),
+            Summary::of(bw),
+            Summary::of(limit),
+            Summary::of(prefaulted),
+        ) {
             throughput.push(LogThroughput {
                 payload_size: size,
                 events: workload.events(),
                 evstream,
                 bufwriter,
+                limit,
+                prefaulted,
             });
         }
         if let Some(pace) = config.pace {
@@ -219,8 +253,8 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                     let run = log_run(&dir, config, &workload, &mut probe)?;
                     (run.1, run.2)
                 } else {
-                    floor_run(&dir, &workload, &mut probe)?;
-                    (0, Vec::new())
+                    let run = floor_run(&dir, config, &workload, &mut probe)?;
+                    (run.1, run.2)
                 };
                 latency.push(LogLatency {
                     target,
@@ -278,23 +312,64 @@ fn log_run<P: crate::Probe>(
     Ok((elapsed, rolls, roll_appends))
 }
 
-/// The latency floor: the same appends into one stream that holds them all, every page
-/// prefaulted (untimed) before the first.
-fn floor_run<P: crate::Probe>(dir: &BenchDir, workload: &Workload, probe: &mut P) -> Result<()> {
-    let path = dir.path().join(format!("floor-{}.evs", next_serial()));
-    let bytes = workload.events() * (EVENT_HEADER_LEN + workload.payload_size() as u64);
-    let capacity = evstream::format::capacity_for_events(bytes).ok_or_else(|| {
-        io_err("size a stream for", &path)(std::io::Error::other("too many bytes of events"))
-    })?;
-    let mut writer = StreamWriter::create(&path, capacity)?;
-    writer.prefault_all()?;
+/// The latency floor: the same appends into segments of the log's size, every page of
+/// every one created and prefaulted (untimed) before the first append. A roll here does
+/// the least any roll can: it finds the next segment full, takes the one ready after it
+/// and continues there (no system call, no thread woken, the full one kept aside until
+/// the run ends), so its time is what switching to another mapping costs by itself.
+/// Returns the time from the first append to the last, the rolls, and the time of each
+/// append that rolled, as [`log_run`] does.
+fn floor_run<P: crate::Probe>(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    workload: &Workload,
+    probe: &mut P,
+) -> Result<(Duration, u64, Vec<u64>)> {
+    let serial = next_serial();
+    let create = |index: u64| -> Result<StreamWriter> {
+        let path = dir.path().join(format!("floor-{serial}-{index}.evs"));
+        let mut writer = StreamWriter::create(&path, config.segment_size)?;
+        writer.prefault_all()?;
+        Ok(writer)
+    };
+    let mut writer = create(0)?;
+    let event_len = EVENT_HEADER_LEN + workload.payload_size() as u64;
+    let per_segment = (writer.available() / event_len).max(1);
+    let segments = workload.events().div_ceil(per_segment).max(1);
+    let mut ready = (1..segments)
+        .map(create)
+        .collect::<Result<std::collections::VecDeque<_>>>()?;
+    let mut full = Vec::with_capacity(ready.len());
+    let mut roll_appends = Vec::new();
+    let start = Instant::now();
     for i in 0..workload.events() {
         let payload = workload.payload(i);
-        probe.time(|| writer.append(Workload::timestamp(i), payload))?;
+        let timestamp = Workload::timestamp(i);
+        let rolled = probe.time(|| match writer.append(timestamp, payload) {
+            Ok(_) => Ok(false),
+            Err(evstream::Error::Full { .. }) => {
+                let next = ready.pop_front().ok_or(evstream::Error::Full {
+                    needed: event_len,
+                    available: 0,
+                })?;
+                full.push(std::mem::replace(&mut writer, next));
+                writer.append(timestamp, payload).map(|_| true)
+            }
+            Err(e) => Err(e),
+        })?;
+        if rolled {
+            roll_appends.push(probe.last_ns());
+        }
     }
-    drop(writer);
-    let _ = std::fs::remove_file(&path);
-    Ok(())
+    let elapsed = start.elapsed();
+    full.push(writer);
+    let rolls = full.len() as u64 - 1;
+    for writer in full.into_iter().chain(ready) {
+        let path = writer.path().to_owned();
+        drop(writer);
+        let _ = std::fs::remove_file(&path);
+    }
+    Ok((elapsed, rolls, roll_appends))
 }
 
 /// The baseline: the same events through a 1 MiB `BufWriter` into files of the segment
@@ -330,6 +405,83 @@ fn rolling_bufwriter(
         file_no += 1;
     }
     let elapsed = start.elapsed();
+    let _ = std::fs::remove_dir_all(&path);
+    Ok(elapsed)
+}
+
+/// The limit for a log of fresh segments: the same bytes put into files of the segment
+/// size through shared mappings, nothing encoded and no checksum, 1 MiB at a time, each
+/// file created, preallocated and populated (`MADV_POPULATE_WRITE`) by a second thread
+/// while the one before is filled, as a log's preparing thread does. Timed from the
+/// first creation to the last byte copied; the files are unmapped and removed after.
+/// No writer of fresh mapped segments can be faster on this machine: it pays the same
+/// population and copy, plus its own encoding.
+fn mapped_limit(dir: &BenchDir, config: &LogBenchConfig, workload: &Workload) -> Result<Duration> {
+    let path = dir.path().join(format!("limit-{}", next_serial()));
+    let event_len = EVENT_HEADER_LEN + workload.payload_size() as u64;
+    let per_file = ((config.segment_size - STREAM_HEADER_LEN) / event_len).max(1);
+    let files = workload.events().div_ceil(per_file);
+    let block = vec![0x5a_u8; LARGE_BUFFER];
+    let start = Instant::now();
+    std::fs::create_dir(&path).map_err(io_err("create directory", &path))?;
+    let prepare = |index: u64| -> Result<(File, memmap2::MmapMut)> {
+        let name = path.join(format!("{index:08}.evs"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&name)
+            .map_err(io_err("create", &name))?;
+        rustix::fs::fallocate(
+            &file,
+            rustix::fs::FallocateFlags::empty(),
+            0,
+            config.segment_size,
+        )
+        .map_err(|e| io_err("fallocate", &name)(e.into()))?;
+        let map = crate::map_new_file(&file, &name)?;
+        map.advise(memmap2::Advice::PopulateWrite)
+            .map_err(io_err("madvise", &name))?;
+        Ok((file, map))
+    };
+    let (elapsed, filled) = std::thread::scope(|scope| -> Result<(Duration, Vec<_>)> {
+        // A rendezvous: the thread prepares one file ahead of the one being filled.
+        let (send, receive) = std::sync::mpsc::sync_channel(0);
+        let preparer = scope.spawn(move || -> Result<()> {
+            for index in 0..files {
+                if send.send(prepare(index)?).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let mut filled = Vec::new();
+        let mut left = workload.events();
+        while left > 0 {
+            let Ok((file, mut map)) = receive.recv() else {
+                break;
+            };
+            let events = per_file.min(left);
+            left -= events;
+            let len = usize::try_from(STREAM_HEADER_LEN + events * event_len).unwrap_or(usize::MAX);
+            let mut at = 0;
+            while at < len {
+                let chunk = block.len().min(len - at);
+                if let (Some(dst), Some(src)) = (map.get_mut(at..at + chunk), block.get(..chunk)) {
+                    dst.copy_from_slice(src);
+                }
+                at += chunk;
+            }
+            filled.push((file, map));
+        }
+        let elapsed = start.elapsed();
+        drop(receive);
+        preparer
+            .join()
+            .map_err(|_| io_err("prepare files in", &path)(std::io::Error::other("panicked")))??;
+        Ok((elapsed, filled))
+    })?;
+    drop(filled);
     let _ = std::fs::remove_dir_all(&path);
     Ok(elapsed)
 }
@@ -484,26 +636,44 @@ impl fmt::Display for LogBenchReport {
         )?;
         writeln!(
             f,
-            "{:>8}  {:>12}  {:>10}  {:>14}  {:>10}  {:>14}  {:>6}",
-            "payload", "events", "evstream", "events/s", "BufWriter", "events/s", "ratio"
+            "{:>8}  {:>12}  {:>10}  {:>14}  {:>10}  {:>14}  {:>6}  {:>8}  {:>6}  {:>10}  {:>6}",
+            "payload",
+            "events",
+            "evstream",
+            "events/s",
+            "BufWriter",
+            "events/s",
+            "ratio",
+            "limit",
+            "ratio",
+            "prefaulted",
+            "ratio"
         )?;
         for t in &self.throughput {
             writeln!(
                 f,
-                "{:>6} B  {:>12}  {:>8.0}ms  {:>14.0}  {:>8.0}ms  {:>14.0}  {:>5.2}x",
+                "{:>6} B  {:>12}  {:>8.0}ms  {:>14.0}  {:>8.0}ms  {:>14.0}  {:>5.2}x  {:>6.0}ms  {:>5.2}x  {:>8.0}ms  {:>5.2}x",
                 t.payload_size,
                 t.events,
                 t.evstream.median.as_secs_f64() * 1e3,
                 t.evstream_rate(),
                 t.bufwriter.median.as_secs_f64() * 1e3,
                 t.bufwriter_rate(),
-                t.evstream_rate() / t.bufwriter_rate()
+                t.evstream_rate() / t.bufwriter_rate(),
+                t.limit.median.as_secs_f64() * 1e3,
+                t.limit_rate() / t.bufwriter_rate(),
+                t.prefaulted.median.as_secs_f64() * 1e3,
+                t.prefaulted_rate() / t.bufwriter_rate()
             )?;
         }
+        writeln!(
+            f,
+            "(ratios to BufWriter; limit: the same bytes copied into fresh mapped files of the segment size, each created, preallocated and populated by a second thread ahead, nothing encoded; prefaulted: evstream's appends into segments all populated before the timer starts)"
+        )?;
         if !self.latency.is_empty() {
             writeln!(
                 f,
-                "\nLog append latency (ns), paced, rolls included; floor: the same appends into one prefaulted stream"
+                "\nLog append latency (ns), paced, rolls included; floor: the same appends into segments all prefaulted in advance, a roll only taking the next"
             )?;
             writeln!(
                 f,
@@ -586,7 +756,7 @@ mod tests {
     use super::*;
 
     /// A small run rolls, times every append that rolled (and only those), and prints
-    /// their median and slowest beside the percentiles; the floor never rolls.
+    /// their median and slowest beside the percentiles; the floor rolls as often.
     #[test]
     fn a_small_run_reports_every_roll() {
         let dir = tempfile::tempdir().unwrap();
@@ -600,21 +770,45 @@ mod tests {
             ..LogBenchConfig::default()
         };
         let report = run(&config, &mut |_| {}).unwrap();
-        assert_eq!(report.throughput.len(), 1);
+        let [throughput] = &report.throughput[..] else {
+            panic!("{:?}", report.throughput);
+        };
+        for runs in [
+            &throughput.evstream,
+            &throughput.bufwriter,
+            &throughput.limit,
+            &throughput.prefaulted,
+        ] {
+            assert_eq!(runs.samples.len(), 1);
+            assert!(runs.median > Duration::ZERO);
+        }
         let [floor, log] = &report.latency[..] else {
             panic!("{:?}", report.latency);
         };
-        assert_eq!((floor.target, floor.rolls), ("floor", 0));
-        assert!(floor.roll_appends.is_empty() && floor.roll_summary().is_none());
-        assert_eq!(log.target, "log");
+        assert_eq!((floor.target, log.target), ("floor", "log"));
         assert!(log.rolls >= 7, "{} rolls", log.rolls);
-        assert_eq!(log.roll_appends.len() as u64, log.rolls);
-        let (median, slowest) = log.roll_summary().unwrap();
-        assert!(0 < median && median <= slowest && slowest <= log.max);
+        // Both hold the same events in segments of the same size.
+        assert_eq!(floor.rolls, log.rolls);
+        for run in [floor, log] {
+            assert_eq!(run.events, log.events);
+            assert_eq!(run.roll_appends.len() as u64, run.rolls);
+            let (median, slowest) = run.roll_summary().unwrap();
+            assert!(0 < median && median <= slowest && slowest <= run.max);
+        }
+        // The files of the floor and the limit are gone.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| {
+                let name = n.to_string_lossy();
+                name.starts_with("floor-") || name.starts_with("limit-")
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         let text = report.to_string();
-        assert!(
-            text.contains("roll p50") && text.contains("roll max"),
-            "{text}"
-        );
+        for column in ["roll p50", "roll max", "limit", "prefaulted"] {
+            assert!(text.contains(column), "{column}: {text}");
+        }
     }
 }

@@ -56,8 +56,9 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Benchmark logs instead: continuous logging through rolling segments against
-    /// `BufWriter` rolling files, append latency with rolls, and (with --large-log)
-    /// open, seek and tail on a large log
+    /// `BufWriter` rolling files (with two bounds: fresh mapped files filled with no
+    /// encoding, and evstream into segments populated in advance), append latency with
+    /// rolls, and (with --large-log) open, seek and tail on a large log
     #[arg(long, conflicts_with = "json")]
     log: bool,
     /// Log: bytes of events per run (default 1GiB)
