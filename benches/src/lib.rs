@@ -392,6 +392,10 @@ impl Workload {
     }
 }
 
+/// How the directories [`BenchDir::within`] makes are named: this, the process id, a dash,
+/// a serial number. An interrupted run's clean-up removes those of its own process.
+pub const RUN_DIR_PREFIX: &str = "evstream-bench-";
+
 /// A directory for bench files; removed on drop if this process made it.
 #[derive(Debug)]
 pub struct BenchDir {
@@ -413,8 +417,21 @@ impl BenchDir {
                 owned: false,
             });
         }
-        let path = std::env::temp_dir().join(format!(
-            "evstream-bench-{}-{}",
+        Self::within(&std::env::temp_dir())
+    }
+
+    /// Creates a fresh directory in `base` (which must exist), named
+    /// [`RUN_DIR_PREFIX`] + this process's id + a serial number so that no other run's
+    /// files, even ones a killed run left, can collide with this one's; it is removed
+    /// with everything in it on drop, whether the run succeeded or failed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be created.
+    pub fn within(base: &Path) -> Result<Self> {
+        let path = base.join(format!(
+            "{}{}-{}",
+            RUN_DIR_PREFIX,
             std::process::id(),
             next_serial()
         ));

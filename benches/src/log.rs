@@ -60,7 +60,9 @@ pub struct LogBenchConfig {
     pub pace: Option<Duration>,
     /// Size of the large log for open, seek and tail (default 0: skipped).
     pub large_bytes: u64,
-    /// Where to write; `None` makes a temporary directory.
+    /// The directory (it must exist) in which the run makes a directory of its own for
+    /// its files, removed when the run ends ([`BenchDir::within`]); `None`: the system's
+    /// temporary directory.
     pub dir: Option<std::path::PathBuf>,
     /// The `evstream` binary, to time commands on the large log from fresh processes;
     /// `None` skips them.
@@ -196,7 +198,11 @@ pub struct LogBenchReport {
 /// # Errors
 /// The first failure of either system.
 pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<LogBenchReport> {
-    let dir = BenchDir::new(config.dir.as_deref())?;
+    // A directory of this run's own, in the one given, removed at the end even on error.
+    let dir = match &config.dir {
+        Some(base) => BenchDir::within(base)?,
+        None => BenchDir::new(None)?,
+    };
     let mut throughput = Vec::new();
     let mut latency = Vec::new();
     for &size in &config.payload_sizes {

@@ -1,6 +1,7 @@
 //! `evstream bench`: the library's benchmark runner, with progress on standard error.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use evstream_bench::{self as bench, BenchConfig, BenchDir};
@@ -139,6 +140,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let path = dir.path().to_owned();
     // Best effort: without a handler Ctrl-C still stops the run, leaving files behind.
     let _ = ctrlc::set_handler(move || {
+        INTERRUPTED_RUN.store(true, Ordering::SeqCst);
         clean_up(&path, owned);
         std::process::exit(INTERRUPTED);
     });
@@ -159,7 +161,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             spinner.set_message(line.to_owned());
         }
     };
-    let report = bench::run(&config, &mut progress).map_err(|e| dir_failure(&e));
+    let report =
+        unless_interrupted(bench::run(&config, &mut progress).map_err(|e| dir_failure(&e)));
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
@@ -172,8 +175,53 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
 }
 
+/// Bytes of one event of the large log `bench --log --large-log` writes.
+const LARGE_LOG_EVENT_LEN: u64 = evstream::format::EVENT_HEADER_LEN + 1024;
+
+/// Removes the directories in `base` whose names start with `prefix`: an interrupted log
+/// run's own. The run goes on in another thread meanwhile and may still add files, so
+/// this retries until they are gone.
+fn remove_run_dirs(base: &Path, prefix: &str) {
+    for _ in 0..100 {
+        let Ok(entries) = std::fs::read_dir(base) else {
+            return;
+        };
+        let ours: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .collect();
+        if ours.is_empty() {
+            return;
+        }
+        for dir in ours {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Exit status after Ctrl-C, as shells report a process killed by SIGINT.
 const INTERRUPTED: i32 = 130;
+
+/// Set by the Ctrl-C handler before it removes the run's files.
+static INTERRUPTED_RUN: AtomicBool = AtomicBool::new(false);
+
+/// Passes `result` on, unless Ctrl-C interrupted the run: the run's failure is then the
+/// handler removing its files under it, and the handler ends the process (130) once
+/// they are gone, so this thread waits for that instead of reporting it.
+fn unless_interrupted<T>(result: Result<T, Failure>) -> Result<T, Failure> {
+    if result.is_err() && INTERRUPTED_RUN.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+    result
+}
 
 /// Removes what the interrupted run left: the whole directory if it made it, else the
 /// files it was writing in the user's directory. The run goes on in another thread
@@ -222,22 +270,51 @@ fn run_log(args: &Args) -> Result<(), Failure> {
     if let Some(bytes) = args.log_bytes {
         config.total_bytes = bytes;
     }
+    // Every payload size needs at least one event, or there is nothing to time.
+    let largest = config.payload_sizes.iter().max().map_or(0, |&size| {
+        evstream::format::EVENT_HEADER_LEN + u64::try_from(size).unwrap_or(u64::MAX)
+    });
+    if config.total_bytes < largest {
+        return Err(Failure::usage(format!(
+            "--log-bytes {} is less than one event of the largest size benchmarked ({} bytes of payload and {} of header); give at least {largest}",
+            config.total_bytes,
+            largest - evstream::format::EVENT_HEADER_LEN,
+            evstream::format::EVENT_HEADER_LEN,
+        )));
+    }
     if let Some(repeats) = args.repeats {
         config.repeats = repeats;
     }
     if args.no_latency {
         config.pace = None;
     }
+    if config.large_bytes > 0 && config.large_bytes < LARGE_LOG_EVENT_LEN {
+        return Err(Failure::usage(format!(
+            "--large-log {} is less than one of its events ({LARGE_LOG_EVENT_LEN} bytes: 1 KiB of payload and 16 of header); give at least {LARGE_LOG_EVENT_LEN}",
+            config.large_bytes
+        )));
+    }
+    // The run works in a directory of its own, `RUN_DIR_PREFIX` + this process's id, in
+    // --dir or the temporary directory; Ctrl-C removes it as an error would.
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let prefix = format!("{}{}-", bench::RUN_DIR_PREFIX, std::process::id());
+    let their_base = base.clone();
+    // Best effort: without a handler Ctrl-C still stops the run, leaving files behind.
+    let _ = ctrlc::set_handler(move || {
+        INTERRUPTED_RUN.store(true, Ordering::SeqCst);
+        remove_run_dirs(&their_base, &prefix);
+        std::process::exit(INTERRUPTED);
+    });
     let spinner = progress::spinner("benchmarking");
     let mut progress = |line: &str| {
         if let Some(spinner) = &spinner {
             spinner.set_message(line.to_owned());
         }
     };
-    let report = bench::log::run(&config, &mut progress).map_err(|e| {
-        let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-        Failure::stream(&dir, &e).with_context(" (while benchmarking logs)")
-    });
+    let report = unless_interrupted(
+        bench::log::run(&config, &mut progress)
+            .map_err(|e| Failure::stream(&base, &e).with_context(" (while benchmarking logs)")),
+    );
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }

@@ -950,9 +950,61 @@ fn bench_refuses_zero_events() {
 }
 
 #[test]
+fn bench_log_refuses_fewer_bytes_than_one_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    for bytes in ["0", "100", "1039"] {
+        let run = run(&["bench", "--log", "--log-bytes", bytes, "--dir", dir])
+            .fails(2, &["--log-bytes", "give at least 1040"]);
+        assert!(run.stdout.is_empty());
+    }
+    for bytes in ["1", "1039"] {
+        let args = ["bench", "--log", "--large-log", bytes, "--dir", dir];
+        let run = run(&args).fails(2, &["--large-log", "give at least 1040"]);
+        assert!(run.stdout.is_empty());
+    }
+    // Nothing was written.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+/// A log bench in a given directory works in a directory of its own there: files that
+/// another run left under the names it uses inside do not stop it, and it leaves
+/// nothing of its own behind.
+#[test]
+fn bench_log_in_a_given_directory_cleans_up_and_ignores_other_runs_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    // What an earlier run of the same process id could have left.
+    std::fs::create_dir(tmp.path().join("large-0")).unwrap();
+    std::fs::create_dir(tmp.path().join("log-0")).unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let args = [
+        "bench",
+        "--log",
+        "--log-bytes",
+        "64KiB",
+        "--repeats",
+        "1",
+        "--no-latency",
+        "--large-log",
+        "64KiB",
+        "--dir",
+        dir,
+    ];
+    let run = run(&args).ok();
+    assert!(run.out().contains("Large log"), "{run:?}");
+    let mut left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["large-0", "log-0"]);
+}
+
+#[test]
 fn bench_removes_its_temporary_directory_on_ctrl_c() {
     let tmp = tempfile::tempdir().unwrap();
-    let child = evstream()
+    let mut command = evstream();
+    command
         .args([
             "bench",
             "--events",
@@ -962,7 +1014,32 @@ fn bench_removes_its_temporary_directory_on_ctrl_c() {
             "--repeats",
             "50",
         ])
-        .env("TMPDIR", tmp.path())
+        .env("TMPDIR", tmp.path());
+    interrupt_once_files_appear(command, tmp.path());
+}
+
+/// A log bench interrupted by Ctrl-C leaves nothing in the directory it was given.
+#[test]
+fn bench_log_removes_its_files_from_the_given_directory_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = evstream();
+    command.args([
+        "bench",
+        "--log",
+        "--log-bytes",
+        "2GiB",
+        "--no-latency",
+        "--dir",
+    ]);
+    command.arg(tmp.path());
+    interrupt_once_files_appear(command, tmp.path());
+}
+
+/// Starts `command`, a bench whose run directory will appear in `dir`, sends it SIGINT
+/// once that directory holds a file, and checks that it exits as interrupted leaving
+/// `dir` empty.
+fn interrupt_once_files_appear(mut command: Command, dir: &Path) {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -970,7 +1047,7 @@ fn bench_removes_its_temporary_directory_on_ctrl_c() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let bench_dir = loop {
-        let found = std::fs::read_dir(tmp.path())
+        let found = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(Result::ok)
             .find(|e| {
@@ -998,7 +1075,7 @@ fn bench_removes_its_temporary_directory_on_ctrl_c() {
         "{} is left behind",
         bench_dir.display()
     );
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
 }
 
 /// Runs `evstream ARGS` with `stdin`.
