@@ -1960,3 +1960,69 @@ fn a_segment_that_is_a_socket_is_not_a_file() {
         assert!(matches!(refused, Error::NotAFile { .. }), "{refused:?}");
     }
 }
+
+/// Two segments before the newest without a valid index (as after a crash between two
+/// rolls and their seals), the second one's index path a directory: `LogWriter::open`
+/// refuses the log, as it cannot write that index, and changes no file (it used to
+/// write the first one's index before it found out).
+#[test]
+fn a_writer_open_refused_for_an_index_it_cannot_write_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = small_log(dir.path(), 100);
+    let segments = names(&log)
+        .iter()
+        .filter(|n| n.ends_with(".evs") && !n.starts_with('.'))
+        .count() as u64;
+    assert!(segments >= 3, "{segments} segments");
+    std::fs::remove_file(log.join(format!("{:08}.idx", segments - 3))).unwrap();
+    let blocked = log.join(format!("{:08}.idx", segments - 2));
+    std::fs::remove_file(&blocked).unwrap();
+    std::fs::create_dir(&blocked).unwrap();
+    let before = snapshot(&log);
+    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    assert!(
+        matches!(&refused, Error::Io { path, .. } if *path == blocked),
+        "{refused:?}"
+    );
+    let changed = changes(&before, &snapshot(&log), &[]);
+    assert!(
+        changed.is_empty(),
+        "refused ({refused}) but changed {changed:?}"
+    );
+}
+
+/// The temporary file of an index that a writer's open must write, found as a symbolic
+/// link to a file outside the log: the open refuses it, and neither the link nor the
+/// file it points to changes (the index used to be written through the link). A regular
+/// file under that name, which an interrupted index write leaves, is replaced and the
+/// open succeeds.
+#[test]
+fn an_index_temporary_is_never_written_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = small_log(dir.path(), 40);
+    std::fs::remove_file(log.join("00000000.idx")).unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, b"not the log's").unwrap();
+    let temp = log.join(".idx-00000000.tmp");
+    std::os::unix::fs::symlink(&outside, &temp).unwrap();
+    let before = snapshot(&log);
+    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    assert!(
+        matches!(&refused, Error::Io { path, .. } if *path == temp),
+        "{refused:?}"
+    );
+    let changed = changes(&before, &snapshot(&log), &[]);
+    assert!(
+        changed.is_empty(),
+        "refused ({refused}) but changed {changed:?}"
+    );
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not the log's");
+
+    std::fs::remove_file(&temp).unwrap();
+    std::fs::write(&temp, b"half an index").unwrap();
+    drop(LogWriter::open(&log).unwrap());
+    assert!(!temp.exists());
+    let reader = LogReader::open(&log).unwrap();
+    assert_eq!(reader.verify().unwrap().events, 40);
+    assert!(log.join("00000000.idx").is_file());
+}

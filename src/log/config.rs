@@ -209,7 +209,7 @@ impl LogOptions {
         let path = dir.join(CONFIG_FILE);
         let temp = dir.join(format!(".{CONFIG_FILE}.{}.tmp", std::process::id()));
         let result = (|| {
-            let mut file = std::fs::File::create(&temp)?;
+            let mut file = create_temp(&temp)?;
             file.write_all(self.to_text().as_bytes())?;
             file.sync_all()
         })();
@@ -267,6 +267,21 @@ impl LogOptions {
     }
 }
 
+/// Creates the temporary file `path`, to be written, synced and renamed into place.
+///
+/// A regular file already there is what an interrupted write left, and is replaced;
+/// anything else (a symbolic link, a directory) is not evstream's, and the exclusive
+/// create refuses it (`AlreadyExists`) rather than write through it.
+pub(crate) fn create_temp(path: &Path) -> std::io::Result<std::fs::File> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        std::fs::remove_file(path)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
 /// Syncs a directory, so that entries created, renamed or removed in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
@@ -293,5 +308,32 @@ mod tests {
             None
         );
         assert_eq!(LogOptions::from_text("something else\n"), None);
+    }
+
+    /// The temporary files of settings, cursors and indexes: a leftover regular file is
+    /// replaced, while a symbolic link (to a file outside the log) or a directory under
+    /// the name is refused, and what it points to is never written.
+    #[test]
+    fn a_temporary_file_is_never_written_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join(".x.tmp");
+        std::fs::write(&temp, b"left by a crash").unwrap();
+        let mut file = create_temp(&temp).unwrap();
+        file.write_all(b"new").unwrap();
+        assert_eq!(std::fs::read(&temp).unwrap(), b"new");
+
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"someone else's").unwrap();
+        let link = dir.path().join(".link.tmp");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let refused = create_temp(&link).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&outside).unwrap(), b"someone else's");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+
+        let directory = dir.path().join(".dir.tmp");
+        std::fs::create_dir(&directory).unwrap();
+        assert!(create_temp(&directory).is_err());
+        assert!(directory.is_dir());
     }
 }

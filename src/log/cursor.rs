@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::failpoint::failpoint;
-use crate::log::config::sync_dir;
+use crate::log::config::{create_temp, sync_dir};
 use crate::log::position::Position;
 
 /// The subdirectory of a log that holds its cursors.
@@ -93,7 +93,7 @@ pub(crate) fn store(dir: &Path, name: &str, position: Position) -> Result<()> {
     let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
     let temp = cursors.join(format!(".{name}.{}.{serial}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        let mut file = create_temp(&temp)?;
         file.write_all(&encode(position))?;
         file.sync_all()?;
         failpoint!("cursor:before_rename");

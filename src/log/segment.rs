@@ -14,7 +14,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::error::{Error, Result};
 use crate::format::STREAM_HEADER_LEN;
-use crate::log::config::sync_dir;
+use crate::log::config::{create_temp, sync_dir};
 use crate::log::position::MAX_SEGMENT;
 use crate::stream::reader::StreamReader;
 
@@ -47,6 +47,38 @@ pub(crate) fn next_name(seq: u64) -> String {
 /// The file name of segment `seq`'s time index.
 pub(crate) fn index_name(seq: u64) -> String {
     format!("{seq:08}.idx")
+}
+
+/// The temporary file segment `seq`'s index is written to before it is renamed into place.
+fn index_temp_name(seq: u64) -> String {
+    format!(".idx-{seq:08}.tmp")
+}
+
+/// Refuses, reading only, an index of segment `seq` that [`SegmentIndex::write`] could
+/// not write: one whose path is a directory (a rename cannot replace it), or whose
+/// temporary's path holds anything but a regular file. A writer's open checks this
+/// before its first repair, so that the index write cannot refuse it halfway.
+///
+/// # Errors
+/// [`Error::Io`], as the write would fail.
+pub(crate) fn check_index_writable(dir: &Path, seq: u64) -> Result<()> {
+    let path = dir.join(index_name(seq));
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::io(
+            "write index",
+            &path,
+            std::io::Error::from(std::io::ErrorKind::IsADirectory),
+        ));
+    }
+    let temp = dir.join(index_temp_name(seq));
+    if std::fs::symlink_metadata(&temp).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::io(
+            "write index",
+            &temp,
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a segment file name; `None` for anything else.
@@ -255,9 +287,10 @@ impl SegmentIndex {
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         let path = dir.join(index_name(seq));
-        let temp = dir.join(format!(".idx-{seq:08}.tmp"));
+        let temp = dir.join(index_temp_name(seq));
+        // Refuses anything under that name but an interrupted write's leftover.
+        let mut file = create_temp(&temp).map_err(|e| Error::io("write index", &temp, e))?;
         let result = (|| {
-            let mut file = std::fs::File::create(&temp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             std::fs::rename(&temp, &path)

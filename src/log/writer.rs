@@ -294,6 +294,10 @@ impl LogWriter {
             // without this reader, which counts as one.
             drop(reader);
             check_writable(&entry.path, torn)?;
+            // Each segment before the newest gets its index written by the repairs.
+            if k + 1 < chain.len() {
+                segment::check_index_writable(dir, entry.seq)?;
+            }
         }
         let mut expected: Option<u64> = None;
         let mut newest = None;
