@@ -369,6 +369,69 @@ pub(crate) fn scan_from(events: &[u8], start: usize, previous: Option<i64>) -> S
     scan
 }
 
+/// Checks what a trailer record claims of the events below its durable watermark, at
+/// position `watermark` of `events`: that an event ends exactly there, and that `count`
+/// events lie below it, the last stamped `last`. Walks the event headers only (sizes and
+/// timestamp order, no checksums), so it costs one look per event, not a pass over every
+/// byte.
+///
+/// A writer's open trusts the durable events without reading them, and checks only what
+/// lies above the watermark. When the first event above it is damaged, the open would
+/// drop everything from the watermark up as a torn tail, which is right after a power
+/// loss but wrong for a record whose watermark lies inside an event (one that passes its
+/// own checksum but does not describe the file): the open would then cut a durable event
+/// in two. So in that case, and only then, the open checks the record first.
+///
+/// # Errors
+/// The position and the problem: an event that crosses the watermark, or the count or
+/// last timestamp that do not match ([`Corruption::DurableCountMismatch`]).
+pub(crate) fn check_watermark(
+    events: &[u8],
+    watermark: usize,
+    count: u64,
+    last: Option<i64>,
+) -> Result<(), (usize, Corruption)> {
+    let below = events.get(..watermark).unwrap_or(events);
+    let (mut pos, mut seen, mut newest) = (0usize, 0u64, None);
+    while pos < below.len() {
+        let event = parse_event(below, pos).map_err(|reason| (pos, reason))?;
+        let previous = newest.unwrap_or(i64::MIN);
+        if event.timestamp < previous {
+            return Err((
+                pos,
+                Corruption::TimestampOutOfOrder {
+                    previous,
+                    got: event.timestamp,
+                },
+            ));
+        }
+        pos += event.len();
+        seen += 1;
+        newest = Some(event.timestamp);
+    }
+    if pos != watermark || seen != count || newest != last {
+        return Err((
+            watermark,
+            Corruption::DurableCountMismatch {
+                trailer: count,
+                scanned: seen,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a writer's open must [`check_watermark`] before it drops a torn tail: the
+/// first damaged event is the first above a watermark that is not the start of the
+/// events region.
+pub(crate) fn torn_at_watermark(scan: &Scan, watermark: usize) -> bool {
+    watermark > 0
+        && scan
+            .damage
+            .as_ref()
+            .is_some_and(|(pos, _)| *pos == watermark)
+}
+
 /// The magic number at the start of each trailer slot: the bytes `EVSTREAM`.
 pub const MAGIC: [u8; 8] = *b"EVSTREAM";
 /// The format version this crate reads and writes.

@@ -22,7 +22,10 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::Duration;
 
-use evstream::format::{EventHeader, Trailer, capacity_for_events, trailer_offset};
+use evstream::format::{
+    EventHeader, TRAILER_RECORD_LEN, TRAILER_SLOT_LEN, Trailer, capacity_for_events,
+    decode_trailer, trailer_offset,
+};
 use evstream::{
     Corruption, Error, HeaderProblem, Prefault, StreamReader, StreamWriter, WriterOptions,
 };
@@ -754,6 +757,75 @@ fn header_lies() {
 
 /// Damage at event `k`: below the watermark a checking writer refuses it and the default
 /// writer keeps every event untouched; above it both truncate at `k`.
+/// A trailer record whose durable watermark lies inside an event, with a count and a
+/// last timestamp that pass the record's own checks (FORMAT.md, "Validity"): the writer's
+/// open refuses the stream as corrupt below the watermark and changes no byte (it used
+/// to take the event bytes at the watermark for a torn tail and cut the durable event
+/// in two), and a reader still reads every event. Every such watermark of a stream of
+/// mixed sizes is tried.
+#[test]
+fn a_watermark_inside_an_event_is_refused_not_cut() {
+    let dir = scratch();
+    let path = dir.path().join("watermark.evs");
+    let sizes = [0usize, 5, 83, 200, 0, 1000, 17];
+    let mut writer = StreamWriter::create(&path, 1 << 14).unwrap();
+    let mut starts = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        starts.push(writer.append(i as i64 * 10, &vec![7u8; size]).unwrap());
+    }
+    writer.flush().unwrap();
+    let end = writer.write_offset();
+    drop(writer);
+    let clean = std::fs::read(&path).unwrap();
+    let trailer_at = trailer_offset(clean.len() as u64).unwrap() as usize;
+    let slot = |k: usize| -> [u8; TRAILER_RECORD_LEN] {
+        let from = trailer_at + k * TRAILER_SLOT_LEN as usize;
+        clean[from..from + TRAILER_RECORD_LEN].try_into().unwrap()
+    };
+    let current = decode_trailer([&slot(0), &slot(1)], trailer_at as u64).unwrap();
+    assert_eq!(current.durable_offset, end);
+    let mut tried = 0;
+    for watermark in 25..end {
+        if starts.contains(&watermark) {
+            continue;
+        }
+        // The events that start below it, at least one: a record with a watermark past
+        // 24 counts at least one event, and at most one per 16 bytes.
+        let below = starts.iter().filter(|&&s| s < watermark).count() as u64;
+        let count = below.min((watermark - 24) / 16);
+        if count == 0 {
+            continue;
+        }
+        let lie = Trailer {
+            sequence: current.sequence + 1,
+            durable_offset: watermark,
+            durable_count: count,
+            durable_last_timestamp: Some((count as i64 - 1) * 10),
+            ..current
+        };
+        let mut bytes = clean.clone();
+        let at = trailer_at + Trailer::slot(lie.sequence) as usize * TRAILER_SLOT_LEN as usize;
+        bytes[at..at + TRAILER_RECORD_LEN].copy_from_slice(&lie.to_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let case = format!("watermark {watermark}, count {count}");
+        match StreamWriter::open(&path).map(drop) {
+            Err(Error::Corrupt {
+                watermark: claimed, ..
+            }) => assert_eq!(claimed, watermark, "{case}"),
+            other => panic!("{case}: {other:?}"),
+        }
+        assert!(
+            std::fs::read(&path).unwrap() == bytes,
+            "{case}: the file changed"
+        );
+        let reader = StreamReader::open(&path).unwrap();
+        let read: Vec<usize> = reader.iter().map(|e| e.unwrap().payload().len()).collect();
+        assert_eq!(read, sizes, "{case}");
+        tried += 1;
+    }
+    assert!(tried > 1000, "{tried} watermarks");
+}
+
 fn assert_damage_handled(image: &Image, outcome: &Outcome, k: usize, case: &str) {
     if image.flushed {
         assert!(

@@ -2026,3 +2026,37 @@ fn an_index_temporary_is_never_written_through_a_link() {
     assert_eq!(reader.verify().unwrap().events, 40);
     assert!(log.join("00000000.idx").is_file());
 }
+
+/// The newest segment's trailer record claims a durable watermark inside its first event
+/// (with a count that passes the record's own checks): `LogWriter::open` refuses the log
+/// as corrupt and changes no file (the segment's open used to take the event's bytes at
+/// the watermark for a torn tail and cut the event in two, and the log's open then
+/// refused a segment it had already rewritten).
+#[test]
+fn a_writer_open_refused_for_a_watermark_inside_an_event_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = small_log(dir.path(), 40);
+    let newest = names(&log)
+        .into_iter()
+        .find(|n| n.starts_with("00000001-"))
+        .unwrap();
+    let newest = log.join(newest);
+    let mut bytes = std::fs::read(&newest).unwrap();
+    lie_in_trailer(&mut bytes, 2, 1);
+    lie_in_trailer(&mut bytes, 1, 40);
+    std::fs::write(&newest, bytes).unwrap();
+    let before = snapshot(&log);
+    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    assert!(
+        matches!(refused, Error::Corrupt { watermark: 40, .. }),
+        "{refused:?}"
+    );
+    let changed = changes(&before, &snapshot(&log), &[]);
+    assert!(
+        changed.is_empty(),
+        "refused ({refused}) but changed {changed:?}"
+    );
+    // Readers still read every event.
+    let reader = LogReader::open(&log).unwrap();
+    assert_eq!(reader.iter().unwrap().count(), 40);
+}

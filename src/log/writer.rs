@@ -271,7 +271,7 @@ impl LogWriter {
                 }
                 continue;
             }
-            let (kept, last, torn) = reader.kept_by_writer_open();
+            let (kept, last, torn) = reader.kept_by_writer_open()?;
             kept_end = Some(
                 entry
                     .base

@@ -597,17 +597,30 @@ impl StreamReader {
     /// watermark, and those above it up to the first damaged one. Returns their count,
     /// the newest one's timestamp, and whether the open would drop a torn tail. Reads
     /// only; a log's writer checks with it before it repairs anything.
-    pub(crate) fn kept_by_writer_open(&self) -> (u64, Option<i64>, bool) {
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] where the writer's open would refuse the stream: a torn tail
+    /// starting at a watermark that is not where an event ends.
+    pub(crate) fn kept_by_writer_open(&self) -> Result<(u64, Option<i64>, bool)> {
         let events = self.map.published(self.published).unwrap_or_default();
         let watermark = usize::try_from(self.trailer.durable_offset - STREAM_HEADER_LEN)
             .unwrap_or(usize::MAX)
             .min(events.len());
         let scan = format::scan_from(events, watermark, self.trailer.durable_last_timestamp);
-        (
+        if format::torn_at_watermark(&scan, watermark) {
+            format::check_watermark(
+                events,
+                watermark,
+                self.trailer.durable_count,
+                self.trailer.durable_last_timestamp,
+            )
+            .map_err(|(pos, reason)| self.corrupt(STREAM_HEADER_LEN + pos as u64, reason))?;
+        }
+        Ok((
             self.trailer.durable_count.saturating_add(scan.count),
             scan.last_timestamp,
             scan.damage.is_some(),
-        )
+        ))
     }
 
     /// The `len` published bytes at `offset`, if they lie below the write offset.

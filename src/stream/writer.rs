@@ -486,6 +486,17 @@ impl StreamWriter {
         // Events below the watermark are on stable storage: only what lies above it can
         // be a torn tail, so only that is checked.
         let scan = format::scan_from(published, watermark_pos, trailer.durable_last_timestamp);
+        // Before a torn tail is dropped from the watermark up: is the watermark where an
+        // event ends? (A record can pass its checksum and still lie about that.)
+        if format::torn_at_watermark(&scan, watermark_pos) {
+            format::check_watermark(
+                published,
+                watermark_pos,
+                trailer.durable_count,
+                trailer.durable_last_timestamp,
+            )
+            .map_err(|(pos, reason)| corrupt(STREAM_HEADER_LEN + pos as u64, reason))?;
+        }
         let found = trailer.durable_count + scan.count;
         let mut recovery = Recovery::default();
         if let Some((pos, reason)) = scan.damage {
