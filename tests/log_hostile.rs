@@ -2060,3 +2060,41 @@ fn a_writer_open_refused_for_a_watermark_inside_an_event_changes_nothing() {
     let reader = LogReader::open(&log).unwrap();
     assert_eq!(reader.iter().unwrap().count(), 40);
 }
+
+/// Two segments before the newest without an index (as after a crash between two rolls
+/// and their seals), the second one damaged below its watermark: `LogWriter::open`
+/// refuses the log as corrupt, since it cannot index that segment, and changes no file
+/// (it used to write the first one's index before it found the damage).
+#[test]
+fn a_writer_open_refused_for_an_unindexable_segment_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = small_log(dir.path(), 100);
+    let segments = names(&log)
+        .iter()
+        .filter(|n| n.ends_with(".evs") && !n.starts_with('.'))
+        .count() as u64;
+    assert!(segments >= 3, "{segments} segments");
+    std::fs::remove_file(log.join(format!("{:08}.idx", segments - 3))).unwrap();
+    std::fs::remove_file(log.join(format!("{:08}.idx", segments - 2))).unwrap();
+    let prefix = format!("{:08}-", segments - 2);
+    let damaged = names(&log)
+        .into_iter()
+        .find(|n| n.starts_with(&prefix))
+        .unwrap();
+    let damaged = log.join(damaged);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    // A payload byte of its first event, far below its watermark.
+    bytes[STREAM_HEADER + EVENT_HEADER_LEN as usize] ^= 1;
+    std::fs::write(&damaged, bytes).unwrap();
+    let before = snapshot(&log);
+    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    assert!(
+        matches!(&refused, Error::Corrupt { path, .. } if *path == damaged),
+        "{refused:?}"
+    );
+    let changed = changes(&before, &snapshot(&log), &[]);
+    assert!(
+        changed.is_empty(),
+        "refused ({refused}) but changed {changed:?}"
+    );
+}

@@ -289,6 +289,17 @@ impl LogWriter {
                     _ => {}
                 }
             }
+            if k + 1 < chain.len() {
+                // The repairs index this segment by reading every event they keep,
+                // checksums included: damage there (below the watermark, where the
+                // writer's open itself does not look) refuses the open, so look first.
+                for event in reader
+                    .iter()
+                    .take(usize::try_from(kept).unwrap_or(usize::MAX))
+                {
+                    event?;
+                }
+            }
             kept_floor = last.unwrap_or(kept_floor);
             // The writer's lock, and readers if a torn tail is to be dropped: checked
             // without this reader, which counts as one.
