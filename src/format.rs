@@ -369,11 +369,12 @@ pub(crate) fn scan_from(events: &[u8], start: usize, previous: Option<i64>) -> S
     scan
 }
 
-/// Checks what a trailer record claims of the events below its durable watermark, at
-/// position `watermark` of `events`: that an event ends exactly there, and that `count`
-/// events lie below it, the last stamped `last`. Walks the event headers only (sizes and
-/// timestamp order, no checksums), so it costs one look per event, not a pass over every
-/// byte.
+/// Checks what a trailer record claims of the events below its durable watermark: that an
+/// event ends exactly at `end.0` (a position in `events`), and that `end.1` events lie
+/// below it, the last stamped `end.2`. Walks the event headers only (sizes and timestamp
+/// order, no checksums) from `start`, a position known to be where an event ends with its
+/// count and last timestamp there: the watermark of the trailer's older record (the flush
+/// before), so that the walk covers one flush's events, or `(0, 0, None)`.
 ///
 /// A writer's open trusts the durable events without reading them, and checks only what
 /// lies above the watermark. When the first event above it is damaged, the open would
@@ -387,12 +388,12 @@ pub(crate) fn scan_from(events: &[u8], start: usize, previous: Option<i64>) -> S
 /// last timestamp that do not match ([`Corruption::DurableCountMismatch`]).
 pub(crate) fn check_watermark(
     events: &[u8],
-    watermark: usize,
-    count: u64,
-    last: Option<i64>,
+    start: (usize, u64, Option<i64>),
+    end: (usize, u64, Option<i64>),
 ) -> Result<(), (usize, Corruption)> {
+    let (watermark, count, last) = end;
     let below = events.get(..watermark).unwrap_or(events);
-    let (mut pos, mut seen, mut newest) = (0usize, 0u64, None);
+    let (mut pos, mut seen, mut newest) = start;
     while pos < below.len() {
         let event = parse_event(below, pos).map_err(|reason| (pos, reason))?;
         let previous = newest.unwrap_or(i64::MIN);
@@ -419,6 +420,27 @@ pub(crate) fn check_watermark(
         ));
     }
     Ok(())
+}
+
+/// Where [`check_watermark`] can start for the record `current`, given the record in the
+/// other trailer slot: that record's watermark, count and last timestamp (positions in
+/// the events region) if it is older and lies at or below `current`'s (watermarks and
+/// counts only grow), else the start of the region.
+pub(crate) fn watermark_walk_start(
+    current: &Trailer,
+    other: Option<Trailer>,
+) -> (usize, u64, Option<i64>) {
+    other
+        .filter(|o| {
+            o.sequence < current.sequence
+                && o.durable_offset <= current.durable_offset
+                && o.durable_count <= current.durable_count
+        })
+        .and_then(|o| {
+            let pos = usize::try_from(o.durable_offset.checked_sub(STREAM_HEADER_LEN)?).ok()?;
+            Some((pos, o.durable_count, o.durable_last_timestamp))
+        })
+        .unwrap_or((0, 0, None))
 }
 
 /// Whether a writer's open must [`check_watermark`] before it drops a torn tail: the

@@ -112,6 +112,21 @@ pub(crate) fn read_identity(file: &File, path: &Path, len: u64) -> Result<Identi
     })
 }
 
+/// The valid record in the trailer slot that `current` does not occupy, read again with
+/// `pread`: the record before it (the watermark of the flush before, say). `None` if
+/// that slot holds no valid record.
+pub(crate) fn read_other_record(
+    file: &File,
+    trailer_at: u64,
+    current: &Trailer,
+) -> Option<Trailer> {
+    let other = 1 - Trailer::slot(current.sequence);
+    let mut slot = [0u8; TRAILER_RECORD_LEN];
+    file.read_exact_at(&mut slot, trailer_at + other * TRAILER_SLOT_LEN)
+        .ok()?;
+    decode_trailer([&slot, &slot], trailer_at).ok()
+}
+
 /// Reads and checks the stream header of a stream whose identity was checked: the write
 /// offset must lie in the event area and at or above the durable watermark.
 pub(crate) fn read_stream_header(

@@ -8,7 +8,7 @@ use crate::error::{Corruption, Error, Result};
 use crate::format::{self, RawEvent, STREAM_HEADER_LEN, TRAILER_SLOT_LEN, Trailer};
 use crate::stream::open::{
     HeldLock, LockKind, announce_reader, check_write_offset, open_regular, read_identity,
-    read_stream_header, writer_lock_held,
+    read_other_record, read_stream_header, writer_lock_held,
 };
 use crate::sys::{ReadMap, WaitMap};
 
@@ -608,11 +608,15 @@ impl StreamReader {
             .min(events.len());
         let scan = format::scan_from(events, watermark, self.trailer.durable_last_timestamp);
         if format::torn_at_watermark(&scan, watermark) {
+            let other = read_other_record(self.presence.file(), self.trailer_at, &self.trailer);
             format::check_watermark(
                 events,
-                watermark,
-                self.trailer.durable_count,
-                self.trailer.durable_last_timestamp,
+                format::watermark_walk_start(&self.trailer, other),
+                (
+                    watermark,
+                    self.trailer.durable_count,
+                    self.trailer.durable_last_timestamp,
+                ),
             )
             .map_err(|(pos, reason)| self.corrupt(STREAM_HEADER_LEN + pos as u64, reason))?;
         }

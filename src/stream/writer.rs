@@ -17,7 +17,8 @@ use crate::format::{
     TRAILER_SLOT_LEN, Trailer,
 };
 use crate::stream::open::{
-    HeldLock, LockKind, lock_exclusive, now_nanos, open_regular, read_identity, read_stream_header,
+    HeldLock, LockKind, lock_exclusive, now_nanos, open_regular, read_identity, read_other_record,
+    read_stream_header,
 };
 use crate::sys::{self, Prefaulter, Presence, WriteMap};
 
@@ -489,11 +490,15 @@ impl StreamWriter {
         // Before a torn tail is dropped from the watermark up: is the watermark where an
         // event ends? (A record can pass its checksum and still lie about that.)
         if format::torn_at_watermark(&scan, watermark_pos) {
+            let other = read_other_record(&file, identity.trailer_at, &trailer);
             format::check_watermark(
                 published,
-                watermark_pos,
-                trailer.durable_count,
-                trailer.durable_last_timestamp,
+                format::watermark_walk_start(&trailer, other),
+                (
+                    watermark_pos,
+                    trailer.durable_count,
+                    trailer.durable_last_timestamp,
+                ),
             )
             .map_err(|(pos, reason)| corrupt(STREAM_HEADER_LEN + pos as u64, reason))?;
         }
