@@ -45,6 +45,9 @@ use crate::{
     now_nanos,
 };
 
+/// Payload bytes of every event of the large log ([`LogBenchConfig::large_bytes`]).
+pub const LARGE_LOG_PAYLOAD: usize = 1024;
+
 /// What [`run`] measures.
 #[derive(Debug, Clone)]
 pub struct LogBenchConfig {
@@ -499,7 +502,7 @@ fn large_log(
     progress: &mut dyn FnMut(&str),
 ) -> Result<LargeLog> {
     let path = dir.path().join(format!("large-{}", next_serial()));
-    let size = 1024usize;
+    let size = LARGE_LOG_PAYLOAD;
     let workload = Workload::new(config.large_bytes / (EVENT_HEADER_LEN + size as u64), size);
     progress(&format!(
         "bench log: writing a log of {} GiB",

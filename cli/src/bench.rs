@@ -176,7 +176,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// Bytes of one event of the large log `bench --log --large-log` writes.
-const LARGE_LOG_EVENT_LEN: u64 = evstream::format::EVENT_HEADER_LEN + 1024;
+const LARGE_LOG_EVENT_LEN: u64 =
+    evstream::format::EVENT_HEADER_LEN + bench::log::LARGE_LOG_PAYLOAD as u64;
 
 /// Removes the directories in `base` whose names start with `prefix`: an interrupted log
 /// run's own. The run goes on in another thread meanwhile and may still add files, so
@@ -290,8 +291,10 @@ fn run_log(args: &Args) -> Result<(), Failure> {
     }
     if config.large_bytes > 0 && config.large_bytes < LARGE_LOG_EVENT_LEN {
         return Err(Failure::usage(format!(
-            "--large-log {} is less than one of its events ({LARGE_LOG_EVENT_LEN} bytes: 1 KiB of payload and 16 of header); give at least {LARGE_LOG_EVENT_LEN}",
-            config.large_bytes
+            "--large-log {} is less than one of its events ({} bytes of payload and {} of header); give at least {LARGE_LOG_EVENT_LEN}",
+            config.large_bytes,
+            bench::log::LARGE_LOG_PAYLOAD,
+            evstream::format::EVENT_HEADER_LEN,
         )));
     }
     // The run works in a directory of its own, `RUN_DIR_PREFIX` + this process's id, in
