@@ -179,12 +179,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
 const LARGE_LOG_EVENT_LEN: u64 =
     evstream::format::EVENT_HEADER_LEN + bench::log::LARGE_LOG_PAYLOAD as u64;
 
-/// Removes the directories in `base` whose names start with `prefix`: an interrupted log
-/// run's own. The run goes on in another thread meanwhile and may still add files, so
-/// this retries until they are gone.
-fn remove_run_dirs(base: &Path, prefix: &str) {
+/// Removes the entries of `dir` whose names start with `prefix` with `remove`: what an
+/// interrupted run left. The run goes on in another thread meanwhile and may still add
+/// files, so this retries until none is left.
+fn remove_ours(dir: &Path, prefix: &str, remove: fn(&Path) -> std::io::Result<()>) {
     for _ in 0..100 {
-        let Ok(entries) = std::fs::read_dir(base) else {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         let ours: Vec<PathBuf> = entries
@@ -199,8 +199,8 @@ fn remove_run_dirs(base: &Path, prefix: &str) {
         if ours.is_empty() {
             return;
         }
-        for dir in ours {
-            let _ = std::fs::remove_dir_all(dir);
+        for path in ours {
+            let _ = remove(&path);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -228,32 +228,14 @@ fn unless_interrupted<T>(result: Result<T, Failure>) -> Result<T, Failure> {
 /// files it was writing in the user's directory. The run goes on in another thread
 /// meanwhile and may add a file, so this retries until nothing is left.
 fn clean_up(dir: &Path, owned: bool) {
-    let prefix = format!("bench-{}-", std::process::id());
+    if !owned {
+        let prefix = format!("bench-{}-", std::process::id());
+        return remove_ours(dir, &prefix, |path| std::fs::remove_file(path));
+    }
     for _ in 0..100 {
-        if owned {
-            match std::fs::remove_dir_all(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {}
-                _ => return,
-            }
-        } else {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return;
-            };
-            let ours: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(&prefix))
-                })
-                .collect();
-            if ours.is_empty() {
-                return;
-            }
-            for file in ours {
-                let _ = std::fs::remove_file(file);
-            }
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {}
+            _ => return,
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -305,7 +287,7 @@ fn run_log(args: &Args) -> Result<(), Failure> {
     // Best effort: without a handler Ctrl-C still stops the run, leaving files behind.
     let _ = ctrlc::set_handler(move || {
         INTERRUPTED_RUN.store(true, Ordering::SeqCst);
-        remove_run_dirs(&their_base, &prefix);
+        remove_ours(&their_base, &prefix, |path| std::fs::remove_dir_all(path));
         std::process::exit(INTERRUPTED);
     });
     let spinner = progress::spinner("benchmarking");
