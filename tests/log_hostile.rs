@@ -1740,6 +1740,38 @@ fn small_log(dir: &Path, events: u64) -> PathBuf {
     log
 }
 
+/// Opens a writer on `log`, which must be refused; checks that the refused open changed
+/// no file (but those `allowed`), and returns its error.
+fn refused_writer_open(log: &Path, allowed: &[PathBuf]) -> Error {
+    let before = snapshot(log);
+    let refused = LogWriter::open(log).map(drop).unwrap_err();
+    let changed = changes(&before, &snapshot(log), allowed);
+    assert!(
+        changed.is_empty(),
+        "refused ({refused}) but changed {changed:?}"
+    );
+    refused
+}
+
+/// The number of segments of `log` (the prepared one not counted).
+fn segment_count(log: &Path) -> u64 {
+    names(log)
+        .iter()
+        .filter(|n| n.ends_with(".evs") && !n.starts_with('.'))
+        .count() as u64
+}
+
+/// The file of `log`'s segment `seq`.
+fn segment_file(log: &Path, seq: u64) -> PathBuf {
+    let prefix = format!("{seq:08}-");
+    log.join(
+        names(log)
+            .into_iter()
+            .find(|n| n.starts_with(&prefix))
+            .unwrap(),
+    )
+}
+
 /// A call named for the failure message.
 type Named<'a> = (&'a str, Box<dyn FnOnce() + 'a>);
 
@@ -1854,23 +1886,13 @@ fn a_writer_open_refused_for_a_corrupt_newest_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = small_log(dir.path(), 40);
     std::fs::remove_file(log.join("00000000.idx")).unwrap();
-    let newest = names(&log)
-        .into_iter()
-        .find(|n| n.starts_with("00000001-"))
-        .unwrap();
-    let newest = log.join(newest);
+    let newest = segment_file(&log, 1);
     let mut bytes = std::fs::read(&newest).unwrap();
     // A payload byte of the newest segment's first (flushed) event.
     bytes[STREAM_HEADER + EVENT_HEADER_LEN as usize] ^= 1;
     std::fs::write(&newest, bytes).unwrap();
-    let before = snapshot(&log);
-    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    let refused = refused_writer_open(&log, &[]);
     assert!(matches!(refused, Error::Corrupt { .. }), "{refused:?}");
-    let changed = changes(&before, &snapshot(&log), &[]);
-    assert!(
-        changed.is_empty(),
-        "refused ({refused}) but changed {changed:?}"
-    );
 }
 
 /// A log whose first segment has no index (as after a crash between a roll and its
@@ -1911,15 +1933,8 @@ fn a_writer_open_refused_for_an_old_newest_changes_nothing() {
     foreign.append(0, b"older than the log").unwrap();
     foreign.flush().unwrap();
     drop(foreign);
-    let before = snapshot(&log);
-    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    let refused = refused_writer_open(&log, &[PathBuf::from("LOCK")]);
     assert!(matches!(refused, Error::NotALog { .. }), "{refused:?}");
-    let allowed = [PathBuf::from("LOCK")];
-    let changed = changes(&before, &snapshot(&log), &allowed);
-    assert!(
-        changed.is_empty(),
-        "refused ({refused}) but changed {changed:?}"
-    );
 }
 
 /// A `LOG` file that is not text (a byte that is not UTF-8 after a valid first line):
@@ -1969,25 +1984,16 @@ fn a_segment_that_is_a_socket_is_not_a_file() {
 fn a_writer_open_refused_for_an_index_it_cannot_write_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = small_log(dir.path(), 100);
-    let segments = names(&log)
-        .iter()
-        .filter(|n| n.ends_with(".evs") && !n.starts_with('.'))
-        .count() as u64;
+    let segments = segment_count(&log);
     assert!(segments >= 3, "{segments} segments");
     std::fs::remove_file(log.join(format!("{:08}.idx", segments - 3))).unwrap();
     let blocked = log.join(format!("{:08}.idx", segments - 2));
     std::fs::remove_file(&blocked).unwrap();
     std::fs::create_dir(&blocked).unwrap();
-    let before = snapshot(&log);
-    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    let refused = refused_writer_open(&log, &[]);
     assert!(
         matches!(&refused, Error::Io { path, .. } if *path == blocked),
         "{refused:?}"
-    );
-    let changed = changes(&before, &snapshot(&log), &[]);
-    assert!(
-        changed.is_empty(),
-        "refused ({refused}) but changed {changed:?}"
     );
 }
 
@@ -2005,16 +2011,10 @@ fn an_index_temporary_is_never_written_through_a_link() {
     std::fs::write(&outside, b"not the log's").unwrap();
     let temp = log.join(".idx-00000000.tmp");
     std::os::unix::fs::symlink(&outside, &temp).unwrap();
-    let before = snapshot(&log);
-    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    let refused = refused_writer_open(&log, &[]);
     assert!(
         matches!(&refused, Error::Io { path, .. } if *path == temp),
         "{refused:?}"
-    );
-    let changed = changes(&before, &snapshot(&log), &[]);
-    assert!(
-        changed.is_empty(),
-        "refused ({refused}) but changed {changed:?}"
     );
     assert_eq!(std::fs::read(&outside).unwrap(), b"not the log's");
 
@@ -2036,25 +2036,15 @@ fn an_index_temporary_is_never_written_through_a_link() {
 fn a_writer_open_refused_for_a_watermark_inside_an_event_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = small_log(dir.path(), 40);
-    let newest = names(&log)
-        .into_iter()
-        .find(|n| n.starts_with("00000001-"))
-        .unwrap();
-    let newest = log.join(newest);
+    let newest = segment_file(&log, 1);
     let mut bytes = std::fs::read(&newest).unwrap();
     lie_in_trailer(&mut bytes, 2, 1);
     lie_in_trailer(&mut bytes, 1, 40);
     std::fs::write(&newest, bytes).unwrap();
-    let before = snapshot(&log);
-    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    let refused = refused_writer_open(&log, &[]);
     assert!(
         matches!(refused, Error::Corrupt { watermark: 40, .. }),
         "{refused:?}"
-    );
-    let changed = changes(&before, &snapshot(&log), &[]);
-    assert!(
-        changed.is_empty(),
-        "refused ({refused}) but changed {changed:?}"
     );
     // Readers still read every event.
     let reader = LogReader::open(&log).unwrap();
@@ -2069,32 +2059,18 @@ fn a_writer_open_refused_for_a_watermark_inside_an_event_changes_nothing() {
 fn a_writer_open_refused_for_an_unindexable_segment_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = small_log(dir.path(), 100);
-    let segments = names(&log)
-        .iter()
-        .filter(|n| n.ends_with(".evs") && !n.starts_with('.'))
-        .count() as u64;
+    let segments = segment_count(&log);
     assert!(segments >= 3, "{segments} segments");
     std::fs::remove_file(log.join(format!("{:08}.idx", segments - 3))).unwrap();
     std::fs::remove_file(log.join(format!("{:08}.idx", segments - 2))).unwrap();
-    let prefix = format!("{:08}-", segments - 2);
-    let damaged = names(&log)
-        .into_iter()
-        .find(|n| n.starts_with(&prefix))
-        .unwrap();
-    let damaged = log.join(damaged);
+    let damaged = segment_file(&log, segments - 2);
     let mut bytes = std::fs::read(&damaged).unwrap();
     // A payload byte of its first event, far below its watermark.
     bytes[STREAM_HEADER + EVENT_HEADER_LEN as usize] ^= 1;
     std::fs::write(&damaged, bytes).unwrap();
-    let before = snapshot(&log);
-    let refused = LogWriter::open(&log).map(drop).unwrap_err();
+    let refused = refused_writer_open(&log, &[]);
     assert!(
         matches!(&refused, Error::Corrupt { path, .. } if *path == damaged),
         "{refused:?}"
-    );
-    let changed = changes(&before, &snapshot(&log), &[]);
-    assert!(
-        changed.is_empty(),
-        "refused ({refused}) but changed {changed:?}"
     );
 }
