@@ -94,6 +94,7 @@ pub fn failure(error: evstream_nats::Error) -> Failure {
             Some(path) => Failure::stream(&path, &e),
             None => Failure::data(e.to_string()),
         },
+        e @ evstream_nats::Error::BadSubject { .. } => Failure::usage(e.to_string()),
         other => Failure::data(other.to_string()),
     }
 }

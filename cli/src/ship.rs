@@ -24,7 +24,9 @@ ns) and a Nats-Msg-Id unique to the event. A ship killed at any moment and resta
 leaves every event in JetStream exactly once, in order: it resumes after the last message
 JetStream holds, and with --cursor also commits its position to the log's named cursor
 (so retention keeps what it still has to ship; FILE.ship.NAME for a stream file). The
-JetStream stream must take messages on SUBJECT from this ship only.";
+JetStream stream must take messages from this ship only: SUBJECT is one concrete subject
+(no wildcard), and a message on it (or later in the stream) that this ship did not
+publish stops it with an error naming that message, before it publishes anything.";
 
 /// Arguments of `evstream ship`.
 #[derive(Debug, clap::Args)]
@@ -34,8 +36,9 @@ pub struct Args {
     /// NATS server URL(s): nats://HOST:PORT, comma-separated or repeated for a cluster
     #[arg(long, required = true, value_name = "URL")]
     to: Vec<String>,
-    /// The subject to publish on
-    #[arg(long)]
+    /// The subject to publish on: one concrete subject (no '*' or '>' wildcard, no empty
+    /// token), which nothing else publishes to
+    #[arg(long, value_parser = parse_subject)]
     subject: String,
     /// The JetStream stream (default: the one that takes SUBJECT)
     #[arg(long, value_name = "NAME")]
@@ -64,6 +67,14 @@ pub struct Args {
     until_end: bool,
     #[command(flatten)]
     connect: ConnectArgs,
+}
+
+/// A subject `ship` can publish on (the library's check, as a usage error).
+fn parse_subject(subject: &str) -> Result<String, String> {
+    match evstream_nats::check_subject(subject) {
+        Ok(()) => Ok(subject.to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Runs `evstream ship`.

@@ -452,3 +452,138 @@ fn user_and_password_work_and_a_wrong_password_is_a_clear_error() {
         "authenticated round trip",
     );
 }
+
+/// Runs `evstream` with `args`, killing it after `limit`; returns its exit code (`None` if
+/// it had to be killed) and its standard error.
+fn run_for(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn evstream");
+    let deadline = Instant::now() + limit;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (code, std::fs::read_to_string(&err_path).unwrap())
+}
+
+#[test]
+fn ship_onto_a_subject_whose_last_message_is_not_its_own_stops_with_one_clear_error() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let mut client = nats_support::RawClient::connect(server.port);
+    let source = dir.path().join("source.evs");
+    write_stream(&source, 100, 256, 7);
+    let ship = |subject: &str, stream: &str| {
+        run_for(
+            &[
+                "ship",
+                source.to_str().unwrap(),
+                "--to",
+                &server.url(),
+                "--subject",
+                subject,
+                "--stream",
+                stream,
+                "--cursor",
+                stream,
+                "--until-end",
+                "--quiet",
+            ],
+            Duration::from_secs(20),
+        )
+    };
+
+    // A message without an id, alone on a new subject.
+    client.create_stream("BARE", &["bare.events"]);
+    let sequence = client.publish("bare.events", &[], b"not from evstream");
+    assert_eq!(sequence, 1);
+    let (code, stderr) = ship("bare.events", "BARE");
+    assert_eq!(code, Some(1), "ship stops at once with status 1: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    for part in ["bare.events", "sequence 1", "no Nats-Msg-Id"] {
+        assert!(stderr.contains(part), "the error names {part}: {stderr}");
+    }
+    assert_eq!(client.stream_messages("BARE"), 1, "nothing was published");
+
+    // A message with another id after this source's whole stream.
+    client.create_stream("AFTER", &["after.events"]);
+    let (code, stderr) = ship("after.events", "AFTER");
+    assert_eq!(code, Some(0), "the first ship: {stderr}");
+    assert_eq!(client.stream_messages("AFTER"), 100);
+    let sequence = client.publish(
+        "after.events",
+        &[("Nats-Msg-Id", "someone-else:7")],
+        b"not from this source",
+    );
+    assert_eq!(sequence, 101);
+    let (code, stderr) = ship("after.events", "AFTER");
+    assert_eq!(code, Some(1), "the second ship stops at once: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    for part in ["after.events", "sequence 101", "Nats-Msg-Id someone-else:7"] {
+        assert!(stderr.contains(part), "the error names {part}: {stderr}");
+    }
+    assert_eq!(
+        client.stream_messages("AFTER"),
+        101,
+        "nothing was published"
+    );
+
+    // A later message on another subject of the same JetStream stream: every publish
+    // naming this source's last message as the one to follow would be refused.
+    client.create_stream("MIXED", &["mixed.ours", "mixed.theirs"]);
+    let (code, stderr) = ship("mixed.ours", "MIXED");
+    assert_eq!(code, Some(0), "the first ship: {stderr}");
+    let sequence = client.publish("mixed.theirs", &[], b"another subject");
+    assert_eq!(sequence, 101);
+    let (code, stderr) = ship("mixed.ours", "MIXED");
+    assert_eq!(code, Some(1), "the second ship stops at once: {stderr}");
+    for part in ["mixed.theirs", "sequence 101", "no Nats-Msg-Id"] {
+        assert!(stderr.contains(part), "the error names {part}: {stderr}");
+    }
+    assert_eq!(
+        client.stream_messages("MIXED"),
+        101,
+        "nothing was published"
+    );
+}
+
+#[test]
+fn ship_refuses_wildcard_and_malformed_subjects_as_usage_errors() {
+    // Refused before any connection: no server is needed, and none listens on the port.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.evs");
+    write_stream(&source, 3, 16, 8);
+    let nobody = format!("nats://127.0.0.1:{}", nats_support::free_port());
+    for subject in ["w.*", ">", "app.>", "a..b", ".a", "a.", "", "a b", "*"] {
+        let output = evstream(&[
+            "ship",
+            source.to_str().unwrap(),
+            "--to",
+            &nobody,
+            "--subject",
+            subject,
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{subject:?}: {stderr}");
+        assert!(stderr.contains("subject"), "{subject:?}: {stderr}");
+        assert!(!stderr.contains("cannot reach"), "{subject:?}: {stderr}");
+    }
+}

@@ -39,6 +39,27 @@ pub enum Error {
     #[error("bad connection option: {0}")]
     BadOption(String),
 
+    /// A subject `ship` cannot publish on: a wildcard (`*`, `>`), an empty token (`a..b`,
+    /// `.a`, `a.`), whitespace, or nothing at all.
+    ///
+    /// Name one concrete subject, such as `app.events`.
+    #[error("subject {subject:?} cannot be published on: {reason}")]
+    BadSubject {
+        /// The subject as given.
+        subject: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A message that this ship did not publish stands where its own must be: the last
+    /// message on the subject, or a later message in the same JetStream stream.
+    ///
+    /// `ship` resumes after its own last message and states it as the one each publish
+    /// must follow, so it cannot go on after someone else's. Give the source a subject
+    /// (and a JetStream stream) that nothing else publishes to, or remove the message.
+    #[error("{0}")]
+    ForeignMessage(Box<ForeignMessage>),
+
     /// A JetStream request failed for good (the stream does not exist and was not to be
     /// created, the account has no JetStream, a configuration the server refuses).
     #[error("JetStream: {what}: {reason}")]
@@ -68,6 +89,45 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+}
+
+/// The message in the way of a ship; see [`Error::ForeignMessage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForeignMessage {
+    /// The JetStream stream.
+    pub stream: String,
+    /// The message's subject.
+    pub subject: String,
+    /// Its stream sequence.
+    pub sequence: u64,
+    /// Its `Nats-Msg-Id` header, if it has one.
+    pub id: Option<String>,
+    /// The source being shipped.
+    pub path: PathBuf,
+    /// The source's identity, with which the ids of its messages start.
+    pub identity: String,
+}
+
+impl std::fmt::Display for ForeignMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "JetStream stream {} holds at sequence {} a message on {} (",
+            self.stream, self.sequence, self.subject
+        )?;
+        match &self.id {
+            Some(id) => write!(f, "Nats-Msg-Id {id}")?,
+            None => write!(f, "no Nats-Msg-Id")?,
+        }
+        write!(
+            f,
+            ") that this ship of {} did not publish (its ids start {}:); ship needs a subject \
+             and a JetStream stream that nothing else publishes to",
+            self.path.display(),
+            self.identity
+        )
+    }
 }
 
 impl Error {

@@ -35,7 +35,9 @@ mod source;
 mod state;
 
 pub use connect::Connection;
-pub use error::{Error, Result};
+pub use error::{Error, ForeignMessage, Result};
 pub use pull::{PullOptions, PullSummary, pull};
 pub use report::{Report, ResumeFrom};
-pub use ship::{NEXT_HEADER, ShipOptions, ShipSummary, StreamSettings, TIMESTAMP_HEADER, ship};
+pub use ship::{
+    NEXT_HEADER, ShipOptions, ShipSummary, StreamSettings, TIMESTAMP_HEADER, check_subject, ship,
+};

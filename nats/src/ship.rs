@@ -21,10 +21,11 @@ use async_nats::jetstream::context::{
     CreateStreamError, CreateStreamErrorKind, GetStreamByNameError, GetStreamByNameErrorKind,
     GetStreamError, GetStreamErrorKind,
 };
-use async_nats::jetstream::{self, message::PublishMessage, stream};
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::{self, stream};
 
 use crate::connect::{Connection, backoff, retrying};
-use crate::error::{Error, Result};
+use crate::error::{Error, ForeignMessage, Result};
 use crate::report::{Report, Reporter, ResumeFrom};
 use crate::source::{Batch, Source};
 
@@ -148,10 +149,55 @@ pub struct ShipSummary {
     pub position: u64,
 }
 
+/// Checks that `subject` is one concrete subject that [`ship`] can publish on: not empty,
+/// tokens separated by single dots, none empty, no wildcard (`*`, `>`) and no whitespace
+/// or control character.
+///
+/// # Errors
+/// [`Error::BadSubject`], saying what is wrong.
+///
+/// # Examples
+///
+/// ```
+/// assert!(evstream_nats::check_subject("app.events").is_ok());
+/// assert!(evstream_nats::check_subject("app.*").is_err());
+/// assert!(evstream_nats::check_subject("app..events").is_err());
+/// ```
+pub fn check_subject(subject: &str) -> Result<()> {
+    let refuse = |reason: &str| {
+        Err(Error::BadSubject {
+            subject: subject.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    if subject.is_empty() {
+        return refuse("it is empty");
+    }
+    if subject.contains(['*', '>']) {
+        return refuse("wildcards ('*', '>') name many subjects; ship publishes on one");
+    }
+    if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse("it holds whitespace or a control character");
+    }
+    if subject.split('.').any(str::is_empty) {
+        return refuse("it has an empty token (a leading, trailing or doubled '.')");
+    }
+    Ok(())
+}
+
 /// Ships events until the end of the source (with [`ShipOptions::until_end`]) or
 /// forever, reconnecting and resuming after failures.
 ///
+/// At every start and after every failure the ship looks at the last message on the
+/// subject. If it is not one this source published (an id of this source and its
+/// `Evstream-Next` header), or a later message of another subject follows it in the
+/// JetStream stream, the ship stops with [`Error::ForeignMessage`] before publishing
+/// anything more: it could neither resume after that message nor publish behind it.
+///
 /// # Errors
+/// [`Error::BadSubject`] if the subject is not one concrete subject (see
+/// [`check_subject`]); [`Error::ForeignMessage`] if the subject's or the JetStream
+/// stream's last message is not this source's;
 /// [`Error::Unreachable`] or [`Error::Unauthorized`] if the first connection fails;
 /// [`Error::JetStream`] if the JetStream stream is missing (and not to be created) or
 /// refuses its configuration; [`Error::Store`] if the source cannot be read;
@@ -161,6 +207,7 @@ pub async fn ship(
     options: &ShipOptions,
     report: impl Fn(Report) + Send + Sync + 'static,
 ) -> Result<ShipSummary> {
+    check_subject(&options.subject)?;
     let reporter = Reporter::new(report);
     let source = Source::open(&options.source)?;
     let identity = source.identity()?;
@@ -307,9 +354,37 @@ async fn resume_point(
         .and_then(|id| id.strip_prefix(identity))
         .is_some_and(|rest| rest.starts_with(':'));
     let next = header(&last.headers, NEXT_HEADER).and_then(|n| n.parse::<u64>().ok());
-    match (ours, next) {
-        (true, Some(next)) if next >= cursor => Ok((next, id, ResumeFrom::JetStream)),
-        _ => Ok((cursor, id, from)),
+    let foreign = |message: &StreamMessage| {
+        Error::ForeignMessage(Box::new(ForeignMessage {
+            stream: stream.cached_info().config.name.clone(),
+            subject: message.subject.to_string(),
+            sequence: message.sequence,
+            id: header(&message.headers, "Nats-Msg-Id").map(str::to_owned),
+            path: options.source.clone(),
+            identity: identity.to_owned(),
+        }))
+    };
+    let Some(next) = next.filter(|_| ours) else {
+        return Err(foreign(&last));
+    };
+    // Each publish names the stream's last message id as the one it must follow, so a
+    // later message on another subject of the stream would refuse every publish.
+    let info = stream
+        .get_info()
+        .await
+        .map_err(|e| Error::jetstream(format!("stream info for {}", options.subject), e))?;
+    if info.state.last_sequence > last.sequence {
+        let sequence = info.state.last_sequence;
+        let later = stream
+            .get_raw_message(sequence)
+            .await
+            .map_err(|e| Error::jetstream(format!("message {sequence}"), e))?;
+        return Err(foreign(&later));
+    }
+    if next >= cursor {
+        Ok((next, id, ResumeFrom::JetStream))
+    } else {
+        Ok((cursor, id, from))
     }
 }
 
@@ -467,12 +542,29 @@ impl Run<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
     fn default_stream_name_is_the_subject_made_valid() {
-        let options = ShipOptions::new("x.evs", "app.events.*");
-        assert_eq!(options.stream_name(), "app_events__");
+        let options = ShipOptions::new("x.evs", "app.events-2");
+        assert_eq!(options.stream_name(), "app_events-2");
         assert_eq!(options.stream("EVENTS").stream_name(), "EVENTS");
+    }
+
+    #[test]
+    fn only_one_concrete_subject_can_be_shipped_to() {
+        for good in ["app", "app.events", "a-b_c.D9", "\u{e9}v\u{e9}nements.x"] {
+            assert!(check_subject(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "", "*", ">", "w.*", "app.>", "a*", "a..b", ".a", "a.", ".", "a b", "a\tb", "a\nb",
+        ] {
+            let err = check_subject(bad).unwrap_err();
+            assert!(
+                matches!(&err, Error::BadSubject { subject, .. } if subject == bad),
+                "{bad:?}: {err}"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -143,5 +144,135 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A plain NATS client over the text protocol, for what the tests do besides `evstream`:
+/// publishing messages that no ship made, and asking JetStream about a stream.
+pub struct RawClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    inbox: u32,
+}
+
+impl RawClient {
+    /// Connects to the server on `port` (no authentication).
+    pub fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to nats-server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut client = Self {
+            reader: BufReader::new(stream.try_clone().expect("clone the socket")),
+            writer: stream,
+            inbox: 0,
+        };
+        let info = client.line();
+        assert!(info.starts_with("INFO "), "not a NATS server: {info}");
+        client.send(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n");
+        client
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write to nats-server");
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .expect("read from nats-server");
+        assert!(!line.is_empty(), "nats-server closed the connection");
+        line.trim_end().to_owned()
+    }
+
+    /// Sends `payload` (with `headers`, if any) to `subject` and returns the reply's body.
+    fn request(&mut self, subject: &str, headers: &[(&str, &str)], payload: &[u8]) -> String {
+        self.inbox += 1;
+        let inbox = format!("_INBOX.evstream-test.{}", self.inbox);
+        self.send(format!("SUB {inbox} {}\r\n", self.inbox).as_bytes());
+        let mut message = Vec::new();
+        if headers.is_empty() {
+            message.extend(format!("PUB {subject} {inbox} {}\r\n", payload.len()).as_bytes());
+        } else {
+            let mut head = String::from("NATS/1.0\r\n");
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("\r\n");
+            message.extend(
+                format!(
+                    "HPUB {subject} {inbox} {} {}\r\n",
+                    head.len(),
+                    head.len() + payload.len()
+                )
+                .as_bytes(),
+            );
+            message.extend(head.as_bytes());
+        }
+        message.extend(payload);
+        message.extend(b"\r\n");
+        self.send(&message);
+        loop {
+            let line = self.line();
+            if line == "PING" {
+                self.send(b"PONG\r\n");
+                continue;
+            }
+            if line.starts_with("-ERR") {
+                panic!("nats-server: {line}");
+            }
+            let Some(rest) = line.strip_prefix("MSG ") else {
+                continue;
+            };
+            let len: usize = rest
+                .split(' ')
+                .next_back()
+                .and_then(|n| n.parse().ok())
+                .expect("MSG line ends with the length");
+            let mut body = vec![0u8; len + 2];
+            self.reader.read_exact(&mut body).expect("read the reply");
+            body.truncate(len);
+            self.send(format!("UNSUB {}\r\n", self.inbox).as_bytes());
+            return String::from_utf8(body).expect("a text reply");
+        }
+    }
+
+    /// Publishes a message to `subject` that JetStream stores, and returns its stream
+    /// sequence (from JetStream's acknowledgement).
+    pub fn publish(&mut self, subject: &str, headers: &[(&str, &str)], payload: &[u8]) -> u64 {
+        let reply = self.request(subject, headers, payload);
+        let ack: serde_json::Value = serde_json::from_str(&reply).expect("a JSON ack");
+        ack["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("JetStream did not store the message: {reply}"))
+    }
+
+    /// Creates JetStream stream `stream` (file storage) taking messages on `subjects`.
+    pub fn create_stream(&mut self, stream: &str, subjects: &[&str]) {
+        let config = serde_json::json!({
+            "name": stream,
+            "subjects": subjects,
+            "storage": "file",
+            "num_replicas": 1,
+        });
+        let reply = self.request(
+            &format!("$JS.API.STREAM.CREATE.{stream}"),
+            &[],
+            config.to_string().as_bytes(),
+        );
+        assert!(
+            !reply.contains("\"error\""),
+            "create stream {stream}: {reply}"
+        );
+    }
+
+    /// The number of messages JetStream stream `stream` holds.
+    pub fn stream_messages(&mut self, stream: &str) -> u64 {
+        let reply = self.request(&format!("$JS.API.STREAM.INFO.{stream}"), &[], b"");
+        let info: serde_json::Value = serde_json::from_str(&reply).expect("a JSON reply");
+        info["state"]["messages"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stream info: {reply}"))
     }
 }
