@@ -19,7 +19,9 @@ A durable JetStream consumer (default name evstream-pull) appends each message t
 stream file, with the timestamp from its Evstream-Timestamp header (or the time JetStream
 stored it). A pull killed at any moment and restarted neither loses nor duplicates a
 message: the file pull.CONSUMER in the log (FILE.pull.CONSUMER beside a stream file)
-records what was applied.";
+records what was applied. A target made by --create or --create-log is written as
+.NAME.pulling beside it and renamed to NAME once the pull first catches up, so a pull
+cut off before that leaves nothing under NAME (the next pull goes on with .NAME.pulling).";
 
 /// Arguments of `evstream pull`.
 #[derive(Debug, clap::Args)]
@@ -36,10 +38,12 @@ pub struct Args {
     /// The durable consumer's name
     #[arg(long, default_value = "evstream-pull", value_name = "NAME")]
     consumer: String,
-    /// Create the target as a stream file of this capacity if it does not exist (1GiB)
+    /// Create the target as a stream file of this capacity if it does not exist (1GiB);
+    /// it gets its name once the pull first catches up
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "create_log")]
     create: Option<u64>,
-    /// Create the target as a log if it does not exist
+    /// Create the target as a log if it does not exist; it gets its name once the pull
+    /// first catches up
     #[arg(long)]
     create_log: bool,
     /// With --create-log: the size of each segment

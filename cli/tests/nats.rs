@@ -1,6 +1,8 @@
 //! `evstream ship` and `evstream pull` against real `nats-server` processes: a round trip
-//! of mixed sizes, exactly-once delivery under `kill -9` of either side, a three-node
-//! cluster losing a node, a broker that is down or restarts, and authentication.
+//! of mixed sizes, exactly-once delivery under `kill -9` of either side (and no partial
+//! copy under the name of a target that pull creates), a three-node cluster losing a
+//! node, a broker that is down or restarts, messages that did not come from this ship,
+//! wildcard subjects, and authentication.
 //!
 //! Each test starts its own servers on free loopback ports. Where `nats-server` is not on
 //! `PATH`, each says on the terminal that it did not run (counted as passed); under CI
@@ -50,6 +52,9 @@ fn assert_ok(output: &Output, what: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Events as timestamps and payloads.
+type Events = Vec<(i64, Vec<u8>)>;
 
 /// `count` events whose sizes run from 0 B to `max` bytes, mostly small, half of them
 /// zero-filled.
@@ -221,8 +226,48 @@ fn kill_9_of_ship_of_a_log_leaves_every_event_exactly_once_in_order() {
     assert_same(&copy, &events, "after 20 kills of ship");
 }
 
+/// Runs `evstream pull args` `kills` times, each killed at a random moment, then once to
+/// the end. After every kill the target is absent or a whole copy of `want`; returns how
+/// many kills left it absent with its temporary `.NAME.pulling` present (a first pull cut
+/// off mid-way).
+fn pull_with_kills(
+    args: &[&str],
+    target: &Path,
+    want: &[(i64, Vec<u8>)],
+    read: fn(&Path) -> Events,
+    kills: u32,
+    rng: &mut Rng,
+) -> u32 {
+    let name = target.file_name().unwrap().to_str().unwrap();
+    let temporary = target.with_file_name(format!(".{name}.pulling"));
+    let mut unfinished = 0;
+    for kill in 0..kills {
+        let mut child = spawn(args);
+        std::thread::sleep(Duration::from_millis(rng.range(50, 400)));
+        let _ = child.kill();
+        let _ = child.wait();
+        if target.exists() {
+            assert_same(&read(target), want, &format!("{name} after kill {kill}"));
+        } else {
+            assert!(
+                temporary.exists(),
+                "kill {kill}: neither {name} nor its temporary"
+            );
+            unfinished += 1;
+        }
+    }
+    assert_ok(&evstream(args), "the last pull");
+    assert!(!temporary.exists(), "the temporary name is gone");
+    assert_same(
+        &read(target),
+        want,
+        &format!("{name} after {kills} kills of pull"),
+    );
+    unfinished
+}
+
 #[test]
-fn kill_9_of_pull_into_a_log_neither_loses_nor_duplicates() {
+fn kill_9_of_pull_neither_loses_nor_duplicates_nor_leaves_a_partial_target() {
     let Some(binary) = server_binary() else {
         return;
     };
@@ -247,30 +292,142 @@ fn kill_9_of_pull_into_a_log_neither_loses_nor_duplicates() {
         ]),
         "ship",
     );
-    let target = dir.path().join("copy.log");
-    let args = [
+    let mut rng = Rng::new(33);
+    let log = dir.path().join("copy.log");
+    let log_args = [
         "pull",
         "--from",
         &url,
         "--stream",
         "PULLS",
         "--to",
-        target.to_str().unwrap(),
+        log.to_str().unwrap(),
         "--create-log",
         "--segment-size",
         "1MiB",
+        "--consumer",
+        "to-log",
         "--until-end",
         "--quiet",
     ];
-    let mut rng = Rng::new(33);
-    for _ in 0..10 {
-        let mut child = spawn(&args);
-        std::thread::sleep(Duration::from_millis(rng.range(50, 400)));
-        let _ = child.kill();
-        let _ = child.wait();
+    let cut = pull_with_kills(&log_args, &log, &events, read_log, 10, &mut rng);
+    assert!(cut > 0, "no kill interrupted the first pull into a log");
+
+    let file = dir.path().join("copy.evs");
+    let file_args = [
+        "pull",
+        "--from",
+        &url,
+        "--stream",
+        "PULLS",
+        "--to",
+        file.to_str().unwrap(),
+        "--create",
+        "64MiB",
+        "--consumer",
+        "to-file",
+        "--until-end",
+        "--quiet",
+    ];
+    let cut = pull_with_kills(&file_args, &file, &events, support::events_of, 6, &mut rng);
+    assert!(
+        cut > 0,
+        "no kill interrupted the first pull into a stream file"
+    );
+
+    // Without --until-end the target gets its name when the pull first catches up.
+    let live = dir.path().join("live.evs");
+    let mut child = spawn(&[
+        "pull",
+        "--from",
+        &url,
+        "--stream",
+        "PULLS",
+        "--to",
+        live.to_str().unwrap(),
+        "--create",
+        "64MiB",
+        "--consumer",
+        "live",
+        "--quiet",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !live.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the following pull never caught up"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the following pull stopped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert_ok(&evstream(&args), "the last pull");
-    assert_same(&read_log(&target), &events, "after 10 kills of pull");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_same(
+        &support::events_of(&live),
+        &events,
+        "a following pull caught up",
+    );
+}
+
+#[test]
+fn pull_stops_at_a_message_that_cannot_follow_the_last_event_and_resumes_nothing_twice() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let mut client = nats_support::RawClient::connect(server.port);
+    client.create_stream("MIXED", &["m.events"]);
+    let stamp = |t: i64| t.to_string();
+    for (t, payload) in [(100, "a"), (200, "b")] {
+        client.publish(
+            "m.events",
+            &[("Evstream-Timestamp", &stamp(t))],
+            payload.as_bytes(),
+        );
+    }
+    // A message that did not come from a ship, its timestamp going back.
+    client.publish("m.events", &[("Evstream-Timestamp", "50")], b"back in time");
+    let target = dir.path().join("copy.evs");
+    let pull = || {
+        run_for(
+            &[
+                "pull",
+                "--from",
+                &server.url(),
+                "--stream",
+                "MIXED",
+                "--to",
+                target.to_str().unwrap(),
+                "--create",
+                "1MiB",
+                "--until-end",
+                "--quiet",
+            ],
+            Duration::from_secs(20),
+        )
+    };
+    let temporary = dir.path().join(".copy.evs.pulling");
+    let want = vec![(100, b"a".to_vec()), (200, b"b".to_vec())];
+    for run in 0..2 {
+        let (code, stderr) = pull();
+        assert_eq!(code, Some(1), "run {run} stops at once: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        for part in ["message 3 of JetStream stream MIXED", "timestamp 50"] {
+            assert!(
+                stderr.contains(part),
+                "run {run}: the error names {part}: {stderr}"
+            );
+        }
+        assert!(
+            !target.exists(),
+            "run {run}: an unfinished copy has no name"
+        );
+        assert_same(&support::events_of(&temporary), &want, "before the message");
+    }
 }
 
 #[test]

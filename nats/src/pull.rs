@@ -7,6 +7,11 @@
 //! acknowledged. After a kill at any point, the target's event count says how much of the
 //! recorded batch reached it, and so which sequence was applied last; messages up to it
 //! that the server delivers again are acknowledged and skipped.
+//!
+//! A target that the pull creates is written under a temporary name beside it
+//! (`.NAME.pulling`) and renamed into place (never over anything, the directory synced)
+//! only when the pull first catches up, so that no file under the target's name is ever
+//! part of a first pull; a pull cut off before that goes on with the temporary one.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,12 +71,19 @@ impl PullOptions {
     }
 
     /// Creates the target as a stream file of this capacity if it does not exist.
+    ///
+    /// The file is written as `.NAME.pulling` beside the target until the pull first
+    /// holds every message the consumer had (it catches up), and only then renamed to
+    /// the target's name, so that a pull interrupted before that leaves no file that
+    /// could pass for a whole copy; the next pull takes the temporary file up again.
     pub fn create(mut self, capacity: u64) -> Self {
         self.create = Some(Create::Stream(capacity));
         self
     }
 
-    /// Creates the target as a log with these settings if it does not exist.
+    /// Creates the target as a log with these settings if it does not exist; like
+    /// [`create`](Self::create), as a directory `.NAME.pulling` renamed into place when
+    /// the pull first catches up.
     pub fn create_log(mut self, options: LogOptions) -> Self {
         self.create = Some(Create::Log(options));
         self
@@ -95,9 +107,7 @@ impl PullOptions {
         if self.target.is_dir() {
             return self.target.join(format!("pull.{}", self.consumer));
         }
-        let mut name = self.target.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".pull.{}", self.consumer));
-        self.target.with_file_name(name)
+        stream_record_path(&self.target, &self.consumer)
     }
 }
 
@@ -213,8 +223,12 @@ pub async fn pull(
         |e| matches!(e.kind(), GetStreamErrorKind::Request),
     )
     .await?;
-    let mut writer = open_target(options)?;
-    let record_path = options.record_path();
+    let (mut writer, mut temporary) = open_target(options)?;
+    let mut record_path = record_of(
+        &writer,
+        temporary.as_deref().unwrap_or(&options.target),
+        options,
+    );
     let mut summary = PullSummary::default();
     let mut applied = match state::read(&record_path)? {
         Some(text) => {
@@ -297,7 +311,7 @@ pub async fn pull(
             }
         }
         if batch.is_empty() {
-            if options.until_end {
+            if options.until_end || temporary.is_some() {
                 let info = retrying(
                     &reporter,
                     "consumer info",
@@ -314,7 +328,13 @@ pub async fn pull(
                 )
                 .await?;
                 if info.num_pending == 0 && info.num_ack_pending == 0 {
-                    return Ok(summary);
+                    if let Some(written) = temporary.take() {
+                        writer = finish(writer, &written, &options.target)?;
+                        record_path = record_of(&writer, &options.target, options);
+                    }
+                    if options.until_end {
+                        return Ok(summary);
+                    }
                 }
             }
             continue;
@@ -382,23 +402,106 @@ impl Target {
     }
 }
 
-fn open_target(options: &PullOptions) -> Result<Target> {
+/// Opens the target to append to, and, for a target that this pull creates, the temporary
+/// name it is written under until it first holds everything the consumer had.
+///
+/// A missing target that `create` asks for is made at `.NAME.pulling` beside it (an
+/// interrupted pull's is taken up again), so that nothing under the target's name ever
+/// holds part of a first pull; [`finish`] renames it into place.
+fn open_target(options: &PullOptions) -> Result<(Target, Option<PathBuf>)> {
     let path = &options.target;
-    if path.is_dir() {
-        return Ok(Target::Log(LogWriter::open(path)?));
+    let create = match &options.create {
+        Some(create) if !exists(path)? => create,
+        _ => return Ok((open_existing(path)?, None)),
+    };
+    let temporary = temporary_path(path)?;
+    if exists(&temporary)? {
+        return Ok((open_existing(&temporary)?, Some(temporary)));
     }
-    match (StreamWriter::open(path), &options.create) {
-        (Ok(writer), _) => Ok(Target::Stream(writer)),
-        (Err(evstream::Error::Io { source, .. }), Some(create))
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Ok(match create {
-                Create::Stream(capacity) => Target::Stream(StreamWriter::create(path, *capacity)?),
-                Create::Log(log) => Target::Log(LogWriter::create(path, log.clone())?),
-            })
+    let writer = match create {
+        Create::Stream(capacity) => {
+            // A record beside a stream file that is gone describes nothing any more.
+            state::remove(&stream_record_path(path, &options.consumer))?;
+            Target::Stream(StreamWriter::create(&temporary, *capacity)?)
         }
-        (Err(e), _) => Err(e.into()),
+        Create::Log(log) => Target::Log(LogWriter::create(&temporary, log.clone())?),
+    };
+    Ok((writer, Some(temporary)))
+}
+
+/// A log if `path` is a directory, else a stream file.
+fn open_existing(path: &Path) -> Result<Target> {
+    if path.is_dir() {
+        Ok(Target::Log(LogWriter::open(path)?))
+    } else {
+        Ok(Target::Stream(StreamWriter::open(path)?))
     }
+}
+
+/// Whether anything (a link included) is at `path`.
+fn exists(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("stat", path, e)),
+    }
+}
+
+fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Store(evstream::Error::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `.NAME.pulling` beside `target`.
+fn temporary_path(target: &Path) -> Result<PathBuf> {
+    let Some(name) = target.file_name() else {
+        return Err(Error::BadOption(format!(
+            "target {} has no file name",
+            target.display()
+        )));
+    };
+    let mut temporary = std::ffi::OsString::from(".");
+    temporary.push(name);
+    temporary.push(".pulling");
+    Ok(target.with_file_name(temporary))
+}
+
+/// `FILE.pull.CONSUMER` beside a stream file.
+fn stream_record_path(target: &Path, consumer: &str) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".pull.{consumer}"));
+    target.with_file_name(name)
+}
+
+/// The record of `writer`, written at `writing`: inside a log (so that it moves with the
+/// log's directory), beside the target for a stream file.
+fn record_of(writer: &Target, writing: &Path, options: &PullOptions) -> PathBuf {
+    match writer {
+        Target::Log(_) => writing.join(format!("pull.{}", options.consumer)),
+        Target::Stream(_) => stream_record_path(&options.target, &options.consumer),
+    }
+}
+
+/// Gives a created target its name once it holds everything: flushes and closes it,
+/// renames it from `temporary` to the target's name (never over anything there), syncs
+/// the directory, and opens it again.
+fn finish(mut writer: Target, temporary: &Path, target: &Path) -> Result<Target> {
+    writer.flush()?;
+    drop(writer);
+    let dir = state::parent(target);
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        temporary,
+        rustix::fs::CWD,
+        target,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(|e| io_error("rename", target, e.into()))?;
+    state::sync_dir(dir).map_err(|e| io_error("fsync", dir, e))?;
+    open_existing(target)
 }
 
 /// Appends the messages of `batch` not yet applied, durably, and returns the last
@@ -484,6 +587,22 @@ mod tests {
         assert_eq!(record.applied(path, 103).unwrap(), 12); // the whole batch
         assert!(record.applied(path, 99).is_err()); // the target lost events
         assert!(record.applied(path, 104).is_err()); // more than the batch
+    }
+
+    #[test]
+    fn a_created_target_is_written_under_a_hidden_name_beside_it() {
+        assert_eq!(
+            temporary_path(Path::new("/data/copy.evs")).unwrap(),
+            Path::new("/data/.copy.evs.pulling")
+        );
+        assert_eq!(
+            temporary_path(Path::new("copy.log")).unwrap(),
+            Path::new(".copy.log.pulling")
+        );
+        assert!(matches!(
+            temporary_path(Path::new("/")),
+            Err(Error::BadOption(_))
+        ));
     }
 
     #[test]

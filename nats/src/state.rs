@@ -20,13 +20,33 @@ pub(crate) fn write_atomic(path: &Path, contents: &str) -> Result<()> {
         file.write_all(contents.as_bytes())?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-        File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+        sync_dir(parent(path))
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
         Error::state(path, e)
     })
+}
+
+/// Removes `path` durably, if it exists.
+pub(crate) fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(parent(path)).map_err(|e| Error::state(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::state(path, e)),
+    }
+}
+
+/// Syncs directory `dir`, so that the names created, renamed or removed in it last through a crash.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The directory of `path` (`.` for a bare name).
+pub(crate) fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// The contents of `path`, or `None` if it does not exist.
@@ -71,6 +91,18 @@ mod tests {
         let text = read(&path).unwrap().unwrap();
         assert_eq!(fields(&text)("next"), Some("64"));
         assert_eq!(fields(&text)("other"), None);
+    }
+
+    #[test]
+    fn remove_takes_the_file_away_and_a_missing_one_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record");
+        write_atomic(&path, "before=1\n").unwrap();
+        remove(&path).unwrap();
+        assert_eq!(read(&path).unwrap(), None);
+        remove(&path).unwrap();
+        assert_eq!(parent(Path::new("bare")), Path::new("."));
+        assert_eq!(parent(Path::new("a/b")), Path::new("a"));
     }
 
     #[test]
