@@ -349,10 +349,12 @@ async fn resume_point(
         return Ok((cursor, None, from));
     };
     let id = header(&last.headers, "Nats-Msg-Id").map(str::to_owned);
-    let ours = id
-        .as_deref()
-        .and_then(|id| id.strip_prefix(identity))
-        .is_some_and(|rest| rest.starts_with(':'));
+    let is_ours = |message: &StreamMessage| {
+        header(&message.headers, "Nats-Msg-Id")
+            .and_then(|id| id.strip_prefix(identity))
+            .is_some_and(|rest| rest.starts_with(':'))
+    };
+    let ours = is_ours(&last);
     let next = header(&last.headers, NEXT_HEADER).and_then(|n| n.parse::<u64>().ok());
     let foreign = |message: &StreamMessage| {
         Error::ForeignMessage(Box::new(ForeignMessage {
@@ -379,6 +381,14 @@ async fn resume_point(
             .get_raw_message(sequence)
             .await
             .map_err(|e| Error::jetstream(format!("message {sequence}"), e))?;
+        if is_ours(&later) {
+            // A publish of the run that just stopped, stored after the first question:
+            // ask again (ship retries JetStream errors).
+            return Err(Error::jetstream(
+                format!("last message on {}", options.subject),
+                "one of this ship's messages arrived while looking",
+            ));
+        }
         return Err(foreign(&later));
     }
     if next >= cursor {
