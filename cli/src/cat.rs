@@ -142,17 +142,17 @@ pub fn show(
         let mut visit = |event: &Event<'_>| {
             let timestamp = event.timestamp;
             if filter.until.is_some_and(|until| timestamp >= until) {
-                return Ok(Flow::Stop);
+                return Ok(Flow::Before);
             }
             if filter.since.is_some_and(|since| timestamp < since) {
-                return Ok(Flow::Continue);
+                return Ok(Flow::Skipped);
             }
             let mut printer = printer.borrow_mut();
             printer.event(event)?;
             Ok(if filter.full(printer.printed()) {
-                Flow::Stop
+                Flow::Last
             } else {
-                Flow::Continue
+                Flow::Shown
             })
         };
         source.visit(start, follow, &mut idle, &mut visit)

@@ -53,13 +53,32 @@ pub enum Start {
     Last(u64),
 }
 
-/// Whether to go on visiting events.
+/// What the visitor did with an event, and whether to go on.
+///
+/// A cursor is committed only past events the visitor printed ([`Flow::Shown`],
+/// [`Flow::Last`]): an event it stopped before is the next run's first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
-    /// Visit the next event.
-    Continue,
-    /// Stop here.
-    Stop,
+    /// The event was printed; visit the next.
+    Shown,
+    /// The event was left out by a filter; visit the next.
+    Skipped,
+    /// The event was printed and is the last one wanted: stop after it.
+    Last,
+    /// Stop before this event: it was not printed.
+    Before,
+}
+
+impl Flow {
+    /// Whether the visit ends with this event.
+    fn stops(self) -> bool {
+        matches!(self, Self::Last | Self::Before)
+    }
+
+    /// Whether the event reached the printer.
+    fn shown(self) -> bool {
+        matches!(self, Self::Shown | Self::Last)
+    }
 }
 
 /// Why a visit ended early.
@@ -189,57 +208,78 @@ fn visit_log(
         None => reader.iter(),
     }
     .map_err(|e| read(&e))?;
+    // The position past the last event printed, and how many were printed since the
+    // last commit: the cursor never moves past an event that did not reach the output.
+    let mut shown: Option<Position> = None;
     let mut uncommitted = 0u64;
-    let commit = |events: &evstream::LogIter, idle: &mut dyn FnMut() -> Result<(), Failure>| {
-        let Some(name) = cursor else {
+    let commit = |shown: Option<Position>,
+                  uncommitted: &mut u64,
+                  idle: &mut dyn FnMut() -> Result<(), Failure>| {
+        let (Some(name), Some(position)) = (cursor, shown) else {
             return Ok(());
         };
+        if *uncommitted == 0 {
+            return Ok(());
+        }
         // What was printed reaches the output before the cursor moves past it.
         idle().map_err(Stop::Visitor)?;
-        reader
-            .commit_cursor(name, events.position())
-            .map_err(|e| read(&e))
+        reader.commit_cursor(name, position).map_err(|e| read(&e))?;
+        *uncommitted = 0;
+        Ok(())
     };
-    loop {
-        let event = match events.try_next().map_err(|e| read(&e))? {
-            Some(event) => event,
-            None if !follow => break,
-            None => {
-                if uncommitted > 0 {
-                    commit(&events, idle)?;
-                    uncommitted = 0;
+    let result = loop {
+        let next = match events.try_next() {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) if !follow => break Ok(()),
+            Ok(None) => {
+                if let Err(stop) = commit(shown, &mut uncommitted, idle) {
+                    break Err(stop);
                 }
-                idle().map_err(Stop::Visitor)?;
-                match events
-                    .next_timeout(Duration::from_secs(1))
-                    .map_err(|e| read(&e))?
-                {
-                    Some(event) => event,
-                    None => continue,
+                if let Err(failure) = idle() {
+                    break Err(Stop::Visitor(failure));
+                }
+                match events.next_timeout(Duration::from_secs(1)) {
+                    Ok(Some(event)) => Ok(event),
+                    Ok(None) => continue,
+                    Err(e) => Err(e),
                 }
             }
+            Err(e) => Err(e),
         };
-        let shown = Event {
+        let event = match next {
+            Ok(event) => event,
+            Err(e) => break Err(read(&e)),
+        };
+        let item = Event {
             offset: event.position().offset(),
             position: Some(event.position()),
             timestamp: event.timestamp(),
             checksum: event.checksum(),
             payload: event.payload(),
         };
-        let flow = visit(&shown).map_err(Stop::Visitor)?;
-        uncommitted += 1;
-        if flow == Flow::Stop {
-            break;
+        let flow = visit(&item).map_err(Stop::Visitor)?;
+        if flow.shown() {
+            shown = Some(event.next_position());
+            uncommitted += 1;
         }
-        if uncommitted >= COMMIT_EVERY {
-            commit(&events, idle)?;
-            uncommitted = 0;
+        if flow.stops() {
+            break Ok(());
         }
+        if uncommitted >= COMMIT_EVERY
+            && let Err(stop) = commit(shown, &mut uncommitted, idle)
+        {
+            break Err(stop);
+        }
+    };
+    match result {
+        // Damage met on the way: what was printed before it stays consumed.
+        Ok(()) | Err(Stop::Read(_)) => {
+            let committed = commit(shown, &mut uncommitted, idle);
+            result.and(committed)
+        }
+        // The output failed (a closed pipe): what reached it is unknown.
+        Err(stop @ Stop::Visitor(_)) => Err(stop),
     }
-    if uncommitted > 0 {
-        commit(&events, idle)?;
-    }
-    Ok(())
 }
 
 fn visit_stream(
@@ -279,7 +319,7 @@ fn visit_stream(
     for item in reader.iter_from(offset).map_err(|e| read(&e))? {
         let event = item.map_err(|e| read_at(&e))?;
         next = event.next_offset();
-        if visit(&event.into()).map_err(Stop::Visitor)? == Flow::Stop {
+        if visit(&event.into()).map_err(Stop::Visitor)?.stops() {
             return Ok(());
         }
     }
@@ -303,7 +343,7 @@ fn visit_stream(
                 }
             }
         };
-        if visit(&event.into()).map_err(Stop::Visitor)? == Flow::Stop {
+        if visit(&event.into()).map_err(Stop::Visitor)?.stops() {
             return Ok(());
         }
     }

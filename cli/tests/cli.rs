@@ -1241,3 +1241,94 @@ fn tail_follow_on_a_log_sleeps_until_an_event() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+// ---------------------------------------------------------------------------- cursors
+
+const NAMES: [&str; 5] = ["alpha", "bravo", "charlie", "delta", "echo"];
+
+/// A log at `dir/name` of 4 KiB segments holding `count` events, ten seconds apart from
+/// NOON, the first five named by [`NAMES`] and the rest `event N`; all flushed.
+fn log_of(dir: &Path, name: &str, count: usize) -> PathBuf {
+    let path = dir.join(name);
+    let options = evstream::LogOptions::default().segment_size(4096);
+    let mut log = evstream::LogWriter::create(&path, options).unwrap();
+    for i in 0..count {
+        let payload = NAMES
+            .get(i)
+            .map_or_else(|| format!("event {i}"), |n| (*n).to_owned());
+        log.append(NOON + i as i64 * 10 * SEC, payload.as_bytes())
+            .unwrap();
+    }
+    log.flush().unwrap();
+    let _turn = forking();
+    drop(log);
+    path
+}
+
+/// The payloads `cat --format raw ARGS` prints, one a line.
+fn payloads(run: &Run) -> Vec<String> {
+    run.lines()
+}
+
+/// `cat --cursor` with --until, -n, damage and a closed pipe: the cursor moves only past
+/// events that were printed, so the next run starts with the first one not printed.
+#[test]
+fn cat_with_a_cursor_resumes_at_the_first_event_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of(dir.path(), "app", 5);
+    let cat = |extra: &[&str]| {
+        let mut args = vec!["cat", s(&log), "--format", "raw", "--cursor", "c"];
+        args.extend_from_slice(extra);
+        payloads(&run(&args).ok())
+    };
+    // --until stops before the first event at or after it, which is not printed.
+    assert_eq!(
+        cat(&["--until", "2024-05-01T12:00:20Z"]),
+        ["alpha", "bravo"]
+    );
+    assert_eq!(cat(&["-n", "1"]), ["charlie"]);
+    assert_eq!(
+        cat(&["--until", "2024-05-01T12:00:30Z"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(cat(&[]), ["delta", "echo"]);
+    assert_eq!(cat(&[]), Vec::<String>::new());
+
+    // Damage mid-way: what was printed before it is consumed, the damaged event is not.
+    let damaged = log_of(dir.path(), "damaged", 5);
+    let segment = damaged.join(
+        std::fs::read_dir(&damaged)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.ends_with(".evs"))
+            .unwrap(),
+    );
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"delta").unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+    let args = ["cat", s(&damaged), "--format", "raw", "--cursor", "d"];
+    let first = run(&args).fails(1, &["corrupt", "3 events were printed before it"]);
+    assert_eq!(payloads(&first), ["alpha", "bravo", "charlie"]);
+    let again = run(&args).fails(1, &["corrupt", "0 events were printed before it"]);
+    assert_eq!(payloads(&again), Vec::<String>::new());
+
+    // A reader that closes the pipe after one line: the events never written to the
+    // pipe are not consumed (those in the pipe when it closed count as printed: a pipe
+    // does not say what its reader read).
+    let big = log_of(dir.path(), "big", 50_000);
+    let mut child = spawn(
+        evstream()
+            .args(["cat", "--format", "raw", "--cursor", "p"])
+            .arg(&big)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "alpha");
+    drop(lines);
+    assert!(child.wait().unwrap().success());
+    let rest = payloads(&run(&["cat", s(&big), "--format", "raw", "--cursor", "p"]).ok());
+    assert!(rest.len() > 30_000, "{} events left", rest.len());
+    assert_eq!(rest.last().unwrap(), "event 49999");
+}
