@@ -249,6 +249,19 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The directory's `LOG` settings file names a log version this build does not read,
+    /// such as one a newer evstream wrote. Nothing in the directory was changed; read it
+    /// with an evstream that reads that version.
+    #[error("{} is a log of version {version}; this build reads log version {supported}", path.display())]
+    UnsupportedLogVersion {
+        /// The directory.
+        path: PathBuf,
+        /// The version its `LOG` file names.
+        version: u64,
+        /// The version this build reads and writes.
+        supported: u64,
+    },
+
     /// An event can never fit in a segment of this log, however empty; nothing was
     /// written. Create the log with larger segments
     /// ([`LogOptions::segment_size`](crate::LogOptions::segment_size)).
@@ -479,5 +492,85 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{LogOptions, LogReader, LogWriter};
+
+    /// Opening a log in a directory that does not exist is [`Error::NotALog`], as the
+    /// docs of both opens promise, for the reader and the writer alike; nothing is made.
+    #[test]
+    fn a_missing_directory_is_not_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        for error in [
+            LogReader::open(&missing).unwrap_err(),
+            LogWriter::open(&missing).err().unwrap(),
+        ] {
+            match &error {
+                Error::NotALog { path, reason } => {
+                    assert_eq!(path, &missing);
+                    assert!(reason.contains("does not exist"), "{error}");
+                }
+                other => panic!("expected NotALog, got {other:?}"),
+            }
+        }
+        assert!(!missing.exists());
+    }
+
+    /// A `LOG` file of another version names both versions, and the directory is left
+    /// as it was.
+    #[test]
+    fn a_log_of_a_newer_version_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        drop(LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap());
+        let settings = path.join("LOG");
+        let text = std::fs::read_to_string(&settings).unwrap().replacen(
+            "evstream-log 1",
+            "evstream-log 7",
+            1,
+        );
+        std::fs::write(&settings, &text).unwrap();
+        for error in [
+            LogReader::open(&path).unwrap_err(),
+            LogWriter::open(&path).err().unwrap(),
+        ] {
+            assert!(
+                matches!(
+                    error,
+                    Error::UnsupportedLogVersion {
+                        version: 7,
+                        supported: 1,
+                        ..
+                    }
+                ),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains("version 7") && message.contains("reads log version 1"),
+                "{message}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&settings).unwrap(), text);
+    }
+
+    /// The message of an I/O failure names the operation and the path; the reason is the
+    /// source, not repeated in the message.
+    #[test]
+    fn an_io_error_keeps_its_cause_in_the_source() {
+        let cause = io::Error::from(io::ErrorKind::PermissionDenied);
+        let error = Error::io("read cursor", "app/cursors/billing", cause);
+        assert_eq!(error.to_string(), "read cursor app/cursors/billing");
+        let source = std::error::Error::source(&error).unwrap();
+        assert_eq!(
+            source.downcast_ref::<io::Error>().unwrap().kind(),
+            io::ErrorKind::PermissionDenied
+        );
     }
 }

@@ -149,6 +149,24 @@ pub fn os_reason(error: &io::Error) -> String {
     }
 }
 
+/// An error and every cause behind it, `: `-separated, the operating system's reasons in
+/// words (`read cursor app/cursors/billing: permission denied`): the library's messages
+/// leave the cause to [`source`](std::error::Error::source), and a line without it would
+/// not say why.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        match cause.downcast_ref::<io::Error>() {
+            Some(io) => message.push_str(&os_reason(io)),
+            None => message.push_str(&cause.to_string()),
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// A library error as a sentence that names the file and the reason.
 pub fn describe(path: &Path, error: &Error) -> String {
     let file = path.display();
@@ -175,10 +193,13 @@ pub fn describe(path: &Path, error: &Error) -> String {
         Error::NotAFile { path, kind } => {
             format!("{} is a {kind}, not a stream file", path.display())
         }
-        Error::Locked { path } => format!(
-            "{} is locked by another writer (only one process may append to a stream at a time)",
-            path.display()
-        ),
+        Error::Locked { path } => {
+            let what = if path.is_dir() { "log" } else { "stream" };
+            format!(
+                "{} is locked by another writer (only one process may append to a {what} at a time)",
+                path.display()
+            )
+        }
         Error::BadHeader {
             path,
             reason: reason @ HeaderProblem::CountMismatch { .. },
@@ -240,13 +261,7 @@ pub fn describe(path: &Path, error: &Error) -> String {
         ),
         // Poisoned and Regressed name the file and say what to do; future variants too.
         other => {
-            let mut message = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
+            let message = chain(other);
             let name = file.to_string();
             if message.contains(&name) {
                 message

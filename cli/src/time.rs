@@ -199,8 +199,9 @@ pub enum TimeSpec {
         /// Nanoseconds since midnight.
         nanos_of_day: i64,
     },
-    /// Now plus this many nanoseconds (`now`, `-1h`, `+2d`).
-    FromNow(i64),
+    /// Now plus this many nanoseconds (`now`, `-1h`, `+2d`); wider than a timestamp, since
+    /// a span longer than 2^63 ns (292 years) back from now still lands in the range.
+    FromNow(i128),
     /// Midnight of today plus this many days (`today`, `yesterday`, `tomorrow`).
     Day(i64),
 }
@@ -214,7 +215,20 @@ impl TimeSpec {
         match *self {
             Self::Instant(ns) => Ok(ns),
             Self::Civil { days, nanos_of_day } => zone.civil(days, nanos_of_day),
-            Self::FromNow(delta) => now.checked_add(delta).ok_or_else(out_of_range),
+            Self::FromNow(delta) => i128::from(now)
+                .checked_add(delta)
+                .and_then(|t| i64::try_from(t).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{} from now, it is {}",
+                        if delta < 0 {
+                            "counted back"
+                        } else {
+                            "counted on"
+                        },
+                        out_of_range()
+                    )
+                }),
             Self::Day(delta) => {
                 let today = zone.day_of(now);
                 zone.civil(today.saturating_add(delta), 0)
@@ -265,13 +279,13 @@ fn parse_spec(text: &str) -> Result<TimeSpec, String> {
         return unix(seconds, NANOS_PER_SEC).map(TimeSpec::Instant);
     }
     if let Some(ago) = text.strip_suffix("ago").map(str::trim_end) {
-        return Ok(TimeSpec::FromNow(-duration(ago)?));
+        return Ok(TimeSpec::FromNow(-wide_duration(ago)?));
     }
     if let Some(rest) = text.strip_prefix('-') {
-        return Ok(TimeSpec::FromNow(-duration(rest)?));
+        return Ok(TimeSpec::FromNow(-wide_duration(rest)?));
     }
     if let Some(rest) = text.strip_prefix('+') {
-        return Ok(TimeSpec::FromNow(duration(rest)?));
+        return Ok(TimeSpec::FromNow(wide_duration(rest)?));
     }
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     if digits == text.len() {
@@ -356,6 +370,11 @@ fn scaled(number: &str, scale: i64) -> Result<i128, String> {
 /// # Errors
 /// A message naming what is wrong.
 pub fn duration(text: &str) -> Result<i64, String> {
+    i64::try_from(wide_duration(text)?).map_err(|_| out_of_range())
+}
+
+/// [`duration`] in `i128`, for relative times: at most 2^64 ns, however written.
+fn wide_duration(text: &str) -> Result<i128, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("expected a duration such as 15m, 1h30m or 2d".into());
@@ -396,10 +415,11 @@ pub fn duration(text: &str) -> Result<i64, String> {
         }
         total = total
             .checked_add(scaled(number, scale)?)
+            .filter(|t| *t <= i128::from(u64::MAX))
             .ok_or_else(out_of_range)?;
         rest = after.trim_start();
     }
-    i64::try_from(total).map_err(|_| out_of_range())
+    Ok(total)
 }
 
 /// A cursor over the bytes of a timestamp being parsed.
@@ -443,8 +463,8 @@ impl Cursor<'_> {
     }
 }
 
-/// Parses `YYYY-MM-DD`, optionally followed by `THH:MM[:SS[.fraction]]` and a zone (`Z` or
-/// `±HH:MM`). Without a zone the result is civil (read in the output zone). `t`, `z` and a
+/// Parses `YYYY-MM-DD`, optionally followed by `THH:MM[:SS[.fraction]]` and a zone (`Z`,
+/// `±HH:MM`, `±HHMM` or `±HH`, a space allowed before the sign). Without a zone the result is civil (read in the output zone). `t`, `z` and a
 /// space in place of `T` are accepted, as RFC 3339 allows. A leap second (`:60`) is read as
 /// the first second of the next minute.
 fn parse_rfc3339(text: &str) -> Result<TimeSpec, String> {
@@ -504,6 +524,10 @@ fn parse_rfc3339(text: &str) -> Result<TimeSpec, String> {
         }
         nanos *= 10i64.pow(9u32.saturating_sub(digits));
     }
+    // `2024-05-01 14:00:00 +0200`, as `date '+%F %T %z'` and Git print it.
+    if c.peek() == Some(b' ') && matches!(c.bytes.get(c.at + 1), Some(b'+' | b'-')) {
+        c.at += 1;
+    }
     let offset = match c.peek() {
         None => None,
         Some(b'Z' | b'z') => {
@@ -512,9 +536,16 @@ fn parse_rfc3339(text: &str) -> Result<TimeSpec, String> {
         }
         Some(sign @ (b'+' | b'-')) => {
             c.at += 1;
+            // `+02:00` (RFC 3339), and `+0200` and `+02` as `date +%z` and ISO 8601 write them.
             let hours = c.number(2, "zone offset's hours")?;
-            c.expect(b':', "zone offset's hours")?;
-            let minutes = c.number(2, "zone offset's minutes")?;
+            let minutes = match c.peek() {
+                Some(b':') => {
+                    c.at += 1;
+                    c.number(2, "zone offset's minutes")?
+                }
+                Some(b) if b.is_ascii_digit() => c.number(2, "zone offset's minutes")?,
+                _ => 0,
+            };
             if hours > 23 || minutes > 59 {
                 return Err(format!("{hours:02}:{minutes:02} is not a zone offset"));
             }
@@ -654,6 +685,29 @@ mod tests {
         assert_eq!(at("yesterday"), Ok(NOON - 36 * 3600 * NANOS_PER_SEC));
         assert_eq!(at("tomorrow"), Ok(NOON + 12 * 3600 * NANOS_PER_SEC));
         assert_eq!(at(" 42ns "), Ok(42));
+        // Offsets as `date +%z` prints them, and ISO 8601's hours alone.
+        assert_eq!(at("2024-05-01T14:00:00+0200"), Ok(NOON));
+        assert_eq!(at("2024-05-01T07:00:00-0500"), Ok(NOON));
+        assert_eq!(at("2024-05-01 14:00:00 +0200"), Ok(NOON));
+        assert_eq!(at("2024-05-01T14:00+02"), Ok(NOON));
+        assert_eq!(at("2024-05-01T14:30:00.5+0230"), Ok(NOON + 500_000_000));
+    }
+
+    /// A relative time is read in `i128`: a span of 2^63 ns back from now lands in 1732,
+    /// inside the range, and one that lands outside it says that it counted from now.
+    #[test]
+    fn relative_times_reach_the_whole_range() {
+        let back = i128::from(NOW) - (1i128 << 63);
+        assert_eq!(at("-9223372036854775808ns").map(i128::from), Ok(back));
+        assert_eq!(at("9223372036854775808ns ago").map(i128::from), Ok(back));
+        let msg = at("-18446744073709551615ns").unwrap_err();
+        assert!(msg.contains("counted back from now"), "{msg}");
+        assert!(at("-18446744073709551616ns").is_err());
+        assert!(
+            at("+9223372036854775807ns")
+                .unwrap_err()
+                .contains("counted on")
+        );
     }
 
     #[test]
@@ -720,6 +774,11 @@ mod tests {
             "2024-05-01T12Z",
             "2024-05-01T12:00:00.Z",
             "2024-05-01T12:00:00+2:00",
+            "2024-05-01T12:00:00+020",
+            "2024-05-01T12:00:00+02:0",
+            "2024-05-01T12:00:00 Z",
+            "2024-05-01T12:00:00  +02:00",
+            "2024-05-01T12:00:00+2400",
             "2024-05-01T12:00:00Zjunk",
             "2024-5-1",
             "9999-01-01",

@@ -1332,3 +1332,58 @@ fn cat_with_a_cursor_resumes_at_the_first_event_not_printed() {
     assert!(rest.len() > 30_000, "{} events left", rest.len());
     assert_eq!(rest.last().unwrap(), "event 49999");
 }
+
+// ---------------------------------------------------------------------------- errors
+
+/// Error lines say why: a log of a newer version names both versions, a locked log is
+/// called a log, and the times people paste from `date +%z` or write relative to now
+/// over the whole range are read.
+#[test]
+fn errors_say_why_and_times_people_write_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of(dir.path(), "app", 5);
+
+    // Held by a writer: the message speaks of a log.
+    let writer = evstream::LogWriter::open(&log).unwrap();
+    run(&["append", s(&log), "x"]).fails(
+        1,
+        &["is locked by another writer", "append to a log at a time"],
+    );
+    {
+        let _turn = forking();
+        drop(writer);
+    }
+
+    // Times: `+0200` offsets, and 2^63 ns back from now (which lands in the 1730s).
+    let raw = |args: &[&str]| {
+        let mut all = vec!["cat", s(&log), "--format", "raw"];
+        all.extend_from_slice(args);
+        payloads(&run(&all).ok())
+    };
+    assert_eq!(
+        raw(&["--since", "2024-05-01T14:00:30+0200"]),
+        ["delta", "echo"]
+    );
+    assert_eq!(raw(&["--until", "2024-05-01 14:00:10 +0200"]), ["alpha"]);
+    assert_eq!(raw(&["--since=-9223372036854775808ns"]).len(), 5);
+
+    // A log written by a newer evstream: both versions named, nothing changed.
+    let settings = log.join("LOG");
+    let text =
+        std::fs::read_to_string(&settings)
+            .unwrap()
+            .replacen("evstream-log 1", "evstream-log 2", 1);
+    std::fs::write(&settings, &text).unwrap();
+    for command in ["cat", "stat", "verify", "tail"] {
+        run(&[command, s(&log)]).fails(
+            1,
+            &[
+                s(&log),
+                "is a log of version 2",
+                "this build reads log version 1",
+            ],
+        );
+    }
+    run(&["append", s(&log), "x"]).fails(1, &["is a log of version 2"]);
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), text);
+}

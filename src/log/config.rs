@@ -11,8 +11,12 @@ use crate::log::position::MAX_SEGMENT_LEN;
 
 /// Name of the file that marks a directory as a log and holds its settings.
 pub(crate) const CONFIG_FILE: &str = "LOG";
-/// First line of the settings file.
+/// The version of the settings file (and of the log's layout) this build reads and writes.
+const LOG_VERSION: u64 = 1;
+/// First line of the settings file: `evstream-log VERSION`.
 const MAGIC_LINE: &str = "evstream-log 1";
+/// What the first line starts with, whatever the version.
+const MAGIC_PREFIX: &str = "evstream-log ";
 /// The longest settings file accepted (it is a few short lines).
 const MAX_CONFIG_LEN: u64 = 4096;
 /// The smallest segment: room for the stream header and a few small events.
@@ -260,11 +264,25 @@ impl LogOptions {
             }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
+        if let Some(version) = other_version(&text) {
+            return Err(Error::UnsupportedLogVersion {
+                path: dir.to_owned(),
+                version,
+                supported: LOG_VERSION,
+            });
+        }
         let options = Self::from_text(&text)
             .ok_or_else(|| not_a_log("its LOG settings file is not valid"))?;
         options.check(dir)?;
         Ok(options)
     }
+}
+
+/// The version a settings file names on its first line, when it is not [`LOG_VERSION`].
+fn other_version(text: &str) -> Option<u64> {
+    let version = text.lines().next()?.strip_prefix(MAGIC_PREFIX)?;
+    let version: u64 = version.parse().ok()?;
+    (version != LOG_VERSION).then_some(version)
 }
 
 /// Creates the temporary file `path`, to be written, synced and renamed into place.
@@ -309,6 +327,13 @@ mod tests {
             None
         );
         assert_eq!(LogOptions::from_text("something else\n"), None);
+        assert_eq!(MAGIC_LINE, format!("{MAGIC_PREFIX}{LOG_VERSION}"));
+        assert_eq!(other_version(&LogOptions::default().to_text()), None);
+        assert_eq!(
+            other_version("evstream-log 2\nsegment-size 4096\n"),
+            Some(2)
+        );
+        assert_eq!(other_version("evstream-log two\n"), None);
     }
 
     /// The temporary files of settings, cursors and indexes: a leftover regular file is

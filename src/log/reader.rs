@@ -182,14 +182,32 @@ pub struct LogReader {
     options: LogOptions,
 }
 
+/// The settings of the log in `dir`; a directory that does not exist holds no log
+/// ([`Error::NotALog`]), as one without a `LOG` file.
+pub(crate) fn read_options(dir: &Path) -> Result<LogOptions> {
+    LogOptions::read(dir).map_err(|e| match e {
+        Error::Io { path, source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound && path == dir =>
+        {
+            Error::NotALog {
+                path,
+                reason: "it does not exist",
+            }
+        }
+        other => other,
+    })
+}
+
 impl LogReader {
     /// Opens the log in `dir` for reading.
     ///
     /// # Errors
-    /// [`Error::NotALog`] if `dir` holds no log; [`Error::Io`] if it cannot be read.
+    /// [`Error::NotALog`] if `dir` holds no log or does not exist;
+    /// [`Error::UnsupportedLogVersion`] for a log this build does not read; [`Error::Io`]
+    /// if it cannot be read.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let options = LogOptions::read(dir)?;
+        let options = read_options(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             options,

@@ -158,7 +158,9 @@ impl LogWriter {
     /// its index written. Costs the same whatever the number of segments.
     ///
     /// # Errors
-    /// - [`Error::NotALog`] if `dir` holds no log; nothing is changed.
+    /// - [`Error::NotALog`] if `dir` holds no log or does not exist; nothing is changed.
+    /// - [`Error::UnsupportedLogVersion`] for a log this build does not read; nothing is
+    ///   changed.
     /// - [`Error::Locked`] if another writer has the log open.
     /// - As [`StreamWriter::open`] for a damaged segment, which is left unchanged.
     ///
@@ -178,7 +180,7 @@ impl LogWriter {
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let options = LogOptions::read(dir)?;
+        let options = crate::log::reader::read_options(dir)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .read(true)
