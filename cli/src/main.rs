@@ -14,6 +14,7 @@ mod append;
 mod bench;
 mod cat;
 mod create;
+mod cursor;
 mod encode;
 mod failure;
 mod generate;
@@ -86,6 +87,9 @@ enum Command {
     /// Copy every readable event of a damaged stream to a new one, reporting what was skipped
     #[command(after_help = salvage::EXAMPLES)]
     Salvage(salvage::Args),
+    /// List, show, move or delete a log's named cursors (where consumers resume)
+    #[command(after_help = cursor::EXAMPLES)]
+    Cursor(cursor::Args),
     /// Convert a version 1 stream to format version 2, after checking every event
     #[command(after_help = upgrade::EXAMPLES)]
     Upgrade(upgrade::Args),
@@ -148,6 +152,7 @@ fn main() -> ExitCode {
         Command::Stat(args) => stat::run(args, &zone),
         Command::Verify(args) => verify::run(args),
         Command::Salvage(args) => salvage::run(args, &zone),
+        Command::Cursor(args) => cursor::run(args, &zone),
         Command::Upgrade(args) => upgrade::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Ship(args) => ship::run(args),

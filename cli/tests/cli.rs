@@ -1387,3 +1387,102 @@ fn errors_say_why_and_times_people_write_are_read() {
     run(&["append", s(&log), "x"]).fails(1, &["is a log of version 2"]);
     assert_eq!(std::fs::read_to_string(&settings).unwrap(), text);
 }
+
+/// `cursor list|show|set|delete`: positions, lag in events, bytes and time, a damaged
+/// cursor flagged in place, `set` refusing what is not an event's start, and the cursor
+/// `cat --cursor` resumes from.
+#[test]
+fn cursors_are_listed_shown_set_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of(dir.path(), "app", 5);
+    let l = s(&log);
+    assert_eq!(
+        run(&["cursor", "list", l]).ok().out().trim(),
+        format!("{l}: no cursors")
+    );
+    run(&["cursor", "list", "--json", l]).ok();
+    // --at a time: the first event at or after it.
+    let set = run(&[
+        "cursor",
+        "set",
+        l,
+        "billing",
+        "--at",
+        "2024-05-01T12:00:15Z",
+    ])
+    .ok();
+    assert!(
+        set.out().contains("at 0:66, 3 events") && set.out().contains("20 s behind the newest"),
+        "{set:?}"
+    );
+    let cat = |name: &str| {
+        payloads(&run(&["cat", l, "--format", "raw", "--cursor", name, "-n", "1"]).ok())
+    };
+    assert_eq!(cat("billing"), ["charlie"]);
+    // A position printed by `cat --format jsonl`, start and end.
+    let json = run(&["cat", l, "--format", "jsonl"]).ok().lines();
+    let second = json[1].split('"').nth(3).unwrap().to_owned();
+    run(&["cursor", "set", l, "audit", &second]).ok();
+    assert_eq!(cat("audit"), ["bravo"]);
+    run(&["cursor", "set", l, "first", "start"]).ok();
+    assert_eq!(cat("first"), ["alpha"]);
+    run(&["cursor", "set", l, "last", "end"]).ok();
+    assert_eq!(cat("last"), Vec::<String>::new());
+    let show = run(&["cursor", "show", l, "last"]).ok().out();
+    assert!(show.contains("caught up"), "{show}");
+    let show = run(&["cursor", "show", l, "first", "--json"]).ok().out();
+    assert!(
+        show.contains("\"position\":\"0:45\"")
+            && show.contains("\"lag_events\":4")
+            && show.contains("\"lag_ns\":\"30000000000\"")
+            && show.contains("\"damaged\":false"),
+        "{show}"
+    );
+
+    // `set` checks the position before it commits, and changes nothing when it refuses.
+    let before = run(&["cursor", "show", l, "audit"]).ok().out();
+    let inside = format!(
+        "0:{}",
+        second.split(':').nth(1).unwrap().parse::<u64>().unwrap() + 1
+    );
+    run(&["cursor", "set", l, "audit", &inside]).fails(2, &["no event starts at position"]);
+    run(&["cursor", "set", l, "audit", "0:4000"]).fails(1, &["not in the log"]);
+    run(&["cursor", "set", l, "audit", "7:24"]).fails(1, &["not in the log"]);
+    run(&["cursor", "set", l, "audit", "banana"]).fails(2, &["is not a position"]);
+    run(&["cursor", "set", l, "audit"]).fails(2, &["POSITION"]);
+    run(&["cursor", "set", l, "bad/name", "start"]).fails(1, &["a name is 1 to 64"]);
+    assert_eq!(run(&["cursor", "show", l, "audit"]).ok().out(), before);
+
+    // A damaged cursor file is flagged in the list, which still shows the others.
+    std::fs::write(log.join("cursors").join("broken"), b"not a cursor").unwrap();
+    let list = run(&["cursor", "list", l]).ok().lines();
+    assert_eq!(list.len(), 5, "{list:?}");
+    let broken = list.iter().find(|line| line.starts_with("broken")).unwrap();
+    assert!(
+        broken.contains("DAMAGED") && broken.contains("damaged"),
+        "{broken}"
+    );
+    assert!(
+        list.iter()
+            .any(|line| line.starts_with("billing ") && line.contains("at 0:"))
+    );
+    let json = run(&["cursor", "list", l, "--json"]).ok().out();
+    assert!(
+        json.contains("\"name\":\"broken\",\"damaged\":true"),
+        "{json}"
+    );
+    run(&["cursor", "show", l, "broken"]).fails(1, &["broken", "damaged"]);
+    // ... and `set` replaces it.
+    run(&["cursor", "set", l, "broken", "start"]).ok();
+
+    // delete, then it is gone.
+    run(&["cursor", "delete", l, "audit"]).ok();
+    run(&["cursor", "delete", l, "audit"]).fails(1, &["has no cursor \"audit\""]);
+    run(&["cursor", "show", l, "audit"]).fails(1, &["has no cursor"]);
+
+    // Not a log.
+    let missing = dir.path().join("missing");
+    run(&["cursor", "list", s(&missing)]).fails(1, &["is not a log: it does not exist"]);
+    let stream = stream(dir.path(), "one.evs", 4096, &[(NOON, b"x")]);
+    run(&["cursor", "list", s(&stream)]).fails(1, &["is not a log"]);
+}

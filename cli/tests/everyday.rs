@@ -876,7 +876,14 @@ fn append_create_makes_a_missing_stream() {
 fn completions_and_man_pages_come_from_the_same_definitions() {
     for shell in ["bash", "zsh", "fish"] {
         let out = run(&["completions", shell]).ok().out();
-        for word in ["evstream", "salvage", "--since", "--template", "jsonl"] {
+        for word in [
+            "evstream",
+            "salvage",
+            "--since",
+            "--template",
+            "jsonl",
+            "cursor",
+        ] {
             assert!(out.contains(word), "{shell}: {word} missing");
         }
     }
@@ -903,6 +910,7 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
         "evstream-cat.1",
         "evstream-salvage.1",
         "evstream-append.1",
+        "evstream-cursor.1",
     ] {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
         assert!(text.contains(".TH"), "{page}");

@@ -204,6 +204,8 @@ const COMMANDS: &[&[&str]] = &[
     &["append", "--format", "jsonl", "--wait=10ms", "F"],
     &["append", "--format", "binary", "F"],
     &["salvage", "F", "D"],
+    &["cursor", "list", "F"],
+    &["cursor", "set", "F", "c", "start"],
 ];
 
 /// Where `salvage` writes (`D` in a command): a fresh path, removed after the run.
@@ -497,5 +499,47 @@ fn usage_errors_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
         assert!(!Path::new(&f).exists(), "{args:?} created the file");
+    }
+}
+
+/// An operating-system failure is reported with its reason: a cursor file the user may
+/// not read shows `permission denied`, not just the operation and the path.
+#[test]
+fn an_unreadable_cursor_says_why() {
+    let prefix = match unprivileged() {
+        Ok(p) => p,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("app");
+    let mut writer =
+        evstream::LogWriter::create(&log, evstream::LogOptions::default().segment_size(4096))
+            .unwrap();
+    writer.append(1_000, b"one").unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+    let reader = evstream::LogReader::open(&log).unwrap();
+    reader
+        .commit_cursor("billing", reader.start().unwrap())
+        .unwrap();
+    let cursor = log.join("cursors").join("billing");
+    std::fs::set_permissions(&cursor, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let log = log.to_str().unwrap().to_owned();
+    for command in [&["stat", &log][..], &["cursor", "list", &log]] {
+        let args: Vec<String> = command.iter().map(|a| (*a).to_owned()).collect();
+        let out = run(&prefix, &args, b"", Duration::from_secs(10)).unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("billing") && text.contains("permission denied"),
+            "{command:?}: {text}"
+        );
     }
 }
