@@ -15,6 +15,7 @@ use crate::create;
 use crate::failure::{self, Failure};
 use crate::import::{Fields, InputFormat, Reader, TimeUnit};
 use crate::progress;
+use crate::staged::Staged;
 use crate::time::{self, TimeSpec, Zone};
 use crate::units;
 
@@ -40,7 +41,12 @@ names it and says how many were appended).
 
 Times in records (jsonl `timestamp`/`time`, --time-field values) are used as they are and
 must not decrease; --timestamp is for events without a time of their own, which otherwise
-get the wall clock (never earlier than the last event's).";
+get the wall clock (never earlier than the last event's).
+
+With --create, a stream that does not exist yet and is fed from standard input is built
+under a temporary name beside FILE (.FILE.PID.partial) and renamed to FILE, flushed, only
+when all of the input was appended; a failure or Ctrl-C leaves no FILE. For a live feed
+that readers should see as it grows, create the stream first and append without --create.";
 
 /// Arguments of `evstream append`.
 #[derive(Debug, clap::Args)]
@@ -79,7 +85,9 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true,
           default_missing_value = "forever", value_parser = parse_wait)]
     wait: Option<Wait>,
-    /// Create the stream if it does not exist (of --capacity)
+    /// Create the stream if it does not exist (of --capacity). Fed from standard input, it
+    /// is built under a temporary name and appears, flushed, only once all of the input
+    /// was appended: an interrupted copy never passes for a whole one
     #[arg(long)]
     create: bool,
     /// Capacity of a stream made by --create
@@ -152,7 +160,8 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
         .prefault(prefault)
         .check_durable(true);
     let create = args.create.then_some(args.capacity);
-    let mut writer = open_writer(path, options, args.wait, create)?;
+    // A stream made from standard input appears only once all of it was appended.
+    let (mut writer, staged) = open_writer(path, options, args.wait, create, from_stdin)?;
     match &writer {
         Target::Stream(stream) => report_recovery(path, stream.recovery()),
         Target::Log(log) => report_log_recovery(path, log.recovery()),
@@ -170,7 +179,12 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     };
     let appended = appender.appended;
     let result = result.map_err(|failure| {
-        if appended > 0 {
+        if staged.is_some() {
+            failure.with_context(&format!(
+                " ({} was not created; run again with all of the input)",
+                path.display()
+            ))
+        } else if appended > 0 {
             let events = if appended == 1 {
                 "event was"
             } else {
@@ -181,14 +195,20 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
             failure.with_context(" (nothing was appended)")
         }
     });
-    // What was appended is flushed even when a later event failed.
-    if args.sync {
+    // What was appended is flushed even when a later event failed; a new stream is
+    // flushed before it appears under its name.
+    if args.sync || (staged.is_some() && result.is_ok()) {
         writer.flush().map_err(|e| Failure::stream(path, &e))?;
     }
     if let Target::Log(log) = &mut writer {
         report_retired(path, &log.take_retired());
     }
-    result
+    drop(writer);
+    match staged {
+        Some(staged) if result.is_ok() => staged.commit(),
+        // A failure drops the temporary stream.
+        _ => result,
+    }
 }
 
 /// Where `append` writes: a stream file or a log.
@@ -274,13 +294,15 @@ fn report_retired(path: &Path, retired: &[Retired]) {
 }
 
 /// Opens the stream for appending: waits for the writer lock if asked, creates the stream
-/// if it is missing and `create` gives a capacity.
+/// if it is missing and `create` gives a capacity; with `stage`, under a temporary name,
+/// to be renamed into place when every event was appended.
 fn open_writer(
     path: &Path,
     options: WriterOptions,
     wait: Option<Wait>,
     create: Option<u64>,
-) -> Result<Target, Failure> {
+    stage: bool,
+) -> Result<(Target, Option<Staged>), Failure> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     let mut raced = false;
@@ -291,11 +313,11 @@ fn open_writer(
             StreamWriter::open_with(path, options.clone()).map(|w| Target::Stream(Box::new(w)))
         };
         let error = match opened {
-            Ok(writer) => return Ok(writer),
+            Ok(writer) => return Ok((writer, None)),
             Err(evstream::Error::Io { source, .. })
                 if source.kind() == io::ErrorKind::NotFound && create.is_some() =>
             {
-                if raced {
+                if raced || (stage && path.symlink_metadata().is_ok()) {
                     // Created by another process yet still not there to open: a dangling
                     // symbolic link, which create (rightly) does not replace.
                     return Err(Failure::data(format!(
@@ -305,8 +327,14 @@ fn open_writer(
                     )));
                 }
                 let capacity = create.unwrap_or(evstream::format::MIN_CAPACITY);
+                if stage {
+                    let staged = Staged::new(path)?;
+                    let writer = StreamWriter::create_with(staged.temp(), capacity, options)
+                        .map_err(|e| Failure::stream(path, &e))?;
+                    return Ok((Target::Stream(Box::new(writer)), Some(staged)));
+                }
                 match StreamWriter::create_with(path, capacity, options.clone()) {
-                    Ok(writer) => return Ok(Target::Stream(Box::new(writer))),
+                    Ok(writer) => return Ok((Target::Stream(Box::new(writer)), None)),
                     // Another process created it first: open that one.
                     Err(evstream::Error::AlreadyExists { .. }) => {
                         raced = true;

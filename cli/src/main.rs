@@ -27,6 +27,7 @@ mod pull;
 mod salvage;
 mod ship;
 mod source;
+mod staged;
 mod stat;
 mod tail;
 mod time;

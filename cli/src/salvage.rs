@@ -10,6 +10,7 @@ use crate::create;
 use crate::failure::{self, Failure};
 use crate::output;
 use crate::progress;
+use crate::staged::Staged;
 use crate::time::Zone;
 use crate::units;
 
@@ -24,8 +25,10 @@ Reads SRC without changing it and writes the events whose checksums match, in or
 DST, a new stream (the same capacity as SRC unless --capacity is given). After a damaged
 event it searches for the next event that checks out and reports each skipped range on
 standard output: its byte offset, its length and what was wrong at its start. DST is
-created only when at least one event is found (or SRC is an intact empty stream); it is
-flushed to disk before the command returns. A log directory is salvaged segment by
+created only when at least one event is found (or SRC is an intact empty stream): it is
+built under a temporary name beside DST (.DST.PID.partial), flushed to disk, and renamed
+to DST only when complete, so an interrupted salvage (Ctrl-C, a kill, an error) never
+leaves a partial DST. A log directory is salvaged segment by
 segment, oldest first, into a new log with the same segment size; each damaged range
 names its segment file, and an event whose timestamp is lower than the previous one
 salvaged (possible only across damaged segments) is skipped and reported. Exit status 0
@@ -61,12 +64,6 @@ enum Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn path(&self) -> &Path {
-        match self {
-            Self::Stream { path, .. } | Self::Log { path, .. } => path,
-        }
-    }
-
     fn created(&self) -> bool {
         match self {
             Self::Stream { writer, .. } => writer.is_some(),
@@ -151,14 +148,9 @@ struct Tally {
 pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let src = args.src.as_path();
     let dst = args.dst.as_path();
-    if dst.exists() {
-        return Err(Failure::stream(
-            dst,
-            &evstream::Error::AlreadyExists {
-                path: dst.to_owned(),
-            },
-        ));
-    }
+    // DST is built under a temporary name and appears only when complete.
+    let staged = Staged::new(dst)?;
+    let temp = staged.temp();
     let (files, mut sink) = if src.is_dir() {
         if args.capacity.is_some() {
             return Err(Failure::usage(
@@ -173,7 +165,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
             .map(|(_, path)| path)
             .collect::<Vec<_>>();
         let sink = Sink::Log {
-            path: dst,
+            path: temp,
             options: log.options().clone(),
             writer: None,
         };
@@ -187,7 +179,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
                 .max(evstream::format::MIN_CAPACITY),
         };
         let sink = Sink::Stream {
-            path: dst,
+            path: temp,
             capacity,
             writer: None,
         };
@@ -196,7 +188,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let mut tally = Tally::default();
     let mut result = Ok(());
     for file in &files {
-        result = salvage_file(file, src.is_dir(), &mut sink, &mut tally);
+        result = salvage_file(file, src.is_dir(), dst, &mut sink, &mut tally);
         if result.is_err() {
             break;
         }
@@ -204,10 +196,17 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let intact_and_empty = tally.ranges == 0 && !tally.bad_header;
     let finished = sink
         .finish(intact_and_empty)
-        .map_err(|e| Failure::stream(sink.path(), &e));
-    result?;
-    finished?;
-    if !sink.created() {
+        .map_err(|e| Failure::stream(dst, &e));
+    let created = sink.created();
+    // Closed before the rename: a log's threads know it by its directory's name.
+    drop(sink);
+    let not_created =
+        |failure: Failure| failure.with_context(&format!(" ({} was not created)", dst.display()));
+    result.map_err(not_created)?;
+    finished.map_err(not_created)?;
+    if created {
+        staged.commit()?;
+    } else {
         let damage = if tally.ranges == 0 {
             String::new()
         } else {
@@ -242,6 +241,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
 fn salvage_file(
     file: &Path,
     segment: bool,
+    dst: &Path,
     sink: &mut Sink<'_>,
     tally: &mut Tally,
 ) -> Result<(), Failure> {
@@ -293,7 +293,7 @@ fn salvage_file(
                     continue;
                 }
                 if let Err(e) = sink.append(event.timestamp, event.payload) {
-                    break Err(Failure::stream(sink.path(), &e).with_context(&format!(
+                    break Err(Failure::stream(dst, &e).with_context(&format!(
                         " (copying the event at byte offset {} of {})",
                         event.offset,
                         file.display()

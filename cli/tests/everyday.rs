@@ -1235,3 +1235,170 @@ fn salvage_copies_a_damaged_log_segment_by_segment() {
     ])
     .fails(2, &["--capacity is for stream files"]);
 }
+
+// ------------------------------------------------------------------ interrupted outputs
+
+/// Flips the first byte of every `odd:` payload in the files of `path` (a stream file, or
+/// a log's segment files): every other event then fails its checksum.
+fn damage_odd_events(path: &Path) {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "evs"))
+            .collect()
+    } else {
+        vec![path.to_owned()]
+    };
+    for file in files {
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mut at = 0;
+        while let Some(found) = bytes[at..].windows(4).position(|w| w == b"odd:") {
+            bytes[at + found] = b'O';
+            at += found + 4;
+        }
+        std::fs::write(&file, bytes).unwrap();
+    }
+}
+
+/// The payload of event `i` for [`damage_odd_events`].
+fn odd_or_even(i: u64) -> Vec<u8> {
+    format!("{}:{i:08}", if i % 2 == 1 { "odd" } else { "even" }).into_bytes()
+}
+
+/// The `.NAME.PID.partial` temporaries beside `path`.
+fn partials(path: &Path) -> Vec<PathBuf> {
+    let prefix = format!(".{}.", path.file_name().unwrap().to_str().unwrap());
+    std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.starts_with(&prefix) && name.ends_with(".partial")
+        })
+        .collect()
+}
+
+/// Waits until the output is being written (under its temporary name, or its own), for
+/// up to 30 s.
+fn wait_for_partial(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partials(path).is_empty() && path.symlink_metadata().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no temporary for {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+/// `salvage` (of a stream and of a log) and `append --create` from a pipe, interrupted by
+/// Ctrl-C or killed mid-copy: nothing appears under the output's name, so no partial
+/// copy can pass for a whole one; Ctrl-C also removes the temporary, a kill leaves it
+/// hidden until the next run for that name removes it, and an uninterrupted run then
+/// makes the whole output.
+#[test]
+fn interrupted_copies_never_appear_under_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sources with a damaged event every other event: salvage reports each on standard
+    // output, which nobody reads here, so it blocks mid-copy when the pipe is full.
+    let events = 20_000u64;
+    let stream_src = dir.path().join("src.evs");
+    {
+        let mut writer = Writer::create(&stream_src, 4 << 20);
+        for i in 0..events {
+            writer.append(NOON + i as i64, &odd_or_even(i)).unwrap();
+        }
+        writer.flush().unwrap();
+    }
+    damage_odd_events(&stream_src);
+    let log_src = dir.path().join("src-log");
+    {
+        let options = evstream::LogOptions::default().segment_size(64 << 10);
+        let mut log = evstream::LogWriter::create(&log_src, options).unwrap();
+        for i in 0..events {
+            log.append(NOON + i as i64, &odd_or_even(i)).unwrap();
+        }
+        log.flush().unwrap();
+        let _turn = forking();
+        drop(log);
+    }
+    damage_odd_events(&log_src);
+
+    for signal in ["INT", "KILL"] {
+        for (kind, src) in [("stream", &stream_src), ("log", &log_src)] {
+            let dst = dir.path().join(format!("rescued-{kind}-{signal}"));
+            let mut child = spawn(
+                evstream()
+                    .args(["salvage", s(src), s(&dst)])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null()),
+            );
+            wait_for_partial(&dst);
+            interrupt(&mut child, signal, &dst);
+            // The next run for the name removes what a kill left, and makes it whole.
+            let whole = run(&["salvage", s(src), s(&dst)]).ok().out();
+            assert!(whole.contains("salvaged 10000 events"), "{whole}");
+            assert!(partials(&dst).is_empty(), "{:?}", partials(&dst));
+            run(&["verify", s(&dst)]).ok();
+        }
+
+        // `append --create` from a pipe that is still open: mid-copy for certain.
+        let dst = dir.path().join(format!("appended-{signal}.evs"));
+        let mut child = spawn(
+            evstream()
+                .args(["append", s(&dst), "--create", "--capacity", "1MiB"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let mut input = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut input, b"one\ntwo\nthree\n").unwrap();
+        wait_for_partial(&dst);
+        interrupt(&mut child, signal, &dst);
+        drop(input);
+        run_with(
+            &["append", s(&dst), "--create", "--capacity", "1MiB"],
+            Some(b"one\ntwo\nthree\n"),
+        )
+        .ok();
+        assert_eq!(events_of(&dst).len(), 3);
+        assert!(partials(&dst).is_empty());
+    }
+
+    // A failure mid-way (here the stream is full) creates nothing either.
+    let full = dir.path().join("full.evs");
+    let lines: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+    run_with(
+        &["append", s(&full), "--create", "--capacity", "4096"],
+        Some(lines.as_bytes()),
+    )
+    .fails(1, &["is full", "full.evs was not created"]);
+    assert!(!full.exists() && partials(&full).is_empty());
+}
+
+/// Sends `signal` to `child`, and checks that it stopped on it leaving nothing under
+/// `dst` (and, after Ctrl-C, no temporary either).
+fn interrupt(child: &mut std::process::Child, signal: &str, dst: &Path) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert!(
+        dst.symlink_metadata().is_err(),
+        "{} exists after SIG{signal}",
+        dst.display()
+    );
+    if signal == "INT" {
+        assert_eq!(status.code(), Some(130), "{status:?}");
+        assert!(partials(dst).is_empty(), "{:?}", partials(dst));
+    } else {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
+}

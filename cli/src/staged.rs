@@ -1,0 +1,193 @@
+//! Outputs that appear whole or not at all.
+//!
+//! A command that makes a new stream or log and fills it (`salvage`, `append --create`
+//! from standard input) builds it under a temporary name beside the final one,
+//! `.NAME.PID.partial`, flushes it, and renames it into place (never over an existing
+//! path) only when it is complete. A failure removes it; so does Ctrl-C, which then ends
+//! the command with status 130. A process killed outright (`SIGKILL`, a crash) leaves the
+//! hidden temporary, never a partial output under the final name; the next output staged
+//! for the same name removes such leftovers of processes that are gone.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, Once};
+
+use crate::failure::{self, Failure, os_reason};
+
+/// Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED: i32 = 130;
+
+/// Temporaries being built, removed by the Ctrl-C handler.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn pending() -> MutexGuard<'static, Vec<PathBuf>> {
+    PENDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes a temporary file or directory, whichever it is; a symbolic link is removed,
+/// never followed.
+fn remove(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// An output being built under a temporary name; see the module docs.
+#[derive(Debug)]
+pub struct Staged {
+    path: PathBuf,
+    temp: PathBuf,
+    /// Renamed into place, or to be kept where it is.
+    settled: bool,
+}
+
+impl Staged {
+    /// Reserves the temporary name for a new output at `path`, after removing what
+    /// earlier processes that are gone left for it, and makes Ctrl-C remove it.
+    ///
+    /// # Errors
+    /// A failure if `path` already exists (it is never replaced) or has no file name.
+    pub fn new(path: &Path) -> Result<Self, Failure> {
+        if path.symlink_metadata().is_ok() {
+            return Err(Failure::stream(
+                path,
+                &evstream::Error::AlreadyExists {
+                    path: path.to_owned(),
+                },
+            ));
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| Failure::usage(format!("{} names no file", path.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        remove_abandoned(&dir, &name);
+        let temp = dir.join(format!(".{name}.{}.partial", std::process::id()));
+        static HANDLER: Once = Once::new();
+        HANDLER.call_once(|| {
+            // Best effort: without a handler Ctrl-C still stops the command, and the
+            // output is still not under its final name.
+            let _ = ctrlc::set_handler(|| {
+                // Held until the exit: a rename into place cannot start after this.
+                let pending = pending();
+                for temp in pending.iter() {
+                    remove(temp);
+                }
+                failure::note("interrupted: the output was not created");
+                std::process::exit(INTERRUPTED);
+            });
+        });
+        let mut pending = pending();
+        // A leftover under this process's id is from an earlier process that had it.
+        remove(&temp);
+        pending.push(temp.clone());
+        Ok(Self {
+            path: path.to_owned(),
+            temp,
+            settled: false,
+        })
+    }
+
+    /// Where to build the output.
+    pub fn temp(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Renames the finished output (closed, and flushed by the caller) into place, never
+    /// over a path that appeared meanwhile, and syncs the directory.
+    ///
+    /// # Errors
+    /// A failure if the rename fails; if the final name was taken meanwhile, the output is
+    /// kept, whole, under its temporary name, which the message gives.
+    pub fn commit(mut self) -> Result<(), Failure> {
+        let mut pending = pending();
+        let renamed = rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &self.temp,
+            rustix::fs::CWD,
+            &self.path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(std::io::Error::from);
+        pending.retain(|p| p != &self.temp);
+        drop(pending);
+        match renamed {
+            Ok(()) => {
+                self.settled = true;
+                let dir = match self.path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| {
+                        Failure::data(format!(
+                            "cannot sync directory {}: {}",
+                            dir.display(),
+                            os_reason(&e)
+                        ))
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.settled = true;
+                Err(Failure::data(format!(
+                    "{} appeared while the output was being made, and was not replaced; \
+                     the complete output is in {}",
+                    self.path.display(),
+                    self.temp.display()
+                )))
+            }
+            Err(e) => Err(Failure::data(format!(
+                "cannot rename {} to {}: {}",
+                self.temp.display(),
+                self.path.display(),
+                os_reason(&e)
+            ))),
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let mut pending = pending();
+        remove(&self.temp);
+        pending.retain(|p| p != &self.temp);
+    }
+}
+
+/// Removes `.NAME.PID.partial` entries of `dir` whose process is gone.
+fn remove_abandoned(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".partial"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive {
+            remove(&entry.path());
+        }
+    }
+}
