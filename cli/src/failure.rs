@@ -271,3 +271,24 @@ pub fn describe(path: &Path, error: &Error) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operating system's reason follows the library's message, in words.
+    #[test]
+    fn a_chain_ends_with_the_reason() {
+        let error = Error::Io {
+            op: "read cursor",
+            path: "app/cursors/billing".into(),
+            source: io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(
+            chain(&error),
+            "read cursor app/cursors/billing: permission denied"
+        );
+        let message = describe(Path::new("app"), &error);
+        assert!(message.ends_with(": permission denied"), "{message}");
+    }
+}
