@@ -472,8 +472,12 @@ pub const TRAILER_RECORD_LEN: usize = 72;
 pub const WAIT_WORDS_AT: u64 = 256;
 /// Length of the wait-word area.
 pub const WAIT_WORDS_LEN: u64 = 64;
-/// Bit of [`TrailerRecord::flags`]: the stream is sealed and takes no more events.
+/// Bit of [`TrailerRecord::flags`]: the stream is sealed and takes no more events. The
+/// other bits are zero; a record with one of them set is inconsistent.
 pub const FLAG_SEALED: u32 = 1;
+/// What [`TrailerRecord::durable_last_timestamp`] holds when `durable_count` is 0. It is
+/// not a marker: with a count above 0 the same value is a real event's timestamp.
+pub const NO_DURABLE_TIMESTAMP: i64 = i64::MIN;
 
 /// Where the trailer of a file of `len` bytes starts: the last two whole 512-byte sectors
 /// (aligned to file offsets) of the file, or `None` if the file is too short to hold the
@@ -522,7 +526,8 @@ pub struct TrailerRecord {
     pub durable_offset: U64,
     /// Number of events before `durable_offset`.
     pub durable_count: U64,
-    /// Timestamp of the last event before `durable_offset` (`i64::MIN` if none).
+    /// Timestamp of the last event before `durable_offset` when `durable_count` is above
+    /// 0 (any `i64`, `i64::MIN` included); [`NO_DURABLE_TIMESTAMP`] when it is 0.
     pub durable_last_timestamp: I64,
     /// Incremented by every recovery that moves the write offset back.
     pub generation: U64,
@@ -579,7 +584,11 @@ impl Trailer {
             sequence: U64::new(self.sequence),
             durable_offset: U64::new(self.durable_offset),
             durable_count: U64::new(self.durable_count),
-            durable_last_timestamp: I64::new(self.durable_last_timestamp.unwrap_or(i64::MIN)),
+            durable_last_timestamp: I64::new(
+                self.durable_last_timestamp
+                    .filter(|_| self.durable_count > 0)
+                    .unwrap_or(NO_DURABLE_TIMESTAMP),
+            ),
             generation: U64::new(self.generation),
             dirty_limit: U64::new(self.dirty_limit),
             checksum: U32::ZERO,
@@ -621,26 +630,44 @@ pub enum TrailerProblem {
     /// Both slots have the magic and version but neither checksum matches: the trailer of
     /// a stream is damaged.
     Damaged,
-    /// The current slot's fields contradict each other or the file's length.
+    /// The current slot's fields contradict each other or the file's length, or it sets
+    /// a flag bit this version does not define.
     Inconsistent,
+    /// No slot holds a valid record, and one that passes its checksum sits in the slot
+    /// its sequence number does not name (a record with sequence `s` belongs in slot
+    /// `s % 2`): no writer puts it there.
+    WrongSlot {
+        /// The record's sequence number.
+        sequence: u64,
+        /// The slot it was found in.
+        slot: u64,
+    },
 }
 
 /// A trailer record's `sequence` and `generation` lie below this (2^63): a writer adds one
 /// to them, and no file could ever reach it (a record a nanosecond for 292 years).
 pub const COUNTER_LIMIT: u64 = 1 << 63;
 
-/// Decodes a trailer from its two slot records, as read from the file; `trailer_at` is the
-/// trailer's offset (the end of the event area), against which the watermark is checked.
+/// Decodes a trailer from its two slot records, as read from the file (slot 0 first);
+/// `trailer_at` is the trailer's offset (the end of the event area), against which the
+/// watermark is checked.
+///
+/// A slot holds a valid record when it starts with the magic, has version 2, its
+/// checksum matches and its sequence number names that slot (`sequence % 2`). The
+/// current record is the valid one with the higher sequence; it must then be consistent
+/// (see [`TrailerProblem::Inconsistent`]). The other slot's record, valid or not, is not
+/// looked at further.
 ///
 /// # Errors
-/// What is wrong when neither slot holds a valid record; see [`TrailerProblem`].
+/// What is wrong when neither slot holds a valid record, or the current one is not
+/// consistent; see [`TrailerProblem`].
 pub fn decode_trailer(
     slots: [&[u8; TRAILER_RECORD_LEN]; 2],
     trailer_at: u64,
 ) -> Result<Trailer, TrailerProblem> {
-    let mut best: Option<Trailer> = None;
+    let mut best: Option<(Trailer, TrailerRecord)> = None;
     let mut problem = TrailerProblem::NoMagic;
-    for bytes in slots {
+    for (slot, bytes) in (0u64..).zip(slots) {
         let Ok(record) = TrailerRecord::read_from_bytes(bytes) else {
             continue;
         };
@@ -659,29 +686,43 @@ pub fn decode_trailer(
             }
             continue;
         }
+        let sequence = record.sequence.get();
+        if Trailer::slot(sequence) != slot {
+            // Never written there by a writer, which alternates slots by sequence: a
+            // record out of place would make the next write overwrite the current record.
+            if matches!(problem, TrailerProblem::NoMagic | TrailerProblem::Damaged) {
+                problem = TrailerProblem::WrongSlot { sequence, slot };
+            }
+            continue;
+        }
+        let durable_count = record.durable_count.get();
         let trailer = Trailer {
-            sequence: record.sequence.get(),
+            sequence,
             sealed: record.flags.get() & FLAG_SEALED != 0,
             durable_offset: record.durable_offset.get(),
-            durable_count: record.durable_count.get(),
-            durable_last_timestamp: match record.durable_last_timestamp.get() {
-                i64::MIN => None,
-                ts => Some(ts),
-            },
+            durable_count,
+            // "No durable event" is a count of 0, not a timestamp: with a count above 0,
+            // `i64::MIN` is an event's timestamp like any other.
+            durable_last_timestamp: (durable_count > 0)
+                .then_some(record.durable_last_timestamp.get()),
             generation: record.generation.get(),
             dirty_limit: record.dirty_limit.get(),
         };
-        if best.is_none_or(|b| trailer.sequence > b.sequence) {
-            best = Some(trailer);
+        if best.is_none_or(|(b, _)| trailer.sequence > b.sequence) {
+            best = Some((trailer, record));
         }
     }
-    let trailer = best.ok_or(problem)?;
+    let (trailer, record) = best.ok_or(problem)?;
     let events = trailer.durable_offset.saturating_sub(STREAM_HEADER_LEN);
     let consistent = (STREAM_HEADER_LEN..=trailer_at).contains(&trailer.durable_offset)
         && (trailer.durable_offset..=trailer_at).contains(&trailer.dirty_limit)
         && trailer.durable_count <= events / EVENT_HEADER_LEN
         && (trailer.durable_count == 0) == (events == 0)
-        && (trailer.durable_count == 0) == trailer.durable_last_timestamp.is_none()
+        && (trailer.durable_count > 0
+            || record.durable_last_timestamp.get() == NO_DURABLE_TIMESTAMP)
+        // Bits this version does not define: a record that sets one means something this
+        // reader cannot know.
+        && record.flags.get() & !FLAG_SEALED == 0
         // Counters a writer increments: far below where they would overflow.
         && trailer.sequence < COUNTER_LIMIT
         && trailer.generation < COUNTER_LIMIT;
@@ -855,21 +896,144 @@ mod tests {
             durable_last_timestamp: Some(5),
             ..older
         };
+        // Sequence 1 lives in slot 1, sequence 2 in slot 0.
         let (a, b) = (record_bytes(&older), record_bytes(&newer));
-        assert_eq!(decode_trailer([&a, &b], 4096), Ok(newer));
         assert_eq!(decode_trailer([&b, &a], 4096), Ok(newer));
         // A torn or flipped current slot: the other one stands in.
         for at in 0..TRAILER_CHECKED_LEN + 4 {
             let mut torn = b;
             torn[at] ^= 0x40;
-            assert_eq!(decode_trailer([&a, &torn], 4096), Ok(older), "byte {at}");
+            assert_eq!(decode_trailer([&torn, &a], 4096), Ok(older), "byte {at}");
         }
         // Bytes past the record (where the wait words live) are not checked.
         let mut slot = [0u8; 512];
         slot[..TRAILER_RECORD_LEN].copy_from_slice(&b);
         slot[300] = 0xff;
         let record: &[u8; TRAILER_RECORD_LEN] = slot[..TRAILER_RECORD_LEN].try_into().unwrap();
-        assert_eq!(decode_trailer([&a, record], 4096), Ok(newer));
+        assert_eq!(decode_trailer([record, &a], 4096), Ok(newer));
+        // So are the 4 reserved bytes after the checksum, which it does not cover.
+        let mut reserved = b;
+        reserved[70] = 0x5a;
+        assert_eq!(decode_trailer([&reserved, &a], 4096), Ok(newer));
+    }
+
+    #[test]
+    fn a_record_counts_only_in_the_slot_its_sequence_names() {
+        let zero = [0u8; TRAILER_RECORD_LEN];
+        let one = Trailer {
+            dirty_limit: 4096,
+            ..Trailer::empty()
+        };
+        let two = Trailer { sequence: 2, ..one };
+        let three = Trailer {
+            sequence: 3,
+            durable_offset: 100,
+            durable_count: 2,
+            durable_last_timestamp: Some(5),
+            ..one
+        };
+        let (one, two, three) = (record_bytes(&one), record_bytes(&two), record_bytes(&three));
+        // Sequence 3 in slot 0 is out of place: the record in its own slot is current,
+        // however low its sequence.
+        assert_eq!(
+            decode_trailer([&three, &one], 4096).map(|t| t.sequence),
+            Ok(1)
+        );
+        // Two records that claim the same sequence: only the one in its slot counts.
+        assert_eq!(
+            decode_trailer([&three, &three], 4096).map(|t| t.sequence),
+            Ok(3)
+        );
+        assert_eq!(
+            decode_trailer([&two, &two], 4096).map(|t| t.sequence),
+            Ok(2)
+        );
+        // Nothing valid in place: refused, naming the stray record.
+        assert_eq!(
+            decode_trailer([&one, &zero], 4096),
+            Err(TrailerProblem::WrongSlot {
+                sequence: 1,
+                slot: 0
+            })
+        );
+        assert_eq!(
+            decode_trailer([&one, &two], 4096),
+            Err(TrailerProblem::WrongSlot {
+                sequence: 1,
+                slot: 0
+            })
+        );
+    }
+
+    #[test]
+    fn i64_min_is_a_durable_timestamp_when_the_count_is_not_zero() {
+        let zero = [0u8; TRAILER_RECORD_LEN];
+        let earliest = Trailer {
+            sequence: 2,
+            durable_offset: 41,
+            durable_count: 1,
+            durable_last_timestamp: Some(i64::MIN),
+            dirty_limit: 41,
+            ..Trailer::empty()
+        };
+        let bytes = record_bytes(&earliest);
+        assert_eq!(decode_trailer([&bytes, &zero], 4096), Ok(earliest));
+        // The bytes are those "no durable event" has: told apart by the count.
+        assert_eq!(bytes[40..48], i64::MIN.to_le_bytes());
+        let none = record_bytes(&Trailer::empty());
+        assert_eq!(none[40..48], i64::MIN.to_le_bytes());
+        assert_eq!(decode_trailer([&zero, &none], 4096), Ok(Trailer::empty()));
+        // A count of 0 with any other timestamp contradicts itself.
+        let mut lying = TrailerRecord::read_from_bytes(&none).unwrap();
+        lying.durable_last_timestamp = I64::new(0);
+        lying.checksum = U32::new(record_checksum(&lying));
+        let lying: [u8; TRAILER_RECORD_LEN] = lying.as_bytes().try_into().unwrap();
+        assert_eq!(
+            decode_trailer([&zero, &lying], 4096),
+            Err(TrailerProblem::Inconsistent)
+        );
+    }
+
+    #[test]
+    fn a_record_with_an_undefined_flag_bit_is_inconsistent() {
+        let zero = [0u8; TRAILER_RECORD_LEN];
+        for bit in 1..32 {
+            let mut record = Trailer::empty().encode();
+            record.flags = U32::new(FLAG_SEALED | 1 << bit);
+            record.checksum = U32::new(record_checksum(&record));
+            let bytes: [u8; TRAILER_RECORD_LEN] = record.as_bytes().try_into().unwrap();
+            assert_eq!(
+                decode_trailer([&zero, &bytes], 4096),
+                Err(TrailerProblem::Inconsistent),
+                "bit {bit}"
+            );
+        }
+        let sealed = Trailer {
+            sealed: true,
+            ..Trailer::empty()
+        };
+        assert_eq!(
+            decode_trailer([&zero, &record_bytes(&sealed)], 4096),
+            Ok(sealed)
+        );
+    }
+
+    #[test]
+    fn a_slot_with_the_magic_and_a_bad_checksum_makes_a_damaged_trailer() {
+        let zero = [0u8; TRAILER_RECORD_LEN];
+        let mut bad = record_bytes(&Trailer::empty());
+        bad[20] ^= 1;
+        assert_eq!(
+            decode_trailer([&bad, &zero], 4096),
+            Err(TrailerProblem::Damaged)
+        );
+        assert_eq!(
+            decode_trailer([&zero, &bad], 4096),
+            Err(TrailerProblem::Damaged)
+        );
+        // Beside a valid record, it is only a torn slot.
+        let good = record_bytes(&Trailer::empty());
+        assert_eq!(decode_trailer([&bad, &good], 4096), Ok(Trailer::empty()));
     }
 
     #[test]
@@ -914,7 +1078,7 @@ mod tests {
         ] {
             let r = record_bytes(&lie);
             assert_eq!(
-                decode_trailer([&r, &zero], 4096),
+                decode_trailer([&zero, &r], 4096),
                 Err(TrailerProblem::Inconsistent),
                 "{lie:?}"
             );

@@ -99,8 +99,12 @@ pub struct LogWriter {
     /// The newest segment's time index, kept as events are appended; `None` when the
     /// segment was opened with events in it (the background thread builds it at seal).
     index: Option<SegmentIndex>,
-    /// The newest event's timestamp before this segment (or `i64::MIN`).
+    /// The newest event's timestamp before this segment (or `i64::MIN`): the lowest
+    /// timestamp the next append may have.
     floor: i64,
+    /// The newest event's timestamp before this segment, if one is known: unlike
+    /// `floor`, it tells an event stamped `i64::MIN` from none.
+    last_before: Option<i64>,
     /// An append at or past this timestamp starts a new roll interval (or fills an
     /// empty segment and sets it).
     roll_at: i64,
@@ -212,7 +216,7 @@ impl LogWriter {
         };
         // The segments before the newest whose background seal never finished (the
         // writer died first), newest first. Those before them are sealed.
-        let mut floor = i64::MIN;
+        let mut floor: Option<i64> = None;
         let mut unsealed = Vec::new();
         while let Some(previous) = segments.pop() {
             let after = unsealed.last().unwrap_or(&newest);
@@ -221,7 +225,7 @@ impl LogWriter {
             }
             let reader = StreamReader::open(&previous.path)?;
             if let Some((_, last)) = SegmentIndex::load(dir, previous.seq, &reader) {
-                floor = last.unwrap_or(floor);
+                floor = last.or(floor);
                 break;
             }
             unsealed.push(previous);
@@ -240,7 +244,7 @@ impl LogWriter {
         // The first-event index after the last segment as the repairs leave it, and the
         // newest timestamp before the next segment.
         let mut kept_end: Option<u64> = None;
-        let mut kept_floor = floor;
+        let mut kept_floor = floor.unwrap_or(i64::MIN);
         let mut past_gap = false;
         for (k, entry) in chain.iter().enumerate() {
             let reader = StreamReader::open(&entry.path)?;
@@ -360,7 +364,7 @@ impl LogWriter {
             }
             let (last, count, repair) = seal_unsealed(dir, entry)?;
             recovery.unsealed.push((entry.seq, repair));
-            floor = last.unwrap_or(floor);
+            floor = last.or(floor);
             expected = Some(
                 entry
                     .base
@@ -378,7 +382,7 @@ impl LogWriter {
             .iter()
             .next()
             .and_then(|event| event.ok().map(|e| e.timestamp()));
-        if first.is_some_and(|first| first < floor) {
+        if first.is_some_and(|first| floor.is_some_and(|floor| first < floor)) {
             return Err(first_too_old(&newest.path));
         }
         let segment = StreamWriter::open_with(&newest.path, WriterOptions::default())?;
@@ -410,7 +414,8 @@ impl LogWriter {
             seq: newest.seq,
             base: newest.base,
             index,
-            floor,
+            floor: floor.unwrap_or(i64::MIN),
+            last_before: floor,
             roll_at: i64::MIN,
             largest,
             prepare_at: if want.is_some() { u64::MAX } else { prepare_at },
@@ -599,6 +604,7 @@ impl LogWriter {
             prepare: seq + 1,
         });
         self.floor = last.unwrap_or(self.floor);
+        self.last_before = last.or(self.last_before);
         self.seq = seq;
         self.base = base;
         // `retire` asked for the next segment already.
@@ -669,9 +675,7 @@ impl LogWriter {
 
     /// The newest event's timestamp, if the log has one.
     pub fn last_timestamp(&self) -> Option<i64> {
-        self.segment
-            .last_timestamp()
-            .or((self.floor != i64::MIN).then_some(self.floor))
+        self.segment.last_timestamp().or(self.last_before)
     }
 
     /// What [`open`](Self::open) repaired.
