@@ -441,8 +441,8 @@ pub enum Corruption {
         /// The CRC computed over the event's bytes.
         computed: u32,
     },
-    /// The events below the durable watermark do not add up to the trailer's durable
-    /// event count and last timestamp.
+    /// The events below the durable watermark do not number the trailer's durable
+    /// event count.
     DurableCountMismatch {
         /// The count the trailer holds.
         trailer: u64,
@@ -455,6 +455,20 @@ pub enum Corruption {
         previous: i64,
         /// This event's timestamp.
         got: i64,
+    },
+    /// The events below the durable watermark number the trailer's durable count, but
+    /// the last of them is not stamped with the trailer's durable last timestamp.
+    DurableTimestampMismatch {
+        /// The last durable timestamp the trailer holds.
+        trailer: i64,
+        /// The timestamp of the last event below the watermark.
+        found: i64,
+    },
+    /// The durable watermark lies inside this event, which ends at byte offset `end`:
+    /// a trailer's watermark lies where an event ends.
+    WatermarkInsideEvent {
+        /// Byte offset where the event ends (as its size field says).
+        end: u64,
     },
 }
 
@@ -480,6 +494,14 @@ impl fmt::Display for Corruption {
             Self::TimestampOutOfOrder { previous, got } => write!(
                 f,
                 "timestamp {got} is lower than the previous event's {previous}"
+            ),
+            Self::DurableTimestampMismatch { trailer, found } => write!(
+                f,
+                "the trailer's last durable timestamp is {trailer} but the last event below the watermark is stamped {found}"
+            ),
+            Self::WatermarkInsideEvent { end } => write!(
+                f,
+                "the event ends at byte offset {end}, past the durable watermark: the trailer's watermark must lie where an event ends"
             ),
         }
     }

@@ -384,18 +384,56 @@ pub(crate) fn scan_from(events: &[u8], start: usize, previous: Option<i64>) -> S
 /// in two. So in that case, and only then, the open checks the record first.
 ///
 /// # Errors
-/// The position and the problem: an event that crosses the watermark, or the count or
-/// last timestamp that do not match ([`Corruption::DurableCountMismatch`]).
+/// The position and the problem: an event that crosses the watermark
+/// ([`Corruption::WatermarkInsideEvent`]), or a count or last timestamp that do not match
+/// (see [`durable_mismatch`]).
 pub(crate) fn check_watermark(
     events: &[u8],
     start: (usize, u64, Option<i64>),
     end: (usize, u64, Option<i64>),
 ) -> Result<(), (usize, Corruption)> {
+    walk_durable(events, start, end, false)
+}
+
+/// Checks every event below the watermark `end.0` (a position in `events`), checksums
+/// included, then what the trailer record claims of them, as [`check_watermark`] does.
+///
+/// # Errors
+/// The first damaged event below the watermark, or what [`check_watermark`] reports.
+pub(crate) fn check_durable(
+    events: &[u8],
+    end: (usize, u64, Option<i64>),
+) -> Result<(), (usize, Corruption)> {
+    walk_durable(events, (0, 0, None), end, true)
+}
+
+/// The walk of [`check_watermark`] and [`check_durable`]: from `start` to the watermark
+/// `end.0`, checking checksums if `verify`.
+fn walk_durable(
+    events: &[u8],
+    start: (usize, u64, Option<i64>),
+    end: (usize, u64, Option<i64>),
+    verify: bool,
+) -> Result<(), (usize, Corruption)> {
     let (watermark, count, last) = end;
-    let below = events.get(..watermark).unwrap_or(events);
     let (mut pos, mut seen, mut newest) = start;
-    while pos < below.len() {
-        let event = parse_event(below, pos).map_err(|reason| (pos, reason))?;
+    while pos < watermark {
+        let event = match parse_event(events, pos) {
+            Ok(event) => event,
+            // The size field reaches past the write offset, and so past the watermark.
+            Err(Corruption::TruncatedPayload { size, .. }) => {
+                return Err((pos, crossing(pos, EVENT_HEADER_LEN + u64::from(size))));
+            }
+            Err(reason) => return Err((pos, reason)),
+        };
+        // Before the checksum, which covers bytes above the watermark: a torn tail there
+        // is no damage to a durable event.
+        if pos + event.len() > watermark {
+            return Err((pos, crossing(pos, event.len() as u64)));
+        }
+        if verify {
+            event.verify().map_err(|reason| (pos, reason))?;
+        }
         let previous = newest.unwrap_or(i64::MIN);
         if event.timestamp < previous {
             return Err((
@@ -410,16 +448,39 @@ pub(crate) fn check_watermark(
         seen += 1;
         newest = Some(event.timestamp);
     }
-    if pos != watermark || seen != count || newest != last {
-        return Err((
-            watermark,
-            Corruption::DurableCountMismatch {
-                trailer: count,
-                scanned: seen,
-            },
-        ));
+    match durable_mismatch((count, last), (seen, newest)) {
+        Some(reason) => Err((watermark, reason)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// [`Corruption::WatermarkInsideEvent`] for the event at position `pos` of the events
+/// region, `len` bytes long.
+fn crossing(pos: usize, len: u64) -> Corruption {
+    Corruption::WatermarkInsideEvent {
+        end: (STREAM_HEADER_LEN + pos as u64).saturating_add(len),
+    }
+}
+
+/// What is wrong when a trailer record's durable count and last timestamp (`claimed`)
+/// are not those of the events that end at its watermark (`found`): the count first,
+/// then the timestamp. `None` when they agree.
+pub(crate) fn durable_mismatch(
+    claimed: (u64, Option<i64>),
+    found: (u64, Option<i64>),
+) -> Option<Corruption> {
+    if claimed.0 != found.0 {
+        return Some(Corruption::DurableCountMismatch {
+            trailer: claimed.0,
+            scanned: found.0,
+        });
+    }
+    match (claimed.1, found.1) {
+        (Some(trailer), Some(found)) if trailer != found => {
+            Some(Corruption::DurableTimestampMismatch { trailer, found })
+        }
+        _ => None,
+    }
 }
 
 /// Where [`check_watermark`] can start for the record `current`, given the record in the

@@ -373,6 +373,8 @@ fn read_all_ways(
     }
     let verification = reader.verify().unwrap();
     assert_eq!(verification.events as usize, verified, "{case}: verify");
+    // `verify` also checks the trailer record against the events, which iteration does
+    // not; this file's records describe the events.
     assert_eq!(verification.damage.is_some(), error.is_some(), "{case}");
     for probe in [i64::MIN, 1_000, 1_001, 1_002, i64::MAX] {
         match reader.seek_time(probe) {
@@ -880,4 +882,167 @@ fn the_allocation_probe_sees_allocations() {
     assert!(largest >= 100_000, "{largest}");
     let ((), none) = largest_allocation(|| {});
     assert_eq!(none, 0);
+}
+
+/// A stream of 8 flushed events of 20 bytes each (timestamps 10 to 80), so that its
+/// watermark is at 184, with its current trailer record replaced by `change` of it (a
+/// valid record, in the next slot); returns the path and the file's bytes.
+fn lying_record(
+    dir: &Path,
+    name: &str,
+    change: impl FnOnce(Trailer) -> Trailer,
+) -> (std::path::PathBuf, Vec<u8>) {
+    let path = dir.join(name);
+    let mut writer = StreamWriter::create(&path, 4096).unwrap();
+    for i in 1..=8i64 {
+        writer
+            .append(i * 10, format!("ev{i:02}").as_bytes())
+            .unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = trailer_offset(bytes.len() as u64).unwrap() as usize;
+    let slot = |bytes: &[u8], k: usize| -> [u8; TRAILER_RECORD_LEN] {
+        let from = at + k * TRAILER_SLOT_LEN as usize;
+        bytes[from..from + TRAILER_RECORD_LEN].try_into().unwrap()
+    };
+    let current = decode_trailer([&slot(&bytes, 0), &slot(&bytes, 1)], at as u64).unwrap();
+    assert_eq!(current.durable_offset, 184);
+    let lie = Trailer {
+        sequence: current.sequence + 1,
+        ..change(current)
+    };
+    let from = at + Trailer::slot(lie.sequence) as usize * TRAILER_SLOT_LEN as usize;
+    bytes[from..from + TRAILER_RECORD_LEN].copy_from_slice(&lie.to_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+/// Format validity rule 5: the events below the watermark number the record's durable
+/// count, the last has its last durable timestamp, and an event ends at the watermark.
+/// A record that passes its checksum and its own checks but contradicts the events is
+/// found by `verify` (a reader's full check, which reads every event anyway) and by a
+/// writer that checks the durable events, each naming the lie with a typed reason; the
+/// events themselves still read, and the file is not changed.
+#[test]
+fn verify_finds_a_trailer_record_that_contradicts_the_events() {
+    let dir = scratch();
+    type Change = fn(Trailer) -> Trailer;
+    let cases: [(&str, Change, u64, Corruption); 5] = [
+        (
+            "one durable event too few",
+            |t| Trailer {
+                durable_count: 7,
+                ..t
+            },
+            184,
+            Corruption::DurableCountMismatch {
+                trailer: 7,
+                scanned: 8,
+            },
+        ),
+        (
+            "one durable event too many",
+            |t| Trailer {
+                durable_count: 9,
+                ..t
+            },
+            184,
+            Corruption::DurableCountMismatch {
+                trailer: 9,
+                scanned: 8,
+            },
+        ),
+        (
+            "the last durable timestamp of another event",
+            |t| Trailer {
+                durable_last_timestamp: Some(70),
+                ..t
+            },
+            184,
+            Corruption::DurableTimestampMismatch {
+                trailer: 70,
+                found: 80,
+            },
+        ),
+        (
+            "the watermark inside the last event",
+            |t| Trailer {
+                durable_offset: 174,
+                durable_count: 7,
+                durable_last_timestamp: Some(70),
+                ..t
+            },
+            164,
+            Corruption::WatermarkInsideEvent { end: 184 },
+        ),
+        (
+            "the watermark inside the first event",
+            |t| Trailer {
+                durable_offset: 40,
+                durable_count: 1,
+                durable_last_timestamp: Some(10),
+                ..t
+            },
+            24,
+            Corruption::WatermarkInsideEvent { end: 44 },
+        ),
+    ];
+    for (k, (case, change, offset, reason)) in cases.into_iter().enumerate() {
+        let (path, bytes) = lying_record(dir.path(), &format!("lie{k}.evs"), change);
+        let reader = StreamReader::open(&path).unwrap();
+        let verification = reader.verify().unwrap();
+        assert!(!verification.is_ok(), "{case}");
+        assert_eq!(
+            verification.damage,
+            Some((offset, reason.clone())),
+            "{case}"
+        );
+        assert_eq!(verification.events, 8, "{case}: every event still reads");
+        assert_eq!(reader.iter().filter(|e| e.is_ok()).count(), 8, "{case}");
+        drop(reader);
+        let options = WriterOptions::default().check_durable(true);
+        match StreamWriter::open_with(&path, options) {
+            Err(Error::Corrupt {
+                offset: at,
+                reason: why,
+                ..
+            }) => {
+                assert_eq!((at, why), (offset, reason.clone()), "{case}");
+            }
+            other => panic!("{case}: {other:?}"),
+        }
+        assert!(std::fs::read(&path).unwrap() == bytes, "{case}: changed");
+    }
+}
+
+/// The message of each lie names its own cause: a timestamp mismatch is not reported
+/// as a count that does not match (it used to read "counts 8 ... but 8 were found").
+#[test]
+fn each_lie_of_a_trailer_record_names_its_cause() {
+    let count = Corruption::DurableCountMismatch {
+        trailer: 7,
+        scanned: 8,
+    }
+    .to_string();
+    assert!(
+        count.contains("counts 7") && count.contains("8 were found"),
+        "{count}"
+    );
+    let timestamp = Corruption::DurableTimestampMismatch {
+        trailer: 70,
+        found: 80,
+    }
+    .to_string();
+    assert!(
+        timestamp.contains("timestamp is 70") && timestamp.contains("stamped 80"),
+        "{timestamp}"
+    );
+    assert!(!timestamp.contains("counts"), "{timestamp}");
+    let inside = Corruption::WatermarkInsideEvent { end: 184 }.to_string();
+    assert!(
+        inside.contains("184") && inside.contains("watermark"),
+        "{inside}"
+    );
 }

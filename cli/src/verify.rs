@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use evstream::StreamReader;
 use evstream::format::STREAM_HEADER_LEN;
+use evstream::{Corruption, StreamReader};
 
 use crate::failure::Failure;
 use crate::output;
@@ -15,9 +15,11 @@ pub const EXAMPLES: &str = "\
 Examples:
   evstream verify sensors.evs && echo intact
 
-Exit status 0 when every event's checksum and timestamp order are valid and the header's
-event count matches; 1 otherwise, with the byte offset and reason of the first bad event
-and the number of good events before it. verify only reads: it works while a writer
+Exit status 0 when every event's checksum and timestamp order are valid, the header's
+event count matches and the trailer agrees with the events (its durable watermark ends an
+event, below which lie as many events as it counts, the last with its timestamp); 1
+otherwise, with the byte offset and reason of the first problem (and for a bad event, the
+number of good events before it). verify only reads: it works while a writer
 appends, and never changes the file.";
 
 /// Streams with at least this many bytes of events get a progress bar (on a terminal).
@@ -52,6 +54,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let events = if good == 1 { "event" } else { "events" };
     if let Some((offset, reason)) = &verification.damage {
         let watermark = reader.durable_offset();
+        if trailer_problem(reason) {
+            return Err(Failure::data(format!(
+                "{} is corrupt: its trailer contradicts its events at byte offset {offset} (durable watermark {watermark}): {reason}",
+                path.display()
+            )));
+        }
         let flushed = if *offset < watermark {
             format!(" (in flushed data, below the durable watermark {watermark})")
         } else {
@@ -77,6 +85,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
         path.display(),
         units::size(bytes)
     ))
+}
+
+/// Whether `reason` is a trailer record that contradicts the events below its
+/// watermark, rather than a damaged event.
+fn trailer_problem(reason: &Corruption) -> bool {
+    matches!(
+        reason,
+        Corruption::DurableCountMismatch { .. }
+            | Corruption::DurableTimestampMismatch { .. }
+            | Corruption::WatermarkInsideEvent { .. }
+    )
 }
 
 /// A bar on standard error for a scan of `bytes` bytes, if it is long and stderr is a

@@ -64,7 +64,8 @@ impl<'a> EventView<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Verification {
-    /// Valid events before any damage.
+    /// Valid events before the first damaged one (a trailer record's problem, see
+    /// `damage`, ends no event).
     pub events: u64,
     /// Offset just past the last valid event.
     pub valid_end: u64,
@@ -85,7 +86,14 @@ pub struct Verification {
     pub first_timestamp: Option<i64>,
     /// Timestamp of the last valid event.
     pub last_timestamp: Option<i64>,
-    /// The first damaged event's offset and what is wrong with it.
+    /// The first problem's offset and what it is: a damaged event, or a trailer record
+    /// that contradicts the events below its durable watermark (format validity rule 5:
+    /// an event crosses the watermark, at that event's offset,
+    /// [`Corruption::WatermarkInsideEvent`]; or the events that end at it are not the
+    /// record's count, [`Corruption::DurableCountMismatch`], or its last timestamp,
+    /// [`Corruption::DurableTimestampMismatch`], at the watermark). A record's problem
+    /// comes before damage above the watermark; the events are counted in `events` all
+    /// the same.
     pub damage: Option<(u64, Corruption)>,
 }
 
@@ -375,7 +383,10 @@ impl StreamReader {
         }
     }
 
-    /// Checks every published event of the snapshot; see [`Verification`].
+    /// Checks every published event of the snapshot, and the trailer record (as of open
+    /// or the last [`refresh`](Self::refresh)) against them: an event ends at its durable
+    /// watermark, and the events below it are as many as its durable count, the last one
+    /// with its last durable timestamp. See [`Verification`].
     ///
     /// Damage is reported in the [`Verification`], not as an error.
     ///
@@ -413,9 +424,19 @@ impl StreamReader {
         self.map
             .advise_sequential(STREAM_HEADER_LEN, advised_end - STREAM_HEADER_LEN);
         let mut next_report = 0;
+        // What the trailer record says of the events below its watermark, against the
+        // events that end at or below it, and the one that crosses it, if any.
+        let watermark = self.trailer.durable_offset;
+        let mut durable: (u64, Option<i64>) = (0, None);
+        let mut crossing: Option<(u64, u64)> = None;
         for event in self.iter() {
             match event {
                 Ok(event) => {
+                    if event.next_offset() <= watermark {
+                        durable = (durable.0 + 1, Some(event.timestamp()));
+                    } else if event.offset() < watermark {
+                        crossing = Some((event.offset(), event.next_offset()));
+                    }
                     result.events += 1;
                     result.valid_end = event.next_offset();
                     result.first_timestamp.get_or_insert(event.timestamp());
@@ -432,6 +453,28 @@ impl StreamReader {
             }
         }
         progress(result.valid_end - STREAM_HEADER_LEN, total);
+        // Damage below the watermark hides what lies there; damage above it (a torn tail
+        // a writer's open would drop) comes after the record's problem.
+        let below_seen = result
+            .damage
+            .as_ref()
+            .is_none_or(|(at, _)| *at >= watermark);
+        if below_seen {
+            let mismatch = match crossing {
+                Some((offset, end)) => Some((offset, Corruption::WatermarkInsideEvent { end })),
+                None => format::durable_mismatch(
+                    (
+                        self.trailer.durable_count,
+                        self.trailer.durable_last_timestamp,
+                    ),
+                    durable,
+                )
+                .map(|reason| (watermark, reason)),
+            };
+            if mismatch.is_some() {
+                result.damage = mismatch;
+            }
+        }
         if result.events > result.count_ceiling.saturating_add(1) {
             // A batch may have been in flight at the snapshot: by now its count is stored.
             let live = self.map.event_count();

@@ -481,8 +481,15 @@ impl StreamWriter {
         };
         let watermark_pos = (watermark - STREAM_HEADER_LEN) as usize;
         if options.check_durable {
-            check_durable(published, watermark_pos, &trailer)
-                .map_err(|(pos, reason)| corrupt(STREAM_HEADER_LEN + pos as u64, reason))?;
+            format::check_durable(
+                published,
+                (
+                    watermark_pos,
+                    trailer.durable_count,
+                    trailer.durable_last_timestamp,
+                ),
+            )
+            .map_err(|(pos, reason)| corrupt(STREAM_HEADER_LEN + pos as u64, reason))?;
         }
         // Events below the watermark are on stable storage: only what lies above it can
         // be a torn tail, so only that is checked.
@@ -1303,31 +1310,6 @@ fn sync_trailer(map: &WriteMap, trailer: &Trailer) -> std::io::Result<()> {
 /// File offset of the slot a record with `sequence` goes to.
 fn slot_offset(map: &WriteMap, sequence: u64) -> u64 {
     map.events_end() + Trailer::slot(sequence) * TRAILER_SLOT_LEN
-}
-
-/// Checks every event below the watermark (position `watermark_pos` of `published`)
-/// against the trailer's durable count and last timestamp.
-fn check_durable(
-    published: &[u8],
-    watermark_pos: usize,
-    trailer: &Trailer,
-) -> std::result::Result<(), (usize, Corruption)> {
-    let below = published.get(..watermark_pos).unwrap_or(published);
-    let scan = format::scan_from(below, 0, None);
-    if let Some(damage) = scan.damage {
-        return Err(damage);
-    }
-    if scan.count != trailer.durable_count || scan.last_timestamp != trailer.durable_last_timestamp
-    {
-        return Err((
-            watermark_pos,
-            Corruption::DurableCountMismatch {
-                trailer: trailer.durable_count,
-                scanned: scan.count,
-            },
-        ));
-    }
-    Ok(())
 }
 
 /// Zeroes every non-zero byte in `from..limit`, so that nothing an append which never

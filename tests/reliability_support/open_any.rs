@@ -61,7 +61,12 @@ pub fn open_any(path: &Path, data: &[u8]) {
         }
         let verification = reader.verify().expect("verify a snapshot");
         assert_eq!(verification.events, verified);
-        assert_eq!(verification.damage.is_some(), damaged);
+        // `verify` also checks the trailer record against the events, which iteration
+        // does not: it finds every damaged event, and may find a record that lies.
+        match &verification.damage {
+            None => assert!(!damaged),
+            Some((_, reason)) => assert!(damaged || lying_record(reason), "{reason:?}"),
+        }
         for t in [i64::MIN, -1, 0, 1, i64::MAX] {
             match reader.seek_time(t) {
                 Ok(Some(offset)) => assert!(offset < published),
@@ -120,4 +125,15 @@ pub fn open_any(path: &Path, data: &[u8]) {
         }
         Err(other) => panic!("writer open: {other:?}"),
     }
+}
+
+/// Whether `reason` is a trailer record that contradicts the events below its
+/// watermark (what `verify` finds beyond damaged events).
+pub fn lying_record(reason: &evstream::Corruption) -> bool {
+    matches!(
+        reason,
+        evstream::Corruption::DurableCountMismatch { .. }
+            | evstream::Corruption::DurableTimestampMismatch { .. }
+            | evstream::Corruption::WatermarkInsideEvent { .. }
+    )
 }
