@@ -1046,3 +1046,118 @@ fn each_lie_of_a_trailer_record_names_its_cause() {
         "{inside}"
     );
 }
+
+/// A flushed stream of two events whose trailer slots are rewritten by `edit` (given
+/// the file's bytes and the trailer's offset); returns the path and the bytes.
+fn edited_trailer(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut [u8], usize),
+) -> (std::path::PathBuf, Vec<u8>) {
+    let path = dir.join(name);
+    let mut writer = StreamWriter::create(&path, 4096).unwrap();
+    writer.append(1, b"one").unwrap();
+    writer.append(2, b"two").unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = trailer_offset(bytes.len() as u64).unwrap() as usize;
+    edit(&mut bytes, at);
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+/// Both a reader's and a writer's open refuse `path` as a damaged trailer with
+/// `problem`, and the file stays byte for byte as it was.
+fn assert_refused(path: &Path, bytes: &[u8], problem: &evstream::format::TrailerProblem) {
+    let reader = StreamReader::open(path).map(drop);
+    let writer = StreamWriter::open(path).map(drop);
+    for result in [reader, writer] {
+        match result {
+            Err(Error::DamagedTrailer { problem: found, .. }) => assert_eq!(&found, problem),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(std::fs::read(path).unwrap() == bytes, "the file changed");
+}
+
+/// A record counts only in the slot its sequence names (`sequence % 2`): a copy of the
+/// current record in the other slot is ignored, and a stream whose only record sits in
+/// the wrong slot is refused. A writer that took it would store its next record over
+/// it, with no other record left should that write tear.
+#[test]
+fn a_trailer_record_in_the_wrong_slot_is_not_used() {
+    use evstream::format::TrailerProblem;
+    let dir = scratch();
+    let slot = |at: usize, k: usize| at + k * TRAILER_SLOT_LEN as usize;
+    let current_slot = |bytes: &[u8], at: usize| -> usize {
+        let record = |k: usize| -> [u8; TRAILER_RECORD_LEN] {
+            bytes[slot(at, k)..slot(at, k) + TRAILER_RECORD_LEN]
+                .try_into()
+                .unwrap()
+        };
+        let current = decode_trailer([&record(0), &record(1)], at as u64).unwrap();
+        Trailer::slot(current.sequence) as usize
+    };
+
+    // The current record copied over the other slot: two records with one sequence.
+    let (path, _) = edited_trailer(dir.path(), "twice.evs", |bytes, at| {
+        let k = current_slot(bytes, at);
+        let record = bytes[slot(at, k)..slot(at, k) + TRAILER_RECORD_LEN].to_vec();
+        let other = slot(at, 1 - k);
+        bytes[other..other + TRAILER_RECORD_LEN].copy_from_slice(&record);
+    });
+    let reader = StreamReader::open(&path).unwrap();
+    assert!(reader.verify().unwrap().is_ok());
+    drop(reader);
+    let mut writer = StreamWriter::open(&path).unwrap();
+    writer.append(3, b"three").unwrap();
+    writer.flush().unwrap();
+    drop(writer);
+    assert_eq!(StreamReader::open(&path).unwrap().iter().count(), 3);
+
+    // The current record moved to the other slot, its own slot zeroed.
+    let mut sequence = 0;
+    let mut moved_to = 0;
+    let (path, bytes) = edited_trailer(dir.path(), "moved.evs", |bytes, at| {
+        let k = current_slot(bytes, at);
+        let from = slot(at, k);
+        let record = bytes[from..from + TRAILER_SLOT_LEN as usize].to_vec();
+        sequence = u64::from_le_bytes(record[16..24].try_into().unwrap());
+        moved_to = 1 - k as u64;
+        bytes[from..from + TRAILER_SLOT_LEN as usize].fill(0);
+        let to = slot(at, 1 - k);
+        bytes[to..to + TRAILER_RECORD_LEN].copy_from_slice(&record[..TRAILER_RECORD_LEN]);
+    });
+    assert_refused(
+        &path,
+        &bytes,
+        &TrailerProblem::WrongSlot {
+            sequence,
+            slot: moved_to,
+        },
+    );
+}
+
+/// Flag bits other than bit 0 (sealed) are zero: a record that sets one, with a valid
+/// checksum, means something this version cannot know, and the stream is refused.
+#[test]
+fn a_trailer_record_with_an_undefined_flag_is_refused() {
+    let dir = scratch();
+    let (path, bytes) = edited_trailer(dir.path(), "flags.evs", |bytes, at| {
+        for k in 0..2 {
+            let from = at + k * TRAILER_SLOT_LEN as usize;
+            if bytes[from..from + 8] != *b"EVSTREAM" {
+                continue;
+            }
+            bytes[from + 12] |= 0x80;
+            let crc = crc32fast::hash(&bytes[from..from + 64]);
+            bytes[from + 64..from + 68].copy_from_slice(&crc.to_le_bytes());
+        }
+    });
+    assert_refused(
+        &path,
+        &bytes,
+        &evstream::format::TrailerProblem::Inconsistent,
+    );
+}
