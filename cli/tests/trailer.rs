@@ -183,6 +183,21 @@ fn verify_refuses_a_last_durable_timestamp_that_is_not_the_last_events() {
     assert!(!run.stderr.contains("counts 8"), "{run:?}");
 }
 
+/// `append` checks the durable events before it writes, and names the same cause.
+#[test]
+fn append_refuses_a_last_durable_timestamp_that_is_not_the_last_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = eight(dir.path());
+    lie(&path, |t| Trailer {
+        durable_last_timestamp: Some(70),
+        ..t
+    });
+    let before = std::fs::read(&path).unwrap();
+    let run = run(&["append", s(&path), "more"]).fails(1, &[s(&path), "70", "80"]);
+    assert!(!run.stderr.contains("counts 8"), "{run:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
 #[test]
 fn verify_refuses_a_watermark_inside_an_event() {
     let dir = tempfile::tempdir().unwrap();
