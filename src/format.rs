@@ -614,7 +614,9 @@ pub struct Trailer {
     pub durable_offset: u64,
     /// Events before the watermark.
     pub durable_count: u64,
-    /// Timestamp of the last event before the watermark.
+    /// Timestamp of the last event before the watermark: `None` exactly when
+    /// `durable_count` is 0 (encoded as [`NO_DURABLE_TIMESTAMP`], which with a count
+    /// above 0 is a real timestamp).
     pub durable_last_timestamp: Option<i64>,
     /// The recovery generation.
     pub generation: u64,
