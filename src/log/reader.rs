@@ -411,12 +411,15 @@ impl LogReader {
     ///
     /// Reads only the newest segments: a sealed one from its index's last entries, the
     /// newest by walking its event headers. Costs the same for any number of segments.
+    /// Memory grows with the events returned, not with `n`: any `n`, `usize::MAX`
+    /// included, asks for at most every event of the log.
     ///
     /// # Errors
     /// [`Error::Corrupt`] if one of those events is damaged.
     pub fn tail(&self, n: usize) -> Result<Vec<LogEvent>> {
         let segments = self.segments()?;
-        let mut found: VecDeque<LogEvent> = VecDeque::with_capacity(n);
+        // Grown as events are found: `n` is the caller's, and may be any number.
+        let mut found: VecDeque<LogEvent> = VecDeque::new();
         for entry in segments.iter().rev() {
             let need = n - found.len();
             if need == 0 {
@@ -433,9 +436,9 @@ impl LogReader {
             let end = reader.write_offset();
             let start = match SegmentIndex::load(&self.dir, entry.seq, &reader) {
                 Some((index, _)) => {
-                    let keep = index
-                        .entries
-                        .partition_point(|e| e.ordinal + need as u64 <= index.event_count);
+                    let keep = index.entries.partition_point(|e| {
+                        e.ordinal.saturating_add(need as u64) <= index.event_count
+                    });
                     keep.checked_sub(1)
                         .and_then(|i| index.entries.get(i))
                         .map_or(STREAM_HEADER_LEN, |e| e.offset)
@@ -724,7 +727,8 @@ fn open_segment(
 /// The offsets of the last `n` events of a segment from `start` on (headers walked,
 /// checksums not checked).
 fn last_offsets(reader: &StreamReader, start: u64, n: usize) -> Result<VecDeque<u64>> {
-    let mut offsets: VecDeque<u64> = VecDeque::with_capacity(n);
+    // Grown as events are found, never sized by `n`, which may be any number.
+    let mut offsets: VecDeque<u64> = VecDeque::new();
     for event in reader.iter_unverified_from(start)? {
         let event = event?;
         if offsets.len() == n {
