@@ -825,3 +825,129 @@ fn a_writer_open_refused_for_readers_present_changes_nothing() {
     assert_eq!(log.event_count(), i);
     assert!(path.join("00000000.idx").exists());
 }
+
+/// `tail` with any count, the largest included, returns what the log holds: its memory
+/// grows with the events found, never with the count asked for.
+#[test]
+fn tail_of_any_count_returns_what_the_log_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let model = fill(&mut log, 300, |i| i as i64);
+    log.flush().unwrap(); // the older segments sealed and indexed
+    let reader = LogReader::open(&path).unwrap();
+    assert!(reader.stat().unwrap().segments > 3);
+    for n in [usize::MAX, usize::MAX / 2, 1 << 40, 1_000_000_000, 301, 300] {
+        let tail: Vec<i64> = reader
+            .tail(n)
+            .unwrap()
+            .iter()
+            .map(|e| e.timestamp())
+            .collect();
+        assert_eq!(
+            tail,
+            model.iter().map(|m| m.1).collect::<Vec<_>>(),
+            "n = {n}"
+        );
+    }
+}
+
+/// The segment a roll interval gives each event, computed without the writer: one per
+/// interval of the Unix epoch's grid, in order.
+fn interval_segments(stamps: &[i64], interval: i64) -> Vec<u64> {
+    let mut segment = 0;
+    let mut current = None;
+    stamps
+        .iter()
+        .map(|&t| {
+            let k = i128::from(t).div_euclid(i128::from(interval));
+            if current.is_some_and(|c| c != k) {
+                segment += 1;
+            }
+            current = Some(k);
+            segment
+        })
+        .collect()
+}
+
+/// Events at the ends of the timestamp range share a segment exactly when they share a
+/// roll interval: the interval holding `i64::MAX` has no end to roll at, and events
+/// stamped `i64::MAX` (with or without a roll interval) fill one segment instead of
+/// taking one each; near `i64::MIN` the intervals are the epoch's grid as anywhere.
+#[test]
+fn events_at_the_ends_of_time_roll_by_their_interval() {
+    let min = i64::MIN;
+    let cases: [(&str, Option<i64>, Vec<i64>); 4] = [
+        (
+            "max-hourly",
+            Some(HOUR),
+            vec![
+                i64::MAX - HOUR,
+                i64::MAX - 1,
+                i64::MAX,
+                i64::MAX,
+                i64::MAX,
+                i64::MAX,
+                i64::MAX,
+                i64::MAX,
+            ],
+        ),
+        ("max-unrolled", None, vec![i64::MAX; 6]),
+        (
+            "max-whole-range",
+            Some(i64::MAX),
+            vec![0, i64::MAX - 1, i64::MAX, i64::MAX],
+        ),
+        (
+            "min-hourly",
+            Some(HOUR),
+            vec![
+                min,
+                min,
+                min + 1,
+                min + 2_836_854_775_807,
+                min + 2_836_854_775_808,
+                min + 2_836_854_775_808 + HOUR,
+                -1,
+                0,
+            ],
+        ),
+    ];
+    for (name, interval, stamps) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        let options = small().roll_interval(interval.map(|n| Duration::from_nanos(n as u64)));
+        let mut log = LogWriter::create(&path, options).unwrap();
+        let half = stamps.len() / 2;
+        let mut segments: Vec<u64> = stamps[..half]
+            .iter()
+            .map(|&t| log.append(t, b"e").unwrap().segment())
+            .collect();
+        // A reopened writer keeps the newest segment's interval.
+        drop(log);
+        let mut log = LogWriter::open(&path).unwrap();
+        segments.extend(
+            stamps[half..]
+                .iter()
+                .map(|&t| log.append(t, b"e").unwrap().segment()),
+        );
+        let want = match interval {
+            Some(interval) => interval_segments(&stamps, interval),
+            None => vec![0; stamps.len()],
+        };
+        assert_eq!(segments, want, "{name}");
+        drop(log);
+        let reader = LogReader::open(&path).unwrap();
+        assert_eq!(
+            reader.stat().unwrap().segments,
+            want.last().unwrap() + 1,
+            "{name}"
+        );
+        let read: Vec<i64> = reader
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().timestamp())
+            .collect();
+        assert_eq!(read, stamps, "{name}");
+    }
+}

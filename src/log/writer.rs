@@ -108,6 +108,9 @@ pub struct LogWriter {
     /// An append at or past this timestamp starts a new roll interval (or fills an
     /// empty segment and sets it).
     roll_at: i64,
+    /// Whether `roll_at` is the end of an interval, not `i64::MAX` standing for "no end"
+    /// (which an event stamped `i64::MAX` reaches without starting a new interval).
+    interval_end_exact: bool,
     /// Largest event, header included, a segment holds.
     largest: u64,
     /// Once the newest segment's write offset reaches this, the next segment is
@@ -417,6 +420,7 @@ impl LogWriter {
             floor: floor.unwrap_or(i64::MIN),
             last_before: floor,
             roll_at: i64::MIN,
+            interval_end_exact: true,
             largest,
             prepare_at: if want.is_some() { u64::MAX } else { prepare_at },
             background,
@@ -532,21 +536,36 @@ impl LogWriter {
                 got: timestamp,
             });
         }
+        if !self.starts_interval(timestamp) {
+            // At `roll_at` = `i64::MAX` with no later interval (no roll interval, or the
+            // last one): the event belongs to the newest segment.
+            return Ok(());
+        }
         self.check_fits(len)?;
         self.roll()?;
         self.set_roll_at(timestamp);
         Ok(())
     }
 
-    /// Sets the end of the roll interval that holds `timestamp`.
+    /// Whether an event stamped `timestamp` (not before the newest segment's last event)
+    /// starts a roll interval after the newest segment's.
+    fn starts_interval(&self, timestamp: i64) -> bool {
+        timestamp >= self.roll_at && (self.roll_at != i64::MAX || self.interval_end_exact)
+    }
+
+    /// Sets the end of the roll interval that holds `timestamp`. The last interval (the
+    /// one whose end does not fit in an `i64`) and a log without a roll interval have no
+    /// end: `roll_at` is then `i64::MAX` and `interval_end_exact` false, so that events
+    /// stamped `i64::MAX` share their segment.
     fn set_roll_at(&mut self, timestamp: i64) {
-        self.roll_at = match self.options.roll_nanos() {
-            Some(interval) => timestamp
+        let end = self.options.roll_nanos().and_then(|interval| {
+            timestamp
                 .div_euclid(interval)
-                .saturating_add(1)
-                .saturating_mul(interval),
-            None => i64::MAX,
-        };
+                .checked_add(1)?
+                .checked_mul(interval)
+        });
+        self.roll_at = end.unwrap_or(i64::MAX);
+        self.interval_end_exact = end.is_some();
     }
 
     fn check_fits(&self, len: usize) -> Result<()> {
