@@ -389,7 +389,7 @@ fn retention_by_size_and_age() {
     fill(&mut log, 3000, |i| i as i64);
     log.enforce_retention().unwrap();
     let stat = LogReader::open(&path).unwrap().stat().unwrap();
-    assert_eq!(stat.disk_bytes, 10 * 8192);
+    assert_eq!(stat.disk_bytes - stat.spare_bytes, 10 * 8192);
     drop(log);
 
     let path = dir.path().join("aged");
@@ -950,4 +950,122 @@ fn events_at_the_ends_of_time_roll_by_their_interval() {
             .collect();
         assert_eq!(read, stamps, "{name}");
     }
+}
+
+/// Flips one bit of cursor `name`'s file.
+fn damage_cursor(log: &Path, name: &str) {
+    let file = log.join("cursors").join(name);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[9] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+}
+
+/// A cursor whose file is damaged holds every segment: retention, in the background or
+/// enforced, deletes nothing while it cannot be read, says why, and `stat` names it.
+/// Committed again, it holds from its new position; removed, it holds nothing.
+#[test]
+fn a_damaged_cursor_holds_every_segment_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small().retain_segments(Some(2))).unwrap();
+    let mut model = fill(&mut log, 50, |i| i as i64);
+    let reader = LogReader::open(&path).unwrap();
+    reader.commit_cursor("slow", model[10].0).unwrap();
+    damage_cursor(&path, "slow");
+    model.extend(fill(&mut log, 2000, |i| 50 + i as i64));
+    log.flush().unwrap();
+    assert_eq!(log.take_retired(), []);
+    let refused = log.enforce_retention().unwrap_err();
+    assert!(
+        matches!(&refused, Error::BadCursor { name, .. } if name == "slow"),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("retention"), "{refused}");
+    // Nothing the cursor may need is gone.
+    assert_eq!(read_all(&path), model);
+    let stat = reader.stat().unwrap();
+    assert!(stat.segments > 10);
+    assert_eq!(stat.held.len(), 1);
+    let hold = &stat.held[0];
+    assert_eq!((hold.cursor.as_str(), hold.position), ("slow", None));
+    assert_eq!(hold.segments, stat.segments - 2);
+    assert_eq!(hold.bytes, hold.segments * 8192);
+    // Committed again, at the start of segment 3: segments 0 to 2 go.
+    let at = model.iter().find(|m| m.0.segment() == 3).unwrap().0;
+    reader.commit_cursor("slow", at).unwrap();
+    let stat = reader.stat().unwrap();
+    assert_eq!(stat.held[0].position, Some(at));
+    assert_eq!(stat.held[0].segments, stat.segments - 2 - 3);
+    let retired: Vec<u64> = log
+        .enforce_retention()
+        .unwrap()
+        .iter()
+        .map(|r| r.segment)
+        .collect();
+    assert_eq!(retired, [0, 1, 2]);
+    assert!(read_all(&path).starts_with(&[model.iter().find(|m| m.0 == at).unwrap().clone()]));
+    // Removed, it holds nothing.
+    damage_cursor(&path, "slow");
+    assert!(log.enforce_retention().is_err());
+    assert!(reader.remove_cursor("slow").unwrap());
+    log.enforce_retention().unwrap();
+    let stat = reader.stat().unwrap();
+    assert_eq!((stat.segments, stat.held.len()), (2, 0));
+}
+
+/// `stat` says which cursors keep segments that the retention limits would delete, and
+/// how many and how much beyond what the limits would leave; none with
+/// `retain_past_cursors`, where the limits win.
+#[test]
+fn stat_says_which_cursor_holds_retention_and_by_how_much() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small().retain_segments(Some(3))).unwrap();
+    let reader = LogReader::open(&path).unwrap();
+    fill(&mut log, 10, |i| i as i64);
+    log.flush().unwrap();
+    assert_eq!(reader.stat().unwrap().held, []);
+    let forgotten = log.end();
+    reader.commit_cursor("forgotten", forgotten).unwrap();
+    fill(&mut log, 300, |i| 10 + i as i64);
+    let lagging = log.end();
+    reader.commit_cursor("lagging", lagging).unwrap();
+    fill(&mut log, 2000, |i| 310 + i as i64);
+    log.flush().unwrap();
+    assert!(lagging.segment() > 3);
+    // Caught up: holds nothing, and is not listed.
+    reader.commit_cursor("current", log.end()).unwrap();
+    let stat = reader.stat().unwrap();
+    assert_eq!(stat.first_segment, 0);
+    let over = stat.segments - 3; // what the limit would delete
+    let lag = lagging.segment();
+    let held: Vec<(&str, Option<Position>, u64, u64)> = stat
+        .held
+        .iter()
+        .map(|h| (h.cursor.as_str(), h.position, h.segments, h.bytes))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("forgotten", Some(forgotten), over, over * 8192),
+            ("lagging", Some(lagging), over - lag, (over - lag) * 8192),
+        ]
+    );
+    // Once the forgotten cursor is removed, retention stops at the lagging one's
+    // segment: the limit and what that cursor holds add up to the log.
+    assert!(reader.remove_cursor("forgotten").unwrap());
+    log.enforce_retention().unwrap();
+    let stat = reader.stat().unwrap();
+    assert_eq!(stat.first_segment, lag);
+    assert_eq!(stat.held.len(), 1);
+    assert_eq!(stat.held[0].segments, stat.segments - 3);
+    drop(log);
+
+    let path = dir.path().join("past");
+    let options = small().retain_segments(Some(3)).retain_past_cursors(true);
+    let mut log = LogWriter::create(&path, options).unwrap();
+    let reader = LogReader::open(&path).unwrap();
+    reader.commit_cursor("forgotten", log.end()).unwrap();
+    fill(&mut log, 2000, |i| i as i64);
+    assert_eq!(reader.stat().unwrap().held, []);
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use evstream::{LogDamage, LogReader};
+use evstream::{LogDamage, LogReader, RetentionHold};
 
 use crate::encode;
 use crate::failure::{self, Failure};
@@ -37,7 +37,7 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
                 ",\"log\":true,\"segments\":{},\"first_segment\":{},\"last_segment\":{},\
                  \"segment_size\":{},\"disk_bytes\":{},\"events\":{},\"first_event\":{},\
                  \"first_timestamp\":{},\"last_timestamp\":{},\"start\":\"{}\",\"end\":\"{}\",\
-                 \"writer_active\":{},\"cursors\":[",
+                 \"writer_active\":{},\"spare_bytes\":{},\"held\":{},\"cursors\":[",
                 stat.segments,
                 stat.first_segment,
                 stat.last_segment,
@@ -49,7 +49,9 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
                 time(stat.last_timestamp),
                 stat.start,
                 stat.end,
-                stat.writer_active
+                stat.writer_active,
+                stat.spare_bytes,
+                held_json(&stat.held)
             )
             .as_bytes(),
         );
@@ -106,7 +108,18 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
             stat.last_segment,
             units::size_exact(options.get_segment_size())
         ),
-        format!("disk:          {}", units::size_exact(stat.disk_bytes)),
+        format!(
+            "disk:          {}{}",
+            units::size_exact(stat.disk_bytes),
+            if stat.spare_bytes > 0 {
+                format!(
+                    ", of which {} is the spare (next) segment",
+                    units::size(stat.spare_bytes)
+                )
+            } else {
+                String::new()
+            }
+        ),
         format!(
             "roll:          {}",
             options.get_roll_interval().map_or_else(
@@ -145,7 +158,59 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
             Err(why) => format!("cursor:        {name}: {why}"),
         });
     }
+    lines.extend(stat.held.iter().map(held_line));
     output::line(&lines.join("\n"))
+}
+
+/// The `held:` line of a cursor that keeps segments the retention limits would delete.
+fn held_line(hold: &RetentionHold) -> String {
+    let segments = if hold.segments == 1 {
+        "segment"
+    } else {
+        "segments"
+    };
+    match hold.position {
+        Some(position) => format!(
+            "held:          cursor {} at {position} keeps {} {segments} ({}) that retention would delete",
+            hold.cursor,
+            hold.segments,
+            units::size(hold.bytes)
+        ),
+        None => format!(
+            "held:          cursor {} is damaged and keeps every segment retention would \
+             delete ({} {segments}, {}): commit it again or remove it",
+            hold.cursor,
+            hold.segments,
+            units::size(hold.bytes)
+        ),
+    }
+}
+
+/// The `held` array of `stat --json`.
+fn held_json(holds: &[RetentionHold]) -> String {
+    let mut out = Vec::new();
+    out.push(b'[');
+    for (k, hold) in holds.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"cursor\":");
+        encode::json_string(&mut out, &hold.cursor);
+        let position = hold
+            .position
+            .map_or_else(|| "null".to_owned(), |p| format!("\"{p}\""));
+        out.extend_from_slice(
+            format!(
+                ",\"position\":{position},\"damaged\":{},\"segments\":{},\"bytes\":{}}}",
+                hold.position.is_none(),
+                hold.segments,
+                hold.bytes
+            )
+            .as_bytes(),
+        );
+    }
+    out.push(b']');
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `verify DIR`: every event of every segment, and that the segments follow each other.

@@ -102,8 +102,12 @@ impl LogOptions {
 
     /// Whether retention may delete segments a named cursor has not consumed yet (default
     /// `false`: a cursor that lags holds the segments it needs, and the log grows past its
-    /// limits). With `true` the limits win, and each deletion reports which cursors lost
-    /// which events ([`Retired::cursors_behind`](crate::Retired)).
+    /// limits, by as much as [`LogStat::held`](crate::LogStat::held) says; a cursor whose
+    /// file is damaged holds every segment, and retention reports it as
+    /// [`Error::BadCursor`](crate::Error::BadCursor) until it is committed again or
+    /// removed). With `true` the limits win over every cursor, a damaged one included,
+    /// and each deletion reports which readable cursors lost which events
+    /// ([`Retired::cursors_behind`](crate::Retired)).
     pub fn retain_past_cursors(mut self, yes: bool) -> Self {
         self.retain_past_cursors = yes;
         self

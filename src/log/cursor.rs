@@ -121,6 +121,36 @@ pub(crate) fn remove(dir: &Path, name: &str) -> Result<bool> {
 
 /// Every cursor of the log in `dir`, by name; damaged ones are returned as errors in place.
 pub(crate) fn all(dir: &Path) -> Result<Vec<(String, Result<Position>)>> {
+    Ok(scan(dir)?
+        .into_iter()
+        .map(|(name, position)| {
+            let position = position.and_then(|p| {
+                p.ok_or_else(|| Error::BadCursor {
+                    name: name.clone(),
+                    reason: "the cursor file vanished while being read",
+                })
+            });
+            (name, position)
+        })
+        .collect())
+}
+
+/// Every cursor that retention must respect, by name: its position, or `None` if its
+/// file cannot be read (damaged, or not a regular file), so that where it stands is not
+/// known. A cursor removed while the directory was read is left out.
+pub(crate) fn holding(dir: &Path) -> Result<Vec<(String, Option<Position>)>> {
+    Ok(scan(dir)?
+        .into_iter()
+        .filter_map(|(name, position)| match position {
+            Ok(Some(p)) => Some((name, Some(p))),
+            Ok(None) => None,
+            Err(_) => Some((name, None)),
+        })
+        .collect())
+}
+
+/// The cursors in `dir`'s cursor directory, sorted by name: each as [`load`] reads it.
+fn scan(dir: &Path) -> Result<Vec<(String, Result<Option<Position>>)>> {
     let cursors: PathBuf = dir.join(CURSOR_DIR);
     let entries = match std::fs::read_dir(&cursors) {
         Ok(entries) => entries,
@@ -136,12 +166,7 @@ pub(crate) fn all(dir: &Path) -> Result<Vec<(String, Result<Position>)>> {
         if check_name(&name).is_err() {
             continue; // temporaries and foreign files
         }
-        let position = load(dir, &name).and_then(|p| {
-            p.ok_or_else(|| Error::BadCursor {
-                name: name.clone(),
-                reason: "the cursor file vanished while being read",
-            })
-        });
+        let position = load(dir, &name);
         found.push((name, position));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));

@@ -10,9 +10,10 @@ use crate::format::STREAM_HEADER_LEN;
 use crate::log::config::LogOptions;
 use crate::log::cursor;
 use crate::log::position::Position;
+use crate::log::retention::{self, RetentionHold};
 use crate::log::segment::{self, SegmentEntry, SegmentIndex};
 use crate::log::writer::LOCK_FILE;
-use crate::stream::open::writer_lock_held;
+use crate::stream::open::{now_nanos, writer_lock_held};
 use crate::stream::reader::{Sleeper, StreamReader, WaitStrategy};
 
 /// How often a follower that waits at the end of the newest segment lists the directory
@@ -94,8 +95,14 @@ pub struct LogStat {
     pub events: u64,
     /// Log-wide index of the oldest event kept (events before it were retired).
     pub first_event: u64,
-    /// Bytes the segment files take (each is preallocated to the segment size).
+    /// Bytes the log's files take on disk: its segments (each preallocated to the
+    /// segment size) and the [spare](Self::spare_bytes).
     pub disk_bytes: u64,
+    /// Bytes of the spare segment: the next one, created and preallocated ahead of the
+    /// roll that needs it (by a writer open now, or left for the next one), under a
+    /// hidden name (`.next-SEQUENCE.evs`); 0 if there is none. Counted in
+    /// [`disk_bytes`](Self::disk_bytes).
+    pub spare_bytes: u64,
     /// Bytes of events in the newest segment, its header included.
     pub newest_write_offset: u64,
     /// Timestamp of the oldest event kept.
@@ -108,6 +115,12 @@ pub struct LogStat {
     pub end: Position,
     /// Whether a writer has the log open.
     pub writer_active: bool,
+    /// Named cursors that keep segments the retention limits would delete, most first,
+    /// with how many segments and bytes each keeps beyond what the limits would leave;
+    /// a damaged cursor is always listed (it keeps every such segment). Empty without
+    /// retention limits, and with [`LogOptions::retain_past_cursors`]. A consumer that
+    /// was forgotten shows here long before its cursor fills the disk.
+    pub held: Vec<RetentionHold>,
 }
 
 /// The result of [`LogReader::verify`]: every segment checked.
@@ -470,9 +483,11 @@ impl LogReader {
         Ok(found.into())
     }
 
-    /// A summary: segments, events, disk use, time span, whether a writer is active.
+    /// A summary: segments, events, disk use, time span, whether a writer is active, and
+    /// which cursors hold retention back.
     ///
-    /// Lists the directory and reads the oldest and newest segments only.
+    /// Lists the directory and reads the oldest and newest segments, the cursors, and,
+    /// with an age limit, the index of each segment the limits would delete.
     ///
     /// # Errors
     /// As [`tail`](Self::tail).
@@ -488,6 +503,14 @@ impl LogReader {
         let end = newest_reader.live_write_offset()?;
         let first_reader = StreamReader::open(&first.path)?;
         let last_timestamp = self.tail(1)?.first().map(LogEvent::timestamp);
+        let spare = self.dir.join(segment::next_name(newest.seq + 1));
+        let spare_bytes = match std::fs::symlink_metadata(&spare) {
+            Ok(meta) if meta.is_file() => meta.len(),
+            Ok(_) => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(Error::io("stat", &spare, e)),
+        };
+        let held = retention::holds(&self.dir, &segments, &self.options, now_nanos())?;
         Ok(LogStat {
             segments: segments.len() as u64,
             first_segment: first.seq,
@@ -497,13 +520,17 @@ impl LogReader {
                 .saturating_add(newest_reader.header_event_count()))
             .saturating_sub(first.base),
             first_event: first.base,
-            disk_bytes: segments.len() as u64 * self.options.segment_size,
+            disk_bytes: (segments.len() as u64)
+                .saturating_mul(self.options.segment_size)
+                .saturating_add(spare_bytes),
+            spare_bytes,
             newest_write_offset: end,
             first_timestamp: first_timestamp(&first_reader)?,
             last_timestamp,
             start: Position::of(first.seq, STREAM_HEADER_LEN),
             end: Position::of(newest.seq, end),
             writer_active: self.writer_active()?,
+            held,
         })
     }
 

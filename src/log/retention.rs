@@ -56,6 +56,24 @@ pub struct Retired {
     pub cursors_behind: Vec<CursorLoss>,
 }
 
+/// A named cursor that keeps segments the retention limits would delete (see
+/// [`LogStat::held`](crate::LogStat::held)): a consumer that lags, or one that was
+/// forgotten, makes the log grow past its limits by this much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetentionHold {
+    /// The cursor's name.
+    pub cursor: String,
+    /// The cursor's position, or `None` if its file cannot be read (damaged): where it
+    /// stands is then not known, and it holds every segment the limits would delete
+    /// until it is committed again or removed.
+    pub position: Option<Position>,
+    /// Segments the limits would delete that this cursor keeps.
+    pub segments: u64,
+    /// Bytes those segments take on disk.
+    pub bytes: u64,
+}
+
 /// What retention needs to know about a segment.
 struct Facts {
     entry: SegmentEntry,
@@ -64,10 +82,7 @@ struct Facts {
     last_timestamp: Option<i64>,
 }
 
-fn facts(dir: &Path, entry: &SegmentEntry) -> Result<Facts> {
-    let bytes = std::fs::metadata(&entry.path)
-        .map_err(|e| Error::io("stat", &entry.path, e))?
-        .len();
+fn facts(dir: &Path, entry: &SegmentEntry, bytes: u64) -> Result<Facts> {
     let reader = StreamReader::open(&entry.path)?;
     let (index, last) = match SegmentIndex::load(dir, entry.seq, &reader) {
         Some(found) => found,
@@ -85,57 +100,130 @@ fn facts(dir: &Path, entry: &SegmentEntry) -> Result<Facts> {
     })
 }
 
-/// Applies the retention limits of `options` to the log in `dir`, deleting whole
-/// segments oldest first and never the newest one; `now` is the writer's clock in Unix
-/// nanoseconds. Returns what it deleted.
-///
-/// Each deletion removes the segment file, then its index, then syncs the directory; a
-/// process killed in between leaves at most an index without a segment, which the next
-/// run removes, and a log that opens.
-pub(crate) fn apply(dir: &Path, options: &LogOptions, now: i64) -> Result<Vec<Retired>> {
-    let segments = segment::list(dir)?;
-    remove_orphan_indexes(dir, segments.first().map(|s| s.seq))?;
-    let limited = options.retain_size.is_some()
-        || options.retain_age.is_some()
-        || options.retain_segments.is_some();
+/// A segment the limits would delete, cursors aside.
+struct Candidate {
+    entry: SegmentEntry,
+    bytes: u64,
+    reason: RetireReason,
+    /// Read when the age limit needed them.
+    facts: Option<Facts>,
+}
+
+/// The segments of `segments` (oldest first) that the limits of `options` would delete
+/// at `now` if no cursor held them, oldest first: never the newest one. A segment whose
+/// age cannot be read is an error if `strict`, and ends the list otherwise.
+fn candidates(
+    dir: &Path,
+    segments: &[SegmentEntry],
+    options: &LogOptions,
+    now: i64,
+    strict: bool,
+) -> Result<Vec<Candidate>> {
     let Some((_newest, old)) = segments.split_last() else {
         return Ok(Vec::new());
     };
-    if !limited || old.is_empty() {
+    let limited = options.retain_size.is_some()
+        || options.retain_age.is_some()
+        || options.retain_segments.is_some();
+    if !limited {
         return Ok(Vec::new());
     }
-    let cursors: Vec<(String, Position)> = cursor::all(dir)?
-        .into_iter()
-        .filter_map(|(name, p)| p.ok().map(|p| (name, p)))
-        .collect();
+    let len = |s: &SegmentEntry| std::fs::metadata(&s.path).map_or(0, |m| m.len());
     let mut count = segments.len() as u64;
-    let mut total: u64 = segments
-        .iter()
-        .map(|s| std::fs::metadata(&s.path).map_or(0, |m| m.len()))
-        .sum();
+    let mut total: u64 = segments.iter().map(len).sum();
     let age_limit = options
         .retain_age
         .map(|age| now.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX)));
-    let mut retired = Vec::new();
+    let mut found = Vec::new();
     for entry in old {
-        let facts = facts(dir, entry)?;
+        let bytes = len(entry);
+        let mut facts_read = None;
+        let mut aged = |limit: i64| -> Result<bool> {
+            let facts = match facts(dir, entry, bytes) {
+                Ok(facts) => facts,
+                Err(e) if strict => return Err(e),
+                Err(_) => return Ok(false),
+            };
+            Ok(facts_read
+                .insert(facts)
+                .last_timestamp
+                .is_none_or(|last| last < limit))
+        };
         let reason = if options.retain_segments.is_some_and(|n| count > n) {
             RetireReason::Count
         } else if options.retain_size.is_some_and(|n| total > n) {
             RetireReason::Size
         } else if let Some(limit) = age_limit
-            && facts.last_timestamp.is_none_or(|last| last < limit)
+            && aged(limit)?
         {
             RetireReason::Age
         } else {
             break;
         };
+        count -= 1;
+        total = total.saturating_sub(bytes);
+        found.push(Candidate {
+            entry: entry.clone(),
+            bytes,
+            reason,
+            facts: facts_read,
+        });
+    }
+    Ok(found)
+}
+
+/// Applies the retention limits of `options` to the log in `dir`, deleting whole
+/// segments oldest first and never the newest one; `now` is the writer's clock in Unix
+/// nanoseconds. Returns what it deleted.
+///
+/// A named cursor holds the segment it is in and every later one (unless
+/// [`LogOptions::retain_past_cursors`]); a cursor whose file cannot be read holds them
+/// all, since where it stands is not known, and is reported as an error.
+///
+/// Each deletion removes the segment file, then its index, then syncs the directory; a
+/// process killed in between leaves at most an index without a segment, which the next
+/// run removes, and a log that opens.
+///
+/// # Errors
+/// [`Error::BadCursor`] when the limits would delete a segment and a damaged cursor
+/// stops it (nothing is deleted); [`Error::Io`] and others for a segment that cannot be
+/// read or deleted.
+pub(crate) fn apply(dir: &Path, options: &LogOptions, now: i64) -> Result<Vec<Retired>> {
+    let segments = segment::list(dir)?;
+    remove_orphan_indexes(dir, segments.first().map(|s| s.seq))?;
+    let candidates = candidates(dir, &segments, options, now, true)?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cursors = cursor::holding(dir)?;
+    if !options.retain_past_cursors
+        && let Some((name, _)) = cursors.iter().find(|(_, p)| p.is_none())
+    {
+        return Err(Error::BadCursor {
+            name: name.clone(),
+            reason: "the cursor file is damaged, so retention deletes nothing it may need: \
+                     commit the cursor again or remove it",
+        });
+    }
+    // Only known positions from here: with `retain_past_cursors` the limits win over
+    // every cursor, a damaged one included.
+    let cursors: Vec<(String, Position)> = cursors
+        .into_iter()
+        .filter_map(|(name, p)| p.map(|p| (name, p)))
+        .collect();
+    let mut retired = Vec::new();
+    for candidate in candidates {
+        let entry = &candidate.entry;
         // A cursor in this segment or before holds it, even at its very end: once the
         // segment is gone its position could not be told from a lost one.
         let held = cursors.iter().any(|(_, p)| p.segment() <= entry.seq);
         if held && !options.retain_past_cursors {
             break;
         }
+        let facts = match candidate.facts {
+            Some(facts) => facts,
+            None => facts(dir, entry, candidate.bytes)?,
+        };
         let behind: Vec<CursorLoss> = cursors
             .iter()
             .filter(|(_, p)| p.segment() <= entry.seq)
@@ -159,19 +247,58 @@ pub(crate) fn apply(dir: &Path, options: &LogOptions, now: i64) -> Result<Vec<Re
             Err(e) => return Err(Error::io("remove", &index, e)),
         }
         sync_dir(dir)?;
-        count -= 1;
-        total = total.saturating_sub(facts.bytes);
         retired.push(Retired {
             segment: entry.seq,
             first_event: entry.base,
             events: facts.events,
             bytes: facts.bytes,
             last_timestamp: facts.last_timestamp,
-            reason,
+            reason: candidate.reason,
             cursors_behind: behind,
         });
     }
     Ok(retired)
+}
+
+/// The cursors that keep segments the limits of `options` would delete at `now`, most
+/// segments first; a damaged cursor is listed also when it keeps nothing. Reads only;
+/// empty with [`LogOptions::retain_past_cursors`], where no cursor holds anything.
+pub(crate) fn holds(
+    dir: &Path,
+    segments: &[SegmentEntry],
+    options: &LogOptions,
+    now: i64,
+) -> Result<Vec<RetentionHold>> {
+    if options.retain_past_cursors {
+        return Ok(Vec::new());
+    }
+    // Read as far as it can be: a damaged segment ends what `stat` counts, rather than
+    // failing it.
+    let candidates = candidates(dir, segments, options, now, false)?;
+    let cursors = cursor::holding(dir)?;
+    let mut holds: Vec<RetentionHold> = cursors
+        .into_iter()
+        .map(|(name, position)| {
+            let kept = candidates
+                .iter()
+                .filter(|c| position.is_none_or(|p| p.segment() <= c.entry.seq));
+            let (segments, bytes) =
+                kept.fold((0u64, 0u64), |(n, b), c| (n + 1, b.saturating_add(c.bytes)));
+            RetentionHold {
+                cursor: name,
+                position,
+                segments,
+                bytes,
+            }
+        })
+        .filter(|hold| hold.segments > 0 || hold.position.is_none())
+        .collect();
+    holds.sort_by(|a, b| {
+        b.segments
+            .cmp(&a.segments)
+            .then_with(|| a.cursor.cmp(&b.cursor))
+    });
+    Ok(holds)
 }
 
 /// Events of a segment at or after byte `offset` (a cursor's position in it).

@@ -649,8 +649,16 @@ impl LogWriter {
     /// returns what was deleted (also reported by [`take_retired`](Self::take_retired)
     /// for deletions made in the background).
     ///
+    /// A named cursor holds the segment it is in and every later one, unless
+    /// [`LogOptions::retain_past_cursors`] is set; [`LogReader::stat`](crate::LogReader::stat)
+    /// says which cursors hold how much ([`LogStat::held`](crate::LogStat::held)).
+    ///
     /// # Errors
-    /// [`Error::Io`] if a segment could not be read or deleted.
+    /// - [`Error::BadCursor`] if the limits call for a deletion while a cursor's file
+    ///   cannot be read (damaged): where that cursor stands is not known, so nothing is
+    ///   deleted until it is committed again or removed. The background runs after each
+    ///   roll hold back the same way.
+    /// - [`Error::Io`] if a segment could not be read or deleted.
     pub fn enforce_retention(&mut self) -> Result<Vec<Retired>> {
         self.background.wait_retired()?;
         let _turn = self.background.retention_turn();
