@@ -26,24 +26,17 @@ fn main() -> ExitCode {
 }
 
 fn run(dir: &str, duration: Option<Duration>) -> Result<(), Error> {
-    let mut log = match LogWriter::open(dir) {
-        Ok(log) => {
-            if !log.recovery().is_clean() {
-                eprintln!("recovered after a crash: {:?}", log.recovery());
-            }
-            log
-        }
-        Err(Error::NotALog { .. }) | Err(Error::Io { .. }) => {
-            let options = LogOptions::default()
-                .segment_size(4 << 20)
-                .roll_interval(Some(Duration::from_secs(60)))
-                .retain_size(Some(64 << 20))
-                // A consumer that falls far behind loses data rather than filling the disk.
-                .retain_past_cursors(true);
-            LogWriter::create(dir, options)?
-        }
-        Err(e) => return Err(e),
-    };
+    let options = LogOptions::default()
+        .segment_size(4 << 20)
+        .roll_interval(Some(Duration::from_secs(60)))
+        .retain_size(Some(64 << 20))
+        // A consumer that falls far behind loses data rather than filling the disk.
+        .retain_past_cursors(true);
+    // Resumes the log after a restart (its settings are those it was created with).
+    let mut log = LogWriter::open_or_create(dir, options)?;
+    if !log.recovery().is_clean() {
+        eprintln!("recovered after a crash: {:?}", log.recovery());
+    }
     eprintln!(
         "logging to {dir} from event {} (segment {})",
         log.event_count(),

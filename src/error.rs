@@ -311,6 +311,18 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+
+    /// A [`SystemTime`](std::time::SystemTime) that no timestamp holds: timestamps are
+    /// Unix nanoseconds in an `i64`, from 1677-09-21T00:12:43.145224192Z to
+    /// 2262-04-11T23:47:16.854775807Z. Nothing was written.
+    #[error(
+        "a time {unix_nanos} ns from the Unix epoch is outside the timestamps' range \
+         (1677-09-21 to 2262-04-11 UTC)"
+    )]
+    TimeOutOfRange {
+        /// The time, in nanoseconds since the Unix epoch (negative before it).
+        unix_nanos: i128,
+    },
 }
 
 /// Why a stream header was rejected; carried by [`Error::BadHeader`].

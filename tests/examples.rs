@@ -72,3 +72,65 @@ fn examples_print_file_errors_in_words() {
         "{stderr}"
     );
 }
+
+/// The README's log example, as a user copies it: it is the example `log_quickstart`
+/// word for word, runs any number of times (resuming its log), and two runs of two
+/// events each take a few MiB on disk, spare segment included.
+#[test]
+fn the_readme_log_example_reruns_in_a_few_mib() {
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/log_quickstart.rs"
+    ))
+    .unwrap();
+    let code: String = source
+        .lines()
+        .skip_while(|l| !l.starts_with("use evstream::"))
+        .filter(|l| !l.starts_with("#[rustfmt::skip]"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```rust\n{code}```\n")),
+        "the README's log example is not examples/log_quickstart.rs"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for run in 1..=2 {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = Command::new(example("log_quickstart"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&stderr);
+        assert!(status.success(), "run {run}: {stderr}");
+        let stdout = String::from_utf8_lossy(&stdout);
+        assert_eq!(
+            stdout.matches("[116, 101, 109, 112").count(),
+            2,
+            "run {run}: {stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("events: {}", 2 * run)),
+            "run {run}: {stdout}"
+        );
+    }
+    // Every file of the log, as allocated on disk.
+    let mut allocated = 0;
+    let mut dirs = vec![dir.path().join("app-log")];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                allocated += std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+            }
+        }
+    }
+    assert!(allocated <= 4 << 20, "{allocated} bytes on disk");
+}

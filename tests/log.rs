@@ -1069,3 +1069,86 @@ fn stat_says_which_cursor_holds_retention_and_by_how_much() {
     fill(&mut log, 2000, |i| i as i64);
     assert_eq!(reader.stat().unwrap().held, []);
 }
+
+/// `open_or_create` creates a log the first time and resumes it every time after, with
+/// the settings it was created with; run twice, a program neither fails nor starts over.
+#[test]
+fn open_or_create_creates_once_then_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::open_or_create(&path, small()).unwrap();
+    let first = log.append(1, b"first run").unwrap();
+    drop(log);
+    let mut log = LogWriter::open_or_create(&path, small().segment_size(1 << 20)).unwrap();
+    assert_eq!(log.options(), &small());
+    let second = log.append(2, b"second run").unwrap();
+    assert!(second > first);
+    drop(log);
+    assert_eq!(read_all(&path).len(), 2);
+    // A directory that is not a log is refused as `open` refuses it.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"not a log").unwrap();
+    assert!(LogWriter::open_or_create(&file, small()).is_err());
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a log");
+}
+
+/// `stat` counts the spare segment, prepared ahead of the next roll, in the disk use.
+#[test]
+fn stat_counts_the_spare_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    // With a roll interval the writer prepares the next segment at once.
+    let options = small().roll_interval(Some(Duration::from_secs(3600)));
+    let mut log = LogWriter::create(&path, options).unwrap();
+    log.append(0, b"e").unwrap();
+    let spare = path.join(".next-00000001.evs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !spare.exists() {
+        assert!(std::time::Instant::now() < deadline, "no spare prepared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(log); // the spare stays for the next writer
+    let stat = LogReader::open(&path).unwrap().stat().unwrap();
+    assert_eq!(stat.segments, 1);
+    assert_eq!(stat.spare_bytes, 8192);
+    assert_eq!(stat.disk_bytes, 2 * 8192);
+}
+
+/// The `SystemTime` forms of timestamps, the one position to commit, and positions in
+/// `Debug` output as `SEGMENT:OFFSET`.
+#[test]
+fn times_commits_and_debug_read_as_a_user_expects() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+    log.append_at(at, b"a").unwrap();
+    log.append_at(at + Duration::from_secs(1), b"b").unwrap();
+    let far = UNIX_EPOCH + Duration::from_secs(300 * 365 * 86_400);
+    assert!(matches!(
+        log.append_at(far, b"never"),
+        Err(Error::TimeOutOfRange { .. })
+    ));
+    let reader = LogReader::open(&path).unwrap();
+    let events: Vec<_> = reader.iter().unwrap().map(|e| e.unwrap()).collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].time(), at);
+    assert_eq!(events[0].timestamp(), 1_700_000_000_123_456_789);
+    let stat = reader.stat().unwrap();
+    assert_eq!(stat.first_time(), Some(at));
+    assert_eq!(stat.last_time(), Some(at + Duration::from_secs(1)));
+    let shown = format!("{stat:?}");
+    assert!(shown.contains("start: 0:24,"), "{shown}");
+    assert!(shown.contains(&format!("end: {},", stat.end)), "{shown}");
+    // Committed after the first event, the cursor resumes with the second.
+    reader.commit_after("c", &events[0]).unwrap();
+    assert_eq!(reader.cursor("c").unwrap(), Some(events[0].next_position()));
+    let resumed: Vec<_> = reader
+        .iter_cursor("c")
+        .unwrap()
+        .map(|e| e.unwrap().payload().to_vec())
+        .collect();
+    assert_eq!(resumed, [b"b".to_vec()]);
+    assert!(SystemTime::now() > at);
+}

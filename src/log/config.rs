@@ -27,6 +27,16 @@ pub(crate) const MIN_SEGMENT: u64 = 4096;
 ///
 /// Retention limits are all off by default: a log keeps everything until told otherwise.
 ///
+/// # Disk use
+/// Each segment is preallocated whole when it is created, and the writer prepares the
+/// next one (a hidden spare, `.next-SEQUENCE.evs`) before the roll that needs it, so a
+/// log takes its segments plus one: with the default 64 MiB segments, 128 MiB from its
+/// first event ([`LogStat::disk_bytes`](crate::LogStat::disk_bytes) counts the spare).
+/// A roll interval starts a segment per interval that holds events, however few. For a
+/// small or slow log choose small segments (1 MiB holds some 20,000 events of 32 bytes);
+/// the default suits a log that takes many events a second, where a larger segment
+/// means fewer rolls and fewer files.
+///
 /// # Examples
 /// A log of 64 MiB segments that rolls hourly and keeps about 10 GiB or a week of data,
 /// whichever is less:
@@ -67,8 +77,9 @@ impl Default for LogOptions {
 }
 
 impl LogOptions {
-    /// Length of each segment file in bytes (default 64 MiB). An event larger than a
-    /// segment's event area is refused with [`Error::EventTooLarge`].
+    /// Length of each segment file in bytes (default 64 MiB; see "Disk use" above for
+    /// choosing it). An event larger than a segment's event area is refused with
+    /// [`Error::EventTooLarge`].
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
         self

@@ -31,8 +31,16 @@ pub(crate) const MAX_SEGMENT_LEN: u64 = 1 << OFFSET_BITS;
 /// assert_eq!(Position::from_u64(position.as_u64()), position);
 /// # Ok::<(), evstream::ParsePositionError>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position(u64);
+
+/// As [`Display`](fmt::Display): `SEGMENT:OFFSET`, so that a `Debug` dump of a struct
+/// holding positions ([`LogStat`](crate::LogStat)) reads as the CLI prints them.
+impl fmt::Debug for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
 
 impl Position {
     /// The position of byte `offset` of segment `segment`, or `None` if either is out of

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Corruption, Error, Result};
 use crate::format::STREAM_HEADER_LEN;
@@ -49,6 +49,11 @@ impl LogEvent {
         self.timestamp
     }
 
+    /// The event's timestamp as a [`SystemTime`] ([`time_of`](crate::time_of)).
+    pub fn time(&self) -> SystemTime {
+        crate::time_of(self.timestamp)
+    }
+
     /// The checksum stored with the event (verified when the event was read).
     pub fn checksum(&self) -> u32 {
         self.checksum
@@ -61,8 +66,15 @@ impl LogEvent {
             .unwrap_or(&[])
     }
 
-    /// The position just past this event: where a consumer that has processed it
-    /// resumes (what to [commit](LogReader::commit_cursor) to a cursor).
+    /// The position just past this event: **the position to commit** to a cursor once
+    /// this event is processed, so that the consumer resumes with the event after it.
+    ///
+    /// This is the one answer to "which position do I commit": the next event to
+    /// consume, never the one just processed (committing [`position`](Self::position)
+    /// would deliver the event again after a restart). [`LogReader::commit_after`] commits
+    /// it for you; [`LogIter::position`] right after the iterator returned this event is
+    /// the same position. It is valid even while no event is there yet (the iterator
+    /// resumes there, or in the next segment if the writer rolled).
     pub fn next_position(&self) -> Position {
         Position::of(
             self.position.segment(),
@@ -121,6 +133,18 @@ pub struct LogStat {
     /// retention limits, and with [`LogOptions::retain_past_cursors`]. A consumer that
     /// was forgotten shows here long before its cursor fills the disk.
     pub held: Vec<RetentionHold>,
+}
+
+impl LogStat {
+    /// The oldest event's timestamp as a [`SystemTime`].
+    pub fn first_time(&self) -> Option<SystemTime> {
+        self.first_timestamp.map(crate::time_of)
+    }
+
+    /// The newest event's timestamp as a [`SystemTime`].
+    pub fn last_time(&self) -> Option<SystemTime> {
+        self.last_timestamp.map(crate::time_of)
+    }
 }
 
 /// The result of [`LogReader::verify`]: every segment checked.
@@ -613,8 +637,8 @@ impl LogReader {
         cursor::load(&self.dir, name)
     }
 
-    /// Saves `position` (the next event to consume, as [`LogEvent::next_position`]) under
-    /// cursor `name`, durably: when this returns, the cursor survives power loss. A crash
+    /// Saves `position` (the next event to consume: [`LogEvent::next_position`] of the
+    /// last event processed, see there) under cursor `name`, durably: when this returns, the cursor survives power loss. A crash
     /// during the commit leaves the old position or the new one.
     ///
     /// Delivery is at least once: a consumer that crashes after processing an event but
@@ -647,6 +671,34 @@ impl LogReader {
     /// ```
     pub fn commit_cursor(&self, name: &str, position: Position) -> Result<()> {
         cursor::store(&self.dir, name, position)
+    }
+
+    /// Commits cursor `name` past `event`, once it is processed: the same as
+    /// `commit_cursor(name, event.next_position())` ([`LogEvent::next_position`] says
+    /// why that position).
+    ///
+    /// # Errors
+    /// As [`commit_cursor`](Self::commit_cursor).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app");
+    /// # let mut log = evstream::LogWriter::create(&path, evstream::LogOptions::default().segment_size(1 << 20))?;
+    /// # for t in 0..3 { log.append(t, b"event")?; }
+    /// let reader = evstream::LogReader::open(&path)?;
+    /// for event in reader.iter_cursor("billing")? {
+    ///     let event = event?;
+    ///     // ... process it, then:
+    ///     reader.commit_after("billing", &event)?;
+    /// }
+    /// assert_eq!(reader.iter_cursor("billing")?.count(), 0); // all consumed
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn commit_after(&self, name: &str, event: &LogEvent) -> Result<()> {
+        self.commit_cursor(name, event.next_position())
     }
 
     /// Deletes cursor `name`; `false` if there was none.

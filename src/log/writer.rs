@@ -5,6 +5,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::failpoint::failpoint;
@@ -154,6 +155,48 @@ impl LogWriter {
                 };
             }
         })
+    }
+
+    /// Opens the log in `dir` if there is one, or creates it with `options` if there is
+    /// not: what a program that should resume its log after a restart calls, and may run
+    /// any number of times.
+    ///
+    /// An existing log keeps the settings it was created with (its `LOG` file), and
+    /// `options` is then not used; [`options`](Self::options) gives the ones in force.
+    /// Another process creating the log at the same time is fine: one creates it, the
+    /// other opens it (or finds it [`Locked`](Error::Locked), if the first still writes).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open) and [`create`](Self::create).
+    ///
+    /// # Examples
+    /// ```
+    /// use evstream::{LogOptions, LogWriter};
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app");
+    /// let options = LogOptions::default().segment_size(1 << 20);
+    /// for run in 0..2 {
+    ///     let mut log = LogWriter::open_or_create(&path, options.clone())?;
+    ///     log.append_now(b"started")?;
+    ///     assert_eq!(log.event_count(), run + 1);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open_or_create(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let settings = dir.join(CONFIG_FILE);
+        match std::fs::symlink_metadata(&settings) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match Self::create(dir, options) {
+                    // Created by another process since the look.
+                    Err(Error::AlreadyExists { .. }) => Self::open(dir),
+                    created => created,
+                }
+            }
+            _ => Self::open(dir),
+        }
     }
 
     /// Opens the log in `dir` to append to it.
@@ -482,6 +525,30 @@ impl LogWriter {
         }
         let offset = self.segment.append_with(timestamp, len, fill)?;
         Ok(self.appended(offset, timestamp))
+    }
+
+    /// Appends an event stamped `time`, as [`append`](Self::append) does with its
+    /// timestamp in Unix nanoseconds ([`timestamp_of`](crate::timestamp_of)).
+    ///
+    /// # Errors
+    /// [`Error::TimeOutOfRange`] for a time no timestamp holds (before 1677 or after
+    /// 2262); otherwise as [`append`](Self::append). Nothing is written on error.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::SystemTime;
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut log = evstream::LogWriter::open_or_create(dir.path().join("app"), Default::default())?;
+    /// let at = SystemTime::now();
+    /// log.append_at(at, b"temp=21.5")?;
+    /// let reader = evstream::LogReader::open(log.dir())?;
+    /// assert_eq!(reader.tail(1)?[0].time(), at);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn append_at(&mut self, time: SystemTime, payload: &[u8]) -> Result<Position> {
+        self.append(crate::timestamp_of(time)?, payload)
     }
 
     /// Appends `payload` stamped with the wall clock, never earlier than the last event;
