@@ -231,197 +231,26 @@ impl LogWriter {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let options = crate::log::reader::read_options(dir)?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| Error::io("open", &lock_path, e))?;
-        lock_exclusive(&lock, dir)?;
+        let lock = take_lock(dir)?;
         failpoint!("log_open:after_lock");
-        let mut segments = segment::list(dir)?;
+        let (chain, floor) = unsealed_chain(dir, &options)?;
+        check_repairs(dir, &options, &chain, floor)?;
         let mut recovery = LogRecovery::default();
-        let newest = match segments.pop() {
-            Some(newest) => newest,
-            None => {
-                let entry = SegmentEntry {
-                    seq: 0,
-                    base: 0,
-                    path: dir.join(segment_name(0, 0)),
-                };
-                drop(StreamWriter::create_with(
-                    &entry.path,
-                    options.segment_size,
-                    quiet(),
-                )?);
-                sync_dir(dir)?;
-                entry
-            }
-        };
-        // The segments before the newest whose background seal never finished (the
-        // writer died first), newest first. Those before them are sealed.
-        let mut floor: Option<i64> = None;
-        let mut unsealed = Vec::new();
-        while let Some(previous) = segments.pop() {
-            let after = unsealed.last().unwrap_or(&newest);
-            if previous.seq + 1 != after.seq {
-                break;
-            }
-            let reader = StreamReader::open(&previous.path)?;
-            if let Some((_, last)) = SegmentIndex::load(dir, previous.seq, &reader) {
-                floor = last.or(floor);
-                break;
-            }
-            unsealed.push(previous);
-        }
-        let mut chain: Vec<SegmentEntry> = unsealed.into_iter().rev().collect();
-        chain.push(newest);
-        // Nothing is repaired in a segment that is not one of this log's: each must open
-        // as a stream (a typed refusal otherwise) of the log's segment size, and one that
-        // holds flushed events must follow on from the one before it (a power loss can
-        // tear only events that were never flushed, and a flush waits for every older
-        // segment's seal).
-        //
-        // Every refusal below the repairs is also checked here first, on what the
-        // repairs will keep (read, not written): a refused open changes no file.
-        let mut before: Option<(u64, u64)> = None;
-        // The first-event index after the last segment as the repairs leave it, and the
-        // newest timestamp before the next segment.
-        let mut kept_end: Option<u64> = None;
-        let mut kept_floor = floor.unwrap_or(i64::MIN);
-        let mut past_gap = false;
-        for (k, entry) in chain.iter().enumerate() {
-            let reader = StreamReader::open(&entry.path)?;
-            if reader.capacity() != options.segment_size {
-                return Err(Error::NotALog {
-                    path: entry.path.clone(),
-                    reason: "a segment file is not of the log's segment size",
-                });
-            }
-            let flushed = reader.durable_offset() > format::STREAM_HEADER_LEN;
-            if let Some((base, count)) = before
-                && base.checked_add(count) != Some(entry.base)
-                && flushed
-            {
-                return Err(not_following(&entry.path));
-            }
-            if entry
-                .base
-                .checked_add(reader.header_event_count())
-                .is_none()
-            {
-                return Err(index_overflow(&entry.path));
-            }
-            before = Some((entry.base, reader.header_event_count()));
-            past_gap |= kept_end.is_some_and(|end| end != entry.base);
-            if past_gap {
-                // Dropped below, as lying past a gap: only if it holds no flushed event.
-                if flushed {
-                    return Err(not_following(&entry.path));
-                }
-                continue;
-            }
-            let (kept, last, torn) = reader.kept_by_writer_open()?;
-            kept_end = Some(
-                entry
-                    .base
-                    .checked_add(kept)
-                    .ok_or_else(|| index_overflow(&entry.path))?,
-            );
-            if k + 1 == chain.len() {
-                // The newest segment's first event, read intact, must not be older than
-                // the last event before it.
-                match reader.iter().next() {
-                    Some(Ok(first)) if first.timestamp() < kept_floor => {
-                        return Err(first_too_old(&entry.path));
-                    }
-                    Some(Err(e)) if kept > 0 => return Err(e),
-                    _ => {}
-                }
-            }
-            if k + 1 < chain.len() {
-                // The repairs index this segment by reading every event they keep,
-                // checksums included: damage there (below the watermark, where the
-                // writer's open itself does not look) refuses the open, so look first.
-                for event in reader
-                    .iter()
-                    .take(usize::try_from(kept).unwrap_or(usize::MAX))
-                {
-                    event?;
-                }
-            }
-            kept_floor = last.unwrap_or(kept_floor);
-            // The writer's lock, and readers if a torn tail is to be dropped: checked
-            // without this reader, which counts as one.
-            drop(reader);
-            check_writable(&entry.path, torn)?;
-            // Each segment before the newest gets its index written by the repairs.
-            if k + 1 < chain.len() {
-                segment::check_index_writable(dir, entry.seq)?;
-            }
-        }
-        let mut expected: Option<u64> = None;
-        let mut newest = None;
-        for (k, entry) in chain.iter().enumerate() {
-            if let Some(base) = expected
-                && entry.base != base
-            {
-                // The segment before lost events to the power loss (a torn tail, or a
-                // header older than its events), so this segment and every later one
-                // lie past a gap, and none of their events was flushed (a flush waits
-                // for every older segment's seal): drop them, as a stream drops the
-                // events after its torn tail, and continue with an empty segment.
-                let gone = chain.get(k..).unwrap_or_default();
-                // A power loss leaves no flushed event past a gap; flushed events there
-                // mean the files disagree for another reason, and nothing is dropped.
-                for later in gone {
-                    if StreamReader::open(&later.path)?.durable_offset() > format::STREAM_HEADER_LEN
-                    {
-                        return Err(not_following(&later.path));
-                    }
-                }
-                for gone in gone {
-                    let reader = StreamReader::open(&gone.path)?;
-                    recovery.dropped_after_gap += reader.header_event_count();
-                    drop(reader);
-                    std::fs::remove_file(&gone.path)
-                        .map_err(|e| Error::io("remove", &gone.path, e))?;
-                    let _ = std::fs::remove_file(dir.join(segment::index_name(gone.seq)));
-                }
-                let path = dir.join(segment_name(entry.seq, base));
-                drop(StreamWriter::create_with(
-                    &path,
-                    options.segment_size,
-                    quiet(),
-                )?);
-                sync_dir(dir)?;
-                newest = Some(SegmentEntry {
-                    seq: entry.seq,
-                    base,
-                    path,
-                });
-                break;
-            }
-            if k + 1 == chain.len() {
-                newest = Some(entry.clone());
-                break;
-            }
-            let (last, count, repair) = seal_unsealed(dir, entry)?;
-            recovery.unsealed.push((entry.seq, repair));
-            floor = last.or(floor);
-            expected = Some(
-                entry
-                    .base
-                    .checked_add(count)
-                    .ok_or_else(|| index_overflow(&entry.path))?,
-            );
-        }
-        let newest = newest.ok_or(Error::NotALog {
-            path: dir.to_owned(),
-            reason: "it has no segment",
-        })?;
+        let (newest, floor) = repair(dir, &options, &chain, floor, &mut recovery)?;
+        Self::resume(dir, options, lock, &newest, floor, recovery)
+    }
+
+    /// The last phase of [`open`](Self::open): opens the newest segment (`floor` is the
+    /// newest timestamp before it), removes what an earlier writer left, and starts the
+    /// background threads.
+    fn resume(
+        dir: &Path,
+        options: LogOptions,
+        lock: std::fs::File,
+        newest: &SegmentEntry,
+        floor: Option<i64>,
+        mut recovery: LogRecovery,
+    ) -> Result<Self> {
         // Before the writer's open, which may repair it: a first event (read intact)
         // older than the newest event before it is not this log's.
         let first = StreamReader::open(&newest.path)?
@@ -776,6 +605,230 @@ impl LogWriter {
     pub fn recovery(&self) -> &LogRecovery {
         &self.recovery
     }
+}
+
+/// The first phase of [`LogWriter::open`]: takes the log's writer lock (`LOCK`, made if
+/// missing).
+fn take_lock(dir: &Path) -> Result<std::fs::File> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| Error::io("open", &lock_path, e))?;
+    lock_exclusive(&lock, dir)?;
+    Ok(lock)
+}
+
+/// The second phase of [`LogWriter::open`]: the segments whose background seal never
+/// finished (their writer died first) and the newest one, oldest first, and the newest
+/// timestamp before them. A log without segments gets its first one here.
+fn unsealed_chain(dir: &Path, options: &LogOptions) -> Result<(Vec<SegmentEntry>, Option<i64>)> {
+    let mut segments = segment::list(dir)?;
+    let newest = match segments.pop() {
+        Some(newest) => newest,
+        None => {
+            let entry = SegmentEntry {
+                seq: 0,
+                base: 0,
+                path: dir.join(segment_name(0, 0)),
+            };
+            drop(StreamWriter::create_with(
+                &entry.path,
+                options.segment_size,
+                quiet(),
+            )?);
+            sync_dir(dir)?;
+            entry
+        }
+    };
+    // The segments before the newest whose background seal never finished (the
+    // writer died first), newest first. Those before them are sealed.
+    let mut floor: Option<i64> = None;
+    let mut unsealed = Vec::new();
+    while let Some(previous) = segments.pop() {
+        let after = unsealed.last().unwrap_or(&newest);
+        if previous.seq + 1 != after.seq {
+            break;
+        }
+        let reader = StreamReader::open(&previous.path)?;
+        if let Some((_, last)) = SegmentIndex::load(dir, previous.seq, &reader) {
+            floor = last.or(floor);
+            break;
+        }
+        unsealed.push(previous);
+    }
+    let mut chain: Vec<SegmentEntry> = unsealed.into_iter().rev().collect();
+    chain.push(newest);
+    Ok((chain, floor))
+}
+
+/// The third phase of [`LogWriter::open`], reading only: every refusal of the repairs
+/// ([`repair`]) checked first, on what they will keep, so that a refused open changes
+/// no file. `chain` is from [`unsealed_chain`], `floor` the newest timestamp before it.
+fn check_repairs(
+    dir: &Path,
+    options: &LogOptions,
+    chain: &[SegmentEntry],
+    floor: Option<i64>,
+) -> Result<()> {
+    // Nothing is repaired in a segment that is not one of this log's: each must open
+    // as a stream (a typed refusal otherwise) of the log's segment size, and one that
+    // holds flushed events must follow on from the one before it (a power loss can
+    // tear only events that were never flushed, and a flush waits for every older
+    // segment's seal).
+    let mut before: Option<(u64, u64)> = None;
+    // The first-event index after the last segment as the repairs leave it, and the
+    // newest timestamp before the next segment.
+    let mut kept_end: Option<u64> = None;
+    let mut kept_floor = floor.unwrap_or(i64::MIN);
+    let mut past_gap = false;
+    for (k, entry) in chain.iter().enumerate() {
+        let reader = StreamReader::open(&entry.path)?;
+        if reader.capacity() != options.segment_size {
+            return Err(Error::NotALog {
+                path: entry.path.clone(),
+                reason: "a segment file is not of the log's segment size",
+            });
+        }
+        let flushed = reader.durable_offset() > format::STREAM_HEADER_LEN;
+        if let Some((base, count)) = before
+            && base.checked_add(count) != Some(entry.base)
+            && flushed
+        {
+            return Err(not_following(&entry.path));
+        }
+        if entry
+            .base
+            .checked_add(reader.header_event_count())
+            .is_none()
+        {
+            return Err(index_overflow(&entry.path));
+        }
+        before = Some((entry.base, reader.header_event_count()));
+        past_gap |= kept_end.is_some_and(|end| end != entry.base);
+        if past_gap {
+            // Dropped by the repairs, as lying past a gap: only if it holds no flushed
+            // event.
+            if flushed {
+                return Err(not_following(&entry.path));
+            }
+            continue;
+        }
+        let (kept, last, torn) = reader.kept_by_writer_open()?;
+        kept_end = Some(
+            entry
+                .base
+                .checked_add(kept)
+                .ok_or_else(|| index_overflow(&entry.path))?,
+        );
+        if k + 1 == chain.len() {
+            // The newest segment's first event, read intact, must not be older than
+            // the last event before it.
+            match reader.iter().next() {
+                Some(Ok(first)) if first.timestamp() < kept_floor => {
+                    return Err(first_too_old(&entry.path));
+                }
+                Some(Err(e)) if kept > 0 => return Err(e),
+                _ => {}
+            }
+        }
+        if k + 1 < chain.len() {
+            // The repairs index this segment by reading every event they keep,
+            // checksums included: damage there (below the watermark, where the
+            // writer's open itself does not look) refuses the open, so look first.
+            for event in reader
+                .iter()
+                .take(usize::try_from(kept).unwrap_or(usize::MAX))
+            {
+                event?;
+            }
+        }
+        kept_floor = last.unwrap_or(kept_floor);
+        // The writer's lock, and readers if a torn tail is to be dropped: checked
+        // without this reader, which counts as one.
+        drop(reader);
+        check_writable(&entry.path, torn)?;
+        // Each segment before the newest gets its index written by the repairs.
+        if k + 1 < chain.len() {
+            segment::check_index_writable(dir, entry.seq)?;
+        }
+    }
+    Ok(())
+}
+
+/// The fourth phase of [`LogWriter::open`]: seals (repairs, flushes, indexes) each
+/// segment of `chain` before the newest, or, past a segment that lost events to a power
+/// loss, drops the later ones (never flushed) for an empty segment. Returns the newest
+/// segment and the newest timestamp before it.
+fn repair(
+    dir: &Path,
+    options: &LogOptions,
+    chain: &[SegmentEntry],
+    mut floor: Option<i64>,
+    recovery: &mut LogRecovery,
+) -> Result<(SegmentEntry, Option<i64>)> {
+    let mut expected: Option<u64> = None;
+    let mut newest = None;
+    for (k, entry) in chain.iter().enumerate() {
+        if let Some(base) = expected
+            && entry.base != base
+        {
+            // The segment before lost events to the power loss (a torn tail, or a
+            // header older than its events), so this segment and every later one
+            // lie past a gap, and none of their events was flushed (a flush waits
+            // for every older segment's seal): drop them, as a stream drops the
+            // events after its torn tail, and continue with an empty segment.
+            let gone = chain.get(k..).unwrap_or_default();
+            // A power loss leaves no flushed event past a gap; flushed events there
+            // mean the files disagree for another reason, and nothing is dropped.
+            for later in gone {
+                if StreamReader::open(&later.path)?.durable_offset() > format::STREAM_HEADER_LEN {
+                    return Err(not_following(&later.path));
+                }
+            }
+            for gone in gone {
+                let reader = StreamReader::open(&gone.path)?;
+                recovery.dropped_after_gap += reader.header_event_count();
+                drop(reader);
+                std::fs::remove_file(&gone.path).map_err(|e| Error::io("remove", &gone.path, e))?;
+                let _ = std::fs::remove_file(dir.join(segment::index_name(gone.seq)));
+            }
+            let path = dir.join(segment_name(entry.seq, base));
+            drop(StreamWriter::create_with(
+                &path,
+                options.segment_size,
+                quiet(),
+            )?);
+            sync_dir(dir)?;
+            newest = Some(SegmentEntry {
+                seq: entry.seq,
+                base,
+                path,
+            });
+            break;
+        }
+        if k + 1 == chain.len() {
+            newest = Some(entry.clone());
+            break;
+        }
+        let (last, count, repair) = seal_unsealed(dir, entry)?;
+        recovery.unsealed.push((entry.seq, repair));
+        floor = last.or(floor);
+        expected = Some(
+            entry
+                .base
+                .checked_add(count)
+                .ok_or_else(|| index_overflow(&entry.path))?,
+        );
+    }
+    let newest = newest.ok_or(Error::NotALog {
+        path: dir.to_owned(),
+        reason: "it has no segment",
+    })?;
+    Ok((newest, floor))
 }
 
 /// Options of the segments the writer prepares: prefaulted whole, up front.
