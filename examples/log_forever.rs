@@ -57,6 +57,9 @@ fn run(dir: &str, duration: Option<Duration>) -> Result<(), Error> {
         if last_flush.elapsed() >= Duration::from_secs(1) {
             log.flush()?; // everything so far survives power loss
             last_flush = Instant::now();
+            if let Some(e) = log.take_retention_error() {
+                eprintln!("retention is held back: {e}");
+            }
             for retired in log.take_retired() {
                 eprintln!(
                     "retention deleted segment {} ({} events, {:?})",

@@ -975,6 +975,11 @@ fn a_damaged_cursor_holds_every_segment_and_says_so() {
     model.extend(fill(&mut log, 2000, |i| 50 + i as i64));
     log.flush().unwrap();
     assert_eq!(log.take_retired(), []);
+    let background = log.take_retention_error();
+    assert!(
+        matches!(&background, Some(Error::BadCursor { name, .. }) if name == "slow"),
+        "{background:?}"
+    );
     let refused = log.enforce_retention().unwrap_err();
     assert!(
         matches!(&refused, Error::BadCursor { name, .. } if name == "slow"),

@@ -553,7 +553,8 @@ impl LogWriter {
     /// - [`Error::BadCursor`] if the limits call for a deletion while a cursor's file
     ///   cannot be read (damaged): where that cursor stands is not known, so nothing is
     ///   deleted until it is committed again or removed. The background runs after each
-    ///   roll hold back the same way.
+    ///   roll hold back the same way, and
+    ///   [`take_retention_error`](Self::take_retention_error) reports it.
     /// - [`Error::Io`] if a segment could not be read or deleted.
     pub fn enforce_retention(&mut self) -> Result<Vec<Retired>> {
         self.background.wait_retired()?;
@@ -569,6 +570,34 @@ impl LogWriter {
             state = self.background.wait(state);
         }
         std::mem::take(&mut state.retired)
+    }
+
+    /// Why the background retention after the last roll failed, if it did, once it has
+    /// dealt with every segment rolled so far; `None` once a later run succeeded. A
+    /// failed run deletes nothing more and is tried again after the next roll; the
+    /// writer goes on. Most often [`Error::BadCursor`]: a cursor whose file is damaged
+    /// holds every segment (see [`enforce_retention`](Self::enforce_retention)).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let mut log = evstream::LogWriter::create(dir.path().join("app"), evstream::LogOptions::default().segment_size(1 << 20))?;
+    /// for retired in log.take_retired() {
+    ///     eprintln!("retention deleted segment {}", retired.segment);
+    /// }
+    /// if let Some(e) = log.take_retention_error() {
+    ///     eprintln!("retention is held back: {e}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn take_retention_error(&mut self) -> Option<Error> {
+        let mut state = self.background.state();
+        while !state.queue.is_empty() || state.busy || state.retaining {
+            state = self.background.wait(state);
+        }
+        state.retention_error.take()
     }
 
     /// The log's directory.
@@ -915,6 +944,9 @@ struct State {
     failed: Option<Error>,
     poisoned: bool,
     retired: Vec<Retired>,
+    /// Why the last background retention run failed, if it did (cleared by one that
+    /// succeeds, and by `LogWriter::take_retention_error`).
+    retention_error: Option<Error>,
     stop: bool,
     /// The log directory, for error messages.
     dir: PathBuf,
@@ -1177,11 +1209,17 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             }
             {
                 let _turn = shared.retention.lock().unwrap_or_else(|e| e.into_inner());
-                // Best effort here: a failure is retried after the next roll, and
-                // `enforce_retention` reports it.
-                let retired = retention::apply(dir, options, now_nanos()).unwrap_or_default();
+                // A failure does not stop the writer: it is retried after the next roll,
+                // and kept for `take_retention_error` until then.
+                let result = retention::apply(dir, options, now_nanos());
                 let mut state = lock();
-                state.retired.extend(retired);
+                match result {
+                    Ok(retired) => {
+                        state.retired.extend(retired);
+                        state.retention_error = None;
+                    }
+                    Err(e) => state.retention_error = Some(e),
+                }
                 state.retaining = false;
                 shared.changed.notify_all();
             }
