@@ -272,10 +272,13 @@ pub(crate) fn holds(
     if options.retain_past_cursors {
         return Ok(Vec::new());
     }
+    let cursors = cursor::holding(dir)?;
+    if cursors.is_empty() {
+        return Ok(Vec::new());
+    }
     // Read as far as it can be: a damaged segment ends what `stat` counts, rather than
     // failing it.
     let candidates = candidates(dir, segments, options, now, false)?;
-    let cursors = cursor::holding(dir)?;
     let mut holds: Vec<RetentionHold> = cursors
         .into_iter()
         .map(|(name, position)| {
