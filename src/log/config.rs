@@ -154,6 +154,11 @@ impl LogOptions {
         self.retain_past_cursors
     }
 
+    /// Whether any retention limit is set.
+    pub(crate) fn has_limits(&self) -> bool {
+        self.retain_size.is_some() || self.retain_age.is_some() || self.retain_segments.is_some()
+    }
+
     /// The roll interval in nanoseconds, if any (at least 1).
     pub(crate) fn roll_nanos(&self) -> Option<i64> {
         self.roll_interval

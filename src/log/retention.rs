@@ -122,10 +122,7 @@ fn candidates(
     let Some((_newest, old)) = segments.split_last() else {
         return Ok(Vec::new());
     };
-    let limited = options.retain_size.is_some()
-        || options.retain_age.is_some()
-        || options.retain_segments.is_some();
-    if !limited {
+    if !options.has_limits() {
         return Ok(Vec::new());
     }
     let len = |s: &SegmentEntry| std::fs::metadata(&s.path).map_or(0, |m| m.len());
@@ -269,7 +266,7 @@ pub(crate) fn holds(
     options: &LogOptions,
     now: i64,
 ) -> Result<Vec<RetentionHold>> {
-    if options.retain_past_cursors {
+    if options.retain_past_cursors || !options.has_limits() {
         return Ok(Vec::new());
     }
     let cursors = cursor::holding(dir)?;
