@@ -1,14 +1,16 @@
 //! A log against a plain model (every event appended, with its position) over random
 //! operations: appends of every size (empty, all zeros, larger than a segment, out of
 //! order), rolls by size and by time, flushes, reopened writers, retention by segment
-//! count with and without cursors holding it, cursor commits, and every way of reading.
+//! count with and without cursors holding it, cursor commits, cursor files damaged by a
+//! flipped bit, and every way of reading.
 //!
 //! The promises checked after each operation: an append's position is the next place in
 //! the newest segment, or the start of the next segment when it rolls (and only then); a
 //! refused append changes nothing; readers see exactly the appended events that retention
 //! kept, in order, at their positions; retention deletes whole segments, oldest first,
-//! never the newest and (unless told to) never one a cursor still needs; seek, tail, lag,
-//! `stat` and cursors agree with the model; a reopened writer continues where the last one
+//! never the newest and (unless told to) never one a cursor still needs, nor any while a
+//! cursor cannot be read; seek, tail, lag, `stat` (which cursor holds how many segments)
+//! and cursors agree with the model; a reopened writer continues where the last one
 //! stopped, with nothing to repair.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -47,6 +49,8 @@ enum Op {
         at: u8,
     },
     RemoveCursor(usize),
+    /// Flip a bit of cursor `name`'s file, if it has one (the same bit each time).
+    DamageCursor(usize),
     Retain,
 }
 
@@ -68,6 +72,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..12).prop_map(Op::Tail),
         1 => (0usize..2, any::<u8>()).prop_map(|(name, at)| Op::Commit { name, at }),
         1 => (0usize..2).prop_map(Op::RemoveCursor),
+        1 => (0usize..2).prop_map(Op::DamageCursor),
         1 => Just(Op::Retain),
     ]
 }
@@ -104,9 +109,16 @@ struct Model {
     /// The oldest segment that still exists.
     first_segment: u64,
     cursors: [Option<Position>; 2],
+    /// Whether each cursor's file is damaged (until committed again or removed).
+    damaged: [bool; 2],
 }
 
 impl Model {
+    /// Whether a damaged cursor holds every segment (without `retain_past_cursors`).
+    fn damage_holds(&self, past_cursors: bool) -> bool {
+        !past_cursors && self.damaged.iter().any(|&d| d)
+    }
+
     fn kept(&self) -> &[Event] {
         &self.events[self.first_kept..]
     }
@@ -206,6 +218,11 @@ fn check_reads(path: &Path, model: &Model, largest_ts: i64) -> Result<(), TestCa
     let lag = reader.lag(model.end()).unwrap();
     prop_assert_eq!((lag.events, lag.bytes), (0, 0));
     for (k, name) in CURSORS.iter().enumerate() {
+        if model.damaged[k] {
+            let refused = matches!(reader.cursor(name), Err(Error::BadCursor { .. }));
+            prop_assert!(refused, "damaged cursor {} read", name);
+            continue;
+        }
         prop_assert_eq!(reader.cursor(name).unwrap(), model.cursors[k]);
         if let Some(at) = model.cursors[k]
             && at.segment() >= model.first_segment
@@ -227,6 +244,58 @@ fn check_reads(path: &Path, model: &Model, largest_ts: i64) -> Result<(), TestCa
     Ok(())
 }
 
+/// Checks `stat`'s account of the cursors that hold retention: each cursor keeps the
+/// segments the count limit would delete from its own segment on; a damaged one keeps
+/// them all and is always listed; none with `retain_past_cursors` or without a limit.
+fn check_held(
+    path: &Path,
+    model: &Model,
+    retain: Option<u64>,
+    past_cursors: bool,
+) -> Result<(), TestCaseError> {
+    let stat = LogReader::open(path).unwrap().stat().unwrap();
+    let mut expect = Vec::new();
+    if let Some(limit) = retain
+        && !past_cursors
+    {
+        let segments = model.segment - model.first_segment + 1;
+        let over = segments.saturating_sub(limit.max(1));
+        let deleted = model.first_segment..model.first_segment + over;
+        for (k, name) in CURSORS.iter().enumerate() {
+            let Some(at) = model.cursors[k] else {
+                continue;
+            };
+            let (position, held) = if model.damaged[k] {
+                (None, over)
+            } else {
+                let held = deleted.clone().filter(|&seq| seq >= at.segment()).count() as u64;
+                (Some(at), held)
+            };
+            if held > 0 || position.is_none() {
+                expect.push((
+                    name.to_string(),
+                    position,
+                    held,
+                    held * stat_segment_size(&stat),
+                ));
+            }
+        }
+    }
+    expect.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    let held: Vec<_> = stat
+        .held
+        .iter()
+        .map(|h| (h.cursor.clone(), h.position, h.segments, h.bytes))
+        .collect();
+    prop_assert_eq!(held, expect);
+    Ok(())
+}
+
+/// The segment size, from what `stat` says the segments and the spare take.
+fn stat_segment_size(stat: &evstream::LogStat) -> u64 {
+    (stat.disk_bytes - stat.spare_bytes) / stat.segments
+}
+
 /// Applies what the background threads retired, as `take_retired` reports it, to the
 /// model, checking that only whole segments went, oldest first, never the newest, and
 /// never one a cursor needs.
@@ -235,6 +304,10 @@ fn retire(
     retired: &[evstream::Retired],
     past_cursors: bool,
 ) -> Result<(), TestCaseError> {
+    prop_assert!(
+        retired.is_empty() || !model.damage_holds(past_cursors),
+        "segments retired while a cursor was damaged"
+    );
     for r in retired {
         prop_assert_eq!(r.segment, model.first_segment, "oldest first");
         prop_assert!(r.segment < model.segment, "never the newest");
@@ -342,7 +415,12 @@ proptest! {
                     prop_assert_eq!(log.end(), model.end());
                     prop_assert_eq!(log.event_count(), model.events.len() as u64);
                     // A writer's drop waits for the seals, whose retention may delete.
+                    let before = model.first_segment;
                     model.retire_before(&path);
+                    prop_assert!(
+                        before == model.first_segment || !model.damage_holds(past_cursors),
+                        "segments retired while a cursor was damaged"
+                    );
                 }
                 Op::ReadAll => {
                     let retired = log.take_retired();
@@ -388,6 +466,7 @@ proptest! {
                     let reader = LogReader::open(&path).unwrap();
                     reader.commit_cursor(CURSORS[name], position).unwrap();
                     model.cursors[name] = Some(position);
+                    model.damaged[name] = false;
                     prop_assert_eq!(reader.cursor(CURSORS[name]).unwrap(), Some(position));
                 }
                 Op::RemoveCursor(name) => {
@@ -395,16 +474,49 @@ proptest! {
                     let removed = reader.remove_cursor(CURSORS[name]).unwrap();
                     prop_assert_eq!(removed, model.cursors[name].is_some());
                     model.cursors[name] = None;
+                    model.damaged[name] = false;
+                }
+                Op::DamageCursor(name) => {
+                    // What the background retired before the damage.
+                    let retired = log.take_retired();
+                    retire(&mut model, &retired, past_cursors)?;
+                    if model.cursors[name].is_some() {
+                        let file = path.join("cursors").join(CURSORS[name]);
+                        let mut bytes = std::fs::read(&file).unwrap();
+                        bytes[9] ^= 1;
+                        std::fs::write(&file, &bytes).unwrap();
+                        // Flipped twice, the bit is back.
+                        model.damaged[name] = !model.damaged[name];
+                    }
                 }
                 Op::Retain => {
                     let retired = log.take_retired();
                     retire(&mut model, &retired, past_cursors)?;
-                    let retired = log.enforce_retention().unwrap();
+                    let segments = model.segment - model.first_segment + 1;
+                    let over = retain.map_or(0, |limit| segments.saturating_sub(limit.max(1)));
+                    let retired = match log.enforce_retention() {
+                        Ok(retired) => retired,
+                        Err(Error::BadCursor { name, .. }) => {
+                            // Refused only when the limit would delete and a damaged cursor
+                            // stops it.
+                            prop_assert!(model.damage_holds(past_cursors) && over > 0);
+                            let k = CURSORS.iter().position(|c| *c == name).unwrap();
+                            prop_assert!(model.damaged[k]);
+                            Vec::new()
+                        }
+                        Err(e) => return Err(TestCaseError::fail(format!("unexpected {e}"))),
+                    };
                     retire(&mut model, &retired, past_cursors)?;
+                    check_held(&path, &model, retain, past_cursors)?;
                     let segments = model.segment - model.first_segment + 1;
                     if let Some(limit) = retain {
-                        let held = !past_cursors
-                            && model.cursors.iter().flatten().any(|at| at.segment() <= model.first_segment);
+                        let held = model.damage_holds(past_cursors)
+                            || (!past_cursors
+                                && model
+                                    .cursors
+                                    .iter()
+                                    .flatten()
+                                    .any(|at| at.segment() <= model.first_segment));
                         prop_assert!(
                             segments <= limit.max(1) || held,
                             "{} segments kept, limit {}",
