@@ -293,7 +293,13 @@ impl LogOptions {
         }
         let options = Self::from_text(&text)
             .ok_or_else(|| not_a_log("its LOG settings file is not valid"))?;
-        options.check(dir)?;
+        // A size out of bounds here is the file's problem, not the caller's argument:
+        // `BadCapacity` (a usage error) stays with `create`.
+        options.check(dir).map_err(|_| {
+            not_a_log(
+                "its LOG settings file names a segment size out of bounds (4096 to 2^40 - 1 bytes)",
+            )
+        })?;
         Ok(options)
     }
 }
