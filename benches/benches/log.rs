@@ -6,6 +6,10 @@
 //! `EVSTREAM_LOG_BENCH_REPEATS`, `EVSTREAM_LOG_BENCH_LARGE` (bytes of the large log for
 //! open, seek and tail; 0 skips it), `EVSTREAM_LOG_BENCH_PACE_NS` (0 skips latency),
 //! `EVSTREAM_LOG_BENCH_DIR`.
+//!
+//! `cargo bench -p evstream-bench --benches -- --test` (criterion's test mode, which CI
+//! runs) passes `--test`: then every part runs once on a few MiB, to check that it runs,
+//! not to time it; the environment variables still apply.
 
 use std::time::Duration;
 
@@ -16,8 +20,15 @@ fn env(name: &str) -> Option<u64> {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is expected.
+    // `cargo bench` passes `--bench`, and `-- --test` adds `--test`; nothing else is
+    // expected.
     let mut config = LogBenchConfig::default();
+    if std::env::args().any(|arg| arg == "--test") {
+        config.total_bytes = 4 << 20;
+        config.segment_size = 1 << 20;
+        config.repeats = 1;
+        config.large_bytes = 8 << 20;
+    }
     if let Some(bytes) = env("EVSTREAM_LOG_BENCH_BYTES") {
         config.total_bytes = bytes;
     }

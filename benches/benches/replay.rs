@@ -41,7 +41,10 @@ fn replay(c: &mut Criterion) {
                             .map(|_| {
                                 let (time, events) =
                                     replay_once(method, mode, &path).expect("replay run");
-                                assert_eq!(events, workload.events());
+                                // Every method but the limit counts the events it saw.
+                                if let Some(events) = events {
+                                    assert_eq!(events, workload.events());
+                                }
                                 time
                             })
                             .sum()

@@ -1080,16 +1080,16 @@ fn written_end(map: &[u8]) -> usize {
 }
 
 /// The replay limit's pass: CRC-32 over the stream's written bytes (the stream header's
-/// write offset says how many), without parsing them. Returns no event count (0).
-fn limit_crc_pass(map: &[u8]) -> u64 {
+/// write offset says how many), without parsing them: it counts no events.
+fn limit_crc_pass(map: &[u8]) -> Option<u64> {
     let end = written_end(map);
     black_box(crc32fast::hash(map.get(..end).unwrap_or_default()));
-    0
+    None
 }
 
 /// The per-event floor's pass: one CRC-32 call over the last `12 + size` bytes of every
 /// event before the stream header's write offset; returns the number of events.
-fn per_event_crc_pass(map: &[u8]) -> u64 {
+fn per_event_crc_pass(map: &[u8]) -> Option<u64> {
     let end = written_end(map);
     let header = EVENT_HEADER_LEN as usize;
     let mut pos = STREAM_HEADER_LEN as usize;
@@ -1109,27 +1109,36 @@ fn per_event_crc_pass(map: &[u8]) -> u64 {
         pos = next;
     }
     black_box(digest);
-    events
+    Some(events)
 }
 
 /// Visits every event of the stream at `path` with `method` and returns the time of the
-/// timed region (see [`ReplayMode`]) and the number of events seen.
+/// timed region (see [`ReplayMode`]) and the number of events seen: `None` for
+/// [`ReplayMethod::LimitCrc`], which checksums the bytes without parsing them into events.
 ///
 /// # Errors
 ///
 /// As for [`StreamReader::open`] and its iterators; the `BufReader` parse's errors arrive
 /// as [`Error::Io`] with the [`stdio::CodecError`] inside.
-pub fn replay_once(method: ReplayMethod, mode: ReplayMode, path: &Path) -> Result<(Duration, u64)> {
+pub fn replay_once(
+    method: ReplayMethod,
+    mode: ReplayMode,
+    path: &Path,
+) -> Result<(Duration, Option<u64>)> {
     let open_start = Instant::now();
     match method {
         ReplayMethod::EvstreamVerified | ReplayMethod::EvstreamUnverified => {
             let verified = method == ReplayMethod::EvstreamVerified;
             let reader = StreamReader::open(path)?;
-            timed_pass(mode, open_start, reader, |r| evstream_pass(r, verified))
+            timed_pass(mode, open_start, reader, |r| {
+                evstream_pass(r, verified).map(Some)
+            })
         }
         ReplayMethod::BufReader => {
             let file = File::open(path).map_err(io_err("open", path))?;
-            timed_pass(mode, open_start, file, |f| bufreader_pass(f, path))
+            timed_pass(mode, open_start, file, |f| {
+                bufreader_pass(f, path).map(Some)
+            })
         }
         ReplayMethod::LimitCrc | ReplayMethod::LimitCrcPerEvent => {
             let file = File::open(path).map_err(io_err("open", path))?;
@@ -1152,8 +1161,8 @@ fn timed_pass<S>(
     mode: ReplayMode,
     open_start: Instant,
     source: S,
-    mut pass: impl FnMut(&S) -> Result<u64>,
-) -> Result<(Duration, u64)> {
+    mut pass: impl FnMut(&S) -> Result<Option<u64>>,
+) -> Result<(Duration, Option<u64>)> {
     let reused = mode == ReplayMode::Reused;
     let start = if reused {
         pass(&source)?;
@@ -1367,7 +1376,9 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Bench
                     ReplayMode::Open | ReplayMode::Reused => &replay_file,
                 };
                 let (time, seen) = replay_once(method, mode, file)?;
-                if method != ReplayMethod::LimitCrc && seen != workload.events() {
+                if let Some(seen) = seen
+                    && seen != workload.events()
+                {
                     // Every other method, the per-event floor included, sees every event.
                     return Err(io_error(
                         "replay",
@@ -2192,7 +2203,8 @@ mod tests {
         let path = dir.fresh_file();
         write_replay_file(&path, &workload)?;
         for (method, mode) in replay_cases() {
-            assert_eq!(replay_once(method, mode, &path)?.1, 0);
+            let expected = (method != ReplayMethod::LimitCrc).then_some(0);
+            assert_eq!(replay_once(method, mode, &path)?.1, expected);
         }
         Ok(())
     }
@@ -2207,11 +2219,7 @@ mod tests {
             let (_, seen) = replay_once(method, mode, &path)?;
             // The limit checksums the bytes without parsing them into events.
             // The per-event floor hashes every event, so it counts them.
-            let expected = if method == ReplayMethod::LimitCrc {
-                0
-            } else {
-                500
-            };
+            let expected = (method != ReplayMethod::LimitCrc).then_some(500);
             assert_eq!(seen, expected, "{} {}", method.label(), mode.name());
         }
         Ok(())
@@ -2245,7 +2253,7 @@ mod tests {
         // Unverified iteration does not look at checksums.
         assert_eq!(
             replay_once(ReplayMethod::EvstreamUnverified, ReplayMode::Open, &path)?.1,
-            20
+            Some(20)
         );
         Ok(())
     }
