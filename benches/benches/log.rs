@@ -7,9 +7,9 @@
 //! open, seek and tail; 0 skips it), `EVSTREAM_LOG_BENCH_PACE_NS` (0 skips latency),
 //! `EVSTREAM_LOG_BENCH_DIR`.
 //!
-//! `cargo bench -p evstream-bench --benches -- --test` (criterion's test mode, which CI
-//! runs) passes `--test`: then every part runs once on a few MiB, to check that it runs,
-//! not to time it; the environment variables still apply.
+//! In criterion's test mode (`cargo test --benches`, which CI runs, or
+//! `cargo bench -- --test`) every part runs once on a few MiB, to check that it runs, not
+//! to time it; the environment variables still apply.
 
 use std::time::Duration;
 
@@ -19,11 +19,18 @@ fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// Whether the bench runs once to check that it works, as criterion's test mode does:
+/// `cargo test --benches` (no `--bench` argument) or `cargo bench -- --test`.
+fn test_mode() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|arg| arg == "--test") || !args.iter().any(|arg| arg == "--bench")
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`, and `-- --test` adds `--test`; nothing else is
-    // expected.
+    // `cargo bench` passes `--bench`, and `-- --test` adds `--test`; `cargo test`
+    // passes neither. Nothing else is expected.
     let mut config = LogBenchConfig::default();
-    if std::env::args().any(|arg| arg == "--test") {
+    if test_mode() {
         config.total_bytes = 4 << 20;
         config.segment_size = 1 << 20;
         config.repeats = 1;

@@ -5,8 +5,8 @@
 //! 64 MiB of free space after them (so the writer's scan for stale bytes past the write
 //! offset has room to cost something), written once per run into a temporary directory;
 //! its pages are warm (just written). `EVSTREAM_OPEN_BENCH_MIB` sets the event bytes in
-//! MiB (default 2048; 16 in criterion's test mode, `-- --test`, which only checks that
-//! the bench runs).
+//! MiB (default 2048; 16 in criterion's test mode, `cargo test --benches` or
+//! `cargo bench -- --test`, which only checks that the bench runs).
 //!
 //! `cargo bench -p evstream-bench --bench open` runs it (about a minute, most of it
 //! writing the file).
@@ -18,15 +18,18 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use evstream::format::capacity_for_events;
 use evstream::{Prefault, StreamReader, StreamWriter, WriterOptions};
 
+/// Whether the bench runs once to check that it works, as criterion's test mode does:
+/// `cargo test --benches` (no `--bench` argument) or `cargo bench -- --test`.
+fn test_mode() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|arg| arg == "--test") || !args.iter().any(|arg| arg == "--bench")
+}
+
 fn open(c: &mut Criterion) {
     let mib: u64 = std::env::var("EVSTREAM_OPEN_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if std::env::args().any(|arg| arg == "--test") {
-            16
-        } else {
-            2048
-        });
+        .unwrap_or(if test_mode() { 16 } else { 2048 });
     let dir = tempfile::tempdir_in(std::env::var_os("EVSTREAM_BENCH_DIR").unwrap_or(".".into()))
         .expect("create a temporary directory");
     let path = dir.path().join("big.evs");
