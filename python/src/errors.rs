@@ -1,0 +1,223 @@
+//! `evstream::Error` as Python exceptions: a base class `evstream.Error` and one subclass
+//! per variant, each carrying the message of the error and its source chain, and the
+//! fields a caller acts on (`path`, `offset`, ...) as attributes.
+
+use pyo3::IntoPyObjectExt;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+use evstream::Error;
+
+pyo3::create_exception!(
+    evstream,
+    EvstreamError,
+    PyException,
+    "Base class of every error the store reports."
+);
+
+/// Declares the exception classes, each a subclass of `evstream.Error`.
+macro_rules! variants {
+    ($($name:ident: $doc:literal),* $(,)?) => {
+        $(pyo3::create_exception!(evstream, $name, EvstreamError, $doc);)*
+
+        /// Adds the base class (as `Error`) and every variant's class to the module.
+        pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+            let py = module.py();
+            module.add("Error", py.get_type::<EvstreamError>())?;
+            $(module.add(stringify!($name), py.get_type::<$name>())?;)*
+            Ok(())
+        }
+    };
+}
+
+variants! {
+    Io: "An operating system call failed (`errno`, `path`).",
+    AlreadyExists: "The file or directory to create already exists.",
+    NotAFile: "The path is a directory, FIFO or device, not a stream file.",
+    Locked: "Another writer holds the stream or log.",
+    BadCapacity: "A stream's capacity is out of range.",
+    BadHeader: "The stream's header is not valid.",
+    Corrupt: "An event is damaged (`offset`, `watermark`).",
+    NotAStream: "The file is not an evstream stream; it was left unchanged.",
+    DamagedTrailer: "The stream's trailer is damaged (`offset`).",
+    NoRoomForTrailer: "A version 1 stream has no room for the version 2 trailer.",
+    Sealed: "The stream is sealed and takes no more events.",
+    Recovered: "The stream was recovered under this reader; reopen it.",
+    ReadersPresent: "Recovery must rewrite bytes that open readers may be viewing.",
+    OutOfOrder: "A timestamp is lower than the previous event's (`previous`, `got`).",
+    Full: "The stream is full (`needed`, `available`).",
+    PayloadTooLarge: "A payload exceeds the maximum an event can hold.",
+    Poisoned: "An earlier flush failed; the writer accepts no more appends.",
+    OffsetOutOfRange: "An offset is outside the published events.",
+    Regressed: "The published write offset moved back under a reader.",
+    NotALog: "The directory is not a log.",
+    EventTooLarge: "An event does not fit in a segment of the log.",
+    Retired: "Retention deleted the position (`first_segment`).",
+    NoSuchPosition: "The position is not in the log.",
+    BadCursor: "A cursor's name or file is not valid (`name`).",
+}
+
+/// The error's message and its source chain, joined by `": "`, on one line.
+pub fn message(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `error` as an instance of its Python class, with its fields as attributes.
+pub fn to_py(error: Error) -> PyErr {
+    let text = message(&error);
+    Python::attach(|py| {
+        let (err, attrs): (PyErr, Vec<(&str, Py<PyAny>)>) = match &error {
+            Error::Io { op, path, source } => (
+                Io::new_err(text),
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("op", str_obj(py, op)),
+                    ("errno", opt(py, source.raw_os_error())),
+                ],
+            ),
+            Error::AlreadyExists { path } => (
+                AlreadyExists::new_err(text),
+                vec![("path", path_obj(py, path))],
+            ),
+            Error::NotAFile { path, .. } => {
+                (NotAFile::new_err(text), vec![("path", path_obj(py, path))])
+            }
+            Error::Locked { path } => (Locked::new_err(text), vec![("path", path_obj(py, path))]),
+            Error::BadCapacity { path, capacity, .. } => (
+                BadCapacity::new_err(text),
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("capacity", int(py, *capacity)),
+                ],
+            ),
+            Error::BadHeader { path, .. } => {
+                (BadHeader::new_err(text), vec![("path", path_obj(py, path))])
+            }
+            Error::Corrupt {
+                path,
+                offset,
+                watermark,
+                ..
+            } => (
+                Corrupt::new_err(text),
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("offset", int(py, *offset)),
+                    ("watermark", int(py, *watermark)),
+                ],
+            ),
+            Error::NotAStream { path, .. } => (
+                NotAStream::new_err(text),
+                vec![("path", path_obj(py, path))],
+            ),
+            Error::DamagedTrailer { path, offset, .. } => (
+                DamagedTrailer::new_err(text),
+                vec![("path", path_obj(py, path)), ("offset", int(py, *offset))],
+            ),
+            Error::NoRoomForTrailer { path, .. } => (
+                NoRoomForTrailer::new_err(text),
+                vec![("path", path_obj(py, path))],
+            ),
+            Error::Sealed { path } => (Sealed::new_err(text), vec![("path", path_obj(py, path))]),
+            Error::Recovered { path, .. } => {
+                (Recovered::new_err(text), vec![("path", path_obj(py, path))])
+            }
+            Error::ReadersPresent { path } => (
+                ReadersPresent::new_err(text),
+                vec![("path", path_obj(py, path))],
+            ),
+            Error::OutOfOrder { previous, got } => (
+                OutOfOrder::new_err(text),
+                vec![("previous", int(py, *previous)), ("got", int(py, *got))],
+            ),
+            Error::Full { needed, available } => (
+                Full::new_err(text),
+                vec![
+                    ("needed", int(py, *needed)),
+                    ("available", int(py, *available)),
+                ],
+            ),
+            Error::PayloadTooLarge { len } => {
+                (PayloadTooLarge::new_err(text), vec![("len", int(py, *len))])
+            }
+            Error::Poisoned { path } => {
+                (Poisoned::new_err(text), vec![("path", path_obj(py, path))])
+            }
+            Error::OffsetOutOfRange { offset, .. } => (
+                OffsetOutOfRange::new_err(text),
+                vec![("offset", int(py, *offset))],
+            ),
+            Error::Regressed { path, .. } => {
+                (Regressed::new_err(text), vec![("path", path_obj(py, path))])
+            }
+            Error::NotALog { path, .. } => {
+                (NotALog::new_err(text), vec![("path", path_obj(py, path))])
+            }
+            Error::EventTooLarge { needed, .. } => (
+                EventTooLarge::new_err(text),
+                vec![("needed", int(py, *needed))],
+            ),
+            Error::Retired {
+                position,
+                first_segment,
+            } => (
+                Retired::new_err(text),
+                vec![
+                    ("position", str_obj(py, &position.to_string())),
+                    ("first_segment", int(py, *first_segment)),
+                ],
+            ),
+            Error::NoSuchPosition { position, .. } => (
+                NoSuchPosition::new_err(text),
+                vec![("position", str_obj(py, &position.to_string()))],
+            ),
+            Error::BadCursor { name, .. } => {
+                (BadCursor::new_err(text), vec![("name", str_obj(py, name))])
+            }
+            // A variant added to the store later: the base class, with the same message.
+            _ => (EvstreamError::new_err(text), Vec::new()),
+        };
+        let value = err.value(py);
+        for (name, attr) in attrs {
+            // An attribute that cannot be set leaves the message, which says it all.
+            let _ = value.setattr(name, attr);
+        }
+        err
+    })
+}
+
+fn int<'py, T: IntoPyObject<'py>>(py: Python<'py>, value: T) -> Py<PyAny> {
+    value.into_py_any(py).unwrap_or_else(|_| py.None())
+}
+
+fn opt<'py, T: IntoPyObject<'py>>(py: Python<'py>, value: Option<T>) -> Py<PyAny> {
+    value.map_or_else(|| py.None(), |v| int(py, v))
+}
+
+fn str_obj(py: Python<'_>, text: &str) -> Py<PyAny> {
+    int(py, text)
+}
+
+fn path_obj(py: Python<'_>, path: &std::path::Path) -> Py<PyAny> {
+    int(py, path)
+}
+
+/// Extension: `?` on a store result inside a Python method.
+pub trait IntoPy<T> {
+    /// The result with its error as a Python exception.
+    fn py_err(self) -> PyResult<T>;
+}
+
+impl<T> IntoPy<T> for evstream::Result<T> {
+    fn py_err(self) -> PyResult<T> {
+        self.map_err(to_py)
+    }
+}

@@ -1,0 +1,112 @@
+//! `evstream.Event`: one event read from a log or a stream.
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use evstream::Position;
+
+/// Where an event sits: a log's position, or a stream's byte offset.
+#[derive(Clone, Copy, Debug)]
+pub enum Place {
+    /// In a log: its position and the position after it.
+    Log(Position, Position),
+    /// In a stream file: its byte offset and the offset after it.
+    Stream(u64, u64),
+}
+
+/// One event: its timestamp, payload and position.
+#[pyclass(frozen, module = "evstream", name = "Event")]
+pub struct Event {
+    timestamp: i64,
+    payload: Py<PyBytes>,
+    place: Place,
+}
+
+impl Event {
+    /// An event with a copy of `payload`.
+    pub fn new(py: Python<'_>, timestamp: i64, payload: &[u8], place: Place) -> PyResult<Py<Self>> {
+        Py::new(
+            py,
+            Self {
+                timestamp,
+                payload: PyBytes::new(py, payload).unbind(),
+                place,
+            },
+        )
+    }
+}
+
+impl Event {
+    /// The position as Python sees it.
+    pub fn position_string(&self) -> String {
+        self.position()
+    }
+}
+
+#[pymethods]
+impl Event {
+    /// Unix nanoseconds.
+    #[getter]
+    fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The timestamp as a timezone-aware UTC `datetime` (to the microsecond).
+    #[getter]
+    fn time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::time::to_datetime(py, self.timestamp)
+    }
+
+    /// The payload.
+    #[getter]
+    fn payload(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.payload.clone_ref(py)
+    }
+
+    /// `SEGMENT:OFFSET` in a log; the byte offset in decimal in a stream file.
+    #[getter]
+    fn position(&self) -> String {
+        match self.place {
+            Place::Log(at, _) => at.to_string(),
+            Place::Stream(at, _) => at.to_string(),
+        }
+    }
+
+    /// Where the next event starts: what a consumer that processed this one commits.
+    #[getter]
+    fn next_position(&self) -> String {
+        match self.place {
+            Place::Log(_, next) => next.to_string(),
+            Place::Stream(_, next) => next.to_string(),
+        }
+    }
+
+    /// The byte offset in the event's segment or stream file.
+    #[getter]
+    fn offset(&self) -> u64 {
+        match self.place {
+            Place::Log(at, _) => at.offset(),
+            Place::Stream(at, _) => at,
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let payload = self.payload.bind(py).as_bytes();
+        format!(
+            "Event(timestamp={}, position='{}', payload=<{} bytes>)",
+            self.timestamp,
+            self.position(),
+            payload.len()
+        )
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> bool {
+        let Ok(other) = other.cast::<Event>() else {
+            return false;
+        };
+        let other = other.get();
+        self.timestamp == other.timestamp
+            && self.position() == other.position()
+            && self.payload.bind(py).as_bytes() == other.payload.bind(py).as_bytes()
+    }
+}

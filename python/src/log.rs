@@ -1,0 +1,584 @@
+//! `evstream.LogWriter`, `evstream.LogReader` and the iterator over a log's events.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::{PyAny, PyString};
+
+use evstream::{LogEvent, LogIter, LogOptions, LogReader, LogWriter, Position};
+
+use crate::columns::Columns;
+use crate::errors::IntoPy;
+use crate::event::{Event, Place};
+use crate::time::{opt_ns, to_ns};
+use crate::wait::{BATCH, Wait};
+
+/// A writer that was closed: `ValueError`, as for a closed Python file.
+fn closed() -> PyErr {
+    PyValueError::new_err("I/O operation on a closed writer")
+}
+
+/// A lock poisoned by a panic elsewhere (none is expected): the state is not trusted.
+fn poisoned() -> PyErr {
+    PyValueError::new_err("the object was left unusable by an earlier failure")
+}
+
+/// A duration argument: seconds (`int` or `float`) or a `datetime.timedelta`.
+fn duration(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
+    let seconds: f64 = if value.hasattr("total_seconds")? {
+        value.call_method0("total_seconds")?.extract()?
+    } else {
+        value.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{what} is a number of seconds or a datetime.timedelta"
+            ))
+        })?
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        PyValueError::new_err(format!("{what} must be a positive duration, not {seconds}"))
+    })
+}
+
+/// `roll`: `"hourly"`, `"daily"`, seconds or a `timedelta`.
+fn roll_interval(value: &Bound<'_, PyAny>) -> PyResult<Duration> {
+    if let Ok(name) = value.cast::<PyString>() {
+        return match &*name.to_cow()? {
+            "hourly" => Ok(Duration::from_secs(3600)),
+            "daily" => Ok(Duration::from_secs(86_400)),
+            other => Err(PyValueError::new_err(format!(
+                "roll is \"hourly\", \"daily\", seconds or a timedelta, not {other:?}"
+            ))),
+        };
+    }
+    duration(value, "roll")
+}
+
+/// A position argument: `"SEGMENT:OFFSET"`, or an `Event` (its next position: where a
+/// consumer that processed it resumes).
+fn position_arg(value: &Bound<'_, PyAny>) -> PyResult<Position> {
+    let text: String = match value.cast::<Event>() {
+        Ok(event) => event.getattr("next_position")?.extract()?,
+        Err(_) => value.extract().map_err(|_| {
+            PyTypeError::new_err("a position is a \"SEGMENT:OFFSET\" string or an Event")
+        })?,
+    };
+    text.parse::<Position>()
+        .map_err(|e| PyValueError::new_err(format!("{text:?} is not a position: {e}")))
+}
+
+/// Appends to a log: a directory of rolling segments, with retention.
+///
+/// One writer per log at a time, across processes (`Locked` otherwise).
+#[pyclass(module = "evstream", name = "LogWriter")]
+pub struct PyLogWriter {
+    inner: Mutex<Option<LogWriter>>,
+}
+
+impl PyLogWriter {
+    fn with<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut LogWriter) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let writer = guard.as_mut().ok_or_else(closed)?;
+        f(writer)
+    }
+}
+
+#[pymethods]
+impl PyLogWriter {
+    /// Creates a log in the new directory `path`.
+    #[staticmethod]
+    #[pyo3(signature = (path, segment_size=None, roll=None, retain_size=None, retain_age=None, retain_segments=None, retain_past_cursors=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        py: Python<'_>,
+        path: PathBuf,
+        segment_size: Option<u64>,
+        roll: Option<&Bound<'_, PyAny>>,
+        retain_size: Option<u64>,
+        retain_age: Option<&Bound<'_, PyAny>>,
+        retain_segments: Option<u64>,
+        retain_past_cursors: bool,
+    ) -> PyResult<Self> {
+        let mut options = LogOptions::default();
+        if let Some(size) = segment_size {
+            options = options.segment_size(size);
+        }
+        let roll = roll
+            .filter(|r| !r.is_none())
+            .map(roll_interval)
+            .transpose()?;
+        let age = retain_age
+            .filter(|a| !a.is_none())
+            .map(|a| duration(a, "retain_age"))
+            .transpose()?;
+        options = options
+            .roll_interval(roll)
+            .retain_size(retain_size)
+            .retain_age(age)
+            .retain_segments(retain_segments)
+            .retain_past_cursors(retain_past_cursors);
+        let writer = py.detach(|| LogWriter::create(&path, options)).py_err()?;
+        Ok(Self {
+            inner: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Opens the log in `path` for appending, repairing what a crash left.
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let writer = py.detach(|| LogWriter::open(&path)).py_err()?;
+        Ok(Self {
+            inner: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Appends one event; returns its position `"SEGMENT:OFFSET"`.
+    fn append(
+        &self,
+        py: Python<'_>,
+        timestamp_ns: &Bound<'_, PyAny>,
+        payload: &[u8],
+    ) -> PyResult<String> {
+        let timestamp = to_ns(timestamp_ns)?;
+        self.with(py, |w| {
+            Ok(w.append(timestamp, payload).py_err()?.to_string())
+        })
+    }
+
+    /// Appends one event stamped with the current time (never below the last event's).
+    fn append_now(&self, py: Python<'_>, payload: &[u8]) -> PyResult<String> {
+        self.with(py, |w| Ok(w.append_now(payload).py_err()?.0.to_string()))
+    }
+
+    /// Makes every appended event durable (survives power loss) before returning.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |w| py.detach(|| w.flush()).py_err())
+    }
+
+    /// Flushes and closes the writer; later calls raise `ValueError`. Closing twice is
+    /// allowed.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let Some(mut writer) = guard.take() else {
+            return Ok(());
+        };
+        py.detach(move || {
+            let flushed = writer.flush();
+            drop(writer);
+            flushed
+        })
+        .py_err()
+    }
+
+    /// The position the next event will get.
+    #[getter]
+    fn end(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |w| Ok(w.end().to_string()))
+    }
+
+    /// Whether the writer was closed.
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self
+            .inner
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?
+            .is_none())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+}
+
+/// Reads a log: iteration, seek by time, tail, stat, cursors, columnar replay.
+#[pyclass(module = "evstream", name = "LogReader", frozen)]
+pub struct PyLogReader {
+    inner: LogReader,
+}
+
+#[pymethods]
+impl PyLogReader {
+    /// Opens the log in `path` for reading.
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| LogReader::open(&path)).py_err()?;
+        Ok(Self { inner })
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<PyLogIterator> {
+        self.iter(py, None, None)
+    }
+
+    /// The events from `since` (inclusive) to `until` (exclusive), times as Unix
+    /// nanoseconds or aware `datetime`s; up to the end of the log as it is when reached.
+    #[pyo3(signature = (since=None, until=None))]
+    fn iter(
+        &self,
+        py: Python<'_>,
+        since: Option<&Bound<'_, PyAny>>,
+        until: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyLogIterator> {
+        let (since, until) = (opt_ns(since)?, opt_ns(until)?);
+        let iter = py.detach(|| self.start(since)).py_err()?;
+        Ok(PyLogIterator::new(iter, until, None))
+    }
+
+    /// Follows the log: its events from `since`, or from `position` (such as
+    /// `reader.end()` for new events only), or from the start, then each new one as the
+    /// writer appends it (across rolls). With a `timeout` (seconds) the iteration ends
+    /// when no event came for that long; without, it waits until interrupted.
+    #[pyo3(signature = (timeout=None, since=None, position=None))]
+    fn follow(
+        &self,
+        py: Python<'_>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        since: Option<&Bound<'_, PyAny>>,
+        position: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyLogIterator> {
+        let timeout = timeout
+            .filter(|t| !t.is_none())
+            .map(|t| duration(t, "timeout"))
+            .transpose()?;
+        let since = opt_ns(since)?;
+        let position = position
+            .filter(|p| !p.is_none())
+            .map(position_arg)
+            .transpose()?;
+        let iter = py
+            .detach(|| match position {
+                Some(at) => self.inner.iter_from(at),
+                None => self.start(since),
+            })
+            .py_err()?;
+        Ok(PyLogIterator::new(iter, None, Some(Wait::new(timeout))))
+    }
+
+    /// The last `n` events, oldest first.
+    fn tail(&self, py: Python<'_>, n: usize) -> PyResult<Vec<Py<Event>>> {
+        let events = py.detach(|| self.inner.tail(n)).py_err()?;
+        events.iter().map(|e| log_event(py, e)).collect()
+    }
+
+    /// A summary: segments, events, disk use, time span, whether a writer is active.
+    fn stat(&self, py: Python<'_>) -> PyResult<LogStat> {
+        let stat = py.detach(|| self.inner.stat()).py_err()?;
+        Ok(LogStat {
+            segments: stat.segments,
+            first_segment: stat.first_segment,
+            last_segment: stat.last_segment,
+            events: stat.events,
+            disk_bytes: stat.disk_bytes,
+            first_timestamp: stat.first_timestamp,
+            last_timestamp: stat.last_timestamp,
+            start: stat.start.to_string(),
+            end: stat.end.to_string(),
+            writer_active: stat.writer_active,
+        })
+    }
+
+    /// The position of the log's first event still kept.
+    fn start_position(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(py.detach(|| self.inner.start()).py_err()?.to_string())
+    }
+
+    /// The position after the log's last published event.
+    fn end(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(py.detach(|| self.inner.end()).py_err()?.to_string())
+    }
+
+    /// The position stored in cursor `name`, or `None` if it was never committed.
+    fn cursor(&self, py: Python<'_>, name: &str) -> PyResult<Option<String>> {
+        Ok(py
+            .detach(|| self.inner.cursor(name))
+            .py_err()?
+            .map(|p| p.to_string()))
+    }
+
+    /// The events from cursor `name` on (from the start of the log if it was never
+    /// committed), up to the end of the log.
+    fn iter_cursor(&self, py: Python<'_>, name: &str) -> PyResult<PyLogIterator> {
+        let iter = py.detach(|| self.inner.iter_cursor(name)).py_err()?;
+        Ok(PyLogIterator::new(iter, None, None))
+    }
+
+    /// Stores `position` in cursor `name`, atomically and durably. `position` is
+    /// `"SEGMENT:OFFSET"` or an `Event`, which commits the position after it.
+    fn commit_cursor(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        position: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let position = position_arg(position)?;
+        py.detach(|| self.inner.commit_cursor(name, position))
+            .py_err()
+    }
+
+    /// How far cursor `name` is behind the end of the log, or `None` if it was never
+    /// committed.
+    fn lag(&self, py: Python<'_>, name: &str) -> PyResult<Option<Lag>> {
+        let lag = py.detach(|| self.inner.cursor_lag(name)).py_err()?;
+        Ok(lag.map(|l| Lag {
+            events: l.events,
+            bytes: l.bytes,
+        }))
+    }
+
+    /// The events from `since` to `until` as a `pyarrow.Table` with columns `timestamp`
+    /// (`timestamp[ns, tz=UTC]`), `position` (`string`) and `payload` (`binary`), built
+    /// without a Python object per event.
+    #[pyo3(signature = (since=None, until=None))]
+    fn to_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        since: Option<&Bound<'py, PyAny>>,
+        until: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (since, until) = (opt_ns(since)?, opt_ns(until)?);
+        let columns = py
+            .detach(|| -> evstream::Result<Columns> {
+                let stat = self.inner.stat()?;
+                let events = usize::try_from(stat.events).unwrap_or(0);
+                let bytes = usize::try_from(stat.disk_bytes).unwrap_or(0);
+                let mut columns = Columns::with_capacity(
+                    if since.is_some() || until.is_some() {
+                        0
+                    } else {
+                        events
+                    },
+                    if since.is_some() || until.is_some() {
+                        0
+                    } else {
+                        bytes.min(events.saturating_mul(4096))
+                    },
+                );
+                let mut iter = self.start(since)?;
+                while let Some(event) = iter.try_next()? {
+                    if until.is_some_and(|u| event.timestamp() >= u) {
+                        break;
+                    }
+                    let at = event.position();
+                    columns.push(
+                        event.timestamp(),
+                        Some(at.segment()),
+                        at.offset(),
+                        event.payload(),
+                    );
+                }
+                Ok(columns)
+            })
+            .py_err()?;
+        columns.table(py)
+    }
+
+    /// `to_arrow(since, until).to_pandas()`.
+    #[pyo3(signature = (since=None, until=None))]
+    fn to_pandas<'py>(
+        &self,
+        py: Python<'py>,
+        since: Option<&Bound<'py, PyAny>>,
+        until: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.to_arrow(py, since, until)?.call_method0("to_pandas")
+    }
+
+    /// The log's directory.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.dir().to_owned()
+    }
+}
+
+impl PyLogReader {
+    fn start(&self, since: Option<i64>) -> evstream::Result<LogIter> {
+        match since {
+            Some(ts) => self.inner.iter_since(ts),
+            None => self.inner.iter(),
+        }
+    }
+}
+
+fn log_event(py: Python<'_>, event: &LogEvent) -> PyResult<Py<Event>> {
+    Event::new(
+        py,
+        event.timestamp(),
+        event.payload(),
+        Place::Log(event.position(), event.next_position()),
+    )
+}
+
+/// Iterates a log's events, reading them in batches with the GIL released.
+#[pyclass(module = "evstream", name = "LogIterator")]
+pub struct PyLogIterator {
+    state: Mutex<IterState>,
+}
+
+struct IterState {
+    iter: LogIter,
+    until: Option<i64>,
+    wait: Option<Wait>,
+    ready: VecDeque<Py<Event>>,
+    failed: Option<evstream::Error>,
+    done: bool,
+}
+
+impl PyLogIterator {
+    fn new(iter: LogIter, until: Option<i64>, wait: Option<Wait>) -> Self {
+        Self {
+            state: Mutex::new(IterState {
+                iter,
+                until,
+                wait,
+                ready: VecDeque::new(),
+                failed: None,
+                done: false,
+            }),
+        }
+    }
+}
+
+#[pymethods]
+impl PyLogIterator {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Event>>> {
+        let mut guard = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
+        let state = &mut *guard;
+        loop {
+            if let Some(event) = state.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if let Some(error) = state.failed.take() {
+                state.done = true;
+                return Err(crate::errors::to_py(error));
+            }
+            if state.done {
+                return Ok(None);
+            }
+            let (iter, until, wait) = (&mut state.iter, state.until, &mut state.wait);
+            let (events, failed, ended) = match wait {
+                None => py.detach(|| read_batch(iter, until)),
+                Some(wait) => {
+                    let Some(first) = wait.next(py, |slice| iter.next_timeout(slice))? else {
+                        state.done = true;
+                        return Ok(None);
+                    };
+                    let mut batch = py.detach(|| read_batch(iter, None));
+                    batch.0.insert(0, first);
+                    batch.2 = false;
+                    batch
+                }
+            };
+            state.done = ended;
+            state.failed = failed;
+            for event in &events {
+                state.ready.push_back(log_event(py, event)?);
+            }
+        }
+    }
+
+    /// The position of the next event this iterator returns.
+    #[getter]
+    fn position(&self, py: Python<'_>) -> PyResult<String> {
+        let guard = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
+        Ok(match guard.ready.front() {
+            Some(event) => event.get().position_string(),
+            None => guard.iter.position().to_string(),
+        })
+    }
+}
+
+/// Up to [`BATCH`] events published now; the error that stopped it; whether the end (of
+/// the log, or `until`) was reached.
+fn read_batch(
+    iter: &mut LogIter,
+    until: Option<i64>,
+) -> (Vec<LogEvent>, Option<evstream::Error>, bool) {
+    let mut events = Vec::with_capacity(64);
+    while events.len() < BATCH {
+        match iter.try_next() {
+            Ok(Some(event)) => {
+                if until.is_some_and(|u| event.timestamp() >= u) {
+                    return (events, None, true);
+                }
+                events.push(event);
+            }
+            Ok(None) => return (events, None, true),
+            Err(e) => return (events, Some(e), true),
+        }
+    }
+    (events, None, false)
+}
+
+/// A summary of a log.
+#[pyclass(module = "evstream", frozen, get_all)]
+pub struct LogStat {
+    /// Segments in the directory.
+    pub segments: u64,
+    /// The oldest segment's sequence number.
+    pub first_segment: u64,
+    /// The newest segment's sequence number.
+    pub last_segment: u64,
+    /// Events in the log.
+    pub events: u64,
+    /// Bytes the segments take on disk.
+    pub disk_bytes: u64,
+    /// The first event's timestamp (Unix ns), if any.
+    pub first_timestamp: Option<i64>,
+    /// The last event's timestamp (Unix ns), if any.
+    pub last_timestamp: Option<i64>,
+    /// The first event's position.
+    pub start: String,
+    /// The position after the last event.
+    pub end: String,
+    /// Whether a writer holds the log.
+    pub writer_active: bool,
+}
+
+#[pymethods]
+impl LogStat {
+    fn __repr__(&self) -> String {
+        format!(
+            "LogStat(segments={}, events={}, disk_bytes={}, start='{}', end='{}', writer_active={})",
+            self.segments,
+            self.events,
+            self.disk_bytes,
+            self.start,
+            self.end,
+            if self.writer_active { "True" } else { "False" }
+        )
+    }
+}
+
+/// A consumer's distance from the end of the log.
+#[pyclass(module = "evstream", frozen, get_all)]
+pub struct Lag {
+    /// Events at or after the cursor.
+    pub events: u64,
+    /// Bytes of those events, headers included.
+    pub bytes: u64,
+}
+
+#[pymethods]
+impl Lag {
+    fn __repr__(&self) -> String {
+        format!("Lag(events={}, bytes={})", self.events, self.bytes)
+    }
+}

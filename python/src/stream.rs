@@ -1,0 +1,492 @@
+//! `evstream.StreamWriter`, `evstream.StreamReader` and the iterator over a stream
+//! file's events.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::PyAny;
+
+use evstream::format::STREAM_HEADER_LEN;
+use evstream::{Corruption, Error, EventView, StreamReader, StreamWriter};
+
+use crate::columns::Columns;
+use crate::errors::IntoPy;
+use crate::event::{Event, Place};
+use crate::time::{opt_ns, to_ns};
+use crate::wait::{BATCH, Wait};
+
+fn closed() -> PyErr {
+    PyValueError::new_err("I/O operation on a closed writer")
+}
+
+fn poisoned() -> PyErr {
+    PyValueError::new_err("the object was left unusable by an earlier failure")
+}
+
+/// Appends to one stream file: a preallocated file of fixed capacity.
+///
+/// One writer per file at a time, across processes (`Locked` otherwise).
+#[pyclass(module = "evstream", name = "StreamWriter")]
+pub struct PyStreamWriter {
+    inner: Mutex<Option<StreamWriter>>,
+}
+
+impl PyStreamWriter {
+    fn with<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut StreamWriter) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let writer = guard.as_mut().ok_or_else(closed)?;
+        f(writer)
+    }
+}
+
+#[pymethods]
+impl PyStreamWriter {
+    /// Creates the stream file `path` with room for `capacity` bytes.
+    #[staticmethod]
+    #[pyo3(signature = (path, capacity=64 << 20))]
+    fn create(py: Python<'_>, path: PathBuf, capacity: u64) -> PyResult<Self> {
+        let writer = py
+            .detach(|| StreamWriter::create(&path, capacity))
+            .py_err()?;
+        Ok(Self {
+            inner: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Opens the stream file `path` for appending, repairing what a crash left.
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let writer = py.detach(|| StreamWriter::open(&path)).py_err()?;
+        Ok(Self {
+            inner: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Appends one event; returns its byte offset.
+    fn append(
+        &self,
+        py: Python<'_>,
+        timestamp_ns: &Bound<'_, PyAny>,
+        payload: &[u8],
+    ) -> PyResult<u64> {
+        let timestamp = to_ns(timestamp_ns)?;
+        self.with(py, |w| w.append(timestamp, payload).py_err())
+    }
+
+    /// Appends one event stamped with the current time; returns its byte offset.
+    fn append_now(&self, py: Python<'_>, payload: &[u8]) -> PyResult<u64> {
+        self.with(py, |w| Ok(w.append_now(payload).py_err()?.0))
+    }
+
+    /// Makes every appended event durable (survives power loss) before returning.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |w| py.detach(|| w.flush()).py_err())
+    }
+
+    /// Flushes, then marks the stream sealed: it takes no more events, and followers end.
+    fn seal(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |w| py.detach(|| w.seal()).py_err())
+    }
+
+    /// Flushes and closes the writer; later calls raise `ValueError`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let Some(mut writer) = guard.take() else {
+            return Ok(());
+        };
+        py.detach(move || {
+            let flushed = if writer.is_sealed() {
+                Ok(())
+            } else {
+                writer.flush()
+            };
+            drop(writer);
+            flushed
+        })
+        .py_err()
+    }
+
+    /// The byte offset the next event will get.
+    #[getter]
+    fn end(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |w| Ok(w.write_offset()))
+    }
+
+    /// Bytes still free for events.
+    #[getter]
+    fn available(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |w| Ok(w.available()))
+    }
+
+    /// Whether the writer was closed.
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self
+            .inner
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?
+            .is_none())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+}
+
+/// Reads one stream file: iteration, seek by time, follow, tail, stat.
+#[pyclass(module = "evstream", name = "StreamReader", frozen)]
+pub struct PyStreamReader {
+    inner: Arc<StreamReader>,
+}
+
+#[pymethods]
+impl PyStreamReader {
+    /// Opens the stream file `path` for reading.
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| StreamReader::open(&path)).py_err()?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<PyStreamIterator> {
+        self.iter(py, None, None)
+    }
+
+    /// The events from `since` (inclusive) to `until` (exclusive), up to the end as it is
+    /// when reached.
+    #[pyo3(signature = (since=None, until=None))]
+    fn iter(
+        &self,
+        py: Python<'_>,
+        since: Option<&Bound<'_, PyAny>>,
+        until: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyStreamIterator> {
+        let (since, until) = (opt_ns(since)?, opt_ns(until)?);
+        let start = py.detach(|| self.start(since)).py_err()?;
+        Ok(PyStreamIterator::new(&self.inner, start, until, None))
+    }
+
+    /// Follows the stream: its events from `since`, or from byte `offset`, or from the
+    /// start, then each new one as the writer appends it, until the stream is sealed or
+    /// full. With a `timeout` (seconds) the iteration also ends when no event came for
+    /// that long.
+    #[pyo3(signature = (timeout=None, since=None, offset=None))]
+    fn follow(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        since: Option<&Bound<'_, PyAny>>,
+        offset: Option<u64>,
+    ) -> PyResult<PyStreamIterator> {
+        let timeout = timeout
+            .map(|t| {
+                std::time::Duration::try_from_secs_f64(t).map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "timeout must be a positive number of seconds, not {t}"
+                    ))
+                })
+            })
+            .transpose()?;
+        let since = opt_ns(since)?;
+        let start = match offset {
+            Some(at) => Some(at),
+            None => py.detach(|| self.start(since)).py_err()?,
+        };
+        Ok(PyStreamIterator::new(
+            &self.inner,
+            start,
+            None,
+            Some(Wait::new(timeout)),
+        ))
+    }
+
+    /// The last `n` events, oldest first (reads the stream from the start).
+    fn tail(&self, py: Python<'_>, n: usize) -> PyResult<Vec<Py<Event>>> {
+        let reader = &*self.inner;
+        let last = py
+            .detach(|| -> evstream::Result<VecDeque<EventView<'_>>> {
+                let mut last = VecDeque::with_capacity(n.min(BATCH));
+                for event in reader.iter() {
+                    let event = event?;
+                    if n > 0 {
+                        if last.len() == n {
+                            last.pop_front();
+                        }
+                        last.push_back(event);
+                    }
+                }
+                Ok(last)
+            })
+            .py_err()?;
+        last.iter().map(|e| stream_event(py, e)).collect()
+    }
+
+    /// A summary of the stream file (reads its header and trailer, not its events).
+    fn stat(&self, py: Python<'_>) -> PyResult<StreamStat> {
+        let reader = &*self.inner;
+        let writer_active = py.detach(|| reader.writer_active()).py_err()?;
+        Ok(StreamStat {
+            capacity: reader.capacity(),
+            write_offset: reader.write_offset(),
+            events: reader.header_event_count(),
+            durable_offset: reader.durable_offset(),
+            sealed: reader.is_sealed(),
+            generation: reader.generation(),
+            writer_active,
+        })
+    }
+
+    /// The events from `since` to `until` as a `pyarrow.Table`, as `LogReader.to_arrow`
+    /// (the `position` column holds byte offsets in decimal).
+    #[pyo3(signature = (since=None, until=None))]
+    fn to_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        since: Option<&Bound<'py, PyAny>>,
+        until: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (since, until) = (opt_ns(since)?, opt_ns(until)?);
+        let reader = &*self.inner;
+        let columns = py
+            .detach(|| -> evstream::Result<Columns> {
+                let start = self.start(since)?;
+                let mut columns = Columns::with_capacity(0, 0);
+                let Some(start) = start else {
+                    return Ok(columns);
+                };
+                for event in reader.iter_from(start)? {
+                    let event = event?;
+                    if until.is_some_and(|u| event.timestamp() >= u) {
+                        break;
+                    }
+                    columns.push(event.timestamp(), None, event.offset(), event.payload());
+                }
+                Ok(columns)
+            })
+            .py_err()?;
+        columns.table(py)
+    }
+
+    /// `to_arrow(since, until).to_pandas()`.
+    #[pyo3(signature = (since=None, until=None))]
+    fn to_pandas<'py>(
+        &self,
+        py: Python<'py>,
+        since: Option<&Bound<'py, PyAny>>,
+        until: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.to_arrow(py, since, until)?.call_method0("to_pandas")
+    }
+
+    /// The stream file's path.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_owned()
+    }
+}
+
+impl PyStreamReader {
+    /// Where reading from `since` starts; `None` when every event is earlier.
+    fn start(&self, since: Option<i64>) -> evstream::Result<Option<u64>> {
+        match since {
+            Some(ts) => self.inner.seek_time(ts),
+            None => Ok(Some(STREAM_HEADER_LEN)),
+        }
+    }
+}
+
+fn stream_event(py: Python<'_>, event: &EventView<'_>) -> PyResult<Py<Event>> {
+    Event::new(
+        py,
+        event.timestamp(),
+        event.payload(),
+        Place::Stream(event.offset(), event.next_offset()),
+    )
+}
+
+/// Iterates a stream file's events, reading them in batches with the GIL released.
+#[pyclass(module = "evstream", name = "StreamIterator")]
+pub struct PyStreamIterator {
+    state: Mutex<StreamState>,
+}
+
+struct StreamState {
+    reader: Arc<StreamReader>,
+    /// Where the next batch starts; `None`: nothing to read (a `since` past the end).
+    offset: Option<u64>,
+    previous: i64,
+    until: Option<i64>,
+    wait: Option<Wait>,
+    ready: VecDeque<Py<Event>>,
+    failed: Option<Error>,
+    done: bool,
+}
+
+impl PyStreamIterator {
+    fn new(
+        reader: &Arc<StreamReader>,
+        offset: Option<u64>,
+        until: Option<i64>,
+        wait: Option<Wait>,
+    ) -> Self {
+        Self {
+            state: Mutex::new(StreamState {
+                reader: Arc::clone(reader),
+                done: offset.is_none(),
+                offset,
+                previous: i64::MIN,
+                until,
+                wait,
+                ready: VecDeque::new(),
+                failed: None,
+            }),
+        }
+    }
+}
+
+/// What one batch read: events, the error that stopped it, whether it reached the end.
+type Batch<'r> = (Vec<EventView<'r>>, Option<Error>, bool);
+
+/// Up to [`BATCH`] events published now from `offset`, the first checked against the
+/// `previous` batch's last timestamp.
+fn read_batch(reader: &StreamReader, offset: u64, previous: i64, until: Option<i64>) -> Batch<'_> {
+    let mut events = Vec::with_capacity(64);
+    let mut follow = match reader.follow(offset) {
+        Ok(follow) => follow,
+        Err(e) => return (events, Some(e), true),
+    };
+    while events.len() < BATCH {
+        match follow.try_next() {
+            Ok(Some(event)) => {
+                if events.is_empty() && event.timestamp() < previous {
+                    let reason = Corruption::TimestampOutOfOrder {
+                        previous,
+                        got: event.timestamp(),
+                    };
+                    let error = Error::Corrupt {
+                        path: reader.path().to_owned(),
+                        offset,
+                        watermark: reader.durable_offset(),
+                        reason,
+                    };
+                    return (events, Some(error), true);
+                }
+                if until.is_some_and(|u| event.timestamp() >= u) {
+                    return (events, None, true);
+                }
+                events.push(event);
+            }
+            Ok(None) => return (events, None, true),
+            Err(e) => return (events, Some(e), true),
+        }
+    }
+    (events, None, false)
+}
+
+#[pymethods]
+impl PyStreamIterator {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Event>>> {
+        let mut guard = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
+        let state = &mut *guard;
+        loop {
+            if let Some(event) = state.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if let Some(error) = state.failed.take() {
+                state.done = true;
+                return Err(crate::errors::to_py(error));
+            }
+            let (false, Some(offset)) = (state.done, state.offset) else {
+                return Ok(None);
+            };
+            let reader = &*state.reader;
+            let (previous, until) = (state.previous, state.until);
+            let (events, failed, ended) = match &mut state.wait {
+                None => py.detach(|| read_batch(reader, offset, previous, until)),
+                Some(wait) => {
+                    let first = wait.next(py, |slice| {
+                        let mut follow = reader.follow(offset)?;
+                        match follow.next_timeout(slice)? {
+                            Some(_) => Ok(Some(false)),
+                            None if follow.is_finished() => Ok(Some(true)),
+                            None => Ok(None),
+                        }
+                    })?;
+                    match first {
+                        None | Some(true) => {
+                            state.done = true;
+                            return Ok(None);
+                        }
+                        Some(false) => {
+                            let (events, failed, _) =
+                                py.detach(|| read_batch(reader, offset, previous, None));
+                            (events, failed, false)
+                        }
+                    }
+                }
+            };
+            if let Some(last) = events.last() {
+                state.offset = Some(last.next_offset());
+                state.previous = last.timestamp();
+            }
+            for event in &events {
+                state.ready.push_back(stream_event(py, event)?);
+            }
+            state.done = ended;
+            state.failed = failed;
+        }
+    }
+}
+
+/// A summary of a stream file.
+#[pyclass(module = "evstream", frozen, get_all)]
+pub struct StreamStat {
+    /// The file's size in bytes.
+    pub capacity: u64,
+    /// The byte offset after the last published event.
+    pub write_offset: u64,
+    /// Events, as the header counts them.
+    pub events: u64,
+    /// The durable watermark: events below it survive power loss.
+    pub durable_offset: u64,
+    /// Whether the stream is sealed.
+    pub sealed: bool,
+    /// How many times a writer's recovery rewrote published bytes.
+    pub generation: u64,
+    /// Whether a writer holds the file.
+    pub writer_active: bool,
+}
+
+#[pymethods]
+impl StreamStat {
+    fn __repr__(&self) -> String {
+        format!(
+            "StreamStat(capacity={}, write_offset={}, events={}, sealed={}, writer_active={})",
+            self.capacity,
+            self.write_offset,
+            self.events,
+            if self.sealed { "True" } else { "False" },
+            if self.writer_active { "True" } else { "False" }
+        )
+    }
+}

@@ -1,0 +1,85 @@
+//! Times between Python and the store: Unix nanoseconds as `int`, or aware `datetime`s.
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyAny, PyBool, PyInt, PyModule};
+
+/// `datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)` and `datetime.timedelta`.
+struct Epoch {
+    epoch: Py<PyAny>,
+    timedelta: Py<PyAny>,
+    datetime: Py<PyAny>,
+}
+
+static EPOCH: PyOnceLock<Epoch> = PyOnceLock::new();
+
+fn epoch(py: Python<'_>) -> PyResult<&Epoch> {
+    EPOCH.get_or_try_init(py, || {
+        let module = PyModule::import(py, "datetime")?;
+        let utc = module.getattr("timezone")?.getattr("utc")?;
+        let datetime = module.getattr("datetime")?;
+        let epoch = datetime.call((1970, 1, 1, 0, 0, 0, 0, utc), None)?;
+        Ok::<_, PyErr>(Epoch {
+            epoch: epoch.unbind(),
+            timedelta: module.getattr("timedelta")?.unbind(),
+            datetime: datetime.unbind(),
+        })
+    })
+}
+
+/// Unix nanoseconds from an `int` or a timezone-aware `datetime`.
+///
+/// # Errors
+/// `TypeError` for another type, `ValueError` for a naive `datetime` (its zone is
+/// unknown), `OverflowError` for a time outside the store's range.
+pub fn to_ns(value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = value.py();
+    if value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(
+            "a time is an int (Unix nanoseconds) or a datetime, not a bool",
+        ));
+    }
+    if value.is_instance_of::<PyInt>() {
+        return value.extract::<i64>();
+    }
+    let epoch = epoch(py)?;
+    if !value.is_instance(epoch.datetime.bind(py))? {
+        return Err(PyTypeError::new_err(format!(
+            "a time is an int (Unix nanoseconds) or a datetime, not {}",
+            value.get_type().name()?
+        )));
+    }
+    if value.call_method0("utcoffset")?.is_none() {
+        return Err(PyValueError::new_err(
+            "a naive datetime has no time zone; give it one (tzinfo=datetime.timezone.utc)",
+        ));
+    }
+    let delta = value.call_method1("__sub__", (epoch.epoch.bind(py),))?;
+    let days: i64 = delta.getattr("days")?.extract()?;
+    let seconds: i64 = delta.getattr("seconds")?.extract()?;
+    let micros: i64 = delta.getattr("microseconds")?.extract()?;
+    days.checked_mul(86_400)
+        .and_then(|s| s.checked_add(seconds))
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .and_then(|ns| ns.checked_add(micros * 1000))
+        .ok_or_else(|| {
+            PyOverflowError::new_err(
+                "the datetime is outside the range of Unix nanoseconds in 64 bits",
+            )
+        })
+}
+
+/// An optional time argument.
+pub fn opt_ns(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i64>> {
+    value.filter(|v| !v.is_none()).map(to_ns).transpose()
+}
+
+/// A timezone-aware UTC `datetime` for `ns` (microseconds: the nanoseconds are cut).
+pub fn to_datetime(py: Python<'_>, ns: i64) -> PyResult<Bound<'_, PyAny>> {
+    let epoch = epoch(py)?;
+    let seconds = ns.div_euclid(1_000_000_000);
+    let micros = ns.rem_euclid(1_000_000_000) / 1000;
+    let delta = epoch.timedelta.bind(py).call((0, seconds, micros), None)?;
+    epoch.epoch.bind(py).call_method1("__add__", (delta,))
+}
