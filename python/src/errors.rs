@@ -7,11 +7,9 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-use evstream::Error;
-
 pyo3::create_exception!(
     evstream,
-    EvstreamError,
+    Error,
     PyException,
     "Base class of every error the store reports."
 );
@@ -19,12 +17,12 @@ pyo3::create_exception!(
 /// Declares the exception classes, each a subclass of `evstream.Error`.
 macro_rules! variants {
     ($($name:ident: $doc:literal),* $(,)?) => {
-        $(pyo3::create_exception!(evstream, $name, EvstreamError, $doc);)*
+        $(pyo3::create_exception!(evstream, $name, Error, $doc);)*
 
         /// Adds the base class (as `Error`) and every variant's class to the module.
         pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
             let py = module.py();
-            module.add("Error", py.get_type::<EvstreamError>())?;
+            module.add("Error", py.get_type::<Error>())?;
             $(module.add(stringify!($name), py.get_type::<$name>())?;)*
             Ok(())
         }
@@ -59,7 +57,7 @@ variants! {
 }
 
 /// The error's message and its source chain, joined by `": "`, on one line.
-pub fn message(error: &Error) -> String {
+pub fn message(error: &evstream::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -71,11 +69,11 @@ pub fn message(error: &Error) -> String {
 }
 
 /// `error` as an instance of its Python class, with its fields as attributes.
-pub fn to_py(error: Error) -> PyErr {
+pub fn to_py(error: evstream::Error) -> PyErr {
     let text = message(&error);
     Python::attach(|py| {
         let (err, attrs): (PyErr, Vec<(&str, Py<PyAny>)>) = match &error {
-            Error::Io { op, path, source } => (
+            evstream::Error::Io { op, path, source } => (
                 Io::new_err(text),
                 vec![
                     ("path", path_obj(py, path)),
@@ -83,25 +81,27 @@ pub fn to_py(error: Error) -> PyErr {
                     ("errno", opt(py, source.raw_os_error())),
                 ],
             ),
-            Error::AlreadyExists { path } => (
+            evstream::Error::AlreadyExists { path } => (
                 AlreadyExists::new_err(text),
                 vec![("path", path_obj(py, path))],
             ),
-            Error::NotAFile { path, .. } => {
+            evstream::Error::NotAFile { path, .. } => {
                 (NotAFile::new_err(text), vec![("path", path_obj(py, path))])
             }
-            Error::Locked { path } => (Locked::new_err(text), vec![("path", path_obj(py, path))]),
-            Error::BadCapacity { path, capacity, .. } => (
+            evstream::Error::Locked { path } => {
+                (Locked::new_err(text), vec![("path", path_obj(py, path))])
+            }
+            evstream::Error::BadCapacity { path, capacity, .. } => (
                 BadCapacity::new_err(text),
                 vec![
                     ("path", path_obj(py, path)),
                     ("capacity", int(py, *capacity)),
                 ],
             ),
-            Error::BadHeader { path, .. } => {
+            evstream::Error::BadHeader { path, .. } => {
                 (BadHeader::new_err(text), vec![("path", path_obj(py, path))])
             }
-            Error::Corrupt {
+            evstream::Error::Corrupt {
                 path,
                 offset,
                 watermark,
@@ -114,58 +114,60 @@ pub fn to_py(error: Error) -> PyErr {
                     ("watermark", int(py, *watermark)),
                 ],
             ),
-            Error::NotAStream { path, .. } => (
+            evstream::Error::NotAStream { path, .. } => (
                 NotAStream::new_err(text),
                 vec![("path", path_obj(py, path))],
             ),
-            Error::DamagedTrailer { path, offset, .. } => (
+            evstream::Error::DamagedTrailer { path, offset, .. } => (
                 DamagedTrailer::new_err(text),
                 vec![("path", path_obj(py, path)), ("offset", int(py, *offset))],
             ),
-            Error::NoRoomForTrailer { path, .. } => (
+            evstream::Error::NoRoomForTrailer { path, .. } => (
                 NoRoomForTrailer::new_err(text),
                 vec![("path", path_obj(py, path))],
             ),
-            Error::Sealed { path } => (Sealed::new_err(text), vec![("path", path_obj(py, path))]),
-            Error::Recovered { path, .. } => {
+            evstream::Error::Sealed { path } => {
+                (Sealed::new_err(text), vec![("path", path_obj(py, path))])
+            }
+            evstream::Error::Recovered { path, .. } => {
                 (Recovered::new_err(text), vec![("path", path_obj(py, path))])
             }
-            Error::ReadersPresent { path } => (
+            evstream::Error::ReadersPresent { path } => (
                 ReadersPresent::new_err(text),
                 vec![("path", path_obj(py, path))],
             ),
-            Error::OutOfOrder { previous, got } => (
+            evstream::Error::OutOfOrder { previous, got } => (
                 OutOfOrder::new_err(text),
                 vec![("previous", int(py, *previous)), ("got", int(py, *got))],
             ),
-            Error::Full { needed, available } => (
+            evstream::Error::Full { needed, available } => (
                 Full::new_err(text),
                 vec![
                     ("needed", int(py, *needed)),
                     ("available", int(py, *available)),
                 ],
             ),
-            Error::PayloadTooLarge { len } => {
+            evstream::Error::PayloadTooLarge { len } => {
                 (PayloadTooLarge::new_err(text), vec![("len", int(py, *len))])
             }
-            Error::Poisoned { path } => {
+            evstream::Error::Poisoned { path } => {
                 (Poisoned::new_err(text), vec![("path", path_obj(py, path))])
             }
-            Error::OffsetOutOfRange { offset, .. } => (
+            evstream::Error::OffsetOutOfRange { offset, .. } => (
                 OffsetOutOfRange::new_err(text),
                 vec![("offset", int(py, *offset))],
             ),
-            Error::Regressed { path, .. } => {
+            evstream::Error::Regressed { path, .. } => {
                 (Regressed::new_err(text), vec![("path", path_obj(py, path))])
             }
-            Error::NotALog { path, .. } => {
+            evstream::Error::NotALog { path, .. } => {
                 (NotALog::new_err(text), vec![("path", path_obj(py, path))])
             }
-            Error::EventTooLarge { needed, .. } => (
+            evstream::Error::EventTooLarge { needed, .. } => (
                 EventTooLarge::new_err(text),
                 vec![("needed", int(py, *needed))],
             ),
-            Error::Retired {
+            evstream::Error::Retired {
                 position,
                 first_segment,
             } => (
@@ -175,15 +177,15 @@ pub fn to_py(error: Error) -> PyErr {
                     ("first_segment", int(py, *first_segment)),
                 ],
             ),
-            Error::NoSuchPosition { position, .. } => (
+            evstream::Error::NoSuchPosition { position, .. } => (
                 NoSuchPosition::new_err(text),
                 vec![("position", str_obj(py, &position.to_string()))],
             ),
-            Error::BadCursor { name, .. } => {
+            evstream::Error::BadCursor { name, .. } => {
                 (BadCursor::new_err(text), vec![("name", str_obj(py, name))])
             }
             // A variant added to the store later: the base class, with the same message.
-            _ => (EvstreamError::new_err(text), Vec::new()),
+            _ => (Error::new_err(text), Vec::new()),
         };
         let value = err.value(py);
         for (name, attr) in attrs {

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -150,7 +150,9 @@ impl PyStreamWriter {
 /// Reads one stream file: iteration, seek by time, follow, tail, stat.
 #[pyclass(module = "evstream", name = "StreamReader", frozen)]
 pub struct PyStreamReader {
-    inner: Arc<StreamReader>,
+    path: PathBuf,
+    /// Refreshed before each use; iterators open readers of their own.
+    inner: Mutex<StreamReader>,
 }
 
 #[pymethods]
@@ -160,7 +162,8 @@ impl PyStreamReader {
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| StreamReader::open(&path)).py_err()?;
         Ok(Self {
-            inner: Arc::new(inner),
+            path,
+            inner: Mutex::new(inner),
         })
     }
 
@@ -178,8 +181,8 @@ impl PyStreamReader {
         until: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyStreamIterator> {
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let start = py.detach(|| self.start(since)).py_err()?;
-        Ok(PyStreamIterator::new(&self.inner, start, until, None))
+        let (reader, start) = py.detach(|| self.iterate(since)).py_err()?;
+        Ok(PyStreamIterator::new(reader, start, until, None))
     }
 
     /// Follows the stream: its events from `since`, or from byte `offset`, or from the
@@ -204,12 +207,10 @@ impl PyStreamReader {
             })
             .transpose()?;
         let since = opt_ns(since)?;
-        let start = match offset {
-            Some(at) => Some(at),
-            None => py.detach(|| self.start(since)).py_err()?,
-        };
+        let (reader, start) = py.detach(|| self.iterate(since)).py_err()?;
+        let start = offset.or(start);
         Ok(PyStreamIterator::new(
-            &self.inner,
+            reader,
             start,
             None,
             Some(Wait::new(timeout)),
@@ -218,7 +219,8 @@ impl PyStreamReader {
 
     /// The last `n` events, oldest first (reads the stream from the start).
     fn tail(&self, py: Python<'_>, n: usize) -> PyResult<Vec<Py<Event>>> {
-        let reader = &*self.inner;
+        let guard = self.fresh(py)?;
+        let reader = &*guard;
         let last = py
             .detach(|| -> evstream::Result<VecDeque<EventView<'_>>> {
                 let mut last = VecDeque::with_capacity(n.min(BATCH));
@@ -239,7 +241,8 @@ impl PyStreamReader {
 
     /// A summary of the stream file (reads its header and trailer, not its events).
     fn stat(&self, py: Python<'_>) -> PyResult<StreamStat> {
-        let reader = &*self.inner;
+        let guard = self.fresh(py)?;
+        let reader = &*guard;
         let writer_active = py.detach(|| reader.writer_active()).py_err()?;
         Ok(StreamStat {
             capacity: reader.capacity(),
@@ -262,10 +265,14 @@ impl PyStreamReader {
         until: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let reader = &*self.inner;
+        let guard = self.fresh(py)?;
+        let reader = &*guard;
         let columns = py
             .detach(|| -> evstream::Result<Columns> {
-                let start = self.start(since)?;
+                let start = match since {
+                    Some(ts) => reader.seek_time(ts)?,
+                    None => Some(STREAM_HEADER_LEN),
+                };
                 let mut columns = Columns::with_capacity(0, 0);
                 let Some(start) = start else {
                     return Ok(columns);
@@ -297,17 +304,28 @@ impl PyStreamReader {
     /// The stream file's path.
     #[getter]
     fn path(&self) -> PathBuf {
-        self.inner.path().to_owned()
+        self.path.clone()
     }
 }
 
 impl PyStreamReader {
-    /// Where reading from `since` starts; `None` when every event is earlier.
-    fn start(&self, since: Option<i64>) -> evstream::Result<Option<u64>> {
-        match since {
-            Some(ts) => self.inner.seek_time(ts),
-            None => Ok(Some(STREAM_HEADER_LEN)),
-        }
+    /// A reader of its own for an iterator (which moves its snapshot forward as it
+    /// goes), and where reading from `since` starts.
+    fn iterate(&self, since: Option<i64>) -> evstream::Result<(StreamReader, Option<u64>)> {
+        let reader = StreamReader::open(&self.path)?;
+        let start = match since {
+            Some(ts) => reader.seek_time(ts)?,
+            None => Some(STREAM_HEADER_LEN),
+        };
+        Ok((reader, start))
+    }
+
+    /// The reader, its snapshot moved to the events published now.
+    fn fresh(&self, py: Python<'_>) -> PyResult<std::sync::MutexGuard<'_, StreamReader>> {
+        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let reader = &mut *guard;
+        py.detach(|| reader.refresh()).py_err()?;
+        Ok(guard)
     }
 }
 
@@ -327,7 +345,8 @@ pub struct PyStreamIterator {
 }
 
 struct StreamState {
-    reader: Arc<StreamReader>,
+    /// The iterator's own reader, refreshed before each batch.
+    reader: StreamReader,
     /// Where the next batch starts; `None`: nothing to read (a `since` past the end).
     offset: Option<u64>,
     previous: i64,
@@ -340,14 +359,14 @@ struct StreamState {
 
 impl PyStreamIterator {
     fn new(
-        reader: &Arc<StreamReader>,
+        reader: StreamReader,
         offset: Option<u64>,
         until: Option<i64>,
         wait: Option<Wait>,
     ) -> Self {
         Self {
             state: Mutex::new(StreamState {
-                reader: Arc::clone(reader),
+                reader,
                 done: offset.is_none(),
                 offset,
                 previous: i64::MIN,
@@ -419,7 +438,11 @@ impl PyStreamIterator {
             let (false, Some(offset)) = (state.done, state.offset) else {
                 return Ok(None);
             };
-            let reader = &*state.reader;
+            if let Err(e) = py.detach(|| state.reader.refresh()) {
+                state.done = true;
+                return Err(crate::errors::to_py(e));
+            }
+            let reader = &state.reader;
             let (previous, until) = (state.previous, state.until);
             let (events, failed, ended) = match &mut state.wait {
                 None => py.detach(|| read_batch(reader, offset, previous, until)),

@@ -1,0 +1,284 @@
+"""Append-only binary event streams and logs on memory-mapped files.
+
+A *stream* is one preallocated file; a *log* is a directory of streams used as rolling
+segments, with retention, named cursors and a time index. Times are Unix nanoseconds
+(``int``) or timezone-aware ``datetime`` objects.
+"""
+
+import datetime
+import os
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Optional, Union
+
+import pandas
+import pyarrow
+
+__version__: str
+
+_Path = Union[str, "os.PathLike[str]"]
+_Time = Union[int, datetime.datetime]
+_Seconds = Union[int, float, datetime.timedelta]
+
+class Event:
+    """One event of a log or a stream file."""
+
+    @property
+    def timestamp(self) -> int:
+        """Unix nanoseconds."""
+    @property
+    def time(self) -> datetime.datetime:
+        """The timestamp as a timezone-aware UTC ``datetime`` (to the microsecond)."""
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def position(self) -> str:
+        """``SEGMENT:OFFSET`` in a log; the byte offset in decimal in a stream file."""
+    @property
+    def next_position(self) -> str:
+        """Where the next event starts: what a consumer that processed this one commits."""
+    @property
+    def offset(self) -> int:
+        """The byte offset in the event's segment or stream file."""
+
+class LogStat:
+    segments: int
+    first_segment: int
+    last_segment: int
+    events: int
+    disk_bytes: int
+    first_timestamp: Optional[int]
+    last_timestamp: Optional[int]
+    start: str
+    end: str
+    writer_active: bool
+
+class Lag:
+    events: int
+    bytes: int
+
+class StreamStat:
+    capacity: int
+    write_offset: int
+    events: int
+    durable_offset: int
+    sealed: bool
+    generation: int
+    writer_active: bool
+
+class LogIterator(Iterator[Event]):
+    def __iter__(self) -> LogIterator: ...
+    def __next__(self) -> Event: ...
+    @property
+    def position(self) -> str:
+        """The position of the next event this iterator returns."""
+
+class StreamIterator(Iterator[Event]):
+    def __iter__(self) -> StreamIterator: ...
+    def __next__(self) -> Event: ...
+
+class LogWriter:
+    """Appends to a log. One writer per log at a time, across processes."""
+
+    @staticmethod
+    def create(
+        path: _Path,
+        segment_size: Optional[int] = None,
+        roll: Union[str, _Seconds, None] = None,
+        retain_size: Optional[int] = None,
+        retain_age: Optional[_Seconds] = None,
+        retain_segments: Optional[int] = None,
+        retain_past_cursors: bool = False,
+    ) -> LogWriter:
+        """Creates a log in the new directory ``path``; ``roll`` is ``"hourly"``,
+        ``"daily"``, seconds or a ``timedelta``."""
+    @staticmethod
+    def open(path: _Path) -> LogWriter:
+        """Opens a log for appending, repairing what a crash left."""
+    def append(self, timestamp_ns: _Time, payload: bytes) -> str:
+        """Appends one event; returns its position ``SEGMENT:OFFSET``."""
+    def append_now(self, payload: bytes) -> str:
+        """Appends one event stamped with the current time; returns its position."""
+    def flush(self) -> None:
+        """Makes every appended event durable before returning."""
+    def close(self) -> None:
+        """Flushes and closes the writer."""
+    @property
+    def end(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> LogWriter: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+class LogReader:
+    """Reads a log."""
+
+    @staticmethod
+    def open(path: _Path) -> LogReader: ...
+    def __iter__(self) -> LogIterator: ...
+    def iter(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> LogIterator:
+        """Events from ``since`` (inclusive) to ``until`` (exclusive)."""
+    def follow(
+        self,
+        timeout: Optional[_Seconds] = None,
+        since: Optional[_Time] = None,
+        position: Union[str, Event, None] = None,
+    ) -> LogIterator:
+        """Events from ``since``/``position``/the start, then each new one as it is
+        appended; ends after ``timeout`` seconds without an event (never if ``None``)."""
+    def tail(self, n: int) -> list[Event]: ...
+    def stat(self) -> LogStat: ...
+    def start_position(self) -> str: ...
+    def end(self) -> str: ...
+    def cursor(self, name: str) -> Optional[str]: ...
+    def iter_cursor(self, name: str) -> LogIterator: ...
+    def commit_cursor(self, name: str, position: Union[str, Event]) -> None:
+        """Stores ``position`` (an ``Event`` commits the position after it) in cursor
+        ``name``, atomically and durably."""
+    def lag(self, name: str) -> Optional[Lag]: ...
+    def to_arrow(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pyarrow.Table:
+        """Columns ``timestamp`` (``timestamp[ns, tz=UTC]``), ``position`` (``string``)
+        and ``payload`` (``binary``)."""
+    def to_pandas(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pandas.DataFrame: ...
+    @property
+    def path(self) -> str: ...
+
+class StreamWriter:
+    """Appends to one stream file. One writer per file at a time, across processes."""
+
+    @staticmethod
+    def create(path: _Path, capacity: int = 67108864) -> StreamWriter: ...
+    @staticmethod
+    def open(path: _Path) -> StreamWriter: ...
+    def append(self, timestamp_ns: _Time, payload: bytes) -> int:
+        """Appends one event; returns its byte offset."""
+    def append_now(self, payload: bytes) -> int: ...
+    def flush(self) -> None: ...
+    def seal(self) -> None:
+        """Flushes, then seals the stream: it takes no more events, followers end."""
+    def close(self) -> None: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def available(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> StreamWriter: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+class StreamReader:
+    """Reads one stream file."""
+
+    @staticmethod
+    def open(path: _Path) -> StreamReader: ...
+    def __iter__(self) -> StreamIterator: ...
+    def iter(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> StreamIterator: ...
+    def follow(
+        self,
+        timeout: Optional[float] = None,
+        since: Optional[_Time] = None,
+        offset: Optional[int] = None,
+    ) -> StreamIterator: ...
+    def tail(self, n: int) -> list[Event]: ...
+    def stat(self) -> StreamStat: ...
+    def to_arrow(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pyarrow.Table: ...
+    def to_pandas(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pandas.DataFrame: ...
+    @property
+    def path(self) -> str: ...
+
+def _count_verified(path: _Path) -> int:
+    """Counts the events of a log or stream file with the store's verified iterator."""
+
+class Error(Exception):
+    """Base class of every error the store reports."""
+
+class Io(Error):
+    path: str
+    op: str
+    errno: Optional[int]
+
+class AlreadyExists(Error):
+    path: str
+
+class NotAFile(Error):
+    path: str
+
+class Locked(Error):
+    path: str
+
+class BadCapacity(Error):
+    path: str
+    capacity: int
+
+class BadHeader(Error):
+    path: str
+
+class Corrupt(Error):
+    path: str
+    offset: int
+    watermark: int
+
+class NotAStream(Error):
+    path: str
+
+class DamagedTrailer(Error):
+    path: str
+    offset: int
+
+class NoRoomForTrailer(Error):
+    path: str
+
+class Sealed(Error):
+    path: str
+
+class Recovered(Error):
+    path: str
+
+class ReadersPresent(Error):
+    path: str
+
+class OutOfOrder(Error):
+    previous: int
+    got: int
+
+class Full(Error):
+    needed: int
+    available: int
+
+class PayloadTooLarge(Error):
+    len: int
+
+class Poisoned(Error):
+    path: str
+
+class OffsetOutOfRange(Error):
+    offset: int
+
+class Regressed(Error):
+    path: str
+
+class NotALog(Error):
+    path: str
+
+class EventTooLarge(Error):
+    needed: int
+
+class Retired(Error):
+    position: str
+    first_segment: int
+
+class NoSuchPosition(Error):
+    position: str
+
+class BadCursor(Error):
+    name: str

@@ -1,0 +1,167 @@
+"""The Python API: writers, readers, times, tail, stat, closing."""
+
+import datetime
+
+import pytest
+
+import evstream
+
+UTC = datetime.timezone.utc
+BASE = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
+
+
+def test_events_carry_timestamp_time_payload_and_position(tmp_path):
+    with evstream.LogWriter.create(tmp_path / "log") as writer:
+        first = writer.append(BASE + 1_234, b"a")
+        second = writer.append(datetime.datetime(2023, 11, 14, 22, 13, 21, tzinfo=UTC), b"b")
+    events = list(evstream.LogReader.open(tmp_path / "log"))
+    assert [e.position for e in events] == [first, second] == ["0:24", "0:41"]
+    assert events[0].next_position == events[1].position
+    assert events[0].timestamp == BASE + 1_234
+    assert events[0].time == datetime.datetime(2023, 11, 14, 22, 13, 20, 1, tzinfo=UTC)
+    assert events[0].time.tzinfo is not None
+    assert events[1].timestamp == BASE + 1_000_000_000
+    assert isinstance(events[0].payload, bytes) and events[0].payload == b"a"
+    assert events[0].offset == 24
+
+
+def test_iter_takes_since_inclusive_and_until_exclusive_as_ints_or_datetimes(tmp_path):
+    with evstream.LogWriter.create(tmp_path / "log", segment_size=64 << 10) as writer:
+        for i in range(5000):
+            writer.append(BASE + i * 1_000_000, b"%d" % i)  # one a millisecond
+    reader = evstream.LogReader.open(tmp_path / "log")
+    got = [int(e.payload) for e in reader.iter(since=BASE + 100_000_000, until=BASE + 200_000_000)]
+    assert got == list(range(100, 200))
+    since = datetime.datetime(2023, 11, 14, 22, 13, 23, tzinfo=UTC)  # +3 s
+    until = since + datetime.timedelta(milliseconds=10)
+    assert [int(e.payload) for e in reader.iter(since=since, until=until)] == list(range(3000, 3010))
+    assert list(reader.iter(since=BASE + 10**12)) == []
+    with pytest.raises(ValueError, match="naive"):
+        reader.iter(since=datetime.datetime(2023, 11, 14))
+    with pytest.raises(TypeError):
+        reader.iter(since="yesterday")
+
+
+def test_tail_and_stat(tmp_path):
+    with evstream.LogWriter.create(tmp_path / "log", segment_size=16 << 10) as writer:
+        for i in range(1000):
+            writer.append(BASE + i, b"%d" % i)
+        assert writer.end == evstream.LogReader.open(tmp_path / "log").end()
+    reader = evstream.LogReader.open(tmp_path / "log")
+    assert [e.payload for e in reader.tail(3)] == [b"997", b"998", b"999"]
+    assert reader.tail(0) == []
+    stat = reader.stat()
+    assert stat.events == 1000 and stat.segments > 1
+    assert (stat.first_timestamp, stat.last_timestamp) == (BASE, BASE + 999)
+    assert stat.start == reader.start_position() == "0:24"
+    assert not stat.writer_active
+
+
+def test_a_stream_file_reads_writes_tails_and_seals(tmp_path):
+    path = tmp_path / "s.evs"
+    writer = evstream.StreamWriter.create(path, 1 << 16)
+    offsets = [writer.append(BASE + i, b"%d" % i) for i in range(100)]
+    writer.flush()
+    reader = evstream.StreamReader.open(path)
+    assert reader.stat().writer_active
+    assert [e.offset for e in reader] == offsets
+    assert [e.position for e in reader.iter(since=BASE + 98)] == [str(o) for o in offsets[98:]]
+    assert [e.payload for e in reader.tail(2)] == [b"98", b"99"]
+    writer.seal()
+    with pytest.raises(evstream.Sealed):
+        writer.append(BASE + 100, b"late")
+    writer.close()
+    stat = evstream.StreamReader.open(path).stat()
+    assert stat.sealed and stat.events == 100 and stat.capacity == 1 << 16
+    # A follower of a sealed stream ends when it reaches the end.
+    assert len(list(evstream.StreamReader.open(path).follow(timeout=30))) == 100
+
+
+def test_append_now_stamps_the_current_time(tmp_path):
+    with evstream.StreamWriter.create(tmp_path / "s.evs", 1 << 16) as writer:
+        before = datetime.datetime.now(UTC)
+        writer.append_now(b"now")
+    (event,) = evstream.StreamReader.open(tmp_path / "s.evs")
+    assert abs((event.time - before).total_seconds()) < 60
+
+
+def test_a_closed_writer_refuses_calls_and_closes_twice(tmp_path):
+    writer = evstream.LogWriter.create(tmp_path / "log")
+    writer.append(1, b"a")
+    writer.close()
+    writer.close()
+    assert writer.closed
+    with pytest.raises(ValueError, match="closed"):
+        writer.append(2, b"b")
+    with pytest.raises(ValueError, match="closed"):
+        writer.flush()
+    # Closing released the lock: the log opens for writing again.
+    with evstream.LogWriter.open(tmp_path / "log") as again:
+        assert again.append(2, b"b") == "0:41"
+
+
+def test_the_context_manager_closes_when_the_block_raises(tmp_path):
+    with pytest.raises(RuntimeError):
+        with evstream.LogWriter.create(tmp_path / "log") as writer:
+            writer.append(1, b"kept")
+            raise RuntimeError("boom")
+    assert writer.closed
+    assert [e.payload for e in evstream.LogReader.open(tmp_path / "log")] == [b"kept"]
+
+
+def test_create_takes_the_log_options(tmp_path):
+    path = tmp_path / "log"
+    evstream.LogWriter.create(
+        path,
+        segment_size=1 << 20,
+        roll="hourly",
+        retain_size=64 << 20,
+        retain_age=datetime.timedelta(days=7),
+        retain_segments=10,
+    ).close()
+    settings = (path / "LOG").read_text()
+    assert "1048576" in settings
+    with pytest.raises(ValueError, match="roll"):
+        evstream.LogWriter.create(tmp_path / "other", roll="weekly")
+    assert not (tmp_path / "other").exists()
+
+
+def test_retention_deletes_old_segments_and_a_reader_says_so(tmp_path):
+    path = tmp_path / "log"
+    with evstream.LogWriter.create(path, segment_size=16 << 10, retain_segments=2) as writer:
+        for i in range(3000):
+            writer.append(BASE + i, b"x" * 40)
+    reader = evstream.LogReader.open(path)
+    stat = reader.stat()
+    assert stat.segments <= 3 and stat.first_segment > 0
+    with pytest.raises(evstream.Retired) as caught:
+        list(reader.follow(timeout=0.1, position="0:24"))
+    assert caught.value.first_segment == stat.first_segment
+
+
+def test_out_of_order_timestamps_raise_with_both_values(tmp_path):
+    with evstream.LogWriter.create(tmp_path / "log") as writer:
+        writer.append(10, b"a")
+        with pytest.raises(evstream.OutOfOrder) as caught:
+            writer.append(9, b"b")
+    assert (caught.value.previous, caught.value.got) == (10, 9)
+    assert str(caught.value) == "timestamp 9 is lower than the previous event's 10"
+    assert isinstance(caught.value, evstream.Error)
+
+
+def test_a_stream_reader_sees_the_events_appended_after_it_opened(tmp_path):
+    path = tmp_path / "s.evs"
+    with evstream.StreamWriter.create(path, 1 << 16) as writer:
+        writer.append(1, b"before")
+        reader = evstream.StreamReader.open(path)
+        writer.append(2, b"after")
+        assert [e.payload for e in reader] == [b"before", b"after"]
+        assert reader.stat().write_offset == writer.end
+        assert [e.payload for e in reader.tail(1)] == [b"after"]
+        assert reader.to_arrow().num_rows == 2
+    log = tmp_path / "log"
+    with evstream.LogWriter.create(log) as writer:
+        writer.append(1, b"before")
+        reader = evstream.LogReader.open(log)
+        writer.append(2, b"after")
+        assert [e.payload for e in reader] == [b"before", b"after"]

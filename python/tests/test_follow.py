@@ -1,0 +1,99 @@
+"""Followers woken by writers in other processes, and the GIL released while waiting."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import evstream
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import evstream
+    path, count = sys.argv[1], int(sys.argv[2])
+    time.sleep(0.3)  # the follower is asleep by now
+    with evstream.{cls}.open(path) as writer:
+        for i in range(count):
+            writer.append(1_000 + i, b"from another process %d" % i)
+            writer.flush()
+            time.sleep(0.01)
+    """
+)
+
+
+def test_a_log_follower_is_woken_by_a_writer_in_another_process(tmp_path):
+    path = tmp_path / "log"
+    evstream.LogWriter.create(path, segment_size=16 << 10).close()
+    reader = evstream.LogReader.open(path)
+    follower = reader.follow(timeout=30, position=reader.end())
+    child = subprocess.Popen([sys.executable, "-c", WRITER.format(cls="LogWriter"), str(path), "50"])
+    try:
+        got = []
+        start = time.monotonic()
+        for event in follower:
+            got.append(event.payload)
+            if len(got) == 50:
+                break
+        assert time.monotonic() - start < 25
+        assert got == [b"from another process %d" % i for i in range(50)]
+    finally:
+        assert child.wait(timeout=60) == 0
+
+
+def test_a_log_follower_crosses_the_rolls_of_a_writer_in_another_process(tmp_path, tool):
+    path = tmp_path / "log"
+    tool.run("create", path, "--log", "--segment-size", "4KiB")
+    reader = evstream.LogReader.open(path)
+    follower = reader.follow(timeout=30)
+    lines = b"".join(b"line %d %s\n" % (i, b"." * 100) for i in range(200))
+    # The CLI, in its own process, appends across several segments.
+    child = subprocess.Popen([tool.binary, "append", str(path)], stdin=subprocess.PIPE)
+    child.communicate(lines, timeout=60)
+    assert child.returncode == 0
+    got = [next(follower).payload for _ in range(200)]
+    assert got == lines.splitlines()
+    assert reader.stat().segments > 2
+    assert list(reader.follow(timeout=0.2, position=reader.end())) == []
+
+
+def test_a_stream_follower_is_woken_by_a_writer_in_another_process(tmp_path):
+    path = tmp_path / "s.evs"
+    evstream.StreamWriter.create(path, 1 << 20).close()
+    follower = evstream.StreamReader.open(path).follow(timeout=30)
+    child = subprocess.Popen([sys.executable, "-c", WRITER.format(cls="StreamWriter"), str(path), "20"])
+    try:
+        got = [next(follower).payload for _ in range(20)]
+        assert got == [b"from another process %d" % i for i in range(20)]
+    finally:
+        assert child.wait(timeout=60) == 0
+
+
+def test_a_follow_timeout_ends_the_iteration(tmp_path):
+    evstream.LogWriter.create(tmp_path / "log").close()
+    start = time.monotonic()
+    assert list(evstream.LogReader.open(tmp_path / "log").follow(timeout=0.3)) == []
+    assert 0.25 < time.monotonic() - start < 10
+
+
+def test_other_threads_run_while_a_follower_waits(tmp_path):
+    path = tmp_path / "log"
+    evstream.LogWriter.create(path).close()
+    reader = evstream.LogReader.open(path)
+    waited = []
+    thread = threading.Thread(target=lambda: waited.extend(reader.follow(timeout=1.5)))
+    thread.start()
+    time.sleep(0.1)
+    # While the follower waits, this thread appends and reads: it could not if the
+    # follower held the GIL.
+    with evstream.LogWriter.open(path) as writer:
+        spins = 0
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            spins += 1
+        writer.append(1, b"woke it")
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [e.payload for e in waited] == [b"woke it"]
+    assert spins > 10_000
