@@ -7,6 +7,7 @@ segments, with retention, named cursors and a time index. Times are Unix nanosec
 
 import datetime
 import os
+import pathlib
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Optional, Union
@@ -146,7 +147,7 @@ class LogReader:
         and ``payload`` (``binary``)."""
     def to_pandas(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pandas.DataFrame: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
 
 class StreamWriter:
     """Appends to one stream file. One writer per file at a time, across processes."""
@@ -194,7 +195,7 @@ class StreamReader:
     def to_arrow(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pyarrow.Table: ...
     def to_pandas(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pandas.DataFrame: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
 
 def _count_verified(path: _Path) -> int:
     """Counts the events of a log or stream file with the store's verified iterator."""
@@ -203,49 +204,49 @@ class Error(Exception):
     """Base class of every error the store reports."""
 
 class Io(Error):
-    path: str
+    path: pathlib.Path
     op: str
     errno: Optional[int]
 
 class AlreadyExists(Error):
-    path: str
+    path: pathlib.Path
 
 class NotAFile(Error):
-    path: str
+    path: pathlib.Path
 
 class Locked(Error):
-    path: str
+    path: pathlib.Path
 
 class BadCapacity(Error):
-    path: str
+    path: pathlib.Path
     capacity: int
 
 class BadHeader(Error):
-    path: str
+    path: pathlib.Path
 
 class Corrupt(Error):
-    path: str
+    path: pathlib.Path
     offset: int
     watermark: int
 
 class NotAStream(Error):
-    path: str
+    path: pathlib.Path
 
 class DamagedTrailer(Error):
-    path: str
+    path: pathlib.Path
     offset: int
 
 class NoRoomForTrailer(Error):
-    path: str
+    path: pathlib.Path
 
 class Sealed(Error):
-    path: str
+    path: pathlib.Path
 
 class Recovered(Error):
-    path: str
+    path: pathlib.Path
 
 class ReadersPresent(Error):
-    path: str
+    path: pathlib.Path
 
 class OutOfOrder(Error):
     previous: int
@@ -259,16 +260,16 @@ class PayloadTooLarge(Error):
     len: int
 
 class Poisoned(Error):
-    path: str
+    path: pathlib.Path
 
 class OffsetOutOfRange(Error):
     offset: int
 
 class Regressed(Error):
-    path: str
+    path: pathlib.Path
 
 class NotALog(Error):
-    path: str
+    path: pathlib.Path
 
 class EventTooLarge(Error):
     needed: int

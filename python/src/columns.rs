@@ -1,10 +1,10 @@
 //! Columnar replay: the Arrow buffers of `timestamp`, `position` and `payload` built in
-//! Rust, one Python `bytes` per buffer (never one object per event), and assembled into
-//! a `pyarrow.Table` with `pyarrow.Array.from_buffers`.
+//! Rust (never one Python object per event), lent to pyarrow without a copy, and
+//! assembled into a `pyarrow.Table` with `pyarrow.Array.from_buffers`.
 
 use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyModule};
+use pyo3::types::{PyList, PyModule};
 
 /// The buffers of the three columns, filled event by event.
 #[derive(Default)]
@@ -12,8 +12,10 @@ pub struct Columns {
     timestamps: Vec<u8>,
     position_offsets: Vec<u8>,
     positions: Vec<u8>,
+    /// 32-bit offsets until the payloads pass 2 GiB, then 64-bit ones (`wide`).
     payload_offsets: Vec<u8>,
     payloads: Vec<u8>,
+    wide: bool,
     rows: usize,
 }
 
@@ -24,8 +26,9 @@ impl Columns {
             timestamps: Vec::with_capacity(events * 8),
             position_offsets: Vec::with_capacity((events + 1) * 4),
             positions: Vec::with_capacity(events * 12),
-            payload_offsets: Vec::with_capacity((events + 1) * 8),
+            payload_offsets: Vec::with_capacity((events + 1) * 4),
             payloads: Vec::with_capacity(bytes),
+            wide: false,
             rows: 0,
         };
         columns
@@ -33,7 +36,7 @@ impl Columns {
             .extend_from_slice(&0i32.to_le_bytes());
         columns
             .payload_offsets
-            .extend_from_slice(&0i64.to_le_bytes());
+            .extend_from_slice(&0i32.to_le_bytes());
         columns
     }
 
@@ -46,63 +49,66 @@ impl Columns {
             self.positions.push(b':');
         }
         push_decimal(&mut self.positions, offset);
-        // Positions are at most 41 bytes each: an i32 offset overflows only past 50
-        // million events, checked in `table`.
+        // At most 41 bytes a position: past 50 million events `table` refuses the column
+        // rather than wrap (checked there).
         let end = i32::try_from(self.positions.len()).unwrap_or(i32::MAX);
         self.position_offsets.extend_from_slice(&end.to_le_bytes());
         self.payloads.extend_from_slice(payload);
-        let end = i64::try_from(self.payloads.len()).unwrap_or(i64::MAX);
-        self.payload_offsets.extend_from_slice(&end.to_le_bytes());
         self.rows += 1;
+        let end = self.payloads.len();
+        if !self.wide {
+            if let Ok(end) = i32::try_from(end) {
+                self.payload_offsets.extend_from_slice(&end.to_le_bytes());
+                return;
+            }
+            self.widen();
+        }
+        let end = i64::try_from(end).unwrap_or(i64::MAX);
+        self.payload_offsets.extend_from_slice(&end.to_le_bytes());
     }
 
-    /// The `pyarrow.Table`: `timestamp` (`timestamp[ns, tz=UTC]`), `position` (`string`,
-    /// or `large_string` past 2 GiB) and `payload` (`binary`, or `large_binary` past 2 GiB).
+    /// Turns the 32-bit payload offsets into 64-bit ones.
+    fn widen(&mut self) {
+        let mut wide = Vec::with_capacity(self.payload_offsets.len() * 2 + 8);
+        for chunk in self.payload_offsets.chunks_exact(4) {
+            let mut narrow = [0u8; 4];
+            narrow.copy_from_slice(chunk);
+            wide.extend_from_slice(&i64::from(i32::from_le_bytes(narrow)).to_le_bytes());
+        }
+        self.payload_offsets = wide;
+        self.wide = true;
+    }
+
+    /// The `pyarrow.Table`: `timestamp` (`timestamp[ns, tz=UTC]`), `position` (`string`)
+    /// and `payload` (`binary`, or `large_binary` past 2 GiB).
+    ///
+    /// # Errors
+    /// `OverflowError` if the positions pass 2 GiB (some 50 million events), and
+    /// pyarrow's exceptions.
     pub fn table<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if i32::try_from(self.positions.len()).is_err() {
+            return Err(PyOverflowError::new_err(
+                "the position column would exceed 2 GiB; read the log in parts (since, until)",
+            ));
+        }
         let pa = PyModule::import(py, "pyarrow")?;
         let n = self.rows;
         let utc = pa.call_method1("timestamp", ("ns", "UTC"))?;
-        let timestamps = from_buffers(&pa, &utc, n, &[None, Some(&self.timestamps)])?;
-
-        let string = if i32::try_from(self.positions.len()).is_ok() {
-            pa.call_method0("string")?
-        } else {
-            return Err(PyOverflowError::new_err(
-                "the positions column exceeds 2 GiB; read the log in parts (since/until)",
-            ));
-        };
+        let timestamps = from_buffers(&pa, &utc, n, vec![None, Some(self.timestamps)])?;
+        let string = pa.call_method0("string")?;
         let positions = from_buffers(
             &pa,
             &string,
             n,
-            &[None, Some(&self.position_offsets), Some(&self.positions)],
+            vec![None, Some(self.position_offsets), Some(self.positions)],
         )?;
-
-        let payloads = if i32::try_from(self.payloads.len()).is_ok() {
-            // 32-bit offsets, as `binary` wants them.
-            let mut narrow = Vec::with_capacity((n + 1) * 4);
-            for chunk in self.payload_offsets.chunks_exact(8) {
-                let mut wide = [0u8; 8];
-                wide.copy_from_slice(chunk);
-                let value = i32::try_from(i64::from_le_bytes(wide)).unwrap_or(i32::MAX);
-                narrow.extend_from_slice(&value.to_le_bytes());
-            }
-            let binary = pa.call_method0("binary")?;
-            from_buffers(
-                &pa,
-                &binary,
-                n,
-                &[None, Some(&narrow), Some(&self.payloads)],
-            )?
-        } else {
-            let binary = pa.call_method0("large_binary")?;
-            from_buffers(
-                &pa,
-                &binary,
-                n,
-                &[None, Some(&self.payload_offsets), Some(&self.payloads)],
-            )?
-        };
+        let binary = pa.call_method0(if self.wide { "large_binary" } else { "binary" })?;
+        let payloads = from_buffers(
+            &pa,
+            &binary,
+            n,
+            vec![None, Some(self.payload_offsets), Some(self.payloads)],
+        )?;
         let arrays = PyList::new(py, [timestamps, positions, payloads])?;
         let names = PyList::new(py, ["timestamp", "position", "payload"])?;
         pa.getattr("Table")?
@@ -110,24 +116,44 @@ impl Columns {
     }
 }
 
-/// `pyarrow.Array.from_buffers(kind, n, buffers, null_count=0)`, each buffer a `bytes`
-/// made here and wrapped by `pyarrow.py_buffer` without a copy.
+/// `pyarrow.Array.from_buffers(kind, n, buffers, null_count=0)`, each buffer handed over
+/// without a copy (see [`Buffer`]).
 fn from_buffers<'py>(
     pa: &Bound<'py, PyModule>,
     kind: &Bound<'py, PyAny>,
     n: usize,
-    buffers: &[Option<&Vec<u8>>],
+    buffers: Vec<Option<Vec<u8>>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = pa.py();
     let mut list = Vec::with_capacity(buffers.len());
     for buffer in buffers {
         list.push(match buffer {
-            Some(bytes) => pa.call_method1("py_buffer", (PyBytes::new(py, bytes),))?,
+            Some(bytes) => Buffer::wrap(pa, bytes)?,
             None => py.None().into_bound(py),
         });
     }
     pa.getattr("Array")?
         .call_method1("from_buffers", (kind, n, PyList::new(py, list)?, 0))
+}
+
+/// Bytes built in Rust and lent to pyarrow as they are: `pyarrow.foreign_buffer(address,
+/// size, base)` reads them in place and holds `base`, this object, for as long as any
+/// array uses them. The bytes are never changed, moved or freed while the object lives
+/// (it is frozen, and no method touches them), so the address stays valid that long.
+#[pyclass(frozen, module = "evstream")]
+pub struct Buffer {
+    bytes: Vec<u8>,
+}
+
+impl Buffer {
+    /// A `pyarrow.Buffer` over `bytes`, without a copy.
+    fn wrap<'py>(pa: &Bound<'py, PyModule>, bytes: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
+        let size = bytes.len();
+        let base = Bound::new(pa.py(), Self { bytes })?;
+        // Moving the vector into the object moved its handle, not its heap block.
+        let address = base.get().bytes.as_ptr() as usize;
+        pa.call_method1("foreign_buffer", (address, size, base))
+    }
 }
 
 /// Appends `value` in decimal.

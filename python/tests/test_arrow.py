@@ -1,0 +1,78 @@
+"""Columnar replay: `to_arrow` and `to_pandas`."""
+
+import datetime
+import gc
+
+import pyarrow as pa
+import pytest
+
+import evstream
+
+BASE = 1_700_000_000_000_000_000
+
+
+@pytest.fixture
+def log(tmp_path):
+    path = tmp_path / "log"
+    with evstream.LogWriter.create(path, segment_size=32 << 10) as writer:
+        for i in range(3000):
+            writer.append(BASE + i * 1000, b"event %d" % i + b"\x00\xff" * (i % 7))
+    return path
+
+
+def test_to_arrow_holds_every_event_with_its_columns_and_types(log):
+    reader = evstream.LogReader.open(log)
+    table = reader.to_arrow()
+    assert table.schema == pa.schema(
+        [("timestamp", pa.timestamp("ns", tz="UTC")), ("position", pa.string()), ("payload", pa.binary())]
+    )
+    table.validate(full=True)
+    events = list(reader)
+    assert table.num_rows == len(events) == 3000
+    assert table.column("timestamp").cast(pa.int64()).to_pylist() == [e.timestamp for e in events]
+    assert table.column("position").to_pylist() == [e.position for e in events]
+    assert table.column("payload").to_pylist() == [e.payload for e in events]
+
+
+def test_to_arrow_takes_since_and_until(log):
+    reader = evstream.LogReader.open(log)
+    table = reader.to_arrow(since=BASE + 1000 * 1000, until=BASE + 1000 * 1010)
+    assert table.column("payload").to_pylist()[0].startswith(b"event 1000\x00")
+    assert table.num_rows == 10
+    since = datetime.datetime.fromtimestamp(BASE // 10**9 + 1, tz=datetime.timezone.utc)
+    assert reader.to_arrow(since=since).num_rows == 0
+    assert reader.to_arrow(until=BASE).num_rows == 0
+
+
+def test_the_table_outlives_the_reader_and_the_log(log):
+    table = evstream.LogReader.open(log).to_arrow()
+    for segment in log.glob("*.evs"):
+        segment.unlink()
+    gc.collect()
+    junk = [bytes([i]) * 100_000 for i in range(100)]  # reuse freed memory, if any was
+    assert table.column("payload")[2999].as_py() == b"event 2999" + b"\x00\xff" * (2999 % 7)
+    assert table.column("position")[0].as_py() == "0:24"
+    del junk
+
+
+def test_to_pandas(log):
+    frame = evstream.LogReader.open(log).to_pandas(until=BASE + 3000)
+    assert list(frame.columns) == ["timestamp", "position", "payload"]
+    assert len(frame) == 3
+    assert frame["payload"][1] == b"event 1\x00\xff"
+    assert str(frame["timestamp"].dt.tz) == "UTC"
+
+
+def test_a_stream_file_to_arrow(tmp_path):
+    path = tmp_path / "s.evs"
+    with evstream.StreamWriter.create(path, 1 << 16) as writer:
+        offsets = [writer.append(i, b"p%d" % i) for i in range(50)]
+    table = evstream.StreamReader.open(path).to_arrow(since=10)
+    assert table.column("position").to_pylist() == [str(o) for o in offsets[10:]]
+    assert table.column("payload").to_pylist() == [b"p%d" % i for i in range(10, 50)]
+
+
+def test_an_empty_log_is_an_empty_table(tmp_path):
+    evstream.LogWriter.create(tmp_path / "log").close()
+    table = evstream.LogReader.open(tmp_path / "log").to_arrow()
+    assert table.num_rows == 0 and table.num_columns == 3
