@@ -10,17 +10,57 @@ import os
 import pathlib
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Optional, Union
+from typing import Optional, Union, final
 
 import pandas
 import pyarrow
 
 __version__: str
+__all__ = [
+    "__version__",
+    "LogWriter",
+    "LogReader",
+    "LogIterator",
+    "LogStat",
+    "Lag",
+    "StreamWriter",
+    "StreamReader",
+    "StreamIterator",
+    "StreamStat",
+    "Event",
+    "_count_verified",
+    "Error",
+    "Io",
+    "AlreadyExists",
+    "NotAFile",
+    "Locked",
+    "BadCapacity",
+    "BadHeader",
+    "Corrupt",
+    "NotAStream",
+    "DamagedTrailer",
+    "NoRoomForTrailer",
+    "Sealed",
+    "Recovered",
+    "ReadersPresent",
+    "OutOfOrder",
+    "Full",
+    "PayloadTooLarge",
+    "Poisoned",
+    "OffsetOutOfRange",
+    "Regressed",
+    "NotALog",
+    "EventTooLarge",
+    "Retired",
+    "NoSuchPosition",
+    "BadCursor",
+]
 
 _Path = Union[str, "os.PathLike[str]"]
 _Time = Union[int, datetime.datetime]
 _Seconds = Union[int, float, datetime.timedelta]
 
+@final
 class Event:
     """One event of a log or a stream file."""
 
@@ -42,6 +82,7 @@ class Event:
     def offset(self) -> int:
         """The byte offset in the event's segment or stream file."""
 
+@final
 class LogStat:
     segments: int
     first_segment: int
@@ -54,10 +95,12 @@ class LogStat:
     end: str
     writer_active: bool
 
+@final
 class Lag:
     events: int
     bytes: int
 
+@final
 class StreamStat:
     capacity: int
     write_offset: int
@@ -67,6 +110,7 @@ class StreamStat:
     generation: int
     writer_active: bool
 
+@final
 class LogIterator(Iterator[Event]):
     def __iter__(self) -> LogIterator: ...
     def __next__(self) -> Event: ...
@@ -74,10 +118,12 @@ class LogIterator(Iterator[Event]):
     def position(self) -> str:
         """The position of the next event this iterator returns."""
 
+@final
 class StreamIterator(Iterator[Event]):
     def __iter__(self) -> StreamIterator: ...
     def __next__(self) -> Event: ...
 
+@final
 class LogWriter:
     """Appends to a log. One writer per log at a time, across processes."""
 
@@ -116,6 +162,7 @@ class LogWriter:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class LogReader:
     """Reads a log."""
 
@@ -149,11 +196,13 @@ class LogReader:
     @property
     def path(self) -> pathlib.Path: ...
 
+@final
 class StreamWriter:
     """Appends to one stream file. One writer per file at a time, across processes."""
 
     @staticmethod
-    def create(path: _Path, capacity: int = 67108864) -> StreamWriter: ...
+    def create(path: _Path, capacity: int = ...) -> StreamWriter:
+        """Creates the stream file ``path`` with room for ``capacity`` bytes (64 MiB)."""
     @staticmethod
     def open(path: _Path) -> StreamWriter: ...
     def append(self, timestamp_ns: _Time, payload: bytes) -> int:
@@ -177,6 +226,7 @@ class StreamWriter:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+@final
 class StreamReader:
     """Reads one stream file."""
 

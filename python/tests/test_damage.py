@@ -137,3 +137,24 @@ def test_every_class_derives_from_the_base():
     assert issubclass(evstream.Error, Exception)
     assert evstream.Error.__name__ == "Error"
     assert evstream.Corrupt.__module__ == "evstream"
+
+
+def test_creating_over_an_existing_log_or_file_changes_nothing(tmp_path):
+    log = tmp_path / "log"
+    with evstream.LogWriter.create(log) as writer:
+        writer.append(1, b"kept")
+    before = _tree(log)
+    with pytest.raises(evstream.AlreadyExists):
+        evstream.LogWriter.create(log)
+    assert _tree(log) == before
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"mine")
+    with pytest.raises(evstream.AlreadyExists):
+        evstream.StreamWriter.create(notes, 1 << 16)
+    assert notes.read_bytes() == b"mine"
+    # A log made in a directory that holds other files leaves them as they were.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(b"\xff\xd8\xff")
+    evstream.LogWriter.create(folder).close()
+    assert (folder / "cat.jpg").read_bytes() == b"\xff\xd8\xff"
