@@ -1,14 +1,26 @@
 //! Columnar replay: the Arrow buffers of `timestamp`, `position` and `payload` built in
 //! Rust (never one Python object per event), lent to pyarrow without a copy, and
 //! assembled into a `pyarrow.Table` with `pyarrow.Array.from_buffers`.
+//!
+//! The table is made of chunks of up to [`CHUNK_EVENTS`] events (one record batch
+//! each), so that no buffer is reallocated and copied as it grows, and so that the parts
+//! of a log replayed by different threads join without a copy.
 
-use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyModule};
 
-/// The buffers of the three columns, filled event by event.
+/// Events from which a log's replay is split between threads.
+pub const PARALLEL_EVENTS: u64 = 4 * CHUNK_EVENTS as u64;
+/// Events per chunk.
+const CHUNK_EVENTS: usize = 64 * 1024;
+/// Payload bytes per chunk (a larger event gets a chunk of its own size).
+const CHUNK_PAYLOAD: usize = 4 << 20;
+/// Position bytes per event reserved (`SEGMENT:OFFSET` in decimal is rarely longer).
+const POSITION_BYTES: usize = 16;
+
+/// The buffers of one chunk's three columns.
 #[derive(Default)]
-pub struct Columns {
+pub struct Chunk {
     timestamps: Vec<u8>,
     position_offsets: Vec<u8>,
     positions: Vec<u8>,
@@ -19,38 +31,40 @@ pub struct Columns {
     rows: usize,
 }
 
-impl Columns {
-    /// Empty columns, with room for about `events` events of `bytes` payload bytes.
-    pub fn with_capacity(events: usize, bytes: usize) -> Self {
-        let mut columns = Self {
+impl Chunk {
+    /// An empty chunk with room for `events` events and `bytes` payload bytes.
+    fn with_capacity(events: usize, bytes: usize) -> Self {
+        let mut chunk = Self {
             timestamps: Vec::with_capacity(events * 8),
             position_offsets: Vec::with_capacity((events + 1) * 4),
-            positions: Vec::with_capacity(events * 12),
+            positions: Vec::with_capacity(events * POSITION_BYTES),
             payload_offsets: Vec::with_capacity((events + 1) * 4),
             payloads: Vec::with_capacity(bytes),
             wide: false,
             rows: 0,
         };
-        columns
+        chunk
             .position_offsets
             .extend_from_slice(&0i32.to_le_bytes());
-        columns
-            .payload_offsets
-            .extend_from_slice(&0i32.to_le_bytes());
-        columns
+        chunk.payload_offsets.extend_from_slice(&0i32.to_le_bytes());
+        chunk
     }
 
-    /// Adds one event; `segment` is `None` for an event of a stream file (its position is
-    /// the byte offset).
-    pub fn push(&mut self, timestamp: i64, segment: Option<u64>, offset: u64, payload: &[u8]) {
+    /// Whether an event of `len` payload bytes should start the next chunk.
+    fn is_full_for(&self, len: usize) -> bool {
+        self.rows > 0
+            && (self.rows >= CHUNK_EVENTS
+                || self.payloads.len().saturating_add(len) > self.payloads.capacity())
+    }
+
+    fn push(&mut self, timestamp: i64, segment: Option<u64>, offset: u64, payload: &[u8]) {
         self.timestamps.extend_from_slice(&timestamp.to_le_bytes());
         if let Some(segment) = segment {
             push_decimal(&mut self.positions, segment);
             self.positions.push(b':');
         }
         push_decimal(&mut self.positions, offset);
-        // At most 41 bytes a position: past 50 million events `table` refuses the column
-        // rather than wrap (checked there).
+        // A chunk's positions stay far below 2 GiB (at most 41 bytes each).
         let end = i32::try_from(self.positions.len()).unwrap_or(i32::MAX);
         self.position_offsets.extend_from_slice(&end.to_le_bytes());
         self.payloads.extend_from_slice(payload);
@@ -69,6 +83,9 @@ impl Columns {
 
     /// Turns the 32-bit payload offsets into 64-bit ones.
     fn widen(&mut self) {
+        if self.wide {
+            return;
+        }
         let mut wide = Vec::with_capacity(self.payload_offsets.len() * 2 + 8);
         for chunk in self.payload_offsets.chunks_exact(4) {
             let mut narrow = [0u8; 4];
@@ -78,42 +95,105 @@ impl Columns {
         self.payload_offsets = wide;
         self.wide = true;
     }
+}
 
-    /// The `pyarrow.Table`: `timestamp` (`timestamp[ns, tz=UTC]`), `position` (`string`)
-    /// and `payload` (`binary`, or `large_binary` past 2 GiB).
-    ///
-    /// # Errors
-    /// `OverflowError` if the positions pass 2 GiB (some 50 million events), and
-    /// pyarrow's exceptions.
-    pub fn table<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        if i32::try_from(self.positions.len()).is_err() {
-            return Err(PyOverflowError::new_err(
-                "the position column would exceed 2 GiB; read the log in parts (since, until)",
-            ));
+/// Receives the events of a replay, chunk by chunk.
+pub struct Sink {
+    chunks: Vec<Chunk>,
+    current: Chunk,
+}
+
+impl Sink {
+    /// Adds one event; `segment` is `None` for an event of a stream file (its position is
+    /// the byte offset).
+    pub fn push(&mut self, timestamp: i64, segment: Option<u64>, offset: u64, payload: &[u8]) {
+        if self.current.is_full_for(payload.len()) {
+            let next = Chunk::with_capacity(CHUNK_EVENTS, CHUNK_PAYLOAD);
+            self.chunks.push(std::mem::replace(&mut self.current, next));
         }
-        let pa = PyModule::import(py, "pyarrow")?;
-        let n = self.rows;
-        let utc = pa.call_method1("timestamp", ("ns", "UTC"))?;
-        let timestamps = from_buffers(&pa, &utc, n, vec![None, Some(self.timestamps)])?;
-        let string = pa.call_method0("string")?;
-        let positions = from_buffers(
+        self.current.push(timestamp, segment, offset, payload);
+    }
+}
+
+/// The chunks of the events `feed` pushes; `events` (an estimate, 0 if unknown) sizes
+/// the first chunk.
+///
+/// # Errors
+/// The error `feed` returns.
+pub fn collect<E>(
+    events: usize,
+    feed: impl FnOnce(&mut Sink) -> Result<(), E>,
+) -> Result<Vec<Chunk>, E> {
+    // Without an estimate (a time range), a small first chunk.
+    let first = if events == 0 {
+        4096
+    } else {
+        events.min(CHUNK_EVENTS)
+    };
+    let bytes = first.saturating_mul(64).clamp(64 << 10, CHUNK_PAYLOAD);
+    let mut sink = Sink {
+        chunks: Vec::new(),
+        current: Chunk::with_capacity(first, bytes),
+    };
+    feed(&mut sink)?;
+    let Sink {
+        mut chunks,
+        current,
+    } = sink;
+    if current.rows > 0 || chunks.is_empty() {
+        chunks.push(current);
+    }
+    Ok(chunks)
+}
+
+/// The `pyarrow.Table` of `chunks`: `timestamp` (`timestamp[ns, tz=UTC]`), `position`
+/// (`string`) and `payload` (`binary`, or `large_binary` past 2 GiB in a chunk), one
+/// record batch a chunk.
+///
+/// # Errors
+/// pyarrow's exceptions (such as `ImportError` without pyarrow).
+pub fn table(py: Python<'_>, mut chunks: Vec<Chunk>) -> PyResult<Bound<'_, PyAny>> {
+    let pa = PyModule::import(py, "pyarrow")?;
+    let wide = chunks.iter().any(|c| c.wide);
+    if wide {
+        chunks.iter_mut().for_each(Chunk::widen);
+    }
+    let utc = pa.call_method1("timestamp", ("ns", "UTC"))?;
+    let string = pa.call_method0("string")?;
+    let binary = pa.call_method0(if wide { "large_binary" } else { "binary" })?;
+    let (mut timestamps, mut positions, mut payloads) = (Vec::new(), Vec::new(), Vec::new());
+    for chunk in chunks {
+        let n = chunk.rows;
+        timestamps.push(from_buffers(
+            &pa,
+            &utc,
+            n,
+            vec![None, Some(chunk.timestamps)],
+        )?);
+        positions.push(from_buffers(
             &pa,
             &string,
             n,
-            vec![None, Some(self.position_offsets), Some(self.positions)],
-        )?;
-        let binary = pa.call_method0(if self.wide { "large_binary" } else { "binary" })?;
-        let payloads = from_buffers(
+            vec![None, Some(chunk.position_offsets), Some(chunk.positions)],
+        )?);
+        payloads.push(from_buffers(
             &pa,
             &binary,
             n,
-            vec![None, Some(self.payload_offsets), Some(self.payloads)],
-        )?;
-        let arrays = PyList::new(py, [timestamps, positions, payloads])?;
-        let names = PyList::new(py, ["timestamp", "position", "payload"])?;
-        pa.getattr("Table")?
-            .call_method1("from_arrays", (arrays, names))
+            vec![None, Some(chunk.payload_offsets), Some(chunk.payloads)],
+        )?);
     }
+    let mut columns = Vec::with_capacity(3);
+    for (arrays, kind) in [
+        (timestamps, &utc),
+        (positions, &string),
+        (payloads, &binary),
+    ] {
+        columns.push(pa.call_method1("chunked_array", (PyList::new(py, arrays)?, kind))?);
+    }
+    let names = PyList::new(py, ["timestamp", "position", "payload"])?;
+    pa.getattr("Table")?
+        .call_method1("from_arrays", (PyList::new(py, columns)?, names))
 }
 
 /// `pyarrow.Array.from_buffers(kind, n, buffers, null_count=0)`, each buffer handed over

@@ -12,7 +12,7 @@ use pyo3::types::{PyAny, PyString};
 
 use evstream::{LogEvent, LogIter, LogOptions, LogReader, LogWriter, Position};
 
-use crate::columns::Columns;
+use crate::columns;
 use crate::errors::IntoPy;
 use crate::event::{Event, Place};
 use crate::time::{opt_ns, to_ns};
@@ -350,40 +350,8 @@ impl PyLogReader {
         until: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let columns = py
-            .detach(|| -> evstream::Result<Columns> {
-                let stat = self.inner.stat()?;
-                let events = usize::try_from(stat.events).unwrap_or(0);
-                let bytes = usize::try_from(stat.disk_bytes).unwrap_or(0);
-                let mut columns = Columns::with_capacity(
-                    if since.is_some() || until.is_some() {
-                        0
-                    } else {
-                        events
-                    },
-                    if since.is_some() || until.is_some() {
-                        0
-                    } else {
-                        bytes.min(events.saturating_mul(4096))
-                    },
-                );
-                let mut iter = self.start(since)?;
-                while let Some(event) = iter.try_next()? {
-                    if until.is_some_and(|u| event.timestamp() >= u) {
-                        break;
-                    }
-                    let at = event.position();
-                    columns.push(
-                        event.timestamp(),
-                        Some(at.segment()),
-                        at.offset(),
-                        event.payload(),
-                    );
-                }
-                Ok(columns)
-            })
-            .py_err()?;
-        columns.table(py)
+        let chunks = py.detach(|| self.replay(since, until)).py_err()?;
+        columns::table(py, chunks)
     }
 
     /// `to_arrow(since, until).to_pandas()`.
@@ -405,6 +373,88 @@ impl PyLogReader {
 }
 
 impl PyLogReader {
+    /// The chunks of `to_arrow`: the time range split in as many parts as there are
+    /// cores (up to 4; one for fewer than [`columns::PARALLEL_EVENTS`] events), each
+    /// replayed by a thread of its own from its start found by time (`iter_since`), the
+    /// parts joined in order. Timestamps never decrease, so the parts neither overlap
+    /// nor leave a gap.
+    fn replay(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> evstream::Result<Vec<columns::Chunk>> {
+        let stat = self.inner.stat()?;
+        let whole = since.is_none() && until.is_none();
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
+        let parts = match (stat.first_timestamp, stat.last_timestamp) {
+            (Some(first), Some(last)) if stat.events >= columns::PARALLEL_EVENTS && cores > 1 => {
+                let low = i128::from(since.unwrap_or(first).max(first));
+                let high = i128::from(until.map_or(last, |u| u.min(last)));
+                let count = cores as i128;
+                // Boundaries between the parts: `low < b1 <= ... < high`, or none.
+                (1..count)
+                    .filter_map(|k| i64::try_from(low + (high - low) * k / count).ok())
+                    .filter(|&b| i128::from(b) > low)
+                    .collect::<Vec<i64>>()
+            }
+            _ => Vec::new(),
+        };
+        let estimate = if whole {
+            usize::try_from(stat.events / (parts.len() as u64 + 1)).unwrap_or(0)
+        } else {
+            0
+        };
+        // Part k covers [start_k, end_k): the first starts at `since`, the last ends at `until`.
+        let starts = std::iter::once(since).chain(parts.iter().copied().map(Some));
+        let ends = parts
+            .iter()
+            .copied()
+            .map(Some)
+            .chain(std::iter::once(until));
+        let ranges: Vec<(Option<i64>, Option<i64>)> = starts.zip(ends).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|&(from, to)| scope.spawn(move || self.replay_part(from, to, estimate)))
+                .collect();
+            let mut chunks = Vec::new();
+            for handle in handles {
+                match handle.join() {
+                    Ok(part) => chunks.extend(part?),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(chunks)
+        })
+    }
+
+    /// The chunks of the events from `since` (inclusive) to `until` (exclusive).
+    fn replay_part(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+        estimate: usize,
+    ) -> evstream::Result<Vec<columns::Chunk>> {
+        let mut iter = self.start(since)?;
+        columns::collect(estimate, |sink| {
+            while let Some(event) = iter.try_next()? {
+                if until.is_some_and(|u| event.timestamp() >= u) {
+                    break;
+                }
+                let at = event.position();
+                sink.push(
+                    event.timestamp(),
+                    Some(at.segment()),
+                    at.offset(),
+                    event.payload(),
+                );
+            }
+            Ok(())
+        })
+    }
+
     fn start(&self, since: Option<i64>) -> evstream::Result<LogIter> {
         match since {
             Some(ts) => self.inner.iter_since(ts),

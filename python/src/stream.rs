@@ -13,7 +13,7 @@ use pyo3::types::PyAny;
 use evstream::format::STREAM_HEADER_LEN;
 use evstream::{Corruption, Error, EventView, StreamReader, StreamWriter};
 
-use crate::columns::Columns;
+use crate::columns;
 use crate::errors::IntoPy;
 use crate::event::{Event, Place};
 use crate::time::{opt_ns, to_ns};
@@ -267,27 +267,32 @@ impl PyStreamReader {
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
         let guard = self.fresh(py)?;
         let reader = &*guard;
-        let columns = py
-            .detach(|| -> evstream::Result<Columns> {
+        let chunks = py
+            .detach(|| {
                 let start = match since {
                     Some(ts) => reader.seek_time(ts)?,
                     None => Some(STREAM_HEADER_LEN),
                 };
-                let mut columns = Columns::with_capacity(0, 0);
-                let Some(start) = start else {
-                    return Ok(columns);
+                let estimate = match (since, until) {
+                    (None, None) => usize::try_from(reader.header_event_count()).unwrap_or(0),
+                    _ => 0,
                 };
-                for event in reader.iter_from(start)? {
-                    let event = event?;
-                    if until.is_some_and(|u| event.timestamp() >= u) {
-                        break;
+                columns::collect(estimate, |sink| {
+                    let Some(start) = start else {
+                        return Ok(());
+                    };
+                    for event in reader.iter_from(start)? {
+                        let event = event?;
+                        if until.is_some_and(|u| event.timestamp() >= u) {
+                            break;
+                        }
+                        sink.push(event.timestamp(), None, event.offset(), event.payload());
                     }
-                    columns.push(event.timestamp(), None, event.offset(), event.payload());
-                }
-                Ok(columns)
+                    Ok::<_, evstream::Error>(())
+                })
             })
             .py_err()?;
-        columns.table(py)
+        columns::table(py, chunks)
     }
 
     /// `to_arrow(since, until).to_pandas()`.

@@ -76,3 +76,27 @@ def test_an_empty_log_is_an_empty_table(tmp_path):
     evstream.LogWriter.create(tmp_path / "log").close()
     table = evstream.LogReader.open(tmp_path / "log").to_arrow()
     assert table.num_rows == 0 and table.num_columns == 3
+
+
+def test_a_large_replay_split_between_threads_keeps_every_event_once_in_order(tmp_path):
+    # Enough events for the replay to be split by time between threads, with runs of
+    # equal timestamps across the split points and a segment roll in between.
+    path = tmp_path / "log"
+    n = 300_000
+    with evstream.LogWriter.create(path, segment_size=4 << 20) as writer:
+        for i in range(n):
+            writer.append(BASE + (i // 1000) * 7, i.to_bytes(4, "little"))
+    reader = evstream.LogReader.open(path)
+    assert reader.stat().segments > 1
+    for since, until, first, count in [
+        (None, None, 0, n),
+        (BASE + 7 * 10, None, 10_000, n - 10_000),
+        (None, BASE + 7 * 250, 0, 250_000),
+        (BASE + 7 * 3, BASE + 7 * 297, 3_000, 294_000),
+    ]:
+        table = reader.to_arrow(since=since, until=until)
+        payloads = table.column("payload").to_pylist()
+        assert len(payloads) == count, (since, until)
+        assert [int.from_bytes(p, "little") for p in payloads] == list(range(first, first + count))
+        positions = table.column("position").to_pylist()
+        assert len(set(positions)) == count
