@@ -97,3 +97,33 @@ def test_other_threads_run_while_a_follower_waits(tmp_path):
     assert not thread.is_alive()
     assert [e.payload for e in waited] == [b"woke it"]
     assert spins > 10_000
+
+
+def test_ctrl_c_interrupts_a_follower_waiting_without_a_timeout(tmp_path):
+    import signal
+
+    path = tmp_path / "log"
+    evstream.LogWriter.create(path).close()
+    script = textwrap.dedent(
+        """
+        import sys
+        import evstream
+        follower = evstream.LogReader.open(sys.argv[1]).follow()
+        print("waiting", flush=True)
+        try:
+            next(follower)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"waiting\n"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        # A follower deaf to signals would wait for ever: communicate's timeout fails it.
+        out, _ = child.communicate(timeout=10)
+        assert out == b"interrupted\n"
+    finally:
+        child.kill()
+        child.wait()
