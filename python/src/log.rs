@@ -29,7 +29,7 @@ fn poisoned() -> PyErr {
 }
 
 /// A duration argument: seconds (`int` or `float`) or a `datetime.timedelta`.
-fn duration(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
+pub fn duration(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
     let seconds: f64 = if value.hasattr("total_seconds")? {
         value.call_method0("total_seconds")?.extract()?
     } else {

@@ -193,18 +193,13 @@ impl PyStreamReader {
     fn follow(
         &self,
         py: Python<'_>,
-        timeout: Option<f64>,
+        timeout: Option<&Bound<'_, PyAny>>,
         since: Option<&Bound<'_, PyAny>>,
         offset: Option<u64>,
     ) -> PyResult<PyStreamIterator> {
         let timeout = timeout
-            .map(|t| {
-                std::time::Duration::try_from_secs_f64(t).map_err(|_| {
-                    PyValueError::new_err(format!(
-                        "timeout must be a positive number of seconds, not {t}"
-                    ))
-                })
-            })
+            .filter(|t| !t.is_none())
+            .map(|t| crate::log::duration(t, "timeout"))
             .transpose()?;
         let since = opt_ns(since)?;
         let (reader, start) = py.detach(|| self.iterate(since)).py_err()?;

@@ -74,7 +74,7 @@ def test_a_stream_file_reads_writes_tails_and_seals(tmp_path):
     stat = evstream.StreamReader.open(path).stat()
     assert stat.sealed and stat.events == 100 and stat.capacity == 1 << 16
     # A follower of a sealed stream ends when it reaches the end.
-    assert len(list(evstream.StreamReader.open(path).follow(timeout=30))) == 100
+    assert len(list(evstream.StreamReader.open(path).follow(timeout=datetime.timedelta(seconds=30)))) == 100
 
 
 def test_append_now_stamps_the_current_time(tmp_path):
