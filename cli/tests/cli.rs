@@ -709,6 +709,25 @@ fn tail_prints_the_last_events() {
     assert_eq!(run(&["tail", s(&empty)]).ok().stdout, b"");
 }
 
+/// Any count a user can type is answered with the events there are: `tail` never
+/// allocates for the count asked (which panicked, or aborted the process, on a log).
+#[test]
+fn tail_of_any_count_prints_what_there_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stream(dir.path(), "t.evs", 4096, &[(NOON, b"a"), (NOON + 1, b"b")]);
+    let log = dir.path().join("log");
+    run(&["create", s(&log), "--log", "--segment-size", "4KiB"]).ok();
+    run_with(&["append", s(&log)], Some(b"a\nb\n")).ok();
+    for target in [&path, &log] {
+        for count in ["1000000000", "18446744073709551615"] {
+            let lines = run(&["tail", s(target), "-n", count, "--format", "raw"])
+                .ok()
+                .lines();
+            assert_eq!(lines, vec!["a", "b"], "tail -n {count} of {target:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------- stat
 
 #[test]
