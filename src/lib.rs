@@ -131,4 +131,5 @@ pub use log::time::{time_of, timestamp_of};
 pub use log::writer::{LogRecovery, LogWriter};
 pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification, WaitStrategy};
 pub use stream::upgrade::upgrade_v1;
+pub use stream::wait::{WaitBell, WaitTicket};
 pub use stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};

@@ -132,6 +132,102 @@ impl<'a> WaitWords<'a> {
     pub fn unregister(&self) {
         self.waiters.fetch_sub(1, Ordering::SeqCst);
     }
+
+    /// The wake sequence, the futex word a follower sleeps on.
+    pub fn seq(&self) -> &'a AtomicU32 {
+        self.seq
+    }
+}
+
+/// The most words one [`futex_wait_any`] call sleeps on (the kernel's `FUTEX_WAITV_MAX`).
+pub(crate) const WAIT_ANY_MAX: usize = 128;
+
+/// Sleeps until one of `words` differs from the value paired with it, one of them is
+/// woken, a signal, or `timeout` (`None`: no limit); one thread, many futexes
+/// (`futex_waitv`, Linux 5.16). May return early; callers look again. Only the first
+/// [`WAIT_ANY_MAX`] words are waited on. Returns `false` if the kernel cannot
+/// (an older kernel, elsewhere than Linux): then it slept at most 0.5 ms.
+pub(crate) fn futex_wait_any(
+    words: &[(&AtomicU32, u32)],
+    timeout: Option<std::time::Duration>,
+) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        /// `struct futex_waitv` of `linux/futex.h`.
+        #[repr(C)]
+        struct FutexWaitv {
+            val: u64,
+            uaddr: u64,
+            flags: u32,
+            reserved: u32,
+        }
+        /// `FUTEX2_SIZE_U32`: 4-byte words, shared (no `FUTEX2_PRIVATE`), so a wake from
+        /// another process that maps the file finds the sleeper.
+        const FUTEX2_SIZE_U32: u32 = 0x02;
+        let waiters: Vec<FutexWaitv> = words
+            .iter()
+            .take(WAIT_ANY_MAX)
+            .map(|(word, seen)| FutexWaitv {
+                val: u64::from(*seen),
+                uaddr: word.as_ptr() as u64,
+                flags: FUTEX2_SIZE_U32,
+                reserved: 0,
+            })
+            .collect();
+        // The timeout of futex_waitv is absolute, on the monotonic clock.
+        let deadline = timeout.map(|t| {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime writes one timespec into `now`, which lives until it
+            // returns; CLOCK_MONOTONIC always exists on Linux.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+            // `c_long` is 32 bits wide on some targets.
+            #[allow(clippy::useless_conversion)]
+            let nanos = i64::from(now.tv_nsec).saturating_add(i64::from(t.subsec_nanos()));
+            libc::timespec {
+                tv_sec: now
+                    .tv_sec
+                    .saturating_add(
+                        libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX / 2),
+                    )
+                    .saturating_add(nanos / 1_000_000_000),
+                tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+            }
+        });
+        let deadline_ptr = deadline
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let count = libc::c_uint::try_from(waiters.len()).unwrap_or(0);
+        // SAFETY: `waiters` holds `count` (at most 128) initialized `struct futex_waitv`s,
+        // each naming a live, aligned 4-byte atomic that the caller borrows until the call
+        // returns; the kernel only reads them and compares each word with its value
+        // atomically with queueing the sleeper, so no wake after the caller's last look is
+        // lost. `deadline_ptr` is null or points at `deadline`, alive until the call
+        // returns. EAGAIN, EINTR and ETIMEDOUT all mean "look again".
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_futex_waitv,
+                waiters.as_ptr(),
+                count,
+                0 as libc::c_uint,
+                deadline_ptr,
+                libc::CLOCK_MONOTONIC,
+            )
+        };
+        if result >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+            return true;
+        }
+    }
+    let pause = std::time::Duration::from_micros(500);
+    std::thread::sleep(timeout.map_or(pause, |t| t.min(pause)));
+    false
+}
+
+/// Wakes every thread asleep on `word` in [`futex_wait_any`] (or a follower's sleep).
+pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    futex_wake(word);
 }
 
 /// `membarrier(2)` commands, from `linux/membarrier.h`.

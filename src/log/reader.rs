@@ -15,6 +15,7 @@ use crate::log::segment::{self, SegmentEntry, SegmentIndex};
 use crate::log::writer::LOCK_FILE;
 use crate::stream::open::{now_nanos, writer_lock_held};
 use crate::stream::reader::{Sleeper, StreamReader, WaitStrategy};
+use crate::stream::wait::WaitTicket;
 
 /// How often a follower that waits at the end of the newest segment lists the directory
 /// to look for the next segment, unless it has a reason to (a seal, its successor's name
@@ -963,6 +964,55 @@ impl LogIter {
                 std::hint::spin_loop();
             }
         }
+    }
+
+    /// Registers as a waiter on the current segment without sleeping, for a thread that
+    /// sleeps for many followers ([`WaitTicket::wait_any`]); `None` if there is no need
+    /// to wait: an event is published past [`position`](Self::position), the segment is
+    /// sealed, or its successor is there (call [`try_next`](Self::try_next)).
+    ///
+    /// The ticket is taken as [`next_timeout`](Self::next_timeout) goes to sleep
+    /// (register, then look once more), so the writer's next publish, seal or roll wakes
+    /// it; then look again with `try_next`. Like `next_timeout`, it relies on the
+    /// successor's name the writer gives it at a roll.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use evstream::{LogOptions, LogReader, LogWriter};
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app");
+    /// let mut log = LogWriter::create(&path, LogOptions::default())?;
+    /// let reader = LogReader::open(&path)?;
+    /// let mut follow = reader.iter_from(reader.end()?)?;
+    /// let ticket = follow.wait_ticket().expect("nothing to read yet");
+    /// log.append(1, b"hello")?;
+    /// ticket.wait(Some(Duration::from_secs(5)));
+    /// assert!(ticket.is_woken());
+    /// assert_eq!(follow.try_next()?.expect("the event").payload(), b"hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_ticket(&mut self) -> Option<WaitTicket> {
+        let current = Arc::clone(&self.current);
+        let offset = self.offset;
+        let mut rolled = false;
+        let this = &*self;
+        let ticket = WaitTicket::take(current.wait_map(), || {
+            // As in `block`: the writer renames the successor into place before it wakes
+            // the retired segment's followers.
+            current
+                .live_write_offset()
+                .map_or(true, |end| end != offset)
+                || current.is_sealed()
+                || {
+                    rolled = this.successor_named();
+                    rolled
+                }
+        });
+        self.rolled |= rolled;
+        ticket
     }
 
     /// Sleeps on the current segment until its writer publishes, seals or rolls, `left`

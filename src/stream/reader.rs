@@ -1,7 +1,7 @@
 //! Readers: zero-copy iteration, seeking by time, and following a live stream.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Corruption, Error, Result};
@@ -10,6 +10,7 @@ use crate::stream::open::{
     HeldLock, LockKind, announce_reader, check_write_offset, open_regular, read_identity,
     read_other_record, read_stream_header, writer_lock_held,
 };
+use crate::stream::wait::WaitTicket;
 use crate::sys::{ReadMap, WaitMap};
 
 /// Stream bytes between two entries of the sparse time index.
@@ -144,6 +145,9 @@ pub struct StreamReader {
     index: Mutex<TimeIndex>,
     /// Holds the shared reader-presence lock for the reader's life.
     presence: HeldLock,
+    /// The wait words' page for wait tickets, mapped at the first one (`None` inside if
+    /// it cannot be).
+    wait_map: OnceLock<Option<Arc<WaitMap>>>,
 }
 
 impl StreamReader {
@@ -200,6 +204,7 @@ impl StreamReader {
             counts,
             index: Mutex::new(TimeIndex::default()),
             presence: HeldLock::new(file, LockKind::Reader),
+            wait_map: OnceLock::new(),
         })
     }
 
@@ -604,6 +609,47 @@ impl StreamReader {
             strategy: WaitStrategy::default(),
             sleeper: Sleeper::default(),
         })
+    }
+
+    /// Registers as a waiter for an event past `offset` without sleeping, for a thread
+    /// that sleeps for many followers ([`WaitTicket::wait_any`]); `None` if there is no
+    /// need to wait: an event is published past `offset`, or the stream is finished
+    /// (sealed or full) there.
+    ///
+    /// The ticket is taken as a blocking [`Follow`] goes to sleep (`docs/FORMAT.md`,
+    /// "Waking followers": register, then look once more), so a publish or seal after
+    /// this call wakes it. Look again (a [`follow`](Self::follow) from `offset`) once it
+    /// is [woken](WaitTicket::is_woken) or its [longest sleep](WaitTicket::longest_sleep)
+    /// has passed.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// writer.append(1, b"one")?;
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// assert!(reader.wait_ticket(24).is_none(), "an event is there to read");
+    /// assert!(reader.wait_ticket(reader.write_offset()).is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_ticket(&self, offset: u64) -> Option<WaitTicket> {
+        WaitTicket::take(self.wait_map(), || {
+            self.map.write_offset() > offset || finished(self, offset)
+        })
+    }
+
+    /// The wait words' page, mapped at the first call.
+    pub(crate) fn wait_map(&self) -> Option<Arc<WaitMap>> {
+        self.wait_map
+            .get_or_init(|| {
+                WaitMap::new(self.presence.file(), self.trailer_at)
+                    .ok()
+                    .map(Arc::new)
+            })
+            .clone()
     }
 
     /// The write offset in the header right now (loaded with `Acquire`), not this

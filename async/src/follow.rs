@@ -1,0 +1,323 @@
+//! The async followers: a log's and a stream file's, as [`Stream`]s of owned events.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use evstream::{LogEvent, LogIter, Position, Result, StreamReader};
+use futures_core::Stream;
+
+use crate::pool::{Parking, WaitPool};
+
+/// One event, copied out of the file: what an async follower yields.
+///
+/// `P` is where the event is: a log's [`Position`], or a stream file's byte offset
+/// (`u64`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Event<P = Position> {
+    /// The event's timestamp (Unix nanoseconds).
+    pub timestamp: i64,
+    /// The event's payload.
+    pub payload: Bytes,
+    /// Where the event is.
+    pub position: P,
+    /// Where the event after it is: what a consumer that has processed this event
+    /// resumes from (for a log, what to commit to a cursor).
+    pub next_position: P,
+}
+
+impl From<LogEvent> for Event<Position> {
+    fn from(e: LogEvent) -> Self {
+        Self {
+            timestamp: e.timestamp(),
+            payload: Bytes::copy_from_slice(e.payload()),
+            position: e.position(),
+            next_position: e.next_position(),
+        }
+    }
+}
+
+/// Follows a log from a position, across rolls, as a [`Stream`] of owned events.
+///
+/// It yields every event from its position on, in order, and waits for the writer (in
+/// this or another process) when it has caught up: its task sleeps and a thread of its
+/// [`WaitPool`] wakes it at the writer's publish or roll. The stream never ends by
+/// itself; a read error (a damaged event, a segment retired under it) comes out as one
+/// `Err` item, after which it ends.
+///
+/// # Cancel safety
+/// An event is taken from the log only in the `poll` that returns it, so dropping a
+/// `next()` future (in a `select!`, a timeout) loses nothing: the next call returns the
+/// same event. Dropping the follower takes its parked wait back from the pool at once.
+///
+/// # Examples
+/// ```
+/// use evstream::{LogOptions, LogReader, LogWriter};
+/// use evstream_tokio::LogFollower;
+/// use futures_util::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> evstream::Result<()> {
+/// # let dir = tempfile::tempdir().expect("temporary directory");
+/// # let path = dir.path().join("app");
+/// let mut log = LogWriter::create(&path, LogOptions::default())?;
+/// let reader = LogReader::open(&path)?;
+/// let mut follow = LogFollower::new(reader.iter_from(reader.end()?)?);
+/// std::thread::spawn(move || log.append(7, b"hello"));
+/// let event = follow.next().await.expect("a follower never ends by itself")?;
+/// assert_eq!((event.timestamp, &event.payload[..]), (7, &b"hello"[..]));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct LogFollower {
+    iter: LogIter,
+    pool: WaitPool,
+    parked: Option<Parking>,
+    done: bool,
+}
+
+impl LogFollower {
+    /// Follows `iter` (from [`LogReader::iter_from`](evstream::LogReader::iter_from) and
+    /// its kin), its waits served by the [global](WaitPool::global) pool.
+    pub fn new(iter: LogIter) -> Self {
+        Self {
+            iter,
+            pool: WaitPool::global(),
+            parked: None,
+            done: false,
+        }
+    }
+
+    /// Serves this follower's waits from `pool` instead.
+    #[must_use]
+    pub fn with_pool(mut self, pool: WaitPool) -> Self {
+        self.pool = pool;
+        self.parked = None;
+        self
+    }
+
+    /// The position of the next event it yields.
+    pub fn position(&self) -> Position {
+        self.iter.position()
+    }
+
+    /// The next event if one is published now, without waiting.
+    ///
+    /// # Errors
+    /// As [`LogIter::try_next`].
+    pub fn try_next(&mut self) -> Result<Option<Event>> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.iter.try_next() {
+            Ok(event) => Ok(event.map(Event::from)),
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Stream for LogFollower {
+    type Item = Result<Event>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                this.parked = None;
+                return Poll::Ready(None);
+            }
+            match this.try_next() {
+                Ok(Some(event)) => {
+                    this.parked = None;
+                    return Poll::Ready(Some(Ok(event)));
+                }
+                Err(e) => {
+                    this.parked = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(None) => {}
+            }
+            // Still parked and not woken: a spurious poll, or another task's waker.
+            if this.parked.as_ref().is_some_and(|p| p.rewake(cx.waker())) {
+                return Poll::Pending;
+            }
+            this.parked = None;
+            if let Some(ticket) = this.iter.wait_ticket() {
+                this.parked = Some(this.pool.park(ticket, cx.waker().clone()));
+                return Poll::Pending;
+            }
+            // The last look found something: read it.
+        }
+    }
+}
+
+/// Follows a stream file from a byte offset as a [`Stream`] of owned events, as
+/// [`LogFollower`] does a log.
+///
+/// It ends (`None`) once the stream is finished: sealed, or too full to take another
+/// event, with every event seen. A read error comes out as one `Err` item, after which
+/// it ends.
+///
+/// # Cancel safety
+/// As [`LogFollower`]'s: dropping a `next()` future loses no event.
+///
+/// # Examples
+/// ```
+/// use evstream::StreamWriter;
+/// use evstream_tokio::StreamFollower;
+/// use futures_util::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> evstream::Result<()> {
+/// # let dir = tempfile::tempdir().expect("temporary directory");
+/// # let path = dir.path().join("events.evs");
+/// let mut writer = StreamWriter::create(&path, 1 << 20)?;
+/// let mut follow = StreamFollower::open(&path, 24)?; // from the first event
+/// std::thread::spawn(move || -> evstream::Result<()> {
+///     writer.append(1, b"one")?;
+///     writer.seal()
+/// });
+/// let event = follow.next().await.expect("an event")?;
+/// assert_eq!((event.position, &event.payload[..]), (24, &b"one"[..]));
+/// assert!(follow.next().await.is_none(), "sealed: the follower ends");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct StreamFollower {
+    reader: StreamReader,
+    offset: u64,
+    pool: WaitPool,
+    parked: Option<Parking>,
+    done: bool,
+}
+
+impl StreamFollower {
+    /// Opens the stream file at `path` and follows it from byte `offset` (24 is the first
+    /// event, [`StreamReader::write_offset`] the end).
+    ///
+    /// # Errors
+    /// As [`StreamReader::open`] and [`StreamReader::follow`].
+    pub fn open(path: impl AsRef<Path>, offset: u64) -> Result<Self> {
+        Self::new(StreamReader::open(path)?, offset)
+    }
+
+    /// Follows `reader`'s stream from byte `offset`.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`](evstream::Error::OffsetOutOfRange) if `offset` is
+    /// outside the published events.
+    pub fn new(mut reader: StreamReader, offset: u64) -> Result<Self> {
+        reader.refresh()?;
+        reader.follow(offset)?;
+        Ok(Self {
+            reader,
+            offset,
+            pool: WaitPool::global(),
+            parked: None,
+            done: false,
+        })
+    }
+
+    /// Serves this follower's waits from `pool` instead.
+    #[must_use]
+    pub fn with_pool(mut self, pool: WaitPool) -> Self {
+        self.pool = pool;
+        self.parked = None;
+        self
+    }
+
+    /// The byte offset of the next event it yields.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next event if one is published now, without waiting.
+    ///
+    /// # Errors
+    /// As [`Follow::try_next`](evstream::Follow::try_next).
+    pub fn try_next(&mut self) -> Result<Option<Event<u64>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut read = || -> Result<Option<Event<u64>>> {
+            if self.offset > self.reader.write_offset() {
+                // Past the reader's snapshot: move it up to what is published now.
+                self.reader.refresh()?;
+            }
+            let mut follow = self.reader.follow(self.offset)?;
+            Ok(follow.try_next()?.map(|e| Event {
+                timestamp: e.timestamp(),
+                payload: Bytes::copy_from_slice(e.payload()),
+                position: e.offset(),
+                next_position: e.next_offset(),
+            }))
+        };
+        match read() {
+            Ok(Some(event)) => {
+                self.offset = event.next_position;
+                Ok(Some(event))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the stream is finished at this follower's position (sealed or full, every
+    /// event seen).
+    fn finished(&mut self) -> bool {
+        if self.offset > self.reader.write_offset() && self.reader.refresh().is_err() {
+            // The next look reports the error.
+            return false;
+        }
+        self.reader
+            .follow(self.offset)
+            .is_ok_and(|f| f.is_finished())
+    }
+}
+
+impl Stream for StreamFollower {
+    type Item = Result<Event<u64>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                this.parked = None;
+                return Poll::Ready(None);
+            }
+            match this.try_next() {
+                Ok(Some(event)) => {
+                    this.parked = None;
+                    return Poll::Ready(Some(Ok(event)));
+                }
+                Err(e) => {
+                    this.parked = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(None) => {}
+            }
+            if this.finished() {
+                this.done = true;
+                continue;
+            }
+            if this.parked.as_ref().is_some_and(|p| p.rewake(cx.waker())) {
+                return Poll::Pending;
+            }
+            this.parked = None;
+            if let Some(ticket) = this.reader.wait_ticket(this.offset) {
+                this.parked = Some(this.pool.park(ticket, cx.waker().clone()));
+                return Poll::Pending;
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The waiting threads: a few threads, each asleep on the wait tickets of many followers
+//! at once, that wake the followers' tasks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+
+use evstream::{WaitBell, WaitTicket};
+
+/// The threads of the [global](WaitPool::global) pool.
+const GLOBAL_THREADS: usize = 2;
+
+/// Parked followers one thread takes before the pool starts another (one futex entry
+/// is the thread's bell; followers of the same segment share an entry, so this bounds
+/// the distinct entries too).
+const PER_THREAD: usize = WaitTicket::WAIT_ANY_MAX - 1;
+
+/// A small, bounded set of threads that sleep on behalf of async followers.
+///
+/// A follower with nothing to read takes a [`WaitTicket`] (registered as a waiter on
+/// its stream or newest segment, its last look done) and parks it here with its task's
+/// waker. One thread sleeps on up to 127 followers' tickets at once (`futex_waitv`), so
+/// the writer's publish wakes that thread, which wakes the follower's task: no thread per
+/// follower and no polling. A thread starts when the first follower parks with every
+/// running thread full, up to the pool's limit; past that, threads take more than 127
+/// followers and poll the extra ones every half millisecond. Idle threads sleep with no
+/// timeout and take no CPU; they live as long as the pool.
+///
+/// Cost: a wake passes through one more thread than a blocking follower's (the writer
+/// wakes the pool's thread, which wakes the task), and every park interrupts the pool's
+/// thread once so that it sleeps on the new ticket too.
+///
+/// # Examples
+/// ```
+/// use evstream_tokio::WaitPool;
+///
+/// let pool = WaitPool::new(4);
+/// assert_eq!(pool.max_threads(), 4);
+/// assert_eq!(pool.threads(), 0); // started by the first follower that waits
+/// ```
+#[derive(Debug, Clone)]
+pub struct WaitPool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    max_threads: usize,
+    waiters: Mutex<Vec<Arc<Waiter>>>,
+    next_id: AtomicU64,
+}
+
+/// One waiting thread's shared state.
+#[derive(Debug, Default)]
+struct Waiter {
+    bell: WaitBell,
+    parked: Mutex<Vec<Parked>>,
+    /// No thread serves it (none could be started): its followers are woken at once.
+    orphan: bool,
+}
+
+#[derive(Debug)]
+struct Parked {
+    id: u64,
+    ticket: Arc<WaitTicket>,
+    waker: Waker,
+}
+
+/// A follower's parked ticket; dropping it takes the ticket back (the thread stops
+/// sleeping on it).
+#[derive(Debug)]
+pub(crate) struct Parking {
+    waiter: Arc<Waiter>,
+    id: u64,
+}
+
+impl WaitPool {
+    /// A pool of at most `max_threads` threads (at least one).
+    pub fn new(max_threads: usize) -> Self {
+        Self {
+            inner: Arc::new(PoolInner {
+                max_threads: max_threads.max(1),
+                waiters: Mutex::new(Vec::new()),
+                next_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The pool that followers use unless given another: at most 2 threads, started
+    /// when first needed.
+    pub fn global() -> Self {
+        static GLOBAL: OnceLock<WaitPool> = OnceLock::new();
+        GLOBAL.get_or_init(|| Self::new(GLOBAL_THREADS)).clone()
+    }
+
+    /// The most threads this pool starts.
+    pub fn max_threads(&self) -> usize {
+        self.inner.max_threads
+    }
+
+    /// The threads started so far.
+    pub fn threads(&self) -> usize {
+        lock(&self.inner.waiters).len()
+    }
+
+    /// Parks `ticket`: `waker` is woken when the ticket is, or when its longest sleep
+    /// has passed.
+    pub(crate) fn park(&self, ticket: WaitTicket, waker: Waker) -> Parking {
+        let waiter = self.pick();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        if waiter.orphan {
+            // Nothing would wake it: look again at once.
+            waker.wake_by_ref();
+            return Parking { waiter, id };
+        }
+        lock(&waiter.parked).push(Parked {
+            id,
+            ticket: Arc::new(ticket),
+            waker,
+        });
+        // The thread may be asleep on a set without this ticket.
+        waiter.bell.ring();
+        Parking { waiter, id }
+    }
+
+    /// The thread to park on: the first with room, a new one if none has room and the
+    /// limit allows, else the least busy.
+    fn pick(&self) -> Arc<Waiter> {
+        let mut waiters = lock(&self.inner.waiters);
+        let load = |w: &Arc<Waiter>| lock(&w.parked).len();
+        if let Some(w) = waiters.iter().find(|w| load(w) < PER_THREAD) {
+            return Arc::clone(w);
+        }
+        if waiters.len() < self.inner.max_threads {
+            let waiter = Arc::new(Waiter::default());
+            let run = Arc::clone(&waiter);
+            let started = std::thread::Builder::new()
+                .name("evstream-wait".into())
+                .spawn(move || run.serve());
+            if started.is_ok() {
+                waiters.push(Arc::clone(&waiter));
+                return waiter;
+            }
+        }
+        match waiters.iter().min_by_key(|w| load(w)) {
+            Some(w) => Arc::clone(w),
+            // No thread could be started at all: a waiter without a thread, whose
+            // followers are woken at once (they look again and park again).
+            None => Arc::new(Waiter {
+                orphan: true,
+                ..Waiter::default()
+            }),
+        }
+    }
+}
+
+impl Parking {
+    /// Replaces the waker of a ticket still parked; `false` if the ticket was already
+    /// woken (the follower should look again).
+    pub(crate) fn rewake(&self, waker: &Waker) -> bool {
+        let mut parked = lock(&self.waiter.parked);
+        match parked.iter_mut().find(|p| p.id == self.id) {
+            Some(p) => {
+                if !p.waker.will_wake(waker) {
+                    p.waker = waker.clone();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Parking {
+    fn drop(&mut self) {
+        let mut parked = lock(&self.waiter.parked);
+        if let Some(at) = parked.iter().position(|p| p.id == self.id) {
+            parked.swap_remove(at);
+            drop(parked);
+            // So that the thread stops sleeping on it, and the ticket unregisters.
+            self.waiter.bell.ring();
+        }
+    }
+}
+
+impl Waiter {
+    /// The thread's loop: sleep on every parked ticket and the bell, wake the tasks
+    /// whose tickets were woken.
+    fn serve(&self) {
+        let mut wake: Vec<Waker> = Vec::new();
+        loop {
+            let seen = self.bell.value();
+            let tickets: Vec<Arc<WaitTicket>> = {
+                let mut parked = lock(&self.parked);
+                // Woken before this sleep: wake now (a polling ticket sleeps first).
+                parked.retain(|p| {
+                    let woken = p.ticket.longest_sleep().is_none() && p.ticket.is_woken();
+                    if woken {
+                        wake.push(p.waker.clone());
+                    }
+                    !woken
+                });
+                parked.iter().map(|p| Arc::clone(&p.ticket)).collect()
+            };
+            // Outside the lock: a waker may run code that parks again.
+            wake.drain(..).for_each(Waker::wake);
+            let refs: Vec<&WaitTicket> = tickets.iter().map(Arc::as_ref).collect();
+            WaitTicket::wait_any(&refs, &self.bell, seen, None);
+            drop(refs);
+            lock(&self.parked).retain(|p| {
+                let slept = tickets.iter().any(|t| Arc::ptr_eq(t, &p.ticket));
+                let woken = slept && (p.ticket.is_woken() || p.ticket.longest_sleep().is_some());
+                if woken {
+                    wake.push(p.waker.clone());
+                }
+                !woken
+            });
+            // Drops the tickets taken back or woken: they unregister.
+            drop(tickets);
+            wake.drain(..).for_each(Waker::wake);
+        }
+    }
+}
+
+/// Locks `mutex`, through a poisoned lock too (no code holding these locks panics; the
+/// data stays consistent).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

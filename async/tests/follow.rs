@@ -1,0 +1,253 @@
+//! The async followers against real writers: threads and another process, rolls,
+//! cancellation and damaged segments.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use evstream::{Error, LogOptions, LogReader, LogWriter, StreamWriter};
+use evstream_tokio::{LogFollower, StreamFollower, WaitPool, commit_cursor};
+use futures_util::StreamExt;
+
+/// Waits at most this long for an event a writer was made to append.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn follower(path: &Path) -> LogFollower {
+    let reader = LogReader::open(path).unwrap();
+    LogFollower::new(reader.iter_from(reader.end().unwrap()).unwrap())
+}
+
+async fn next(follow: &mut LogFollower) -> evstream_tokio::Event {
+    tokio::time::timeout(PATIENCE, follow.next())
+        .await
+        .expect("no event within the patience")
+        .expect("a log follower never ends by itself")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_thread_wakes_a_waiting_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    let mut follow = follower(&path);
+    let writer = std::thread::spawn(move || {
+        for t in 0..50 {
+            // Long enough apart that the follower is asleep at most of them.
+            std::thread::sleep(Duration::from_millis(2));
+            log.append(t, format!("event {t}").as_bytes()).unwrap();
+        }
+    });
+    for t in 0..50 {
+        let event = next(&mut follow).await;
+        assert_eq!(event.timestamp, t);
+        assert_eq!(&event.payload[..], format!("event {t}").as_bytes());
+    }
+    writer.join().unwrap();
+}
+
+/// The child half of [`a_writer_process_wakes_a_waiting_follower`]: appends to the log
+/// named by the environment, a few milliseconds apart.
+#[test]
+fn writer_process() {
+    let Some(path) = std::env::var_os("EVSTREAM_TOKIO_TEST_WRITER") else {
+        return;
+    };
+    // Waits for the parent's follower to be there: the log's end moves only after it.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut log = LogWriter::open(&path).unwrap();
+    for t in 0..20 {
+        std::thread::sleep(Duration::from_millis(3));
+        log.append(t, b"from another process").unwrap();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_writer_process_wakes_a_waiting_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    drop(LogWriter::create(&path, LogOptions::default()).unwrap());
+    let mut follow = follower(&path);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "writer_process", "--test-threads", "1"])
+        .env("EVSTREAM_TOKIO_TEST_WRITER", &path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for t in 0..20 {
+        let event = next(&mut follow).await;
+        assert_eq!(event.timestamp, t);
+        assert_eq!(&event.payload[..], b"from another process");
+    }
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_a_next_future_mid_wait_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    let mut follow = follower(&path);
+    let mut t = 0;
+    for round in 0..20 {
+        // A next() that waits, and is dropped while it does.
+        let waited = tokio::time::timeout(Duration::from_millis(2), follow.next()).await;
+        assert!(
+            waited.is_err(),
+            "round {round}: an event before any was appended"
+        );
+        // Events appended while no next() is pending: each is read once, in order.
+        let batch = 1 + round % 3;
+        for _ in 0..batch {
+            log.append(t, &t.to_le_bytes()).unwrap();
+            t += 1;
+        }
+        for expected in t - batch..t {
+            let event = next(&mut follow).await;
+            assert_eq!(event.timestamp, expected);
+        }
+        assert!(follow.try_next().unwrap().is_none(), "an event read twice");
+    }
+    // A next() dropped after the writer appended but before it was polled again.
+    let pending = follow.next();
+    log.append(t, b"last").unwrap();
+    drop(pending);
+    assert_eq!(next(&mut follow).await.timestamp, t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_follows_the_writer_across_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    let first = log.segment();
+    let mut follow = follower(&path);
+    let writer = std::thread::spawn(move || {
+        for t in 0..600 {
+            if t % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            log.append(t, &[t as u8; 32]).unwrap();
+        }
+        log.segment()
+    });
+    let mut segments = std::collections::BTreeSet::new();
+    for t in 0..600 {
+        let event = next(&mut follow).await;
+        assert_eq!(event.timestamp, t);
+        assert_eq!(&event.payload[..], &[t as u8; 32]);
+        segments.insert(event.position.segment());
+    }
+    let last = writer.join().unwrap();
+    assert!(last >= first + 5, "the writer rolled only to {last}");
+    assert_eq!(segments.len() as u64, last - first + 1, "segments seen");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_damaged_segment_comes_out_as_an_error_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    for t in 0..10 {
+        log.append(t, b"intact payload").unwrap();
+    }
+    drop(log);
+    // A flipped byte in the payload of the fifth event (each is 16 + 14 bytes).
+    let reader = LogReader::open(&path).unwrap();
+    let (_, segment) = reader.segment_files().unwrap().remove(0);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[24 + 4 * 30 + 20] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let mut follow = LogFollower::new(reader.iter().unwrap());
+    for t in 0..4 {
+        assert_eq!(next(&mut follow).await.timestamp, t);
+    }
+    match follow.next().await {
+        Some(Err(Error::Corrupt { offset, .. })) => assert_eq!(offset, 24 + 4 * 30),
+        other => panic!("expected the damaged event as an error, got {other:?}"),
+    }
+    assert!(
+        follow.next().await.is_none(),
+        "the follower ends after its error"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_stream_follower_reads_until_the_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.evs");
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    let mut follow = StreamFollower::open(&path, 24).unwrap();
+    let producer = std::thread::spawn(move || {
+        for t in 0..30 {
+            std::thread::sleep(Duration::from_millis(1));
+            writer.append(t, &[t as u8; 100]).unwrap();
+        }
+        writer.seal().unwrap();
+    });
+    let mut expected_at = 24;
+    for t in 0..30 {
+        let event = tokio::time::timeout(PATIENCE, follow.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((event.timestamp, event.position), (t, expected_at));
+        expected_at = event.next_position;
+    }
+    let end = tokio::time::timeout(PATIENCE, follow.next()).await.unwrap();
+    assert!(end.is_none(), "a sealed stream's follower ends");
+    producer.join().unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_committed_cursor_is_where_a_new_follower_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    for t in 0..5 {
+        log.append(t, b"e").unwrap();
+    }
+    let reader = LogReader::open(&path).unwrap();
+    let mut follow = LogFollower::new(reader.iter_cursor("app").unwrap());
+    let third = {
+        next(&mut follow).await;
+        next(&mut follow).await;
+        next(&mut follow).await
+    };
+    commit_cursor(&reader, "app", third.next_position)
+        .await
+        .unwrap();
+    let mut again = LogFollower::new(reader.iter_cursor("app").unwrap());
+    assert_eq!(next(&mut again).await.timestamp, 3);
+    assert!(matches!(
+        commit_cursor(&reader, "bad/name", third.next_position).await,
+        Err(Error::BadCursor { .. })
+    ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_follower_leaves_the_pool_serving_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    let pool = WaitPool::new(1);
+    let mut kept = follower(&path).with_pool(pool.clone());
+    let mut dropped = follower(&path).with_pool(pool.clone());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(5), dropped.next())
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(5), kept.next())
+            .await
+            .is_err()
+    );
+    drop(dropped);
+    log.append(1, b"x").unwrap();
+    assert_eq!(next(&mut kept).await.timestamp, 1);
+    assert_eq!(pool.threads(), 1);
+}
