@@ -454,9 +454,10 @@ impl Run<'_> {
         summary: &mut ShipSummary,
         progress: &mut Progress,
     ) -> Result<(), Step> {
-        let mut batches = self.source.spawn(start, 256, self.options.until_end)?;
+        let mut follower = self.source.follow(start)?;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        while let Some(batch) = batches.recv().await {
+        loop {
+            let batch = follower.next_batch(256, self.options.until_end).await;
             let events = match batch {
                 Batch::Events(events) => events,
                 Batch::Failed(e) => return Err(Step::Fatal(e.into())),
@@ -498,10 +499,6 @@ impl Run<'_> {
             }
             self.checkpoint(summary, progress)?;
         }
-        Err(Step::Fatal(Error::jetstream(
-            "read the source",
-            "the reading thread stopped",
-        )))
     }
 
     /// Awaits the oldest acknowledgement.

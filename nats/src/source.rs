@@ -1,13 +1,13 @@
 //! Where shipped events come from: a stream file or a log, read from a position and
-//! followed live on a thread of its own, so that waiting for events never blocks the
+//! followed live by the async followers of `evstream-tokio`, whose waits never block the
 //! network tasks.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use evstream::{LogReader, Position, StreamReader};
-use tokio::sync::mpsc;
+use evstream_tokio::{Event, LogFollower, StreamFollower};
+use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::state;
@@ -26,7 +26,7 @@ pub(crate) struct Outgoing {
     pub payload: Bytes,
 }
 
-/// What the reading thread sends.
+/// What [`Follower::next_batch`] returns.
 pub(crate) enum Batch {
     /// Events in order.
     Events(Vec<Outgoing>),
@@ -138,52 +138,23 @@ impl Source {
         }
     }
 
-    /// Starts a thread that reads events from `position` and sends them in batches of up
-    /// to `batch` events, following the source; with `stop_at_end`, it sends
-    /// [`Batch::End`] once it has sent everything published when it got there. The thread
-    /// ends when the receiver is dropped.
-    pub fn spawn(
-        &self,
-        position: u64,
-        batch: usize,
-        stop_at_end: bool,
-    ) -> Result<mpsc::Receiver<Batch>> {
-        let (tx, rx) = mpsc::channel(4);
-        let batch = batch.max(1);
-        let spawned = match self {
-            Self::Stream(path) => {
-                let mut reader = StreamReader::open(path)?;
-                std::thread::Builder::new()
-                    .name("evstream-ship-reader".into())
-                    .spawn(move || {
-                        read_loop(&tx, position, stop_at_end, |from| {
-                            read_stream_batch(&mut reader, from, batch, stop_at_end)
-                        })
-                    })
-            }
+    /// Follows the source from `position`: an async follower of the log or stream file
+    /// (`evstream-tokio`), whose waits for the writer are served by its pool of waiting
+    /// threads, never by the network tasks' threads.
+    pub fn follow(&self, position: u64) -> Result<Follower> {
+        let inner = match self {
+            Self::Stream(path) => Inner::Stream(StreamFollower::open(path, position)?),
             Self::Log(dir) => {
                 let reader = LogReader::open(dir)?;
-                std::thread::Builder::new()
-                    .name("evstream-ship-reader".into())
-                    .spawn(move || {
-                        read_loop(&tx, position, stop_at_end, |from| {
-                            read_log_batch(&reader, from, batch, stop_at_end)
-                        })
-                    })
+                Inner::Log(LogFollower::new(
+                    reader.iter_from(Position::from_u64(position))?,
+                ))
             }
         };
-        spawned.map_err(|e| evstream::Error::Io {
-            op: "spawn the reading thread for",
-            path: self.path().to_owned(),
-            source: e,
-        })?;
-        Ok(rx)
-    }
-
-    fn path(&self) -> &Path {
-        match self {
-            Self::Stream(path) | Self::Log(path) => path,
-        }
+        Ok(Follower {
+            inner,
+            failed: None,
+        })
     }
 }
 
@@ -194,100 +165,74 @@ fn stream_cursor_path(path: &Path, name: &str) -> PathBuf {
     path.with_file_name(file)
 }
 
-/// Sends batches read by `read` from `position` on, until the receiver goes away, the
-/// end is reached (with `stop_at_end`, an empty batch), or reading fails. Without
-/// `stop_at_end`, an empty batch means a wait passed with nothing new.
-fn read_loop(
-    tx: &mpsc::Sender<Batch>,
-    mut position: u64,
-    stop_at_end: bool,
-    mut read: impl FnMut(u64) -> evstream::Result<Vec<Outgoing>>,
-) {
-    loop {
-        let message = match read(position) {
-            Ok(events) => match events.last() {
-                Some(last) => {
-                    position = last.next;
-                    Batch::Events(events)
+/// A source followed from a position; see [`Source::follow`].
+pub(crate) struct Follower {
+    inner: Inner,
+    /// An error met after the events of the batch that came before it.
+    failed: Option<evstream::Error>,
+}
+
+enum Inner {
+    Stream(StreamFollower),
+    Log(LogFollower),
+}
+
+impl Follower {
+    /// The next batch of up to `max` events: those published now, or, if there are none
+    /// and `stop_at_end` is off, waits for the next one (for ever on a finished stream
+    /// file, which takes no more events). With `stop_at_end` and nothing published,
+    /// [`Batch::End`]. Cancel safe.
+    pub async fn next_batch(&mut self, max: usize, stop_at_end: bool) -> Batch {
+        if let Some(e) = self.failed.take() {
+            return Batch::Failed(e);
+        }
+        let mut events = Vec::new();
+        if !stop_at_end {
+            let first = match &mut self.inner {
+                Inner::Stream(follow) => follow.next().await.map(|e| e.map(|e| outgoing(e, |p| p))),
+                Inner::Log(follow) => follow
+                    .next()
+                    .await
+                    .map(|e| e.map(|e| outgoing(e, Position::as_u64))),
+            };
+            match first {
+                Some(Ok(event)) => events.push(event),
+                Some(Err(e)) => return Batch::Failed(e),
+                None => std::future::pending().await,
+            }
+        }
+        while events.len() < max.max(1) {
+            let next = match &mut self.inner {
+                Inner::Stream(follow) => follow.try_next().map(|e| e.map(|e| outgoing(e, |p| p))),
+                Inner::Log(follow) => follow
+                    .try_next()
+                    .map(|e| e.map(|e| outgoing(e, Position::as_u64))),
+            };
+            match next {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => break,
+                Err(e) if events.is_empty() => return Batch::Failed(e),
+                Err(e) => {
+                    self.failed = Some(e);
+                    break;
                 }
-                None if stop_at_end => Batch::End,
-                None if tx.is_closed() => return,
-                None => continue,
-            },
-            Err(e) => Batch::Failed(e),
-        };
-        let last = !matches!(message, Batch::Events(_));
-        if tx.blocking_send(message).is_err() || last {
-            return;
+            }
+        }
+        if events.is_empty() {
+            Batch::End
+        } else {
+            Batch::Events(events)
         }
     }
 }
 
-/// How long one wait for new events lasts before the reading thread looks whether its
-/// receiver is still there.
-const WAIT: Duration = Duration::from_millis(200);
-
-/// Up to `max` events of a stream file from `position`. An empty result means the
-/// published end was reached (with `stop_at_end`) or a wait of [`WAIT`] passed with
-/// nothing new.
-fn read_stream_batch(
-    reader: &mut StreamReader,
-    position: u64,
-    max: usize,
-    stop_at_end: bool,
-) -> evstream::Result<Vec<Outgoing>> {
-    let outgoing = |e: evstream::EventView<'_>| Outgoing {
-        position: e.offset(),
-        next: e.next_offset(),
-        timestamp: e.timestamp(),
-        payload: Bytes::copy_from_slice(e.payload()),
-    };
-    reader.refresh()?;
-    let mut follow = reader.follow(position)?;
-    collect(max, stop_at_end, outgoing, |wait| match wait {
-        None => follow.try_next(),
-        Some(wait) => follow.next_timeout(wait),
-    })
-}
-
-/// As [`read_stream_batch`], for a log.
-fn read_log_batch(
-    reader: &LogReader,
-    position: u64,
-    max: usize,
-    stop_at_end: bool,
-) -> evstream::Result<Vec<Outgoing>> {
-    let outgoing = |e: evstream::LogEvent| Outgoing {
-        position: e.position().as_u64(),
-        next: e.next_position().as_u64(),
-        timestamp: e.timestamp(),
-        payload: Bytes::copy_from_slice(e.payload()),
-    };
-    let mut iter = reader.iter_from(Position::from_u64(position))?;
-    collect(max, stop_at_end, outgoing, |wait| match wait {
-        None => iter.try_next(),
-        Some(wait) => iter.next_timeout(wait),
-    })
-}
-
-/// Up to `max` events: those published now, or, if there are none and `stop_at_end` is
-/// off, those published within one [`WAIT`]. `next(None)` returns the next event if one
-/// is published, `next(Some(wait))` waits up to `wait` for one.
-fn collect<E>(
-    max: usize,
-    stop_at_end: bool,
-    outgoing: impl Fn(E) -> Outgoing,
-    mut next: impl FnMut(Option<Duration>) -> evstream::Result<Option<E>>,
-) -> evstream::Result<Vec<Outgoing>> {
-    let mut events = Vec::new();
-    let mut wait = (!stop_at_end).then_some(WAIT);
-    while events.len() < max {
-        // Wait only for the first event of a batch; then take what is published.
-        let waiting = if events.is_empty() { wait.take() } else { None };
-        match next(waiting)? {
-            Some(event) => events.push(outgoing(event)),
-            None => break,
-        }
+/// An event of the follower as one on its way to JetStream.
+/// `number` gives a position as the number in message ids.
+fn outgoing<P>(e: Event<P>, number: impl Fn(P) -> u64) -> Outgoing {
+    Outgoing {
+        position: number(e.position),
+        next: number(e.next_position),
+        timestamp: e.timestamp,
+        payload: e.payload,
     }
-    Ok(events)
 }
