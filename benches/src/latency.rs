@@ -17,6 +17,12 @@
 //! arrived. A last event marked as such ends the run. The idle row is a blocking follower
 //! on a stream that receives nothing for [`FollowLatencyConfig::idle`], then the end
 //! event: its CPU share and wakeups (voluntary switches) per second over that time.
+//!
+//! With [`FollowLatencyConfig::async_follower`], each rate has one more row, `async`:
+//! the follower process follows with `evstream-tokio`'s [`StreamFollower`] on a
+//! current-thread tokio runtime ([`follow_and_measure_async`]), its waits served by the
+//! crate's pool of waiting threads; its CPU and switches count every thread of the
+//! process (the runtime's and the pool's).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -29,6 +35,7 @@ use rustix::time::{ClockId, clock_gettime};
 
 use evstream::format::{EVENT_HEADER_LEN, capacity_for_events};
 use evstream::{Error, Prefault, Result, StreamReader, StreamWriter, WaitStrategy, WriterOptions};
+use evstream_tokio::StreamFollower;
 
 use crate::{BenchDir, Scratch, fmt_ns, fmt_rate, io_error, new_histogram};
 
@@ -67,6 +74,9 @@ pub struct FollowLatencyConfig {
     /// The follower's program and its first arguments; [`run`] adds the stream's path and
     /// the strategy's name, which it passes to [`follow_and_measure`].
     pub follower: Vec<OsString>,
+    /// One more follower per rate: the async follower, after the strategies (default on;
+    /// the follower command is given [`ASYNC_FOLLOWER`] as the strategy's name).
+    pub async_follower: bool,
 }
 
 impl Default for FollowLatencyConfig {
@@ -82,8 +92,35 @@ impl Default for FollowLatencyConfig {
             idle: Duration::from_secs(2),
             dir: None,
             follower: Vec::new(),
+            async_follower: true,
         }
     }
+}
+
+/// The name of the async follower on the follower's command line and in the report.
+pub const ASYNC_FOLLOWER: &str = "async";
+
+/// How a follower process follows: a blocking [`Follow`](evstream::Follow) with a wait
+/// strategy, or the async follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerMode {
+    /// A blocking follower with this strategy ([`follow_and_measure`]).
+    Blocking(WaitStrategy),
+    /// `evstream-tokio`'s follower ([`follow_and_measure_async`]).
+    Async,
+}
+
+/// Parses a strategy's name (as [`parse_strategy`]) or [`ASYNC_FOLLOWER`].
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_follower(name: &str) -> std::result::Result<FollowerMode, String> {
+    if name == ASYNC_FOLLOWER {
+        return Ok(FollowerMode::Async);
+    }
+    parse_strategy(name)
+        .map(FollowerMode::Blocking)
+        .map_err(|e| format!("{e}, nor {ASYNC_FOLLOWER}"))
 }
 
 /// The name of a strategy on the follower's command line and in the report.
@@ -334,6 +371,96 @@ pub fn follow_and_measure(
     })
 }
 
+/// The async follower's side: as [`follow_and_measure`], with `evstream-tokio`'s
+/// [`StreamFollower`] on a current-thread tokio runtime. Its CPU time and context
+/// switches are the whole process's: the runtime's thread and the pool's waiting thread.
+///
+/// # Errors
+/// As [`follow_and_measure`]; [`Error::Io`] if the runtime cannot be built.
+pub fn follow_and_measure_async(path: &Path, out: &mut dyn Write) -> Result<FollowerReport> {
+    use futures_util::StreamExt;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| io_error("start a runtime for", path, e))?;
+    runtime.block_on(async {
+        let reader = StreamReader::open(path)?;
+        let offset = reader.write_offset();
+        let mut follow = StreamFollower::new(reader, offset)?;
+        let stdout_error = |e: io::Error| io_error("write to", "<standard output>", e);
+        writeln!(out, "ready").map_err(stdout_error)?;
+        out.flush().map_err(stdout_error)?;
+        let mut histogram = new_histogram()?;
+        let mut start = Usage::now_process();
+        let mut events = 0u64;
+        while let Some(event) = follow.next().await {
+            let event = event?;
+            let now = monotonic_ns();
+            let payload = &event.payload[..];
+            let stamp = payload
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(now, u64::from_le_bytes);
+            let last = payload.get(END_MARK_AT).is_some_and(|&b| b != 0);
+            if events == 0 && !last {
+                start = Usage::now_process();
+            }
+            events += 1;
+            histogram.saturating_record(now.saturating_sub(stamp).max(1));
+            if last {
+                break;
+            }
+        }
+        let end = Usage::now_process();
+        Ok(FollowerReport {
+            events,
+            p50: histogram.value_at_quantile(0.5),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            cpu_ns: end.cpu.saturating_sub(start.cpu),
+            wall_ns: end.wall.saturating_sub(start.wall),
+            voluntary: end.voluntary.saturating_sub(start.voluntary),
+            involuntary: end.involuntary.saturating_sub(start.involuntary),
+        })
+    })
+}
+
+/// The (voluntary, involuntary) context switches of every thread of this process so far,
+/// from `/proc/self/task/*/status`; zeros where there are none.
+fn process_context_switches() -> (u64, u64) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    let mut sum = (0u64, 0u64);
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        sum.0 += field("voluntary_ctxt_switches:");
+        sum.1 += field("nonvoluntary_ctxt_switches:");
+    }
+    sum
+}
+
+impl Usage {
+    /// As [`now`](Self::now), with the switches of every thread of the process.
+    fn now_process() -> Self {
+        let (voluntary, involuntary) = process_context_switches();
+        Self {
+            wall: monotonic_ns(),
+            cpu: cpu_ns(),
+            voluntary,
+            involuntary,
+        }
+    }
+}
+
 /// One rate and strategy.
 #[derive(Debug, Clone)]
 pub struct FollowLatencyRow {
@@ -343,6 +470,9 @@ pub struct FollowLatencyRow {
     pub achieved: f64,
     /// The follower's wait strategy.
     pub strategy: WaitStrategy,
+    /// Whether the follower was the async follower (then `strategy` is
+    /// [`Block`](WaitStrategy::Block), how its pool's threads wait).
+    pub async_follower: bool,
     /// What the follower measured.
     pub follower: FollowerReport,
 }
@@ -380,6 +510,23 @@ pub fn run(
             let events = (rate as f64 * config.run_time.as_secs_f64()).ceil() as u64;
             rows.push(one_run(config, &dir, rate, events.max(1), strategy)?);
         }
+        if config.async_follower {
+            progress(&format!(
+                "follower latency: {} events/s, {ASYNC_FOLLOWER}",
+                fmt_rate(rate as f64)
+            ));
+            let events = (rate as f64 * config.run_time.as_secs_f64()).ceil() as u64;
+            let mut row = one_run_named(
+                config,
+                &dir,
+                rate,
+                events.max(1),
+                WaitStrategy::Block,
+                ASYNC_FOLLOWER,
+            )?;
+            row.async_follower = true;
+            rows.push(row);
+        }
     }
     let idle = if config.idle.is_zero() {
         None
@@ -413,6 +560,16 @@ fn set_up(
     events: u64,
     strategy: WaitStrategy,
 ) -> Result<Setup> {
+    set_up_named(config, dir, events, &strategy_name(strategy))
+}
+
+/// As [`set_up`], the follower given `name` as its strategy.
+fn set_up_named(
+    config: &FollowLatencyConfig,
+    dir: &BenchDir,
+    events: u64,
+    name: &str,
+) -> Result<Setup> {
     let path = dir.fresh_file();
     let scratch = Scratch(path.clone());
     let bytes = events.saturating_mul(EVENT_HEADER_LEN + PAYLOAD_LEN as u64);
@@ -429,7 +586,7 @@ fn set_up(
         WriterOptions::default().prefault(Prefault::Off),
     )?;
     writer.prefault_all()?;
-    let follower = Follower::start(&config.follower, &path, strategy)?;
+    let follower = Follower::start(&config.follower, &path, name)?;
     Ok(Setup {
         _scratch: scratch,
         writer,
@@ -444,7 +601,26 @@ fn one_run(
     events: u64,
     strategy: WaitStrategy,
 ) -> Result<FollowLatencyRow> {
-    let mut setup = set_up(config, dir, events, strategy)?;
+    one_run_named(
+        config,
+        dir,
+        rate,
+        events,
+        strategy,
+        &strategy_name(strategy),
+    )
+}
+
+/// As [`one_run`], the follower given `name` as its strategy.
+fn one_run_named(
+    config: &FollowLatencyConfig,
+    dir: &BenchDir,
+    rate: u64,
+    events: u64,
+    strategy: WaitStrategy,
+    name: &str,
+) -> Result<FollowLatencyRow> {
+    let mut setup = set_up_named(config, dir, events, name)?;
     std::thread::sleep(SETTLE);
     let interval = 1_000_000_000 / rate.max(1);
     let mut payload = [0u8; PAYLOAD_LEN];
@@ -463,6 +639,7 @@ fn one_run(
         rate,
         achieved: events as f64 * 1e9 / took as f64,
         strategy,
+        async_follower: false,
         follower,
     })
 }
@@ -501,7 +678,7 @@ struct Follower {
 
 impl Follower {
     /// Starts `command` on `path` and waits for its `ready` line.
-    fn start(command: &[OsString], path: &Path, strategy: WaitStrategy) -> Result<Self> {
+    fn start(command: &[OsString], path: &Path, strategy: &str) -> Result<Self> {
         let (program, leading) = command.split_first().ok_or_else(|| {
             io_error(
                 "start follower",
@@ -512,7 +689,7 @@ impl Follower {
         let mut child = Command::new(program)
             .args(leading)
             .arg(path)
-            .arg(strategy_name(strategy))
+            .arg(strategy)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -618,7 +795,11 @@ impl fmt::Display for FollowLatencyReport {
                 "{:>9} {:>9} {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5.1}% {:>9.0} {:>9}",
                 fmt_rate(row.rate as f64),
                 fmt_rate(row.achieved),
-                strategy_name(row.strategy),
+                if row.async_follower {
+                    ASYNC_FOLLOWER.to_owned()
+                } else {
+                    strategy_name(row.strategy)
+                },
                 r.events,
                 fmt_ns(r.p50),
                 fmt_ns(r.p99),
@@ -681,5 +862,11 @@ mod tests {
             assert_eq!(parse_strategy(&strategy_name(strategy)), Ok(strategy));
         }
         assert!(parse_strategy("spinfast").is_err());
+        assert_eq!(parse_follower(ASYNC_FOLLOWER), Ok(FollowerMode::Async));
+        assert_eq!(
+            parse_follower("block"),
+            Ok(FollowerMode::Blocking(WaitStrategy::Block))
+        );
+        assert!(parse_follower("spinfast").is_err());
     }
 }

@@ -69,8 +69,9 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", requires = "log", value_parser = units::parse_size)]
     large_log: Option<u64>,
     /// Measure instead the latency from a writer process's append to a follower process
-    /// holding the event, per rate and wait strategy, with the follower's CPU use, and an
-    /// idle blocking follower's CPU use and wakeups
+    /// holding the event, per rate and wait strategy (and the async follower of
+    /// evstream-tokio), with the follower's CPU use, and an idle blocking follower's CPU
+    /// use and wakeups
     #[arg(long, conflicts_with_all = ["json", "log"])]
     follow_latency: bool,
     /// Follower latency: the writer's rates, events per second (comma-separated)
@@ -348,18 +349,23 @@ pub const FOLLOWER_COMMAND: &str = "bench-follower";
 pub struct FollowerArgs {
     /// The stream the benchmark writes
     path: PathBuf,
-    /// block, spinN (spin N looks, then block) or busy-spin
-    #[arg(value_parser = bench::latency::parse_strategy)]
-    strategy: evstream::WaitStrategy,
+    /// block, spinN (spin N looks, then block), busy-spin, or async (evstream-tokio's
+    /// follower)
+    #[arg(value_parser = bench::latency::parse_follower)]
+    strategy: bench::latency::FollowerMode,
 }
 
 /// Follows the stream, measuring, and prints the report line for the writer.
 pub fn run_follower(args: &FollowerArgs) -> Result<(), Failure> {
-    let report = bench::latency::follow_and_measure(
-        &args.path,
-        args.strategy,
-        &mut std::io::stdout().lock(),
-    )
+    let out = &mut std::io::stdout().lock();
+    let report = match args.strategy {
+        bench::latency::FollowerMode::Blocking(strategy) => {
+            bench::latency::follow_and_measure(&args.path, strategy, out)
+        }
+        bench::latency::FollowerMode::Async => {
+            bench::latency::follow_and_measure_async(&args.path, out)
+        }
+    }
     .map_err(|e| Failure::stream(&args.path, &e))?;
     output::line(&report.to_line())
 }

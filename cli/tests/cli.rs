@@ -1128,8 +1128,8 @@ fn upgrade_converts_a_version_1_stream_and_refuses_what_it_cannot() {
 }
 
 /// The cross-process latency bench, run tiny through the real binary: one row per rate
-/// and strategy with the events each run sent, the idle row, the load, and nothing left
-/// in the temporary directory.
+/// and strategy (and the async follower) with the events each run sent, the idle row, the
+/// load, and nothing left in the temporary directory.
 #[test]
 fn bench_follow_latency_reports_every_rate_and_strategy() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1173,12 +1173,12 @@ fn bench_follow_latency_reports_every_rate_and_strategy() {
         ]
     );
     let mut rows = Vec::new();
-    for line in &lines[2..8] {
+    for line in &lines[2..10] {
         let words: Vec<&str> = line.split_whitespace().collect();
         // "1.0 k 1.1 k block 10 58.3 us ..." (the achieved rate may lack the "k")
         let at = words
             .iter()
-            .position(|w| ["block", "spin1000", "busy-spin"].contains(w))
+            .position(|w| ["block", "spin1000", "busy-spin", "async"].contains(w))
             .unwrap_or_else(|| panic!("no strategy in {line:?}"));
         rows.push((
             words[0].to_owned(),
@@ -1193,12 +1193,17 @@ fn bench_follow_latency_reports_every_rate_and_strategy() {
             ("1.0".into(), "block".into(), "10".into()),
             ("1.0".into(), "spin1000".into(), "10".into()),
             ("1.0".into(), "busy-spin".into(), "10".into()),
+            ("1.0".into(), "async".into(), "10".into()),
             ("2.0".into(), "block".into(), "20".into()),
             ("2.0".into(), "spin1000".into(), "20".into()),
             ("2.0".into(), "busy-spin".into(), "20".into()),
+            ("2.0".into(), "async".into(), "20".into()),
         ]
     );
-    assert!(lines[8].starts_with("Idle blocking follower: "), "{stdout}");
+    assert!(
+        lines[10].starts_with("Idle blocking follower: "),
+        "{stdout}"
+    );
     assert!(
         lines.iter().any(|l| l.starts_with("Load average")),
         "{stdout}"
