@@ -894,10 +894,11 @@ impl WaitStrategy {
 /// writes to the trailer's wait words, so a followed stream's modification time can
 /// change even while no writer appends.
 ///
-/// There is no `async` variant: a futex cannot be registered with an async runtime's
-/// reactor (it is no file descriptor), so an async follower would need a thread of its
-/// own to sleep on it. Run a blocking `Follow` on such a thread (for example tokio's
-/// `spawn_blocking`) and pass events over a channel.
+/// A futex cannot be registered with an async runtime's reactor (it is no file
+/// descriptor). An async follower instead takes a [`WaitTicket`] with
+/// [`StreamReader::wait_ticket`] and leaves the sleep to a thread that sleeps for many
+/// followers at once ([`WaitTicket::wait_any`]); the `evstream-tokio` crate does this for
+/// tokio.
 #[derive(Debug)]
 pub struct Follow<'a> {
     reader: &'a StreamReader,

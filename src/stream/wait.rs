@@ -127,7 +127,8 @@ impl WaitTicket {
     /// [`longest_sleep`](Self::longest_sleep)), or a spurious wake: one thread asleep on
     /// many streams. Afterwards, [`is_woken`](Self::is_woken) tells which to look at.
     ///
-    /// Tickets on the same stream taken at the same wake sequence share one futex entry.
+    /// Tickets taken through the same reader at the same wake sequence share one futex
+    /// entry.
     /// At most [`WAIT_ANY_MAX`](Self::WAIT_ANY_MAX) distinct entries fit in one sleep, the
     /// bell among them; with more, the sleep lasts at most half a millisecond (the extra
     /// tickets are polled).
