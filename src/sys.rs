@@ -128,6 +128,15 @@ impl<'a> WaitWords<'a> {
         futex_wait(self.seq, seen, timeout);
     }
 
+    /// Registers once more while an earlier registration still holds: the count never
+    /// falls to zero between the two, so the barrier that made the first one visible to
+    /// every writer covers this one; returns the wake sequence to sleep on. Every
+    /// `register_again` must be followed by `unregister`.
+    pub fn register_again(&self) -> u32 {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.seq.load(Ordering::SeqCst)
+    }
+
     /// Undoes one `register`.
     pub fn unregister(&self) {
         self.waiters.fetch_sub(1, Ordering::SeqCst);

@@ -75,7 +75,8 @@ impl From<LogEvent> for Event<Position> {
 pub struct LogFollower {
     iter: LogIter,
     pool: WaitPool,
-    parked: Option<Parking>,
+    /// The follower's place in the pool, and the segment its ticket is on.
+    parked: Option<(Parking, u64)>,
     done: bool,
 }
 
@@ -133,26 +134,34 @@ impl Stream for LogFollower {
                 return Poll::Ready(None);
             }
             match this.try_next() {
-                Ok(Some(event)) => {
-                    this.parked = None;
-                    return Poll::Ready(Some(Ok(event)));
-                }
+                Ok(Some(event)) => return Poll::Ready(Some(Ok(event))),
                 Err(e) => {
                     this.parked = None;
                     return Poll::Ready(Some(Err(e)));
                 }
                 Ok(None) => {}
             }
-            // Still parked and not woken: a spurious poll, or another task's waker.
-            if this.parked.as_ref().is_some_and(|p| p.rewake(cx.waker())) {
+            // A ticket on a segment the follower has left wakes it no more.
+            let segment = this.iter.position().segment();
+            if this.parked.as_ref().is_some_and(|(_, s)| *s != segment) {
+                this.parked = None;
+            }
+            if let Some((parking, _)) = &this.parked
+                && parking.wait(cx.waker())
+            {
                 return Poll::Pending;
             }
-            this.parked = None;
-            if let Some(ticket) = this.iter.wait_ticket() {
-                this.parked = Some(this.pool.park(ticket, cx.waker().clone()));
-                return Poll::Pending;
+            let Some(ticket) = this.iter.wait_ticket() else {
+                // The last look found something: read it.
+                continue;
+            };
+            match &this.parked {
+                Some((parking, _)) => parking.rearm(ticket, cx.waker()),
+                None => {
+                    this.parked = Some((this.pool.park(ticket, cx.waker().clone()), segment));
+                }
             }
-            // The last look found something: read it.
+            return Poll::Pending;
         }
     }
 }
@@ -296,10 +305,7 @@ impl Stream for StreamFollower {
                 return Poll::Ready(None);
             }
             match this.try_next() {
-                Ok(Some(event)) => {
-                    this.parked = None;
-                    return Poll::Ready(Some(Ok(event)));
-                }
+                Ok(Some(event)) => return Poll::Ready(Some(Ok(event))),
                 Err(e) => {
                     this.parked = None;
                     return Poll::Ready(Some(Err(e)));
@@ -310,14 +316,17 @@ impl Stream for StreamFollower {
                 this.done = true;
                 continue;
             }
-            if this.parked.as_ref().is_some_and(|p| p.rewake(cx.waker())) {
+            if this.parked.as_ref().is_some_and(|p| p.wait(cx.waker())) {
                 return Poll::Pending;
             }
-            this.parked = None;
-            if let Some(ticket) = this.reader.wait_ticket(this.offset) {
-                this.parked = Some(this.pool.park(ticket, cx.waker().clone()));
-                return Poll::Pending;
+            let Some(ticket) = this.reader.wait_ticket(this.offset) else {
+                continue;
+            };
+            match &this.parked {
+                Some(parking) => parking.rearm(ticket, cx.waker()),
+                None => this.parked = Some(this.pool.park(ticket, cx.waker().clone())),
             }
+            return Poll::Pending;
         }
     }
 }

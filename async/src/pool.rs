@@ -27,8 +27,10 @@ const PER_THREAD: usize = WaitTicket::WAIT_ANY_MAX - 1;
 /// timeout and take no CPU; they live as long as the pool.
 ///
 /// Cost: a wake passes through one more thread than a blocking follower's (the writer
-/// wakes the pool's thread, which wakes the task), and every park interrupts the pool's
-/// thread once so that it sleeps on the new ticket too.
+/// wakes the pool's thread, which wakes the task). A woken follower's ticket is renewed
+/// before its task is woken, so a follower that keeps up waits again on it at no cost;
+/// one that was busy when the next event came takes a new ticket (a registration with
+/// its barrier, and an interruption of the pool's thread to add it).
 ///
 /// # Examples
 /// ```
@@ -62,8 +64,13 @@ struct Waiter {
 #[derive(Debug)]
 struct Parked {
     id: u64,
-    ticket: Arc<WaitTicket>,
+    /// The follower's registration; `None` once given up (the follower did not come back
+    /// to wait before the next wake), until the follower brings a new one.
+    ticket: Option<Arc<WaitTicket>>,
     waker: Waker,
+    /// Whether the follower waits on the ticket: it found nothing to read since the last
+    /// wake.
+    waiting: bool,
 }
 
 /// A follower's parked ticket; dropping it takes the ticket back (the thread stops
@@ -115,8 +122,9 @@ impl WaitPool {
         }
         lock(&waiter.parked).push(Parked {
             id,
-            ticket: Arc::new(ticket),
+            ticket: Some(Arc::new(ticket)),
             waker,
+            waiting: true,
         });
         // The thread may be asleep on a set without this ticket.
         waiter.bell.ring();
@@ -155,19 +163,45 @@ impl WaitPool {
 }
 
 impl Parking {
-    /// Replaces the waker of a ticket still parked; `false` if the ticket was already
-    /// woken (the follower should look again).
-    pub(crate) fn rewake(&self, waker: &Waker) -> bool {
+    /// Waits again on the parked ticket (renewed by the thread at its last wake, or the
+    /// one the follower brought), with `waker`; `false` if there is none to wait on (the
+    /// follower should take a new ticket and [`rearm`](Self::rearm)).
+    ///
+    /// A ticket here was registered before the follower's last look: it brought it
+    /// itself, or the thread renewed it before it woke the follower.
+    pub(crate) fn wait(&self, waker: &Waker) -> bool {
         let mut parked = lock(&self.waiter.parked);
         match parked.iter_mut().find(|p| p.id == self.id) {
-            Some(p) => {
+            Some(p) if p.ticket.is_some() => {
                 if !p.waker.will_wake(waker) {
                     p.waker = waker.clone();
                 }
+                p.waiting = true;
                 true
             }
-            None => false,
+            _ => false,
         }
+    }
+
+    /// Parks a new ticket in place of the one given up.
+    pub(crate) fn rearm(&self, ticket: WaitTicket, waker: &Waker) {
+        if self.waiter.orphan {
+            waker.wake_by_ref();
+            return;
+        }
+        let mut parked = lock(&self.waiter.parked);
+        let entry = Parked {
+            id: self.id,
+            ticket: Some(Arc::new(ticket)),
+            waker: waker.clone(),
+            waiting: true,
+        };
+        match parked.iter_mut().find(|p| p.id == self.id) {
+            Some(p) => *p = entry,
+            None => parked.push(entry),
+        }
+        drop(parked);
+        self.waiter.bell.ring();
     }
 }
 
@@ -175,10 +209,12 @@ impl Drop for Parking {
     fn drop(&mut self) {
         let mut parked = lock(&self.waiter.parked);
         if let Some(at) = parked.iter().position(|p| p.id == self.id) {
-            parked.swap_remove(at);
+            let had_ticket = parked.swap_remove(at).ticket.is_some();
             drop(parked);
-            // So that the thread stops sleeping on it, and the ticket unregisters.
-            self.waiter.bell.ring();
+            if had_ticket {
+                // So that the thread stops sleeping on it, and the ticket unregisters.
+                self.waiter.bell.ring();
+            }
         }
     }
 }
@@ -192,34 +228,55 @@ impl Waiter {
             let seen = self.bell.value();
             let tickets: Vec<Arc<WaitTicket>> = {
                 let mut parked = lock(&self.parked);
-                // Woken before this sleep: wake now (a polling ticket sleeps first).
-                parked.retain(|p| {
-                    let woken = p.ticket.longest_sleep().is_none() && p.ticket.is_woken();
-                    if woken {
-                        wake.push(p.waker.clone());
+                for p in parked.iter_mut() {
+                    // Woken before this sleep: wake now (a polling ticket sleeps first).
+                    if p.ticket
+                        .as_ref()
+                        .is_some_and(|t| t.longest_sleep().is_none() && t.is_woken())
+                    {
+                        woken(p, &mut wake);
                     }
-                    !woken
-                });
-                parked.iter().map(|p| Arc::clone(&p.ticket)).collect()
+                }
+                parked.iter().filter_map(|p| p.ticket.clone()).collect()
             };
             // Outside the lock: a waker may run code that parks again.
             wake.drain(..).for_each(Waker::wake);
             let refs: Vec<&WaitTicket> = tickets.iter().map(Arc::as_ref).collect();
             WaitTicket::wait_any(&refs, &self.bell, seen, None);
             drop(refs);
-            lock(&self.parked).retain(|p| {
-                let slept = tickets.iter().any(|t| Arc::ptr_eq(t, &p.ticket));
-                let woken = slept && (p.ticket.is_woken() || p.ticket.longest_sleep().is_some());
-                if woken {
-                    wake.push(p.waker.clone());
+            for p in lock(&self.parked).iter_mut() {
+                let Some(ticket) = &p.ticket else {
+                    continue;
+                };
+                let slept = tickets.iter().any(|t| Arc::ptr_eq(t, ticket));
+                if slept && (ticket.is_woken() || ticket.longest_sleep().is_some()) {
+                    woken(p, &mut wake);
                 }
-                !woken
-            });
-            // Drops the tickets taken back or woken: they unregister.
+            }
+            // Drops the tickets given up or renewed: they unregister.
             drop(tickets);
             wake.drain(..).for_each(Waker::wake);
         }
     }
+}
+
+/// A parked follower's ticket was woken: renew it before its task is woken (so that the
+/// follower, having read what is new, can wait again on it) if the follower was waiting
+/// on it and the writer's wake reaches it; else give it up (a follower busy with what it
+/// read is left unregistered: its writer makes no wake calls for it). Its task is woken
+/// either way.
+fn woken(p: &mut Parked, wake: &mut Vec<Waker>) {
+    let renew = p.waiting
+        && p.ticket
+            .as_ref()
+            .is_some_and(|t| t.longest_sleep().is_none());
+    p.ticket = if renew {
+        p.ticket.as_ref().map(|t| Arc::new(t.renew()))
+    } else {
+        None
+    };
+    p.waiting = false;
+    wake.push(p.waker.clone());
 }
 
 /// Locks `mutex`, through a poisoned lock too (no code holding these locks panics; the

@@ -251,3 +251,35 @@ async fn a_dropped_follower_leaves_the_pool_serving_the_others() {
     assert_eq!(next(&mut kept).await.timestamp, 1);
     assert_eq!(pool.threads(), 1);
 }
+
+/// A writer that sometimes pauses and sometimes bursts: the follower, woken through
+/// renewed tickets and new ones in turn, gets every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bursty_writer_loses_no_event_to_the_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(1 << 20)).unwrap();
+    let mut follow = follower(&path);
+    const EVENTS: i64 = 100_000;
+    let writer = std::thread::spawn(move || {
+        for t in 0..EVENTS {
+            if t % 997 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            } else if t % 7 == 0 {
+                std::thread::yield_now();
+            }
+            log.append(t, &t.to_le_bytes()).unwrap();
+        }
+    });
+    for t in 0..EVENTS {
+        let event = next(&mut follow).await;
+        assert_eq!(event.timestamp, t);
+        assert_eq!(&event.payload[..], &t.to_le_bytes());
+        if t % 5000 == 0 {
+            // Now and then a consumer busy elsewhere: its ticket is given up meanwhile.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    writer.join().unwrap();
+    assert!(follow.try_next().unwrap().is_none());
+}

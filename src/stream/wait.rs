@@ -96,6 +96,52 @@ impl WaitTicket {
             .is_none_or(|word| word.load(Ordering::SeqCst) != self.seen)
     }
 
+    /// A new ticket on the same stream, registered while this one still is, with the
+    /// wake sequence as of now: a publish, seal or roll after this call wakes it.
+    ///
+    /// For a thread that sleeps for followers: when a ticket is woken, renewing it before
+    /// waking its follower keeps the follower registered across the wake, so a follower
+    /// that then reads what was published and finds nothing more can wait on the renewed
+    /// ticket, without a registration of its own (whose barrier is a system call) and
+    /// without interrupting the sleeping thread to add it. Since the registration never
+    /// lapses, the renewal costs two atomic operations. The old ticket unregisters when
+    /// dropped, as usual.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// let ticket = reader.wait_ticket(reader.write_offset()).expect("nothing to read yet");
+    /// writer.append(1, b"one")?;
+    /// assert!(ticket.is_woken());
+    /// let renewed = ticket.renew();
+    /// drop(ticket);
+    /// assert!(!renewed.is_woken());
+    /// writer.append(2, b"two")?;
+    /// renewed.wait(Some(Duration::from_secs(5)));
+    /// assert!(renewed.is_woken());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn renew(&self) -> WaitTicket {
+        let seen = self
+            .words
+            .as_ref()
+            .and_then(|m| m.words())
+            .map_or(0, |w| w.register_again());
+        Self {
+            words: self.words.clone(),
+            seen,
+            barrier: self.barrier,
+        }
+    }
+
     /// The longest a sleep on this ticket may last before its follower must look again
     /// even without a wake: `None` for a ticket a writer's wake always reaches; half a
     /// millisecond where the stream's wait words could not be mapped (without write
