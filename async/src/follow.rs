@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use evstream::{LogEvent, LogIter, Position, Result, StreamReader};
+use evstream::{Corruption, Error, LogEvent, LogIter, Position, Result, StreamReader};
 use futures_core::Stream;
 
 use crate::pool::{Parking, WaitPool};
@@ -202,6 +202,10 @@ impl Stream for LogFollower {
 pub struct StreamFollower {
     reader: StreamReader,
     offset: u64,
+    /// The timestamp of the event before `offset` (of those this follower read), which
+    /// the next may not be below; each read is a new [`Follow`](evstream::Follow), which
+    /// checks the order only among the events it reads itself.
+    previous: i64,
     pool: WaitPool,
     parked: Option<Parking>,
     done: bool,
@@ -228,6 +232,7 @@ impl StreamFollower {
         Ok(Self {
             reader,
             offset,
+            previous: i64::MIN,
             pool: WaitPool::global(),
             parked: None,
             done: false,
@@ -269,8 +274,21 @@ impl StreamFollower {
             }))
         };
         match read() {
+            Ok(Some(event)) if event.timestamp < self.previous => {
+                self.done = true;
+                Err(Error::Corrupt {
+                    path: self.reader.path().to_owned(),
+                    offset: event.position,
+                    watermark: self.reader.durable_offset(),
+                    reason: Corruption::TimestampOutOfOrder {
+                        previous: self.previous,
+                        got: event.timestamp,
+                    },
+                })
+            }
             Ok(Some(event)) => {
                 self.offset = event.next_position;
+                self.previous = event.timestamp;
                 Ok(Some(event))
             }
             Ok(None) => Ok(None),

@@ -283,3 +283,41 @@ async fn a_bursty_writer_loses_no_event_to_the_follower() {
     writer.join().unwrap();
     assert!(follow.try_next().unwrap().is_none());
 }
+
+/// A stream follower reads each event with a new `Follow`: the order of timestamps is
+/// still checked across them, so a timestamp below the one before (here rewritten, with a
+/// matching checksum, after the follower read the first event) is an error item.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stream_follower_refuses_a_timestamp_below_the_one_before() {
+    use std::os::unix::fs::FileExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.evs");
+    let mut writer = StreamWriter::create(&path, 1 << 16).unwrap();
+    for t in [10, 20, 30] {
+        writer.append(t, b"abcd").unwrap();
+    }
+    drop(writer);
+    let mut follow = StreamFollower::open(&path, 24).unwrap();
+    let first = follow.next().await.unwrap().unwrap();
+    assert_eq!((first.timestamp, first.next_position), (10, 44));
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let mut header = [0u8; 16];
+    header[..8].copy_from_slice(&5i64.to_le_bytes());
+    header[8..12].copy_from_slice(&4u32.to_le_bytes());
+    header[12..].copy_from_slice(&evstream::format::event_checksum(5, b"abcd").to_le_bytes());
+    file.write_all_at(&header, 44).unwrap();
+    match follow.next().await {
+        Some(Err(Error::Corrupt {
+            offset: 44,
+            reason:
+                evstream::Corruption::TimestampOutOfOrder {
+                    previous: 10,
+                    got: 5,
+                },
+            ..
+        })) => {}
+        other => panic!("expected the out-of-order event as an error, got {other:?}"),
+    }
+    assert!(follow.next().await.is_none());
+}
