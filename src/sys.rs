@@ -154,8 +154,8 @@ pub(crate) const WAIT_ANY_MAX: usize = 128;
 /// Sleeps until one of `words` differs from the value paired with it, one of them is
 /// woken, a signal, or `timeout` (`None`: no limit); one thread, many futexes
 /// (`futex_waitv`, Linux 5.16). May return early; callers look again. Only the first
-/// [`WAIT_ANY_MAX`] words are waited on. Returns `false` if the kernel cannot
-/// (an older kernel, elsewhere than Linux): then it slept at most 0.5 ms.
+/// [`WAIT_ANY_MAX`] words are waited on. Returns `false` if the kernel cannot (an older
+/// kernel, elsewhere than Linux, or a refusal of the call): then it slept at most 0.5 ms.
 pub(crate) fn futex_wait_any(
     words: &[(&AtomicU32, u32)],
     timeout: Option<std::time::Duration>,
@@ -225,9 +225,15 @@ pub(crate) fn futex_wait_any(
                 libc::CLOCK_MONOTONIC,
             )
         };
-        if result >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+        let looked_again = matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR)
+        );
+        if result >= 0 || looked_again {
             return true;
         }
+        // ENOSYS (before Linux 5.16), or a refusal that would repeat at once: sleep
+        // briefly instead, so the caller polls rather than spins.
     }
     let pause = std::time::Duration::from_micros(500);
     std::thread::sleep(timeout.map_or(pause, |t| t.min(pause)));
