@@ -1,7 +1,7 @@
 //! The waiting threads: a few threads, each asleep on the wait tickets of many followers
 //! at once, that wake the followers' tasks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 
@@ -24,7 +24,8 @@ const PER_THREAD: usize = WaitTicket::WAIT_ANY_MAX - 1;
 /// follower and no polling. A thread starts when the first follower parks with every
 /// running thread full, up to the pool's limit; past that, threads take more than 127
 /// followers and poll the extra ones every half millisecond. Idle threads sleep with no
-/// timeout and take no CPU; they live as long as the pool.
+/// timeout and take no CPU; they end when the pool and every follower that uses it are
+/// dropped (the [global](Self::global) pool's live as long as the process).
 ///
 /// Cost: a wake passes through one more thread than a blocking follower's (the writer
 /// wakes the pool's thread, which wakes the task). A woken follower's ticket is renewed
@@ -59,6 +60,8 @@ struct Waiter {
     parked: Mutex<Vec<Parked>>,
     /// No thread serves it (none could be started): its followers are woken at once.
     orphan: bool,
+    /// The pool is gone (and so are its followers, which hold it): the thread ends.
+    closed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -162,6 +165,15 @@ impl WaitPool {
     }
 }
 
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        for waiter in lock(&self.waiters).iter() {
+            waiter.closed.store(true, Ordering::SeqCst);
+            waiter.bell.ring();
+        }
+    }
+}
+
 impl Parking {
     /// Waits again on the parked ticket (renewed by the thread at its last wake, or the
     /// one the follower brought), with `waker`; `false` if there is none to wait on (the
@@ -226,6 +238,9 @@ impl Waiter {
         let mut wake: Vec<Waker> = Vec::new();
         loop {
             let seen = self.bell.value();
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
             let tickets: Vec<Arc<WaitTicket>> = {
                 let mut parked = lock(&self.parked);
                 for p in parked.iter_mut() {

@@ -87,4 +87,14 @@ async fn many_followers_of_many_logs_share_two_threads() {
         assert_eq!(got, [0, 1, 2]);
     }
     assert!(pool_threads() <= 2, "{} threads", pool_threads());
+    // The followers are gone with their tasks: dropping the pool ends its threads.
+    drop(pool);
+    let start = std::time::Instant::now();
+    while pool_threads() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the pool's threads live on"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
