@@ -68,11 +68,21 @@ async fn many_followers_of_many_logs_share_two_threads() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pool_threads(), pool.threads());
     assert!(pool.threads() <= 2, "{} threads", pool.threads());
-    // Asleep, not polling: an idle pool's threads are not woken.
-    let before = pool_switches();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let woken = pool_switches() - before;
-    assert!(woken <= 2, "the idle pool's threads woke {woken} times");
+    // Asleep, not polling: once every follower is parked (a slow machine may take a
+    // while), the idle pool's threads are not woken for 300 ms on end.
+    let mut windows = Vec::new();
+    loop {
+        let before = pool_switches();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        windows.push(pool_switches() - before);
+        if windows.last() <= Some(&2) {
+            break;
+        }
+        assert!(
+            windows.len() < 20,
+            "the idle pool's threads kept waking: {windows:?}"
+        );
+    }
     for t in 0..3 {
         for writer in &mut writers {
             writer.append(t, b"news").unwrap();
