@@ -321,3 +321,45 @@ async fn a_stream_follower_refuses_a_timestamp_below_the_one_before() {
     }
     assert!(follow.next().await.is_none());
 }
+
+/// The stream's count of registered waiters (trailer bytes 260..264), as a writer sees it.
+fn registered_waiters(path: &Path) -> u32 {
+    use std::os::unix::fs::FileExt;
+
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    let trailer = evstream::format::trailer_offset(len).unwrap();
+    let mut word = [0u8; 4];
+    file.read_exact_at(&mut word, trailer + evstream::format::WAIT_WORDS_AT + 4)
+        .unwrap();
+    u32::from_le_bytes(word)
+}
+
+/// A follower dropped while it waits leaves nothing registered: its writer goes back to
+/// appending without a wake call.
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_follower_unregisters_from_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.evs");
+    let _writer = StreamWriter::create(&path, 1 << 16).unwrap();
+    let mut follow = StreamFollower::open(&path, 24).unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(5), follow.next())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        registered_waiters(&path),
+        1,
+        "the waiting follower is registered"
+    );
+    drop(follow);
+    let start = std::time::Instant::now();
+    while registered_waiters(&path) != 0 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the dropped follower stays registered"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
