@@ -50,10 +50,12 @@ __all__ = [
     "OffsetOutOfRange",
     "Regressed",
     "NotALog",
+    "UnsupportedLogVersion",
     "EventTooLarge",
     "Retired",
     "NoSuchPosition",
     "BadCursor",
+    "TimeOutOfRange",
 ]
 
 _Path = Union[str, "os.PathLike[str]"]
@@ -323,6 +325,11 @@ class Regressed(Error):
 class NotALog(Error):
     path: pathlib.Path
 
+class UnsupportedLogVersion(Error):
+    path: pathlib.Path
+    version: int
+    supported: int
+
 class EventTooLarge(Error):
     needed: int
 
@@ -335,3 +342,6 @@ class NoSuchPosition(Error):
 
 class BadCursor(Error):
     name: str
+
+class TimeOutOfRange(Error):
+    unix_nanos: int

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::format::TrailerProblem;
 
@@ -13,6 +13,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Every variant that concerns a file names it, and every variant that concerns a place
 /// in a file names the byte offset, so that a message is enough to find the problem.
+///
+/// The `Display` of an error is its own sentence; the cause (the operating system's
+/// error of [`Error::Io`]) is its [`source`](std::error::Error::source), not repeated in
+/// it. [`Error::message`] and [`Error::message_for`] give the whole line, cause included,
+/// as the `evstream` tool and the Python module print it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -21,7 +26,7 @@ pub enum Error {
     /// `op` names the operation (`"open"`, `"map"`, `"msync"`, ...); the cause is the
     /// [`source`](std::error::Error::source). Permission problems, missing files and
     /// a full disk all arrive here.
-    #[error("{op} {}", path.display())]
+    #[error("cannot {op} {}", path.display())]
     Io {
         /// The operation that failed.
         op: &'static str,
@@ -35,7 +40,7 @@ pub enum Error {
     /// [`StreamWriter::create`](crate::StreamWriter::create) was given a path that exists.
     ///
     /// Open it with [`StreamWriter::open`](crate::StreamWriter::open) instead, or remove it.
-    #[error("{} already exists", path.display())]
+    #[error("{} already exists; choose another name or remove it first", path.display())]
     AlreadyExists {
         /// The existing path.
         path: PathBuf,
@@ -53,7 +58,10 @@ pub enum Error {
     /// Another writer, in this or another process, holds the stream's exclusive lock.
     ///
     /// Only one writer may append to a stream at a time. Readers never wait for it.
-    #[error("{} is locked by another writer", path.display())]
+    #[error(
+        "{} is locked by another writer (only one process at a time may append to it)",
+        path.display()
+    )]
     Locked {
         /// The stream file.
         path: PathBuf,
@@ -61,7 +69,10 @@ pub enum Error {
 
     /// The requested capacity cannot hold the stream header and one empty event,
     /// or is larger than this platform can map.
-    #[error("capacity {capacity} for {} is out of range ({minimum} to {maximum} bytes)", path.display())]
+    #[error(
+        "capacity {capacity} for {} is out of range: it must be {minimum} to {maximum} bytes",
+        path.display()
+    )]
     BadCapacity {
         /// The file that was to be created.
         path: PathBuf,
@@ -75,7 +86,11 @@ pub enum Error {
 
     /// The file is not a stream: it is shorter than the stream header or its header
     /// describes a layout the file cannot have. Nothing past the header was trusted.
-    #[error("{} is not a valid stream: {reason}", path.display())]
+    #[error(
+        "{} is {}: {reason}",
+        path.display(),
+        if matches!(reason, HeaderProblem::CountMismatch { .. }) { "damaged" } else { "not a stream file" }
+    )]
     BadHeader {
         /// The file.
         path: PathBuf,
@@ -90,8 +105,9 @@ pub enum Error {
     /// the file byte for byte unchanged. Only events above the watermark can be a torn
     /// tail, which [`StreamWriter::open`](crate::StreamWriter::open) truncates.
     #[error(
-        "{} is corrupt at byte offset {offset} (durable watermark {watermark}): {reason}",
-        path.display()
+        "{} is corrupt at byte offset {offset} ({} the durable watermark {watermark}): {reason}",
+        path.display(),
+        if offset < watermark { "in flushed data, below" } else { "above" }
     )]
     Corrupt {
         /// The file.
@@ -111,7 +127,7 @@ pub enum Error {
     /// other byte of a file is trusted, by readers and writers alike, and a file that
     /// fails it is never modified. A version 1 stream (no trailer) can be converted with
     /// [`upgrade_v1`](crate::upgrade_v1) or `evstream upgrade FILE`.
-    #[error("{} is not an evstream stream: {reason}", path.display())]
+    #[error("{} is not a stream file: {reason}; it was left unchanged", path.display())]
     NotAStream {
         /// The file.
         path: PathBuf,
@@ -150,7 +166,7 @@ pub enum Error {
 
     /// The stream is sealed: it takes no more events (see
     /// [`StreamWriter::seal`](crate::StreamWriter::seal)). Start a new stream.
-    #[error("{} is sealed and takes no more events", path.display())]
+    #[error("{} is sealed: it takes no more events; start a new stream", path.display())]
     Sealed {
         /// The stream file.
         path: PathBuf,
@@ -182,7 +198,12 @@ pub enum Error {
     /// An append's timestamp is lower than the previous event's.
     ///
     /// Timestamps are non-decreasing along a stream; seek by time relies on it.
-    #[error("timestamp {got} is lower than the previous event's {previous}")]
+    #[error(
+        "timestamp {} ({got}) is earlier than the last event's {} ({previous}); \
+         timestamps in a stream never decrease",
+        Rfc3339(*got),
+        Rfc3339(*previous)
+    )]
     OutOfOrder {
         /// Timestamp of the last event in the stream.
         previous: i64,
@@ -193,7 +214,7 @@ pub enum Error {
     /// The event does not fit in the space left; nothing was written.
     ///
     /// Streams have a fixed capacity; start a new stream file.
-    #[error("stream is full: the event needs {needed} bytes, {available} are free")]
+    #[error("the stream is full: {}", Full(*needed, *available))]
     Full {
         /// Bytes the event needs, header included.
         needed: u64,
@@ -202,7 +223,11 @@ pub enum Error {
     },
 
     /// A payload longer than the format's `u32` size field allows.
-    #[error("payload of {len} bytes exceeds the maximum of {max}", max = u32::MAX)]
+    #[error(
+        "a payload of {} is larger than the maximum of {} an event can hold",
+        Size(u64::try_from(*len).unwrap_or(u64::MAX)),
+        Size(u64::from(u32::MAX))
+    )]
     PayloadTooLarge {
         /// The payload's length.
         len: usize,
@@ -218,7 +243,7 @@ pub enum Error {
     },
 
     /// An offset handed to the reader is not within the published part of the stream.
-    #[error("offset {offset} is outside the published events (24 to {published})")]
+    #[error("byte offset {offset} is outside the stream's events (24 to {published})")]
     OffsetOutOfRange {
         /// The offset asked for.
         offset: u64,
@@ -527,6 +552,222 @@ impl Error {
             source,
         }
     }
+
+    /// The file or directory the error concerns, if it names one.
+    ///
+    /// Errors about a value rather than a file ([`Error::OutOfOrder`], [`Error::Full`],
+    /// [`Error::Retired`], ...) name none: the caller knows what it was writing or reading.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let missing = dir.path().join("missing.evs");
+    /// let error = evstream::StreamReader::open(&missing).unwrap_err();
+    /// assert_eq!(error.path(), Some(missing.as_path()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Io { path, .. }
+            | Self::AlreadyExists { path }
+            | Self::NotAFile { path, .. }
+            | Self::Locked { path }
+            | Self::BadCapacity { path, .. }
+            | Self::BadHeader { path, .. }
+            | Self::Corrupt { path, .. }
+            | Self::NotAStream { path, .. }
+            | Self::DamagedTrailer { path, .. }
+            | Self::NoRoomForTrailer { path, .. }
+            | Self::Sealed { path }
+            | Self::Recovered { path, .. }
+            | Self::ReadersPresent { path }
+            | Self::Poisoned { path }
+            | Self::Regressed { path, .. }
+            | Self::NotALog { path, .. }
+            | Self::UnsupportedLogVersion { path, .. } => Some(path),
+            Self::OutOfOrder { .. }
+            | Self::Full { .. }
+            | Self::PayloadTooLarge { .. }
+            | Self::OffsetOutOfRange { .. }
+            | Self::EventTooLarge { .. }
+            | Self::Retired { .. }
+            | Self::NoSuchPosition { .. }
+            | Self::BadCursor { .. }
+            | Self::TimeOutOfRange { .. } => None,
+        }
+    }
+
+    /// The error on one line: its message followed by each cause behind it,
+    /// `: `-separated, the operating system's reasons in words
+    /// (`cannot open app.evs: no such file or directory`).
+    ///
+    /// The `Display` of an error leaves its cause to
+    /// [`source`](std::error::Error::source); this line says why as well. When the
+    /// caller knows which file it was working on, [`Error::message_for`] names it in the
+    /// errors that carry no path of their own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let missing = dir.path().join("missing.evs");
+    /// let error = evstream::StreamReader::open(&missing).unwrap_err();
+    /// assert_eq!(
+    ///     error.message(),
+    ///     format!("cannot open {}: no such file or directory", missing.display())
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            match cause.downcast_ref::<io::Error>() {
+                Some(io) => message.push_str(&Self::os_reason(io)),
+                None => message.push_str(&cause.to_string()),
+            }
+            source = cause.source();
+        }
+        message
+    }
+
+    /// [`Error::message`] for an error met while working on `file` (the stream or log
+    /// the caller opened): the line is prefixed with `file` when the error names no
+    /// path of its own, or one outside `file`, so that every message names the file.
+    /// This is the line the `evstream` tool prints after `error:`, and the message of
+    /// the Python module's exceptions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use evstream::Error;
+    /// use std::path::Path;
+    ///
+    /// let error = Error::Full { needed: 40, available: 16 };
+    /// assert_eq!(
+    ///     error.message_for(Path::new("app.evs")),
+    ///     "app.evs is full: the event needs 40 B and 16 B are free; start a new stream"
+    /// );
+    /// ```
+    #[must_use]
+    pub fn message_for(&self, file: &Path) -> String {
+        match self {
+            Self::Full { needed, available } => {
+                format!("{} is full: {}", file.display(), Full(*needed, *available))
+            }
+            _ => match self.path() {
+                Some(path) if path.starts_with(file) => self.message(),
+                _ => format!("{}: {}", file.display(), self.message()),
+            },
+        }
+    }
+
+    /// The operating system's reason in words, as [`Error::message`] writes it: without
+    /// the `(os error N)` suffix, and in lower case for the common ones
+    /// (`no such file or directory`, `permission denied`, `no space left on device`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// let error = io::Error::from(io::ErrorKind::PermissionDenied);
+    /// assert_eq!(evstream::Error::os_reason(&error), "permission denied");
+    /// ```
+    #[must_use]
+    pub fn os_reason(error: &io::Error) -> String {
+        match error.kind() {
+            io::ErrorKind::NotFound => "no such file or directory".into(),
+            io::ErrorKind::PermissionDenied => "permission denied".into(),
+            io::ErrorKind::StorageFull => "no space left on device".into(),
+            _ => {
+                let text = error.to_string();
+                match text.find(" (os error") {
+                    Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
+                    None => text,
+                }
+            }
+        }
+    }
+}
+
+/// What [`Error::Full`] says after "is full: ".
+struct Full(u64, u64);
+
+impl fmt::Display for Full {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the event needs {} and {} are free; start a new stream",
+            Size(self.0),
+            Size(self.1)
+        )
+    }
+}
+
+/// Bytes in human units with the exact count when they differ: `512 B`,
+/// `64 MiB (67108864 bytes)` (one decimal unless whole).
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        let bytes = self.0;
+        if bytes < 1024 {
+            return write!(f, "{bytes} B");
+        }
+        #[allow(clippy::cast_precision_loss)] // one decimal is printed
+        let mut value = bytes as f64 / 1024.0;
+        let mut unit = "KiB";
+        for next in UNITS.iter().skip(1) {
+            if value < 1024.0 {
+                break;
+            }
+            value /= 1024.0;
+            unit = next;
+        }
+        if value.fract() == 0.0 {
+            write!(f, "{value:.0} {unit} ({bytes} bytes)")
+        } else {
+            write!(f, "{value:.1} {unit} ({bytes} bytes)")
+        }
+    }
+}
+
+/// Unix nanoseconds as RFC 3339 in UTC with nine fractional digits
+/// (`2024-05-01T12:00:00.123456789Z`).
+struct Rfc3339(i64);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NANOS_PER_SEC: i64 = 1_000_000_000;
+        const SECS_PER_DAY: i64 = 86_400;
+        let secs = self.0.div_euclid(NANOS_PER_SEC);
+        let nanos = self.0.rem_euclid(NANOS_PER_SEC);
+        let of_day = secs.rem_euclid(SECS_PER_DAY);
+        // Howard Hinnant's civil_from_days, on the days since 1970-01-01; an i64 of
+        // nanoseconds is at most 106 752 days from it, far from overflow.
+        let z = secs.div_euclid(SECS_PER_DAY) + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60
+        )
+    }
 }
 
 #[cfg(test)]
@@ -600,11 +841,66 @@ mod tests {
     fn an_io_error_keeps_its_cause_in_the_source() {
         let cause = io::Error::from(io::ErrorKind::PermissionDenied);
         let error = Error::io("read cursor", "app/cursors/billing", cause);
-        assert_eq!(error.to_string(), "read cursor app/cursors/billing");
+        assert_eq!(error.to_string(), "cannot read cursor app/cursors/billing");
+        assert_eq!(
+            error.message(),
+            "cannot read cursor app/cursors/billing: permission denied"
+        );
         let source = std::error::Error::source(&error).unwrap();
         assert_eq!(
             source.downcast_ref::<io::Error>().unwrap().kind(),
             io::ErrorKind::PermissionDenied
+        );
+    }
+
+    /// A line names the file the caller worked on once: not again when the error names
+    /// it or a file in it, before the error when the error names none or another.
+    #[test]
+    fn a_message_names_the_file_once() {
+        let app = std::path::Path::new("app");
+        let full = Error::Full {
+            needed: 2048,
+            available: 100,
+        };
+        assert_eq!(
+            full.message_for(Path::new("s.evs")),
+            "s.evs is full: the event needs 2 KiB (2048 bytes) and 100 B are free; \
+             start a new stream"
+        );
+        let corrupt = Error::Corrupt {
+            path: "app/00000001.evs".into(),
+            offset: 300,
+            watermark: 200,
+            reason: Corruption::TruncatedHeader { available: 3 },
+        };
+        assert_eq!(
+            corrupt.message_for(app),
+            "app/00000001.evs is corrupt at byte offset 300 (above the durable watermark 200): \
+             only 3 bytes remain before the write offset, an event header needs 16"
+        );
+        let cursor = Error::BadCursor {
+            name: "a/b".into(),
+            reason: "a bad name",
+        };
+        assert_eq!(cursor.message_for(app), "app: cursor \"a/b\": a bad name");
+        let temporary = Error::io(
+            "create",
+            ".s.evs.tmp",
+            io::Error::from(io::ErrorKind::StorageFull),
+        );
+        assert_eq!(
+            temporary.message_for(Path::new("s.evs")),
+            "s.evs: cannot create .s.evs.tmp: no space left on device"
+        );
+        let late = Error::OutOfOrder {
+            previous: 1_714_564_800_000_000_001,
+            got: -1,
+        };
+        assert_eq!(
+            late.to_string(),
+            "timestamp 1969-12-31T23:59:59.999999999Z (-1) is earlier than the last event's \
+             2024-05-01T12:00:00.000000001Z (1714564800000000001); timestamps in a stream \
+             never decrease"
         );
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use evstream::{LogReader, Position};
 
 use crate::encode;
-use crate::failure::{self, Failure};
+use crate::failure::Failure;
 use crate::output;
 use crate::time::{self, TimeSpec, Zone};
 use crate::units;
@@ -221,7 +221,7 @@ fn all(reader: &LogReader) -> Result<Vec<Named>, Failure> {
         .map(|(name, position)| {
             let standing = position
                 .and_then(|p| standing(reader, p))
-                .map_err(|e| failure::chain(&e));
+                .map_err(|e| e.message());
             (name, standing)
         })
         .collect())
@@ -258,7 +258,7 @@ fn show(log: &Path, name: &str, as_json: bool, zone: &Zone) -> Result<(), Failur
         .cursor(name)
         .map_err(|e| Failure::stream(log, &e))?
         .ok_or_else(|| no_such_cursor(log, name))?;
-    let standing = standing(&reader, position).map_err(|e| failure::chain(&e));
+    let standing = standing(&reader, position).map_err(|e| e.message());
     if as_json {
         let mut out = Vec::new();
         json(&mut out, name, &standing);
@@ -308,7 +308,7 @@ fn set(
         }
     };
     reader.commit_cursor(name, position).map_err(fail)?;
-    let standing = standing(&reader, position).map_err(|e| failure::chain(&e));
+    let standing = standing(&reader, position).map_err(|e| e.message());
     output::line(&format!(
         "cursor {name} of {}: {}",
         log.display(),

@@ -5,11 +5,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use evstream::{Error, HeaderProblem};
-
-use crate::time::Rfc3339;
-
-use crate::units;
+use evstream::Error;
 
 /// Exit code for a failure found in a file or its data.
 const DATA_FAILURE: u8 = 1;
@@ -48,14 +44,17 @@ impl Failure {
         }
     }
 
-    /// A library error met while working on `path`.
+    /// A library error met while working on `path`, in the library's words
+    /// ([`Error::message_for`]), which the Python module's exceptions share: the tool adds
+    /// only hints that name its own options (`--wait`) and what it did before the error,
+    /// with [`Failure::with_context`].
     pub fn stream(path: &Path, error: &Error) -> Self {
         let code = match error {
             Error::BadCapacity { .. } => USAGE,
             _ => DATA_FAILURE,
         };
         Self::Error {
-            message: describe(path, error),
+            message: error.message_for(path),
             code,
         }
     }
@@ -133,162 +132,38 @@ pub fn note(text: &str) {
     let _ = writeln!(io::stderr(), "{label} {text}");
 }
 
-/// The operating system's reason in words, without the `(os error N)` suffix.
+/// The operating system's reason in words, without the `(os error N)` suffix, worded as
+/// the library words the causes of its errors.
 pub fn os_reason(error: &io::Error) -> String {
-    match error.kind() {
-        io::ErrorKind::NotFound => "no such file or directory".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        io::ErrorKind::StorageFull => "no space left on device".into(),
-        _ => {
-            let text = error.to_string();
-            match text.find(" (os error") {
-                Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
-                None => text,
-            }
-        }
-    }
-}
-
-/// An error and every cause behind it, `: `-separated, the operating system's reasons in
-/// words (`read cursor app/cursors/billing: permission denied`): the library's messages
-/// leave the cause to [`source`](std::error::Error::source), and a line without it would
-/// not say why.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        match cause.downcast_ref::<io::Error>() {
-            Some(io) => message.push_str(&os_reason(io)),
-            None => message.push_str(&cause.to_string()),
-        }
-        source = cause.source();
-    }
-    message
-}
-
-/// A library error as a sentence that names the file and the reason.
-pub fn describe(path: &Path, error: &Error) -> String {
-    let file = path.display();
-    match error {
-        Error::Io {
-            op,
-            path: at,
-            source,
-        } => {
-            let reason = os_reason(source);
-            if at != path {
-                // Such as the temporary file `create` builds before renaming it into place.
-                format!("{file}: cannot {op} {}: {reason}", at.display())
-            } else if source.kind() == io::ErrorKind::NotFound && *op == "open" {
-                format!("{file}: no such file or directory")
-            } else {
-                format!("cannot {op} {file}: {reason}")
-            }
-        }
-        Error::AlreadyExists { path } => format!(
-            "{} already exists; choose another name or remove it first",
-            path.display()
-        ),
-        Error::NotAFile { path, kind } => {
-            format!("{} is a {kind}, not a stream file", path.display())
-        }
-        Error::Locked { path } => {
-            let what = if path.is_dir() { "log" } else { "stream" };
-            format!(
-                "{} is locked by another writer (only one process may append to a {what} at a time)",
-                path.display()
-            )
-        }
-        Error::BadHeader {
-            path,
-            reason: reason @ HeaderProblem::CountMismatch { .. },
-        } => format!("{} is damaged: {reason}", path.display()),
-        Error::BadHeader { path, reason } => {
-            format!("{} is not a stream file: {reason}", path.display())
-        }
-        Error::Corrupt {
-            path,
-            offset,
-            watermark,
-            reason,
-        } => {
-            let flushed = if offset < watermark {
-                format!(" (in flushed data, below the durable watermark {watermark})")
-            } else {
-                String::new()
-            };
-            format!(
-                "{} is corrupt at byte offset {offset}{flushed}: {reason}",
-                path.display()
-            )
-        }
-        Error::NotAStream { path, reason } => format!(
-            "{} is not a stream file: {reason}; it was left unchanged",
-            path.display()
-        ),
-        Error::Sealed { path } => format!(
-            "{} is sealed: it takes no more events; start a new stream",
-            path.display()
-        ),
-        Error::OutOfOrder { previous, got } => format!(
-            "{file}: timestamp {} ({got}) is earlier than the last event's {} ({previous}); \
-             timestamps in a stream never decrease",
-            Rfc3339(*got),
-            Rfc3339(*previous)
-        ),
-        Error::Full { needed, available } => format!(
-            "{file} is full: the event needs {} and {} are free; start a new stream",
-            units::size_exact(*needed),
-            units::size_exact(*available)
-        ),
-        Error::PayloadTooLarge { len } => format!(
-            "{file}: a payload of {} is larger than the maximum of {} an event can hold",
-            units::size_exact(*len as u64),
-            units::size_exact(u64::from(u32::MAX))
-        ),
-        Error::OffsetOutOfRange { offset, published } => format!(
-            "{file}: byte offset {offset} is outside the stream's events (24 to {published})"
-        ),
-        Error::BadCapacity {
-            path,
-            capacity,
-            minimum,
-            maximum,
-        } => format!(
-            "capacity {capacity} for {} is out of range: it must be {minimum} to {maximum} bytes",
-            path.display()
-        ),
-        // Poisoned and Regressed name the file and say what to do; future variants too.
-        other => {
-            let message = chain(other);
-            let name = file.to_string();
-            if message.contains(&name) {
-                message
-            } else {
-                format!("{name}: {message}")
-            }
-        }
-    }
+    Error::os_reason(error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The operating system's reason follows the library's message, in words.
+    /// The operating system's reason follows the library's message, in words, and an
+    /// error about another file than the argument names both.
     #[test]
-    fn a_chain_ends_with_the_reason() {
+    fn a_line_ends_with_the_reason() {
         let error = Error::Io {
             op: "read cursor",
             path: "app/cursors/billing".into(),
             source: io::Error::from_raw_os_error(13),
         };
+        let Failure::Error { message, .. } = Failure::stream(Path::new("app"), &error) else {
+            panic!("a library error is reported");
+        };
         assert_eq!(
-            chain(&error),
-            "read cursor app/cursors/billing: permission denied"
+            message,
+            "cannot read cursor app/cursors/billing: permission denied"
         );
-        let message = describe(Path::new("app"), &error);
-        assert!(message.ends_with(": permission denied"), "{message}");
+        let Failure::Error { message, .. } = Failure::stream(Path::new("other"), &error) else {
+            panic!("a library error is reported");
+        };
+        assert_eq!(
+            message,
+            "other: cannot read cursor app/cursors/billing: permission denied"
+        );
     }
 }

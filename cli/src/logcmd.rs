@@ -5,7 +5,7 @@ use std::path::Path;
 use evstream::{LogDamage, LogReader, RetentionHold};
 
 use crate::encode;
-use crate::failure::{self, Failure};
+use crate::failure::Failure;
 use crate::output;
 use crate::time::Zone;
 use crate::units;
@@ -18,12 +18,9 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
     let options = reader.options();
     let mut cursors = Vec::new();
     for (name, position) in reader.cursors().map_err(fail)? {
-        let lag = position.map_err(|e| failure::chain(&e)).and_then(|p| {
-            reader
-                .lag(p)
-                .map(|lag| (p, lag))
-                .map_err(|e| failure::chain(&e))
-        });
+        let lag = position
+            .map_err(|e| e.message())
+            .and_then(|p| reader.lag(p).map(|lag| (p, lag)).map_err(|e| e.message()));
         cursors.push((name, lag));
     }
     let when = |t: Option<i64>| t.map_or_else(|| "none".to_owned(), |t| zone.show(t).to_string());

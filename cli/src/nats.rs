@@ -90,25 +90,12 @@ pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, Fa
 /// A NATS failure as one `error:` line.
 pub fn failure(error: evstream_nats::Error) -> Failure {
     match error {
-        evstream_nats::Error::Store(e) => match store_path(&e) {
-            Some(path) => Failure::stream(&path, &e),
-            None => Failure::data(e.to_string()),
+        evstream_nats::Error::Store(e) => match e.path() {
+            Some(path) => Failure::stream(path, &e),
+            None => Failure::data(e.message()),
         },
         e @ evstream_nats::Error::BadSubject { .. } => Failure::usage(e.to_string()),
         other => Failure::data(other.to_string()),
-    }
-}
-
-fn store_path(error: &evstream::Error) -> Option<PathBuf> {
-    match error {
-        evstream::Error::Io { path, .. }
-        | evstream::Error::NotAFile { path, .. }
-        | evstream::Error::Locked { path }
-        | evstream::Error::BadHeader { path, .. }
-        | evstream::Error::Corrupt { path, .. }
-        | evstream::Error::Poisoned { path }
-        | evstream::Error::Regressed { path, .. } => Some(path.clone()),
-        _ => None,
     }
 }
 

@@ -1367,11 +1367,14 @@ fn errors_say_why_and_times_people_write_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let log = log_of(dir.path(), "app", 5);
 
-    // Held by a writer: the message speaks of a log.
+    // Held by a writer: the message names the log and says why.
     let writer = evstream::LogWriter::open(&log).unwrap();
     run(&["append", s(&log), "x"]).fails(
         1,
-        &["is locked by another writer", "append to a log at a time"],
+        &[
+            &format!("{} is locked by another writer", log.display()),
+            "only one process at a time may append to it",
+        ],
     );
     {
         let _turn = forking();

@@ -1,6 +1,9 @@
 //! `evstream::Error` as Python exceptions: a base class `evstream.Error` and one subclass
-//! per variant, each carrying the message of the error and its source chain, and the
-//! fields a caller acts on (`path`, `offset`, ...) as attributes.
+//! per variant, each carrying the error's line as the command-line tool prints it
+//! ([`evstream::Error::message_for`] the file the call worked on), and the fields a caller
+//! acts on (`path`, `offset`, ...) as attributes.
+
+use std::path::Path;
 
 use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::PyException;
@@ -50,27 +53,18 @@ variants! {
     OffsetOutOfRange: "An offset is outside the published events.",
     Regressed: "The published write offset moved back under a reader.",
     NotALog: "The directory is not a log.",
+    UnsupportedLogVersion: "The log is of a version this build does not read (`version`, `supported`).",
     EventTooLarge: "An event does not fit in a segment of the log.",
     Retired: "Retention deleted the position (`first_segment`).",
     NoSuchPosition: "The position is not in the log.",
     BadCursor: "A cursor's name or file is not valid (`name`).",
+    TimeOutOfRange: "A time no timestamp holds: before 1677-09-21 or after 2262-04-11 UTC (`unix_nanos`).",
 }
 
-/// The error's message and its source chain, joined by `": "`, on one line.
-pub fn message(error: &evstream::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// `error` as an instance of its Python class, with its fields as attributes.
-pub fn to_py(error: evstream::Error) -> PyErr {
-    let text = message(&error);
+/// `error`, met while working on the stream file or log directory `file`, as an instance
+/// of its Python class, with its fields as attributes.
+pub fn to_py(error: evstream::Error, file: &Path) -> PyErr {
+    let text = error.message_for(file);
     Python::attach(|py| {
         let (err, attrs): (PyErr, Vec<(&str, Py<PyAny>)>) = match &error {
             evstream::Error::Io { op, path, source } => (
@@ -163,6 +157,18 @@ pub fn to_py(error: evstream::Error) -> PyErr {
             evstream::Error::NotALog { path, .. } => {
                 (NotALog::new_err(text), vec![("path", path_obj(py, path))])
             }
+            evstream::Error::UnsupportedLogVersion {
+                path,
+                version,
+                supported,
+            } => (
+                UnsupportedLogVersion::new_err(text),
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("version", int(py, *version)),
+                    ("supported", int(py, *supported)),
+                ],
+            ),
             evstream::Error::EventTooLarge { needed, .. } => (
                 EventTooLarge::new_err(text),
                 vec![("needed", int(py, *needed))],
@@ -184,6 +190,10 @@ pub fn to_py(error: evstream::Error) -> PyErr {
             evstream::Error::BadCursor { name, .. } => {
                 (BadCursor::new_err(text), vec![("name", str_obj(py, name))])
             }
+            evstream::Error::TimeOutOfRange { unix_nanos } => (
+                TimeOutOfRange::new_err(text),
+                vec![("unix_nanos", int(py, *unix_nanos))],
+            ),
             // A variant added to the store later: the base class, with the same message.
             _ => (Error::new_err(text), Vec::new()),
         };
@@ -214,12 +224,13 @@ fn path_obj(py: Python<'_>, path: &std::path::Path) -> Py<PyAny> {
 
 /// Extension: `?` on a store result inside a Python method.
 pub trait IntoPy<T> {
-    /// The result with its error as a Python exception.
-    fn py_err(self) -> PyResult<T>;
+    /// The result with its error as a Python exception, its message naming `file` (the
+    /// stream file or log directory the call worked on) as the command-line tool's does.
+    fn py_err(self, file: &Path) -> PyResult<T>;
 }
 
 impl<T> IntoPy<T> for evstream::Result<T> {
-    fn py_err(self) -> PyResult<T> {
-        self.map_err(to_py)
+    fn py_err(self, file: &Path) -> PyResult<T> {
+        self.map_err(|e| to_py(e, file))
     }
 }

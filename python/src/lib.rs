@@ -45,7 +45,7 @@ fn _count_verified(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
         std::hint::black_box(bytes);
         Ok(count)
     })
-    .py_err()
+    .py_err(&path)
 }
 
 #[pymodule(name = "evstream")]

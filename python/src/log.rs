@@ -1,7 +1,7 @@
 //! `evstream.LogWriter`, `evstream.LogReader` and the iterator over a log's events.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -125,7 +125,9 @@ impl PyLogWriter {
             .retain_age(age)
             .retain_segments(retain_segments)
             .retain_past_cursors(retain_past_cursors);
-        let writer = py.detach(|| LogWriter::create(&path, options)).py_err()?;
+        let writer = py
+            .detach(|| LogWriter::create(&path, options))
+            .py_err(&path)?;
         Ok(Self {
             inner: Mutex::new(Some(writer)),
         })
@@ -134,7 +136,7 @@ impl PyLogWriter {
     /// Opens the log in `path` for appending, repairing what a crash left.
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let writer = py.detach(|| LogWriter::open(&path)).py_err()?;
+        let writer = py.detach(|| LogWriter::open(&path)).py_err(&path)?;
         Ok(Self {
             inner: Mutex::new(Some(writer)),
         })
@@ -149,18 +151,21 @@ impl PyLogWriter {
     ) -> PyResult<String> {
         let timestamp = to_ns(timestamp_ns)?;
         self.with(py, |w| {
-            Ok(w.append(timestamp, payload).py_err()?.to_string())
+            let position = w.append(timestamp, payload).py_err(w.dir())?;
+            Ok(position.to_string())
         })
     }
 
     /// Appends one event stamped with the current time (never below the last event's).
     fn append_now(&self, py: Python<'_>, payload: &[u8]) -> PyResult<String> {
-        self.with(py, |w| Ok(w.append_now(payload).py_err()?.0.to_string()))
+        self.with(py, |w| {
+            Ok(w.append_now(payload).py_err(w.dir())?.0.to_string())
+        })
     }
 
     /// Makes every appended event durable (survives power loss) before returning.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |w| py.detach(|| w.flush()).py_err())
+        self.with(py, |w| py.detach(|| w.flush()).py_err(w.dir()))
     }
 
     /// Flushes and closes the writer; later calls raise `ValueError`. Closing twice is
@@ -170,12 +175,13 @@ impl PyLogWriter {
         let Some(mut writer) = guard.take() else {
             return Ok(());
         };
+        let dir = writer.dir().to_owned();
         py.detach(move || {
             let flushed = writer.flush();
             drop(writer);
             flushed
         })
-        .py_err()
+        .py_err(&dir)
     }
 
     /// The position the next event will get.
@@ -216,7 +222,7 @@ impl PyLogReader {
     /// Opens the log in `path` for reading.
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| LogReader::open(&path)).py_err()?;
+        let inner = py.detach(|| LogReader::open(&path)).py_err(&path)?;
         Ok(Self { inner })
     }
 
@@ -234,8 +240,8 @@ impl PyLogReader {
         until: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyLogIterator> {
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let iter = py.detach(|| self.start(since)).py_err()?;
-        Ok(PyLogIterator::new(iter, until, None))
+        let iter = py.detach(|| self.start(since)).py_err(self.inner.dir())?;
+        Ok(PyLogIterator::new(self.inner.dir(), iter, until, None))
     }
 
     /// Follows the log: its events from `since`, or from `position` (such as
@@ -264,19 +270,24 @@ impl PyLogReader {
                 Some(at) => self.inner.iter_from(at),
                 None => self.start(since),
             })
-            .py_err()?;
-        Ok(PyLogIterator::new(iter, None, Some(Wait::new(timeout))))
+            .py_err(self.inner.dir())?;
+        Ok(PyLogIterator::new(
+            self.inner.dir(),
+            iter,
+            None,
+            Some(Wait::new(timeout)),
+        ))
     }
 
     /// The last `n` events, oldest first.
     fn tail(&self, py: Python<'_>, n: usize) -> PyResult<Vec<Py<Event>>> {
-        let events = py.detach(|| self.inner.tail(n)).py_err()?;
+        let events = py.detach(|| self.inner.tail(n)).py_err(self.inner.dir())?;
         events.iter().map(|e| log_event(py, e)).collect()
     }
 
     /// A summary: segments, events, disk use, time span, whether a writer is active.
     fn stat(&self, py: Python<'_>) -> PyResult<LogStat> {
-        let stat = py.detach(|| self.inner.stat()).py_err()?;
+        let stat = py.detach(|| self.inner.stat()).py_err(self.inner.dir())?;
         Ok(LogStat {
             segments: stat.segments,
             first_segment: stat.first_segment,
@@ -293,27 +304,35 @@ impl PyLogReader {
 
     /// The position of the log's first event still kept.
     fn start_position(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(py.detach(|| self.inner.start()).py_err()?.to_string())
+        Ok(py
+            .detach(|| self.inner.start())
+            .py_err(self.inner.dir())?
+            .to_string())
     }
 
     /// The position after the log's last published event.
     fn end(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(py.detach(|| self.inner.end()).py_err()?.to_string())
+        Ok(py
+            .detach(|| self.inner.end())
+            .py_err(self.inner.dir())?
+            .to_string())
     }
 
     /// The position stored in cursor `name`, or `None` if it was never committed.
     fn cursor(&self, py: Python<'_>, name: &str) -> PyResult<Option<String>> {
         Ok(py
             .detach(|| self.inner.cursor(name))
-            .py_err()?
+            .py_err(self.inner.dir())?
             .map(|p| p.to_string()))
     }
 
     /// The events from cursor `name` on (from the start of the log if it was never
     /// committed), up to the end of the log.
     fn iter_cursor(&self, py: Python<'_>, name: &str) -> PyResult<PyLogIterator> {
-        let iter = py.detach(|| self.inner.iter_cursor(name)).py_err()?;
-        Ok(PyLogIterator::new(iter, None, None))
+        let iter = py
+            .detach(|| self.inner.iter_cursor(name))
+            .py_err(self.inner.dir())?;
+        Ok(PyLogIterator::new(self.inner.dir(), iter, None, None))
     }
 
     /// Stores `position` in cursor `name`, atomically and durably. `position` is
@@ -326,13 +345,15 @@ impl PyLogReader {
     ) -> PyResult<()> {
         let position = position_arg(position)?;
         py.detach(|| self.inner.commit_cursor(name, position))
-            .py_err()
+            .py_err(self.inner.dir())
     }
 
     /// How far cursor `name` is behind the end of the log, or `None` if it was never
     /// committed.
     fn lag(&self, py: Python<'_>, name: &str) -> PyResult<Option<Lag>> {
-        let lag = py.detach(|| self.inner.cursor_lag(name)).py_err()?;
+        let lag = py
+            .detach(|| self.inner.cursor_lag(name))
+            .py_err(self.inner.dir())?;
         Ok(lag.map(|l| Lag {
             events: l.events,
             bytes: l.bytes,
@@ -350,7 +371,9 @@ impl PyLogReader {
         until: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let chunks = py.detach(|| self.replay(since, until)).py_err()?;
+        let chunks = py
+            .detach(|| self.replay(since, until))
+            .py_err(self.inner.dir())?;
         columns::table(py, chunks)
     }
 
@@ -479,6 +502,8 @@ pub struct PyLogIterator {
 }
 
 struct IterState {
+    /// The log's directory, which the iterator's errors name.
+    dir: PathBuf,
     iter: LogIter,
     until: Option<i64>,
     wait: Option<Wait>,
@@ -488,9 +513,10 @@ struct IterState {
 }
 
 impl PyLogIterator {
-    fn new(iter: LogIter, until: Option<i64>, wait: Option<Wait>) -> Self {
+    fn new(dir: &Path, iter: LogIter, until: Option<i64>, wait: Option<Wait>) -> Self {
         Self {
             state: Mutex::new(IterState {
+                dir: dir.to_owned(),
                 iter,
                 until,
                 wait,
@@ -517,16 +543,17 @@ impl PyLogIterator {
             }
             if let Some(error) = state.failed.take() {
                 state.done = true;
-                return Err(crate::errors::to_py(error));
+                return Err(crate::errors::to_py(error, &state.dir));
             }
             if state.done {
                 return Ok(None);
             }
             let (iter, until, wait) = (&mut state.iter, state.until, &mut state.wait);
+            let dir = &state.dir;
             let (events, failed, ended) = match wait {
                 None => py.detach(|| read_batch(iter, until)),
                 Some(wait) => {
-                    let Some(first) = wait.next(py, |slice| iter.next_timeout(slice))? else {
+                    let Some(first) = wait.next(py, dir, |slice| iter.next_timeout(slice))? else {
                         state.done = true;
                         return Ok(None);
                     };

@@ -55,7 +55,7 @@ impl PyStreamWriter {
     fn create(py: Python<'_>, path: PathBuf, capacity: u64) -> PyResult<Self> {
         let writer = py
             .detach(|| StreamWriter::create(&path, capacity))
-            .py_err()?;
+            .py_err(&path)?;
         Ok(Self {
             inner: Mutex::new(Some(writer)),
         })
@@ -64,7 +64,7 @@ impl PyStreamWriter {
     /// Opens the stream file `path` for appending, repairing what a crash left.
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let writer = py.detach(|| StreamWriter::open(&path)).py_err()?;
+        let writer = py.detach(|| StreamWriter::open(&path)).py_err(&path)?;
         Ok(Self {
             inner: Mutex::new(Some(writer)),
         })
@@ -78,22 +78,25 @@ impl PyStreamWriter {
         payload: &[u8],
     ) -> PyResult<u64> {
         let timestamp = to_ns(timestamp_ns)?;
-        self.with(py, |w| w.append(timestamp, payload).py_err())
+        self.with(py, |w| {
+            let offset = w.append(timestamp, payload);
+            offset.py_err(w.path())
+        })
     }
 
     /// Appends one event stamped with the current time; returns its byte offset.
     fn append_now(&self, py: Python<'_>, payload: &[u8]) -> PyResult<u64> {
-        self.with(py, |w| Ok(w.append_now(payload).py_err()?.0))
+        self.with(py, |w| Ok(w.append_now(payload).py_err(w.path())?.0))
     }
 
     /// Makes every appended event durable (survives power loss) before returning.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |w| py.detach(|| w.flush()).py_err())
+        self.with(py, |w| py.detach(|| w.flush()).py_err(w.path()))
     }
 
     /// Flushes, then marks the stream sealed: it takes no more events, and followers end.
     fn seal(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |w| py.detach(|| w.seal()).py_err())
+        self.with(py, |w| py.detach(|| w.seal()).py_err(w.path()))
     }
 
     /// Flushes and closes the writer; later calls raise `ValueError`.
@@ -102,6 +105,7 @@ impl PyStreamWriter {
         let Some(mut writer) = guard.take() else {
             return Ok(());
         };
+        let path = writer.path().to_owned();
         py.detach(move || {
             let flushed = if writer.is_sealed() {
                 Ok(())
@@ -111,7 +115,7 @@ impl PyStreamWriter {
             drop(writer);
             flushed
         })
-        .py_err()
+        .py_err(&path)
     }
 
     /// The byte offset the next event will get.
@@ -160,7 +164,7 @@ impl PyStreamReader {
     /// Opens the stream file `path` for reading.
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| StreamReader::open(&path)).py_err()?;
+        let inner = py.detach(|| StreamReader::open(&path)).py_err(&path)?;
         Ok(Self {
             path,
             inner: Mutex::new(inner),
@@ -181,7 +185,7 @@ impl PyStreamReader {
         until: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyStreamIterator> {
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let (reader, start) = py.detach(|| self.iterate(since)).py_err()?;
+        let (reader, start) = py.detach(|| self.iterate(since)).py_err(&self.path)?;
         Ok(PyStreamIterator::new(reader, start, until, None))
     }
 
@@ -202,7 +206,7 @@ impl PyStreamReader {
             .map(|t| crate::log::duration(t, "timeout"))
             .transpose()?;
         let since = opt_ns(since)?;
-        let (reader, start) = py.detach(|| self.iterate(since)).py_err()?;
+        let (reader, start) = py.detach(|| self.iterate(since)).py_err(&self.path)?;
         let start = offset.or(start);
         Ok(PyStreamIterator::new(
             reader,
@@ -230,7 +234,7 @@ impl PyStreamReader {
                 }
                 Ok(last)
             })
-            .py_err()?;
+            .py_err(&self.path)?;
         last.iter().map(|e| stream_event(py, e)).collect()
     }
 
@@ -238,7 +242,7 @@ impl PyStreamReader {
     fn stat(&self, py: Python<'_>) -> PyResult<StreamStat> {
         let guard = self.fresh(py)?;
         let reader = &*guard;
-        let writer_active = py.detach(|| reader.writer_active()).py_err()?;
+        let writer_active = py.detach(|| reader.writer_active()).py_err(&self.path)?;
         Ok(StreamStat {
             capacity: reader.capacity(),
             write_offset: reader.write_offset(),
@@ -286,7 +290,7 @@ impl PyStreamReader {
                     Ok::<_, evstream::Error>(())
                 })
             })
-            .py_err()?;
+            .py_err(&self.path)?;
         columns::table(py, chunks)
     }
 
@@ -324,7 +328,7 @@ impl PyStreamReader {
     fn fresh(&self, py: Python<'_>) -> PyResult<std::sync::MutexGuard<'_, StreamReader>> {
         let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
         let reader = &mut *guard;
-        py.detach(|| reader.refresh()).py_err()?;
+        py.detach(|| reader.refresh()).py_err(&self.path)?;
         Ok(guard)
     }
 }
@@ -433,21 +437,21 @@ impl PyStreamIterator {
             }
             if let Some(error) = state.failed.take() {
                 state.done = true;
-                return Err(crate::errors::to_py(error));
+                return Err(crate::errors::to_py(error, state.reader.path()));
             }
             let (false, Some(offset)) = (state.done, state.offset) else {
                 return Ok(None);
             };
             if let Err(e) = py.detach(|| state.reader.refresh()) {
                 state.done = true;
-                return Err(crate::errors::to_py(e));
+                return Err(crate::errors::to_py(e, state.reader.path()));
             }
             let reader = &state.reader;
             let (previous, until) = (state.previous, state.until);
             let (events, failed, ended) = match &mut state.wait {
                 None => py.detach(|| read_batch(reader, offset, previous, until)),
                 Some(wait) => {
-                    let first = wait.next(py, |slice| {
+                    let first = wait.next(py, reader.path(), |slice| {
                         let mut follow = reader.follow(offset)?;
                         match follow.next_timeout(slice)? {
                             Some(_) => Ok(Some(false)),

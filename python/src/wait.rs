@@ -1,6 +1,7 @@
 //! Waiting for new events with the GIL released, in slices short enough that Ctrl-C
 //! (`KeyboardInterrupt`) and other signals are seen within a tenth of a second.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -25,13 +26,14 @@ impl Wait {
     }
 
     /// The next event from `next(slice)` (which waits up to `slice` for one), or `None`
-    /// once the timeout passed without one.
+    /// once the timeout passed without one. Errors name `file`, the stream or log read.
     ///
     /// # Errors
     /// The store's error, or the exception a signal handler raised.
     pub fn next<T: Send>(
         &mut self,
         py: Python<'_>,
+        file: &Path,
         mut next: impl FnMut(Duration) -> evstream::Result<Option<T>> + Send,
     ) -> PyResult<Option<T>> {
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
@@ -40,7 +42,7 @@ impl Wait {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
                 None => SLICE,
             };
-            if let Some(event) = py.detach(|| next(slice)).py_err()? {
+            if let Some(event) = py.detach(|| next(slice)).py_err(file)? {
                 return Ok(Some(event));
             }
             py.check_signals()?;

@@ -145,7 +145,10 @@ def test_out_of_order_timestamps_raise_with_both_values(tmp_path):
         with pytest.raises(evstream.OutOfOrder) as caught:
             writer.append(9, b"b")
     assert (caught.value.previous, caught.value.got) == (10, 9)
-    assert str(caught.value) == "timestamp 9 is lower than the previous event's 10"
+    assert str(caught.value).endswith(
+        ": timestamp 1970-01-01T00:00:00.000000009Z (9) is earlier than the last event's "
+        "1970-01-01T00:00:00.000000010Z (10); timestamps in a stream never decrease"
+    )
     assert isinstance(caught.value, evstream.Error)
 
 

@@ -19,5 +19,5 @@ def test_the_readme_example_runs(tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode().splitlines()
     assert out[-1] == "2"
-    assert "README.md is not an evstream stream" in out[-2]
+    assert "README.md is not a stream file: " in out[-2]
     assert (tmp_path / "README.md").read_text() == text
