@@ -417,10 +417,12 @@ impl Appender<'_> {
         }
         let available = self.writer.available();
         if needed > available {
-            let events = match payloads.len() {
-                1 => "the event needs".to_owned(),
-                n => format!("the {n} events need"),
-            };
+            if let [_] = payloads {
+                let full = evstream::Error::Full { needed, available };
+                return Err(Failure::stream(self.path, &full));
+            }
+            // The library's sentence, for the whole batch (all or none).
+            let events = format!("the {} events need", payloads.len());
             return Err(Failure::data(format!(
                 "{} is full: {events} {} and {} are free; start a new stream",
                 self.path.display(),
