@@ -110,6 +110,11 @@ impl Filter {
 
 /// Prints the events the arguments select.
 pub fn run(args: Args, zone: Zone) -> Result<(), Failure> {
+    if crate::archive::is_archive(&args.file) {
+        let filter = Filter::new(args.since, args.until, args.lines, &zone)?;
+        let layout = Layout::new(args.format, args.template);
+        return crate::archive::cat(&args.file, layout, filter, zone);
+    }
     let mut source = Source::open(&args.file)?;
     if let Some(name) = args.cursor {
         source = source.with_cursor(name)?;

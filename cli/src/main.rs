@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod append;
+mod archive;
 mod bench;
 mod cat;
 mod create;
@@ -103,6 +104,12 @@ enum Command {
     /// Append a NATS JetStream stream's messages to a log or stream file, exactly once
     #[command(after_help = pull::EXAMPLES)]
     Pull(pull::Args),
+    /// Upload a log's sealed segments to S3-compatible object storage, each once, verified
+    #[command(after_help = archive::EXAMPLES)]
+    Archive(archive::Args),
+    /// Rebuild a local log from an archive in S3-compatible object storage
+    #[command(after_help = archive::RESTORE_EXAMPLES)]
+    Restore(archive::RestoreArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = generate::COMPLETION_EXAMPLES)]
     Completions(generate::CompletionArgs),
@@ -158,6 +165,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Ship(args) => ship::run(args),
         Command::Pull(args) => pull::run(args),
+        Command::Archive(args) => archive::run(args),
+        Command::Restore(args) => archive::restore(args, &zone),
         Command::Completions(args) => generate::completions(&args),
         Command::Man(args) => generate::man(&args),
         Command::BenchFollower(args) => bench::run_follower(&args),

@@ -72,6 +72,9 @@ impl Stat {
 /// Reads the header and walks the event headers, then prints.
 pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let path = args.file.as_path();
+    if crate::archive::is_archive(path) {
+        return crate::archive::stat(path, args.json, zone);
+    }
     if path.is_dir() {
         return crate::logcmd::stat(path, args.json, zone);
     }

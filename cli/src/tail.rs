@@ -52,6 +52,11 @@ pub struct Args {
 
 /// Prints the last `count` events, then follows if asked.
 pub fn run(args: Args, zone: Zone) -> Result<(), Failure> {
+    if crate::archive::is_archive(&args.file) {
+        let filter = Filter::new(args.since, None, None, &zone)?;
+        let layout = Layout::new(args.format, args.template);
+        return crate::archive::tail(&args.file, layout, args.count, filter, zone);
+    }
     let source = Source::open(&args.file)?;
     let filter = Filter::new(args.since, None, None, &zone)?;
     let mut printer = Printer::stdout(Layout::new(args.format, args.template), zone)?;

@@ -35,6 +35,9 @@ pub struct Args {
 /// Scans every event; exit status 1 on the first bad one or a wrong event count.
 pub fn run(args: Args) -> Result<(), Failure> {
     let path = args.file.as_path();
+    if crate::archive::is_archive(path) {
+        return crate::archive::verify(path);
+    }
     if path.is_dir() {
         return crate::logcmd::verify(path);
     }

@@ -1,0 +1,101 @@
+//! The archive's errors.
+
+use std::path::PathBuf;
+
+/// Why an archive operation failed.
+///
+/// Every variant names what it is about (the URL, the object key, the log) so that one
+/// line of it tells a user what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The archive URL is not `s3://BUCKET[/PREFIX]`.
+    #[error("{url}: not an archive URL ({reason}); expected s3://BUCKET/PREFIX")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The connection settings (endpoint, region, credentials, profile files) are unusable.
+    #[error("archive settings: {reason}")]
+    Settings {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The object store could not be reached (refused, timed out, name not resolved).
+    #[error("{endpoint}: the object store cannot be reached")]
+    Unreachable {
+        /// The endpoint tried.
+        endpoint: String,
+        /// The client's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The store refused the credentials or the request (HTTP 401 or 403).
+    #[error(
+        "s3://{bucket}: access denied (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile)"
+    )]
+    Denied {
+        /// The bucket.
+        bucket: String,
+        /// The client's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A request about one object failed.
+    #[error("{key}: {op} failed")]
+    Store {
+        /// What was being done: `upload`, `read`, `list`, `delete`.
+        op: &'static str,
+        /// The object key (or the prefix, for a listing).
+        key: String,
+        /// The client's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// An object of the archive is damaged: truncated, changed, or not an archive object.
+    #[error("{key}: damaged archive object at byte {offset}: {reason}")]
+    Corrupt {
+        /// The object key.
+        key: String,
+        /// Where in the object the damage was found.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An upload did not arrive as sent: the store's checksum of the object differs from
+    /// the segment's.
+    #[error("{key}: the uploaded object does not match the segment (sent {sent}, stored {stored})")]
+    UploadMismatch {
+        /// The object key.
+        key: String,
+        /// The digest of what was sent.
+        sent: String,
+        /// The digest the store reports.
+        stored: String,
+    },
+    /// A local log operation failed.
+    #[error(transparent)]
+    Log(#[from] evstream::Error),
+    /// A local file operation failed (restore's output).
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Restore refused an output that already exists.
+    #[error("{path}: already exists; restore writes a new log")]
+    Exists {
+        /// The output path.
+        path: PathBuf,
+    },
+}
+
+/// The archive's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
