@@ -120,7 +120,8 @@ pub fn is_archive(file: &Path) -> bool {
 fn failure(e: &Error) -> Failure {
     match e {
         Error::Url { .. } => Failure::usage(e.to_string()),
-        _ => Failure::data(error_chain(e)),
+        // A store's XML error body spans lines: the failure is one line.
+        _ => Failure::data(error_chain(e).replace(['\n', '\r'], " ")),
     }
 }
 

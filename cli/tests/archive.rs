@@ -1,0 +1,376 @@
+//! `evstream archive`, `restore`, and `cat`/`tail`/`stat`/`verify` of an `s3://` archive,
+//! against a real S3-compatible server (SeaweedFS) on loopback, with its faults: the
+//! server down, stopped and restarted mid-upload, the archiver killed, objects damaged in
+//! the bucket, wrong credentials.
+
+mod archive_support;
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use archive_support::{KEY, SECRET, Weed, weed};
+use evstream::{LogOptions, LogReader, LogWriter};
+use support::{Run, evstream, run_command, s};
+
+/// Timestamps of event `i`: one millisecond apart from a fixed start.
+const T0: i64 = 1_700_000_000_000_000_000;
+
+fn at(i: u64) -> i64 {
+    T0 + i as i64 * 1_000_000
+}
+
+fn payload(i: u64) -> String {
+    format!("event-{i:08}-{}", "x".repeat((i % 50) as usize))
+}
+
+/// A log of `count` events in segments of 256 KiB (so many segments, all sealed but the
+/// newest), with the given options.
+fn log_with(dir: &Path, count: u64, options: LogOptions) -> LogWriter {
+    let mut log = LogWriter::create(dir, options.segment_size(256 << 10)).unwrap();
+    for i in 0..count {
+        log.append(at(i), payload(i).as_bytes()).unwrap();
+    }
+    log.flush().unwrap();
+    log
+}
+
+/// `evstream ARGS` against the server, with the right credentials.
+fn ev(weed: &Weed, args: &[&str]) -> Run {
+    ev_as(weed, KEY, SECRET, args)
+}
+
+fn ev_as(weed: &Weed, key: &str, secret: &str, args: &[&str]) -> Run {
+    run_command(command(&weed.endpoint(), key, secret), args, None)
+}
+
+fn command(endpoint: &str, key: &str, secret: &str) -> Command {
+    let mut command = evstream();
+    command
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("HOME", "/nonexistent");
+    command
+}
+
+/// The payloads `cat` prints (text format: time, then payload).
+fn payloads(run: &Run) -> Vec<String> {
+    run.lines()
+        .iter()
+        .map(|l| {
+            l.split_once(' ')
+                .map(|(_, p)| p.to_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn an_archived_log_reads_back_by_time_and_restores() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    // Local retention would keep a single segment; the archive's cursor holds the rest.
+    let mut log = log_with(&log_dir, 0, LogOptions::default().retain_segments(Some(1)));
+    let url = "s3://events/app";
+    ev(&weed, &["archive", s(&log_dir), "--to", url])
+        .ok()
+        .lines();
+    let count = 40_000u64;
+    for i in 0..count {
+        log.append(at(i), payload(i).as_bytes()).unwrap();
+    }
+    log.flush().unwrap();
+    // Nothing archived yet beyond the first segment: retention deleted nothing else.
+    let reader = LogReader::open(&log_dir).unwrap();
+    let before = reader.segment_files().unwrap();
+    assert!(before.len() > 5, "{before:?}");
+    assert_eq!(
+        log.enforce_retention().unwrap().len(),
+        0,
+        "the cursor holds every unarchived segment"
+    );
+
+    let run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let sealed = (before.len() - 1) as u64;
+    assert!(
+        run.out()
+            .contains(&format!("{sealed} segments archived now")),
+        "{run:?}"
+    );
+    // Each segment once: one segment object and one index each.
+    let names = weed.list("events", "app");
+    assert_eq!(names.len() as u64, 2 * sealed, "{names:?}");
+    // Archived segments may now go.
+    assert_eq!(log.enforce_retention().unwrap().len() as u64, sealed);
+    // Running again uploads nothing.
+    let again = ev(&weed, &["archive", s(&log_dir), "--to", url]);
+    assert!(again.out().contains("0 segments archived now"), "{again:?}");
+    assert_eq!(weed.list("events", "app"), names);
+
+    // The archived events: all sealed ones, in order, with the log's positions.
+    let archived: Vec<(u64, String)> = {
+        let all = ev(&weed, &["cat", url]).ok();
+        payloads(&all)
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64, p))
+            .collect()
+    };
+    let n = archived.len() as u64;
+    assert!(n > 30_000, "{n}");
+    for (i, p) in &archived {
+        assert_eq!(p, &payload(*i));
+    }
+    // By time: --since is inclusive, --until exclusive, -n limits.
+    let since = format!("{}ns", at(12_345));
+    let until = format!("{}ns", at(12_350));
+    let run = ev(&weed, &["cat", url, "--since", &since, "--until", &until]).ok();
+    assert_eq!(
+        payloads(&run),
+        (12_345..12_350).map(payload).collect::<Vec<_>>()
+    );
+    let run = ev(
+        &weed,
+        &[
+            "cat", url, "--since", &since, "-n", "3", "--format", "jsonl",
+        ],
+    )
+    .ok();
+    assert_eq!(run.lines().len(), 3);
+    assert!(run.lines()[0].contains("\"position\":\""), "{run:?}");
+    let run = ev(&weed, &["tail", url, "-n", "4"]).ok();
+    assert_eq!(payloads(&run), (n - 4..n).map(payload).collect::<Vec<_>>());
+    let run = ev(&weed, &["stat", url]).ok();
+    assert!(run.out().contains(&format!("events:    {n}")), "{run:?}");
+    let run = ev(&weed, &["verify", url]).ok();
+    assert!(
+        run.out()
+            .contains(&format!("OK, {sealed} segments, {n} events")),
+        "{run:?}"
+    );
+
+    // Restore: a new log with the same events from --since on.
+    let copy = dir.path().join("copy");
+    let run = ev(
+        &weed,
+        &["restore", url, "--to", s(&copy), "--since", &since],
+    )
+    .ok();
+    assert!(
+        run.out()
+            .contains(&format!("restored {} events", n - 12_345)),
+        "{run:?}"
+    );
+    let restored: Vec<(i64, Vec<u8>)> = LogReader::open(&copy)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.timestamp(), e.payload().to_vec())
+        })
+        .collect();
+    assert_eq!(restored.len() as u64, n - 12_345);
+    assert_eq!(restored[0], (at(12_345), payload(12_345).into_bytes()));
+    ev(&weed, &["restore", url, "--to", s(&copy)]).fails(1, &["already exists"]);
+
+    // Wrong credentials: one clear error.
+    ev_as(&weed, KEY, "wrong-secret", &["cat", url]).fails(1, &["access denied"]);
+    ev_as(
+        &weed,
+        "nobody",
+        SECRET,
+        &["archive", s(&log_dir), "--to", url],
+    )
+    .fails(1, &["access denied"]);
+
+    // A damaged object: verify and cat name it, the other objects still read.
+    let segments: Vec<&String> = names.iter().filter(|n| n.ends_with(".evs")).collect();
+    let victim = segments[1].clone();
+    let truncated = segments[3].clone();
+    let mut bytes = weed.get("events", &format!("app/{victim}"));
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    weed.put("events", &format!("app/{victim}"), &bytes);
+    let bytes = weed.get("events", &format!("app/{truncated}"));
+    weed.put(
+        "events",
+        &format!("app/{truncated}"),
+        &bytes[..bytes.len() - 100],
+    );
+    let run = ev(&weed, &["verify", url]);
+    run_fails_naming(&run, &[&victim, &truncated]);
+    let run = ev(&weed, &["cat", url]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&victim) && run.stderr.contains(&truncated),
+        "{run:?}"
+    );
+    let read = payloads(&run);
+    assert!(read.len() as u64 > n / 2, "the intact segments still read");
+    assert_eq!(read.last(), Some(&payload(n - 1)));
+    // Reading by time in an intact segment is unaffected.
+    ev(
+        &weed,
+        &[
+            "cat",
+            url,
+            "--since",
+            &format!("{}ns", at(n - 10)),
+            "-n",
+            "2",
+        ],
+    )
+    .ok();
+}
+
+fn run_fails_naming(run: &Run, keys: &[&str]) {
+    assert_eq!(run.code, 1, "{run:?}");
+    for key in keys {
+        assert!(run.stderr.contains(key), "{key} not named: {run:?}");
+    }
+}
+
+#[test]
+fn a_store_that_is_down_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 20_000, LogOptions::default()));
+    let port = archive_support::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let run = run_command(
+        command(&endpoint, KEY, SECRET),
+        &["archive", s(&log_dir), "--to", "s3://events/app"],
+        None,
+    );
+    run.fails(1, &["cannot be reached", &endpoint]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing was recorded as archived.
+    assert_eq!(
+        LogReader::open(&log_dir)
+            .unwrap()
+            .cursor("archive")
+            .unwrap(),
+        None
+    );
+    let run = run_command(
+        command(&endpoint, KEY, SECRET),
+        &["cat", "s3://events/app"],
+        None,
+    );
+    run.fails(1, &["cannot be reached"]);
+}
+
+#[test]
+fn a_killed_archiver_and_a_restarted_store_lose_and_duplicate_nothing() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    let count = 60_000u64;
+    drop(log_with(&log_dir, count, LogOptions::default()));
+    let url = "s3://events/app";
+    let segments = LogReader::open(&log_dir)
+        .unwrap()
+        .segment_files()
+        .unwrap()
+        .len() as u64;
+    let sealed = segments - 1;
+
+    // 20 kills at pseudo-random points.
+    let mut seed = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let delay = Duration::from_millis(20 + (seed >> 33) % 150);
+        let mut child = command(&weed.endpoint(), KEY, SECRET)
+            .args(["archive", s(&log_dir), "--to", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let final_run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
+    assert!(
+        final_run.out().contains("0 segments archived now"),
+        "{final_run:?}"
+    );
+    let names = weed.list("events", "app");
+    assert_eq!(
+        names.len() as u64,
+        2 * sealed,
+        "one segment object and one index each: {names:?}"
+    );
+    ev(&weed, &["verify", url]).ok();
+    let all = ev(&weed, &["cat", url]).ok();
+    let read = payloads(&all);
+    let expected: Vec<String> = (0..read.len() as u64).map(payload).collect();
+    assert_eq!(read, expected);
+    let reader = LogReader::open(&log_dir).unwrap();
+    assert_eq!(
+        reader.cursor("archive").unwrap().map(|p| p.segment()),
+        Some(sealed)
+    );
+}
+
+#[test]
+fn a_store_restarted_mid_upload_is_resumed() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 200_000, LogOptions::default()));
+    let sealed = LogReader::open(&log_dir)
+        .unwrap()
+        .segment_files()
+        .unwrap()
+        .len() as u64
+        - 1;
+    let url = "s3://events/app";
+    let mut child = command(&weed.endpoint(), KEY, SECRET)
+        .args(["archive", s(&log_dir), "--to", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Down after the first upload, for two seconds.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.contains("archived segment 0"), "{first}");
+    weed.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    weed.restart();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    let names = weed.list("events", "app");
+    assert_eq!(names.len() as u64, 2 * sealed, "{names:?}");
+    ev(&weed, &["verify", url]).ok();
+    let read = payloads(&ev(&weed, &["cat", url]).ok());
+    assert_eq!(
+        read,
+        (0..read.len() as u64).map(payload).collect::<Vec<_>>()
+    );
+}
