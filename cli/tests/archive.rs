@@ -3,6 +3,8 @@
 //! server down, stopped and restarted mid-upload, the archiver killed, objects damaged in
 //! the bucket, wrong credentials.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
 mod archive_support;
 mod support;
 
@@ -277,7 +279,7 @@ fn a_store_that_is_down_is_one_clear_error() {
 fn a_killed_archiver_and_a_restarted_store_lose_and_duplicate_nothing() {
     let Some(binary) = weed() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut weed = Weed::start(&binary, dir.path());
+    let weed = Weed::start(&binary, dir.path());
     weed.bucket("events");
     let log_dir = dir.path().join("app");
     let count = 60_000u64;
