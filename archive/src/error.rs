@@ -24,19 +24,32 @@ pub enum Error {
         reason: String,
     },
     /// The object store could not be reached (refused, timed out, name not resolved).
-    #[error("{endpoint}: the object store cannot be reached")]
+    #[error("{endpoint}: the object store cannot be reached ({reason})")]
     Unreachable {
         /// The endpoint tried.
         endpoint: String,
+        /// The innermost cause, such as `Connection refused (os error 111)`.
+        reason: String,
         /// The client's error.
         #[source]
         source: object_store::Error,
     },
     /// The store refused the credentials or the request (HTTP 401 or 403).
     #[error(
-        "s3://{bucket}: access denied (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile)"
+        "s3://{bucket}: access denied ({code}; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile)"
     )]
     Denied {
+        /// The bucket.
+        bucket: String,
+        /// The store's error code, such as `SignatureDoesNotMatch` or `InvalidAccessKeyId`.
+        code: String,
+        /// The client's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The bucket does not exist.
+    #[error("s3://{bucket}: no such bucket")]
+    NoBucket {
         /// The bucket.
         bucket: String,
         /// The client's error.

@@ -243,23 +243,37 @@ pub(crate) fn classify(
     key: &str,
     e: object_store::Error,
 ) -> Error {
+    let text = chain(&e);
+    let code = s3_code(&text);
+    let bucket = location.bucket().to_owned();
+    let denied_code = [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+    ]
+    .into_iter()
+    .find(|c| code.as_deref() == Some(*c));
     match e {
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => Error::Denied {
-            bucket: location.bucket().to_owned(),
+            bucket,
+            code: code.unwrap_or_else(|| "HTTP 401/403".to_owned()),
             source: e,
         },
-        e if unreachable(&e) => Error::Unreachable {
+        e if denied_code.is_some() || text.contains("403 Forbidden") => Error::Denied {
+            bucket,
+            code: code.unwrap_or_else(|| "HTTP 403".to_owned()),
+            source: e,
+        },
+        e if code.as_deref() == Some("NoSuchBucket") => Error::NoBucket { bucket, source: e },
+        e if code.is_none() && unreachable(&text) => Error::Unreachable {
             endpoint: endpoint.to_owned(),
-            source: e,
-        },
-        e if denied(&e) => Error::Denied {
-            bucket: location.bucket().to_owned(),
+            reason: innermost(&e),
             source: e,
         },
         e => Error::Store {
             op,
-            key: format!("s3://{}/{key}", location.bucket()),
+            key: format!("s3://{bucket}/{key}"),
             source: e,
         },
     }
@@ -277,8 +291,27 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn unreachable(e: &object_store::Error) -> bool {
-    let text = chain(e).to_ascii_lowercase();
+/// The last cause of an error's chain.
+fn innermost(e: &dyn std::error::Error) -> String {
+    let mut last = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    last
+}
+
+/// The `<Code>` of an S3 error body quoted in an error's text.
+fn s3_code(text: &str) -> Option<String> {
+    let start = text.find("<Code>")? + "<Code>".len();
+    let rest = text.get(start..)?;
+    let end = rest.find("</Code>")?;
+    rest.get(..end).map(str::to_owned)
+}
+
+fn unreachable(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
     [
         "connection refused",
         "error sending request",
@@ -288,19 +321,7 @@ fn unreachable(e: &object_store::Error) -> bool {
     ]
     .iter()
     .any(|needle| text.contains(needle))
-        && !text.contains("status")
-}
-
-fn denied(e: &object_store::Error) -> bool {
-    let text = chain(e);
-    [
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "AccessDenied",
-        "403 Forbidden",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
+        && !text.contains("status code")
 }
 
 /// The settings of one profile of `~/.aws/credentials` and `~/.aws/config`.

@@ -226,7 +226,7 @@ async fn pass(
         };
         if !segment.is_sealed() {
             // The newest segment, or one the writer has not sealed yet: later.
-            return Ok(());
+            break;
         }
         let done = present.get(&seq).is_some_and(|p| p.index.is_some());
         if done {
@@ -244,7 +244,7 @@ async fn pass(
         log.commit_cursor(&options.cursor, next)?;
         retain(archive, options, present, report, progress).await?;
     }
-    Ok(())
+    retain(archive, options, present, report, progress).await
 }
 
 /// The segment's first-event index, from its file name.

@@ -120,6 +120,10 @@ pub fn is_archive(file: &Path) -> bool {
 fn failure(e: &Error) -> Failure {
     match e {
         Error::Url { .. } => Failure::usage(e.to_string()),
+        // These say all a user needs; their causes are the client's internals.
+        Error::Unreachable { .. } | Error::Denied { .. } | Error::NoBucket { .. } => {
+            Failure::data(e.to_string())
+        }
         // A store's XML error body spans lines: the failure is one line.
         _ => Failure::data(error_chain(e).replace(['\n', '\r'], " ")),
     }

@@ -376,3 +376,115 @@ fn a_store_restarted_mid_upload_is_resumed() {
         (0..read.len() as u64).map(payload).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn following_archives_segments_as_they_seal_and_archive_retention_deletes_old_ones() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    let mut log = log_with(&log_dir, 1_000, LogOptions::default());
+    // Credentials and endpoint from the profile files only.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!("[other]\naws_access_key_id = nobody\n\n[archiver]\naws_access_key_id = {KEY}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!(
+            "[profile archiver]\nregion = us-east-1\nendpoint_url = {}\n",
+            weed.endpoint()
+        ),
+    )
+    .unwrap();
+    let mut archiver = evstream()
+        .args([
+            "archive",
+            s(&log_dir),
+            "--to",
+            "s3://events/follow",
+            "--follow",
+        ])
+        .env("HOME", &home)
+        .env("AWS_PROFILE", "archiver")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut appended = 1_000u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sealed = 0;
+    while sealed < 6 || weed.list("events", "follow").len() < 2 * sealed {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            weed.list("events", "follow")
+        );
+        for i in appended..appended + 2_000 {
+            log.append(at(i), payload(i).as_bytes()).unwrap();
+        }
+        appended += 2_000;
+        log.flush().unwrap();
+        sealed = LogReader::open(&log_dir)
+            .unwrap()
+            .segment_files()
+            .unwrap()
+            .len()
+            - 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    archiver.kill().unwrap();
+    archiver.wait().unwrap();
+    let read = payloads(&ev(&weed, &["cat", "s3://events/follow"]).ok());
+    assert!(read.len() > 10_000);
+    assert_eq!(
+        read,
+        (0..read.len() as u64).map(payload).collect::<Vec<_>>()
+    );
+
+    // Archive-side retention by size: whole old segments go, oldest first, never the newest.
+    let run = ev(
+        &weed,
+        &[
+            "archive",
+            s(&log_dir),
+            "--to",
+            "s3://events/follow",
+            "--retain-size",
+            "600KiB",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let names = weed.list("events", "follow");
+    let sizes: Vec<&String> = names.iter().filter(|n| n.ends_with(".evs")).collect();
+    assert_eq!(sizes.len(), 2, "{names:?}");
+    assert_eq!(names.len(), 4, "each deleted with its index: {names:?}");
+    let rest = payloads(&ev(&weed, &["cat", "s3://events/follow"]).ok());
+    assert_eq!(
+        rest.last(),
+        read.last()
+            .filter(|_| rest.len() < read.len())
+            .or(rest.last())
+    );
+    // By age: every segment is years old; the newest stays.
+    let run = ev(
+        &weed,
+        &[
+            "archive",
+            s(&log_dir),
+            "--to",
+            "s3://events/follow",
+            "--retain-age",
+            "1d",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(weed.list("events", "follow").len(), 2);
+}
