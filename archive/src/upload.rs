@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -202,38 +202,56 @@ async fn pass(
             first
         }
     };
-    for (seq, path) in segments {
-        if seq < from {
-            continue;
-        }
+    let candidates: Vec<(u64, PathBuf)> = segments
+        .into_iter()
+        .filter(|(seq, _)| *seq >= from)
+        .collect();
+    let archived = |present: &BTreeMap<u64, Present>, seq: u64, path: &Path| {
+        // Archived only if the index there is this segment's (same first event).
+        present
+            .get(&seq)
+            .and_then(|p| p.index.as_ref())
+            .and_then(|(key, _)| key.filename().and_then(layout::parse_name))
+            .is_some_and(|name| matches!(name, Name::Index { base, .. } if base == base_of(path)))
+    };
+    // While one segment travels, the next is read and checked.
+    let mut ahead: Option<(u64, tokio::task::JoinHandle<Result<Prep>>)> = None;
+    for (at, (seq, path)) in candidates.iter().enumerate() {
+        let seq = *seq;
         if options
             .stop
             .as_ref()
             .is_some_and(|s| s.load(Ordering::Relaxed))
         {
-            return Ok(());
-        }
-        let segment = match StreamReader::open(&path) {
-            Ok(segment) => segment,
-            // Deleted by the log's retention since the listing (a log that retains
-            // past cursors): nothing to archive.
-            Err(evstream::Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if !segment.is_sealed() {
-            // The newest segment, or one the writer has not sealed yet: later.
             break;
         }
-        let done = present.get(&seq).is_some_and(|p| p.index.is_some());
-        if done {
+        if archived(present, seq, path) {
             report.already += 1;
             progress(&Progress::AlreadyArchived { seq });
         } else {
-            let (entry, bytes) = upload(archive, &path, seq, &segment).await?;
+            let handle = match ahead.take() {
+                Some((ready, handle)) if ready == seq => handle,
+                _ => prepare_in_background(seq, path.clone()),
+            };
+            let prepared = handle.await.map_err(|e| Error::Io {
+                op: "read",
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })??;
+            let prepared = match prepared {
+                Prep::Ready(prepared) => prepared,
+                // Deleted by the log's retention since the listing (a log that retains
+                // past cursors): nothing to archive.
+                Prep::Gone => continue,
+                // The newest segment, or one the writer has not sealed yet: later.
+                Prep::NotSealed => break,
+            };
+            if let Some((next, next_path)) = candidates.get(at + 1)
+                && !archived(present, *next, next_path)
+            {
+                ahead = Some((*next, prepare_in_background(*next, next_path.clone())));
+            }
+            let (entry, bytes) = upload(archive, prepared).await?;
             present.insert(seq, entry);
             report.uploaded += 1;
             report.bytes += bytes;
@@ -247,6 +265,68 @@ async fn pass(
     retain(archive, options, present, report, progress).await
 }
 
+/// A segment read and checked, ready to upload.
+#[derive(Debug)]
+struct Prepared {
+    index: SegmentIndex,
+    bytes: Bytes,
+}
+
+#[derive(Debug)]
+enum Prep {
+    Ready(Prepared),
+    NotSealed,
+    Gone,
+}
+
+fn prepare_in_background(seq: u64, path: PathBuf) -> tokio::task::JoinHandle<Result<Prep>> {
+    tokio::task::spawn_blocking(move || prepare(seq, path))
+}
+
+/// Reads segment `seq`, if sealed: every event verified (checksums and order) into the
+/// index, the bytes up to the write offset, their CRC-32.
+fn prepare(seq: u64, path: PathBuf) -> Result<Prep> {
+    let segment = match StreamReader::open(&path) {
+        Ok(segment) => segment,
+        Err(evstream::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(Prep::Gone);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !segment.is_sealed() {
+        return Ok(Prep::NotSealed);
+    }
+    let mut index = SegmentIndex::new(seq, base_of(&path), segment.capacity());
+    for event in segment.iter() {
+        let event = event?;
+        index.note(event.offset(), event.next_offset(), event.timestamp());
+    }
+    let len = segment.write_offset();
+    if index.len != len {
+        return Err(Error::Io {
+            op: "archive",
+            path,
+            source: std::io::Error::other("the segment's events do not reach its write offset"),
+        });
+    }
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    if let Err(e) = std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut bytes)) {
+        return Err(Error::Io {
+            op: "read",
+            path,
+            source: e,
+        });
+    }
+    // A sealed segment's bytes never change: these are the events just verified.
+    index.crc = crc32fast::hash(&bytes);
+    Ok(Prep::Ready(Prepared {
+        index,
+        bytes: Bytes::from(bytes),
+    }))
+}
+
 /// The segment's first-event index, from its file name.
 fn base_of(path: &Path) -> u64 {
     path.file_name()
@@ -257,40 +337,12 @@ fn base_of(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Uploads segment `seq` and its index, each verified.
-async fn upload(
-    archive: &Archive,
-    path: &Path,
-    seq: u64,
-    segment: &StreamReader,
-) -> Result<(Present, u64)> {
-    let base = base_of(path);
-    let mut index = SegmentIndex::new(seq, base, segment.capacity());
-    for event in segment.iter() {
-        let event = event?;
-        index.note(event.offset(), event.next_offset(), event.timestamp());
-    }
-    let len = segment.write_offset();
-    if index.len != len {
-        return Err(Error::Io {
-            op: "archive",
-            path: path.to_owned(),
-            source: std::io::Error::other("the segment's events do not reach its write offset"),
-        });
-    }
-    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| Error::Io {
-            op: "read",
-            path: path.to_owned(),
-            source: e,
-        })?;
-    // The file's header may have been read while the bytes changed nothing: events of a
-    // sealed segment never change, and the events just verified are these bytes.
-    index.crc = crc32fast::hash(&bytes);
+/// Uploads a prepared segment and its index, each verified.
+async fn upload(archive: &Archive, prepared: Prepared) -> Result<(Present, u64)> {
+    let Prepared { index, bytes } = prepared;
+    let (seq, base, len) = (index.seq, index.base, index.len);
     let key = archive.location.key(&layout::segment_name(seq, base));
-    put_verified(archive, &key, Bytes::from(bytes), index.crc).await?;
+    put_verified(archive, &key, bytes, index.crc).await?;
     let index_key = archive.location.key(&layout::index_name(
         seq,
         base,
@@ -311,16 +363,27 @@ async fn upload(
 
 /// Puts `bytes` at `key` and checks that the store holds them.
 async fn put_verified(archive: &Archive, key: &Key, bytes: Bytes, crc: u32) -> Result<()> {
-    let sent: String = Md5::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    // The digest is computed while the bytes travel.
+    let digest = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || {
+            Md5::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        })
+    };
     archive.count();
     let result = archive
         .store
         .put(key, PutPayload::from_bytes(bytes))
         .await
         .map_err(|e| archive.error("upload", key, e))?;
+    let sent = digest.await.map_err(|e| Error::Io {
+        op: "compute the MD5 of",
+        path: key.as_ref().into(),
+        source: std::io::Error::other(e),
+    })?;
     let etag = result
         .e_tag
         .as_deref()
