@@ -137,6 +137,8 @@ pub struct Archive {
     pub(crate) location: Location,
     pub(crate) endpoint: String,
     pub(crate) requests: Arc<AtomicU64>,
+    /// How long an upload that fails for a passing reason is tried again.
+    pub(crate) retry_for: Duration,
 }
 
 impl Archive {
@@ -212,6 +214,7 @@ impl Archive {
             location,
             endpoint: endpoint.unwrap_or_else(|| format!("s3.{region}.amazonaws.com")),
             requests: Arc::new(AtomicU64::new(0)),
+            retry_for: settings.retry_for,
         })
     }
 

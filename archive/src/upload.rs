@@ -251,7 +251,7 @@ async fn pass(
             {
                 ahead = Some((*next, prepare_in_background(*next, next_path.clone())));
             }
-            let (entry, bytes) = upload(archive, prepared).await?;
+            let (entry, bytes) = upload_retrying(archive, &prepared, progress).await?;
             present.insert(seq, entry);
             report.uploaded += 1;
             report.bytes += bytes;
@@ -337,9 +337,40 @@ fn base_of(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// [`upload`], tried again for [`Settings::retry_for`](crate::Settings::retry_for) when
+/// it fails for a reason that may pass (the store unreachable, a server error, a
+/// connection cut in the middle of a request, an upload that did not arrive as sent).
+/// The objects' names are fixed by the segment, so a repeated upload replaces them with
+/// the same bytes.
+async fn upload_retrying(
+    archive: &Archive,
+    prepared: &Prepared,
+    progress: &mut impl FnMut(&Progress),
+) -> Result<(Present, u64)> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match upload(archive, prepared).await {
+            Ok(done) => return Ok(done),
+            Err(
+                e
+                @ (Error::Unreachable { .. } | Error::Store { .. } | Error::UploadMismatch { .. }),
+            ) if started.elapsed() < archive.retry_for => {
+                progress(&Progress::Retrying {
+                    error: crate::error_chain(&e),
+                });
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Uploads a prepared segment and its index, each verified.
-async fn upload(archive: &Archive, prepared: Prepared) -> Result<(Present, u64)> {
-    let Prepared { index, bytes } = prepared;
+async fn upload(archive: &Archive, prepared: &Prepared) -> Result<(Present, u64)> {
+    let index = &prepared.index;
+    let bytes = prepared.bytes.clone();
     let (seq, base, len) = (index.seq, index.base, index.len);
     let key = archive.location.key(&layout::segment_name(seq, base));
     put_verified(archive, &key, bytes, index.crc).await?;

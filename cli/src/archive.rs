@@ -174,7 +174,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 "deleted archived segment {seq} (archive retention)"
             ));
         }
-        Progress::Retrying { error } => crate::failure::note(&format!("{error}; trying again")),
+        Progress::Retrying { error } => crate::failure::note(&format!(
+            "{}; trying again",
+            error.replace(['\n', '\r'], " ")
+        )),
         _ => {}
     })
     .map_err(|e| match &e {
