@@ -88,6 +88,17 @@ pub enum Error {
         /// The digest the store reports.
         stored: String,
     },
+    /// The archive holds, under a segment's sequence number, a segment that is not the
+    /// local one: the prefix archives another log. Nothing is uploaded over it.
+    #[error(
+        "{key}: the archive holds another log's segment where {path} would go; archive each log under its own prefix"
+    )]
+    Foreign {
+        /// The archive's index object.
+        key: String,
+        /// The local segment.
+        path: PathBuf,
+    },
     /// A local log operation failed.
     #[error(transparent)]
     Log(#[from] evstream::Error),

@@ -147,7 +147,7 @@ pub fn archive_log(
         ));
         match result {
             Ok(()) => {}
-            Err(e) if options.follow && !matches!(e, Error::Log(_)) => {
+            Err(e) if options.follow && !matches!(e, Error::Log(_) | Error::Foreign { .. }) => {
                 progress(&Progress::Retrying {
                     error: crate::error_chain(&e),
                 });
@@ -206,13 +206,8 @@ async fn pass(
         .into_iter()
         .filter(|(seq, _)| *seq >= from)
         .collect();
-    let archived = |present: &BTreeMap<u64, Present>, seq: u64, path: &Path| {
-        // Archived only if the index there is this segment's (same first event).
-        present
-            .get(&seq)
-            .and_then(|p| p.index.as_ref())
-            .and_then(|(key, _)| key.filename().and_then(layout::parse_name))
-            .is_some_and(|name| matches!(name, Name::Index { base, .. } if base == base_of(path)))
+    let archived = |present: &BTreeMap<u64, Present>, seq: u64| {
+        present.get(&seq).is_some_and(|p| p.index.is_some())
     };
     // While one segment travels, the next is read and checked.
     let mut ahead: Option<(u64, tokio::task::JoinHandle<Result<Prep>>)> = None;
@@ -225,7 +220,12 @@ async fn pass(
         {
             break;
         }
-        if archived(present, seq, path) {
+        if archived(present, seq) {
+            match check_archived(archive, path, present.get(&seq))? {
+                Prep::Ready(_) => {}
+                Prep::Gone => continue,
+                Prep::NotSealed => break,
+            }
             report.already += 1;
             progress(&Progress::AlreadyArchived { seq });
         } else {
@@ -247,7 +247,7 @@ async fn pass(
                 Prep::NotSealed => break,
             };
             if let Some((next, next_path)) = candidates.get(at + 1)
-                && !archived(present, *next, next_path)
+                && !archived(present, *next)
             {
                 ahead = Some((*next, prepare_in_background(*next, next_path.clone())));
             }
@@ -263,6 +263,66 @@ async fn pass(
         retain(archive, options, present, report, progress).await?;
     }
     retain(archive, options, present, report, progress).await
+}
+
+/// Whether the local segment at `path` is sealed and is the one the archive holds under
+/// its sequence number: the same first-event index, first and last timestamps and
+/// length. [`Prep::Ready`] (with nothing prepared) if so.
+///
+/// # Errors
+/// [`Error::Foreign`] if the archive's segment is another log's.
+fn check_archived(archive: &Archive, path: &Path, present: Option<&Present>) -> Result<Prep> {
+    let segment = match StreamReader::open(path) {
+        Ok(segment) => segment,
+        Err(evstream::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(Prep::Gone);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !segment.is_sealed() {
+        return Ok(Prep::NotSealed);
+    }
+    let mut first = None;
+    let mut last = None;
+    for event in segment.iter_unverified() {
+        let event = event?;
+        first.get_or_insert(event.timestamp());
+        last = Some(event.timestamp());
+    }
+    let (index_key, name) = present
+        .and_then(|p| p.index.as_ref())
+        .map(|(key, _)| (key.to_string(), key.filename().and_then(layout::parse_name)))
+        .unwrap_or_default();
+    let length = present
+        .and_then(|p| p.segment.as_ref())
+        .map(|(_, len)| *len);
+    let same = match name {
+        Some(Name::Index {
+            base,
+            first: f,
+            last: l,
+            ..
+        }) => {
+            base == base_of(path)
+                && first.unwrap_or(i64::MIN) == f
+                && last.unwrap_or(i64::MIN) == l
+                && length.is_none_or(|len| len == segment.write_offset())
+        }
+        _ => false,
+    };
+    if same {
+        Ok(Prep::Ready(Prepared {
+            index: SegmentIndex::new(0, 0, 0),
+            bytes: Bytes::new(),
+        }))
+    } else {
+        Err(Error::Foreign {
+            key: format!("s3://{}/{index_key}", archive.location.bucket()),
+            path: path.to_owned(),
+        })
+    }
 }
 
 /// A segment read and checked, ready to upload.

@@ -487,4 +487,27 @@ fn following_archives_segments_as_they_seal_and_archive_retention_deletes_old_on
     );
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(weed.list("events", "follow").len(), 2);
+
+    // Another log archived under the same prefix is refused, and its cursor holds.
+    let two = "s3://events/two";
+    // A second archive of the same log keeps its own cursor.
+    let run = ev(
+        &weed,
+        &["archive", s(&log_dir), "--to", two, "--cursor", "two"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let other = dir.path().join("other");
+    let mut other_log =
+        LogWriter::create(&other, LogOptions::default().segment_size(256 << 10)).unwrap();
+    for i in 0..20_000 {
+        other_log.append(at(i) + 1, b"another log").unwrap();
+    }
+    drop(other_log);
+    let run = ev(&weed, &["archive", s(&other), "--to", two]);
+    run.fails(1, &["another log's segment", "00000000-"]);
+    let reader = LogReader::open(&other).unwrap();
+    assert_eq!(
+        reader.cursor("archive").unwrap().map(|p| p.segment()),
+        Some(0)
+    );
 }

@@ -122,11 +122,15 @@ impl Weed {
             {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "weed did not start: see {}",
-                self.dir.join("weed.log").display()
-            );
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "weed did not start in 60 s; the end of its log:\n{}",
+                    tail.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
