@@ -147,6 +147,18 @@ impl Archive {
     /// # Errors
     /// [`Error::Url`] for a bad URL; [`Error::Settings`] for an unreadable profile file
     /// or settings the client refuses.
+    ///
+    /// # Examples
+    /// ```
+    /// use evstream_archive::{Archive, Settings};
+    /// let settings = Settings {
+    ///     endpoint: Some("http://127.0.0.1:8333".into()),
+    ///     ..Settings::default()
+    /// };
+    /// let archive = Archive::connect("s3://events/app", &settings)?;
+    /// assert_eq!(archive.location().bucket(), "events");
+    /// # Ok::<(), evstream_archive::Error>(())
+    /// ```
     pub fn connect(url: &str, settings: &Settings) -> Result<Self> {
         let location = Location::parse(url)?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(location.bucket());

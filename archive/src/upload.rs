@@ -124,6 +124,21 @@ pub(crate) struct Present {
 /// verify ([`Error::UploadMismatch`]), and [`Error::Store`] once retries are exhausted.
 /// With `follow`, errors after the first request are reported through `progress` as
 /// [`Progress::Retrying`] and tried again.
+///
+/// # Examples
+/// ```no_run
+/// use evstream_archive::{Archive, ArchiveOptions, Progress, Settings, archive_log};
+/// # fn main() -> evstream_archive::Result<()> {
+/// let archive = Archive::connect("s3://events/app", &Settings::default())?;
+/// let report = archive_log("app-log".as_ref(), &archive, &ArchiveOptions::default(), |p| {
+///     if let Progress::Uploaded { seq, bytes } = p {
+///         eprintln!("segment {seq}: {bytes} bytes");
+///     }
+/// })?;
+/// println!("{} segments archived, cursor at {:?}", report.uploaded, report.cursor);
+/// # Ok(())
+/// # }
+/// ```
 pub fn archive_log(
     dir: &Path,
     archive: &Archive,
