@@ -282,9 +282,15 @@ fn a_killed_archiver_and_a_restarted_store_lose_and_duplicate_nothing() {
     let weed = Weed::start(&binary, dir.path());
     weed.bucket("events");
     let log_dir = dir.path().join("app");
-    let count = 60_000u64;
-    drop(log_with(&log_dir, count, LogOptions::default()));
     let url = "s3://events/app";
+    // Local retention keeps one segment; the archive's cursor, made by a first run, holds
+    // every segment until it is archived.
+    let mut log = log_with(&log_dir, 0, LogOptions::default().retain_segments(Some(1)));
+    ev(&weed, &["archive", s(&log_dir), "--to", url]).ok();
+    for i in 0..60_000 {
+        log.append(at(i), payload(i).as_bytes()).unwrap();
+    }
+    log.flush().unwrap();
     let segments = LogReader::open(&log_dir)
         .unwrap()
         .segment_files()
@@ -292,13 +298,15 @@ fn a_killed_archiver_and_a_restarted_store_lose_and_duplicate_nothing() {
         .len() as u64;
     let sealed = segments - 1;
 
-    // 20 kills at pseudo-random points.
+    // 20 kills at pseudo-random points; after each, local retention deletes only
+    // segments whose index (uploaded after the verified segment) is in the bucket.
     let mut seed = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let mut deleted = 0;
     for _ in 0..20 {
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        let delay = Duration::from_millis(20 + (seed >> 33) % 150);
+        let delay = Duration::from_millis(20 + (seed >> 33) % 400);
         let mut child = command(&weed.endpoint(), KEY, SECRET)
             .args(["archive", s(&log_dir), "--to", url])
             .stdout(Stdio::null())
@@ -308,7 +316,20 @@ fn a_killed_archiver_and_a_restarted_store_lose_and_duplicate_nothing() {
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
+        let names = weed.list("events", "app");
+        for retired in log.enforce_retention().unwrap() {
+            let index = format!("{:08}-", retired.segment);
+            assert!(
+                names
+                    .iter()
+                    .any(|n| n.starts_with(&index) && n.ends_with(".idx")),
+                "segment {} deleted before it was archived: {names:?}",
+                retired.segment
+            );
+            deleted += 1;
+        }
     }
+    assert!(deleted > 0, "the kills left every segment unarchived");
     let run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
     assert_eq!(run.code, 0, "{run:?}");
     let final_run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
