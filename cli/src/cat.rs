@@ -111,6 +111,11 @@ impl Filter {
 /// Prints the events the arguments select.
 pub fn run(args: Args, zone: Zone) -> Result<(), Failure> {
     if crate::archive::is_archive(&args.file) {
+        if args.follow || args.cursor.is_some() || args.from_offset.is_some() {
+            return Err(Failure::usage(
+                "--follow, --cursor and --from-offset read a log or a stream file, not an archive",
+            ));
+        }
         let filter = Filter::new(args.since, args.until, args.lines, &zone)?;
         let layout = Layout::new(args.format, args.template);
         return crate::archive::cat(&args.file, layout, filter, zone);

@@ -53,6 +53,11 @@ pub struct Args {
 /// Prints the last `count` events, then follows if asked.
 pub fn run(args: Args, zone: Zone) -> Result<(), Failure> {
     if crate::archive::is_archive(&args.file) {
+        if args.follow {
+            return Err(Failure::usage(
+                "--follow reads a log or a stream file, not an archive",
+            ));
+        }
         let filter = Filter::new(args.since, None, None, &zone)?;
         let layout = Layout::new(args.format, args.template);
         return crate::archive::tail(&args.file, layout, args.count, filter, zone);

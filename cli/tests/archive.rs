@@ -149,6 +149,9 @@ fn an_archived_log_reads_back_by_time_and_restores() {
     assert!(run.lines()[0].contains("\"position\":\""), "{run:?}");
     let run = ev(&weed, &["tail", url, "-n", "4"]).ok();
     assert_eq!(payloads(&run), (n - 4..n).map(payload).collect::<Vec<_>>());
+    ev(&weed, &["cat", url, "--follow"]).fails(2, &["not an archive"]);
+    ev(&weed, &["tail", url, "-f"]).fails(2, &["not an archive"]);
+    ev(&weed, &["cat", "s3://X/y"]).fails(2, &["not an archive URL"]);
     let run = ev(&weed, &["stat", url]).ok();
     assert!(run.out().contains(&format!("events:    {n}")), "{run:?}");
     let run = ev(&weed, &["verify", url]).ok();
