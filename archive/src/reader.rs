@@ -196,6 +196,11 @@ impl ArchiveReader {
         &self.segments
     }
 
+    /// `s3://BUCKET/KEY`.
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.archive.location.bucket())
+    }
+
     /// The capacity of the archived log's segment files (from the newest segment's
     /// index), `None` for an empty archive.
     ///
@@ -299,7 +304,7 @@ impl ArchiveReader {
     /// [`ArchiveStat::damaged`].
     pub fn stat(&self) -> Result<ArchiveStat> {
         let mut stat = ArchiveStat {
-            incomplete: self.incomplete.clone(),
+            incomplete: self.incomplete.iter().map(|k| self.url(k)).collect(),
             ..ArchiveStat::default()
         };
         let results = self.runtime.block_on(
@@ -324,7 +329,7 @@ impl ArchiveReader {
                 Err(e @ (Error::Unreachable { .. } | Error::Denied { .. })) => return Err(e),
                 Err(e) => stat
                     .damaged
-                    .push((segment.index_key.clone(), crate::error_chain(&e))),
+                    .push((self.url(&segment.index_key), reason(&e))),
             }
         }
         Ok(stat)
@@ -340,7 +345,7 @@ impl ArchiveReader {
         let mut out = ArchiveVerification::default();
         for key in &self.incomplete {
             out.damaged.push((
-                key.clone(),
+                self.url(key),
                 "a segment object without its index (an interrupted upload)".into(),
             ));
         }
@@ -351,17 +356,14 @@ impl ArchiveReader {
                     out.events += events;
                 }
                 Err(e @ (Error::Unreachable { .. } | Error::Denied { .. })) => return Err(e),
-                Err(Error::Corrupt {
-                    key,
-                    offset,
-                    reason,
-                }) => {
-                    out.damaged
-                        .push((key, format!("at byte {offset}: {reason}")));
+                Err(e @ Error::Corrupt { .. }) => {
+                    let key = match &e {
+                        Error::Corrupt { key, .. } => key.clone(),
+                        _ => self.url(&segment.key),
+                    };
+                    out.damaged.push((key, reason(&e)));
                 }
-                Err(e) => out
-                    .damaged
-                    .push((segment.key.clone(), crate::error_chain(&e))),
+                Err(e) => out.damaged.push((self.url(&segment.key), reason(&e))),
             }
             progress(done + 1, self.segments.len());
         }
@@ -383,7 +385,7 @@ impl ArchiveReader {
                 .map_err(|e| self.archive.error("read", &key, e))
         })?;
         let corrupt = |offset: u64, reason: String| Error::Corrupt {
-            key: segment.key.clone(),
+            key: self.url(&segment.key),
             offset,
             reason,
         };
@@ -456,7 +458,7 @@ impl ArchiveReader {
             .await
             .map_err(|e| self.archive.error("read", &key, e))?;
         let corrupt = |reason: String| Error::Corrupt {
-            key: segment.index_key.clone(),
+            key: self.url(&segment.index_key),
             offset: 0,
             reason,
         };
@@ -479,7 +481,7 @@ impl ArchiveReader {
         }
         if index.len != segment.len {
             return Err(Error::Corrupt {
-                key: segment.key.clone(),
+                key: self.url(&segment.key),
                 offset: segment.len,
                 reason: format!(
                     "{} bytes, its index says {} (truncated or replaced)",
@@ -529,18 +531,26 @@ impl ArchiveReader {
             })?;
         }
         let mut log = LogWriter::create(&temp, options)?;
-        let events = match since {
-            Some(t) => self.iter_since(t)?,
-            None => self.iter(),
-        };
         let mut count = 0u64;
-        for event in events {
-            let event = event?;
-            log.append(event.timestamp(), event.payload())?;
-            count += 1;
-        }
-        log.flush()?;
+        let copied = (|| {
+            let events = match since {
+                Some(t) => self.iter_since(t)?,
+                None => self.iter(),
+            };
+            for event in events {
+                let event = event?;
+                log.append(event.timestamp(), event.payload())?;
+                count += 1;
+            }
+            log.flush()?;
+            Ok(())
+        })();
         drop(log);
+        if let Err(e) = copied {
+            // Nothing of a failed restore stays behind.
+            let _ = std::fs::remove_dir_all(&temp);
+            return Err(e);
+        }
         if std::fs::symlink_metadata(dir).is_ok() {
             return Err(Error::Exists {
                 path: dir.to_owned(),
@@ -552,6 +562,14 @@ impl ArchiveReader {
             source: e,
         })?;
         Ok(count)
+    }
+}
+
+/// Why an object is damaged, without its name (for lists that name it).
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Corrupt { offset, reason, .. } => format!("at byte {offset}: {reason}"),
+        e => crate::error_chain(e),
     }
 }
 
@@ -642,7 +660,7 @@ impl<'a> ArchiveIter<'a> {
                     self.chunk = (self.chunk * 2).min(MAX_CHUNK);
                     if (self.buffer.len() as u64) < (end - self.offset) {
                         return Err(Error::Corrupt {
-                            key: segment.key.clone(),
+                            key: self.reader.url(&segment.key),
                             offset: self.offset + self.buffer.len() as u64,
                             reason: "the object ends before its index says".into(),
                         });
@@ -653,7 +671,7 @@ impl<'a> ArchiveIter<'a> {
                     Parse::Need(n) => need = n,
                     Parse::Bad(reason) => {
                         return Err(Error::Corrupt {
-                            key: segment.key.clone(),
+                            key: self.reader.url(&segment.key),
                             offset: self.offset,
                             reason,
                         });
@@ -661,7 +679,7 @@ impl<'a> ArchiveIter<'a> {
                     Parse::Event(e) => {
                         if e.timestamp < self.previous {
                             return Err(Error::Corrupt {
-                                key: segment.key.clone(),
+                                key: self.reader.url(&segment.key),
                                 offset: self.offset,
                                 reason: "timestamps go backwards".into(),
                             });

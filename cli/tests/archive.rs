@@ -221,6 +221,10 @@ fn an_archived_log_reads_back_by_time_and_restores() {
     let read = payloads(&run);
     assert!(read.len() as u64 > n / 2, "the intact segments still read");
     assert_eq!(read.last(), Some(&payload(n - 1)));
+    // A restore that meets the damage stops, naming it, and leaves nothing behind.
+    let copy2 = dir.path().join("copy2");
+    ev(&weed, &["restore", url, "--to", s(&copy2)]).fails(1, &[&victim]);
+    assert!(!copy2.exists() && !dir.path().join(".copy2.restoring").exists());
     // Reading by time in an intact segment is unaffected.
     ev(
         &weed,
@@ -534,4 +538,72 @@ fn following_archives_segments_as_they_seal_and_archive_retention_deletes_old_on
         reader.cursor("archive").unwrap().map(|p| p.segment()),
         Some(0)
     );
+}
+
+#[test]
+fn hostile_objects_are_named_and_never_a_panic() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let url = "s3://events/junk";
+    let junk: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let first = "10000000000000000000";
+    let last = "10000000000000000099";
+    // Random bytes under archive names; empty objects; an index whose segment is missing;
+    // a segment without an index; a name that is nearly an archive name.
+    let objects: Vec<(String, &[u8])> = vec![
+        ("00000000-00000000000000000000.evs".into(), &junk[..]),
+        (
+            format!("00000000-00000000000000000000-{first}-{last}.idx"),
+            &junk[..1000],
+        ),
+        ("00000001-00000000000000000100.evs".into(), &[]),
+        (
+            format!("00000001-00000000000000000100-{first}-{last}.idx"),
+            &[],
+        ),
+        (
+            format!("00000002-00000000000000000200-{first}-{last}.idx"),
+            b"EVARCIX1",
+        ),
+        ("00000003-00000000000000000300.evs".into(), &junk[..100]),
+        ("0000004-00000000000000000400.evs".into(), &junk[..10]),
+    ];
+    for (name, bytes) in &objects {
+        weed.put("events", &format!("junk/{name}"), bytes);
+    }
+    let run = ev(&weed, &["verify", url]);
+    run_fails_naming(
+        &run,
+        &[
+            "00000000-00000000000000000000-",
+            "00000001-00000000000000000100",
+            "00000003-00000000000000000300.evs",
+        ],
+    );
+    for args in [
+        vec!["cat", url],
+        vec!["cat", url, "--since", "2020-01-01"],
+        vec!["tail", url],
+        vec!["stat", url],
+        vec!["stat", url, "--json"],
+    ] {
+        let run = ev(&weed, &args);
+        assert!(run.code == 0 || run.code == 1, "{args:?}: {run:?}");
+        assert!(
+            run.stdout.is_empty() || args[0] == "stat",
+            "{args:?}: {run:?}"
+        );
+    }
+    let stat = ev(&weed, &["stat", url]);
+    assert!(
+        stat.out().contains("damaged:") && stat.out().contains("incomplete:"),
+        "{stat:?}"
+    );
+    let copy = dir.path().join("copy");
+    ev(&weed, &["restore", url, "--to", s(&copy)]).fails(1, &["junk/0000000"]);
+    assert!(!copy.exists());
 }
