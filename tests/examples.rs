@@ -63,7 +63,7 @@ fn examples_print_file_errors_in_words() {
     let missing = dir.path().join("missing.evs");
     let (code, stderr) = run("replay", &[missing.to_str().unwrap()]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.starts_with("error: open "), "{stderr}");
+    assert!(stderr.starts_with("error: cannot open "), "{stderr}");
     assert!(stderr.contains("No such file or directory"), "{stderr}");
     let (code, stderr) = run("log_sensors", &[dir.path().to_str().unwrap()]);
     assert_eq!(code, 1, "{stderr}");
