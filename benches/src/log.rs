@@ -63,6 +63,14 @@ pub struct LogBenchConfig {
     pub pace: Option<Duration>,
     /// Size of the large log for open, seek and tail (default 0: skipped).
     pub large_bytes: u64,
+    /// Whether to run the throughput comparison through fresh logs (default `true`).
+    pub fresh: bool,
+    /// Bytes of events timed per steady-state run, once the log already holds its
+    /// retention (default 1 GiB; 0 skips the steady-state comparison).
+    pub steady_bytes: u64,
+    /// Segments the steady-state runs keep: `retain_segments` of the log, files kept by
+    /// the rotating baseline (default 4).
+    pub steady_retain: u64,
     /// The directory (it must exist) in which the run makes a directory of its own for
     /// its files, removed when the run ends ([`BenchDir::within`]); `None`: the system's
     /// temporary directory.
@@ -81,6 +89,9 @@ impl Default for LogBenchConfig {
             repeats: 3,
             pace: Some(Duration::from_micros(2)),
             large_bytes: 0,
+            fresh: true,
+            steady_bytes: 1 << 30,
+            steady_retain: 4,
             dir: None,
             command: None,
         }
@@ -128,6 +139,31 @@ impl LogThroughput {
         self.events as f64 / self.prefaulted.median.as_secs_f64()
     }
 }
+
+/// One steady-state comparison: a log that already holds its retention (so that every
+/// roll also retires a segment) against a rotating `BufWriter` logger that deletes its
+/// oldest file beyond as many.
+#[derive(Debug, Clone)]
+pub struct LogSteady {
+    /// Payload bytes per event.
+    pub payload_size: usize,
+    /// Events timed per run.
+    pub events: u64,
+    /// The log's runs, one entry per configuration benchmarked: its name and runs.
+    pub logs: Vec<(&'static str, Summary)>,
+    /// The rotating `BufWriter` baseline's runs.
+    pub bufwriter: Summary,
+}
+
+impl LogSteady {
+    /// Events per second of `runs` at its median.
+    pub fn rate(&self, runs: &Summary) -> f64 {
+        self.events as f64 / runs.median.as_secs_f64()
+    }
+}
+
+/// The log configurations the steady-state comparison runs, by name.
+pub const STEADY_LOGS: &[&str] = &["evstream"];
 
 /// Append latency over a whole run, in nanoseconds.
 #[derive(Debug, Clone)]
@@ -190,6 +226,8 @@ pub struct LogBenchReport {
     pub config: LogBenchConfig,
     /// One comparison per payload size.
     pub throughput: Vec<LogThroughput>,
+    /// One steady-state comparison per payload size.
+    pub steady: Vec<LogSteady>,
     /// One latency run per payload size.
     pub latency: Vec<LogLatency>,
     /// The large log, if measured.
@@ -208,10 +246,16 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
     };
     let mut throughput = Vec::new();
     let mut latency = Vec::new();
+    let mut steady = Vec::new();
+    if config.steady_bytes > 0 {
+        for &size in &config.payload_sizes {
+            steady.push(steady_comparison(&dir, config, size, progress)?);
+        }
+    }
     for &size in &config.payload_sizes {
         let workload = Workload::new(config.total_bytes / (EVENT_HEADER_LEN + size as u64), size);
         let mut times: [Vec<Duration>; 4] = Default::default();
-        for round in 0..=config.repeats {
+        for round in (0..=config.repeats).filter(|_| config.fresh) {
             // Each system goes first in turn.
             for k in 0..4 {
                 let system = (k + round as usize) % 4;
@@ -289,9 +333,145 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
     Ok(LogBenchReport {
         config: config.clone(),
         throughput,
+        steady,
         latency,
         large,
     })
+}
+
+/// The steady-state comparison for events of `size` bytes of payload: each log of
+/// [`STEADY_LOGS`] and the rotating baseline take turns going first, round after round
+/// (round 0 warms up), each run after the write-back of the ones before (untimed).
+fn steady_comparison(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    size: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<LogSteady> {
+    let event_len = EVENT_HEADER_LEN + size as u64;
+    let per_segment = ((config.segment_size - STREAM_HEADER_LEN) / event_len).max(1);
+    let fill = per_segment * config.steady_retain;
+    let timed = (config.steady_bytes / event_len).max(1);
+    let workload = Workload::new(fill + timed, size);
+    let systems = STEADY_LOGS.len() + 1;
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); systems];
+    for round in 0..=config.repeats {
+        for k in 0..systems {
+            let system = (k + round as usize) % systems;
+            let time = match STEADY_LOGS.get(system) {
+                Some(name) => steady_log(dir, config, name, &workload, fill)?,
+                None => steady_bufwriter(dir, config, &workload, fill)?,
+            };
+            if let (true, Some(runs)) = (round > 0, times.get_mut(system)) {
+                runs.push(time);
+            }
+        }
+        progress(&format!(
+            "bench log: steady state, {size} B events, round {round}/{}",
+            config.repeats
+        ));
+    }
+    let mut summaries = times
+        .into_iter()
+        .map(|t| Summary::of(t).unwrap_or_else(zero_summary));
+    let logs = STEADY_LOGS
+        .iter()
+        .zip(summaries.by_ref())
+        .map(|(name, s)| (*name, s))
+        .collect();
+    Ok(LogSteady {
+        payload_size: size,
+        events: timed,
+        logs,
+        bufwriter: summaries.next().unwrap_or_else(zero_summary),
+    })
+}
+
+/// The options of the steady-state log named `name` (see [`STEADY_LOGS`]).
+fn steady_options(config: &LogBenchConfig, _name: &str) -> LogOptions {
+    LogOptions::default()
+        .segment_size(config.segment_size)
+        .retain_segments(Some(config.steady_retain))
+}
+
+/// One steady-state run of a log: its first `fill` events (as many segments as it
+/// keeps) appended untimed and their write-back waited for, then the rest timed, from
+/// the first of them to the last append's return.
+fn steady_log(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    name: &str,
+    workload: &Workload,
+    fill: u64,
+) -> Result<Duration> {
+    let path = dir.path().join(format!("steady-{}", next_serial()));
+    let mut log = LogWriter::create(&path, steady_options(config, name))?;
+    for i in 0..fill {
+        log.append(Workload::timestamp(i), workload.payload(i))?;
+    }
+    log.flush()?;
+    dir.settle()?;
+    let start = Instant::now();
+    for i in fill..workload.events() {
+        log.append(Workload::timestamp(i), workload.payload(i))?;
+    }
+    let elapsed = start.elapsed();
+    drop(log);
+    let _ = std::fs::remove_dir_all(&path);
+    dir.settle()?;
+    Ok(elapsed)
+}
+
+/// One steady-state run of the baseline: a 1 MiB `BufWriter` writing the same events
+/// into files of the segment size, a new file whenever the next event does not fit,
+/// deleting the oldest file once more than `steady_retain` exist; the first `fill`
+/// events untimed (and written back), the rest timed until the last file is flushed.
+fn steady_bufwriter(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    workload: &Workload,
+    fill: u64,
+) -> Result<Duration> {
+    let path = dir.path().join(format!("rotating-{}", next_serial()));
+    std::fs::create_dir(&path).map_err(io_err("create directory", &path))?;
+    let event_len = EVENT_HEADER_LEN + workload.payload_size() as u64;
+    let per_file = ((config.segment_size - STREAM_HEADER_LEN) / event_len).max(1);
+    let mut files = std::collections::VecDeque::new();
+    let mut start = None;
+    let mut i = 0;
+    let mut file_no = 0u64;
+    while i < workload.events() {
+        let name = path.join(format!("{file_no:08}.evs"));
+        let file = File::create(&name).map_err(io_err("create", &name))?;
+        files.push_back(name.clone());
+        while files.len() as u64 > config.steady_retain {
+            if let Some(oldest) = files.pop_front() {
+                std::fs::remove_file(&oldest).map_err(io_err("remove", &oldest))?;
+            }
+        }
+        let mut writer =
+            EventWriter::new(BufWriter::with_capacity(LARGE_BUFFER, file), now_nanos())
+                .map_err(io_err("write", &name))?;
+        for _ in 0..per_file.min(workload.events() - i) {
+            if i == fill {
+                dir.settle()?;
+                start = Some(Instant::now());
+            }
+            writer
+                .append(Workload::timestamp(i), workload.payload(i))
+                .map_err(io_err("write", &name))?;
+            i += 1;
+        }
+        writer
+            .finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map_err(io_err("write", &name))?;
+        file_no += 1;
+    }
+    let elapsed = start.map_or(Duration::ZERO, |start| start.elapsed());
+    let _ = std::fs::remove_dir_all(&path);
+    dir.settle()?;
+    Ok(elapsed)
 }
 
 /// One run through a fresh log; returns the time to the last append, the rolls, and the
@@ -633,8 +813,9 @@ fn zero_summary() -> Summary {
     }
 }
 
-impl fmt::Display for LogBenchReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl LogBenchReport {
+    /// The throughput comparison through fresh logs, as a table.
+    fn throughput_table(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         writeln!(
             f,
@@ -679,6 +860,55 @@ impl fmt::Display for LogBenchReport {
             f,
             "(ratios to BufWriter; limit: the same bytes copied into fresh mapped files of the segment size, each created, preallocated and populated by a second thread ahead, nothing encoded; prefaulted: evstream's appends into segments all populated before the timer starts)"
         )?;
+        Ok(())
+    }
+}
+
+impl fmt::Display for LogBenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        if !self.steady.is_empty() {
+            writeln!(
+                f,
+                "Log steady state: {} MiB segments, the newest {} kept, the log holding them before the timer starts; then {} MiB of events timed, medians of {} runs",
+                c.segment_size >> 20,
+                c.steady_retain,
+                c.steady_bytes >> 20,
+                c.repeats
+            )?;
+            for s in &self.steady {
+                let base = s.rate(&s.bufwriter);
+                writeln!(
+                    f,
+                    "{:>6} B  {:>10} events  {:>22}: {:>8.0}ms  {:>12.0} events/s",
+                    s.payload_size,
+                    s.events,
+                    "rotating BufWriter",
+                    s.bufwriter.median.as_secs_f64() * 1e3,
+                    base
+                )?;
+                for (name, runs) in &s.logs {
+                    writeln!(
+                        f,
+                        "{:>6} B  {:>10} events  {:>22}: {:>8.0}ms  {:>12.0} events/s  {:>5.2}x",
+                        s.payload_size,
+                        s.events,
+                        name,
+                        runs.median.as_secs_f64() * 1e3,
+                        s.rate(runs),
+                        s.rate(runs) / base
+                    )?;
+                }
+            }
+            writeln!(
+                f,
+                "(ratios to the rotating BufWriter of 1 MiB, which deletes its oldest file beyond {}; same event bytes, CRC included)\n",
+                c.steady_retain
+            )?;
+        }
+        if !self.throughput.is_empty() {
+            self.throughput_table(f)?;
+        }
         if !self.latency.is_empty() {
             writeln!(
                 f,
@@ -775,6 +1005,8 @@ mod tests {
             payload_sizes: vec![200],
             repeats: 1,
             pace: Some(Duration::from_nanos(500)),
+            steady_bytes: 512 << 10,
+            steady_retain: 2,
             dir: Some(dir.path().to_owned()),
             ..LogBenchConfig::default()
         };
@@ -811,12 +1043,34 @@ mod tests {
             .map(|e| e.file_name())
             .filter(|n| {
                 let name = n.to_string_lossy();
-                name.starts_with("floor-") || name.starts_with("limit-")
+                ["floor-", "limit-", "steady-", "rotating-"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
             })
             .collect();
         assert!(left.is_empty(), "{left:?}");
+        // The steady state: every log configuration and the baseline, timed once each.
+        let [steady] = &report.steady[..] else {
+            panic!("{:?}", report.steady);
+        };
+        assert_eq!(steady.logs.len(), STEADY_LOGS.len());
+        for runs in steady
+            .logs
+            .iter()
+            .map(|(_, s)| s)
+            .chain([&steady.bufwriter])
+        {
+            assert_eq!(runs.samples.len(), 1);
+            assert!(runs.median > Duration::ZERO);
+        }
         let text = report.to_string();
-        for column in ["roll p50", "roll max", "limit", "prefaulted"] {
+        for column in [
+            "roll p50",
+            "roll max",
+            "limit",
+            "prefaulted",
+            "steady state",
+        ] {
             assert!(text.contains(column), "{column}: {text}");
         }
     }

@@ -68,6 +68,13 @@ pub struct Args {
     /// Log: the size of a large log to write once and time open, seek and tail on
     #[arg(long, value_name = "SIZE", requires = "log", value_parser = units::parse_size)]
     large_log: Option<u64>,
+    /// Log: bytes of events timed per steady-state run, once the log holds its retention
+    /// of 4 segments (default 1GiB; 0 skips the steady-state comparison)
+    #[arg(long, value_name = "SIZE", requires = "log", value_parser = units::parse_size)]
+    steady_bytes: Option<u64>,
+    /// Log: run only the steady-state comparison (no fresh logs, no latency)
+    #[arg(long, requires = "log")]
+    steady_only: bool,
     /// Measure instead the latency from a writer process's append to a follower process
     /// holding the event, per rate and wait strategy (and the async follower of
     /// evstream-tokio), with the follower's CPU use, and an idle blocking follower's CPU
@@ -271,6 +278,23 @@ fn run_log(args: &Args) -> Result<(), Failure> {
     }
     if args.no_latency {
         config.pace = None;
+    }
+    if let Some(bytes) = args.steady_bytes {
+        if bytes > 0 && bytes < largest {
+            return Err(Failure::usage(format!(
+                "--steady-bytes {bytes} is less than one event of the largest size benchmarked; give 0 (to skip) or at least {largest}"
+            )));
+        }
+        config.steady_bytes = bytes;
+    }
+    if args.steady_only {
+        config.fresh = false;
+        config.pace = None;
+        if config.steady_bytes == 0 {
+            return Err(Failure::usage(
+                "--steady-only with --steady-bytes 0 leaves nothing to run".to_owned(),
+            ));
+        }
     }
     if config.large_bytes > 0 && config.large_bytes < LARGE_LOG_EVENT_LEN {
         return Err(Failure::usage(format!(
