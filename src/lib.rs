@@ -123,7 +123,7 @@ mod stream;
 mod sys;
 
 pub use error::{Corruption, Error, HeaderProblem, Result, Unrecognized};
-pub use log::config::LogOptions;
+pub use log::config::{LogOptions, WriteBack};
 pub use log::position::{ParsePositionError, Position};
 pub use log::reader::{Lag, LogDamage, LogEvent, LogIter, LogReader, LogStat, LogVerification};
 pub use log::retention::{CursorLoss, RetentionHold, RetireReason, Retired};

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use evstream::{LogOptions, LogReader, LogWriter, Position};
+use evstream::{LogOptions, LogReader, LogWriter, Position, WriteBack};
 use reliability_support::{Rng, child_test, env_count};
 
 const SEGMENT: u64 = 8192;
@@ -45,7 +45,14 @@ fn timestamp(index: u64) -> i64 {
 }
 
 fn options(retain: bool) -> LogOptions {
-    let options = LogOptions::default().segment_size(SEGMENT);
+    let policy = if std::env::var("EVSTREAM_LOG_LAZY").is_ok() {
+        WriteBack::Lazy
+    } else {
+        WriteBack::Eager
+    };
+    let options = LogOptions::default()
+        .segment_size(SEGMENT)
+        .write_back(policy);
     if retain {
         options.retain_segments(Some(6)).retain_past_cursors(true)
     } else {
@@ -201,7 +208,7 @@ fn created(dir: &Path) -> bool {
     dir.join("LOG").exists()
 }
 
-fn kills(retain: bool) {
+fn kills(retain: bool, env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     let mut acked = BTreeMap::new();
@@ -210,7 +217,7 @@ fn kills(retain: bool) {
     let mut rng = Rng::new(1);
     for round in 0..rounds {
         let after = Duration::from_micros(5000 + rng.below(80_000));
-        let (report, status) = run_child(&path, round + 1, retain, Some(after), &[]);
+        let (report, status) = run_child(&path, round + 1, retain, Some(after), env);
         assert_eq!(
             status.signal(),
             Some(libc_sigkill()),
@@ -237,12 +244,21 @@ const fn libc_sigkill() -> i32 {
 
 #[test]
 fn sigkill_while_appending_and_rolling() {
-    kills(false);
+    kills(false, &[]);
 }
 
 #[test]
 fn sigkill_while_retaining_and_committing_cursors() {
-    kills(true);
+    kills(true, &[]);
+}
+
+/// With lazy write-back the retired segments wait unflushed (or are deleted so by
+/// retention): a kill still loses no acknowledged event.
+#[test]
+fn sigkill_with_lazy_write_back() {
+    let lazy = [("EVSTREAM_LOG_LAZY", "1".to_owned())];
+    kills(false, &lazy);
+    kills(true, &lazy);
 }
 
 /// A power-loss image of a live log: segments sealed by the background thread (those
@@ -252,20 +268,33 @@ fn sigkill_while_retaining_and_committing_cursors() {
 /// segment's rename may be lost if the segment before it was not sealed yet.
 #[test]
 fn power_loss_images_across_segments() {
+    power_loss_images(WriteBack::Eager);
+}
+
+/// The same with lazy write-back: retired segments wait unflushed until a flush (or
+/// until 8 younger ones wait), and every flushed event survives every image.
+#[test]
+fn power_loss_images_with_lazy_write_back() {
+    power_loss_images(WriteBack::Lazy);
+}
+
+fn power_loss_images(policy: WriteBack) {
     let images = env_count("EVSTREAM_LOG_IMAGES", 400);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
-    let mut log = LogWriter::create(&path, options(false)).unwrap();
+    let mut log = LogWriter::create(&path, options(false).write_back(policy)).unwrap();
     let mut rng = Rng::new(2);
     // (position, events in the log) as of the last successful flush.
     let mut flushed = (log.end(), 0u64);
     let mut made = 0;
     let mut lost_rename = 0;
     let mut gaps = 0;
+    // Lazy write-back: flushes are rarer, so that retired segments pile up unflushed.
+    let flush_one_in = if policy == WriteBack::Lazy { 60 } else { 10 };
     while made < images {
         let index = log.event_count();
         log.append(timestamp(index), &payload(index)).unwrap();
-        if rng.below(10) == 0 {
+        if rng.below(flush_one_in) == 0 {
             log.flush().unwrap();
             flushed = (log.end(), log.event_count());
         }
@@ -297,6 +326,7 @@ fn power_loss_images_across_segments() {
         made += 1;
     }
     eprintln!("{made} images, {lost_rename} with a lost rename, {gaps} with a gap dropped");
+    assert!(log.segment() > 10, "too few rolls: {}", log.segment());
 }
 
 /// Copies the log at `from` to `to` as a power loss could leave it; returns whether the

@@ -404,13 +404,14 @@ enum Damage {
     },
 }
 
-const SETTING_KEYS: [&str; 7] = [
+const SETTING_KEYS: [&str; 8] = [
     "segment-size",
     "roll-ns",
     "retain-size",
     "retain-age-ns",
     "retain-segments",
     "retain-past-cursors",
+    "write-back",
     "a-setting-of-a-later-version",
 ];
 

@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use evstream::{Error, LogOptions, LogReader, LogWriter, Position};
+use evstream::{Error, LogOptions, LogReader, LogWriter, Position, WriteBack};
 use proptest::prelude::*;
 
 const HEADER: u64 = 24;
@@ -343,6 +343,7 @@ proptest! {
         roll in prop::option::of(50u64..400),
         retain in prop::option::of(2u64..5),
         past_cursors in any::<bool>(),
+        lazy in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
@@ -351,7 +352,8 @@ proptest! {
             .segment_size(segment_size)
             .roll_interval(roll.map(Duration::from_nanos))
             .retain_segments(retain)
-            .retain_past_cursors(past_cursors);
+            .retain_past_cursors(past_cursors)
+            .write_back(if lazy { WriteBack::Lazy } else { WriteBack::Eager });
         let events_end = evstream::format::trailer_offset(segment_size).unwrap();
         let largest = events_end - HEADER;
         let mut log = LogWriter::create(&path, options).unwrap();

@@ -19,7 +19,7 @@ fn read(dir: &Path, name: &str, text: &[u8]) -> evstream::Result<LogOptions> {
 }
 
 const FULL: &str = "evstream-log 1\nsegment-size 8192\nroll-ns 5\nretain-size 6\n\
-                    retain-age-ns 7\nretain-segments 8\nretain-past-cursors 1\n";
+                    retain-age-ns 7\nretain-segments 8\nretain-past-cursors 1\nwrite-back 1\n";
 
 #[test]
 fn the_file_evstream_writes_reads_back() {
@@ -30,7 +30,8 @@ fn the_file_evstream_writes_reads_back() {
         .retain_size(Some(6))
         .retain_age(Some(std::time::Duration::from_nanos(7)))
         .retain_segments(Some(8))
-        .retain_past_cursors(true);
+        .retain_past_cursors(true)
+        .write_back(evstream::WriteBack::Lazy);
     let log = dir.path().join("log");
     drop(evstream::LogWriter::create(&log, options.clone()).unwrap());
     assert_eq!(std::fs::read_to_string(log.join("LOG")).unwrap(), FULL);

@@ -162,8 +162,9 @@ impl LogSteady {
     }
 }
 
-/// The log configurations the steady-state comparison runs, by name.
-pub const STEADY_LOGS: &[&str] = &["evstream"];
+/// The log configurations the steady-state comparison runs, by name: the write-back
+/// policies ([`evstream::WriteBack`]).
+pub const STEADY_LOGS: &[&str] = &["evstream eager", "evstream lazy"];
 
 /// Append latency over a whole run, in nanoseconds.
 #[derive(Debug, Clone)]
@@ -388,10 +389,16 @@ fn steady_comparison(
 }
 
 /// The options of the steady-state log named `name` (see [`STEADY_LOGS`]).
-fn steady_options(config: &LogBenchConfig, _name: &str) -> LogOptions {
+fn steady_options(config: &LogBenchConfig, name: &str) -> LogOptions {
+    let policy = if name.ends_with("lazy") {
+        evstream::WriteBack::Lazy
+    } else {
+        evstream::WriteBack::Eager
+    };
     LogOptions::default()
         .segment_size(config.segment_size)
         .retain_segments(Some(config.steady_retain))
+        .write_back(policy)
 }
 
 /// One steady-state run of a log: its first `fill` events (as many segments as it

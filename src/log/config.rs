@@ -22,6 +22,35 @@ const MAX_CONFIG_LEN: u64 = 4096;
 /// The smallest segment: room for the stream header and a few small events.
 pub(crate) const MIN_SEGMENT: u64 = 4096;
 
+/// When a log's writer has the kernel write segments back to disk: the write-back
+/// policy of [`LogOptions::write_back`].
+///
+/// Either way an append that returned survives a crash of the process (it is in the
+/// page cache), and [`LogWriter::flush`](crate::LogWriter::flush) makes every event
+/// before it survive power loss. The policies differ in what a power loss takes
+/// without a flush, and in what the writer pays for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WriteBack {
+    /// Each segment is flushed (`msync`) by a background thread as soon as the writer
+    /// rolls past it, so that a power loss without a flush takes at most the newest
+    /// segment and the few sealed after it. A writer faster than the disk waits at a
+    /// roll once 8 retired segments wait for their flush: appends then go at the disk's
+    /// speed. A segment that retention deletes before its flush is not flushed.
+    #[default]
+    Eager,
+    /// Segments are not flushed when the writer rolls past them: the kernel writes
+    /// them back in its own time (usually within 30 seconds), so no append waits for
+    /// the disk, and a segment retention deletes before then never reaches it. A
+    /// retired segment is flushed (then indexed) in the background once 8 younger ones
+    /// wait, once it has waited 30 seconds (the kernel has usually written it back
+    /// already, so the flush costs little), at a [`flush`](crate::LogWriter::flush), or
+    /// when the writer is dropped. A power loss without a flush may take anything the
+    /// kernel had not written back yet; after one, the writer's open re-checks every
+    /// segment not flushed (each costs a read of the segment).
+    Lazy,
+}
+
 /// Settings of a log, chosen when it is created ([`LogWriter::create`]) and kept in the
 /// log directory's `LOG` file, so every later writer and reader uses the same ones.
 ///
@@ -61,6 +90,7 @@ pub struct LogOptions {
     pub(crate) retain_age: Option<Duration>,
     pub(crate) retain_segments: Option<u64>,
     pub(crate) retain_past_cursors: bool,
+    pub(crate) write_back: WriteBack,
 }
 
 impl Default for LogOptions {
@@ -72,6 +102,7 @@ impl Default for LogOptions {
             retain_age: None,
             retain_segments: None,
             retain_past_cursors: false,
+            write_back: WriteBack::Eager,
         }
     }
 }
@@ -122,6 +153,29 @@ impl LogOptions {
     pub fn retain_past_cursors(mut self, yes: bool) -> Self {
         self.retain_past_cursors = yes;
         self
+    }
+
+    /// When the writer has retired segments written back to disk (default
+    /// [`WriteBack::Eager`]); see [`WriteBack`] for what each policy costs and
+    /// keeps after a power loss.
+    ///
+    /// # Examples
+    /// ```
+    /// use evstream::{LogOptions, WriteBack};
+    ///
+    /// let options = LogOptions::default()
+    ///     .retain_segments(Some(4))
+    ///     .write_back(WriteBack::Lazy);
+    /// assert_eq!(options.get_write_back(), WriteBack::Lazy);
+    /// ```
+    pub fn write_back(mut self, policy: WriteBack) -> Self {
+        self.write_back = policy;
+        self
+    }
+
+    /// The write-back policy.
+    pub fn get_write_back(&self) -> WriteBack {
+        self.write_back
     }
 
     /// The segment size.
@@ -199,6 +253,13 @@ impl LogOptions {
         line("retain-age-ns", nanos(self.retain_age));
         line("retain-segments", self.retain_segments.unwrap_or(0));
         line("retain-past-cursors", u64::from(self.retain_past_cursors));
+        line(
+            "write-back",
+            match self.write_back {
+                WriteBack::Eager => 0,
+                WriteBack::Lazy => 1,
+            },
+        );
         text
     }
 
@@ -220,6 +281,14 @@ impl LogOptions {
                 "retain-age-ns" => options.retain_age = nonzero(value).map(Duration::from_nanos),
                 "retain-segments" => options.retain_segments = nonzero(value),
                 "retain-past-cursors" => options.retain_past_cursors = value != 0,
+                // A policy this build does not know is the eager one: it keeps the most.
+                "write-back" => {
+                    options.write_back = if value == 1 {
+                        WriteBack::Lazy
+                    } else {
+                        WriteBack::Eager
+                    }
+                }
                 // Settings of later versions that this one does not know are ignored.
                 _ => {}
             }
@@ -347,7 +416,19 @@ mod tests {
             .retain_age(Some(Duration::from_secs(60)))
             .retain_segments(Some(7))
             .retain_past_cursors(true);
-        assert_eq!(LogOptions::from_text(&options.to_text()), Some(options));
+        assert_eq!(
+            LogOptions::from_text(&options.to_text()),
+            Some(options.clone())
+        );
+        let lazy = options.write_back(WriteBack::Lazy);
+        assert!(lazy.to_text().ends_with("write-back 1\n"));
+        assert_eq!(LogOptions::from_text(&lazy.to_text()), Some(lazy));
+        // Written by an older build: eager.
+        assert_eq!(
+            LogOptions::from_text("evstream-log 1\nsegment-size 4096\n")
+                .map(|o| o.get_write_back()),
+            Some(WriteBack::Eager)
+        );
         assert_eq!(
             LogOptions::from_text("evstream-log 1\nsegment-size x\n"),
             None

@@ -74,6 +74,15 @@ pub struct RetentionHold {
     pub bytes: u64,
 }
 
+/// What retention needs to know of a segment that has no index yet (retired and not
+/// sealed), from the writer, which knows it without reading the segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Known {
+    pub(crate) seq: u64,
+    pub(crate) events: u64,
+    pub(crate) last_timestamp: Option<i64>,
+}
+
 /// What retention needs to know about a segment.
 struct Facts {
     entry: SegmentEntry,
@@ -82,7 +91,15 @@ struct Facts {
     last_timestamp: Option<i64>,
 }
 
-fn facts(dir: &Path, entry: &SegmentEntry, bytes: u64) -> Result<Facts> {
+fn facts(dir: &Path, entry: &SegmentEntry, bytes: u64, known: &[Known]) -> Result<Facts> {
+    if let Some(known) = known.iter().find(|k| k.seq == entry.seq) {
+        return Ok(Facts {
+            entry: entry.clone(),
+            bytes,
+            events: known.events,
+            last_timestamp: known.last_timestamp,
+        });
+    }
     let reader = StreamReader::open(&entry.path)?;
     let (index, last) = match SegmentIndex::load(dir, entry.seq, &reader) {
         Some(found) => found,
@@ -118,6 +135,7 @@ fn candidates(
     options: &LogOptions,
     now: i64,
     strict: bool,
+    known: &[Known],
 ) -> Result<Vec<Candidate>> {
     let Some((_newest, old)) = segments.split_last() else {
         return Ok(Vec::new());
@@ -136,7 +154,7 @@ fn candidates(
         let bytes = len(entry);
         let mut facts_read = None;
         let mut aged = |limit: i64| -> Result<bool> {
-            let facts = match facts(dir, entry, bytes) {
+            let facts = match facts(dir, entry, bytes, known) {
                 Ok(facts) => facts,
                 Err(e) if strict => return Err(e),
                 Err(_) => return Ok(false),
@@ -171,7 +189,8 @@ fn candidates(
 
 /// Applies the retention limits of `options` to the log in `dir`, deleting whole
 /// segments oldest first and never the newest one; `now` is the writer's clock in Unix
-/// nanoseconds. Returns what it deleted.
+/// nanoseconds; `known` tells what it needs of segments without an index yet. Returns
+/// what it deleted.
 ///
 /// A named cursor holds the segment it is in and every later one (unless
 /// [`LogOptions::retain_past_cursors`]); a cursor whose file cannot be read holds them
@@ -185,10 +204,15 @@ fn candidates(
 /// [`Error::BadCursor`] when the limits would delete a segment and a damaged cursor
 /// stops it (nothing is deleted); [`Error::Io`] and others for a segment that cannot be
 /// read or deleted.
-pub(crate) fn apply(dir: &Path, options: &LogOptions, now: i64) -> Result<Vec<Retired>> {
+pub(crate) fn apply(
+    dir: &Path,
+    options: &LogOptions,
+    now: i64,
+    known: &[Known],
+) -> Result<Vec<Retired>> {
     let segments = segment::list(dir)?;
     remove_orphan_indexes(dir, segments.first().map(|s| s.seq))?;
-    let candidates = candidates(dir, &segments, options, now, true)?;
+    let candidates = candidates(dir, &segments, options, now, true, known)?;
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
@@ -219,7 +243,7 @@ pub(crate) fn apply(dir: &Path, options: &LogOptions, now: i64) -> Result<Vec<Re
         }
         let facts = match candidate.facts {
             Some(facts) => facts,
-            None => facts(dir, entry, candidate.bytes)?,
+            None => facts(dir, entry, candidate.bytes, known)?,
         };
         let behind: Vec<CursorLoss> = cursors
             .iter()
@@ -275,7 +299,7 @@ pub(crate) fn holds(
     }
     // Read as far as it can be: a damaged segment ends what `stat` counts, rather than
     // failing it.
-    let candidates = candidates(dir, segments, options, now, false)?;
+    let candidates = candidates(dir, segments, options, now, false, &[])?;
     let mut holds: Vec<RetentionHold> = cursors
         .into_iter()
         .map(|(name, position)| {

@@ -5,12 +5,12 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::failpoint::failpoint;
 use crate::format;
-use crate::log::config::{CONFIG_FILE, LogOptions, sync_dir};
+use crate::log::config::{CONFIG_FILE, LogOptions, WriteBack, sync_dir};
 use crate::log::position::{MAX_SEGMENT, Position};
 use crate::log::retention::{self, Retired};
 use crate::log::segment::{self, SegmentEntry, SegmentIndex, next_name, segment_name};
@@ -18,9 +18,17 @@ use crate::stream::open::{HeldLock, LockKind, check_writable, lock_exclusive, no
 use crate::stream::reader::StreamReader;
 use crate::stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};
 
-/// Retired segments that may wait for their seal (flush and index) before a roll waits
-/// for the sealing thread. Bounds what [`LogWriter::open`] re-checks after a crash.
+/// Retired segments that may wait for their seal (flush and index): with
+/// [`WriteBack::Eager`], before a roll waits for the sealing thread; with
+/// [`WriteBack::Lazy`], before the sealing thread seals the oldest (the writer never
+/// waits). Bounds what [`LogWriter::open`] re-checks after a crash, as long as the
+/// sealing thread keeps up.
 const MAX_UNSEALED: usize = 8;
+
+/// With [`WriteBack::Lazy`], how long a retired segment waits before the sealing thread
+/// flushes it anyway: the kernel's default age for writing back a dirty page
+/// (`dirty_expire_centisecs`), so that the flush finds the pages mostly written back.
+const LAZY_SEAL_AFTER: Duration = Duration::from_secs(30);
 
 /// Name of the file whose exclusive lock marks the log's one writer.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -517,6 +525,7 @@ impl LogWriter {
             index: self.index.replace(SegmentIndex::empty()),
             last_timestamp: last,
             prepare: seq + 1,
+            retired_at: Instant::now(),
         });
         self.floor = last.unwrap_or(self.floor);
         self.last_before = last.or(self.last_before);
@@ -559,16 +568,13 @@ impl LogWriter {
     pub fn enforce_retention(&mut self) -> Result<Vec<Retired>> {
         self.background.wait_retired()?;
         let _turn = self.background.retention_turn();
-        retention::apply(&self.dir, &self.options, now_nanos())
+        retention::apply(&self.dir, &self.options, now_nanos(), &[])
     }
 
     /// Segments the background thread deleted by retention since the last call, once it
     /// has dealt with every segment rolled so far.
     pub fn take_retired(&mut self) -> Vec<Retired> {
-        let mut state = self.background.state();
-        while !state.queue.is_empty() || state.busy || state.retaining {
-            state = self.background.wait(state);
-        }
+        let mut state = self.background.settled();
         std::mem::take(&mut state.retired)
     }
 
@@ -593,10 +599,7 @@ impl LogWriter {
     /// # }
     /// ```
     pub fn take_retention_error(&mut self) -> Option<Error> {
-        let mut state = self.background.state();
-        while !state.queue.is_empty() || state.busy || state.retaining {
-            state = self.background.wait(state);
-        }
+        let mut state = self.background.settled();
         state.retention_error.take()
     }
 
@@ -918,6 +921,8 @@ struct Retiring {
     last_timestamp: Option<i64>,
     /// The segment to prepare next.
     prepare: u64,
+    /// When the writer rolled past it.
+    retired_at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -936,6 +941,13 @@ struct State {
     /// result is in `prepared` (longer than `creating`).
     preparing: bool,
     queue: VecDeque<Retiring>,
+    /// Rolls so far, and the rolls the last retention run of the sealing thread had
+    /// seen when it started: retention is due while they differ.
+    rolls: u64,
+    retained_rolls: u64,
+    /// The writer waits for every retired segment's seal (a flush): the lazy policy
+    /// seals them at once.
+    urgent: bool,
     /// A retiring segment is being flushed.
     busy: bool,
     /// The sealing thread is applying retention.
@@ -964,13 +976,18 @@ struct Shared {
 type ThreadBody = fn(&Shared, &Path, &LogOptions);
 
 /// The background threads: one prepares the next segment, so that a roll never waits
-/// for the disk; the other flushes and indexes retired segments, then applies retention.
-/// The sealer may fall behind a writer that outruns the disk; a roll waits for it only
-/// when [`MAX_UNSEALED`] segments are waiting.
+/// for the disk; the other applies retention after each roll (a retired segment it
+/// deletes is dropped unflushed), and flushes and indexes retired segments. With
+/// [`WriteBack::Eager`] it flushes each at once; it may fall behind a writer that
+/// outruns the disk, and a roll waits for it only when [`MAX_UNSEALED`] segments are
+/// waiting. With [`WriteBack::Lazy`] it flushes one only when [`MAX_UNSEALED`] younger
+/// ones wait, after [`LAZY_SEAL_AFTER`], or when the writer asks (a flush, a drop), and
+/// no roll ever waits for it.
 #[derive(Debug)]
 struct Background {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    lazy: bool,
 }
 
 impl Background {
@@ -989,6 +1006,7 @@ impl Background {
         let mut background = Self {
             shared,
             threads: Vec::with_capacity(2),
+            lazy: options.write_back == WriteBack::Lazy,
         };
         let threads: [(&str, ThreadBody); 2] = [
             ("evstream-log-prepare", run_preparer),
@@ -1083,7 +1101,8 @@ impl Background {
         let mut state = self.state();
         state.want = Some(job.prepare);
         state.queue.push_back(job);
-        let full = state.queue.len() > MAX_UNSEALED;
+        state.rolls += 1;
+        let full = !self.lazy && state.queue.len() > MAX_UNSEALED;
         // Woken after the unlock: threads woken under the lock would find it held, and
         // the unlock would take a second system call to wake them again.
         drop(state);
@@ -1096,16 +1115,36 @@ impl Background {
         }
     }
 
-    /// Waits until every retired segment is flushed and indexed.
+    /// Waits until every retired segment is flushed and indexed (or deleted by
+    /// retention).
     fn wait_retired(&self) -> Result<()> {
         let mut state = self.state();
+        if !state.queue.is_empty() {
+            state.urgent = true;
+            self.shared.changed.notify_all();
+        }
         while !state.queue.is_empty() || state.busy {
             state = self.wait(state);
         }
+        state.urgent = false;
         if state.poisoned {
             return Err(poisoned(&mut state));
         }
         Ok(())
+    }
+
+    /// The state once the sealing thread has dealt with every roll so far: retention
+    /// applied after it, and (eager policy) every retired segment sealed.
+    fn settled(&self) -> MutexGuard<'_, State> {
+        let mut state = self.state();
+        while state.rolls != state.retained_rolls
+            || state.retaining
+            || state.busy
+            || (!self.lazy && !state.queue.is_empty())
+        {
+            state = self.wait(state);
+        }
+        state
     }
 }
 
@@ -1182,57 +1221,111 @@ fn creation_pending(state: &State) -> bool {
     !state.stop && (state.creating || wanted)
 }
 
-/// The sealing thread's loop: flushes and indexes retired segments in order (all of
-/// them, also after a stop), then applies retention.
+/// Whether the sealing thread flushes the oldest retired segment now.
+fn seal_due(state: &State, options: &LogOptions) -> bool {
+    let Some(oldest) = state.queue.front() else {
+        return false;
+    };
+    if creation_pending(state) {
+        return false;
+    }
+    options.write_back == WriteBack::Eager
+        || state.urgent
+        || state.stop
+        || state.queue.len() > MAX_UNSEALED
+        || oldest.retired_at.elapsed() >= LAZY_SEAL_AFTER
+}
+
+/// The sealing thread's loop: after each roll applies retention (dropping the retired
+/// segments it deleted, unflushed), and flushes and indexes retired segments in order
+/// when due ([`seal_due`]): all of them after a stop.
 fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut state = lock();
     loop {
-        let job = if creation_pending(&state) {
-            None
-        } else {
-            state.queue.pop_front()
-        };
-        if let Some(job) = job {
-            state.busy = true;
+        if state.rolls != state.retained_rolls {
+            let rolls = state.rolls;
+            // What retention needs to know of the segments not sealed yet, which have
+            // no index to read it from.
+            let known: Vec<retention::Known> = state
+                .queue
+                .iter()
+                .map(|job| retention::Known {
+                    seq: job.seq,
+                    events: job.segment.event_count(),
+                    last_timestamp: job.last_timestamp,
+                })
+                .collect();
+            state.retaining = true;
             drop(state);
-            let result = seal(dir, job);
-            {
-                let mut state = lock();
-                state.busy = false;
-                state.retaining = true;
-                if let Err(e) = result {
-                    state.failed = Some(e);
-                    state.poisoned = true;
-                }
-                shared.changed.notify_all();
-            }
-            {
+            let result = {
                 let _turn = shared.retention.lock().unwrap_or_else(|e| e.into_inner());
-                // A failure does not stop the writer: it is retried after the next roll,
-                // and kept for `take_retention_error` until then.
-                let result = retention::apply(dir, options, now_nanos());
-                let mut state = lock();
-                match result {
-                    Ok(retired) => {
-                        state.retired.extend(retired);
-                        state.retention_error = None;
-                    }
-                    Err(e) => state.retention_error = Some(e),
+                retention::apply(dir, options, now_nanos(), &known)
+            };
+            state = lock();
+            // A failure does not stop the writer: it is retried after the next roll,
+            // and kept for `take_retention_error` until then.
+            let mut deleted = Vec::new();
+            match result {
+                Ok(retired) => {
+                    let gone: Vec<u64> = retired.iter().map(|r| r.segment).collect();
+                    let (dropped, kept): (VecDeque<Retiring>, VecDeque<Retiring>) =
+                        std::mem::take(&mut state.queue)
+                            .into_iter()
+                            .partition(|job| gone.contains(&job.seq));
+                    state.queue = kept;
+                    deleted.extend(dropped);
+                    state.retired.extend(retired);
+                    state.retention_error = None;
                 }
-                state.retaining = false;
-                shared.changed.notify_all();
+                Err(e) => state.retention_error = Some(e),
             }
+            state.retained_rolls = rolls;
+            state.retaining = false;
+            drop(state);
+            // Unmapped outside the lock: the last reference to a deleted file that is
+            // being written back waits for that write-back.
+            drop(deleted);
+            shared.changed.notify_all();
             state = lock();
             continue;
         }
-        if state.stop {
+        if seal_due(&state, options)
+            && let Some(job) = state.queue.pop_front()
+        {
+            state.busy = true;
+            drop(state);
+            let result = seal(dir, job);
+            state = lock();
+            state.busy = false;
+            if let Err(e) = result {
+                state.failed = Some(e);
+                state.poisoned = true;
+            }
+            shared.changed.notify_all();
+            continue;
+        }
+        if state.stop && state.queue.is_empty() {
             return;
         }
-        state = shared
-            .changed
-            .wait(state)
-            .unwrap_or_else(|e| e.into_inner());
+        // A lazy seal comes due by age: wake for it.
+        let timeout = state
+            .queue
+            .front()
+            .map(|oldest| LAZY_SEAL_AFTER.saturating_sub(oldest.retired_at.elapsed()));
+        state = match timeout {
+            Some(timeout) if options.write_back == WriteBack::Lazy => {
+                shared
+                    .changed
+                    .wait_timeout(state, timeout.max(Duration::from_millis(1)))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            _ => shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner()),
+        };
     }
 }
 
