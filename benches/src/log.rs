@@ -169,7 +169,8 @@ pub const STEADY_LOGS: &[&str] = &["evstream eager", "evstream lazy"];
 /// Append latency over a whole run, in nanoseconds.
 #[derive(Debug, Clone)]
 pub struct LogLatency {
-    /// What was appended to: `"log"`, or `"floor"` for segments prefaulted in advance.
+    /// What was appended to: `"log"` (eager write-back), `"lazy"` (lazy write-back), or
+    /// `"floor"` for segments prefaulted in advance.
     pub target: &'static str,
     /// Payload bytes per event.
     pub payload_size: usize,
@@ -262,7 +263,10 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                 let system = (k + round as usize) % 4;
                 dir.settle()?;
                 let time = match system {
-                    0 => log_run(&dir, config, &workload, &mut crate::Untimed)?.0,
+                    0 => {
+                        let eager = evstream::WriteBack::Eager;
+                        log_run(&dir, config, eager, &workload, &mut crate::Untimed)?.0
+                    }
                     1 => rolling_bufwriter(&dir, config, &workload)?,
                     2 => mapped_limit(&dir, config, &workload)?,
                     _ => floor_run(&dir, config, &workload, &mut crate::Untimed)?.0,
@@ -295,7 +299,7 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
         }
         if let Some(pace) = config.pace {
             progress(&format!("bench log: latency, {size} B events, paced"));
-            for target in ["floor", "log"] {
+            for target in ["floor", "log", "lazy"] {
                 dir.settle()?;
                 let mut histogram = new_histogram()?;
                 let mut probe = Paced {
@@ -303,8 +307,13 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                     interval: pace,
                     next: None,
                 };
-                let (rolls, roll_appends) = if target == "log" {
-                    let run = log_run(&dir, config, &workload, &mut probe)?;
+                let (rolls, roll_appends) = if target != "floor" {
+                    let policy = if target == "lazy" {
+                        evstream::WriteBack::Lazy
+                    } else {
+                        evstream::WriteBack::Eager
+                    };
+                    let run = log_run(&dir, config, policy, &workload, &mut probe)?;
                     (run.1, run.2)
                 } else {
                     let run = floor_run(&dir, config, &workload, &mut probe)?;
@@ -481,16 +490,19 @@ fn steady_bufwriter(
     Ok(elapsed)
 }
 
-/// One run through a fresh log; returns the time to the last append, the rolls, and the
+/// One run through a fresh log with the write-back `policy`; returns the time to the last append, the rolls, and the
 /// time of each append that rolled as the probe measured it.
 fn log_run<P: crate::Probe>(
     dir: &BenchDir,
     config: &LogBenchConfig,
+    policy: evstream::WriteBack,
     workload: &Workload,
     probe: &mut P,
 ) -> Result<(Duration, u64, Vec<u64>)> {
     let path = dir.path().join(format!("log-{}", next_serial()));
-    let options = LogOptions::default().segment_size(config.segment_size);
+    let options = LogOptions::default()
+        .segment_size(config.segment_size)
+        .write_back(policy);
     let start = Instant::now();
     let mut log = LogWriter::create(&path, options)?;
     let mut roll_appends = Vec::new();
@@ -1030,10 +1042,14 @@ mod tests {
             assert_eq!(runs.samples.len(), 1);
             assert!(runs.median > Duration::ZERO);
         }
-        let [floor, log] = &report.latency[..] else {
+        let [floor, log, lazy] = &report.latency[..] else {
             panic!("{:?}", report.latency);
         };
-        assert_eq!((floor.target, log.target), ("floor", "log"));
+        assert_eq!(
+            (floor.target, log.target, lazy.target),
+            ("floor", "log", "lazy")
+        );
+        assert_eq!(lazy.rolls, log.rolls);
         assert!(log.rolls >= 7, "{} rolls", log.rolls);
         // Both hold the same events in segments of the same size.
         assert_eq!(floor.rolls, log.rolls);
