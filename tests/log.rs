@@ -1157,3 +1157,103 @@ fn times_commits_and_debug_read_as_a_user_expects() {
     assert_eq!(resumed, [b"b".to_vec()]);
     assert!(SystemTime::now() > at);
 }
+
+/// The files of the log's segments (`*.evs` not starting with `.`), in log order.
+fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.ends_with(".evs") && !name.starts_with('.')
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Retention never pays for writing back what it deletes: a segment that retention
+/// deletes at the roll past it is deleted before its flush, with either write-back
+/// policy (a reader that held it open sees it was never flushed), and its events were
+/// never promised to survive anything but its deletion.
+#[test]
+fn retention_deletes_a_retired_segment_without_flushing_it() {
+    for policy in [evstream::WriteBack::Eager, evstream::WriteBack::Lazy] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let options = small().retain_segments(Some(1)).write_back(policy);
+        let mut log = LogWriter::create(&path, options).unwrap();
+        let mut i = 0u64;
+        let mut opened = Vec::new();
+        while log.segment() < 6 {
+            if log.end().offset() == 24 {
+                // The newest segment, held open from its first event on.
+                let [.., newest] = &segment_files(&path)[..] else {
+                    panic!("no segment");
+                };
+                opened.push(evstream::StreamReader::open(newest).unwrap());
+            }
+            log.append(i as i64, &payload(i)).unwrap();
+            i += 1;
+        }
+        let retired = log.take_retired();
+        assert_eq!(
+            retired.iter().map(|r| r.segment).collect::<Vec<_>>(),
+            (0..6).collect::<Vec<_>>(),
+            "{policy:?}"
+        );
+        assert_eq!(segment_files(&path).len(), 1);
+        for (seq, reader) in opened.iter_mut().take(6).enumerate() {
+            reader.refresh().unwrap();
+            assert!(reader.write_offset() > 24);
+            assert!(!reader.is_sealed(), "{policy:?}: segment {seq} was sealed");
+            assert_eq!(
+                reader.durable_offset(),
+                24,
+                "{policy:?}: segment {seq} was flushed before its deletion"
+            );
+        }
+        // What is kept is the log as appended.
+        log.flush().unwrap();
+        drop(log);
+        let kept = read_all(&path);
+        assert_eq!(kept.last().unwrap().2, payload(i - 1));
+    }
+}
+
+/// Lazy write-back: the writer flushes no retired segment by itself while fewer than 8
+/// wait (the kernel writes them back in its own time); a flush seals and indexes every
+/// one of them, oldest first, before it flushes the newest.
+#[test]
+fn lazy_write_back_flushes_retired_segments_at_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = small().write_back(evstream::WriteBack::Lazy);
+    let mut log = LogWriter::create(&path, options).unwrap();
+    let mut i = 0u64;
+    while log.segment() < 5 {
+        log.append(i as i64, &payload(i)).unwrap();
+        i += 1;
+    }
+    // Retention has run after every roll (none is set), and nothing was sealed.
+    assert!(log.take_retired().is_empty());
+    let files = segment_files(&path);
+    assert_eq!(files.len(), 6);
+    for file in &files {
+        let reader = evstream::StreamReader::open(file).unwrap();
+        assert_eq!(reader.durable_offset(), 24, "{file:?}");
+        assert!(!reader.is_sealed());
+    }
+    log.flush().unwrap();
+    for (k, file) in files.iter().enumerate() {
+        let reader = evstream::StreamReader::open(file).unwrap();
+        assert_eq!(reader.durable_offset(), reader.write_offset(), "{file:?}");
+        // Every one but the newest is sealed and indexed.
+        assert_eq!(reader.is_sealed(), k + 1 < files.len(), "{file:?}");
+        let index = path.join(format!("{k:08}.idx"));
+        assert_eq!(index.exists(), k + 1 < files.len(), "{index:?}");
+    }
+    drop(log);
+    assert_eq!(read_all(&path).len() as u64, i);
+}
