@@ -3,21 +3,26 @@
 //! and tailing a large log.
 //!
 //! - **Throughput**: `total_bytes` of events (header included) of one payload size
-//!   through a [`LogWriter`] of `segment_size` segments, and through a
+//!   through a [`LogWriter`] of `segment_size` segments (once with each write-back
+//!   policy, [`evstream::WriteBack`]), and through a
 //!   `BufWriter<File>` of 1 MiB writing the same format ([`EventWriter`]) into
 //!   files of the same size, a new file whenever the next event does not fit. Each
 //!   timed region starts before the log (or first file) is created and ends when the
 //!   last event is in the page cache (evstream: the last append returned; `BufWriter`:
 //!   flushed). Neither syncs inside it, except that evstream's background thread flushes
-//!   each segment it seals. Beside them run two bounds on what any log of mapped
+//!   each segment it seals (with eager write-back at once, with lazy only once 8 wait). Beside them run two bounds on what any log of mapped
 //!   segments could reach here: the **limit**, the same bytes copied into fresh mapped
 //!   files of the segment size that a second thread creates, preallocates and populates
 //!   one ahead, nothing encoded ([`mapped_limit`]); and **prefaulted**, evstream's own
 //!   appends into segments all populated before the timer starts, so populating fresh
-//!   pages costs nothing ([`floor_run`]). The four take turns going first, repeat after
+//!   pages costs nothing ([`floor_run`]). The five take turns going first, repeat after
 //!   repeat, and every run (latency runs too) starts after the write-back of the ones
 //!   before has finished (`syncfs`, untimed), so that no run pays for another's dirty
 //!   pages.
+//! - **Steady state**: a log of `segment_size` segments keeping the newest
+//!   `steady_retain`, already holding them when the timer starts, so that every roll
+//!   also retires a segment, against a rotating `BufWriter` logger that deletes its
+//!   oldest file beyond as many ([`steady_comparison`]).
 //! - **Latency**: every append of one such run timed, paced at `pace` (default 2 µs:
 //!   500,000 events/s), rolls included, with the median and slowest of the appends
 //!   that rolled (the first into each new segment); and beside it the floor the machine
@@ -115,6 +120,8 @@ pub struct LogThroughput {
     /// floor's setup, unpaced and timed from the first append to the last): what it
     /// would reach if populating fresh pages cost the appending thread nothing at all.
     pub prefaulted: Summary,
+    /// evstream's runs with lazy write-back ([`evstream::WriteBack::Lazy`]).
+    pub lazy: Summary,
 }
 
 impl LogThroughput {
@@ -132,6 +139,11 @@ impl LogThroughput {
     /// segments could reach here.
     pub fn limit_rate(&self) -> f64 {
         self.events as f64 / self.limit.median.as_secs_f64()
+    }
+
+    /// evstream's events per second with lazy write-back, at its median.
+    pub fn lazy_rate(&self) -> f64 {
+        self.events as f64 / self.lazy.median.as_secs_f64()
     }
 
     /// evstream's events per second into prefaulted segments, at its median.
@@ -256,11 +268,11 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
     }
     for &size in &config.payload_sizes {
         let workload = Workload::new(config.total_bytes / (EVENT_HEADER_LEN + size as u64), size);
-        let mut times: [Vec<Duration>; 4] = Default::default();
+        let mut times: [Vec<Duration>; 5] = Default::default();
         for round in (0..=config.repeats).filter(|_| config.fresh) {
             // Each system goes first in turn.
-            for k in 0..4 {
-                let system = (k + round as usize) % 4;
+            for k in 0..5 {
+                let system = (k + round as usize) % 5;
                 dir.settle()?;
                 let time = match system {
                     0 => {
@@ -269,6 +281,10 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                     }
                     1 => rolling_bufwriter(&dir, config, &workload)?,
                     2 => mapped_limit(&dir, config, &workload)?,
+                    3 => {
+                        let lazy = evstream::WriteBack::Lazy;
+                        log_run(&dir, config, lazy, &workload, &mut crate::Untimed)?.0
+                    }
                     _ => floor_run(&dir, config, &workload, &mut crate::Untimed)?.0,
                 };
                 // Round 0 warms up.
@@ -281,12 +297,13 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                 config.repeats
             ));
         }
-        let [ev, bw, limit, prefaulted] = times;
-        if let (Some(evstream), Some(bufwriter), Some(limit), Some(prefaulted)) = (
+        let [ev, bw, limit, lazy, prefaulted] = times;
+        if let (Some(evstream), Some(bufwriter), Some(limit), Some(prefaulted), Some(lazy)) = (
             Summary::of(ev),
             Summary::of(bw),
             Summary::of(limit),
             Summary::of(prefaulted),
+            Summary::of(lazy),
         ) {
             throughput.push(LogThroughput {
                 payload_size: size,
@@ -295,6 +312,7 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
                 bufwriter,
                 limit,
                 prefaulted,
+                lazy,
             });
         }
         if let Some(pace) = config.pace {
@@ -845,11 +863,13 @@ impl LogBenchReport {
         )?;
         writeln!(
             f,
-            "{:>8}  {:>12}  {:>10}  {:>14}  {:>10}  {:>14}  {:>6}  {:>8}  {:>6}  {:>10}  {:>6}",
+            "{:>8}  {:>12}  {:>10}  {:>14}  {:>8}  {:>6}  {:>10}  {:>14}  {:>6}  {:>8}  {:>6}  {:>10}  {:>6}",
             "payload",
             "events",
             "evstream",
             "events/s",
+            "lazy",
+            "ratio",
             "BufWriter",
             "events/s",
             "ratio",
@@ -861,11 +881,13 @@ impl LogBenchReport {
         for t in &self.throughput {
             writeln!(
                 f,
-                "{:>6} B  {:>12}  {:>8.0}ms  {:>14.0}  {:>8.0}ms  {:>14.0}  {:>5.2}x  {:>6.0}ms  {:>5.2}x  {:>8.0}ms  {:>5.2}x",
+                "{:>6} B  {:>12}  {:>8.0}ms  {:>14.0}  {:>6.0}ms  {:>5.2}x  {:>8.0}ms  {:>14.0}  {:>5.2}x  {:>6.0}ms  {:>5.2}x  {:>8.0}ms  {:>5.2}x",
                 t.payload_size,
                 t.events,
                 t.evstream.median.as_secs_f64() * 1e3,
                 t.evstream_rate(),
+                t.lazy.median.as_secs_f64() * 1e3,
+                t.lazy_rate() / t.bufwriter_rate(),
                 t.bufwriter.median.as_secs_f64() * 1e3,
                 t.bufwriter_rate(),
                 t.evstream_rate() / t.bufwriter_rate(),
@@ -877,7 +899,7 @@ impl LogBenchReport {
         }
         writeln!(
             f,
-            "(ratios to BufWriter; limit: the same bytes copied into fresh mapped files of the segment size, each created, preallocated and populated by a second thread ahead, nothing encoded; prefaulted: evstream's appends into segments all populated before the timer starts)"
+            "(ratios to BufWriter; evstream: eager write-back, lazy: lazy write-back; limit: the same bytes copied into fresh mapped files of the segment size, each created, preallocated and populated by a second thread ahead, nothing encoded; prefaulted: evstream's appends into segments all populated before the timer starts)"
         )?;
         Ok(())
     }
@@ -1038,6 +1060,7 @@ mod tests {
             &throughput.bufwriter,
             &throughput.limit,
             &throughput.prefaulted,
+            &throughput.lazy,
         ] {
             assert_eq!(runs.samples.len(), 1);
             assert!(runs.median > Duration::ZERO);
