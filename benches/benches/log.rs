@@ -1,8 +1,9 @@
 //! The log benchmarks of `evstream_bench::log`, printed as tables.
 //!
 //! `cargo bench -p evstream-bench --bench log` runs the defaults (1 GiB through 64 MiB
-//! segments, 64 B and 1 KiB events, 3 repeats, paced latency). Environment variables
-//! change them: `EVSTREAM_LOG_BENCH_BYTES`, `EVSTREAM_LOG_BENCH_SEGMENT`,
+//! segments, 64 B and 1 KiB events, 3 repeats, the steady state with 1 GiB timed, paced
+//! latency). Environment variables change them: `EVSTREAM_LOG_BENCH_BYTES` (of the
+//! steady state too), `EVSTREAM_LOG_BENCH_STEADY` (0 skips it), `EVSTREAM_LOG_BENCH_SEGMENT`,
 //! `EVSTREAM_LOG_BENCH_REPEATS`, `EVSTREAM_LOG_BENCH_LARGE` (bytes of the large log for
 //! open, seek and tail; 0 skips it), `EVSTREAM_LOG_BENCH_PACE_NS` (0 skips latency),
 //! `EVSTREAM_LOG_BENCH_DIR`.
@@ -32,12 +33,17 @@ fn main() {
     let mut config = LogBenchConfig::default();
     if test_mode() {
         config.total_bytes = 4 << 20;
+        config.steady_bytes = 4 << 20;
         config.segment_size = 1 << 20;
         config.repeats = 1;
         config.large_bytes = 8 << 20;
     }
     if let Some(bytes) = env("EVSTREAM_LOG_BENCH_BYTES") {
         config.total_bytes = bytes;
+        config.steady_bytes = bytes;
+    }
+    if let Some(bytes) = env("EVSTREAM_LOG_BENCH_STEADY") {
+        config.steady_bytes = bytes;
     }
     if let Some(bytes) = env("EVSTREAM_LOG_BENCH_SEGMENT") {
         config.segment_size = bytes;

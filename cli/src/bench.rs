@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", requires = "log", value_parser = units::parse_size)]
     large_log: Option<u64>,
     /// Log: bytes of events timed per steady-state run, once the log holds its retention
-    /// of 4 segments (default 1GiB; 0 skips the steady-state comparison)
+    /// of 4 segments (default: as --log-bytes; 0 skips the steady-state comparison)
     #[arg(long, value_name = "SIZE", requires = "log", value_parser = units::parse_size)]
     steady_bytes: Option<u64>,
     /// Log: run only the steady-state comparison (no fresh logs, no latency)
@@ -260,6 +260,7 @@ fn run_log(args: &Args) -> Result<(), Failure> {
     };
     if let Some(bytes) = args.log_bytes {
         config.total_bytes = bytes;
+        config.steady_bytes = bytes;
     }
     // Every payload size needs at least one event, or there is nothing to time.
     let largest = config.payload_sizes.iter().max().map_or(0, |&size| {

@@ -971,6 +971,12 @@ fn bench_log_refuses_fewer_bytes_than_one_event() {
         let run = run(&args).fails(2, &["--large-log", "give at least 1040"]);
         assert!(run.stdout.is_empty());
     }
+    let args = ["bench", "--log", "--steady-bytes", "1039", "--dir", dir];
+    let refused = run(&args).fails(2, &["--steady-bytes", "at least 1040"]);
+    assert!(refused.stdout.is_empty());
+    let args = ["bench", "--log", "--steady-only", "--steady-bytes", "0"];
+    let refused = run(&args).fails(2, &["--steady-only", "nothing to run"]);
+    assert!(refused.stdout.is_empty());
     // Nothing was written.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
@@ -993,6 +999,8 @@ fn bench_log_in_a_given_directory_cleans_up_and_ignores_other_runs_files() {
         "--repeats",
         "1",
         "--no-latency",
+        "--steady-bytes",
+        "0",
         "--large-log",
         "64KiB",
         "--dir",
