@@ -40,8 +40,9 @@ pub struct LogRecovery {
     /// What opening the newest segment repaired (see [`Recovery`]).
     pub newest: Recovery,
     /// Segments before the newest whose writer died before the background thread had
-    /// flushed and indexed them (usually none, at most a few), with what opening each
-    /// repaired.
+    /// flushed and indexed them (usually none; about 8 at most with
+    /// [`WriteBack::Eager`], and with [`WriteBack::Lazy`] as many while the background
+    /// thread keeps up, more if it falls behind), with what opening each repaired.
     pub unsealed: Vec<(u64, Recovery)>,
     /// Events of the newest segments that were dropped because a segment before them had
     /// lost events to a power loss: they lay past a gap, and were never flushed (a flush
@@ -70,7 +71,10 @@ impl LogRecovery {
 /// covered by a successful [`flush`](Self::flush) survives power loss. A flush first waits
 /// until every older segment is flushed, so flushed events always form a prefix of the
 /// log. Dropping the writer does not flush the newest segment (it does wait for the
-/// background flush of older ones).
+/// background flush of older ones). When older segments are flushed without a call to
+/// `flush` is the log's write-back policy ([`LogOptions::write_back`]): at once by
+/// default, or when the kernel's own write-back has had time to do most of the work
+/// ([`WriteBack::Lazy`]), so that no append ever waits for the disk.
 ///
 /// # Examples
 /// ```
