@@ -124,7 +124,15 @@ pub(crate) fn read_other_record(
     let mut slot = [0u8; TRAILER_RECORD_LEN];
     file.read_exact_at(&mut slot, trailer_at + other * TRAILER_SLOT_LEN)
         .ok()?;
-    decode_trailer([&slot, &slot], trailer_at).ok()
+    // Decoded in its own place, beside an empty slot: a record there is valid only if
+    // its sequence names that slot, as for every other read of the trailer.
+    let empty = [0u8; TRAILER_RECORD_LEN];
+    let slots = if other == 0 {
+        [&slot, &empty]
+    } else {
+        [&empty, &slot]
+    };
+    decode_trailer(slots, trailer_at).ok()
 }
 
 /// Reads and checks the stream header of a stream whose identity was checked: the write
