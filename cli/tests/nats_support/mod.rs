@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,41 +18,15 @@ use std::time::{Duration, Instant};
 /// `0`) or with `EVSTREAM_REQUIRE_NATS_SERVER=1` (as `.ci/run` sets), a test that cannot
 /// run fails.
 pub fn server_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if let Some(found) = std::env::split_paths(&path)
-        .map(|dir| dir.join("nats-server"))
-        .find(|candidate| candidate.is_file())
-    {
-        return Some(found);
-    }
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a NATS test")
-        .to_owned();
     let mut why = "nats-server is not on PATH (install it: apt-get install nats-server".to_owned();
     if Path::new("/usr/sbin/nats-server").is_file() {
         why.push_str("; /usr/sbin/nats-server exists: add /usr/sbin to PATH");
     }
     why.push(')');
-    let flag =
-        |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    if flag("CI") || flag("EVSTREAM_REQUIRE_NATS_SERVER") {
-        panic!("{test} cannot run: {why}; CI requires the NATS tests to run");
-    }
-    // Straight to the process's standard error: `eprintln!` would be captured, and a
-    // passing test's captured output is never shown.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: not run, counted as passed: {why}"
-    );
-    None
+    crate::support::server_on_path("nats-server", &why, "EVSTREAM_REQUIRE_NATS_SERVER")
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
+pub use crate::support::free_port;
 
 /// One running server.
 pub struct Server {

@@ -203,3 +203,40 @@ pub fn events_of(path: &Path) -> Vec<(i64, Vec<u8>)> {
         })
         .collect()
 }
+
+/// The server binary `name` on `PATH`, for tests that run a real server; `None` where it
+/// is missing: the test then returns, saying SKIPPED on the terminal (`why` says how to
+/// install it). Under CI (`CI` set, not `false`/`0`) or with the variable `require` set
+/// a missing server fails the test instead: a test whose server is missing never passes
+/// silently.
+pub fn server_on_path(name: &str, why: &str, require: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(found) = std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+    {
+        return Some(found);
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a server test")
+        .to_owned();
+    let flag =
+        |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if flag("CI") || flag(require) {
+        panic!("{test} cannot run: {why}; CI requires it to run");
+    }
+    // Straight to the process's standard error: `eprintln!` would be captured, and a
+    // passing test's captured output is never shown.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: not run, counted as passed: {why}"
+    );
+    None
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
