@@ -127,6 +127,7 @@ pub use log::config::{LogOptions, WriteBack};
 pub use log::position::{ParsePositionError, Position};
 pub use log::reader::{Lag, LogDamage, LogEvent, LogIter, LogReader, LogStat, LogVerification};
 pub use log::retention::{CursorLoss, RetentionHold, RetireReason, Retired};
+pub use log::shared::SharedLogWriter;
 pub use log::time::{time_of, timestamp_of};
 pub use log::writer::{LogRecovery, LogWriter};
 pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification, WaitStrategy};

@@ -10,7 +10,7 @@
 //! total size, age and count; **named cursors** let a consumer resume after a crash.
 //!
 //! Modules: `segment` (names, the directory scan, the per-segment time index),
-//! `writer`, `reader`, `retention`, `cursor`, `time` (timestamps as `SystemTime`s).
+//! `writer`, `shared` (the writer many threads share), `reader`, `retention`, `cursor`, `time` (timestamps as `SystemTime`s).
 
 pub(crate) mod config;
 pub(crate) mod cursor;
@@ -18,5 +18,6 @@ pub(crate) mod position;
 pub(crate) mod reader;
 pub(crate) mod retention;
 pub(crate) mod segment;
+pub(crate) mod shared;
 pub(crate) mod time;
 pub(crate) mod writer;

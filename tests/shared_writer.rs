@@ -1,0 +1,262 @@
+//! Many threads appending to one log through a `SharedLogWriter`: what each append and
+//! each flush promises, checked by reading the real files back, with small segments so
+//! that the threads race through many rolls.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Barrier;
+
+use evstream::{Error, LogOptions, LogReader, LogWriter, Position, SharedLogWriter, StreamReader};
+
+const THREADS: u64 = 4;
+
+fn small() -> LogOptions {
+    LogOptions::default().segment_size(16 << 10)
+}
+
+/// Thread `t`'s event `i`: both in the first 16 bytes, then a length that varies.
+fn payload(t: u64, i: u64) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&t.to_le_bytes());
+    p.extend_from_slice(&i.to_le_bytes());
+    p.resize(16 + (i * 7 % 90) as usize, (t * 31 + i) as u8);
+    p
+}
+
+fn decode(p: &[u8]) -> (u64, u64) {
+    let t = u64::from_le_bytes(p[..8].try_into().unwrap());
+    let i = u64::from_le_bytes(p[8..16].try_into().unwrap());
+    assert_eq!(
+        p,
+        payload(t, i).as_slice(),
+        "event {i} of thread {t}: bytes"
+    );
+    (t, i)
+}
+
+/// Every event of the log: position, timestamp, payload, verified.
+fn read_all(dir: &Path) -> Vec<(Position, i64, Vec<u8>)> {
+    LogReader::open(dir)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.position(), e.timestamp(), e.payload().to_vec())
+        })
+        .collect()
+}
+
+/// Runs `body(thread, log)` on [`THREADS`] threads at once, started together; returns
+/// what each returned.
+fn race<T: Send>(
+    log: &SharedLogWriter,
+    body: impl Fn(u64, &SharedLogWriter) -> T + Sync,
+) -> Vec<T> {
+    let start = Barrier::new(THREADS as usize);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let log = log.clone();
+                let (start, body) = (&start, &body);
+                s.spawn(move || {
+                    start.wait();
+                    body(t, &log)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn every_append_is_in_the_log_once_at_its_position_in_each_threads_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = SharedLogWriter::create(&path, small()).unwrap();
+    let n = 3000;
+    let returned = race(&log, |t, log| {
+        (0..n)
+            .map(|i| log.append(7, &payload(t, i)).unwrap())
+            .collect::<Vec<_>>()
+    });
+    drop(log);
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, THREADS * n);
+    assert!(
+        events[events.len() - 1].0.segment() > 5,
+        "rolled many times"
+    );
+    let at: HashMap<Position, (u64, u64)> = events
+        .iter()
+        .map(|(pos, ts, p)| {
+            assert_eq!(*ts, 7);
+            (*pos, decode(p))
+        })
+        .collect();
+    assert_eq!(at.len(), events.len(), "positions are distinct");
+    // Each thread's events, in log order, are its appends in its own order.
+    let mut next = vec![0u64; THREADS as usize];
+    for (_, _, p) in &events {
+        let (t, i) = decode(p);
+        assert_eq!(i, next[t as usize], "thread {t}'s events in its order");
+        next[t as usize] += 1;
+    }
+    // The position each append returned is where its event is.
+    for (t, positions) in returned.iter().enumerate() {
+        for (i, pos) in positions.iter().enumerate() {
+            assert_eq!(at[pos], (t as u64, i as u64), "event at {pos}");
+        }
+    }
+}
+
+#[test]
+fn append_now_timestamps_never_decrease_in_log_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = SharedLogWriter::create(&path, small()).unwrap();
+    let n = 3000;
+    let returned = race(&log, |t, log| {
+        (0..n)
+            .map(|i| log.append_now(&payload(t, i)).unwrap())
+            .collect::<Vec<_>>()
+    });
+    drop(log);
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, THREADS * n);
+    for pair in events.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "timestamps in log order: {} then {}",
+            pair[0].1,
+            pair[1].1
+        );
+    }
+    let at: HashMap<Position, i64> = events.iter().map(|(p, ts, _)| (*p, *ts)).collect();
+    for (pos, ts) in returned.iter().flatten() {
+        assert_eq!(at[pos], *ts, "the timestamp returned is the event's");
+    }
+}
+
+#[test]
+fn flush_covers_every_append_that_returned_before_it_on_any_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = SharedLogWriter::create(&path, LogOptions::default().segment_size(1 << 20)).unwrap();
+    let rounds = 150;
+    race(&log, |t, log| {
+        for i in 0..rounds {
+            let p = payload(t, i);
+            let pos = log.append(0, &p).unwrap();
+            // Other threads' flushes are under way at any moment: this one must still
+            // cover this append, which returned before it began.
+            log.flush().unwrap();
+            let segment = LogReader::open(log.dir())
+                .unwrap()
+                .segment_files()
+                .unwrap()
+                .into_iter()
+                .find(|(seq, _)| *seq == pos.segment())
+                .unwrap()
+                .1;
+            let durable = StreamReader::open(&segment).unwrap().durable_offset();
+            let end = pos.offset() + 16 + p.len() as u64;
+            assert!(
+                durable >= end,
+                "thread {t} round {i}: flushed to {durable}, event ends at {end}"
+            );
+        }
+    });
+}
+
+#[test]
+fn refused_appends_write_nothing_and_a_panicking_fill_wedges_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = SharedLogWriter::create(&path, small()).unwrap();
+    log.append(100, b"first").unwrap();
+    let results = race(&log, |t, log| match t {
+        0 => {
+            let huge = vec![0u8; 32 << 10];
+            matches!(log.append(100, &huge), Err(Error::EventTooLarge { .. }))
+        }
+        1 => matches!(log.append(5, b"too old"), Err(Error::OutOfOrder { .. })),
+        2 => {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = log.append_with(100, 40, |_| panic!("the fill fails"));
+            }));
+            panicked.is_err()
+        }
+        _ => (0..500).all(|i| log.append(100, &payload(3, i)).is_ok()),
+    });
+    assert_eq!(results, vec![true; THREADS as usize]);
+    // The handle still appends after the panic.
+    log.append(100, b"last").unwrap();
+    drop(log);
+    let events = read_all(&path);
+    assert_eq!(
+        events.len(),
+        502,
+        "first, 500 of thread 3, last: nothing else"
+    );
+    assert_eq!(events[0].2, b"first");
+    assert_eq!(events[501].2, b"last");
+    for (k, (_, _, p)) in events[1..501].iter().enumerate() {
+        assert_eq!(decode(p), (3, k as u64));
+    }
+}
+
+#[test]
+fn a_batch_is_contiguous_in_the_log_and_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = SharedLogWriter::create(&path, small()).unwrap();
+    let batches = 200;
+    let batch = 10;
+    race(&log, |t, log| {
+        for b in 0..batches {
+            let payloads: Vec<Vec<u8>> = (0..batch).map(|k| payload(t, b * batch + k)).collect();
+            let events: Vec<(i64, &[u8])> = payloads.iter().map(|p| (9, p.as_slice())).collect();
+            log.append_batch(&events).unwrap();
+        }
+        // Refused: the second event is older than the first; nothing of it is written.
+        let refused = [(10, b"x".as_slice()), (9, b"y".as_slice())];
+        assert!(matches!(
+            log.append_batch(&refused),
+            Err(Error::OutOfOrder { .. })
+        ));
+    });
+    drop(log);
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, THREADS * batches * batch);
+    for chunk in events.chunks(batch as usize) {
+        let (t, first) = decode(&chunk[0].2);
+        assert_eq!(first % batch, 0, "a batch starts the chunk");
+        for (k, (_, _, p)) in chunk.iter().enumerate() {
+            assert_eq!(
+                decode(p),
+                (t, first + k as u64),
+                "a batch's events together"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_shared_writer_and_an_exclusive_one_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = SharedLogWriter::create(&path, small()).unwrap();
+    assert!(matches!(LogWriter::open(&path), Err(Error::Locked { .. })));
+    assert!(matches!(
+        SharedLogWriter::open(&path),
+        Err(Error::Locked { .. })
+    ));
+    let clone = log.clone();
+    assert!(clone.into_writer().is_err(), "another handle exists");
+    let mut writer = log.into_writer().unwrap();
+    writer.append(1, b"alone again").unwrap();
+    drop(writer);
+    assert_eq!(read_all(&path).len(), 1);
+}
