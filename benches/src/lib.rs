@@ -50,6 +50,7 @@
 
 pub mod latency;
 pub mod log;
+pub mod many;
 
 mod append;
 mod dir;

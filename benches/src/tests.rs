@@ -329,3 +329,47 @@ fn json_strings_are_escaped() {
     assert_eq!(json_f64(f64::NAN), "null");
     assert_eq!(json_f64(1.5), "1.5");
 }
+
+#[test]
+fn a_small_many_producer_run_reports_every_row() -> TestResult {
+    let config = many::ManyConfig {
+        events: 5_001,
+        segment_size: 64 << 10,
+        repeats: 1,
+        pace: Some(Duration::from_micros(20)),
+        paced_events: 300,
+        ..many::ManyConfig::default()
+    };
+    let report = many::run(&config, &mut |_| {})?;
+    let rows: Vec<_> = report
+        .throughput
+        .iter()
+        .map(|row| (row.system, row.threads, row.runs.samples.len()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("LogWriter", 1, 1),
+            ("shared", 1, 1),
+            ("shared", 2, 1),
+            ("shared", 4, 1)
+        ]
+    );
+    let latency: Vec<_> = report
+        .latency
+        .iter()
+        .map(|row| (row.system, row.threads, row.events))
+        .collect();
+    assert_eq!(
+        latency,
+        [
+            ("LogWriter", 1, 300),
+            ("shared", 1, 300),
+            ("shared", 2, 600)
+        ]
+    );
+    let text = report.to_string();
+    assert!(text.contains("shared  4 threads"), "{text}");
+    assert!(text.contains("p99.9"), "{text}");
+    Ok(())
+}

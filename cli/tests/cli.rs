@@ -997,6 +997,30 @@ fn bench_runs_on_a_temporary_directory() {
     assert_eq!(result.stderr, "", "{result:?}");
 }
 
+#[test]
+fn bench_many_compares_threads_with_the_single_writer() {
+    let result = run(&[
+        "bench",
+        "--many",
+        "--many-events",
+        "3000",
+        "--repeats",
+        "1",
+        "--no-latency",
+    ]);
+    assert_eq!(result.code, 0, "{result:?}");
+    let out = result.out();
+    for row in [
+        "LogWriter  1 thread",
+        "shared  1 thread",
+        "shared  2 threads",
+        "shared  4 threads",
+    ] {
+        assert!(out.contains(row), "{row}: {out}");
+    }
+    run(&["bench", "--many-events", "10"]).fails(2, &["--many"]);
+}
+
 /// A log made with `create --log` takes `append`, and every reading command reads it
 /// across its segments; `cat --cursor` resumes where the previous run stopped.
 #[test]
