@@ -14,6 +14,13 @@
 //! used on its own. The byte layout is specified in `docs/FORMAT.md` and implemented in
 //! [`format`](mod@format).
 //!
+//! A program that logs from many threads shares one [`SharedLogWriter`] between them
+//! (`Clone`, `Send`, `Sync`, `&self` appends): each append all or nothing, the log's
+//! order the order the appends took their turn, [`append_now`](SharedLogWriter::append_now)
+//! timestamps never decreasing in it, and a group-commit
+//! [`flush`](SharedLogWriter::flush) that covers every append returned before it, from
+//! any thread, with one sync for all the threads waiting on it.
+//!
 //! ```
 //! # fn main() -> evstream::Result<()> {
 //! # let dir = tempfile::tempdir().unwrap();

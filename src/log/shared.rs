@@ -48,16 +48,19 @@ use crate::log::writer::{LogRecovery, LogWriter};
 /// # let path = dir.path().join("app");
 /// let log = SharedLogWriter::open_or_create(&path, LogOptions::default().segment_size(1 << 20))?;
 /// std::thread::scope(|s| {
-///     for worker in 0..4 {
-///         let log = log.clone();
-///         s.spawn(move || -> evstream::Result<()> {
-///             for i in 0..100 {
-///                 log.append_now(format!("worker {worker} step {i}").as_bytes())?;
-///             }
-///             log.flush() // all this worker's events now survive power loss
-///         });
-///     }
-/// });
+///     let workers: Vec<_> = (0..4)
+///         .map(|worker| {
+///             let log = log.clone();
+///             s.spawn(move || -> evstream::Result<()> {
+///                 for i in 0..100 {
+///                     log.append_now(format!("worker {worker} step {i}").as_bytes())?;
+///                 }
+///                 log.flush() // all this worker's events now survive power loss
+///             })
+///         })
+///         .collect();
+///     workers.into_iter().try_for_each(|w| w.join().expect("a worker panicked"))
+/// })?;
 /// let reader = LogReader::open(&path)?;
 /// assert_eq!(reader.iter()?.count(), 400);
 /// # Ok(())
