@@ -244,19 +244,90 @@ fn a_batch_is_contiguous_in_the_log_and_refused_whole() {
 }
 
 #[test]
-fn a_shared_writer_and_an_exclusive_one_exclude_each_other() {
+fn shared_writers_take_turns_and_an_exclusive_one_keeps_the_log_to_itself() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     let log = SharedLogWriter::create(&path, small()).unwrap();
+    log.append(1, b"a").unwrap();
+    // The shared writer has the turn: an exclusive writer is refused.
     assert!(matches!(LogWriter::open(&path), Err(Error::Locked { .. })));
+    // A second shared writer (as another process opens one) gets the turn once the
+    // first is idle, and the first gets it back.
+    let other = SharedLogWriter::open(&path).unwrap();
+    other.append(2, b"b").unwrap();
+    log.append(3, b"c").unwrap();
+    assert_eq!(other.event_count(), 2, "as it last saw the log");
+    assert_eq!(log.event_count(), 3);
+    drop(other);
+    let clone = log.clone();
+    assert!(clone.into_writer().is_err(), "another handle exists");
+    let mut writer = log.into_writer().unwrap();
     assert!(matches!(
         SharedLogWriter::open(&path),
         Err(Error::Locked { .. })
     ));
-    let clone = log.clone();
-    assert!(clone.into_writer().is_err(), "another handle exists");
-    let mut writer = log.into_writer().unwrap();
-    writer.append(1, b"alone again").unwrap();
+    writer.append(4, b"d").unwrap();
     drop(writer);
-    assert_eq!(read_all(&path).len(), 1);
+    // Made from a LogWriter, a shared writer keeps the log to itself too.
+    let exclusive = SharedLogWriter::from(LogWriter::open(&path).unwrap());
+    assert!(matches!(
+        SharedLogWriter::open(&path),
+        Err(Error::Locked { .. })
+    ));
+    exclusive.append(5, b"e").unwrap();
+    drop(exclusive);
+    let events: Vec<(i64, Vec<u8>)> = read_all(&path)
+        .into_iter()
+        .map(|(_, ts, p)| (ts, p))
+        .collect();
+    let expected: Vec<(i64, Vec<u8>)> = [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]
+        .into_iter()
+        .map(|(ts, p)| (ts, p.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(events, expected);
+}
+
+/// Writers opened separately (as by separate processes, each with its own turn files)
+/// appending at the same time: every event present, each writer's in its order, with
+/// `append_now` timestamps never decreasing across the turns.
+#[test]
+fn separately_opened_writers_interleave_by_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    drop(SharedLogWriter::create(&path, small()).unwrap());
+    let n = 3000;
+    let start = Barrier::new(3);
+    let returned: Vec<Vec<Position>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (path, start) = (&path, &start);
+                s.spawn(move || {
+                    let log = SharedLogWriter::open(path).unwrap();
+                    start.wait();
+                    (0..n)
+                        .map(|i| log.append_now(&payload(t, i)).unwrap().0)
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, 3 * n);
+    let mut next = [0u64; 3];
+    for (_, _, p) in &events {
+        let (t, i) = decode(p);
+        assert_eq!(i, next[t as usize], "writer {t}'s events in its order");
+        next[t as usize] += 1;
+    }
+    for pair in events.windows(2) {
+        assert!(pair[0].1 <= pair[1].1, "timestamps never decrease");
+    }
+    let at: HashMap<Position, (u64, u64)> =
+        events.iter().map(|(pos, _, p)| (*pos, decode(p))).collect();
+    for (t, positions) in returned.iter().enumerate() {
+        for (i, pos) in positions.iter().enumerate() {
+            assert_eq!(at[pos], (t as u64, i as u64));
+        }
+    }
 }

@@ -1,23 +1,25 @@
-//! A log writer that many threads share: one [`LogWriter`] behind a lock, and a group
-//! commit that lets one flush serve every thread waiting for one.
+//! A log writer that many threads and many processes share: one [`LogWriter`] per
+//! process behind a lock, a group commit that lets one flush serve every thread waiting
+//! for one, and the turn that processes take to hold the log's writer.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::format;
-use crate::log::config::LogOptions;
+use crate::log::config::{CONFIG_FILE, LogOptions};
 use crate::log::position::Position;
 use crate::log::retention::Retired;
 use crate::log::writer::{LogRecovery, LogWriter};
 
-/// Appends events to a log from many threads: a handle that is [`Clone`], [`Send`] and
-/// [`Sync`], whose appends and flush take `&self`.
+/// Appends events to a log from many threads and many processes: a handle that is
+/// [`Clone`], [`Send`] and [`Sync`], whose appends and flush take `&self`.
 ///
-/// Every clone appends through the same [`LogWriter`] (one per log, across all
-/// processes, as ever), each append under a lock held only for the copy into the
-/// mapping and its publication, so that:
+/// **Threads.** Every clone appends through the same [`LogWriter`], each append under a
+/// lock held only for the copy into the mapping and its publication, so that:
 ///
 /// - **each append is all or nothing**, exactly as [`LogWriter::append`]: a refused one
 ///   writes nothing;
@@ -31,13 +33,30 @@ use crate::log::writer::{LogRecovery, LogWriter};
 ///   on any thread, before the flush began, and the threads that call `flush` while one
 ///   is under way share the next one: one `msync` of the newest segment for all of them.
 ///
-/// With one thread the lock costs an uncontended atomic swap per append; a program with
-/// one writing thread that wants nothing in the way keeps [`LogWriter`].
+/// **Processes.** Any number of processes may each [`open`](Self::open) the same log,
+/// with the same promises between all their appends. They take **turns**: the process
+/// whose turn it is holds the log's one [`LogWriter`] and appends at full speed; when
+/// another process waits for the turn, the holder hands it over as soon as it is idle
+/// (within a millisecond), and after at most 10 ms of appending; taking the turn opens
+/// the log's writer as [`LogWriter::open`] does (about a millisecond), so that the
+/// process sees every event the others appended and continues after the last. The turn
+/// is an exclusive `flock` on the log's `TURN` file (waiters hold `WANT` shared), so a
+/// process that dies, even killed in the middle of an append or a roll, loses the turn
+/// at once, and the next process's open repairs what it left, as a writer's open after
+/// a crash always does: no event whose append returned is lost, and the others go on
+/// within the time of one turn and one open (see `docs/FORMAT.md`, "Many writer
+/// processes"). A writer that keeps the log to itself (a [`LogWriter`], or a
+/// `SharedLogWriter` made [`from`](From::from) one) excludes them, and they it, with
+/// [`Error::Locked`].
+///
+/// With one thread of one process the lock costs an uncontended atomic swap per append;
+/// a program with one writing thread that wants nothing in the way keeps [`LogWriter`].
 ///
 /// # Durability
 /// As for [`LogWriter`]: an append that returned [`Ok`] survives a crash of the process;
-/// one covered by a successful [`flush`](Self::flush) survives power loss. Dropping the
-/// last clone drops the [`LogWriter`], which does not flush the newest segment.
+/// one covered by a successful [`flush`](Self::flush) survives power loss. Handing the
+/// turn over, and dropping the last clone, close the [`LogWriter`], which seals the
+/// segments it rolled past and does not flush the newest segment.
 ///
 /// # Examples
 /// ```
@@ -68,17 +87,93 @@ use crate::log::writer::{LogRecovery, LogWriter};
 /// ```
 #[derive(Debug, Clone)]
 pub struct SharedLogWriter {
+    handle: Arc<Handle>,
+}
+
+/// How often a process holding the turn looks whether another process waits for it.
+const KEEPER_TICK: Duration = Duration::from_millis(1);
+
+/// The longest a process keeps the turn while another process waits and it is still
+/// appending (an idle one hands it over at the next look, [`KEEPER_TICK`]).
+pub(crate) const TURN_LENGTH: Duration = Duration::from_millis(10);
+
+/// The file whose exclusive `flock` is the turn of the processes appending to a log.
+pub(crate) const TURN_FILE: &str = "TURN";
+
+/// The file that processes waiting for the turn hold a shared `flock` on.
+pub(crate) const WANT_FILE: &str = "WANT";
+
+/// The handles' common part: dropping the last one stops the keeper thread and gives
+/// the log back.
+#[derive(Debug)]
+struct Handle {
     inner: Arc<Inner>,
+    keeper: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Debug)]
 struct Inner {
-    writer: Mutex<LogWriter>,
+    turn: Mutex<Turn>,
     commit: Mutex<Commit>,
     /// A flush finished.
     committed: Condvar,
     dir: PathBuf,
     options: LogOptions,
+    /// What the first open repaired.
+    recovery: LogRecovery,
+    /// The turn files, when processes take turns; `None` for a writer made from a
+    /// [`LogWriter`], which keeps the log to itself.
+    processes: Option<Processes>,
+    /// The keeper thread is to stop.
+    stop: Mutex<bool>,
+    stopping: Condvar,
+}
+
+/// This process's part in the log's turn.
+#[derive(Debug)]
+struct Turn {
+    /// The log's writer while this process has the turn.
+    writer: Option<LogWriter>,
+    /// Calls that used the writer, for the keeper's look at whether this process is idle.
+    uses: u64,
+    /// When this process took the turn.
+    since: Instant,
+    /// What the writer said when this process last gave the turn up.
+    last: Seen,
+    /// Segments retention deleted during this process's turns, not yet taken.
+    retired: Vec<Retired>,
+}
+
+/// The writer's counters as this process last saw them.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    event_count: u64,
+    last_timestamp: Option<i64>,
+    segment: u64,
+    end: Position,
+}
+
+impl Seen {
+    fn of(writer: &LogWriter) -> Self {
+        Self {
+            event_count: writer.event_count(),
+            last_timestamp: writer.last_timestamp(),
+            segment: writer.segment(),
+            end: writer.end(),
+        }
+    }
+}
+
+/// The files of the processes' turn, each opened on its own: `flock`s belong to the
+/// open file.
+#[derive(Debug)]
+struct Processes {
+    /// Locked exclusively while this process has the turn.
+    turn: File,
+    /// Locked shared while this process waits for the turn.
+    want: File,
+    /// Tried exclusively by the keeper: failing, another process waits.
+    probe: File,
 }
 
 /// The group commit's state: flushes are numbered in the order they start.
@@ -95,54 +190,134 @@ struct Commit {
 }
 
 impl From<LogWriter> for SharedLogWriter {
-    /// Shares `writer` between threads.
+    /// Shares `writer` between this process's threads. It keeps the log to itself:
+    /// other processes' writers get [`Error::Locked`] until the last handle is dropped.
     fn from(writer: LogWriter) -> Self {
-        let dir = writer.dir().to_owned();
-        let options = writer.options().clone();
-        Self {
-            inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
-                commit: Mutex::new(Commit::default()),
-                committed: Condvar::new(),
-                dir,
-                options,
-            }),
-        }
+        Self::assemble(writer, None)
     }
 }
 
 impl SharedLogWriter {
-    /// Creates a log in `dir` and opens it, as [`LogWriter::create`] does.
+    /// Makes the handle around `writer`, with its keeper thread if processes take turns.
+    fn assemble(writer: LogWriter, processes: Option<Processes>) -> Self {
+        let turns = processes.is_some();
+        let inner = Arc::new(Inner {
+            dir: writer.dir().to_owned(),
+            options: writer.options().clone(),
+            recovery: writer.recovery().clone(),
+            turn: Mutex::new(Turn {
+                last: Seen::of(&writer),
+                writer: Some(writer),
+                uses: 0,
+                since: Instant::now(),
+                retired: Vec::new(),
+            }),
+            commit: Mutex::new(Commit::default()),
+            committed: Condvar::new(),
+            processes,
+            stop: Mutex::new(false),
+            stopping: Condvar::new(),
+        });
+        // Without its keeper a process keeps the turn until its last handle is dropped:
+        // the others wait that long, and nothing is lost.
+        let keeper = turns
+            .then(|| {
+                let theirs = Arc::clone(&inner);
+                std::thread::Builder::new()
+                    .name("evstream-log-turn".into())
+                    .spawn(move || keep(&theirs))
+                    .ok()
+            })
+            .flatten();
+        Self {
+            handle: Arc::new(Handle { inner, keeper }),
+        }
+    }
+
+    /// Creates a log in `dir` (as [`LogWriter::create`] does) and opens it to append
+    /// from this process, as [`open`](Self::open) does.
     ///
     /// # Errors
-    /// As [`LogWriter::create`].
+    /// As [`LogWriter::create`], and as [`open`](Self::open).
     pub fn create(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
-        LogWriter::create(dir, options).map(Self::from)
+        let dir = dir.as_ref();
+        drop(LogWriter::create(dir, options)?);
+        Self::open(dir)
     }
 
-    /// Opens the log in `dir` to append to it, as [`LogWriter::open`] does.
+    /// Opens the log in `dir` to append to it from this process, beside any other
+    /// processes that opened it so.
+    ///
+    /// The processes take turns: the one whose turn it is holds the log's
+    /// [`LogWriter`] (opened as [`LogWriter::open`] does, validating and repairing
+    /// what a writer that died left) and appends; when another process waits, it
+    /// hands the turn over as soon as it is idle, and after at most 10 ms
+    /// of appending. A process that dies, even killed in the middle of an append,
+    /// loses the turn at once (the kernel drops its `flock`s), and the next process
+    /// repairs what it left when it opens the log: nothing another writer appended is
+    /// lost. The call returns holding the turn.
     ///
     /// # Errors
-    /// As [`LogWriter::open`]; [`Error::Locked`] if another writer has the log open.
+    /// - As [`LogWriter::open`]: [`Error::NotALog`] if `dir` holds no log, and so on.
+    /// - [`Error::Locked`] if a writer that keeps the log to itself (a [`LogWriter`], or
+    ///   a `SharedLogWriter` made from one) has it open.
+    /// - [`Error::Io`] if the turn files (`TURN`, `WANT`) cannot be opened or locked.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        LogWriter::open(dir).map(Self::from)
+        let dir = dir.as_ref();
+        crate::log::reader::read_options(dir)?;
+        let processes = Processes::open(dir)?;
+        processes.wait_for_turn(dir)?;
+        let writer = processes.open_writer(dir)?;
+        Ok(Self::assemble(writer, Some(processes)))
     }
 
-    /// Opens the log in `dir`, or creates it with `options`, as
-    /// [`LogWriter::open_or_create`] does.
+    /// Opens the log in `dir` as [`open`](Self::open) does, or creates it with
+    /// `options` if there is none (as [`LogWriter::open_or_create`] does).
     ///
     /// # Errors
-    /// As [`LogWriter::open_or_create`].
+    /// As [`open`](Self::open) and [`LogWriter::create`].
     pub fn open_or_create(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
-        LogWriter::open_or_create(dir, options).map(Self::from)
+        let dir = dir.as_ref();
+        match std::fs::symlink_metadata(dir.join(CONFIG_FILE)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match LogWriter::create(dir, options) {
+                    Ok(writer) => drop(writer),
+                    // Made by another process since the look: opened below.
+                    Err(Error::AlreadyExists { .. } | Error::Locked { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {}
+        }
+        Self::open(dir)
     }
 
-    /// The writer, for one append or one call: a thread that panicked while it held it
-    /// left it whole (an append cut short publishes nothing), so the lock's poison is
-    /// passed over.
+    fn inner(&self) -> &Inner {
+        &self.handle.inner
+    }
+
+    /// Runs `f` on the log's writer, taking the turn first if another process has it.
     #[inline]
-    fn writer(&self) -> MutexGuard<'_, LogWriter> {
-        self.inner.writer.lock().unwrap_or_else(|e| e.into_inner())
+    fn with<T>(&self, f: impl FnOnce(&mut LogWriter) -> Result<T>) -> Result<T> {
+        let inner = self.inner();
+        let mut turn = inner.lock_turn();
+        if turn.writer.is_none() {
+            inner.take_turn(&mut turn)?;
+        }
+        turn.uses = turn.uses.wrapping_add(1);
+        match turn.writer.as_mut() {
+            Some(writer) => f(writer),
+            None => Err(Error::Locked {
+                path: inner.dir.clone(),
+            }),
+        }
+    }
+
+    /// What `f` reads from the writer if this process has the turn, or what it saw
+    /// when it last gave it up.
+    fn seen<T>(&self, f: impl FnOnce(Seen) -> T) -> T {
+        let turn = self.inner().lock_turn();
+        f(turn.writer.as_ref().map_or(turn.last, Seen::of))
     }
 
     /// Appends one event; returns its position. As [`LogWriter::append`].
@@ -154,7 +329,7 @@ impl SharedLogWriter {
     /// [`append_now`](Self::append_now).
     #[inline]
     pub fn append(&self, timestamp: i64, payload: &[u8]) -> Result<Position> {
-        self.writer().append(timestamp, payload)
+        self.with(|writer| writer.append(timestamp, payload))
     }
 
     /// Appends an event of `len` bytes whose payload `fill` writes in place, as
@@ -167,7 +342,7 @@ impl SharedLogWriter {
     where
         F: FnOnce(&mut [u8]),
     {
-        self.writer().append_with(timestamp, len, fill)
+        self.with(|writer| writer.append_with(timestamp, len, fill))
     }
 
     /// Appends an event stamped `time`, as [`append`](Self::append) does with its
@@ -188,7 +363,7 @@ impl SharedLogWriter {
     /// As [`append`](Self::append) (never [`Error::OutOfOrder`]).
     #[inline]
     pub fn append_now(&self, payload: &[u8]) -> Result<(Position, i64)> {
-        self.writer().append_now(payload)
+        self.with(|writer| writer.append_now(payload))
     }
 
     /// Appends `events` one after another, with no other thread's event between them;
@@ -224,40 +399,17 @@ impl SharedLogWriter {
     /// # }
     /// ```
     pub fn append_batch(&self, events: &[(i64, &[u8])]) -> Result<Position> {
-        let mut writer = self.writer();
-        let largest = self.inner.options.max_event();
-        let mut previous = writer.last_timestamp().unwrap_or(i64::MIN);
-        for &(timestamp, payload) in events {
-            if timestamp < previous {
-                return Err(Error::OutOfOrder {
-                    previous,
-                    got: timestamp,
-                });
-            }
-            previous = timestamp;
-            let len = payload.len();
-            let needed = format::event_len(len).ok_or(Error::PayloadTooLarge { len })?;
-            if needed > largest {
-                return Err(Error::EventTooLarge {
-                    needed,
-                    segment_size: self.inner.options.segment_size,
-                    largest,
-                });
-            }
-        }
-        let mut first = None;
-        for &(timestamp, payload) in events {
-            let position = writer.append(timestamp, payload)?;
-            first.get_or_insert(position);
-        }
-        Ok(first.unwrap_or_else(|| writer.end()))
+        let options = &self.inner().options;
+        self.with(|writer| append_batch(writer, options, events))
     }
 
     /// Makes every event appended so far, by any thread, survive power loss: a group
     /// commit.
     ///
     /// When this returns [`Ok`], every append that returned before this call began (on
-    /// any thread) is covered, as by [`LogWriter::flush`]. If no flush is under way, this
+    /// any thread of this process), and every event before it in the log, is covered, as
+    /// by [`LogWriter::flush`] (taking the turn first if another process has it). If no
+    /// flush is under way, this
     /// thread flushes; if one is, it was started before this call and may not cover it,
     /// so this thread waits for it and then for the next, which the first of the waiting
     /// threads starts and all of them share. Appends from other threads wait while the
@@ -266,10 +418,10 @@ impl SharedLogWriter {
     ///
     /// # Errors
     /// [`Error::Io`] if a write-back failed, to the thread that flushed; every thread
-    /// that shared that flush, and every later append and flush, gets
-    /// [`Error::Poisoned`]. Reopen the log to continue from what is on disk.
+    /// that shared that flush, and every later append and flush until the writer is
+    /// reopened (the next turn reopens it), gets [`Error::Poisoned`].
     pub fn flush(&self) -> Result<()> {
-        let inner = &*self.inner;
+        let inner = self.inner();
         let mut commit = inner.commit.lock().unwrap_or_else(|e| e.into_inner());
         // The first flush to start after this call began covers it.
         let needed = commit.started + 1;
@@ -287,7 +439,7 @@ impl SharedLogWriter {
                 commit.started += 1;
                 let number = commit.started;
                 drop(commit);
-                let result = self.writer().flush();
+                let result = self.with(LogWriter::flush);
                 commit = inner.commit.lock().unwrap_or_else(|e| e.into_inner());
                 commit.running = false;
                 commit.finished = number;
@@ -305,70 +457,313 @@ impl SharedLogWriter {
         }
     }
 
-    /// Applies the retention limits now, as [`LogWriter::enforce_retention`] does.
+    /// Applies the retention limits now, as [`LogWriter::enforce_retention`] does
+    /// (taking the turn first if another process has it).
     ///
     /// # Errors
-    /// As [`LogWriter::enforce_retention`].
+    /// As [`LogWriter::enforce_retention`], and as [`open`](Self::open) for taking the
+    /// turn.
     pub fn enforce_retention(&self) -> Result<Vec<Retired>> {
-        self.writer().enforce_retention()
+        self.with(LogWriter::enforce_retention)
     }
 
-    /// Segments the background thread deleted by retention since the last call, as
-    /// [`LogWriter::take_retired`].
+    /// Segments retention deleted since the last call, during this process's turns,
+    /// as [`LogWriter::take_retired`].
     pub fn take_retired(&self) -> Vec<Retired> {
-        self.writer().take_retired()
+        let mut turn = self.inner().lock_turn();
+        let mut retired = std::mem::take(&mut turn.retired);
+        if let Some(writer) = turn.writer.as_mut() {
+            retired.extend(writer.take_retired());
+        }
+        retired
     }
 
-    /// Why the background retention after the last roll failed, if it did, as
-    /// [`LogWriter::take_retention_error`].
+    /// Why the background retention after the last roll failed, if it did and this
+    /// process has the turn, as [`LogWriter::take_retention_error`].
     pub fn take_retention_error(&self) -> Option<Error> {
-        self.writer().take_retention_error()
+        let mut turn = self.inner().lock_turn();
+        turn.writer.as_mut()?.take_retention_error()
     }
 
     /// The log's directory.
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        &self.inner().dir
     }
 
     /// The log's settings.
     pub fn options(&self) -> &LogOptions {
-        &self.inner.options
+        &self.inner().options
     }
 
-    /// Sequence number of the newest segment, the one appends go to.
+    /// Sequence number of the newest segment, as this process last saw it (another
+    /// process may have rolled since).
     pub fn segment(&self) -> u64 {
-        self.writer().segment()
+        self.seen(|seen| seen.segment)
     }
 
-    /// The position the next event will get, unless a roll or another thread's append
-    /// comes first.
+    /// The position the next event would get, as this process last saw it: another
+    /// thread's or process's append, or a roll, may come first.
     pub fn end(&self) -> Position {
-        self.writer().end()
+        self.seen(|seen| seen.end)
     }
 
-    /// Events in the log since it was created, including retired ones.
+    /// Events in the log since it was created, including retired ones, as this process
+    /// last saw it (other processes may have appended since).
     pub fn event_count(&self) -> u64 {
-        self.writer().event_count()
+        self.seen(|seen| seen.event_count)
     }
 
-    /// The newest event's timestamp, if the log has one.
+    /// The newest event's timestamp, if the log has one, as this process last saw it.
     pub fn last_timestamp(&self) -> Option<i64> {
-        self.writer().last_timestamp()
+        self.seen(|seen| seen.last_timestamp)
     }
 
-    /// What opening the log repaired ([`LogWriter::recovery`]).
+    /// What opening the log repaired ([`LogWriter::recovery`]) when this handle was
+    /// made.
     pub fn recovery(&self) -> LogRecovery {
-        self.writer().recovery().clone()
+        self.inner().recovery.clone()
     }
 
-    /// The [`LogWriter`] back, if this is the last handle; this handle again otherwise.
+    /// The [`LogWriter`] back, if this is the last handle (waiting for the turn first if
+    /// another process has it); this handle again otherwise. From then on the log is
+    /// this writer's alone: other processes get [`Error::Locked`].
     ///
     /// # Errors
-    /// `self`, unchanged, while other clones exist.
+    /// `self`, unchanged, while other clones exist, or if the turn could not be taken.
     pub fn into_writer(self) -> std::result::Result<LogWriter, Self> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => Ok(inner.writer.into_inner().unwrap_or_else(|e| e.into_inner())),
-            Err(inner) => Err(Self { inner }),
+        let handle = match Arc::try_unwrap(self.handle) {
+            Ok(handle) => handle,
+            Err(handle) => return Err(Self { handle }),
+        };
+        let inner = &handle.inner;
+        let mut turn = inner.lock_turn();
+        if turn.writer.is_none() && inner.take_turn(&mut turn).is_err() {
+            drop(turn);
+            return Err(Self {
+                handle: Arc::new(handle),
+            });
         }
+        let Some(writer) = turn.writer.take() else {
+            drop(turn);
+            return Err(Self {
+                handle: Arc::new(handle),
+            });
+        };
+        // The writer holds `LOCK` by itself: other processes that take the turn find
+        // the log locked. Dropping the handle stops the keeper.
+        if let Some(processes) = &inner.processes {
+            let _ = processes.turn.unlock();
+        }
+        drop(turn);
+        Ok(writer)
+    }
+}
+
+/// [`SharedLogWriter::append_batch`] on the writer: every event checked, then each
+/// appended.
+fn append_batch(
+    writer: &mut LogWriter,
+    options: &LogOptions,
+    events: &[(i64, &[u8])],
+) -> Result<Position> {
+    let largest = options.max_event();
+    let mut previous = writer.last_timestamp().unwrap_or(i64::MIN);
+    for &(timestamp, payload) in events {
+        if timestamp < previous {
+            return Err(Error::OutOfOrder {
+                previous,
+                got: timestamp,
+            });
+        }
+        previous = timestamp;
+        let len = payload.len();
+        let needed = format::event_len(len).ok_or(Error::PayloadTooLarge { len })?;
+        if needed > largest {
+            return Err(Error::EventTooLarge {
+                needed,
+                segment_size: options.segment_size,
+                largest,
+            });
+        }
+    }
+    let mut first = None;
+    for &(timestamp, payload) in events {
+        let position = writer.append(timestamp, payload)?;
+        first.get_or_insert(position);
+    }
+    Ok(first.unwrap_or_else(|| writer.end()))
+}
+
+/// How long taking the turn rides out a log found locked: the writer of a process that
+/// just created the log (and never took a turn) may still be closing.
+const HANDOVER_PATIENCE: Duration = Duration::from_millis(500);
+
+impl Inner {
+    /// This process's part of the turn: a thread that panicked while it held it left
+    /// the writer whole (an append cut short publishes nothing), so the lock's poison
+    /// is passed over.
+    #[inline]
+    fn lock_turn(&self) -> MutexGuard<'_, Turn> {
+        self.turn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the turn and opens the log's writer, which repairs what a process that
+    /// died holding the turn left.
+    #[cold]
+    fn take_turn(&self, turn: &mut Turn) -> Result<()> {
+        let Some(processes) = &self.processes else {
+            return Err(Error::Locked {
+                path: self.dir.clone(),
+            });
+        };
+        processes.wait_for_turn(&self.dir)?;
+        let writer = processes.open_writer(&self.dir)?;
+        turn.last = Seen::of(&writer);
+        turn.writer = Some(writer);
+        turn.since = Instant::now();
+        Ok(())
+    }
+
+    /// Gives the turn up: closes the writer (which seals the segments it retired) and
+    /// lets the next process in.
+    fn release(&self, turn: &mut Turn) {
+        if let Some(mut writer) = turn.writer.take() {
+            turn.last = Seen::of(&writer);
+            turn.retired.extend(writer.take_retired());
+            drop(writer);
+        }
+        if let Some(processes) = &self.processes {
+            let _ = processes.turn.unlock();
+        }
+    }
+
+    /// Whether another process waits for the turn.
+    fn wanted(&self) -> bool {
+        self.processes
+            .as_ref()
+            .is_some_and(|processes| match processes.probe.try_lock() {
+                Ok(()) => {
+                    let _ = processes.probe.unlock();
+                    false
+                }
+                Err(TryLockError::WouldBlock) => true,
+                Err(TryLockError::Error(_)) => false,
+            })
+    }
+}
+
+impl Processes {
+    /// Opens the turn files of the log in `dir` (made if missing; never through a
+    /// symbolic link, never anything but a regular file).
+    fn open(dir: &Path) -> Result<Self> {
+        let file = |name: &str| -> Result<File> {
+            let path = dir.join(name);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            let regular = file
+                .metadata()
+                .map_err(|e| Error::io("stat", &path, e))?
+                .is_file();
+            if !regular {
+                return Err(Error::NotALog {
+                    path,
+                    reason: "a file of its writers' turn is not a regular file",
+                });
+            }
+            Ok(file)
+        };
+        Ok(Self {
+            turn: file(TURN_FILE)?,
+            want: file(WANT_FILE)?,
+            probe: file(WANT_FILE)?,
+        })
+    }
+
+    /// Waits until this process has the turn: says so on `WANT` (so that the process
+    /// holding it hands it over), then waits for `TURN`.
+    fn wait_for_turn(&self, dir: &Path) -> Result<()> {
+        let want = dir.join(WANT_FILE);
+        self.want
+            .lock_shared()
+            .map_err(|e| Error::io("lock", &want, e))?;
+        let taken = self.turn.lock();
+        let _ = self.want.unlock();
+        taken.map_err(|e| Error::io("lock", dir.join(TURN_FILE), e))
+    }
+}
+
+impl Processes {
+    /// Opens the log's writer once this process has the turn; gives the turn back if
+    /// it cannot.
+    fn open_writer(&self, dir: &Path) -> Result<LogWriter> {
+        let started = Instant::now();
+        loop {
+            match LogWriter::open(dir) {
+                Ok(writer) => return Ok(writer),
+                Err(Error::Locked { .. }) if started.elapsed() < HANDOVER_PATIENCE => {
+                    std::thread::sleep(KEEPER_TICK);
+                }
+                Err(e) => {
+                    let _ = self.turn.unlock();
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+impl Handle {
+    /// Stops the keeper thread and waits for it.
+    fn stop_keeper(&self) {
+        *self.inner.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.inner.stopping.notify_all();
+    }
+}
+
+impl Drop for Handle {
+    /// Stops the keeper and gives the turn up (closing the writer).
+    fn drop(&mut self) {
+        self.stop_keeper();
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+        let mut turn = self.inner.lock_turn();
+        self.inner.release(&mut turn);
+    }
+}
+
+/// The keeper thread: every [`KEEPER_TICK`], if another process waits for the turn,
+/// hands it over when this process is idle (no call used the writer since the last
+/// look) or has had it for [`TURN_LENGTH`].
+fn keep(inner: &Inner) {
+    let mut seen_uses = u64::MAX;
+    loop {
+        {
+            let stop = inner.stop.lock().unwrap_or_else(|e| e.into_inner());
+            if *stop {
+                return;
+            }
+            let (stop, _) = inner
+                .stopping
+                .wait_timeout(stop, KEEPER_TICK)
+                .unwrap_or_else(|e| e.into_inner());
+            if *stop {
+                return;
+            }
+        }
+        let mut turn = inner.lock_turn();
+        if turn.writer.is_some() && inner.wanted() {
+            let idle = turn.uses == seen_uses;
+            if idle || turn.since.elapsed() >= TURN_LENGTH {
+                inner.release(&mut turn);
+            }
+        }
+        seen_uses = turn.uses;
     }
 }
