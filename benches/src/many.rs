@@ -50,6 +50,13 @@ pub struct ManyConfig {
     /// The directory (it must exist) in which the run makes a directory of its own;
     /// `None`: the system's temporary directory.
     pub dir: Option<std::path::PathBuf>,
+    /// Process counts of the multi-process runs (default 1, 2), each process appending
+    /// its share through its own [`SharedLogWriter::open`]; run only with `appender`.
+    pub processes: Vec<usize>,
+    /// The command that runs [`append_child`] (a program and its first arguments, to
+    /// which the log's path, the events and the payload size are added); `None` skips
+    /// the multi-process runs.
+    pub appender: Option<Vec<std::ffi::OsString>>,
 }
 
 impl Default for ManyConfig {
@@ -63,6 +70,8 @@ impl Default for ManyConfig {
             pace: Some(Duration::from_micros(4)),
             paced_events: 500_000,
             dir: None,
+            processes: vec![1, 2],
+            appender: None,
         }
     }
 }
@@ -70,9 +79,10 @@ impl Default for ManyConfig {
 /// One system's throughput runs.
 #[derive(Debug, Clone)]
 pub struct ManyThroughput {
-    /// `"LogWriter"`, or `"shared"` for a [`SharedLogWriter`].
+    /// `"LogWriter"`, `"shared"` for a [`SharedLogWriter`] shared by threads, or
+    /// `"processes"` for processes each with its own.
     pub system: &'static str,
-    /// Appending threads.
+    /// Appending threads, or processes.
     pub threads: usize,
     /// The runs.
     pub runs: Summary,
@@ -120,6 +130,7 @@ impl ManyReport {
 enum System {
     Exclusive,
     Shared(usize),
+    Processes(usize),
 }
 
 /// Runs the many-producer benchmarks, calling `progress` with a line now and then.
@@ -134,6 +145,14 @@ pub fn run(config: &ManyConfig, progress: &mut dyn FnMut(&str)) -> Result<ManyRe
     let payload = vec![0x5a_u8; config.payload_size];
     let mut systems = vec![System::Exclusive];
     systems.extend(config.threads.iter().map(|&t| System::Shared(t.max(1))));
+    if config.appender.is_some() {
+        systems.extend(
+            config
+                .processes
+                .iter()
+                .map(|&p| System::Processes(p.max(1))),
+        );
+    }
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); systems.len()];
     for round in 0..=config.repeats {
         for k in 0..systems.len() {
@@ -156,6 +175,7 @@ pub fn run(config: &ManyConfig, progress: &mut dyn FnMut(&str)) -> Result<ManyRe
             let (system, threads) = match *system {
                 System::Exclusive => ("LogWriter", 1),
                 System::Shared(threads) => ("shared", threads),
+                System::Processes(processes) => ("processes", processes),
             };
             Some(ManyThroughput {
                 system,
@@ -196,10 +216,15 @@ fn throughput_run(
     system: System,
     payload: &[u8],
 ) -> Result<Duration> {
+    let threads = match system {
+        System::Processes(processes) => return processes_run(dir, config, processes),
+        System::Exclusive => 0,
+        System::Shared(threads) => threads,
+    };
     let mut log = fresh_log(dir, config)?;
     let path = log.dir().to_owned();
-    let elapsed = match system {
-        System::Exclusive => {
+    let elapsed = match threads {
+        0 => {
             let start = Instant::now();
             for _ in 0..config.events {
                 log.append(TIMESTAMP, payload)?;
@@ -208,7 +233,7 @@ fn throughput_run(
             drop(log);
             elapsed
         }
-        System::Shared(threads) => {
+        threads => {
             let shared = SharedLogWriter::from(log);
             let per_thread = config.events / threads as u64;
             let extra = config.events % threads as u64;
@@ -254,6 +279,13 @@ fn latency_run(
     let path = log.dir().to_owned();
     let mut histogram = new_histogram()?;
     let (name, threads) = match system {
+        System::Processes(_) => {
+            return Err(crate::io_error(
+                "time",
+                &path,
+                std::io::Error::other("the paced latency runs are of threads"),
+            ));
+        }
         System::Exclusive => {
             let mut next = Instant::now();
             for _ in 0..config.paced_events {
@@ -310,6 +342,114 @@ fn latency_run(
     })
 }
 
+/// One multi-process run: `processes` children of [`ManyConfig::appender`] each open the
+/// log and say so, then all are told to start at once; returns the time from then until
+/// the last one reported its last append.
+fn processes_run(dir: &BenchDir, config: &ManyConfig, processes: usize) -> Result<Duration> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let log = fresh_log(dir, config)?;
+    let path = log.dir().to_owned();
+    drop(log);
+    let failed = |what: &str| {
+        crate::io_error(
+            "run an appender process",
+            &path,
+            std::io::Error::other(what.to_owned()),
+        )
+    };
+    let Some((program, first)) = config.appender.as_ref().and_then(|c| c.split_first()) else {
+        return Err(failed("no appender command"));
+    };
+    let per = config.events / processes as u64;
+    let extra = config.events % processes as u64;
+    let mut children = Vec::new();
+    for k in 0..processes {
+        let n = per + u64::from((k as u64) < extra);
+        let child = Command::new(program)
+            .args(first)
+            .arg(&path)
+            .arg(n.to_string())
+            .arg(config.payload_size.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| crate::io_error("start", program, e))?;
+        children.push(child);
+    }
+    let mut lines = Vec::new();
+    for child in &mut children {
+        let out = child.stdout.take().ok_or_else(|| failed("no output"))?;
+        let mut reader = BufReader::new(out);
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .map_err(|e| crate::io_error("read from", program, e))?;
+        if line.trim() != "READY" {
+            return Err(failed(&format!("said {line:?} instead of READY")));
+        }
+        lines.push(reader);
+    }
+    let began = Instant::now();
+    for child in &mut children {
+        if let Some(stdin) = child.stdin.as_mut() {
+            stdin
+                .write_all(b"GO\n")
+                .map_err(|e| crate::io_error("write to", program, e))?;
+        }
+    }
+    for reader in &mut lines {
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .map_err(|e| crate::io_error("read from", program, e))?;
+        if line.trim() != "DONE" {
+            return Err(failed(&format!("said {line:?} instead of DONE")));
+        }
+    }
+    let elapsed = began.elapsed();
+    for mut child in children {
+        drop(child.stdin.take());
+        let status = child
+            .wait()
+            .map_err(|e| crate::io_error("wait for", program, e))?;
+        if !status.success() {
+            return Err(failed(&format!("exited with {status}")));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&path);
+    Ok(elapsed)
+}
+
+/// The appending process of the multi-process runs: opens the log at `path` through a
+/// [`SharedLogWriter`], writes `READY` to `out`, waits for a line on `input`, appends
+/// `events` events of `payload_size` bytes, writes `DONE`, and closes the log.
+///
+/// # Errors
+/// The first failure to open, append or talk to the parent.
+pub fn append_child(
+    path: &std::path::Path,
+    events: u64,
+    payload_size: usize,
+    input: &mut dyn std::io::BufRead,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let io = |op| move |e| crate::io_error(op, "<pipe>", e);
+    let log = SharedLogWriter::open(path)?;
+    let payload = vec![0x5a_u8; payload_size];
+    out.write_all(b"READY\n").map_err(io("write"))?;
+    out.flush().map_err(io("write"))?;
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(io("read"))?;
+    for _ in 0..events {
+        log.append(TIMESTAMP, &payload)?;
+    }
+    out.write_all(b"DONE\n").map_err(io("write"))?;
+    out.flush().map_err(io("write"))?;
+    drop(log);
+    Ok(())
+}
+
 /// The error of a benchmark thread that panicked.
 fn panicked() -> evstream::Error {
     crate::io_error(
@@ -352,10 +492,15 @@ impl fmt::Display for ManyReport {
             let rate = self.rate(&row.runs);
             writeln!(
                 f,
-                "{:>10}  {} thread{}  {:>8.1}ms  {:>12} events/s  {:>5.2}x  (spread ±{:.0}%)",
+                "{:>10}  {} {}  {:>8.1}ms  {:>12} events/s  {:>5.2}x  (spread ±{:.0}%)",
                 row.system,
                 row.threads,
-                if row.threads == 1 { " " } else { "s" },
+                match (row.system, row.threads) {
+                    ("processes", 1) => "process  ",
+                    ("processes", _) => "processes",
+                    (_, 1) => "thread   ",
+                    _ => "threads  ",
+                },
                 row.runs.median.as_secs_f64() * 1e3,
                 fmt_rate(rate),
                 rate / base,
@@ -364,7 +509,7 @@ impl fmt::Display for ManyReport {
         }
         writeln!(
             f,
-            "(ratios to one thread appending through LogWriter; shared: one SharedLogWriter, every thread appending its share)"
+            "(ratios to one thread appending through LogWriter; shared: one SharedLogWriter, every thread appending its share; processes: each its own SharedLogWriter, taking turns)"
         )?;
         if let (false, Some(pace)) = (self.latency.is_empty(), c.pace) {
             writeln!(

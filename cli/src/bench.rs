@@ -77,7 +77,8 @@ pub struct Args {
     steady_only: bool,
     /// Benchmark many producers instead: one log fed by 1, 2 and 4 threads through one
     /// SharedLogWriter, beside one thread through a LogWriter, and the append latency
-    /// of 1 and 2 threads each paced at 250,000 events/s; events of 64 bytes
+    /// of 1 and 2 threads each paced at 250,000 events/s, and 1 and 2 processes each
+    /// with its own SharedLogWriter; events of 64 bytes
     #[arg(long, conflicts_with_all = ["json", "log", "follow_latency"])]
     many: bool,
     /// Many producers: events per throughput run, shared between the threads (default
@@ -353,6 +354,10 @@ fn run_many(args: &Args) -> Result<(), Failure> {
     if let Some(events) = args.many_events {
         config.events = events;
     }
+    // The multi-process rows run this binary's hidden `bench-appender`.
+    config.appender = std::env::current_exe()
+        .ok()
+        .map(|program| vec![program.into_os_string(), APPENDER_COMMAND.into()]);
     if let Some(repeats) = args.repeats {
         config.repeats = repeats;
     }
@@ -436,4 +441,26 @@ pub fn run_follower(args: &FollowerArgs) -> Result<(), Failure> {
     }
     .map_err(|e| Failure::stream(&args.path, &e))?;
     output::line(&report.to_line())
+}
+
+/// The hidden subcommand that runs an appending process of `bench --many`.
+pub const APPENDER_COMMAND: &str = "bench-appender";
+
+/// Arguments of the hidden `evstream bench-appender`.
+#[derive(Debug, clap::Args)]
+pub struct AppenderArgs {
+    /// The log the benchmark appends to
+    path: PathBuf,
+    /// Events to append
+    events: u64,
+    /// Payload bytes of each
+    size: usize,
+}
+
+/// Opens the log, says READY, appends when told to, says DONE.
+pub fn run_appender(args: &AppenderArgs) -> Result<(), Failure> {
+    let mut input = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    bench::many::append_child(&args.path, args.events, args.size, &mut input, &mut out)
+        .map_err(|e| Failure::stream(&args.path, &e))
 }

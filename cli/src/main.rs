@@ -119,6 +119,9 @@ enum Command {
     /// The follower process of `bench --follow-latency` (not for direct use)
     #[command(name = "bench-follower", hide = true)]
     BenchFollower(bench::FollowerArgs),
+    /// An appending process of `bench --many` (not for direct use)
+    #[command(name = "bench-appender", hide = true)]
+    BenchAppender(bench::AppenderArgs),
 }
 
 /// The command-line definition, for completions and manual pages.
@@ -170,6 +173,7 @@ fn main() -> ExitCode {
         Command::Completions(args) => generate::completions(&args),
         Command::Man(args) => generate::man(&args),
         Command::BenchFollower(args) => bench::run_follower(&args),
+        Command::BenchAppender(args) => bench::run_appender(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,9 +38,14 @@ use crate::log::writer::{LogRecovery, LogWriter};
 /// with the same promises between all their appends. They take **turns**: the process
 /// whose turn it is holds the log's one [`LogWriter`] and appends at full speed; when
 /// another process waits for the turn, the holder hands it over as soon as it is idle
-/// (within a millisecond), and after at most 10 ms of appending; taking the turn opens
-/// the log's writer as [`LogWriter::open`] does (about a millisecond), so that the
-/// process sees every event the others appended and continues after the last. The turn
+/// (within a millisecond), and after at most 10 ms of appending (the first call after
+/// that gives it up, then waits for its next turn). Handing over flushes the holder's
+/// writer and closes it; taking the turn opens the log's writer as
+/// [`LogWriter::open`] does (well under a millisecond after that flush), so that the
+/// process sees every event the others appended and continues after the last. A
+/// handover costs a flush of what the turn appended: several processes appending at
+/// full speed get a fraction of one process's rate together (`evstream bench --many`);
+/// threads of one process sharing a handle pay nothing of it. The turn
 /// is an exclusive `flock` on the log's `TURN` file (waiters hold `WANT` shared), so a
 /// process that dies, even killed in the middle of an append or a roll, loses the turn
 /// at once, and the next process's open repairs what it left, as a writer's open after
@@ -54,9 +60,11 @@ use crate::log::writer::{LogRecovery, LogWriter};
 ///
 /// # Durability
 /// As for [`LogWriter`]: an append that returned [`Ok`] survives a crash of the process;
-/// one covered by a successful [`flush`](Self::flush) survives power loss. Handing the
-/// turn over, and dropping the last clone, close the [`LogWriter`], which seals the
-/// segments it rolled past and does not flush the newest segment.
+/// one covered by a successful [`flush`](Self::flush) survives power loss. Between
+/// processes, handing the turn over, and dropping a process's last clone, flush and
+/// close its [`LogWriter`] (a failure of that flush is the error of the next call, if
+/// there is one). Made [`from`](From::from) a [`LogWriter`], dropping the last clone
+/// closes it as dropping it does, which does not flush the newest segment.
 ///
 /// # Examples
 /// ```
@@ -127,6 +135,20 @@ struct Inner {
     /// The keeper thread is to stop.
     stop: Mutex<bool>,
     stopping: Condvar,
+    /// Whether this process has the turn, for the keeper's look.
+    holding: AtomicBool,
+    /// Calls that used the writer: stored (not added to, an atomic read-modify-write
+    /// would cost every append) under the turn's lock, read by the keeper to tell
+    /// whether this process is idle.
+    uses: AtomicU64,
+    /// When this process took the turn, in nanoseconds after `epoch`.
+    since: AtomicU64,
+    epoch: Instant,
+    /// Set by the keeper when another process waits and this one has had the turn for
+    /// [`TURN_LENGTH`]: the next call gives the turn up before it goes on. (The keeper
+    /// does not take the lock itself from a thread that keeps appending: a lock that
+    /// lets a running thread take it again could keep the keeper out for long.)
+    handover: AtomicBool,
 }
 
 /// This process's part in the log's turn.
@@ -134,10 +156,8 @@ struct Inner {
 struct Turn {
     /// The log's writer while this process has the turn.
     writer: Option<LogWriter>,
-    /// Calls that used the writer, for the keeper's look at whether this process is idle.
-    uses: u64,
-    /// When this process took the turn.
-    since: Instant,
+    /// Why the flush when this process last gave the turn up failed, for the next call.
+    release_error: Option<Error>,
     /// What the writer said when this process last gave the turn up.
     last: Seen,
     /// Segments retention deleted during this process's turns, not yet taken.
@@ -208,8 +228,7 @@ impl SharedLogWriter {
             turn: Mutex::new(Turn {
                 last: Seen::of(&writer),
                 writer: Some(writer),
-                uses: 0,
-                since: Instant::now(),
+                release_error: None,
                 retired: Vec::new(),
             }),
             commit: Mutex::new(Commit::default()),
@@ -217,6 +236,11 @@ impl SharedLogWriter {
             processes,
             stop: Mutex::new(false),
             stopping: Condvar::new(),
+            holding: AtomicBool::new(true),
+            uses: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            epoch: Instant::now(),
+            handover: AtomicBool::new(false),
         });
         // Without its keeper a process keeps the turn until its last handle is dropped:
         // the others wait that long, and nothing is lost.
@@ -301,10 +325,17 @@ impl SharedLogWriter {
     fn with<T>(&self, f: impl FnOnce(&mut LogWriter) -> Result<T>) -> Result<T> {
         let inner = self.inner();
         let mut turn = inner.lock_turn();
+        if inner.handover.load(Ordering::Relaxed) {
+            inner.hand_over(&mut turn);
+        }
+        if let Some(e) = turn.release_error.take() {
+            return Err(e);
+        }
         if turn.writer.is_none() {
             inner.take_turn(&mut turn)?;
         }
-        turn.uses = turn.uses.wrapping_add(1);
+        let uses = inner.uses.load(Ordering::Relaxed);
+        inner.uses.store(uses.wrapping_add(1), Ordering::Relaxed);
         match turn.writer.as_mut() {
             Some(writer) => f(writer),
             None => Err(Error::Locked {
@@ -594,6 +625,10 @@ fn append_batch(
     Ok(first.unwrap_or_else(|| writer.end()))
 }
 
+/// How long a process that handed the turn over waits for another to take it before it
+/// waits for the turn again itself.
+const HANDOVER_GRACE: Duration = Duration::from_millis(5);
+
 /// How long taking the turn rides out a log found locked: the writer of a process that
 /// just created the log (and never took a turn) may still be closing.
 const HANDOVER_PATIENCE: Duration = Duration::from_millis(500);
@@ -620,18 +655,55 @@ impl Inner {
         let writer = processes.open_writer(&self.dir)?;
         turn.last = Seen::of(&writer);
         turn.writer = Some(writer);
-        turn.since = Instant::now();
+        let since = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.since.store(since, Ordering::Relaxed);
+        self.handover.store(false, Ordering::Relaxed);
+        self.holding.store(true, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Gives the turn up: closes the writer (which seals the segments it retired) and
-    /// lets the next process in.
+    /// Gives the turn up because another process waits, and lets it in before this
+    /// process waits again: released, the turn could be taken back at once by this
+    /// running thread, ahead of a waiter the kernel has only just woken.
+    #[cold]
+    fn hand_over(&self, turn: &mut Turn) {
+        self.handover.store(false, Ordering::Relaxed);
+        if turn.writer.is_none() {
+            return;
+        }
+        self.release(turn);
+        let Some(processes) = &self.processes else {
+            return;
+        };
+        let deadline = Instant::now() + HANDOVER_GRACE;
+        while Instant::now() < deadline {
+            match processes.turn.try_lock() {
+                Ok(()) => {
+                    let _ = processes.turn.unlock();
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Gives the turn up: flushes and closes the writer (which seals the segments it
+    /// retired) and lets the next process in. The flush keeps what the next process's
+    /// open must check (the events above the durable watermark, see
+    /// [`LogWriter::open`]) to what this turn appended; if it fails, the next call of
+    /// this process reports it.
     fn release(&self, turn: &mut Turn) {
         if let Some(mut writer) = turn.writer.take() {
+            if self.processes.is_some()
+                && let Err(e) = writer.flush()
+            {
+                turn.release_error = Some(e);
+            }
             turn.last = Seen::of(&writer);
             turn.retired.extend(writer.take_retired());
             drop(writer);
         }
+        self.holding.store(false, Ordering::Relaxed);
         if let Some(processes) = &self.processes {
             let _ = processes.turn.unlock();
         }
@@ -740,7 +812,8 @@ impl Drop for Handle {
 
 /// The keeper thread: every [`KEEPER_TICK`], if another process waits for the turn,
 /// hands it over when this process is idle (no call used the writer since the last
-/// look) or has had it for [`TURN_LENGTH`].
+/// look), or has the next call hand it over once this process has had it for
+/// [`TURN_LENGTH`].
 fn keep(inner: &Inner) {
     let mut seen_uses = u64::MAX;
     loop {
@@ -757,13 +830,23 @@ fn keep(inner: &Inner) {
                 return;
             }
         }
-        let mut turn = inner.lock_turn();
-        if turn.writer.is_some() && inner.wanted() {
-            let idle = turn.uses == seen_uses;
-            if idle || turn.since.elapsed() >= TURN_LENGTH {
-                inner.release(&mut turn);
+        let uses = inner.uses.load(Ordering::Relaxed);
+        if inner.holding.load(Ordering::Relaxed) && inner.wanted() {
+            if uses == seen_uses {
+                // Idle: nothing keeps the keeper from the lock.
+                let mut turn = inner.lock_turn();
+                if inner.uses.load(Ordering::Relaxed) == uses {
+                    inner.release(&mut turn);
+                }
+            } else {
+                let now = u64::try_from(inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let held =
+                    Duration::from_nanos(now.saturating_sub(inner.since.load(Ordering::Relaxed)));
+                if held >= TURN_LENGTH {
+                    inner.handover.store(true, Ordering::Relaxed);
+                }
             }
         }
-        seen_uses = turn.uses;
+        seen_uses = uses;
     }
 }
