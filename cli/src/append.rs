@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use evstream::{
-    LogRecovery, LogWriter, Prefault, Recovery, RetireReason, Retired, StreamWriter, WriterOptions,
+    LogRecovery, LogWriter, Prefault, Recovery, RetireReason, Retired, SharedLogWriter,
+    StreamWriter, WriterOptions,
 };
 
 use crate::create;
@@ -165,6 +166,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     match &writer {
         Target::Stream(stream) => report_recovery(path, stream.recovery()),
         Target::Log(log) => report_log_recovery(path, log.recovery()),
+        Target::Shared(log) => report_log_recovery(path, &log.recovery()),
     }
 
     let mut appender = Appender {
@@ -200,8 +202,10 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     if args.sync || (staged.is_some() && result.is_ok()) {
         writer.flush().map_err(|e| Failure::stream(path, &e))?;
     }
-    if let Target::Log(log) = &mut writer {
-        report_retired(path, &log.take_retired());
+    match &mut writer {
+        Target::Log(log) => report_retired(path, &log.take_retired()),
+        Target::Shared(log) => report_retired(path, &log.take_retired()),
+        Target::Stream(_) => {}
     }
     drop(writer);
     match staged {
@@ -211,10 +215,12 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     }
 }
 
-/// Where `append` writes: a stream file or a log.
+/// Where `append` writes: a stream file, a log to itself (`--wait`), or a log in turns
+/// with the other processes appending to it.
 enum Target {
     Stream(Box<StreamWriter>),
     Log(Box<LogWriter>),
+    Shared(Box<SharedLogWriter>),
 }
 
 impl Target {
@@ -224,6 +230,8 @@ impl Target {
             (Self::Stream(w), None) => w.append_now(payload).map(drop),
             (Self::Log(w), Some(t)) => w.append(t, payload).map(drop),
             (Self::Log(w), None) => w.append_now(payload).map(drop),
+            (Self::Shared(w), Some(t)) => w.append(t, payload).map(drop),
+            (Self::Shared(w), None) => w.append_now(payload).map(drop),
         }
     }
 
@@ -231,7 +239,7 @@ impl Target {
     fn available(&self) -> u64 {
         match self {
             Self::Stream(w) => w.available(),
-            Self::Log(_) => u64::MAX,
+            Self::Log(_) | Self::Shared(_) => u64::MAX,
         }
     }
 
@@ -239,6 +247,7 @@ impl Target {
         match self {
             Self::Stream(w) => w.last_timestamp(),
             Self::Log(w) => w.last_timestamp(),
+            Self::Shared(w) => w.last_timestamp(),
         }
     }
 
@@ -246,6 +255,7 @@ impl Target {
         match self {
             Self::Stream(w) => w.flush(),
             Self::Log(w) => w.flush(),
+            Self::Shared(w) => w.flush(),
         }
     }
 }
@@ -295,7 +305,9 @@ fn report_retired(path: &Path, retired: &[Retired]) {
 
 /// Opens the stream for appending: waits for the writer lock if asked, creates the stream
 /// if it is missing and `create` gives a capacity; with `stage`, under a temporary name,
-/// to be renamed into place when every event was appended.
+/// to be renamed into place when every event was appended. A log is opened to append in
+/// turns with other processes (a [`SharedLogWriter`]), or, with `wait`, to itself (a
+/// [`LogWriter`], once no other writer has it).
 fn open_writer(
     path: &Path,
     options: WriterOptions,
@@ -307,7 +319,9 @@ fn open_writer(
     let mut pause = Duration::from_millis(1);
     let mut raced = false;
     loop {
-        let opened = if path.is_dir() {
+        let opened = if path.is_dir() && wait.is_none() {
+            SharedLogWriter::open(path).map(|log| Target::Shared(Box::new(log)))
+        } else if path.is_dir() {
             LogWriter::open(path).map(|log| Target::Log(Box::new(log)))
         } else {
             StreamWriter::open_with(path, options.clone()).map(|w| Target::Stream(Box::new(w)))

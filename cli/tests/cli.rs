@@ -1015,10 +1015,114 @@ fn bench_many_compares_threads_with_the_single_writer() {
         "shared  1 thread",
         "shared  2 threads",
         "shared  4 threads",
+        "processes  1 process",
+        "processes  2 processes",
     ] {
         assert!(out.contains(row), "{row}: {out}");
     }
     run(&["bench", "--many-events", "10"]).fails(2, &["--many"]);
+}
+
+/// Several `evstream append` processes on one log at once, from standard input and
+/// from arguments, all succeed: every line is in the log once, each process's lines in
+/// their order, timestamps never decreasing. `--wait` asks for the log to itself: it
+/// waits while a plain `append` has it, and a plain `append` is refused while it has it.
+#[test]
+fn several_appends_at_once_on_one_log_just_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app");
+    run(&["create", s(&log), "--log", "--segment-size", "64KiB"]).ok();
+    let lines = 3000;
+    let children: Vec<Child> = {
+        let _turn = forking();
+        (0..4)
+            .map(|k| {
+                let mut child = evstream()
+                    .args(["append", s(&log)])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let mut stdin = child.stdin.take().unwrap();
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    for i in 0..lines {
+                        writeln!(stdin, "w{k} {i}").unwrap();
+                    }
+                });
+                child
+            })
+            .collect()
+    };
+    // Meanwhile, one event per argument from a few more processes.
+    for k in 0..5 {
+        run(&["append", s(&log), &format!("arg{k}")]).ok();
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let all = run(&["cat", s(&log), "--format", "jsonl"]).ok().lines();
+    assert_eq!(all.len(), 4 * lines + 5);
+    let mut next = [0usize; 4];
+    let mut args = 0;
+    let mut previous = 0i64;
+    for line in &all {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ts: i64 = v["timestamp"].as_str().unwrap().parse().unwrap();
+        assert!(ts >= previous, "timestamps never decrease: {line}");
+        previous = ts;
+        let payload = v["payload"].as_str().unwrap();
+        if let Some(rest) = payload.strip_prefix('w') {
+            let (k, i) = rest.split_once(' ').unwrap();
+            let (k, i): (usize, usize) = (k.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[k], "process {k}'s lines in order");
+            next[k] += 1;
+        } else {
+            assert!(payload.starts_with("arg"), "{payload}");
+            args += 1;
+        }
+    }
+    assert_eq!((next, args), ([lines; 4], 5));
+
+    // A plain append keeps the log while its input is open: --wait waits for it.
+    let mut feeder = {
+        let _turn = forking();
+        evstream()
+            .args(["append", s(&log)])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    {
+        use std::io::Write;
+        let stdin = feeder.stdin.as_mut().unwrap();
+        writeln!(stdin, "fed").unwrap();
+        stdin.flush().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    run(&["append", s(&log), "--wait=200ms", "alone"]).fails(1, &["locked", "waited"]);
+    drop(feeder.stdin.take());
+    assert!(feeder.wait().unwrap().success());
+    // Held by a writer that keeps it to itself, a plain append is refused.
+    let writer = evstream::LogWriter::open(&log).unwrap();
+    run(&["append", s(&log), "x"]).fails(1, &["locked by another writer", "--wait"]);
+    {
+        let _turn = forking();
+        drop(writer);
+    }
+    run(&["append", s(&log), "--wait=10s", "alone"]).ok();
+    assert_eq!(
+        run(&["tail", s(&log), "-n", "1"])
+            .ok()
+            .out()
+            .trim_end()
+            .rsplit(' ')
+            .next(),
+        Some("alone")
+    );
 }
 
 /// A log made with `create --log` takes `append`, and every reading command reads it
