@@ -38,7 +38,7 @@ use crate::log::writer::{LogRecovery, LogWriter};
 /// with the same promises between all their appends. They take **turns**: the process
 /// whose turn it is holds the log's one [`LogWriter`] and appends at full speed; when
 /// another process waits for the turn, the holder hands it over as soon as it is idle
-/// (within a millisecond), and after at most 10 ms of appending (the first call after
+/// (within a millisecond), and after at most 40 ms of appending (the first call after
 /// that gives it up, then waits for its next turn). Handing over flushes the holder's
 /// writer and closes it; taking the turn opens the log's writer as
 /// [`LogWriter::open`] does (well under a millisecond after that flush), so that the
@@ -103,7 +103,7 @@ const KEEPER_TICK: Duration = Duration::from_millis(1);
 
 /// The longest a process keeps the turn while another process waits and it is still
 /// appending (an idle one hands it over at the next look, [`KEEPER_TICK`]).
-pub(crate) const TURN_LENGTH: Duration = Duration::from_millis(10);
+pub(crate) const TURN_LENGTH: Duration = Duration::from_millis(40);
 
 /// The file whose exclusive `flock` is the turn of the processes appending to a log.
 pub(crate) const TURN_FILE: &str = "TURN";
@@ -275,7 +275,7 @@ impl SharedLogWriter {
     /// The processes take turns: the one whose turn it is holds the log's
     /// [`LogWriter`] (opened as [`LogWriter::open`] does, validating and repairing
     /// what a writer that died left) and appends; when another process waits, it
-    /// hands the turn over as soon as it is idle, and after at most 10 ms
+    /// hands the turn over as soon as it is idle, and after at most 40 ms
     /// of appending. A process that dies, even killed in the middle of an append,
     /// loses the turn at once (the kernel drops its `flock`s), and the next process
     /// repairs what it left when it opens the log: nothing another writer appended is
