@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Barrier;
+use std::time::Duration;
 
 use evstream::{Error, LogOptions, LogReader, LogWriter, Position, SharedLogWriter, StreamReader};
 
@@ -330,4 +331,48 @@ fn separately_opened_writers_interleave_by_turns() {
             assert_eq!(at[pos], (t as u64, i as u64));
         }
     }
+}
+
+/// The turn comes to a waiting writer soon, whether the holder is idle (handed over at
+/// the keeper's next look, a millisecond) or appending flat out (after its 40 ms turn):
+/// bounded here generously for a loaded machine, 1 s.
+#[test]
+fn a_waiting_writer_gets_the_turn_from_an_idle_or_a_busy_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let holder = SharedLogWriter::create(&path, small()).unwrap();
+    holder.append(1, b"idle now").unwrap();
+    let asked = std::time::Instant::now();
+    let other = SharedLogWriter::open(&path).unwrap();
+    let idle = asked.elapsed();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let busy = std::thread::scope(|s| {
+        let appender = s.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                holder.append_now(b"busy").unwrap();
+                n += 1;
+            }
+            n
+        });
+        // Let the holder take the turn back and keep it busy.
+        while holder.event_count() < 1000 {
+            std::thread::yield_now();
+        }
+        let asked = std::time::Instant::now();
+        other.append_now(b"got in").unwrap();
+        let busy = asked.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(appender.join().unwrap() > 0);
+        busy
+    });
+    assert!(
+        idle < Duration::from_secs(1),
+        "from an idle holder: {idle:?}"
+    );
+    assert!(
+        busy < Duration::from_secs(1),
+        "from a busy holder: {busy:?}"
+    );
+    println!("turn from an idle holder in {idle:?}, from a busy one in {busy:?}");
 }
