@@ -19,7 +19,9 @@
 //! order the order the appends took their turn, [`append_now`](SharedLogWriter::append_now)
 //! timestamps never decreasing in it, and a group-commit
 //! [`flush`](SharedLogWriter::flush) that covers every append returned before it, from
-//! any thread, with one sync for all the threads waiting on it.
+//! any thread, with one sync for all the threads waiting on it. Processes that each
+//! [`open`](SharedLogWriter::open) one on the same log take turns holding its writer, and
+//! one killed at any instant costs the others no event whose append returned.
 //!
 //! ```
 //! # fn main() -> evstream::Result<()> {
