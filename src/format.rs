@@ -4,7 +4,7 @@
 //! and nothing else. Every function here works on plain byte slices and is safe; the
 //! mapping that produces those slices lives in the `sys` module.
 //!
-//! All integers are little-endian. A stream file (format version 2) is:
+//! All integers are little-endian. A stream file (format version 2 or 3) is:
 //!
 //! ```text
 //! 0        8            16               24                        T        T+1024  len
@@ -15,10 +15,13 @@
 //!
 //! T = trailer_offset(len) = len rounded down to 512, minus 1024
 //!
-//! slot record (first 72 bytes of each 512-byte slot; CRC-32 over bytes 0..64):
+//! slot record (first 72 bytes of each 512-byte slot):
 //!   0 magic "EVSTREAM" | 8 version | 12 flags | 16 sequence | 24 durable offset |
 //!   32 durable count | 40 durable last timestamp | 48 generation | 56 dirty limit |
-//!   64 crc | 68 zero
+//!   version 2: 64 crc of 0..64 | 68 zero
+//!   version 3: 64 CRC seed     | 68 crc of 0..68
+//!
+//! Every event's checksum is seeded with the file's CRC seed (0 in version 2).
 //!
 //! event:  0          8      12         16
 //!         +----------+------+----------+-----------------+
@@ -84,19 +87,32 @@ impl EventHeader {
     /// Builds the header for `payload`, checksum included.
     ///
     /// Returns `None` when the payload is longer than [`MAX_PAYLOAD`].
+    ///
+    /// The checksum is version 2's (seed 0); see [`for_payload_seeded`](Self::for_payload_seeded)
+    /// for a version 3 stream's.
     pub fn for_payload(timestamp: i64, payload: &[u8]) -> Option<Self> {
-        let size = u32::try_from(payload.len()).ok()?;
-        Some(Self::sealed(timestamp, size, payload))
+        Self::for_payload_seeded(0, timestamp, payload)
     }
 
-    /// Builds a header with its checksum computed over `payload`, whose length is `size`.
-    pub(crate) fn sealed(timestamp: i64, size: u32, payload: &[u8]) -> Self {
+    /// Builds the header for `payload` in a stream whose CRC seed is `seed` (0 for
+    /// version 2), checksum included.
+    ///
+    /// Returns `None` when the payload is longer than [`MAX_PAYLOAD`].
+    pub fn for_payload_seeded(seed: u32, timestamp: i64, payload: &[u8]) -> Option<Self> {
+        let size = u32::try_from(payload.len()).ok()?;
+        Some(Self::sealed(seed, timestamp, size, payload))
+    }
+
+    /// Builds a header with its checksum, seeded with `seed`, computed over `payload`,
+    /// whose length is `size`.
+    #[inline]
+    pub(crate) fn sealed(seed: u32, timestamp: i64, size: u32, payload: &[u8]) -> Self {
         let mut header = Self {
             timestamp: I64::new(timestamp),
             size: U32::new(size),
             checksum: U32::ZERO,
         };
-        header.checksum = U32::new(checksum(&header.checked_prefix(), payload));
+        header.checksum = U32::new(checksum(seed, &header.checked_prefix(), payload));
         header
     }
 
@@ -158,16 +174,17 @@ const fn prefix_tables() -> [[u32; 256]; CHECKED_PREFIX_LEN] {
     tables
 }
 
-/// The finished CRC-32 of the 12 prefix bytes, computed as one round of twelve independent
-/// table lookups (a general-purpose CRC takes two dependent rounds for 12 bytes, plus the
-/// setup of a call).
+/// The finished CRC-32 of the 12 prefix bytes seeded with `seed`, computed as one round
+/// of twelve independent table lookups (a general-purpose CRC takes two dependent rounds
+/// for 12 bytes, plus the setup of a call).
 #[inline]
-fn prefix_checksum(prefix: &[u8; CHECKED_PREFIX_LEN]) -> u32 {
+fn prefix_checksum(seed: u32, prefix: &[u8; CHECKED_PREFIX_LEN]) -> u32 {
     let (low, high) = prefix.split_at(8);
     let low = low.try_into().map_or(0, u64::from_le_bytes);
     let high = high.try_into().map_or(0, u32::from_le_bytes);
-    // The register starts as all ones, which inverts the first four bytes.
-    let low = low ^ 0xFFFF_FFFF;
+    // The register starts as the inverted seed (all ones for seed 0), which is the same
+    // as xoring it into the first four bytes.
+    let low = low ^ u64::from(!seed);
     let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11] = &PREFIX_TABLES;
     let at = |table: &[u32; 256], word: u64, byte: u32| -> u32 {
         let index = (word >> (8 * byte)) & 0xFF;
@@ -189,14 +206,15 @@ fn prefix_checksum(prefix: &[u8; CHECKED_PREFIX_LEN]) -> u32 {
     !crc
 }
 
-/// The CRC-32 (IEEE) of an event: header bytes 0..12 followed by the payload.
+/// The CRC-32 (IEEE) of an event, seeded with `seed`: header bytes 0..12 followed by the
+/// payload.
 ///
 /// The 12 checked header bytes are not contiguous with the payload (the stored checksum
 /// lies between them). Their CRC comes from [`prefix_checksum`]; `crc32fast` continues
 /// from it over the payload, in one call.
 #[inline]
-fn checksum(prefix: &[u8; CHECKED_PREFIX_LEN], payload: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new_with_initial(prefix_checksum(prefix));
+fn checksum(seed: u32, prefix: &[u8; CHECKED_PREFIX_LEN], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new_with_initial(prefix_checksum(seed, prefix));
     hasher.update(payload);
     hasher.finalize()
 }
@@ -206,9 +224,34 @@ fn checksum(prefix: &[u8; CHECKED_PREFIX_LEN], payload: &[u8]) -> u32 {
 /// Covering the timestamp and size means an all-zero region never checks out as an
 /// event. Payloads longer than [`MAX_PAYLOAD`] cannot be stored; their size field is
 /// taken as `u32::MAX` here.
+///
+/// This is version 2's checksum (seed 0); [`event_checksum_seeded`] gives a version 3
+/// stream's.
 pub fn event_checksum(timestamp: i64, payload: &[u8]) -> u32 {
+    event_checksum_seeded(0, timestamp, payload)
+}
+
+/// The checksum stored for an event with this timestamp and payload in a stream whose
+/// CRC seed is `seed` (see [`Trailer::seed`]): the CRC-32 continued from `seed`, as
+/// zlib's `crc32(seed, ...)` computes it. Seed 0 gives [`event_checksum`].
+///
+/// ```
+/// use evstream::format::{event_checksum, event_checksum_seeded};
+/// assert_eq!(event_checksum_seeded(0, 7, b"abc"), event_checksum(7, b"abc"));
+/// assert_ne!(event_checksum_seeded(1, 7, b"abc"), event_checksum(7, b"abc"));
+/// ```
+pub fn event_checksum_seeded(seed: u32, timestamp: i64, payload: &[u8]) -> u32 {
     let size = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    EventHeader::sealed(timestamp, size, payload).checksum.get()
+    EventHeader::sealed(seed, timestamp, size, payload)
+        .checksum
+        .get()
+}
+
+/// Whether `seed` may be a version 3 stream's CRC seed: not 0 (which is version 2), and
+/// not the one value under which twelve zero bytes (an event header of zeros) would have
+/// the checksum 0, so that an all-zero event header never checks out.
+pub fn seed_is_valid(seed: u32) -> bool {
+    seed != 0 && prefix_checksum(seed, &[0; CHECKED_PREFIX_LEN]) != 0
 }
 
 /// Bytes an event with a payload of `len` bytes occupies, or `None` past the format's limit.
@@ -237,17 +280,17 @@ impl RawEvent<'_> {
         EVENT_HEADER_LEN as usize + self.payload.len()
     }
 
-    /// The checksum computed over the event's bytes.
+    /// The checksum computed over the event's bytes, seeded with `seed`.
     #[inline]
-    pub fn computed_checksum(&self) -> u32 {
-        checksum(self.prefix, self.payload)
+    pub fn computed_checksum(&self, seed: u32) -> u32 {
+        checksum(seed, self.prefix, self.payload)
     }
 
-    /// Checks the stored checksum against the event's bytes.
+    /// Checks the stored checksum against the event's bytes, seeded with `seed`.
     #[inline]
-    pub fn verify(&self) -> Result<(), Corruption> {
+    pub fn verify(&self, seed: u32) -> Result<(), Corruption> {
         let stored = self.stored_checksum;
-        let computed = self.computed_checksum();
+        let computed = self.computed_checksum(seed);
         if stored == computed {
             Ok(())
         } else {
@@ -279,7 +322,7 @@ pub(crate) fn parse_event(events: &[u8], pos: usize) -> Result<RawEvent<'_>, Cor
     if word == 0 {
         return Err(Corruption::ChecksumMismatch {
             stored: 0,
-            computed: checksum(&[0; CHECKED_PREFIX_LEN], &[]),
+            computed: checksum(0, &[0; CHECKED_PREFIX_LEN], &[]),
         });
     }
     // Bits 0..64 the timestamp, 64..96 the size, 96..128 the checksum.
@@ -306,15 +349,17 @@ pub(crate) fn parse_event(events: &[u8], pos: usize) -> Result<RawEvent<'_>, Cor
     }
 }
 
-/// Parses and verifies the event at `pos`, also checking its timestamp against `previous`.
+/// Parses and verifies (with the stream's CRC `seed`) the event at `pos`, also checking
+/// its timestamp against `previous`.
 #[inline]
 pub(crate) fn read_verified(
+    seed: u32,
     events: &[u8],
     pos: usize,
     previous: i64,
 ) -> Result<RawEvent<'_>, Corruption> {
     let event = parse_event(events, pos)?;
-    event.verify()?;
+    event.verify(seed)?;
     let got = event.timestamp;
     if got < previous {
         return Err(Corruption::TimestampOutOfOrder { previous, got });
@@ -338,14 +383,14 @@ pub(crate) struct Scan {
 /// Verifies every event of `events` in order, stopping at the first damaged one.
 #[cfg(test)]
 pub(crate) fn scan(events: &[u8]) -> Scan {
-    scan_from(events, 0, None)
+    scan_from(0, events, 0, None)
 }
 
 /// Verifies the events of `events` from position `start` on, in order, stopping at the
-/// first damaged one; `previous` is the timestamp of the event before `start`, if any.
-/// `valid_len` and the damage position count from the start of `events`; `count` counts
-/// only the events from `start` on.
-pub(crate) fn scan_from(events: &[u8], start: usize, previous: Option<i64>) -> Scan {
+/// first damaged one; `previous` is the timestamp of the event before `start`, if any;
+/// checksums are seeded with `seed`. `valid_len` and the damage position count from the
+/// start of `events`; `count` counts only the events from `start` on.
+pub(crate) fn scan_from(seed: u32, events: &[u8], start: usize, previous: Option<i64>) -> Scan {
     let mut scan = Scan {
         valid_len: start,
         count: 0,
@@ -354,7 +399,7 @@ pub(crate) fn scan_from(events: &[u8], start: usize, previous: Option<i64>) -> S
     };
     while scan.valid_len < events.len() {
         let previous = scan.last_timestamp.unwrap_or(i64::MIN);
-        match read_verified(events, scan.valid_len, previous) {
+        match read_verified(seed, events, scan.valid_len, previous) {
             Ok(event) => {
                 scan.valid_len += event.len();
                 scan.count += 1;
@@ -392,28 +437,30 @@ pub(crate) fn check_watermark(
     start: (usize, u64, Option<i64>),
     end: (usize, u64, Option<i64>),
 ) -> Result<(), (usize, Corruption)> {
-    walk_durable(events, start, end, false)
+    walk_durable(None, events, start, end)
 }
 
 /// Checks every event below the watermark `end.0` (a position in `events`), checksums
-/// included, then what the trailer record claims of them, as [`check_watermark`] does.
+/// (seeded with `seed`) included, then what the trailer record claims of them, as
+/// [`check_watermark`] does.
 ///
 /// # Errors
 /// The first damaged event below the watermark, or what [`check_watermark`] reports.
 pub(crate) fn check_durable(
+    seed: u32,
     events: &[u8],
     end: (usize, u64, Option<i64>),
 ) -> Result<(), (usize, Corruption)> {
-    walk_durable(events, (0, 0, None), end, true)
+    walk_durable(Some(seed), events, (0, 0, None), end)
 }
 
 /// The walk of [`check_watermark`] and [`check_durable`]: from `start` to the watermark
-/// `end.0`, checking checksums if `verify`.
+/// `end.0`, checking checksums with the seed `verify` if it is given.
 fn walk_durable(
+    verify: Option<u32>,
     events: &[u8],
     start: (usize, u64, Option<i64>),
     end: (usize, u64, Option<i64>),
-    verify: bool,
 ) -> Result<(), (usize, Corruption)> {
     let (watermark, count, last) = end;
     let (mut pos, mut seen, mut newest) = start;
@@ -431,8 +478,8 @@ fn walk_durable(
         if pos + event.len() > watermark {
             return Err((pos, crossing(pos, event.len() as u64)));
         }
-        if verify {
-            event.verify().map_err(|reason| (pos, reason))?;
+        if let Some(seed) = verify {
+            event.verify(seed).map_err(|reason| (pos, reason))?;
         }
         let previous = newest.unwrap_or(i64::MIN);
         if event.timestamp < previous {
@@ -517,15 +564,21 @@ pub(crate) fn torn_at_watermark(scan: &Scan, watermark: usize) -> bool {
 
 /// The magic number at the start of each trailer slot: the bytes `EVSTREAM`.
 pub const MAGIC: [u8; 8] = *b"EVSTREAM";
-/// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest format version this crate reads and writes: version 3, whose trailer
+/// records carry a CRC seed. It also reads and writes version 2 ([`FORMAT_VERSION_2`]).
+pub const FORMAT_VERSION: u32 = 3;
+/// Format version 2: the trailer records carry no CRC seed (it is 0).
+pub const FORMAT_VERSION_2: u32 = 2;
 /// Length of one trailer slot: one disk sector, written atomically.
 pub const TRAILER_SLOT_LEN: u64 = SECTOR_LEN;
 /// Length of the trailer: two slots, written alternately.
 pub const TRAILER_LEN: u64 = 2 * TRAILER_SLOT_LEN;
-/// Bytes at the start of a slot that its checksum covers.
+/// Bytes at the start of a version 2 record that its checksum covers.
 pub const TRAILER_CHECKED_LEN: usize = 64;
-/// Length of the slot record (the checked fields, the checksum and 4 reserved bytes).
+/// Bytes at the start of a version 3 record that its checksum covers (the seed too).
+pub const TRAILER_CHECKED_LEN_V3: usize = 68;
+/// Length of the slot record (the checked fields, the checksum, and 4 more bytes: reserved
+/// in version 2, the seed ahead of the checksum in version 3).
 pub const TRAILER_RECORD_LEN: usize = 72;
 /// Byte offset, from the trailer's start, of the 64 bytes reserved for words readers wait
 /// on. They lie in slot 0 outside its record, change without a flush, and are never
@@ -595,10 +648,31 @@ pub struct TrailerRecord {
     /// No byte at or past this offset in the event area was written since the stream
     /// was created: the writer moves this limit forward (durably) before writing past it.
     pub dirty_limit: U64,
-    /// CRC-32 of bytes 0..64 of the record.
-    pub checksum: U32,
-    /// Zero.
-    pub reserved: U32,
+    /// Version 2: the CRC-32 of bytes 0..64 of the record. Version 3: the CRC seed.
+    pub word_64: U32,
+    /// Version 2: zero (not covered by the checksum). Version 3: the CRC-32 of bytes
+    /// 0..68 of the record.
+    pub word_68: U32,
+}
+
+impl TrailerRecord {
+    /// The stored checksum: at byte 64 in version 2, at byte 68 in version 3.
+    pub fn stored_checksum(&self) -> u32 {
+        if self.version.get() == FORMAT_VERSION_2 {
+            self.word_64.get()
+        } else {
+            self.word_68.get()
+        }
+    }
+
+    /// The CRC seed: 0 in version 2.
+    pub fn seed(&self) -> u32 {
+        if self.version.get() == FORMAT_VERSION_2 {
+            0
+        } else {
+            self.word_64.get()
+        }
+    }
 }
 
 const _: () = assert!(size_of::<TrailerRecord>() == TRAILER_RECORD_LEN);
@@ -620,8 +694,13 @@ pub struct Trailer {
     pub durable_last_timestamp: Option<i64>,
     /// The recovery generation.
     pub generation: u64,
-    /// The offset below which every event byte ever written lies.
+    /// The offset below which every event byte ever written lies (in version 3: in
+    /// this life of the file).
     pub dirty_limit: u64,
+    /// The CRC seed every event's checksum is seeded with: 0 for a version 2 stream,
+    /// which is what a record with seed 0 encodes as; anything else is version 3 (and
+    /// must pass [`seed_is_valid`]).
+    pub seed: u32,
 }
 
 impl Trailer {
@@ -635,14 +714,25 @@ impl Trailer {
             durable_last_timestamp: None,
             generation: 0,
             dirty_limit: STREAM_HEADER_LEN,
+            seed: 0,
         }
     }
 
-    /// Encodes the record, checksum included.
+    /// The format version this trailer is encoded as: 2 for seed 0, else 3.
+    pub fn version(&self) -> u32 {
+        if self.seed == 0 {
+            FORMAT_VERSION_2
+        } else {
+            FORMAT_VERSION
+        }
+    }
+
+    /// Encodes the record, checksum included: as version 2 when the seed is 0, else as
+    /// version 3.
     pub fn encode(&self) -> TrailerRecord {
         let mut record = TrailerRecord {
             magic: MAGIC,
-            version: U32::new(FORMAT_VERSION),
+            version: U32::new(self.version()),
             flags: U32::new(if self.sealed { FLAG_SEALED } else { 0 }),
             sequence: U64::new(self.sequence),
             durable_offset: U64::new(self.durable_offset),
@@ -654,10 +744,10 @@ impl Trailer {
             ),
             generation: U64::new(self.generation),
             dirty_limit: U64::new(self.dirty_limit),
-            checksum: U32::ZERO,
-            reserved: U32::ZERO,
+            word_64: U32::new(self.seed),
+            word_68: U32::ZERO,
         };
-        record.checksum = U32::new(record_checksum(&record));
+        set_record_checksum(&mut record);
         record
     }
 
@@ -674,16 +764,33 @@ impl Trailer {
     }
 }
 
+/// The checksum a record of its version must store: over bytes 0..64 in version 2, over
+/// bytes 0..68 (the seed included) in version 3.
 fn record_checksum(record: &TrailerRecord) -> u32 {
     let bytes = record.as_bytes();
-    crc32fast::hash(bytes.get(..TRAILER_CHECKED_LEN).unwrap_or(bytes))
+    let checked = if record.version.get() == FORMAT_VERSION_2 {
+        TRAILER_CHECKED_LEN
+    } else {
+        TRAILER_CHECKED_LEN_V3
+    };
+    crc32fast::hash(bytes.get(..checked).unwrap_or(bytes))
+}
+
+/// Stores `record`'s checksum where its version keeps it.
+fn set_record_checksum(record: &mut TrailerRecord) {
+    let crc = U32::new(record_checksum(record));
+    if record.version.get() == FORMAT_VERSION_2 {
+        record.word_64 = crc;
+    } else {
+        record.word_68 = crc;
+    }
 }
 
 /// Why the bytes where a trailer belongs do not hold a usable one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TrailerProblem {
-    /// Neither slot starts with the magic number: this is not a version 2 stream.
+    /// Neither slot starts with the magic number: this is not a stream.
     NoMagic,
     /// A slot has the magic number but a format version this crate does not know.
     UnsupportedVersion {
@@ -715,7 +822,7 @@ pub const COUNTER_LIMIT: u64 = 1 << 63;
 /// `trailer_at` is the trailer's offset (the end of the event area), against which the
 /// watermark is checked.
 ///
-/// A slot holds a valid record when it starts with the magic, has version 2, its
+/// A slot holds a valid record when it starts with the magic, has version 2 or 3, its
 /// checksum matches and its sequence number names that slot (`sequence % 2`). The
 /// current record is the valid one with the higher sequence; it must then be consistent
 /// (see [`TrailerProblem::Inconsistent`]). The other slot's record, valid or not, is not
@@ -737,13 +844,12 @@ pub fn decode_trailer(
         if record.magic != MAGIC {
             continue;
         }
-        if record.version.get() != FORMAT_VERSION {
-            problem = TrailerProblem::UnsupportedVersion {
-                version: record.version.get(),
-            };
+        let version = record.version.get();
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
+            problem = TrailerProblem::UnsupportedVersion { version };
             continue;
         }
-        if record.checksum.get() != record_checksum(&record) {
+        if record.stored_checksum() != record_checksum(&record) {
             if problem == TrailerProblem::NoMagic {
                 problem = TrailerProblem::Damaged;
             }
@@ -770,6 +876,7 @@ pub fn decode_trailer(
                 .then_some(record.durable_last_timestamp.get()),
             generation: record.generation.get(),
             dirty_limit: record.dirty_limit.get(),
+            seed: record.seed(),
         };
         if best.is_none_or(|(b, _)| trailer.sequence > b.sequence) {
             best = Some((trailer, record));
@@ -788,7 +895,10 @@ pub fn decode_trailer(
         && record.flags.get() & !FLAG_SEALED == 0
         // Counters a writer increments: far below where they would overflow.
         && trailer.sequence < COUNTER_LIMIT
-        && trailer.generation < COUNTER_LIMIT;
+        && trailer.generation < COUNTER_LIMIT
+        // A version 3 record's seed: never 0 (version 2's), never one under which a
+        // header of zeros would check out.
+        && (record.version.get() == FORMAT_VERSION_2 || seed_is_valid(trailer.seed));
     if consistent {
         Ok(trailer)
     } else {
@@ -841,7 +951,7 @@ mod tests {
                 let mut prefix = [0u8; CHECKED_PREFIX_LEN];
                 prefix[at] = value;
                 assert_eq!(
-                    prefix_checksum(&prefix),
+                    prefix_checksum(0, &prefix),
                     crc32fast::hash(&prefix),
                     "{at} {value}"
                 );
@@ -872,9 +982,116 @@ mod tests {
             let header = EventHeader::for_payload(timestamp, &payload).unwrap();
             let mut bytes = header.as_bytes().to_vec();
             bytes.extend_from_slice(&payload);
-            let event = read_verified(&bytes, 0, i64::MIN).unwrap();
+            let event = read_verified(0, &bytes, 0, i64::MIN).unwrap();
             proptest::prop_assert_eq!(event.timestamp, timestamp);
             proptest::prop_assert_eq!(event.payload, &payload[..]);
+        }
+    }
+
+    /// The seeded event checksum as the format defines it: zlib's `crc32(seed, ...)`
+    /// over one joined buffer.
+    fn reference_seeded(seed: u32, timestamp: i64, payload: &[u8]) -> u32 {
+        let mut bytes = timestamp.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        let mut hasher = crc32fast::Hasher::new_with_initial(seed);
+        hasher.update(&bytes);
+        hasher.finalize()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn seeded_checksums_agree_with_a_crc32_continued_from_the_seed(
+            seed in proptest::prelude::any::<u32>(),
+            timestamp in proptest::prelude::any::<i64>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        ) {
+            let ours = event_checksum_seeded(seed, timestamp, &payload);
+            proptest::prop_assert_eq!(ours, reference_seeded(seed, timestamp, &payload));
+            let header = EventHeader::for_payload_seeded(seed, timestamp, &payload).unwrap();
+            let mut bytes = header.as_bytes().to_vec();
+            bytes.extend_from_slice(&payload);
+            proptest::prop_assert!(read_verified(seed, &bytes, 0, i64::MIN).is_ok());
+            // Under any other seed the same bytes fail their check.
+            let other = seed.wrapping_add(1);
+            let failed = matches!(
+                read_verified(other, &bytes, 0, i64::MIN),
+                Err(Corruption::ChecksumMismatch { .. })
+            );
+            proptest::prop_assert!(failed);
+        }
+    }
+
+    /// The one seed under which twelve zero bytes have the checksum 0: found by running
+    /// the CRC backwards from a register that ends as all ones.
+    fn zeros_passing_seed() -> u32 {
+        let mut register = 0xFFFF_FFFFu32;
+        for _ in 0..96 {
+            register = if register & 0x8000_0000 != 0 {
+                ((register ^ CRC32_POLY) << 1) | 1
+            } else {
+                register << 1
+            };
+        }
+        !register
+    }
+
+    #[test]
+    fn seed_zero_is_version_2_and_one_seed_is_never_valid() {
+        assert_eq!(
+            event_checksum_seeded(0, 5, b"xyz"),
+            event_checksum(5, b"xyz")
+        );
+        assert!(!seed_is_valid(0));
+        let bad = zeros_passing_seed();
+        assert_eq!(reference_seeded(bad, 0, &[]), 0);
+        assert!(!seed_is_valid(bad));
+        assert!(seed_is_valid(bad ^ 1) && seed_is_valid(1) && seed_is_valid(u32::MAX));
+    }
+
+    #[test]
+    fn a_version_3_record_carries_its_seed_inside_its_checksum() {
+        let zero = [0u8; TRAILER_RECORD_LEN];
+        let seeded = Trailer {
+            seed: 0x1234_5678,
+            dirty_limit: 4096,
+            ..Trailer::empty()
+        };
+        let bytes = record_bytes(&seeded);
+        assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 3);
+        assert_eq!(bytes[64..68], 0x1234_5678u32.to_le_bytes());
+        assert_eq!(
+            bytes[68..72],
+            crc32fast::hash(&bytes[..68]).to_le_bytes(),
+            "the checksum covers the seed"
+        );
+        assert_eq!(decode_trailer([&zero, &bytes], 4096), Ok(seeded));
+        // Every byte of the seed is checked.
+        for at in 64..68 {
+            let mut flipped = bytes;
+            flipped[at] ^= 0x10;
+            assert_eq!(
+                decode_trailer([&zero, &flipped], 4096),
+                Err(TrailerProblem::Damaged),
+                "byte {at}"
+            );
+        }
+        // A version 2 record keeps its layout: the checksum at 64, zero at 68.
+        let plain = record_bytes(&Trailer::empty());
+        assert_eq!(u32::from_le_bytes(plain[8..12].try_into().unwrap()), 2);
+        assert_eq!(plain[64..68], crc32fast::hash(&plain[..64]).to_le_bytes());
+        assert_eq!(plain[68..72], [0; 4]);
+        // A version 3 record with seed 0, or the seed that would pass zeros, is
+        // inconsistent, with a valid checksum.
+        for seed in [0, zeros_passing_seed()] {
+            let mut record = seeded.encode();
+            record.word_64 = U32::new(seed);
+            set_record_checksum(&mut record);
+            let bytes: [u8; TRAILER_RECORD_LEN] = record.as_bytes().try_into().unwrap();
+            assert_eq!(
+                decode_trailer([&zero, &bytes], 4096),
+                Err(TrailerProblem::Inconsistent)
+            );
         }
     }
 
@@ -1049,7 +1266,7 @@ mod tests {
         // A count of 0 with any other timestamp contradicts itself.
         let mut lying = TrailerRecord::read_from_bytes(&none).unwrap();
         lying.durable_last_timestamp = I64::new(0);
-        lying.checksum = U32::new(record_checksum(&lying));
+        set_record_checksum(&mut lying);
         let lying: [u8; TRAILER_RECORD_LEN] = lying.as_bytes().try_into().unwrap();
         assert_eq!(
             decode_trailer([&zero, &lying], 4096),
@@ -1063,7 +1280,7 @@ mod tests {
         for bit in 1..32 {
             let mut record = Trailer::empty().encode();
             record.flags = U32::new(FLAG_SEALED | 1 << bit);
-            record.checksum = U32::new(record_checksum(&record));
+            set_record_checksum(&mut record);
             let bytes: [u8; TRAILER_RECORD_LEN] = record.as_bytes().try_into().unwrap();
             assert_eq!(
                 decode_trailer([&zero, &bytes], 4096),
@@ -1106,11 +1323,11 @@ mod tests {
             decode_trailer([&zero, &zero], 4096),
             Err(TrailerProblem::NoMagic)
         );
-        let mut v3 = record_bytes(&Trailer::empty());
-        v3[8] = 3;
+        let mut v4 = record_bytes(&Trailer::empty());
+        v4[8] = 4;
         assert_eq!(
-            decode_trailer([&v3, &zero], 4096),
-            Err(TrailerProblem::UnsupportedVersion { version: 3 })
+            decode_trailer([&v4, &zero], 4096),
+            Err(TrailerProblem::UnsupportedVersion { version: 4 })
         );
         let mut bad = record_bytes(&Trailer::empty());
         bad[30] ^= 1;

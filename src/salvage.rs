@@ -64,7 +64,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Error, Result};
-use crate::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, event_checksum};
+use crate::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, event_checksum_seeded};
 use crate::stream::open::open_regular;
 
 /// Bytes read from the file at a time.
@@ -117,6 +117,8 @@ pub struct Salvage {
     pos: u64,
     last_timestamp: Option<i64>,
     largest_payload: u64,
+    /// The CRC seed the events' checksums are seeded with (0 for version 2).
+    seed: u32,
     /// File offset of `buf[0]`.
     buf_at: u64,
     buf: Vec<u8>,
@@ -143,10 +145,15 @@ impl Salvage {
         let write_offset = u64::from_le_bytes(offset);
         // A version 2 stream's events end where its trailer begins; the trailer is not
         // damage.
-        let events_end = crate::stream::open::read_identity(&file, path, len)
-            .ok()
+        let identity = crate::stream::open::read_identity(&file, path, len).ok();
+        let events_end = identity
+            .as_ref()
             .and_then(|_| crate::format::trailer_offset(len))
             .unwrap_or(len);
+        let seed = match &identity {
+            Some(identity) => identity.trailer.seed,
+            None => damaged_trailer_seed(&file, len),
+        };
         let (end, bad_write_offset) = if (STREAM_HEADER_LEN..=events_end).contains(&write_offset) {
             (write_offset, None)
         } else {
@@ -160,6 +167,7 @@ impl Salvage {
             pos: STREAM_HEADER_LEN,
             last_timestamp: None,
             largest_payload: 0,
+            seed,
             buf_at: 0,
             buf: Vec::new(),
         })
@@ -286,9 +294,10 @@ impl Salvage {
                 computed: !stored,
             }));
         }
+        let seed = self.seed;
         let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
         let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
-        let computed = event_checksum(timestamp, payload);
+        let computed = event_checksum_seeded(seed, timestamp, payload);
         if computed != stored {
             return Ok(Err(Corruption::ChecksumMismatch { stored, computed }));
         }
@@ -342,6 +351,34 @@ impl Salvage {
 }
 
 /// The little-endian `i64` at the start of `bytes` (0 if there are fewer than 8).
+/// The CRC seed of a stream whose trailer has no valid record: the seed field of a slot
+/// that holds the magic and version 3, its checksum failed or not (a torn record still
+/// most likely carries its file's seed; a wrong one only makes every event fail its
+/// check), else 0 (version 2).
+fn damaged_trailer_seed(file: &File, len: u64) -> u32 {
+    use zerocopy::FromBytes as _;
+    let Some(at) = crate::format::trailer_offset(len) else {
+        return 0;
+    };
+    for slot in 0..2 {
+        let mut bytes = [0u8; crate::format::TRAILER_RECORD_LEN];
+        if file
+            .read_exact_at(&mut bytes, at + slot * crate::format::TRAILER_SLOT_LEN)
+            .is_err()
+        {
+            continue;
+        }
+        if let Ok(record) = crate::format::TrailerRecord::read_from_bytes(&bytes)
+            && record.magic == crate::format::MAGIC
+            && record.version.get() == crate::format::FORMAT_VERSION
+            && record.seed() != 0
+        {
+            return record.seed();
+        }
+    }
+    0
+}
+
 fn read_i64(bytes: &[u8]) -> i64 {
     bytes
         .first_chunk::<8>()

@@ -745,6 +745,7 @@ fn a_recovery_under_a_reader_ends_refresh_follow_and_iteration() {
             generation: 1,
             dirty_limit: trailer_at,
             sealed: false,
+            seed: reader.crc_seed(),
         }
     };
     let slot = trailer_at + evstream::format::Trailer::slot(current.sequence) * 512;

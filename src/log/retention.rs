@@ -8,7 +8,7 @@ use crate::format::STREAM_HEADER_LEN;
 use crate::log::config::{LogOptions, sync_dir};
 use crate::log::cursor;
 use crate::log::position::Position;
-use crate::log::segment::{self, SegmentEntry, SegmentIndex, index_name};
+use crate::log::segment::{self, SegmentEntry, SegmentIndex, index_name, spare_name};
 use crate::stream::reader::StreamReader;
 
 /// Why retention deleted a segment.
@@ -200,6 +200,10 @@ fn candidates(
 /// process killed in between leaves at most an index without a segment, which the next
 /// run removes, and a log that opens.
 ///
+/// With `spare` given and empty, the first segment it retires that is the log's segment
+/// size and that no reader has open is not removed but renamed to its spare name (see
+/// [`take_spare`]), and `spare` set to that path, for the preparing thread to recycle.
+///
 /// # Errors
 /// [`Error::BadCursor`] when the limits would delete a segment and a damaged cursor
 /// stops it (nothing is deleted); [`Error::Io`] and others for a segment that cannot be
@@ -209,6 +213,7 @@ pub(crate) fn apply(
     options: &LogOptions,
     now: i64,
     known: &[Known],
+    mut spare: Option<&mut Option<std::path::PathBuf>>,
 ) -> Result<Vec<Retired>> {
     let segments = segment::list(dir)?;
     remove_orphan_indexes(dir, segments.first().map(|s| s.seq))?;
@@ -259,7 +264,15 @@ pub(crate) fn apply(
             })
             .filter(|loss| loss.events_lost > 0)
             .collect();
-        std::fs::remove_file(&entry.path).map_err(|e| Error::io("remove", &entry.path, e))?;
+        let kept = match spare.as_deref_mut() {
+            Some(slot @ None) if candidate.bytes == options.segment_size => {
+                take_spare(dir, entry).map(|path| *slot = Some(path))
+            }
+            _ => None,
+        };
+        if kept.is_none() {
+            std::fs::remove_file(&entry.path).map_err(|e| Error::io("remove", &entry.path, e))?;
+        }
         failpoint!("retain:after_remove");
         let index = dir.join(index_name(entry.seq));
         match std::fs::remove_file(&index) {
@@ -279,6 +292,26 @@ pub(crate) fn apply(
         });
     }
     Ok(retired)
+}
+
+/// Takes segment `entry` out of the log for recycling, in place of its deletion
+/// (`docs/FORMAT.md`, "Recycling retired segments", step 1): with its reader-presence
+/// lock held alone (so no reader has it open, and one that opens it meanwhile finds its
+/// name gone once it gets its lock), renames it to its spare name without replacing.
+/// Returns the spare's path, or `None` (nothing changed) if a reader has it open or it
+/// cannot be renamed: the caller deletes it then.
+fn take_spare(dir: &Path, entry: &SegmentEntry) -> Option<std::path::PathBuf> {
+    use crate::sys::{Presence, set_presence};
+    let (file, _) = crate::stream::open::open_regular(&entry.path, true).ok()?;
+    if !set_presence(&file, Presence::Rewriter).ok()? {
+        return None;
+    }
+    let spare = dir.join(spare_name(entry.seq));
+    let renamed = crate::sys::rename_noreplace(&entry.path, &spare).is_ok();
+    failpoint!("retain:after_spare_rename");
+    // Released explicitly: a child forked meanwhile may share the description.
+    let _ = set_presence(&file, Presence::Unlock);
+    renamed.then_some(spare)
 }
 
 /// The cursors that keep segments the limits of `options` would delete at `now`, most

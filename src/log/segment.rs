@@ -44,6 +44,13 @@ pub(crate) fn next_name(seq: u64) -> String {
     format!("{NEXT_PREFIX}{seq:08}.evs")
 }
 
+/// The name under which retired segment `seq` waits to be recycled as a later segment:
+/// a leftover for the next writer's open to delete (it starts with `.` and
+/// [`NEXT_PREFIX`]), never opened by readers.
+pub(crate) fn spare_name(seq: u64) -> String {
+    format!(".{NEXT_PREFIX}spare-{seq:08}.evs")
+}
+
 /// The file name of segment `seq`'s time index.
 pub(crate) fn index_name(seq: u64) -> String {
     format!("{seq:08}.idx")

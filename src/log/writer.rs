@@ -572,7 +572,7 @@ impl LogWriter {
     pub fn enforce_retention(&mut self) -> Result<Vec<Retired>> {
         self.background.wait_retired()?;
         let _turn = self.background.retention_turn();
-        retention::apply(&self.dir, &self.options, now_nanos(), &[])
+        retention::apply(&self.dir, &self.options, now_nanos(), &[], None)
     }
 
     /// Segments the background thread deleted by retention since the last call, once it
@@ -674,7 +674,7 @@ fn unsealed_chain(dir: &Path, options: &LogOptions) -> Result<(Vec<SegmentEntry>
             drop(StreamWriter::create_with(
                 &entry.path,
                 options.segment_size,
-                quiet(),
+                quiet().seeded(),
             )?);
             sync_dir(dir)?;
             entry
@@ -836,7 +836,7 @@ fn repair(
             drop(StreamWriter::create_with(
                 &path,
                 options.segment_size,
-                quiet(),
+                quiet().seeded(),
             )?);
             sync_dir(dir)?;
             newest = Some(SegmentEntry {
@@ -933,6 +933,9 @@ struct Retiring {
 struct State {
     /// The prepared next segment (its sequence number), or why preparing it failed.
     prepared: Option<(u64, Result<StreamWriter>)>,
+    /// A segment retention retired and kept for the preparing thread to recycle (its
+    /// spare name), instead of deleting it.
+    spare: Option<PathBuf>,
     /// The segment to prepare, if not yet done.
     want: Option<u64>,
     /// The segment the writer is waiting for at a roll.
@@ -1173,6 +1176,10 @@ impl Drop for Background {
         // (see `prepare`): a writer opened for a few appends then finds its next
         // segment ready instead of preparing and removing one each time.
         drop(self.state().prepared.take());
+        // A spare nobody recycled is a retired segment: deleted (or by the next open).
+        if let Some(spare) = self.state().spare.take() {
+            let _ = std::fs::remove_file(spare);
+        }
     }
 }
 
@@ -1191,6 +1198,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             state.want = None;
             state.creating = true;
             state.preparing = true;
+            let mut spare = state.spare.take();
             drop(state);
             // Prefaulting stops early when the writer waits for the segment, or stops.
             let wanted_now = || {
@@ -1201,8 +1209,15 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 lock().creating = false;
                 shared.changed.notify_all();
             };
-            let prepared = prepare(dir, options, seq, &created, &wanted_now);
+            let prepared = prepare(dir, options, seq, &mut spare, &created, &wanted_now);
             state = lock();
+            // Not used (the segment was adopted): kept for the next one.
+            if let Some(spare) = spare {
+                match state.spare {
+                    None => state.spare = Some(spare),
+                    Some(_) => drop(std::fs::remove_file(spare)),
+                }
+            }
             // A prepared segment nobody takes is removed when the writer is dropped.
             state.prepared = Some((seq, prepared));
             state.preparing = false;
@@ -1261,10 +1276,15 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 })
                 .collect();
             state.retaining = true;
+            // Retention keeps a retired segment for recycling while the preparing
+            // thread has none.
+            let want_spare = state.spare.is_none() && !state.stop;
+            let mut spare = None;
             drop(state);
             let result = {
                 let _turn = shared.retention.lock().unwrap_or_else(|e| e.into_inner());
-                retention::apply(dir, options, now_nanos(), &known)
+                let slot = want_spare.then_some(&mut spare);
+                retention::apply(dir, options, now_nanos(), &known, slot)
             };
             state = lock();
             // A failure does not stop the writer: it is retried after the next roll,
@@ -1290,8 +1310,16 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             // Unmapped outside the lock: the last reference to a deleted file that is
             // being written back waits for that write-back.
             drop(deleted);
-            shared.changed.notify_all();
             state = lock();
+            // Only now, with the retired writers dropped (a dropped writer stores a
+            // trailer record), may the preparing thread reset the spare.
+            if let Some(spare) = spare {
+                match state.spare {
+                    None => state.spare = Some(spare),
+                    Some(_) => drop(std::fs::remove_file(spare)),
+                }
+            }
+            shared.changed.notify_all();
             continue;
         }
         if seal_due(&state, options)
@@ -1394,18 +1422,30 @@ fn prepare(
     dir: &Path,
     options: &LogOptions,
     seq: u64,
+    spare: &mut Option<PathBuf>,
     created: &dyn Fn(),
     wanted_now: &dyn Fn() -> bool,
 ) -> Result<StreamWriter> {
     let path = dir.join(next_name(seq));
     // The whole segment is its dirty limit from the start (or from adoption): a raise
     // while appending would sync the trailer behind the sealing thread's flush.
+    let reserved = WriterOptions::default().reserve_whole().seeded();
     let writer = match adopt(&path, options) {
         Some(mut writer) => writer.reserve_whole().map(|()| writer),
         None => {
             let _ = std::fs::remove_file(&path);
-            let reserved = WriterOptions::default().reserve_whole();
-            StreamWriter::create_with(&path, options.segment_size, reserved)
+            // A retired segment, its pages in the page cache, reset for a new life
+            // (`docs/FORMAT.md`, "Recycling retired segments"); if it cannot be (a
+            // reader opened it, it is damaged), it is deleted and a segment created.
+            let recycled = spare.take().and_then(|spare| {
+                StreamWriter::recycle(&spare, &path, options.segment_size, reserved.clone())
+                    .inspect_err(|_| drop(std::fs::remove_file(&spare)))
+                    .ok()
+            });
+            match recycled {
+                Some(writer) => Ok(writer),
+                None => StreamWriter::create_with(&path, options.segment_size, reserved),
+            }
         }
     };
     created();

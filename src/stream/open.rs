@@ -257,6 +257,28 @@ pub(crate) fn announce_reader(file: &File, path: &Path) -> Result<()> {
     }
 }
 
+/// Checks that `path` still names the open `file` (same device and inode); an
+/// [`Error::Io`] of kind not found if it names nothing or another file.
+pub(crate) fn check_still_named(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file
+        .metadata()
+        .map_err(|e| Error::io("read metadata of", path, e))?;
+    let named = std::fs::metadata(path);
+    match named {
+        Ok(named) if named.dev() == open.dev() && named.ino() == open.ino() => Ok(()),
+        Ok(_) => Err(Error::io(
+            "open",
+            path,
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "the file was replaced while it was being opened",
+            ),
+        )),
+        Err(e) => Err(Error::io("open", path, e)),
+    }
+}
+
 /// How long [`lock_exclusive`] rides out contention before reporting [`Error::Locked`].
 const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 

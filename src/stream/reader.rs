@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Corruption, Error, Result};
 use crate::format::{self, RawEvent, STREAM_HEADER_LEN, TRAILER_SLOT_LEN, Trailer};
 use crate::stream::open::{
-    HeldLock, LockKind, announce_reader, check_write_offset, open_regular, read_identity,
-    read_other_record, read_stream_header, writer_lock_held,
+    HeldLock, LockKind, announce_reader, check_still_named, check_write_offset, open_regular,
+    read_identity, read_other_record, read_stream_header, writer_lock_held,
 };
 use crate::stream::wait::WaitTicket;
 use crate::sys::{ReadMap, WaitMap};
@@ -189,6 +189,11 @@ impl StreamReader {
         let (file, len) = open_regular(path, false)?;
         // Present before anything is read: from here on no recovery rewrites a byte.
         announce_reader(&file, path)?;
+        // And the path still names this file: a log that recycles a segment takes its
+        // name away while it holds the presence lock alone, so a reader that got the
+        // file before and its lock after finds the name gone, and reads nothing of the
+        // file's next life.
+        check_still_named(&file, path)?;
         // Checks identity, then the header, without mapping anything.
         let identity = read_identity(&file, path, len)?;
         read_stream_header(&file, path, &identity)?;
@@ -288,6 +293,29 @@ impl StreamReader {
     /// [`refresh`](Self::refresh). Every recovery that drops a torn tail increments it.
     pub fn generation(&self) -> u64 {
         self.trailer.generation
+    }
+
+    /// The CRC seed every event's checksum in this stream is seeded with: 0 for a
+    /// format version 2 stream, never 0 for version 3 (`docs/FORMAT.md`, "Version 3:
+    /// seeded checksums"). A program that checks the events' bytes itself (such as an
+    /// archive of them) needs it.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// # let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// writer.append(7, b"abc")?;
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// let event = reader.iter().next().unwrap()?;
+    /// let expected = evstream::format::event_checksum_seeded(reader.crc_seed(), 7, b"abc");
+    /// assert_eq!(event.checksum(), expected);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn crc_seed(&self) -> u32 {
+        self.trailer.seed
     }
 
     /// The durable watermark as of open or the last [`refresh`](Self::refresh): events
@@ -519,7 +547,7 @@ impl StreamReader {
         let events = self.events(self.published)?;
         while offset < self.published {
             let pos = (offset - STREAM_HEADER_LEN) as usize;
-            let raw = format::read_verified(events, pos, previous)
+            let raw = format::read_verified(self.trailer.seed, events, pos, previous)
                 .map_err(|reason| self.corrupt(offset, reason))?;
             let event = EventView::new(offset, raw);
             index.note(offset, event.timestamp());
@@ -676,7 +704,7 @@ impl StreamReader {
                 offset,
                 published: end,
             })?;
-        format::read_verified(events, pos, previous)
+        format::read_verified(self.trailer.seed, events, pos, previous)
             .map(|raw| EventView::new(offset, raw))
             .map_err(|reason| self.corrupt(offset, reason))
     }
@@ -695,7 +723,12 @@ impl StreamReader {
         let watermark = usize::try_from(self.trailer.durable_offset - STREAM_HEADER_LEN)
             .unwrap_or(usize::MAX)
             .min(events.len());
-        let scan = format::scan_from(events, watermark, self.trailer.durable_last_timestamp);
+        let scan = format::scan_from(
+            self.trailer.seed,
+            events,
+            watermark,
+            self.trailer.durable_last_timestamp,
+        );
         if format::torn_at_watermark(&scan, watermark) {
             let other = read_other_record(self.presence.file(), self.trailer_at, &self.trailer);
             format::check_watermark(
@@ -827,7 +860,12 @@ impl<'a> Iterator for Events<'a> {
             return Some(Err(e));
         }
         let parsed = if self.verify {
-            format::read_verified(self.events, self.pos, self.previous)
+            format::read_verified(
+                self.reader.trailer.seed,
+                self.events,
+                self.pos,
+                self.previous,
+            )
         } else {
             format::parse_event(self.events, self.pos)
         };
@@ -1073,7 +1111,7 @@ impl<'a> Follow<'a> {
         }
         let events = reader.events(published)?;
         let pos = (self.offset - STREAM_HEADER_LEN) as usize;
-        match format::read_verified(events, pos, self.previous) {
+        match format::read_verified(reader.trailer.seed, events, pos, self.previous) {
             Ok(raw) => {
                 let event = EventView::new(self.offset, raw);
                 self.offset = event.next_offset();

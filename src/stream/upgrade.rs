@@ -86,7 +86,7 @@ pub fn upgrade_v1(path: impl AsRef<Path>) -> Result<bool> {
             path: path.to_owned(),
             reason: HeaderProblem::WriteOffsetOutOfRange { write_offset, len },
         })?;
-    let scan = format::scan_from(events, 0, None);
+    let scan = format::scan_from(0, events, 0, None);
     if let Some((pos, reason)) = scan.damage {
         return Err(Error::Corrupt {
             path: path.to_owned(),

@@ -77,6 +77,8 @@ pub struct WriterOptions {
     /// Created with the dirty limit at the end of the event area (see
     /// [`reserve_whole`](Self::reserve_whole)).
     reserve_whole: bool,
+    /// Created as version 3, with a CRC seed drawn at random (a log's segments).
+    seeded: bool,
 }
 
 impl Default for WriterOptions {
@@ -88,6 +90,7 @@ impl Default for WriterOptions {
             check_durable: false,
             huge_pages: HUGE_PAGES_DEFAULT,
             reserve_whole: false,
+            seeded: false,
         }
     }
 }
@@ -162,6 +165,34 @@ impl WriterOptions {
     pub fn recover_torn_tail(mut self, recover: bool) -> Self {
         self.recover_torn_tail = recover;
         self
+    }
+
+    /// Creates the stream as format version 3, its events' checksums seeded with a CRC
+    /// seed drawn at random (a log's segments, which the log may recycle).
+    pub(crate) fn seeded(mut self) -> Self {
+        self.seeded = true;
+        self
+    }
+}
+
+/// A CRC seed for a version 3 stream, drawn at random: valid
+/// ([`format::seed_is_valid`]) and none of `avoid` (the seeds of the file's previous
+/// life).
+pub(crate) fn draw_seed(avoid: &[u32]) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    loop {
+        // `RandomState` keys come from the operating system's randomness (once per
+        // thread, then varied per call); the clock and a counter vary them further.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_i64(now_nanos());
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(DRAWS.fetch_add(1, Ordering::Relaxed));
+        let bits = hasher.finish();
+        let seed = (bits ^ (bits >> 32)) as u32;
+        if format::seed_is_valid(seed) && !avoid.contains(&seed) {
+            return seed;
+        }
     }
 }
 
@@ -364,6 +395,7 @@ impl StreamWriter {
             } else {
                 dirty_step_past(STREAM_HEADER_LEN, trailer_at)
             },
+            seed: if options.seeded { draw_seed(&[]) } else { 0 },
             ..Trailer::empty()
         };
         file.write_all_at(
@@ -482,6 +514,7 @@ impl StreamWriter {
         let watermark_pos = (watermark - STREAM_HEADER_LEN) as usize;
         if options.check_durable {
             format::check_durable(
+                trailer.seed,
                 published,
                 (
                     watermark_pos,
@@ -493,7 +526,12 @@ impl StreamWriter {
         }
         // Events below the watermark are on stable storage: only what lies above it can
         // be a torn tail, so only that is checked.
-        let scan = format::scan_from(published, watermark_pos, trailer.durable_last_timestamp);
+        let scan = format::scan_from(
+            trailer.seed,
+            published,
+            watermark_pos,
+            trailer.durable_last_timestamp,
+        );
         // Before a torn tail is dropped from the watermark up: is the watermark where an
         // event ends? (A record can pass its checksum and still lie about that.)
         if format::torn_at_watermark(&scan, watermark_pos) {
@@ -626,6 +664,110 @@ impl StreamWriter {
         ))
     }
 
+    /// Resets the retired segment file at `spare` for a new life as an empty version 3
+    /// stream of `capacity` bytes, and renames it to `path` (`docs/FORMAT.md`,
+    /// "Recycling retired segments", steps 2 and 3): the header (write offset 24, count 0,
+    /// start now) and both trailer slots (records of a new seed, none of the file's
+    /// previous seeds, dirty limit reserved whole) are written and synced before the
+    /// rename, so that after any crash or power loss no event of the previous life checks
+    /// out under the name `path`. Only the header's and the trailer's pages are synced:
+    /// the previous life's dirty pages are not written back for this.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] or [`Error::ReadersPresent`] if a writer or a reader has the
+    /// file open; [`Error::NotAStream`] or [`Error::DamagedTrailer`] if it is not a
+    /// stream with a valid trailer, [`Error::BadCapacity`] if it is not `capacity` bytes
+    /// long; [`Error::Io`]. The caller deletes the spare then.
+    pub(crate) fn recycle(
+        spare: &Path,
+        path: &Path,
+        capacity: u64,
+        options: WriterOptions,
+    ) -> Result<Self> {
+        let (file, len) = open_regular(spare, true)?;
+        lock_exclusive(&file, spare)?;
+        match sys::set_presence(&file, Presence::Rewriter) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::ReadersPresent {
+                    path: spare.to_owned(),
+                });
+            }
+            Err(e) => return Err(Error::io("lock reader presence of", spare, e)),
+        }
+        if len != capacity {
+            return Err(Error::BadCapacity {
+                path: spare.to_owned(),
+                capacity: len,
+                minimum: capacity,
+                maximum: capacity,
+            });
+        }
+        let identity = read_identity(&file, spare, len)?;
+        let trailer_at = identity.trailer_at;
+        // Every seed the file's records held, valid or not: the new one is none of them.
+        let mut avoid = vec![identity.trailer.seed];
+        let mut sequence = identity.trailer.sequence;
+        for slot in 0..2 {
+            let mut bytes = [0u8; format::TRAILER_RECORD_LEN];
+            if file
+                .read_exact_at(&mut bytes, trailer_at + slot * TRAILER_SLOT_LEN)
+                .is_ok()
+            {
+                let word = bytes.get(64..68).and_then(|w| w.try_into().ok());
+                avoid.push(word.map_or(0, u32::from_le_bytes));
+            }
+        }
+        if let Some(other) = read_other_record(&file, trailer_at, &identity.trailer) {
+            sequence = sequence.max(other.sequence);
+        }
+        let seed = draw_seed(&avoid);
+        let header = StreamHeader {
+            write_offset: U64::new(STREAM_HEADER_LEN),
+            event_count: U64::ZERO,
+            start_timestamp: I64::new(now_nanos()),
+        };
+        let first = Trailer {
+            sequence: sequence + 1,
+            dirty_limit: trailer_at,
+            seed,
+            ..Trailer::empty()
+        };
+        let second = Trailer {
+            sequence: sequence + 2,
+            ..first
+        };
+        let write = || -> std::io::Result<()> {
+            file.write_all_at(header.as_bytes(), 0)?;
+            for record in [first, second] {
+                let at = trailer_at + Trailer::slot(record.sequence) * TRAILER_SLOT_LEN;
+                file.write_all_at(record.encode().as_bytes(), at)?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| Error::io("reset", spare, e))?;
+        let map = WriteMap::new(&file, len, options.huge_pages, trailer_at)
+            .map_err(|e| Error::io("map", spare, e))?;
+        map.sync_range(0, STREAM_HEADER_LEN)
+            .and_then(|()| map.sync_range(trailer_at, format::TRAILER_LEN))
+            .map_err(|e| Error::io("msync", spare, e))?;
+        failpoint!("recycle:after_reset");
+        sys::rename_noreplace(spare, path).map_err(|e| Error::io("rename into place", path, e))?;
+        failpoint!("recycle:after_rename");
+        sys::set_presence(&file, Presence::Unlock)
+            .map_err(|e| Error::io("unlock reader presence of", path, e))?;
+        Ok(Self::assemble(
+            path,
+            file,
+            map,
+            options,
+            (second, true),
+            0,
+            None,
+            Recovery::default(),
+        ))
+    }
+
     #[expect(clippy::too_many_arguments, reason = "one private constructor")]
     fn assemble(
         path: &Path,
@@ -690,7 +832,8 @@ impl StreamWriter {
     #[inline]
     pub fn append(&mut self, timestamp: i64, payload: &[u8]) -> Result<u64> {
         let (offset, end) = self.reserve(timestamp, payload.len())?;
-        let header = EventHeader::sealed(timestamp, payload.len() as u32, payload);
+        let header =
+            EventHeader::sealed(self.trailer.seed, timestamp, payload.len() as u32, payload);
         self.map
             .write_unpublished(offset + EVENT_HEADER_LEN, &[payload]);
         failpoint!("append:after_payload");
@@ -772,7 +915,8 @@ impl StreamWriter {
         let (_, end) = self.reserve_bytes(needed)?;
         let mut offset = first_offset;
         for &(timestamp, payload) in events {
-            let header = EventHeader::sealed(timestamp, payload.len() as u32, payload);
+            let header =
+                EventHeader::sealed(self.trailer.seed, timestamp, payload.len() as u32, payload);
             self.map
                 .write_unpublished(offset, &[header.as_bytes(), payload]);
             offset += EVENT_HEADER_LEN + payload.len() as u64;
@@ -810,10 +954,10 @@ impl StreamWriter {
             Some(buf) => {
                 fill(buf);
                 failpoint!("append:after_payload");
-                EventHeader::sealed(timestamp, len as u32, buf)
+                EventHeader::sealed(self.trailer.seed, timestamp, len as u32, buf)
             }
             // `reserve` checked the space; an empty range is always available.
-            None => EventHeader::sealed(timestamp, len as u32, &[]),
+            None => EventHeader::sealed(self.trailer.seed, timestamp, len as u32, &[]),
         };
         self.map.write_unpublished(offset, &[header.as_bytes()]);
         failpoint!("append:after_header");
@@ -1126,6 +1270,13 @@ impl StreamWriter {
     /// tail (see [`Error::Recovered`]).
     pub fn generation(&self) -> u64 {
         self.trailer.generation
+    }
+
+    /// The CRC seed every event's checksum in this stream is seeded with: 0 for a
+    /// format version 2 stream, never 0 for version 3 (`docs/FORMAT.md`, "Version 3:
+    /// seeded checksums").
+    pub fn crc_seed(&self) -> u32 {
+        self.trailer.seed
     }
 
     /// Prefaults the whole unwritten part of the mapping now.
