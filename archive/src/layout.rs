@@ -25,7 +25,7 @@
 //! | 48..56 | last timestamp |
 //! | 56..64 | the local segment file's capacity |
 //! | 64..68 | CRC-32 of the whole segment object |
-//! | 68..72 | zero |
+//! | 68..72 | the segment's CRC seed, which its events' checksums are seeded with (0 for a format version 2 segment; archives written before format version 3 hold 0 here) |
 //! | 72..80 | entry count |
 //! | 80.. | entries, 24 bytes each: offset u64, timestamp i64, ordinal u64 |
 //! | last 4 | CRC-32 of everything before it |
@@ -33,7 +33,7 @@
 //! One entry for the first event, then one for the first event at least
 //! [`STRIDE`] bytes past the previous entry.
 
-use evstream::format::{EVENT_HEADER_LEN, EventHeader, STREAM_HEADER_LEN, event_checksum};
+use evstream::format::{EVENT_HEADER_LEN, EventHeader, STREAM_HEADER_LEN, event_checksum_seeded};
 use zerocopy::FromBytes;
 
 /// Segment bytes between two entries of an index object.
@@ -137,6 +137,8 @@ pub struct SegmentIndex {
     pub capacity: u64,
     /// CRC-32 of the whole segment object.
     pub crc: u32,
+    /// The segment's CRC seed (0 for a format version 2 segment).
+    pub seed: u32,
     /// The sparse entries, in order.
     pub entries: Vec<Entry>,
 }
@@ -153,6 +155,7 @@ impl SegmentIndex {
             last_timestamp: i64::MIN,
             capacity,
             crc: 0,
+            seed: 0,
             entries: Vec::new(),
         }
     }
@@ -189,7 +192,7 @@ impl SegmentIndex {
         out.extend_from_slice(&self.last_timestamp.to_le_bytes());
         out.extend_from_slice(&self.capacity.to_le_bytes());
         out.extend_from_slice(&self.crc.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&self.seed.to_le_bytes());
         out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         for e in &self.entries {
             out.extend_from_slice(&e.offset.to_le_bytes());
@@ -227,6 +230,11 @@ impl SegmentIndex {
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(u32::from_le_bytes)
             .ok_or("shorter than an index")?;
+        let seed = body
+            .get(68..72)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+            .ok_or("shorter than an index")?;
         let mut index = Self {
             seq: u64_at(8)?,
             base: u64_at(16)?,
@@ -236,6 +244,7 @@ impl SegmentIndex {
             last_timestamp: u64_at(48)? as i64,
             capacity: u64_at(56)?,
             crc: crc_field,
+            seed,
             entries: Vec::new(),
         };
         let count = u64_at(72)?;
@@ -311,8 +320,8 @@ pub(crate) enum Parse {
 }
 
 /// Parses and verifies the event at the start of `bytes`, where at most `room` bytes
-/// belong to the segment from there on.
-pub(crate) fn parse_event(bytes: &[u8], room: u64) -> Parse {
+/// belong to the segment from there on; checksums are seeded with `seed`, the segment's.
+pub(crate) fn parse_event(seed: u32, bytes: &[u8], room: u64) -> Parse {
     if room < EVENT_HEADER_LEN {
         return Parse::Bad(format!("{room} bytes left, less than an event header"));
     }
@@ -332,7 +341,7 @@ pub(crate) fn parse_event(bytes: &[u8], room: u64) -> Parse {
     };
     let timestamp = header.timestamp.get();
     let stored = header.checksum.get();
-    let computed = event_checksum(timestamp, payload);
+    let computed = event_checksum_seeded(seed, timestamp, payload);
     if stored != computed {
         return Parse::Bad(format!(
             "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
@@ -378,6 +387,19 @@ mod tests {
     }
 
     #[test]
+    fn events_are_checked_with_their_segments_seed() {
+        let seed = 0x1234_5678;
+        let header = EventHeader::for_payload_seeded(seed, 5, b"abc").unwrap();
+        let mut bytes = header.timestamp.get().to_le_bytes().to_vec();
+        bytes.extend_from_slice(&header.size.get().to_le_bytes());
+        bytes.extend_from_slice(&header.checksum.get().to_le_bytes());
+        bytes.extend_from_slice(b"abc");
+        assert!(matches!(parse_event(seed, &bytes, 100), Parse::Event(_)));
+        // Under version 2's seed (an archive written before version 3) it fails.
+        assert!(matches!(parse_event(0, &bytes, 100), Parse::Bad(_)));
+    }
+
+    #[test]
     fn an_index_round_trips_and_damage_is_refused() {
         let mut index = SegmentIndex::new(1, 10, 1 << 20);
         let mut offset = STREAM_HEADER_LEN;
@@ -386,7 +408,9 @@ mod tests {
             offset += 40;
         }
         index.crc = 7;
+        index.seed = 0x5eed_0003;
         let bytes = index.encode();
+        assert_eq!(bytes[68..72], 0x5eed_0003u32.to_le_bytes());
         assert_eq!(SegmentIndex::decode(&bytes), Ok(index.clone()));
         for at in [0, 9, 70, bytes.len() - 1] {
             let mut bad = bytes.clone();

@@ -402,7 +402,7 @@ impl ArchiveReader {
         while offset < index.len {
             let at = usize::try_from(offset).unwrap_or(usize::MAX);
             let rest = bytes.get(at..).unwrap_or_default();
-            match layout::parse_event(rest, index.len - offset) {
+            match layout::parse_event(index.seed, rest, index.len - offset) {
                 Parse::Event(e) => {
                     if e.timestamp < previous {
                         return Err(corrupt(offset, "timestamps go backwards".into()));
@@ -667,7 +667,7 @@ impl<'a> ArchiveIter<'a> {
                     }
                     continue;
                 }
-                match layout::parse_event(&bytes, room) {
+                match layout::parse_event(index.seed, &bytes, room) {
                     Parse::Need(n) => need = n,
                     Parse::Bad(reason) => {
                         return Err(Error::Corrupt {

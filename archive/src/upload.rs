@@ -374,6 +374,7 @@ fn prepare(seq: u64, path: PathBuf) -> Result<Prep> {
         return Ok(Prep::NotSealed);
     }
     let mut index = SegmentIndex::new(seq, base_of(&path), segment.capacity());
+    index.seed = segment.crc_seed();
     for event in segment.iter() {
         let event = event?;
         index.note(event.offset(), event.next_offset(), event.timestamp());
