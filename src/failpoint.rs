@@ -31,6 +31,9 @@ pub const POINTS: &[&str] = &[
     "roll:after_rename",
     "seal:after_flush",
     "retain:after_remove",
+    "retain:after_spare_rename",
+    "recycle:after_reset",
+    "recycle:after_rename",
     "cursor:before_rename",
     "cursor:after_rename",
 ];

@@ -225,6 +225,7 @@ fn every_point_is_listed_and_covered() {
         "roll:",
         "seal:",
         "retain:",
+        "recycle:",
         "cursor:",
     ]
     .iter()

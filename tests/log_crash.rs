@@ -407,20 +407,27 @@ fn flushed_count_in(bytes: &[u8], offset: u64) -> u64 {
 }
 
 /// Crash points (feature `failpoints`): a child aborts at each named point of a log's
-/// open, roll, seal, retention and cursor commit (the first, second and fifth time it
+/// open, roll, seal, retention, recycling of a retired segment and cursor commit (the first, second and fifth time it
 /// passes it), and the parent checks the log as after a kill, then that a writer
 /// continues it.
 #[cfg(feature = "failpoints")]
 #[test]
 fn abort_at_every_log_crash_point() {
     use evstream::failpoint::POINTS;
-    let prefixes = ["log_open:", "roll:", "seal:", "retain:", "cursor:"];
+    let prefixes = [
+        "log_open:",
+        "roll:",
+        "seal:",
+        "retain:",
+        "recycle:",
+        "cursor:",
+    ];
     let points: Vec<&str> = POINTS
         .iter()
         .copied()
         .filter(|p| prefixes.iter().any(|prefix| p.starts_with(prefix)))
         .collect();
-    assert_eq!(points.len(), 7);
+    assert_eq!(points.len(), 10);
     let dir = tempfile::tempdir().unwrap();
     for point in points {
         let nths: &[u64] = if point.starts_with("log_open:") {

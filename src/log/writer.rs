@@ -1194,7 +1194,15 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
         let wanted = state
             .want
             .filter(|&seq| state.prepared.as_ref().is_none_or(|(s, _)| *s != seq));
-        if let Some(seq) = wanted {
+        // With a retention run due and no spare, the run may retire a segment to
+        // recycle as this one: wait for it, unless the writer waits already or the
+        // sealing thread is flushing (then the run comes only after the flush).
+        let retention_due = state.rolls != state.retained_rolls || state.retaining;
+        let defer =
+            state.spare.is_none() && retention_due && !state.busy && wanted != state.waiting;
+        if let Some(seq) = wanted
+            && !defer
+        {
             state.want = None;
             state.creating = true;
             state.preparing = true;
@@ -1304,13 +1312,13 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 }
                 Err(e) => state.retention_error = Some(e),
             }
-            state.retained_rolls = rolls;
-            state.retaining = false;
             drop(state);
             // Unmapped outside the lock: the last reference to a deleted file that is
             // being written back waits for that write-back.
             drop(deleted);
             state = lock();
+            state.retained_rolls = rolls;
+            state.retaining = false;
             // Only now, with the retired writers dropped (a dropped writer stores a
             // trailer record), may the preparing thread reset the spare.
             if let Some(spare) = spare {
