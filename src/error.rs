@@ -448,7 +448,8 @@ impl fmt::Display for Unrecognized {
             ),
             Self::UnsupportedVersion { version } => write!(
                 f,
-                "format version {version} is not supported (this build reads version {})",
+                "format version {version} is not supported (this build reads versions {} and {})",
+                crate::format::FORMAT_VERSION_2,
                 crate::format::FORMAT_VERSION
             ),
         }
