@@ -10,7 +10,9 @@
 //! It covers the header and the events, the part of the format version 1 defined and
 //! version 2 left unchanged; it neither writes nor reads the version 2 trailer. Its output
 //! is a version 1 stream, which [`upgrade_v1`](crate::upgrade_v1) turns into a version 2
-//! one once the file has room for the trailer.
+//! one once the file has room for the trailer. Its checksums are unseeded (version 2's):
+//! it reads the events of version 1 and 2 files, not those of version 3 files (a log's
+//! segments), whose checksums are seeded with the seed their trailer holds.
 //!
 //! The benchmarks' `std` baselines (`BufWriter`, one `write_all` per event, a writer
 //! thread fed by a channel, and the `BufReader` parser) all go through this module, so

@@ -61,6 +61,12 @@ pub enum WriteBack {
 /// next one (a hidden spare, `.next-SEQUENCE.evs`) before the roll that needs it, so a
 /// log takes its segments plus one: with the default 64 MiB segments, 128 MiB from its
 /// first event ([`LogStat::disk_bytes`](crate::LogStat::disk_bytes) counts the spare).
+/// With retention, the segment a roll retires is normally not deleted but recycled as
+/// the next one to prepare (its file and its pages in memory reused, none allocated or
+/// zero-filled; `docs/FORMAT.md`, "Recycling retired segments"): until the preparing
+/// thread takes it, which is at once unless it is busy, it waits under a hidden name
+/// (`..next-spare-SEQUENCE.evs`) that `disk_bytes` does not count, and a log may then
+/// take its segments plus two. A segment a reader has open is deleted instead.
 /// A roll interval starts a segment per interval that holds events, however few. For a
 /// small or slow log choose small segments (1 MiB holds some 20,000 events of 32 bytes);
 /// the default suits a log that takes many events a second, where a larger segment

@@ -1447,7 +1447,11 @@ fn prepare(
             // reader opened it, it is damaged), it is deleted and a segment created.
             let recycled = spare.take().and_then(|spare| {
                 StreamWriter::recycle(&spare, &path, options.segment_size, reserved.clone())
-                    .inspect_err(|_| drop(std::fs::remove_file(&spare)))
+                    .inspect_err(|_| {
+                        // Either name, whichever the failure left it under.
+                        let _ = std::fs::remove_file(&spare);
+                        let _ = std::fs::remove_file(&path);
+                    })
                     .ok()
             });
             match recycled {
