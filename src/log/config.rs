@@ -65,8 +65,8 @@ pub enum WriteBack {
 /// the next one to prepare (its file and its pages in memory reused, none allocated or
 /// zero-filled; `docs/FORMAT.md`, "Recycling retired segments"): until the preparing
 /// thread takes it, which is at once unless it is busy, it waits under a hidden name
-/// (`..next-spare-SEQUENCE.evs`) that `disk_bytes` does not count, and a log may then
-/// take its segments plus two. A segment a reader has open is deleted instead.
+/// (`..next-spare-SEQUENCE.evs`) that `disk_bytes` does not count; up to two wait, so a
+/// log with retention may take its segments plus three. A segment a reader has open is deleted instead.
 /// A roll interval starts a segment per interval that holds events, however few. For a
 /// small or slow log choose small segments (1 MiB holds some 20,000 events of 32 bytes);
 /// the default suits a log that takes many events a second, where a larger segment

@@ -934,8 +934,8 @@ struct State {
     /// The prepared next segment (its sequence number), or why preparing it failed.
     prepared: Option<(u64, Result<StreamWriter>)>,
     /// A segment retention retired and kept for the preparing thread to recycle (its
-    /// spare name), instead of deleting it.
-    spare: Option<PathBuf>,
+    /// spare name), instead of deleting it: at most [`MAX_SPARES`], oldest first.
+    spares: VecDeque<PathBuf>,
     /// The segment to prepare, if not yet done.
     want: Option<u64>,
     /// The segment the writer is waiting for at a roll.
@@ -1177,7 +1177,7 @@ impl Drop for Background {
         // segment ready instead of preparing and removing one each time.
         drop(self.state().prepared.take());
         // A spare nobody recycled is a retired segment: deleted (or by the next open).
-        if let Some(spare) = self.state().spare.take() {
+        for spare in std::mem::take(&mut self.state().spares) {
             let _ = std::fs::remove_file(spare);
         }
     }
@@ -1199,14 +1199,14 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
         // sealing thread is flushing (then the run comes only after the flush).
         let retention_due = state.rolls != state.retained_rolls || state.retaining;
         let defer =
-            state.spare.is_none() && retention_due && !state.busy && wanted != state.waiting;
+            state.spares.is_empty() && retention_due && !state.busy && wanted != state.waiting;
         if let Some(seq) = wanted
             && !defer
         {
             state.want = None;
             state.creating = true;
             state.preparing = true;
-            let mut spare = state.spare.take();
+            let mut spare = state.spares.pop_front();
             drop(state);
             // Prefaulting stops early when the writer waits for the segment, or stops.
             let wanted_now = || {
@@ -1221,10 +1221,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             state = lock();
             // Not used (the segment was adopted): kept for the next one.
             if let Some(spare) = spare {
-                match state.spare {
-                    None => state.spare = Some(spare),
-                    Some(_) => drop(std::fs::remove_file(spare)),
-                }
+                keep_spare(&mut state, spare);
             }
             // A prepared segment nobody takes is removed when the writer is dropped.
             state.prepared = Some((seq, prepared));
@@ -1236,6 +1233,21 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             .changed
             .wait(state)
             .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// Retired segments kept for recycling at most. One is enough while the preparing thread
+/// waits for each retention run; a second covers the rolls where it cannot (the sealing
+/// thread is flushing, and retention comes only after the flush), so that the next
+/// segment is still a recycled one then.
+const MAX_SPARES: usize = 2;
+
+/// Keeps `spare` for recycling, or deletes it if [`MAX_SPARES`] wait already.
+fn keep_spare(state: &mut State, spare: PathBuf) {
+    if state.spares.len() < MAX_SPARES {
+        state.spares.push_back(spare);
+    } else {
+        let _ = std::fs::remove_file(spare);
     }
 }
 
@@ -1286,7 +1298,7 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             state.retaining = true;
             // Retention keeps a retired segment for recycling while the preparing
             // thread has none.
-            let want_spare = state.spare.is_none() && !state.stop;
+            let want_spare = state.spares.len() < MAX_SPARES && !state.stop;
             let mut spare = None;
             drop(state);
             let result = {
@@ -1322,10 +1334,7 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             // Only now, with the retired writers dropped (a dropped writer stores a
             // trailer record), may the preparing thread reset the spare.
             if let Some(spare) = spare {
-                match state.spare {
-                    None => state.spare = Some(spare),
-                    Some(_) => drop(std::fs::remove_file(spare)),
-                }
+                keep_spare(&mut state, spare);
             }
             shared.changed.notify_all();
             continue;
