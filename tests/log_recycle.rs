@@ -359,3 +359,63 @@ fn readers_opening_segments_by_name_never_see_another_life() {
     assert!(checked > 0);
     drop(log);
 }
+
+/// A log written by the evstream before format version 3 (`tests/fixtures/log_v2`: 4 KiB
+/// segments, the newest 3 kept, 120 events `event number 1` to `event number 120`
+/// appended by `evstream append`, and the next segment prepared as a version 2 file):
+/// it opens, reads, takes appends, and its version 2 segments are recycled as version 3
+/// ones as retention retires them, every event read back in order.
+#[test]
+fn a_log_written_before_version_3_opens_appends_and_recycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    std::fs::create_dir(&path).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/log_v2");
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), path.join(entry.file_name())).unwrap();
+    }
+    let expected = |i: u64| format!("event number {i}").into_bytes();
+    let payloads =
+        |dir: &Path| -> Vec<Vec<u8>> { read_all(dir).into_iter().map(|(_, _, p)| p).collect() };
+    assert_eq!(payloads(&path), (1..=120).map(expected).collect::<Vec<_>>());
+    let old: HashMap<u64, PathBuf> = segments(&path)
+        .into_iter()
+        .map(|(_, file, ino)| {
+            assert_eq!(StreamReader::open(&file).unwrap().crc_seed(), 0);
+            (ino, file)
+        })
+        .collect();
+    let next = path.join(".next-00000002.evs");
+    let next_ino = std::fs::metadata(&next).unwrap().ino();
+    let mut log = LogWriter::open(&path).unwrap();
+    assert!(log.recovery().is_clean());
+    let mut reborn = 0;
+    let mut seen_seq = log.segment();
+    let mut last = 0;
+    for i in 121..=600u64 {
+        log.append_now(&expected(i)).unwrap();
+        last = i;
+        if log.segment() == seen_seq {
+            continue;
+        }
+        seen_seq = log.segment();
+        drop(log.take_retired());
+        let (seq, file, ino) = segments(&path).pop().unwrap();
+        let seed = StreamReader::open(&file).unwrap().crc_seed();
+        if seq == 2 {
+            // The version 2 segment an old writer prepared, adopted as it is.
+            assert_eq!(ino, next_ino);
+            assert_eq!(seed, 0);
+        } else if (old.contains_key(&ino) || ino == next_ino) && holds_a_previous_life(&file) {
+            assert_ne!(seed, 0);
+            reborn += 1;
+        }
+    }
+    drop(log);
+    assert!(reborn > 0, "no version 2 segment was recycled");
+    let kept = payloads(&path);
+    let first = last + 1 - kept.len() as u64;
+    assert_eq!(kept, (first..=last).map(expected).collect::<Vec<_>>());
+    assert!(LogReader::open(&path).unwrap().verify().unwrap().is_ok());
+}
