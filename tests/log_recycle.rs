@@ -449,3 +449,57 @@ fn spares_are_not_left_behind() {
     assert_eq!(spares(&path), Vec::<String>::new());
     assert_eq!(read_all(&path), before);
 }
+
+/// A retired segment whose trailer records count near the largest sequence a record may
+/// have is recycled into a valid segment: the new life's records start their sequence
+/// afresh instead of continuing past the limit.
+#[test]
+fn a_segment_whose_sequence_is_near_its_limit_is_recycled_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, options(2)).unwrap();
+    let mut i = 0u64;
+    while log.segment() < 3 {
+        log.append(i as i64, &payload(i)).unwrap();
+        i += 1;
+    }
+    drop(log);
+    // The oldest segment: its current record stored again with the sequence 2^63 - 2.
+    let (_, file, ino) = segments(&path).remove(0);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = trailer_offset(bytes.len() as u64).unwrap() as usize;
+    let slot = |b: &[u8], k: usize| -> [u8; TRAILER_RECORD_LEN] {
+        let s = at + k * TRAILER_SLOT_LEN as usize;
+        b[s..s + TRAILER_RECORD_LEN].try_into().unwrap()
+    };
+    let current = decode_trailer([&slot(&bytes, 0), &slot(&bytes, 1)], at as u64).unwrap();
+    let high = Trailer {
+        sequence: (1 << 63) - 2,
+        ..current
+    };
+    bytes[at..at + 2 * TRAILER_SLOT_LEN as usize].fill(0);
+    bytes[at..at + TRAILER_RECORD_LEN].copy_from_slice(&high.to_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(LogReader::open(&path).unwrap().verify().unwrap().is_ok());
+    let mut log = LogWriter::open(&path).unwrap();
+    let mut recycled = false;
+    let mut seen_seq = log.segment();
+    while !recycled && log.segment() < 40 {
+        log.append(i as i64, &payload(i)).unwrap();
+        i += 1;
+        if log.segment() != seen_seq {
+            seen_seq = log.segment();
+            drop(log.take_retired());
+            let (_, newest, n) = segments(&path).pop().unwrap();
+            recycled = n == ino && holds_a_previous_life(&newest);
+        }
+    }
+    assert!(recycled, "the segment was not recycled");
+    for _ in 0..20 {
+        log.append(i as i64, &payload(i)).unwrap();
+        i += 1;
+    }
+    drop(log);
+    assert!(LogReader::open(&path).unwrap().verify().unwrap().is_ok());
+    assert_eq!(read_all(&path).last().unwrap().2, payload(i - 1));
+}

@@ -707,7 +707,6 @@ impl StreamWriter {
         let trailer_at = identity.trailer_at;
         // Every seed the file's records held, valid or not: the new one is none of them.
         let mut avoid = vec![identity.trailer.seed];
-        let mut sequence = identity.trailer.sequence;
         for slot in 0..2 {
             let mut bytes = [0u8; format::TRAILER_RECORD_LEN];
             if file
@@ -718,23 +717,22 @@ impl StreamWriter {
                 avoid.push(word.map_or(0, u32::from_le_bytes));
             }
         }
-        if let Some(other) = read_other_record(&file, trailer_at, &identity.trailer) {
-            sequence = sequence.max(other.sequence);
-        }
         let seed = draw_seed(&avoid);
         let header = StreamHeader {
             write_offset: U64::new(STREAM_HEADER_LEN),
             event_count: U64::ZERO,
             start_timestamp: I64::new(now_nanos()),
         };
+        // Both slots are rewritten (and synced before the file gets a name anything
+        // opens), so the sequence starts afresh, whatever the previous life reached.
         let first = Trailer {
-            sequence: sequence + 1,
+            sequence: 1,
             dirty_limit: trailer_at,
             seed,
             ..Trailer::empty()
         };
         let second = Trailer {
-            sequence: sequence + 2,
+            sequence: 2,
             ..first
         };
         let write = || -> std::io::Result<()> {
