@@ -27,6 +27,7 @@ pub const POINTS: &[&str] = &[
     "flush:after_data",
     "flush:after_trailer",
     "log_open:after_lock",
+    "roll:after_handoff",
     "roll:before_rename",
     "roll:after_rename",
     "seal:after_flush",

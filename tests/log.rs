@@ -1257,3 +1257,88 @@ fn lazy_write_back_flushes_retired_segments_at_a_flush() {
     drop(log);
     assert_eq!(read_all(&path).len() as u64, i);
 }
+
+/// The names of the log's segment files and of its prepared ones, sorted.
+fn evs_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".evs"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A log whose writer rolled into its newest segment and died before that segment's
+/// rename into place (the rename is the preparing thread's, after the roll): the
+/// segment, still under its preparation name, holds acknowledged events. Readers see
+/// them at once, and the next writer's open adopts the segment under its final name,
+/// after a crash of the process (the same boot) and never loses them.
+#[test]
+fn events_appended_before_a_rolls_rename_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let model = fill(&mut log, 120, |i| i as i64);
+    let newest = log.segment();
+    assert!(newest >= 2, "too few rolls: {newest}");
+    drop(log);
+    // As the writer left it had its process died between the roll and the rename.
+    let files = evs_names(&path);
+    let named = files
+        .iter()
+        .find(|n| n.starts_with(&format!("{newest:08}-")))
+        .unwrap();
+    let pending = format!(".next-{newest:08}.evs");
+    std::fs::rename(path.join(named), path.join(&pending)).unwrap();
+    assert_eq!(read_all(&path), model, "readers before the open");
+
+    let log = LogWriter::open(&path).unwrap();
+    assert_eq!(log.recovery().renamed, Some(newest));
+    assert!(!log.recovery().is_clean());
+    assert_eq!(log.event_count(), 120);
+    drop(log);
+    assert!(evs_names(&path).contains(named), "{:?}", evs_names(&path));
+    assert_eq!(read_all(&path), model, "after the open");
+    assert!(LogReader::open(&path).unwrap().verify().unwrap().is_ok());
+    assert!(LogWriter::open(&path).unwrap().recovery().is_clean());
+}
+
+/// The same segment found after a reboot (the `LOCK` file names another boot): its
+/// events were never flushed (a flush waits for the rename and the directory sync), and
+/// the segment before may have lost events to the power loss, so the segment's place in
+/// the log is not known. Readers do not read it, and the writer's open removes it and
+/// continues after the segment before.
+#[test]
+fn a_segment_rolled_into_before_a_reboot_is_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let model = fill(&mut log, 120, |i| i as i64);
+    let newest = log.segment();
+    drop(log);
+    let files = evs_names(&path);
+    let named = files
+        .iter()
+        .find(|n| n.starts_with(&format!("{newest:08}-")))
+        .unwrap();
+    let pending = format!(".next-{newest:08}.evs");
+    std::fs::rename(path.join(named), path.join(&pending)).unwrap();
+    std::fs::write(path.join("LOCK"), "00000000-0000-0000-0000-000000000000\n").unwrap();
+    let before: Model = model
+        .iter()
+        .filter(|(p, _, _)| p.segment() < newest)
+        .cloned()
+        .collect();
+    assert!(before.len() < model.len());
+    assert_eq!(read_all(&path), before);
+
+    let mut log = LogWriter::open(&path).unwrap();
+    assert_eq!(log.recovery().renamed, None);
+    assert_eq!(log.event_count(), before.len() as u64);
+    assert_eq!(log.segment(), newest - 1);
+    assert!(!path.join(&pending).exists());
+    log.append(1000, b"after").unwrap();
+    drop(log);
+    assert_eq!(read_all(&path).len(), before.len() + 1);
+}

@@ -304,7 +304,7 @@ impl LogReader {
         let Some(newest) = segments.last() else {
             return self.start();
         };
-        let reader = StreamReader::open(&newest.path)?;
+        let reader = newest.open()?;
         Ok(Position::of(newest.seq, reader.live_write_offset()?))
     }
 
@@ -463,7 +463,7 @@ impl LogReader {
             if need == 0 {
                 break;
             }
-            let reader = match StreamReader::open(&entry.path) {
+            let reader = match entry.open() {
                 Ok(reader) => Arc::new(reader),
                 // Retention deleted it meanwhile: nothing older is left either.
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -524,9 +524,9 @@ impl LogReader {
                 reason: "it has no segment",
             });
         };
-        let newest_reader = StreamReader::open(&newest.path)?;
+        let newest_reader = newest.open()?;
         let end = newest_reader.live_write_offset()?;
-        let first_reader = StreamReader::open(&first.path)?;
+        let first_reader = first.open()?;
         let last_timestamp = self.tail(1)?.first().map(LogEvent::timestamp);
         let spare = self.dir.join(segment::next_name(newest.seq + 1));
         let spare_bytes = match std::fs::symlink_metadata(&spare) {
@@ -613,13 +613,13 @@ impl LogReader {
             None => reader.iter_unverified_from(offset)?.count() as u64,
         };
         for later in segments.iter().skip(at + 1) {
-            let reader = StreamReader::open(&later.path)?;
+            let reader = later.open()?;
             lag.bytes = lag
                 .bytes
                 .saturating_add(reader.live_write_offset()? - STREAM_HEADER_LEN);
         }
         if let Some(next) = segments.get(at + 1) {
-            let newest_reader = StreamReader::open(&newest.path)?;
+            let newest_reader = newest.open()?;
             lag.events = lag.events.saturating_add(
                 (newest
                     .base
@@ -769,7 +769,7 @@ impl LogReader {
                     break;
                 }
             }
-            let reader = StreamReader::open(&entry.path)?;
+            let reader = entry.open()?;
             let check = reader.verify()?;
             result.segments += 1;
             result.events = result.events.saturating_add(check.events);
@@ -793,7 +793,7 @@ fn open_segment(
     position: Position,
     first: Option<&SegmentEntry>,
 ) -> Result<StreamReader> {
-    StreamReader::open(&entry.path).map_err(|e| match e {
+    entry.open().map_err(|e| match e {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Error::Retired {
                 position,

@@ -100,7 +100,7 @@ fn facts(dir: &Path, entry: &SegmentEntry, bytes: u64, known: &[Known]) -> Resul
             last_timestamp: known.last_timestamp,
         });
     }
-    let reader = StreamReader::open(&entry.path)?;
+    let reader = entry.open()?;
     let (index, last) = match SegmentIndex::load(dir, entry.seq, &reader) {
         Some(found) => found,
         None => {
@@ -363,7 +363,7 @@ fn events_from(facts: &Facts, offset: u64) -> u64 {
     if offset <= STREAM_HEADER_LEN {
         return facts.events;
     }
-    let Ok(reader) = StreamReader::open(&facts.entry.path) else {
+    let Ok(reader) = facts.entry.open() else {
         return facts.events;
     };
     reader

@@ -3,8 +3,10 @@
 //! A segment is named `SSSSSSSS-BBBBBBBBBBBBBBBBBBBB.evs`: its sequence number (8 decimal
 //! digits) and the log-wide index of its first event (20 decimal digits), so `ls` lists
 //! segments in log order and a directory listing alone tells how many events came before
-//! each. The next segment is prepared as `.next-SSSSSSSS.evs` and renamed into place when
-//! the writer rolls. A sealed segment's index is `SSSSSSSS.idx`; see [`SegmentIndex`].
+//! each. The next segment is prepared as `.next-SSSSSSSS.evs`; the writer rolls into it
+//! under that name, and its preparing thread renames it into place right after (until
+//! then [`list`] gives it as the newest segment once it holds an event). A sealed
+//! segment's index is `SSSSSSSS.idx`; see [`SegmentIndex`].
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,34 @@ pub(crate) struct SegmentEntry {
     pub base: u64,
     /// The segment file.
     pub path: PathBuf,
+}
+
+impl SegmentEntry {
+    /// Opens the segment's reader. A segment listed under its preparation name (rolled
+    /// into, its rename still to come) and renamed since is opened under its final name.
+    ///
+    /// # Errors
+    /// As [`StreamReader::open`].
+    pub(crate) fn open(&self) -> Result<StreamReader> {
+        match StreamReader::open(&self.path) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && self.is_pending() =>
+            {
+                let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+                StreamReader::open(dir.join(segment_name(self.seq, self.base)))
+            }
+            opened => opened,
+        }
+    }
+
+    /// Whether the segment is listed under its preparation name: the writer rolled into
+    /// it and its rename into place had not happened when the directory was listed.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(NEXT_PREFIX))
+    }
 }
 
 /// The file name of segment `seq` whose first event is the log's `base`-th.
@@ -130,7 +160,49 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentEntry>> {
             reason: "two segment files have the same sequence number",
         });
     }
+    if let Some(pending) = segments.last().and_then(|newest| rolled_into(dir, newest)) {
+        segments.push(pending);
+    }
     Ok(segments)
+}
+
+/// The segment after `newest` if the writer rolled into it under its preparation name
+/// and has not renamed it into place yet: `.next-N+1` holding an event (a segment only
+/// prepared holds none), its first event the one after `newest`'s last (by `newest`'s
+/// header count, final once the writer rolled past it). See FORMAT.md, "Rolling".
+/// Errors reading either file are read as "no such segment".
+fn rolled_into(dir: &Path, newest: &SegmentEntry) -> Option<SegmentEntry> {
+    let seq = newest
+        .seq
+        .checked_add(1)
+        .filter(|&seq| seq <= MAX_SEGMENT)?;
+    let path = dir.join(next_name(seq));
+    if !std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) || !same_boot(dir) {
+        return None;
+    }
+    let next = StreamReader::open(&path).ok()?;
+    if next.header_event_count() == 0 && next.live_event_count() == 0 {
+        return None;
+    }
+    // Not a file merely under that name: a segment of the same size whose first event
+    // is intact and not older than the segment before's first (the writer's open checks
+    // it against that segment's last before it adopts it).
+    let before = newest.open().ok()?;
+    let first = next.iter().next()?.ok()?.timestamp();
+    let first_before = before
+        .iter()
+        .next()
+        .and_then(|e| e.ok())
+        .map(|e| e.timestamp());
+    if next.capacity() != before.capacity() || first_before.is_some_and(|t| first < t) {
+        return None;
+    }
+    let count = before.header_event_count();
+    Some(SegmentEntry {
+        seq,
+        base: newest.base.checked_add(count)?,
+        path,
+    })
 }
 
 /// Removes what earlier writers left: prepared segments other than segment `next` (the
@@ -156,6 +228,35 @@ pub(crate) fn remove_leftovers(dir: &Path, next: u64) -> Result<()> {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Where Linux gives the identity of the running boot: a new random UUID at each boot.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The running boot's identity (see [`BOOT_ID`]), or `None` where it cannot be read.
+pub(crate) fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string(BOOT_ID).ok()?;
+    let id = id.trim();
+    (!id.is_empty() && id.len() <= 64).then(|| id.to_owned())
+}
+
+/// Whether the log's last writer opened it during the running boot: its `LOCK` file
+/// holds this boot's identity (FORMAT.md, "The `LOCK` file"). Then no power loss came
+/// between that writer's writes and now, and its unflushed page cache is intact. An
+/// unreadable, missing or other identity reads as another boot, the safe side.
+pub(crate) fn same_boot(dir: &Path) -> bool {
+    let Some(now) = boot_id() else {
+        return false;
+    };
+    let mut held = [0u8; 80];
+    let read = std::fs::File::open(dir.join(crate::log::writer::LOCK_FILE))
+        .and_then(|mut file| std::io::Read::read(&mut file, &mut held));
+    let Ok(len) = read else {
+        return false;
+    };
+    held.get(..len)
+        .and_then(|held| std::str::from_utf8(held).ok())
+        .is_some_and(|held| held.trim() == now)
 }
 
 /// The fixed part of an index file.

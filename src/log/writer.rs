@@ -48,12 +48,19 @@ pub struct LogRecovery {
     /// lost events to a power loss: they lay past a gap, and were never flushed (a flush
     /// covers every older segment first).
     pub dropped_after_gap: u64,
+    /// The newest segment, if it was found under its preparation name: its writer
+    /// rolled into it and died before renaming it into place. It was renamed, its
+    /// events kept.
+    pub renamed: Option<u64>,
 }
 
 impl LogRecovery {
     /// Whether the log was opened exactly as it was found.
     pub fn is_clean(&self) -> bool {
-        self.newest.is_clean() && self.unsealed.is_empty() && self.dropped_after_gap == 0
+        self.newest.is_clean()
+            && self.unsealed.is_empty()
+            && self.dropped_after_gap == 0
+            && self.renamed.is_none()
     }
 }
 
@@ -247,6 +254,10 @@ impl LogWriter {
         failpoint!("log_open:after_lock");
         let (chain, floor) = unsealed_chain(dir, &options)?;
         check_repairs(dir, &options, &chain, floor)?;
+        if let Some(newest) = chain.last() {
+            discard_unadopted(dir, newest.seq + 1)?;
+        }
+        record_boot(&lock);
         let mut recovery = LogRecovery::default();
         let (newest, floor) = repair(dir, &options, &chain, floor, &mut recovery)?;
         Self::resume(dir, options, lock, &newest, floor, recovery)
@@ -513,24 +524,24 @@ impl LogWriter {
             .ok_or_else(|| index_overflow(&self.path))?;
         let prepared = self.background.take_prepared(seq)?;
         let path = self.dir.join(segment_name(seq, base));
-        failpoint!("roll:before_rename");
-        crate::sys::rename_noreplace(&self.dir.join(next_name(seq)), &path)
-            .map_err(|e| Error::io("roll into place", &path, e))?;
-        failpoint!("roll:after_rename");
         let old = std::mem::replace(&mut self.segment, prepared);
-        // Followers asleep at the old segment's end move on to the successor now, not
-        // when the sealing thread gets to the seal (which wakes them again).
-        old.wake_followers();
         let last = old.last_timestamp();
-        self.background.retire(Retiring {
-            segment: old,
-            path: std::mem::replace(&mut self.path, path),
-            seq: self.seq,
-            index: self.index.replace(SegmentIndex::empty()),
-            last_timestamp: last,
-            prepare: seq + 1,
-            retired_at: Instant::now(),
-        });
+        // The writer goes on in the new segment under its preparation name; the
+        // preparing thread renames it into place and then wakes the old segment's
+        // followers (FORMAT.md, "Rolling").
+        self.background.retire(
+            Retiring {
+                segment: old,
+                path: std::mem::replace(&mut self.path, path.clone()),
+                seq: self.seq,
+                index: self.index.replace(SegmentIndex::empty()),
+                last_timestamp: last,
+                prepare: seq + 1,
+                retired_at: Instant::now(),
+            },
+            path,
+        );
+        failpoint!("roll:after_handoff");
         self.floor = last.unwrap_or(self.floor);
         self.last_before = last.or(self.last_before);
         self.seq = seq;
@@ -542,9 +553,9 @@ impl LogWriter {
 
     /// Makes every event appended so far survive power loss.
     ///
-    /// Waits until the background thread has flushed every older segment (and synced the
-    /// directory entries of the rolls), then flushes the newest segment as
-    /// [`StreamWriter::flush`] does.
+    /// Waits until the background threads have renamed the newest segment into place and
+    /// flushed every older segment, syncs the directory entries of the rolls, then
+    /// flushes the newest segment as [`StreamWriter::flush`] does.
     ///
     /// # Errors
     /// [`Error::Io`] if a write-back failed, after which the writer is poisoned
@@ -658,11 +669,53 @@ fn take_lock(dir: &Path) -> Result<std::fs::File> {
     Ok(lock)
 }
 
+/// Removes `.next-SEQ` if it holds events (or is no stream) and was not adopted as the
+/// newest segment: a segment the writer rolled into before a reboot (never flushed, as
+/// a flush waits for its rename), or a file that is not this log's. Left in place, it
+/// would read as the newest segment once this writer records the boot.
+fn discard_unadopted(dir: &Path, seq: u64) -> Result<()> {
+    let path = dir.join(next_name(seq));
+    if !std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) {
+        return Ok(());
+    }
+    let used = StreamReader::open(&path).map_or(true, |r| {
+        r.header_event_count() > 0 || r.write_offset() > format::STREAM_HEADER_LEN
+    });
+    if used {
+        std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Records the running boot's identity in the held `LOCK` file (unsynced: a copy lost
+/// to a power loss reads as another boot, the safe side), so that the next writer's
+/// open can tell a crash of this process from a reboot. Called once the open has
+/// decided what to adopt. Best effort: a failure leaves a file that reads as another
+/// boot.
+fn record_boot(lock: &std::fs::File) {
+    use std::os::unix::fs::FileExt;
+    let id = segment::boot_id().unwrap_or_default();
+    let mut line = id.into_bytes();
+    line.push(b'\n');
+    if lock.set_len(0).is_ok() {
+        let _ = lock.write_all_at(&line, 0);
+    }
+}
+
 /// The second phase of [`LogWriter::open`]: the segments whose background seal never
 /// finished (their writer died first) and the newest one, oldest first, and the newest
 /// timestamp before them. A log without segments gets its first one here.
 fn unsealed_chain(dir: &Path, options: &LogOptions) -> Result<(Vec<SegmentEntry>, Option<i64>)> {
     let mut segments = segment::list(dir)?;
+    if let [.., before, pending] = segments.as_slice()
+        && pending.is_pending()
+        && !rolled_into(options, before, pending)
+    {
+        // Not the segment this log's writer rolled into: left for `remove_leftovers`
+        // and the preparing thread, which replace it.
+        segments.pop();
+    }
     let newest = match segments.pop() {
         Some(newest) => newest,
         None => {
@@ -699,6 +752,24 @@ fn unsealed_chain(dir: &Path, options: &LogOptions) -> Result<(Vec<SegmentEntry>
     let mut chain: Vec<SegmentEntry> = unsealed.into_iter().rev().collect();
     chain.push(newest);
     Ok((chain, floor))
+}
+
+/// Whether `pending`, listed under its preparation name after `before`, is the segment
+/// the log's writer rolled into: a stream of the log's segment size whose first event is
+/// intact and not older than the newest event `before` keeps. Reads only.
+fn rolled_into(options: &LogOptions, before: &SegmentEntry, pending: &SegmentEntry) -> bool {
+    let (Ok(before), Ok(pending)) = (before.open(), pending.open()) else {
+        return false;
+    };
+    let Some(Ok(first)) = pending.iter().next() else {
+        return false;
+    };
+    let last_before = before
+        .kept_by_writer_open()
+        .ok()
+        .and_then(|(_, last, _)| last);
+    pending.capacity() == options.segment_size
+        && last_before.is_none_or(|last| first.timestamp() >= last)
 }
 
 /// The third phase of [`LogWriter::open`], reading only: every refusal of the repairs
@@ -847,7 +918,21 @@ fn repair(
             break;
         }
         if k + 1 == chain.len() {
-            newest = Some(entry.clone());
+            newest = Some(if entry.is_pending() {
+                // The writer rolled into it and died before renaming it into place: it
+                // holds acknowledged events, and takes its final name now.
+                let path = dir.join(segment_name(entry.seq, entry.base));
+                crate::sys::rename_noreplace(&entry.path, &path)
+                    .map_err(|e| Error::io("roll into place", &path, e))?;
+                sync_dir(dir)?;
+                recovery.renamed = Some(entry.seq);
+                SegmentEntry {
+                    path,
+                    ..entry.clone()
+                }
+            } else {
+                entry.clone()
+            });
             break;
         }
         let (last, count, repair) = seal_unsealed(dir, entry)?;
@@ -940,6 +1025,15 @@ struct State {
     want: Option<u64>,
     /// The segment the writer is waiting for at a roll.
     waiting: Option<u64>,
+    /// The segment the writer rolled into under its preparation name, and its final
+    /// path: renamed by the preparing thread before anything else. The sealing thread
+    /// waits for it before retention or a seal, so that the segment before it is never
+    /// deleted or sealed while it is not in place.
+    rename: Option<(u64, PathBuf)>,
+    /// A rename was made that no directory sync has covered yet.
+    unsynced_rename: bool,
+    /// The preparing thread is asleep (waiting on `to_preparer`): it must be woken.
+    preparer_asleep: bool,
     /// The preparing thread is creating a segment. The sealing thread starts no flush
     /// meanwhile: the creation's syncs would wait behind the flush's write-back (tens of
     /// milliseconds for a 64 MiB segment), and the next roll perhaps for them.
@@ -975,6 +1069,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// The preparing thread sleeps on this one, so that a roll wakes it alone.
+    to_preparer: Condvar,
     /// Serializes retention runs of the thread and of `enforce_retention`.
     retention: Mutex<()>,
 }
@@ -1007,6 +1103,7 @@ impl Background {
                 ..State::default()
             }),
             changed: Condvar::new(),
+            to_preparer: Condvar::new(),
             retention: Mutex::new(()),
         });
         // Dropped on error, which stops a thread already started.
@@ -1085,7 +1182,7 @@ impl Background {
                     asked |= !state.preparing;
                     // Also when it was wanted already: the preparing thread may have
                     // passed over that wish while the slot held the segment just taken.
-                    self.shared.changed.notify_all();
+                    self.shared.to_preparer.notify_one();
                     state.waiting = Some(seq);
                     state = self.wait(state);
                     state.waiting = None;
@@ -1101,19 +1198,30 @@ impl Background {
             return;
         }
         state.want = Some(seq);
-        self.shared.changed.notify_all();
+        let asleep = state.preparer_asleep;
+        drop(state);
+        if asleep {
+            self.shared.to_preparer.notify_one();
+        }
     }
 
-    fn retire(&self, job: Retiring) {
+    /// Hands the segment the writer rolled past to the sealing thread, and the rename of
+    /// the one it rolled into (to `path`) to the preparing thread, which then wakes the
+    /// sealing thread: the roll wakes one thread, and none if it is awake.
+    fn retire(&self, job: Retiring, path: PathBuf) {
         let mut state = self.state();
         state.want = Some(job.prepare);
+        state.rename = Some((job.seq + 1, path));
         state.queue.push_back(job);
         state.rolls += 1;
         let full = !self.lazy && state.queue.len() > MAX_UNSEALED;
-        // Woken after the unlock: threads woken under the lock would find it held, and
-        // the unlock would take a second system call to wake them again.
+        let asleep = state.preparer_asleep;
+        // Woken after the unlock: a thread woken under the lock would find it held, and
+        // the unlock would take a second system call to wake it again.
         drop(state);
-        self.shared.changed.notify_all();
+        if asleep {
+            self.shared.to_preparer.notify_one();
+        }
         if full {
             let mut state = self.state();
             while state.queue.len() > MAX_UNSEALED && !state.poisoned {
@@ -1130,12 +1238,24 @@ impl Background {
             state.urgent = true;
             self.shared.changed.notify_all();
         }
-        while !state.queue.is_empty() || state.busy {
+        while !state.queue.is_empty() || state.busy || state.rename.is_some() {
             state = self.wait(state);
         }
         state.urgent = false;
         if state.poisoned {
             return Err(poisoned(&mut state));
+        }
+        if state.unsynced_rename {
+            // The last roll's rename, when no seal synced the directory after it (the
+            // segment rolled past was deleted by retention unsealed, or is being sealed).
+            state.unsynced_rename = false;
+            let dir = state.dir.clone();
+            drop(state);
+            if let Err(e) = sync_dir(&dir) {
+                let mut state = self.state();
+                state.poisoned = true;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -1168,6 +1288,7 @@ impl Drop for Background {
             let mut state = self.state();
             state.stop = true;
             self.shared.changed.notify_all();
+            self.shared.to_preparer.notify_all();
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -1188,6 +1309,31 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut state = lock();
     loop {
+        if let Some((seq, to)) = state.rename.clone() {
+            drop(state);
+            failpoint!("roll:before_rename");
+            let renamed = crate::sys::rename_noreplace(&dir.join(next_name(seq)), &to);
+            failpoint!("roll:after_rename");
+            state = lock();
+            match renamed {
+                Ok(()) => {
+                    state.unsynced_rename = true;
+                    // Followers asleep at the old segment's end move on to its
+                    // successor now, not when the sealing thread gets to the seal
+                    // (which wakes them again).
+                    if let Some(old) = state.queue.iter().find(|job| job.seq + 1 == seq) {
+                        old.segment.wake_followers();
+                    }
+                }
+                Err(e) => {
+                    state.failed = Some(Error::io("roll into place", &to, e));
+                    state.poisoned = true;
+                }
+            }
+            state.rename = None;
+            shared.changed.notify_all();
+            continue;
+        }
         if state.stop {
             return;
         }
@@ -1229,10 +1375,12 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             shared.changed.notify_all();
             continue;
         }
+        state.preparer_asleep = true;
         state = shared
-            .changed
+            .to_preparer
             .wait(state)
             .unwrap_or_else(|e| e.into_inner());
+        state.preparer_asleep = false;
     }
 }
 
@@ -1282,6 +1430,15 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut state = lock();
     loop {
+        if state.rename.is_some() {
+            // The newest segment is not in place yet: the segment before it is neither
+            // deleted nor sealed until it is (the preparing thread wakes this one).
+            state = shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
         if state.rolls != state.retained_rolls {
             let rolls = state.rolls;
             // What retention needs to know of the segments not sealed yet, which have
@@ -1343,6 +1500,8 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             && let Some(job) = state.queue.pop_front()
         {
             state.busy = true;
+            // The seal syncs the directory after every rename made so far.
+            state.unsynced_rename = false;
             drop(state);
             let result = seal(dir, job);
             state = lock();
