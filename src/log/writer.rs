@@ -18,11 +18,9 @@ use crate::stream::open::{HeldLock, LockKind, check_writable, lock_exclusive, no
 use crate::stream::reader::StreamReader;
 use crate::stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};
 
-/// Retired segments that may wait for their seal (flush and index): with
-/// [`WriteBack::Eager`], before a roll waits for the sealing thread; with
-/// [`WriteBack::Lazy`], before the sealing thread seals the oldest (the writer never
-/// waits). Bounds what [`LogWriter::open`] re-checks after a crash, as long as the
-/// sealing thread keeps up.
+/// With [`WriteBack::Lazy`], retired segments that may wait for their seal (flush and
+/// index) before the sealing thread seals the oldest. No roll ever waits for the sealing
+/// thread, under either policy.
 const MAX_UNSEALED: usize = 8;
 
 /// With [`WriteBack::Lazy`], how long a retired segment waits before the sealing thread
@@ -40,9 +38,10 @@ pub struct LogRecovery {
     /// What opening the newest segment repaired (see [`Recovery`]).
     pub newest: Recovery,
     /// Segments before the newest whose writer died before the background thread had
-    /// flushed and indexed them (usually none; about 8 at most with
-    /// [`WriteBack::Eager`], and with [`WriteBack::Lazy`] as many while the background
-    /// thread keeps up, more if it falls behind), with what opening each repaired.
+    /// flushed and indexed them (usually none with [`WriteBack::Eager`] while the disk
+    /// keeps up with the writer; with [`WriteBack::Lazy`] up to 8 while the background
+    /// thread keeps up; more under either policy when it falls behind: see
+    /// [`WriteBack`] for the bound), with what opening each repaired.
     pub unsealed: Vec<(u64, Recovery)>,
     /// Events of the newest segments that were dropped because a segment before them had
     /// lost events to a power loss: they lay past a gap, and were never flushed (a flush
@@ -68,10 +67,11 @@ impl LogRecovery {
 ///
 /// Appends go to the newest segment exactly as with a [`StreamWriter`]: a copy into the
 /// mapping and one atomic store, no system call. When an event does not fit, or its
-/// timestamp starts a new roll interval, the writer **rolls**: it renames the next
-/// segment, already created, preallocated and prefaulted by a background thread, into
-/// place and continues there. The background thread then flushes the old segment,
-/// writes its time index, applies retention, and prepares the segment after.
+/// timestamp starts a new roll interval, the writer **rolls**: it takes the next
+/// segment, already created, preallocated and prefaulted by a background thread, and
+/// continues there at once (waking that thread if it sleeps: at most one system call).
+/// The background threads then rename the new segment into place, apply retention,
+/// flush the old segment and write its time index, and prepare the segment after.
 ///
 /// # Durability
 /// As for a stream: an append that returned [`Ok`] survives a crash of the process; one
@@ -220,9 +220,10 @@ impl LogWriter {
 
     /// Opens the log in `dir` to append to it.
     ///
-    /// Takes the log's writer lock, removes what a writer that died mid-roll left, and
-    /// opens the newest segment as [`StreamWriter::open`] does (validating it, repairing
-    /// a torn tail). If the segment before it was never completely flushed (its writer died
+    /// Takes the log's writer lock, removes what a writer that died mid-roll left (and
+    /// adopts the segment it rolled into if it died before renaming it into place, see
+    /// [`LogRecovery::renamed`]), and opens the newest segment as [`StreamWriter::open`]
+    /// does (validating it, repairing a torn tail). If the segment before it was never completely flushed (its writer died
     /// between a roll and the background flush), it is validated and repaired too, and
     /// its index written. Costs the same whatever the number of segments.
     ///
@@ -1081,11 +1082,10 @@ type ThreadBody = fn(&Shared, &Path, &LogOptions);
 /// The background threads: one prepares the next segment, so that a roll never waits
 /// for the disk; the other applies retention after each roll (a retired segment it
 /// deletes is dropped unflushed), and flushes and indexes retired segments. With
-/// [`WriteBack::Eager`] it flushes each at once; it may fall behind a writer that
-/// outruns the disk, and a roll waits for it only when [`MAX_UNSEALED`] segments are
-/// waiting. With [`WriteBack::Lazy`] it flushes one only when [`MAX_UNSEALED`] younger
-/// ones wait, after [`LAZY_SEAL_AFTER`], or when the writer asks (a flush, a drop), and
-/// no roll ever waits for it.
+/// [`WriteBack::Eager`] it flushes each at once, and may fall behind a writer that
+/// outruns the disk. With [`WriteBack::Lazy`] it flushes one only when [`MAX_UNSEALED`]
+/// younger ones wait, after [`LAZY_SEAL_AFTER`], or when the writer asks (a flush, a
+/// drop). No roll ever waits for it.
 #[derive(Debug)]
 struct Background {
     shared: Arc<Shared>,
@@ -1214,19 +1214,12 @@ impl Background {
         state.rename = Some((job.seq + 1, path));
         state.queue.push_back(job);
         state.rolls += 1;
-        let full = !self.lazy && state.queue.len() > MAX_UNSEALED;
         let asleep = state.preparer_asleep;
         // Woken after the unlock: a thread woken under the lock would find it held, and
         // the unlock would take a second system call to wake it again.
         drop(state);
         if asleep {
             self.shared.to_preparer.notify_one();
-        }
-        if full {
-            let mut state = self.state();
-            while state.queue.len() > MAX_UNSEALED && !state.poisoned {
-                state = self.wait(state);
-            }
         }
     }
 
