@@ -9,7 +9,6 @@ use crate::log::config::{LogOptions, sync_dir};
 use crate::log::cursor;
 use crate::log::position::Position;
 use crate::log::segment::{self, SegmentEntry, SegmentIndex, index_name, spare_name};
-use crate::stream::reader::StreamReader;
 
 /// Why retention deleted a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -111,8 +111,6 @@ pub struct LogWriter {
     dir: PathBuf,
     options: LogOptions,
     segment: StreamWriter,
-    /// The newest segment's file.
-    path: PathBuf,
     seq: u64,
     /// Log-wide index of the newest segment's first event.
     base: u64,
@@ -309,7 +307,6 @@ impl LogWriter {
         let mut writer = Self {
             dir: dir.to_owned(),
             segment,
-            path: newest.path.clone(),
             seq: newest.seq,
             base: newest.base,
             index,
@@ -522,25 +519,26 @@ impl LogWriter {
         let base = self
             .base
             .checked_add(self.segment.event_count())
-            .ok_or_else(|| index_overflow(&self.path))?;
+            .ok_or_else(|| index_overflow(&self.dir.join(segment_name(self.seq, self.base))))?;
         let prepared = self.background.take_prepared(seq)?;
-        let path = self.dir.join(segment_name(seq, base));
         let old = std::mem::replace(&mut self.segment, prepared);
         let last = old.last_timestamp();
         // The writer goes on in the new segment under its preparation name; the
         // preparing thread renames it into place and then wakes the old segment's
         // followers (FORMAT.md, "Rolling").
+        // (Names are formatted there too: code that runs once a segment, run cold,
+        // costs microseconds.)
         self.background.retire(
             Retiring {
                 segment: old,
-                path: std::mem::replace(&mut self.path, path.clone()),
+                base: self.base,
                 seq: self.seq,
                 index: self.index.replace(SegmentIndex::empty()),
                 last_timestamp: last,
                 prepare: seq + 1,
                 retired_at: Instant::now(),
             },
-            path,
+            base,
         );
         failpoint!("roll:after_handoff");
         self.floor = last.unwrap_or(self.floor);
@@ -1005,7 +1003,8 @@ fn seal_unsealed(dir: &Path, entry: &SegmentEntry) -> Result<(Option<i64>, u64, 
 #[derive(Debug)]
 struct Retiring {
     segment: StreamWriter,
-    path: PathBuf,
+    /// Log-wide index of its first event.
+    base: u64,
     seq: u64,
     index: Option<SegmentIndex>,
     last_timestamp: Option<i64>,
@@ -1030,10 +1029,11 @@ struct State {
     /// path: renamed by the preparing thread before anything else. The sealing thread
     /// waits for it before retention or a seal, so that the segment before it is never
     /// deleted or sealed while it is not in place.
-    rename: Option<(u64, PathBuf)>,
+    rename: Option<(u64, u64)>,
     /// A rename was made that no directory sync has covered yet.
     unsynced_rename: bool,
-    /// The preparing thread is asleep (waiting on `to_preparer`): it must be woken.
+    /// The preparing thread is asleep (waiting on `to_preparer`): it must be woken. While
+    /// it watches for a roll due soon ([`Watch`]) it is not, and looks on its own.
     preparer_asleep: bool,
     /// The preparing thread is creating a segment. The sealing thread starts no flush
     /// meanwhile: the creation's syncs would wait behind the flush's write-back (tens of
@@ -1206,12 +1206,13 @@ impl Background {
     }
 
     /// Hands the segment the writer rolled past to the sealing thread, and the rename of
-    /// the one it rolled into (to `path`) to the preparing thread, which then wakes the
-    /// sealing thread: the roll wakes one thread, and none if it is awake.
-    fn retire(&self, job: Retiring, path: PathBuf) {
+    /// the one it rolled into (whose first event is the log's `base`-th) to the preparing
+    /// thread, which then wakes the sealing thread: the roll wakes one thread, and none
+    /// if it is awake.
+    fn retire(&self, job: Retiring, base: u64) {
         let mut state = self.state();
         state.want = Some(job.prepare);
-        state.rename = Some((job.seq + 1, path));
+        state.rename = Some((job.seq + 1, base));
         state.queue.push_back(job);
         state.rolls += 1;
         let asleep = state.preparer_asleep;
@@ -1301,16 +1302,21 @@ impl Drop for Background {
 fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut state = lock();
+    // The newest segment, once this thread renamed it into place: how fast it fills.
+    let mut watched: Option<Watch> = None;
     loop {
-        if let Some((seq, to)) = state.rename.clone() {
+        if let Some((seq, base)) = state.rename {
             drop(state);
+            let to = dir.join(segment_name(seq, base));
             failpoint!("roll:before_rename");
             let renamed = crate::sys::rename_noreplace(&dir.join(next_name(seq)), &to);
             failpoint!("roll:after_rename");
             state = lock();
+            watched = None;
             match renamed {
                 Ok(()) => {
                     state.unsynced_rename = true;
+                    watched = StreamReader::open(&to).ok().map(Watch::new);
                     // Followers asleep at the old segment's end move on to its
                     // successor now, not when the sealing thread gets to the seal
                     // (which wakes them again).
@@ -1368,11 +1374,25 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             shared.changed.notify_all();
             continue;
         }
-        state.preparer_asleep = true;
-        state = shared
-            .to_preparer
-            .wait(state)
-            .unwrap_or_else(|e| e.into_inner());
+        let ready = state.prepared.as_ref().is_some_and(|(_, p)| p.is_ok());
+        let look = match &mut watched {
+            Some(watch) if ready => watch.next_look(Instant::now()),
+            _ => None,
+        };
+        state.preparer_asleep = look.is_none_or(|after| after > WATCH_EVERY);
+        state = match look {
+            Some(after) => {
+                shared
+                    .to_preparer
+                    .wait_timeout(state, after)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => shared
+                .to_preparer
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner()),
+        };
         state.preparer_asleep = false;
     }
 }
@@ -1389,6 +1409,81 @@ fn keep_spare(state: &mut State, spare: PathBuf) {
         state.spares.push_back(spare);
     } else {
         let _ = std::fs::remove_file(spare);
+    }
+}
+
+/// How often the preparing thread looks for the writer's roll once it is due.
+const WATCH_EVERY: Duration = Duration::from_micros(100);
+
+/// How long before the newest segment is full, at the writer's pace, the preparing
+/// thread starts looking for the roll every [`WATCH_EVERY`].
+const WATCH_FROM: Duration = Duration::from_millis(10);
+
+/// How long the preparing thread keeps looking at a newest segment that does not fill.
+const WATCH_IDLE: Duration = Duration::from_millis(50);
+
+/// The longest the preparing thread sleeps between two reads of a filling segment.
+const WATCH_AT_MOST: Duration = Duration::from_secs(1);
+
+/// The preparing thread's watch of the newest segment, whose next segment is ready: so
+/// that the writer's roll finds it awake, and wakes no thread (a system call on the
+/// appending thread, and a thread that may take its CPU). It reads the segment's
+/// write offset now and then, sleeping a quarter of the time the rest of the segment
+/// should take at the writer's last pace (a writer catching up after a stall goes
+/// faster), then looks every [`WATCH_EVERY`] from [`WATCH_FROM`] before it is full:
+/// about a hundred wakes of its own a roll. A writer that stops, or a roll that comes
+/// early (a roll interval), finds it asleep and wakes it as before.
+#[derive(Debug)]
+struct Watch {
+    segment: StreamReader,
+    /// The write offset last read, when, and when it last moved.
+    offset: u64,
+    at: Instant,
+    moved: Instant,
+    /// Bytes a second at the last look.
+    pace: f64,
+}
+
+impl Watch {
+    fn new(segment: StreamReader) -> Self {
+        let now = Instant::now();
+        Self {
+            offset: segment
+                .live_write_offset()
+                .unwrap_or(format::STREAM_HEADER_LEN),
+            segment,
+            at: now,
+            moved: now,
+            pace: 0.0,
+        }
+    }
+
+    /// How long to sleep before the next look, the thread awake for the roll if it is
+    /// [`WATCH_EVERY`] or less; `None`: sleep until woken.
+    fn next_look(&mut self, now: Instant) -> Option<Duration> {
+        let offset = self.segment.live_write_offset().ok()?;
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        if offset != self.offset {
+            if elapsed > 0.0 {
+                self.pace = offset.saturating_sub(self.offset) as f64 / elapsed;
+            }
+            self.moved = now;
+        }
+        self.offset = offset;
+        self.at = now;
+        if now.saturating_duration_since(self.moved) > WATCH_IDLE {
+            return None;
+        }
+        if self.pace <= 0.0 {
+            return Some(WATCH_IDLE / 2);
+        }
+        let left = self.segment.events_end().saturating_sub(offset) as f64 / self.pace;
+        let left = Duration::try_from_secs_f64(left).unwrap_or(Duration::MAX);
+        Some(if left <= WATCH_FROM {
+            WATCH_EVERY
+        } else {
+            (left / 4).min(WATCH_AT_MOST)
+        })
     }
 }
 
@@ -1535,12 +1630,13 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
 fn seal(dir: &Path, job: Retiring) -> Result<()> {
     let Retiring {
         mut segment,
-        path,
+        base,
         seq,
         index,
         last_timestamp,
         ..
     } = job;
+    let path = dir.join(segment_name(seq, base));
     // Flushes, then marks the segment sealed: a follower that sees the flag knows no
     // more events will come and moves on at once.
     segment.seal()?;
