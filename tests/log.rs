@@ -1342,3 +1342,26 @@ fn a_segment_rolled_into_before_a_reboot_is_not_adopted() {
     drop(log);
     assert_eq!(read_all(&path).len(), before.len() + 1);
 }
+
+/// The writer records the boot in `LOCK` only when `LOCK` is the log's own regular
+/// file: through a symbolic link it writes nothing into the file linked to.
+#[test]
+fn the_boot_is_never_written_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    drop(LogWriter::create(&path, small()).unwrap());
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, b"not the log's").unwrap();
+    std::fs::remove_file(path.join("LOCK")).unwrap();
+    std::os::unix::fs::symlink(&outside, path.join("LOCK")).unwrap();
+    let mut log = LogWriter::open(&path).unwrap();
+    log.append(1, b"x").unwrap();
+    drop(log);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not the log's");
+    // Its own regular file gets the boot.
+    std::fs::remove_file(path.join("LOCK")).unwrap();
+    drop(LogWriter::open(&path).unwrap());
+    let held = std::fs::read_to_string(path.join("LOCK")).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(held.trim(), boot.trim());
+}

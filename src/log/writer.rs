@@ -256,7 +256,7 @@ impl LogWriter {
         if let Some(newest) = chain.last() {
             discard_unadopted(dir, newest.seq + 1)?;
         }
-        record_boot(&lock);
+        record_boot(dir, &lock);
         let mut recovery = LogRecovery::default();
         let (newest, floor) = repair(dir, &options, &chain, floor, &mut recovery)?;
         Self::resume(dir, options, lock, &newest, floor, recovery)
@@ -691,9 +691,25 @@ fn discard_unadopted(dir: &Path, seq: u64) -> Result<()> {
 /// to a power loss reads as another boot, the safe side), so that the next writer's
 /// open can tell a crash of this process from a reboot. Called once the open has
 /// decided what to adopt. Best effort: a failure leaves a file that reads as another
-/// boot.
-fn record_boot(lock: &std::fs::File) {
-    use std::os::unix::fs::FileExt;
+/// boot. Only into a `LOCK` that is a regular file of its own (no symbolic link, no
+/// other name for the file): never into a file that is not the log's.
+fn record_boot(dir: &Path, lock: &std::fs::File) {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let own = match (
+        std::fs::symlink_metadata(dir.join(LOCK_FILE)),
+        lock.metadata(),
+    ) {
+        (Ok(named), Ok(held)) => {
+            named.file_type().is_file()
+                && named.ino() == held.ino()
+                && named.dev() == held.dev()
+                && held.nlink() == 1
+        }
+        _ => false,
+    };
+    if !own {
+        return;
+    }
     let id = segment::boot_id().unwrap_or_default();
     let mut line = id.into_bytes();
     line.push(b'\n');
