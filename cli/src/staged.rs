@@ -30,7 +30,15 @@ fn pending() -> MutexGuard<'static, Vec<PathBuf>> {
 fn remove(path: &Path) {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            let _ = std::fs::remove_dir_all(path);
+            // A log being built there may still have its background threads at work
+            // (making or renaming a segment): a file that appears during the removal
+            // makes it fail, so try again a few times.
+            for _ in 0..50 {
+                if std::fs::remove_dir_all(path).is_ok() || path.symlink_metadata().is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
         }
         Ok(_) => {
             let _ = std::fs::remove_file(path);
