@@ -1142,7 +1142,8 @@ mod tests {
     use crate::LogWriter;
 
     /// The follower's last look before it sleeps finds the successor under the name the
-    /// writer gives it at the roll, and not before: the check that no roll is missed.
+    /// writer gives it at the roll (its preparing thread renames it right after), and not
+    /// before: the check that no roll is missed.
     #[test]
     fn a_follower_finds_its_successor_by_name_once_the_writer_rolls() {
         let dir = tempfile::tempdir().unwrap();
@@ -1159,10 +1160,14 @@ mod tests {
             log.append(t, &[0; 32]).unwrap();
             t += 1;
         }
-        assert!(
-            follow.successor_named(),
-            "no successor found after the roll"
-        );
+        let rolled = std::time::Instant::now();
+        while !follow.successor_named() {
+            assert!(
+                rolled.elapsed() < Duration::from_secs(10),
+                "no successor found after the roll"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // And the follower gets there, the event that did not fit first.
         let mut last = 0;
         while let Some(event) = follow.try_next().unwrap() {
