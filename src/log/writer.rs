@@ -1598,6 +1598,8 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 keep_spare(&mut state, spare);
             }
             shared.changed.notify_all();
+            // The preparing thread may be waiting for this run (for its spare).
+            shared.to_preparer.notify_all();
             continue;
         }
         if seal_due(&state, options)
@@ -1607,6 +1609,9 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             // The seal syncs the directory after every rename made so far.
             state.unsynced_rename = false;
             drop(state);
+            // A preparing thread waiting for a retention run goes on without it: the
+            // run comes only after this flush.
+            shared.to_preparer.notify_all();
             let result = seal(dir, job);
             state = lock();
             state.busy = false;
