@@ -287,7 +287,10 @@ fn a_log_of_version_2_segments_opens_appends_and_recycles_them() {
             continue;
         }
         seen_seq = log.segment();
-        let (_, file, ino) = segments(&path).pop().unwrap();
+        // Once the background threads dealt with the roll, the new segment has its name.
+        drop(log.take_retired());
+        let (seq, file, ino) = segments(&path).pop().unwrap();
+        assert_eq!(seq, seen_seq);
         if old.contains_key(&ino) && holds_a_previous_life(&file) {
             // A version 2 segment's file, recycled: version 3 now.
             assert_ne!(StreamReader::open(&file).unwrap().crc_seed(), 0);
