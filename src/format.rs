@@ -911,6 +911,18 @@ pub fn decode_trailer(
 mod tests {
     use super::*;
 
+    /// The numbers FORMAT.md gives an implementation to check against.
+    #[test]
+    fn the_documented_checksums_and_the_one_invalid_nonzero_seed() {
+        let t = 1_700_000_000_000_000_000;
+        assert_eq!(event_checksum(t, b"abc"), 0x86C3_0C55);
+        assert_eq!(event_checksum_seeded(0x1234_5678, t, b"abc"), 0xB73C_6E8F);
+        assert_eq!(prefix_checksum(0x59A3_C794, &[0; CHECKED_PREFIX_LEN]), 0);
+        assert!(!seed_is_valid(0x59A3_C794));
+        assert!(!seed_is_valid(0));
+        assert!(seed_is_valid(0x1234_5678));
+    }
+
     fn encode(events: &[(i64, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (ts, payload) in events {
