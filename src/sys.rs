@@ -796,6 +796,41 @@ pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
+/// Writes the dirty pages of `file` in `offset..offset + len` to the device and waits
+/// for that write-back (`sync_file_range` with `SYNC_FILE_RANGE_WAIT_BEFORE`, `WRITE`
+/// and `WAIT_AFTER`), so that a later `msync(MS_SYNC)` of the range finds them clean.
+///
+/// Nothing it writes is durable: it writes no metadata and flushes no device cache;
+/// only the later sync makes the bytes survive power loss. A write-back error it
+/// returns may not be returned again by that sync (the open file's error cursor moves
+/// on), so the caller must treat it as the sync's failure. Elsewhere than on Linux it
+/// does nothing, and the later sync does all the work.
+pub(crate) fn write_back_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let too_far = || io::Error::new(io::ErrorKind::InvalidInput, "range exceeds off_t");
+        let offset = libc::off64_t::try_from(offset).map_err(|_| too_far())?;
+        let len = libc::off64_t::try_from(len).map_err(|_| too_far())?;
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: `sync_file_range` takes a file descriptor, two integers and flags;
+        // `file` keeps the descriptor open for the call. It touches no memory of ours.
+        let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, offset, len);
+        Ok(())
+    }
+}
+
 /// The next range of `file` at or after `from` that may hold non-zero bytes, found with
 /// `lseek(SEEK_DATA)` and `lseek(SEEK_HOLE)`; `None` if only zeros follow `from`.
 ///

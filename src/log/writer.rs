@@ -1356,11 +1356,10 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             .want
             .filter(|&seq| state.prepared.as_ref().is_none_or(|(s, _)| *s != seq));
         // With a retention run due and no spare, the run may retire a segment to
-        // recycle as this one: wait for it, unless the writer waits already or the
-        // sealing thread is flushing (then the run comes only after the flush).
+        // recycle as this one: wait for it, unless the writer waits already (a seal
+        // under way lets the run in between two of its steps).
         let retention_due = state.rolls != state.retained_rolls || state.retaining;
-        let defer =
-            state.spares.is_empty() && retention_due && !state.busy && wanted != state.waiting;
+        let defer = state.spares.is_empty() && retention_due && wanted != state.waiting;
         if let Some(seq) = wanted
             && !defer
         {
@@ -1414,9 +1413,8 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
 }
 
 /// Retired segments kept for recycling at most. One is enough while the preparing thread
-/// waits for each retention run; a second covers the rolls where it cannot (the sealing
-/// thread is flushing, and retention comes only after the flush), so that the next
-/// segment is still a recycled one then.
+/// waits for each retention run; a second covers the rolls where it cannot (the writer
+/// waits for the segment already), so that the next segment is still a recycled one then.
 const MAX_SPARES: usize = 2;
 
 /// Keeps `spare` for recycling, or deletes it if [`MAX_SPARES`] wait already.
@@ -1527,29 +1525,37 @@ fn seal_due(state: &State, options: &LogOptions) -> bool {
         || oldest.retired_at.elapsed() >= LAZY_SEAL_AFTER
 }
 
+/// Bytes of a retired segment the sealing thread writes back in one step. Between two
+/// steps it looks at the log: after a roll it applies retention at once (so that the
+/// preparing thread gets its spare to recycle without waiting for a whole segment's
+/// write-back, and a segment retention takes is written back no further), and while the
+/// next segment is wanted or being created it pauses (the creation's syncs would queue
+/// behind the write-back).
+const SEAL_STEP: u64 = 4 << 20;
+
 /// The sealing thread's loop: after each roll applies retention (dropping the retired
-/// segments it deleted, unflushed), and flushes and indexes retired segments in order
-/// when due ([`seal_due`]): all of them after a stop.
+/// segments it deleted, unflushed or with their write-back cut short), and writes back,
+/// flushes and indexes retired segments in order when due ([`seal_due`]), in steps of
+/// [`SEAL_STEP`]: all of them after a stop.
 fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut state = lock();
+    // The retired segment whose seal is under way (`state.busy`), out of the queue, and
+    // how far its write-back has come.
+    let mut sealing: Option<(Retiring, u64)> = None;
     loop {
-        if state.rename.is_some() {
-            // The newest segment is not in place yet: the segment before it is neither
-            // deleted nor sealed until it is (the preparing thread wakes this one).
-            state = shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-            continue;
-        }
-        if state.rolls != state.retained_rolls {
+        // While the newest segment is not in place yet, the segment before it is neither
+        // deleted nor sealed (the preparing thread wakes this one after the rename); a
+        // seal under way is of an older segment, and goes on.
+        let in_place = state.rename.is_none();
+        if in_place && state.rolls != state.retained_rolls {
             let rolls = state.rolls;
             // What retention needs to know of the segments not sealed yet, which have
             // no index to read it from.
-            let known: Vec<retention::Known> = state
-                .queue
+            let known: Vec<retention::Known> = sealing
                 .iter()
+                .map(|(job, _)| job)
+                .chain(state.queue.iter())
                 .map(|job| retention::Known {
                     seq: job.seq,
                     events: job.segment.event_count(),
@@ -1580,6 +1586,12 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                             .partition(|job| gone.contains(&job.seq));
                     state.queue = kept;
                     deleted.extend(dropped);
+                    // The segment being sealed, if retention took it: the rest of it is
+                    // not written back, and it is neither sealed nor indexed.
+                    if let Some((job, _)) = sealing.take_if(|(job, _)| gone.contains(&job.seq)) {
+                        deleted.push(job);
+                        state.busy = false;
+                    }
                     state.retired.extend(retired);
                     state.retention_error = None;
                 }
@@ -1602,16 +1614,41 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             shared.to_preparer.notify_all();
             continue;
         }
-        if seal_due(&state, options)
-            && let Some(job) = state.queue.pop_front()
-        {
-            state.busy = true;
+        if let Some((mut job, written)) = sealing.take() {
+            if creation_pending(&state) && !state.urgent {
+                // Paused while the next segment is prepared, unless the writer waits
+                // for this seal.
+                sealing = Some((job, written));
+                state = shared
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            if written < job.segment.write_offset() {
+                drop(state);
+                #[cfg(test)]
+                tests::wait_while_held(dir);
+                let result = job.segment.write_back(written, SEAL_STEP);
+                state = lock();
+                match result {
+                    Ok(()) => sealing = Some((job, written.saturating_add(SEAL_STEP))),
+                    Err(e) => {
+                        state.failed = Some(e);
+                        state.poisoned = true;
+                        state.busy = false;
+                        drop(state);
+                        drop(job);
+                        state = lock();
+                        shared.changed.notify_all();
+                    }
+                }
+                continue;
+            }
+            // Written back: the flush that remains makes it durable, then the seal.
             // The seal syncs the directory after every rename made so far.
             state.unsynced_rename = false;
             drop(state);
-            // A preparing thread waiting for a retention run goes on without it: the
-            // run comes only after this flush.
-            shared.to_preparer.notify_all();
             let result = seal(dir, job);
             state = lock();
             state.busy = false;
@@ -1620,6 +1657,21 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 state.poisoned = true;
             }
             shared.changed.notify_all();
+            continue;
+        }
+        if in_place
+            && seal_due(&state, options)
+            && let Some(job) = state.queue.pop_front()
+        {
+            state.busy = true;
+            sealing = Some((job, 0));
+            continue;
+        }
+        if !in_place {
+            state = shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
             continue;
         }
         if state.stop && state.queue.is_empty() {
@@ -1746,4 +1798,100 @@ fn prepare(
         at += PREPARE_CHUNK;
     }
     Ok(writer)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// Logs (by directory) whose sealing thread waits before each write-back step while
+    /// they are listed, and whether it has come to such a step: how a test holds a seal
+    /// under way.
+    static HELD: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+    static HELD_CHANGED: Condvar = Condvar::new();
+
+    /// The sealing thread's side: waits while `dir` is held.
+    pub(super) fn wait_while_held(dir: &Path) {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(entry) = held.iter_mut().find(|(d, _)| d == dir) {
+            entry.1 = true;
+            HELD_CHANGED.notify_all();
+            held = HELD_CHANGED.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn hold(dir: &Path) {
+        HELD.lock().unwrap().push((dir.to_owned(), false));
+    }
+
+    fn wait_until_held(dir: &Path) {
+        let mut held = HELD.lock().unwrap();
+        while !held.iter().any(|(d, arrived)| d == dir && *arrived) {
+            held = HELD_CHANGED.wait(held).unwrap();
+        }
+    }
+
+    fn release(dir: &Path) {
+        HELD.lock().unwrap().retain(|(d, _)| d != dir);
+        HELD_CHANGED.notify_all();
+    }
+
+    /// The segment file `seq` under its final name, if it has one.
+    fn named(dir: &Path, seq: u64) -> Option<PathBuf> {
+        let prefix = format!("{seq:08}-");
+        std::fs::read_dir(dir).unwrap().flatten().find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name.starts_with(&prefix) && name.ends_with(".evs")).then(|| e.path())
+        })
+    }
+
+    /// Eager write-back: a retired segment that retention takes while its write-back is
+    /// under way is written back no further: retention runs between two steps of the
+    /// write-back instead of after the whole of it, and the segment is dropped neither
+    /// flushed nor sealed; the retired segment retention keeps is sealed.
+    #[test]
+    fn retention_cuts_short_the_seal_of_a_segment_it_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        hold(&path);
+        let options = LogOptions::default()
+            .segment_size(8192)
+            .retain_segments(Some(2));
+        let mut log = LogWriter::create(&path, options).unwrap();
+        // Held open from before its first event: retention then deletes it, and its
+        // trailer stays readable.
+        let first = StreamReader::open(named(&path, 0).unwrap()).unwrap();
+        let payload = [7u8; 100];
+        let mut i = 0;
+        let mut append_until = |log: &mut LogWriter, seq: u64| {
+            while log.segment() < seq {
+                log.append(i, &payload).unwrap();
+                i += 1;
+            }
+        };
+        append_until(&mut log, 1);
+        // The seal of segment 0 is under way, held before its first write-back step.
+        wait_until_held(&path);
+        append_until(&mut log, 3);
+        while named(&path, 3).is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        release(&path);
+        let retired: Vec<u64> = log.take_retired().iter().map(|r| r.segment).collect();
+        assert_eq!(retired, [0, 1]);
+        let mut first = first;
+        first.refresh().unwrap();
+        assert!(first.write_offset() > 24);
+        assert!(
+            !first.is_sealed(),
+            "segment 0 was sealed after retention took it"
+        );
+        assert_eq!(first.durable_offset(), 24, "segment 0 was flushed");
+        // The one retention keeps is sealed and indexed.
+        let kept = StreamReader::open(named(&path, 2).unwrap()).unwrap();
+        assert!(kept.is_sealed());
+        assert_eq!(kept.durable_offset(), kept.write_offset());
+        assert!(path.join(segment::index_name(2)).exists());
+    }
 }

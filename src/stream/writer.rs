@@ -1213,6 +1213,32 @@ impl StreamWriter {
         }
     }
 
+    /// Writes the events in `from..from + len` (as far as they are written) back to the
+    /// device and waits for it, without making them durable: the durable watermark
+    /// stays, and no device cache is flushed (see [`sys::write_back_range`]). A later
+    /// [`flush`](Self::flush) then writes only what is still dirty. Lets a log's sealing
+    /// thread write a retired segment back in bounded steps, looking between them whether
+    /// retention took the segment.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the kernel reports a write-back failure; that poisons the writer
+    /// as a failed flush does (the later flush might not see the failure again).
+    pub(crate) fn write_back(&mut self, from: u64, len: u64) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        let to = from.saturating_add(len).min(self.write_offset);
+        if to <= from {
+            return Ok(());
+        }
+        sys::write_back_range(self._lock.file(), from, to - from).map_err(|e| {
+            self.poisoned = true;
+            Error::io("write back", &self.path, e)
+        })
+    }
+
     /// Flushes, then marks the stream sealed, durably: it takes no more events.
     ///
     /// Afterwards every `append` returns [`Error::Sealed`], here and in any writer that
