@@ -42,14 +42,22 @@ pub(crate) const MIN_SEGMENT: u64 = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WriteBack {
-    /// Each segment is flushed (`msync`) by a background thread as soon as the writer
-    /// rolls past it, so that a power loss without a flush takes at most the newest
-    /// segment and the retired ones whose flush had not finished: none while the disk
-    /// keeps up with the writer. No append waits for those flushes: a writer faster than
-    /// the disk runs ahead of them, until the kernel's limit on dirty memory
-    /// (`vm.dirty_ratio`, `vm.dirty_bytes`) slows the background preparation of new
-    /// segments and with it the writer. A segment that retention deletes before its
-    /// flush is not flushed.
+    /// Each segment is flushed by a background thread as soon as the writer rolls past
+    /// it, so that a power loss without a flush takes at most the newest segment and the
+    /// retired ones whose flush had not finished: none while the disk keeps up with the
+    /// writer. No append waits for those flushes: a writer faster than the disk runs
+    /// ahead of them, until the kernel's limit on dirty memory (`vm.dirty_ratio`,
+    /// `vm.dirty_bytes`) slows the background preparation of new segments and with it
+    /// the writer.
+    ///
+    /// The flush writes the segment back 4 MiB at a time, then makes it durable
+    /// (`msync`) and seals it; between two steps the thread applies retention after a
+    /// roll, so that retention never waits for a segment's flush, and pauses while the
+    /// next segment is being prepared, unless a [`flush`](crate::LogWriter::flush) waits.
+    /// A segment that retention deletes (or keeps to recycle) before its flush finished
+    /// is not written back any further: while the writer outruns the disk, the flushes
+    /// of the segments retention is about to delete are cut short, and those, like the
+    /// newest, do not survive a power loss without a flush.
     #[default]
     Eager,
     /// Segments are not flushed when the writer rolls past them: the kernel writes

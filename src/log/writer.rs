@@ -1051,9 +1051,9 @@ struct State {
     /// The preparing thread is asleep (waiting on `to_preparer`): it must be woken. While
     /// it watches for a roll due soon ([`Watch`]) it is not, and looks on its own.
     preparer_asleep: bool,
-    /// The preparing thread is creating a segment. The sealing thread starts no flush
-    /// meanwhile: the creation's syncs would wait behind the flush's write-back (tens of
-    /// milliseconds for a 64 MiB segment), and the next roll perhaps for them.
+    /// The preparing thread is creating a segment. The sealing thread writes nothing
+    /// back meanwhile (unless a flush waits): the creation's syncs would wait behind the
+    /// write-back, and the next roll perhaps for them.
     creating: bool,
     /// The preparing thread is at work on a segment: from taking the wish until its
     /// result is in `prepared` (longer than `creating`).
@@ -1066,7 +1066,7 @@ struct State {
     /// The writer waits for every retired segment's seal (a flush): the lazy policy
     /// seals them at once.
     urgent: bool,
-    /// A retiring segment is being flushed.
+    /// A retired segment's seal is under way, its write-back steps included.
     busy: bool,
     /// The sealing thread is applying retention.
     retaining: bool,
