@@ -1222,6 +1222,54 @@ fn retention_deletes_a_retired_segment_without_flushing_it() {
     }
 }
 
+/// Eager write-back of segments larger than one write-back step (4 MiB): every retired
+/// segment the log keeps is flushed to its end, sealed and indexed, and the log reads
+/// back as appended, with and without retention.
+#[test]
+fn eager_write_back_seals_segments_of_many_steps_whole() {
+    for retain in [None, Some(2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let options = LogOptions::default()
+            .segment_size(9 << 20)
+            .retain_segments(retain);
+        let mut log = LogWriter::create(&path, options).unwrap();
+        let mut model = Model::new();
+        let mut i = 0u64;
+        while log.segment() < 3 {
+            let payload = vec![(i % 251) as u8; 1000 + (i % 48) as usize];
+            let position = log.append(i as i64, &payload).unwrap();
+            model.push((position, i as i64, payload));
+            i += 1;
+        }
+        // Retention has run after every roll, and every retired segment is sealed.
+        let retired = log.take_retired();
+        let files = segment_files(&path);
+        assert_eq!(files.len(), if retain.is_some() { 2 } else { 4 });
+        let (older, newest) = files.split_at(files.len() - 1);
+        for file in older {
+            let reader = evstream::StreamReader::open(file).unwrap();
+            assert!(reader.write_offset() > 8 << 20, "{file:?}");
+            assert_eq!(reader.durable_offset(), reader.write_offset(), "{file:?}");
+            assert!(reader.is_sealed(), "{file:?}");
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                path.join(format!("{}.idx", &name[..8])).exists(),
+                "{file:?}"
+            );
+        }
+        assert!(
+            !evstream::StreamReader::open(&newest[0])
+                .unwrap()
+                .is_sealed()
+        );
+        drop(log);
+        let kept = read_all(&path);
+        let gone: u64 = retired.iter().map(|r| r.events).sum();
+        assert_eq!(kept, model[gone as usize..], "{retain:?}");
+    }
+}
+
 /// Lazy write-back: the writer flushes no retired segment by itself while fewer than 8
 /// wait (the kernel writes them back in its own time); a flush seals and indexes every
 /// one of them, oldest first, before it flushes the newest.
