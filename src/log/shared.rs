@@ -3,7 +3,7 @@
 //! for one, and the turn that processes take to hold the log's writer.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -14,7 +14,10 @@ use crate::format;
 use crate::log::config::{CONFIG_FILE, LogOptions};
 use crate::log::position::Position;
 use crate::log::retention::Retired;
-use crate::log::writer::{LogRecovery, LogWriter};
+use crate::log::writer::{CleanLog, Closing, LogRecovery, LogWriter};
+use crate::stream::writer::CleanStream;
+use zerocopy::little_endian::{I64, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Appends events to a log from many threads and many processes: a handle that is
 /// [`Clone`], [`Send`] and [`Sync`], whose appends and flush take `&self`.
@@ -132,6 +135,9 @@ struct Inner {
     /// The turn files, when processes take turns; `None` for a writer made from a
     /// [`LogWriter`], which keeps the log to itself.
     processes: Option<Processes>,
+    /// The running boot's identity, for the handover record; `None` where it cannot be
+    /// read (then no record is written, and every turn opens the log in full).
+    boot: Option<[u8; BOOT_LEN]>,
     /// The keeper thread is to stop.
     stop: Mutex<bool>,
     stopping: Condvar,
@@ -162,6 +168,12 @@ struct Turn {
     last: Seen,
     /// Segments retention deleted during this process's turns, not yet taken.
     retired: Vec<Retired>,
+    /// The generation of the handover record this process's turn was opened from (0
+    /// for none): the next record it writes has the one after.
+    generation: u64,
+    /// The sealing of segments that this process's writers rolled past, still under way
+    /// after they closed ([`LogWriter::close_clean`]).
+    closing: Vec<Closing>,
 }
 
 /// The writer's counters as this process last saw them.
@@ -230,10 +242,13 @@ impl SharedLogWriter {
                 writer: Some(writer),
                 release_error: None,
                 retired: Vec::new(),
+                generation: 0,
+                closing: Vec::new(),
             }),
             commit: Mutex::new(Commit::default()),
             committed: Condvar::new(),
             processes,
+            boot: boot_id(),
             stop: Mutex::new(false),
             stopping: Condvar::new(),
             holding: AtomicBool::new(true),
@@ -291,8 +306,10 @@ impl SharedLogWriter {
         crate::log::reader::read_options(dir)?;
         let processes = Processes::open(dir)?;
         processes.wait_for_turn(dir)?;
-        let writer = processes.open_writer(dir)?;
-        Ok(Self::assemble(writer, Some(processes)))
+        let (writer, generation) = processes.open_writer(dir, boot_id().as_ref())?;
+        let log = Self::assemble(writer, Some(processes));
+        log.inner().lock_turn().generation = generation;
+        Ok(log)
     }
 
     /// Opens the log in `dir` as [`open`](Self::open) does, or creates it with
@@ -336,12 +353,16 @@ impl SharedLogWriter {
         }
         let uses = inner.uses.load(Ordering::Relaxed);
         inner.uses.store(uses.wrapping_add(1), Ordering::Relaxed);
-        match turn.writer.as_mut() {
+        let result = match turn.writer.as_mut() {
             Some(writer) => f(writer),
             None => Err(Error::Locked {
                 path: inner.dir.clone(),
             }),
-        }
+        };
+        // Again at the end: a call that spans the keeper's look (a roll waiting for its
+        // segment) is not idleness.
+        inner.uses.store(uses.wrapping_add(2), Ordering::Relaxed);
+        result
     }
 
     /// What `f` reads from the writer if this process has the turn, or what it saw
@@ -636,6 +657,10 @@ const HANDOVER_GRACE: Duration = Duration::from_millis(5);
 /// just created the log (and never took a turn) may still be closing.
 const HANDOVER_PATIENCE: Duration = Duration::from_millis(500);
 
+/// How long a full open on taking the turn rides out a segment found locked: a process
+/// that had the turn may still be sealing it (see [`LogWriter::close_clean`]).
+const SEALING_PATIENCE: Duration = Duration::from_secs(60);
+
 impl Inner {
     /// This process's part of the turn: a thread that panicked while it held it left
     /// the writer whole (an append cut short publishes nothing), so the lock's poison
@@ -655,9 +680,10 @@ impl Inner {
             });
         };
         processes.wait_for_turn(&self.dir)?;
-        let writer = processes.open_writer(&self.dir)?;
+        let (writer, generation) = processes.open_writer(&self.dir, self.boot.as_ref())?;
         turn.last = Seen::of(&writer);
         turn.writer = Some(writer);
+        turn.generation = generation;
         let since = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.since.store(since, Ordering::Relaxed);
         self.handover.store(false, Ordering::Relaxed);
@@ -674,7 +700,14 @@ impl Inner {
         if turn.writer.is_none() {
             return;
         }
-        self.release(turn);
+        self.release(turn, false);
+        self.let_in();
+    }
+
+    /// Right after this process gave the turn up to a waiting process: waits until
+    /// another process took it (or [`HANDOVER_GRACE`] passed), so that this process's
+    /// next call does not take it back first.
+    fn let_in(&self) {
         let Some(processes) = &self.processes else {
             return;
         };
@@ -690,21 +723,39 @@ impl Inner {
         }
     }
 
-    /// Gives the turn up: flushes and closes the writer (which seals the segments it
-    /// retired) and lets the next process in. The flush keeps what the next process's
-    /// open must check (the events above the durable watermark, see
-    /// [`LogWriter::open`]) to what this turn appended; if it fails, the next call of
-    /// this process reports it.
-    fn release(&self, turn: &mut Turn) {
+    /// Gives the turn up: closes the writer (whose sealing thread goes on sealing the
+    /// segments it rolled past, see [`LogWriter::close_clean`]), flushing it first if
+    /// `flush` (if that fails, the next call of this process reports it), writes the
+    /// handover record if it closed cleanly, and lets the next process in. A handover does not flush: the next process sees the events in the
+    /// page cache, and the record spares its open the checks above the watermark.
+    fn release(&self, turn: &mut Turn, flush: bool) {
         if let Some(mut writer) = turn.writer.take() {
-            if self.processes.is_some()
+            if flush
+                && self.processes.is_some()
                 && let Err(e) = writer.flush()
             {
                 turn.release_error = Some(e);
             }
             turn.last = Seen::of(&writer);
-            turn.retired.extend(writer.take_retired());
-            drop(writer);
+            match &self.processes {
+                Some(processes) => {
+                    // The segments this turn rolled past are sealed in the background
+                    // meanwhile, each under its own lock, which the next writer waits
+                    // for before its flush counts them.
+                    let (clean, retired, closing) = writer.close_clean();
+                    turn.retired.extend(retired);
+                    turn.closing.retain(|closing| !closing.is_finished());
+                    turn.closing.push(closing);
+                    if let (Some(clean), Some(boot)) = (clean, self.boot.as_ref()) {
+                        turn.generation = turn.generation.wrapping_add(1);
+                        processes.write_record(&Handover::encode(turn.generation, boot, &clean));
+                    }
+                }
+                None => {
+                    turn.retired.extend(writer.take_retired());
+                    drop(writer);
+                }
+            }
         }
         self.holding.store(false, Ordering::Relaxed);
         if let Some(processes) = &self.processes {
@@ -774,14 +825,24 @@ impl Processes {
 }
 
 impl Processes {
-    /// Opens the log's writer once this process has the turn; gives the turn back if
-    /// it cannot.
-    fn open_writer(&self, dir: &Path) -> Result<LogWriter> {
+    /// Opens the log's writer once this process has the turn, from the handover record
+    /// if the last holder left a valid one of this boot that matches the log
+    /// ([`LogWriter::open_clean`]), in full ([`LogWriter::open`]) otherwise; returns it
+    /// with the record's generation (0 without one). Gives the turn back if it cannot.
+    fn open_writer(&self, dir: &Path, boot: Option<&[u8; BOOT_LEN]>) -> Result<(LogWriter, u64)> {
+        if let Some((generation, clean)) = self.take_record(boot)
+            && let Ok(Some(writer)) = LogWriter::open_clean(dir, &clean)
+        {
+            return Ok((writer, generation));
+        }
         let started = Instant::now();
         loop {
             match LogWriter::open(dir) {
-                Ok(writer) => return Ok(writer),
-                Err(Error::Locked { .. }) if started.elapsed() < HANDOVER_PATIENCE => {
+                Ok(writer) => return Ok((writer, 0)),
+                Err(Error::Locked { path })
+                    if started.elapsed() < HANDOVER_PATIENCE
+                        || (path != dir && started.elapsed() < SEALING_PATIENCE) =>
+                {
                     std::thread::sleep(KEEPER_TICK);
                 }
                 Err(e) => {
@@ -791,6 +852,179 @@ impl Processes {
             }
         }
     }
+}
+
+impl Processes {
+    /// Reads the handover record from `TURN` and invalidates it at once, before
+    /// anything else is done with the log (so that a holder killed later in its turn
+    /// leaves none); the record, if it was valid and of this boot (`boot`). None if it
+    /// could not be invalidated.
+    fn take_record(&self, boot: Option<&[u8; BOOT_LEN]>) -> Option<(u64, CleanLog)> {
+        let mut bytes = [0u8; HANDOVER_LEN];
+        let read = self.turn.read_at(&mut bytes, 0).ok()?;
+        let magic = bytes.get(..HANDOVER_MAGIC.len())?;
+        if magic.iter().all(|&b| b == 0) {
+            return None;
+        }
+        self.turn.write_all_at(&[0; HANDOVER_MAGIC.len()], 0).ok()?;
+        (read == HANDOVER_LEN).then_some(())?;
+        Handover::decode(&bytes, boot?)
+    }
+
+    /// Writes `record` into `TURN` (no sync: a record that a power loss tears fails its
+    /// checksum, and one that survives it names another boot). Best effort: a record not
+    /// written costs the next holder a full open.
+    fn write_record(&self, record: &Handover) {
+        let _ = self.turn.write_all_at(record.as_bytes(), 0);
+    }
+}
+
+/// Length of the boot identity in the handover record: the running boot's identity
+/// (`/proc/sys/kernel/random/boot_id`, at most 64 bytes) padded with zeros.
+const BOOT_LEN: usize = 64;
+
+/// The handover record's first bytes.
+const HANDOVER_MAGIC: [u8; 8] = *b"evsturn1";
+
+/// Bit 0 of [`Handover::flags`]: `last_before` holds a timestamp.
+const HAS_LAST_BEFORE: u32 = 1;
+
+/// Bit 1 of [`Handover::flags`]: `last_timestamp` holds a timestamp.
+const HAS_LAST_TIMESTAMP: u32 = 2;
+
+/// Bit 2 of [`Handover::flags`]: a trailer record with `dirty_limit` is on stable storage.
+const LIMIT_SYNCED: u32 = 4;
+
+/// The handover record a process that closed the log's writer cleanly leaves at the
+/// start of `TURN` for the next holder (FORMAT.md, "Many writer processes"): what the
+/// writer left ([`CleanLog`]), the boot that wrote it, a generation, and a checksum.
+/// Little-endian, 188 bytes.
+#[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Handover {
+    /// [`HANDOVER_MAGIC`]; zeros once the next holder took the record.
+    magic: [u8; 8],
+    /// One more than the generation of the record the writing process's turn was
+    /// opened from (1 after a full open).
+    generation: U64,
+    /// The boot identity, zero-padded ([`BOOT_LEN`]).
+    boot: [u8; BOOT_LEN],
+    /// The newest segment's sequence number and first event's log-wide index.
+    seq: U64,
+    base: U64,
+    /// The newest timestamp before the newest segment (if [`HAS_LAST_BEFORE`]).
+    last_before: I64,
+    /// The newest segment file's device and inode.
+    dev: U64,
+    ino: U64,
+    /// The newest segment's recovery generation, watermark (offset and count), write
+    /// offset, event count and last timestamp (if [`HAS_LAST_TIMESTAMP`]).
+    stream_generation: U64,
+    durable_offset: U64,
+    durable_count: U64,
+    write_offset: U64,
+    event_count: U64,
+    last_timestamp: I64,
+    /// The newest segment's dirty limit (synced if [`LIMIT_SYNCED`]).
+    dirty_limit: U64,
+    /// The newest segment's CRC seed (0 for a version 2 segment).
+    seed: U32,
+    /// [`HAS_LAST_BEFORE`], [`HAS_LAST_TIMESTAMP`], [`LIMIT_SYNCED`]; other bits zero.
+    flags: U32,
+    /// CRC-32 (`crc32fast`) of the bytes before it.
+    checksum: U32,
+}
+
+/// Length of [`Handover`].
+const HANDOVER_LEN: usize = size_of::<Handover>();
+
+const _: () = assert!(HANDOVER_LEN == 188);
+
+impl Handover {
+    fn encode(generation: u64, boot: &[u8; BOOT_LEN], clean: &CleanLog) -> Self {
+        let segment = &clean.segment;
+        let flags = if clean.last_before.is_some() {
+            HAS_LAST_BEFORE
+        } else {
+            0
+        } | if segment.last_timestamp.is_some() {
+            HAS_LAST_TIMESTAMP
+        } else {
+            0
+        } | if segment.limit_synced {
+            LIMIT_SYNCED
+        } else {
+            0
+        };
+        let mut record = Self {
+            magic: HANDOVER_MAGIC,
+            generation: U64::new(generation),
+            boot: *boot,
+            seq: U64::new(clean.seq),
+            base: U64::new(clean.base),
+            last_before: I64::new(clean.last_before.unwrap_or(0)),
+            dev: U64::new(segment.dev),
+            ino: U64::new(segment.ino),
+            stream_generation: U64::new(segment.generation),
+            durable_offset: U64::new(segment.durable_offset),
+            durable_count: U64::new(segment.durable_count),
+            write_offset: U64::new(segment.write_offset),
+            event_count: U64::new(segment.event_count),
+            last_timestamp: I64::new(segment.last_timestamp.unwrap_or(0)),
+            dirty_limit: U64::new(segment.dirty_limit),
+            seed: U32::new(segment.seed),
+            flags: U32::new(flags),
+            checksum: U32::ZERO,
+        };
+        record.checksum = U32::new(record.computed_checksum());
+        record
+    }
+
+    fn computed_checksum(&self) -> u32 {
+        let bytes = self.as_bytes();
+        crc32fast::hash(bytes.get(..HANDOVER_LEN - 4).unwrap_or(bytes))
+    }
+
+    /// The generation and the writer's state of a valid record of the boot `boot`.
+    fn decode(bytes: &[u8; HANDOVER_LEN], boot: &[u8; BOOT_LEN]) -> Option<(u64, CleanLog)> {
+        let record = Self::read_from_bytes(bytes).ok()?;
+        let flags = record.flags.get();
+        let valid = record.magic == HANDOVER_MAGIC
+            && record.checksum.get() == record.computed_checksum()
+            && record.boot == *boot
+            && flags & !(HAS_LAST_BEFORE | HAS_LAST_TIMESTAMP | LIMIT_SYNCED) == 0;
+        if !valid {
+            return None;
+        }
+        let clean = CleanLog {
+            seq: record.seq.get(),
+            base: record.base.get(),
+            last_before: (flags & HAS_LAST_BEFORE != 0).then(|| record.last_before.get()),
+            segment: CleanStream {
+                dev: record.dev.get(),
+                ino: record.ino.get(),
+                seed: record.seed.get(),
+                generation: record.stream_generation.get(),
+                durable_offset: record.durable_offset.get(),
+                durable_count: record.durable_count.get(),
+                write_offset: record.write_offset.get(),
+                event_count: record.event_count.get(),
+                last_timestamp: (flags & HAS_LAST_TIMESTAMP != 0)
+                    .then(|| record.last_timestamp.get()),
+                dirty_limit: record.dirty_limit.get(),
+                limit_synced: flags & LIMIT_SYNCED != 0,
+            },
+        };
+        Some((record.generation.get(), clean))
+    }
+}
+
+/// The running boot's identity, zero-padded, for the handover record.
+fn boot_id() -> Option<[u8; BOOT_LEN]> {
+    let id = crate::log::segment::boot_id()?;
+    let mut padded = [0u8; BOOT_LEN];
+    padded.get_mut(..id.len())?.copy_from_slice(id.as_bytes());
+    Some(padded)
 }
 
 impl Handle {
@@ -809,7 +1043,9 @@ impl Drop for Handle {
             let _ = keeper.join();
         }
         let mut turn = self.inner.lock_turn();
-        self.inner.release(&mut turn);
+        self.inner.release(&mut turn, true);
+        // Waits for the seals still under way.
+        turn.closing.clear();
     }
 }
 
@@ -838,8 +1074,10 @@ fn keep(inner: &Inner) {
             if uses == seen_uses {
                 // Idle: nothing keeps the keeper from the lock.
                 let mut turn = inner.lock_turn();
-                if inner.uses.load(Ordering::Relaxed) == uses {
-                    inner.release(&mut turn);
+                if inner.uses.load(Ordering::Relaxed) == uses && turn.writer.is_some() {
+                    inner.release(&mut turn, false);
+                    // The turn's lock is held meanwhile: this process's threads wait.
+                    inner.let_in();
                 }
             } else {
                 let now = u64::try_from(inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);

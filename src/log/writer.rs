@@ -16,7 +16,7 @@ use crate::log::retention::{self, Retired};
 use crate::log::segment::{self, SegmentEntry, SegmentIndex, next_name, segment_name};
 use crate::stream::open::{HeldLock, LockKind, check_writable, lock_exclusive, now_nanos};
 use crate::stream::reader::StreamReader;
-use crate::stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};
+use crate::stream::writer::{CleanStream, Prefault, Recovery, StreamWriter, WriterOptions};
 
 /// With [`WriteBack::Lazy`], retired segments that may wait for their seal (flush and
 /// index) before the sealing thread seals the oldest. No roll ever waits for the sealing
@@ -30,6 +30,33 @@ const LAZY_SEAL_AFTER: Duration = Duration::from_secs(30);
 
 /// Name of the file whose exclusive lock marks the log's one writer.
 pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// What a log writer that closed cleanly left ([`LogWriter::close_clean`]): every segment
+/// before the newest sealed, the newest in place under its name, as `segment` says.
+/// [`LogWriter::open_clean`] opens the log from it without the checks of
+/// [`LogWriter::open`]; `SharedLogWriter` hands it from one process's turn to the next
+/// (FORMAT.md, "Many writer processes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CleanLog {
+    /// The newest segment's sequence number and the log-wide index of its first event.
+    pub(crate) seq: u64,
+    pub(crate) base: u64,
+    /// The newest event's timestamp before the newest segment, if there is one.
+    pub(crate) last_before: Option<i64>,
+    pub(crate) segment: CleanStream,
+}
+
+/// The sealing a writer closed by [`LogWriter::close_clean`] left under way: its sealing
+/// thread, sealing the segments it rolled past. Dropping it waits for the thread.
+#[derive(Debug)]
+pub(crate) struct Closing(Background);
+
+impl Closing {
+    /// Whether the sealing is done.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.0.threads.iter().all(JoinHandle::is_finished)
+    }
+}
 
 /// What [`LogWriter::open`] found and repaired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -284,6 +311,110 @@ impl LogWriter {
         }
         let segment = StreamWriter::open_with(&newest.path, WriterOptions::default())?;
         recovery.newest = segment.recovery().clone();
+        Self::start(dir, options, lock, newest, segment, floor, recovery)
+    }
+
+    /// Opens the log in `dir` from what a writer of this boot that closed cleanly left
+    /// (`clean`), skipping the checks and repairs of [`open`](Self::open): `None`, with
+    /// nothing changed, unless the log is as `clean` says (its newest segment under its
+    /// name, the same file with the same counters, no segment after it). Trusts that
+    /// every segment before the newest is sealed and that the events above the newest
+    /// segment's watermark are intact: only for a record the caller knows a clean writer
+    /// of this boot made, and no other writer since.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open): [`Error::Locked`], [`Error::NotALog`], [`Error::Io`].
+    pub(crate) fn open_clean(dir: &Path, clean: &CleanLog) -> Result<Option<Self>> {
+        let options = crate::log::reader::read_options(dir)?;
+        let lock = take_lock(dir)?;
+        let segments = segment::list(dir)?;
+        let Some(newest) = segments.last() else {
+            return Ok(None);
+        };
+        if newest.seq != clean.seq || newest.base != clean.base || newest.is_pending() {
+            return Ok(None);
+        }
+        let Some(segment) =
+            StreamWriter::open_clean(&newest.path, WriterOptions::default(), &clean.segment)?
+        else {
+            return Ok(None);
+        };
+        record_boot(dir, &lock);
+        // The segments before it without an index, which the writers that had the log
+        // before may still be sealing (each holds a segment's lock until it is sealed):
+        // this writer's flush waits for them, and seals those that were not.
+        let mut foreign = VecDeque::new();
+        let mut after = newest.seq;
+        for entry in segments.iter().rev().skip(1) {
+            if entry.seq + 1 != after || dir.join(segment::index_name(entry.seq)).exists() {
+                break;
+            }
+            foreign.push_front(entry.clone());
+            after = entry.seq;
+        }
+        let newest = newest.clone();
+        let recovery = LogRecovery::default();
+        let writer = Self::start(
+            dir,
+            options,
+            lock,
+            &newest,
+            segment,
+            clean.last_before,
+            recovery,
+        )?;
+        {
+            let mut state = writer.background.state();
+            state.foreign = foreign;
+            // The last roll's rename may not be synced yet: the first flush syncs it.
+            state.unsynced_rename = true;
+        }
+        writer.background.shared.changed.notify_all();
+        Ok(Some(writer))
+    }
+
+    /// Closes the writer without waiting for the seals of the segments it rolled past:
+    /// the newest segment is closed, its successor put in place, the log's lock released,
+    /// while the sealing thread goes on sealing them, each under its segment's lock
+    /// (see [`Closing`]). Returns what the writer left if all went well, the state
+    /// [`open_clean`](Self::open_clean) resumes from (`None` after a failed flush or
+    /// seal, or if the newest segment's writer is not clean); the segments retention
+    /// deleted; and the sealing still under way. A retention run due after the last
+    /// roll is left to the next writer's.
+    pub(crate) fn close_clean(self) -> (Option<CleanLog>, Vec<Retired>, Closing) {
+        let Self {
+            segment,
+            seq,
+            base,
+            last_before,
+            mut background,
+            _lock: lock,
+            ..
+        } = self;
+        let (settled, retired) = background.stop_preparing();
+        let segment = segment.close_clean();
+        drop(lock);
+        let clean = segment.filter(|_| settled).map(|segment| CleanLog {
+            seq,
+            base,
+            last_before,
+            segment,
+        });
+        (clean, retired, Closing(background))
+    }
+
+    /// The last phase of [`open`](Self::open) and [`open_clean`](Self::open_clean): with
+    /// the newest segment open, removes what an earlier writer left and starts the
+    /// background threads.
+    fn start(
+        dir: &Path,
+        options: LogOptions,
+        lock: std::fs::File,
+        newest: &SegmentEntry,
+        segment: StreamWriter,
+        floor: Option<i64>,
+        recovery: LogRecovery,
+    ) -> Result<Self> {
         let next = newest.seq + 1;
         // A segment the last writer prepared and never rolled into is kept for this one.
         segment::remove_leftovers(dir, next)?;
@@ -1059,6 +1190,10 @@ struct State {
     /// result is in `prepared` (longer than `creating`).
     preparing: bool,
     queue: VecDeque<Retiring>,
+    /// Segments before the newest that the writers before this one may still be
+    /// sealing ([`LogWriter::open_clean`]), oldest first: the sealing thread waits for
+    /// each one's lock and seals it if they did not ([`settle_foreign`]).
+    foreign: VecDeque<SegmentEntry>,
     /// Rolls so far, and the rolls the last retention run of the sealing thread had
     /// seen when it started: retention is due while they differ.
     rolls: u64,
@@ -1248,7 +1383,11 @@ impl Background {
             state.urgent = true;
             self.shared.changed.notify_all();
         }
-        while !state.queue.is_empty() || state.busy || state.rename.is_some() {
+        while !state.queue.is_empty()
+            || !state.foreign.is_empty()
+            || state.busy
+            || state.rename.is_some()
+        {
             state = self.wait(state);
         }
         state.urgent = false;
@@ -1292,6 +1431,47 @@ fn poisoned(state: &mut State) -> Error {
     })
 }
 
+impl Background {
+    /// Stops the threads, waiting for the preparing thread alone (which makes a rename
+    /// still due, and leaves its prepared segment for the next writer): the sealing
+    /// thread goes on to seal every retired segment, and runs no more retention (a run
+    /// under way is waited for). Whether all went well so far, and the segments
+    /// retention deleted.
+    fn stop_preparing(&mut self) -> (bool, Vec<Retired>) {
+        {
+            let mut state = self.state();
+            while state.retaining {
+                state = self.wait(state);
+            }
+            state.retained_rolls = state.rolls;
+            state.stop = true;
+            self.shared.changed.notify_all();
+            self.shared.to_preparer.notify_all();
+        }
+        let joined = match self.threads.is_empty() {
+            true => true,
+            false => self.threads.remove(0).join().is_ok(),
+        };
+        self.leave_prepared();
+        let mut state = self.state();
+        let settled = joined && !state.poisoned && state.rename.is_none();
+        (settled, std::mem::take(&mut state.retired))
+    }
+
+    /// Once the preparing thread stopped: closes the prepared segment, kept for the next
+    /// writer, and deletes the spares.
+    fn leave_prepared(&self) {
+        // A prepared segment nobody took stays for the next writer, which adopts it
+        // (see `prepare`): a writer opened for a few appends then finds its next
+        // segment ready instead of preparing and removing one each time.
+        drop(self.state().prepared.take());
+        // A spare nobody recycled is a retired segment: deleted (or by the next open).
+        for spare in std::mem::take(&mut self.state().spares) {
+            let _ = std::fs::remove_file(spare);
+        }
+    }
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
         {
@@ -1303,14 +1483,7 @@ impl Drop for Background {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        // A prepared segment nobody took stays for the next writer, which adopts it
-        // (see `prepare`): a writer opened for a few appends then finds its next
-        // segment ready instead of preparing and removing one each time.
-        drop(self.state().prepared.take());
-        // A spare nobody recycled is a retired segment: deleted (or by the next open).
-        for spare in std::mem::take(&mut self.state().spares) {
-            let _ = std::fs::remove_file(spare);
-        }
+        self.leave_prepared();
     }
 }
 
@@ -1544,6 +1717,24 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     // how far its write-back has come.
     let mut sealing: Option<(Retiring, u64)> = None;
     loop {
+        // Not while a seal is under way (`busy` is its flag): the segments an earlier
+        // writer left come at the start, before this writer retires any.
+        if sealing.is_none()
+            && let Some(entry) = state.foreign.front().cloned()
+        {
+            state.busy = true;
+            drop(state);
+            let result = settle_foreign(dir, &entry);
+            state = lock();
+            state.foreign.pop_front();
+            state.busy = false;
+            if let Err(e) = result {
+                state.failed = Some(e);
+                state.poisoned = true;
+            }
+            shared.changed.notify_all();
+            continue;
+        }
         // While the newest segment is not in place yet, the segment before it is neither
         // deleted nor sealed (the preparing thread wakes this one after the rename); a
         // seal under way is of an older segment, and goes on.
@@ -1698,6 +1889,36 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     }
 }
 
+/// Waits until the segment `entry`, which a writer that had the log before may still be
+/// sealing (another turn's sealing thread, [`LogWriter::close_clean`], holds the
+/// segment's lock until it is sealed), is sealed: once its lock is free, seals it if that
+/// writer did not (it died, or its flush failed), and syncs the directory. A segment
+/// gone (deleted by retention) is done with.
+fn settle_foreign(dir: &Path, entry: &SegmentEntry) -> Result<()> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    loop {
+        match std::fs::File::open(&entry.path) {
+            Ok(file) => {
+                file.lock().map_err(|e| Error::io("lock", &entry.path, e))?;
+                let _ = file.unlock();
+            }
+            Err(e) if gone(&e) => return Ok(()),
+            Err(e) => return Err(Error::io("open", &entry.path, e)),
+        }
+        match StreamReader::open(&entry.path) {
+            Ok(reader) if reader.is_sealed() => return sync_dir(dir),
+            Ok(_) => {}
+            Err(Error::Io { source, .. }) if gone(&source) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        match seal_unsealed(dir, entry) {
+            // Another writer's sealing thread got to it first.
+            Err(Error::Locked { .. }) => continue,
+            sealed => return sealed.map(drop),
+        }
+    }
+}
+
 /// Flushes a retired segment, syncs the directory (which makes the roll's rename
 /// durable), and writes its index if it can.
 fn seal(dir: &Path, job: Retiring) -> Result<()> {
@@ -1718,7 +1939,6 @@ fn seal(dir: &Path, job: Retiring) -> Result<()> {
         Some(index) => index,
         None => SegmentIndex::build(&StreamReader::open(&path)?)?,
     };
-    drop(segment);
     sync_dir(dir)?;
     // The index is rebuildable: failing to write it (a full disk) costs time-seeks into
     // this segment a scan, and loses nothing, so it does not poison the writer as a
@@ -1726,6 +1946,10 @@ fn seal(dir: &Path, job: Retiring) -> Result<()> {
     if index.write(dir, seq, last_timestamp).is_ok() {
         let _ = sync_dir(dir);
     }
+    // The segment's lock is held until here: a writer that waits for it (the next
+    // turn's, after `LogWriter::close_clean`) finds it sealed and indexed, and writes
+    // no index beside this one.
+    drop(segment);
     Ok(())
 }
 

@@ -296,6 +296,27 @@ impl Drop for StreamWriter {
     }
 }
 
+/// What a stream writer that closed cleanly left behind ([`StreamWriter::close_clean`]):
+/// enough for the next writer of the same boot to open the stream without validating the
+/// events above the watermark ([`StreamWriter::open_clean`]). The file's identity (device,
+/// inode, CRC seed, generation) and its counters as the writer left them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CleanStream {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) seed: u32,
+    pub(crate) generation: u64,
+    pub(crate) durable_offset: u64,
+    pub(crate) durable_count: u64,
+    pub(crate) write_offset: u64,
+    pub(crate) event_count: u64,
+    pub(crate) last_timestamp: Option<i64>,
+    /// The dirty limit the writer left (not brought back to the write offset), and
+    /// whether a record with it reached stable storage.
+    pub(crate) dirty_limit: u64,
+    pub(crate) limit_synced: bool,
+}
+
 impl StreamWriter {
     /// Creates a stream of `capacity` bytes at `path` with default options.
     ///
@@ -662,6 +683,93 @@ impl StreamWriter {
             scan.last_timestamp,
             recovery,
         ))
+    }
+
+    /// Opens the stream at `path` to append to it after a writer of this boot closed it
+    /// cleanly and said what it left (`clean`): the same writer as [`open_with`](Self::open_with)
+    /// gives, without validating the events above the watermark (a clean writer wrote
+    /// them and the page cache holds them) and without rewriting them. `None`, with
+    /// nothing changed, unless the file is that stream exactly as `clean` says: same
+    /// device and inode, seed, generation, watermark, write offset, event count, dirty
+    /// limit, not sealed. The first flush
+    /// still reads the events above the watermark back from the device, as after
+    /// [`open_with`](Self::open_with).
+    ///
+    /// # Errors
+    /// As [`open_with`](Self::open_with) for a file that is not a stream or is locked.
+    pub(crate) fn open_clean(
+        path: &Path,
+        options: WriterOptions,
+        clean: &CleanStream,
+    ) -> Result<Option<Self>> {
+        use std::os::unix::fs::MetadataExt;
+        let (file, len) = open_regular(path, true)?;
+        lock_exclusive(&file, path)?;
+        let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+        if (meta.dev(), meta.ino()) != (clean.dev, clean.ino) {
+            return Ok(None);
+        }
+        let identity = read_identity(&file, path, len)?;
+        let header = read_stream_header(&file, path, &identity)?;
+        let trailer = identity.trailer;
+        let same = !trailer.sealed
+            && trailer.seed == clean.seed
+            && trailer.generation == clean.generation
+            && trailer.durable_offset == clean.durable_offset
+            && trailer.durable_count == clean.durable_count
+            && trailer.dirty_limit == clean.dirty_limit
+            && clean.dirty_limit >= clean.write_offset
+            && header.write_offset.get() == clean.write_offset
+            && header.event_count.get() == clean.event_count
+            && clean.event_count >= clean.durable_count
+            && (clean.event_count == 0) == clean.last_timestamp.is_none();
+        if !same {
+            return Ok(None);
+        }
+        let map = WriteMap::new(&file, len, options.huge_pages, identity.trailer_at)
+            .map_err(|e| Error::io("map", path, e))?;
+        Ok(Some(Self::assemble(
+            path,
+            file,
+            map,
+            options,
+            (trailer, clean.limit_synced),
+            clean.event_count,
+            clean.last_timestamp,
+            Recovery::default(),
+        )))
+    }
+
+    /// Closes the writer, and says what it left if it leaves the stream clean for
+    /// [`open_clean`](Self::open_clean): not poisoned, not sealed. Unlike a drop it
+    /// leaves the dirty limit where it is (nothing was written between the write offset
+    /// and it), so that the next writer need not raise it again; a full open after it
+    /// clears and brings back what lies there, as after a crash. `None` (and closed as
+    /// a drop does) otherwise.
+    pub(crate) fn close_clean(mut self) -> Option<CleanStream> {
+        use std::os::unix::fs::MetadataExt;
+        if self.poisoned || self.trailer.sealed || std::thread::panicking() {
+            return None;
+        }
+        let meta = self._lock.file().metadata().ok()?;
+        let clean = CleanStream {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            seed: self.trailer.seed,
+            generation: self.trailer.generation,
+            durable_offset: self.trailer.durable_offset,
+            durable_count: self.trailer.durable_count,
+            write_offset: self.write_offset,
+            event_count: self.event_count,
+            last_timestamp: self.last_timestamp,
+            dirty_limit: self.trailer.dirty_limit,
+            limit_synced: self.durable_limit >= self.trailer.dirty_limit,
+        };
+        // The drop brings a limit above the write offset back to it: this copy of the
+        // record (the file's is left as it is) tells it there is nothing to do.
+        self.trailer.dirty_limit = self.write_offset;
+        drop(self);
+        Some(clean)
     }
 
     /// Resets the retired segment file at `spare` for a new life as an empty version 3

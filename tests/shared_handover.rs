@@ -1,0 +1,279 @@
+//! The turn between writer processes handed over without a flush, through the handover
+//! record in `TURN` (docs/FORMAT.md, "Many writer processes"): a flush after another
+//! process's unflushed turn still makes every event before it durable, and a record
+//! that is damaged, of another boot, or that does not match the log is not trusted: the
+//! next turn opens the log in full, repairing what it finds.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod reliability_support;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use evstream::{LogOptions, LogReader, LogWriter, SharedLogWriter, StreamReader, WriteBack};
+use reliability_support::{child_test, env_count};
+
+/// Length of the handover record, and where its fields are (FORMAT.md).
+const RECORD_LEN: usize = 188;
+const GENERATION: usize = 8;
+const BOOT: usize = 16;
+const WRITE_OFFSET: usize = 144;
+const CHECKSUM: usize = 184;
+
+/// Event `seq` of writer `key`: the key, the number, and filler.
+fn payload(key: u64, seq: u64, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len.max(16));
+    p.extend_from_slice(&key.to_le_bytes());
+    p.extend_from_slice(&seq.to_le_bytes());
+    p.resize(len.max(16), (key ^ seq) as u8);
+    p
+}
+
+/// Every event of the log as (key, seq), checking that each reads back whole.
+fn events(path: &Path) -> Vec<(u64, u64)> {
+    let reader = LogReader::open(path).unwrap();
+    reader
+        .iter()
+        .unwrap()
+        .map(|event| {
+            let event = event.unwrap();
+            let p = event.payload();
+            let key = u64::from_le_bytes(p[..8].try_into().unwrap());
+            let seq = u64::from_le_bytes(p[8..16].try_into().unwrap());
+            assert_eq!(p, payload(key, seq, p.len()).as_slice());
+            (key, seq)
+        })
+        .collect()
+}
+
+/// The segment files of the log, oldest first.
+fn segments(path: &Path) -> Vec<PathBuf> {
+    let reader = LogReader::open(path).unwrap();
+    reader
+        .segment_files()
+        .unwrap()
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect()
+}
+
+#[test]
+#[ignore = "child process of `a_flush_after_another_process_unflushed_turn_makes_its_events_durable`"]
+fn turn_child() {
+    let Some(path) = std::env::var_os("EVSTREAM_HANDOVER_PATH").map(PathBuf::from) else {
+        return;
+    };
+    let count = env_count("EVSTREAM_HANDOVER_EVENTS", 0);
+    let log = SharedLogWriter::open(&path).unwrap();
+    for seq in 0..count {
+        log.append(seq as i64, &payload(1, seq, 1000)).unwrap();
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(b"APPENDED\n").unwrap();
+    out.flush().unwrap();
+    // Idle, holding the turn until another process wants it; never flushes.
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn a_flush_after_another_process_unflushed_turn_makes_its_events_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    // Lazy write-back: the child's turn leaves up to 8 segments it rolled past unsealed,
+    // for its background thread to seal after it gave the turn up.
+    let options = LogOptions::default()
+        .segment_size(1 << 20)
+        .write_back(WriteBack::Lazy);
+    drop(LogWriter::create(&path, options).unwrap());
+    let theirs = 12_000;
+    let mut child = child_test("turn_child")
+        .env("EVSTREAM_HANDOVER_PATH", &path)
+        .env("EVSTREAM_HANDOVER_EVENTS", theirs.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The test harness's own lines share the child's output.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.ends_with("APPENDED\n") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the child stopped");
+    }
+
+    // Takes the turn from the idle child, which hands it over without a flush, and
+    // kills it at once: whatever its background thread had not sealed yet stays so.
+    let log = SharedLogWriter::open(&path).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let turn = std::fs::read(path.join("TURN")).unwrap();
+    assert!(
+        turn.len() >= RECORD_LEN && turn[..8] == [0; 8],
+        "the child left a handover record, and this turn took it"
+    );
+    let all = segments(&path);
+    assert!(
+        all.len() > 9,
+        "the child rolled through {} segments",
+        all.len()
+    );
+    let newest = StreamReader::open(all.last().unwrap()).unwrap();
+    assert!(
+        newest.durable_offset() < newest.write_offset(),
+        "the handover did not flush the child's events"
+    );
+    drop(newest);
+
+    let ours = 10;
+    for seq in 0..ours {
+        log.append(theirs as i64 + seq as i64, &payload(2, seq, 100))
+            .unwrap();
+    }
+    log.flush().unwrap();
+
+    // Everything is durable: each segment before the newest sealed (flushed first), the
+    // newest flushed up to its last event.
+    let all = segments(&path);
+    for segment in &all[..all.len() - 1] {
+        assert!(
+            StreamReader::open(segment).unwrap().is_sealed(),
+            "{} is sealed after the flush",
+            segment.display()
+        );
+    }
+    let newest = StreamReader::open(all.last().unwrap()).unwrap();
+    assert_eq!(newest.durable_offset(), newest.write_offset());
+    drop(newest);
+    let expected: Vec<(u64, u64)> = (0..theirs)
+        .map(|seq| (1, seq))
+        .chain((0..ours).map(|seq| (2, seq)))
+        .collect();
+    assert_eq!(events(&path), expected);
+    drop(log);
+}
+
+/// Has the idle holder of the turn (a `SharedLogWriter` of this process with no call
+/// under way) give it up, with no process taking it: holds `WANT` as a waiting process
+/// does until the handover record is in `TURN`.
+fn hand_over_to_nobody(path: &Path) {
+    let want = File::open(path.join("WANT")).unwrap();
+    want.lock_shared().unwrap();
+    let began = Instant::now();
+    loop {
+        let turn = std::fs::read(path.join("TURN")).unwrap();
+        if turn.len() >= RECORD_LEN && &turn[..8] == b"evsturn1" {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "the turn was not handed over"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    want.unlock().unwrap();
+}
+
+/// Rewrites `at..at + bytes.len()` of the record in `TURN`, and its checksum if `seal`.
+fn edit_record(path: &Path, at: usize, bytes: &[u8], seal: bool) {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path.join("TURN"))
+        .unwrap();
+    let mut record = [0u8; RECORD_LEN];
+    file.read_exact_at(&mut record, 0).unwrap();
+    record[at..at + bytes.len()].copy_from_slice(bytes);
+    if seal {
+        let crc = crc32fast::hash(&record[..CHECKSUM]);
+        record[CHECKSUM..].copy_from_slice(&crc.to_le_bytes());
+    }
+    file.write_all_at(&record, 0).unwrap();
+}
+
+/// The generation of the record in `TURN`.
+fn generation(path: &Path) -> u64 {
+    let turn = std::fs::read(path.join("TURN")).unwrap();
+    u64::from_le_bytes(turn[GENERATION..GENERATION + 8].try_into().unwrap())
+}
+
+#[test]
+fn a_damaged_or_foreign_record_is_not_trusted_and_the_turn_opens_the_log_in_full() {
+    type Edit = fn(&Path);
+    let cases: [(&str, Option<Edit>); 4] = [
+        ("an intact record", None),
+        (
+            "a record that fails its checksum",
+            Some(|path| {
+                edit_record(path, WRITE_OFFSET, &[0xff], false);
+            }),
+        ),
+        (
+            "a record of another boot",
+            Some(|path| {
+                edit_record(path, BOOT, b"not-this-boot-00000000000000000000", true);
+            }),
+        ),
+        (
+            "a record that does not match the newest segment",
+            Some(|path| {
+                let turn = std::fs::read(path.join("TURN")).unwrap();
+                let offset =
+                    u64::from_le_bytes(turn[WRITE_OFFSET..WRITE_OFFSET + 8].try_into().unwrap());
+                edit_record(path, WRITE_OFFSET, &(offset - 8).to_le_bytes(), true);
+            }),
+        ),
+    ];
+    for (case, edit) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let first =
+            SharedLogWriter::create(&path, LogOptions::default().segment_size(1 << 20)).unwrap();
+        let mut last = None;
+        for seq in 0..50 {
+            last = Some(first.append(seq, &payload(1, seq as u64, 40)).unwrap());
+        }
+        hand_over_to_nobody(&path);
+        assert_eq!(
+            generation(&path),
+            1,
+            "{case}: the first turn was opened in full"
+        );
+        let Some(edit) = edit else {
+            // The next turn opens from the record, and goes on after the last event.
+            let next = SharedLogWriter::open(&path).unwrap();
+            assert!(next.recovery().is_clean(), "{case}");
+            next.append(50, &payload(2, 0, 40)).unwrap();
+            drop(next);
+            assert_eq!(
+                generation(&path),
+                2,
+                "{case}: the turn was opened from the record"
+            );
+            assert_eq!(events(&path).len(), 51, "{case}");
+            drop(first);
+            continue;
+        };
+        // The last event, never flushed, damaged: only a full open looks at it.
+        let last = last.unwrap();
+        let segment = segments(&path).pop().unwrap();
+        let file = OpenOptions::new().write(true).open(&segment).unwrap();
+        file.write_all_at(&[0xee], last.offset() + 16 + 20).unwrap();
+        drop(file);
+        edit(&path);
+        let next = SharedLogWriter::open(&path).unwrap();
+        let recovery = next.recovery();
+        assert!(
+            recovery.newest.torn_at.is_some() && recovery.newest.dropped_events == 1,
+            "{case}: the full open repairs the damaged tail: {recovery:?}"
+        );
+        drop(next);
+        assert_eq!(generation(&path), 1, "{case}: the turn was opened in full");
+        assert_eq!(events(&path).len(), 49, "{case}");
+        drop(first);
+    }
+}
