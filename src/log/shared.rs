@@ -42,13 +42,16 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// whose turn it is holds the log's one [`LogWriter`] and appends at full speed; when
 /// another process waits for the turn, the holder hands it over as soon as it is idle
 /// (within a millisecond), and after at most 40 ms of appending (the first call after
-/// that gives it up, then waits for its next turn). Handing over flushes the holder's
-/// writer and closes it; taking the turn opens the log's writer as
-/// [`LogWriter::open`] does (well under a millisecond after that flush), so that the
-/// process sees every event the others appended and continues after the last. A
-/// handover costs a flush of what the turn appended: several processes appending at
-/// full speed get a fraction of one process's rate together (`evstream bench --many`);
-/// threads of one process sharing a handle pay nothing of it. The turn
+/// that gives it up, then waits for its next turn). Handing over closes the holder's
+/// writer without a flush (the next process reads the events from the page cache) and
+/// leaves a record of what it left in the log's `TURN` file; taking the turn opens the
+/// log's writer from that record, without checking again what a clean writer of this
+/// boot wrote (or, without a valid record, as [`LogWriter::open`] does), so that the
+/// process sees every event the others appended and continues after the last. The
+/// segments a turn rolled past are sealed in the background after it. A handover
+/// costs closing and opening the writer, a few milliseconds: several processes
+/// appending at full speed get less than one process's rate together (`evstream bench
+/// --many`); threads of one process sharing a handle pay nothing of it. The turn
 /// is an exclusive `flock` on the log's `TURN` file (waiters hold `WANT` shared), so a
 /// process that dies, even killed in the middle of an append or a roll, loses the turn
 /// at once, and the next process's open repairs what it left, as a writer's open after
@@ -63,11 +66,13 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 ///
 /// # Durability
 /// As for [`LogWriter`]: an append that returned [`Ok`] survives a crash of the process;
-/// one covered by a successful [`flush`](Self::flush) survives power loss. Between
-/// processes, handing the turn over, and dropping a process's last clone, flush and
-/// close its [`LogWriter`] (a failure of that flush is the error of the next call, if
-/// there is one). Made [`from`](From::from) a [`LogWriter`], dropping the last clone
-/// closes it as dropping it does, which does not flush the newest segment.
+/// one covered by a successful [`flush`](Self::flush) survives power loss, whichever
+/// process appended it: a flush covers every event of the log appended before it began,
+/// those of the other processes' turns included (it waits for the seals of the segments
+/// they rolled past). Handing the turn over makes nothing durable. Dropping a process's
+/// last clone flushes and closes its [`LogWriter`]. Made [`from`](From::from) a
+/// [`LogWriter`], dropping the last clone closes it as dropping it does, which does not
+/// flush the newest segment.
 ///
 /// # Examples
 /// ```
@@ -289,7 +294,8 @@ impl SharedLogWriter {
     ///
     /// The processes take turns: the one whose turn it is holds the log's
     /// [`LogWriter`] (opened as [`LogWriter::open`] does, validating and repairing
-    /// what a writer that died left) and appends; when another process waits, it
+    /// what a writer that died left, unless the last holder closed it cleanly and said
+    /// so) and appends; when another process waits, it
     /// hands the turn over as soon as it is idle, and after at most 40 ms
     /// of appending. A process that dies, even killed in the middle of an append,
     /// loses the turn at once (the kernel drops its `flock`s), and the next process
