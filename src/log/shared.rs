@@ -69,10 +69,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// one covered by a successful [`flush`](Self::flush) survives power loss, whichever
 /// process appended it: a flush covers every event of the log appended before it began,
 /// those of the other processes' turns included (it waits for the seals of the segments
-/// they rolled past). Handing the turn over makes nothing durable. Dropping a process's
-/// last clone flushes and closes its [`LogWriter`]. Made [`from`](From::from) a
-/// [`LogWriter`], dropping the last clone closes it as dropping it does, which does not
-/// flush the newest segment.
+/// they rolled past). Handing the turn over makes nothing durable, and neither does
+/// dropping the last clone, which closes the writer as dropping a [`LogWriter`] does
+/// (and gives the turn up): call [`flush`](Self::flush) first for that.
 ///
 /// # Examples
 /// ```
@@ -167,8 +166,6 @@ struct Inner {
 struct Turn {
     /// The log's writer while this process has the turn.
     writer: Option<LogWriter>,
-    /// Why the flush when this process last gave the turn up failed, for the next call.
-    release_error: Option<Error>,
     /// What the writer said when this process last gave the turn up.
     last: Seen,
     /// Segments retention deleted during this process's turns, not yet taken.
@@ -245,7 +242,6 @@ impl SharedLogWriter {
             turn: Mutex::new(Turn {
                 last: Seen::of(&writer),
                 writer: Some(writer),
-                release_error: None,
                 retired: Vec::new(),
                 generation: 0,
                 closing: Vec::new(),
@@ -350,9 +346,6 @@ impl SharedLogWriter {
         let mut turn = inner.lock_turn();
         if inner.handover.load(Ordering::Relaxed) {
             inner.hand_over(&mut turn);
-        }
-        if let Some(e) = turn.release_error.take() {
-            return Err(e);
         }
         if turn.writer.is_none() {
             inner.take_turn(&mut turn)?;
@@ -706,7 +699,7 @@ impl Inner {
         if turn.writer.is_none() {
             return;
         }
-        self.release(turn, false);
+        self.release(turn);
         self.let_in();
     }
 
@@ -729,19 +722,13 @@ impl Inner {
         }
     }
 
-    /// Gives the turn up: closes the writer (whose sealing thread goes on sealing the
-    /// segments it rolled past, see [`LogWriter::close_clean`]), flushing it first if
-    /// `flush` (if that fails, the next call of this process reports it), writes the
-    /// handover record if it closed cleanly, and lets the next process in. A handover does not flush: the next process sees the events in the
-    /// page cache, and the record spares its open the checks above the watermark.
-    fn release(&self, turn: &mut Turn, flush: bool) {
+    /// Gives the turn up: closes the writer without a flush (whose sealing thread goes on
+    /// sealing the segments it rolled past, see [`LogWriter::close_clean`]), writes the
+    /// handover record if it closed cleanly, and lets the next process in. The next
+    /// process sees the events in the page cache, and the record spares its open the
+    /// checks above the watermark.
+    fn release(&self, turn: &mut Turn) {
         if let Some(mut writer) = turn.writer.take() {
-            if flush
-                && self.processes.is_some()
-                && let Err(e) = writer.flush()
-            {
-                turn.release_error = Some(e);
-            }
             turn.last = Seen::of(&writer);
             match &self.processes {
                 Some(processes) => {
@@ -1049,7 +1036,7 @@ impl Drop for Handle {
             let _ = keeper.join();
         }
         let mut turn = self.inner.lock_turn();
-        self.inner.release(&mut turn, true);
+        self.inner.release(&mut turn);
         // Waits for the seals still under way.
         turn.closing.clear();
     }
@@ -1081,7 +1068,7 @@ fn keep(inner: &Inner) {
                 // Idle: nothing keeps the keeper from the lock.
                 let mut turn = inner.lock_turn();
                 if inner.uses.load(Ordering::Relaxed) == uses && turn.writer.is_some() {
-                    inner.release(&mut turn, false);
+                    inner.release(&mut turn);
                     // The turn's lock is held meanwhile: this process's threads wait.
                     inner.let_in();
                 }
