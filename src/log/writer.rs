@@ -1139,10 +1139,12 @@ fn seal_unsealed(dir: &Path, entry: &SegmentEntry) -> Result<(Option<i64>, u64, 
     let repair = writer.recovery().clone();
     let last = writer.last_timestamp();
     let count = writer.event_count();
-    drop(writer);
     let reader = StreamReader::open(&entry.path)?;
     SegmentIndex::build(&reader)?.write(dir, entry.seq, last)?;
     sync_dir(dir)?;
+    // The segment's lock is held until its index is written: another writer that seals
+    // it too (a turn's sealing thread, `settle_foreign`) waits, then finds it done.
+    drop(writer);
     Ok((last, count, repair))
 }
 
