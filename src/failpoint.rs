@@ -6,7 +6,8 @@
 //! to nothing, so release builds carry no trace of it.
 //!
 //! The points, in the order an append, a create, an open and a flush pass them, then
-//! those of a log's open, roll, seal, retention and cursor commit, are listed in
+//! those of a log's open, roll, seal, retention and cursor commit, and a shared log's
+//! handover, are listed in
 //! [`POINTS`].
 
 /// Every crash point, by name.
@@ -37,6 +38,8 @@ pub const POINTS: &[&str] = &[
     "recycle:after_rename",
     "cursor:before_rename",
     "cursor:after_rename",
+    "handover:after_record",
+    "handover:after_open",
 ];
 
 /// Passes the crash point `name`: aborts the process if `EVSTREAM_FAILPOINT` selects it.

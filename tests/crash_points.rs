@@ -227,6 +227,8 @@ fn every_point_is_listed_and_covered() {
         "retain:",
         "recycle:",
         "cursor:",
+        // Reached by `tests/shared_handover.rs`.
+        "handover:",
     ]
     .iter()
     .map(|p| points_with(p).len())

@@ -69,6 +69,10 @@ fn turn_child() {
     };
     let count = env_count("EVSTREAM_HANDOVER_EVENTS", 0);
     let log = SharedLogWriter::open(&path).unwrap();
+    if count == 0 {
+        // Only opens (the crash point tests abort it there).
+        return;
+    }
     for seq in 0..count {
         log.append(seq as i64, &payload(1, seq, 1000)).unwrap();
     }
@@ -276,4 +280,79 @@ fn a_damaged_or_foreign_record_is_not_trusted_and_the_turn_opens_the_log_in_full
         assert_eq!(events(&path).len(), 49, "{case}");
         drop(first);
     }
+}
+
+/// Starts `turn_child` appending `count` events to the log at `path` (none: it only
+/// opens it), aborting at the crash point `failpoint` if one is given; waits until it
+/// appended them.
+#[cfg(feature = "failpoints")]
+fn holder(path: &Path, count: u64, failpoint: Option<&str>) -> std::process::Child {
+    let mut command = child_test("turn_child");
+    command
+        .env("EVSTREAM_HANDOVER_PATH", path)
+        .env("EVSTREAM_HANDOVER_EVENTS", count.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(point) = failpoint {
+        command.env("EVSTREAM_FAILPOINT", point);
+    }
+    let mut child = command.spawn().unwrap();
+    if count > 0 {
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.ends_with("APPENDED\n") {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "the child stopped");
+        }
+    }
+    child
+}
+
+/// Waits for `child` and asserts it aborted at its crash point.
+#[cfg(feature = "failpoints")]
+fn assert_aborted(mut child: std::process::Child) {
+    use std::os::unix::process::ExitStatusExt;
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status}");
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_holder_killed_after_writing_the_record_or_after_opening_from_one_loses_nothing() {
+    let theirs = 3000;
+    let expected: Vec<(u64, u64)> = (0..theirs).map(|seq| (1, seq)).chain([(2, 0)]).collect();
+    let options = LogOptions::default().segment_size(1 << 20);
+
+    // Killed between writing the record and releasing the turn: the record stands.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    drop(LogWriter::create(&path, options.clone()).unwrap());
+    let child = holder(&path, theirs, Some("handover:after_record"));
+    // The idle child hands the turn over to this open, and dies right after the record.
+    let log = SharedLogWriter::open(&path).unwrap();
+    assert_aborted(child);
+    assert!(log.recovery().is_clean());
+    log.append(theirs as i64, &payload(2, 0, 100)).unwrap();
+    drop(log);
+    assert_eq!(
+        generation(&path),
+        2,
+        "the turn was opened from the dead holder's record"
+    );
+    assert_eq!(events(&path), expected);
+
+    // Killed right after opening from a record: it took the record, so none is left, and
+    // the next turn opens the log in full.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    drop(LogWriter::create(&path, options).unwrap());
+    let mut first = holder(&path, theirs, None);
+    assert_aborted(holder(&path, 0, Some("handover:after_open")));
+    let log = SharedLogWriter::open(&path).unwrap();
+    log.append(theirs as i64, &payload(2, 0, 100)).unwrap();
+    drop(log);
+    assert_eq!(generation(&path), 1, "the turn was opened in full");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(events(&path), expected);
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
+use crate::failpoint::failpoint;
 use crate::format;
 use crate::log::config::{CONFIG_FILE, LogOptions};
 use crate::log::position::Position;
@@ -742,6 +743,7 @@ impl Inner {
                     if let (Some(clean), Some(boot)) = (clean, self.boot.as_ref()) {
                         turn.generation = turn.generation.wrapping_add(1);
                         processes.write_record(&Handover::encode(turn.generation, boot, &clean));
+                        failpoint!("handover:after_record");
                     }
                 }
                 None => {
@@ -826,6 +828,7 @@ impl Processes {
         if let Some((generation, clean)) = self.take_record(boot)
             && let Ok(Some(writer)) = LogWriter::open_clean(dir, &clean)
         {
+            failpoint!("handover:after_open");
             return Ok((writer, generation));
         }
         let started = Instant::now();
