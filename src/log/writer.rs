@@ -17,11 +17,16 @@ use crate::log::segment::{self, SegmentEntry, SegmentIndex, next_name, segment_n
 use crate::stream::open::{HeldLock, LockKind, check_writable, lock_exclusive, now_nanos};
 use crate::stream::reader::StreamReader;
 use crate::stream::writer::{CleanStream, Prefault, Recovery, StreamWriter, WriterOptions};
+use crate::sys::Prefaulter;
 
 /// With [`WriteBack::Lazy`], retired segments that may wait for their seal (flush and
 /// index) before the sealing thread seals the oldest. No roll ever waits for the sealing
 /// thread, under either policy.
 const MAX_UNSEALED: usize = 8;
+
+/// Retired segments the sealing thread's queue holds without growing: a roll allocates
+/// nothing while the sealing thread keeps up.
+const QUEUE_CAPACITY: usize = MAX_UNSEALED + 8;
 
 /// With [`WriteBack::Lazy`], how long a retired segment waits before the sealing thread
 /// flushes it anyway: the kernel's default age for writing back a dirty page
@@ -651,26 +656,31 @@ impl LogWriter {
             .base
             .checked_add(self.segment.event_count())
             .ok_or_else(|| index_overflow(&self.dir.join(segment_name(self.seq, self.base))))?;
-        let prepared = self.background.take_prepared(seq)?;
-        let old = std::mem::replace(&mut self.segment, prepared);
-        let last = old.last_timestamp();
+        let last = self.segment.last_timestamp();
+        let retired_at = Instant::now();
         // The writer goes on in the new segment under its preparation name; the
         // preparing thread renames it into place and then wakes the old segment's
         // followers (FORMAT.md, "Rolling").
         // (Names are formatted there too: code that runs once a segment, run cold,
-        // costs microseconds.)
-        self.background.retire(
-            Retiring {
-                segment: old,
-                base: self.base,
-                seq: self.seq,
-                index: self.index.replace(SegmentIndex::empty()),
-                last_timestamp: last,
-                prepare: seq + 1,
-                retired_at: Instant::now(),
-            },
-            base,
-        );
+        // costs microseconds; so does an allocation, and the new segment's index comes
+        // allocated from there as well.)
+        let Self {
+            background,
+            segment: newest,
+            index,
+            base: old_base,
+            seq: old_seq,
+            ..
+        } = self;
+        background.roll_over(seq, base, |prepared, fresh_index| Retiring {
+            segment: std::mem::replace(newest, prepared),
+            base: *old_base,
+            seq: *old_seq,
+            index: index.replace(fresh_index),
+            last_timestamp: last,
+            prepare: seq + 1,
+            retired_at,
+        })?;
         failpoint!("roll:after_handoff");
         self.floor = last.unwrap_or(self.floor);
         self.last_before = last.or(self.last_before);
@@ -1196,6 +1206,9 @@ struct State {
     /// sealing ([`LogWriter::open_clean`]), oldest first: the sealing thread waits for
     /// each one's lock and seals it if they did not ([`settle_foreign`]).
     foreign: VecDeque<SegmentEntry>,
+    /// An empty index for the next segment, allocated by the preparing thread so that a
+    /// roll allocates nothing.
+    next_index: Option<SegmentIndex>,
     /// Rolls so far, and the rolls the last retention run of the sealing thread had
     /// seen when it started: retention is due while they differ.
     rolls: u64,
@@ -1252,6 +1265,8 @@ impl Background {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 want,
+                // Allocated here, not at the first rolls.
+                queue: VecDeque::with_capacity(QUEUE_CAPACITY),
                 dir: dir.to_owned(),
                 ..State::default()
             }),
@@ -1299,16 +1314,52 @@ impl Background {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The prepared segment `seq`, waiting for the thread if it is still at work.
-    fn take_prepared(&self, seq: u64) -> Result<StreamWriter> {
-        let mut state = self.state();
+    /// Rolls into the prepared segment `seq` (whose first event is the log's `base`-th),
+    /// waiting for the preparing thread if it is still at work: `retire` gets it and an
+    /// empty index for it, and returns the segment rolled past, which goes to the
+    /// sealing thread, while the rename of the new one goes to the preparing thread;
+    /// that thread then wakes the sealing thread. One lock section, nothing allocated,
+    /// and at most one thread woken (none if the preparing thread is awake, watching
+    /// for the roll).
+    fn roll_over(
+        &self,
+        seq: u64,
+        base: u64,
+        retire: impl FnOnce(StreamWriter, SegmentIndex) -> Retiring,
+    ) -> Result<()> {
+        let (mut state, prepared) = self.take_prepared(self.state(), seq);
+        let prepared = prepared?;
+        let index = state.next_index.take().unwrap_or_else(SegmentIndex::empty);
+        let job = retire(prepared, index);
+        state.want = Some(job.prepare);
+        state.rename = Some((job.seq + 1, base));
+        state.queue.push_back(job);
+        state.rolls += 1;
+        let asleep = state.preparer_asleep;
+        // Woken after the unlock: a thread woken under the lock would find it held, and
+        // the unlock would take a second system call to wake it again.
+        drop(state);
+        if asleep {
+            self.shared.to_preparer.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The prepared segment `seq`, waiting for the thread if it is still at work; the
+    /// lock stays held from the take on.
+    fn take_prepared<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        seq: u64,
+    ) -> (MutexGuard<'a, State>, Result<StreamWriter>) {
         // Whether the preparation this call waits for started after the call began: the
         // failure of one started before (in the background, perhaps before the caller
         // made room on a full disk) is not reported; the preparation is tried again.
         let mut asked = false;
         loop {
             if state.poisoned {
-                return Err(poisoned(&mut state));
+                let e = poisoned(&mut state);
+                return (state, Err(e));
             }
             match state.prepared.take() {
                 Some((s, Ok(writer))) if s == seq => {
@@ -1317,14 +1368,14 @@ impl Background {
                     if state.want == Some(seq) {
                         state.want = None;
                     }
-                    return Ok(writer);
+                    return (state, Ok(writer));
                 }
                 Some((s, Err(e))) if s == seq && asked => {
                     // Not tried again in the background: the next roll asks.
                     if state.want == Some(seq) {
                         state.want = None;
                     }
-                    return Err(e);
+                    return (state, Err(e));
                 }
                 Some(_) | None => {
                     if state.want != Some(seq) {
@@ -1352,25 +1403,6 @@ impl Background {
         }
         state.want = Some(seq);
         let asleep = state.preparer_asleep;
-        drop(state);
-        if asleep {
-            self.shared.to_preparer.notify_one();
-        }
-    }
-
-    /// Hands the segment the writer rolled past to the sealing thread, and the rename of
-    /// the one it rolled into (whose first event is the log's `base`-th) to the preparing
-    /// thread, which then wakes the sealing thread: the roll wakes one thread, and none
-    /// if it is awake.
-    fn retire(&self, job: Retiring, base: u64) {
-        let mut state = self.state();
-        state.want = Some(job.prepare);
-        state.rename = Some((job.seq + 1, base));
-        state.queue.push_back(job);
-        state.rolls += 1;
-        let asleep = state.preparer_asleep;
-        // Woken after the unlock: a thread woken under the lock would find it held, and
-        // the unlock would take a second system call to wake it again.
         drop(state);
         if asleep {
             self.shared.to_preparer.notify_one();
@@ -1495,6 +1527,10 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let mut state = lock();
     // The newest segment, once this thread renamed it into place: how fast it fills.
     let mut watched: Option<Watch> = None;
+    // Whether the writer's first segment was looked for, to watch it.
+    let mut looked_up = false;
+    // The prepared segment's mapping, until its first pages are touched again.
+    let mut retouch: Option<Prefaulter> = None;
     loop {
         if let Some((seq, base)) = state.rename {
             drop(state);
@@ -1553,7 +1589,15 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 shared.changed.notify_all();
             };
             let prepared = prepare(dir, options, seq, &mut spare, &created, &wanted_now);
+            // What the roll into it takes beside it, made here: an index with room for
+            // the whole segment, and a handle to touch its first pages again just
+            // before the roll (below).
+            let index = index_for(options.segment_size);
+            retouch = prepared.as_ref().ok().map(StreamWriter::prefaulter);
             state = lock();
+            if state.next_index.is_none() {
+                state.next_index = Some(index);
+            }
             // Not used (the segment was adopted): kept for the next one.
             if let Some(spare) = spare {
                 keep_spare(&mut state, spare);
@@ -1565,10 +1609,36 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             continue;
         }
         let ready = state.prepared.as_ref().is_some_and(|(_, p)| p.is_ok());
+        if ready
+            && watched.is_none()
+            && !looked_up
+            && let Some(&(seq, _)) = state.prepared.as_ref()
+        {
+            // The writer's first segment, not renamed by this thread: watched as well,
+            // so that the first roll finds this thread awake too.
+            looked_up = true;
+            drop(state);
+            watched = newest_before(dir, seq).map(Watch::new);
+            state = lock();
+            continue;
+        }
         let look = match &mut watched {
             Some(watch) if ready => watch.next_look(Instant::now()),
             _ => None,
         };
+        if look.is_some_and(|after| after <= WATCH_EVERY)
+            && let Some(pages) = retouch.take()
+        {
+            // The roll is due within `WATCH_FROM`: the new segment's header page and
+            // first pages are mapped writable again, in case write-back or reclaim
+            // unmapped or write-protected them since they were prefaulted, so that the
+            // first appends into it fault on nothing (a fault there costs the roll
+            // 10-30 µs). On pages still mapped it costs a walk of the page tables.
+            drop(state);
+            let _ = pages.populate(0, RETOUCH_LEN);
+            state = lock();
+            continue;
+        }
         state.preparer_asleep = look.is_none_or(|after| after > WATCH_EVERY);
         state = match look {
             Some(after) => {
@@ -1599,6 +1669,33 @@ fn keep_spare(state: &mut State, spare: PathBuf) {
     } else {
         let _ = std::fs::remove_file(spare);
     }
+}
+
+/// Bytes at the start of a prepared segment that the preparing thread touches again
+/// just before the roll: the header's page and the first appends' pages.
+const RETOUCH_LEN: u64 = 64 << 10;
+
+/// An empty index with room for every entry a segment of `segment_size` bytes gets.
+fn index_for(segment_size: u64) -> SegmentIndex {
+    let entries = segment_size / segment::INDEX_STRIDE + 1;
+    let mut index = SegmentIndex::empty();
+    index
+        .entries
+        .reserve(usize::try_from(entries).unwrap_or(0).min(MAX_INDEX_RESERVE));
+    index
+}
+
+/// Index entries allocated ahead at most (a 1 GiB segment's).
+const MAX_INDEX_RESERVE: usize = 1 << 14;
+
+/// The newest segment before `seq` as the directory lists it, open for reading.
+fn newest_before(dir: &Path, seq: u64) -> Option<StreamReader> {
+    let before = seq.checked_sub(1)?;
+    let entry = segment::list(dir)
+        .ok()?
+        .into_iter()
+        .find(|entry| entry.seq == before)?;
+    StreamReader::open(&entry.path).ok()
 }
 
 /// How often the preparing thread looks for the writer's roll once it is due.

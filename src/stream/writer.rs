@@ -1435,6 +1435,13 @@ impl StreamWriter {
             .map_err(|e| Error::io("prefault", &self.path, e))
     }
 
+    /// A handle that prefaults this writer's pages from another thread, also after the
+    /// writer moved on (the log's preparing thread touches a prepared segment's first
+    /// pages again just before the roll into it).
+    pub(crate) fn prefaulter(&self) -> Prefaulter {
+        self.map.prefaulter()
+    }
+
     /// The stream file's path.
     pub fn path(&self) -> &Path {
         &self.path
