@@ -2,11 +2,11 @@
 //!
 //! `cargo bench -p evstream-bench --bench log` runs the defaults (1 GiB through 64 MiB
 //! segments, 64 B and 1 KiB events, 3 repeats, the steady state with 1 GiB timed, paced
-//! latency). Environment variables change them: `EVSTREAM_LOG_BENCH_BYTES` (of the
+//! latency in 3 rounds). Environment variables change them: `EVSTREAM_LOG_BENCH_BYTES` (of the
 //! steady state too), `EVSTREAM_LOG_BENCH_STEADY` (0 skips it), `EVSTREAM_LOG_BENCH_SEGMENT`,
 //! `EVSTREAM_LOG_BENCH_REPEATS`, `EVSTREAM_LOG_BENCH_LARGE` (bytes of the large log for
 //! open, seek and tail; 0 skips it), `EVSTREAM_LOG_BENCH_PACE_NS` (0 skips latency),
-//! `EVSTREAM_LOG_BENCH_DIR`.
+//! `EVSTREAM_LOG_BENCH_LATENCY_ROUNDS`, `EVSTREAM_LOG_BENCH_DIR`.
 //!
 //! In criterion's test mode (`cargo test --benches`, which CI runs, or
 //! `cargo bench -- --test`) every part runs once on a few MiB, to check that it runs, not
@@ -36,6 +36,7 @@ fn main() {
         config.steady_bytes = 4 << 20;
         config.segment_size = 1 << 20;
         config.repeats = 1;
+        config.latency_rounds = 1;
         config.large_bytes = 8 << 20;
     }
     if let Some(bytes) = env("EVSTREAM_LOG_BENCH_BYTES") {
@@ -56,6 +57,9 @@ fn main() {
     }
     if let Some(ns) = env("EVSTREAM_LOG_BENCH_PACE_NS") {
         config.pace = (ns > 0).then(|| Duration::from_nanos(ns));
+    }
+    if let Some(n) = env("EVSTREAM_LOG_BENCH_LATENCY_ROUNDS") {
+        config.latency_rounds = u32::try_from(n).unwrap_or(u32::MAX);
     }
     config.dir = std::env::var_os("EVSTREAM_LOG_BENCH_DIR").map(Into::into);
     let mut progress = |line: &str| eprintln!("{line}");

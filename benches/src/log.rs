@@ -23,12 +23,16 @@
 //!   `steady_retain`, already holding them when the timer starts, so that every roll
 //!   also retires a segment, against a rotating `BufWriter` logger that deletes its
 //!   oldest file beyond as many ([`steady_comparison`]).
-//! - **Latency**: every append of one such run timed, paced at `pace` (default 2 µs:
+//! - **Latency**: every append of such runs timed, paced at `pace` (default 2 µs:
 //!   500,000 events/s), rolls included, with the median and slowest of the appends
 //!   that rolled (the first into each new segment); and beside it the floor the machine
 //!   sets: the same appends into segments of the same size, all created and prefaulted
 //!   before the first append, so that no background preparation or write-back runs,
-//!   and a roll only takes the next one ready (the least any roll can do).
+//!   and a roll only takes the next one ready (the least any roll can do). The floor
+//!   and the two logs take turns going first for `latency_rounds` rounds (default 3),
+//!   and each one's appends and rolls are pooled over them: a run of 512 MiB through
+//!   64 MiB segments rolls 8 times, too few for a median, and a tail percentile of one
+//!   short run moves with whatever else the machine did in that second.
 //! - **Large log**: a log of `large_bytes` written once, then, each with fresh objects
 //!   and the page cache warm: [`LogWriter::open`], [`LogReader::seek_time`] to points
 //!   spread over the log (after a fresh [`LogReader::open`]), and [`LogReader::tail`] of
@@ -66,6 +70,9 @@ pub struct LogBenchConfig {
     pub repeats: u32,
     /// Interval between appends of the latency runs (default 2 µs); `None` skips them.
     pub pace: Option<Duration>,
+    /// Rounds of latency runs (default 3, at least 1): the floor and the two logs once
+    /// each a round, taking turns going first; each one's runs are pooled.
+    pub latency_rounds: u32,
     /// Size of the large log for open, seek and tail (default 0: skipped).
     pub large_bytes: u64,
     /// Whether to run the throughput comparison through fresh logs (default `true`).
@@ -93,6 +100,7 @@ impl Default for LogBenchConfig {
             payload_sizes: vec![64, 1024],
             repeats: 3,
             pace: Some(Duration::from_micros(2)),
+            latency_rounds: 3,
             large_bytes: 0,
             fresh: true,
             steady_bytes: 1 << 30,
@@ -178,7 +186,8 @@ impl LogSteady {
 /// policies ([`evstream::WriteBack`]).
 pub const STEADY_LOGS: &[&str] = &["evstream eager", "evstream lazy"];
 
-/// Append latency over a whole run, in nanoseconds.
+/// Append latency over the latency runs of one target (pooled over the rounds), in
+/// nanoseconds.
 #[derive(Debug, Clone)]
 pub struct LogLatency {
     /// What was appended to: `"log"` (eager write-back), `"lazy"` (lazy write-back), or
@@ -186,9 +195,11 @@ pub struct LogLatency {
     pub target: &'static str,
     /// Payload bytes per event.
     pub payload_size: usize,
-    /// Appends timed.
+    /// Appends timed, over all rounds.
     pub events: u64,
-    /// Segments rolled during the run.
+    /// Runs pooled (one a round).
+    pub rounds: u32,
+    /// Segments rolled, over all rounds.
     pub rolls: u64,
     /// Interval between appends.
     pub pace: Duration,
@@ -202,7 +213,8 @@ pub struct LogLatency {
     pub p9999: u64,
     /// Slowest append.
     pub max: u64,
-    /// The appends that rolled (the first into each new segment), in run order.
+    /// The appends that rolled (the first into each new segment), in run order, round
+    /// after round.
     pub roll_appends: Vec<u64>,
 }
 
@@ -316,41 +328,7 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
             });
         }
         if let Some(pace) = config.pace {
-            progress(&format!("bench log: latency, {size} B events, paced"));
-            for target in ["floor", "log", "lazy"] {
-                dir.settle()?;
-                let mut histogram = new_histogram()?;
-                let mut probe = Paced {
-                    inner: PerEvent::new(&mut histogram),
-                    interval: pace,
-                    next: None,
-                };
-                let (rolls, roll_appends) = if target != "floor" {
-                    let policy = if target == "lazy" {
-                        evstream::WriteBack::Lazy
-                    } else {
-                        evstream::WriteBack::Eager
-                    };
-                    let run = log_run(&dir, config, policy, &workload, &mut probe)?;
-                    (run.1, run.2)
-                } else {
-                    let run = floor_run(&dir, config, &workload, &mut probe)?;
-                    (run.1, run.2)
-                };
-                latency.push(LogLatency {
-                    target,
-                    payload_size: size,
-                    events: histogram.len(),
-                    rolls,
-                    pace,
-                    p50: histogram.value_at_quantile(0.5),
-                    p99: histogram.value_at_quantile(0.99),
-                    p999: histogram.value_at_quantile(0.999),
-                    p9999: histogram.value_at_quantile(0.9999),
-                    max: histogram.max(),
-                    roll_appends,
-                });
-            }
+            latency.extend(latency_runs(&dir, config, &workload, pace, progress)?);
         }
     }
     let large = if config.large_bytes > 0 {
@@ -365,6 +343,78 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
         latency,
         large,
     })
+}
+
+/// The targets of the latency runs, in report order.
+const LATENCY_TARGETS: [&str; 3] = ["floor", "log", "lazy"];
+
+/// The latency runs of one payload size: [`LATENCY_TARGETS`] take turns going first,
+/// round after round, each run after the write-back of the ones before (untimed); each
+/// target's appends and rolls are pooled over the rounds.
+fn latency_runs(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    workload: &Workload,
+    pace: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<LogLatency>> {
+    let size = workload.payload_size();
+    let rounds = config.latency_rounds.max(1);
+    let mut pooled = Vec::with_capacity(LATENCY_TARGETS.len());
+    for _ in LATENCY_TARGETS {
+        pooled.push((new_histogram()?, 0u64, Vec::new()));
+    }
+    for round in 0..rounds {
+        progress(&format!(
+            "bench log: latency, {size} B events, paced, round {}/{rounds}",
+            round + 1
+        ));
+        for k in 0..LATENCY_TARGETS.len() {
+            let turn = (k + round as usize) % LATENCY_TARGETS.len();
+            let (Some(&target), Some((histogram, rolls, roll_appends))) =
+                (LATENCY_TARGETS.get(turn), pooled.get_mut(turn))
+            else {
+                continue;
+            };
+            dir.settle()?;
+            let mut probe = Paced {
+                inner: PerEvent::new(histogram),
+                interval: pace,
+                next: None,
+            };
+            let run = match target {
+                "floor" => floor_run(dir, config, workload, &mut probe)?,
+                "lazy" => log_run(dir, config, evstream::WriteBack::Lazy, workload, &mut probe)?,
+                _ => log_run(
+                    dir,
+                    config,
+                    evstream::WriteBack::Eager,
+                    workload,
+                    &mut probe,
+                )?,
+            };
+            *rolls += run.1;
+            roll_appends.extend(run.2);
+        }
+    }
+    Ok(LATENCY_TARGETS
+        .iter()
+        .zip(pooled)
+        .map(|(&target, (histogram, rolls, roll_appends))| LogLatency {
+            target,
+            payload_size: size,
+            events: histogram.len(),
+            rounds,
+            rolls,
+            pace,
+            p50: histogram.value_at_quantile(0.5),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            p9999: histogram.value_at_quantile(0.9999),
+            max: histogram.max(),
+            roll_appends,
+        })
+        .collect())
 }
 
 /// The steady-state comparison for events of `size` bytes of payload: each log of
@@ -953,7 +1003,8 @@ impl fmt::Display for LogBenchReport {
         if !self.latency.is_empty() {
             writeln!(
                 f,
-                "\nLog append latency (ns), paced, rolls included; floor: the same appends into segments all prefaulted in advance, a roll only taking the next"
+                "\nLog append latency (ns), paced, rolls included, pooled over {} rounds (floor, log and lazy taking turns going first); floor: the same appends into segments all prefaulted in advance, a roll only taking the next",
+                c.latency_rounds.max(1)
             )?;
             writeln!(
                 f,
@@ -1036,7 +1087,8 @@ mod tests {
     use super::*;
 
     /// A small run rolls, times every append that rolled (and only those), and prints
-    /// their median and slowest beside the percentiles; the floor rolls as often.
+    /// their median and slowest beside the percentiles; the floor rolls as often. The
+    /// latency runs of every round are pooled.
     #[test]
     fn a_small_run_reports_every_roll() {
         let dir = tempfile::tempdir().unwrap();
@@ -1046,6 +1098,7 @@ mod tests {
             payload_sizes: vec![200],
             repeats: 1,
             pace: Some(Duration::from_nanos(500)),
+            latency_rounds: 2,
             steady_bytes: 512 << 10,
             steady_retain: 2,
             dir: Some(dir.path().to_owned()),
@@ -1073,11 +1126,14 @@ mod tests {
             ("floor", "log", "lazy")
         );
         assert_eq!(lazy.rolls, log.rolls);
-        assert!(log.rolls >= 7, "{} rolls", log.rolls);
+        // Two rounds of at least 7 rolls each, pooled.
+        assert!(log.rolls >= 14 && log.rolls % 2 == 0, "{} rolls", log.rolls);
         // Both hold the same events in segments of the same size.
         assert_eq!(floor.rolls, log.rolls);
-        for run in [floor, log] {
-            assert_eq!(run.events, log.events);
+        let events = 2 * (config.total_bytes / (EVENT_HEADER_LEN + 200));
+        for run in [floor, log, lazy] {
+            assert_eq!(run.rounds, 2);
+            assert_eq!(run.events, events);
             assert_eq!(run.roll_appends.len() as u64, run.rolls);
             let (median, slowest) = run.roll_summary().unwrap();
             assert!(0 < median && median <= slowest && slowest <= run.max);
@@ -1116,6 +1172,7 @@ mod tests {
             "limit",
             "prefaulted",
             "steady state",
+            "pooled over 2 rounds",
         ] {
             assert!(text.contains(column), "{column}: {text}");
         }
