@@ -428,7 +428,8 @@ impl LogWriter {
             .next()
             .transpose()?
             .map(|e| e.timestamp());
-        let index = (segment.event_count() == 0).then(SegmentIndex::empty);
+        // With room for the whole segment: no reallocation while appending.
+        let index = (segment.event_count() == 0).then(|| index_for(options.segment_size));
         let largest = options.max_event();
         // The next segment is prepared once the newest is a quarter full, so that a writer
         // opened for a few appends does not pay for a segment it will not reach; at
@@ -1874,7 +1875,10 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                         std::mem::take(&mut state.queue)
                             .into_iter()
                             .partition(|job| gone.contains(&job.seq));
+                    // Room again for the rolls to come: a roll allocates nothing.
+                    let room = QUEUE_CAPACITY.saturating_sub(kept.len());
                     state.queue = kept;
+                    state.queue.reserve(room);
                     deleted.extend(dropped);
                     // The segment being sealed, if retention took it: the rest of it is
                     // not written back, and it is neither sealed nor indexed.
