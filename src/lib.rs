@@ -119,6 +119,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod commit;
 mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoint;
@@ -140,6 +141,7 @@ pub use log::shared::SharedLogWriter;
 pub use log::time::{time_of, timestamp_of};
 pub use log::writer::{LogRecovery, LogWriter};
 pub use stream::reader::{EventView, Events, Follow, StreamReader, Verification, WaitStrategy};
+pub use stream::shared::SharedStreamWriter;
 pub use stream::upgrade::upgrade_v1;
 pub use stream::wait::{WaitBell, WaitTicket};
 pub use stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};

@@ -1,11 +1,12 @@
-//! A `loom` model of the group commit of `SharedLogWriter::flush` (`src/log/shared.rs`):
+//! A `loom` model of the group commit (`GroupCommit::flush` in `src/commit.rs`) behind
+//! `SharedLogWriter::flush` and `SharedStreamWriter::flush`:
 //! a flush that returns `Ok` covers every append that returned, on any thread, before
 //! the flush began; one that shared a failed flush returns an error.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_group_commit`.
 //!
 //! The model follows the code: the writer (a `Mutex` holding the count of events
-//! appended and the count made durable, as the `LogWriter` behind the handle), and the
+//! appended and the count made durable, as the writer behind the handle), and the
 //! commit state (flushes started, finished, one running, the last failed) under its own
 //! `Mutex` with a `Condvar`. A flush reads the number of flushes started, and needs the
 //! next one: the first flush to start after the call began. Each thread appends, then

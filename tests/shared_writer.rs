@@ -8,32 +8,13 @@ use std::path::Path;
 use std::sync::Barrier;
 use std::time::Duration;
 
-use evstream::{Error, LogOptions, LogReader, LogWriter, Position, SharedLogWriter, StreamReader};
+mod shared_support;
 
-const THREADS: u64 = 4;
+use evstream::{Error, LogOptions, LogReader, LogWriter, Position, SharedLogWriter, StreamReader};
+use shared_support::{THREADS, assert_each_threads_order, decode, payload, race};
 
 fn small() -> LogOptions {
     LogOptions::default().segment_size(16 << 10)
-}
-
-/// Thread `t`'s event `i`: both in the first 16 bytes, then a length that varies.
-fn payload(t: u64, i: u64) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&t.to_le_bytes());
-    p.extend_from_slice(&i.to_le_bytes());
-    p.resize(16 + (i * 7 % 90) as usize, (t * 31 + i) as u8);
-    p
-}
-
-fn decode(p: &[u8]) -> (u64, u64) {
-    let t = u64::from_le_bytes(p[..8].try_into().unwrap());
-    let i = u64::from_le_bytes(p[8..16].try_into().unwrap());
-    assert_eq!(
-        p,
-        payload(t, i).as_slice(),
-        "event {i} of thread {t}: bytes"
-    );
-    (t, i)
 }
 
 /// Every event of the log: position, timestamp, payload, verified.
@@ -47,28 +28,6 @@ fn read_all(dir: &Path) -> Vec<(Position, i64, Vec<u8>)> {
             (e.position(), e.timestamp(), e.payload().to_vec())
         })
         .collect()
-}
-
-/// Runs `body(thread, log)` on [`THREADS`] threads at once, started together; returns
-/// what each returned.
-fn race<T: Send>(
-    log: &SharedLogWriter,
-    body: impl Fn(u64, &SharedLogWriter) -> T + Sync,
-) -> Vec<T> {
-    let start = Barrier::new(THREADS as usize);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let log = log.clone();
-                let (start, body) = (&start, &body);
-                s.spawn(move || {
-                    start.wait();
-                    body(t, &log)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    })
 }
 
 #[test]
@@ -98,12 +57,7 @@ fn every_append_is_in_the_log_once_at_its_position_in_each_threads_order() {
         .collect();
     assert_eq!(at.len(), events.len(), "positions are distinct");
     // Each thread's events, in log order, are its appends in its own order.
-    let mut next = vec![0u64; THREADS as usize];
-    for (_, _, p) in &events {
-        let (t, i) = decode(p);
-        assert_eq!(i, next[t as usize], "thread {t}'s events in its order");
-        next[t as usize] += 1;
-    }
+    assert_each_threads_order(events.iter().map(|(_, _, p)| p.as_slice()));
     // The position each append returned is where its event is.
     for (t, positions) in returned.iter().enumerate() {
         for (i, pos) in positions.iter().enumerate() {

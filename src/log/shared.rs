@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::commit::GroupCommit;
 use crate::error::{Error, Result};
 use crate::failpoint::failpoint;
 use crate::format;
@@ -130,9 +131,7 @@ struct Handle {
 #[derive(Debug)]
 struct Inner {
     turn: Mutex<Turn>,
-    commit: Mutex<Commit>,
-    /// A flush finished.
-    committed: Condvar,
+    commit: GroupCommit,
     dir: PathBuf,
     options: LogOptions,
     /// What the first open repaired.
@@ -211,19 +210,6 @@ struct Processes {
     probe: File,
 }
 
-/// The group commit's state: flushes are numbered in the order they start.
-#[derive(Debug, Default)]
-struct Commit {
-    /// Flushes started so far.
-    started: u64,
-    /// The flushes numbered up to this one have finished.
-    finished: u64,
-    /// A flush is under way (the one numbered `started`).
-    running: bool,
-    /// The number of the last flush that failed, if one did.
-    failed: Option<u64>,
-}
-
 impl From<LogWriter> for SharedLogWriter {
     /// Shares `writer` between this process's threads. It keeps the log to itself:
     /// other processes' writers get [`Error::Locked`] until the last handle is dropped.
@@ -247,8 +233,7 @@ impl SharedLogWriter {
                 generation: 0,
                 closing: Vec::new(),
             }),
-            commit: Mutex::new(Commit::default()),
-            committed: Condvar::new(),
+            commit: GroupCommit::default(),
             processes,
             boot: boot_id(),
             stop: Mutex::new(false),
@@ -477,39 +462,9 @@ impl SharedLogWriter {
     /// reopened (the next turn reopens it), gets [`Error::Poisoned`].
     pub fn flush(&self) -> Result<()> {
         let inner = self.inner();
-        let mut commit = inner.commit.lock().unwrap_or_else(|e| e.into_inner());
-        // The first flush to start after this call began covers it.
-        let needed = commit.started + 1;
-        loop {
-            if commit.finished >= needed {
-                return match commit.failed {
-                    Some(failed) if failed >= needed => Err(Error::Poisoned {
-                        path: inner.dir.clone(),
-                    }),
-                    _ => Ok(()),
-                };
-            }
-            if !commit.running {
-                commit.running = true;
-                commit.started += 1;
-                let number = commit.started;
-                drop(commit);
-                let result = self.with(LogWriter::flush);
-                commit = inner.commit.lock().unwrap_or_else(|e| e.into_inner());
-                commit.running = false;
-                commit.finished = number;
-                if result.is_err() {
-                    commit.failed = Some(number);
-                }
-                drop(commit);
-                inner.committed.notify_all();
-                return result;
-            }
-            commit = inner
-                .committed
-                .wait(commit)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        inner
+            .commit
+            .flush(&inner.dir, || self.with(LogWriter::flush))
     }
 
     /// Applies the retention limits now, as [`LogWriter::enforce_retention`] does

@@ -1,0 +1,282 @@
+//! Many threads appending to one stream file through a `SharedStreamWriter`: what each
+//! append and each flush promises, checked by reading the real file back.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::path::Path;
+
+mod shared_support;
+
+use evstream::{Error, SharedStreamWriter, StreamReader, StreamWriter};
+use shared_support::{THREADS, assert_each_threads_order, decode, payload, race};
+
+/// Every event of the stream: offset, timestamp, payload, verified.
+fn read_all(path: &Path) -> Vec<(u64, i64, Vec<u8>)> {
+    StreamReader::open(path)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.offset(), e.timestamp(), e.payload().to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn every_append_is_in_the_stream_once_at_its_offset_in_each_threads_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::create(&path, 4 << 20).unwrap();
+    let n = 3000;
+    let returned = race(&stream, |t, stream| {
+        (0..n)
+            .map(|i| stream.append(7, &payload(t, i)).unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(stream.event_count(), THREADS * n);
+    drop(stream);
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, THREADS * n);
+    assert!(events.iter().all(|(_, ts, _)| *ts == 7));
+    let counts = assert_each_threads_order(events.iter().map(|(_, _, p)| p.as_slice()));
+    assert_eq!(counts, vec![n; THREADS as usize]);
+    // The offset each append returned is where its event is.
+    let at: HashMap<u64, (u64, u64)> = events.iter().map(|(o, _, p)| (*o, decode(p))).collect();
+    for (t, offsets) in returned.iter().enumerate() {
+        for (i, offset) in offsets.iter().enumerate() {
+            assert_eq!(at[offset], (t as u64, i as u64), "event at {offset}");
+        }
+    }
+}
+
+#[test]
+fn append_now_timestamps_never_decrease_in_stream_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::create(&path, 4 << 20).unwrap();
+    let n = 3000;
+    let returned = race(&stream, |t, stream| {
+        (0..n)
+            .map(|i| stream.append_now(&payload(t, i)).unwrap())
+            .collect::<Vec<_>>()
+    });
+    drop(stream);
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, THREADS * n);
+    for pair in events.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "timestamps in stream order: {} then {}",
+            pair[0].1,
+            pair[1].1
+        );
+    }
+    let at: HashMap<u64, i64> = events.iter().map(|(o, ts, _)| (*o, *ts)).collect();
+    for (offset, ts) in returned.iter().flatten() {
+        assert_eq!(at[offset], *ts, "the timestamp returned is the event's");
+    }
+}
+
+#[test]
+fn flush_covers_every_append_that_returned_before_it_on_any_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::create(&path, 4 << 20).unwrap();
+    let rounds = 150;
+    race(&stream, |t, stream| {
+        for i in 0..rounds {
+            let p = payload(t, i);
+            let offset = stream.append(0, &p).unwrap();
+            // Other threads' flushes are under way at any moment: this one must still
+            // cover this append, which returned before it began.
+            stream.flush().unwrap();
+            let durable = StreamReader::open(stream.path()).unwrap().durable_offset();
+            let end = offset + 16 + p.len() as u64;
+            assert!(
+                durable >= end,
+                "thread {t} round {i}: flushed to {durable}, event ends at {end}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_full_stream_refuses_every_thread_and_writes_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::create(&path, 64 << 10).unwrap();
+    // Each thread appends until the stream refuses it, then tries once more, and a
+    // batch: each refusal is `Full`.
+    let appended = race(&stream, |t, stream| {
+        let mut i = 0;
+        loop {
+            match stream.append(1, &payload(t, i)) {
+                Ok(_) => i += 1,
+                Err(Error::Full { .. }) => break,
+                Err(e) => panic!("thread {t}: {e}"),
+            }
+        }
+        let big = vec![0u8; 4096];
+        assert!(matches!(stream.append(1, &big), Err(Error::Full { .. })));
+        let batch = [(1, big.as_slice()), (1, b"".as_slice())];
+        assert!(matches!(
+            stream.append_batch(&batch),
+            Err(Error::Full { .. })
+        ));
+        i
+    });
+    let offset = stream.write_offset();
+    drop(stream);
+    let reader = StreamReader::open(&path).unwrap();
+    assert_eq!(
+        reader.write_offset(),
+        offset,
+        "nothing written past the last event"
+    );
+    let events = read_all(&path);
+    let counts = assert_each_threads_order(events.iter().map(|(_, _, p)| p.as_slice()));
+    assert_eq!(counts, appended, "every append that returned, and no other");
+    let (last, _, p) = events.last().unwrap();
+    assert_eq!(last + 16 + p.len() as u64, offset);
+    assert!(reader.verify().unwrap().is_ok());
+}
+
+#[test]
+fn refused_appends_write_nothing_and_a_panicking_fill_wedges_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::create(&path, 1 << 20).unwrap();
+    stream.append(100, b"first").unwrap();
+    let results = race(&stream, |t, stream| match t {
+        0 => {
+            let huge = vec![0u8; 2 << 20];
+            matches!(stream.append(100, &huge), Err(Error::Full { .. }))
+        }
+        1 => matches!(stream.append(5, b"too old"), Err(Error::OutOfOrder { .. })),
+        2 => {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = stream.append_with(100, 40, |_| panic!("the fill fails"));
+            }));
+            panicked.is_err()
+        }
+        _ => (0..500).all(|i| stream.append(100, &payload(3, i)).is_ok()),
+    });
+    assert_eq!(results, vec![true; THREADS as usize]);
+    // Every handle still appends and flushes after the panic.
+    stream.append(100, b"last").unwrap();
+    stream.flush().unwrap();
+    drop(stream);
+    let events = read_all(&path);
+    assert_eq!(
+        events.len(),
+        502,
+        "first, 500 of thread 3, last: nothing else"
+    );
+    assert_eq!(events[0].2, b"first");
+    assert_eq!(events[501].2, b"last");
+    for (k, (_, _, p)) in events[1..501].iter().enumerate() {
+        assert_eq!(decode(p), (3, k as u64));
+    }
+    // Reopened, the stream is as the appends left it: nothing to repair.
+    let reopened = StreamWriter::open(&path).unwrap();
+    assert!(reopened.recovery().is_clean(), "{:?}", reopened.recovery());
+    assert_eq!(reopened.event_count(), 502);
+}
+
+#[test]
+fn a_batch_is_contiguous_in_the_stream_and_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::create(&path, 4 << 20).unwrap();
+    let batches = 200;
+    let batch = 10;
+    race(&stream, |t, stream| {
+        for b in 0..batches {
+            let payloads: Vec<Vec<u8>> = (0..batch).map(|k| payload(t, b * batch + k)).collect();
+            let events: Vec<(i64, &[u8])> = payloads.iter().map(|p| (9, p.as_slice())).collect();
+            stream.append_batch(&events).unwrap();
+        }
+        // Refused: the second event is older than the first; nothing of it is written.
+        let refused = [(10, b"x".as_slice()), (9, b"y".as_slice())];
+        assert!(matches!(
+            stream.append_batch(&refused),
+            Err(Error::OutOfOrder { .. })
+        ));
+    });
+    drop(stream);
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, THREADS * batches * batch);
+    for chunk in events.chunks(batch as usize) {
+        let (t, first) = decode(&chunk[0].2);
+        assert_eq!(first % batch, 0, "a batch starts the chunk");
+        for (k, (_, _, p)) in chunk.iter().enumerate() {
+            assert_eq!(
+                decode(p),
+                (t, first + k as u64),
+                "a batch's events together"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_seal_from_one_thread_stops_every_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::create(&path, 4 << 20).unwrap();
+    let appended = race(&stream, |t, stream| {
+        let mut i = 0;
+        loop {
+            if t == 0 && i == 200 {
+                stream.seal().unwrap();
+            }
+            match stream.append(1, &payload(t, i)) {
+                Ok(_) => i += 1,
+                Err(Error::Sealed { .. }) => return i,
+                Err(e) => panic!("thread {t}: {e}"),
+            }
+        }
+    });
+    assert!(stream.is_sealed());
+    let durable = stream.durable_offset();
+    drop(stream);
+    let reader = StreamReader::open(&path).unwrap();
+    assert!(reader.is_sealed());
+    assert_eq!(reader.durable_offset(), durable);
+    assert_eq!(
+        reader.write_offset(),
+        durable,
+        "the seal covers every event"
+    );
+    let events = read_all(&path);
+    assert_eq!(
+        assert_each_threads_order(events.iter().map(|(_, _, p)| p.as_slice())),
+        appended
+    );
+}
+
+#[test]
+fn a_shared_writer_keeps_the_stream_to_itself_until_the_last_handle_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::from(StreamWriter::create(&path, 1 << 20).unwrap());
+    stream.append(1, b"a").unwrap();
+    assert!(matches!(
+        StreamWriter::open(&path),
+        Err(Error::Locked { .. })
+    ));
+    assert!(matches!(
+        SharedStreamWriter::open(&path),
+        Err(Error::Locked { .. })
+    ));
+    let clone = stream.clone();
+    let stream = stream.into_writer().unwrap_err();
+    drop(clone);
+    let mut writer = stream.into_writer().unwrap();
+    writer.append(2, b"b").unwrap();
+    drop(writer);
+    let reopened = SharedStreamWriter::open(&path).unwrap();
+    assert_eq!(reopened.event_count(), 2);
+    assert!(reopened.recovery().is_clean());
+    assert_eq!(reopened.last_timestamp(), Some(2));
+}
