@@ -133,6 +133,7 @@ pub mod salvage;
 pub mod stdio;
 mod stream;
 mod sys;
+mod turn;
 
 pub use error::{Corruption, Error, HeaderProblem, Result, Unrecognized};
 pub use log::config::{LogOptions, WriteBack};

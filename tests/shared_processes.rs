@@ -1,5 +1,6 @@
-//! Several writer processes appending to one log through `SharedLogWriter`s at once,
-//! one of them killed with SIGKILL at a random instant, again and again.
+//! Several writer processes appending to one log through `SharedLogWriter`s at once (or
+//! to one stream file through `SharedStreamWriter`s), one of them killed with SIGKILL at
+//! a random instant, again and again.
 //!
 //! Each child is this test binary run again with the ignored test `writer_child`
 //! selected: it opens the log, then appends events `0, 1, 2, ...` of its own writer
@@ -7,7 +8,8 @@
 //! append returned: those are its acknowledged events. The parent keeps
 //! `EVSTREAM_SHARED_WRITERS` children (default 3) running, kills one at random every
 //! few milliseconds and starts a new one (with a new key) in its place, until
-//! `EVSTREAM_SHARED_KILLS` kills (default 200). After each kill it waits for the new
+//! `EVSTREAM_SHARED_KILLS` kills (default 200 for a log, 50 for a stream, whose writers
+//! pause 50 µs after each append so as not to fill it). After each kill it waits for the new
 //! child's first acknowledgement, and fails if none comes within 5 s (a wedged turn,
 //! or one never handed over). At the end it kills the rest, opens the log once more (which repairs what the
 //! last one left) and checks: every event reads back whole (checksums), each key's
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use evstream::{LogOptions, LogReader, SharedLogWriter};
+use evstream::{LogOptions, LogReader, SharedLogWriter, SharedStreamWriter, StreamReader};
 use reliability_support::{Rng, child_test, env_count};
 
 /// Event `seq` of writer `key`: the key and the number, then filler of a length that
@@ -49,13 +51,25 @@ fn writer_child() {
         return;
     };
     let key = env_count("EVSTREAM_SHARED_KEY", 0);
-    let log = SharedLogWriter::open(&path).unwrap();
     let mut out = std::io::stdout().lock();
-    for seq in 0.. {
-        log.append_now(&payload(key, seq)).unwrap();
+    let mut ack = move || {
         // One write(2) per acknowledgement, after the append returned.
         out.write_all(b"ACK\n").unwrap();
         out.flush().unwrap();
+    };
+    if path.is_dir() {
+        let log = SharedLogWriter::open(&path).unwrap();
+        for seq in 0.. {
+            log.append_now(&payload(key, seq)).unwrap();
+            ack();
+        }
+    } else {
+        let stream = SharedStreamWriter::open(&path).unwrap();
+        for seq in 0.. {
+            stream.append_now(&payload(key, seq)).unwrap();
+            ack();
+            std::thread::sleep(Duration::from_micros(50));
+        }
     }
 }
 
@@ -127,19 +141,33 @@ fn kill(mut writer: Writer) -> (u64, u64) {
 
 #[test]
 fn killed_writers_lose_no_acknowledged_event() {
-    let kills = env_count("EVSTREAM_SHARED_KILLS", 200);
-    let writers = env_count("EVSTREAM_SHARED_WRITERS", 3).max(2);
-    let seed = env_count("EVSTREAM_SHARED_SEED", 0x5eed_7075);
-    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     drop(SharedLogWriter::create(&path, LogOptions::default().segment_size(64 << 10)).unwrap());
+    kill_writers(&path, 200);
+}
+
+#[test]
+fn killed_stream_writers_lose_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    drop(SharedStreamWriter::create(&path, 64 << 20).unwrap());
+    kill_writers(&path, 50);
+}
+
+/// Runs the writers on the log or stream at `path`, killing one `kills` times, then
+/// checks what it holds.
+fn kill_writers(path: &Path, kills: u64) {
+    let kills = env_count("EVSTREAM_SHARED_KILLS", kills);
+    let writers = env_count("EVSTREAM_SHARED_WRITERS", 3).max(2);
+    let seed = env_count("EVSTREAM_SHARED_SEED", 0x5eed_7075);
+    let mut rng = Rng::new(seed);
     let total = Arc::new(AtomicU64::new(0));
     let mut next_key = 0u64;
     let mut running: Vec<Writer> = (0..writers)
         .map(|_| {
             next_key += 1;
-            start(&path, next_key, &total)
+            start(path, next_key, &total)
         })
         .collect();
     let mut acked: HashMap<u64, u64> = HashMap::new();
@@ -152,7 +180,7 @@ fn killed_writers_lose_no_acknowledged_event() {
         acked.insert(key, acks);
         let killed_at = Instant::now();
         next_key += 1;
-        let new = start(&path, next_key, &total);
+        let new = start(path, next_key, &total);
         // The survivors go on, and the new writer gets its turn among them: its first
         // append returns soon (its process start included).
         let first = Arc::clone(&new.acks);
@@ -172,41 +200,63 @@ fn killed_writers_lose_no_acknowledged_event() {
     }
     let elapsed = began.elapsed();
     // One more open repairs what the last kill left; then everything must read back.
-    drop(SharedLogWriter::open(&path).unwrap());
-    let reader = LogReader::open(&path).unwrap();
+    let (read, files) = if path.is_dir() {
+        drop(SharedLogWriter::open(path).unwrap());
+        let reader = LogReader::open(path).unwrap();
+        assert!(reader.verify().unwrap().is_ok(), "the log verifies");
+        let read: Vec<(i64, Vec<u8>)> = reader
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.timestamp(), e.payload().to_vec())
+            })
+            .collect();
+        let files = format!("{} segments", reader.segment_files().unwrap().len());
+        (read, files)
+    } else {
+        drop(SharedStreamWriter::open(path).unwrap());
+        let reader = StreamReader::open(path).unwrap();
+        assert!(reader.verify().unwrap().is_ok(), "the stream verifies");
+        let read: Vec<(i64, Vec<u8>)> = reader
+            .iter()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.timestamp(), e.payload().to_vec())
+            })
+            .collect();
+        let files = format!("{} bytes of the stream", reader.write_offset());
+        (read, files)
+    };
     let mut seen: HashMap<u64, u64> = HashMap::new();
     let mut previous = i64::MIN;
     let mut events = 0u64;
-    for event in reader.iter().unwrap() {
-        let event = event.unwrap();
-        let p = event.payload();
+    for (timestamp, p) in &read {
         let key = u64::from_le_bytes(p[..8].try_into().unwrap());
         let seq = u64::from_le_bytes(p[8..16].try_into().unwrap());
-        assert_eq!(p, payload(key, seq).as_slice(), "writer {key} event {seq}");
+        assert_eq!(p, &payload(key, seq), "writer {key} event {seq}");
         let expected = seen.entry(key).or_insert(0);
         assert_eq!(seq, *expected, "writer {key}'s events in its order");
         *expected += 1;
-        assert!(event.timestamp() >= previous, "timestamps never decrease");
-        previous = event.timestamp();
+        assert!(*timestamp >= previous, "timestamps never decrease");
+        previous = *timestamp;
         events += 1;
     }
-    assert!(reader.verify().unwrap().is_ok(), "the log verifies");
     let mut acknowledged = 0;
     for (key, acks) in &acked {
         let present = seen.get(key).copied().unwrap_or(0);
         assert!(
             present >= *acks,
-            "writer {key}: {acks} acknowledged, {present} in the log"
+            "writer {key}: {acks} acknowledged, {present} in the file"
         );
         acknowledged += acks;
     }
     println!(
         "{kills} kills of 1 of {writers} writers in {:.1} s: {events} events, {acknowledged} \
-         acknowledged, {} writers, {} segments; longest from a kill to the new writer's first \
+         acknowledged, {} writers, {files}; longest from a kill to the new writer's first \
          append (its process start included) {:.1} ms",
         elapsed.as_secs_f64(),
         acked.len(),
-        reader.segment_files().unwrap().len(),
         slowest.as_secs_f64() * 1e3
     );
     assert!(acknowledged > kills, "the writers got work done");

@@ -1,13 +1,16 @@
-//! [`SharedStreamWriter`]: one stream's writer shared by the threads of a process, behind
-//! a lock, with the group commit the log's shared writer uses ([`crate::commit`]).
+//! [`SharedStreamWriter`]: one stream file's writer shared by the threads of a process
+//! behind a lock, with the group commit of [`crate::commit`], and by processes that take
+//! turns holding it ([`crate::turn`]), as the log's shared writer is.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::commit::GroupCommit;
-use crate::error::Result;
-use crate::stream::writer::{Recovery, StreamWriter};
+use crate::error::{Error, Result};
+use crate::log::writer::CleanLog;
+use crate::stream::open::{open_regular, read_identity};
+use crate::stream::writer::{Recovery, StreamWriter, WriterOptions};
+use crate::turn::{Shared, Turned};
 
 /// A stream's writer for many threads: [`Clone`], [`Send`] and [`Sync`], whose appends
 /// and flush take `&self`.
@@ -23,14 +26,19 @@ use crate::stream::writer::{Recovery, StreamWriter};
 ///   on any thread, before the flush began, and the threads that call `flush` while one
 ///   runs share the next one: one sync for all of them.
 ///
-/// The writer keeps the stream to itself, as a [`StreamWriter`] does: another writer,
-/// in this process or another, gets [`Error::Locked`](crate::Error::Locked) until the
-/// last handle is dropped. Readers are unaffected.
+/// **Processes.** Any number of processes may each [`open`](Self::open) the same
+/// stream, with the same promises between all their appends: they take turns holding
+/// its one [`StreamWriter`], as the processes appending to a log do
+/// ([`SharedLogWriter`](crate::SharedLogWriter)), through two files made beside the
+/// stream, `NAME.turn` and `NAME.want`. A writer that keeps the stream to itself (a
+/// [`StreamWriter`], or a `SharedStreamWriter` made [`from`](From::from) one) excludes
+/// them, and they it, with [`Error::Locked`]. Readers are unaffected.
 ///
 /// # Durability
 /// As [`StreamWriter`]'s: an append that returned survives a crash of the process; one
-/// covered by a successful [`flush`](Self::flush) survives power loss. Dropping the last
-/// handle does not flush.
+/// covered by a successful [`flush`](Self::flush) survives power loss, whichever process
+/// appended it. Handing the turn over makes nothing durable, and neither does dropping
+/// the last handle.
 ///
 /// # Examples
 /// ```
@@ -56,73 +64,186 @@ use crate::stream::writer::{Recovery, StreamWriter};
 /// ```
 #[derive(Debug, Clone)]
 pub struct SharedStreamWriter {
-    inner: Arc<Inner>,
+    shared: Shared<StreamWriter>,
 }
 
+/// The stream's counters as this process last saw them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen {
+    write_offset: u64,
+    available: u64,
+    event_count: u64,
+    last_timestamp: Option<i64>,
+    durable_offset: u64,
+    generation: u64,
+    sealed: bool,
+}
+
+/// What does not change while the handle lives.
 #[derive(Debug)]
-struct Inner {
-    writer: Mutex<StreamWriter>,
-    commit: GroupCommit,
-    path: PathBuf,
+pub(crate) struct Facts {
     capacity: u64,
+    start_timestamp: i64,
     recovery: Recovery,
 }
 
+/// `NAME` with `suffix` added: the turn's files beside the stream `NAME`.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+impl Turned for StreamWriter {
+    type Seen = Seen;
+    type Left = ();
+    type Facts = Facts;
+    const MAGIC: [u8; 8] = *b"evsturs1";
+    const KEEPER: &'static str = "evstream-stream-turn";
+
+    fn turn_files(path: &Path) -> (PathBuf, PathBuf) {
+        (beside(path, ".turn"), beside(path, ".want"))
+    }
+
+    fn check(path: &Path) -> Result<()> {
+        let (file, len) = open_regular(path, false)?;
+        read_identity(&file, path, len).map(drop)
+    }
+
+    fn not_regular(_: &Path, path: PathBuf) -> Error {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a file of the stream's writers' turn is not a regular file",
+        );
+        Error::io("open", &path, why)
+    }
+
+    fn at(&self) -> &Path {
+        self.path()
+    }
+
+    fn seen(&self) -> Seen {
+        Seen {
+            write_offset: self.write_offset(),
+            available: self.available(),
+            event_count: self.event_count(),
+            last_timestamp: self.last_timestamp(),
+            durable_offset: self.durable_offset(),
+            generation: self.generation(),
+            sealed: self.is_sealed(),
+        }
+    }
+
+    fn facts(&self) -> Facts {
+        Facts {
+            capacity: self.capacity(),
+            start_timestamp: self.start_timestamp(),
+            recovery: self.recovery().clone(),
+        }
+    }
+
+    fn open(path: &Path) -> Result<Self> {
+        StreamWriter::open(path)
+    }
+
+    /// A stream's record has the log's fields zero.
+    fn open_clean(path: &Path, record: &CleanLog) -> Result<Option<Self>> {
+        if record.seq != 0 || record.base != 0 || record.last_before.is_some() {
+            return Ok(None);
+        }
+        StreamWriter::open_clean(path, WriterOptions::default(), &record.segment)
+    }
+
+    fn close_clean(self, (): &mut ()) -> Option<CleanLog> {
+        StreamWriter::close_clean(self).map(|segment| CleanLog {
+            seq: 0,
+            base: 0,
+            last_before: None,
+            segment,
+        })
+    }
+
+    fn close(self, (): &mut ()) {}
+
+    fn finish((): &mut ()) {}
+}
+
 impl From<StreamWriter> for SharedStreamWriter {
-    /// Shares `writer` between this process's threads.
+    /// Shares `writer` between this process's threads. It keeps the stream to itself:
+    /// other writers, shared or not, get [`Error::Locked`] until the last handle is
+    /// dropped.
     fn from(writer: StreamWriter) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                path: writer.path().to_owned(),
-                capacity: writer.capacity(),
-                recovery: writer.recovery().clone(),
-                writer: Mutex::new(writer),
-                commit: GroupCommit::default(),
-            }),
+            shared: Shared::from(writer),
         }
     }
 }
 
 impl SharedStreamWriter {
     /// Creates a stream of `capacity` bytes at `path`, as [`StreamWriter::create`] does,
-    /// and shares its writer. (For other options, make the writer with
-    /// [`StreamWriter::create_with`] and share it with [`From`].)
+    /// and opens it to append from this process, as [`open`](Self::open) does. (For
+    /// other options, make the writer with [`StreamWriter::create_with`] and share it
+    /// with [`From`]: it then keeps the stream to itself.)
     ///
     /// # Errors
-    /// As [`StreamWriter::create`].
+    /// As [`StreamWriter::create`], and as [`open`](Self::open).
     pub fn create(path: impl AsRef<Path>, capacity: u64) -> Result<Self> {
-        StreamWriter::create(path, capacity).map(Self::from)
+        let path = path.as_ref();
+        drop(StreamWriter::create(path, capacity)?);
+        Self::open(path)
     }
 
-    /// Opens the stream at `path` to append to it, as [`StreamWriter::open`] does
-    /// (validating and repairing what a writer that died left), and shares its writer.
+    /// Opens the stream at `path` to append to it from this process, beside any other
+    /// processes that opened it so.
+    ///
+    /// The processes take turns, as those of a log do
+    /// ([`SharedLogWriter::open`](crate::SharedLogWriter::open)): the one whose turn it
+    /// is holds the stream's [`StreamWriter`] (opened as [`StreamWriter::open`] does,
+    /// validating and repairing what a writer that died left, unless the last holder
+    /// closed it cleanly and said so) and appends; when another process waits, it hands
+    /// the turn over as soon as it is idle, and after at most 40 ms of appending. The
+    /// turn's files are made beside the stream: `NAME.turn` (its `flock`, and the
+    /// handover record) and `NAME.want` (`docs/FORMAT.md`, "Many writer processes").
+    /// A process that dies, even killed in the middle of an append, loses the turn at
+    /// once, and the next process repairs what it left when it opens the stream: no
+    /// event another writer appended is lost. The call returns holding the turn.
     ///
     /// # Errors
-    /// As [`StreamWriter::open`]: [`Error::Locked`](crate::Error::Locked) if another
-    /// writer has the stream, and so on.
+    /// - As [`StreamWriter::open`]: [`Error::NotAStream`] if `path` is not a stream,
+    ///   and so on.
+    /// - [`Error::Locked`] if a writer that keeps the stream to itself (a
+    ///   [`StreamWriter`], or a `SharedStreamWriter` made from one) has it open.
+    /// - [`Error::Io`] if the turn files cannot be made, opened or locked (the stream's
+    ///   directory must be writable).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        StreamWriter::open(path).map(Self::from)
+        Shared::open(path.as_ref()).map(|shared| Self { shared })
     }
 
-    /// The writer, for one call: a thread that panicked while it held it (in
-    /// [`append_with`](Self::append_with)'s fill) left it whole, as an append cut short
-    /// publishes nothing, so the lock's poison is passed over.
+    /// Runs `f` on the stream's writer, taking the turn first if another process has
+    /// it.
     #[inline]
-    fn lock(&self) -> MutexGuard<'_, StreamWriter> {
-        self.inner.writer.lock().unwrap_or_else(|e| e.into_inner())
+    fn with<T>(&self, f: impl FnOnce(&mut StreamWriter) -> Result<T>) -> Result<T> {
+        self.shared.with(f)
+    }
+
+    /// What `f` reads from the writer if this process has the turn, or what it saw
+    /// when it last gave it up.
+    fn seen<T>(&self, f: impl FnOnce(Seen) -> T) -> T {
+        self.shared.seen(f)
     }
 
     /// Appends one event; returns the offset where it landed. As
     /// [`StreamWriter::append`].
     ///
     /// # Errors
-    /// As [`StreamWriter::append`]; nothing is written on error.
+    /// As [`StreamWriter::append`]; nothing is written on error. When another process has
+    /// the turn, as [`open`](Self::open) for taking it.
     /// [`Error::OutOfOrder`](crate::Error::OutOfOrder) if `timestamp` is lower than the
     /// last event's, which may be another thread's: a caller that does not order its
     /// timestamps with the other threads' uses [`append_now`](Self::append_now).
     #[inline]
     pub fn append(&self, timestamp: i64, payload: &[u8]) -> Result<u64> {
-        self.lock().append(timestamp, payload)
+        self.with(|writer| writer.append(timestamp, payload))
     }
 
     /// Appends an event of `len` bytes whose payload `fill` writes in place, as
@@ -136,7 +257,7 @@ impl SharedStreamWriter {
     where
         F: FnOnce(&mut [u8]),
     {
-        self.lock().append_with(timestamp, len, fill)
+        self.with(|writer| writer.append_with(timestamp, len, fill))
     }
 
     /// Appends an event stamped `time`, as [`append`](Self::append) does with its
@@ -159,7 +280,7 @@ impl SharedStreamWriter {
     /// [`Error::OutOfOrder`](crate::Error::OutOfOrder)).
     #[inline]
     pub fn append_now(&self, payload: &[u8]) -> Result<(u64, i64)> {
-        self.lock().append_now(payload)
+        self.with(|writer| writer.append_now(payload))
     }
 
     /// Appends `events` with no other thread's event between them and publishes them
@@ -185,7 +306,7 @@ impl SharedStreamWriter {
     /// # }
     /// ```
     pub fn append_batch(&self, events: &[(i64, &[u8])]) -> Result<u64> {
-        self.lock().append_batch(events)
+        self.with(|writer| writer.append_batch(events))
     }
 
     /// Makes every event appended so far, by any thread, survive power loss: a group
@@ -201,10 +322,10 @@ impl SharedStreamWriter {
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) if a write-back failed, to the thread that
     /// flushed; every thread that shared that flush, and every later append and flush,
-    /// gets [`Error::Poisoned`](crate::Error::Poisoned): reopen the stream to go on.
+    /// gets [`Error::Poisoned`](crate::Error::Poisoned) until the writer is reopened (the
+    /// next turn reopens it).
     pub fn flush(&self) -> Result<()> {
-        let inner = &self.inner;
-        inner.commit.flush(&inner.path, || self.lock().flush())
+        self.shared.flush(StreamWriter::flush)
     }
 
     /// Flushes, then marks the stream sealed, durably, as [`StreamWriter::seal`] does:
@@ -214,75 +335,75 @@ impl SharedStreamWriter {
     /// # Errors
     /// As [`StreamWriter::seal`].
     pub fn seal(&self) -> Result<()> {
-        self.lock().seal()
+        self.with(StreamWriter::seal)
     }
 
-    /// Whether the stream is sealed.
+    /// Whether the stream is sealed, as this process last saw it.
     pub fn is_sealed(&self) -> bool {
-        self.lock().is_sealed()
+        self.seen(|seen| seen.sealed)
     }
 
     /// The stream file's path.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.shared.at()
     }
 
     /// The file's length: the most bytes the stream can hold, header included.
     pub fn capacity(&self) -> u64 {
-        self.inner.capacity
+        self.shared.facts().capacity
     }
 
-    /// Where the next event would go, as of now: another thread's append may come
-    /// first.
+    /// Where the next event would go, as this process last saw it: another thread's
+    /// or process's append may come first.
     pub fn write_offset(&self) -> u64 {
-        self.lock().write_offset()
+        self.seen(|seen| seen.write_offset)
     }
 
-    /// Bytes left for events, as of now (each event takes 16 bytes plus its payload).
+    /// Bytes left for events, as this process last saw it (each event takes 16 bytes
+    /// plus its payload).
     pub fn available(&self) -> u64 {
-        self.lock().available()
+        self.seen(|seen| seen.available)
     }
 
-    /// Number of events in the stream, as of now.
+    /// Number of events in the stream, as this process last saw it.
     pub fn event_count(&self) -> u64 {
-        self.lock().event_count()
+        self.seen(|seen| seen.event_count)
     }
 
-    /// The timestamp of the last event, if there is one, as of now.
+    /// The timestamp of the last event, if there is one, as this process last saw it.
     pub fn last_timestamp(&self) -> Option<i64> {
-        self.lock().last_timestamp()
+        self.seen(|seen| seen.last_timestamp)
     }
 
-    /// The durable watermark: events before this offset are on stable storage.
+    /// The durable watermark, as this process last saw it: events before this offset
+    /// are on stable storage.
     pub fn durable_offset(&self) -> u64 {
-        self.lock().durable_offset()
+        self.seen(|seen| seen.durable_offset)
     }
 
     /// The stream's recovery generation ([`StreamWriter::generation`]).
     pub fn generation(&self) -> u64 {
-        self.lock().generation()
+        self.seen(|seen| seen.generation)
     }
 
     /// The stream's start timestamp (Unix nanoseconds when it was created).
     pub fn start_timestamp(&self) -> i64 {
-        self.lock().start_timestamp()
+        self.shared.facts().start_timestamp
     }
 
     /// What opening the stream repaired ([`StreamWriter::recovery`]) when the writer
     /// was opened.
     pub fn recovery(&self) -> &Recovery {
-        &self.inner.recovery
+        &self.shared.facts().recovery
     }
 
-    /// The [`StreamWriter`] back, if this is the last handle; this handle again
-    /// otherwise.
+    /// The [`StreamWriter`] back, if this is the last handle (waiting for the turn
+    /// first if another process has it); this handle again otherwise. From then on the
+    /// stream is this writer's alone: other processes get [`Error::Locked`].
     ///
     /// # Errors
-    /// `self`, unchanged, while other clones exist.
+    /// `self`, unchanged, while other clones exist, or if the turn could not be taken.
     pub fn into_writer(self) -> std::result::Result<StreamWriter, Self> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => Ok(inner.writer.into_inner().unwrap_or_else(|e| e.into_inner())),
-            Err(inner) => Err(Self { inner }),
-        }
+        self.shared.into_writer().map_err(|shared| Self { shared })
     }
 }
