@@ -22,8 +22,8 @@
 //! any thread, with one sync for all the threads waiting on it. Processes that each
 //! [`open`](SharedLogWriter::open) one on the same log take turns holding its writer, and
 //! one killed at any instant costs the others no event whose append returned.
-//! A single stream file is shared between threads the same way through a
-//! [`SharedStreamWriter`], with the same promises and the same group commit.
+//! A single stream file is shared between threads and processes the same way through
+//! [`SharedStreamWriter`]s, with the same promises, group commit and turns.
 //!
 //! ```
 //! # fn main() -> evstream::Result<()> {

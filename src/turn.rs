@@ -32,6 +32,8 @@ pub(crate) trait Turned: Sized + Send + 'static {
     /// What does not change while the handle lives: settings, what the first open
     /// repaired.
     type Facts: Send + Sync + Debug;
+    /// How the writer opens when it takes the turn.
+    type Options: Default + Send + Sync + Debug;
     /// The first bytes of this writer's handover record.
     const MAGIC: [u8; 8];
     /// The name of the keeper thread.
@@ -49,10 +51,10 @@ pub(crate) trait Turned: Sized + Send + 'static {
     fn seen(&self) -> Self::Seen;
     fn facts(&self) -> Self::Facts;
     /// Opens the writer in full, validating and repairing.
-    fn open(at: &Path) -> Result<Self>;
+    fn open(at: &Path, options: &Self::Options) -> Result<Self>;
     /// Opens the writer from a handover record: `None`, changing nothing, unless the
     /// file is as the record says.
-    fn open_clean(at: &Path, record: &CleanLog) -> Result<Option<Self>>;
+    fn open_clean(at: &Path, options: &Self::Options, record: &CleanLog) -> Result<Option<Self>>;
     /// Closes the writer without a flush at the end of a turn; the record for the next
     /// holder if it closed cleanly.
     fn close_clean(self, left: &mut Self::Left) -> Option<CleanLog>;
@@ -112,6 +114,7 @@ struct Inner<W: Turned> {
     /// The log's directory or the stream's file.
     at: PathBuf,
     facts: W::Facts,
+    options: W::Options,
     /// The turn files, when processes take turns; `None` for a writer made from one
     /// that keeps the file to itself.
     processes: Option<Processes>,
@@ -175,17 +178,18 @@ struct Processes {
 impl<W: Turned> From<W> for Shared<W> {
     /// Shares `writer` between this process's threads; it keeps the file to itself.
     fn from(writer: W) -> Self {
-        Self::assemble(writer, None)
+        Self::assemble(writer, None, W::Options::default())
     }
 }
 
 impl<W: Turned> Shared<W> {
     /// Makes the handle around `writer`, with its keeper thread if processes take turns.
-    fn assemble(writer: W, processes: Option<Processes>) -> Self {
+    fn assemble(writer: W, processes: Option<Processes>, options: W::Options) -> Self {
         let turns = processes.is_some();
         let inner = Arc::new(Inner {
             at: writer.at().to_owned(),
             facts: writer.facts(),
+            options,
             turn: Mutex::new(Turn {
                 last: writer.seen(),
                 writer: Some(writer),
@@ -220,13 +224,14 @@ impl<W: Turned> Shared<W> {
     }
 
     /// Opens the file at `at` to append to it from this process, in turns with any
-    /// other processes that opened it so; returns holding the turn.
-    pub(crate) fn open(at: &Path) -> Result<Self> {
+    /// other processes that opened it so, the writer opened with `options` on each turn;
+    /// returns holding the turn.
+    pub(crate) fn open(at: &Path, options: W::Options) -> Result<Self> {
         W::check(at)?;
         let processes = Processes::open::<W>(at)?;
         processes.wait_for_turn()?;
-        let (writer, generation) = processes.open_writer::<W>(at, boot_id().as_ref())?;
-        let shared = Self::assemble(writer, Some(processes));
+        let (writer, generation) = processes.open_writer::<W>(at, &options, boot_id().as_ref())?;
+        let shared = Self::assemble(writer, Some(processes), options);
         shared.inner().lock_turn().generation = generation;
         Ok(shared)
     }
@@ -340,7 +345,8 @@ impl<W: Turned> Inner<W> {
             });
         };
         processes.wait_for_turn()?;
-        let (writer, generation) = processes.open_writer::<W>(&self.at, self.boot.as_ref())?;
+        let (writer, generation) =
+            processes.open_writer::<W>(&self.at, &self.options, self.boot.as_ref())?;
         turn.last = writer.seen();
         turn.writer = Some(writer);
         turn.generation = generation;
@@ -475,16 +481,21 @@ impl Processes {
     /// the last holder left a valid one of this boot that matches the file
     /// ([`Turned::open_clean`]), in full ([`Turned::open`]) otherwise; returns it with
     /// the record's generation (0 without one). Gives the turn back if it cannot.
-    fn open_writer<W: Turned>(&self, at: &Path, boot: Option<&[u8; BOOT_LEN]>) -> Result<(W, u64)> {
+    fn open_writer<W: Turned>(
+        &self,
+        at: &Path,
+        options: &W::Options,
+        boot: Option<&[u8; BOOT_LEN]>,
+    ) -> Result<(W, u64)> {
         if let Some((generation, clean)) = self.take_record::<W>(boot)
-            && let Ok(Some(writer)) = W::open_clean(at, &clean)
+            && let Ok(Some(writer)) = W::open_clean(at, options, &clean)
         {
             failpoint!("handover:after_open");
             return Ok((writer, generation));
         }
         let started = Instant::now();
         loop {
-            match W::open(at) {
+            match W::open(at, options) {
                 Ok(writer) => return Ok((writer, 0)),
                 Err(Error::Locked { path })
                     if started.elapsed() < HANDOVER_PATIENCE

@@ -135,6 +135,7 @@ impl Turned for LogWriter {
     type Seen = Seen;
     type Left = Left;
     type Facts = Facts;
+    type Options = ();
     const MAGIC: [u8; 8] = *b"evsturn1";
     const KEEPER: &'static str = "evstream-log-turn";
 
@@ -173,11 +174,11 @@ impl Turned for LogWriter {
         }
     }
 
-    fn open(dir: &Path) -> Result<Self> {
+    fn open(dir: &Path, (): &()) -> Result<Self> {
         LogWriter::open(dir)
     }
 
-    fn open_clean(dir: &Path, record: &CleanLog) -> Result<Option<Self>> {
+    fn open_clean(dir: &Path, (): &(), record: &CleanLog) -> Result<Option<Self>> {
         LogWriter::open_clean(dir, record)
     }
 
@@ -242,7 +243,7 @@ impl SharedLogWriter {
     ///   a `SharedLogWriter` made from one) has it open.
     /// - [`Error::Io`] if the turn files (`TURN`, `WANT`) cannot be opened or locked.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        Shared::open(dir.as_ref()).map(|shared| Self { shared })
+        Shared::open(dir.as_ref(), ()).map(|shared| Self { shared })
     }
 
     /// Opens the log in `dir` as [`open`](Self::open) does, or creates it with

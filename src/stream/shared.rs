@@ -98,6 +98,7 @@ impl Turned for StreamWriter {
     type Seen = Seen;
     type Left = ();
     type Facts = Facts;
+    type Options = WriterOptions;
     const MAGIC: [u8; 8] = *b"evsturs1";
     const KEEPER: &'static str = "evstream-stream-turn";
 
@@ -142,16 +143,16 @@ impl Turned for StreamWriter {
         }
     }
 
-    fn open(path: &Path) -> Result<Self> {
-        StreamWriter::open(path)
+    fn open(path: &Path, options: &WriterOptions) -> Result<Self> {
+        StreamWriter::open_with(path, options.clone())
     }
 
     /// A stream's record has the log's fields zero.
-    fn open_clean(path: &Path, record: &CleanLog) -> Result<Option<Self>> {
+    fn open_clean(path: &Path, options: &WriterOptions, record: &CleanLog) -> Result<Option<Self>> {
         if record.seq != 0 || record.base != 0 || record.last_before.is_some() {
             return Ok(None);
         }
-        StreamWriter::open_clean(path, WriterOptions::default(), &record.segment)
+        StreamWriter::open_clean(path, options.clone(), &record.segment)
     }
 
     fn close_clean(self, (): &mut ()) -> Option<CleanLog> {
@@ -216,7 +217,19 @@ impl SharedStreamWriter {
     /// - [`Error::Io`] if the turn files cannot be made, opened or locked (the stream's
     ///   directory must be writable).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Shared::open(path.as_ref()).map(|shared| Self { shared })
+        Self::open_with(path, WriterOptions::default())
+    }
+
+    /// Opens the stream at `path` as [`open`](Self::open) does, the writer opened with
+    /// `options` on each turn that does not open from the handover record (as
+    /// [`StreamWriter::open_with`] does; with
+    /// [`check_durable`](WriterOptions::check_durable), every such open checks the whole
+    /// stream).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open) and [`StreamWriter::open_with`].
+    pub fn open_with(path: impl AsRef<Path>, options: WriterOptions) -> Result<Self> {
+        Shared::open(path.as_ref(), options).map(|shared| Self { shared })
     }
 
     /// Runs `f` on the stream's writer, taking the turn first if another process has
@@ -307,6 +320,24 @@ impl SharedStreamWriter {
     /// ```
     pub fn append_batch(&self, events: &[(i64, &[u8])]) -> Result<u64> {
         self.with(|writer| writer.append_batch(events))
+    }
+
+    /// Appends `payloads` as [`append_batch`](Self::append_batch) does, every one stamped
+    /// with the wall clock read once the batch holds its place in the stream's order,
+    /// never earlier than the event before it; returns the offset of the first and the
+    /// timestamp used.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch) (never
+    /// [`Error::OutOfOrder`](crate::Error::OutOfOrder)); nothing is written on error.
+    pub fn append_batch_now(&self, payloads: &[&[u8]]) -> Result<(u64, i64)> {
+        self.with(|writer| {
+            let timestamp = writer.next_timestamp();
+            let events: Vec<(i64, &[u8])> = payloads.iter().map(|p| (timestamp, *p)).collect();
+            writer
+                .append_batch(&events)
+                .map(|offset| (offset, timestamp))
+        })
     }
 
     /// Makes every event appended so far, by any thread, survive power loss: a group
