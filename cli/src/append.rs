@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use evstream::{
     LogRecovery, LogWriter, Prefault, Recovery, RetireReason, Retired, SharedLogWriter,
-    StreamWriter, WriterOptions,
+    SharedStreamWriter, StreamWriter, WriterOptions,
 };
 
 use crate::create;
@@ -32,10 +32,12 @@ Examples:
   evstream cat a.evs --format binary | evstream append b.evs --format binary --create
   evstream append app.evs --format jsonl --time-field ts < app.jsonl   # import any JSON Lines
   evstream append app.evs --format csv --time-field time --time-unit ms < app.csv
-  evstream append app.evs --wait=10s 'x'                 # wait up to 10 s for the writer lock
+  evstream append app.evs --wait=10s 'x'                 # to itself: wait up to 10 s for it
 
 Without --sync the events survive a crash of evstream but may be lost with the machine's
-power; --sync writes them to disk before exiting. Events are appended in one open of the
+power; --sync writes them to disk before exiting. Several appends may run at once on one
+stream or log, taking turns (FILE.turn and FILE.want are made beside a stream for that);
+--wait takes the file to itself instead. Events are appended in one open of the
 file, as fast as the library appends. When arguments are given, all of them must fit or
 none is appended; records from standard input are appended until one fails (the message
 names it and says how many were appended).
@@ -81,8 +83,9 @@ pub struct Args {
     /// Flush the events to disk before exiting
     #[arg(long)]
     sync: bool,
-    /// If another process holds the writer lock, wait for it: up to DURATION (such as 10s,
-    /// 2m), or without a value as long as it takes
+    /// Append with the file to itself (not in turns with other appends), waiting for the
+    /// writer lock if another process holds it: up to DURATION (such as 10s, 2m), or
+    /// without a value as long as it takes
     #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true,
           default_missing_value = "forever", value_parser = parse_wait)]
     wait: Option<Wait>,
@@ -165,6 +168,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let (mut writer, staged) = open_writer(path, options, args.wait, create, from_stdin)?;
     match &writer {
         Target::Stream(stream) => report_recovery(path, stream.recovery()),
+        Target::SharedStream(stream) => report_recovery(path, stream.recovery()),
         Target::Log(log) => report_log_recovery(path, log.recovery()),
         Target::Shared(log) => report_log_recovery(path, &log.recovery()),
     }
@@ -205,7 +209,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     match &mut writer {
         Target::Log(log) => report_retired(path, &log.take_retired()),
         Target::Shared(log) => report_retired(path, &log.take_retired()),
-        Target::Stream(_) => {}
+        Target::Stream(_) | Target::SharedStream(_) => {}
     }
     drop(writer);
     match staged {
@@ -215,10 +219,11 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     }
 }
 
-/// Where `append` writes: a stream file, a log to itself (`--wait`), or a log in turns
-/// with the other processes appending to it.
+/// Where `append` writes: a stream file or a log to itself (`--wait`), or in turns with
+/// the other processes appending to it.
 enum Target {
     Stream(Box<StreamWriter>),
+    SharedStream(Box<SharedStreamWriter>),
     Log(Box<LogWriter>),
     Shared(Box<SharedLogWriter>),
 }
@@ -228,6 +233,8 @@ impl Target {
         match (self, timestamp) {
             (Self::Stream(w), Some(t)) => w.append(t, payload).map(drop),
             (Self::Stream(w), None) => w.append_now(payload).map(drop),
+            (Self::SharedStream(w), Some(t)) => w.append(t, payload).map(drop),
+            (Self::SharedStream(w), None) => w.append_now(payload).map(drop),
             (Self::Log(w), Some(t)) => w.append(t, payload).map(drop),
             (Self::Log(w), None) => w.append_now(payload).map(drop),
             (Self::Shared(w), Some(t)) => w.append(t, payload).map(drop),
@@ -239,6 +246,7 @@ impl Target {
     fn available(&self) -> u64 {
         match self {
             Self::Stream(w) => w.available(),
+            Self::SharedStream(w) => w.available(),
             Self::Log(_) | Self::Shared(_) => u64::MAX,
         }
     }
@@ -246,6 +254,7 @@ impl Target {
     fn last_timestamp(&self) -> Option<i64> {
         match self {
             Self::Stream(w) => w.last_timestamp(),
+            Self::SharedStream(w) => w.last_timestamp(),
             Self::Log(w) => w.last_timestamp(),
             Self::Shared(w) => w.last_timestamp(),
         }
@@ -254,6 +263,7 @@ impl Target {
     fn flush(&mut self) -> evstream::Result<()> {
         match self {
             Self::Stream(w) => w.flush(),
+            Self::SharedStream(w) => w.flush(),
             Self::Log(w) => w.flush(),
             Self::Shared(w) => w.flush(),
         }
@@ -305,9 +315,11 @@ fn report_retired(path: &Path, retired: &[Retired]) {
 
 /// Opens the stream for appending: waits for the writer lock if asked, creates the stream
 /// if it is missing and `create` gives a capacity; with `stage`, under a temporary name,
-/// to be renamed into place when every event was appended. A log is opened to append in
-/// turns with other processes (a [`SharedLogWriter`]), or, with `wait`, to itself (a
-/// [`LogWriter`], once no other writer has it).
+/// to be renamed into place when every event was appended. A log or a stream is opened
+/// to append in turns with other processes (a [`SharedLogWriter`], a
+/// [`SharedStreamWriter`]), or, with `wait`, to itself (a [`LogWriter`], a
+/// [`StreamWriter`], once no other writer has it); a stream whose directory takes no turn
+/// files (read-only) is opened to itself too.
 fn open_writer(
     path: &Path,
     options: WriterOptions,
@@ -323,6 +335,13 @@ fn open_writer(
             SharedLogWriter::open(path).map(|log| Target::Shared(Box::new(log)))
         } else if path.is_dir() {
             LogWriter::open(path).map(|log| Target::Log(Box::new(log)))
+        } else if wait.is_none() {
+            match SharedStreamWriter::open_with(path, options.clone()) {
+                Ok(w) => Ok(Target::SharedStream(Box::new(w))),
+                Err(e) if no_turn_files(path, &e) => StreamWriter::open_with(path, options.clone())
+                    .map(|w| Target::Stream(Box::new(w))),
+                Err(e) => Err(e),
+            }
         } else {
             StreamWriter::open_with(path, options.clone()).map(|w| Target::Stream(Box::new(w)))
         };
@@ -348,6 +367,12 @@ fn open_writer(
                     return Ok((Target::Stream(Box::new(writer)), Some(staged)));
                 }
                 match StreamWriter::create_with(path, capacity, options.clone()) {
+                    // Opened again in turns with other processes, unless `wait`.
+                    Ok(writer) if wait.is_none() => {
+                        drop(writer);
+                        raced = true;
+                        continue;
+                    }
                     Ok(writer) => return Ok((Target::Stream(Box::new(writer)), None)),
                     // Another process created it first: open that one.
                     Err(evstream::Error::AlreadyExists { .. }) => {
@@ -379,6 +404,17 @@ fn open_writer(
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+}
+
+/// Whether `error` is the refusal to make or open the turn files beside the stream
+/// `path` for want of permission (a read-only directory).
+fn no_turn_files(path: &Path, error: &evstream::Error) -> bool {
+    matches!(error, evstream::Error::Io { path: at, source, .. }
+    if at != path
+        && matches!(
+            source.kind(),
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+        ))
 }
 
 /// Tells on standard error what opening the stream repaired, if anything.
@@ -451,6 +487,21 @@ impl Appender<'_> {
                 self.path,
                 &evstream::Error::OutOfOrder { previous, got },
             ));
+        }
+        if let Target::SharedStream(stream) = &*self.writer {
+            // Other processes may append between this process's turns: one batch keeps
+            // the arguments together and all or none, checked again in the turn.
+            let payloads: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+            let result = match self.timestamp {
+                Some(t) => {
+                    let events: Vec<(i64, &[u8])> = payloads.iter().map(|p| (t, *p)).collect();
+                    stream.append_batch(&events).map(drop)
+                }
+                None => stream.append_batch_now(&payloads).map(drop),
+            };
+            result.map_err(|e| Failure::stream(self.path, &e))?;
+            self.appended += payloads.len() as u64;
+            return Ok(());
         }
         for payload in payloads {
             self.append(None, payload.as_bytes())?;

@@ -1032,13 +1032,35 @@ fn several_appends_at_once_on_one_log_just_work() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app");
     run(&["create", s(&log), "--log", "--segment-size", "64KiB"]).ok();
+    several_appends_at_once(&log, || {
+        Box::new(evstream::LogWriter::open(&log).unwrap()) as Box<dyn std::any::Any>
+    });
+}
+
+#[test]
+fn several_appends_at_once_on_one_stream_file_just_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.evs");
+    run(&["create", s(&path), "--capacity", "4MiB"]).ok();
+    several_appends_at_once(&path, || {
+        Box::new(evstream::StreamWriter::open(&path).unwrap()) as Box<dyn std::any::Any>
+    });
+    // The processes took turns through the files beside the stream.
+    assert!(dir.path().join("app.evs.turn").is_file());
+    run(&["verify", s(&path)]).ok();
+}
+
+/// Processes appending to the log or stream `log` at once, from standard input and
+/// from arguments, all get in, each in its order; `--wait` keeps it to itself, and a
+/// writer that keeps it to itself (made by `exclusive`) refuses a plain append.
+fn several_appends_at_once(log: &Path, exclusive: impl FnOnce() -> Box<dyn std::any::Any>) {
     let lines = 3000;
     let children: Vec<Child> = {
         let _turn = forking();
         (0..4)
             .map(|k| {
                 let mut child = evstream()
-                    .args(["append", s(&log)])
+                    .args(["append", s(log)])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
@@ -1057,13 +1079,13 @@ fn several_appends_at_once_on_one_log_just_work() {
     };
     // Meanwhile, one event per argument from a few more processes.
     for k in 0..5 {
-        run(&["append", s(&log), &format!("arg{k}")]).ok();
+        run(&["append", s(log), &format!("arg{k}")]).ok();
     }
     for child in children {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{out:?}");
     }
-    let all = run(&["cat", s(&log), "--format", "jsonl"]).ok().lines();
+    let all = run(&["cat", s(log), "--format", "jsonl"]).ok().lines();
     assert_eq!(all.len(), 4 * lines + 5);
     let mut next = [0usize; 4];
     let mut args = 0;
@@ -1090,7 +1112,7 @@ fn several_appends_at_once_on_one_log_just_work() {
     let mut feeder = {
         let _turn = forking();
         evstream()
-            .args(["append", s(&log)])
+            .args(["append", s(log)])
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1103,19 +1125,19 @@ fn several_appends_at_once_on_one_log_just_work() {
         stdin.flush().unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
-    run(&["append", s(&log), "--wait=200ms", "alone"]).fails(1, &["locked", "waited"]);
+    run(&["append", s(log), "--wait=200ms", "alone"]).fails(1, &["locked", "waited"]);
     drop(feeder.stdin.take());
     assert!(feeder.wait().unwrap().success());
     // Held by a writer that keeps it to itself, a plain append is refused.
-    let writer = evstream::LogWriter::open(&log).unwrap();
-    run(&["append", s(&log), "x"]).fails(1, &["locked by another writer", "--wait"]);
+    let writer = exclusive();
+    run(&["append", s(log), "x"]).fails(1, &["locked by another writer", "--wait"]);
     {
         let _turn = forking();
         drop(writer);
     }
-    run(&["append", s(&log), "--wait=10s", "alone"]).ok();
+    run(&["append", s(log), "--wait=10s", "alone"]).ok();
     assert_eq!(
-        run(&["tail", s(&log), "-n", "1"])
+        run(&["tail", s(log), "-n", "1"])
             .ok()
             .out()
             .trim_end()
