@@ -370,3 +370,65 @@ fn separately_opened_writers_interleave_by_turns() {
         }
     }
 }
+
+#[test]
+fn append_batch_now_stamps_a_batch_once_in_the_streams_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let stream = SharedStreamWriter::create(&path, 4 << 20).unwrap();
+    let stamped = race(&stream, |t, stream| {
+        (0..200)
+            .map(|b| {
+                let payloads: Vec<Vec<u8>> = (0..5).map(|k| payload(t, b * 5 + k)).collect();
+                let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+                stream.append_batch_now(&refs).unwrap()
+            })
+            .collect::<Vec<_>>()
+    });
+    drop(stream);
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, THREADS * 1000);
+    for pair in events.windows(2) {
+        assert!(pair[0].1 <= pair[1].1, "timestamps never decrease");
+    }
+    let at: HashMap<u64, i64> = events.iter().map(|(o, ts, _)| (*o, *ts)).collect();
+    for chunk in events.chunks(5) {
+        let (t, first) = decode(&chunk[0].2);
+        for (k, (_, ts, p)) in chunk.iter().enumerate() {
+            assert_eq!(
+                decode(p),
+                (t, first + k as u64),
+                "a batch's events together"
+            );
+            assert_eq!(*ts, chunk[0].1, "one timestamp for the batch");
+        }
+    }
+    for (offset, ts) in stamped.iter().flatten() {
+        assert_eq!(at[offset], *ts, "the timestamp returned is the batch's");
+    }
+}
+
+/// A handover record left by the last shared writer no longer matches once another
+/// writer changed the stream: the next shared writer opens it in full and goes on after
+/// every event.
+#[test]
+fn a_record_that_no_longer_matches_the_stream_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let shared = SharedStreamWriter::create(&path, 1 << 20).unwrap();
+    shared.append(1, b"shared").unwrap();
+    drop(shared);
+    let record = std::fs::read(dir.path().join("s.evs.turn")).unwrap();
+    assert_eq!(&record[..8], b"evsturs1", "the last holder left its record");
+    let mut exclusive = StreamWriter::open(&path).unwrap();
+    exclusive.append(2, b"exclusive").unwrap();
+    drop(exclusive);
+    let shared = SharedStreamWriter::open(&path).unwrap();
+    assert_eq!(shared.event_count(), 2);
+    assert_eq!(shared.last_timestamp(), Some(2));
+    shared.append(3, b"after").unwrap();
+    drop(shared);
+    let payloads: Vec<Vec<u8>> = read_all(&path).into_iter().map(|(_, _, p)| p).collect();
+    assert_eq!(payloads, [&b"shared"[..], b"exclusive", b"after"]);
+    assert!(StreamReader::open(&path).unwrap().verify().unwrap().is_ok());
+}
