@@ -25,6 +25,17 @@ const RELIST_EVERY: Duration = Duration::from_millis(1);
 /// How many looks of a spinning follower pass between two checks for the successor.
 const SPINS_PER_PROBE: u32 = 1024;
 
+/// How many times a call lists the segments again when retention took one it listed
+/// (deleted it, or renamed it away for recycling) before the call opened it.
+const RELIST_TRIES: u32 = 64;
+
+/// Whether `e` says that a listed segment's file is gone: its name no longer there, or
+/// no longer naming the file that was opened (`StreamReader::open`'s identity check).
+/// Retention does that to the oldest segments between a reader's listing and its open.
+fn vanished(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// One event of a log: its position, timestamp and payload.
 ///
 /// The payload is not copied: the event holds its segment's mapping (shared with the
@@ -273,6 +284,30 @@ impl LogReader {
         Ok(segments)
     }
 
+    /// `attempt` on a listing of the segments, listed again and retried while a segment
+    /// it listed vanished before it was opened (retention took it; at most
+    /// [`RELIST_TRIES`] times, then that error is returned): the answer is about the log
+    /// as one listing found it, with every segment of that listing read.
+    fn relisting<T>(&self, mut attempt: impl FnMut(&[SegmentEntry]) -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            let segments = self.segments()?;
+            match attempt(&segments) {
+                Err(e) if vanished(&e) && tries < RELIST_TRIES => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
+    /// Whether segment `seq`, found gone, was taken by retention: the log now starts
+    /// after it. A segment missing from the middle of the log was not.
+    fn retired(&self, seq: u64) -> Result<bool> {
+        Ok(self
+            .segments()?
+            .first()
+            .is_some_and(|first| first.seq > seq))
+    }
+
     /// Paths of the segment files, oldest first, with their sequence numbers.
     ///
     /// # Errors
@@ -300,12 +335,7 @@ impl LogReader {
     /// # Errors
     /// As [`start`](Self::start), or for a damaged newest segment.
     pub fn end(&self) -> Result<Position> {
-        let segments = self.segments()?;
-        let Some(newest) = segments.last() else {
-            return self.start();
-        };
-        let reader = newest.open()?;
-        Ok(Position::of(newest.seq, reader.live_write_offset()?))
+        self.relisting(end_in)
     }
 
     /// Iterates every event kept, oldest first, across segments (checksums verified).
@@ -316,7 +346,12 @@ impl LogReader {
     /// # Errors
     /// As [`start`](Self::start).
     pub fn iter(&self) -> Result<LogIter> {
-        self.iter_from(self.start()?)
+        // The oldest segment of a listing, taken by retention before it is opened, is
+        // not this call's to report: the log then starts later.
+        self.relisting(|segments| {
+            let first = segments.first().map_or(0, |s| s.seq);
+            self.iter_in(segments, Position::of(first, STREAM_HEADER_LEN))
+        })
     }
 
     /// Iterates from `position` (an event's position, as from [`LogEvent::position`] or
@@ -329,12 +364,24 @@ impl LogReader {
     ///   first item is then [`Error::Corrupt`].
     pub fn iter_from(&self, position: Position) -> Result<LogIter> {
         let segments = self.segments()?;
-        let at = self.find(&segments, position)?;
+        self.iter_in(&segments, position).map_err(|e| {
+            if vanished(&e) {
+                retired_error(position, segments.first())
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Iterates from `position` in the log `segments` lists; a segment gone since is
+    /// [`vanished`].
+    fn iter_in(&self, segments: &[SegmentEntry], position: Position) -> Result<LogIter> {
+        let at = self.find(segments, position)?;
         let entry = segments.get(at).ok_or(Error::NoSuchPosition {
             position,
             end: position,
         })?;
-        let current = Arc::new(open_segment(entry, position, segments.first())?);
+        let current = Arc::new(entry.open()?);
         let end = current.live_write_offset()?;
         if position.offset() < STREAM_HEADER_LEN || position.offset() > end {
             return Err(Error::NoSuchPosition {
@@ -346,7 +393,7 @@ impl LogReader {
         Ok(LogIter {
             dir: self.dir.clone(),
             seq,
-            segments,
+            segments: segments.to_vec(),
             current,
             offset: position.offset(),
             previous: i64::MIN,
@@ -387,8 +434,12 @@ impl LogReader {
     /// # Errors
     /// [`Error::Corrupt`] for a damaged event on the way.
     pub fn seek_time(&self, timestamp: i64) -> Result<Option<Position>> {
-        let segments = self.segments()?;
-        let first = segments.first();
+        self.relisting(|segments| self.seek_in_log(segments, timestamp))
+    }
+
+    /// [`seek_time`](Self::seek_time) in the log `segments` lists; a segment gone since
+    /// is [`vanished`].
+    fn seek_in_log(&self, segments: &[SegmentEntry], timestamp: i64) -> Result<Option<Position>> {
         // The first segment whose first event is at or after `timestamp`. Timestamps do
         // not decrease along the log, so the answer is in the segment before it or is
         // its first event.
@@ -399,7 +450,7 @@ impl LogReader {
             let Some(entry) = segments.get(mid) else {
                 break;
             };
-            let reader = open_segment(entry, Position::of(entry.seq, 0), first)?;
+            let reader = entry.open()?;
             let first_ts = first_timestamp(&reader)?;
             if first_ts.is_none_or(|t| t >= timestamp) {
                 hi = mid;
@@ -416,7 +467,7 @@ impl LogReader {
                 path: self.dir.clone(),
                 reason: "a segment vanished during a seek",
             })?;
-            open_segment(entry, Position::of(entry.seq, 0), first)
+            entry.open()
         };
         if let Some(before) = lo.checked_sub(1) {
             let reader = take(before, &mut opened)?;
@@ -439,10 +490,15 @@ impl LogReader {
     /// # Errors
     /// As [`seek_time`](Self::seek_time).
     pub fn iter_since(&self, timestamp: i64) -> Result<LogIter> {
-        match self.seek_time(timestamp)? {
-            Some(position) => self.iter_from(position),
-            None => self.iter_from(self.end()?),
-        }
+        // The seek and the iterator's start from one listing, so that retention taking
+        // the segment found between the two is a retry, not an error.
+        self.relisting(|segments| {
+            let position = match self.seek_in_log(segments, timestamp)? {
+                Some(position) => position,
+                None => end_in(segments)?,
+            };
+            self.iter_in(segments, position)
+        })
     }
 
     /// The newest `n` events, oldest first (fewer if the log holds fewer).
@@ -455,7 +511,22 @@ impl LogReader {
     /// # Errors
     /// [`Error::Corrupt`] if one of those events is damaged.
     pub fn tail(&self, n: usize) -> Result<Vec<LogEvent>> {
-        let segments = self.segments()?;
+        let mut tries = 0;
+        self.relisting(|segments| {
+            tries += 1;
+            self.tail_in(segments, n, tries > RELIST_TRIES)
+        })
+    }
+
+    /// [`tail`](Self::tail) in the log `segments` lists. A segment gone since is
+    /// [`vanished`] (and the caller lists again), unless `last_try`: then the events of
+    /// the segments after it are the answer, retention having taken every older one.
+    fn tail_in(
+        &self,
+        segments: &[SegmentEntry],
+        n: usize,
+        last_try: bool,
+    ) -> Result<Vec<LogEvent>> {
         // Grown as events are found: `n` is the caller's, and may be any number.
         let mut found: VecDeque<LogEvent> = VecDeque::new();
         for entry in segments.iter().rev() {
@@ -465,10 +536,8 @@ impl LogReader {
             }
             let reader = match entry.open() {
                 Ok(reader) => Arc::new(reader),
-                // Retention deleted it meanwhile: nothing older is left either.
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    break;
-                }
+                // Retention took it meanwhile: nothing older is left either.
+                Err(e) if vanished(&e) && last_try && !found.is_empty() => break,
                 Err(e) => return Err(e),
             };
             let end = reader.write_offset();
@@ -517,7 +586,12 @@ impl LogReader {
     /// # Errors
     /// As [`tail`](Self::tail).
     pub fn stat(&self) -> Result<LogStat> {
-        let segments = self.segments()?;
+        self.relisting(|segments| self.stat_in(segments))
+    }
+
+    /// [`stat`](Self::stat) of the log `segments` lists; a segment gone since is
+    /// [`vanished`].
+    fn stat_in(&self, segments: &[SegmentEntry]) -> Result<LogStat> {
         let (Some(first), Some(newest)) = (segments.first(), segments.last()) else {
             return Err(Error::NotALog {
                 path: self.dir.clone(),
@@ -527,7 +601,10 @@ impl LogReader {
         let newest_reader = newest.open()?;
         let end = newest_reader.live_write_offset()?;
         let first_reader = first.open()?;
-        let last_timestamp = self.tail(1)?.first().map(LogEvent::timestamp);
+        let last_timestamp = self
+            .tail_in(segments, 1, false)?
+            .first()
+            .map(LogEvent::timestamp);
         let spare = self.dir.join(segment::next_name(newest.seq + 1));
         let spare_bytes = match std::fs::symlink_metadata(&spare) {
             Ok(meta) if meta.is_file() => meta.len(),
@@ -535,7 +612,7 @@ impl LogReader {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(Error::io("stat", &spare, e)),
         };
-        let held = retention::holds(&self.dir, &segments, &self.options, now_nanos())?;
+        let held = retention::holds(&self.dir, segments, &self.options, now_nanos())?;
         Ok(LogStat {
             segments: segments.len() as u64,
             first_segment: first.seq,
@@ -581,8 +658,14 @@ impl LogReader {
     /// # Errors
     /// As [`iter_from`](Self::iter_from).
     pub fn lag(&self, position: Position) -> Result<Lag> {
-        let segments = self.segments()?;
-        let at = self.find(&segments, position)?;
+        self.relisting(|segments| self.lag_in(segments, position))
+    }
+
+    /// [`lag`](Self::lag) in the log `segments` lists: the position's segment gone since
+    /// is [`Error::Retired`], a later one [`vanished`] (so that the caller lists again
+    /// and finds the position retired, or not).
+    fn lag_in(&self, segments: &[SegmentEntry], position: Position) -> Result<Lag> {
+        let at = self.find(segments, position)?;
         let mut lag = Lag::default();
         let (Some(entry), Some(newest)) = (segments.get(at), segments.last()) else {
             return Ok(lag);
@@ -741,17 +824,26 @@ impl LogReader {
 
     /// Checks every event of every segment, and that the segments follow each other.
     ///
+    /// A segment that retention deletes while the check runs is passed over, with the
+    /// older ones it already took: the check goes on with the segments after it.
+    ///
     /// # Errors
     /// [`Error::Io`] or [`Error::BadHeader`] for a segment that cannot be opened.
     pub fn verify(&self) -> Result<LogVerification> {
-        let segments = self.segments()?;
+        self.relisting(|segments| self.verify_in(segments))
+    }
+
+    /// [`verify`](Self::verify) of the log `segments` lists, passing over the segments
+    /// retention takes meanwhile; [`vanished`] if it took every one of them.
+    fn verify_in(&self, segments: &[SegmentEntry]) -> Result<LogVerification> {
+        let mut taken = None;
         let mut result = LogVerification {
             segments: 0,
             events: 0,
             damage: None,
         };
         let mut expected: Option<(u64, u64)> = None;
-        for entry in &segments {
+        for entry in segments {
             let start = Position::of(entry.seq, STREAM_HEADER_LEN);
             if let Some((seq, base)) = expected {
                 if entry.seq != seq {
@@ -769,7 +861,18 @@ impl LogReader {
                     break;
                 }
             }
-            let reader = entry.open()?;
+            let reader = match entry.open() {
+                Ok(reader) => reader,
+                // Retention took it since the listing, and every segment before it:
+                // what is left starts after it. A segment missing from the middle of
+                // the log is reported.
+                Err(e) if vanished(&e) && self.retired(entry.seq)? => {
+                    expected = None;
+                    taken = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let check = reader.verify()?;
             result.segments += 1;
             result.events = result.events.saturating_add(check.events);
@@ -783,7 +886,10 @@ impl LogReader {
             }
             expected = Some((entry.seq + 1, entry.base.saturating_add(check.events)));
         }
-        Ok(result)
+        match taken {
+            Some(e) if result.segments == 0 && result.damage.is_none() => Err(e),
+            _ => Ok(result),
+        }
     }
 }
 
@@ -793,15 +899,33 @@ fn open_segment(
     position: Position,
     first: Option<&SegmentEntry>,
 ) -> Result<StreamReader> {
-    entry.open().map_err(|e| match e {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            Error::Retired {
-                position,
-                first_segment: first.map_or(entry.seq + 1, |f| f.seq.max(entry.seq + 1)),
-            }
+    entry.open().map_err(|e| {
+        if vanished(&e) {
+            retired_error(position, first)
+        } else {
+            e
         }
-        other => other,
     })
+}
+
+/// The error for `position`, whose segment retention took: the log now starts after
+/// it, at `first` of a listing if that is later.
+fn retired_error(position: Position, first: Option<&SegmentEntry>) -> Error {
+    let after = position.segment().saturating_add(1);
+    Error::Retired {
+        position,
+        first_segment: first.map_or(after, |f| f.seq.max(after)),
+    }
+}
+
+/// The position just past the newest event of the log `segments` lists; its newest
+/// segment gone since is [`vanished`].
+fn end_in(segments: &[SegmentEntry]) -> Result<Position> {
+    let Some(newest) = segments.last() else {
+        return Ok(Position::of(0, STREAM_HEADER_LEN));
+    };
+    let reader = newest.open()?;
+    Ok(Position::of(newest.seq, reader.live_write_offset()?))
 }
 
 /// The offsets of the last `n` events of a segment from `start` on (headers walked,
