@@ -17,7 +17,8 @@ const ROUNDS: usize = 3000;
 /// of 4 KiB segments keeping two, while a writer thread appends as fast as it can (a
 /// roll every few dozen events, each followed by a retention run that deletes the
 /// oldest segment or takes it for recycling): every call answers, about the log as it
-/// is, and never with the error of a segment that vanished under it.
+/// is, never with the error of a segment that vanished under it, and never without the
+/// newest segment because the writer renamed it while the directory was listed.
 #[test]
 fn reader_calls_never_fail_because_retention_took_a_listed_segment() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,20 +84,26 @@ fn reader_calls_never_fail_because_retention_took_a_listed_segment() {
             .end()
             .unwrap_or_else(|e| panic!("end, round {round}: {e}"));
         let newest = stat.last_timestamp.unwrap();
-        reader
+        // The newest event stat saw, or a later one, is found: a listing made while the
+        // writer renames its newest segment into place still lists that segment.
+        let at = reader
             .seek_time(newest)
             .unwrap_or_else(|e| panic!("seek_time, round {round}: {e}"));
-        reader
+        assert!(at.is_some(), "round {round}: nothing at or after {newest}");
+        let event = reader
             .iter_since(newest)
             .unwrap_or_else(|e| panic!("iter_since, round {round}: {e}"))
             .try_next()
-            .unwrap_or_else(|e| panic!("iter_since's event, round {round}: {e}"));
+            .unwrap_or_else(|e| panic!("iter_since's event, round {round}: {e}"))
+            .expect("an event at or after the newest one");
+        assert!(event.timestamp() >= newest, "round {round}: {event:?}");
 
         let tail = reader
             .tail(3)
             .unwrap_or_else(|e| panic!("tail, round {round}: {e}"));
         assert_eq!(tail.len(), 3, "round {round}");
         assert!(tail.windows(2).all(|w| w[0].timestamp() < w[1].timestamp()));
+        assert!(tail[2].timestamp() >= newest, "round {round}: {tail:?}");
 
         // A position retention took is reported as retired, as documented.
         match reader.lag(stat.start) {

@@ -170,17 +170,23 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentEntry>> {
 /// and has not renamed it into place yet: `.next-N+1` holding an event (a segment only
 /// prepared holds none), its first event the one after `newest`'s last (by `newest`'s
 /// header count, final once the writer rolled past it). See FORMAT.md, "Rolling".
-/// Errors reading either file are read as "no such segment".
+/// If the writer renamed it into place while the directory was scanned, the segment
+/// under its final name. Errors reading either file are read as "no such segment".
 fn rolled_into(dir: &Path, newest: &SegmentEntry) -> Option<SegmentEntry> {
     let seq = newest
         .seq
         .checked_add(1)
         .filter(|&seq| seq <= MAX_SEGMENT)?;
     let path = dir.join(next_name(seq));
-    if !std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) || !same_boot(dir) {
+    if !std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file()) {
+        return renamed_since(dir, newest, seq);
+    }
+    if !same_boot(dir) {
         return None;
     }
-    let next = StreamReader::open(&path).ok()?;
+    let Ok(next) = StreamReader::open(&path) else {
+        return renamed_since(dir, newest, seq);
+    };
     if next.header_event_count() == 0 && next.live_event_count() == 0 {
         return None;
     }
@@ -203,6 +209,18 @@ fn rolled_into(dir: &Path, newest: &SegmentEntry) -> Option<SegmentEntry> {
         base: newest.base.checked_add(count)?,
         path,
     })
+}
+
+/// Segment `seq`, after `newest`, under the name the writer renames it to at a roll
+/// (the log-wide index after `newest`'s last event), if it is there: a listing that ran
+/// while the writer renamed it misses both its names in the scan, and finds it here.
+fn renamed_since(dir: &Path, newest: &SegmentEntry, seq: u64) -> Option<SegmentEntry> {
+    let count = newest.open().ok()?.header_event_count();
+    let base = newest.base.checked_add(count)?;
+    let path = dir.join(segment_name(seq, base));
+    std::fs::symlink_metadata(&path)
+        .is_ok_and(|meta| meta.is_file())
+        .then_some(SegmentEntry { seq, base, path })
 }
 
 /// Removes what earlier writers left: prepared segments other than segment `next` (the
