@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use evstream::format::STREAM_HEADER_LEN;
-use evstream::{LogReader, Position, StreamReader};
+use evstream::{LogIter, LogReader, Position, StreamReader};
 
 use crate::failure::Failure;
 
@@ -177,37 +177,20 @@ fn visit_log(
 ) -> Result<(), Stop> {
     let dir = reader.dir();
     let read = |e: &evstream::Error| Stop::Read(Failure::stream(dir, e));
-    let position = match (cursor, start) {
-        (Some(name), _) => reader.cursor(name).map_err(|e| read(&e))?,
-        (None, Start::Beginning) => None,
+    let events = match (cursor, start) {
+        (Some(name), _) => reader.iter_cursor(name),
+        (None, Start::Beginning) => reader.iter(),
         (None, Start::Offset(_)) => {
             return Err(Stop::Visitor(Failure::usage(format!(
                 "{} is a log: start from a time, or from a cursor, not a byte offset",
                 dir.display()
             ))));
         }
-        (None, Start::Time(time)) => {
-            let found = reader.seek_time(time).map_err(|e| read(&e))?;
-            Some(
-                found
-                    .map_or_else(|| reader.end(), Ok)
-                    .map_err(|e| read(&e))?,
-            )
-        }
-        (None, Start::Last(count)) => {
-            let count = usize::try_from(count).unwrap_or(usize::MAX);
-            let last = reader.tail(count).map_err(|e| read(&e))?;
-            Some(match last.first() {
-                Some(event) => event.position(),
-                None => reader.end().map_err(|e| read(&e))?,
-            })
-        }
+        // The seek and the start from one listing of the segments (the library's).
+        (None, Start::Time(time)) => reader.iter_since(time),
+        (None, Start::Last(count)) => last_events(reader, count),
     };
-    let mut events = match position {
-        Some(position) => reader.iter_from(position),
-        None => reader.iter(),
-    }
-    .map_err(|e| read(&e))?;
+    let mut events = events.map_err(|e| read(&e))?;
     // The position past the last event printed, and how many were printed since the
     // last commit: the cursor never moves past an event that did not reach the output.
     let mut shown: Option<Position> = None;
@@ -279,6 +262,29 @@ fn visit_log(
         }
         // The output failed (a closed pipe): what reached it is unknown.
         Err(stop @ Stop::Visitor(_)) => Err(stop),
+    }
+}
+
+/// How many times `--last` looks for the last events again when retention took the
+/// segment of the first of them before the iterator opened it.
+const LAST_TRIES: u32 = 64;
+
+/// Iterates a log from the first of its last `count` events; if retention takes that
+/// event's segment between the two steps, the last events are looked for again (the
+/// log then holds others), at most [`LAST_TRIES`] times.
+fn last_events(reader: &LogReader, count: u64) -> evstream::Result<LogIter> {
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    let mut tries = 0;
+    loop {
+        let last = reader.tail(count)?;
+        let position = match last.first() {
+            Some(event) => event.position(),
+            None => reader.end()?,
+        };
+        match reader.iter_from(position) {
+            Err(evstream::Error::Retired { .. }) if tries < LAST_TRIES => tries += 1,
+            done => return done,
+        }
     }
 }
 
