@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use evstream::{Error, LogOptions, LogReader, LogWriter, Position, RetireReason};
+use evstream::{Error, LogOptions, LogReader, LogWriter, Position, RetireReason, WriteBack};
 
 const HOUR: i64 = 3_600_000_000_000;
 
@@ -1232,7 +1232,8 @@ fn eager_write_back_seals_segments_of_many_steps_whole() {
         let path = dir.path().join("log");
         let options = LogOptions::default()
             .segment_size(9 << 20)
-            .retain_segments(retain);
+            .retain_segments(retain)
+            .write_back(WriteBack::Eager);
         let mut log = LogWriter::create(&path, options).unwrap();
         let mut model = Model::new();
         let mut i = 0u64;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use evstream::{Error, LogOptions, LogReader};
+use evstream::{Error, LogOptions, LogReader, WriteBack};
 
 /// The settings `LogReader::open` reads from a directory whose `LOG` is `text`.
 fn read(dir: &Path, name: &str, text: &[u8]) -> evstream::Result<LogOptions> {
@@ -62,9 +62,10 @@ fn accepted_variations_read_as_specified() {
         let options = read(dir.path(), &format!("ok{i}"), text.as_bytes());
         assert_eq!(options.as_ref().ok(), Some(&full), "{case}");
     }
-    // Absent keys take their defaults: 64 MiB segments, everything else off.
+    // Absent keys take their defaults: 64 MiB segments, everything else off, and the
+    // eager write-back of the builds that wrote no `write-back` line.
     let bare = read(dir.path(), "bare", b"evstream-log 1\n").unwrap();
-    assert_eq!(bare, LogOptions::default());
+    assert_eq!(bare, LogOptions::default().write_back(WriteBack::Eager));
     assert_eq!(bare.get_segment_size(), 64 << 20);
     // Any value but 0 turns the flag on.
     let flag = read(

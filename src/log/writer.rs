@@ -2184,7 +2184,8 @@ mod tests {
         hold(&path);
         let options = LogOptions::default()
             .segment_size(8192)
-            .retain_segments(Some(2));
+            .retain_segments(Some(2))
+            .write_back(WriteBack::Eager);
         let mut log = LogWriter::create(&path, options).unwrap();
         // Held open from before its first event: retention then deletes it, and its
         // trailer stays readable.
