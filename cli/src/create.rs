@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use evstream::{LogOptions, LogWriter, Prefault, StreamWriter, WriterOptions};
+use evstream::{LogOptions, LogWriter, Prefault, StreamWriter, WriteBack, WriterOptions};
 
 use crate::failure::Failure;
 use crate::output;
@@ -19,6 +19,7 @@ Examples:
   evstream create app-log --log                       # a log: 64 MiB segments, kept forever
   evstream create app-log --log --segment-size 256MiB --roll daily --retain-age 30d
   evstream create app-log --log --retain-size 10GiB --retain-segments 100
+  evstream create app-log --log --write-back eager    # flush each segment once rolled past
 
 The whole capacity is allocated on disk at once, so appends can never meet a full disk;
 a stream that is full stays full (create a new one). An existing file is never replaced.
@@ -55,6 +56,18 @@ pub struct Args {
     /// Log: delete the oldest segments while there are more than N
     #[arg(long, value_name = "N", requires = "log", value_parser = clap::value_parser!(u64).range(1..))]
     retain_segments: Option<u64>,
+    /// Log: when segments the writer rolled past reach the disk without a flush: lazy
+    /// (default), when the kernel writes them back; eager, each flushed at once (a power
+    /// loss without a flush then takes less; a writer faster than the disk pays CPU for it)
+    #[arg(long, value_name = "lazy|eager", requires = "log", value_enum)]
+    write_back: Option<Policy>,
+}
+
+/// The write-back policies, as `--write-back` names them.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Policy {
+    Lazy,
+    Eager,
 }
 
 /// Parses a positive DURATION.
@@ -92,6 +105,20 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let Some(capacity) = args.capacity else {
         return create_log(&args);
     };
+    // (clap's `requires` takes the --log flag's default value for its presence.)
+    let log_only = [
+        ("--segment-size", args.segment_size.is_some()),
+        ("--roll", args.roll.is_some()),
+        ("--retain-size", args.retain_size.is_some()),
+        ("--retain-age", args.retain_age.is_some()),
+        ("--retain-segments", args.retain_segments.is_some()),
+        ("--write-back", args.write_back.is_some()),
+    ];
+    if let Some((flag, _)) = log_only.iter().find(|(_, given)| *given) {
+        return Err(Failure::usage(format!(
+            "{flag} is a setting of a log: add --log to create one (a stream file has a capacity, not segments)"
+        )));
+    }
     // No prefaulting: nothing is appended here.
     let options = WriterOptions::default().prefault(Prefault::Off);
     let writer = StreamWriter::create_with(&args.file, capacity, options)
@@ -112,6 +139,11 @@ fn create_log(args: &Args) -> Result<(), Failure> {
         .retain_segments(args.retain_segments);
     if let Some(size) = args.segment_size {
         options = options.segment_size(size);
+    }
+    match args.write_back {
+        Some(Policy::Eager) => options = options.write_back(WriteBack::Eager),
+        Some(Policy::Lazy) => options = options.write_back(WriteBack::Lazy),
+        None => {}
     }
     let log =
         LogWriter::create(&args.file, options).map_err(|e| Failure::stream(&args.file, &e))?;

@@ -1223,6 +1223,40 @@ fn every_command_takes_a_log_directory() {
     );
 }
 
+/// `create --log` makes a log whose writers use lazy write-back unless `--write-back
+/// eager` asks otherwise, as every later writer reads it from the log's settings; the
+/// flag is refused for a stream file and for a policy that does not exist.
+#[test]
+fn create_chooses_a_logs_write_back_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = |name: &str| {
+        evstream::LogReader::open(dir.path().join(name))
+            .unwrap()
+            .options()
+            .get_write_back()
+    };
+    run(&["create", s(&dir.path().join("lazy")), "--log"]).ok();
+    assert_eq!(policy("lazy"), evstream::WriteBack::Lazy);
+    let eager = dir.path().join("eager");
+    run(&["create", s(&eager), "--log", "--write-back", "eager"]).ok();
+    assert_eq!(policy("eager"), evstream::WriteBack::Eager);
+    run(&["append", s(&eager), "one"]).ok();
+    assert_eq!(policy("eager"), evstream::WriteBack::Eager);
+    let other = dir.path().join("other");
+    run(&["create", s(&other), "--log", "--write-back", "sometimes"]).fails(2, &["--write-back"]);
+    // Settings of a log are refused for a stream file, which is then not created.
+    let file = dir.path().join("s.evs");
+    for [flag, value] in [
+        ["--write-back", "eager"],
+        ["--retain-segments", "2"],
+        ["--segment-size", "8KiB"],
+    ] {
+        run(&["create", s(&file), "--capacity", "4096", flag, value]).fails(2, &[flag, "--log"]);
+        assert!(!file.exists());
+    }
+    assert!(!other.exists());
+}
+
 #[test]
 fn a_log_is_refused_where_it_makes_no_sense_and_a_plain_directory_is_not_a_log() {
     let dir = tempfile::tempdir().unwrap();
