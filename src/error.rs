@@ -57,9 +57,13 @@ pub enum Error {
 
     /// Another writer, in this or another process, holds the stream's exclusive lock.
     ///
-    /// Only one writer may append to a stream at a time. Readers never wait for it.
+    /// One writer appends at a time: a [`StreamWriter`](crate::StreamWriter) or
+    /// [`LogWriter`](crate::LogWriter) keeps the file to itself while it is open, and
+    /// writers opened to share it ([`SharedStreamWriter`](crate::SharedStreamWriter),
+    /// [`SharedLogWriter`](crate::SharedLogWriter)) take turns with each other but not
+    /// with such a writer. Readers never wait for it.
     #[error(
-        "{} is locked by another writer (only one process at a time may append to it)",
+        "{} is locked by another writer that keeps it to itself (writers opened to share it take turns)",
         path.display()
     )]
     Locked {

@@ -1557,7 +1557,7 @@ fn errors_say_why_and_times_people_write_are_read() {
         1,
         &[
             &format!("{} is locked by another writer", log.display()),
-            "only one process at a time may append to it",
+            "keeps it to itself",
         ],
     );
     {
