@@ -1414,3 +1414,36 @@ fn the_boot_is_never_written_through_a_link() {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     assert_eq!(held.trim(), boot.trim());
 }
+
+/// The name a log's next segment is prepared under is never taken from a file another
+/// writer has open: the preparation fails (and the roll that needs it reports it) instead
+/// of removing that file from under its writer, and every event appended before stays.
+#[test]
+fn a_file_another_writer_holds_under_the_next_segments_name_is_never_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, small()).unwrap();
+    let held_path = path.join(".next-00000001.evs");
+    let mut held = evstream::StreamWriter::create(&held_path, 8192).unwrap();
+    held.append(1, b"another writer's event").unwrap();
+    let mut appended = 0;
+    let failed = loop {
+        match log.append(appended, &payload(appended as u64)) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            appended < 10_000,
+            "the log rolled over a file another writer holds"
+        );
+    };
+    assert!(matches!(failed, Error::Locked { .. }), "{failed}");
+    let reader = evstream::StreamReader::open(&held_path).unwrap();
+    assert_eq!(reader.iter().count(), 1);
+    drop(held);
+    drop(log);
+    // Once the other writer's file is gone, the log holds every event it appended.
+    std::fs::remove_file(&held_path).unwrap();
+    let events = LogReader::open(&path).unwrap().iter().unwrap().count();
+    assert_eq!(events, appended as usize);
+}

@@ -2064,17 +2064,24 @@ const PREPARE_CHUNK: u64 = 4 << 20;
 /// one: a stream of the log's segment size, empty, unsealed, untouched since its
 /// creation (which was atomic: the file appears whole under its name or not at all).
 /// Anything else there is not used, and is replaced.
-fn adopt(path: &Path, options: &LogOptions) -> Option<StreamWriter> {
+///
+/// # Errors
+/// [`Error::Locked`] if a writer has the file open: it is neither adopted nor replaced.
+fn adopt(path: &Path, options: &LogOptions) -> Result<Option<StreamWriter>> {
     if !path.exists() {
-        return None;
+        return Ok(None);
     }
-    let writer = StreamWriter::open_with(path, WriterOptions::default()).ok()?;
+    let writer = match StreamWriter::open_with(path, WriterOptions::default()) {
+        Ok(writer) => writer,
+        Err(e @ Error::Locked { .. }) => return Err(e),
+        Err(_) => return Ok(None),
+    };
     let pristine = writer.capacity() == options.segment_size
         && writer.event_count() == 0
         && writer.write_offset() == format::STREAM_HEADER_LEN
         && !writer.is_sealed()
         && writer.generation() == 0;
-    pristine.then_some(writer)
+    Ok(pristine.then_some(writer))
 }
 
 /// Creates segment `seq` under its preparation name (or adopts it, see [`adopt`]), calls
@@ -2096,8 +2103,10 @@ fn prepare(
     // while appending would sync the trailer behind the sealing thread's flush.
     let reserved = WriterOptions::default().reserve_whole().seeded();
     let writer = match adopt(&path, options) {
-        Some(mut writer) => writer.reserve_whole().map(|()| writer),
-        None => {
+        Ok(Some(mut writer)) => writer.reserve_whole().map(|()| writer),
+        // A file some writer has open is never removed from under it.
+        Err(e) => Err(e),
+        Ok(None) => {
             let _ = std::fs::remove_file(&path);
             // A retired segment, its pages in the page cache, reset for a new life
             // (`docs/FORMAT.md`, "Recycling retired segments"); if it cannot be (a
