@@ -9,7 +9,9 @@ use std::path::Path;
 mod shared_support;
 
 use evstream::{Error, SharedStreamWriter, StreamReader, StreamWriter};
-use shared_support::{THREADS, assert_each_threads_order, decode, payload, race};
+use shared_support::{
+    THREADS, assert_batches_whole, assert_each_threads_order, decode, payload, race,
+};
 
 /// Every event of the stream: offset, timestamp, payload, verified.
 fn read_all(path: &Path) -> Vec<(u64, i64, Vec<u8>)> {
@@ -207,17 +209,7 @@ fn a_batch_is_contiguous_in_the_stream_and_refused_whole() {
     drop(stream);
     let events = read_all(&path);
     assert_eq!(events.len() as u64, THREADS * batches * batch);
-    for chunk in events.chunks(batch as usize) {
-        let (t, first) = decode(&chunk[0].2);
-        assert_eq!(first % batch, 0, "a batch starts the chunk");
-        for (k, (_, _, p)) in chunk.iter().enumerate() {
-            assert_eq!(
-                decode(p),
-                (t, first + k as u64),
-                "a batch's events together"
-            );
-        }
-    }
+    assert_batches_whole(events.iter().map(|e| e.2.as_slice()), batch);
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::time::Duration;
 mod shared_support;
 
 use evstream::{Error, LogOptions, LogReader, LogWriter, Position, SharedLogWriter, StreamReader};
-use shared_support::{THREADS, assert_each_threads_order, decode, payload, race};
+use shared_support::{
+    THREADS, assert_batches_whole, assert_each_threads_order, decode, payload, race,
+};
 
 fn small() -> LogOptions {
     LogOptions::default().segment_size(16 << 10)
@@ -185,17 +187,7 @@ fn a_batch_is_contiguous_in_the_log_and_refused_whole() {
     drop(log);
     let events = read_all(&path);
     assert_eq!(events.len() as u64, THREADS * batches * batch);
-    for chunk in events.chunks(batch as usize) {
-        let (t, first) = decode(&chunk[0].2);
-        assert_eq!(first % batch, 0, "a batch starts the chunk");
-        for (k, (_, _, p)) in chunk.iter().enumerate() {
-            assert_eq!(
-                decode(p),
-                (t, first + k as u64),
-                "a batch's events together"
-            );
-        }
-    }
+    assert_batches_whole(events.iter().map(|e| e.2.as_slice()), batch);
 }
 
 #[test]

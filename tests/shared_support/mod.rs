@@ -62,3 +62,21 @@ pub fn race<W: Clone + Send + Sync, T: Send>(
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
 }
+
+/// Checks that the payloads, in file order, come in whole batches of `batch` events
+/// (as [`payload`] numbered them, a batch's first a multiple of `batch`): no other
+/// event between a batch's events.
+pub fn assert_batches_whole<'a>(payloads: impl IntoIterator<Item = &'a [u8]>, batch: u64) {
+    let payloads: Vec<&[u8]> = payloads.into_iter().collect();
+    for chunk in payloads.chunks(batch as usize) {
+        let (t, first) = decode(chunk[0]);
+        assert_eq!(first % batch, 0, "a batch starts the chunk");
+        for (k, p) in chunk.iter().enumerate() {
+            assert_eq!(
+                decode(p),
+                (t, first + k as u64),
+                "a batch's events together"
+            );
+        }
+    }
+}
