@@ -128,6 +128,7 @@ pub mod failpoint;
 #[cfg(not(feature = "failpoints"))]
 mod failpoint;
 pub mod format;
+mod gate;
 mod log;
 pub mod salvage;
 pub mod stdio;

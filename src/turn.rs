@@ -10,12 +10,13 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::commit::GroupCommit;
 use crate::error::{Error, Result};
 use crate::failpoint::failpoint;
+use crate::gate::{Gate, GateGuard};
 use crate::log::writer::CleanLog;
 use crate::stream::writer::CleanStream;
 use zerocopy::little_endian::{I64, U32, U64};
@@ -109,7 +110,7 @@ struct Handle<W: Turned> {
 
 #[derive(Debug)]
 struct Inner<W: Turned> {
-    turn: Mutex<Turn<W>>,
+    turn: Gate<Turn<W>>,
     commit: GroupCommit,
     /// The log's directory or the stream's file.
     at: PathBuf,
@@ -190,7 +191,7 @@ impl<W: Turned> Shared<W> {
             at: writer.at().to_owned(),
             facts: writer.facts(),
             options,
-            turn: Mutex::new(Turn {
+            turn: Gate::new(Turn {
                 last: writer.seen(),
                 writer: Some(writer),
                 left: W::Left::default(),
@@ -331,8 +332,8 @@ impl<W: Turned> Inner<W> {
     /// the writer whole (an append cut short publishes nothing), so the lock's poison
     /// is passed over.
     #[inline]
-    fn lock_turn(&self) -> MutexGuard<'_, Turn<W>> {
-        self.turn.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_turn(&self) -> GateGuard<'_, Turn<W>> {
+        self.turn.lock()
     }
 
     /// Waits for the turn and opens the writer, which repairs what a process that died

@@ -26,6 +26,10 @@ use crate::turn::{Shared, Turned};
 ///   on any thread, before the flush began, and the threads that call `flush` while one
 ///   runs share the next one: one sync for all of them.
 ///
+/// Threads appending at once take the lock in slices of about 0.5 ms, as those of a
+/// [`SharedLogWriter`](crate::SharedLogWriter) do, so that together they keep near one
+/// thread's rate.
+///
 /// **Processes.** Any number of processes may each [`open`](Self::open) the same
 /// stream, with the same promises between all their appends: they take turns holding
 /// its one [`StreamWriter`], as the processes appending to a log do

@@ -1,0 +1,523 @@
+//! The lock in front of a process's shared writer: a [`Mutex`] that threads appending
+//! flat out take in **slices** rather than in turns of one append each.
+//!
+//! Two threads that take a plain lock by turns, one append each, move the writer's state
+//! (the lock, the write offset, the tail of the mapping) from one core's cache to the
+//! other's at every append: on the 2-vCPU machine of `docs/BENCHMARKS.md` one such move
+//! takes about 170 ns, five times a whole 64-byte append. So:
+//!
+//! - A thread that finds the lock taken tries again a few times, for a few microseconds
+//!   (a holder that is not appending flat out lets it go within that time), then
+//!   **sleeps**, out of the holder's way; the holder goes on appending alone, at one
+//!   thread's speed.
+//! - Once the holder has held the lock for [`SLICE`] while another thread waited, it
+//!   **calls** the sleepers: it wakes them once it released the lock, and goes on
+//!   appending. The first to wake **arrives**; at its next release the holder lets the
+//!   lock go to it and keeps out of it until that thread took it. The holder appends
+//!   while the woken thread is being scheduled, so a slow wake costs a longer slice, not
+//!   an idle writer.
+//! - A sleeper also wakes by itself every [`NAP`], so that a holder that stopped
+//!   appending keeps no one waiting longer than that; a thread called or barred gives up
+//!   waiting for the other after [`AT_MOST`].
+//!
+//! What this costs and promises: under contention an append waits at most about one
+//! slice per thread ahead of it, plus the time to wake (`SharedLogWriter`'s docs); threads
+//! appending at once together keep near one thread's rate; an append that finds the
+//! lock free costs one uncontended `try_lock` more than the writer's own append.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+/// How long a thread holds the lock while others sleep waiting for it, before it calls
+/// one of them to take it over.
+pub(crate) const SLICE: Duration = Duration::from_micros(500);
+
+/// How many times a thread that found the lock taken tries again before it sleeps, a
+/// [`pause`](Gate::pause) apart: a few microseconds, longer than most appends. (Not
+/// longer: the host of a virtual machine takes a long spin for an idle CPU and may run
+/// something else on it for milliseconds.)
+const SPIN_TRIES: u32 = 32;
+
+/// How long a sleeper sleeps before it looks again by itself.
+const NAP: Duration = Duration::from_micros(200);
+
+/// How long a thread that handed the lock over keeps out of it if no one takes it, and
+/// how long a thread called to take the lock over waits for the holder to let it go.
+const AT_MOST: Duration = Duration::from_millis(2);
+
+/// How many acquisitions of a slice go by between two looks at the clock.
+const CLOCK_EVERY: u32 = 32;
+
+/// A mutex taken in slices under contention; see the module's docs.
+#[derive(Debug)]
+pub(crate) struct Gate<T> {
+    inner: Mutex<Held<T>>,
+    /// The holder's slice is up: the sleepers were woken, and the first to wake takes
+    /// the lock over.
+    calling: AtomicBool,
+    /// The [`me`] of the thread that woke to take the lock over, or 0: the holder keeps
+    /// out of the lock from its next release.
+    arrived: AtomicUsize,
+    /// The [`me`] of the thread that handed the lock over and keeps out of it until
+    /// another took it, or 0.
+    barred: AtomicUsize,
+    /// Threads that wait for the lock asleep, or awake to take it over.
+    waiting: AtomicUsize,
+    /// The threads asleep, to wake when a slice is up.
+    sleepers: Mutex<Vec<Thread>>,
+}
+
+/// The protected value, and who holds the lock in the current slice.
+#[derive(Debug)]
+struct Held<T> {
+    value: T,
+    /// The [`me`] of the thread of the current slice.
+    owner: usize,
+    /// When the current slice began to count, once another thread waited.
+    since: Option<Instant>,
+    /// Acquisitions in the current slice since the last look at the clock.
+    count: u32,
+}
+
+/// Holds the lock; derefs to the value.
+pub(crate) struct GateGuard<'a, T> {
+    gate: &'a Gate<T>,
+    guard: MutexGuard<'a, Held<T>>,
+    /// Dropped after `guard`: wakes the sleepers once the lock is free, when this
+    /// holder's slice is up.
+    call: Call<'a>,
+    me: usize,
+}
+
+/// Wakes the sleepers when dropped, if asked to.
+struct Call<'a> {
+    sleepers: &'a Mutex<Vec<Thread>>,
+    now: bool,
+}
+
+impl Drop for Call<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.now {
+            wake(self.sleepers);
+        }
+    }
+}
+
+#[cold]
+fn wake(sleepers: &Mutex<Vec<Thread>>) {
+    for sleeper in sleepers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        sleeper.unpark();
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for GateGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.guard.value.fmt(f)
+    }
+}
+
+/// A number that tells this thread from every other living one: the address of a
+/// thread-local.
+fn me() -> usize {
+    thread_local! {
+        static ME: u8 = const { 0 };
+    }
+    ME.with(|me| std::ptr::from_ref(me).addr())
+}
+
+impl<T> Gate<T> {
+    /// A lock around `value`.
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            inner: Mutex::new(Held {
+                value,
+                owner: 0,
+                since: None,
+                count: 0,
+            }),
+            calling: AtomicBool::new(false),
+            arrived: AtomicUsize::new(0),
+            barred: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            sleepers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes the lock. A thread that panicked holding it left the value whole (the
+    /// callers' values are), so poison is passed over.
+    #[inline]
+    pub(crate) fn lock(&self) -> GateGuard<'_, T> {
+        let me = me();
+        if self.barred.load(Ordering::Relaxed) == 0
+            && let Some(guard) = self.try_lock()
+        {
+            return self.held(guard, me);
+        }
+        self.lock_contended(me)
+    }
+
+    #[inline]
+    fn try_lock(&self) -> Option<MutexGuard<'_, Held<T>>> {
+        match self.inner.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The guard of a lock just taken by `me`.
+    #[inline]
+    fn held<'a>(&'a self, mut guard: MutexGuard<'a, Held<T>>, me: usize) -> GateGuard<'a, T> {
+        if guard.owner != me {
+            guard.owner = me;
+            guard.since = None;
+            guard.count = 0;
+        }
+        GateGuard {
+            gate: self,
+            guard,
+            call: Call {
+                sleepers: &self.sleepers,
+                now: false,
+            },
+            me,
+        }
+    }
+
+    #[cold]
+    fn lock_contended(&self, me: usize) -> GateGuard<'_, T> {
+        let began = Instant::now();
+        let mut tries: u32 = 0;
+        let mut waiting = false;
+        let mut arrival = began;
+        let guard = loop {
+            let barred = self.barred.load(Ordering::Acquire);
+            if barred == me {
+                // This thread handed the lock over: it keeps out until another took it,
+                // unless no one is left to take it, or it waited long enough.
+                if self.waiting.load(Ordering::Acquire) == usize::from(waiting)
+                    || began.elapsed() > AT_MOST
+                {
+                    let _ =
+                        self.barred
+                            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+                } else {
+                    self.wait(&mut waiting);
+                    self.sleep();
+                }
+                continue;
+            }
+            if self.arrived.load(Ordering::Acquire) == me {
+                // Called to take the lock over: the holder lets it go at its next
+                // release, or it is free already.
+                if (barred != 0 || tries.is_multiple_of(8))
+                    && let Some(guard) = self.try_lock()
+                {
+                    break guard;
+                }
+                tries = tries.wrapping_add(1);
+                if arrival.elapsed() > AT_MOST {
+                    let _ =
+                        self.arrived
+                            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+                } else if tries.is_multiple_of(64) {
+                    std::thread::yield_now();
+                } else {
+                    Self::pause();
+                }
+                continue;
+            }
+            if let Some(guard) = self.try_lock() {
+                break guard;
+            }
+            tries = tries.saturating_add(1);
+            if !waiting && tries < SPIN_TRIES {
+                Self::pause();
+                continue;
+            }
+            // Asleep, out of the holder's way, until its slice is up or for a nap.
+            // Woken by a call, the first thread to wake takes the lock over; the others,
+            // and a thread woken by its nap that finds the lock taken, sleep again.
+            self.wait(&mut waiting);
+            if self.calling.load(Ordering::Acquire)
+                && self
+                    .arrived
+                    .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                arrival = Instant::now();
+                tries = 0;
+                continue;
+            }
+            if let Some(guard) = self.try_lock() {
+                break guard;
+            }
+            self.sleep();
+        };
+        if waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        // A new slice: whatever the last one called or barred is over.
+        self.calling.store(false, Ordering::Release);
+        let _ = self
+            .arrived
+            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+        let barred = self.barred.load(Ordering::Acquire);
+        if barred != 0 {
+            let _ = self
+                .barred
+                .compare_exchange(barred, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        self.held(guard, me)
+    }
+
+    /// Between two tries: each try takes the lock's cache line from the holder.
+    #[inline]
+    fn pause() {
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Counts this thread among the waiters, once.
+    fn wait(&self, waiting: &mut bool) {
+        if !*waiting {
+            *waiting = true;
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Sleeps until a slice is up or for a [`NAP`].
+    fn sleep(&self) {
+        let this = std::thread::current();
+        self.sleepers_mut().push(this.clone());
+        std::thread::park_timeout(NAP);
+        let mut sleepers = self.sleepers_mut();
+        if let Some(at) = sleepers.iter().position(|t| t.id() == this.id()) {
+            sleepers.swap_remove(at);
+        }
+    }
+
+    fn sleepers_mut(&self) -> MutexGuard<'_, Vec<Thread>> {
+        self.sleepers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T> std::ops::Deref for GateGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.guard.value
+    }
+}
+
+impl<T> std::ops::DerefMut for GateGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard.value
+    }
+}
+
+impl<T> Drop for GateGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.gate.waiting.load(Ordering::Relaxed) != 0 {
+            self.slice_ends();
+        }
+    }
+}
+
+impl<T> GateGuard<'_, T> {
+    /// Others wait: once this thread's slice is up, calls them (when the lock is
+    /// released), and keeps out of the lock once one of them came for it.
+    #[cold]
+    fn slice_ends(&mut self) {
+        let gate = self.gate;
+        let arrived = gate.arrived.load(Ordering::Acquire);
+        if arrived != 0 && arrived != self.me {
+            gate.barred.store(self.me, Ordering::Release);
+            return;
+        }
+        if gate.calling.load(Ordering::Relaxed) {
+            return;
+        }
+        let held = &mut *self.guard;
+        held.count = held.count.wrapping_add(1);
+        let since = match held.since {
+            Some(since) if held.count.is_multiple_of(CLOCK_EVERY) => since,
+            Some(_) => return,
+            None => {
+                held.since = Some(Instant::now());
+                return;
+            }
+        };
+        if since.elapsed() < SLICE {
+            return;
+        }
+        held.since = None;
+        held.count = 0;
+        gate.calling.store(true, Ordering::Release);
+        self.call.now = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// Threads that each take the lock flat out for `run`, holding it 5 µs each time,
+    /// each counting its acquisitions, and the longest any waited for one; `occasional`
+    /// more threads take the lock once every millisecond.
+    fn contend(flat_out: usize, occasional: usize, run: Duration) -> (Vec<u64>, Duration, u64) {
+        let gate = Gate::new(0_u64);
+        let stop = AtomicBool::new(false);
+        let longest = AtomicU64::new(0);
+        let (counts, occasional_takes) = std::thread::scope(|s| {
+            let busy: Vec<_> = (0..flat_out)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = 0_u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let began = Instant::now();
+                            let mut held = gate.lock();
+                            let waited = u64::try_from(began.elapsed().as_nanos()).unwrap();
+                            longest.fetch_max(waited, Ordering::Relaxed);
+                            // Not atomic: two holders at once would lose increments.
+                            let seen = *held;
+                            // Held for a while, as an append of a large event: released
+                            // only for an instant between two.
+                            let hold = Instant::now();
+                            while hold.elapsed() < Duration::from_micros(5) {
+                                std::hint::black_box(&mut *held);
+                            }
+                            *held = seen + 1;
+                            mine += 1;
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let now_and_then: Vec<_> = (0..occasional)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = 0_u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let began = Instant::now();
+                            let mut held = gate.lock();
+                            let waited = u64::try_from(began.elapsed().as_nanos()).unwrap();
+                            longest.fetch_max(waited, Ordering::Relaxed);
+                            *held += 1;
+                            drop(held);
+                            mine += 1;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            std::thread::sleep(run);
+            stop.store(true, Ordering::Relaxed);
+            let counts: Vec<u64> = busy.into_iter().map(|t| t.join().unwrap()).collect();
+            let occasional: u64 = now_and_then.into_iter().map(|t| t.join().unwrap()).sum();
+            (counts, occasional)
+        });
+        let total: u64 = counts.iter().sum::<u64>() + occasional_takes;
+        assert_eq!(*gate.lock(), total, "no two threads held the lock at once");
+        assert_eq!(
+            gate.waiting.load(Ordering::Relaxed),
+            0,
+            "no waiter left counted"
+        );
+        (
+            counts,
+            Duration::from_nanos(longest.load(Ordering::Relaxed)),
+            occasional_takes,
+        )
+    }
+
+    /// However many threads want the lock flat out, each gets it, again and again, and
+    /// none waits long: the promise is about a slice per thread ahead of it (a
+    /// millisecond or two here); the bound is loose enough for a loaded machine.
+    #[test]
+    fn every_thread_appending_flat_out_gets_the_lock_again_and_again() {
+        for threads in [2, 3, 5] {
+            let (counts, longest, _) = contend(threads, 0, Duration::from_millis(400));
+            for (t, &count) in counts.iter().enumerate() {
+                assert!(count > 100, "thread {t} of {threads} starved: {counts:?}");
+            }
+            assert!(
+                longest < Duration::from_millis(100),
+                "{threads} threads: a wait of {longest:?}"
+            );
+        }
+    }
+
+    /// A thread taking the lock now and then, beside threads taking it flat out, is not
+    /// kept out: it gets it about every millisecond it asks.
+    #[test]
+    fn a_thread_taking_the_lock_now_and_then_is_not_kept_out_by_busy_ones() {
+        let (counts, longest, occasional) = contend(2, 1, Duration::from_millis(400));
+        assert!(
+            occasional > 50,
+            "the occasional thread got the lock {occasional} times"
+        );
+        assert!(counts.iter().all(|&c| c > 100), "{counts:?}");
+        assert!(
+            longest < Duration::from_millis(100),
+            "a wait of {longest:?}"
+        );
+    }
+
+    /// A thread that handed the lock over to one that then stopped wanting it is not
+    /// kept out for good: it takes the lock back.
+    #[test]
+    fn a_holder_that_handed_over_takes_the_lock_back_when_the_other_leaves() {
+        let gate = Gate::new(());
+        std::thread::scope(|s| {
+            let busy = s.spawn(|| {
+                let until = Instant::now() + Duration::from_millis(300);
+                let mut longest = Duration::ZERO;
+                while Instant::now() < until {
+                    let began = Instant::now();
+                    drop(gate.lock());
+                    longest = longest.max(began.elapsed());
+                }
+                longest
+            });
+            // Threads that each take the lock once, while the busy thread has it, and
+            // leave.
+            for _ in 0..20 {
+                s.spawn(|| drop(gate.lock())).join().unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let longest = busy.join().unwrap();
+            assert!(
+                longest < Duration::from_millis(250),
+                "a wait of {longest:?}"
+            );
+        });
+        assert_eq!(gate.barred.load(Ordering::Relaxed), 0);
+        assert_eq!(gate.arrived.load(Ordering::Relaxed), 0);
+        assert_eq!(gate.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    /// A holder that panics leaves the lock usable.
+    #[test]
+    fn a_holder_that_panicked_leaves_the_lock_usable() {
+        let gate = Gate::new(1_u32);
+        let result = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = gate.lock();
+                panic!("a holder panics");
+            })
+            .join()
+        });
+        assert!(result.is_err());
+        assert_eq!(*gate.lock(), 1);
+    }
+}
