@@ -1499,7 +1499,19 @@ impl Background {
         // A prepared segment nobody took stays for the next writer, which adopts it
         // (see `prepare`): a writer opened for a few appends then finds its next
         // segment ready instead of preparing and removing one each time.
-        drop(self.state().prepared.take());
+        //
+        // Its mapping, prefaulted whole, takes milliseconds to unmap: that is left to a
+        // thread of its own, so that a writer handing the turn to another process does
+        // not keep it waiting for that (the file's lock is released at once).
+        if let Some((_, Ok(prepared))) = self.state().prepared.take() {
+            let mapping = prepared.prefaulter();
+            drop(prepared);
+            let unmap = std::thread::Builder::new()
+                .name("evstream-unmap".into())
+                .spawn(move || drop(mapping));
+            // Without a thread, unmapped here.
+            drop(unmap);
+        }
         // A spare nobody recycled is a retired segment: deleted (or by the next open).
         for spare in std::mem::take(&mut self.state().spares) {
             let _ = std::fs::remove_file(spare);
@@ -2058,7 +2070,7 @@ fn seal(dir: &Path, job: Retiring) -> Result<()> {
 
 /// Bytes the preparing thread prefaults at a time, checking between chunks whether the
 /// writer is already waiting for the segment.
-const PREPARE_CHUNK: u64 = 4 << 20;
+const PREPARE_CHUNK: u64 = 1 << 20;
 
 /// The segment a previous writer prepared at `path` and never rolled into, if it is
 /// one: a stream of the log's segment size, empty, unsealed, untouched since its

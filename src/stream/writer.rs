@@ -768,6 +768,14 @@ impl StreamWriter {
         // The drop brings a limit above the write offset back to it: this copy of the
         // record (the file's is left as it is) tells it there is nothing to do.
         self.trailer.dirty_limit = self.write_offset;
+        // The prefaulting thread is told to stop, not waited for: the next holder of the
+        // turn need not wait while it finishes a chunk (it only maps pages, and unmaps
+        // the file when it ends).
+        if let Prefaulting::Background(pretoucher) =
+            std::mem::replace(&mut self.prefault, Prefaulting::Off)
+        {
+            pretoucher.detach();
+        }
         drop(self);
         Some(clean)
     }
@@ -1951,6 +1959,16 @@ impl PretouchShared {
         match result {
             Ok(()) => jobs.done = jobs.done.max(id),
             Err(e) => jobs.failed = Some(e),
+        }
+    }
+}
+
+impl Pretoucher {
+    /// Tells the thread to stop, without waiting for it to end.
+    fn detach(mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
         }
     }
 }
