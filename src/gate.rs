@@ -6,10 +6,11 @@
 //! other's at every append: on the 2-vCPU machine of `docs/BENCHMARKS.md` one such move
 //! takes about 170 ns, five times a whole 64-byte append. So:
 //!
-//! - A thread that finds the lock taken tries again a few times, for a few microseconds
-//!   (a holder that is not appending flat out lets it go within that time), then
-//!   **sleeps**, out of the holder's way; the holder goes on appending alone, at one
-//!   thread's speed.
+//! - A thread that finds the lock taken keeps trying while the same hold lasts (a roll,
+//!   a large event: up to 100 µs, yielding its CPU now and then), and gets the lock as
+//!   soon as it is released. If it sees the lock taken again and again by others while
+//!   it tries, the holder appends flat out: it **sleeps**, out of the holder's way, and
+//!   the holder goes on appending alone, at one thread's speed.
 //! - Once the holder has held the lock for [`SLICE`] while another thread waited, it
 //!   **calls** the sleepers: it wakes them once it released the lock, and goes on
 //!   appending. The first to wake **arrives**; at its next release the holder lets the
@@ -25,7 +26,7 @@
 //! appending at once together keep near one thread's rate; an append that finds the
 //! lock free costs one uncontended `try_lock` more than the writer's own append.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -34,11 +35,17 @@ use std::time::{Duration, Instant};
 /// one of them to take it over.
 pub(crate) const SLICE: Duration = Duration::from_micros(500);
 
-/// How many times a thread that found the lock taken tries again before it sleeps, a
-/// [`pause`](Gate::pause) apart: a few microseconds, longer than most appends. (Not
-/// longer: the host of a virtual machine takes a long spin for an idle CPU and may run
+/// How many times a thread that found the lock taken sees it taken again by others,
+/// while it tries, before it sleeps: they append flat out.
+const RETAKEN: u32 = 4;
+
+/// How long a thread that found the lock taken keeps trying while one hold lasts.
+const HOLD_AT_MOST: Duration = Duration::from_micros(100);
+
+/// Tries a thread makes, a [`pause`](Gate::pause) apart, between two yields of its CPU.
+/// (The host of a virtual machine takes a long spin for an idle CPU, and may run
 /// something else on it for milliseconds.)
-const SPIN_TRIES: u32 = 32;
+const YIELD_EVERY: u32 = 32;
 
 /// How long a sleeper sleeps before it looks again by itself.
 const NAP: Duration = Duration::from_micros(200);
@@ -63,6 +70,9 @@ pub(crate) struct Gate<T> {
     /// The [`me`] of the thread that handed the lock over and keeps out of it until
     /// another took it, or 0.
     barred: AtomicUsize,
+    /// How many times the lock was taken (stored by each holder): tells a thread that
+    /// tries whether the holder is the same.
+    taken: AtomicU64,
     /// Threads that wait for the lock asleep, or awake to take it over.
     waiting: AtomicUsize,
     /// The threads asleep, to wake when a slice is up.
@@ -141,6 +151,7 @@ impl<T> Gate<T> {
             calling: AtomicBool::new(false),
             arrived: AtomicUsize::new(0),
             barred: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             sleepers: Mutex::new(Vec::new()),
         }
@@ -171,6 +182,9 @@ impl<T> Gate<T> {
     /// The guard of a lock just taken by `me`.
     #[inline]
     fn held<'a>(&'a self, mut guard: MutexGuard<'a, Held<T>>, me: usize) -> GateGuard<'a, T> {
+        // Under the lock: a load and a store, no read-modify-write.
+        let taken = self.taken.load(Ordering::Relaxed);
+        self.taken.store(taken.wrapping_add(1), Ordering::Relaxed);
         if guard.owner != me {
             guard.owner = me;
             guard.since = None;
@@ -193,6 +207,8 @@ impl<T> Gate<T> {
         let mut tries: u32 = 0;
         let mut waiting = false;
         let mut arrival = began;
+        let mut seen = self.taken.load(Ordering::Relaxed);
+        let mut retaken = 0;
         let guard = loop {
             let barred = self.barred.load(Ordering::Acquire);
             if barred == me {
@@ -234,9 +250,23 @@ impl<T> Gate<T> {
                 break guard;
             }
             tries = tries.saturating_add(1);
-            if !waiting && tries < SPIN_TRIES {
-                Self::pause();
-                continue;
+            if !waiting {
+                // A holder that takes the lock again and again while this thread tries
+                // appends flat out: this thread sleeps until its slice is up. While one
+                // hold lasts (a roll, a large event), this thread keeps trying.
+                let now = self.taken.load(Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    retaken += 1;
+                }
+                if retaken < RETAKEN && began.elapsed() < HOLD_AT_MOST {
+                    if tries.is_multiple_of(YIELD_EVERY) {
+                        std::thread::yield_now();
+                    } else {
+                        Self::pause();
+                    }
+                    continue;
+                }
             }
             // Asleep, out of the holder's way, until its slice is up or for a nap.
             // Woken by a call, the first thread to wake takes the lock over; the others,
@@ -368,7 +398,6 @@ impl<T> GateGuard<'_, T> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use std::sync::atomic::AtomicU64;
 
     /// Threads that each take the lock flat out for `run`, holding it 5 µs each time,
     /// each counting its acquisitions, and the longest any waited for one; `occasional`

@@ -57,9 +57,9 @@ use crate::turn::{Shared, Turned};
 ///
 /// **Threads appending at once** take the lock in slices rather than one append each
 /// (moving the writer between two cores' caches at every append would cost several
-/// appends): a thread that finds the lock taken tries for a few microseconds, then
-/// sleeps; the holder goes on appending alone, and after 0.5 ms calls a sleeper and
-/// lets it take the lock over. So under contention threads together keep near one
+/// appends): a thread that finds the lock taken waits for it while the same hold lasts,
+/// but if others keep taking it meanwhile, it sleeps; the holder goes on appending
+/// alone, and after 0.5 ms calls a sleeper and lets it take the lock over. So under contention threads together keep near one
 /// thread's rate, and one append waits at most about 0.5 ms for each thread ahead of it
 /// (plus a scheduler's wake-up); an append that finds the lock free waits for nothing.
 ///
