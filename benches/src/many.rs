@@ -57,6 +57,12 @@ pub struct ManyConfig {
     /// which the log's path, the events and the payload size are added); `None` skips
     /// the multi-process runs.
     pub appender: Option<Vec<std::ffi::OsString>>,
+    /// Steady state: each log keeps its newest `retain` segments
+    /// ([`LogOptions::retain_segments`]) and already holds them when the timer starts
+    /// (written untimed by one [`LogWriter`], then written back), so that every roll
+    /// recycles a retired segment instead of filling fresh pages; `None` (the default):
+    /// fresh logs.
+    pub retain: Option<u64>,
 }
 
 impl Default for ManyConfig {
@@ -72,6 +78,7 @@ impl Default for ManyConfig {
             dir: None,
             processes: vec![1, 2],
             appender: None,
+            retain: None,
         }
     }
 }
@@ -199,13 +206,25 @@ pub fn run(config: &ManyConfig, progress: &mut dyn FnMut(&str)) -> Result<ManyRe
     })
 }
 
-/// A fresh log in `dir` for one run.
-fn fresh_log(dir: &BenchDir, config: &ManyConfig) -> Result<LogWriter> {
+/// The log of one run in `dir`: fresh, or in the steady state of
+/// [`ManyConfig::retain`], holding its retention, its pages written back.
+pub(crate) fn fresh_log(dir: &BenchDir, config: &ManyConfig) -> Result<LogWriter> {
     let path = dir.path().join(format!("many-{}", next_serial()));
-    LogWriter::create(
-        &path,
-        LogOptions::default().segment_size(config.segment_size),
-    )
+    let options = LogOptions::default()
+        .segment_size(config.segment_size)
+        .retain_segments(config.retain);
+    let mut log = LogWriter::create(&path, options)?;
+    if let Some(retain) = config.retain {
+        let payload = vec![0x33_u8; config.payload_size];
+        let event_len = EVENT_HEADER_LEN + config.payload_size as u64;
+        let fill = (retain + 1) * config.segment_size / event_len;
+        for _ in 0..fill {
+            log.append(TIMESTAMP, &payload)?;
+        }
+        log.flush()?;
+        dir.settle()?;
+    }
+    Ok(log)
 }
 
 /// One throughput run of `system`; returns the time from the threads' release to the
@@ -477,10 +496,16 @@ impl fmt::Display for ManyReport {
         let c = &self.config;
         writeln!(
             f,
-            "Many producers: {} events of {} B (+{} B header) into a fresh log of {} MiB segments, shared between the threads; medians of {} runs",
+            "Many producers: {} events of {} B (+{} B header) into {} of {} MiB segments, shared between the threads; medians of {} runs",
             c.events,
             c.payload_size,
             EVENT_HEADER_LEN,
+            match c.retain {
+                Some(retain) => format!(
+                    "a log in steady state (keeping its newest {retain}, holding them before the timer starts)"
+                ),
+                None => "a fresh log".to_owned(),
+            },
             c.segment_size >> 20,
             c.repeats
         )?;

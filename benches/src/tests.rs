@@ -373,3 +373,41 @@ fn a_small_many_producer_run_reports_every_row() -> TestResult {
     assert!(text.contains("p99.9"), "{text}");
     Ok(())
 }
+
+#[test]
+fn a_steady_many_producer_run_starts_from_a_log_holding_its_retention() -> TestResult {
+    let config = many::ManyConfig {
+        events: 3_001,
+        segment_size: 64 << 10,
+        repeats: 1,
+        pace: None,
+        retain: Some(2),
+        ..many::ManyConfig::default()
+    };
+    let report = many::run(&config, &mut |_| {})?;
+    assert_eq!(report.throughput.len(), 4);
+    assert!(report.to_string().contains("steady state"), "{report}");
+    // The log a run starts from already holds more than its retention keeps, so that
+    // the run's rolls retire (and recycle) segments from the first.
+    let dir = BenchDir::new(None)?;
+    let mut log = many::fresh_log(&dir, &config)?;
+    let path = log.dir().to_owned();
+    let before = evstream::LogReader::open(&path)?.stat()?;
+    assert!(before.segments >= 2, "{before:?}");
+    let held = before.first_event;
+    for _ in 0..3_000 {
+        log.append(1_700_000_000_000_000_000, &[7; 64])?;
+    }
+    log.flush()?;
+    drop(log);
+    let after = evstream::LogReader::open(&path)?.stat()?;
+    assert!(
+        after.segments <= 3,
+        "retention keeps 2 (and the newest): {after:?}"
+    );
+    assert!(
+        after.first_event > held,
+        "the oldest events were retired: {after:?}"
+    );
+    Ok(())
+}

@@ -85,6 +85,11 @@ pub struct Args {
     /// 4000000)
     #[arg(long, value_name = "N", requires = "many", value_parser = parse_events)]
     many_events: Option<u64>,
+    /// Many producers: each log in steady state instead of fresh, keeping its newest N
+    /// segments and holding them before the timer starts, so that rolls recycle
+    /// segments
+    #[arg(long, value_name = "N", requires = "many", value_parser = clap::value_parser!(u64).range(1..))]
+    many_retain: Option<u64>,
     /// Measure instead the latency from a writer process's append to a follower process
     /// holding the event, per rate and wait strategy (and the async follower of
     /// evstream-tokio), with the follower's CPU use, and an idle blocking follower's CPU
@@ -354,6 +359,7 @@ fn run_many(args: &Args) -> Result<(), Failure> {
     if let Some(events) = args.many_events {
         config.events = events;
     }
+    config.retain = args.many_retain;
     // The multi-process rows run this binary's hidden `bench-appender`.
     config.appender = std::env::current_exe()
         .ok()

@@ -1021,6 +1021,8 @@ fn bench_many_compares_threads_with_the_single_writer() {
         assert!(out.contains(row), "{row}: {out}");
     }
     run(&["bench", "--many-events", "10"]).fails(2, &["--many"]);
+    run(&["bench", "--many-retain", "4"]).fails(2, &["--many"]);
+    run(&["bench", "--many", "--many-retain", "0"]).fails(2, &["--many-retain"]);
 }
 
 /// Several `evstream append` processes on one log at once, from standard input and
