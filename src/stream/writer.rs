@@ -1887,6 +1887,14 @@ impl Pretoucher {
                         let _ = prefaulter.release(released_to, cursor - released_to);
                         released_to = cursor / PAGE * PAGE;
                     }
+                    // The next chunk the writer reaches, populated again: pages
+                    // populated long ago may have been written back since, and written
+                    // back they are write-protected, so that the writer's first store
+                    // to each would fault (a few microseconds in an append). Pages
+                    // still mapped writable cost a walk of the page tables.
+                    if populating && cursor < done_to {
+                        let _ = prefaulter.populate(cursor, chunk.min(done_to - cursor));
+                    }
                     while populating && done_to < target && !theirs.stop.load(Ordering::Relaxed) {
                         if prefaulter.populate(done_to, chunk).is_err() {
                             populating = false; // unsupported: appends fault as usual
