@@ -28,8 +28,11 @@
 //!   that rolled (the first into each new segment); and beside it the floor the machine
 //!   sets: the same appends into segments of the same size, all created and prefaulted
 //!   before the first append, so that no background preparation or write-back runs,
-//!   and a roll only takes the next one ready (the least any roll can do). The floor
-//!   and the two logs take turns going first for `latency_rounds` rounds (default 3),
+//!   and a roll only takes the next one ready (the least any roll can do). Beside the
+//!   two fresh logs (eager and lazy), a lazy log in steady state: already holding as many
+//!   full segments as it keeps (`steady_retain`), written back, so that every roll
+//!   recycles a retired segment ([`steady_latency_run`]). The floor and the three logs
+//!   take turns going first for `latency_rounds` rounds (default 3),
 //!   and each one's appends and rolls are pooled over them: a run of 512 MiB through
 //!   64 MiB segments rolls 8 times, too few for a median, and a tail percentile of one
 //!   short run moves with whatever else the machine did in that second.
@@ -190,8 +193,10 @@ pub const STEADY_LOGS: &[&str] = &["evstream eager", "evstream lazy"];
 /// nanoseconds.
 #[derive(Debug, Clone)]
 pub struct LogLatency {
-    /// What was appended to: `"log"` (eager write-back), `"lazy"` (lazy write-back), or
-    /// `"floor"` for segments prefaulted in advance.
+    /// What was appended to: `"log"` (eager write-back), `"lazy"` (lazy write-back),
+    /// both fresh logs; `"steady"`, a lazy log in steady state, holding its retention and
+    /// recycling a segment at every roll; or `"floor"` for segments prefaulted in
+    /// advance.
     pub target: &'static str,
     /// Payload bytes per event.
     pub payload_size: usize,
@@ -346,7 +351,7 @@ pub fn run(config: &LogBenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Lo
 }
 
 /// The targets of the latency runs, in report order.
-const LATENCY_TARGETS: [&str; 3] = ["floor", "log", "lazy"];
+const LATENCY_TARGETS: [&str; 4] = ["floor", "log", "lazy", "steady"];
 
 /// The latency runs of one payload size: [`LATENCY_TARGETS`] take turns going first,
 /// round after round, each run after the write-back of the ones before (untimed); each
@@ -385,6 +390,7 @@ fn latency_runs(
             let run = match target {
                 "floor" => floor_run(dir, config, workload, &mut probe)?,
                 "lazy" => log_run(dir, config, evstream::WriteBack::Lazy, workload, &mut probe)?,
+                "steady" => steady_latency_run(dir, config, workload, &mut probe)?,
                 _ => log_run(
                     dir,
                     config,
@@ -583,6 +589,44 @@ fn log_run<P: crate::Probe>(
     }
     let elapsed = start.elapsed();
     let rolls = log.segment();
+    drop(log);
+    let _ = std::fs::remove_dir_all(&path);
+    Ok((elapsed, rolls, roll_appends))
+}
+
+/// A latency run of a log in steady state, with lazy write-back: the log first holds as
+/// many full segments as it keeps (`steady_retain`), appended untimed and written back,
+/// so that every roll of the timed appends retires a segment and recycles it, as in a
+/// log that has run for a while. Returns what [`log_run`] does.
+fn steady_latency_run<P: crate::Probe>(
+    dir: &BenchDir,
+    config: &LogBenchConfig,
+    workload: &Workload,
+    probe: &mut P,
+) -> Result<(Duration, u64, Vec<u64>)> {
+    let path = dir.path().join(format!("steady-latency-{}", next_serial()));
+    let mut log = LogWriter::create(&path, steady_options(config, "evstream lazy"))?;
+    let event_len = EVENT_HEADER_LEN + workload.payload_size() as u64;
+    let per_segment = ((config.segment_size - STREAM_HEADER_LEN) / event_len).max(1);
+    let first = Workload::timestamp(0);
+    let events = workload.events().max(1);
+    for i in 0..per_segment * config.steady_retain {
+        log.append(first, workload.payload(i % events))?;
+    }
+    log.flush()?;
+    dir.settle()?;
+    let from = log.segment();
+    let mut roll_appends = Vec::new();
+    let start = Instant::now();
+    for i in 0..workload.events() {
+        let payload = workload.payload(i);
+        let position = probe.time(|| log.append(Workload::timestamp(i), payload))?;
+        if position.offset() == STREAM_HEADER_LEN && position.segment() > from {
+            roll_appends.push(probe.last_ns());
+        }
+    }
+    let elapsed = start.elapsed();
+    let rolls = log.segment() - from;
     drop(log);
     let _ = std::fs::remove_dir_all(&path);
     Ok((elapsed, rolls, roll_appends))
@@ -1003,8 +1047,9 @@ impl fmt::Display for LogBenchReport {
         if !self.latency.is_empty() {
             writeln!(
                 f,
-                "\nLog append latency (ns), paced, rolls included, pooled over {} rounds (floor, log and lazy taking turns going first); floor: the same appends into segments all prefaulted in advance, a roll only taking the next",
-                c.latency_rounds.max(1)
+                "\nLog append latency (ns), paced, rolls included, pooled over {} rounds (floor, log, lazy and steady taking turns going first); floor: the same appends into segments all prefaulted in advance, a roll only taking the next; steady: a lazy log keeping {} segments, holding them (written back) before the first timed append",
+                c.latency_rounds.max(1),
+                c.steady_retain
             )?;
             writeln!(
                 f,
@@ -1118,13 +1163,16 @@ mod tests {
             assert_eq!(runs.samples.len(), 1);
             assert!(runs.median > Duration::ZERO);
         }
-        let [floor, log, lazy] = &report.latency[..] else {
+        let [floor, log, lazy, steady] = &report.latency[..] else {
             panic!("{:?}", report.latency);
         };
         assert_eq!(
-            (floor.target, log.target, lazy.target),
-            ("floor", "log", "lazy")
+            (floor.target, log.target, lazy.target, steady.target),
+            ("floor", "log", "lazy", "steady")
         );
+        // The steady log rolls (and recycles) as it goes.
+        assert!(steady.rolls >= 14, "{} rolls", steady.rolls);
+        assert_eq!(steady.events, floor.events);
         assert_eq!(lazy.rolls, log.rolls);
         // Two rounds of at least 7 rolls each, pooled.
         assert!(log.rolls >= 14 && log.rolls % 2 == 0, "{} rolls", log.rolls);
