@@ -1544,6 +1544,9 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let mut looked_up = false;
     // The prepared segment's mapping, until its first pages are touched again.
     let mut retouch: Option<Prefaulter> = None;
+    // The prepared segment's mapping again, to touch its first pages once more right
+    // after the roll into it.
+    let mut entered: Option<Prefaulter> = None;
     loop {
         if let Some((seq, base)) = state.rename {
             drop(state);
@@ -1571,6 +1574,13 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             }
             state.rename = None;
             shared.changed.notify_all();
+            if let Some(pages) = entered.take() {
+                // Right after the roll, ahead of the writer: pages written back since
+                // they were touched before the roll fault no more (see `RETOUCH_LEN`).
+                drop(state);
+                let _ = pages.populate(0, RETOUCH_LEN);
+                state = lock();
+            }
             continue;
         }
         if state.stop {
@@ -1607,6 +1617,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             // before the roll (below).
             let index = index_for(options.segment_size);
             retouch = prepared.as_ref().ok().map(StreamWriter::prefaulter);
+            entered.clone_from(&retouch);
             state = lock();
             if state.next_index.is_none() {
                 state.next_index = Some(index);
@@ -1685,8 +1696,13 @@ fn keep_spare(state: &mut State, spare: PathBuf) {
 }
 
 /// Bytes at the start of a prepared segment that the preparing thread touches again
-/// just before the roll: the header's page and the first appends' pages.
-const RETOUCH_LEN: u64 = 64 << 10;
+/// just before the roll: the header's page and the pages of the appends until the
+/// segment's prefaulting thread first wakes (one prefault chunk, 4 MiB by default).
+/// A segment prepared long before the roll may have been written back since, and a
+/// written-back page is write-protected: without this, every first store to one of
+/// those pages would fault in the append. On pages still mapped writable it costs a
+/// walk of the page tables.
+const RETOUCH_LEN: u64 = 4 << 20;
 
 /// An empty index with room for every entry a segment of `segment_size` bytes gets.
 fn index_for(segment_size: u64) -> SegmentIndex {

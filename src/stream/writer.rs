@@ -1859,6 +1859,8 @@ struct SyncJobs {
 
 impl Pretoucher {
     const CHUNKS_AHEAD: u64 = 4;
+    /// How often an idle prefaulting thread populates the writer's next chunk again.
+    const REPOPULATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
     fn spawn(prefaulter: Prefaulter, cursor: u64, chunk: u64, capacity: u64) -> Option<Self> {
         let shared = Arc::new(PretouchShared {
@@ -1904,8 +1906,10 @@ impl Pretoucher {
                         theirs.run_sync(&prefaulter);
                     }
                     // Parked until the writer moves on, asks for a sync, or stops (each
-                    // unparks; an unpark before the park makes it return at once).
-                    std::thread::park();
+                    // unparks; an unpark before the park makes it return at once), or
+                    // for a while: then the chunk ahead is populated again above, in
+                    // case write-back write-protected it meanwhile.
+                    std::thread::park_timeout(Self::REPOPULATE_EVERY);
                 }
             })
             .ok()?;
