@@ -26,7 +26,7 @@ use crate::turn::{Shared, Turned};
 ///   on any thread, before the flush began, and the threads that call `flush` while one
 ///   runs share the next one: one sync for all of them.
 ///
-/// Threads appending at once take the lock in slices of about 0.5 ms, as those of a
+/// Threads appending at once take the lock in slices of about 2 ms, as those of a
 /// [`SharedLogWriter`](crate::SharedLogWriter) do, so that together they keep near one
 /// thread's rate.
 ///
