@@ -65,7 +65,7 @@ use crate::turn::{Shared, Turned};
 /// that finds the lock free waits for nothing.
 ///
 /// With one thread of one process the lock costs an uncontended `try_lock` and its
-/// release per append (two atomic read-modify-writes: about 6 ns, 5–15% of a 64-byte
+/// release per append (two atomic read-modify-writes: about 6 ns, 5–20% of a 64-byte
 /// append, in `evstream bench --many`); a program with one writing thread that wants
 /// nothing in the way keeps [`LogWriter`].
 ///
