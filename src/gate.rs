@@ -24,7 +24,8 @@
 //! What this costs and promises: under contention an append waits at most about one
 //! slice per thread ahead of it, plus the time to wake (`SharedLogWriter`'s docs); threads
 //! appending at once together keep near one thread's rate; an append that finds the
-//! lock free costs one uncontended `try_lock` more than the writer's own append.
+//! lock free costs an uncontended `try_lock` and its release (two atomic
+//! read-modify-writes) and a few loads and stores more than the writer's own append.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
