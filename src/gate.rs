@@ -410,16 +410,21 @@ mod tests {
         let gate = Gate::new(0_u64);
         let stop = AtomicBool::new(false);
         let longest = AtomicU64::new(0);
+        // Takes the lock, noting how long that took.
+        let take = || {
+            let began = Instant::now();
+            let held = gate.lock();
+            let waited = u64::try_from(began.elapsed().as_nanos()).unwrap();
+            longest.fetch_max(waited, Ordering::Relaxed);
+            held
+        };
         let (counts, occasional_takes) = std::thread::scope(|s| {
             let busy: Vec<_> = (0..flat_out)
                 .map(|_| {
                     s.spawn(|| {
                         let mut mine = 0_u64;
                         while !stop.load(Ordering::Relaxed) {
-                            let began = Instant::now();
-                            let mut held = gate.lock();
-                            let waited = u64::try_from(began.elapsed().as_nanos()).unwrap();
-                            longest.fetch_max(waited, Ordering::Relaxed);
+                            let mut held = take();
                             // Not atomic: two holders at once would lose increments.
                             let seen = *held;
                             // Held for a while, as an append of a large event: released
@@ -440,10 +445,7 @@ mod tests {
                     s.spawn(|| {
                         let mut mine = 0_u64;
                         while !stop.load(Ordering::Relaxed) {
-                            let began = Instant::now();
-                            let mut held = gate.lock();
-                            let waited = u64::try_from(began.elapsed().as_nanos()).unwrap();
-                            longest.fetch_max(waited, Ordering::Relaxed);
+                            let mut held = take();
                             *held += 1;
                             drop(held);
                             mine += 1;

@@ -1233,6 +1233,15 @@ struct State {
     dir: PathBuf,
 }
 
+impl State {
+    /// A background thread failed: the writer learns of `e` at its next call, and is
+    /// poisoned.
+    fn fail(&mut self, e: Error) {
+        self.failed = Some(e);
+        self.poisoned = true;
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
@@ -1567,10 +1576,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
                         old.segment.wake_followers();
                     }
                 }
-                Err(e) => {
-                    state.failed = Some(Error::io("roll into place", &to, e));
-                    state.poisoned = true;
-                }
+                Err(e) => state.fail(Error::io("roll into place", &to, e)),
             }
             state.rename = None;
             shared.changed.notify_all();
@@ -1857,8 +1863,7 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             state.foreign.pop_front();
             state.busy = false;
             if let Err(e) = result {
-                state.failed = Some(e);
-                state.poisoned = true;
+                state.fail(e);
             }
             shared.changed.notify_all();
             continue;
@@ -1956,8 +1961,7 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 match result {
                     Ok(()) => sealing = Some((job, written.saturating_add(SEAL_STEP))),
                     Err(e) => {
-                        state.failed = Some(e);
-                        state.poisoned = true;
+                        state.fail(e);
                         state.busy = false;
                         drop(state);
                         drop(job);
@@ -1975,8 +1979,7 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             state = lock();
             state.busy = false;
             if let Err(e) = result {
-                state.failed = Some(e);
-                state.poisoned = true;
+                state.fail(e);
             }
             shared.changed.notify_all();
             continue;
