@@ -1,5 +1,5 @@
-//! The lock in front of a process's shared writer: a [`Mutex`] that threads appending
-//! flat out take in **slices** rather than in turns of one append each.
+//! The lock in front of a process's shared writer: a lock that threads appending flat
+//! out take in **slices** rather than in turns of one append each.
 //!
 //! Two threads that take a plain lock by turns, one append each, move the writer's state
 //! (the lock, the write offset, the tail of the mapping) from one core's cache to the
@@ -21,16 +21,26 @@
 //!   appending keeps no one waiting longer than that; a thread called or barred gives up
 //!   waiting for the other after [`AT_MOST`].
 //!
+//! - The lock underneath is a [`BiasedLock`]: once one thread took it 256 times in a
+//!   row, that thread takes it with plain loads and stores, no atomic
+//!   read-modify-write, until another thread takes it (which costs that thread a
+//!   `membarrier` call, a microsecond or a few). So a thread appending alone, and the
+//!   holder of a slice, pay a few loads and stores an append for the lock. A sleeper
+//!   woken by its nap takes the lock from the thread it is biased to only if that thread
+//!   stopped taking it; one still taking it calls when its slice is up.
+//!
 //! What this costs and promises: under contention an append waits at most about one
 //! slice per thread ahead of it, plus the time to wake (`SharedLogWriter`'s docs); threads
 //! appending at once together keep near one thread's rate; an append that finds the
-//! lock free costs an uncontended `try_lock` and its release (two atomic
-//! read-modify-writes) and a few loads and stores more than the writer's own append.
+//! lock free costs a few loads and stores more than the writer's own append (an
+//! uncontended compare-and-swap and a store, until the lock is biased to its thread).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
+
+use crate::sys::{BiasedGuard, BiasedLock};
 
 /// How long a thread holds the lock while others sleep waiting for it, before it calls
 /// one of them to take it over. Each handover costs the new holder the writer's cache
@@ -61,10 +71,10 @@ const AT_MOST: Duration = Duration::from_millis(2);
 /// How many acquisitions of a slice go by between two looks at the clock.
 const CLOCK_EVERY: u32 = 32;
 
-/// A mutex taken in slices under contention; see the module's docs.
+/// A lock taken in slices under contention; see the module's docs.
 #[derive(Debug)]
 pub(crate) struct Gate<T> {
-    inner: Mutex<Held<T>>,
+    inner: BiasedLock<Held<T>>,
     /// The holder's slice is up: the sleepers were woken, and the first to wake takes
     /// the lock over.
     calling: AtomicBool,
@@ -98,7 +108,7 @@ struct Held<T> {
 /// Holds the lock; derefs to the value.
 pub(crate) struct GateGuard<'a, T> {
     gate: &'a Gate<T>,
-    guard: MutexGuard<'a, Held<T>>,
+    guard: BiasedGuard<'a, Held<T>>,
     /// Dropped after `guard`: wakes the sleepers once the lock is free, when this
     /// holder's slice is up.
     call: Call<'a>,
@@ -135,6 +145,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for GateGuard<'_, T> {
 
 /// A number that tells this thread from every other living one: the address of a
 /// thread-local.
+#[inline]
 fn me() -> usize {
     thread_local! {
         static ME: u8 = const { 0 };
@@ -146,7 +157,7 @@ impl<T> Gate<T> {
     /// A lock around `value`.
     pub(crate) fn new(value: T) -> Self {
         Self {
-            inner: Mutex::new(Held {
+            inner: BiasedLock::new(Held {
                 value,
                 owner: 0,
                 since: None,
@@ -161,13 +172,13 @@ impl<T> Gate<T> {
         }
     }
 
-    /// Takes the lock. A thread that panicked holding it left the value whole (the
-    /// callers' values are), so poison is passed over.
+    /// Takes the lock. The lock does not poison: a thread that panicked holding it
+    /// left the value whole (the callers' values are).
     #[inline]
     pub(crate) fn lock(&self) -> GateGuard<'_, T> {
         let me = me();
         if self.barred.load(Ordering::Relaxed) == 0
-            && let Some(guard) = self.try_lock()
+            && let Some(guard) = self.inner.try_lock(me)
         {
             return self.held(guard, me);
         }
@@ -175,17 +186,13 @@ impl<T> Gate<T> {
     }
 
     #[inline]
-    fn try_lock(&self) -> Option<MutexGuard<'_, Held<T>>> {
-        match self.inner.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+    fn try_lock(&self, me: usize) -> Option<BiasedGuard<'_, Held<T>>> {
+        self.inner.try_lock(me)
     }
 
     /// The guard of a lock just taken by `me`.
     #[inline]
-    fn held<'a>(&'a self, mut guard: MutexGuard<'a, Held<T>>, me: usize) -> GateGuard<'a, T> {
+    fn held<'a>(&'a self, mut guard: BiasedGuard<'a, Held<T>>, me: usize) -> GateGuard<'a, T> {
         // Under the lock: a load and a store, no read-modify-write.
         let taken = self.taken.load(Ordering::Relaxed);
         self.taken.store(taken.wrapping_add(1), Ordering::Relaxed);
@@ -234,7 +241,7 @@ impl<T> Gate<T> {
                 // Called to take the lock over: the holder lets it go at its next
                 // release, or it is free already.
                 if (barred != 0 || tries.is_multiple_of(8))
-                    && let Some(guard) = self.try_lock()
+                    && let Some(guard) = self.try_lock(me)
                 {
                     break guard;
                 }
@@ -250,11 +257,11 @@ impl<T> Gate<T> {
                 }
                 continue;
             }
-            if let Some(guard) = self.try_lock() {
-                break guard;
-            }
-            tries = tries.saturating_add(1);
             if !waiting {
+                if let Some(guard) = self.try_lock(me) {
+                    break guard;
+                }
+                tries = tries.saturating_add(1);
                 // A holder that takes the lock again and again while this thread tries
                 // appends flat out: this thread sleeps until its slice is up. While one
                 // hold lasts (a roll, a large event), this thread keeps trying.
@@ -273,8 +280,10 @@ impl<T> Gate<T> {
                 }
             }
             // Asleep, out of the holder's way, until its slice is up or for a nap.
-            // Woken by a call, the first thread to wake takes the lock over; the others,
-            // and a thread woken by its nap that finds the lock taken, sleep again.
+            // Woken by a call, the first thread to wake takes the lock over. The others,
+            // and a thread woken by its nap, take it if it is free, but take it from a
+            // thread it is biased to (`BiasedLock`) only if no one took it since they
+            // last looked: a holder still taking it calls when its slice is up.
             self.wait(&mut waiting);
             if self.calling.load(Ordering::Acquire)
                 && self
@@ -286,9 +295,16 @@ impl<T> Gate<T> {
                 tries = 0;
                 continue;
             }
-            if let Some(guard) = self.try_lock() {
+            let now = self.taken.load(Ordering::Relaxed);
+            let free = if now == seen {
+                self.try_lock(me)
+            } else {
+                self.inner.try_lock_unbiased(me)
+            };
+            if let Some(guard) = free {
                 break guard;
             }
+            seen = now;
             self.sleep();
         };
         if waiting {

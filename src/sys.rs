@@ -32,11 +32,14 @@
 //! Readers never build a slice over bytes past the published `write_offset`: those may be
 //! under construction by the writer, in this process or another.
 
+use std::cell::UnsafeCell;
 use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence, fence};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence, fence,
+};
 
 use memmap2::{Advice, MmapOptions, MmapRaw, UncheckedAdvice};
 
@@ -984,4 +987,389 @@ pub(crate) fn set_presence(file: &File, presence: Presence) -> io::Result<bool> 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn set_presence(_file: &File, _presence: Presence) -> io::Result<bool> {
     Ok(true)
+}
+
+/// `membarrier(2)` commands for this process's own threads, from `linux/membarrier.h`.
+#[cfg(target_os = "linux")]
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+#[cfg(target_os = "linux")]
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+/// Whether locks may be biased: true once this process is registered for expedited
+/// private memory barriers (`MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`, Linux 4.14),
+/// done at the first call.
+fn bias_allowed() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *REGISTERED.get_or_init(|| membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// A full memory barrier on every CPU that runs a thread of this process
+/// (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`). Only called once [`bias_allowed`] registered
+/// the process, after which the kernel does not refuse it; a process forked since has
+/// to register again, which this does. It keeps trying rather than return without the
+/// barrier: going on without it could let two threads hold a lock at once.
+#[cold]
+fn barrier_all_threads() {
+    #[cfg(target_os = "linux")]
+    loop {
+        if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) {
+            return;
+        }
+        if !membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+/// How many threads a [`BiasedLock`] can be biased to over its life (a thread that
+/// ended leaves its slot to the next thread given its identity).
+const BIAS_SLOTS: usize = 32;
+
+/// How many times in a row one thread takes a [`BiasedLock`] plainly before the lock is
+/// biased to it.
+const BIAS_AFTER: u32 = 256;
+
+/// A lock that costs the thread that takes it again and again no atomic
+/// read-modify-write: an asymmetric (biased) lock.
+///
+/// It is a plain lock (a compare-and-swap to take, a store to release) that is
+/// **biased** to a thread once that thread took it [`BIAS_AFTER`] times in a row. The
+/// thread it is biased to takes it by marking its own slot "inside" and checking that
+/// the bias still holds, with no fence between the two; it releases it by clearing the
+/// mark. Another thread takes the plain lock, then **revokes** the bias: it clears the
+/// bias, runs a memory barrier on every CPU of this process (`membarrier(2)`), and waits
+/// until the slot is no longer marked. The barrier is what the biased thread's missing
+/// fence would have done: after it, either the revoking thread sees the mark, or the
+/// biased thread sees the bias gone and takes the plain lock like anyone else.
+///
+/// Each thread is known by a number unique among the living threads (the address of a
+/// thread-local). A slot belongs to that number for the lock's life, so that a thread
+/// still on its way into the lock after its bias was revoked only ever marks its own
+/// slot. Without `membarrier` the lock is never biased.
+///
+/// The lock does not poison: its users leave their values whole when they panic.
+pub(crate) struct BiasedLock<T> {
+    /// The plain lock.
+    locked: AtomicBool,
+    /// 0, or 1 + the slot of the thread the lock is biased to.
+    biased: AtomicUsize,
+    /// Whether the lock may be biased (the process is registered for the barrier).
+    may_bias: bool,
+    slots: [BiasSlot; BIAS_SLOTS],
+    /// Who took the plain lock last, and how many times in a row. Under the plain lock.
+    run: UnsafeCell<(usize, u32)>,
+    value: UnsafeCell<T>,
+}
+
+/// A thread a [`BiasedLock`] may be biased to.
+#[derive(Default)]
+struct BiasSlot {
+    /// The thread's number, or 0 for a free slot; set once, under the plain lock.
+    thread: AtomicUsize,
+    /// The thread holds the lock through its bias.
+    inside: AtomicBool,
+}
+
+// SAFETY: the lock hands out `&mut T` to one thread at a time (the plain lock, or the
+// bias, which a thread revokes before it goes on with the plain lock), so it is `Sync`
+// when `T` may be sent between threads, as `std::sync::Mutex` is. `run` is only
+// touched under the plain lock.
+unsafe impl<T: Send> Sync for BiasedLock<T> {}
+// SAFETY: the lock owns its value; sending it sends the value.
+unsafe impl<T: Send> Send for BiasedLock<T> {}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for BiasedLock<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BiasedLock")
+            .field("locked", &self.locked)
+            .field("biased", &self.biased)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Holds a [`BiasedLock`]; releases it when dropped.
+pub(crate) struct BiasedGuard<'a, T> {
+    lock: &'a BiasedLock<T>,
+    /// The slot this thread holds the lock through, or `None` for the plain lock.
+    slot: Option<&'a BiasSlot>,
+    /// Released by the thread that took it, as `std::sync::MutexGuard`.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl<T> BiasedLock<T> {
+    /// A lock around `value`.
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+            biased: AtomicUsize::new(0),
+            may_bias: bias_allowed(),
+            slots: std::array::from_fn(|_| BiasSlot::default()),
+            run: UnsafeCell::new((0, 0)),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock for thread `me` (a number no other living thread has) if it is
+    /// free, or biased to another thread, which may make this wait until that thread
+    /// released it; `None` if another thread holds the plain lock.
+    #[inline]
+    pub(crate) fn try_lock(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
+        let biased = self.biased.load(Ordering::Relaxed);
+        if let Some(slot) = biased.checked_sub(1).and_then(|at| self.slots.get(at))
+            && slot.thread.load(Ordering::Relaxed) == me
+        {
+            slot.inside.store(true, Ordering::Relaxed);
+            // The light side of the barrier: `barrier_all_threads` in a revoking thread
+            // orders this store before the load below on this CPU.
+            compiler_fence(Ordering::SeqCst);
+            if self.biased.load(Ordering::Acquire) == biased {
+                return Some(BiasedGuard {
+                    lock: self,
+                    slot: Some(slot),
+                    _not_send: std::marker::PhantomData,
+                });
+            }
+            slot.inside.store(false, Ordering::Release);
+        }
+        self.try_lock_plain(me)
+    }
+
+    /// As [`try_lock`](Self::try_lock), but `None` rather than revoking a bias to
+    /// another thread: for a thread that should not cut that thread's run of
+    /// acquisitions short.
+    pub(crate) fn try_lock_unbiased(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
+        if self.biased_to_another(me) {
+            return None;
+        }
+        self.try_lock(me)
+    }
+
+    /// Whether the lock is biased to a thread other than `me`.
+    fn biased_to_another(&self, me: usize) -> bool {
+        let biased = self.biased.load(Ordering::Relaxed);
+        biased
+            .checked_sub(1)
+            .and_then(|at| self.slots.get(at))
+            .is_some_and(|slot| slot.thread.load(Ordering::Relaxed) != me)
+    }
+
+    /// Takes the plain lock, revoking another thread's bias.
+    fn try_lock_plain(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        let biased = self.biased.load(Ordering::Relaxed);
+        if let Some(slot) = biased.checked_sub(1).and_then(|at| self.slots.get(at))
+            && slot.thread.load(Ordering::Relaxed) != me
+        {
+            self.revoke(slot);
+        }
+        // SAFETY: `run` is only touched under the plain lock, taken above.
+        let run = unsafe { &mut *self.run.get() };
+        if run.0 == me {
+            run.1 = run.1.saturating_add(1);
+            if run.1 == BIAS_AFTER && self.may_bias {
+                self.bias_to(me);
+            }
+        } else {
+            *run = (me, 1);
+        }
+        Some(BiasedGuard {
+            lock: self,
+            slot: None,
+            _not_send: std::marker::PhantomData,
+        })
+    }
+
+    /// Takes the bias from the thread of `slot`, and waits until it released the lock
+    /// if it holds it. Under the plain lock.
+    #[cold]
+    fn revoke(&self, slot: &BiasSlot) {
+        self.biased.store(0, Ordering::Relaxed);
+        barrier_all_threads();
+        let mut tries: u32 = 0;
+        while slot.inside.load(Ordering::Acquire) {
+            tries = tries.saturating_add(1);
+            if tries < 64 {
+                std::hint::spin_loop();
+            } else if tries < 1024 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// Biases the lock to `me`, if a slot is its or free. Under the plain lock.
+    #[cold]
+    fn bias_to(&self, me: usize) {
+        let at = self
+            .slots
+            .iter()
+            .position(|slot| slot.thread.load(Ordering::Relaxed) == me)
+            .or_else(|| {
+                let free = self
+                    .slots
+                    .iter()
+                    .position(|slot| slot.thread.load(Ordering::Relaxed) == 0)?;
+                self.slots.get(free)?.thread.store(me, Ordering::Relaxed);
+                Some(free)
+            });
+        if let Some(at) = at {
+            self.biased.store(at + 1, Ordering::Release);
+        }
+    }
+}
+
+impl<T> std::ops::Deref for BiasedGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds the lock (the plain lock, or the bias with its slot
+        // marked inside), so no other thread touches the value until it is dropped.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for BiasedGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference through the
+        // guard.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for BiasedGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        match self.slot {
+            Some(slot) => slot.inside.store(false, Ordering::Release),
+            None => self.lock.locked.store(false, Ordering::Release),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A number for this thread, as the gate gives one.
+    fn me() -> usize {
+        thread_local! {
+            static ME: u8 = const { 0 };
+        }
+        ME.with(|me| std::ptr::from_ref(me).addr())
+    }
+
+    /// Threads that each take the lock in runs of 1 to 600 times in a row (so that it
+    /// is biased to one, then revoked by another, again and again) never hold it at
+    /// once: a read and a later write of the value, not atomic, lose no count.
+    #[test]
+    fn a_biased_lock_lets_one_thread_in_at_a_time() {
+        let lock = BiasedLock::new(0_u64);
+        let until = Instant::now() + Duration::from_millis(600);
+        let (takes, biased): (Vec<u64>, Vec<u64>) = std::thread::scope(|s| {
+            let threads: Vec<_> = (1..=3_u64)
+                .map(|seed| {
+                    let lock = &lock;
+                    s.spawn(move || {
+                        let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        let (mut takes, mut biased) = (0_u64, 0_u64);
+                        while Instant::now() < until {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            for _ in 0..1 + rng % 600 {
+                                let mut held = loop {
+                                    if let Some(held) = lock.try_lock(me()) {
+                                        break held;
+                                    }
+                                    std::hint::spin_loop();
+                                };
+                                biased += u64::from(held.slot.is_some());
+                                let seen = *held;
+                                for _ in 0..rng % 64 {
+                                    std::hint::spin_loop();
+                                }
+                                *held = seen + 1;
+                                takes += 1;
+                            }
+                            if rng % 4 == 0 {
+                                std::thread::yield_now();
+                            }
+                        }
+                        (takes, biased)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).unzip()
+        });
+        let total: u64 = takes.iter().sum();
+        assert_eq!(*lock.try_lock(me()).unwrap(), total, "takes: {takes:?}");
+        if bias_allowed() {
+            // Otherwise the test would only have tried the plain lock.
+            assert!(
+                biased.iter().filter(|&&b| b > 0).count() >= 2,
+                "taken through a bias: {biased:?} of {takes:?}"
+            );
+        }
+    }
+
+    /// A thread that takes a lock biased to another, which holds it, gets it only once
+    /// that thread released it.
+    #[test]
+    fn taking_a_lock_biased_to_a_holder_waits_for_its_release() {
+        let lock = BiasedLock::new(());
+        let holding = AtomicBool::new(false);
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..2 * BIAS_AFTER {
+                    drop(lock.try_lock(me()).unwrap());
+                }
+                let held = lock.try_lock(me()).unwrap();
+                holding.store(true, Ordering::SeqCst);
+                held_tx.send(held.slot.is_some()).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                holding.store(false, Ordering::SeqCst);
+                drop(held);
+            });
+            let through_bias = held_rx.recv().unwrap();
+            assert_eq!(through_bias, bias_allowed());
+            let took = loop {
+                if let Some(took) = lock.try_lock(me()) {
+                    break took;
+                }
+                std::thread::yield_now();
+            };
+            assert!(!holding.load(Ordering::SeqCst), "both held the lock");
+            drop(took);
+        });
+    }
+
+    /// A lock biased to a thread that has ended is taken at once by another.
+    #[test]
+    fn a_lock_biased_to_an_ended_thread_is_free() {
+        let lock = BiasedLock::new(0_u32);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..2 * BIAS_AFTER {
+                    *lock.try_lock(me()).unwrap() += 1;
+                }
+            });
+        });
+        let held = lock.try_lock(me()).unwrap();
+        assert_eq!(*held, 2 * BIAS_AFTER);
+        assert!(held.slot.is_none());
+    }
 }

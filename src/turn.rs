@@ -262,17 +262,17 @@ impl<W: Turned> Shared<W> {
         if turn.writer.is_none() {
             inner.take_turn(&mut turn)?;
         }
-        let uses = inner.uses.load(Ordering::Relaxed);
-        inner.uses.store(uses.wrapping_add(1), Ordering::Relaxed);
         let result = match turn.writer.as_mut() {
             Some(writer) => f(writer),
             None => Err(Error::Locked {
                 path: inner.at.clone(),
             }),
         };
-        // Again at the end: a call that spans the keeper's look (a roll waiting for its
-        // segment) is not idleness.
-        inner.uses.store(uses.wrapping_add(2), Ordering::Relaxed);
+        // Counted at the end, still under the lock: a call that spans the keeper's look
+        // (a roll waiting for its segment) shows when the keeper, which takes the lock
+        // before it gives the turn up, looks again.
+        let uses = inner.uses.load(Ordering::Relaxed);
+        inner.uses.store(uses.wrapping_add(1), Ordering::Relaxed);
         result
     }
 
@@ -328,9 +328,9 @@ impl<W: Turned> Shared<W> {
 }
 
 impl<W: Turned> Inner<W> {
-    /// This process's part of the turn: a thread that panicked while it held it left
-    /// the writer whole (an append cut short publishes nothing), so the lock's poison
-    /// is passed over.
+    /// This process's part of the turn. The lock does not poison: a thread that
+    /// panicked while it held it left the writer whole (an append cut short publishes
+    /// nothing).
     #[inline]
     fn lock_turn(&self) -> GateGuard<'_, Turn<W>> {
         self.turn.lock()
