@@ -13,6 +13,14 @@
 //!   (default 4 µs: 250,000 events/s per thread), into a fresh log, rolls included; the
 //!   percentiles are over the appends of all threads.
 //!
+//! - **Uncontended**: what the shared writer's lock costs one thread alone. One thread
+//!   appends blocks of `uncontended_block` events, alternately through a [`LogWriter`]
+//!   and through a [`SharedLogWriter`], each into a log of its own in steady state
+//!   (holding `retain` segments, 4 by default, so that rolls recycle), `uncontended_blocks`
+//!   blocks each. Alternating blocks of a few milliseconds, rather than whole runs,
+//!   puts both systems through the same moments of a shared, noisy machine; the report
+//!   quotes each system's median block.
+//!
 //! Every event is stamped with the same timestamp, so that the threads need no shared
 //! clock to stay in order and every system does the same work per event.
 
@@ -63,6 +71,10 @@ pub struct ManyConfig {
     /// recycles a retired segment instead of filling fresh pages; `None` (the default):
     /// fresh logs.
     pub retain: Option<u64>,
+    /// Blocks of the uncontended comparison, each system (default 200); 0 skips it.
+    pub uncontended_blocks: u32,
+    /// Appends per block of the uncontended comparison (default 50,000).
+    pub uncontended_block: u64,
 }
 
 impl Default for ManyConfig {
@@ -79,6 +91,8 @@ impl Default for ManyConfig {
             processes: vec![1, 2],
             appender: None,
             retain: None,
+            uncontended_blocks: 200,
+            uncontended_block: 50_000,
         }
     }
 }
@@ -114,6 +128,33 @@ pub struct ManyLatency {
     pub max: u64,
 }
 
+/// The uncontended comparison: one thread, blocks alternating between the systems.
+#[derive(Debug, Clone)]
+pub struct ManyUncontended {
+    /// Blocks timed, each system.
+    pub blocks: u32,
+    /// Appends per block.
+    pub block: u64,
+    /// A block through the [`LogWriter`]: the median.
+    pub exclusive: Duration,
+    /// A block through the [`SharedLogWriter`]: the median.
+    pub shared: Duration,
+}
+
+impl ManyUncontended {
+    /// The shared writer's append time over the [`LogWriter`]'s: 1.05 is 5% dearer.
+    pub fn cost(&self) -> f64 {
+        self.shared.as_secs_f64() / self.exclusive.as_secs_f64()
+    }
+
+    /// Nanoseconds an append of a median block takes: the [`LogWriter`]'s, then the
+    /// [`SharedLogWriter`]'s.
+    pub fn per_append_ns(&self) -> (f64, f64) {
+        let per = |block: Duration| block.as_secs_f64() * 1e9 / self.block as f64;
+        (per(self.exclusive), per(self.shared))
+    }
+}
+
 /// Everything [`run`] measured.
 #[derive(Debug, Clone)]
 pub struct ManyReport {
@@ -121,6 +162,8 @@ pub struct ManyReport {
     pub config: ManyConfig,
     /// The single [`LogWriter`] first, then the shared writer by thread count.
     pub throughput: Vec<ManyThroughput>,
+    /// The uncontended comparison, unless skipped.
+    pub uncontended: Option<ManyUncontended>,
     /// The paced latency runs.
     pub latency: Vec<ManyLatency>,
 }
@@ -191,6 +234,13 @@ pub fn run(config: &ManyConfig, progress: &mut dyn FnMut(&str)) -> Result<ManyRe
             })
         })
         .collect();
+    let uncontended = if config.uncontended_blocks > 0 {
+        progress("bench many: uncontended");
+        dir.settle()?;
+        Some(uncontended_run(&dir, config, &payload)?)
+    } else {
+        None
+    };
     let mut latency = Vec::new();
     if let Some(pace) = config.pace {
         for system in [System::Exclusive, System::Shared(1), System::Shared(2)] {
@@ -202,7 +252,53 @@ pub fn run(config: &ManyConfig, progress: &mut dyn FnMut(&str)) -> Result<ManyRe
     Ok(ManyReport {
         config: config.clone(),
         throughput,
+        uncontended,
         latency,
+    })
+}
+
+/// The uncontended comparison: one thread, blocks alternating between a
+/// [`LogWriter`] and a [`SharedLogWriter`], each with a log of its own in steady state.
+fn uncontended_run(dir: &BenchDir, config: &ManyConfig, payload: &[u8]) -> Result<ManyUncontended> {
+    let steady = ManyConfig {
+        retain: Some(config.retain.unwrap_or(4)),
+        ..config.clone()
+    };
+    let mut exclusive = fresh_log(dir, &steady)?;
+    let shared = SharedLogWriter::from(fresh_log(dir, &steady)?);
+    let paths = [exclusive.dir().to_owned(), shared.dir().to_owned()];
+    let block = config.uncontended_block.max(1);
+    let mut times = [Vec::new(), Vec::new()];
+    // Block 0 of each warms up, untimed.
+    for round in 0..=config.uncontended_blocks {
+        for which in [round % 2, 1 - round % 2] {
+            let start = Instant::now();
+            if which == 0 {
+                for _ in 0..block {
+                    exclusive.append(TIMESTAMP, payload)?;
+                }
+            } else {
+                for _ in 0..block {
+                    shared.append(TIMESTAMP, payload)?;
+                }
+            }
+            let elapsed = start.elapsed();
+            if let (true, Some(runs)) = (round > 0, times.get_mut(which as usize)) {
+                runs.push(elapsed);
+            }
+        }
+    }
+    drop((exclusive, shared));
+    for path in paths {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    let [exclusive, shared] =
+        times.map(|runs| Summary::of(runs).map_or(Duration::ZERO, |runs| runs.median));
+    Ok(ManyUncontended {
+        blocks: config.uncontended_blocks,
+        block,
+        exclusive,
+        shared,
     })
 }
 
@@ -536,6 +632,18 @@ impl fmt::Display for ManyReport {
             f,
             "(ratios to one thread appending through LogWriter; shared: one SharedLogWriter, every thread appending its share; processes: each its own SharedLogWriter, taking turns)"
         )?;
+        if let Some(u) = &self.uncontended {
+            let (exclusive, shared) = u.per_append_ns();
+            writeln!(
+                f,
+                "\nOne thread, uncontended: {} blocks of {} appends each, alternating between a LogWriter and a SharedLogWriter, each into a log in steady state; median block\n LogWriter  {:>6.1} ns an append\n    shared  {:>6.1} ns an append  ({:+.1}%)",
+                u.blocks,
+                u.block,
+                exclusive,
+                shared,
+                (u.cost() - 1.0) * 100.0
+            )?;
+        }
         if let (false, Some(pace)) = (self.latency.is_empty(), c.pace) {
             writeln!(
                 f,

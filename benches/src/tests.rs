@@ -338,6 +338,8 @@ fn a_small_many_producer_run_reports_every_row() -> TestResult {
         repeats: 1,
         pace: Some(Duration::from_micros(20)),
         paced_events: 300,
+        uncontended_blocks: 3,
+        uncontended_block: 1_000,
         ..many::ManyConfig::default()
     };
     let report = many::run(&config, &mut |_| {})?;
@@ -368,8 +370,16 @@ fn a_small_many_producer_run_reports_every_row() -> TestResult {
             ("shared", 2, 600)
         ]
     );
+    let uncontended = report
+        .uncontended
+        .as_ref()
+        .ok_or("no uncontended comparison")?;
+    assert_eq!((uncontended.blocks, uncontended.block), (3, 1_000));
+    let (exclusive, shared) = uncontended.per_append_ns();
+    assert!(exclusive > 0.0 && shared > 0.0, "{uncontended:?}");
     let text = report.to_string();
     assert!(text.contains("shared  4 threads"), "{text}");
+    assert!(text.contains("One thread, uncontended"), "{text}");
     assert!(text.contains("p99.9"), "{text}");
     Ok(())
 }
@@ -382,6 +392,7 @@ fn a_steady_many_producer_run_starts_from_a_log_holding_its_retention() -> TestR
         repeats: 1,
         pace: None,
         retain: Some(2),
+        uncontended_blocks: 0,
         ..many::ManyConfig::default()
     };
     let report = many::run(&config, &mut |_| {})?;
