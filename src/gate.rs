@@ -174,11 +174,17 @@ impl<T> Gate<T> {
 
     /// Takes the lock. The lock does not poison: a thread that panicked holding it
     /// left the value whole (the callers' values are).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lock(&self) -> GateGuard<'_, T> {
         let me = me();
+        // Through its bias, the lock is this thread's until another thread revokes
+        // it (a thread called to take over does): even one that handed over
+        // (`barred`) may go on until then.
+        if let Some(guard) = self.inner.try_lock_biased(me) {
+            return self.held(guard, me);
+        }
         if self.barred.load(Ordering::Relaxed) == 0
-            && let Some(guard) = self.inner.try_lock(me)
+            && let Some(guard) = self.inner.try_lock_plain(me)
         {
             return self.held(guard, me);
         }
@@ -193,13 +199,16 @@ impl<T> Gate<T> {
     /// The guard of a lock just taken by `me`.
     #[inline]
     fn held<'a>(&'a self, mut guard: BiasedGuard<'a, Held<T>>, me: usize) -> GateGuard<'a, T> {
-        // Under the lock: a load and a store, no read-modify-write.
-        let taken = self.taken.load(Ordering::Relaxed);
-        self.taken.store(taken.wrapping_add(1), Ordering::Relaxed);
-        if guard.owner != me {
-            guard.owner = me;
-            guard.since = None;
-            guard.count = 0;
+        // Taken through its bias, the lock was this thread's already (it took it plainly
+        // 256 times in a row first), and only sleepers look at `taken` (threads trying
+        // the lock revoke the bias instead): the release counts it if one sleeps.
+        if !guard.through_bias() {
+            self.count_taken();
+            if guard.owner != me {
+                guard.owner = me;
+                guard.since = None;
+                guard.count = 0;
+            }
         }
         GateGuard {
             gate: self,
@@ -210,6 +219,14 @@ impl<T> Gate<T> {
             },
             me,
         }
+    }
+
+    /// Counts one more acquisition. Under the lock: a load and a store, no
+    /// read-modify-write.
+    #[inline]
+    fn count_taken(&self) {
+        let taken = self.taken.load(Ordering::Relaxed);
+        self.taken.store(taken.wrapping_add(1), Ordering::Relaxed);
     }
 
     #[cold]
@@ -386,6 +403,9 @@ impl<T> GateGuard<'_, T> {
     #[cold]
     fn slice_ends(&mut self) {
         let gate = self.gate;
+        if self.guard.through_bias() {
+            gate.count_taken();
+        }
         let arrived = gate.arrived.load(Ordering::Acquire);
         if arrived != 0 && arrived != self.me {
             gate.barred.store(self.me, Ordering::Release);

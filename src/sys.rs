@@ -1068,8 +1068,10 @@ pub(crate) struct BiasedLock<T> {
     value: UnsafeCell<T>,
 }
 
-/// A thread a [`BiasedLock`] may be biased to.
+/// A thread a [`BiasedLock`] may be biased to: a cache line of its own, which only its
+/// thread writes once it has it.
 #[derive(Default)]
+#[repr(align(64))]
 struct BiasSlot {
     /// The thread's number, or 0 for a free slot; set once, under the plain lock.
     thread: AtomicUsize,
@@ -1121,6 +1123,12 @@ impl<T> BiasedLock<T> {
     /// released it; `None` if another thread holds the plain lock.
     #[inline]
     pub(crate) fn try_lock(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
+        self.try_lock_biased(me).or_else(|| self.try_lock_plain(me))
+    }
+
+    /// Takes the lock for thread `me` if it is biased to `me`; `None` otherwise.
+    #[inline]
+    pub(crate) fn try_lock_biased(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
         let biased = self.biased.load(Ordering::Relaxed);
         if let Some(slot) = biased.checked_sub(1).and_then(|at| self.slots.get(at))
             && slot.thread.load(Ordering::Relaxed) == me
@@ -1138,7 +1146,7 @@ impl<T> BiasedLock<T> {
             }
             slot.inside.store(false, Ordering::Release);
         }
-        self.try_lock_plain(me)
+        None
     }
 
     /// As [`try_lock`](Self::try_lock), but `None` rather than revoking a bias to
@@ -1161,7 +1169,7 @@ impl<T> BiasedLock<T> {
     }
 
     /// Takes the plain lock, revoking another thread's bias.
-    fn try_lock_plain(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
+    pub(crate) fn try_lock_plain(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
         self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
@@ -1225,6 +1233,14 @@ impl<T> BiasedLock<T> {
         if let Some(at) = at {
             self.biased.store(at + 1, Ordering::Release);
         }
+    }
+}
+
+impl<T> BiasedGuard<'_, T> {
+    /// Whether the lock was taken through its bias to this thread (not plainly).
+    #[inline]
+    pub(crate) fn through_bias(&self) -> bool {
+        self.slot.is_some()
     }
 }
 
@@ -1296,7 +1312,7 @@ mod tests {
                                     }
                                     std::hint::spin_loop();
                                 };
-                                biased += u64::from(held.slot.is_some());
+                                biased += u64::from(held.through_bias());
                                 let seen = *held;
                                 for _ in 0..rng % 64 {
                                     std::hint::spin_loop();
@@ -1339,7 +1355,7 @@ mod tests {
                 }
                 let held = lock.try_lock(me()).unwrap();
                 holding.store(true, Ordering::SeqCst);
-                held_tx.send(held.slot.is_some()).unwrap();
+                held_tx.send(held.through_bias()).unwrap();
                 std::thread::sleep(Duration::from_millis(50));
                 holding.store(false, Ordering::SeqCst);
                 drop(held);
@@ -1370,6 +1386,6 @@ mod tests {
         });
         let held = lock.try_lock(me()).unwrap();
         assert_eq!(*held, 2 * BIAS_AFTER);
-        assert!(held.slot.is_none());
+        assert!(!held.through_bias());
     }
 }

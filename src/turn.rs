@@ -252,7 +252,7 @@ impl<W: Turned> Shared<W> {
     }
 
     /// Runs `f` on the writer, taking the turn first if another process has it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut W) -> Result<T>) -> Result<T> {
         let inner = self.inner();
         let mut turn = inner.lock_turn();

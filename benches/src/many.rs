@@ -13,13 +13,15 @@
 //!   (default 4 µs: 250,000 events/s per thread), into a fresh log, rolls included; the
 //!   percentiles are over the appends of all threads.
 //!
-//! - **Uncontended**: what the shared writer's lock costs one thread alone. One thread
-//!   appends blocks of `uncontended_block` events, alternately through a [`LogWriter`]
-//!   and through a [`SharedLogWriter`], each into a log of its own in steady state
-//!   (holding `retain` segments, 4 by default, so that rolls recycle), `uncontended_blocks`
-//!   blocks each. Alternating blocks of a few milliseconds, rather than whole runs,
-//!   puts both systems through the same moments of a shared, noisy machine; the report
-//!   quotes each system's median block.
+//! - **Uncontended**: what the shared writer costs one thread alone. One thread appends
+//!   blocks of `uncontended_block` events into one log in steady state (holding
+//!   `retain` segments, 4 by default, so that rolls recycle), in turn through a
+//!   [`LogWriter`], a [`SharedLogWriter`] made from it and a [`std::sync::Mutex`]
+//!   around it (each made and taken apart again untimed), `uncontended_blocks` blocks
+//!   each. Alternating blocks of a few
+//!   milliseconds in one log, rather than whole runs in logs of their own, puts both
+//!   systems through the same moments of a shared, noisy machine and the same files;
+//!   the report quotes each system's median block.
 //!
 //! Every event is stamped with the same timestamp, so that the threads need no shared
 //! clock to stay in order and every system does the same work per event.
@@ -139,6 +141,9 @@ pub struct ManyUncontended {
     pub exclusive: Duration,
     /// A block through the [`SharedLogWriter`]: the median.
     pub shared: Duration,
+    /// A block through a [`LogWriter`] in a [`std::sync::Mutex`], what a program shares
+    /// one with otherwise: the median.
+    pub mutex: Duration,
 }
 
 impl ManyUncontended {
@@ -147,11 +152,11 @@ impl ManyUncontended {
         self.shared.as_secs_f64() / self.exclusive.as_secs_f64()
     }
 
-    /// Nanoseconds an append of a median block takes: the [`LogWriter`]'s, then the
-    /// [`SharedLogWriter`]'s.
-    pub fn per_append_ns(&self) -> (f64, f64) {
+    /// Nanoseconds an append of a median block takes: the [`LogWriter`]'s, the
+    /// [`SharedLogWriter`]'s, the [`std::sync::Mutex`]'s.
+    pub fn per_append_ns(&self) -> (f64, f64, f64) {
         let per = |block: Duration| block.as_secs_f64() * 1e9 / self.block as f64;
-        (per(self.exclusive), per(self.shared))
+        (per(self.exclusive), per(self.shared), per(self.mutex))
     }
 }
 
@@ -257,48 +262,77 @@ pub fn run(config: &ManyConfig, progress: &mut dyn FnMut(&str)) -> Result<ManyRe
     })
 }
 
-/// The uncontended comparison: one thread, blocks alternating between a
-/// [`LogWriter`] and a [`SharedLogWriter`], each with a log of its own in steady state.
+/// The uncontended comparison: one thread, blocks rotating between a [`LogWriter`], a
+/// [`SharedLogWriter`] made from it and a [`std::sync::Mutex`] around it (each taken
+/// apart again, untimed, after its block), in one log in steady state: all write into
+/// the same files and mappings, which on their own differ from one log to another by
+/// more than the costs measured (the page cache's folios, say).
 fn uncontended_run(dir: &BenchDir, config: &ManyConfig, payload: &[u8]) -> Result<ManyUncontended> {
     let steady = ManyConfig {
         retain: Some(config.retain.unwrap_or(4)),
         ..config.clone()
     };
-    let mut exclusive = fresh_log(dir, &steady)?;
-    let shared = SharedLogWriter::from(fresh_log(dir, &steady)?);
-    let paths = [exclusive.dir().to_owned(), shared.dir().to_owned()];
+    let mut writer = fresh_log(dir, &steady)?;
+    let path = writer.dir().to_owned();
     let block = config.uncontended_block.max(1);
-    let mut times = [Vec::new(), Vec::new()];
+    let mut times = [Vec::new(), Vec::new(), Vec::new()];
     // Block 0 of each warms up, untimed.
-    for round in 0..=config.uncontended_blocks {
-        for which in [round % 2, 1 - round % 2] {
-            let start = Instant::now();
-            if which == 0 {
-                for _ in 0..block {
-                    exclusive.append(TIMESTAMP, payload)?;
+    for round in 0..=config.uncontended_blocks as usize {
+        for k in 0..times.len() {
+            let which = (k + round) % times.len();
+            let elapsed = match which {
+                0 => {
+                    let start = Instant::now();
+                    for _ in 0..block {
+                        writer.append(TIMESTAMP, payload)?;
+                    }
+                    start.elapsed()
                 }
-            } else {
-                for _ in 0..block {
-                    shared.append(TIMESTAMP, payload)?;
+                1 => {
+                    let shared = SharedLogWriter::from(writer);
+                    let start = Instant::now();
+                    for _ in 0..block {
+                        shared.append(TIMESTAMP, payload)?;
+                    }
+                    let elapsed = start.elapsed();
+                    writer = shared.into_writer().map_err(|_| {
+                        crate::io_error(
+                            "take the shared writer apart",
+                            &path,
+                            std::io::Error::other("it has another handle"),
+                        )
+                    })?;
+                    elapsed
                 }
-            }
-            let elapsed = start.elapsed();
-            if let (true, Some(runs)) = (round > 0, times.get_mut(which as usize)) {
+                _ => {
+                    let mutex = std::sync::Mutex::new(writer);
+                    let start = Instant::now();
+                    for _ in 0..block {
+                        mutex
+                            .lock()
+                            .map_err(|_| panicked())?
+                            .append(TIMESTAMP, payload)?;
+                    }
+                    let elapsed = start.elapsed();
+                    writer = mutex.into_inner().map_err(|_| panicked())?;
+                    elapsed
+                }
+            };
+            if let (true, Some(runs)) = (round > 0, times.get_mut(which)) {
                 runs.push(elapsed);
             }
         }
     }
-    drop((exclusive, shared));
-    for path in paths {
-        let _ = std::fs::remove_dir_all(path);
-    }
-    let [exclusive, shared] =
+    drop(writer);
+    let _ = std::fs::remove_dir_all(path);
+    let [exclusive, shared, mutex] =
         times.map(|runs| Summary::of(runs).map_or(Duration::ZERO, |runs| runs.median));
     Ok(ManyUncontended {
         blocks: config.uncontended_blocks,
         block,
         exclusive,
         shared,
+        mutex,
     })
 }
 
@@ -633,15 +667,23 @@ impl fmt::Display for ManyReport {
             "(ratios to one thread appending through LogWriter; shared: one SharedLogWriter, every thread appending its share; processes: each its own SharedLogWriter, taking turns)"
         )?;
         if let Some(u) = &self.uncontended {
-            let (exclusive, shared) = u.per_append_ns();
+            let (exclusive, shared, mutex) = u.per_append_ns();
+            let over = |ns: f64| (ns / exclusive - 1.0) * 100.0;
             writeln!(
                 f,
-                "\nOne thread, uncontended: {} blocks of {} appends each, alternating between a LogWriter and a SharedLogWriter, each into a log in steady state; median block\n LogWriter  {:>6.1} ns an append\n    shared  {:>6.1} ns an append  ({:+.1}%)",
-                u.blocks,
-                u.block,
-                exclusive,
-                shared,
-                (u.cost() - 1.0) * 100.0
+                "\nOne thread, uncontended: {} blocks of {} appends each into one log in steady state, in turn through a LogWriter, a SharedLogWriter made from it and a Mutex around it; median block",
+                u.blocks, u.block
+            )?;
+            writeln!(f, " LogWriter         {exclusive:>6.1} ns an append")?;
+            writeln!(
+                f,
+                "    shared         {shared:>6.1} ns an append  ({:+.1}%)",
+                over(shared)
+            )?;
+            writeln!(
+                f,
+                " Mutex<LogWriter>  {mutex:>6.1} ns an append  ({:+.1}%)",
+                over(mutex)
             )?;
         }
         if let (false, Some(pace)) = (self.latency.is_empty(), c.pace) {

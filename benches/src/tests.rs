@@ -375,11 +375,15 @@ fn a_small_many_producer_run_reports_every_row() -> TestResult {
         .as_ref()
         .ok_or("no uncontended comparison")?;
     assert_eq!((uncontended.blocks, uncontended.block), (3, 1_000));
-    let (exclusive, shared) = uncontended.per_append_ns();
-    assert!(exclusive > 0.0 && shared > 0.0, "{uncontended:?}");
+    let (exclusive, shared, mutex) = uncontended.per_append_ns();
+    assert!(
+        exclusive > 0.0 && shared > 0.0 && mutex > 0.0,
+        "{uncontended:?}"
+    );
     let text = report.to_string();
     assert!(text.contains("shared  4 threads"), "{text}");
     assert!(text.contains("One thread, uncontended"), "{text}");
+    assert!(text.contains("Mutex<LogWriter>"), "{text}");
     assert!(text.contains("p99.9"), "{text}");
     Ok(())
 }
