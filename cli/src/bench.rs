@@ -76,9 +76,10 @@ pub struct Args {
     #[arg(long, requires = "log")]
     steady_only: bool,
     /// Benchmark many producers instead: one log fed by 1, 2 and 4 threads through one
-    /// SharedLogWriter, beside one thread through a LogWriter, and the append latency
-    /// of 1 and 2 threads each paced at 250,000 events/s, and 1 and 2 processes each
-    /// with its own SharedLogWriter; events of 64 bytes
+    /// SharedLogWriter, beside one thread through a LogWriter, and 1 and 2 processes
+    /// each with its own SharedLogWriter; what the shared writer costs one thread alone
+    /// (beside a LogWriter and a Mutex<LogWriter>); and the append latency of 1 and 2
+    /// threads each paced at 250,000 events/s; events of 64 bytes
     #[arg(long, conflicts_with_all = ["json", "log", "follow_latency"])]
     many: bool,
     /// Many producers: events per throughput run, shared between the threads (default
