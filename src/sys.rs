@@ -1054,6 +1054,11 @@ const BIAS_AFTER: u32 = 256;
 /// still on its way into the lock after its bias was revoked only ever marks its own
 /// slot. Without `membarrier` the lock is never biased.
 ///
+/// A thread that holds the lock and tries it again gets `None`, however it holds it:
+/// the bias is given at the release of the plain lock, never under it, and a thread
+/// whose slot is marked is inside already. (A caller that waits for the lock would wait
+/// for good then, as with a `std` `Mutex`; never two guards at once.)
+///
 /// The lock does not poison: its users leave their values whole when they panic.
 pub(crate) struct BiasedLock<T> {
     /// The plain lock.
@@ -1101,6 +1106,8 @@ pub(crate) struct BiasedGuard<'a, T> {
     lock: &'a BiasedLock<T>,
     /// The slot this thread holds the lock through, or `None` for the plain lock.
     slot: Option<&'a BiasSlot>,
+    /// Holding the plain lock: the thread to bias the lock to at its release, or 0.
+    bias_to: usize,
     /// Released by the thread that took it, as `std::sync::MutexGuard`.
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -1132,6 +1139,8 @@ impl<T> BiasedLock<T> {
         let biased = self.biased.load(Ordering::Relaxed);
         if let Some(slot) = biased.checked_sub(1).and_then(|at| self.slots.get(at))
             && slot.thread.load(Ordering::Relaxed) == me
+            // Marked only by this thread: marked, it is inside already.
+            && !slot.inside.load(Ordering::Relaxed)
         {
             slot.inside.store(true, Ordering::Relaxed);
             // The light side of the barrier: `barrier_all_threads` in a revoking thread
@@ -1141,6 +1150,7 @@ impl<T> BiasedLock<T> {
                 return Some(BiasedGuard {
                     lock: self,
                     slot: Some(slot),
+                    bias_to: 0,
                     _not_send: std::marker::PhantomData,
                 });
             }
@@ -1174,17 +1184,22 @@ impl<T> BiasedLock<T> {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
         let biased = self.biased.load(Ordering::Relaxed);
-        if let Some(slot) = biased.checked_sub(1).and_then(|at| self.slots.get(at))
-            && slot.thread.load(Ordering::Relaxed) != me
-        {
-            self.revoke(slot);
+        if let Some(slot) = biased.checked_sub(1).and_then(|at| self.slots.get(at)) {
+            if slot.thread.load(Ordering::Relaxed) != me {
+                self.revoke(slot);
+            } else if slot.inside.load(Ordering::Relaxed) {
+                // This thread holds the lock through its bias already.
+                self.locked.store(false, Ordering::Release);
+                return None;
+            }
         }
         // SAFETY: `run` is only touched under the plain lock, taken above.
         let run = unsafe { &mut *self.run.get() };
+        let mut bias_to = 0;
         if run.0 == me {
             run.1 = run.1.saturating_add(1);
             if run.1 == BIAS_AFTER && self.may_bias {
-                self.bias_to(me);
+                bias_to = me;
             }
         } else {
             *run = (me, 1);
@@ -1192,6 +1207,7 @@ impl<T> BiasedLock<T> {
         Some(BiasedGuard {
             lock: self,
             slot: None,
+            bias_to,
             _not_send: std::marker::PhantomData,
         })
     }
@@ -1215,7 +1231,8 @@ impl<T> BiasedLock<T> {
         }
     }
 
-    /// Biases the lock to `me`, if a slot is its or free. Under the plain lock.
+    /// Biases the lock to `me`, if a slot is its or free. Under the plain lock, as it is
+    /// released.
     #[cold]
     fn bias_to(&self, me: usize) {
         let at = self
@@ -1268,7 +1285,13 @@ impl<T> Drop for BiasedGuard<'_, T> {
     fn drop(&mut self) {
         match self.slot {
             Some(slot) => slot.inside.store(false, Ordering::Release),
-            None => self.lock.locked.store(false, Ordering::Release),
+            None => {
+                if self.bias_to != 0 {
+                    // Still under the plain lock.
+                    self.lock.bias_to(self.bias_to);
+                }
+                self.lock.locked.store(false, Ordering::Release);
+            }
         }
     }
 }
@@ -1371,6 +1394,29 @@ mod tests {
             assert!(!holding.load(Ordering::SeqCst), "both held the lock");
             drop(took);
         });
+    }
+
+    /// A thread that holds the lock, plainly or through its bias, gets `None` when it
+    /// tries it again: never a second guard.
+    #[test]
+    fn a_holder_trying_the_lock_again_gets_none() {
+        let lock = BiasedLock::new(0_u32);
+        let mut plain_at_bias = false;
+        for _ in 0..2 * BIAS_AFTER {
+            let held = lock.try_lock(me()).unwrap();
+            plain_at_bias |= !held.through_bias();
+            assert!(lock.try_lock(me()).is_none(), "a second guard");
+            assert!(lock.try_lock_unbiased(me()).is_none(), "a second guard");
+            assert!(lock.try_lock_plain(me()).is_none(), "a second guard");
+        }
+        assert!(plain_at_bias);
+        let held = lock.try_lock(me()).unwrap();
+        assert_eq!(held.through_bias(), bias_allowed());
+        assert!(lock.try_lock(me()).is_none(), "a second guard");
+        assert!(lock.try_lock_plain(me()).is_none(), "a second guard");
+        assert!(lock.try_lock_biased(me()).is_none(), "a second guard");
+        drop(held);
+        assert!(lock.try_lock(me()).is_some());
     }
 
     /// A lock biased to a thread that has ended is taken at once by another.
