@@ -311,7 +311,9 @@ impl SharedLogWriter {
 
     /// Appends an event of `len` bytes whose payload `fill` writes in place, as
     /// [`LogWriter::append_with`] does; returns its position. `fill` runs while this
-    /// handle's lock is held: the other threads' appends wait for it.
+    /// handle's lock is held: the other threads' appends wait for it, and a call on this
+    /// writer (or a clone of it) from `fill` waits for itself for good, as a `Mutex`
+    /// taken twice by one thread does.
     ///
     /// # Errors
     /// As [`append`](Self::append), checked before `fill` runs.

@@ -265,8 +265,10 @@ impl SharedStreamWriter {
 
     /// Appends an event of `len` bytes whose payload `fill` writes in place, as
     /// [`StreamWriter::append_with`] does; returns its offset. `fill` runs while the
-    /// lock is held: the other threads' appends wait for it. If it panics, nothing is
-    /// published and the other handles go on appending.
+    /// lock is held: the other threads' appends wait for it, and a call on this writer
+    /// (or a clone of it) from `fill` waits for itself for good, as a `Mutex` taken
+    /// twice by one thread does. If it panics, nothing is published and the other
+    /// handles go on appending.
     ///
     /// # Errors
     /// As [`append`](Self::append), checked before `fill` runs.
