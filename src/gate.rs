@@ -144,11 +144,11 @@ impl<T: std::fmt::Debug> std::fmt::Debug for GateGuard<'_, T> {
 }
 
 /// A number that tells this thread from every other living one: the address of a
-/// thread-local.
+/// thread-local, aligned, so even (as `BiasedLock` asks).
 #[inline]
 fn me() -> usize {
     thread_local! {
-        static ME: u8 = const { 0 };
+        static ME: u64 = const { 0 };
     }
     ME.with(|me| std::ptr::from_ref(me).addr())
 }

@@ -1049,10 +1049,12 @@ const BIAS_AFTER: u32 = 256;
 /// fence would have done: after it, either the revoking thread sees the mark, or the
 /// biased thread sees the bias gone and takes the plain lock like anyone else.
 ///
-/// Each thread is known by a number unique among the living threads (the address of a
-/// thread-local). A slot belongs to that number for the lock's life, so that a thread
-/// still on its way into the lock after its bias was revoked only ever marks its own
-/// slot. Without `membarrier` the lock is never biased.
+/// Each thread is known by an even number unique among the living threads (the address
+/// of an aligned thread-local). A slot belongs to that number for the lock's life, so
+/// that a thread still on its way into the lock after its bias was revoked only ever
+/// marks its own slot; the slot holds the number, with [`INSIDE`] added while the thread
+/// holds the lock through it, so that one load tells a thread both that the slot is its
+/// own and that it is not inside already. Without `membarrier` the lock is never biased.
 ///
 /// A thread that holds the lock and tries it again gets `None`, however it holds it:
 /// the bias is given at the release of the plain lock, never under it, and a thread
@@ -1073,15 +1075,25 @@ pub(crate) struct BiasedLock<T> {
     value: UnsafeCell<T>,
 }
 
+/// Added to a thread's number in its [`BiasSlot`] while it holds the lock through it.
+const INSIDE: usize = 1;
+
 /// A thread a [`BiasedLock`] may be biased to: a cache line of its own, which only its
 /// thread writes once it has it.
 #[derive(Default)]
 #[repr(align(64))]
 struct BiasSlot {
-    /// The thread's number, or 0 for a free slot; set once, under the plain lock.
-    thread: AtomicUsize,
-    /// The thread holds the lock through its bias.
-    inside: AtomicBool,
+    /// 0 for a free slot; else the thread's number (set once, under the plain lock),
+    /// plus [`INSIDE`] while the thread holds the lock through its bias (only that
+    /// thread adds and removes it).
+    word: AtomicUsize,
+}
+
+impl BiasSlot {
+    /// Whether the slot is `me`'s, inside or not.
+    fn owned_by(&self, me: usize) -> bool {
+        self.word.load(Ordering::Relaxed) & !INSIDE == me
+    }
 }
 
 // SAFETY: the lock hands out `&mut T` to one thread at a time (the plain lock, or the
@@ -1106,8 +1118,10 @@ pub(crate) struct BiasedGuard<'a, T> {
     lock: &'a BiasedLock<T>,
     /// The slot this thread holds the lock through, or `None` for the plain lock.
     slot: Option<&'a BiasSlot>,
-    /// Holding the plain lock: the thread to bias the lock to at its release, or 0.
-    bias_to: usize,
+    /// The taker's number.
+    me: usize,
+    /// Holding the plain lock: bias the lock to the taker at its release.
+    bias: bool,
     /// Released by the thread that took it, as `std::sync::MutexGuard`.
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -1125,9 +1139,10 @@ impl<T> BiasedLock<T> {
         }
     }
 
-    /// Takes the lock for thread `me` (a number no other living thread has) if it is
-    /// free, or biased to another thread, which may make this wait until that thread
-    /// released it; `None` if another thread holds the plain lock.
+    /// Takes the lock for thread `me` (an even number no other living thread has) if it
+    /// is free, or biased to another thread, which may make this wait until that thread
+    /// released it; `None` if another thread holds the plain lock, or this one holds the
+    /// lock already.
     #[inline]
     pub(crate) fn try_lock(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
         self.try_lock_biased(me).or_else(|| self.try_lock_plain(me))
@@ -1136,13 +1151,13 @@ impl<T> BiasedLock<T> {
     /// Takes the lock for thread `me` if it is biased to `me`; `None` otherwise.
     #[inline]
     pub(crate) fn try_lock_biased(&self, me: usize) -> Option<BiasedGuard<'_, T>> {
+        debug_assert_eq!(me & INSIDE, 0, "a thread's number is even");
         let biased = self.biased.load(Ordering::Relaxed);
+        // `me` exactly: this thread's slot, and this thread not inside already.
         if let Some(slot) = biased.checked_sub(1).and_then(|at| self.slots.get(at))
-            && slot.thread.load(Ordering::Relaxed) == me
-            // Marked only by this thread: marked, it is inside already.
-            && !slot.inside.load(Ordering::Relaxed)
+            && slot.word.load(Ordering::Relaxed) == me
         {
-            slot.inside.store(true, Ordering::Relaxed);
+            slot.word.store(me | INSIDE, Ordering::Relaxed);
             // The light side of the barrier: `barrier_all_threads` in a revoking thread
             // orders this store before the load below on this CPU.
             compiler_fence(Ordering::SeqCst);
@@ -1150,11 +1165,12 @@ impl<T> BiasedLock<T> {
                 return Some(BiasedGuard {
                     lock: self,
                     slot: Some(slot),
-                    bias_to: 0,
+                    me,
+                    bias: false,
                     _not_send: std::marker::PhantomData,
                 });
             }
-            slot.inside.store(false, Ordering::Release);
+            slot.word.store(me, Ordering::Release);
         }
         None
     }
@@ -1175,7 +1191,7 @@ impl<T> BiasedLock<T> {
         biased
             .checked_sub(1)
             .and_then(|at| self.slots.get(at))
-            .is_some_and(|slot| slot.thread.load(Ordering::Relaxed) != me)
+            .is_some_and(|slot| !slot.owned_by(me))
     }
 
     /// Takes the plain lock, revoking another thread's bias.
@@ -1185,9 +1201,9 @@ impl<T> BiasedLock<T> {
             .ok()?;
         let biased = self.biased.load(Ordering::Relaxed);
         if let Some(slot) = biased.checked_sub(1).and_then(|at| self.slots.get(at)) {
-            if slot.thread.load(Ordering::Relaxed) != me {
+            if !slot.owned_by(me) {
                 self.revoke(slot);
-            } else if slot.inside.load(Ordering::Relaxed) {
+            } else if slot.word.load(Ordering::Relaxed) != me {
                 // This thread holds the lock through its bias already.
                 self.locked.store(false, Ordering::Release);
                 return None;
@@ -1195,19 +1211,18 @@ impl<T> BiasedLock<T> {
         }
         // SAFETY: `run` is only touched under the plain lock, taken above.
         let run = unsafe { &mut *self.run.get() };
-        let mut bias_to = 0;
+        let mut bias = false;
         if run.0 == me {
             run.1 = run.1.saturating_add(1);
-            if run.1 == BIAS_AFTER && self.may_bias {
-                bias_to = me;
-            }
+            bias = run.1 == BIAS_AFTER && self.may_bias;
         } else {
             *run = (me, 1);
         }
         Some(BiasedGuard {
             lock: self,
             slot: None,
-            bias_to,
+            me,
+            bias,
             _not_send: std::marker::PhantomData,
         })
     }
@@ -1219,7 +1234,7 @@ impl<T> BiasedLock<T> {
         self.biased.store(0, Ordering::Relaxed);
         barrier_all_threads();
         let mut tries: u32 = 0;
-        while slot.inside.load(Ordering::Acquire) {
+        while slot.word.load(Ordering::Acquire) & INSIDE != 0 {
             tries = tries.saturating_add(1);
             if tries < 64 {
                 std::hint::spin_loop();
@@ -1238,13 +1253,13 @@ impl<T> BiasedLock<T> {
         let at = self
             .slots
             .iter()
-            .position(|slot| slot.thread.load(Ordering::Relaxed) == me)
+            .position(|slot| slot.owned_by(me))
             .or_else(|| {
                 let free = self
                     .slots
                     .iter()
-                    .position(|slot| slot.thread.load(Ordering::Relaxed) == 0)?;
-                self.slots.get(free)?.thread.store(me, Ordering::Relaxed);
+                    .position(|slot| slot.word.load(Ordering::Relaxed) == 0)?;
+                self.slots.get(free)?.word.store(me, Ordering::Relaxed);
                 Some(free)
             });
         if let Some(at) = at {
@@ -1284,11 +1299,11 @@ impl<T> Drop for BiasedGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         match self.slot {
-            Some(slot) => slot.inside.store(false, Ordering::Release),
+            Some(slot) => slot.word.store(self.me, Ordering::Release),
             None => {
-                if self.bias_to != 0 {
+                if self.bias {
                     // Still under the plain lock.
-                    self.lock.bias_to(self.bias_to);
+                    self.lock.bias_to(self.me);
                 }
                 self.lock.locked.store(false, Ordering::Release);
             }
@@ -1305,7 +1320,7 @@ mod tests {
     /// A number for this thread, as the gate gives one.
     fn me() -> usize {
         thread_local! {
-            static ME: u8 = const { 0 };
+            static ME: u64 = const { 0 };
         }
         ME.with(|me| std::ptr::from_ref(me).addr())
     }
