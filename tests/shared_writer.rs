@@ -68,6 +68,57 @@ fn every_append_is_in_the_log_once_at_its_position_in_each_threads_order() {
     }
 }
 
+/// Threads appending in bursts of hundreds (each burst long enough for the lock to
+/// favour its thread, the next thread's burst taking that away), while another thread
+/// keeps reading the count of events: every append is in the log once, at the position
+/// it returned, in each thread's order, and the count read never goes back.
+#[test]
+fn appends_in_bursts_beside_a_reading_thread_are_each_in_the_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = SharedLogWriter::create(&path, small()).unwrap();
+    let bursts = 12;
+    let burst = 400;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let (returned, looks) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let (mut last, mut looks) = (0, 0_u64);
+            while done.load(std::sync::atomic::Ordering::Relaxed) < THREADS {
+                let count = log.event_count();
+                assert!(count >= last, "the count went back from {last} to {count}");
+                last = count;
+                looks += 1;
+            }
+            looks
+        });
+        let returned = race(&log, |t, log| {
+            let mut positions = Vec::new();
+            for b in 0..bursts {
+                for i in 0..burst {
+                    positions.push(log.append(7, &payload(t, b * burst + i)).unwrap());
+                }
+                std::thread::sleep(Duration::from_micros(200 * (t + 1)));
+            }
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            positions
+        });
+        (returned, reader.join().unwrap())
+    });
+    assert!(looks > 0);
+    drop(log);
+    let events = read_all(&path);
+    assert_eq!(events.len() as u64, THREADS * bursts * burst);
+    let at: HashMap<Position, (u64, u64)> =
+        events.iter().map(|(pos, _, p)| (*pos, decode(p))).collect();
+    assert_eq!(at.len(), events.len(), "positions are distinct");
+    assert_each_threads_order(events.iter().map(|(_, _, p)| p.as_slice()));
+    for (t, positions) in returned.iter().enumerate() {
+        for (i, pos) in positions.iter().enumerate() {
+            assert_eq!(at[pos], (t as u64, i as u64), "event at {pos}");
+        }
+    }
+}
+
 #[test]
 fn append_now_timestamps_never_decrease_in_log_order() {
     let dir = tempfile::tempdir().unwrap();
