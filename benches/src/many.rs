@@ -18,10 +18,9 @@
 //!   `retain` segments, 4 by default, so that rolls recycle), in turn through a
 //!   [`LogWriter`], a [`SharedLogWriter`] made from it and a [`std::sync::Mutex`]
 //!   around it (each made and taken apart again untimed), `uncontended_blocks` blocks
-//!   each. Alternating blocks of a few
-//!   milliseconds in one log, rather than whole runs in logs of their own, puts both
-//!   systems through the same moments of a shared, noisy machine and the same files;
-//!   the report quotes each system's median block.
+//!   each. Blocks of a few milliseconds in turn in one log, rather than whole runs in
+//!   logs of their own, put the three systems through the same moments of a shared,
+//!   noisy machine and the same files; the report quotes each system's median block.
 //!
 //! Every event is stamped with the same timestamp, so that the threads need no shared
 //! clock to stay in order and every system does the same work per event.
