@@ -191,11 +191,6 @@ impl<T> Gate<T> {
         self.lock_contended(me)
     }
 
-    #[inline]
-    fn try_lock(&self, me: usize) -> Option<BiasedGuard<'_, Held<T>>> {
-        self.inner.try_lock(me)
-    }
-
     /// The guard of a lock just taken by `me`.
     #[inline]
     fn held<'a>(&'a self, mut guard: BiasedGuard<'a, Held<T>>, me: usize) -> GateGuard<'a, T> {
@@ -258,7 +253,7 @@ impl<T> Gate<T> {
                 // Called to take the lock over: the holder lets it go at its next
                 // release, or it is free already.
                 if (barred != 0 || tries.is_multiple_of(8))
-                    && let Some(guard) = self.try_lock(me)
+                    && let Some(guard) = self.inner.try_lock(me)
                 {
                     break guard;
                 }
@@ -275,7 +270,7 @@ impl<T> Gate<T> {
                 continue;
             }
             if !waiting {
-                if let Some(guard) = self.try_lock(me) {
+                if let Some(guard) = self.inner.try_lock(me) {
                     break guard;
                 }
                 tries = tries.saturating_add(1);
@@ -314,7 +309,7 @@ impl<T> Gate<T> {
             }
             let now = self.taken.load(Ordering::Relaxed);
             let free = if now == seen {
-                self.try_lock(me)
+                self.inner.try_lock(me)
             } else {
                 self.inner.try_lock_unbiased(me)
             };

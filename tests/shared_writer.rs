@@ -50,17 +50,21 @@ fn every_append_is_in_the_log_once_at_its_position_in_each_threads_order() {
         events[events.len() - 1].0.segment() > 5,
         "rolled many times"
     );
-    let at: HashMap<Position, (u64, u64)> = events
-        .iter()
-        .map(|(pos, ts, p)| {
-            assert_eq!(*ts, 7);
-            (*pos, decode(p))
-        })
-        .collect();
+    assert!(events.iter().all(|(_, ts, _)| *ts == 7));
+    assert_each_append_where_it_returned(&events, &returned);
+}
+
+/// Each event of `events` at a distinct position, each thread's events in log order its
+/// appends in its own order, and the position thread `t`'s append `i` returned
+/// (`returned[t][i]`) where its event is.
+fn assert_each_append_where_it_returned(
+    events: &[(Position, i64, Vec<u8>)],
+    returned: &[Vec<Position>],
+) {
+    let at: HashMap<Position, (u64, u64)> =
+        events.iter().map(|(pos, _, p)| (*pos, decode(p))).collect();
     assert_eq!(at.len(), events.len(), "positions are distinct");
-    // Each thread's events, in log order, are its appends in its own order.
     assert_each_threads_order(events.iter().map(|(_, _, p)| p.as_slice()));
-    // The position each append returned is where its event is.
     for (t, positions) in returned.iter().enumerate() {
         for (i, pos) in positions.iter().enumerate() {
             assert_eq!(at[pos], (t as u64, i as u64), "event at {pos}");
@@ -108,15 +112,7 @@ fn appends_in_bursts_beside_a_reading_thread_are_each_in_the_log_once() {
     drop(log);
     let events = read_all(&path);
     assert_eq!(events.len() as u64, THREADS * bursts * burst);
-    let at: HashMap<Position, (u64, u64)> =
-        events.iter().map(|(pos, _, p)| (*pos, decode(p))).collect();
-    assert_eq!(at.len(), events.len(), "positions are distinct");
-    assert_each_threads_order(events.iter().map(|(_, _, p)| p.as_slice()));
-    for (t, positions) in returned.iter().enumerate() {
-        for (i, pos) in positions.iter().enumerate() {
-            assert_eq!(at[pos], (t as u64, i as u64), "event at {pos}");
-        }
-    }
+    assert_each_append_where_it_returned(&events, &returned);
 }
 
 #[test]

@@ -146,11 +146,6 @@ pub struct ManyUncontended {
 }
 
 impl ManyUncontended {
-    /// The shared writer's append time over the [`LogWriter`]'s: 1.05 is 5% dearer.
-    pub fn cost(&self) -> f64 {
-        self.shared.as_secs_f64() / self.exclusive.as_secs_f64()
-    }
-
     /// Nanoseconds an append of a median block takes: the [`LogWriter`]'s, the
     /// [`SharedLogWriter`]'s, the [`std::sync::Mutex`]'s.
     pub fn per_append_ns(&self) -> (f64, f64, f64) {
