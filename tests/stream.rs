@@ -895,6 +895,58 @@ fn events_keep_their_bytes_after_the_writer_releases_their_pages() {
     }
 }
 
+/// A writer that pauses between bursts while the whole file is written back, the pages
+/// its prefaulting thread mapped ahead of it included (so that they are write-protected
+/// again when it resumes). Every event keeps its bytes, zeros included, in a reader's
+/// views while the writer is open and across a reopen.
+#[test]
+fn events_appended_after_pauses_with_write_back_keep_their_bytes() {
+    let (_dir, path) = temp();
+    let options = WriterOptions::default()
+        .prefault(Prefault::Background)
+        .prefault_chunk(16384);
+    let mut writer = StreamWriter::create_with(&path, 8 << 20, options).unwrap();
+    let mut expected = Vec::new();
+    let mut i = 0u32;
+    for burst in 0..4 {
+        for _ in 0..300 {
+            let p = if i.is_multiple_of(2) {
+                vec![0u8; 1 + (i as usize * 13) % 3000]
+            } else {
+                payload(1 + (i as usize * 7) % 3000, i as u8)
+            };
+            writer.append(i64::from(i), &p).unwrap();
+            expected.push(p);
+            i += 1;
+        }
+        if burst % 2 == 0 {
+            writer.flush().unwrap();
+        }
+        // Written back whole, the pages ahead of the writer included.
+        std::fs::File::open(&path).unwrap().sync_all().unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let same = |seen: Vec<Vec<u8>>, what: &str| {
+        assert_eq!(seen.len(), expected.len(), "{what}: events");
+        for (n, (seen, expected)) in seen.iter().zip(&expected).enumerate() {
+            assert!(seen == expected, "{what}: event {n} changed");
+        }
+    };
+    let reader = StreamReader::open(&path).unwrap();
+    same(
+        reader
+            .iter()
+            .map(|event| event.unwrap().payload().to_vec())
+            .collect(),
+        "a reader's views, the writer open",
+    );
+    drop(writer);
+    same(
+        read_all(&path).into_iter().map(|(_, _, p)| p).collect(),
+        "after reopen",
+    );
+}
+
 /// The trailer as the file holds it (read through the page cache), decoded.
 fn trailer_in_file(path: &Path, capacity: u64) -> evstream::format::Trailer {
     use evstream::format::{TRAILER_RECORD_LEN, TRAILER_SLOT_LEN};
