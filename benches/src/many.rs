@@ -18,9 +18,12 @@
 //!   `retain` segments, 4 by default, so that rolls recycle), in turn through a
 //!   [`LogWriter`], a [`SharedLogWriter`] made from it and a [`std::sync::Mutex`]
 //!   around it (each made and taken apart again untimed), `uncontended_blocks` blocks
-//!   each. Blocks of a few milliseconds in turn in one log, rather than whole runs in
+//!   each. Blocks of a millisecond or so in turn in one log, rather than whole runs in
 //!   logs of their own, put the three systems through the same moments of a shared,
-//!   noisy machine and the same files; the report quotes each system's median block.
+//!   noisy machine and the same files. The report quotes each system's median block,
+//!   and what the shared writer and the `Mutex` cost over the [`LogWriter`] as the
+//!   median (and quartiles) of the ratios of blocks of the same round: a slower moment
+//!   of the machine slows the blocks of a round alike.
 //!
 //! Every event is stamped with the same timestamp, so that the threads need no shared
 //! clock to stay in order and every system does the same work per event.
@@ -72,9 +75,9 @@ pub struct ManyConfig {
     /// recycles a retired segment instead of filling fresh pages; `None` (the default):
     /// fresh logs.
     pub retain: Option<u64>,
-    /// Blocks of the uncontended comparison, each system (default 200); 0 skips it.
+    /// Blocks of the uncontended comparison, each system (default 400); 0 skips it.
     pub uncontended_blocks: u32,
-    /// Appends per block of the uncontended comparison (default 50,000).
+    /// Appends per block of the uncontended comparison (default 20,000).
     pub uncontended_block: u64,
 }
 
@@ -92,8 +95,8 @@ impl Default for ManyConfig {
             processes: vec![1, 2],
             appender: None,
             retain: None,
-            uncontended_blocks: 200,
-            uncontended_block: 50_000,
+            uncontended_blocks: 400,
+            uncontended_block: 20_000,
         }
     }
 }
@@ -143,6 +146,39 @@ pub struct ManyUncontended {
     /// A block through a [`LogWriter`] in a [`std::sync::Mutex`], what a program shares
     /// one with otherwise: the median.
     pub mutex: Duration,
+    /// A [`SharedLogWriter`] block over the [`LogWriter`] block of the same round.
+    pub shared_over: Quartiles,
+    /// A [`std::sync::Mutex`] block over the [`LogWriter`] block of the same round.
+    pub mutex_over: Quartiles,
+}
+
+/// The quartiles of ratios, each less 1: `0.05` is 5% more.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Quartiles {
+    /// The first quartile.
+    pub q1: f64,
+    /// The median.
+    pub median: f64,
+    /// The third quartile.
+    pub q3: f64,
+}
+
+impl Quartiles {
+    /// The quartiles of `blocks[i] / base[i] - 1` over the rounds both timed.
+    fn of_paired(blocks: &[Duration], base: &[Duration]) -> Self {
+        let mut over: Vec<f64> = blocks
+            .iter()
+            .zip(base)
+            .filter(|(_, base)| !base.is_zero())
+            .map(|(block, base)| block.as_secs_f64() / base.as_secs_f64() - 1.0)
+            .collect();
+        over.sort_by(f64::total_cmp);
+        let at = |q: usize| over.get(over.len().saturating_sub(1) * q / 4).copied();
+        match (at(1), at(2), at(3)) {
+            (Some(q1), Some(median), Some(q3)) => Self { q1, median, q3 },
+            _ => Self::default(),
+        }
+    }
 }
 
 impl ManyUncontended {
@@ -319,6 +355,9 @@ fn uncontended_run(dir: &BenchDir, config: &ManyConfig, payload: &[u8]) -> Resul
     }
     drop(writer);
     let _ = std::fs::remove_dir_all(path);
+    let [base, shared_blocks, mutex_blocks] = &times;
+    let shared_over = Quartiles::of_paired(shared_blocks, base);
+    let mutex_over = Quartiles::of_paired(mutex_blocks, base);
     let [exclusive, shared, mutex] =
         times.map(|runs| Summary::of(runs).map_or(Duration::ZERO, |runs| runs.median));
     Ok(ManyUncontended {
@@ -327,6 +366,8 @@ fn uncontended_run(dir: &BenchDir, config: &ManyConfig, payload: &[u8]) -> Resul
         exclusive,
         shared,
         mutex,
+        shared_over,
+        mutex_over,
     })
 }
 
@@ -662,22 +703,29 @@ impl fmt::Display for ManyReport {
         )?;
         if let Some(u) = &self.uncontended {
             let (exclusive, shared, mutex) = u.per_append_ns();
-            let over = |ns: f64| (ns / exclusive - 1.0) * 100.0;
+            let pct = |q: Quartiles| {
+                format!(
+                    "{:+.1}%, quartiles {:+.1}% to {:+.1}%",
+                    q.median * 100.0,
+                    q.q1 * 100.0,
+                    q.q3 * 100.0
+                )
+            };
             writeln!(
                 f,
-                "\nOne thread, uncontended: {} blocks of {} appends each into one log in steady state, in turn through a LogWriter, a SharedLogWriter made from it and a Mutex around it; median block",
+                "\nOne thread, uncontended: {} rounds of a block of {} appends each into one log in steady state, in turn through a LogWriter, a SharedLogWriter made from it and a Mutex around it; median block, and over LogWriter the median of the rounds' ratios",
                 u.blocks, u.block
             )?;
             writeln!(f, " LogWriter         {exclusive:>6.1} ns an append")?;
             writeln!(
                 f,
-                "    shared         {shared:>6.1} ns an append  ({:+.1}%)",
-                over(shared)
+                "    shared         {shared:>6.1} ns an append  ({})",
+                pct(u.shared_over)
             )?;
             writeln!(
                 f,
-                " Mutex<LogWriter>  {mutex:>6.1} ns an append  ({:+.1}%)",
-                over(mutex)
+                " Mutex<LogWriter>  {mutex:>6.1} ns an append  ({})",
+                pct(u.mutex_over)
             )?;
         }
         if let (false, Some(pace)) = (self.latency.is_empty(), c.pace) {

@@ -380,6 +380,12 @@ fn a_small_many_producer_run_reports_every_row() -> TestResult {
         exclusive > 0.0 && shared > 0.0 && mutex > 0.0,
         "{uncontended:?}"
     );
+    for over in [uncontended.shared_over, uncontended.mutex_over] {
+        assert!(
+            over.q1 > -1.0 && over.q1 <= over.median && over.median <= over.q3,
+            "{uncontended:?}"
+        );
+    }
     let text = report.to_string();
     assert!(text.contains("shared  4 threads"), "{text}");
     assert!(text.contains("One thread, uncontended"), "{text}");
