@@ -221,6 +221,30 @@ pub struct LogLatency {
     /// The appends that rolled (the first into each new segment), in run order, round
     /// after round.
     pub roll_appends: Vec<u64>,
+    /// Page faults the appending thread took during the timed appends, over all rounds
+    /// (minor and major, from `/proc/thread-self/stat`; 0 where it cannot be read): each
+    /// costs its append a few microseconds.
+    pub faults: u64,
+}
+
+/// Page faults (minor and major) the calling thread has taken, from
+/// `/proc/thread-self/stat`; 0 where that cannot be read.
+fn thread_faults() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0;
+    };
+    // After the command name, which is in parentheses and may hold spaces: state, ppid,
+    // pgrp, session, tty_nr, tpgid, flags, minflt, cminflt, majflt.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().collect());
+    let field = |at: usize| {
+        fields
+            .get(at)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(7) + field(9)
 }
 
 impl LogLatency {
@@ -367,7 +391,7 @@ fn latency_runs(
     let rounds = config.latency_rounds.max(1);
     let mut pooled = Vec::with_capacity(LATENCY_TARGETS.len());
     for _ in LATENCY_TARGETS {
-        pooled.push((new_histogram()?, 0u64, Vec::new()));
+        pooled.push((new_histogram()?, 0u64, Vec::new(), 0u64));
     }
     for round in 0..rounds {
         progress(&format!(
@@ -376,7 +400,7 @@ fn latency_runs(
         ));
         for k in 0..LATENCY_TARGETS.len() {
             let turn = (k + round as usize) % LATENCY_TARGETS.len();
-            let (Some(&target), Some((histogram, rolls, roll_appends))) =
+            let (Some(&target), Some((histogram, rolls, roll_appends, faults))) =
                 (LATENCY_TARGETS.get(turn), pooled.get_mut(turn))
             else {
                 continue;
@@ -401,25 +425,29 @@ fn latency_runs(
             };
             *rolls += run.1;
             roll_appends.extend(run.2);
+            *faults += run.3;
         }
     }
     Ok(LATENCY_TARGETS
         .iter()
         .zip(pooled)
-        .map(|(&target, (histogram, rolls, roll_appends))| LogLatency {
-            target,
-            payload_size: size,
-            events: histogram.len(),
-            rounds,
-            rolls,
-            pace,
-            p50: histogram.value_at_quantile(0.5),
-            p99: histogram.value_at_quantile(0.99),
-            p999: histogram.value_at_quantile(0.999),
-            p9999: histogram.value_at_quantile(0.9999),
-            max: histogram.max(),
-            roll_appends,
-        })
+        .map(
+            |(&target, (histogram, rolls, roll_appends, faults))| LogLatency {
+                target,
+                payload_size: size,
+                events: histogram.len(),
+                rounds,
+                rolls,
+                pace,
+                p50: histogram.value_at_quantile(0.5),
+                p99: histogram.value_at_quantile(0.99),
+                p999: histogram.value_at_quantile(0.999),
+                p9999: histogram.value_at_quantile(0.9999),
+                max: histogram.max(),
+                roll_appends,
+                faults,
+            },
+        )
         .collect())
 }
 
@@ -564,15 +592,16 @@ fn steady_bufwriter(
     Ok(elapsed)
 }
 
-/// One run through a fresh log with the write-back `policy`; returns the time to the last append, the rolls, and the
-/// time of each append that rolled as the probe measured it.
+/// One run through a fresh log with the write-back `policy`; returns the time to the
+/// last append, the rolls, the time of each append that rolled as the probe measured
+/// it, and the page faults the appending thread took during the appends.
 fn log_run<P: crate::Probe>(
     dir: &BenchDir,
     config: &LogBenchConfig,
     policy: evstream::WriteBack,
     workload: &Workload,
     probe: &mut P,
-) -> Result<(Duration, u64, Vec<u64>)> {
+) -> Result<(Duration, u64, Vec<u64>, u64)> {
     let path = dir.path().join(format!("log-{}", next_serial()));
     let options = LogOptions::default()
         .segment_size(config.segment_size)
@@ -580,6 +609,7 @@ fn log_run<P: crate::Probe>(
     let start = Instant::now();
     let mut log = LogWriter::create(&path, options)?;
     let mut roll_appends = Vec::new();
+    let faults = thread_faults();
     for i in 0..workload.events() {
         let payload = workload.payload(i);
         let position = probe.time(|| log.append(Workload::timestamp(i), payload))?;
@@ -588,10 +618,11 @@ fn log_run<P: crate::Probe>(
         }
     }
     let elapsed = start.elapsed();
+    let faults = thread_faults().saturating_sub(faults);
     let rolls = log.segment();
     drop(log);
     let _ = std::fs::remove_dir_all(&path);
-    Ok((elapsed, rolls, roll_appends))
+    Ok((elapsed, rolls, roll_appends, faults))
 }
 
 /// A latency run of a log in steady state, with lazy write-back: the log first holds as
@@ -603,7 +634,7 @@ fn steady_latency_run<P: crate::Probe>(
     config: &LogBenchConfig,
     workload: &Workload,
     probe: &mut P,
-) -> Result<(Duration, u64, Vec<u64>)> {
+) -> Result<(Duration, u64, Vec<u64>, u64)> {
     let path = dir.path().join(format!("steady-latency-{}", next_serial()));
     let mut log = LogWriter::create(&path, steady_options(config, "evstream lazy"))?;
     let event_len = EVENT_HEADER_LEN + workload.payload_size() as u64;
@@ -617,6 +648,7 @@ fn steady_latency_run<P: crate::Probe>(
     dir.settle()?;
     let from = log.segment();
     let mut roll_appends = Vec::new();
+    let faults = thread_faults();
     let start = Instant::now();
     for i in 0..workload.events() {
         let payload = workload.payload(i);
@@ -626,10 +658,11 @@ fn steady_latency_run<P: crate::Probe>(
         }
     }
     let elapsed = start.elapsed();
+    let faults = thread_faults().saturating_sub(faults);
     let rolls = log.segment() - from;
     drop(log);
     let _ = std::fs::remove_dir_all(&path);
-    Ok((elapsed, rolls, roll_appends))
+    Ok((elapsed, rolls, roll_appends, faults))
 }
 
 /// The latency floor: the same appends into segments of the log's size, every page of
@@ -637,14 +670,14 @@ fn steady_latency_run<P: crate::Probe>(
 /// the least any roll can: it finds the next segment full, takes the one ready after it
 /// and continues there (no system call, no thread woken, the full one kept aside until
 /// the run ends), so its time is what switching to another mapping costs by itself.
-/// Returns the time from the first append to the last, the rolls, and the time of each
-/// append that rolled, as [`log_run`] does.
+/// Returns the time from the first append to the last, the rolls, the time of each
+/// append that rolled and the appending thread's page faults, as [`log_run`] does.
 fn floor_run<P: crate::Probe>(
     dir: &BenchDir,
     config: &LogBenchConfig,
     workload: &Workload,
     probe: &mut P,
-) -> Result<(Duration, u64, Vec<u64>)> {
+) -> Result<(Duration, u64, Vec<u64>, u64)> {
     let serial = next_serial();
     let create = |index: u64| -> Result<StreamWriter> {
         let path = dir.path().join(format!("floor-{serial}-{index}.evs"));
@@ -661,6 +694,7 @@ fn floor_run<P: crate::Probe>(
         .collect::<Result<std::collections::VecDeque<_>>>()?;
     let mut full = Vec::with_capacity(ready.len());
     let mut roll_appends = Vec::new();
+    let faults = thread_faults();
     let start = Instant::now();
     for i in 0..workload.events() {
         let payload = workload.payload(i);
@@ -682,6 +716,7 @@ fn floor_run<P: crate::Probe>(
         }
     }
     let elapsed = start.elapsed();
+    let faults = thread_faults().saturating_sub(faults);
     full.push(writer);
     let rolls = full.len() as u64 - 1;
     for writer in full.into_iter().chain(ready) {
@@ -689,7 +724,7 @@ fn floor_run<P: crate::Probe>(
         drop(writer);
         let _ = std::fs::remove_file(&path);
     }
-    Ok((elapsed, rolls, roll_appends))
+    Ok((elapsed, rolls, roll_appends, faults))
 }
 
 /// The baseline: the same events through a 1 MiB `BufWriter` into files of the segment
@@ -1053,7 +1088,7 @@ impl fmt::Display for LogBenchReport {
             )?;
             writeln!(
                 f,
-                "{:>8}  {:>6}  {:>10}  {:>6}  {:>7}  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}  {:>9}  {:>9}",
+                "{:>8}  {:>6}  {:>10}  {:>6}  {:>7}  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}  {:>9}  {:>9}  {:>7}",
                 "payload",
                 "into",
                 "appends",
@@ -1065,7 +1100,8 @@ impl fmt::Display for LogBenchReport {
                 "p99.99",
                 "max",
                 "roll p50",
-                "roll max"
+                "roll max",
+                "faults"
             )?;
             for l in &self.latency {
                 let (roll_p50, roll_max) = l.roll_summary().map_or_else(
@@ -1074,7 +1110,7 @@ impl fmt::Display for LogBenchReport {
                 );
                 writeln!(
                     f,
-                    "{:>6} B  {:>6}  {:>10}  {:>6}  {:>5}ns  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}  {:>9}  {:>9}",
+                    "{:>6} B  {:>6}  {:>10}  {:>6}  {:>5}ns  {:>6}  {:>6}  {:>7}  {:>7}  {:>10}  {:>9}  {:>9}  {:>7}",
                     l.payload_size,
                     l.target,
                     l.events,
@@ -1086,7 +1122,8 @@ impl fmt::Display for LogBenchReport {
                     l.p9999,
                     l.max,
                     roll_p50,
-                    roll_max
+                    roll_max,
+                    l.faults
                 )?;
             }
         }
@@ -1217,6 +1254,7 @@ mod tests {
         for column in [
             "roll p50",
             "roll max",
+            "faults",
             "limit",
             "prefaulted",
             "steady state",
