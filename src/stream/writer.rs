@@ -1320,6 +1320,7 @@ impl StreamWriter {
             Ok(()) => {
                 self.synced_to = end;
                 self.trailer_synced();
+                self.prefault.flushed();
                 Ok(())
             }
             Err(e) => {
@@ -1804,6 +1805,25 @@ impl Prefaulting {
         }
     }
 
+    /// After a flush: the writer may pause here, and the pages mapped ahead of it be
+    /// written back meanwhile (write-protected again), by the kernel or by a sync of the
+    /// whole file system; the next append wakes the prefaulting thread, which maps them
+    /// writable again from the write offset on. At most once every
+    /// [`Pretoucher::FLUSH_WAKE_EVERY`]: a writer that flushes after every few appends
+    /// pauses at none of them, and should not pay for a wake each time.
+    fn flushed(&mut self) {
+        if let Self::Background(p) = self {
+            let now = std::time::Instant::now();
+            if p.flush_woke
+                .is_none_or(|then| now.duration_since(then) >= Pretoucher::FLUSH_WAKE_EVERY)
+            {
+                p.flush_woke = Some(now);
+                p.next_wake = 0;
+                p.shared.from_cursor.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Hands a sync of `offset..offset + len` to the background thread; its request
     /// number, or `None` without one.
     fn request_sync(&mut self, offset: u64, len: u64) -> Option<u64> {
@@ -1834,6 +1854,8 @@ struct Pretoucher {
     thread: Option<JoinHandle<()>>,
     next_wake: u64,
     chunk: u64,
+    /// When a flush last made the next append wake the thread.
+    flush_woke: Option<std::time::Instant>,
     /// The number of the last sync request.
     requested: u64,
 }
@@ -1841,6 +1863,9 @@ struct Pretoucher {
 #[derive(Debug)]
 struct PretouchShared {
     cursor: AtomicU64,
+    /// Set by a flush: the next wake populates again from the write offset on, not only
+    /// the chunk after the writer's.
+    from_cursor: AtomicBool,
     stop: AtomicBool,
     sync: Mutex<SyncJobs>,
 }
@@ -1861,10 +1886,13 @@ impl Pretoucher {
     const CHUNKS_AHEAD: u64 = 4;
     /// How often an idle prefaulting thread populates the writer's next chunk again.
     const REPOPULATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+    /// How often a flush at most makes the next append wake the thread.
+    const FLUSH_WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
     fn spawn(prefaulter: Prefaulter, cursor: u64, chunk: u64, capacity: u64) -> Option<Self> {
         let shared = Arc::new(PretouchShared {
             cursor: AtomicU64::new(cursor),
+            from_cursor: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             sync: Mutex::new(SyncJobs::default()),
         });
@@ -1876,9 +1904,24 @@ impl Pretoucher {
                 // The header's page is written by every append; it stays mapped.
                 let mut released_to = PAGE;
                 let mut populating = true;
+                // Populated again up to here at the writer's last wake.
+                let mut fresh_to = 0;
+                let mut last_cursor = done_to;
+                let mut moved_before = false;
                 while !theirs.stop.load(Ordering::Relaxed) {
                     theirs.run_sync(&prefaulter);
                     let cursor = theirs.cursor.load(Ordering::Relaxed);
+                    // What was populated again is fresh only if the writer woke this
+                    // thread then and now, one chunk apart. Otherwise (a timeout, a
+                    // sync, the first wake after them, or the first after a flush,
+                    // where the writer may have paused): from the writer on.
+                    let moved = cursor != last_cursor;
+                    if theirs.from_cursor.swap(false, Ordering::Relaxed) || !moved || !moved_before
+                    {
+                        fresh_to = 0;
+                    }
+                    moved_before = moved;
+                    last_cursor = cursor;
                     let target = cursor
                         .saturating_add(chunk * Self::CHUNKS_AHEAD)
                         .min(capacity);
@@ -1889,13 +1932,19 @@ impl Pretoucher {
                         let _ = prefaulter.release(released_to, cursor - released_to);
                         released_to = cursor / PAGE * PAGE;
                     }
-                    // The next chunk the writer reaches, populated again: pages
-                    // populated long ago may have been written back since, and written
-                    // back they are write-protected, so that the writer's first store
-                    // to each would fault (a few microseconds in an append). Pages
-                    // still mapped writable cost a walk of the page tables.
-                    if populating && cursor < done_to {
-                        let _ = prefaulter.populate(cursor, chunk.min(done_to - cursor));
+                    // The writer's chunk and the next, populated again: pages populated
+                    // long ago may have been written back since, and written back they
+                    // are write-protected, so that the writer's first store to each
+                    // would fault (a few microseconds in an append). Pages still mapped
+                    // writable cost a walk of the page tables. At each wake only the
+                    // chunk after the writer's is new: done a chunk before the writer
+                    // gets there rather than as it enters it, racing it (and late when
+                    // other threads keep this CPU busy).
+                    let from = fresh_to.max(cursor);
+                    let to = cursor.saturating_add(2 * chunk).min(done_to);
+                    if populating && from < to {
+                        let _ = prefaulter.populate(from, to - from);
+                        fresh_to = to;
                     }
                     while populating && done_to < target && !theirs.stop.load(Ordering::Relaxed) {
                         if prefaulter.populate(done_to, chunk).is_err() {
@@ -1916,8 +1965,11 @@ impl Pretoucher {
         Some(Self {
             shared,
             thread: Some(thread),
-            next_wake: cursor + chunk,
+            // Half a chunk in: the pages a wake populates again then lie half a chunk
+            // to a chunk and a half ahead of the writer.
+            next_wake: cursor + chunk / 2,
             chunk,
+            flush_woke: None,
             requested: 0,
         })
     }
