@@ -1937,9 +1937,10 @@ impl Pretoucher {
                     // are write-protected, so that the writer's first store to each
                     // would fault (a few microseconds in an append). Pages still mapped
                     // writable cost a walk of the page tables. At each wake only the
-                    // chunk after the writer's is new: done a chunk before the writer
-                    // gets there rather than as it enters it, racing it (and late when
-                    // other threads keep this CPU busy).
+                    // chunk's worth one to two chunks ahead of the writer is new: done a
+                    // chunk or more before the writer gets there rather than as it
+                    // enters it, racing it (and late when other threads keep this CPU
+                    // busy).
                     let from = fresh_to.max(cursor);
                     let to = cursor.saturating_add(2 * chunk).min(done_to);
                     if populating && from < to {
@@ -1965,8 +1966,9 @@ impl Pretoucher {
         Some(Self {
             shared,
             thread: Some(thread),
-            // Half a chunk in: the pages a wake populates again then lie half a chunk
-            // to a chunk and a half ahead of the writer.
+            // Half a chunk in: a segment's first wake, which populates again from the
+            // writer on, is then done with the writer's next chunk before the writer
+            // enters it.
             next_wake: cursor + chunk / 2,
             chunk,
             flush_woke: None,
