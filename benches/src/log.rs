@@ -13,16 +13,16 @@
 //!   each segment it seals (with eager write-back at once, with lazy only once 8 wait). Beside them run two bounds on what any log of mapped
 //!   segments could reach here: the **limit**, the same bytes copied into fresh mapped
 //!   files of the segment size that a second thread creates, preallocates and populates
-//!   one ahead, nothing encoded ([`mapped_limit`]); and **prefaulted**, evstream's own
+//!   one ahead, nothing encoded (`mapped_limit`); and **prefaulted**, evstream's own
 //!   appends into segments all populated before the timer starts, so populating fresh
-//!   pages costs nothing ([`floor_run`]). The five take turns going first, repeat after
+//!   pages costs nothing (`floor_run`). The five take turns going first, repeat after
 //!   repeat, and every run (latency runs too) starts after the write-back of the ones
 //!   before has finished (`syncfs`, untimed), so that no run pays for another's dirty
 //!   pages.
 //! - **Steady state**: a log of `segment_size` segments keeping the newest
 //!   `steady_retain`, already holding them when the timer starts, so that every roll
 //!   also retires a segment, against a rotating `BufWriter` logger that deletes its
-//!   oldest file beyond as many ([`steady_comparison`]).
+//!   oldest file beyond as many (`steady_comparison`).
 //! - **Latency**: every append of such runs timed, paced at `pace` (default 2 µs:
 //!   500,000 events/s), rolls included, with the median and slowest of the appends
 //!   that rolled (the first into each new segment); and beside it the floor the machine
@@ -31,7 +31,7 @@
 //!   and a roll only takes the next one ready (the least any roll can do). Beside the
 //!   two fresh logs (eager and lazy), a lazy log in steady state: already holding as many
 //!   full segments as it keeps (`steady_retain`), written back, so that every roll
-//!   recycles a retired segment ([`steady_latency_run`]). The floor and the three logs
+//!   recycles a retired segment (`steady_latency_run`). The floor and the three logs
 //!   take turns going first for `latency_rounds` rounds (default 3),
 //!   and each one's appends and rolls are pooled over them: a run of 512 MiB through
 //!   64 MiB segments rolls 8 times, too few for a median, and a tail percentile of one
@@ -125,7 +125,7 @@ pub struct LogThroughput {
     pub evstream: Summary,
     /// The `BufWriter` baseline's runs.
     pub bufwriter: Summary,
-    /// The limit's runs: see [`mapped_limit`].
+    /// The limit's runs: see `mapped_limit` in this module.
     pub limit: Summary,
     /// evstream's appends into segments prefaulted before the timer starts (the latency
     /// floor's setup, unpaced and timed from the first append to the last): what it
