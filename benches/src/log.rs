@@ -35,7 +35,10 @@
 //!   take turns going first for `latency_rounds` rounds (default 3),
 //!   and each one's appends and rolls are pooled over them: a run of 512 MiB through
 //!   64 MiB segments rolls 8 times, too few for a median, and a tail percentile of one
-//!   short run moves with whatever else the machine did in that second.
+//!   short run moves with whatever else the machine did in that second. Each row also
+//!   counts the page faults the appending thread took during its timed appends: a
+//!   fault costs an append microseconds, so a row with more than one fault in a
+//!   thousand appends has a fault for its p99.9.
 //! - **Large log**: a log of `large_bytes` written once, then, each with fresh objects
 //!   and the page cache warm: [`LogWriter::open`], [`LogReader::seek_time`] to points
 //!   spread over the log (after a fresh [`LogReader::open`]), and [`LogReader::tail`] of
