@@ -631,6 +631,11 @@ pub(crate) struct Prefaulter {
 }
 
 impl Prefaulter {
+    /// The mapping's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.raw.len() as u64
+    }
+
     /// Maps the pages of `offset..offset + len` writable ahead of use
     /// (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14 and later). Contents are unchanged.
     pub fn populate(&self, offset: u64, len: u64) -> io::Result<()> {

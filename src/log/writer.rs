@@ -166,6 +166,11 @@ pub struct LogWriter {
     /// Once the newest segment's write offset reaches this, the next segment is
     /// prepared in the background (`u64::MAX`: asked for already).
     prepare_at: u64,
+    /// Set by a flush: what `prepare_at` goes back to once the next append has woken
+    /// the preparing thread ([`Background::resumed`]).
+    resume_at: Option<u64>,
+    /// When a flush last set `resume_at`.
+    flush_woke: Option<Instant>,
     background: Background,
     recovery: LogRecovery,
     _lock: HeldLock,
@@ -453,6 +458,8 @@ impl LogWriter {
             interval_end_exact: true,
             largest,
             prepare_at: if want.is_some() { u64::MAX } else { prepare_at },
+            resume_at: None,
+            flush_woke: None,
             background,
             recovery,
             options,
@@ -560,10 +567,25 @@ impl LogWriter {
             index.note(offset, end, timestamp);
         }
         if end >= self.prepare_at {
-            self.prepare_at = u64::MAX;
-            self.background.want(self.seq + 1);
+            self.prepare_reached(end);
         }
         Position::of(self.seq, offset)
+    }
+
+    /// The newest segment's write offset reached `prepare_at`: the next segment is
+    /// asked for, or, at the first append after a flush, the preparing thread told that
+    /// the writer goes on.
+    #[cold]
+    fn prepare_reached(&mut self, end: u64) {
+        if let Some(at) = self.resume_at.take() {
+            self.background.resumed();
+            self.prepare_at = at;
+            if end < at {
+                return;
+            }
+        }
+        self.prepare_at = u64::MAX;
+        self.background.want(self.seq + 1);
     }
 
     /// The slow checks before an append: order across segments, the roll interval.
@@ -687,8 +709,10 @@ impl LogWriter {
         self.last_before = last.or(self.last_before);
         self.seq = seq;
         self.base = base;
-        // `retire` asked for the next segment already.
+        // `retire` asked for the next segment already, and woke the preparing thread
+        // if it slept (which a flush just before may have asked the next append to do).
         self.prepare_at = u64::MAX;
+        self.resume_at = None;
         Ok(())
     }
 
@@ -703,7 +727,28 @@ impl LogWriter {
     /// ([`Error::Poisoned`]); reopen the log to continue from what is on disk.
     pub fn flush(&mut self) -> Result<()> {
         self.background.wait_retired()?;
-        self.segment.flush()
+        self.segment.flush()?;
+        self.after_flush();
+        Ok(())
+    }
+
+    /// After a flush the writer may pause, and the pages prefaulted in the prepared
+    /// segment be written back meanwhile (write-protected again), by the kernel or a sync
+    /// of the whole file system, while the preparing thread, which watches the newest
+    /// segment fill, sleeps once it stops filling: the next append wakes it, at most
+    /// once every [`FLUSH_WAKE_EVERY`], so that it touches those pages again before the
+    /// roll (`RETOUCH_LEN`).
+    fn after_flush(&mut self) {
+        let now = Instant::now();
+        if self.resume_at.is_none()
+            && self
+                .flush_woke
+                .is_none_or(|then| now.duration_since(then) >= FLUSH_WAKE_EVERY)
+        {
+            self.flush_woke = Some(now);
+            self.resume_at = Some(self.prepare_at);
+            self.prepare_at = 0;
+        }
     }
 
     /// Applies the retention limits now, instead of waiting for the next roll, and
@@ -1195,6 +1240,10 @@ struct State {
     /// The preparing thread is asleep (waiting on `to_preparer`): it must be woken. While
     /// it watches for a roll due soon ([`Watch`]) it is not, and looks on its own.
     preparer_asleep: bool,
+    /// The writer appended again after a flush ([`Background::resumed`]): the
+    /// preparing thread watches the newest segment again, and touches the prepared
+    /// segment's first pages once more before the roll into it.
+    resumed: bool,
     /// The preparing thread is creating a segment. The sealing thread writes nothing
     /// back meanwhile (unless a flush waits): the creation's syncs would wait behind the
     /// write-back, and the next roll perhaps for them.
@@ -1419,6 +1468,19 @@ impl Background {
         }
     }
 
+    /// The writer appends again after a flush: wakes the preparing thread if it sleeps,
+    /// to watch the newest segment again and touch the prepared one's first pages once
+    /// more before the roll.
+    fn resumed(&self) {
+        let mut state = self.state();
+        state.resumed = true;
+        let asleep = state.preparer_asleep;
+        drop(state);
+        if asleep {
+            self.shared.to_preparer.notify_one();
+        }
+    }
+
     /// Waits until every retired segment is flushed and indexed (or deleted by
     /// retention).
     fn wait_retired(&self) -> Result<()> {
@@ -1584,7 +1646,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 // Right after the roll, ahead of the writer: pages written back since
                 // they were touched before the roll fault no more (see `RETOUCH_LEN`).
                 drop(state);
-                let _ = pages.populate(0, RETOUCH_LEN);
+                retouch_pages(&pages);
                 state = lock();
             }
             continue;
@@ -1638,6 +1700,17 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             shared.changed.notify_all();
             continue;
         }
+        if std::mem::take(&mut state.resumed) {
+            // The writer goes on after a flush and maybe a pause, during which the
+            // prepared segment's first pages may have been written back: they are
+            // touched again before the roll, at the pace measured from now.
+            if retouch.is_none() {
+                retouch.clone_from(&entered);
+            }
+            if let Some(watch) = &mut watched {
+                watch.restart();
+            }
+        }
         let ready = state.prepared.as_ref().is_some_and(|(_, p)| p.is_ok());
         if ready
             && watched.is_none()
@@ -1665,7 +1738,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
             // first appends into it fault on nothing (a fault there costs the roll
             // 10-30 µs). On pages still mapped it costs a walk of the page tables.
             drop(state);
-            let _ = pages.populate(0, RETOUCH_LEN);
+            retouch_pages(&pages);
             state = lock();
             continue;
         }
@@ -1710,6 +1783,17 @@ fn keep_spare(state: &mut State, spare: PathBuf) {
 /// walk of the page tables.
 const RETOUCH_LEN: u64 = 4 << 20;
 
+/// Maps writable again the pages of a prepared segment that the roll into it and its
+/// first appends touch: the first [`RETOUCH_LEN`] bytes and the trailer's page, whose
+/// wait words every publication into the segment looks at.
+fn retouch_pages(pages: &Prefaulter) {
+    let _ = pages.populate(0, RETOUCH_LEN);
+    let _ = pages.populate(
+        pages.len().saturating_sub(format::TRAILER_LEN),
+        format::TRAILER_LEN,
+    );
+}
+
 /// An empty index with room for every entry a segment of `segment_size` bytes gets.
 fn index_for(segment_size: u64) -> SegmentIndex {
     let entries = segment_size / segment::INDEX_STRIDE + 1;
@@ -1732,6 +1816,9 @@ fn newest_before(dir: &Path, seq: u64) -> Option<StreamReader> {
         .find(|entry| entry.seq == before)?;
     StreamReader::open(&entry.path).ok()
 }
+
+/// How often a flush at most makes the next append wake the preparing thread.
+const FLUSH_WAKE_EVERY: Duration = Duration::from_millis(100);
 
 /// How often the preparing thread looks for the writer's roll once it is due.
 const WATCH_EVERY: Duration = Duration::from_micros(100);
@@ -1777,6 +1864,16 @@ impl Watch {
             moved: now,
             pace: 0.0,
         }
+    }
+
+    /// Starts measuring the pace again from now: the writer goes on after a pause, which
+    /// says nothing of its pace.
+    fn restart(&mut self) {
+        let now = Instant::now();
+        self.offset = self.segment.live_write_offset().unwrap_or(self.offset);
+        self.at = now;
+        self.moved = now;
+        self.pace = 0.0;
     }
 
     /// How long to sleep before the next look, the thread awake for the roll if it is
@@ -2160,6 +2257,13 @@ fn prepare(
     created();
     let writer = writer?;
     let mut at = writer.write_offset();
+    // The trailer's page first: the roll's first append touches it, wherever the
+    // chunks below stop.
+    let pages = writer.prefaulter();
+    let _ = pages.populate(
+        pages.len().saturating_sub(format::TRAILER_LEN),
+        format::TRAILER_LEN,
+    );
     while at < writer.capacity() && !wanted_now() {
         writer.prefault_range(at, PREPARE_CHUNK)?;
         at += PREPARE_CHUNK;
