@@ -78,8 +78,8 @@ pub struct Args {
     /// Benchmark many producers instead: one log fed by 1, 2 and 4 threads through one
     /// SharedLogWriter, beside one thread through a LogWriter, and 1 and 2 processes
     /// each with its own SharedLogWriter; what the shared writer costs one thread alone
-    /// (beside a LogWriter and a Mutex<LogWriter>); and the append latency of 1 and 2
-    /// threads each paced at 250,000 events/s; events of 64 bytes
+    /// (beside a LogWriter, and a LogWriter behind a std Mutex); and the append latency
+    /// of 1 and 2 threads each paced at 250,000 events/s; events of 64 bytes
     #[arg(long, conflicts_with_all = ["json", "log", "follow_latency"])]
     many: bool,
     /// Many producers: events per throughput run, shared between the threads (default

@@ -143,7 +143,7 @@ impl Source {
     }
 
     /// Visits the events from `start` in order, calling `visit` on each, until it says
-    /// [`Flow::Stop`] or the events end; with `follow`, then waits for new events (calling
+    /// stop ([`Flow::Last`] or [`Flow::Before`]) or the events end; with `follow`, then waits for new events (calling
     /// `idle` before each wait, such as to flush output) until `visit` stops.
     ///
     /// # Errors
