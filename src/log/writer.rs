@@ -1827,6 +1827,10 @@ const WATCH_EVERY: Duration = Duration::from_micros(100);
 /// thread starts looking for the roll every [`WATCH_EVERY`].
 const WATCH_FROM: Duration = Duration::from_millis(10);
 
+/// How soon the preparing thread looks at the newest segment again once it measures the
+/// writer's pace afresh.
+const WATCH_AFRESH: Duration = Duration::from_millis(1);
+
 /// How long the preparing thread keeps looking at a newest segment that does not fill.
 const WATCH_IDLE: Duration = Duration::from_millis(50);
 
@@ -1850,6 +1854,9 @@ struct Watch {
     moved: Instant,
     /// Bytes a second at the last look.
     pace: f64,
+    /// Whether the pace is measured afresh ([`restart`](Self::restart)): the next look
+    /// comes after [`WATCH_AFRESH`].
+    afresh: bool,
 }
 
 impl Watch {
@@ -1863,17 +1870,20 @@ impl Watch {
             at: now,
             moved: now,
             pace: 0.0,
+            afresh: false,
         }
     }
 
-    /// Starts measuring the pace again from now: the writer goes on after a pause, which
-    /// says nothing of its pace.
+    /// Starts measuring the pace again from now, with a look [`WATCH_AFRESH`] later: the
+    /// writer goes on after a flush, perhaps after a pause, which says nothing of its pace
+    /// (and a roll may be near).
     fn restart(&mut self) {
         let now = Instant::now();
         self.offset = self.segment.live_write_offset().unwrap_or(self.offset);
         self.at = now;
         self.moved = now;
         self.pace = 0.0;
+        self.afresh = true;
     }
 
     /// How long to sleep before the next look, the thread awake for the roll if it is
@@ -1893,8 +1903,13 @@ impl Watch {
             return None;
         }
         if self.pace <= 0.0 {
-            return Some(WATCH_IDLE / 2);
+            return Some(if std::mem::take(&mut self.afresh) {
+                WATCH_AFRESH
+            } else {
+                WATCH_IDLE / 2
+            });
         }
+        self.afresh = false;
         let left = self.segment.events_end().saturating_sub(offset) as f64 / self.pace;
         let left = Duration::try_from_secs_f64(left).unwrap_or(Duration::MAX);
         Some(if left <= WATCH_FROM {
