@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use zerocopy::IntoBytes;
 use zerocopy::little_endian::{I64, U64};
+use zerocopy::{FromZeros, IntoBytes};
 
 use crate::error::{Corruption, Error, Result};
 use crate::failpoint::failpoint;
@@ -821,16 +821,16 @@ impl StreamWriter {
         }
         let identity = read_identity(&file, spare, len)?;
         let trailer_at = identity.trailer_at;
-        // Every seed the file's records held, valid or not: the new one is none of them.
+        // Every seed the file's records held, valid or not (the seed's word of each slot,
+        // whatever its version and checksum): the new one is none of them.
         let mut avoid = vec![identity.trailer.seed];
         for slot in 0..2 {
-            let mut bytes = [0u8; format::TRAILER_RECORD_LEN];
+            let mut record = format::TrailerRecord::new_zeroed();
             if file
-                .read_exact_at(&mut bytes, trailer_at + slot * TRAILER_SLOT_LEN)
+                .read_exact_at(record.as_mut_bytes(), trailer_at + slot * TRAILER_SLOT_LEN)
                 .is_ok()
             {
-                let word = bytes.get(64..68).and_then(|w| w.try_into().ok());
-                avoid.push(word.map_or(0, u32::from_le_bytes));
+                avoid.push(record.word_64.get());
             }
         }
         let seed = draw_seed(&avoid);
