@@ -16,7 +16,9 @@ use crate::log::retention::{self, Retired};
 use crate::log::segment::{self, SegmentEntry, SegmentIndex, next_name, segment_name};
 use crate::stream::open::{HeldLock, LockKind, check_writable, lock_exclusive, now_nanos};
 use crate::stream::reader::StreamReader;
-use crate::stream::writer::{CleanStream, Prefault, Recovery, StreamWriter, WriterOptions};
+use crate::stream::writer::{
+    CleanStream, FlushWake, Prefault, Recovery, StreamWriter, WriterOptions,
+};
 use crate::sys::Prefaulter;
 
 /// With [`WriteBack::Lazy`], retired segments that may wait for their seal (flush and
@@ -170,7 +172,7 @@ pub struct LogWriter {
     /// the preparing thread ([`Background::resumed`]).
     resume_at: Option<u64>,
     /// When a flush last set `resume_at`.
-    flush_woke: Option<Instant>,
+    flush_wake: FlushWake,
     background: Background,
     recovery: LogRecovery,
     _lock: HeldLock,
@@ -459,7 +461,7 @@ impl LogWriter {
             largest,
             prepare_at: if want.is_some() { u64::MAX } else { prepare_at },
             resume_at: None,
-            flush_woke: None,
+            flush_wake: FlushWake::default(),
             background,
             recovery,
             options,
@@ -736,16 +738,10 @@ impl LogWriter {
     /// segment be written back meanwhile (write-protected again), by the kernel or a sync
     /// of the whole file system, while the preparing thread, which watches the newest
     /// segment fill, sleeps once it stops filling: the next append wakes it, at most
-    /// once every [`FLUSH_WAKE_EVERY`], so that it touches those pages again before the
-    /// roll (`RETOUCH_LEN`).
+    /// once every [`FLUSH_WAKE_EVERY`](crate::stream::writer::FLUSH_WAKE_EVERY), so
+    /// that it touches those pages again before the roll (`RETOUCH_LEN`).
     fn after_flush(&mut self) {
-        let now = Instant::now();
-        if self.resume_at.is_none()
-            && self
-                .flush_woke
-                .is_none_or(|then| now.duration_since(then) >= FLUSH_WAKE_EVERY)
-        {
-            self.flush_woke = Some(now);
+        if self.resume_at.is_none() && self.flush_wake.due() {
             self.resume_at = Some(self.prepare_at);
             self.prepare_at = 0;
         }
@@ -1816,9 +1812,6 @@ fn newest_before(dir: &Path, seq: u64) -> Option<StreamReader> {
         .find(|entry| entry.seq == before)?;
     StreamReader::open(&entry.path).ok()
 }
-
-/// How often a flush at most makes the next append wake the preparing thread.
-const FLUSH_WAKE_EVERY: Duration = Duration::from_millis(100);
 
 /// How often the preparing thread looks for the writer's roll once it is due.
 const WATCH_EVERY: Duration = Duration::from_micros(100);

@@ -1809,18 +1809,14 @@ impl Prefaulting {
     /// written back meanwhile (write-protected again), by the kernel or by a sync of the
     /// whole file system; the next append wakes the prefaulting thread, which maps them
     /// writable again from the write offset on. At most once every
-    /// [`Pretoucher::FLUSH_WAKE_EVERY`]: a writer that flushes after every few appends
+    /// [`FLUSH_WAKE_EVERY`]: a writer that flushes after every few appends
     /// pauses at none of them, and should not pay for a wake each time.
     fn flushed(&mut self) {
-        if let Self::Background(p) = self {
-            let now = std::time::Instant::now();
-            if p.flush_woke
-                .is_none_or(|then| now.duration_since(then) >= Pretoucher::FLUSH_WAKE_EVERY)
-            {
-                p.flush_woke = Some(now);
-                p.next_wake = 0;
-                p.shared.from_cursor.store(true, Ordering::Relaxed);
-            }
+        if let Self::Background(p) = self
+            && p.flush_wake.due()
+        {
+            p.next_wake = 0;
+            p.shared.from_cursor.store(true, Ordering::Relaxed);
         }
     }
 
@@ -1846,6 +1842,32 @@ impl Prefaulting {
     }
 }
 
+/// How often at most a flush makes the next append wake a background thread that maps
+/// pages ahead of the writer again (a stream's prefaulting thread, a log's preparing
+/// thread).
+pub(crate) const FLUSH_WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// When a flush last made the next append wake such a thread: a writer that flushes after
+/// every few appends pauses at none of them, and should not pay for a wake each time.
+#[derive(Debug, Default)]
+pub(crate) struct FlushWake(Option<std::time::Instant>);
+
+impl FlushWake {
+    /// Whether this flush makes the next append wake the thread: if none did in the last
+    /// [`FLUSH_WAKE_EVERY`].
+    pub(crate) fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .0
+            .is_some_and(|then| now.duration_since(then) < FLUSH_WAKE_EVERY)
+        {
+            return false;
+        }
+        self.0 = Some(now);
+        true
+    }
+}
+
 /// A background thread that keeps the pages ahead of the write cursor prefaulted,
 /// unmaps the pages behind it, and runs the syncs the writer hands it.
 #[derive(Debug)]
@@ -1855,7 +1877,7 @@ struct Pretoucher {
     next_wake: u64,
     chunk: u64,
     /// When a flush last made the next append wake the thread.
-    flush_woke: Option<std::time::Instant>,
+    flush_wake: FlushWake,
     /// The number of the last sync request.
     requested: u64,
 }
@@ -1886,8 +1908,6 @@ impl Pretoucher {
     const CHUNKS_AHEAD: u64 = 4;
     /// How often an idle prefaulting thread populates the writer's next chunk again.
     const REPOPULATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-    /// How often a flush at most makes the next append wake the thread.
-    const FLUSH_WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
     fn spawn(prefaulter: Prefaulter, cursor: u64, chunk: u64, capacity: u64) -> Option<Self> {
         let shared = Arc::new(PretouchShared {
@@ -1971,7 +1991,7 @@ impl Pretoucher {
             // enters it.
             next_wake: cursor + chunk / 2,
             chunk,
-            flush_woke: None,
+            flush_wake: FlushWake::default(),
             requested: 0,
         })
     }
