@@ -173,6 +173,10 @@ pub struct LogWriter {
     resume_at: Option<u64>,
     /// When a flush last set `resume_at`.
     flush_wake: FlushWake,
+    /// The writer resumed after a flush in the newest segment (it woke the preparing
+    /// thread through `resume_at`): the next roll tells the new segment so
+    /// ([`StreamWriter::resume_after_pause`]).
+    paused_in_segment: bool,
     background: Background,
     recovery: LogRecovery,
     _lock: HeldLock,
@@ -461,6 +465,7 @@ impl LogWriter {
             largest,
             prepare_at: if want.is_some() { u64::MAX } else { prepare_at },
             resume_at: None,
+            paused_in_segment: false,
             flush_wake: FlushWake::default(),
             background,
             recovery,
@@ -581,6 +586,7 @@ impl LogWriter {
     fn prepare_reached(&mut self, end: u64) {
         if let Some(at) = self.resume_at.take() {
             self.background.resumed();
+            self.paused_in_segment = true;
             self.prepare_at = at;
             if end < at {
                 return;
@@ -715,6 +721,12 @@ impl LogWriter {
         // if it slept (which a flush just before may have asked the next append to do).
         self.prepare_at = u64::MAX;
         self.resume_at = None;
+        if std::mem::take(&mut self.paused_in_segment) {
+            // Prepared, most likely, before the pause: the preparing thread touched its
+            // first `RETOUCH_LEN` bytes again when the writer resumed, and the segment's
+            // own prefaulting thread is to do the rest before the writer gets there.
+            self.segment.resume_after_pause(RETOUCH_LEN);
+        }
         Ok(())
     }
 

@@ -62,6 +62,16 @@ pub enum Prefault {
     /// once every 32 MiB (milliseconds when write-back is in flight). In every mode the
     /// first append after an open that follows a clean close syncs it: a closing writer
     /// brings the limit back to its write offset, so that opens scan nothing past it.
+    ///
+    /// A woken thread may wait milliseconds for a CPU (on two CPUs, behind the appender
+    /// itself), and pages it populated may be written back before the appender gets to
+    /// them, which write-protects them again. So while the thread has not yet reported
+    /// the pages ahead of the appender populated, the appender populates them itself,
+    /// 64 KiB at a time, rather than fault on every page: from the writer's creation or
+    /// open, and from the first append after a flush (after which the appender may have
+    /// paused while the kernel wrote those pages back), at most once every 100 ms. One
+    /// append in every 64 KiB then takes tens of microseconds more, until the thread has
+    /// caught up: a few appends, where hundreds would each fault.
     #[default]
     Background,
 }
@@ -1444,6 +1454,17 @@ impl StreamWriter {
             .map_err(|e| Error::io("prefault", &self.path, e))
     }
 
+    /// Tells the writer that it may have stood still for long (a log's prepared segment,
+    /// rolled into after the log was flushed and then appended to again), so that the
+    /// pages its prefaulting thread populated ahead may have been written back since and
+    /// write-protected again; the first `populated` bytes were populated again meanwhile.
+    /// The thread is woken soon to populate the rest again, and until it reports, the
+    /// writer does so itself a little at a time, instead of faulting on every page.
+    pub(crate) fn resume_after_pause(&mut self, populated: u64) {
+        self.prefault
+            .resume_after_pause(self.write_offset, populated);
+    }
+
     /// A handle that prefaults this writer's pages from another thread, also after the
     /// writer moved on (the log's preparing thread touches a prepared segment's first
     /// pages again just before the roll into it).
@@ -1815,8 +1836,16 @@ impl Prefaulting {
         if let Self::Background(p) = self
             && p.flush_wake.due()
         {
-            p.next_wake = 0;
-            p.shared.from_cursor.store(true, Ordering::Relaxed);
+            p.rearm(0, 0);
+        }
+    }
+
+    /// The writer resumes at `cursor` after a pause of unknown length, with the pages up
+    /// to `populated` mapped writable again (by someone else); see
+    /// [`StreamWriter::resume_after_pause`].
+    fn resume_after_pause(&mut self, cursor: u64, populated: u64) {
+        if let Self::Background(p) = self {
+            p.rearm(cursor + Pretoucher::GUARD_STEP, populated.max(cursor));
         }
     }
 
@@ -1868,14 +1897,40 @@ impl FlushWake {
     }
 }
 
+/// The low bits of [`PretouchShared::refreshed`] that hold an offset.
+const OFFSET_BITS: u32 = 48;
+/// The bits of an epoch that [`PretouchShared::refreshed`] keeps.
+const EPOCH_MASK: u64 = (1 << (64 - OFFSET_BITS)) - 1;
+
+/// Packs an epoch (its low 16 bits) and an offset (below 2^48, clamped) into one word.
+fn pack_refreshed(epoch: u64, offset: u64) -> u64 {
+    ((epoch & EPOCH_MASK) << OFFSET_BITS) | offset.min((1 << OFFSET_BITS) - 1)
+}
+
+/// The epoch and offset [`pack_refreshed`] packed.
+fn unpack_refreshed(word: u64) -> (u64, u64) {
+    (word >> OFFSET_BITS, word & ((1 << OFFSET_BITS) - 1))
+}
+
 /// A background thread that keeps the pages ahead of the write cursor prefaulted,
 /// unmaps the pages behind it, and runs the syncs the writer hands it.
 #[derive(Debug)]
 struct Pretoucher {
     shared: Arc<PretouchShared>,
     thread: Option<JoinHandle<()>>,
+    /// The smaller of `wake_at` and the next check of `guard`: the one offset an append
+    /// compares its new write offset with.
     next_wake: u64,
+    /// The write offset at which the writer wakes the thread next.
+    wake_at: u64,
     chunk: u64,
+    /// The writer's own handle on the mapping, to populate pages itself while `guard` is
+    /// armed.
+    prefaulter: Prefaulter,
+    /// Armed from the start, and by the first append after a flush: until the thread
+    /// reports it has mapped the pages ahead of the writer (again), the writer does so
+    /// itself, [`Self::GUARD_STEP`] at a time. Holds the offset up to which it has.
+    guard: Option<u64>,
     /// When a flush last made the next append wake the thread.
     flush_wake: FlushWake,
     /// The number of the last sync request.
@@ -1885,9 +1940,12 @@ struct Pretoucher {
 #[derive(Debug)]
 struct PretouchShared {
     cursor: AtomicU64,
-    /// Set by a flush: the next wake populates again from the write offset on, not only
-    /// the chunk after the writer's.
-    from_cursor: AtomicBool,
+    /// Raised by a flush: the next wake populates again from the write offset on, not
+    /// only the chunk after the writer's.
+    epoch: AtomicU64,
+    /// What the thread has populated again since it saw the newest `epoch`: that epoch in
+    /// the high 16 bits, the offset it reached in the low 48 (see [`pack_refreshed`]).
+    refreshed: AtomicU64,
     stop: AtomicBool,
     sync: Mutex<SyncJobs>,
 }
@@ -1912,14 +1970,17 @@ impl Pretoucher {
     fn spawn(prefaulter: Prefaulter, cursor: u64, chunk: u64, capacity: u64) -> Option<Self> {
         let shared = Arc::new(PretouchShared {
             cursor: AtomicU64::new(cursor),
-            from_cursor: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            refreshed: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             sync: Mutex::new(SyncJobs::default()),
         });
         let theirs = Arc::clone(&shared);
+        let writers = prefaulter.clone();
         let thread = std::thread::Builder::new()
             .name("evstream-prefault".into())
             .spawn(move || {
+                let mut seen_epoch = 0;
                 let mut done_to = theirs.cursor.load(Ordering::Relaxed);
                 // The header's page is written by every append; it stays mapped.
                 let mut released_to = PAGE;
@@ -1936,10 +1997,11 @@ impl Pretoucher {
                     // sync, the first wake after them, or the first after a flush,
                     // where the writer may have paused): from the writer on.
                     let moved = cursor != last_cursor;
-                    if theirs.from_cursor.swap(false, Ordering::Relaxed) || !moved || !moved_before
-                    {
+                    let epoch = theirs.epoch.load(Ordering::Acquire);
+                    if epoch != seen_epoch || !moved || !moved_before {
                         fresh_to = 0;
                     }
+                    seen_epoch = epoch;
                     moved_before = moved;
                     last_cursor = cursor;
                     let target = cursor
@@ -1967,11 +2029,28 @@ impl Pretoucher {
                         let _ = prefaulter.populate(from, to - from);
                         fresh_to = to;
                     }
+                    if populating {
+                        // Everything from the cursor to `fresh_to` was populated after
+                        // the flush that raised `epoch`: the writer's guard may stand
+                        // down.
+                        theirs
+                            .refreshed
+                            .store(pack_refreshed(epoch, fresh_to), Ordering::Release);
+                    }
                     while populating && done_to < target && !theirs.stop.load(Ordering::Relaxed) {
-                        if prefaulter.populate(done_to, chunk).is_err() {
+                        let from = done_to;
+                        if prefaulter.populate(from, chunk).is_err() {
                             populating = false; // unsupported: appends fault as usual
                         }
-                        done_to = (done_to + chunk).min(capacity);
+                        done_to = (from + chunk).min(capacity);
+                        if populating && from <= fresh_to.max(cursor) {
+                            // Populated for the first time, and right after what was
+                            // populated again: as good for the writer's guard.
+                            fresh_to = done_to;
+                            theirs
+                                .refreshed
+                                .store(pack_refreshed(epoch, fresh_to), Ordering::Release);
+                        }
                         // A sync the writer asked for goes before more prefaulting.
                         theirs.run_sync(&prefaulter);
                     }
@@ -1989,22 +2068,83 @@ impl Pretoucher {
             // Half a chunk in: a segment's first wake, which populates again from the
             // writer on, is then done with the writer's next chunk before the writer
             // enters it.
-            next_wake: cursor + chunk / 2,
+            //
+            // The guard is armed from the start: the thread has populated nothing yet,
+            // and a new stream's pages, fresh, fault the longest.
+            next_wake: cursor,
+            wake_at: cursor + chunk / 2,
             chunk,
+            prefaulter: writers,
+            guard: Some(cursor),
             flush_wake: FlushWake::default(),
             requested: 0,
         })
     }
 
+    /// How much the writer populates itself at a time while its guard is armed.
+    const GUARD_STEP: u64 = 64 << 10;
+
     #[inline]
     fn advance(&mut self, cursor: u64) {
         if cursor >= self.next_wake {
-            self.next_wake = cursor + self.chunk;
+            self.wake_or_guard(cursor);
+        }
+    }
+
+    #[cold]
+    fn wake_or_guard(&mut self, cursor: u64) {
+        if cursor >= self.wake_at {
+            self.wake_at = cursor + self.chunk;
             self.shared.cursor.store(cursor, Ordering::Relaxed);
             if let Some(t) = &self.thread {
                 t.thread().unpark();
             }
         }
+        if let Some(guarded_to) = self.guard {
+            // The thread, woken by this append or an earlier one, may take milliseconds
+            // to run (on two CPUs, behind the writer or other busy threads), and the
+            // writer meanwhile would fault on every page written back during its pause:
+            // a few microseconds each, in hundreds of appends. Populating a step ahead
+            // itself costs one append tens of microseconds instead, every
+            // `GUARD_STEP`, until the thread reports it is ahead.
+            let epoch = self.shared.epoch.load(Ordering::Relaxed);
+            let refreshed = self.shared.refreshed.load(Ordering::Acquire);
+            let (their_epoch, their_to) = unpack_refreshed(refreshed);
+            if their_epoch == epoch & EPOCH_MASK && their_to >= cursor + Self::GUARD_STEP {
+                self.guard = None;
+            } else {
+                let from = guarded_to.max(cursor);
+                let to = (from + Self::GUARD_STEP).min(self.prefaulter.len());
+                if from < to && self.prefaulter.populate(from, to - from).is_err() {
+                    self.guard = None; // unsupported: appends fault as usual
+                } else {
+                    self.guard = Some(to.max(guarded_to));
+                }
+            }
+        }
+        self.schedule(cursor + 1);
+    }
+
+    /// Sets the offset of the next wake or check, at `at` or later.
+    fn schedule(&mut self, at: u64) {
+        self.next_wake = match self.guard {
+            // Checked again half a step before the writer runs out of populated pages.
+            Some(to) => self
+                .wake_at
+                .min(to.saturating_sub(Self::GUARD_STEP / 2).max(at)),
+            None => self.wake_at,
+        };
+    }
+
+    /// The pages the thread populated ahead of the writer may have been written back
+    /// since (write-protected again): it is to populate them again from the writer on,
+    /// once woken at `wake_at`, and the writer's guard watches over it from `guarded_to`
+    /// on (the pages before that being populated already).
+    fn rearm(&mut self, wake_at: u64, guarded_to: u64) {
+        self.shared.epoch.fetch_add(1, Ordering::Release);
+        self.wake_at = wake_at;
+        self.guard = Some(guarded_to);
+        self.schedule(0);
     }
 
     /// Asks the thread to sync `offset..offset + len`; returns the request's number.
