@@ -71,7 +71,9 @@ pub enum Prefault {
     /// open, and from the first append after a flush (after which the appender may have
     /// paused while the kernel wrote those pages back), at most once every 100 ms. One
     /// append in every 64 KiB then takes tens of microseconds more, until the thread has
-    /// caught up: a few appends, where hundreds would each fault.
+    /// caught up (a few appends, where hundreds would each fault), or for one chunk at
+    /// most ([`WriterOptions::prefault_chunk`]): past that the appender runs flat out
+    /// and outruns the thread for good.
     #[default]
     Background,
 }
@@ -1330,7 +1332,7 @@ impl StreamWriter {
             Ok(()) => {
                 self.synced_to = end;
                 self.trailer_synced();
-                self.prefault.flushed();
+                self.prefault.flushed(self.write_offset);
                 Ok(())
             }
             Err(e) => {
@@ -1832,11 +1834,11 @@ impl Prefaulting {
     /// writable again from the write offset on. At most once every
     /// [`FLUSH_WAKE_EVERY`]: a writer that flushes after every few appends
     /// pauses at none of them, and should not pay for a wake each time.
-    fn flushed(&mut self) {
+    fn flushed(&mut self, cursor: u64) {
         if let Self::Background(p) = self
             && p.flush_wake.due()
         {
-            p.rearm(0, 0);
+            p.rearm(0, cursor);
         }
     }
 
@@ -1931,6 +1933,10 @@ struct Pretoucher {
     /// reports it has mapped the pages ahead of the writer (again), the writer does so
     /// itself, [`Self::GUARD_STEP`] at a time. Holds the offset up to which it has.
     guard: Option<u64>,
+    /// Where the guard stands down in any case, a chunk past where it began: an
+    /// appender that runs flat out outruns the thread for good, and would otherwise
+    /// populate every page itself, in the thread's way.
+    guard_until: u64,
     /// When a flush last made the next append wake the thread.
     flush_wake: FlushWake,
     /// The number of the last sync request.
@@ -2076,6 +2082,7 @@ impl Pretoucher {
             chunk,
             prefaulter: writers,
             guard: Some(cursor),
+            guard_until: cursor + chunk,
             flush_wake: FlushWake::default(),
             requested: 0,
         })
@@ -2110,7 +2117,9 @@ impl Pretoucher {
             let epoch = self.shared.epoch.load(Ordering::Relaxed);
             let refreshed = self.shared.refreshed.load(Ordering::Acquire);
             let (their_epoch, their_to) = unpack_refreshed(refreshed);
-            if their_epoch == epoch & EPOCH_MASK && their_to >= cursor + Self::GUARD_STEP {
+            if (their_epoch == epoch & EPOCH_MASK && their_to >= cursor + Self::GUARD_STEP)
+                || cursor >= self.guard_until
+            {
                 self.guard = None;
             } else {
                 let from = guarded_to.max(cursor);
@@ -2144,6 +2153,7 @@ impl Pretoucher {
         self.shared.epoch.fetch_add(1, Ordering::Release);
         self.wake_at = wake_at;
         self.guard = Some(guarded_to);
+        self.guard_until = guarded_to + self.chunk;
         self.schedule(0);
     }
 
