@@ -2121,7 +2121,9 @@ impl Pretoucher {
                 || cursor >= self.guard_until
             {
                 self.guard = None;
-            } else {
+            } else if guarded_to < cursor + Self::GUARD_STEP {
+                // Within a step of running out (rather than woken early, with pages
+                // populated far ahead: see `resume_after_pause`).
                 let from = guarded_to.max(cursor);
                 let to = (from + Self::GUARD_STEP).min(self.prefaulter.len());
                 if from < to && self.prefaulter.populate(from, to - from).is_err() {
