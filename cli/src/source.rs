@@ -143,8 +143,9 @@ impl Source {
     }
 
     /// Visits the events from `start` in order, calling `visit` on each, until it says
-    /// stop ([`Flow::Last`] or [`Flow::Before`]) or the events end; with `follow`, then waits for new events (calling
-    /// `idle` before each wait, such as to flush output) until `visit` stops.
+    /// stop ([`Flow::Last`] or [`Flow::Before`]) or the events end; with `follow`, then
+    /// waits for new events (calling `idle` before each wait, such as to flush output)
+    /// until `visit` stops.
     ///
     /// # Errors
     /// [`Stop::Visitor`] with what `visit` or `idle` returned, [`Stop::Read`] for damage.

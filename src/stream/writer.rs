@@ -2008,6 +2008,13 @@ impl Pretoucher {
                         fresh_to = 0;
                     }
                     seen_epoch = epoch;
+                    // Everything from the cursor to `to` was populated after the flush
+                    // that raised `epoch`: the writer's guard may stand down.
+                    let report = |to| {
+                        theirs
+                            .refreshed
+                            .store(pack_refreshed(epoch, to), Ordering::Release);
+                    };
                     moved_before = moved;
                     last_cursor = cursor;
                     let target = cursor
@@ -2036,12 +2043,7 @@ impl Pretoucher {
                         fresh_to = to;
                     }
                     if populating {
-                        // Everything from the cursor to `fresh_to` was populated after
-                        // the flush that raised `epoch`: the writer's guard may stand
-                        // down.
-                        theirs
-                            .refreshed
-                            .store(pack_refreshed(epoch, fresh_to), Ordering::Release);
+                        report(fresh_to);
                     }
                     while populating && done_to < target && !theirs.stop.load(Ordering::Relaxed) {
                         let from = done_to;
@@ -2053,9 +2055,7 @@ impl Pretoucher {
                             // Populated for the first time, and right after what was
                             // populated again: as good for the writer's guard.
                             fresh_to = done_to;
-                            theirs
-                                .refreshed
-                                .store(pack_refreshed(epoch, fresh_to), Ordering::Release);
+                            report(fresh_to);
                         }
                         // A sync the writer asked for goes before more prefaulting.
                         theirs.run_sync(&prefaulter);
