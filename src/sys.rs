@@ -441,14 +441,37 @@ impl WriteMap {
     ///
     /// Event bytes are written only below `events_end`, the trailer's offset.
     pub fn new(file: &File, len: u64, huge_pages: bool, events_end: u64) -> io::Result<Self> {
-        let raw = map_whole(len, |options| options.map_raw(file))?;
+        Self::reusing(file, len, huge_pages, events_end, None)
+    }
+
+    /// As [`new`](Self::new), but through `warm`, a mapping of the same file kept from
+    /// an earlier writer ([`WarmMapping`]), if it maps this very file (the same device
+    /// and inode) and `len` bytes of it: its page-table entries still in place, pages it
+    /// maps cost no fault. Otherwise (or with `None`) the file is mapped anew.
+    pub fn reusing(
+        file: &File,
+        len: u64,
+        huge_pages: bool,
+        events_end: u64,
+        warm: Option<WarmMapping>,
+    ) -> io::Result<Self> {
+        let same = |warm: &WarmMapping| {
+            use std::os::unix::fs::MetadataExt;
+            file.metadata().is_ok_and(|meta| {
+                (meta.dev(), meta.ino()) == warm.file && warm.raw.len() as u64 == len
+            })
+        };
+        let raw = match warm.filter(same) {
+            Some(warm) => warm.raw,
+            None => Arc::new(map_whole(len, |options| options.map_raw(file))?),
+        };
         if huge_pages {
             // Advice only; without THP (or large folios in the file system) nothing changes.
             let _ = raw.advise(Advice::HugePage);
         }
         let events_end = events_end.min(len);
         Ok(Self {
-            raw: Arc::new(raw),
+            raw,
             events_end,
             light_barrier: writer_light_barrier(),
             waiters_at: events_end
@@ -610,6 +633,17 @@ impl WriteMap {
         sync_pages(&self.raw, offset, len)
     }
 
+    /// This mapping, kept for a later writer of the same `file` (the one it maps) to
+    /// write through ([`reusing`](Self::reusing)).
+    pub fn warm(&self, file: &File) -> io::Result<WarmMapping> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata()?;
+        Ok(WarmMapping {
+            raw: Arc::clone(&self.raw),
+            file: (meta.dev(), meta.ino()),
+        })
+    }
+
     /// A handle that prefaults pages of this mapping from any thread.
     pub fn prefaulter(&self) -> Prefaulter {
         Prefaulter {
@@ -622,6 +656,16 @@ impl WriteMap {
     pub fn release(&self, offset: u64, len: u64) -> io::Result<()> {
         release_pages(&self.raw, offset, len)
     }
+}
+
+/// A writer's mapping kept after the writer, with the file it maps (device and inode),
+/// so that a later writer of that file writes through the same page-table entries
+/// ([`WriteMap::reusing`]): a log's retired segment, recycled. Holding it keeps the
+/// mapping; dropping the last holder unmaps it.
+#[derive(Debug)]
+pub(crate) struct WarmMapping {
+    raw: Arc<MmapRaw>,
+    file: (u64, u64),
 }
 
 /// Prefaults pages of a writer's mapping; cheap to clone and `Send`.
@@ -1320,7 +1364,74 @@ impl<T> Drop for BiasedGuard<'_, T> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::os::unix::fs::FileExt;
     use std::time::{Duration, Instant};
+
+    /// A file of `len` zero bytes, open for reading and writing.
+    fn zeroed_file(path: &Path, len: u64) -> File {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .unwrap();
+        file.set_len(len).unwrap();
+        file
+    }
+
+    /// What a write through a mapping made from `warm` lands in: the file it was asked
+    /// to map, never the file `warm` maps, even one of the same length; and through
+    /// the kept mapping of the same file (renamed meanwhile), the same file's bytes.
+    #[test]
+    fn a_kept_mapping_is_used_only_for_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 64 << 10;
+        let a = zeroed_file(&dir.path().join("a"), len);
+        let b = zeroed_file(&dir.path().join("b"), len);
+        let bytes = [0xa5_u8; 16];
+        let at = HEADER as u64;
+        // A mapping of `a`, kept; then `b` mapped "reusing" it.
+        let warm = WriteMap::new(&a, len, false, len)
+            .unwrap()
+            .warm(&a)
+            .unwrap();
+        let mut map = WriteMap::reusing(&b, len, false, len, Some(warm)).unwrap();
+        assert!(map.write_unpublished(at, &[&bytes]));
+        map.sync_range(0, len).unwrap();
+        let mut read = [0_u8; 16];
+        b.read_exact_at(&mut read, at).unwrap();
+        assert_eq!(read, bytes, "the write reached the file asked for");
+        a.read_exact_at(&mut read, at).unwrap();
+        assert_eq!(read, [0; 16], "the kept mapping's file is untouched");
+        // Nor is a kept mapping of another length than the one asked for.
+        let warm = WriteMap::new(&b, len / 2, false, len / 2)
+            .unwrap()
+            .warm(&b)
+            .unwrap();
+        let kept = Arc::clone(&warm.raw);
+        let map = WriteMap::reusing(&b, len, false, len, Some(warm)).unwrap();
+        assert!(!Arc::ptr_eq(&map.raw, &kept));
+        assert_eq!(map.len() as u64, len);
+        // The same file, renamed and opened again: its kept mapping is used, and writes
+        // through it are the file's.
+        let warm = WriteMap::new(&a, len, false, len)
+            .unwrap()
+            .warm(&a)
+            .unwrap();
+        let kept = Arc::clone(&warm.raw);
+        std::fs::rename(dir.path().join("a"), dir.path().join("a2")).unwrap();
+        let again = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path().join("a2"))
+            .unwrap();
+        let mut map = WriteMap::reusing(&again, len, false, len, Some(warm)).unwrap();
+        assert!(Arc::ptr_eq(&map.raw, &kept), "the kept mapping was used");
+        assert!(map.write_unpublished(at, &[&bytes]));
+        map.sync_range(0, len).unwrap();
+        again.read_exact_at(&mut read, at).unwrap();
+        assert_eq!(read, bytes);
+    }
 
     /// A number for this thread, as the gate gives one.
     fn me() -> usize {

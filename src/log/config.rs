@@ -77,6 +77,17 @@ pub enum WriteBack {
     /// The default: as with a file written through `std::fs::File` and never synced,
     /// what has not been flushed reaches the disk when the kernel writes it back, and
     /// what must survive a power loss is made durable by a flush.
+    ///
+    /// The pages the writer wrote in the last second stay mapped, where a writer under
+    /// eager write-back unmaps them as soon as it has passed them: a segment retention
+    /// retires and recycles within that second (a log appending fast, or keeping few
+    /// segments) takes its next life's appends through the same page-table entries,
+    /// with no page fault. A log in steady state appending flat out then faults on
+    /// nothing (`docs/BENCHMARKS.md`). The cost: the kernel write-protects each page
+    /// it writes back while it is mapped, with a TLB shootdown to the appending CPU
+    /// (a microsecond or two in the append it interrupts), so a flush, or the kernel's
+    /// periodic write-back, costs the appender a little more for the pages of that last
+    /// second.
     #[default]
     Lazy,
 }

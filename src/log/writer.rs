@@ -19,7 +19,7 @@ use crate::stream::reader::StreamReader;
 use crate::stream::writer::{
     CleanStream, FlushWake, Prefault, Recovery, StreamWriter, WriterOptions,
 };
-use crate::sys::Prefaulter;
+use crate::sys::{Prefaulter, WarmMapping};
 
 /// With [`WriteBack::Lazy`], retired segments that may wait for their seal (flush and
 /// index) before the sealing thread seals the oldest. No roll ever waits for the sealing
@@ -1231,9 +1231,9 @@ struct Retiring {
 struct State {
     /// The prepared next segment (its sequence number), or why preparing it failed.
     prepared: Option<(u64, Result<StreamWriter>)>,
-    /// A segment retention retired and kept for the preparing thread to recycle (its
-    /// spare name), instead of deleting it: at most [`MAX_SPARES`], oldest first.
-    spares: VecDeque<PathBuf>,
+    /// Segments retention retired and kept for the preparing thread to recycle, instead
+    /// of deleting them: at most [`MAX_SPARES`], oldest first.
+    spares: VecDeque<Spare>,
     /// The segment to prepare, if not yet done.
     want: Option<u64>,
     /// The segment the writer is waiting for at a roll.
@@ -1579,21 +1579,35 @@ impl Background {
         // (see `prepare`): a writer opened for a few appends then finds its next
         // segment ready instead of preparing and removing one each time.
         //
-        // Its mapping, prefaulted whole, takes milliseconds to unmap: that is left to a
-        // thread of its own, so that a writer handing the turn to another process does
-        // not keep it waiting for that (the file's lock is released at once).
-        if let Some((_, Ok(prepared))) = self.state().prepared.take() {
-            let mapping = prepared.prefaulter();
-            drop(prepared);
-            let unmap = std::thread::Builder::new()
-                .name("evstream-unmap".into())
-                .spawn(move || drop(mapping));
-            // Without a thread, unmapped here.
-            drop(unmap);
+        // Its mapping, prefaulted whole, takes milliseconds to unmap, as do the spares'
+        // kept mappings: that is left to a thread of its own, so that a writer handing
+        // the turn to another process does not keep it waiting for that (the file's
+        // lock is released at once).
+        let mut state = self.state();
+        let prepared = match state.prepared.take() {
+            Some((_, Ok(prepared))) => Some(prepared),
+            _ => None,
+        };
+        let spares = std::mem::take(&mut state.spares);
+        drop(state);
+        // Each holds a mapping; the last holder unmaps it when dropped.
+        let mut mappings: Vec<Box<dyn Send>> = Vec::new();
+        if let Some(prepared) = prepared {
+            mappings.push(Box::new(prepared.prefaulter()));
         }
         // A spare nobody recycled is a retired segment: deleted (or by the next open).
-        for spare in std::mem::take(&mut self.state().spares) {
-            let _ = std::fs::remove_file(spare);
+        for spare in spares {
+            let _ = std::fs::remove_file(&spare.path);
+            if let Some(warm) = spare.warm {
+                mappings.push(Box::new(warm));
+            }
+        }
+        if !mappings.is_empty() {
+            let unmap = std::thread::Builder::new()
+                .name("evstream-unmap".into())
+                .spawn(move || drop(mappings));
+            // Without a thread, unmapped here.
+            drop(unmap);
         }
     }
 }
@@ -1768,17 +1782,46 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
     }
 }
 
+/// Under [`WriteBack::Lazy`], how long the pages a segment's appends passed stay mapped
+/// ([`WriterOptions::keep_mapped`]): a log appending fast enough to recycle a segment
+/// within this time writes its next life through page-table entries still in place,
+/// with no fault (64 MiB segments, 4 kept: 256 MiB, at 256 MB/s or more). Well below
+/// the kernel's age for writing back a dirty page (`dirty_expire_centisecs`, 30 s by
+/// default), so that the periodic write-back finds few of them mapped.
+const KEEP_MAPPED: Duration = Duration::from_secs(1);
+
+/// Options of the log's segments: under lazy write-back, the pages behind the writer
+/// stay mapped for [`KEEP_MAPPED`], for recycling.
+fn segment_options(options: &LogOptions) -> WriterOptions {
+    match options.write_back {
+        WriteBack::Lazy => WriterOptions::default().keep_mapped(KEEP_MAPPED),
+        WriteBack::Eager => WriterOptions::default(),
+    }
+}
+
 /// Retired segments kept for recycling at most. One is enough while the preparing thread
 /// waits for each retention run; a second covers the rolls where it cannot (the writer
 /// waits for the segment already), so that the next segment is still a recycled one then.
 const MAX_SPARES: usize = 2;
 
+/// A retired segment kept for recycling.
+#[derive(Debug)]
+struct Spare {
+    /// Its spare name.
+    path: PathBuf,
+    /// The mapping of its last life, kept if retention retired it before its writer was
+    /// dropped (under lazy write-back, before its seal): the pages that life wrote
+    /// last, still mapped ([`WriterOptions::keep_mapped`]), take its next life's
+    /// appends with no fault.
+    warm: Option<WarmMapping>,
+}
+
 /// Keeps `spare` for recycling, or deletes it if [`MAX_SPARES`] wait already.
-fn keep_spare(state: &mut State, spare: PathBuf) {
+fn keep_spare(state: &mut State, spare: Spare) {
     if state.spares.len() < MAX_SPARES {
         state.spares.push_back(spare);
     } else {
-        let _ = std::fs::remove_file(spare);
+        let _ = std::fs::remove_file(spare.path);
     }
 }
 
@@ -2042,6 +2085,14 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 Err(e) => state.retention_error = Some(e),
             }
             drop(state);
+            // The spare's last life, retired before its seal: its mapping is kept with
+            // it, for the next life to write through.
+            let warm = spare.as_ref().and_then(|spare| {
+                deleted
+                    .iter()
+                    .find(|job| spare.file_name() == Some(segment::spare_name(job.seq).as_ref()))
+                    .and_then(|job| job.segment.warm_mapping())
+            });
             // Unmapped outside the lock: the last reference to a deleted file that is
             // being written back waits for that write-back.
             drop(deleted);
@@ -2050,8 +2101,8 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             state.retaining = false;
             // Only now, with the retired writers dropped (a dropped writer stores a
             // trailer record), may the preparing thread reset the spare.
-            if let Some(spare) = spare {
-                keep_spare(&mut state, spare);
+            if let Some(path) = spare {
+                keep_spare(&mut state, Spare { path, warm });
             }
             shared.changed.notify_all();
             // The preparing thread may be waiting for this run (for its spare).
@@ -2073,6 +2124,13 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
                 drop(state);
                 #[cfg(test)]
                 tests::wait_while_held(dir);
+                if written == 0 {
+                    // Pages still mapped (lazy write-back keeps the last second's) would
+                    // each cost the appending CPU a TLB shootdown as they are written
+                    // back: unmapped first, contents kept.
+                    let pages = job.segment.prefaulter();
+                    let _ = pages.release(0, pages.len());
+                }
                 let result = job.segment.write_back(written, SEAL_STEP);
                 state = lock();
                 match result {
@@ -2242,14 +2300,14 @@ fn prepare(
     dir: &Path,
     options: &LogOptions,
     seq: u64,
-    spare: &mut Option<PathBuf>,
+    spare: &mut Option<Spare>,
     created: &dyn Fn(),
     wanted_now: &dyn Fn() -> bool,
 ) -> Result<StreamWriter> {
     let path = dir.join(next_name(seq));
     // The whole segment is its dirty limit from the start (or from adoption): a raise
     // while appending would sync the trailer behind the sealing thread's flush.
-    let reserved = WriterOptions::default().reserve_whole().seeded();
+    let reserved = segment_options(options).reserve_whole().seeded();
     let writer = match adopt(&path, options) {
         Ok(Some(mut writer)) => writer.reserve_whole().map(|()| writer),
         // A file some writer has open is never removed from under it.
@@ -2259,8 +2317,8 @@ fn prepare(
             // A retired segment, its pages in the page cache, reset for a new life
             // (`docs/FORMAT.md`, "Recycling retired segments"); if it cannot be (a
             // reader opened it, it is damaged), it is deleted and a segment created.
-            let recycled = spare.take().and_then(|spare| {
-                StreamWriter::recycle(&spare, &path, options.segment_size, reserved.clone())
+            let recycled = spare.take().and_then(|Spare { path: spare, warm }| {
+                StreamWriter::recycle(&spare, &path, options.segment_size, reserved.clone(), warm)
                     .inspect_err(|_| {
                         // Either name, whichever the failure left it under.
                         let _ = std::fs::remove_file(&spare);

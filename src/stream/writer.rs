@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use zerocopy::little_endian::{I64, U64};
 use zerocopy::{FromZeros, IntoBytes};
@@ -91,6 +92,9 @@ pub struct WriterOptions {
     reserve_whole: bool,
     /// Created as version 3, with a CRC seed drawn at random (a log's segments).
     seeded: bool,
+    /// How long the pages behind the write offset stay mapped before the prefaulting
+    /// thread unmaps them (see [`keep_mapped`](Self::keep_mapped)); zero: at once.
+    keep_mapped: Duration,
 }
 
 impl Default for WriterOptions {
@@ -103,6 +107,7 @@ impl Default for WriterOptions {
             huge_pages: HUGE_PAGES_DEFAULT,
             reserve_whole: false,
             seeded: false,
+            keep_mapped: Duration::ZERO,
         }
     }
 }
@@ -183,6 +188,19 @@ impl WriterOptions {
     /// seed drawn at random (a log's segments, which the log may recycle).
     pub(crate) fn seeded(mut self) -> Self {
         self.seeded = true;
+        self
+    }
+
+    /// With [`Prefault::Background`], keeps the pages behind the write offset mapped for
+    /// `time` after the writer passed them, before its prefaulting thread unmaps them
+    /// (at once by default): a log whose retired segments are recycled soon after (lazy
+    /// write-back) writes their next life through the same page-table entries, with no
+    /// fault ([`StreamWriter::warm_mapping`]). Pages still mapped when the kernel writes
+    /// them back cost the appending CPU a TLB shootdown each, which is why the time is
+    /// short and eager write-back, which writes a retired segment back at once, keeps
+    /// none.
+    pub(crate) fn keep_mapped(mut self, time: Duration) -> Self {
+        self.keep_mapped = time;
         self
     }
 }
@@ -792,6 +810,12 @@ impl StreamWriter {
         Some(clean)
     }
 
+    /// This writer's mapping, to be kept once the writer is gone for the file's next
+    /// life ([`recycle`](Self::recycle)); `None` if the file's identity cannot be read.
+    pub(crate) fn warm_mapping(&self) -> Option<sys::WarmMapping> {
+        self.map.warm(self._lock.file()).ok()
+    }
+
     /// Resets the retired segment file at `spare` for a new life as an empty version 3
     /// stream of `capacity` bytes, and renames it to `path` (`docs/FORMAT.md`,
     /// "Recycling retired segments", steps 2 and 3): the header (write offset 24, count 0,
@@ -806,11 +830,15 @@ impl StreamWriter {
     /// file open; [`Error::NotAStream`] or [`Error::DamagedTrailer`] if it is not a
     /// stream with a valid trailer, [`Error::BadCapacity`] if it is not `capacity` bytes
     /// long; [`Error::Io`]. The caller deletes the spare then.
+    ///
+    /// `warm` is the mapping of the segment's previous life, if it was kept
+    /// ([`warm_mapping`](Self::warm_mapping)); it is used only if it maps this very file.
     pub(crate) fn recycle(
         spare: &Path,
         path: &Path,
         capacity: u64,
         options: WriterOptions,
+        warm: Option<sys::WarmMapping>,
     ) -> Result<Self> {
         let (file, len) = open_regular(spare, true)?;
         lock_exclusive(&file, spare)?;
@@ -872,7 +900,9 @@ impl StreamWriter {
             Ok(())
         };
         write().map_err(|e| Error::io("reset", spare, e))?;
-        let map = WriteMap::new(&file, len, options.huge_pages, trailer_at)
+        // Through the mapping of the segment's previous life if it was kept: the pages
+        // it still maps (written shortly before it retired) cost no fault.
+        let map = WriteMap::reusing(&file, len, options.huge_pages, trailer_at, warm)
             .map_err(|e| Error::io("map", spare, e))?;
         map.sync_range(0, STREAM_HEADER_LEN)
             .and_then(|()| map.sync_range(trailer_at, format::TRAILER_LEN))
@@ -1790,10 +1820,14 @@ impl Prefaulting {
                 capacity,
                 released_to: PAGE,
             },
-            Prefault::Background => {
-                Pretoucher::spawn(map.prefaulter(), cursor, options.prefault_chunk, capacity)
-                    .map_or(Self::Off, Self::Background)
-            }
+            Prefault::Background => Pretoucher::spawn(
+                map.prefaulter(),
+                cursor,
+                options.prefault_chunk,
+                capacity,
+                options.keep_mapped,
+            )
+            .map_or(Self::Off, Self::Background),
         }
     }
 
@@ -1973,7 +2007,18 @@ impl Pretoucher {
     /// How often an idle prefaulting thread populates the writer's next chunk again.
     const REPOPULATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-    fn spawn(prefaulter: Prefaulter, cursor: u64, chunk: u64, capacity: u64) -> Option<Self> {
+    /// Where the writer was at the thread's last wakes, kept while pages behind the
+    /// writer stay mapped ([`WriterOptions::keep_mapped`]): at most this many, the
+    /// oldest released early beyond that.
+    const PASSED_KEPT: usize = 256;
+
+    fn spawn(
+        prefaulter: Prefaulter,
+        cursor: u64,
+        chunk: u64,
+        capacity: u64,
+        keep_mapped: Duration,
+    ) -> Option<Self> {
         let shared = Arc::new(PretouchShared {
             cursor: AtomicU64::new(cursor),
             epoch: AtomicU64::new(0),
@@ -1995,6 +2040,10 @@ impl Pretoucher {
                 let mut fresh_to = 0;
                 let mut last_cursor = done_to;
                 let mut moved_before = false;
+                // Where the writer was, and when: the pages below each such offset are
+                // unmapped once `keep_mapped` has passed since.
+                let mut passed: std::collections::VecDeque<(u64, Instant)> =
+                    std::collections::VecDeque::new();
                 while !theirs.stop.load(Ordering::Relaxed) {
                     theirs.run_sync(&prefaulter);
                     let cursor = theirs.cursor.load(Ordering::Relaxed);
@@ -2023,9 +2072,25 @@ impl Pretoucher {
                     done_to = done_to.max(cursor);
                     // The pages behind the cursor are final: unmapping them spares the
                     // appending CPU a TLB shootdown per page when they are written back.
-                    if cursor > released_to + chunk {
-                        let _ = prefaulter.release(released_to, cursor - released_to);
-                        released_to = cursor / PAGE * PAGE;
+                    // Kept mapped a while first if asked (a log that recycles the
+                    // segment soon writes through them again).
+                    let now = Instant::now();
+                    if passed.back().is_none_or(|&(at, _)| at < cursor) {
+                        passed.push_back((cursor, now));
+                    }
+                    let mut release_to = released_to;
+                    while let Some(&(at, when)) = passed.front() {
+                        if now.saturating_duration_since(when) < keep_mapped
+                            && passed.len() <= Self::PASSED_KEPT
+                        {
+                            break;
+                        }
+                        release_to = release_to.max(at);
+                        passed.pop_front();
+                    }
+                    if release_to > released_to + chunk {
+                        let _ = prefaulter.release(released_to, release_to - released_to);
+                        released_to = release_to / PAGE * PAGE;
                     }
                     // The writer's chunk and the next, populated again: pages populated
                     // long ago may have been written back since, and written back they
