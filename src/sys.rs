@@ -456,10 +456,7 @@ impl WriteMap {
         warm: Option<WarmMapping>,
     ) -> io::Result<Self> {
         let same = |warm: &WarmMapping| {
-            use std::os::unix::fs::MetadataExt;
-            file.metadata().is_ok_and(|meta| {
-                (meta.dev(), meta.ino()) == warm.file && warm.raw.len() as u64 == len
-            })
+            warm.raw.len() as u64 == len && file_identity(file).is_ok_and(|id| id == warm.file)
         };
         let raw = match warm.filter(same) {
             Some(warm) => warm.raw,
@@ -636,11 +633,9 @@ impl WriteMap {
     /// This mapping, kept for a later writer of the same `file` (the one it maps) to
     /// write through ([`reusing`](Self::reusing)).
     pub fn warm(&self, file: &File) -> io::Result<WarmMapping> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = file.metadata()?;
         Ok(WarmMapping {
             raw: Arc::clone(&self.raw),
-            file: (meta.dev(), meta.ino()),
+            file: file_identity(file)?,
         })
     }
 
@@ -666,6 +661,13 @@ impl WriteMap {
 pub(crate) struct WarmMapping {
     raw: Arc<MmapRaw>,
     file: (u64, u64),
+}
+
+/// The device and inode of `file`: which file a [`WarmMapping`] maps.
+fn file_identity(file: &File) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Prefaults pages of a writer's mapping; cheap to clone and `Send`.

@@ -82,8 +82,9 @@ pub enum WriteBack {
     /// eager write-back unmaps them as soon as it has passed them: a segment retention
     /// retires and recycles within that second (a log appending fast, or keeping few
     /// segments) takes its next life's appends through the same page-table entries,
-    /// with no page fault. A log in steady state appending flat out then faults on
-    /// nothing (`docs/BENCHMARKS.md`). The cost: the kernel write-protects each page
+    /// with no page fault: a log of 64 MiB segments keeping 4, appending 1 KiB events
+    /// flat out, faulted in no segment but the first two it recycled, measured
+    /// (`docs/BENCHMARKS.md`). The cost: the kernel write-protects each page
     /// it writes back while it is mapped, with a TLB shootdown to the appending CPU
     /// (a microsecond or two in the append it interrupts), so a flush, or the kernel's
     /// periodic write-back, costs the appender a little more for the pages of that last

@@ -1785,7 +1785,7 @@ fn run_preparer(shared: &Shared, dir: &Path, options: &LogOptions) {
 /// Under [`WriteBack::Lazy`], how long the pages a segment's appends passed stay mapped
 /// ([`WriterOptions::keep_mapped`]): a log appending fast enough to recycle a segment
 /// within this time writes its next life through page-table entries still in place,
-/// with no fault (64 MiB segments, 4 kept: 256 MiB, at 256 MB/s or more). Well below
+/// with no fault (64 MiB segments, 4 kept: 256 MiB, at 256 MiB/s or more). Well below
 /// the kernel's age for writing back a dirty page (`dirty_expire_centisecs`, 30 s by
 /// default), so that the periodic write-back finds few of them mapped.
 const KEEP_MAPPED: Duration = Duration::from_secs(1);
