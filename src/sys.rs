@@ -53,6 +53,7 @@ const HEADER: usize = STREAM_HEADER_LEN as usize;
 
 /// Returns the 8 bytes at `at` of a mapping as an atomic, or `None` unless they lie
 /// inside the mapping and `at` is a multiple of 8.
+#[inline]
 fn word_at(raw: &MmapRaw, at: usize) -> Option<&AtomicU64> {
     if !at.is_multiple_of(8) || at.checked_add(8)? > raw.len() {
         return None;
@@ -398,6 +399,7 @@ fn page_size() -> u64 {
 }
 
 /// A header field of a mapping that holds the header (checked when the mapping is made).
+#[inline]
 fn header_field(raw: &MmapRaw, at: usize) -> &AtomicU64 {
     static ZERO: AtomicU64 = AtomicU64::new(0);
     // Every mapping is at least `HEADER` bytes (checked in `map_whole`) and `at` is a field
@@ -487,6 +489,7 @@ impl WriteMap {
         self.raw.len()
     }
 
+    #[inline]
     fn field(&self, at: usize) -> &AtomicU64 {
         header_field(&self.raw, at)
     }
@@ -514,6 +517,7 @@ impl WriteMap {
     }
 
     /// The published write offset (only this writer changes it, so `Relaxed` suffices).
+    #[inline]
     pub fn write_offset(&self) -> u64 {
         u64::from_le(self.field(WRITE_OFFSET_AT).load(Ordering::Relaxed))
     }
@@ -527,6 +531,7 @@ impl WriteMap {
     ///
     /// Moving the offset forward is only sound once the bytes up to it are written,
     /// which the writer guarantees; this method clamps it to the mapping.
+    #[inline]
     pub fn publish(&self, write_offset: u64, event_count: u64) {
         let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.events_end);
         self.field(WRITE_OFFSET_AT)
@@ -604,6 +609,28 @@ impl WriteMap {
                 );
             }
             at += part.len();
+        }
+        true
+    }
+
+    /// Stores `word` little-endian as the 16 unpublished bytes at `offset` (an event
+    /// header, [`EventHeader::to_word`](crate::format::EventHeader::to_word)).
+    ///
+    /// Returns `false`, writing nothing, unless the range lies between the published
+    /// write offset and the end of the mapping.
+    #[inline]
+    pub fn write_unpublished_word(&mut self, offset: u64, word: u128) -> bool {
+        let Some(start) = self.unpublished_range(offset, size_of::<u128>()) else {
+            return false;
+        };
+        // SAFETY: `unpublished_range` checked `start..start + 16` is inside the mapping
+        // and at or past the write offset, where no reader looks and only this writer
+        // (borrowed mutably) writes. `write_unaligned` asks no alignment.
+        unsafe {
+            std::ptr::write_unaligned(
+                self.raw.as_mut_ptr().add(start).cast::<u128>(),
+                word.to_le(),
+            );
         }
         true
     }

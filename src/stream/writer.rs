@@ -993,7 +993,7 @@ impl StreamWriter {
         self.map
             .write_unpublished(offset + EVENT_HEADER_LEN, &[payload]);
         failpoint!("append:after_payload");
-        self.map.write_unpublished(offset, &[header.as_bytes()]);
+        self.map.write_unpublished_word(offset, header.to_word());
         failpoint!("append:after_header");
         self.commit(timestamp, end);
         Ok(offset)
@@ -1074,7 +1074,8 @@ impl StreamWriter {
             let header =
                 EventHeader::sealed(self.trailer.seed, timestamp, payload.len() as u32, payload);
             self.map
-                .write_unpublished(offset, &[header.as_bytes(), payload]);
+                .write_unpublished(offset + EVENT_HEADER_LEN, &[payload]);
+            self.map.write_unpublished_word(offset, header.to_word());
             offset += EVENT_HEADER_LEN + payload.len() as u64;
         }
         self.commit_many(last_timestamp, end, events.len() as u64);
@@ -1115,7 +1116,7 @@ impl StreamWriter {
             // `reserve` checked the space; an empty range is always available.
             None => EventHeader::sealed(self.trailer.seed, timestamp, len as u32, &[]),
         };
-        self.map.write_unpublished(offset, &[header.as_bytes()]);
+        self.map.write_unpublished_word(offset, header.to_word());
         failpoint!("append:after_header");
         self.commit(timestamp, end);
         Ok(offset)
