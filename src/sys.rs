@@ -635,6 +635,39 @@ impl WriteMap {
         true
     }
 
+    /// Writes an event into the unpublished space at `offset`: `payload` after its
+    /// 16-byte header, then the header, stored as
+    /// [`write_unpublished_word`](Self::write_unpublished_word) does; one check of the
+    /// range for both.
+    ///
+    /// Returns `false`, writing nothing, unless the whole event lies between the
+    /// published write offset and the end of the mapping.
+    #[inline]
+    pub fn write_unpublished_event(&mut self, offset: u64, header: u128, payload: &[u8]) -> bool {
+        let Some(start) = payload
+            .len()
+            .checked_add(size_of::<u128>())
+            .and_then(|len| self.unpublished_range(offset, len))
+        else {
+            return false;
+        };
+        // SAFETY: `unpublished_range` checked `start..start + 16 + payload.len()` is
+        // inside the mapping and at or past the write offset, where no reader looks and
+        // only this writer (borrowed mutably) writes. `payload` is a separate Rust
+        // allocation or a slice of another mapping, so the ranges do not overlap;
+        // `write_unaligned` asks no alignment.
+        unsafe {
+            let at = self.raw.as_mut_ptr().add(start);
+            std::ptr::write_unaligned(at.cast::<u128>(), header.to_le());
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                at.add(size_of::<u128>()),
+                payload.len(),
+            );
+        }
+        true
+    }
+
     /// A mutable view of `len` unpublished bytes at `offset`, for serializing in place.
     pub fn unpublished_mut(&mut self, offset: u64, len: usize) -> Option<&mut [u8]> {
         let start = self.unpublished_range(offset, len)?;

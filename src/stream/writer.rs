@@ -1074,8 +1074,7 @@ impl StreamWriter {
             let header =
                 EventHeader::sealed(self.trailer.seed, timestamp, payload.len() as u32, payload);
             self.map
-                .write_unpublished(offset + EVENT_HEADER_LEN, &[payload]);
-            self.map.write_unpublished_word(offset, header.to_word());
+                .write_unpublished_event(offset, header.to_word(), payload);
             offset += EVENT_HEADER_LEN + payload.len() as u64;
         }
         self.commit_many(last_timestamp, end, events.len() as u64);
