@@ -635,10 +635,9 @@ impl WriteMap {
         true
     }
 
-    /// Writes an event into the unpublished space at `offset`: `payload` after its
-    /// 16-byte header, then the header, stored as
-    /// [`write_unpublished_word`](Self::write_unpublished_word) does; one check of the
-    /// range for both.
+    /// Writes an event into the unpublished space at `offset`: its 16-byte header,
+    /// stored as [`write_unpublished_word`](Self::write_unpublished_word) does, then
+    /// `payload` after it; one check of the range for both.
     ///
     /// Returns `false`, writing nothing, unless the whole event lies between the
     /// published write offset and the end of the mapping.
