@@ -438,10 +438,7 @@ mod tests {
     /// each counting its acquisitions, and the longest any waited for one; `occasional`
     /// more threads take the lock once every millisecond.
     fn contend(flat_out: usize, occasional: usize, run: Duration) -> (Vec<u64>, Duration, u64) {
-        // One contention at a time: two tests' busy threads at once on a 2-core machine
-        // would measure the scheduler, not the lock.
-        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let _alone = crate::busy_threads_alone();
         let gate = Gate::new(0_u64);
         let stop = AtomicBool::new(false);
         let longest = AtomicU64::new(0);

@@ -149,3 +149,12 @@ pub use stream::shared::SharedStreamWriter;
 pub use stream::upgrade::upgrade_v1;
 pub use stream::wait::{WaitBell, WaitTicket};
 pub use stream::writer::{Prefault, Recovery, StreamWriter, WriterOptions};
+
+/// Tests that keep threads busy take turns: run at once on a 2-core machine (the test
+/// harness runs a binary's tests in parallel), they would measure the scheduler rather
+/// than the code.
+#[cfg(test)]
+pub(crate) fn busy_threads_alone() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
