@@ -431,6 +431,10 @@ pub(crate) struct WriteMap {
     light_barrier: bool,
     /// The waiter count's offset in the mapping.
     waiters_at: Option<usize>,
+    /// The write offset in the header: read from it when mapped, then as this writer,
+    /// the only one that changes it, last stored it. Every write checks against it, so
+    /// it is kept here rather than loaded from the mapping's first page each time.
+    published: u64,
 }
 
 impl WriteMap {
@@ -469,8 +473,10 @@ impl WriteMap {
             let _ = raw.advise(Advice::HugePage);
         }
         let events_end = events_end.min(len);
+        let published = u64::from_le(header_field(&raw, WRITE_OFFSET_AT).load(Ordering::Relaxed));
         Ok(Self {
             raw,
+            published,
             events_end,
             light_barrier: writer_light_barrier(),
             waiters_at: events_end
@@ -516,10 +522,11 @@ impl WriteMap {
         true
     }
 
-    /// The published write offset (only this writer changes it, so `Relaxed` suffices).
+    /// The published write offset, as this writer last stored it (only this writer
+    /// changes it).
     #[inline]
     pub fn write_offset(&self) -> u64 {
-        u64::from_le(self.field(WRITE_OFFSET_AT).load(Ordering::Relaxed))
+        self.published
     }
 
     /// The start timestamp stored in the header.
@@ -532,8 +539,9 @@ impl WriteMap {
     /// Moving the offset forward is only sound once the bytes up to it are written,
     /// which the writer guarantees; this method clamps it to the mapping.
     #[inline]
-    pub fn publish(&self, write_offset: u64, event_count: u64) {
+    pub fn publish(&mut self, write_offset: u64, event_count: u64) {
         let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.events_end);
+        self.published = write_offset;
         self.field(WRITE_OFFSET_AT)
             .store(write_offset.to_le(), Ordering::Release);
         self.field(EVENT_COUNT_AT)
@@ -566,8 +574,9 @@ impl WriteMap {
 
     /// Stores `write_offset` alone, so a crash point can fall between it and the count.
     #[cfg(feature = "failpoints")]
-    pub fn publish_offset(&self, write_offset: u64) {
+    pub fn publish_offset(&mut self, write_offset: u64) {
         let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.events_end);
+        self.published = write_offset;
         self.field(WRITE_OFFSET_AT)
             .store(write_offset.to_le(), Ordering::Release);
     }
