@@ -1447,3 +1447,54 @@ fn a_file_another_writer_holds_under_the_next_segments_name_is_never_removed() {
     let events = LogReader::open(&path).unwrap().iter().unwrap().count();
     assert_eq!(events, appended as usize);
 }
+
+/// A log whose segment starts earlier than the segment before it ended (each segment
+/// valid on its own: a file restored from elsewhere, or written by another program) is
+/// damaged there, and `verify` says so where reading stops, rather than calling the
+/// log whole while its iterator refuses to go on.
+#[test]
+fn verify_reports_a_segment_that_starts_before_the_one_before_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    std::fs::create_dir(&log).unwrap();
+    std::fs::write(log.join("LOG"), "evstream-log 1\nsegment-size 65536\n").unwrap();
+    let segment = |name: &str, stamps: &[i64]| {
+        let mut writer = evstream::StreamWriter::create(log.join(name), 65536).unwrap();
+        for &t in stamps {
+            writer.append(t, b"reading").unwrap();
+        }
+        writer.flush().unwrap();
+    };
+    segment("00000000-00000000000000000000.evs", &[10, 20, 30]);
+    segment("00000001-00000000000000000003.evs", &[25, 40]);
+
+    let reader = LogReader::open(&log).unwrap();
+    let check = reader.verify().unwrap();
+    let (at, damage) = check.damage.expect("damage");
+    assert_eq!((at.segment(), at.offset()), (1, 24));
+    assert!(
+        matches!(
+            damage,
+            evstream::LogDamage::Event(evstream::Corruption::TimestampOutOfOrder {
+                previous: 30,
+                got: 25
+            })
+        ),
+        "{damage:?}"
+    );
+    assert_eq!(check.events, 3, "the events before it");
+    // Reading stops at the same event.
+    let mut read = 0;
+    let mut stopped = None;
+    for event in reader.iter().unwrap() {
+        match event {
+            Ok(_) => read += 1,
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(read, 3);
+    assert!(stopped.is_some(), "the iterator refuses the segment too");
+}

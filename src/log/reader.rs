@@ -822,7 +822,9 @@ impl LogReader {
         self.cursor(name)?.map(|p| self.lag(p)).transpose()
     }
 
-    /// Checks every event of every segment, and that the segments follow each other.
+    /// Checks every event of every segment, and that the segments follow each other:
+    /// consecutive sequence numbers, each first-event index the one after the events
+    /// before it, and timestamps that never decrease from one segment to the next.
     ///
     /// A segment that retention deletes while the check runs is passed over, with the
     /// older ones it already took: the check goes on with the segments after it.
@@ -843,6 +845,9 @@ impl LogReader {
             damage: None,
         };
         let mut expected: Option<(u64, u64)> = None;
+        // The last event's timestamp so far: timestamps never decrease along the log,
+        // across segments too, as its iterators check.
+        let mut last: Option<i64> = None;
         for entry in segments {
             let start = Position::of(entry.seq, STREAM_HEADER_LEN);
             if let Some((seq, base)) = expected {
@@ -874,6 +879,17 @@ impl LogReader {
                 Err(e) => return Err(e),
             };
             let check = reader.verify()?;
+            // An intact first event older than the event before it (in the segment
+            // before): damage at the segment's start, where the iterators stop too.
+            if let (Some(previous), Some(got)) = (last, check.first_timestamp)
+                && got < previous
+            {
+                result.damage = Some((
+                    start,
+                    LogDamage::Event(Corruption::TimestampOutOfOrder { previous, got }),
+                ));
+                break;
+            }
             result.segments += 1;
             result.events = result.events.saturating_add(check.events);
             if let Some((offset, reason)) = check.damage {
@@ -884,6 +900,7 @@ impl LogReader {
                 result.damage = Some((start, LogDamage::CountMismatch));
                 break;
             }
+            last = check.last_timestamp.or(last);
             expected = Some((entry.seq + 1, entry.base.saturating_add(check.events)));
         }
         match taken {
