@@ -47,6 +47,9 @@ pub(crate) trait Turned: Sized + Send + 'static {
     fn check(at: &Path) -> Result<()>;
     /// The error for a turn file that is not a regular file.
     fn not_regular(at: &Path, path: PathBuf) -> Error;
+    /// The error for a turn file whose contents no writer of this kind made (neither
+    /// empty nor a handover record of [`MAGIC`](Self::MAGIC), taken or not).
+    fn not_a_record(at: &Path, path: PathBuf) -> Error;
     /// The log's directory or the stream's file.
     fn at(&self) -> &Path;
     fn seen(&self) -> Self::Seen;
@@ -56,9 +59,11 @@ pub(crate) trait Turned: Sized + Send + 'static {
     /// Opens the writer from a handover record: `None`, changing nothing, unless the
     /// file is as the record says.
     fn open_clean(at: &Path, options: &Self::Options, record: &CleanLog) -> Result<Option<Self>>;
-    /// Closes the writer without a flush at the end of a turn; the record for the next
-    /// holder if it closed cleanly.
-    fn close_clean(self, left: &mut Self::Left) -> Option<CleanLog>;
+    /// Closes the writer without a flush at the end of a turn, and if it closed cleanly
+    /// runs `record` with what it left (the handover record's contents) before it
+    /// releases the file's writer lock (a log's `LOCK`, a stream's own `flock`): any
+    /// writer that opens the file after it finds the record, and invalidates it.
+    fn close_clean(self, left: &mut Self::Left, record: impl FnOnce(&CleanLog));
     /// Closes a writer that kept the file to itself.
     fn close(self, left: &mut Self::Left);
     /// Waits for what the turns left under way, when the last handle goes.
@@ -415,17 +420,19 @@ impl<W: Turned> Inner<W> {
             turn.last = writer.seen();
             match &self.processes {
                 Some(processes) => {
-                    let clean = writer.close_clean(&mut turn.left);
-                    if let (Some(clean), Some(boot)) = (clean, self.boot.as_ref()) {
-                        turn.generation = turn.generation.wrapping_add(1);
-                        processes.write_record(&Handover::encode(
-                            W::MAGIC,
-                            turn.generation,
-                            boot,
-                            &clean,
-                        ));
-                        failpoint!("handover:after_record");
-                    }
+                    let generation = &mut turn.generation;
+                    writer.close_clean(&mut turn.left, |clean| {
+                        if let Some(boot) = self.boot.as_ref() {
+                            *generation = generation.wrapping_add(1);
+                            processes.write_record(&Handover::encode(
+                                W::MAGIC,
+                                *generation,
+                                boot,
+                                clean,
+                            ));
+                            failpoint!("handover:after_record");
+                        }
+                    });
                 }
                 None => writer.close(&mut turn.left),
             }
@@ -504,7 +511,14 @@ impl Processes {
         options: &W::Options,
         boot: Option<&[u8; BOOT_LEN]>,
     ) -> Result<(W, u64)> {
-        if let Some((generation, clean)) = self.take_record::<W>(boot)
+        let record = match self.take_record::<W>(at, boot) {
+            Ok(record) => record,
+            Err(e) => {
+                let _ = self.turn.unlock();
+                return Err(e);
+            }
+        };
+        if let Some((generation, clean)) = record
             && let Ok(Some(writer)) = W::open_clean(at, options, &clean)
         {
             failpoint!("handover:after_open");
@@ -531,17 +545,40 @@ impl Processes {
     /// Reads the handover record from the turn's file and invalidates it at once,
     /// before anything else is done with the file (so that a holder killed later in
     /// its turn leaves none); the record, if it was valid, of the writer `W` and of this
-    /// boot (`boot`). None if it could not be invalidated.
-    fn take_record<W: Turned>(&self, boot: Option<&[u8; BOOT_LEN]>) -> Option<(u64, CleanLog)> {
+    /// boot (`boot`). None if it could not be invalidated. Under the turn's `flock`, so
+    /// that no record is being written meanwhile.
+    ///
+    /// # Errors
+    /// `W::not_a_record`, changing nothing, for a file that is neither empty nor a
+    /// record of `W` (taken or not): a file of that name that evstream did not make.
+    fn take_record<W: Turned>(
+        &self,
+        at: &Path,
+        boot: Option<&[u8; BOOT_LEN]>,
+    ) -> Result<Option<(u64, CleanLog)>> {
+        let len = self
+            .turn
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.turn_path, e))?
+            .len();
         let mut bytes = [0u8; HANDOVER_LEN];
-        let read = self.turn.read_at(&mut bytes, 0).ok()?;
-        let magic = bytes.get(..W::MAGIC.len())?;
-        if magic.iter().all(|&b| b == 0) {
-            return None;
+        let read = self
+            .turn
+            .read_at(&mut bytes, 0)
+            .map_err(|e| Error::io("read", &self.turn_path, e))?;
+        let magic = bytes.get(..W::MAGIC.len()).unwrap_or_default();
+        let taken = magic.iter().all(|&b| b == 0);
+        let ours = len == 0 || (len == HANDOVER_LEN as u64 && (taken || magic == W::MAGIC));
+        if !ours {
+            return Err(W::not_a_record(at, self.turn_path.clone()));
         }
-        self.turn.write_all_at(&[0; 8], 0).ok()?;
-        (read == HANDOVER_LEN).then_some(())?;
-        Handover::decode(W::MAGIC, &bytes, boot?)
+        if taken {
+            return Ok(None);
+        }
+        if self.turn.write_all_at(&[0; 8], 0).is_err() || read != HANDOVER_LEN {
+            return Ok(None);
+        }
+        Ok(boot.and_then(|boot| Handover::decode(W::MAGIC, &bytes, boot)))
     }
 
     /// Writes `record` into the turn's file (no sync: a record that a power loss tears
@@ -550,6 +587,58 @@ impl Processes {
     fn write_record(&self, record: &Handover) {
         let _ = self.turn.write_all_at(record.as_bytes(), 0);
     }
+}
+
+/// Invalidates the handover record that processes of `W` left in the turn's file of
+/// `at`, if the file holds one: for a writer that opens `at` other than from the record
+/// (`StreamWriter::open_with`, `LogWriter::open`), once its checks passed and before it
+/// changes anything. An open in between two turns that changes nothing the record is
+/// checked against (one killed in its first append, before it published) would
+/// otherwise leave a record that still matches, over bytes past the write offset that
+/// the record says are zero. Only the record's magic is zeroed, and only in a regular
+/// file that begins with `W`'s magic; a missing file is nothing to do.
+///
+/// # Errors
+/// [`Error::Io`] if the file holds a record that cannot be invalidated (it could not be
+/// opened for writing, or the write failed): the caller's open must not go on.
+pub(crate) fn void_record<W: Turned>(at: &Path) -> Result<()> {
+    let (path, _) = W::turn_files(at);
+    let open = |write: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+    };
+    let (file, writable) = match open(true) {
+        Ok(file) => (file, true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // A symbolic link is never a turn file.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(()),
+        Err(e) => match open(false) {
+            Ok(file) => (file, false),
+            Err(_) => return Err(Error::io("open", &path, e)),
+        },
+    };
+    if !file.metadata().is_ok_and(|meta| meta.is_file()) {
+        return Ok(());
+    }
+    let mut magic = [0u8; 8];
+    let read = file
+        .read_at(&mut magic, 0)
+        .map_err(|e| Error::io("read", &path, e))?;
+    if read < magic.len() || magic != W::MAGIC {
+        return Ok(());
+    }
+    if !writable {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "it holds a handover record that this process cannot invalidate",
+        );
+        return Err(Error::io("open for writing", &path, why));
+    }
+    file.write_all_at(&[0; 8], 0)
+        .map_err(|e| Error::io("write", &path, e))
 }
 
 /// Length of the boot identity in the handover record: the running boot's identity

@@ -171,6 +171,13 @@ impl Turned for LogWriter {
         }
     }
 
+    fn not_a_record(_: &Path, path: PathBuf) -> Error {
+        Error::NotALog {
+            path,
+            reason: "a file of its writers' turn holds what no evstream writer wrote",
+        }
+    }
+
     fn at(&self) -> &Path {
         self.dir()
     }
@@ -201,12 +208,11 @@ impl Turned for LogWriter {
 
     /// The segments this turn rolled past are sealed in the background meanwhile, each
     /// under its own lock, which the next writer waits for before its flush counts them.
-    fn close_clean(self, left: &mut Left) -> Option<CleanLog> {
-        let (clean, retired, closing) = LogWriter::close_clean(self);
+    fn close_clean(self, left: &mut Left, record: impl FnOnce(&CleanLog)) {
+        let (retired, closing) = LogWriter::close_clean(self, record);
         left.retired.extend(retired);
         left.closing.retain(|closing| !closing.is_finished());
         left.closing.push(closing);
-        clean
     }
 
     fn close(mut self, left: &mut Left) {
@@ -258,7 +264,9 @@ impl SharedLogWriter {
     /// - As [`LogWriter::open`]: [`Error::NotALog`] if `dir` holds no log, and so on.
     /// - [`Error::Locked`] if a writer that keeps the log to itself (a [`LogWriter`], or
     ///   a `SharedLogWriter` made from one) has it open.
-    /// - [`Error::Io`] if the turn files (`TURN`, `WANT`) cannot be opened or locked.
+    /// - [`Error::Io`] if the turn files (`TURN`, `WANT`) cannot be opened or locked;
+    ///   [`Error::NotALog`], with nothing written to it, if `TURN` holds what no
+    ///   evstream writer wrote.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         Shared::open(dir.as_ref(), ()).map(|shared| Self { shared })
     }

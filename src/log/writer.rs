@@ -274,6 +274,10 @@ impl LogWriter {
     ///   changed.
     /// - [`Error::Locked`] if another writer has the log open.
     /// - As [`StreamWriter::open`] for a damaged segment, which is left unchanged.
+    /// - [`Error::Io`] for a handover record that shared writers left in `TURN`
+    ///   ([`SharedLogWriter`](crate::SharedLogWriter)) that this open cannot invalidate
+    ///   (it zeroes the record's magic once its checks passed, before it changes the
+    ///   log).
     ///
     /// # Examples
     /// ```
@@ -296,6 +300,9 @@ impl LogWriter {
         failpoint!("log_open:after_lock");
         let (chain, floor) = unsealed_chain(dir, &options)?;
         check_repairs(dir, &options, &chain, floor)?;
+        // Checked: from here on the log may change. A handover record left for the
+        // processes' turn is not to be trusted after this writer.
+        crate::turn::void_record::<Self>(dir)?;
         if let Some(newest) = chain.last() {
             discard_unadopted(dir, newest.seq + 1)?;
         }
@@ -392,12 +399,12 @@ impl LogWriter {
     /// Closes the writer without waiting for the seals of the segments it rolled past:
     /// the newest segment is closed, its successor put in place, the log's lock released,
     /// while the sealing thread goes on sealing them, each under its segment's lock
-    /// (see [`Closing`]). Returns what the writer left if all went well, the state
-    /// [`open_clean`](Self::open_clean) resumes from (`None` after a failed flush or
-    /// seal, or if the newest segment's writer is not clean); the segments retention
-    /// deleted; and the sealing still under way. A retention run due after the last
-    /// roll is left to the next writer's.
-    pub(crate) fn close_clean(self) -> (Option<CleanLog>, Vec<Retired>, Closing) {
+    /// (see [`Closing`]). If all went well, runs `record` with what the writer left, the
+    /// state [`open_clean`](Self::open_clean) resumes from, before it releases the log's
+    /// lock (not after a failed flush or seal, or if the newest segment's writer is not
+    /// clean). Returns the segments retention deleted, and the sealing still under way.
+    /// A retention run due after the last roll is left to the next writer's.
+    pub(crate) fn close_clean(self, record: impl FnOnce(&CleanLog)) -> (Vec<Retired>, Closing) {
         let Self {
             segment,
             seq,
@@ -408,15 +415,17 @@ impl LogWriter {
             ..
         } = self;
         let (settled, retired) = background.stop_preparing();
-        let segment = segment.close_clean();
+        // The log's lock guards the newest segment from here on.
+        if let Some(segment) = segment.close_clean(|_| {}).filter(|_| settled) {
+            record(&CleanLog {
+                seq,
+                base,
+                last_before,
+                segment,
+            });
+        }
         drop(lock);
-        let clean = segment.filter(|_| settled).map(|segment| CleanLog {
-            seq,
-            base,
-            last_before,
-            segment,
-        });
-        (clean, retired, Closing(background))
+        (retired, Closing(background))
     }
 
     /// The last phase of [`open`](Self::open) and [`open_clean`](Self::open_clean): with

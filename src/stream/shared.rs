@@ -123,6 +123,15 @@ impl Turned for StreamWriter {
         Error::io("open", &path, why)
     }
 
+    fn not_a_record(_: &Path, path: PathBuf) -> Error {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a file of the stream's writers' turn holds what no evstream writer wrote \
+             (move it away if it is not needed)",
+        );
+        Error::io("open", &path, why)
+    }
+
     fn at(&self) -> &Path {
         self.path()
     }
@@ -159,13 +168,15 @@ impl Turned for StreamWriter {
         StreamWriter::open_clean(path, options.clone(), &record.segment)
     }
 
-    fn close_clean(self, (): &mut ()) -> Option<CleanLog> {
-        StreamWriter::close_clean(self).map(|segment| CleanLog {
-            seq: 0,
-            base: 0,
-            last_before: None,
-            segment,
-        })
+    fn close_clean(self, (): &mut (), record: impl FnOnce(&CleanLog)) {
+        StreamWriter::close_clean(self, |segment| {
+            record(&CleanLog {
+                seq: 0,
+                base: 0,
+                last_before: None,
+                segment: *segment,
+            });
+        });
     }
 
     fn close(self, (): &mut ()) {}
@@ -219,7 +230,8 @@ impl SharedStreamWriter {
     /// - [`Error::Locked`] if a writer that keeps the stream to itself (a
     ///   [`StreamWriter`], or a `SharedStreamWriter` made from one) has it open.
     /// - [`Error::Io`] if the turn files cannot be made, opened or locked (the stream's
-    ///   directory must be writable).
+    ///   directory must be writable), or, with nothing written to it, if `NAME.turn`
+    ///   holds what no evstream writer wrote (`InvalidData`).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, WriterOptions::default())
     }

@@ -539,7 +539,10 @@ impl StreamWriter {
     ///   of the first damaged event and the watermark.
     /// - [`Error::BadHeader`] for a write offset outside the event area or below the
     ///   watermark.
-    /// - [`Error::NotAFile`], or [`Error::Io`] for a missing path or lacking permission.
+    /// - [`Error::NotAFile`], or [`Error::Io`] for a missing path or lacking permission,
+    ///   or for a handover record that shared writers left in `NAME.turn`
+    ///   ([`SharedStreamWriter`](crate::SharedStreamWriter)) that this open cannot
+    ///   invalidate (it zeroes the record's magic before it changes the stream).
     pub fn open_with(path: impl AsRef<Path>, options: WriterOptions) -> Result<Self> {
         let path = path.as_ref();
         let (file, len) = open_regular(path, true)?;
@@ -613,7 +616,9 @@ impl StreamWriter {
         // watermark): a writer that stopped between its header stores leaves it off.
         recovery.count_repaired = recovery.torn_at.is_none() && header_count != found;
 
-        // Validation passed: from here on the file may change.
+        // Validation passed: from here on the file may change. A handover record left
+        // for the processes' turn is not to be trusted after this writer.
+        crate::turn::void_record::<Self>(path)?;
         let new_offset = STREAM_HEADER_LEN + scan.valid_len as u64;
         let mut trailer = trailer;
         let dirty_limit = trailer.dirty_limit.max(old_offset);
@@ -753,7 +758,10 @@ impl StreamWriter {
             && header.event_count.get() == clean.event_count
             && clean.event_count >= clean.durable_count
             && (clean.event_count == 0) == clean.last_timestamp.is_none();
-        if !same {
+        // What the record says of the bytes past the write offset (zeros up to the
+        // dirty limit), checked where any append that did not publish began: to the end
+        // of the write offset's page.
+        if !same || !zero_after(&file, clean.write_offset, clean.dirty_limit) {
             return Ok(None);
         }
         let map = WriteMap::new(&file, len, options.huge_pages, identity.trailer_at)
@@ -775,8 +783,12 @@ impl StreamWriter {
     /// leaves the dirty limit where it is (nothing was written between the write offset
     /// and it), so that the next writer need not raise it again; a full open after it
     /// clears and brings back what lies there, as after a crash. `None` (and closed as
-    /// a drop does) otherwise.
-    pub(crate) fn close_clean(mut self) -> Option<CleanStream> {
+    /// a drop does) otherwise. `before_unlock` runs with what it left before the file's
+    /// writer lock is released.
+    pub(crate) fn close_clean(
+        mut self,
+        before_unlock: impl FnOnce(&CleanStream),
+    ) -> Option<CleanStream> {
         use std::os::unix::fs::MetadataExt;
         if self.poisoned || self.trailer.sealed || std::thread::panicking() {
             return None;
@@ -806,6 +818,7 @@ impl StreamWriter {
         {
             pretoucher.detach();
         }
+        before_unlock(&clean);
         drop(self);
         Some(clean)
     }
@@ -1662,6 +1675,23 @@ fn sync_trailer(map: &WriteMap, trailer: &Trailer) -> std::io::Result<()> {
 /// File offset of the slot a record with `sequence` goes to.
 fn slot_offset(map: &WriteMap, sequence: u64) -> u64 {
     map.events_end() + Trailer::slot(sequence) * TRAILER_SLOT_LEN
+}
+
+/// Whether the bytes of `file` from `from` to the end of the page that holds the first
+/// payload byte of an event at `from` (or to `limit`, if nearer) are all zero: where an
+/// append that never published wrote first (its event header, or for one killed before
+/// it, the start of its payload). `false` if they cannot be read.
+fn zero_after(file: &File, from: u64, limit: u64) -> bool {
+    let payload = from.saturating_add(EVENT_HEADER_LEN);
+    let end = (payload / PAGE + 1).saturating_mul(PAGE).min(limit);
+    let Some(len) = end
+        .checked_sub(from)
+        .and_then(|len| usize::try_from(len).ok())
+    else {
+        return true;
+    };
+    let mut bytes = vec![0_u8; len];
+    file.read_exact_at(&mut bytes, from).is_ok() && bytes.iter().all(|&b| b == 0)
 }
 
 /// Zeroes every non-zero byte in `from..limit`, so that nothing an append which never
