@@ -157,3 +157,77 @@ fn segment_sizes_out_of_bounds_are_refused() {
         }
     }
 }
+
+/// A limit of zero is the strictest limit, never "no limit": with retention by count,
+/// size or age set to zero the log keeps only the segment being written, with a roll
+/// interval of zero every new timestamp starts a segment, exactly as with the smallest
+/// nonzero value, before and after the log is reopened.
+#[test]
+fn a_zero_limit_is_the_strictest_limit() {
+    use evstream::LogWriter;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = Duration::from_nanos;
+    let pairs = [
+        (
+            LogOptions::default().retain_segments(Some(0)),
+            LogOptions::default().retain_segments(Some(1)),
+        ),
+        (
+            LogOptions::default().retain_size(Some(0)),
+            LogOptions::default().retain_size(Some(1)),
+        ),
+        (
+            LogOptions::default().retain_age(Some(Duration::ZERO)),
+            LogOptions::default().retain_age(Some(nanos(1))),
+        ),
+        (
+            LogOptions::default().roll_interval(Some(Duration::ZERO)),
+            LogOptions::default().roll_interval(Some(nanos(1))),
+        ),
+    ];
+    // Segments kept after 200 events of 100 bytes into 4 KiB segments, stamped 0, 10, ...
+    // (far in the past: every segment but the newest is older than any age), and the
+    // options the log reports, open and reopened.
+    let run = |name: String, options: LogOptions| {
+        let path = dir.path().join(name);
+        let mut writer = LogWriter::create(&path, options.segment_size(4096)).unwrap();
+        for i in 0..200_i64 {
+            writer.append(i * 10, &[0_u8; 100]).unwrap();
+        }
+        writer.flush().unwrap();
+        let open = writer.options().clone();
+        drop(writer);
+        let reader = LogReader::open(&path).unwrap();
+        (
+            reader.segment_files().unwrap().len(),
+            open,
+            reader.options().clone(),
+        )
+    };
+    for (k, (zero, least)) in pairs.into_iter().enumerate() {
+        let (kept, open, reopened) = run(format!("zero-{k}"), zero);
+        let (least_kept, least_open, _) = run(format!("least-{k}"), least);
+        assert_eq!(kept, least_kept, "pair {k}");
+        assert_eq!(open, least_open, "pair {k}");
+        assert_eq!(reopened, least_open, "pair {k}");
+        assert_ne!(open, LogOptions::default().segment_size(4096), "pair {k}");
+    }
+    // Retention kept the newest alone; the interval rolled at every timestamp.
+    assert_eq!(
+        run(
+            "count".into(),
+            LogOptions::default().retain_segments(Some(0))
+        )
+        .0,
+        1
+    );
+    assert_eq!(
+        run(
+            "roll".into(),
+            LogOptions::default().roll_interval(Some(Duration::ZERO))
+        )
+        .0,
+        200
+    );
+}

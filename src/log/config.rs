@@ -166,27 +166,33 @@ impl LogOptions {
 
     /// Roll to a new segment when an event's timestamp falls in a later interval than the
     /// segment's first event, intervals aligned to the Unix epoch (UTC): 1 hour rolls on
-    /// the hour, 1 day at midnight UTC. `None` (the default) rolls only when full.
+    /// the hour, 1 day at midnight UTC. `None` (the default) rolls only when full. The
+    /// shortest interval is a nanosecond (`Some(Duration::ZERO)` is taken as that: every
+    /// new timestamp starts a segment).
     pub fn roll_interval(mut self, interval: Option<Duration>) -> Self {
-        self.roll_interval = interval;
+        self.roll_interval = interval.map(|d| d.max(Duration::from_nanos(1)));
         self
     }
 
     /// Delete the oldest segments while the segment files take more than `bytes` in all.
+    /// The segment being written is never deleted: `Some(0)` keeps it alone.
     pub fn retain_size(mut self, bytes: Option<u64>) -> Self {
-        self.retain_size = bytes;
+        self.retain_size = bytes.map(|bytes| bytes.max(1));
         self
     }
 
     /// Delete segments whose newest event is older than `age` (by the writer's clock).
+    /// The segment being written is never deleted: `Some(Duration::ZERO)` keeps it alone
+    /// (as a nanosecond does).
     pub fn retain_age(mut self, age: Option<Duration>) -> Self {
-        self.retain_age = age;
+        self.retain_age = age.map(|age| age.max(Duration::from_nanos(1)));
         self
     }
 
-    /// Delete the oldest segments while there are more than `count`.
+    /// Delete the oldest segments while there are more than `count`. The segment being
+    /// written is never deleted: `Some(0)` keeps it alone, as `Some(1)` does.
     pub fn retain_segments(mut self, count: Option<u64>) -> Self {
-        self.retain_segments = count;
+        self.retain_segments = count.map(|count| count.max(1));
         self
     }
 
