@@ -1498,3 +1498,51 @@ fn verify_reports_a_segment_that_starts_before_the_one_before_it_ended() {
     assert_eq!(read, 3);
     assert!(stopped.is_some(), "the iterator refuses the segment too");
 }
+
+/// A flush that fails because an older segment could not be sealed (here: one of its
+/// events damaged on disk below the watermark, which an open does not read, found when
+/// the segment is read back to be indexed) poisons the writer: no append after it
+/// returns `Ok` for an event that no flush can then make durable.
+#[test]
+fn a_flush_failed_in_an_older_segment_poisons_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut writer = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    let mut ts = 0;
+    while writer.segment() < 2 {
+        writer.append(ts, &[b'a'; 100]).unwrap();
+        ts += 1;
+    }
+    writer.append(ts, &[b'b'; 100]).unwrap();
+    ts += 1;
+    writer.append(ts, &[b'b'; 100]).unwrap();
+    ts += 1;
+    writer.flush().unwrap();
+    drop(writer);
+    // The second event's payload of the newest segment, below its durable watermark.
+    let newest = LogReader::open(&path)
+        .unwrap()
+        .segment_files()
+        .unwrap()
+        .pop()
+        .unwrap()
+        .1;
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[24 + 116 + 16 + 5] ^= 0xff;
+    std::fs::write(&newest, &bytes).unwrap();
+
+    let mut writer = LogWriter::open(&path).unwrap();
+    while writer.segment() == 2 {
+        writer.append(ts, &[b'c'; 100]).unwrap();
+        ts += 1;
+    }
+    assert!(
+        writer.flush().is_err(),
+        "the damaged segment cannot be sealed"
+    );
+    assert!(matches!(
+        writer.append(ts, b"after"),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(matches!(writer.flush(), Err(Error::Poisoned { .. })));
+}

@@ -746,13 +746,27 @@ impl LogWriter {
     /// flushes the newest segment as [`StreamWriter::flush`] does.
     ///
     /// # Errors
-    /// [`Error::Io`] if a write-back failed, after which the writer is poisoned
-    /// ([`Error::Poisoned`]); reopen the log to continue from what is on disk.
+    /// [`Error::Io`] if a write-back failed, or the error that sealing an older segment
+    /// met ([`Error::Corrupt`] for events damaged in the page cache since they were
+    /// appended, found when the segment is read back to be indexed); after either the
+    /// writer is poisoned: appends and flushes fail with [`Error::Poisoned`]. Reopen the
+    /// log to continue from what is on disk.
     pub fn flush(&mut self) -> Result<()> {
-        self.background.wait_retired()?;
+        self.wait_retired()?;
         self.segment.flush()?;
         self.after_flush();
         Ok(())
+    }
+
+    /// Waits until the background threads dealt with every segment rolled past (see
+    /// `Background::wait_retired`). Their failure is a failed flush of an older segment:
+    /// it poisons the writer, so that no append after it returns `Ok`.
+    fn wait_retired(&mut self) -> Result<()> {
+        let waited = self.background.wait_retired();
+        if waited.is_err() {
+            self.segment.poison();
+        }
+        waited
     }
 
     /// After a flush the writer may pause, and the pages prefaulted in the prepared
@@ -784,7 +798,7 @@ impl LogWriter {
     ///   [`take_retention_error`](Self::take_retention_error) reports it.
     /// - [`Error::Io`] if a segment could not be read or deleted.
     pub fn enforce_retention(&mut self) -> Result<Vec<Retired>> {
-        self.background.wait_retired()?;
+        self.wait_retired()?;
         let _turn = self.background.retention_turn();
         retention::apply(&self.dir, &self.options, now_nanos(), &[], None)
     }

@@ -1155,6 +1155,12 @@ impl StreamWriter {
         self.reserve_bytes(needed)
     }
 
+    /// Poisons the writer: appends and flushes fail with [`Error::Poisoned`] from now
+    /// on. For a log whose older segment failed to flush.
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
     /// Refuses appends to a poisoned writer or a sealed stream.
     #[inline]
     fn check_appendable(&self) -> Result<()> {
