@@ -102,3 +102,43 @@ fn appends_and_rolls_allocate_nothing() {
         drop(log);
     }
 }
+
+/// An `append_with` whose `fill` panics after the log rolled for its event (a new roll
+/// interval) wrote no event: the events after it are placed by their own intervals, as
+/// if it had never been called, through a `LogWriter` and through a `SharedLogWriter`.
+#[test]
+fn a_panicking_fill_after_a_roll_leaves_the_intervals_to_the_next_events() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    const HOUR: i64 = 3_600_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions::default()
+        .segment_size(1 << 20)
+        .roll_interval(Some(std::time::Duration::from_secs(3600)));
+    let segments_of = |append: &mut dyn FnMut(i64) -> evstream::Position| -> Vec<u64> {
+        (1..5).map(|hour| append(hour * HOUR).segment()).collect()
+    };
+
+    let mut control = LogWriter::create(dir.path().join("control"), options.clone()).unwrap();
+    control.append(0, b"hour 0").unwrap();
+    let expected = segments_of(&mut |t| control.append(t, b"x").unwrap());
+    assert_eq!(expected, [1, 2, 3, 4]);
+
+    let mut log = LogWriter::create(dir.path().join("log"), options.clone()).unwrap();
+    log.append(0, b"hour 0").unwrap();
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        log.append_with(10 * HOUR, 4, |_| panic!("fill failed"))
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(segments_of(&mut |t| log.append(t, b"x").unwrap()), expected);
+
+    let shared = evstream::SharedLogWriter::create(dir.path().join("shared"), options).unwrap();
+    shared.append(0, b"hour 0").unwrap();
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        shared.append_with(10 * HOUR, 4, |_| panic!("fill failed"))
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(
+        segments_of(&mut |t| shared.append(t, b"x").unwrap()),
+        expected
+    );
+}

@@ -533,7 +533,15 @@ impl LogWriter {
         if needed > self.segment.available() {
             self.roll_full(timestamp, len)?;
         }
+        if self.segment.event_count() > 0 {
+            let offset = self.segment.append_with(timestamp, len, fill)?;
+            return Ok(self.appended(offset, timestamp));
+        }
+        // The segment's first event set its roll interval above; if `fill` panics or the
+        // append fails, no event was written, and the next one sets it again.
+        let unset = UnsetOnUnwind(&mut self.roll_at);
         let offset = self.segment.append_with(timestamp, len, fill)?;
+        std::mem::forget(unset);
         Ok(self.appended(offset, timestamp))
     }
 
@@ -1233,6 +1241,16 @@ fn seal_unsealed(dir: &Path, entry: &SegmentEntry) -> Result<(Option<i64>, u64, 
     // it too (a turn's sealing thread, `settle_foreign`) waits, then finds it done.
     drop(writer);
     Ok((last, count, repair))
+}
+
+/// Sets a roll interval's end back to `i64::MIN` when dropped (forgotten once the
+/// event it was set for is written), so that the next append sets it again.
+struct UnsetOnUnwind<'a>(&'a mut i64);
+
+impl Drop for UnsetOnUnwind<'_> {
+    fn drop(&mut self) {
+        *self.0 = i64::MIN;
+    }
 }
 
 /// A segment handed to the background thread at a roll.
