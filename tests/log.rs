@@ -1546,3 +1546,48 @@ fn a_flush_failed_in_an_older_segment_poisons_the_writer() {
     ));
     assert!(matches!(writer.flush(), Err(Error::Poisoned { .. })));
 }
+
+/// `lag` answers for exactly the positions `iter_from` takes: inside a segment's
+/// header or past a segment's end is `NoSuchPosition` for both, never a lag.
+#[test]
+fn lag_refuses_the_positions_iter_from_refuses() {
+    let at = |segment, offset| Position::new(segment, offset).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut writer = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    let mut last = at(0, 24);
+    for i in 0..200 {
+        last = writer.append(i, &[7_u8; 40]).unwrap();
+    }
+    drop(writer);
+    let reader = LogReader::open(&path).unwrap();
+    let end = reader.end().unwrap();
+    assert!(end.segment() > 1);
+    for position in [
+        at(0, 0),
+        at(0, 23),
+        at(0, 4096),
+        at(end.segment(), end.offset() + 1),
+        at(end.segment(), 5000),
+        at(end.segment() + 1, 24),
+    ] {
+        assert!(
+            matches!(
+                reader.iter_from(position),
+                Err(Error::NoSuchPosition { .. })
+            ),
+            "iter_from {position}"
+        );
+        assert!(
+            matches!(reader.lag(position), Err(Error::NoSuchPosition { .. })),
+            "lag {position}: {:?}",
+            reader.lag(position)
+        );
+    }
+    for position in [at(0, 24), last, end] {
+        assert!(reader.iter_from(position).is_ok());
+        assert!(reader.lag(position).is_ok());
+    }
+    assert_eq!(reader.lag(end).unwrap().events, 0);
+    assert_eq!(reader.lag(last).unwrap().events, 1);
+}

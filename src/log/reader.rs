@@ -672,7 +672,14 @@ impl LogReader {
         };
         let reader = open_segment(entry, position, segments.first())?;
         let end = reader.live_write_offset()?;
-        let offset = position.offset().clamp(STREAM_HEADER_LEN, end);
+        // The positions `iter_from` takes, and no others.
+        if position.offset() < STREAM_HEADER_LEN || position.offset() > end {
+            return Err(Error::NoSuchPosition {
+                position,
+                end: Position::of(entry.seq, end),
+            });
+        }
+        let offset = position.offset();
         lag.bytes = end - offset;
         let index = if entry.seq == newest.seq {
             None // the newest segment has no index yet
