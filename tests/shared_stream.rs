@@ -424,3 +424,34 @@ fn a_record_that_no_longer_matches_the_stream_is_not_trusted() {
     assert_eq!(payloads, [&b"shared"[..], b"exclusive", b"after"]);
     assert!(StreamReader::open(&path).unwrap().verify().unwrap().is_ok());
 }
+
+/// A shared writer opened to check the flushed events too (`check_durable`, as
+/// `evstream append` opens a stream) refuses damage below the durable watermark even
+/// when the last holder left a handover record (which vouches only for the events above
+/// it), and leaves the file unchanged.
+#[test]
+fn checking_the_flushed_events_is_not_skipped_for_a_handover_record() {
+    use evstream::WriterOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    drop(StreamWriter::create(&path, 1 << 20).unwrap());
+    let shared = SharedStreamWriter::open(&path).unwrap();
+    for i in 0..10 {
+        shared.append(i, &[b'a'; 100]).unwrap();
+    }
+    shared.flush().unwrap();
+    drop(shared);
+    let mut turn = path.as_os_str().to_owned();
+    turn.push(".turn");
+    assert_eq!(&std::fs::read(&turn).unwrap()[..8], b"evsturs1");
+    // A payload byte of the second event, below the watermark.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[24 + 116 + 16 + 5] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let options = WriterOptions::default().check_durable(true);
+    assert!(matches!(
+        SharedStreamWriter::open_with(&path, options),
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

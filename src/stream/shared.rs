@@ -160,9 +160,15 @@ impl Turned for StreamWriter {
         StreamWriter::open_with(path, options.clone())
     }
 
-    /// A stream's record has the log's fields zero.
+    /// A stream's record has the log's fields zero. A writer asked to check the flushed
+    /// events too ([`WriterOptions::check_durable`]) opens in full: the record vouches for
+    /// the events above the watermark only.
     fn open_clean(path: &Path, options: &WriterOptions, record: &CleanLog) -> Result<Option<Self>> {
-        if record.seq != 0 || record.base != 0 || record.last_before.is_some() {
+        if options.check_durable
+            || record.seq != 0
+            || record.base != 0
+            || record.last_before.is_some()
+        {
             return Ok(None);
         }
         StreamWriter::open_clean(path, options.clone(), &record.segment)

@@ -85,7 +85,7 @@ pub struct WriterOptions {
     prefault: Prefault,
     prefault_chunk: u64,
     recover_torn_tail: bool,
-    check_durable: bool,
+    pub(crate) check_durable: bool,
     huge_pages: bool,
     /// Created with the dirty limit at the end of the event area (see
     /// [`reserve_whole`](Self::reserve_whole)).
