@@ -566,3 +566,90 @@ fn a_foreign_turn_file_is_refused_and_left_unchanged() {
         .collect();
     assert_eq!(kept, [b"kept".to_vec()]);
 }
+
+#[test]
+#[ignore = "child process of `an_open_refused_for_want_of_permission_leaves_no_turn_file`"]
+fn unprivileged_open_child() {
+    let Some(path) = std::env::var_os("EVSTREAM_UNPRIVILEGED_PATH").map(PathBuf::from) else {
+        return;
+    };
+    let refused = if path.is_dir() {
+        SharedLogWriter::open(&path).is_err()
+    } else {
+        evstream::SharedStreamWriter::open(&path).is_err()
+    };
+    assert!(
+        refused,
+        "a user who may not write {} was let in",
+        path.display()
+    );
+}
+
+/// A user who may not write a stream or log (here: `nobody`, in a directory anyone may
+/// write) gets an error from a shared writer's open and leaves no turn file behind: the
+/// owner's writers then still take turns. (Needs root, to run the child as `nobody`,
+/// and `setpriv`; skipped otherwise.)
+#[test]
+fn an_open_refused_for_want_of_permission_leaves_no_turn_file() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !root || !setpriv {
+        eprintln!("skipped: needs root and setpriv to run a child as nobody");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let stream = dir.path().join("s.evs");
+    drop(evstream::StreamWriter::create(&stream, 1 << 20).unwrap());
+    let log = dir.path().join("log");
+    drop(LogWriter::create(&log, LogOptions::default().segment_size(1 << 20)).unwrap());
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    // The test binary must be reachable by nobody.
+    let mut reachable = true;
+    for ancestor in exe.ancestors().skip(1) {
+        let mode = std::fs::metadata(ancestor).map_or(0, |m| m.mode());
+        reachable &= mode & 0o001 != 0;
+    }
+    if !reachable {
+        eprintln!("skipped: the test binary is not reachable by nobody");
+        return;
+    }
+    for path in [&stream, &log] {
+        let status = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .args([
+                "unprivileged_open_child",
+                "--exact",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env("EVSTREAM_UNPRIVILEGED_PATH", path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{}: {status}", path.display());
+    }
+    for name in ["s.evs.turn", "s.evs.want", "log/TURN", "log/WANT"] {
+        assert!(!dir.path().join(name).exists(), "{name} was left behind");
+    }
+    // The owner's writers still take turns.
+    let first = evstream::SharedStreamWriter::open(&stream).unwrap();
+    first.append(1, b"one").unwrap();
+    drop(first);
+    let second = evstream::SharedStreamWriter::open(&stream).unwrap();
+    second.append(2, b"two").unwrap();
+    let first = SharedLogWriter::open(&log).unwrap();
+    first.append(1, b"one").unwrap();
+    drop(first);
+    SharedLogWriter::open(&log)
+        .unwrap()
+        .append(2, b"two")
+        .unwrap();
+}

@@ -160,8 +160,24 @@ impl Turned for LogWriter {
         (dir.join(TURN_FILE), dir.join(WANT_FILE))
     }
 
+    /// A log this process may write: its lock file and newest segment open for writing
+    /// (opened, not changed), so that an open refused for want of permission leaves no
+    /// turn file behind.
     fn check(dir: &Path) -> Result<()> {
-        crate::log::reader::read_options(dir).map(drop)
+        crate::log::reader::read_options(dir)?;
+        let lock = dir.join(crate::log::writer::LOCK_FILE);
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io("open", &lock, e));
+        }
+        if let Some(newest) = crate::log::segment::list(dir)?.last() {
+            crate::stream::open::open_regular(&newest.path, true)?;
+        }
+        Ok(())
     }
 
     fn not_regular(_: &Path, path: PathBuf) -> Error {

@@ -110,8 +110,10 @@ impl Turned for StreamWriter {
         (beside(path, ".turn"), beside(path, ".want"))
     }
 
+    /// A stream this process may write: opened for writing (not changed), so that an
+    /// open refused for want of permission leaves no turn file behind.
     fn check(path: &Path) -> Result<()> {
-        let (file, len) = open_regular(path, false)?;
+        let (file, len) = open_regular(path, true)?;
         read_identity(&file, path, len).map(drop)
     }
 
