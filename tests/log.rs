@@ -1591,3 +1591,41 @@ fn lag_refuses_the_positions_iter_from_refuses() {
     assert_eq!(reader.lag(end).unwrap().events, 0);
     assert_eq!(reader.lag(last).unwrap().events, 1);
 }
+
+/// `create` in a directory that holds a log's segments whose `LOG` file was lost
+/// refuses, whatever the segment size asked for, and changes nothing: no file is added,
+/// and no segment's bytes are written over.
+#[test]
+fn create_over_the_segments_of_a_log_without_settings_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut writer = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    for i in 0..300 {
+        writer.append(i, &[9_u8; 40]).unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    std::fs::remove_file(path.join("LOG")).unwrap();
+    let snapshot = |path: &Path| {
+        let mut files: Vec<(std::ffi::OsString, Vec<u8>)> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot(&path);
+    for size in [4096, 8192] {
+        let created = LogWriter::create(&path, LogOptions::default().segment_size(size));
+        assert!(
+            matches!(created, Err(Error::AlreadyExists { .. })),
+            "segment size {size}: {created:?}"
+        );
+        assert!(
+            snapshot(&path) == before,
+            "segment size {size}: the directory changed"
+        );
+    }
+}

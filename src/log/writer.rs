@@ -187,7 +187,9 @@ impl LogWriter {
     /// logs) with its first segment, and opens it.
     ///
     /// # Errors
-    /// - [`Error::AlreadyExists`] if `dir` already holds a log.
+    /// - [`Error::AlreadyExists`] if `dir` already holds a log, or a log's segment files
+    ///   (a log whose `LOG` file was lost: its events are never written over; the error
+    ///   names the first segment); nothing is changed.
     /// - [`Error::BadCapacity`] for a segment size below 4 KiB or of 1 TiB or more.
     /// - [`Error::Io`] if the directory cannot be made or written, or the first segment
     ///   cannot be created (such as on a disk without room for it); what the call made
@@ -196,6 +198,13 @@ impl LogWriter {
         let dir = dir.as_ref();
         options.check(dir)?;
         let existed = dir.exists();
+        if dir.is_dir()
+            && let Some(first) = segment::list(dir)?.first()
+        {
+            return Err(Error::AlreadyExists {
+                path: first.path.clone(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         options.write(dir)?;
         Self::open(dir).inspect_err(|e| {
