@@ -1547,8 +1547,9 @@ fn a_flush_failed_in_an_older_segment_poisons_the_writer() {
     assert!(matches!(writer.flush(), Err(Error::Poisoned { .. })));
 }
 
-/// `lag` answers for exactly the positions `iter_from` takes: inside a segment's
-/// header or past a segment's end is `NoSuchPosition` for both, never a lag.
+/// `lag` and `commit_cursor` take exactly the positions `iter_from` takes: inside a
+/// segment's header or past a segment's end is `NoSuchPosition` for all three, never a
+/// lag or a committed cursor.
 #[test]
 fn lag_refuses_the_positions_iter_from_refuses() {
     let at = |segment, offset| Position::new(segment, offset).unwrap();
@@ -1583,10 +1584,18 @@ fn lag_refuses_the_positions_iter_from_refuses() {
             "lag {position}: {:?}",
             reader.lag(position)
         );
+        // Nor is a cursor committed there: it keeps its last position.
+        assert!(matches!(
+            reader.commit_cursor("c", position),
+            Err(Error::NoSuchPosition { .. })
+        ));
+        assert_eq!(reader.cursor("c").unwrap(), None);
     }
     for position in [at(0, 24), last, end] {
         assert!(reader.iter_from(position).is_ok());
         assert!(reader.lag(position).is_ok());
+        reader.commit_cursor("c", position).unwrap();
+        assert_eq!(reader.cursor("c").unwrap(), Some(position));
     }
     assert_eq!(reader.lag(end).unwrap().events, 0);
     assert_eq!(reader.lag(last).unwrap().events, 1);

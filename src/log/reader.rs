@@ -737,9 +737,16 @@ impl LogReader {
     /// transaction as the consumer's own state (a database row, a file written with
     /// rename) and resume from there instead of from the cursor.
     ///
+    /// The position must be one [`iter_from`](Self::iter_from) takes (in a segment of the
+    /// log, from its first event's offset to its end), or one in a segment retention
+    /// deleted since (the cursor then reads as [`Error::Retired`]). A position inside an
+    /// event is not looked for, which would take a read of the segment from its start:
+    /// reading from such a cursor fails with [`Error::Corrupt`] at that offset.
+    ///
     /// # Errors
-    /// [`Error::BadCursor`] for an invalid name; [`Error::Io`] if the file cannot be
-    /// written and synced.
+    /// [`Error::BadCursor`] for an invalid name; [`Error::NoSuchPosition`] for a position
+    /// past the end of the log or of its segment, or inside a segment's header, with
+    /// nothing written; [`Error::Io`] if the file cannot be written and synced.
     ///
     /// # Examples
     /// A consumer that resumes where it stopped:
@@ -761,7 +768,11 @@ impl LogReader {
     /// # }
     /// ```
     pub fn commit_cursor(&self, name: &str, position: Position) -> Result<()> {
-        cursor::store(&self.dir, name, position)
+        cursor::check_name(name)?;
+        match self.iter_from(position) {
+            Ok(_) | Err(Error::Retired { .. }) => cursor::store(&self.dir, name, position),
+            Err(e) => Err(e),
+        }
     }
 
     /// Commits cursor `name` past `event`, once it is processed: the same as
@@ -789,7 +800,8 @@ impl LogReader {
     /// # }
     /// ```
     pub fn commit_after(&self, name: &str, event: &LogEvent) -> Result<()> {
-        self.commit_cursor(name, event.next_position())
+        // The position after an event read from this log: no need to look for it.
+        cursor::store(&self.dir, name, event.next_position())
     }
 
     /// Deletes cursor `name`; `false` if there was none.
