@@ -1638,3 +1638,48 @@ fn create_over_the_segments_of_a_log_without_settings_changes_nothing() {
         );
     }
 }
+
+/// A segment missing from the middle of a log (retention deletes the oldest first, so it
+/// never leaves such a gap) stops a reader with an error that says so, after every event
+/// before it; it is never reported as retention having taken it.
+#[test]
+fn a_segment_missing_from_the_middle_is_not_called_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut writer = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    for i in 0..300 {
+        writer.append(i, &[5_u8; 40]).unwrap();
+    }
+    drop(writer);
+    let reader = LogReader::open(&path).unwrap();
+    let segments = reader.segment_files().unwrap();
+    assert!(segments.len() > 3);
+    let before: usize = {
+        let first = evstream::StreamReader::open(&segments[0].1)
+            .unwrap()
+            .iter()
+            .count();
+        let second = evstream::StreamReader::open(&segments[1].1)
+            .unwrap()
+            .iter()
+            .count();
+        first + second
+    };
+    std::fs::remove_file(&segments[2].1).unwrap();
+    let mut read = 0;
+    let mut stopped = None;
+    for event in reader.iter().unwrap() {
+        match event {
+            Ok(_) => read += 1,
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(read, before);
+    assert!(
+        matches!(stopped, Some(Error::NotALog { .. })),
+        "{stopped:?}"
+    );
+}

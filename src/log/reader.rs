@@ -1247,10 +1247,7 @@ impl LogIter {
                 continue;
             }
             if next.seq != self.seq + 1 {
-                return Err(Error::Retired {
-                    position: Position::of(self.seq + 1, STREAM_HEADER_LEN),
-                    first_segment: next.seq,
-                });
+                return Err(self.gap_after(next.seq)?);
             }
             let first = self.segments.first().cloned();
             let position = Position::of(next.seq, STREAM_HEADER_LEN);
@@ -1260,6 +1257,30 @@ impl LogIter {
             self.base = next.base;
             self.offset = STREAM_HEADER_LEN;
         }
+    }
+
+    /// Why the segment after the current one is not in the directory, the next being
+    /// `next`: retention took it, oldest first, so the current one went before it; if the
+    /// current one (or an older one) is still listed, one is missing from the middle of
+    /// the log, which retention never does.
+    #[cold]
+    fn gap_after(&mut self, next: u64) -> Result<Error> {
+        self.segments = segment::list(&self.dir)?;
+        self.listed = Instant::now();
+        if self
+            .segments
+            .first()
+            .is_some_and(|first| first.seq <= self.seq)
+        {
+            return Ok(Error::NotALog {
+                path: self.dir.clone(),
+                reason: "a segment is missing from the middle of it",
+            });
+        }
+        Ok(Error::Retired {
+            position: Position::of(self.seq + 1, STREAM_HEADER_LEN),
+            first_segment: next,
+        })
     }
 
     /// The segment after the current one, listing the directory again if needed (at
