@@ -29,8 +29,10 @@ created only when at least one event is found (or SRC is an intact empty stream)
 built under a temporary name beside DST (.DST.PID.partial), flushed to disk, and renamed
 to DST only when complete, so an interrupted salvage (Ctrl-C, a kill, an error) never
 leaves a partial DST. A log directory is salvaged segment by
-segment, oldest first, into a new log with the same segment size; each damaged range
-names its segment file, and an event whose timestamp is lower than the previous one
+segment, oldest first, into a new log with the same segment size, roll interval and
+write-back policy but no retention limit, so that it keeps every salvaged event (to
+apply limits again, copy it into a log created with them: evstream cat DST --format
+binary | evstream append NEW --format binary); each damaged range names its segment file, and an event whose timestamp is lower than the previous one
 salvaged (possible only across damaged segments) is skipped and reported. Exit status 0
 when the copy is made (with or without damage), 1 when SRC has no readable event or
 cannot be read, or DST cannot be written.";
@@ -166,7 +168,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
             .collect::<Vec<_>>();
         let sink = Sink::Log {
             path: temp,
-            options: log.options().clone(),
+            options: without_retention(log.options()),
             writer: None,
         };
         (files, sink)
@@ -332,6 +334,19 @@ fn salvage_file(
         bar.finish_and_clear();
     }
     result
+}
+
+/// The settings of a log salvaged from one with `source`'s: the same segment size, roll
+/// interval and write-back policy, and no retention limit. The copy keeps every event it
+/// salvaged, while it is written and after: the source's cursors, which may have held its
+/// retention back, are not copied, and its limits would delete salvaged events at once
+/// (a size or segment count the copy exceeds, an age its events have).
+fn without_retention(source: &evstream::LogOptions) -> evstream::LogOptions {
+    source
+        .clone()
+        .retain_size(None)
+        .retain_age(None)
+        .retain_segments(None)
 }
 
 /// `1 event`, `2 events`.

@@ -1244,6 +1244,54 @@ fn salvage_copies_a_damaged_log_segment_by_segment() {
     .fails(2, &["--capacity is for stream files"]);
 }
 
+/// The events of the log at `path`, read through the `evstream` binary.
+fn log_lines(path: &Path) -> Vec<String> {
+    cat_raw(path, &[])
+}
+
+/// A salvaged log holds every event salvaged, and keeps them when it is written to
+/// later: the source's retention (held back by a cursor, which is not copied) is not
+/// applied to the copy, by segment count or by age.
+#[test]
+fn a_salvaged_log_keeps_every_event_it_salvaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (1..=2000).map(|i| format!("{i}\n")).collect();
+    for (name, limit, stamp) in [
+        ("kept", ["--retain-segments", "2"], "now"),
+        ("aged", ["--retain-age", "1d"], "2024-05-01T12:00:00Z"),
+    ] {
+        let src = dir.path().join(name);
+        let mut create = vec!["create", s(&src), "--log", "--segment-size", "4KiB"];
+        create.extend_from_slice(&limit);
+        run(&create).ok();
+        // A cursor at the start holds every segment past the limit.
+        run(&["cursor", "set", s(&src), "slow", "start"]).ok();
+        run_with(
+            &["append", s(&src), "--timestamp", stamp],
+            Some(lines.as_bytes()),
+        )
+        .ok();
+        let source = log_lines(&src);
+        assert_eq!(source.len(), 2000, "{name}: the cursor held retention");
+
+        let dst = dir.path().join(format!("{name}-rescued"));
+        let out = run(&["salvage", s(&src), s(&dst)]).ok();
+        assert!(out.out().starts_with("salvaged 2000 events"), "{out:?}");
+        assert_eq!(log_lines(&dst), source, "{name}: every salvaged event");
+        run(&["verify", s(&dst)]).ok();
+        // A writer opened on the copy later applies its settings: nothing is deleted.
+        run(&["append", s(&dst), "--timestamp", "now", "after"]).ok();
+        let after = log_lines(&dst);
+        assert_eq!(after.len(), 2001, "{name}: the copy keeps its events");
+        assert_eq!(after[..2000], source[..]);
+        let stat = run(&["stat", s(&dst)]).ok().out();
+        assert!(
+            stat.contains("retention:     none (keeps everything)"),
+            "{name}: no retention limit: {stat}"
+        );
+    }
+}
+
 // ------------------------------------------------------------------ interrupted outputs
 
 /// Flips the first byte of every `odd:` payload in the files of `path` (a stream file, or
