@@ -23,6 +23,20 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The endpoint or the region is malformed: it is refused before any request is
+    /// built. Fix the value where `origin` says it came from.
+    #[error("{setting} {value:?}{}: {reason}", from_text(.origin.as_deref()))]
+    Malformed {
+        /// Which setting: `endpoint` or `region`.
+        setting: &'static str,
+        /// The value as given (a password in an endpoint is left out).
+        value: String,
+        /// Where the value came from (`AWS_ENDPOINT_URL`, a profile's `endpoint_url`),
+        /// `None` for a value given in [`Settings`](crate::Settings).
+        origin: Option<String>,
+        /// What is wrong with it, and how to write it.
+        reason: String,
+    },
     /// The object store could not be reached (refused, timed out, name not resolved).
     #[error("{endpoint}: the object store cannot be reached ({reason})")]
     Unreachable {
@@ -119,6 +133,11 @@ pub enum Error {
         /// The output path.
         path: PathBuf,
     },
+}
+
+/// ` (from ORIGIN)`, or nothing.
+fn from_text(origin: Option<&str>) -> String {
+    origin.map_or_else(String::new, |o| format!(" (from {o})"))
 }
 
 /// The archive's result type.

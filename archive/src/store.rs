@@ -8,11 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as Key;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 use crate::error::{Error, Result};
+
+/// The longest prefix: an S3 key is at most 1024 bytes, and the longest object name of an
+/// archive (an index's) takes 75 of them, and the `/` before it one.
+const MAX_PREFIX: usize = 1024 - 76;
 
 /// An archive's address: a bucket and a key prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +30,8 @@ impl Location {
     ///
     /// # Errors
     /// [`Error::Url`] for another scheme, an empty or invalid bucket name, or a prefix
-    /// with empty, `.` or `..` parts.
+    /// with empty, `.` or `..` parts or too long for S3's keys to hold the archive's
+    /// object names under it.
     ///
     /// # Examples
     /// ```
@@ -52,6 +57,11 @@ impl Location {
             return Err(bad("a bucket name is 3 to 63 of a-z 0-9 . -"));
         }
         let prefix = prefix.trim_end_matches('/');
+        if prefix.len() > MAX_PREFIX {
+            return Err(bad(
+                "the prefix is longer than S3's 1024-byte keys leave room for (948 bytes)",
+            ));
+        }
         if !prefix.is_empty()
             && prefix
                 .split('/')
@@ -102,15 +112,18 @@ impl std::fmt::Display for Location {
 }
 
 /// How to reach the object store. Unset fields come from the environment
-/// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-/// `AWS_SESSION_TOKEN`), then from the profile (`AWS_PROFILE`, else `default`) in
+/// (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; a variable set to the empty string
+/// counts as unset), then from the profile (`AWS_PROFILE`, else `default`) in
 /// `~/.aws/credentials` and `~/.aws/config` (or `AWS_SHARED_CREDENTIALS_FILE`,
-/// `AWS_CONFIG_FILE`).
+/// `AWS_CONFIG_FILE`). Wherever the endpoint and the region come from,
+/// [`Archive::connect`] checks them before any request is built.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The endpoint URL, for S3-compatible stores (`http://127.0.0.1:8333`).
+    /// The endpoint URL, for S3-compatible stores (`http://127.0.0.1:8333`): `http://`
+    /// or `https://`, a host, perhaps a port and a path.
     pub endpoint: Option<String>,
-    /// The region (`us-east-1` when nothing says otherwise).
+    /// The region (`us-east-1` when nothing says otherwise): letters, digits, `-`, `_`.
     pub region: Option<String>,
     /// How long a failing request is retried (with backoff) before it is reported.
     pub retry_for: Duration,
@@ -145,8 +158,10 @@ impl Archive {
     /// Connects to the archive at `url` (no request is made yet).
     ///
     /// # Errors
-    /// [`Error::Url`] for a bad URL; [`Error::Settings`] for an unreadable profile file
-    /// or settings the client refuses.
+    /// [`Error::Url`] for a bad URL; [`Error::Malformed`] for an endpoint or a region
+    /// that is not one (an endpoint without `http://` or `https://`, a region with a
+    /// space), naming where it came from; [`Error::Settings`] for an unreadable profile
+    /// file or settings the client refuses.
     ///
     /// # Examples
     /// ```
@@ -161,27 +176,65 @@ impl Archive {
     /// ```
     pub fn connect(url: &str, settings: &Settings) -> Result<Self> {
         let location = Location::parse(url)?;
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(location.bucket());
         let profile = Profile::load()?;
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let env = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (v, Some(name.to_owned())))
+        };
         let endpoint = settings
             .endpoint
             .clone()
+            .map(|v| (v, None))
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .or_else(|| env("AWS_ENDPOINT"))
-            .or_else(|| profile.get("endpoint_url"));
-        let region = settings
+            .or_else(|| profile.origin("endpoint_url"))
+            .map(|(value, origin)| checked_endpoint(&value, origin))
+            .transpose()?;
+        let (region, region_origin) = settings
             .region
             .clone()
+            .map(|v| (v, None))
             .or_else(|| env("AWS_REGION"))
             .or_else(|| env("AWS_DEFAULT_REGION"))
-            .or_else(|| profile.get("region"))
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        builder = builder.with_region(&region);
+            .or_else(|| profile.origin("region"))
+            .unwrap_or_else(|| ("us-east-1".to_owned(), None));
+        let region = checked_region(&region, region_origin.clone())?;
+        // The URL every request is made from: the client turns it into an `http::Uri`
+        // (and fails on one that is not) only when it signs the first request.
+        let base = match &endpoint {
+            Some((url, _)) => url.clone(),
+            None => format!("https://s3.{region}.amazonaws.com"),
+        };
+        if format!("{base}/{}/x", location.bucket())
+            .parse::<http::Uri>()
+            .is_err()
+        {
+            return Err(match endpoint {
+                Some((url, origin)) => Error::Malformed {
+                    setting: "endpoint",
+                    value: url,
+                    origin,
+                    reason: "not a URL a request can be made to".into(),
+                },
+                None => Error::Malformed {
+                    setting: "region",
+                    value: region,
+                    origin: region_origin,
+                    reason: "not a region a request can be made to".into(),
+                },
+            });
+        }
+        let endpoint = endpoint.map(|(url, _)| url);
+        let mut builder = builder_from_env()
+            .with_bucket_name(location.bucket())
+            .with_region(&region);
         if let Some(endpoint) = &endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        if env("AWS_ACCESS_KEY_ID").is_none()
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none_or(|v| v.is_empty())
             && let (Some(id), Some(secret)) = (
                 profile.get("aws_access_key_id"),
                 profile.get("aws_secret_access_key"),
@@ -249,6 +302,162 @@ impl Archive {
     pub(crate) fn error(&self, op: &'static str, key: &Key, e: object_store::Error) -> Error {
         classify(&self.endpoint, &self.location, op, key.as_ref(), e)
     }
+}
+
+/// The longest endpoint URL accepted: far more than any store's address needs, and far
+/// below the longest URI a request can carry.
+const MAX_ENDPOINT: usize = 1024;
+/// The longest region name accepted (AWS's are under 20 characters).
+const MAX_REGION: usize = 64;
+
+/// A builder with what the `AWS_*` variables say (keys, token, container and web-identity
+/// credentials, encryption, ...) but the endpoint and the region, which
+/// [`Archive::connect`] decides and checks itself.
+fn builder_from_env() -> AmazonS3Builder {
+    let mut builder = AmazonS3Builder::new();
+    for (key, value) in std::env::vars_os() {
+        let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
+            continue;
+        };
+        if !key.starts_with("AWS_") {
+            continue;
+        }
+        let Ok(config) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() else {
+            continue;
+        };
+        if !matches!(
+            config,
+            AmazonS3ConfigKey::Endpoint
+                | AmazonS3ConfigKey::S3Endpoint
+                | AmazonS3ConfigKey::Region
+                | AmazonS3ConfigKey::DefaultRegion
+        ) {
+            builder = builder.with_config(config, value);
+        }
+    }
+    builder
+}
+
+/// The endpoint `value` (which came from `origin`) as the client will be given it:
+/// `http://` or `https://`, a host, perhaps a port and a path, nothing else; normalized
+/// (scheme and host in lower case, the path's unusual characters percent-encoded, no
+/// trailing `/`).
+///
+/// # Errors
+/// [`Error::Malformed`] saying what is wrong: empty, no scheme (with the value written
+/// with `http://` and with `https://`), another scheme, no host, a host name with
+/// characters no host has, a user name or password, a query or fragment, or too long.
+fn checked_endpoint(value: &str, origin: Option<String>) -> Result<(String, Option<String>)> {
+    let bad = |value: &str, reason: String| Error::Malformed {
+        setting: "endpoint",
+        value: value.to_owned(),
+        origin: origin.clone(),
+        reason,
+    };
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(bad(
+            value,
+            "empty; an endpoint is a URL such as http://127.0.0.1:9000 or https://s3.example.com"
+                .into(),
+        ));
+    }
+    if value.len() > MAX_ENDPOINT {
+        return Err(bad(
+            value,
+            format!(
+                "{} bytes; an endpoint is at most {MAX_ENDPOINT}",
+                value.len()
+            ),
+        ));
+    }
+    let parsed = url::Url::parse(trimmed);
+    let web = parsed
+        .as_ref()
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+    if !web && !trimmed.contains("://") {
+        return Err(bad(
+            value,
+            format!("no scheme; write http://{trimmed} or https://{trimmed}"),
+        ));
+    }
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(url::ParseError::EmptyHost) => {
+            return Err(bad(value, "no host; write http://HOST[:PORT]".into()));
+        }
+        Err(e) => return Err(bad(value, format!("not a URL ({e})"))),
+    };
+    if !web {
+        return Err(bad(
+            value,
+            format!(
+                "the scheme is {}://; an endpoint starts with http:// or https://",
+                parsed.scheme()
+            ),
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let mut shown = parsed.clone();
+        // Neither fails on an http(s) URL with a host.
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+        return Err(bad(
+            shown.as_str(),
+            "holds a user name or password; the keys come from AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY or the profile"
+                .into(),
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad(
+            value,
+            "has a query or a fragment (? or #); an endpoint is a scheme, a host, a port \
+             and at most a path"
+                .into(),
+        ));
+    }
+    match parsed.host() {
+        None => return Err(bad(value, "no host; write http://HOST[:PORT]".into())),
+        Some(url::Host::Domain(name))
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) =>
+        {
+            return Err(bad(
+                value,
+                format!("the host {name:?} is not a host name (letters, digits, - . _)"),
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok((parsed.as_str().trim_end_matches('/').to_owned(), origin))
+}
+
+/// The region `value` (which came from `origin`), if it is one: 1 to 64 letters, digits,
+/// `-` and `_` (it becomes part of a host name and of every request's signature).
+///
+/// # Errors
+/// [`Error::Malformed`] saying what is wrong.
+fn checked_region(value: &str, origin: Option<String>) -> Result<String> {
+    let reason = if value.is_empty() {
+        "empty; a region is a name such as us-east-1".to_owned()
+    } else if value.len() > MAX_REGION {
+        format!("{} bytes; a region is at most {MAX_REGION}", value.len())
+    } else if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    {
+        format!("{c:?} is not allowed; a region is letters, digits, - and _, such as us-east-1")
+    } else {
+        return Ok(value.to_owned());
+    };
+    Err(Error::Malformed {
+        setting: "region",
+        value: value.to_owned(),
+        origin,
+        reason,
+    })
 }
 
 pub(crate) fn classify(
@@ -341,7 +550,11 @@ fn unreachable(text: &str) -> bool {
 
 /// The settings of one profile of `~/.aws/credentials` and `~/.aws/config`.
 #[derive(Debug, Default)]
-struct Profile(HashMap<String, String>);
+struct Profile {
+    /// The profile's name.
+    name: String,
+    values: HashMap<String, String>,
+}
 
 impl Profile {
     fn load() -> Result<Self> {
@@ -378,11 +591,17 @@ impl Profile {
             // Credentials override the config file's values for the same key.
             values.extend(ini_section(&text, &section));
         }
-        Ok(Self(values))
+        Ok(Self { name, values })
     }
 
     fn get(&self, key: &str) -> Option<String> {
-        self.0.get(key).filter(|v| !v.is_empty()).cloned()
+        self.values.get(key).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// The value of `key` and where it came from.
+    fn origin(&self, key: &str) -> Option<(String, Option<String>)> {
+        self.get(key)
+            .map(|v| (v, Some(format!("{key} of profile {}", self.name))))
     }
 }
 
@@ -416,17 +635,116 @@ mod tests {
         assert_eq!((at.bucket(), at.prefix()), ("bucket-1", "a/b"));
         assert_eq!(at.to_string(), "s3://bucket-1/a/b");
         assert_eq!(Location::parse("s3://bucket").expect("valid").prefix(), "");
+        let longest = format!("s3://bkt/{}", "a".repeat(MAX_PREFIX));
+        let at = Location::parse(&longest).expect("valid");
+        let name = crate::layout::index_name(99_999_999, u64::MAX, i64::MIN, i64::MAX);
+        assert_eq!(at.key(&name).as_ref().len(), 1024);
         for bad in [
             "http://b/x",
             "s3://",
             "s3://B/x",
-            "s3://bk/a//b",
-            "s3://bk/../x",
+            "s3://bkt/a//b",
+            "s3://bkt/../x",
             "bk/x",
+            &format!("s3://bkt/{}", "a".repeat(MAX_PREFIX + 1)),
         ] {
             assert!(
                 matches!(Location::parse(bad), Err(Error::Url { .. })),
                 "{bad}"
+            );
+        }
+    }
+
+    /// The reason `checked_endpoint` gives for `value`, or its normalized form.
+    fn endpoint(value: &str) -> Result<String, String> {
+        match checked_endpoint(value, Some("AWS_ENDPOINT_URL".into())) {
+            Ok((url, _)) => Ok(url),
+            Err(Error::Malformed {
+                setting, origin, ..
+            }) if setting != "endpoint" || origin.as_deref() != Some("AWS_ENDPOINT_URL") => {
+                panic!("{value}: the error names another setting or origin")
+            }
+            Err(e @ Error::Malformed { .. }) => Err(e.to_string()),
+            Err(e) => panic!("{value}: {e}"),
+        }
+    }
+
+    #[test]
+    fn endpoints_are_checked_and_say_what_is_wrong() {
+        for (value, expected) in [
+            ("http://127.0.0.1:8333", "http://127.0.0.1:8333"),
+            ("https://s3.example.com/", "https://s3.example.com"),
+            ("HTTP://Minio:9000/base/", "http://minio:9000/base"),
+            ("http://[::1]:9000", "http://[::1]:9000"),
+            ("http://my_host:1/a b", "http://my_host:1/a%20b"),
+            (" http://h ", "http://h"),
+        ] {
+            assert_eq!(endpoint(value).as_deref(), Ok(expected), "{value}");
+        }
+        for (value, words) in [
+            (
+                "localhost:9000",
+                &[
+                    "no scheme",
+                    "http://localhost:9000",
+                    "https://localhost:9000",
+                ][..],
+            ),
+            ("minio", &["no scheme", "http://minio or https://minio"]),
+            ("127.0.0.1:9000", &["no scheme", "http://127.0.0.1:9000"]),
+            ("", &["empty", "http://"]),
+            ("   ", &["empty"]),
+            ("http://", &["no host"]),
+            ("https://:9000", &["no host"]),
+            ("ftp://h", &["the scheme is ftp://", "http:// or https://"]),
+            ("http://h:99999", &["not a URL", "port"]),
+            ("http://a b", &["not a URL"]),
+            ("http://a{b}", &["not a host name"]),
+            ("http://h/?x=1", &["query or a fragment"]),
+            ("http://h/#x", &["query or a fragment"]),
+            ("http://me:secret@h", &["user name or password"]),
+        ] {
+            let reason = endpoint(value).expect_err(value);
+            assert!(
+                reason.starts_with(&format!("endpoint {value:?} (from AWS_ENDPOINT_URL): "))
+                    || value.contains('@'),
+                "{value}: {reason}"
+            );
+            for word in words {
+                assert!(reason.contains(word), "{value}: {word:?} not in {reason}");
+            }
+            assert!(!reason.contains("secret"), "{reason}");
+        }
+        assert!(endpoint(&format!("http://h/{}", "x".repeat(2000))).is_err());
+    }
+
+    #[test]
+    fn regions_are_checked_and_say_what_is_wrong() {
+        for good in ["us-east-1", "auto", "garage", "my_region", "EU-1"] {
+            assert_eq!(checked_region(good, None).ok().as_deref(), Some(good));
+        }
+        for (bad, word) in [
+            ("us east", "' ' is not allowed"),
+            ("", "empty"),
+            ("us-east-1/x", "'/' is not allowed"),
+            ("r\n", "'\\n' is not allowed"),
+            (&"r".repeat(65), "at most 64"),
+        ] {
+            let e = checked_region(bad, Some("AWS_REGION".into())).expect_err(bad);
+            let text = e.to_string();
+            assert!(
+                matches!(
+                    e,
+                    Error::Malformed {
+                        setting: "region",
+                        ..
+                    }
+                ),
+                "{bad}"
+            );
+            assert!(
+                text.contains(word) && text.contains("(from AWS_REGION)"),
+                "{text}"
             );
         }
     }

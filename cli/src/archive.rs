@@ -116,10 +116,11 @@ pub fn is_archive(file: &Path) -> bool {
     file.to_str().is_some_and(Location::is_url)
 }
 
-/// The failure for an archive error: one line, exit status 1 (2 for a bad URL).
+/// The failure for an archive error: one line, exit status 1 (2 for a bad URL, endpoint
+/// or region).
 fn failure(e: &Error) -> Failure {
     match e {
-        Error::Url { .. } => Failure::usage(e.to_string()),
+        Error::Url { .. } | Error::Malformed { .. } => Failure::usage(e.to_string()),
         // These say all a user needs; their causes are the client's internals.
         Error::Unreachable { .. } | Error::Denied { .. } | Error::NoBucket { .. } => {
             Failure::data(e.to_string())

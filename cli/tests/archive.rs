@@ -54,6 +54,8 @@ fn command(endpoint: &str, key: &str, secret: &str) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_DEFAULT_REGION")
         .env("HOME", "/nonexistent");
     command
 }
@@ -280,6 +282,153 @@ fn a_store_that_is_down_is_one_clear_error() {
         None,
     );
     run.fails(1, &["cannot be reached"]);
+}
+
+/// Exit 2 with one `error:` line holding `words`, and no trace of a panic.
+fn refused(run: Run, words: &[&str]) {
+    let run = run.fails(2, words);
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(!run.stderr.contains("RUST_BACKTRACE"), "{run:?}");
+}
+
+#[test]
+fn a_malformed_endpoint_or_region_is_one_clear_error_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 20_000, LogOptions::default()));
+    let url = "s3://events/app";
+    let copy = dir.path().join("copy");
+    // Nothing listens there: a value that passed the checks would end in "cannot be
+    // reached", not in the errors below.
+    let unreachable = format!("http://127.0.0.1:{}", archive_support::free_port());
+    let bad_endpoints: [(&str, &[&str]); 7] = [
+        (
+            "localhost:9000",
+            &[
+                "no scheme",
+                "http://localhost:9000",
+                "https://localhost:9000",
+            ],
+        ),
+        ("minio", &["no scheme", "http://minio or https://minio"]),
+        ("", &["endpoint \"\"", "empty", "http://"]),
+        ("http://", &["no host"]),
+        ("ftp://h", &["the scheme is ftp://"]),
+        ("http://h:99999", &["not a URL"]),
+        ("http://h/?x=1", &["query"]),
+    ];
+    let bad_regions: [(&str, &[&str]); 3] = [
+        ("us east", &["region \"us east\"", "' ' is not allowed"]),
+        ("", &["region \"\"", "empty"]),
+        ("eu/1", &["'/' is not allowed"]),
+    ];
+    // As flags, to the two commands that take them.
+    for (flag, value, words) in bad_endpoints
+        .iter()
+        .map(|(v, w)| ("--endpoint", *v, *w))
+        .chain(bad_regions.iter().map(|(v, w)| ("--region", *v, *w)))
+    {
+        let mut words = words.to_vec();
+        words.push(if flag == "--endpoint" {
+            "endpoint"
+        } else {
+            "region"
+        });
+        for args in [
+            vec!["archive", s(&log_dir), "--to", url, flag, value],
+            vec!["restore", url, "--to", s(&copy), flag, value],
+        ] {
+            let run = run_command(command(&unreachable, KEY, SECRET), &args, None);
+            refused(run, &words);
+        }
+    }
+    // Through the environment (and a profile), to every command that reads an archive.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        "[default]\nendpoint_url = localhost:9000\n",
+    )
+    .unwrap();
+    let commands: [Vec<&str>; 6] = [
+        vec!["archive", s(&log_dir), "--to", url],
+        vec!["restore", url, "--to", s(&copy)],
+        vec!["cat", url],
+        vec!["tail", url],
+        vec!["stat", url],
+        vec!["verify", url],
+    ];
+    for args in &commands {
+        for (value, words) in bad_endpoints.iter().filter(|(v, _)| !v.is_empty()) {
+            for variable in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"] {
+                let mut command = command(&unreachable, KEY, SECRET);
+                command.env(variable, value);
+                let run = run_command(command, args, None);
+                let mut words = words.to_vec();
+                let origin = format!("(from {variable})");
+                words.push(&origin);
+                refused(run, &words);
+            }
+        }
+        for (value, words) in bad_regions.iter().filter(|(v, _)| !v.is_empty()) {
+            let mut command = command(&unreachable, KEY, SECRET);
+            command.env("AWS_REGION", value);
+            let run = run_command(command, args, None);
+            let mut words = words.to_vec();
+            words.push("(from AWS_REGION)");
+            refused(run, &words);
+        }
+        let mut command = command(&unreachable, KEY, SECRET);
+        command.env_remove("AWS_ENDPOINT_URL").env("HOME", &home);
+        let run = run_command(command, args, None);
+        refused(
+            run,
+            &["no scheme", "(from endpoint_url of profile default)"],
+        );
+    }
+    // A prefix too long for S3's keys to hold the archive's names under it.
+    let long = format!("s3://events/{}", "p".repeat(1000));
+    for args in [
+        vec!["cat", long.as_str()],
+        vec!["archive", s(&log_dir), "--to", &long],
+    ] {
+        refused(
+            run_command(command(&unreachable, KEY, SECRET), &args, None),
+            &["not an archive URL", "longer than S3's 1024-byte keys"],
+        );
+    }
+    // Nothing was done: no cursor, no restored log.
+    assert_eq!(
+        LogReader::open(&log_dir)
+            .unwrap()
+            .cursor("archive")
+            .unwrap(),
+        None
+    );
+    assert!(!copy.exists() && !dir.path().join(".copy.restoring").exists());
+    // Well-formed values that are unusual still reach the store (nothing listens).
+    for endpoint in [
+        unreachable.clone(),
+        format!("{unreachable}/"),
+        format!(
+            "{}/some/path",
+            unreachable.to_uppercase().replace("HTTP", "http")
+        ),
+    ] {
+        run_command(
+            command(&endpoint, KEY, SECRET),
+            &[
+                "archive",
+                s(&log_dir),
+                "--to",
+                url,
+                "--region",
+                "my_region-1",
+            ],
+            None,
+        )
+        .fails(1, &["cannot be reached"]);
+    }
 }
 
 #[test]
