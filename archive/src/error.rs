@@ -91,6 +91,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Segments are missing from the archive between the segments it holds (or after
+    /// the newest): their events cannot be read. Restore from another copy, or read
+    /// around the gap.
+    #[error("{url}: {gap}")]
+    Missing {
+        /// The archive.
+        url: String,
+        /// The missing segments.
+        gap: crate::ArchiveGap,
+    },
     /// An upload did not arrive as sent: the store's checksum of the object differs from
     /// the segment's.
     #[error("{key}: the uploaded object does not match the segment (sent {sent}, stored {stored})")]

@@ -10,7 +10,11 @@
 //!   segment's index (below), named with its first (`F`) and last (`L`) timestamps (each
 //!   as `timestamp + 2^63`, 20 decimal digits), so that one listing is enough to find the
 //!   segment holding a time. It is uploaded after the segment object was verified: a
-//!   segment object without its index is an interrupted upload that readers ignore.
+//!   segment object without its index right after the newest archived segment is an
+//!   upload in progress or interrupted, which readers ignore. (Archive-side retention
+//!   deletes the index first, so objects without their pair below the oldest archived
+//!   segment are its leftovers, ignored too; anywhere else a segment without both its
+//!   objects is missing, see [`ArchiveGap`](crate::ArchiveGap).)
 //!
 //! The index object (all integers little-endian):
 //!

@@ -21,7 +21,8 @@ mod upload;
 
 pub use error::{Error, Result};
 pub use reader::{
-    ArchiveIter, ArchiveReader, ArchiveStat, ArchiveVerification, ArchivedEvent, ArchivedSegment,
+    ArchiveGap, ArchiveIter, ArchiveReader, ArchiveStat, ArchiveVerification, ArchivedEvent,
+    ArchivedSegment,
 };
 pub use store::{Archive, Location, Settings};
 pub use upload::{ArchiveOptions, ArchiveReport, DEFAULT_CURSOR, Progress, archive_log};

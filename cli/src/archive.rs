@@ -229,8 +229,9 @@ fn print(printer: &mut Printer, event: &ArchivedEvent) -> Result<(), Failure> {
     })
 }
 
-/// `evstream cat s3://...`: events from the archive; a damaged object is named on
-/// standard error and skipped, and the exit status is 1 at the end.
+/// `evstream cat s3://...`: events from the archive; a damaged object or a gap (segments
+/// missing between the archived ones) is named on standard error and skipped, and the
+/// exit status is 1 at the end.
 pub fn cat(file: &Path, layout: Layout, filter: Filter, zone: Zone) -> Result<(), Failure> {
     let reader = open(file)?;
     let mut printer = Printer::stdout(layout, zone)?;
@@ -249,7 +250,7 @@ pub fn cat(file: &Path, layout: Layout, filter: Filter, zone: Zone) -> Result<()
             for event in events {
                 let event = match event {
                     Ok(event) => event,
-                    Err(e @ Error::Corrupt { .. }) => {
+                    Err(e @ (Error::Corrupt { .. } | Error::Missing { .. })) => {
                         printer.flush()?;
                         report(&e, &mut damage);
                         continue;
@@ -301,7 +302,7 @@ pub fn stat(file: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
     let show = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), |t| zone.show(t).to_string());
     if json {
         let text = format!(
-            "{{\"archive\":{},\"segments\":{},\"bytes\":{},\"events\":{},\"first_timestamp\":{},\"last_timestamp\":{},\"incomplete\":{},\"damaged\":{}}}",
+            "{{\"archive\":{},\"segments\":{},\"bytes\":{},\"events\":{},\"first_timestamp\":{},\"last_timestamp\":{},\"incomplete\":{},\"missing\":{},\"damaged\":{}}}",
             serde_json::Value::from(location.as_str()),
             stat.segments,
             stat.bytes,
@@ -311,6 +312,7 @@ pub fn stat(file: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
             stat.last_timestamp
                 .map_or("null".to_owned(), |t| format!("\"{t}\"")),
             stat.incomplete.len(),
+            stat.gaps.iter().map(|g| g.count()).sum::<u64>(),
             stat.damaged.len(),
         );
         return output::line(&text);
@@ -328,8 +330,11 @@ pub fn stat(file: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
     );
     for key in &stat.incomplete {
         text.push_str(&format!(
-            "\nincomplete: {key} (no index: an interrupted upload)"
+            "\nincomplete: {key} (left alone by an upload or by archive retention, in progress or interrupted; not read)"
         ));
+    }
+    for gap in &stat.gaps {
+        text.push_str(&format!("\ngap:       {gap}"));
     }
     for (key, why) in &stat.damaged {
         text.push_str(&format!("\ndamaged:   {key}: {why}"));
@@ -337,7 +342,7 @@ pub fn stat(file: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
     output::line(&text)
 }
 
-/// `evstream verify s3://...`: exit status 1 naming each damaged object.
+/// `evstream verify s3://...`: exit status 1 naming each damaged object and each gap.
 pub fn verify(file: &Path) -> Result<(), Failure> {
     let reader = open(file)?;
     let location = reader.archive().location().to_string();
@@ -348,18 +353,47 @@ pub fn verify(file: &Path) -> Result<(), Failure> {
             result.good_segments, result.events
         ));
     }
+    for gap in &result.gaps {
+        crate::failure::note(&format!("missing: {location}: {gap}"));
+    }
     for (key, why) in &result.damaged {
         crate::failure::note(&format!("damaged: {key}: {why}"));
     }
-    Err(Failure::data(format!(
-        "{location}: {} damaged objects ({}), {} segments intact",
-        result.damaged.len(),
-        result
-            .damaged
+    let mut found = Vec::new();
+    if !result.gaps.is_empty() {
+        let missing: u64 = result.gaps.iter().map(|g| g.count()).sum();
+        let ranges: Vec<String> = result
+            .gaps
             .iter()
-            .map(|(k, _)| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+            .map(|g| {
+                if g.first == g.last {
+                    g.first.to_string()
+                } else {
+                    format!("{} to {}", g.first, g.last)
+                }
+            })
+            .collect();
+        found.push(format!(
+            "{missing} missing segment{} ({})",
+            if missing == 1 { "" } else { "s" },
+            ranges.join(", ")
+        ));
+    }
+    if !result.damaged.is_empty() {
+        found.push(format!(
+            "{} damaged objects ({})",
+            result.damaged.len(),
+            result
+                .damaged
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Err(Failure::data(format!(
+        "{location}: {}, {} segments intact",
+        found.join(", "),
         result.good_segments
     )))
 }

@@ -431,6 +431,176 @@ fn a_malformed_endpoint_or_region_is_one_clear_error_before_any_request() {
     }
 }
 
+/// The archive's object names for segment `seq` among `names`: (segment, index).
+fn objects_of(names: &[String], seq: u64) -> (String, String) {
+    let start = format!("{seq:08}-");
+    let find = |ext: &str| {
+        names
+            .iter()
+            .find(|n| n.starts_with(&start) && n.ends_with(ext))
+            .unwrap_or_else(|| panic!("no {ext} of segment {seq} in {names:?}"))
+            .clone()
+    };
+    (find(".evs"), find(".idx"))
+}
+
+/// The log-wide index of segment `seq`'s first event, from its object's name.
+fn base_of(names: &[String], seq: u64) -> u64 {
+    let (segment, _) = objects_of(names, seq);
+    segment[9..29].parse().unwrap()
+}
+
+#[test]
+fn segments_missing_from_an_archive_fail_verify_and_are_never_skipped_silently() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 40_000, LogOptions::default()));
+    let sealed = LogReader::open(&log_dir)
+        .unwrap()
+        .segment_files()
+        .unwrap()
+        .len() as u64
+        - 1;
+    assert!(sealed >= 6, "{sealed}");
+    let archive_to = |prefix: &str| {
+        let url = format!("s3://events/{prefix}");
+        let run = ev(
+            &weed,
+            &["archive", s(&log_dir), "--to", &url, "--cursor", prefix],
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+        (url, weed.list("events", prefix))
+    };
+
+    // Both objects of segment 2 deleted.
+    let (url, names) = archive_to("gap");
+    let (lost_from, lost_to) = (base_of(&names, 2), base_of(&names, 3));
+    let (segment, index) = objects_of(&names, 2);
+    weed.delete("events", &format!("gap/{segment}"));
+    weed.delete("events", &format!("gap/{index}"));
+    let run = ev(&weed, &["verify", &url]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "note: missing: s3://events/gap: segment 2 is missing\n\
+             error: s3://events/gap: 1 missing segment (2), {} segments intact\n",
+            sealed - 1
+        )
+    );
+    // cat names the gap and exits 1; every other event is there, in order.
+    let all: Vec<String> = LogReader::open(&log_dir)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.position().segment() < sealed)
+        .map(|e| String::from_utf8(e.payload().to_vec()).unwrap())
+        .collect();
+    let expected: Vec<String> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(lost_from..lost_to).contains(&(*i as u64)))
+        .map(|(_, p)| p.clone())
+        .collect();
+    let run = ev(&weed, &["cat", &url]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(payloads(&run), expected);
+    assert_eq!(
+        run.stderr,
+        "note: skipped: s3://events/gap: segment 2 is missing\n\
+         error: s3://events/gap: segment 2 is missing\n"
+    );
+    // From a time the missing segment held: the gap first, then what follows it.
+    let in_gap = format!("{}ns", at(lost_from + 10));
+    let run = ev(&weed, &["cat", &url, "--since", &in_gap, "-n", "2"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("segment 2 is missing"), "{run:?}");
+    assert_eq!(payloads(&run), [payload(lost_to), payload(lost_to + 1)]);
+    // Around the gap, nothing is missing.
+    let after = format!("{}ns", at(lost_to + 5));
+    let run = ev(&weed, &["cat", &url, "--since", &after, "-n", "2"]).ok();
+    assert_eq!(payloads(&run), [payload(lost_to + 5), payload(lost_to + 6)]);
+    let before = format!("{}ns", at(lost_from - 3));
+    let run = ev(&weed, &["cat", &url, "--since", &before, "-n", "3"]).ok();
+    assert_eq!(payloads(&run).len(), 3);
+    ev(&weed, &["tail", &url, "-n", "3"]).ok();
+    let reach = (all.len() as u64 - lost_to + 1).to_string();
+    ev(&weed, &["tail", &url, "-n", &reach]).fails(1, &["segment 2 is missing"]);
+    // restore stops at the gap, naming it, and leaves nothing.
+    let copy = dir.path().join("copy");
+    ev(&weed, &["restore", &url, "--to", s(&copy)]).fails(1, &["segment 2 is missing"]);
+    assert!(!copy.exists() && !dir.path().join(".copy.restoring").exists());
+    // stat shows it (and succeeds, as for a log).
+    let run = ev(&weed, &["stat", &url]).ok();
+    assert!(
+        run.out().contains("gap:       segment 2 is missing"),
+        "{run:?}"
+    );
+    let run = ev(&weed, &["stat", &url, "--json"]).ok();
+    assert!(run.out().contains("\"missing\":1"), "{run:?}");
+
+    // A segment object without its index in the middle.
+    let (url, names) = archive_to("lone");
+    let (segment, index) = objects_of(&names, 3);
+    weed.delete("events", &format!("lone/{index}"));
+    let lone = format!("s3://events/lone/{segment} has no index object");
+    run_fails_naming(
+        &ev(&weed, &["verify", &url]),
+        &["segment 3 is missing", &lone],
+    );
+    let run = ev(&weed, &["cat", &url]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&lone), "{run:?}");
+    ev(&weed, &["restore", &url, "--to", s(&copy)]).fails(1, &[&lone]);
+    // An index without its segment object after the newest: the newest events are gone.
+    let (url, names) = archive_to("tip");
+    let (segment, _) = objects_of(&names, sealed - 1);
+    weed.delete("events", &format!("tip/{segment}"));
+    run_fails_naming(
+        &ev(&weed, &["verify", &url]),
+        &[
+            &format!("segment {} is missing", sealed - 1),
+            "has no segment object",
+        ],
+    );
+    let run = ev(&weed, &["cat", &url]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(payloads(&run).len() as u64, base_of(&names, sealed - 1));
+    ev(&weed, &["tail", &url, "-n", "1"]).fails(1, &["is missing"]);
+
+    // What retention leaves below the oldest segment (an index deleted first) and an
+    // upload after the newest (a segment object before its index) is not damage.
+    let (url, names) = archive_to("ends");
+    let (_, index) = objects_of(&names, 0);
+    weed.delete("events", &format!("ends/{index}"));
+    let (segment, _) = objects_of(&names, 1);
+    let next = format!("{:08}-{:020}.evs", sealed, base_of(&names, sealed - 1) + 1);
+    weed.put(
+        "events",
+        &format!("ends/{next}"),
+        &weed.get("events", &format!("ends/{segment}")),
+    );
+    let run = ev(&weed, &["verify", &url]).ok();
+    assert!(
+        run.out().contains(&format!(
+            "OK, {} segments, {} events",
+            sealed - 1,
+            all.len() as u64 - base_of(&names, 1)
+        )),
+        "{run:?}"
+    );
+    let run = ev(&weed, &["cat", &url]).ok();
+    assert_eq!(payloads(&run), all[base_of(&names, 1) as usize..]);
+    let run = ev(&weed, &["stat", &url]).ok();
+    assert_eq!(run.out().matches("\nincomplete: ").count(), 2, "{run:?}");
+    assert!(!run.out().contains("gap:"), "{run:?}");
+    ev(&weed, &["tail", &url, "-n", "2"]).ok();
+}
+
 #[test]
 fn a_killed_archiver_and_a_restarted_store_lose_and_duplicate_nothing() {
     let Some(binary) = weed() else { return };
@@ -749,7 +919,10 @@ fn hostile_objects_are_named_and_never_a_panic() {
     }
     let stat = ev(&weed, &["stat", url]);
     assert!(
-        stat.out().contains("damaged:") && stat.out().contains("incomplete:"),
+        stat.out().contains("damaged:")
+            && stat
+                .out()
+                .contains("gap:       segments 2 to 3 are missing"),
         "{stat:?}"
     );
     let copy = dir.path().join("copy");

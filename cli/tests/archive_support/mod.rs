@@ -161,6 +161,18 @@ impl Weed {
         assert!(status < 300, "PUT {key}: {status}");
     }
 
+    /// Deletes an object behind S3's back (through the filer).
+    pub fn delete(&self, bucket: &str, key: &str) {
+        let (status, _) = http(
+            self.filer,
+            "DELETE",
+            &format!("/buckets/{bucket}/{key}"),
+            None,
+        )
+        .expect("filer answers");
+        assert!(status < 300, "DELETE {key}: {status}");
+    }
+
     /// The names of the objects directly under `bucket/prefix`.
     pub fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let (_, body) = http(
