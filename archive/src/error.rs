@@ -91,6 +91,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// There is no archive at the URL: no object directly under its prefix has an
+    /// archive's name. The prefix is mistyped, or nothing was archived there yet (an
+    /// archive holds no object until its first segment is uploaded).
+    #[error("no archive at {url} (no segment or index object under it{})", nested_text(.nested))]
+    NoArchive {
+        /// The URL.
+        url: String,
+        /// Prefixes below it that hold archive objects, as `s3://` URLs (a few at most).
+        nested: Vec<String>,
+    },
     /// Segments are missing from the archive between the segments it holds (or after
     /// the newest): their events cannot be read. Restore from another copy, or read
     /// around the gap.
@@ -148,6 +158,15 @@ pub enum Error {
 /// ` (from ORIGIN)`, or nothing.
 fn from_text(origin: Option<&str>) -> String {
     origin.map_or_else(String::new, |o| format!(" (from {o})"))
+}
+
+/// `; archives below it: URL, URL`, or nothing.
+fn nested_text(nested: &[String]) -> String {
+    if nested.is_empty() {
+        String::new()
+    } else {
+        format!("; archives below it: {}", nested.join(", "))
+    }
 }
 
 /// The archive's result type.

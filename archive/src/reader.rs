@@ -16,7 +16,7 @@ use object_store::path::Path as Key;
 use crate::error::{Error, Result};
 use crate::layout::{self, Parse, SegmentIndex};
 use crate::store::Archive;
-use crate::upload::{Present, list, runtime};
+use crate::upload::{Present, listing, runtime};
 
 /// The first range read of a segment; later ones double, up to [`MAX_CHUNK`].
 const FIRST_CHUNK: u64 = 128 << 10;
@@ -204,13 +204,25 @@ impl ArchiveReader {
     /// Lists the archive (one request per thousand objects).
     ///
     /// # Errors
-    /// [`Error::Unreachable`], [`Error::Denied`] (at once, without retries), or
-    /// [`Error::Store`].
+    /// [`Error::Unreachable`], [`Error::Denied`] (at once, without retries),
+    /// [`Error::NoBucket`], or [`Error::Store`]; [`Error::NoArchive`] if no object
+    /// directly under the prefix has an archive's name (a mistyped prefix), with the
+    /// prefixes below it that hold an archive, if any.
     pub fn open(archive: Archive) -> Result<Self> {
         let runtime = runtime()?;
-        let present = runtime.block_on(list(&archive, true))?;
+        let listing = runtime.block_on(listing(&archive, true))?;
         let bucket = archive.location.bucket().to_owned();
-        let shape = Shape::of(present, |key| format!("s3://{bucket}/{key}"));
+        if listing.present.is_empty() {
+            return Err(Error::NoArchive {
+                url: archive.location.to_string(),
+                nested: listing
+                    .nested
+                    .iter()
+                    .map(|p| format!("s3://{bucket}/{p}"))
+                    .collect(),
+            });
+        }
+        let shape = Shape::of(listing.present, |key| format!("s3://{bucket}/{key}"));
         Ok(Self {
             archive,
             runtime,

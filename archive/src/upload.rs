@@ -529,8 +529,26 @@ async fn put_verified(archive: &Archive, key: &Key, bytes: Bytes, crc: u32) -> R
     Ok(())
 }
 
+/// What a listing of the archive's prefix found.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    /// The archive's objects directly under the prefix, by segment.
+    pub(crate) present: BTreeMap<u64, Present>,
+    /// Up to [`NESTED`] prefixes below it that hold objects under an archive's names,
+    /// first in key order: where an archive may be, when there is none under the prefix.
+    pub(crate) nested: Vec<String>,
+}
+
+/// How many prefixes [`Listing::nested`] holds at most.
+const NESTED: usize = 3;
+
 /// What the archive holds, by segment.
 pub(crate) async fn list(archive: &Archive, first: bool) -> Result<BTreeMap<u64, Present>> {
+    Ok(listing(archive, first).await?.present)
+}
+
+/// What the archive holds, by segment, and where below the prefix other archives are.
+pub(crate) async fn listing(archive: &Archive, first: bool) -> Result<Listing> {
     let store = if first {
         &archive.probe
     } else {
@@ -543,13 +561,21 @@ pub(crate) async fn list(archive: &Archive, first: bool) -> Result<BTreeMap<u64,
         .try_collect()
         .await
         .map_err(|e| archive.error("list", prefix, e))?;
-    let mut present: BTreeMap<u64, Present> = BTreeMap::new();
+    let mut found = Listing::default();
+    let present = &mut found.present;
     for meta in objects {
         let Some(name) = meta.location.filename() else {
             continue;
         };
         // Only objects directly under the prefix.
         if meta.location.prefix_match(prefix).map(|p| p.count()) != Some(1) {
+            if let Some((below, _)) = meta.location.as_ref().rsplit_once('/')
+                && layout::parse_name(name).is_some()
+                && found.nested.len() < NESTED
+                && !found.nested.iter().any(|known| known == below)
+            {
+                found.nested.push(below.to_owned());
+            }
             continue;
         }
         match layout::parse_name(name) {
@@ -562,7 +588,7 @@ pub(crate) async fn list(archive: &Archive, first: bool) -> Result<BTreeMap<u64,
             None => {}
         }
     }
-    Ok(present)
+    Ok(found)
 }
 
 /// Archive-side retention: deletes whole archived segments, oldest first, never the

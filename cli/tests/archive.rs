@@ -602,6 +602,74 @@ fn segments_missing_from_an_archive_fail_verify_and_are_never_skipped_silently()
 }
 
 #[test]
+fn a_prefix_without_an_archive_is_an_error_for_every_reader() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 10_000, LogOptions::default()));
+    let run = ev(
+        &weed,
+        &["archive", s(&log_dir), "--to", "s3://events/app/2026"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    weed.put("events", "other/notes.txt", b"not an archive");
+    let copy = dir.path().join("copy");
+    for (url, words) in [
+        // Mistyped.
+        (
+            "s3://events/app/2025",
+            &["no archive at s3://events/app/2025 (no segment or index object under it)"][..],
+        ),
+        // Objects, none an archive's.
+        ("s3://events/other", &["no archive at s3://events/other"]),
+        // Above an archive: it is named.
+        (
+            "s3://events/app",
+            &[
+                "no archive at s3://events/app",
+                "archives below it: s3://events/app/2026",
+            ],
+        ),
+        ("s3://events", &["archives below it: s3://events/app/2026"]),
+    ] {
+        for args in [
+            vec!["cat", url],
+            vec!["cat", url, "--since", "2020-01-01"],
+            vec!["tail", url],
+            vec!["stat", url],
+            vec!["stat", url, "--json"],
+            vec!["verify", url],
+            vec!["restore", url, "--to", s(&copy)],
+        ] {
+            let run = ev(&weed, &args);
+            assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+            run.fails(1, words);
+        }
+        assert!(!copy.exists() && !dir.path().join(".copy.restoring").exists());
+    }
+    // An archive whose first upload is under way (its segment object, not yet its
+    // index) exists, and holds no segment yet.
+    let names = weed.list("events", "app/2026");
+    let (segment, _) = objects_of(&names, 0);
+    weed.put(
+        "events",
+        &format!("fresh/{segment}"),
+        &weed.get("events", &format!("app/2026/{segment}")),
+    );
+    let url = "s3://events/fresh";
+    let run = ev(&weed, &["stat", url]).ok();
+    assert!(
+        run.out().contains("segments:  0") && run.out().contains("incomplete: "),
+        "{run:?}"
+    );
+    let run = ev(&weed, &["verify", url]).ok();
+    assert!(run.out().contains("OK, 0 segments, 0 events"), "{run:?}");
+    assert!(ev(&weed, &["cat", url]).ok().stdout.is_empty());
+}
+
+#[test]
 fn a_killed_archiver_and_a_restarted_store_lose_and_duplicate_nothing() {
     let Some(binary) = weed() else { return };
     let dir = tempfile::tempdir().unwrap();
