@@ -39,8 +39,11 @@ power; --sync writes them to disk before exiting. Several appends may run at onc
 stream or log, taking turns (FILE.turn and FILE.want are made beside a stream for that);
 --wait takes the file to itself instead. Events are appended in one open of the
 file, as fast as the library appends. When arguments are given, all of them must fit or
-none is appended; records from standard input are appended until one fails (the message
-names it and says how many were appended).
+none is appended: they are checked together (their order, each one's size, a stream's
+space for all of them) and appended with no other writer's event between them, stamped
+with one time (only a log that cannot make its next segment midway, as on a full disk,
+may keep the ones before it; the message then says so). Records from standard input
+are appended until one fails (the message names it and says how many were appended).
 
 Times in records (jsonl `timestamp`/`time`, --time-field values) are used as they are and
 must not decrease; --timestamp is for events without a time of their own, which otherwise
@@ -178,14 +181,21 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
         path,
         timestamp,
         appended: 0,
+        partial: false,
     };
     let result = match reader {
         Some(reader) => appender.records(reader),
         None => appender.arguments(&args.payloads),
     };
     let appended = appender.appended;
+    let partial = appender.partial;
     let result = result.map_err(|failure| {
-        if staged.is_some() {
+        if partial {
+            failure.with_context(
+                " (the arguments before the failure may have been appended: the log keeps \
+                 the events of a batch written before a segment it could not make)",
+            )
+        } else if staged.is_some() {
             failure.with_context(&format!(
                 " ({} was not created; run again with all of the input)",
                 path.display()
@@ -242,21 +252,66 @@ impl Target {
         }
     }
 
+    /// Appends `payloads` all or none, with no other writer's event between them, every
+    /// one stamped `timestamp` or, without one, the wall clock (never earlier than the
+    /// event before them).
+    ///
+    /// The batch is checked whole first (timestamp order, each event's size, a stream's
+    /// space for all of it), and on a shared writer within the same turn as the appends:
+    /// nothing is written on error. The one exception is the library's: a log whose next
+    /// segment cannot be created midway (an I/O error, such as a full disk) keeps the
+    /// events before it.
+    fn append_batch(&mut self, timestamp: Option<i64>, payloads: &[&[u8]]) -> evstream::Result<()> {
+        let stamped = |t: i64| payloads.iter().map(|p| (t, *p)).collect::<Vec<_>>();
+        match self {
+            Self::Stream(w) => {
+                let t = timestamp.unwrap_or_else(|| w.next_timestamp());
+                w.append_batch(&stamped(t)).map(drop)
+            }
+            Self::SharedStream(w) => match timestamp {
+                Some(t) => w.append_batch(&stamped(t)).map(drop),
+                None => w.append_batch_now(payloads).map(drop),
+            },
+            Self::Log(w) => {
+                // To itself: no other writer appends between the check and the appends.
+                let t = timestamp.unwrap_or_else(|| w.next_timestamp());
+                check_log_batch(w.options(), w.last_timestamp(), t, payloads)?;
+                for payload in payloads {
+                    w.append(t, payload)?;
+                }
+                Ok(())
+            }
+            Self::Shared(w) => match timestamp {
+                Some(t) => w.append_batch(&stamped(t)).map(drop),
+                None => {
+                    // The wall clock, never earlier than the log's last event. Another
+                    // process may append a later one before this batch takes its turn:
+                    // the batch is then refused whole, and stamped again from that event.
+                    let mut floor = w.last_timestamp().unwrap_or(i64::MIN);
+                    let mut tries = 0;
+                    loop {
+                        let t = wall_clock().max(floor);
+                        match w.append_batch(&stamped(t)) {
+                            Err(evstream::Error::OutOfOrder { previous, .. })
+                                if tries < RESTAMPS =>
+                            {
+                                floor = previous;
+                                tries += 1;
+                            }
+                            other => return other.map(drop),
+                        }
+                    }
+                }
+            },
+        }
+    }
+
     /// Bytes left for events: a log has no limit (it rolls).
     fn available(&self) -> u64 {
         match self {
             Self::Stream(w) => w.available(),
             Self::SharedStream(w) => w.available(),
             Self::Log(_) | Self::Shared(_) => u64::MAX,
-        }
-    }
-
-    fn last_timestamp(&self) -> Option<i64> {
-        match self {
-            Self::Stream(w) => w.last_timestamp(),
-            Self::SharedStream(w) => w.last_timestamp(),
-            Self::Log(w) => w.last_timestamp(),
-            Self::Shared(w) => w.last_timestamp(),
         }
     }
 
@@ -268,6 +323,55 @@ impl Target {
             Self::Shared(w) => w.flush(),
         }
     }
+}
+
+/// How many times a batch stamped with the wall clock is stamped again after another
+/// process appended a later event first.
+const RESTAMPS: u32 = 100;
+
+/// The wall clock in Unix nanoseconds (the last representable one past 2262).
+fn wall_clock() -> i64 {
+    evstream::timestamp_of(std::time::SystemTime::now()).unwrap_or(i64::MAX)
+}
+
+/// The largest event, header included, a segment of a log with `options` holds.
+fn largest_log_event(options: &evstream::LogOptions) -> u64 {
+    let segment_size = options.get_segment_size();
+    evstream::format::trailer_offset(segment_size).map_or(0, |end| {
+        end.saturating_sub(evstream::format::STREAM_HEADER_LEN)
+    })
+}
+
+/// Checks a batch for a log held to itself, as [`SharedLogWriter::append_batch`] checks
+/// it: `timestamp` not lower than the log's `last`, and every event fits in a segment.
+fn check_log_batch(
+    options: &evstream::LogOptions,
+    last: Option<i64>,
+    timestamp: i64,
+    payloads: &[&[u8]],
+) -> evstream::Result<()> {
+    if let Some(previous) = last
+        && timestamp < previous
+    {
+        return Err(evstream::Error::OutOfOrder {
+            previous,
+            got: timestamp,
+        });
+    }
+    let largest = largest_log_event(options);
+    for payload in payloads {
+        let len = payload.len();
+        let needed =
+            evstream::format::event_len(len).ok_or(evstream::Error::PayloadTooLarge { len })?;
+        if needed > largest {
+            return Err(evstream::Error::EventTooLarge {
+                needed,
+                segment_size: options.get_segment_size(),
+                largest,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Tells on standard error what opening a log repaired.
@@ -445,6 +549,8 @@ struct Appender<'a> {
     path: &'a Path,
     timestamp: Option<i64>,
     appended: u64,
+    /// A batch of arguments failed after some of it may have gone in.
+    partial: bool,
 }
 
 impl Appender<'_> {
@@ -480,32 +586,16 @@ impl Appender<'_> {
                 units::size_exact(available)
             )));
         }
-        if let (Some(got), Some(previous)) = (self.timestamp, self.writer.last_timestamp())
-            && got < previous
-        {
-            return Err(Failure::stream(
-                self.path,
-                &evstream::Error::OutOfOrder { previous, got },
-            ));
+        // Other processes may append between this process's turns: one batch keeps the
+        // arguments together and all or none, checked again in the turn.
+        let payloads: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+        let result = self.writer.append_batch(self.timestamp, &payloads);
+        if let Err(e) = result {
+            let log = matches!(self.writer, Target::Log(_) | Target::Shared(_));
+            self.partial = log && matches!(e, evstream::Error::Io { .. });
+            return Err(Failure::stream(self.path, &e));
         }
-        if let Target::SharedStream(stream) = &*self.writer {
-            // Other processes may append between this process's turns: one batch keeps
-            // the arguments together and all or none, checked again in the turn.
-            let payloads: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
-            let result = match self.timestamp {
-                Some(t) => {
-                    let events: Vec<(i64, &[u8])> = payloads.iter().map(|p| (t, *p)).collect();
-                    stream.append_batch(&events).map(drop)
-                }
-                None => stream.append_batch_now(&payloads).map(drop),
-            };
-            result.map_err(|e| Failure::stream(self.path, &e))?;
-            self.appended += payloads.len() as u64;
-            return Ok(());
-        }
-        for payload in payloads {
-            self.append(None, payload.as_bytes())?;
-        }
+        self.appended += payloads.len() as u64;
         Ok(())
     }
 

@@ -310,6 +310,129 @@ fn append_to_a_locked_stream_fails_and_changes_nothing() {
     run(&["append", s(&path), "x"]).ok();
 }
 
+/// The payloads of a stream or log, through the `evstream` binary.
+fn events_in(path: &Path) -> Vec<String> {
+    run(&["cat", s(path), "--format", "raw"]).ok().lines()
+}
+
+/// A rejected argument list appends nothing, whatever the target (a stream or a log,
+/// shared or held with `--wait`) and whatever is wrong with it (one argument too large
+/// for a segment or the space left, a `--timestamp` earlier than the last event).
+#[test]
+fn a_rejected_argument_list_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "a".repeat(5000);
+    let stream_path = dir.path().join("s.evs");
+    run(&["create", s(&stream_path), "--capacity", "4KiB"]).ok();
+    let log_path = dir.path().join("lg");
+    run(&["create", s(&log_path), "--log", "--segment-size", "4KiB"]).ok();
+    for (path, too_large) in [
+        (&stream_path, "is full"),
+        (&log_path, "does not fit in a segment"),
+    ] {
+        for wait in [None, Some("--wait")] {
+            let with = |args: &[&str]| {
+                let mut all = vec!["append", s(path)];
+                all.extend(wait);
+                all.extend_from_slice(args);
+                run(&all)
+            };
+            with(&["small", &big]).fails(1, &[too_large, "nothing was appended"]);
+            with(&["small", "a", "b", &big]).fails(1, &[too_large, "nothing was appended"]);
+            assert_eq!(events_in(path), Vec::<String>::new(), "{wait:?}");
+        }
+        run(&[
+            "append",
+            s(path),
+            "--timestamp",
+            "2024-05-01T12:00:00Z",
+            "first",
+        ])
+        .ok();
+        for wait in [None, Some("--wait")] {
+            let mut all = vec!["append", s(path), "--timestamp", "2024-05-01"];
+            all.extend(wait);
+            all.extend_from_slice(&["a", "b"]);
+            run(&all).fails(1, &["earlier than the last event", "nothing was appended"]);
+        }
+        assert_eq!(events_in(path), ["first"]);
+    }
+}
+
+/// Arguments appended while another process feeds the same log go in together, with no
+/// other event between them, or not at all: with a `--timestamp` the feed overtakes
+/// (a refusal, nothing appended, or success), with the wall clock always success.
+#[test]
+fn arguments_go_in_together_while_another_process_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("lg");
+    run(&["create", s(&log_path), "--log", "--segment-size", "64KiB"]).ok();
+    let mut feeder = spawn(
+        evstream()
+            .args(["append", s(&log_path)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let mut input = feeder.stdin.take().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeding = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let lines: String = (i..i + 100).map(|n| format!("feed-{n}\n")).collect();
+                if input.write_all(lines.as_bytes()).is_err() {
+                    break;
+                }
+                i += 100;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let args: Vec<String> = (0..20_000).map(|i| format!("arg-{i}")).collect();
+    let mut outcomes = Vec::new();
+    for timestamp in [Some("+20ms"), None] {
+        let mut all = vec!["append", s(&log_path)];
+        if let Some(t) = timestamp {
+            all.extend_from_slice(&["--timestamp", t]);
+        }
+        all.extend(args.iter().map(String::as_str));
+        let done = run(&all);
+        let code = done.code;
+        if code != 0 {
+            assert!(timestamp.is_some(), "the wall clock never fails: {done:?}");
+            done.fails(1, &["earlier than the last event", "nothing was appended"]);
+        }
+        outcomes.push(code);
+        let events = events_in(&log_path);
+        let at: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.starts_with("arg-"))
+            .map(|(i, _)| i)
+            .collect();
+        let expected = args.len() * outcomes.iter().filter(|c| **c == 0).count();
+        assert_eq!(at.len(), expected, "all or none: {timestamp:?}");
+        // Each successful run's arguments sit together, in order.
+        for run in at.chunks(args.len()) {
+            assert_eq!(
+                run.last().unwrap() - run[0],
+                args.len() - 1,
+                "{timestamp:?}"
+            );
+            for (k, i) in run.iter().enumerate() {
+                assert_eq!(events[*i], args[k]);
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    feeding.join().unwrap();
+    feeder.wait().unwrap();
+    run(&["verify", s(&log_path)]).ok();
+}
+
 // ---------------------------------------------------------------------------- errors
 
 /// Every command that opens FILE, with extra arguments.
