@@ -14,7 +14,7 @@ use evstream::{
 
 use crate::create;
 use crate::failure::{self, Failure};
-use crate::import::{Fields, InputFormat, Reader, TimeUnit};
+use crate::import::{Fields, InputFormat, Limit, Reader, TimeUnit};
 use crate::progress;
 use crate::staged::Staged;
 use crate::time::{self, TimeSpec, Zone};
@@ -43,7 +43,11 @@ none is appended: they are checked together (their order, each one's size, a str
 space for all of them) and appended with no other writer's event between them, stamped
 with one time (only a log that cannot make its next segment midway, as on a full disk,
 may keep the ones before it; the message then says so). Records from standard input
-are appended until one fails (the message names it and says how many were appended).
+are appended until one fails (the message names it and says how many were appended). Each record is read no
+further than the largest event the stream or log can take (its free space, a segment's
+largest event; at least 64 KiB, and for JSON Lines and CSV six times that, as JSON may
+escape a byte as six): a longer one, such as input without newlines, fails as an argument
+that long does, with nothing of it appended and nothing more read.
 
 Times in records (jsonl `timestamp`/`time`, --time-field values) are used as they are and
 must not decrease; --timestamp is for events without a time of their own, which otherwise
@@ -304,6 +308,43 @@ impl Target {
                 }
             },
         }
+    }
+
+    /// The largest payload an event appended now can have: a stream's free space less an
+    /// event header (for a shared stream, as this process last saw it: no more than that),
+    /// a log's largest event less its header.
+    fn largest_payload(&self) -> u64 {
+        let event = match self {
+            Self::Stream(w) => w.available(),
+            Self::SharedStream(w) => w.available(),
+            Self::Log(w) => largest_log_event(w.options()),
+            Self::Shared(w) => largest_log_event(w.options()),
+        };
+        event.saturating_sub(evstream::format::EVENT_HEADER_LEN)
+    }
+
+    /// The error for a payload of `len` bytes that does not fit, as an argument that long
+    /// gets it: a stream is full, an event is too large for a log's segments.
+    fn too_large(&self, path: &Path, len: u64) -> Failure {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let Some(needed) = evstream::format::event_len(len) else {
+            return Failure::stream(path, &evstream::Error::PayloadTooLarge { len });
+        };
+        let options = match self {
+            Self::Stream(w) => Err(w.available()),
+            Self::SharedStream(w) => Err(w.available()),
+            Self::Log(w) => Ok(w.options()),
+            Self::Shared(w) => Ok(w.options()),
+        };
+        let error = match options {
+            Err(available) => evstream::Error::Full { needed, available },
+            Ok(options) => evstream::Error::EventTooLarge {
+                needed,
+                segment_size: options.get_segment_size(),
+                largest: largest_log_event(options),
+            },
+        };
+        Failure::stream(path, &error)
     }
 
     /// Bytes left for events: a log has no limit (it rolls).
@@ -611,7 +652,18 @@ impl Appender<'_> {
         };
         let mut payload = Vec::with_capacity(4096);
         let result = loop {
-            match reader.next(&mut payload) {
+            // Each record is read no further than the largest event the target can take.
+            let next = {
+                let writer = &*self.writer;
+                let path = self.path;
+                let too_large = |len: u64| writer.too_large(path, len);
+                let limit = Limit {
+                    payload: writer.largest_payload(),
+                    too_large: &too_large,
+                };
+                reader.next(&mut payload, &limit)
+            };
+            match next {
                 Ok(Some(own)) => {
                     if let Err(failure) = self.append(own, &payload) {
                         let record = reader.records;

@@ -2,10 +2,13 @@
 //! own records or any objects with a named time field), CSV with a named time field, or
 //! the stream's binary event framing.
 
+use std::cell::Cell;
 use std::io::{self, BufRead, Read};
+use std::rc::Rc;
 
 use crate::failure::{Failure, os_reason};
 use crate::time::{self, Zone};
+use crate::units;
 
 /// How `append` reads standard input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,11 +76,103 @@ fn at_record(n: u64) -> String {
     format!("standard input record {n}")
 }
 
+/// The most a record may hold, set by the target before each record is read.
+pub struct Limit<'a> {
+    /// The largest payload the target can take now (a stream's free space less an event
+    /// header, a log's largest event less its header).
+    pub payload: u64,
+    /// The target's own error for a payload of this many bytes, which it cannot take (the
+    /// error an argument that long gets).
+    pub too_large: &'a dyn Fn(u64) -> Failure,
+}
+
+/// A record is read whole when it is at most this long even where the target has less
+/// room, so that the message for it names its exact size.
+const SMALL_RECORD: u64 = 64 << 10;
+
+/// A JSON Lines or CSV record may be this many times longer than the payload it makes:
+/// JSON writes a control character as six bytes (`\u0001`).
+const TEXT_FACTOR: u64 = 6;
+
+/// Bytes the CSV reader reads ahead of the record it returns.
+const CSV_BUFFER: u64 = 8 << 10;
+
+/// How far standard input may be read: bytes consumed so far, and the most that may be
+/// consumed before the record being read must have ended.
+#[derive(Default)]
+struct Budget {
+    read: Cell<u64>,
+    limit: Cell<u64>,
+}
+
+/// Reading stopped at the [`Budget`]'s limit with input left: the record is too long.
+#[derive(Debug)]
+struct TooLong;
+
+impl std::fmt::Display for TooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the record is longer than the most that is read of one")
+    }
+}
+
+impl std::error::Error for TooLong {}
+
+/// Whether `error` is the [`TooLong`] of a [`Bounded`] input.
+fn is_too_long(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<TooLong>())
+}
+
+/// Standard input, read no further than its [`Budget`] allows: memory stays bounded by
+/// the record limit, whatever the input (`/dev/zero` has no newline).
+struct Bounded {
+    inner: Box<dyn BufRead>,
+    budget: Rc<Budget>,
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), available.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Bounded {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let left = self
+            .budget
+            .limit
+            .get()
+            .saturating_sub(self.budget.read.get());
+        let buf = self.inner.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(buf);
+        }
+        if left == 0 {
+            return Err(io::Error::other(TooLong));
+        }
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        Ok(buf.get(..n).unwrap_or_default())
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.inner.consume(amount);
+        self.budget
+            .read
+            .set(self.budget.read.get().saturating_add(amount as u64));
+    }
+}
+
 /// A reader of records from standard input.
 pub struct Reader {
     format: InputFormat,
     fields: Fields,
     input: Box<dyn BufRead>,
+    budget: Rc<Budget>,
     csv: Option<CsvState>,
     line: Vec<u8>,
     done: bool,
@@ -115,51 +210,76 @@ impl Reader {
                 "--payload-field and --time-unit go with --time-field (an import)",
             ));
         }
-        let mut reader = Self {
+        if format == InputFormat::Csv && fields.time.is_none() {
+            return Err(Failure::usage(
+                "--format csv needs --time-field NAME, the column with each event's time",
+            ));
+        }
+        let budget = Rc::new(Budget::default());
+        let input = Box::new(Bounded {
+            inner: input,
+            budget: Rc::clone(&budget),
+        });
+        Ok(Self {
             format,
             fields,
             input,
+            budget,
             csv: None,
             line: Vec::with_capacity(4096),
             done: false,
             records: 0,
             consumed: 0,
+        })
+    }
+
+    /// Reads the CSV header (once, before the first record), within `bound` bytes.
+    fn csv_header(&mut self, bound: u64) -> Result<(), Failure> {
+        let time_name = self.fields.time.clone().unwrap_or_default();
+        self.budget.limit.set(bound.saturating_add(CSV_BUFFER));
+        let input = std::mem::replace(&mut self.input, Box::new(io::empty()));
+        let mut csv = csv::ReaderBuilder::new()
+            .flexible(false)
+            .buffer_capacity(CSV_BUFFER as usize)
+            .from_reader(input);
+        let headers: Vec<String> = match csv.headers() {
+            Ok(headers) => headers.iter().map(str::to_owned).collect(),
+            Err(e) if csv_too_long(&e) => {
+                return Err(Failure::data(format!(
+                    "standard input: the CSV header goes on past {} without ending, longer \
+                     than any record append reads; standard input was read no further",
+                    units::size_exact(bound)
+                )));
+            }
+            Err(e) => {
+                return Err(Failure::data(format!(
+                    "standard input: cannot read the CSV header: {e}"
+                )));
+            }
         };
-        if format == InputFormat::Csv {
-            let Some(time_name) = reader.fields.time.clone() else {
-                return Err(Failure::usage(
-                    "--format csv needs --time-field NAME, the column with each event's time",
-                ));
-            };
-            let input = std::mem::replace(&mut reader.input, Box::new(io::empty()));
-            let mut csv = csv::ReaderBuilder::new().flexible(false).from_reader(input);
-            let headers: Vec<String> = csv
-                .headers()
-                .map_err(|e| {
-                    Failure::data(format!("standard input: cannot read the CSV header: {e}"))
-                })?
-                .iter()
-                .map(str::to_owned)
-                .collect();
-            let find = |name: &str| {
-                headers.iter().position(|h| h == name).ok_or_else(|| {
-                    Failure::data(format!(
-                        "standard input: the CSV header has no column {name:?} (it has {})",
-                        headers.join(", ")
-                    ))
-                })
-            };
-            let time = find(&time_name)?;
-            let payload = reader.fields.payload.as_deref().map(find).transpose()?;
-            reader.csv = Some(CsvState {
-                reader: csv,
-                headers,
-                time,
-                payload,
-                record: csv::StringRecord::new(),
-            });
-        }
-        Ok(reader)
+        let find = |name: &str| {
+            headers.iter().position(|h| h == name).ok_or_else(|| {
+                Failure::data(format!(
+                    "standard input: the CSV header has no column {name:?} (it has {})",
+                    headers.join(", ")
+                ))
+            })
+        };
+        let time = find(&time_name)?;
+        let payload = self.fields.payload.as_deref().map(find).transpose()?;
+        // The first record gets a limit of its own, from the header's end.
+        let start = csv.position().byte();
+        self.budget
+            .limit
+            .set(start.saturating_add(bound).saturating_add(CSV_BUFFER));
+        self.csv = Some(CsvState {
+            reader: csv,
+            headers,
+            time,
+            payload,
+            record: csv::StringRecord::new(),
+        });
+        Ok(())
     }
 
     /// Reads the next record's payload into `payload`; `Ok(None)` at the end, else
@@ -167,16 +287,77 @@ impl Reader {
     ///
     /// # Errors
     /// A data failure naming the record.
-    pub fn next(&mut self, payload: &mut Vec<u8>) -> Result<Option<Record>, Failure> {
+    pub fn next(
+        &mut self,
+        payload: &mut Vec<u8>,
+        limit: &Limit<'_>,
+    ) -> Result<Option<Record>, Failure> {
         payload.clear();
         if self.done {
             return Ok(None);
         }
         let record = self.records + 1;
+        // A record whose payload is the input's bytes (a line, all of it, a frame, a JSON
+        // line imported whole) is read up to the largest payload; one that is text to
+        // decode (JSON Lines, CSV) up to a multiple of it.
+        let bound = limit.payload.max(SMALL_RECORD);
+        let text_bound = bound.saturating_mul(TEXT_FACTOR);
+        let whole_line = self.fields.time.is_some() && self.fields.payload.is_none();
+        let (allowed, exact) = match self.format {
+            InputFormat::Raw => (bound, true),
+            InputFormat::Lines => (bound.saturating_add(1), true),
+            InputFormat::Binary => (bound.saturating_add(16), true),
+            InputFormat::Jsonl if whole_line => (bound.saturating_add(1), true),
+            InputFormat::Jsonl => (text_bound.saturating_add(1), false),
+            InputFormat::Csv => (text_bound.saturating_add(CSV_BUFFER), false),
+        };
+        let start = match &self.csv {
+            // The CSV reader reads ahead: count from the end of the record before.
+            Some(csv) => csv.reader.position().byte(),
+            None => self.budget.read.get(),
+        };
+        self.budget.limit.set(start.saturating_add(allowed));
+        match self.read_record(payload, text_bound) {
+            Ok(Some(timestamp)) => {
+                self.records = record;
+                Ok(Some(timestamp))
+            }
+            Ok(None) => Ok(None),
+            Err(Stop::Failure(failure)) => Err(failure),
+            Err(Stop::TooLong) => {
+                // Nothing of the record is appended, and nothing after it is read.
+                payload.clear();
+                self.done = true;
+                Err(if exact {
+                    (limit.too_large)(bound.saturating_add(1)).with_context(&format!(
+                        " ({} is longer than {bound} bytes; standard input was read no further)",
+                        at_record(record),
+                    ))
+                } else {
+                    Failure::data(format!(
+                        "{} goes on past {} without ending, the most a JSON Lines or CSV \
+                         record is read for a target whose largest payload is {} bytes; \
+                         standard input was read no further",
+                        at_record(record),
+                        units::size_exact(text_bound),
+                        limit.payload
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Reads one record, as [`next`](Self::next) describes.
+    fn read_record(
+        &mut self,
+        payload: &mut Vec<u8>,
+        text_bound: u64,
+    ) -> Result<Option<Record>, Stop> {
+        let record = self.records + 1;
         let result = match self.format {
             InputFormat::Raw => {
                 self.done = true;
-                let read = self.input.read_to_end(payload).map_err(stdin_failure)?;
+                let read = self.input.read_to_end(payload).map_err(Stop::stdin)?;
                 self.consumed += read as u64;
                 Ok(Some(None))
             }
@@ -202,7 +383,7 @@ impl Reader {
                     evstream::stdio::CodecError::from_io(&e)
                         .map_or_else(|| e.to_string(), ToString::to_string)
                 )),
-                Err(e) => return Err(stdin_failure(e)),
+                Err(e) => return Err(Stop::stdin(e)),
             },
             InputFormat::Jsonl => {
                 if !self.read_line()? {
@@ -214,25 +395,23 @@ impl Reader {
                     exact_json(&self.line, &self.fields, payload).map(Some)
                 }
             }
-            InputFormat::Csv => self.next_csv(payload),
-        };
-        match result {
-            Ok(Some(timestamp)) => {
-                self.records = record;
-                Ok(Some(timestamp))
+            InputFormat::Csv => {
+                if self.csv.is_none() {
+                    self.csv_header(text_bound).map_err(Stop::Failure)?;
+                }
+                self.next_csv(payload)?
             }
-            Ok(None) => Ok(None),
-            Err(why) => Err(Failure::data(format!("{}: {why}", at_record(record)))),
-        }
+        };
+        result.map_err(|why| Stop::Failure(Failure::data(format!("{}: {why}", at_record(record)))))
     }
 
     /// Reads one line without its newline into `self.line`; false at the end.
-    fn read_line(&mut self) -> Result<bool, Failure> {
+    fn read_line(&mut self) -> Result<bool, Stop> {
         self.line.clear();
         let read = self
             .input
             .read_until(b'\n', &mut self.line)
-            .map_err(stdin_failure)?;
+            .map_err(Stop::stdin)?;
         self.consumed += read as u64;
         if read == 0 {
             return Ok(false);
@@ -243,15 +422,26 @@ impl Reader {
         Ok(true)
     }
 
-    fn next_csv(&mut self, payload: &mut Vec<u8>) -> Result<Option<Record>, String> {
+    /// The next CSV record; the outer error stops reading, the inner one names the
+    /// record.
+    fn next_csv(&mut self, payload: &mut Vec<u8>) -> Result<Result<Option<Record>, String>, Stop> {
+        let Some(csv) = self.csv.as_mut() else {
+            return Ok(Ok(None));
+        };
+        match csv.reader.read_record(&mut csv.record) {
+            Ok(false) => return Ok(Ok(None)),
+            Ok(true) => {}
+            Err(e) if csv_too_long(&e) => return Err(Stop::TooLong),
+            Err(e) => return Ok(Err(format!("not valid CSV: {e}"))),
+        }
+        Ok(self.csv_record(payload))
+    }
+
+    /// The CSV record just read: its time, and its payload into `payload`.
+    fn csv_record(&mut self, payload: &mut Vec<u8>) -> Result<Option<Record>, String> {
         let Some(csv) = self.csv.as_mut() else {
             return Ok(None);
         };
-        match csv.reader.read_record(&mut csv.record) {
-            Ok(false) => return Ok(None),
-            Ok(true) => {}
-            Err(e) => return Err(format!("not valid CSV: {e}")),
-        }
         self.consumed = csv.reader.position().byte();
         let time_text = csv.record.get(csv.time).unwrap_or_default();
         let timestamp = field_time(
@@ -281,6 +471,30 @@ impl Reader {
 /// A failure reading standard input.
 pub fn stdin_failure(error: io::Error) -> Failure {
     Failure::data(format!("cannot read standard input: {}", os_reason(&error)))
+}
+
+/// Why reading a record stopped.
+enum Stop {
+    /// The record is longer than the limit: reading stopped there.
+    TooLong,
+    /// Any other failure, reading or decoding.
+    Failure(Failure),
+}
+
+impl Stop {
+    /// A failure reading standard input, or the limit reached.
+    fn stdin(error: io::Error) -> Self {
+        if is_too_long(&error) {
+            Self::TooLong
+        } else {
+            Self::Failure(stdin_failure(error))
+        }
+    }
+}
+
+/// Whether the CSV reader stopped at the [`Bounded`] input's limit.
+fn csv_too_long(error: &csv::Error) -> bool {
+    matches!(error.kind(), csv::ErrorKind::Io(e) if is_too_long(e))
 }
 
 /// Parses one line of JSON into an object.

@@ -359,6 +359,92 @@ fn a_rejected_argument_list_appends_nothing() {
     }
 }
 
+/// Standard input that never ends its record (`/dev/zero` has no newline) is a clear
+/// error in bounded memory, in every format, on a stream and on a log: the records before
+/// it stay, nothing of it is appended, and reading stops at the limit (the command runs
+/// under a 400 MB address-space limit and within a minute).
+#[test]
+fn an_endless_record_is_a_clear_error_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // A frame header claiming a payload of 4 GiB - 1 bytes, which zeros then fill.
+    let mut endless_frame = NOON.to_le_bytes().to_vec();
+    endless_frame.extend_from_slice(&u32::MAX.to_le_bytes());
+    endless_frame.extend_from_slice(&[0; 4]);
+    let cases: [(&str, &[&str], Vec<u8>, usize); 6] = [
+        ("lines", &[], b"one\ntwo\n".to_vec(), 2),
+        ("raw", &["--raw"], Vec::new(), 0),
+        (
+            "jsonl",
+            &["--format", "jsonl"],
+            br#"{"timestamp":"1714564800000000000","payload":"one"}"#.to_vec(),
+            1,
+        ),
+        (
+            "import",
+            &["--format", "jsonl", "--time-field", "t"],
+            b"{\"t\":\"2024-05-01T12:00:00Z\"}\n".to_vec(),
+            1,
+        ),
+        (
+            "csv",
+            &["--format", "csv", "--time-field", "t"],
+            b"t,v\n2024-05-01T12:00:00Z,one\n".to_vec(),
+            1,
+        ),
+        ("binary", &["--format", "binary"], endless_frame, 0),
+    ];
+    for (target, too_large) in [("stream", "is full"), ("log", "does not fit in a segment")] {
+        for (name, flags, prefix, kept) in &cases {
+            let path = dir.path().join(format!("{target}-{name}"));
+            if target == "stream" {
+                run(&["create", s(&path), "--capacity", "4KiB"]).ok();
+            } else {
+                run(&["create", s(&path), "--log", "--segment-size", "4KiB"]).ok();
+            }
+            let mut prefix = prefix.clone();
+            if *name == "jsonl" {
+                prefix.push(b'\n');
+            }
+            let prefix_path = dir.path().join(format!("{target}-{name}.prefix"));
+            std::fs::write(&prefix_path, &prefix).unwrap();
+            let mut command = Command::new("sh");
+            command
+                .args([
+                    "-c",
+                    r#"p=$1 f=$2; shift 2; ulimit -v 400000; cat "$p" /dev/zero | "$0" append "$f" "$@""#,
+                    env!("CARGO_BIN_EXE_evstream"),
+                    s(&prefix_path),
+                    s(&path),
+                ])
+                .args(*flags);
+            let child = spawn(
+                command
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .stdin(Stdio::null()),
+            );
+            let done = watchdog(&child, Duration::from_secs(60));
+            let output = child.wait_with_output().unwrap();
+            done.store(true, Ordering::Relaxed);
+            let ran = from(output);
+            let why = format!("{target} {name}: {ran:?}");
+            assert_eq!(ran.code, 1, "{why}");
+            assert_eq!(ran.stderr.lines().count(), 1, "{why}");
+            assert!(ran.stderr.starts_with("error: "), "{why}");
+            assert!(ran.stderr.contains("read no further"), "{why}");
+            let words: &[&str] = match *name {
+                "jsonl" | "csv" => &["goes on past", "without ending"],
+                _ => &[too_large],
+            };
+            for word in words {
+                assert!(ran.stderr.contains(word), "{word:?}: {why}");
+            }
+            assert_eq!(events_in(&path).len(), *kept, "{why}");
+            run(&["verify", s(&path)]).ok();
+        }
+    }
+}
+
 /// Arguments appended while another process feeds the same log go in together, with no
 /// other event between them, or not at all: with a `--timestamp` the feed overtakes
 /// (a refusal, nothing appended, or success), with the wall clock always success.
