@@ -80,7 +80,7 @@ pub struct Args {
     /// Import: the field or column to store as the payload (default: the whole record)
     #[arg(long, value_name = "NAME", requires = "time_field")]
     payload_field: Option<String>,
-    /// Import: the unit of numeric times in --time-field
+    /// Import: the unit of numeric times in --time-field (read exactly, to the nanosecond)
     #[arg(long, value_enum, value_name = "UNIT", requires = "time_field")]
     time_unit: Option<TimeUnit>,
     /// Timestamp for events without their own: RFC 3339, a date, now, -1h, 1714564800s,

@@ -3,8 +3,11 @@
 //! the stream's binary event framing.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{self, BufRead, Read};
 use std::rc::Rc;
+
+use serde_json::value::RawValue;
 
 use crate::failure::{Failure, os_reason};
 use crate::time::{self, Zone};
@@ -444,10 +447,7 @@ impl Reader {
         };
         self.consumed = csv.reader.position().byte();
         let time_text = csv.record.get(csv.time).unwrap_or_default();
-        let timestamp = field_time(
-            &serde_json::Value::String(time_text.to_owned()),
-            &self.fields,
-        )?;
+        let timestamp = field_time(time_text, &self.fields)?;
         match csv.payload {
             Some(column) => {
                 payload.extend_from_slice(csv.record.get(column).unwrap_or_default().as_bytes())
@@ -497,18 +497,42 @@ fn csv_too_long(error: &csv::Error) -> bool {
     matches!(error.kind(), csv::ErrorKind::Io(e) if is_too_long(e))
 }
 
-/// Parses one line of JSON into an object.
-fn object(line: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    match serde_json::from_slice(line) {
-        Ok(serde_json::Value::Object(object)) => Ok(object),
-        Ok(_) => Err("expected a JSON object".into()),
-        Err(e) => Err(format!("not valid JSON: {e}")),
+/// One line of JSON, an object: each field's value as written, parsed when asked for,
+/// so that a number keeps its own digits (parsed, a fraction would be rounded to the
+/// nearest `f64`: `1714564800.123456789` to `1714564800.1234567`).
+struct Object<'a> {
+    fields: HashMap<String, &'a RawValue>,
+}
+
+impl<'a> Object<'a> {
+    /// Parses `line`, which must be a JSON object (a name given twice: the last one).
+    fn parse(line: &'a [u8]) -> Result<Self, String> {
+        match serde_json::from_slice::<HashMap<String, &RawValue>>(line) {
+            Ok(fields) => Ok(Self { fields }),
+            // Valid JSON that is not an object, or not valid JSON at all.
+            Err(e) => match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(_) => Err("expected a JSON object".into()),
+                Err(_) => Err(format!("not valid JSON: {e}")),
+            },
+        }
+    }
+
+    /// The text of field `name`'s value as written.
+    fn raw(&self, name: &str) -> Option<&'a str> {
+        self.fields.get(name).map(|raw| raw.get())
+    }
+
+    /// Field `name`'s value.
+    fn get(&self, name: &str) -> Option<serde_json::Value> {
+        let raw = self.raw(name)?;
+        // Checked when the object was parsed.
+        serde_json::from_str(raw).ok()
     }
 }
 
 /// An evstream record (`cat --format jsonl`): its timestamp, and its payload into `payload`.
 fn exact_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Record, String> {
-    let record = object(line)?;
+    let record = Object::parse(line)?;
     let timestamp = match (record.get("timestamp"), record.get("time")) {
         (Some(serde_json::Value::String(digits)), _) => Some(
             digits
@@ -519,7 +543,7 @@ fn exact_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Rec
             format!("\"timestamp\" {n} is not a whole number of Unix nanoseconds")
         })?),
         (Some(other), _) => return Err(format!("\"timestamp\" {other} is not Unix nanoseconds")),
-        (None, Some(time)) => Some(field_time(time, fields)?),
+        (None, Some(_)) => Some(json_time(&record, "time", fields)?),
         (None, None) => None,
     };
     match (record.get("payload"), record.get("payload_base64")) {
@@ -550,18 +574,19 @@ fn exact_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Rec
 
 /// Any JSON object with a time field: the time, and the payload (the line, or a field).
 fn import_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Record, String> {
-    let record = object(line)?;
+    let record = Object::parse(line)?;
     let name = fields.time.as_deref().unwrap_or_default();
-    let time = record
-        .get(name)
-        .ok_or_else(|| format!("no field {name:?}"))?;
-    let timestamp = field_time(time, fields)?;
+    let timestamp = json_time(&record, name, fields)?;
     match fields.payload.as_deref() {
         None => payload.extend_from_slice(line),
         Some(field) => match record.get(field) {
             Some(serde_json::Value::String(text)) => payload.extend_from_slice(text.as_bytes()),
+            // A number as written, every digit kept.
+            Some(serde_json::Value::Number(_)) => {
+                payload.extend_from_slice(record.raw(field).unwrap_or_default().as_bytes())
+            }
             Some(other) => {
-                serde_json::to_writer(&mut *payload, other).map_err(|e| e.to_string())?
+                serde_json::to_writer(&mut *payload, &other).map_err(|e| e.to_string())?
             }
             None => return Err(format!("no field {field:?}")),
         },
@@ -582,26 +607,74 @@ fn is_number(text: &str) -> bool {
     digits(whole) && digits(fraction) && exponent_ok
 }
 
-/// The time in a record's field: a TIME string, or a number in --time-unit.
-fn field_time(value: &serde_json::Value, fields: &Fields) -> Result<i64, String> {
-    let text = match value {
-        serde_json::Value::String(text) => text.trim().to_owned(),
-        serde_json::Value::Number(n) => n.to_string(),
-        other => return Err(format!("the time {other} is not a string or a number")),
-    };
-    let numeric = is_number(&text);
-    if numeric {
-        let Some(unit) = fields.unit else {
-            return Err(format!(
-                "the time {text} is a bare number; give its unit with --time-unit s|ms|us|ns"
-            ));
-        };
+/// The time in field `name` of a JSON record: a TIME string, or a number in
+/// --time-unit, read from its own digits.
+fn json_time(record: &Object<'_>, name: &str, fields: &Fields) -> Result<i64, String> {
+    match record.get(name) {
+        None => Err(format!("no field {name:?}")),
+        Some(serde_json::Value::String(text)) => field_time(&text, fields),
+        Some(serde_json::Value::Number(_)) => {
+            let digits = record.raw(name).unwrap_or_default();
+            number_time(&plain_decimal(digits), fields)
+        }
+        Some(other) => Err(format!("the time {other} is not a string or a number")),
+    }
+}
+
+/// The time in a record's text field (a JSON string, a CSV column): a TIME, or a
+/// number in --time-unit.
+fn field_time(text: &str, fields: &Fields) -> Result<i64, String> {
+    let text = text.trim();
+    if is_number(text) {
         if text.contains(['e', 'E']) {
             return Err(format!("the time {text} is in exponent form; write it out"));
         }
-        return time::unix(&text, unit.nanos());
+        return number_time(text, fields);
     }
-    time::parse_time(&text)?.resolve(&fields.zone, fields.now)
+    time::parse_time(text)?.resolve(&fields.zone, fields.now)
+}
+
+/// A number of --time-unit since the Unix epoch, written out (digits, a fraction), to
+/// the nanosecond: fraction digits finer than that are dropped.
+fn number_time(text: &str, fields: &Fields) -> Result<i64, String> {
+    let Some(unit) = fields.unit else {
+        return Err(format!(
+            "the time {text} is a bare number; give its unit with --time-unit s|ms|us|ns"
+        ));
+    };
+    time::unix(text, unit.nanos())
+}
+
+/// A JSON number written out without an exponent, exactly (`1.5e3` is `1500`,
+/// `-25e-1` is `-2.5`).
+fn plain_decimal(number: &str) -> String {
+    let Some(at) = number.find(['e', 'E']) else {
+        return number.to_owned();
+    };
+    let (mantissa, exponent) = (number.get(..at).unwrap_or_default(), number.get(at + 1..));
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    // Past ±400 digits a time is out of range, or finer than a nanosecond in every unit.
+    let exponent: i64 = exponent
+        .unwrap_or_default()
+        .parse::<i64>()
+        .unwrap_or(i64::MAX)
+        .clamp(-400, 400);
+    // Where the decimal point goes in `digits`, counted from their start.
+    let point = whole.len() as i64 + exponent;
+    let text = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{int}.{frac}")
+    };
+    format!("{sign}{text}")
 }
 
 #[cfg(test)]

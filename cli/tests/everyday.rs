@@ -473,6 +473,82 @@ fn json_lines_import_takes_the_time_from_a_named_field() {
     .fails(1, &["standard input record 1", "no field \"nope\""]);
 }
 
+/// A JSON time written as a number with a fraction is exact to the nanosecond in every
+/// unit: it is read from its own digits, not rounded through a floating-point number
+/// (`1714564800.123456789` s was `...123456700`), written out or with an exponent; a
+/// number stored as the payload keeps its digits too.
+#[test]
+fn a_fractional_json_time_is_exact_in_every_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Timestamps with every digit used, in order, and their text in each unit.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut stamps: Vec<i64> = (0..200)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            NOON + (state >> 16) as i64 % (1_000_000 * SEC)
+        })
+        .collect();
+    stamps.sort_unstable();
+    for (unit, scale) in [("s", SEC), ("ms", 1_000_000), ("us", 1_000), ("ns", 1)] {
+        let digits = scale.to_string().len() - 1;
+        let text = |t: i64| {
+            let (whole, fraction) = (t / scale, t % scale);
+            if digits == 0 {
+                whole.to_string()
+            } else {
+                format!("{whole}.{fraction:0digits$}")
+            }
+        };
+        let mut input = String::new();
+        for (i, t) in stamps.iter().enumerate() {
+            let number = text(*t);
+            // Every other one with an exponent: 1.714564800123456789e9.
+            let number = if i % 2 == 1 {
+                let (whole, fraction) = number.split_once('.').unwrap_or((&number, ""));
+                format!(
+                    "{}.{}{fraction}e{}",
+                    &whole[..1],
+                    &whole[1..],
+                    whole.len() - 1
+                )
+            } else {
+                number
+            };
+            input.push_str(&format!("{{\"t\":{number},\"v\":{number}}}\n"));
+        }
+        let path = stream(dir.path(), &format!("{unit}.evs"), 1 << 20, &[]);
+        run_with_bytes(
+            &[
+                "append",
+                s(&path),
+                "--format",
+                "jsonl",
+                "--time-field",
+                "t",
+                "--time-unit",
+                unit,
+                "--payload-field",
+                "v",
+            ],
+            input.as_bytes(),
+        )
+        .ok();
+        let events = events_of(&path);
+        let got: Vec<i64> = events.iter().map(|(t, _)| *t).collect();
+        assert_eq!(got, stamps, "--time-unit {unit}");
+        for (line, (_, payload)) in input.lines().zip(&events) {
+            let written = line.split(",\"v\":").nth(1).unwrap().trim_end_matches('}');
+            assert_eq!(
+                String::from_utf8_lossy(payload),
+                written,
+                "--time-unit {unit}"
+            );
+        }
+    }
+}
+
 #[test]
 fn csv_import_reads_a_header_and_a_named_time_column() {
     let dir = tempfile::tempdir().unwrap();
