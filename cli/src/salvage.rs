@@ -22,20 +22,24 @@ Examples:
   evstream salvage app.log rescued.log
 
 Reads SRC without changing it and writes the events whose checksums match, in order, to
-DST, a new stream (the same capacity as SRC unless --capacity is given). After a damaged
-event it searches for the next event that checks out and reports each skipped range on
-standard output: its byte offset, its length and what was wrong at its start. DST is
-created only when at least one event is found (or SRC is an intact empty stream): it is
-built under a temporary name beside DST (.DST.PID.partial), flushed to disk, and renamed
-to DST only when complete, so an interrupted salvage (Ctrl-C, a kill, an error) never
-leaves a partial DST. A log directory is salvaged segment by
-segment, oldest first, into a new log with the same segment size, roll interval and
-write-back policy but no retention limit, so that it keeps every salvaged event (to
-apply limits again, copy it into a log created with them: evstream cat DST --format
-binary | evstream append NEW --format binary); each damaged range names its segment file, and an event whose timestamp is lower than the previous one
-salvaged (possible only across damaged segments) is skipped and reported. Exit status 0
-when the copy is made (with or without damage), 1 when SRC has no readable event or
-cannot be read, or DST cannot be written.";
+DST, a new stream (the same capacity as SRC unless --capacity is given; more when SRC was
+cut short, so that every event found fits). After a damaged event it searches for the
+next event that checks out and reports each skipped range on standard output: its byte
+offset, its length and what was wrong at its start. DST is created only when at least one
+event is found (or SRC is an intact empty stream): it is built under a temporary name
+beside DST (.DST.PID.partial), flushed to disk, and renamed to DST only when complete, so
+an interrupted salvage (Ctrl-C, a kill, an error) never leaves a partial DST. A log
+directory is salvaged segment by segment, oldest first, into a new log with the same
+segment size, roll interval and write-back policy but no retention limit, so that it
+keeps every salvaged event (to apply limits again, copy it into a log created with them:
+evstream cat DST --format binary | evstream append NEW --format binary); each damaged
+range names its segment file, and an event whose timestamp is lower than the previous one
+salvaged (possible only across damaged segments) is skipped and reported. The report on
+standard output never decides whether DST is made: standard output closed early (| head)
+stops it quietly; standard output that fails stops it, and the command exits 1 once DST
+is made, with the summary on its error line. Exit status 0 when the copy is made (with or
+without damage), 1 when SRC has no readable event or cannot be read, DST cannot be
+written, or standard output failed.";
 
 /// Arguments of `evstream salvage`.
 #[derive(Debug, clap::Args)]
@@ -134,6 +138,44 @@ impl Sink<'_> {
     }
 }
 
+/// The report on standard output: each damaged range, then the summary. It comes second
+/// to DST: a standard output that is closed or fails stops the report, never the
+/// salvage; the first failure is kept for the end.
+#[derive(Default)]
+struct Report {
+    failed: Option<Failure>,
+}
+
+impl Report {
+    /// Prints `text` (above the progress bar, if one is shown), unless standard output
+    /// already failed.
+    fn line(&mut self, bar: Option<&indicatif::ProgressBar>, text: &str) {
+        if self.failed.is_some() {
+            return;
+        }
+        let printed = match bar {
+            Some(bar) => bar.suspend(|| output::line(text)),
+            None => output::line(text),
+        };
+        if let Err(failure) = printed {
+            self.failed = Some(failure);
+        }
+    }
+
+    /// The command's outcome once DST is made and `summary` was printed: success, also
+    /// when the reader of standard output closed it early (as `head` does: it wanted no
+    /// more), and a failure naming DST and the summary when writing failed otherwise.
+    fn outcome(self, summary: &str) -> Result<(), Failure> {
+        match self.failed {
+            None | Some(Failure::ClosedOutput) => Ok(()),
+            Some(Failure::Error { message, .. }) => Err(Failure::data(format!(
+                "{message} (the report there is incomplete); the salvage itself completed: \
+                 {summary}"
+            ))),
+        }
+    }
+}
+
 /// What a salvage found, across every file it scanned.
 #[derive(Default)]
 struct Tally {
@@ -175,10 +217,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     } else {
         let capacity = match args.capacity {
             Some(capacity) => capacity,
-            None => std::fs::metadata(src)
-                .map(|m| m.len())
-                .unwrap_or(0)
-                .max(evstream::format::MIN_CAPACITY),
+            None => default_capacity(src),
         };
         let sink = Sink::Stream {
             path: temp,
@@ -188,9 +227,10 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
         (vec![src.to_owned()], sink)
     };
     let mut tally = Tally::default();
+    let mut report = Report::default();
     let mut result = Ok(());
     for file in &files {
-        result = salvage_file(file, src.is_dir(), dst, &mut sink, &mut tally);
+        result = salvage_file(file, src.is_dir(), dst, &mut sink, &mut tally, &mut report);
         if result.is_err() {
             break;
         }
@@ -228,7 +268,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     let span = tally.first_last.map_or_else(String::new, |(first, last)| {
         format!(", {} to {}", zone.show(first), zone.show(last))
     });
-    output::line(&format!(
+    let summary = format!(
         "salvaged {} ({}{span}) from {} to {}; skipped {} ({})",
         plural(tally.events, "event"),
         units::size(tally.event_bytes),
@@ -236,7 +276,29 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
         dst.display(),
         plural(tally.ranges, "damaged range"),
         units::size_exact(tally.damaged_bytes)
-    ))
+    );
+    report.line(None, &summary);
+    report.outcome(&summary)
+}
+
+/// DST's capacity when none is given: SRC's length, or more if SRC's events could
+/// reach further than a stream of that length holds them (a truncated SRC, whose last
+/// bytes a stream of its length keeps for its trailer), so that every salvaged event fits.
+fn default_capacity(src: &Path) -> u64 {
+    let len = std::fs::metadata(src).map(|m| m.len()).unwrap_or(0);
+    len.max(events_capacity(src))
+        .max(evstream::format::MIN_CAPACITY)
+}
+
+/// The capacity that holds every event SRC's scan can find (its events lie between the
+/// stream header and where the scan ends), or 0 if SRC cannot be opened to scan.
+fn events_capacity(src: &Path) -> u64 {
+    Salvage::open(src).map_or(0, |salvage| {
+        let events = salvage
+            .end()
+            .saturating_sub(evstream::format::STREAM_HEADER_LEN);
+        evstream::format::capacity_for_events(events).unwrap_or(u64::MAX)
+    })
 }
 
 /// Salvages one stream file (a whole stream, or one segment of a log) into `sink`.
@@ -246,6 +308,7 @@ fn salvage_file(
     dst: &Path,
     sink: &mut Sink<'_>,
     tally: &mut Tally,
+    report: &mut Report,
 ) -> Result<(), Failure> {
     let mut salvage = Salvage::open(file).map_err(|e| Failure::stream(file, &e))?;
     if let Some(write_offset) = salvage.bad_write_offset() {
@@ -262,10 +325,6 @@ fn salvage_file(
         } else {
             format!("byte offset {offset}")
         }
-    };
-    let report = |bar: &Option<indicatif::ProgressBar>, line: String| match bar {
-        Some(bar) => bar.suspend(|| output::line(&line)),
-        None => output::line(&line),
     };
     let bar = progress::bytes("salvaging", salvage.end());
     let result = loop {
@@ -289,14 +348,21 @@ fn salvage_file(
                         units::size_exact(len),
                         event.timestamp
                     );
-                    if let Err(failure) = report(&bar, line) {
-                        break Err(failure);
-                    }
+                    report.line(bar.as_ref(), &line);
                     continue;
                 }
                 if let Err(e) = sink.append(event.timestamp, event.payload) {
+                    let hint = match e {
+                        evstream::Error::Full { .. } if !segment => format!(
+                            "; salvage again with a larger --capacity ({} holds every \
+                             event {} can have)",
+                            units::size_exact(events_capacity(file)),
+                            file.display()
+                        ),
+                        _ => String::new(),
+                    };
                     break Err(Failure::stream(dst, &e).with_context(&format!(
-                        " (copying the event at byte offset {} of {})",
+                        " (copying the event at byte offset {} of {}){hint}",
                         event.offset,
                         file.display()
                     )));
@@ -321,9 +387,7 @@ fn salvage_file(
                     units::size_exact(range.len),
                     range.reason
                 );
-                if let Err(failure) = report(&bar, line) {
-                    break Err(failure);
-                }
+                report.line(bar.as_ref(), &line);
             }
         }
         if let Some(bar) = &bar {

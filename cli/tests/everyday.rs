@@ -1320,6 +1320,102 @@ fn salvage_copies_a_damaged_log_segment_by_segment() {
     .fails(2, &["--capacity is for stream files"]);
 }
 
+/// A salvage happens whatever becomes of its report on standard output: closed before
+/// the first line (`| head -n 0`), it stops quietly with DST made and status 0; failing
+/// (`> /dev/full`), DST is made and the command exits 1 with the summary on its error
+/// line; damaged source or intact.
+#[test]
+fn a_salvage_is_made_whatever_becomes_of_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<(i64, Vec<u8>)> = (0..100)
+        .map(|i| (NOON + i * SEC, format!("event {i:03}").into_bytes()))
+        .collect();
+    let borrowed: Vec<(i64, &[u8])> = events.iter().map(|(t, p)| (*t, p.as_slice())).collect();
+    let intact = stream(dir.path(), "intact.evs", 64 << 10, &borrowed);
+    let damaged = stream(dir.path(), "damaged.evs", 64 << 10, &borrowed);
+    // A payload byte of event 2 (each event is 16 + 9 bytes).
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[24 + 2 * 25 + 20] ^= 0x40;
+    std::fs::write(&damaged, &bytes).unwrap();
+    for (src, salvaged) in [(&intact, 100), (&damaged, 99)] {
+        let closed = dir.path().join(format!("closed-{salvaged}.evs"));
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = spawn(
+            evstream()
+                .args(["salvage", s(src), s(&closed)])
+                .stdout(writer)
+                .stderr(Stdio::piped()),
+        )
+        .wait_with_output()
+        .unwrap();
+        let ran = from(output);
+        assert_eq!((ran.code, ran.stderr.as_str()), (0, ""), "{ran:?}");
+        assert_eq!(events_of(&closed).len(), salvaged, "closed: DST is made");
+
+        let full = dir.path().join(format!("full-{salvaged}.evs"));
+        let dev_full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let output = spawn(
+            evstream()
+                .args(["salvage", s(src), s(&full)])
+                .stdout(dev_full)
+                .stderr(Stdio::piped()),
+        )
+        .wait_with_output()
+        .unwrap();
+        from(output).fails(
+            1,
+            &[
+                "cannot write to standard output: no space left on device",
+                "the salvage itself completed",
+                &format!("salvaged {salvaged} events"),
+                s(&full),
+            ],
+        );
+        assert_eq!(events_of(&full).len(), salvaged, "failing: DST is made");
+    }
+}
+
+/// A stream cut short (its last bytes, the trailer, gone) is salvaged without
+/// `--capacity`: DST's default capacity holds every event found; a `--capacity` too small
+/// for them is refused with the capacity that would do.
+#[test]
+fn a_truncated_stream_is_salvaged_whole_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<(i64, Vec<u8>)> = (0..150)
+        .map(|i| (NOON + i * SEC, format!("{i}").into_bytes()))
+        .collect();
+    let borrowed: Vec<(i64, &[u8])> = events.iter().map(|(t, p)| (*t, p.as_slice())).collect();
+    let src = stream(dir.path(), "s.evs", 4096, &borrowed);
+    // The events that end within the first 2000 bytes survive the cut.
+    let whole = StreamReader::open(&src)
+        .unwrap()
+        .iter()
+        .map(|e| e.unwrap())
+        .take_while(|e| e.offset() + 16 + e.payload().len() as u64 <= 2000)
+        .count();
+    let file = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    file.set_len(2000).unwrap();
+    drop(file);
+    let dst = dir.path().join("s-rescued.evs");
+    let out = run(&["salvage", s(&src), s(&dst)]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(events_of(&dst), events[..whole], "every event found");
+    run(&["verify", s(&dst)]).ok();
+    let small = dir.path().join("small.evs");
+    let refused = run(&["salvage", s(&src), s(&small), "--capacity", "1536"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    // A note that the header's write offset is out of range (the cut), then the error.
+    let error = refused.stderr.lines().last().unwrap();
+    for words in ["is full", "a larger --capacity (3 KiB", "was not created"] {
+        assert!(error.contains(words), "{words:?} in {refused:?}");
+    }
+    assert!(!small.exists());
+}
+
 /// The events of the log at `path`, read through the `evstream` binary.
 fn log_lines(path: &Path) -> Vec<String> {
     cat_raw(path, &[])
