@@ -3,6 +3,11 @@
 A *stream* is one preallocated file; a *log* is a directory of streams used as rolling
 segments, with retention, named cursors and a time index. Times are Unix nanoseconds
 (``int``) or timezone-aware ``datetime`` objects.
+
+Writers, readers and iterators belong to the process that opened them. In a child made
+by ``os.fork()`` every use of an inherited one raises ``Locked`` (open the file again
+there; ``path`` still answers), and the child's exit, or its dropping them, runs none of
+their destructors: the parent's writer keeps its lock, its readers their segments.
 """
 
 import datetime
@@ -269,6 +274,9 @@ class NotAFile(Error):
     path: pathlib.Path
 
 class Locked(Error):
+    """Another writer holds the stream or log, or the object was opened by another
+    process (this one was forked from it): open the file again in this process."""
+
     path: pathlib.Path
 
 class BadCapacity(Error):

@@ -36,7 +36,7 @@ variants! {
     Io: "An operating system call failed (`errno`, `path`).",
     AlreadyExists: "The file or directory to create already exists.",
     NotAFile: "The path is a directory, FIFO or device, not a stream file.",
-    Locked: "Another writer holds the stream or log.",
+    Locked: "Another writer holds the stream or log, or the object was opened by another process (`path`).",
     BadCapacity: "A stream's capacity is out of range.",
     BadHeader: "The stream's header is not valid.",
     Corrupt: "An event is damaged (`offset`, `watermark`).",
@@ -202,6 +202,21 @@ pub fn to_py(error: evstream::Error, file: &Path) -> PyErr {
             // An attribute that cannot be set leaves the message, which says it all.
             let _ = value.setattr(name, attr);
         }
+        err
+    })
+}
+
+/// `Locked`, for a `class` object on `path` that process `owner` opened, used in process
+/// `here` (forked from it since), where it would share the owner's locks.
+pub fn opened_elsewhere(class: &str, path: &Path, owner: u32, here: u32) -> PyErr {
+    let text = format!(
+        "{}: this {class} was opened by process {owner}; a process forked from it cannot \
+         use it: open it again in this process ({here})",
+        path.display()
+    );
+    Python::attach(|py| {
+        let err = Locked::new_err(text);
+        let _ = err.value(py).setattr("path", path_obj(py, path));
         err
     })
 }

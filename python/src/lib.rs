@@ -7,6 +7,7 @@ mod columns;
 mod errors;
 mod event;
 mod log;
+mod process;
 mod stream;
 mod time;
 mod wait;

@@ -15,6 +15,7 @@ use evstream::{LogEvent, LogIter, LogOptions, LogReader, LogWriter, Position};
 use crate::columns;
 use crate::errors::IntoPy;
 use crate::event::{Event, Place};
+use crate::process::Owned;
 use crate::time::{opt_ns, to_ns};
 use crate::wait::{BATCH, Wait};
 
@@ -73,19 +74,31 @@ fn position_arg(value: &Bound<'_, PyAny>) -> PyResult<Position> {
 
 /// Appends to a log: a directory of rolling segments, with retention.
 ///
-/// One writer per log at a time, across processes (`Locked` otherwise).
+/// One writer per log at a time, across processes (`Locked` otherwise). Only the process
+/// that opened it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "LogWriter")]
 pub struct PyLogWriter {
-    inner: Mutex<Option<LogWriter>>,
+    inner: Owned<Mutex<Option<LogWriter>>>,
 }
 
 impl PyLogWriter {
+    fn new(writer: LogWriter) -> Self {
+        let dir = writer.dir().to_owned();
+        Self {
+            inner: Owned::new("LogWriter", &dir, Mutex::new(Some(writer))),
+        }
+    }
+
     fn with<R>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut LogWriter) -> PyResult<R>,
     ) -> PyResult<R> {
-        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let mut guard = self
+            .inner
+            .get()?
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?;
         let writer = guard.as_mut().ok_or_else(closed)?;
         f(writer)
     }
@@ -128,18 +141,14 @@ impl PyLogWriter {
         let writer = py
             .detach(|| LogWriter::create(&path, options))
             .py_err(&path)?;
-        Ok(Self {
-            inner: Mutex::new(Some(writer)),
-        })
+        Ok(Self::new(writer))
     }
 
     /// Opens the log in `path` for appending, repairing what a crash left.
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let writer = py.detach(|| LogWriter::open(&path)).py_err(&path)?;
-        Ok(Self {
-            inner: Mutex::new(Some(writer)),
-        })
+        Ok(Self::new(writer))
     }
 
     /// Appends one event; returns its position `"SEGMENT:OFFSET"`.
@@ -171,7 +180,11 @@ impl PyLogWriter {
     /// Flushes and closes the writer; later calls raise `ValueError`. Closing twice is
     /// allowed.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let mut guard = self
+            .inner
+            .get()?
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?;
         let Some(mut writer) = guard.take() else {
             return Ok(());
         };
@@ -195,6 +208,7 @@ impl PyLogWriter {
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self
             .inner
+            .get()?
             .lock_py_attached(py)
             .map_err(|_| poisoned())?
             .is_none())
@@ -204,17 +218,23 @@ impl PyLogWriter {
         slf
     }
 
+    /// Closes the writer; in a process forked from the one that opened it, does nothing
+    /// (the writer is the other process's to close), so that a child leaving the
+    /// parent's `with` block, as on `sys.exit`, is not stopped by `Locked`.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
+        if self.inner.is_here() {
+            self.close(py)?;
+        }
         Ok(false)
     }
 }
 
-/// Reads a log: iteration, seek by time, tail, stat, cursors, columnar replay.
+/// Reads a log: iteration, seek by time, tail, stat, cursors, columnar replay. Only the
+/// process that opened it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "LogReader", frozen)]
 pub struct PyLogReader {
-    inner: LogReader,
+    inner: Owned<LogReader>,
 }
 
 #[pymethods]
@@ -223,7 +243,10 @@ impl PyLogReader {
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| LogReader::open(&path)).py_err(&path)?;
-        Ok(Self { inner })
+        let dir = inner.dir().to_owned();
+        Ok(Self {
+            inner: Owned::new("LogReader", &dir, inner),
+        })
     }
 
     fn __iter__(&self, py: Python<'_>) -> PyResult<PyLogIterator> {
@@ -239,9 +262,10 @@ impl PyLogReader {
         since: Option<&Bound<'_, PyAny>>,
         until: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyLogIterator> {
+        let reader = self.inner.get()?;
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let iter = py.detach(|| self.start(since)).py_err(self.inner.dir())?;
-        Ok(PyLogIterator::new(self.inner.dir(), iter, until, None))
+        let iter = py.detach(|| start(reader, since)).py_err(reader.dir())?;
+        Ok(PyLogIterator::new(reader.dir(), iter, until, None))
     }
 
     /// Follows the log: its events from `since`, or from `position` (such as
@@ -256,6 +280,7 @@ impl PyLogReader {
         since: Option<&Bound<'_, PyAny>>,
         position: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyLogIterator> {
+        let reader = self.inner.get()?;
         let timeout = timeout
             .filter(|t| !t.is_none())
             .map(|t| duration(t, "timeout"))
@@ -267,12 +292,12 @@ impl PyLogReader {
             .transpose()?;
         let iter = py
             .detach(|| match position {
-                Some(at) => self.inner.iter_from(at),
-                None => self.start(since),
+                Some(at) => reader.iter_from(at),
+                None => start(reader, since),
             })
-            .py_err(self.inner.dir())?;
+            .py_err(reader.dir())?;
         Ok(PyLogIterator::new(
-            self.inner.dir(),
+            reader.dir(),
             iter,
             None,
             Some(Wait::new(timeout)),
@@ -281,13 +306,15 @@ impl PyLogReader {
 
     /// The last `n` events, oldest first.
     fn tail(&self, py: Python<'_>, n: usize) -> PyResult<Vec<Py<Event>>> {
-        let events = py.detach(|| self.inner.tail(n)).py_err(self.inner.dir())?;
+        let reader = self.inner.get()?;
+        let events = py.detach(|| reader.tail(n)).py_err(reader.dir())?;
         events.iter().map(|e| log_event(py, e)).collect()
     }
 
     /// A summary: segments, events, disk use, time span, whether a writer is active.
     fn stat(&self, py: Python<'_>) -> PyResult<LogStat> {
-        let stat = py.detach(|| self.inner.stat()).py_err(self.inner.dir())?;
+        let reader = self.inner.get()?;
+        let stat = py.detach(|| reader.stat()).py_err(reader.dir())?;
         Ok(LogStat {
             segments: stat.segments,
             first_segment: stat.first_segment,
@@ -304,35 +331,36 @@ impl PyLogReader {
 
     /// The position of the log's first event still kept.
     fn start_position(&self, py: Python<'_>) -> PyResult<String> {
+        let reader = self.inner.get()?;
         Ok(py
-            .detach(|| self.inner.start())
-            .py_err(self.inner.dir())?
+            .detach(|| reader.start())
+            .py_err(reader.dir())?
             .to_string())
     }
 
     /// The position after the log's last published event.
     fn end(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(py
-            .detach(|| self.inner.end())
-            .py_err(self.inner.dir())?
-            .to_string())
+        let reader = self.inner.get()?;
+        Ok(py.detach(|| reader.end()).py_err(reader.dir())?.to_string())
     }
 
     /// The position stored in cursor `name`, or `None` if it was never committed.
     fn cursor(&self, py: Python<'_>, name: &str) -> PyResult<Option<String>> {
+        let reader = self.inner.get()?;
         Ok(py
-            .detach(|| self.inner.cursor(name))
-            .py_err(self.inner.dir())?
+            .detach(|| reader.cursor(name))
+            .py_err(reader.dir())?
             .map(|p| p.to_string()))
     }
 
     /// The events from cursor `name` on (from the start of the log if it was never
     /// committed), up to the end of the log.
     fn iter_cursor(&self, py: Python<'_>, name: &str) -> PyResult<PyLogIterator> {
+        let reader = self.inner.get()?;
         let iter = py
-            .detach(|| self.inner.iter_cursor(name))
-            .py_err(self.inner.dir())?;
-        Ok(PyLogIterator::new(self.inner.dir(), iter, None, None))
+            .detach(|| reader.iter_cursor(name))
+            .py_err(reader.dir())?;
+        Ok(PyLogIterator::new(reader.dir(), iter, None, None))
     }
 
     /// Stores `position` in cursor `name`, atomically and durably. `position` is
@@ -343,17 +371,17 @@ impl PyLogReader {
         name: &str,
         position: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        let reader = self.inner.get()?;
         let position = position_arg(position)?;
-        py.detach(|| self.inner.commit_cursor(name, position))
-            .py_err(self.inner.dir())
+        py.detach(|| reader.commit_cursor(name, position))
+            .py_err(reader.dir())
     }
 
     /// How far cursor `name` is behind the end of the log, or `None` if it was never
     /// committed.
     fn lag(&self, py: Python<'_>, name: &str) -> PyResult<Option<Lag>> {
-        let lag = py
-            .detach(|| self.inner.cursor_lag(name))
-            .py_err(self.inner.dir())?;
+        let reader = self.inner.get()?;
+        let lag = py.detach(|| reader.cursor_lag(name)).py_err(reader.dir())?;
         Ok(lag.map(|l| Lag {
             events: l.events,
             bytes: l.bytes,
@@ -370,10 +398,11 @@ impl PyLogReader {
         since: Option<&Bound<'py, PyAny>>,
         until: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let reader = self.inner.get()?;
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
         let chunks = py
-            .detach(|| self.replay(since, until))
-            .py_err(self.inner.dir())?;
+            .detach(|| replay(reader, since, until))
+            .py_err(reader.dir())?;
         columns::table(py, chunks)
     }
 
@@ -388,101 +417,99 @@ impl PyLogReader {
         self.to_arrow(py, since, until)?.call_method0("to_pandas")
     }
 
-    /// The log's directory.
+    /// The log's directory (also in a process forked since, to open it again there).
     #[getter]
     fn path(&self) -> PathBuf {
-        self.inner.dir().to_owned()
+        self.inner.path().to_owned()
     }
 }
 
-impl PyLogReader {
-    /// The chunks of `to_arrow`: the time range split in as many parts as there are
-    /// cores (up to 4; one for fewer than [`columns::PARALLEL_EVENTS`] events), each
-    /// replayed by a thread of its own from its start found by time (`iter_since`), the
-    /// parts joined in order. Timestamps never decrease, so the parts neither overlap
-    /// nor leave a gap.
-    fn replay(
-        &self,
-        since: Option<i64>,
-        until: Option<i64>,
-    ) -> evstream::Result<Vec<columns::Chunk>> {
-        let stat = self.inner.stat()?;
-        let whole = since.is_none() && until.is_none();
-        let cores = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4);
-        let parts = match (stat.first_timestamp, stat.last_timestamp) {
-            (Some(first), Some(last)) if stat.events >= columns::PARALLEL_EVENTS && cores > 1 => {
-                let low = i128::from(since.unwrap_or(first).max(first));
-                let high = i128::from(until.map_or(last, |u| u.min(last)));
-                let count = cores as i128;
-                // Boundaries between the parts: `low < b1 <= ... < high`, or none.
-                (1..count)
-                    .filter_map(|k| i64::try_from(low + (high - low) * k / count).ok())
-                    .filter(|&b| i128::from(b) > low)
-                    .collect::<Vec<i64>>()
-            }
-            _ => Vec::new(),
-        };
-        let estimate = if whole {
-            usize::try_from(stat.events / (parts.len() as u64 + 1)).unwrap_or(0)
-        } else {
-            0
-        };
-        // Part k covers [start_k, end_k): the first starts at `since`, the last ends at `until`.
-        let starts = std::iter::once(since).chain(parts.iter().copied().map(Some));
-        let ends = parts
-            .iter()
-            .copied()
-            .map(Some)
-            .chain(std::iter::once(until));
-        let ranges: Vec<(Option<i64>, Option<i64>)> = starts.zip(ends).collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = ranges
-                .iter()
-                .map(|&(from, to)| scope.spawn(move || self.replay_part(from, to, estimate)))
-                .collect();
-            let mut chunks = Vec::new();
-            for handle in handles {
-                match handle.join() {
-                    Ok(part) => chunks.extend(part?),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            Ok(chunks)
-        })
-    }
-
-    /// The chunks of the events from `since` (inclusive) to `until` (exclusive).
-    fn replay_part(
-        &self,
-        since: Option<i64>,
-        until: Option<i64>,
-        estimate: usize,
-    ) -> evstream::Result<Vec<columns::Chunk>> {
-        let mut iter = self.start(since)?;
-        columns::collect(estimate, |sink| {
-            while let Some(event) = iter.try_next()? {
-                if until.is_some_and(|u| event.timestamp() >= u) {
-                    break;
-                }
-                let at = event.position();
-                sink.push(
-                    event.timestamp(),
-                    Some(at.segment()),
-                    at.offset(),
-                    event.payload(),
-                );
-            }
-            Ok(())
-        })
-    }
-
-    fn start(&self, since: Option<i64>) -> evstream::Result<LogIter> {
-        match since {
-            Some(ts) => self.inner.iter_since(ts),
-            None => self.inner.iter(),
+/// The chunks of `to_arrow`: the time range split in as many parts as there are cores
+/// (up to 4; one for fewer than [`columns::PARALLEL_EVENTS`] events), each replayed by a
+/// thread of its own from its start found by time (`iter_since`), the parts joined in
+/// order. Timestamps never decrease, so the parts neither overlap nor leave a gap.
+fn replay(
+    reader: &LogReader,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> evstream::Result<Vec<columns::Chunk>> {
+    let stat = reader.stat()?;
+    let whole = since.is_none() && until.is_none();
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    let parts = match (stat.first_timestamp, stat.last_timestamp) {
+        (Some(first), Some(last)) if stat.events >= columns::PARALLEL_EVENTS && cores > 1 => {
+            let low = i128::from(since.unwrap_or(first).max(first));
+            let high = i128::from(until.map_or(last, |u| u.min(last)));
+            let count = cores as i128;
+            // Boundaries between the parts: `low < b1 <= ... < high`, or none.
+            (1..count)
+                .filter_map(|k| i64::try_from(low + (high - low) * k / count).ok())
+                .filter(|&b| i128::from(b) > low)
+                .collect::<Vec<i64>>()
         }
+        _ => Vec::new(),
+    };
+    let estimate = if whole {
+        usize::try_from(stat.events / (parts.len() as u64 + 1)).unwrap_or(0)
+    } else {
+        0
+    };
+    // Part k covers [start_k, end_k): the first starts at `since`, the last ends at `until`.
+    let starts = std::iter::once(since).chain(parts.iter().copied().map(Some));
+    let ends = parts
+        .iter()
+        .copied()
+        .map(Some)
+        .chain(std::iter::once(until));
+    let ranges: Vec<(Option<i64>, Option<i64>)> = starts.zip(ends).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(from, to)| scope.spawn(move || replay_part(reader, from, to, estimate)))
+            .collect();
+        let mut chunks = Vec::new();
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => chunks.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(chunks)
+    })
+}
+
+/// The chunks of the events from `since` (inclusive) to `until` (exclusive).
+fn replay_part(
+    reader: &LogReader,
+    since: Option<i64>,
+    until: Option<i64>,
+    estimate: usize,
+) -> evstream::Result<Vec<columns::Chunk>> {
+    let mut iter = start(reader, since)?;
+    columns::collect(estimate, |sink| {
+        while let Some(event) = iter.try_next()? {
+            if until.is_some_and(|u| event.timestamp() >= u) {
+                break;
+            }
+            let at = event.position();
+            sink.push(
+                event.timestamp(),
+                Some(at.segment()),
+                at.offset(),
+                event.payload(),
+            );
+        }
+        Ok(())
+    })
+}
+
+/// The events from the first at or after `since`, or from the first.
+fn start(reader: &LogReader, since: Option<i64>) -> evstream::Result<LogIter> {
+    match since {
+        Some(ts) => reader.iter_since(ts),
+        None => reader.iter(),
     }
 }
 
@@ -495,10 +522,11 @@ fn log_event(py: Python<'_>, event: &LogEvent) -> PyResult<Py<Event>> {
     )
 }
 
-/// Iterates a log's events, reading them in batches with the GIL released.
+/// Iterates a log's events, reading them in batches with the GIL released. Only the
+/// process that made it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "LogIterator")]
 pub struct PyLogIterator {
-    state: Mutex<IterState>,
+    state: Owned<Mutex<IterState>>,
 }
 
 struct IterState {
@@ -514,16 +542,17 @@ struct IterState {
 
 impl PyLogIterator {
     fn new(dir: &Path, iter: LogIter, until: Option<i64>, wait: Option<Wait>) -> Self {
+        let state = IterState {
+            dir: dir.to_owned(),
+            iter,
+            until,
+            wait,
+            ready: VecDeque::new(),
+            failed: None,
+            done: false,
+        };
         Self {
-            state: Mutex::new(IterState {
-                dir: dir.to_owned(),
-                iter,
-                until,
-                wait,
-                ready: VecDeque::new(),
-                failed: None,
-                done: false,
-            }),
+            state: Owned::new("LogIterator", dir, Mutex::new(state)),
         }
     }
 }
@@ -535,7 +564,11 @@ impl PyLogIterator {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Event>>> {
-        let mut guard = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
+        let mut guard = self
+            .state
+            .get()?
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?;
         let state = &mut *guard;
         loop {
             if let Some(event) = state.ready.pop_front() {
@@ -574,7 +607,11 @@ impl PyLogIterator {
     /// The position of the next event this iterator returns.
     #[getter]
     fn position(&self, py: Python<'_>) -> PyResult<String> {
-        let guard = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
+        let guard = self
+            .state
+            .get()?
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?;
         Ok(match guard.ready.front() {
             Some(event) => event.get().position_string(),
             None => guard.iter.position().to_string(),

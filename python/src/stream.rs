@@ -16,6 +16,7 @@ use evstream::{Corruption, Error, EventView, StreamReader, StreamWriter};
 use crate::columns;
 use crate::errors::IntoPy;
 use crate::event::{Event, Place};
+use crate::process::Owned;
 use crate::time::{opt_ns, to_ns};
 use crate::wait::{BATCH, Wait};
 
@@ -29,19 +30,31 @@ fn poisoned() -> PyErr {
 
 /// Appends to one stream file: a preallocated file of fixed capacity.
 ///
-/// One writer per file at a time, across processes (`Locked` otherwise).
+/// One writer per file at a time, across processes (`Locked` otherwise). Only the
+/// process that opened it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "StreamWriter")]
 pub struct PyStreamWriter {
-    inner: Mutex<Option<StreamWriter>>,
+    inner: Owned<Mutex<Option<StreamWriter>>>,
 }
 
 impl PyStreamWriter {
+    fn new(writer: StreamWriter) -> Self {
+        let path = writer.path().to_owned();
+        Self {
+            inner: Owned::new("StreamWriter", &path, Mutex::new(Some(writer))),
+        }
+    }
+
     fn with<R>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut StreamWriter) -> PyResult<R>,
     ) -> PyResult<R> {
-        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let mut guard = self
+            .inner
+            .get()?
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?;
         let writer = guard.as_mut().ok_or_else(closed)?;
         f(writer)
     }
@@ -56,18 +69,14 @@ impl PyStreamWriter {
         let writer = py
             .detach(|| StreamWriter::create(&path, capacity))
             .py_err(&path)?;
-        Ok(Self {
-            inner: Mutex::new(Some(writer)),
-        })
+        Ok(Self::new(writer))
     }
 
     /// Opens the stream file `path` for appending, repairing what a crash left.
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let writer = py.detach(|| StreamWriter::open(&path)).py_err(&path)?;
-        Ok(Self {
-            inner: Mutex::new(Some(writer)),
-        })
+        Ok(Self::new(writer))
     }
 
     /// Appends one event; returns its byte offset.
@@ -101,7 +110,11 @@ impl PyStreamWriter {
 
     /// Flushes and closes the writer; later calls raise `ValueError`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let mut guard = self
+            .inner
+            .get()?
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?;
         let Some(mut writer) = guard.take() else {
             return Ok(());
         };
@@ -135,6 +148,7 @@ impl PyStreamWriter {
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self
             .inner
+            .get()?
             .lock_py_attached(py)
             .map_err(|_| poisoned())?
             .is_none())
@@ -144,19 +158,24 @@ impl PyStreamWriter {
         slf
     }
 
+    /// Closes the writer; in a process forked from the one that opened it, does nothing
+    /// (the writer is the other process's to close), so that a child leaving the
+    /// parent's `with` block, as on `sys.exit`, is not stopped by `Locked`.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
+        if self.inner.is_here() {
+            self.close(py)?;
+        }
         Ok(false)
     }
 }
 
-/// Reads one stream file: iteration, seek by time, follow, tail, stat.
+/// Reads one stream file: iteration, seek by time, follow, tail, stat. Only the process
+/// that opened it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "StreamReader", frozen)]
 pub struct PyStreamReader {
-    path: PathBuf,
     /// Refreshed before each use; iterators open readers of their own.
-    inner: Mutex<StreamReader>,
+    inner: Owned<Mutex<StreamReader>>,
 }
 
 #[pymethods]
@@ -166,8 +185,7 @@ impl PyStreamReader {
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| StreamReader::open(&path)).py_err(&path)?;
         Ok(Self {
-            path,
-            inner: Mutex::new(inner),
+            inner: Owned::new("StreamReader", &path, Mutex::new(inner)),
         })
     }
 
@@ -184,8 +202,11 @@ impl PyStreamReader {
         since: Option<&Bound<'_, PyAny>>,
         until: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyStreamIterator> {
+        self.inner.get()?; // Only in the process that opened the reader.
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let (reader, start) = py.detach(|| self.iterate(since)).py_err(&self.path)?;
+        let (reader, start) = py
+            .detach(|| self.iterate(since))
+            .py_err(self.inner.path())?;
         Ok(PyStreamIterator::new(reader, start, until, None))
     }
 
@@ -201,12 +222,15 @@ impl PyStreamReader {
         since: Option<&Bound<'_, PyAny>>,
         offset: Option<u64>,
     ) -> PyResult<PyStreamIterator> {
+        self.inner.get()?; // Only in the process that opened the reader.
         let timeout = timeout
             .filter(|t| !t.is_none())
             .map(|t| crate::log::duration(t, "timeout"))
             .transpose()?;
         let since = opt_ns(since)?;
-        let (reader, start) = py.detach(|| self.iterate(since)).py_err(&self.path)?;
+        let (reader, start) = py
+            .detach(|| self.iterate(since))
+            .py_err(self.inner.path())?;
         let start = offset.or(start);
         Ok(PyStreamIterator::new(
             reader,
@@ -234,7 +258,7 @@ impl PyStreamReader {
                 }
                 Ok(last)
             })
-            .py_err(&self.path)?;
+            .py_err(self.inner.path())?;
         last.iter().map(|e| stream_event(py, e)).collect()
     }
 
@@ -242,7 +266,9 @@ impl PyStreamReader {
     fn stat(&self, py: Python<'_>) -> PyResult<StreamStat> {
         let guard = self.fresh(py)?;
         let reader = &*guard;
-        let writer_active = py.detach(|| reader.writer_active()).py_err(&self.path)?;
+        let writer_active = py
+            .detach(|| reader.writer_active())
+            .py_err(self.inner.path())?;
         Ok(StreamStat {
             capacity: reader.capacity(),
             write_offset: reader.write_offset(),
@@ -290,7 +316,7 @@ impl PyStreamReader {
                     Ok::<_, evstream::Error>(())
                 })
             })
-            .py_err(&self.path)?;
+            .py_err(self.inner.path())?;
         columns::table(py, chunks)
     }
 
@@ -305,10 +331,10 @@ impl PyStreamReader {
         self.to_arrow(py, since, until)?.call_method0("to_pandas")
     }
 
-    /// The stream file's path.
+    /// The stream file's path (also in a process forked since, to open it again there).
     #[getter]
     fn path(&self) -> PathBuf {
-        self.path.clone()
+        self.inner.path().to_owned()
     }
 }
 
@@ -316,7 +342,7 @@ impl PyStreamReader {
     /// A reader of its own for an iterator (which moves its snapshot forward as it
     /// goes), and where reading from `since` starts.
     fn iterate(&self, since: Option<i64>) -> evstream::Result<(StreamReader, Option<u64>)> {
-        let reader = StreamReader::open(&self.path)?;
+        let reader = StreamReader::open(self.inner.path())?;
         let start = match since {
             Some(ts) => reader.seek_time(ts)?,
             None => Some(STREAM_HEADER_LEN),
@@ -326,9 +352,13 @@ impl PyStreamReader {
 
     /// The reader, its snapshot moved to the events published now.
     fn fresh(&self, py: Python<'_>) -> PyResult<std::sync::MutexGuard<'_, StreamReader>> {
-        let mut guard = self.inner.lock_py_attached(py).map_err(|_| poisoned())?;
+        let mut guard = self
+            .inner
+            .get()?
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?;
         let reader = &mut *guard;
-        py.detach(|| reader.refresh()).py_err(&self.path)?;
+        py.detach(|| reader.refresh()).py_err(self.inner.path())?;
         Ok(guard)
     }
 }
@@ -342,10 +372,11 @@ fn stream_event(py: Python<'_>, event: &EventView<'_>) -> PyResult<Py<Event>> {
     )
 }
 
-/// Iterates a stream file's events, reading them in batches with the GIL released.
+/// Iterates a stream file's events, reading them in batches with the GIL released. Only
+/// the process that made it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "StreamIterator")]
 pub struct PyStreamIterator {
-    state: Mutex<StreamState>,
+    state: Owned<Mutex<StreamState>>,
 }
 
 struct StreamState {
@@ -368,17 +399,19 @@ impl PyStreamIterator {
         until: Option<i64>,
         wait: Option<Wait>,
     ) -> Self {
+        let path = reader.path().to_owned();
+        let state = StreamState {
+            reader,
+            done: offset.is_none(),
+            offset,
+            previous: i64::MIN,
+            until,
+            wait,
+            ready: VecDeque::new(),
+            failed: None,
+        };
         Self {
-            state: Mutex::new(StreamState {
-                reader,
-                done: offset.is_none(),
-                offset,
-                previous: i64::MIN,
-                until,
-                wait,
-                ready: VecDeque::new(),
-                failed: None,
-            }),
+            state: Owned::new("StreamIterator", &path, Mutex::new(state)),
         }
     }
 }
@@ -429,7 +462,11 @@ impl PyStreamIterator {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Event>>> {
-        let mut guard = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
+        let mut guard = self
+            .state
+            .get()?
+            .lock_py_attached(py)
+            .map_err(|_| poisoned())?;
         let state = &mut *guard;
         loop {
             if let Some(event) = state.ready.pop_front() {
