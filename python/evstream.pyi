@@ -247,8 +247,9 @@ class StreamReader:
         since: Optional[_Time] = None,
         offset: Optional[int] = None,
     ) -> StreamIterator:
-        """Events from ``since``/``offset``/the start, then each new one as it is
-        appended, until the stream is sealed or full, or ``timeout`` passes without one."""
+        """Events from ``since`` (from the end if every event is earlier)/``offset``/the
+        start, then each new one as it is appended, until the stream is sealed or full, or
+        ``timeout`` passes without one."""
     def tail(self, n: int) -> list[Event]: ...
     def stat(self) -> StreamStat: ...
     def to_arrow(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pyarrow.Table: ...

@@ -210,10 +210,10 @@ impl PyStreamReader {
         Ok(PyStreamIterator::new(reader, start, until, None))
     }
 
-    /// Follows the stream: its events from `since`, or from byte `offset`, or from the
-    /// start, then each new one as the writer appends it, until the stream is sealed or
-    /// full. With a `timeout` (seconds) the iteration also ends when no event came for
-    /// that long.
+    /// Follows the stream: its events from `since` (from its end if every event is
+    /// earlier), or from byte `offset`, or from the start, then each new one as the
+    /// writer appends it, until the stream is sealed or full. With a `timeout` (seconds)
+    /// the iteration also ends when no event came for that long.
     #[pyo3(signature = (timeout=None, since=None, offset=None))]
     fn follow(
         &self,
@@ -231,10 +231,11 @@ impl PyStreamReader {
         let (reader, start) = py
             .detach(|| self.iterate(since))
             .py_err(self.inner.path())?;
-        let start = offset.or(start);
+        // A `since` after every event: the follow starts where the next event will.
+        let start = offset.or(start).unwrap_or(reader.write_offset());
         Ok(PyStreamIterator::new(
             reader,
-            start,
+            Some(start),
             None,
             Some(Wait::new(timeout)),
         ))

@@ -6,6 +6,8 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 import evstream
 
 WRITER = textwrap.dedent(
@@ -68,6 +70,26 @@ def test_a_stream_follower_is_woken_by_a_writer_in_another_process(tmp_path):
         assert got == [b"from another process %d" % i for i in range(20)]
     finally:
         assert child.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("kind", ["stream", "log"])
+def test_a_follow_since_a_time_after_every_event_waits_for_the_next(tmp_path, kind):
+    if kind == "stream":
+        writer = evstream.StreamWriter.create(tmp_path / "s.evs", 1 << 20)
+        reader = evstream.StreamReader.open(tmp_path / "s.evs")
+    else:
+        writer = evstream.LogWriter.create(tmp_path / "log", segment_size=1 << 20)
+        reader = evstream.LogReader.open(tmp_path / "log")
+    writer.append(1_000, b"old")
+    follower = reader.follow(timeout=30, since=2_000)
+    later = threading.Timer(0.3, lambda: writer.append(3_000, b"new"))
+    later.start()
+    try:
+        assert next(follower).payload == b"new"
+    finally:
+        later.join()
+    assert [e.payload for e in reader.follow(timeout=0.1, since=1_000)] == [b"old", b"new"]
+    writer.close()
 
 
 def test_a_follow_timeout_ends_the_iteration(tmp_path):
