@@ -185,7 +185,8 @@ class LogReader:
         position: Union[str, Event, None] = None,
     ) -> LogIterator:
         """Events from ``since``/``position``/the start, then each new one as it is
-        appended; ends after ``timeout`` seconds without an event (never if ``None``)."""
+        appended; ends after ``timeout`` seconds without an event (never if ``None``).
+        A ``position`` where no event starts raises ``NoSuchPosition`` when read."""
     def tail(self, n: int) -> list[Event]: ...
     def stat(self) -> LogStat: ...
     def start_position(self) -> str: ...
@@ -249,7 +250,8 @@ class StreamReader:
     ) -> StreamIterator:
         """Events from ``since`` (from the end if every event is earlier)/``offset``/the
         start, then each new one as it is appended, until the stream is sealed or full, or
-        ``timeout`` passes without one."""
+        ``timeout`` passes without one. An ``offset`` where no event starts raises
+        ``OffsetOutOfRange`` when read."""
     def tail(self, n: int) -> list[Event]: ...
     def stat(self) -> StreamStat: ...
     def to_arrow(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pyarrow.Table: ...
@@ -326,6 +328,8 @@ class Poisoned(Error):
     path: pathlib.Path
 
 class OffsetOutOfRange(Error):
+    """The offset is outside the published events, or no event starts at it."""
+
     offset: int
 
 class Regressed(Error):
@@ -347,6 +351,8 @@ class Retired(Error):
     first_segment: int
 
 class NoSuchPosition(Error):
+    """The position is not in the log, or no event starts at it."""
+
     position: str
 
 class BadCursor(Error):

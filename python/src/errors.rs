@@ -50,13 +50,13 @@ variants! {
     Full: "The stream is full (`needed`, `available`).",
     PayloadTooLarge: "A payload exceeds the maximum an event can hold.",
     Poisoned: "An earlier flush failed; the writer accepts no more appends.",
-    OffsetOutOfRange: "An offset is outside the published events.",
+    OffsetOutOfRange: "An offset is outside the published events, or no event starts at it (`offset`).",
     Regressed: "The published write offset moved back under a reader.",
     NotALog: "The directory is not a log.",
     UnsupportedLogVersion: "The log is of a version this build does not read (`version`, `supported`).",
     EventTooLarge: "An event does not fit in a segment of the log.",
     Retired: "Retention deleted the position (`first_segment`).",
-    NoSuchPosition: "The position is not in the log.",
+    NoSuchPosition: "The position is not in the log, or no event starts at it (`position`).",
     BadCursor: "A cursor's name or file is not valid (`name`).",
     TimeOutOfRange: "A time no timestamp holds: before 1677-09-21 or after 2262-04-11 UTC (`unix_nanos`).",
 }
@@ -219,6 +219,54 @@ pub fn opened_elsewhere(class: &str, path: &Path, owner: u32, here: u32) -> PyEr
         let _ = err.value(py).setattr("path", path_obj(py, path));
         err
     })
+}
+
+/// `error`, met by an iterator of the stream file `file` that the caller started at the
+/// byte offset `given` (`None` once it read an event there): damage found exactly there
+/// means that no event starts at that offset, the caller's mistake rather than the
+/// file's (`OffsetOutOfRange`, in the CLI's words); any other error as [`to_py`].
+pub fn at_offset(error: evstream::Error, file: &Path, given: Option<u64>) -> PyErr {
+    match &error {
+        evstream::Error::Corrupt { offset, reason, .. } if Some(*offset) == given => {
+            let text = format!(
+                "{}: no valid event starts at byte offset {offset} ({reason}); use an \
+                 event's offset, or int(event.next_position) to start after it",
+                file.display()
+            );
+            Python::attach(|py| {
+                let err = OffsetOutOfRange::new_err(text);
+                let _ = err.value(py).setattr("offset", int(py, *offset));
+                err
+            })
+        }
+        _ => to_py(error, file),
+    }
+}
+
+/// `error`, met by an iterator of the log `dir` that the caller started at the position
+/// `given` (`None` once it read an event there): damage found exactly there means that
+/// no event starts at that position (`NoSuchPosition`, in the words of the CLI's
+/// `cursor set`); any other error as [`to_py`].
+pub fn at_position(error: evstream::Error, dir: &Path, given: Option<evstream::Position>) -> PyErr {
+    match (&error, given) {
+        (evstream::Error::Corrupt { offset, reason, .. }, Some(position))
+            if *offset == position.offset() =>
+        {
+            let text = format!(
+                "{}: no event starts at position {position} ({reason}); use an event's \
+                 position or next_position, start_position() or end()",
+                dir.display()
+            );
+            Python::attach(|py| {
+                let err = NoSuchPosition::new_err(text);
+                let _ = err
+                    .value(py)
+                    .setattr("position", str_obj(py, &position.to_string()));
+                err
+            })
+        }
+        _ => to_py(error, dir),
+    }
 }
 
 fn int<'py, T: IntoPyObject<'py>>(py: Python<'py>, value: T) -> Py<PyAny> {

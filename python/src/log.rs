@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyAny, PyString};
 
+use evstream::format::STREAM_HEADER_LEN;
 use evstream::{LogEvent, LogIter, LogOptions, LogReader, LogWriter, Position};
 
 use crate::columns;
@@ -265,13 +266,14 @@ impl PyLogReader {
         let reader = self.inner.get()?;
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
         let iter = py.detach(|| start(reader, since)).py_err(reader.dir())?;
-        Ok(PyLogIterator::new(reader.dir(), iter, until, None))
+        Ok(PyLogIterator::new(reader.dir(), iter, until, None, None))
     }
 
     /// Follows the log: its events from `since`, or from `position` (such as
     /// `reader.end()` for new events only), or from the start, then each new one as the
     /// writer appends it (across rolls). With a `timeout` (seconds) the iteration ends
-    /// when no event came for that long; without, it waits until interrupted.
+    /// when no event came for that long; without, it waits until interrupted. A
+    /// `position` where no event starts raises `NoSuchPosition` when it is read.
     #[pyo3(signature = (timeout=None, since=None, position=None))]
     fn follow(
         &self,
@@ -296,11 +298,15 @@ impl PyLogReader {
                 None => start(reader, since),
             })
             .py_err(reader.dir())?;
+        // A segment's first event starts at its header's end; anywhere else the
+        // caller's position may fall inside an event.
+        let given = position.filter(|p| p.offset() != STREAM_HEADER_LEN);
         Ok(PyLogIterator::new(
             reader.dir(),
             iter,
             None,
             Some(Wait::new(timeout)),
+            given,
         ))
     }
 
@@ -360,7 +366,7 @@ impl PyLogReader {
         let iter = py
             .detach(|| reader.iter_cursor(name))
             .py_err(reader.dir())?;
-        Ok(PyLogIterator::new(reader.dir(), iter, None, None))
+        Ok(PyLogIterator::new(reader.dir(), iter, None, None, None))
     }
 
     /// Stores `position` in cursor `name`, atomically and durably. `position` is
@@ -535,18 +541,28 @@ struct IterState {
     iter: LogIter,
     until: Option<i64>,
     wait: Option<Wait>,
+    /// The position the caller gave, until an event is read there: damage met exactly
+    /// there means that no event starts at it.
+    given: Option<Position>,
     ready: VecDeque<Py<Event>>,
     failed: Option<evstream::Error>,
     done: bool,
 }
 
 impl PyLogIterator {
-    fn new(dir: &Path, iter: LogIter, until: Option<i64>, wait: Option<Wait>) -> Self {
+    fn new(
+        dir: &Path,
+        iter: LogIter,
+        until: Option<i64>,
+        wait: Option<Wait>,
+        given: Option<Position>,
+    ) -> Self {
         let state = IterState {
             dir: dir.to_owned(),
             iter,
             until,
             wait,
+            given,
             ready: VecDeque::new(),
             failed: None,
             done: false,
@@ -576,17 +592,20 @@ impl PyLogIterator {
             }
             if let Some(error) = state.failed.take() {
                 state.done = true;
-                return Err(crate::errors::to_py(error, &state.dir));
+                return Err(crate::errors::at_position(error, &state.dir, state.given));
             }
             if state.done {
                 return Ok(None);
             }
-            let (iter, until, wait) = (&mut state.iter, state.until, &mut state.wait);
+            let (iter, until, wait, given) =
+                (&mut state.iter, state.until, &mut state.wait, state.given);
             let dir = &state.dir;
             let (events, failed, ended) = match wait {
                 None => py.detach(|| read_batch(iter, until)),
                 Some(wait) => {
-                    let Some(first) = wait.next(py, dir, |slice| iter.next_timeout(slice))? else {
+                    let error = |e| crate::errors::at_position(e, dir, given);
+                    let Some(first) = wait.next(py, error, |slice| iter.next_timeout(slice))?
+                    else {
                         state.done = true;
                         return Ok(None);
                     };
@@ -596,6 +615,9 @@ impl PyLogIterator {
                     batch
                 }
             };
+            if !events.is_empty() {
+                state.given = None;
+            }
             state.done = ended;
             state.failed = failed;
             for event in &events {

@@ -207,13 +207,14 @@ impl PyStreamReader {
         let (reader, start) = py
             .detach(|| self.iterate(since))
             .py_err(self.inner.path())?;
-        Ok(PyStreamIterator::new(reader, start, until, None))
+        Ok(PyStreamIterator::new(reader, start, until, None, None))
     }
 
     /// Follows the stream: its events from `since` (from its end if every event is
     /// earlier), or from byte `offset`, or from the start, then each new one as the
     /// writer appends it, until the stream is sealed or full. With a `timeout` (seconds)
-    /// the iteration also ends when no event came for that long.
+    /// the iteration also ends when no event came for that long. An `offset` where no
+    /// event starts raises `OffsetOutOfRange` when it is read.
     #[pyo3(signature = (timeout=None, since=None, offset=None))]
     fn follow(
         &self,
@@ -233,11 +234,15 @@ impl PyStreamReader {
             .py_err(self.inner.path())?;
         // A `since` after every event: the follow starts where the next event will.
         let start = offset.or(start).unwrap_or(reader.write_offset());
+        // The first event starts at the header's end; anywhere else the caller's offset
+        // may fall inside an event.
+        let given = offset.filter(|&at| at != STREAM_HEADER_LEN);
         Ok(PyStreamIterator::new(
             reader,
             Some(start),
             None,
             Some(Wait::new(timeout)),
+            given,
         ))
     }
 
@@ -388,6 +393,9 @@ struct StreamState {
     previous: i64,
     until: Option<i64>,
     wait: Option<Wait>,
+    /// The byte offset the caller gave, until an event is read there: damage met exactly
+    /// there means that no event starts at it.
+    given: Option<u64>,
     ready: VecDeque<Py<Event>>,
     failed: Option<Error>,
     done: bool,
@@ -399,6 +407,7 @@ impl PyStreamIterator {
         offset: Option<u64>,
         until: Option<i64>,
         wait: Option<Wait>,
+        given: Option<u64>,
     ) -> Self {
         let path = reader.path().to_owned();
         let state = StreamState {
@@ -408,6 +417,7 @@ impl PyStreamIterator {
             previous: i64::MIN,
             until,
             wait,
+            given,
             ready: VecDeque::new(),
             failed: None,
         };
@@ -475,7 +485,8 @@ impl PyStreamIterator {
             }
             if let Some(error) = state.failed.take() {
                 state.done = true;
-                return Err(crate::errors::to_py(error, state.reader.path()));
+                let path = state.reader.path();
+                return Err(crate::errors::at_offset(error, path, state.given));
             }
             let (false, Some(offset)) = (state.done, state.offset) else {
                 return Ok(None);
@@ -485,11 +496,12 @@ impl PyStreamIterator {
                 return Err(crate::errors::to_py(e, state.reader.path()));
             }
             let reader = &state.reader;
-            let (previous, until) = (state.previous, state.until);
+            let (previous, until, given) = (state.previous, state.until, state.given);
             let (events, failed, ended) = match &mut state.wait {
                 None => py.detach(|| read_batch(reader, offset, previous, until)),
                 Some(wait) => {
-                    let first = wait.next(py, reader.path(), |slice| {
+                    let error = |e| crate::errors::at_offset(e, reader.path(), given);
+                    let first = wait.next(py, error, |slice| {
                         let mut follow = reader.follow(offset)?;
                         match follow.next_timeout(slice)? {
                             Some(_) => Ok(Some(false)),
@@ -513,6 +525,7 @@ impl PyStreamIterator {
             if let Some(last) = events.last() {
                 state.offset = Some(last.next_offset());
                 state.previous = last.timestamp();
+                state.given = None;
             }
             for event in &events {
                 state.ready.push_back(stream_event(py, event)?);

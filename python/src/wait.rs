@@ -1,12 +1,9 @@
 //! Waiting for new events with the GIL released, in slices short enough that Ctrl-C
 //! (`KeyboardInterrupt`) and other signals are seen within a tenth of a second.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-
-use crate::errors::IntoPy;
 
 /// Events read (and converted) per release of the GIL.
 pub const BATCH: usize = 4096;
@@ -26,14 +23,15 @@ impl Wait {
     }
 
     /// The next event from `next(slice)` (which waits up to `slice` for one), or `None`
-    /// once the timeout passed without one. Errors name `file`, the stream or log read.
+    /// once the timeout passed without one.
     ///
     /// # Errors
-    /// The store's error, or the exception a signal handler raised.
+    /// The store's error as `error` makes it an exception, or the exception a signal
+    /// handler raised.
     pub fn next<T: Send>(
         &mut self,
         py: Python<'_>,
-        file: &Path,
+        error: impl Fn(evstream::Error) -> PyErr,
         mut next: impl FnMut(Duration) -> evstream::Result<Option<T>> + Send,
     ) -> PyResult<Option<T>> {
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
@@ -42,7 +40,7 @@ impl Wait {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
                 None => SLICE,
             };
-            if let Some(event) = py.detach(|| next(slice)).py_err(file)? {
+            if let Some(event) = py.detach(|| next(slice)).map_err(&error)? {
                 return Ok(Some(event));
             }
             py.check_signals()?;

@@ -163,6 +163,48 @@ def test_a_position_past_the_end(tool, tmp_path):
     assert tool.error("cursor", "set", path, "billing", "99:24") == message
 
 
+def test_a_stream_offset_inside_an_event(tool, tmp_path):
+    path = tmp_path / "s.evs"
+    with evstream.StreamWriter.create(path, 1 << 16) as writer:
+        offsets = [writer.append(i, b"payload-%d" % i) for i in range(3)]
+    reader = evstream.StreamReader.open(path)
+    # The caller's mistake, not damage: not a Corrupt, in the CLI's words.
+    with pytest.raises(evstream.OffsetOutOfRange) as caught:
+        list(reader.follow(timeout=0.1, offset=25))
+    assert caught.value.offset == 25
+    message = str(caught.value)
+    said = message.split("; ")[0]
+    assert said.startswith(f"{path}: no valid event starts at byte offset 25 (the event claims ")
+    assert message == said + "; use an event's offset, or int(event.next_position) to start after it"
+    assert tool.error("cat", path, "--from-offset", "25").startswith(said + "; ")
+    # From an event's offset the follow reads on; damage after it is damage.
+    assert [e.payload for e in reader.follow(timeout=0.1, offset=offsets[1])] == [b"payload-1", b"payload-2"]
+    _flip(path, offsets[2] + 16 + 3)
+    with pytest.raises(evstream.Corrupt) as caught:
+        list(reader.follow(timeout=0.1, offset=offsets[1]))
+    assert caught.value.offset == offsets[2]
+
+
+def test_a_log_position_inside_an_event(tool, tmp_path):
+    path = tmp_path / "log"
+    with evstream.LogWriter.create(path, segment_size=1 << 16) as writer:
+        positions = [writer.append(i, b"payload-%d" % i) for i in range(3)]
+    reader = evstream.LogReader.open(path)
+    with pytest.raises(evstream.NoSuchPosition) as caught:
+        list(reader.follow(timeout=0.1, position="0:25"))
+    assert caught.value.position == "0:25"
+    message = str(caught.value)
+    said = message.split(" (")[0]
+    assert said == f"{path}: no event starts at position 0:25"
+    assert message.endswith("; use an event's position or next_position, start_position() or end()")
+    assert tool.error("cursor", "set", path, "billing", "0:25").startswith(said + "; ")
+    assert [e.payload for e in reader.follow(timeout=0.1, position=positions[1])] == [b"payload-1", b"payload-2"]
+    segment = next(path.glob("00000000-*.evs"))
+    _flip(segment, int(positions[2].split(":")[1]) + 16 + 3)
+    with pytest.raises(evstream.Corrupt):
+        list(reader.follow(timeout=0.1, position=positions[1]))
+
+
 def test_every_error_of_the_store_has_its_own_class():
     # The classes added with the store's variants, each a direct subclass of the base.
     for name in ("UnsupportedLogVersion", "TimeOutOfRange"):
