@@ -123,7 +123,8 @@ class LogIterator(Iterator[Event]):
     def __next__(self) -> Event: ...
     @property
     def position(self) -> str:
-        """The position of the next event this iterator returns."""
+        """The position of the next event this iterator returns. It never waits: while
+        another thread waits in ``__next__`` for new events, the position before that wait."""
 
 @final
 class StreamIterator(Iterator[Event]):

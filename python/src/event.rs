@@ -37,9 +37,9 @@ impl Event {
 }
 
 impl Event {
-    /// The position as Python sees it.
-    pub fn position_string(&self) -> String {
-        self.position()
+    /// Where the event sits.
+    pub fn place(&self) -> Place {
+        self.place
     }
 }
 

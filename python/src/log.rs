@@ -533,11 +533,12 @@ fn log_event(py: Python<'_>, event: &LogEvent) -> PyResult<Py<Event>> {
 #[pyclass(module = "evstream", name = "LogIterator")]
 pub struct PyLogIterator {
     state: Owned<Mutex<IterState>>,
+    /// The position of the next event `__next__` returns, stored after each call: read
+    /// without the state's lock, which a follower holds while it waits.
+    next: Mutex<Position>,
 }
 
 struct IterState {
-    /// The log's directory, which the iterator's errors name.
-    dir: PathBuf,
     iter: LogIter,
     until: Option<i64>,
     wait: Option<Wait>,
@@ -557,8 +558,8 @@ impl PyLogIterator {
         wait: Option<Wait>,
         given: Option<Position>,
     ) -> Self {
+        let next = Mutex::new(iter.position());
         let state = IterState {
-            dir: dir.to_owned(),
             iter,
             until,
             wait,
@@ -569,6 +570,59 @@ impl PyLogIterator {
         };
         Self {
             state: Owned::new("LogIterator", dir, Mutex::new(state)),
+            next,
+        }
+    }
+}
+
+impl IterState {
+    /// The next event of the log `dir`, reading (or waiting for) a batch if none is
+    /// ready; `None` at the end.
+    fn next(&mut self, py: Python<'_>, dir: &Path) -> PyResult<Option<Py<Event>>> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if let Some(error) = self.failed.take() {
+                self.done = true;
+                return Err(crate::errors::at_position(error, dir, self.given));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            let (iter, until, wait, given) =
+                (&mut self.iter, self.until, &mut self.wait, self.given);
+            let (events, failed, ended) = match wait {
+                None => py.detach(|| read_batch(iter, until)),
+                Some(wait) => {
+                    let error = |e| crate::errors::at_position(e, dir, given);
+                    let Some(first) = wait.next(py, error, |slice| iter.next_timeout(slice))?
+                    else {
+                        self.done = true;
+                        return Ok(None);
+                    };
+                    let mut batch = py.detach(|| read_batch(iter, None));
+                    batch.0.insert(0, first);
+                    batch.2 = false;
+                    batch
+                }
+            };
+            if !events.is_empty() {
+                self.given = None;
+            }
+            self.done = ended;
+            self.failed = failed;
+            for event in &events {
+                self.ready.push_back(log_event(py, event)?);
+            }
+        }
+    }
+
+    /// The position of the next event [`next`](Self::next) returns.
+    fn position(&self) -> Position {
+        match self.ready.front().map(|event| event.get().place()) {
+            Some(Place::Log(at, _)) => at,
+            _ => self.iter.position(),
         }
     }
 }
@@ -585,59 +639,17 @@ impl PyLogIterator {
             .get()?
             .lock_py_attached(py)
             .map_err(|_| poisoned())?;
-        let state = &mut *guard;
-        loop {
-            if let Some(event) = state.ready.pop_front() {
-                return Ok(Some(event));
-            }
-            if let Some(error) = state.failed.take() {
-                state.done = true;
-                return Err(crate::errors::at_position(error, &state.dir, state.given));
-            }
-            if state.done {
-                return Ok(None);
-            }
-            let (iter, until, wait, given) =
-                (&mut state.iter, state.until, &mut state.wait, state.given);
-            let dir = &state.dir;
-            let (events, failed, ended) = match wait {
-                None => py.detach(|| read_batch(iter, until)),
-                Some(wait) => {
-                    let error = |e| crate::errors::at_position(e, dir, given);
-                    let Some(first) = wait.next(py, error, |slice| iter.next_timeout(slice))?
-                    else {
-                        state.done = true;
-                        return Ok(None);
-                    };
-                    let mut batch = py.detach(|| read_batch(iter, None));
-                    batch.0.insert(0, first);
-                    batch.2 = false;
-                    batch
-                }
-            };
-            if !events.is_empty() {
-                state.given = None;
-            }
-            state.done = ended;
-            state.failed = failed;
-            for event in &events {
-                state.ready.push_back(log_event(py, event)?);
-            }
-        }
+        let next = guard.next(py, self.state.path());
+        *self.next.lock().map_err(|_| poisoned())? = guard.position();
+        next
     }
 
-    /// The position of the next event this iterator returns.
+    /// The position of the next event this iterator returns. While another thread waits
+    /// in `__next__` for new events, the position before that wait.
     #[getter]
-    fn position(&self, py: Python<'_>) -> PyResult<String> {
-        let guard = self
-            .state
-            .get()?
-            .lock_py_attached(py)
-            .map_err(|_| poisoned())?;
-        Ok(match guard.ready.front() {
-            Some(event) => event.get().position_string(),
-            None => guard.iter.position().to_string(),
-        })
+    fn position(&self) -> PyResult<String> {
+        self.state.get()?; // Only in the process that made the iterator.
+        Ok(self.next.lock().map_err(|_| poisoned())?.to_string())
     }
 }
 

@@ -149,3 +149,26 @@ def test_ctrl_c_interrupts_a_follower_waiting_without_a_timeout(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_position_answers_while_another_thread_waits_in_next(tmp_path):
+    path = tmp_path / "log"
+    writer = evstream.LogWriter.create(path, segment_size=1 << 20)
+    writer.append(1, b"one")
+    follower = evstream.LogReader.open(path).follow(timeout=10)
+    assert next(follower).payload == b"one"
+    got = []
+    thread = threading.Thread(target=lambda: got.append(next(follower).payload))
+    thread.start()
+    try:
+        time.sleep(0.3)  # the thread waits in next() by now
+        start = time.monotonic()
+        assert follower.position == "0:43"
+        # Not after the other thread's wait, which ends with the append below.
+        assert time.monotonic() - start < 2
+    finally:
+        writer.append(2, b"two")
+        thread.join(timeout=30)
+    assert got == [b"two"]
+    assert follower.position == "0:62"
+    writer.close()
