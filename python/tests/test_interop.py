@@ -90,6 +90,14 @@ def test_a_log_written_by_the_cli_reads_back_from_python(tool, tmp_path):
     assert table.column("position").to_pylist() == [e.position for e in events]
 
 
+def _segments(log) -> list:
+    """The names of a log's segment files, but for an empty spare (`.next-N.evs`) that its
+    writer had prepared for the next roll when it closed, or had not yet."""
+    return sorted(
+        p.name for p in log.glob("*.evs") if not p.name.startswith(".") or _event_bytes(p)
+    )
+
+
 def test_a_log_written_from_python_reads_back_from_the_cli(tool, tmp_path):
     path = tmp_path / "py-log"
     many = [(1_700_000_000_000_000_000 + 7 * i, bytes([i % 256]) * (i % 100)) for i in range(3000)]
@@ -104,8 +112,8 @@ def test_a_log_written_from_python_reads_back_from_the_cli(tool, tmp_path):
     theirs = tmp_path / "cli-log"
     tool.run("create", theirs, "--log", "--segment-size", "64KiB")
     tool.run("append", theirs, "--format", "jsonl", input=_jsonl(many))
-    ours = sorted(p.name for p in path.glob("*.evs"))
-    assert ours == sorted(p.name for p in theirs.glob("*.evs"))
+    ours = _segments(path)
+    assert ours == _segments(theirs)
     for name in ours:
         assert _event_bytes(path / name, False) == _event_bytes(theirs / name, False), name
     tool.run("verify", theirs)
