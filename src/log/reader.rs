@@ -115,7 +115,9 @@ pub struct LogStat {
     pub first_segment: u64,
     /// Sequence number of the newest segment.
     pub last_segment: u64,
-    /// Events in the log (in its segments now).
+    /// Events in the log (in its segments now; not those of segments missing from its
+    /// middle, whose sequence numbers lie between `first_segment` and `last_segment`
+    /// without a file: `segments` is then less than the range).
     pub events: u64,
     /// Log-wide index of the oldest event kept (events before it were retired).
     pub first_event: u64,
@@ -613,6 +615,20 @@ impl LogReader {
             Err(e) => return Err(Error::io("stat", &spare, e)),
         };
         let held = retention::holds(&self.dir, segments, &self.options, now_nanos())?;
+        // The events of segments missing from the middle (damage: retention never leaves
+        // such a gap) lie between the end of the segment before the gap and the first
+        // index of the one after it.
+        let mut missing: u64 = 0;
+        for pair in segments.windows(2) {
+            if let [before, after] = pair
+                && after.seq > before.seq + 1
+            {
+                let end = before
+                    .base
+                    .saturating_add(before.open()?.header_event_count());
+                missing = missing.saturating_add(after.base.saturating_sub(end));
+            }
+        }
         Ok(LogStat {
             segments: segments.len() as u64,
             first_segment: first.seq,
@@ -620,7 +636,8 @@ impl LogReader {
             events: (newest
                 .base
                 .saturating_add(newest_reader.header_event_count()))
-            .saturating_sub(first.base),
+            .saturating_sub(first.base)
+            .saturating_sub(missing),
             first_event: first.base,
             disk_bytes: (segments.len() as u64)
                 .saturating_mul(self.options.segment_size)
