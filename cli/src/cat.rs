@@ -28,9 +28,16 @@ or date and time without an offset, read in UTC (local time with --local), now, 
 yesterday, relative (-1h, -15m, -2d, '1h30m ago'), or Unix time with its unit (1714564800s,
 1714564800000ms, ...us, ...ns, @1714564800). A bare number is refused. --since is
 inclusive and --until exclusive. Offsets are those printed by --format jsonl; a log's
-events have positions (SEGMENT:OFFSET) instead. cat only reads (but for --cursor, which
-commits the cursor after the events it printed reached the output): it works while a
-writer appends, and follows a log across its segments.";
+events have positions (SEGMENT:OFFSET) instead. cat only reads (but for --cursor): it
+works while a writer appends, and follows a log across its segments.
+
+--cursor NAME commits the cursor past the events written to standard output (every 4096
+events, when --follow waits, and at the end, each time after flushing), never past one
+not written. Written is not read: events in a pipe's buffer when its reader stops (| head,
+a crash) are past the cursor and lost to the next run. For a consumer that may stop, take
+batches through a file and remove it once handled (a batch left behind is handled again):
+  [ -s batch ] || evstream cat app-log --cursor billing -n 1000 > batch
+  handle < batch && rm batch";
 
 /// Arguments of `evstream cat`.
 #[derive(Debug, clap::Args)]
@@ -61,7 +68,8 @@ pub struct Args {
     #[arg(long, short)]
     follow: bool,
     /// Log only: start at the named cursor's position (the start of the log the first
-    /// time) and commit the cursor as events are printed, so the next run resumes after them
+    /// time) and commit the cursor past the events written to standard output, so the next
+    /// run resumes after them (events a pipe's reader did not read are past it too)
     #[arg(long, value_name = "NAME", conflicts_with_all = ["from_offset", "since"])]
     cursor: Option<String>,
 }

@@ -1752,6 +1752,58 @@ fn cat_with_a_cursor_resumes_at_the_first_event_not_printed() {
     assert_eq!(rest.last().unwrap(), "event 49999");
 }
 
+/// The pattern docs/CLI.md gives for a consumer that may stop: batches through a file,
+/// removed once handled. A consumer that fails mid-batch (here the third time it is
+/// asked, once) handles that batch again on the next run: every event is handled, in
+/// order, the failed batch's events twice and no other event twice.
+#[test]
+fn a_cursor_batch_through_a_file_is_handled_at_least_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of(dir.path(), "app", 2_500);
+    let script = r#"
+        cd "$1"
+        handle() {
+            n=$(cat runs 2>/dev/null || echo 0); echo $((n + 1)) > runs
+            # The third batch is cut short the first time: half of it, then a failure.
+            if [ "$n" = 2 ] && [ ! -e failed ]; then
+                touch failed; head -n 50 >> handled; return 1
+            fi
+            cat >> handled
+        }
+        [ -s batch ] || "$0" cat "$2" --cursor billing --format raw -n 100 > batch
+        [ -s batch ] || exit 3
+        handle < batch && rm batch
+    "#;
+    let mut runs = 0;
+    loop {
+        let status = spawn(Command::new("sh").args([
+            "-c",
+            script,
+            env!("CARGO_BIN_EXE_evstream"),
+            s(dir.path()),
+            s(&log),
+        ]))
+        .wait()
+        .unwrap();
+        runs += 1;
+        assert!(runs < 100, "the consumer ends");
+        if status.code() == Some(3) {
+            break;
+        }
+    }
+    let handled = std::fs::read_to_string(dir.path().join("handled")).unwrap();
+    let handled: Vec<&str> = handled.lines().collect();
+    let all: Vec<String> = NAMES
+        .iter()
+        .map(|n| (*n).to_owned())
+        .chain((5..2_500).map(|i| format!("event {i}")))
+        .collect();
+    // Batches of 100: the third (events 200..300) was cut after 50, then handled whole.
+    let mut expected: Vec<&str> = all[..250].iter().map(String::as_str).collect();
+    expected.extend(all[200..].iter().map(String::as_str));
+    assert_eq!(handled, expected);
+}
+
 // ---------------------------------------------------------------------------- errors
 
 /// Error lines say why: a log of a newer version names both versions, a locked log is
