@@ -141,7 +141,11 @@ pub enum Error {
 
     /// The stream's trailer has the magic number but neither of its two slots checks
     /// out, or its fields contradict the file. The file was not modified.
-    #[error("{} has a damaged trailer at byte offset {offset}: {problem:?}", path.display())]
+    #[error(
+        "{} has a damaged trailer at byte offset {offset}: {}",
+        path.display(),
+        TrailerWords(problem)
+    )]
     DamagedTrailer {
         /// The file.
         path: PathBuf,
@@ -691,11 +695,54 @@ impl Error {
             io::ErrorKind::StorageFull => "no space left on device".into(),
             _ => {
                 let text = error.to_string();
-                match text.find(" (os error") {
+                let text = match text.find(" (os error") {
                     Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
                     None => text,
+                };
+                // The operating system's sentences start with a capital ("File name too
+                // long"); inside a message they do not. An acronym ("IO error") stays.
+                let mut chars = text.chars();
+                match (error.raw_os_error(), chars.next(), chars.next()) {
+                    (Some(_), Some(first), Some(second))
+                        if first.is_uppercase() && !second.is_uppercase() =>
+                    {
+                        first.to_lowercase().chain(text.chars().skip(1)).collect()
+                    }
+                    _ => text,
                 }
             }
+        }
+    }
+}
+
+/// What [`Error::DamagedTrailer`] says is wrong with the trailer, in words.
+struct TrailerWords<'a>(&'a TrailerProblem);
+
+impl fmt::Display for TrailerWords<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            TrailerProblem::NoMagic => f.write_str("neither slot starts with the magic number"),
+            TrailerProblem::UnsupportedVersion { version } => {
+                write!(
+                    f,
+                    "its format version {version} is not one this build reads"
+                )
+            }
+            TrailerProblem::Damaged => f.write_str("the checksums of both of its slots fail"),
+            TrailerProblem::Inconsistent => f.write_str(
+                "its current record contradicts itself or the file's length, or sets a flag \
+                 this version does not define",
+            ),
+            TrailerProblem::WrongSlot { sequence, slot } => write!(
+                f,
+                "neither slot holds a valid record: the record with sequence number {sequence} \
+                 checks out but sits in slot {slot}, where no writer puts it (it belongs in \
+                 slot {})",
+                sequence % 2
+            ),
+            // A problem added later, until it has words of its own.
+            #[allow(unreachable_patterns)]
+            other => write!(f, "{other:?}"),
         }
     }
 }
@@ -725,20 +772,23 @@ impl fmt::Display for Size {
         if bytes < 1024 {
             return write!(f, "{bytes} B");
         }
-        #[allow(clippy::cast_precision_loss)] // one decimal is printed
-        let mut value = bytes as f64 / 1024.0;
+        // Tenths of the unit, rounded, and the decimal left out when it is 0 ("2 KiB",
+        // not "2.0 KiB", for 2047 bytes); the next unit once they round to 1024 of this.
+        let tenths = |scale: u128| (u128::from(bytes) * 10 + scale / 2) / scale;
+        let mut scale: u128 = 1024;
         let mut unit = "KiB";
         for next in UNITS.iter().skip(1) {
-            if value < 1024.0 {
+            if tenths(scale) < 10_240 {
                 break;
             }
-            value /= 1024.0;
+            scale *= 1024;
             unit = next;
         }
-        if value.fract() == 0.0 {
-            write!(f, "{value:.0} {unit} ({bytes} bytes)")
+        let tenths = tenths(scale);
+        if tenths % 10 == 0 {
+            write!(f, "{} {unit} ({bytes} bytes)", tenths / 10)
         } else {
-            write!(f, "{value:.1} {unit} ({bytes} bytes)")
+            write!(f, "{}.{} {unit} ({bytes} bytes)", tenths / 10, tenths % 10)
         }
     }
 }

@@ -231,3 +231,57 @@ fn verify_refuses_a_log_segment_whose_trailer_lies() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("counts 2 durable events"), "{run:?}");
 }
+
+// ------------------------------------------------------------ damaged trailers in words
+
+/// Moves the current trailer record to the other slot, where no writer puts a record of
+/// its sequence number, and clears its own: neither slot holds a valid record.
+fn move_to_wrong_slot(path: &Path) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let len = file.metadata().unwrap().len();
+    let at = evstream::format::trailer_offset(len).unwrap();
+    let mut slots = [[0u8; TRAILER_RECORD_LEN]; 2];
+    for (i, slot) in slots.iter_mut().enumerate() {
+        file.read_exact_at(slot, at + i as u64 * TRAILER_SLOT_LEN)
+            .unwrap();
+    }
+    let current = decode_trailer([&slots[0], &slots[1]], at).unwrap();
+    let own = Trailer::slot(current.sequence);
+    file.write_all_at(&[0; TRAILER_RECORD_LEN], at + own * TRAILER_SLOT_LEN)
+        .unwrap();
+    file.write_all_at(&current.to_bytes(), at + (1 - own) * TRAILER_SLOT_LEN)
+        .unwrap();
+}
+
+/// A damaged trailer is described in a sentence, not by the name of the library's
+/// variant (`WrongSlot { sequence: 4, slot: 1 }`, `Inconsistent`).
+#[test]
+fn a_damaged_trailer_is_described_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong_slot = dir.path().join("wrong-slot.evs");
+    let inconsistent = dir.path().join("inconsistent.evs");
+    let original = eight(dir.path());
+    std::fs::copy(&original, &wrong_slot).unwrap();
+    std::fs::copy(&original, &inconsistent).unwrap();
+    move_to_wrong_slot(&wrong_slot);
+    // A watermark past the end of the event area.
+    lie(&inconsistent, |t| Trailer {
+        durable_offset: 1 << 20,
+        ..t
+    });
+    for (path, words) in [
+        (&wrong_slot, "where no writer puts it"),
+        (&inconsistent, "contradicts itself or the file's length"),
+    ] {
+        for command in ["stat", "verify", "cat"] {
+            let run = run(&[command, s(path)]).fails(1, &[s(path), "damaged trailer", words]);
+            for debug in ["WrongSlot", "Inconsistent", "{", "}"] {
+                assert!(!run.stderr.contains(debug), "{debug:?} in {run:?}");
+            }
+        }
+    }
+}
