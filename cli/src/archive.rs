@@ -186,9 +186,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         _ => failure(&e),
     })?;
     output::line(&format!(
-        "{}: {} segments archived now ({}), {} already archived, {} deleted by archive retention",
+        "{}: {} archived now ({}), {} already archived, {} deleted by archive retention",
         args.log.display(),
-        report.uploaded,
+        units::count(report.uploaded, "segment"),
         units::size(report.bytes),
         report.already,
         report.deleted
@@ -349,8 +349,9 @@ pub fn verify(file: &Path) -> Result<(), Failure> {
     let result = reader.verify(|_, _| {}).map_err(|e| failure(&e))?;
     if result.is_ok() {
         return output::line(&format!(
-            "{location}: OK, {} segments, {} events",
-            result.good_segments, result.events
+            "{location}: OK, {}, {}",
+            units::count(result.good_segments, "segment"),
+            units::count(result.events, "event")
         ));
     }
     for gap in &result.gaps {
@@ -374,15 +375,15 @@ pub fn verify(file: &Path) -> Result<(), Failure> {
             })
             .collect();
         found.push(format!(
-            "{missing} missing segment{} ({})",
-            if missing == 1 { "" } else { "s" },
+            "{} ({})",
+            units::count(missing, "missing segment"),
             ranges.join(", ")
         ));
     }
     if !result.damaged.is_empty() {
         found.push(format!(
-            "{} damaged objects ({})",
-            result.damaged.len(),
+            "{} ({})",
+            units::count(result.damaged.len() as u64, "damaged object"),
             result
                 .damaged
                 .iter()
@@ -392,8 +393,8 @@ pub fn verify(file: &Path) -> Result<(), Failure> {
         ));
     }
     Err(Failure::data(format!(
-        "{location}: {}, {} segments intact",
+        "{location}: {}, {} intact",
         found.join(", "),
-        result.good_segments
+        units::count(result.good_segments, "segment")
     )))
 }

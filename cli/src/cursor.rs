@@ -173,7 +173,7 @@ fn describe(standing: &Result<Standing, String>, zone: &Zone) -> String {
         Ok(s) => format!(
             "at {}, {} ({}) behind, {} behind the newest (next unread {})",
             s.position,
-            plural(s.events, "event"),
+            units::count(s.events, "event"),
             units::size(s.bytes),
             units::duration(u128::from(s.behind)),
             s.next
@@ -359,14 +359,5 @@ fn delete(log: &Path, name: &str) -> Result<(), Failure> {
         output::line(&format!("deleted cursor {name} of {}", log.display()))
     } else {
         Err(no_such_cursor(log, name))
-    }
-}
-
-/// `1 event`, `2 events`.
-fn plural(n: u64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }

@@ -615,6 +615,15 @@ fn json_time(record: &Object<'_>, name: &str, fields: &Fields) -> Result<i64, St
         Some(serde_json::Value::String(text)) => field_time(&text, fields),
         Some(serde_json::Value::Number(_)) => {
             let digits = record.raw(name).unwrap_or_default();
+            if fields.unit.is_none() && fields.time.is_none() {
+                // An evstream record's "time" (no --time-field): --time-unit does not
+                // apply, an import does.
+                return Err(format!(
+                    "the \"{name}\" {digits} is a bare number; write \"timestamp\" in Unix \
+                     nanoseconds, or import the records with --time-field {name} \
+                     --time-unit s|ms|us|ns"
+                ));
+            }
             number_time(&plain_decimal(digits), fields)
         }
         Some(other) => Err(format!("the time {other} is not a string or a number")),

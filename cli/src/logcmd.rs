@@ -91,7 +91,7 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
             .map(|d| format!("age {}", units::duration(d.as_nanos()))),
         options
             .get_retain_segments()
-            .map(|n| format!("{n} segments")),
+            .map(|n| units::count(n, "segment")),
     ]
     .into_iter()
     .flatten()
@@ -244,8 +244,8 @@ pub fn verify(path: &Path) -> Result<(), Failure> {
         )));
     }
     output::line(&format!(
-        "ok: {} (log): {good} {events} in {} segments, every checksum valid",
+        "ok: {} (log): {good} {events} in {}, every checksum valid",
         path.display(),
-        verification.segments
+        units::count(verification.segments, "segment")
     ))
 }

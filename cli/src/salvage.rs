@@ -254,7 +254,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
         } else {
             format!(
                 " ({}, {})",
-                plural(tally.ranges, "damaged range"),
+                units::count(tally.ranges, "damaged range"),
                 units::size_exact(tally.damaged_bytes)
             )
         };
@@ -270,11 +270,11 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
     });
     let summary = format!(
         "salvaged {} ({}{span}) from {} to {}; skipped {} ({})",
-        plural(tally.events, "event"),
+        units::count(tally.events, "event"),
         units::size(tally.event_bytes),
         src.display(),
         dst.display(),
-        plural(tally.ranges, "damaged range"),
+        units::count(tally.ranges, "damaged range"),
         units::size_exact(tally.damaged_bytes)
     );
     report.line(None, &summary);
@@ -411,13 +411,4 @@ fn without_retention(source: &evstream::LogOptions) -> evstream::LogOptions {
         .retain_size(None)
         .retain_age(None)
         .retain_segments(None)
-}
-
-/// `1 event`, `2 events`.
-fn plural(n: u64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }

@@ -220,13 +220,13 @@ impl TimeSpec {
                 .and_then(|t| i64::try_from(t).ok())
                 .ok_or_else(|| {
                     format!(
-                        "{} from now, it is {}",
+                        "{} from now, it is outside {}",
                         if delta < 0 {
                             "counted back"
                         } else {
                             "counted on"
                         },
-                        out_of_range()
+                        timestamp_range()
                     )
                 }),
             Self::Day(delta) => {
@@ -248,11 +248,21 @@ pub fn now() -> i64 {
 
 /// The message for a time outside the range of `i64` nanoseconds.
 fn out_of_range() -> String {
+    format!("it is outside {}", timestamp_range())
+}
+
+/// `the range of timestamps (1677-09-21T… to 2262-04-11T…)`.
+fn timestamp_range() -> String {
     format!(
-        "it is outside the range of timestamps ({} to {})",
+        "the range of timestamps ({} to {})",
         Rfc3339(i64::MIN),
         Rfc3339(i64::MAX)
     )
+}
+
+/// The message for a duration longer than `limit` (in words) allows.
+fn too_long(text: &str, limit: &str) -> String {
+    format!("{text:?} is too long: a duration is at most {limit}")
 }
 
 /// Parses a TIME argument into a [`TimeSpec`]; see the module docs for the forms.
@@ -279,13 +289,13 @@ fn parse_spec(text: &str) -> Result<TimeSpec, String> {
         return unix(seconds, NANOS_PER_SEC).map(TimeSpec::Instant);
     }
     if let Some(ago) = text.strip_suffix("ago").map(str::trim_end) {
-        return Ok(TimeSpec::FromNow(-wide_duration(ago)?));
+        return Ok(TimeSpec::FromNow(-wide_duration(ago, RELATIVE_LIMIT)?));
     }
     if let Some(rest) = text.strip_prefix('-') {
-        return Ok(TimeSpec::FromNow(-wide_duration(rest)?));
+        return Ok(TimeSpec::FromNow(-wide_duration(rest, RELATIVE_LIMIT)?));
     }
     if let Some(rest) = text.strip_prefix('+') {
-        return Ok(TimeSpec::FromNow(wide_duration(rest)?));
+        return Ok(TimeSpec::FromNow(wide_duration(rest, RELATIVE_LIMIT)?));
     }
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     if digits == text.len() {
@@ -339,23 +349,26 @@ pub fn unix(number: &str, scale: i64) -> Result<i64, String> {
         Some(rest) => (true, rest),
         None => (false, number),
     };
-    let ns = scaled(number, scale)?;
+    let ns = scaled(number, scale).map_err(|why| match why {
+        Scaled::NotANumber(message) => message,
+        Scaled::TooLarge => out_of_range(),
+    })?;
     let ns = if negative { -ns } else { ns };
     i64::try_from(ns).map_err(|_| out_of_range())
 }
 
 /// `number` (digits with an optional fraction) times `scale`, exactly, in `i128`;
 /// fraction digits finer than a nanosecond are dropped.
-fn scaled(number: &str, scale: i64) -> Result<i128, String> {
+fn scaled(number: &str, scale: i64) -> Result<i128, Scaled> {
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
-        return Err(format!("{number:?} is not a number"));
+        return Err(Scaled::NotANumber(format!("{number:?} is not a number")));
     }
-    let whole: i128 = whole.parse().map_err(|_| out_of_range())?;
+    let whole: i128 = whole.parse().map_err(|_| Scaled::TooLarge)?;
     let mut value = whole
         .checked_mul(i128::from(scale))
-        .ok_or_else(out_of_range)?;
+        .ok_or(Scaled::TooLarge)?;
     let mut unit = i128::from(scale);
     for digit in fraction.bytes() {
         unit /= 10;
@@ -364,17 +377,40 @@ fn scaled(number: &str, scale: i64) -> Result<i128, String> {
     Ok(value)
 }
 
+/// Why [`scaled`] failed.
+enum Scaled {
+    /// Not digits with an optional fraction; the message says so.
+    NotANumber(String),
+    /// Too large for `i128` nanoseconds.
+    TooLarge,
+}
+
 /// Parses a duration such as `15m`, `1h30m`, `2d`, `500ms` or `1.5s` into nanoseconds.
 /// Units: `ns`, `us`, `ms`, `s`, `m` (`min`), `h`, `d`, `w`.
 ///
 /// # Errors
-/// A message naming what is wrong.
+/// A message naming what is wrong: a sign (a duration is a length of time), a missing
+/// unit, a duration longer than 2^63 - 1 ns (about 292 years).
 pub fn duration(text: &str) -> Result<i64, String> {
-    i64::try_from(wide_duration(text)?).map_err(|_| out_of_range())
+    let trimmed = text.trim();
+    if trimmed.starts_with(['-', '+']) {
+        return Err(format!(
+            "{text:?} has a sign; a duration is a length of time, such as 10s or 2m"
+        ));
+    }
+    let nanos = wide_duration(trimmed, DURATION_LIMIT)?;
+    i64::try_from(nanos).map_err(|_| too_long(trimmed, DURATION_LIMIT.1))
 }
 
-/// [`duration`] in `i128`, for relative times: at most 2^64 ns, however written.
-fn wide_duration(text: &str) -> Result<i128, String> {
+/// The longest [`duration`], and its words.
+const DURATION_LIMIT: (u64, &str) = (i64::MAX as u64, "2^63 - 1 ns (about 292 years)");
+
+/// The longest time a relative time counts from now, and its words.
+const RELATIVE_LIMIT: (u64, &str) = (u64::MAX, "2^64 ns (about 584 years)");
+
+/// [`duration`] in `i128`, at most `limit` nanoseconds, however written (relative times
+/// count up to 2^64 ns from now).
+fn wide_duration(text: &str, limit: (u64, &str)) -> Result<i128, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("expected a duration such as 15m, 1h30m or 2d".into());
@@ -413,10 +449,15 @@ fn wide_duration(text: &str) -> Result<i128, String> {
                 "{text:?} is not a duration (examples: 15m, 1h30m, 2d)"
             ));
         }
+        // Whatever the number's own size, past 2^64 ns it is too long.
+        let part = scaled(number, scale).map_err(|why| match why {
+            Scaled::NotANumber(message) => message,
+            Scaled::TooLarge => too_long(text, limit.1),
+        })?;
         total = total
-            .checked_add(scaled(number, scale)?)
-            .filter(|t| *t <= i128::from(u64::MAX))
-            .ok_or_else(out_of_range)?;
+            .checked_add(part)
+            .filter(|t| *t <= i128::from(limit.0))
+            .ok_or_else(|| too_long(text, limit.1))?;
         rest = after.trim_start();
     }
     Ok(total)

@@ -54,25 +54,38 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
     u64::try_from(bytes).map_err(|_| too_large())
 }
 
-/// Bytes in human units: `512 B`, `1.5 KiB`, `64 MiB` (one decimal unless whole).
+/// Bytes in human units: `512 B`, `1.5 KiB`, `64 MiB`, rounded to one decimal, which is
+/// left out when it is 0 (`2 KiB` for 2047 bytes, not `2.0 KiB`).
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
     }
-    let mut value = bytes as f64 / 1024.0;
+    // Tenths of the unit, rounded; the next unit once they round to 1024 of this one.
+    let mut scale: u128 = 1024;
     let mut unit = "KiB";
+    let tenths = |scale: u128| (u128::from(bytes) * 10 + scale / 2) / scale;
     for next in UNITS.iter().skip(1) {
-        if value < 1024.0 {
+        if tenths(scale) < 10_240 {
             break;
         }
-        value /= 1024.0;
+        scale *= 1024;
         unit = next;
     }
-    if value.fract() == 0.0 {
-        format!("{value:.0} {unit}")
+    let tenths = tenths(scale);
+    if tenths % 10 == 0 {
+        format!("{} {unit}", tenths / 10)
     } else {
-        format!("{value:.1} {unit}")
+        format!("{}.{} {unit}", tenths / 10, tenths % 10)
+    }
+}
+
+/// A count and what it counts: `1 segment`, `2 segments`, `0 events`.
+pub fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 
@@ -160,6 +173,14 @@ mod tests {
         assert_eq!(size(1023), "1023 B");
         assert_eq!(size(1024), "1 KiB");
         assert_eq!(size(1536), "1.5 KiB");
+        // Rounded to a whole number: no ".0"; rounded up to 1024: the next unit.
+        assert_eq!(size(2047), "2 KiB");
+        assert_eq!(size(3014), "2.9 KiB");
+        assert_eq!(size(448 << 20 | 1000), "448 MiB");
+        assert_eq!(size((1 << 20) - 1), "1 MiB");
+        assert_eq!(size(1023 * 1024 + 920), "1023.9 KiB");
+        assert_eq!(count(1, "segment"), "1 segment");
+        assert_eq!(count(0, "segment"), "0 segments");
         assert_eq!(size(64 << 20), "64 MiB");
         assert_eq!(size(u64::MAX), "16 EiB");
         assert_eq!(size_exact(64 << 20), "64 MiB (67108864 bytes)");

@@ -1806,6 +1806,77 @@ fn a_cursor_batch_through_a_file_is_handled_at_least_once() {
 
 // ---------------------------------------------------------------------------- errors
 
+/// Messages say what they mean: a duration with a sign or too long for one says so
+/// (not "needs a unit", not "outside the range of timestamps"), a time past the range
+/// says it once, sizes have no ".0", one segment is not "1 segments", the operating
+/// system's reason reads as part of the sentence, and a number where an evstream record
+/// needs a time names the options that import it.
+#[test]
+fn messages_say_what_they_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    run(&["create", s(&path), "--capacity", "4KiB"]).ok();
+    let since = run(&["cat", s(&path), "--since", "+9223372036854775807ns"]).fails(
+        2,
+        &["counted on from now, it is outside the range of timestamps"],
+    );
+    assert!(!since.stderr.contains("it is it is"), "{since:?}");
+    run(&["append", s(&path), "--wait=-1s", "x"]).fails(2, &["\"-1s\" has a sign"]);
+    let log = dir.path().join("lg");
+    for args in [
+        &["append", s(&path), "--wait=99999999999d", "x"][..],
+        &["create", s(&log), "--log", "--roll", "99999999999d"],
+        &[
+            "create",
+            s(&log),
+            "--log",
+            "--retain-age",
+            "300000000000000000000ns",
+        ],
+    ] {
+        let run = run(args).fails(2, &["is too long: a duration is at most 2^63 - 1 ns"]);
+        assert!(!run.stderr.contains("range of timestamps"), "{run:?}");
+    }
+    let odd = dir.path().join("odd.evs");
+    let created = run(&["create", s(&odd), "--capacity", "2047"]).ok();
+    assert_eq!(
+        created.out(),
+        format!("created {}: capacity 2 KiB (2047 bytes)\n", s(&odd))
+    );
+    run(&[
+        "create",
+        s(&log),
+        "--log",
+        "--segment-size",
+        "4KiB",
+        "--retain-segments",
+        "1",
+    ])
+    .ok();
+    assert!(
+        run(&["stat", s(&log)])
+            .ok()
+            .out()
+            .contains("retention:     1 segment\n")
+    );
+    assert!(
+        run(&["verify", s(&log)])
+            .ok()
+            .out()
+            .contains("0 events in 1 segment,")
+    );
+    let long = dir.path().join("n".repeat(300));
+    run(&["create", s(&long), "--capacity", "4KiB"]).fails(1, &[": file name too long"]);
+    run_with(
+        &["append", s(&path), "--format", "jsonl"],
+        Some(b"{\"time\":1714564800,\"payload\":\"x\"}\n"),
+    )
+    .fails(
+        1,
+        &["bare number", "--time-field time --time-unit s|ms|us|ns"],
+    );
+}
+
 /// Error lines say why: a log of a newer version names both versions, a locked log is
 /// called a log, and the times people paste from `date +%z` or write relative to now
 /// over the whole range are read.
