@@ -505,7 +505,9 @@ fn open_writer(
                     )));
                 }
                 let capacity = create.unwrap_or(evstream::format::MIN_CAPACITY);
-                if stage {
+                // A name too long for the library's temporary beside it is made under a
+                // shorter one too.
+                if stage || !crate::staged::library_temp_fits(path) {
                     let staged = Staged::new(path)?;
                     let writer = StreamWriter::create_with(staged.temp(), capacity, options)
                         .map_err(|e| Failure::stream(path, &e))?;
@@ -552,13 +554,17 @@ fn open_writer(
 }
 
 /// Whether `error` is the refusal to make or open the turn files beside the stream
-/// `path` for want of permission (a read-only directory).
+/// `path`: for want of permission (a read-only directory), or because their names
+/// (`NAME.turn`) are too long for a directory entry when NAME is 251 bytes or more, so
+/// that no process can take turns on it.
 fn no_turn_files(path: &Path, error: &evstream::Error) -> bool {
     matches!(error, evstream::Error::Io { path: at, source, .. }
     if at != path
         && matches!(
             source.kind(),
-            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            io::ErrorKind::PermissionDenied
+                | io::ErrorKind::ReadOnlyFilesystem
+                | io::ErrorKind::InvalidFilename
         ))
 }
 

@@ -7,6 +7,7 @@ use evstream::{LogOptions, LogWriter, Prefault, StreamWriter, WriteBack, WriterO
 
 use crate::failure::Failure;
 use crate::output;
+use crate::staged::{self, Staged};
 use crate::time;
 use crate::units;
 
@@ -121,12 +122,24 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     // No prefaulting: nothing is appended here.
     let options = WriterOptions::default().prefault(Prefault::Off);
-    let writer = StreamWriter::create_with(&args.file, capacity, options)
-        .map_err(|e| Failure::stream(&args.file, &e))?;
+    let created = if staged::library_temp_fits(&args.file) {
+        StreamWriter::create_with(&args.file, capacity, options)
+            .map_err(|e| Failure::stream(&args.file, &e))?
+            .capacity()
+    } else {
+        // A name too long for the library's temporary beside it (`.NAME.PID.N.tmp`):
+        // made under a shorter temporary name, and renamed to it.
+        let staged = Staged::new(&args.file)?;
+        let capacity = StreamWriter::create_with(staged.temp(), capacity, options)
+            .map_err(|e| Failure::stream(&args.file, &e))?
+            .capacity();
+        staged.commit()?;
+        capacity
+    };
     output::line(&format!(
         "created {}: capacity {}",
         args.file.display(),
-        units::size_exact(writer.capacity())
+        units::size_exact(created)
     ))
 }
 

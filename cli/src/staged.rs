@@ -7,6 +7,11 @@
 //! the command with status 130. A process killed outright (`SIGKILL`, a crash) leaves the
 //! hidden temporary, never a partial output under the final name; the next output staged
 //! for the same name removes such leftovers of processes that are gone.
+//!
+//! A temporary name is longer than the final one, and a stream file made under it gets
+//! a temporary of its own from the library (`.TEMP.PID.N.tmp`): for a long final name,
+//! NAME in `.NAME.PID.partial` is shortened (its start and a hash of all of it), so that
+//! every name fits in a directory entry whatever name a file system allows.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, Once};
@@ -80,6 +85,7 @@ impl Staged {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
+        let name = short_name(&name);
         remove_abandoned(&dir, &name);
         let temp = dir.join(format!(".{name}.{}.partial", std::process::id()));
         static HANDLER: Once = Once::new();
@@ -177,6 +183,43 @@ impl Drop for Staged {
     }
 }
 
+/// The longest name a directory entry takes on Linux's file systems (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// Room the library's own temporary for a stream created under a temporary name needs
+/// beyond that name: `.` before it and `.PID.N.tmp` after it (a 20-digit `N`).
+const LIBRARY_TEMP: usize = 1 + 1 + 10 + 1 + 20 + 4;
+
+/// The longest temporary name this module makes.
+pub const MAX_TEMP: usize = NAME_MAX - LIBRARY_TEMP;
+
+/// Whether the library's temporary for creating a stream at `path` fits in a directory
+/// entry; when it does not, the stream is made under a [`Staged`] name and renamed.
+pub fn library_temp_fits(path: &Path) -> bool {
+    path.file_name()
+        .is_none_or(|name| name.len() + LIBRARY_TEMP <= NAME_MAX)
+}
+
+/// `name` as it appears in `.NAME.PID.partial`: itself when that fits in [`MAX_TEMP`]
+/// bytes, otherwise its first bytes and `~` and a hash of all of it (FNV-1a, the same
+/// in every process, so that leftovers are found again).
+fn short_name(name: &str) -> String {
+    // `.` + NAME + `.` + a process id of at most 10 digits + `.partial`
+    let room = MAX_TEMP - (1 + 1 + 10 + ".partial".len());
+    if name.len() <= room {
+        return name.to_owned();
+    }
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let suffix = format!("~{hash:016x}");
+    let mut keep = room - suffix.len();
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", name.get(..keep).unwrap_or_default())
+}
+
 /// Removes `.NAME.PID.partial` entries of `dir` whose process is gone.
 fn remove_abandoned(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -196,6 +239,34 @@ fn remove_abandoned(dir: &Path, name: &str) {
         let alive = Path::new("/proc").join(pid.to_string()).exists();
         if !alive {
             remove(&entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A temporary name fits, with room for the library's own temporary beside it, for
+    /// every name a directory entry takes; a name that already fits is kept; the
+    /// shortened name is the same in every process and differs for different names.
+    #[test]
+    fn temporary_names_fit() {
+        let pid = u32::MAX;
+        assert_eq!(short_name("sensors.evs"), "sensors.evs");
+        for len in [1, 100, 190, 200, 222, 223, 240, 250, 251, 255] {
+            for unit in ["k", "\u{e9}", "\u{1f600}"] {
+                let name: String = unit.repeat(len / unit.len());
+                let short = short_name(&name);
+                let temp = format!(".{short}.{pid}.partial");
+                assert!(temp.len() <= MAX_TEMP, "{len} {unit}: {}", temp.len());
+                assert!(temp.len() + LIBRARY_TEMP <= NAME_MAX);
+                assert_eq!(short, short_name(&name), "the same in every run");
+                let other = format!("x{}", name.get(unit.len()..).unwrap_or_default());
+                if short != name {
+                    assert_ne!(short, short_name(&other), "{len} {unit}");
+                }
+            }
         }
     }
 }
