@@ -540,8 +540,15 @@ fn open_writer(
         if !matches!(error, evstream::Error::Locked { .. }) || !patience {
             let failure = Failure::stream(path, &error);
             return Err(match (wait, &error) {
-                (Some(_), evstream::Error::Locked { .. }) => failure
-                    .with_context(&format!(" (waited {})", units::duration(waited.as_nanos()))),
+                // To itself, it waits for every other writer, those that share the file
+                // too: the library's sentence names only one that keeps it to itself.
+                (Some(_), evstream::Error::Locked { .. }) => Failure::data(format!(
+                    "{} is locked by another writer, one that shares it with other writers or \
+                     one that keeps it to itself; --wait takes it alone once no writer has it \
+                     (waited {})",
+                    path.display(),
+                    units::duration(waited.as_nanos())
+                )),
                 (None, evstream::Error::Locked { .. }) => {
                     failure.with_context("; --wait waits for it")
                 }

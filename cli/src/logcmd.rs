@@ -28,22 +28,40 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
         let mut out = Vec::new();
         out.extend_from_slice(b"{\"path\":");
         encode::json_string(&mut out, &path.display().to_string());
+        // Timestamps and nanoseconds as decimal strings (exact in every JSON reader),
+        // times beside them in RFC 3339 as the stream's `stat --json` writes them.
         let time = |t: Option<i64>| t.map_or("null".to_owned(), |t| format!("\"{t}\""));
+        let shown =
+            |t: Option<i64>| t.map_or("null".to_owned(), |t| format!("\"{}\"", zone.show(t)));
+        let nanos = |d: Option<std::time::Duration>| {
+            d.map_or("null".to_owned(), |d| format!("\"{}\"", d.as_nanos()))
+        };
+        let number = |n: Option<u64>| n.map_or("null".to_owned(), |n| n.to_string());
         out.extend_from_slice(
             format!(
                 ",\"log\":true,\"segments\":{},\"first_segment\":{},\"last_segment\":{},\
-                 \"segment_size\":{},\"disk_bytes\":{},\"events\":{},\"first_event\":{},\
-                 \"first_timestamp\":{},\"last_timestamp\":{},\"start\":\"{}\",\"end\":\"{}\",\
+                 \"segment_size\":{},\"roll_ns\":{},\"retain_size\":{},\"retain_age_ns\":{},\
+                 \"retain_segments\":{},\"retain_past_cursors\":{},\
+                 \"disk_bytes\":{},\"events\":{},\"first_event\":{},\
+                 \"first_timestamp\":{},\"first_time\":{},\"last_timestamp\":{},\
+                 \"last_time\":{},\"start\":\"{}\",\"end\":\"{}\",\
                  \"writer_active\":{},\"spare_bytes\":{},\"held\":{},\"cursors\":[",
                 stat.segments,
                 stat.first_segment,
                 stat.last_segment,
                 options.get_segment_size(),
+                nanos(options.get_roll_interval()),
+                number(options.get_retain_size()),
+                nanos(options.get_retain_age()),
+                number(options.get_retain_segments()),
+                options.get_retain_past_cursors(),
                 stat.disk_bytes,
                 stat.events,
                 stat.first_event,
                 time(stat.first_timestamp),
+                shown(stat.first_timestamp),
                 time(stat.last_timestamp),
+                shown(stat.last_timestamp),
                 stat.start,
                 stat.end,
                 stat.writer_active,

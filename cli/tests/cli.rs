@@ -1336,7 +1336,9 @@ fn several_appends_at_once(log: &Path, exclusive: impl FnOnce() -> Box<dyn std::
         stdin.flush().unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
-    run(&["append", s(log), "--wait=200ms", "alone"]).fails(1, &["locked", "waited"]);
+    // Another writer shares it: the message does not say it keeps it to itself.
+    let refused = run(&["append", s(log), "--wait=200ms", "alone"]).fails(1, &["locked", "waited"]);
+    assert!(refused.stderr.contains("one that shares it"), "{refused:?}");
     drop(feeder.stdin.take());
     assert!(feeder.wait().unwrap().success());
     // Held by a writer that keeps it to itself, a plain append is refused.
@@ -1432,6 +1434,48 @@ fn every_command_takes_a_log_directory() {
         verify.starts_with("ok: ") && verify.contains("1002 events"),
         "{verify}"
     );
+}
+
+/// A log's `stat --json` has what its text has: the times beside their timestamps (as a
+/// stream's has them) and the roll and retention settings.
+#[test]
+fn a_logs_stat_json_has_its_times_and_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app");
+    run(&[
+        "create",
+        s(&log),
+        "--log",
+        "--segment-size",
+        "4KiB",
+        "--roll",
+        "hourly",
+        "--retain-age",
+        "1d",
+        "--retain-segments",
+        "3",
+    ])
+    .ok();
+    run(&[
+        "append",
+        s(&log),
+        "--timestamp",
+        "2024-05-01T12:00:00Z",
+        "a",
+    ])
+    .ok();
+    let json = run(&["stat", s(&log), "--json"]).ok().out();
+    for part in [
+        "\"first_timestamp\":\"1714564800000000000\",\"first_time\":\"2024-05-01T12:00:00.000000000Z\"",
+        "\"last_time\":\"2024-05-01T12:00:00.000000000Z\"",
+        "\"roll_ns\":\"3600000000000\"",
+        "\"retain_size\":null",
+        "\"retain_age_ns\":\"86400000000000\"",
+        "\"retain_segments\":3",
+        "\"retain_past_cursors\":false",
+    ] {
+        assert!(json.contains(part), "{part} in {json}");
+    }
 }
 
 /// `create --log` makes a log whose writers use lazy write-back unless `--write-back
