@@ -740,9 +740,6 @@ impl fmt::Display for TrailerWords<'_> {
                  slot {})",
                 sequence % 2
             ),
-            // A problem added later, until it has words of its own.
-            #[allow(unreachable_patterns)]
-            other => write!(f, "{other:?}"),
         }
     }
 }

@@ -613,8 +613,11 @@ pub(crate) fn void_record<W: Turned>(at: &Path) -> Result<()> {
     let (file, writable) = match open(true) {
         Ok(file) => (file, true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        // A symbolic link is never a turn file.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(()),
+        // A symbolic link is never a turn file; nor can a file exist whose name is too
+        // long (a stream's own name, near the limit, leaves no room for `.turn`).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENAMETOOLONG)) => {
+            return Ok(());
+        }
         Err(e) => match open(false) {
             Ok(file) => (file, false),
             Err(_) => return Err(Error::io("open", &path, e)),

@@ -1510,8 +1510,6 @@ fn long_names_work_like_any_other() {
 /// A stream whose name is 251 to 255 bytes long has no room for turn files
 /// (`NAME.turn`), so no process can take turns on it: `append` keeps it to itself.
 #[test]
-#[ignore = "needs the library to take a turn file whose name is too long as no turn file \
-            (src/turn.rs, void_record: ENAMETOOLONG as NotFound)"]
 fn a_name_too_long_for_turn_files_is_appended_to_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("n".repeat(251));
