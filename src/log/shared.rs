@@ -162,20 +162,27 @@ impl Turned for LogWriter {
 
     /// A log this process may write: its lock file and newest segment open for writing
     /// (opened, not changed), so that an open refused for want of permission leaves no
-    /// turn file behind.
+    /// turn file behind. Only a refusal counts here: a segment renamed or retired since
+    /// the listing (the writer of another process rolls, recycles) is the open's to meet.
     fn check(dir: &Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         crate::log::reader::read_options(dir)?;
-        let lock = dir.join(crate::log::writer::LOCK_FILE);
-        if let Err(e) = std::fs::OpenOptions::new()
+        let refused = |e: &std::io::Error| {
+            e.kind() == std::io::ErrorKind::PermissionDenied
+                || e.raw_os_error() == Some(libc::EROFS)
+        };
+        let writable = |path: &Path| match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(&lock)
-            && e.kind() != std::io::ErrorKind::NotFound
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
         {
-            return Err(Error::io("open", &lock, e));
-        }
+            Err(e) if refused(&e) => Err(Error::io("open", path, e)),
+            _ => Ok(()),
+        };
+        writable(&dir.join(crate::log::writer::LOCK_FILE))?;
         if let Some(newest) = crate::log::segment::list(dir)?.last() {
-            crate::stream::open::open_regular(&newest.path, true)?;
+            writable(&newest.path)?;
         }
         Ok(())
     }
