@@ -49,7 +49,8 @@ pub struct Args {
     /// With --create-log: the size of each segment
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size, requires = "create_log")]
     segment_size: Option<u64>,
-    /// Stop when the consumer has nothing pending, instead of waiting for more
+    /// Stop when the stream holds no message after the last one appended, instead of
+    /// waiting for more
     #[arg(long)]
     until_end: bool,
     #[command(flatten)]

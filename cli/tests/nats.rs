@@ -1,8 +1,9 @@
 //! `evstream ship` and `evstream pull` against real `nats-server` processes: a round trip
 //! of mixed sizes, exactly-once delivery under `kill -9` of either side (and no partial
 //! copy under the name of a target that pull creates), a three-node cluster losing a
-//! node, a broker that is down or restarts, messages that did not come from this ship,
-//! wildcard subjects, and authentication.
+//! node, a broker that is down or restarts, a pull whose connections are cut mid-fetch
+//! (through an in-test proxy), a pull of a stream with deleted messages, messages that
+//! did not come from this ship, wildcard subjects, and authentication.
 //!
 //! Each test starts its own servers on free loopback ports. Where `nats-server` is not on
 //! `PATH`, each says on the terminal that it did not run (counted as passed); under CI
@@ -745,4 +746,158 @@ fn ship_refuses_wildcard_and_malformed_subjects_as_usage_errors() {
         assert!(stderr.contains("subject"), "{subject:?}: {stderr}");
         assert!(!stderr.contains("cannot reach"), "{subject:?}: {stderr}");
     }
+}
+
+#[test]
+fn pull_through_connections_cut_mid_fetch_loses_and_duplicates_nothing() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 20_000, 256, 9);
+    assert_ok(
+        &evstream(&[
+            "ship",
+            source.to_str().unwrap(),
+            "--to",
+            &server.url(),
+            "--subject",
+            "cut.events",
+            "--create-stream",
+            "--stream",
+            "CUT",
+            "--until-end",
+            "--quiet",
+        ]),
+        "ship",
+    );
+    // The pull reaches the server through a proxy that cuts each connection once the
+    // server sent 512 KiB through it, in the middle of a fetch's messages: those after the
+    // cut are lost in flight, and the server's deliveries after the reconnection follow
+    // them. The whole stream is 7 MiB or so.
+    let proxy = nats_support::Proxy::start(server.port, Some(512 << 10));
+    let target = dir.path().join("copy.log");
+    let err_path = dir.path().join("pull.err");
+    let mut pull = Command::new(BIN)
+        .args([
+            "pull",
+            "--from",
+            &proxy.url(),
+            "--stream",
+            "CUT",
+            "--to",
+            target.to_str().unwrap(),
+            "--create-log",
+            "--segment-size",
+            "1MiB",
+            "--until-end",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = pull.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = pull.kill();
+            let _ = pull.wait();
+            panic!(
+                "the pull never finished: {}",
+                std::fs::read_to_string(&err_path).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "pull failed ({status:?}): {stderr}");
+    assert!(
+        proxy.cuts() >= 3,
+        "the connection was cut {} times",
+        proxy.cuts()
+    );
+    assert!(
+        stderr.contains("disconnected"),
+        "the cuts are reported: {stderr}"
+    );
+    assert!(
+        stderr.contains("last sequence 20000"),
+        "the pull ends at the stream's last message: {stderr}"
+    );
+    assert_same(
+        &read_log(&target),
+        &events,
+        "a pull through cut connections",
+    );
+}
+
+#[test]
+fn pull_passes_over_messages_the_stream_no_longer_holds() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let mut client = nats_support::RawClient::connect(server.port);
+    client.create_stream("HOLES", &["h.events"]);
+    for i in 1..=20i64 {
+        let sequence = client.publish(
+            "h.events",
+            &[("Evstream-Timestamp", &(i * 10).to_string())],
+            format!("m{i}").as_bytes(),
+        );
+        assert_eq!(sequence, i as u64);
+    }
+    // The first four purged (the stream starts at 5), and three deleted inside, the last
+    // message among them: sequences a pull never gets, and must not wait for.
+    client.purge_below("HOLES", 5);
+    for sequence in [8, 9, 15, 20] {
+        client.delete_message("HOLES", sequence);
+    }
+    let want: Events = (5..20i64)
+        .filter(|i| ![8, 9, 15].contains(i))
+        .map(|i| (i * 10, format!("m{i}").into_bytes()))
+        .collect();
+    let target = dir.path().join("copy.evs");
+    let pull = || {
+        run_for(
+            &[
+                "pull",
+                "--from",
+                &server.url(),
+                "--stream",
+                "HOLES",
+                "--to",
+                target.to_str().unwrap(),
+                "--create",
+                "1MiB",
+                "--until-end",
+            ],
+            Duration::from_secs(30),
+        )
+    };
+    let (code, stderr) = pull();
+    assert_eq!(code, Some(0), "the pull ends: {stderr}");
+    assert!(
+        !stderr.contains("retrying"),
+        "a gap the stream holds nothing in is no failure: {stderr}"
+    );
+    assert_same(
+        &support::events_of(&target),
+        &want,
+        "the messages the stream holds",
+    );
+
+    // A message published after the holes follows them in the next pull.
+    client.publish("h.events", &[("Evstream-Timestamp", "1000")], b"m21");
+    let (code, stderr) = pull();
+    assert_eq!(code, Some(0), "the second pull ends: {stderr}");
+    let mut want = want;
+    want.push((1000, b"m21".to_vec()));
+    assert_same(&support::events_of(&target), &want, "after the second pull");
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::report::{Report, Reporter};
@@ -98,6 +99,18 @@ impl Connection {
     /// Once connected, a lost connection is re-established in the background with
     /// exponential backoff (100 ms doubling to 5 s, forever); each change is reported.
     pub(crate) async fn connect(&self, reporter: &Reporter) -> Result<async_nats::Client> {
+        Ok(self.connect_watching(reporter).await?.0)
+    }
+
+    /// [`connect`](Self::connect), and a count of the connections lost since, which
+    /// changes as each loss is seen: what a fetch waits for besides its messages, since
+    /// a fetch cut off by a lost connection would otherwise only end at its timeout.
+    pub(crate) async fn connect_watching(
+        &self,
+        reporter: &Reporter,
+    ) -> Result<(async_nats::Client, watch::Receiver<u64>)> {
+        let (lost, losses) = watch::channel(0u64);
+        let lost = Arc::new(lost);
         let mut options = ConnectOptions::new()
             .name("evstream")
             .connection_timeout(self.connect_timeout)
@@ -121,10 +134,14 @@ impl Connection {
         let events = Arc::clone(&reporter.0);
         options = options.event_callback(move |event| {
             let events = Arc::clone(&events);
+            let lost = Arc::clone(&lost);
             async move {
                 match event {
                     Event::Connected => events(Report::Connected),
-                    Event::Disconnected => events(Report::Disconnected),
+                    Event::Disconnected => {
+                        lost.send_modify(|count| *count += 1);
+                        events(Report::Disconnected)
+                    }
                     Event::ServerError(e) => events(Report::ServerError(e.to_string())),
                     _ => {}
                 }
@@ -141,7 +158,7 @@ impl Connection {
         if servers.is_empty() {
             return Err(Error::BadOption("no server URL given".into()));
         }
-        options.connect(servers).await.map_err(|e| match e.kind() {
+        let client = options.connect(servers).await.map_err(|e| match e.kind() {
             ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
                 Error::Unauthorized {
                     servers: self.server_list(),
@@ -153,7 +170,8 @@ impl Connection {
                 servers: self.server_list(),
                 reason: e.to_string(),
             },
-        })
+        })?;
+        Ok((client, losses))
     }
 }
 

@@ -8,6 +8,15 @@
 //! recorded batch reached it, and so which sequence was applied last; messages up to it
 //! that the server delivers again are acknowledged and skipped.
 //!
+//! A message is applied only if it is the next one the stream holds after the last
+//! applied: its stream sequence is the next, or the stream no longer holds any sequence
+//! between the two (deleted, or removed by its limits or retention), which the pull asks
+//! JetStream when the sequences jump (a message get, the first at or after the missing
+//! one). A delivery lost with a dropped connection is held by the stream, so the batch is
+//! applied up to it, and the consumer is positioned again right after the last applied
+//! message, as after any failed fetch. Only the last applied message is acknowledged
+//! (`AckPolicy::All`), never one after a missing message.
+//!
 //! A target that the pull creates is written under a temporary name beside it
 //! (`.NAME.pulling`) and renamed into place (never over anything, the directory synced)
 //! only when the pull first catches up, so that no file under the target's name is ever
@@ -16,15 +25,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_nats::jetstream::context::{
-    ConsumerInfoError, ConsumerInfoErrorKind, GetStreamErrorKind,
-};
-use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind, RawMessageErrorKind};
 use async_nats::jetstream::{self, consumer};
 use evstream::{LogOptions, LogWriter, StreamWriter};
 use futures_util::StreamExt;
+use tokio::sync::watch;
 
-use crate::connect::{Connection, retrying};
+use crate::connect::{Connection, backoff, retrying};
 use crate::error::{Error, Result};
 use crate::report::{Report, Reporter};
 use crate::ship::TIMESTAMP_HEADER;
@@ -95,7 +103,8 @@ impl PullOptions {
         self
     }
 
-    /// Stops when the consumer has nothing pending, instead of waiting for more.
+    /// Stops when the stream holds no message after the last one applied, instead of
+    /// waiting for more.
     pub fn until_end(mut self, until_end: bool) -> Self {
         self.until_end = until_end;
         self
@@ -192,12 +201,18 @@ impl Record {
     }
 }
 
-/// Pulls messages into the target until the consumer has nothing pending (with
-/// [`PullOptions::until_end`]) or forever.
+/// Pulls messages into the target until the stream holds none after the last applied
+/// (with [`PullOptions::until_end`]) or forever.
+///
+/// Each message is applied only after the one before it in the stream, so no message is
+/// lost or applied twice across failures: a lost connection, a fetch cut off, deliveries
+/// lost in flight. See the module documentation.
 ///
 /// # Errors
 /// [`Error::Unreachable`] or [`Error::Unauthorized`] if the first connection fails;
-/// [`Error::JetStream`] if the stream does not exist; [`Error::BadMessage`] for a message
+/// [`Error::JetStream`] if the stream does not exist, or JetStream refuses the message
+/// get request that tells a message missing from the deliveries from one gone from the
+/// stream (a permission the account lacks); [`Error::BadMessage`] for a message
 /// that cannot be an event (its timestamp lower than the previous one's);
 /// [`Error::Store`] if the target cannot be opened or written; [`Error::State`] if the
 /// record beside it cannot be read or written, or contradicts the target.
@@ -214,7 +229,7 @@ pub async fn pull(
             options.consumer
         )));
     }
-    let client = connection.connect(&reporter).await?;
+    let (client, losses) = connection.connect_watching(&reporter).await?;
     let js = jetstream::new(client);
     let stream = retrying(
         &reporter,
@@ -241,93 +256,52 @@ pub async fn pull(
     // The local record, not the server's acknowledgement floor, says what the target
     // holds: a killed run may leave deliveries that the server only redelivers after its
     // ack wait, and acknowledging later messages would skip them. So the durable consumer
-    // is positioned afresh at every start, right after the last applied sequence.
-    let passing = |e: &ConsumerError| {
-        matches!(
-            e.kind(),
-            ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request | ConsumerErrorKind::Other
-        )
-    };
-    let what = format!("reset consumer {}", options.consumer);
-    let delete = || async {
-        match stream.delete_consumer(&options.consumer).await {
-            Ok(_) => Ok(()),
-            // Nothing to reset: the first pull under this name.
-            Err(e)
-                if matches!(e.kind(), ConsumerErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    };
-    retrying(&reporter, &what, delete, |e: &ConsumerError| passing(e)).await?;
-    let config = consumer::pull::Config {
-        durable_name: Some(options.consumer.clone()),
-        ack_policy: consumer::AckPolicy::All,
-        deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: applied + 1,
-        },
-        ..Default::default()
-    };
+    // is positioned afresh at every start, right after the last applied sequence, and
+    // again after every failure.
     let what = format!("consumer {}", options.consumer);
-    let consumer: consumer::PullConsumer = retrying(
-        &reporter,
-        &what,
-        || stream.create_consumer(config.clone()),
-        |e: &ConsumerError| passing(e),
-    )
-    .await?;
-
+    let mut consumer = Some(
+        retrying(
+            &reporter,
+            &what,
+            || position(&stream, options, applied + 1),
+            passing,
+        )
+        .await?,
+    );
+    let mut failures = 0usize;
     let mut last_report = std::time::Instant::now();
     loop {
-        let fetched = consumer
-            .fetch()
-            .max_messages(options.batch)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await;
-        let mut messages = match fetched {
-            Ok(messages) => messages,
-            Err(e) => {
-                reporter.report(Report::Retrying {
-                    reason: format!("fetch: {e}"),
-                });
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let mut batch = Vec::new();
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => batch.push(message),
-                Err(e) => {
+        let Some(current) = &consumer else {
+            // After a failure: the consumer's deliveries since the last applied message
+            // may be lost, so it starts again right after it. Retried for as long as the
+            // connection is down, like a fetch.
+            match position(&stream, options, applied + 1).await {
+                Ok(positioned) => consumer = Some(positioned),
+                Err(e) if passing(&e) => {
                     reporter.report(Report::Retrying {
-                        reason: format!("fetch: {e}"),
+                        reason: format!("{what}: {e}"),
                     });
-                    break;
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(backoff(failures)).await;
                 }
+                Err(e) => return Err(Error::jetstream(what, e)),
             }
+            continue;
+        };
+        let (mut batch, failed) = fetch(current, options.batch, losses.clone()).await;
+        if let Some(reason) = &failed {
+            reporter.report(Report::Retrying {
+                reason: format!("fetch: {reason}"),
+            });
         }
         if batch.is_empty() {
-            if options.until_end || temporary.is_some() {
-                let info = retrying(
-                    &reporter,
-                    "consumer info",
-                    || consumer.get_info(),
-                    |e: &ConsumerInfoError| {
-                        matches!(
-                            e.kind(),
-                            ConsumerInfoErrorKind::Request
-                                | ConsumerInfoErrorKind::TimedOut
-                                | ConsumerInfoErrorKind::NoResponders
-                                | ConsumerInfoErrorKind::Offline
-                        )
-                    },
-                )
-                .await?;
-                if info.num_pending == 0 && info.num_ack_pending == 0 {
+            let mut again = failed.is_some();
+            if again {
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(backoff(failures)).await;
+            }
+            match next_stored(&stream, options, applied + 1).await {
+                Ok(None) => {
                     if let Some(written) = temporary.take() {
                         writer = finish(writer, &written, &options.target)?;
                         record_path = record_of(&writer, &options.target, options);
@@ -336,9 +310,81 @@ pub async fn pull(
                         return Ok(summary);
                     }
                 }
+                Ok(Some(_)) if again => {}
+                Ok(Some(sequence)) => {
+                    // The stream holds a message after the last applied one. If the
+                    // consumer has nothing left to deliver, it delivered it already and
+                    // it never arrived (in a fetch cut off by a loss not seen as one).
+                    match current.get_info().await {
+                        Ok(info) if info.num_pending > 0 => {}
+                        Ok(_) => {
+                            reporter.report(Report::Retrying {
+                                reason: format!(
+                                    "message {sequence} was delivered but never arrived; \
+                                     fetching again from it"
+                                ),
+                            });
+                            again = true;
+                        }
+                        Err(e) => {
+                            reporter.report(Report::Retrying {
+                                reason: format!("consumer info: {e}"),
+                            });
+                            again = true;
+                        }
+                    }
+                }
+                Err(Lookup::Failed(reason)) => {
+                    reporter.report(Report::Retrying { reason });
+                    again = true;
+                }
+                Err(Lookup::Refused(e)) => return Err(e),
+            }
+            if again {
+                consumer = None;
             }
             continue;
         }
+        let sequences = batch
+            .iter()
+            .map(|message| {
+                message
+                    .info()
+                    .map(|info| info.stream_sequence)
+                    .map_err(|e| Error::BadMessage {
+                        stream: options.stream.clone(),
+                        sequence: 0,
+                        reason: format!("no delivery information: {e}"),
+                    })
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        // The messages that follow the last applied one with none missing between.
+        let mut whole = sequences.len();
+        let mut from = 0;
+        let mut expected = applied + 1;
+        while let Some((at, sequence, missing)) = first_jump(expected, &sequences, from) {
+            let verdict = match next_stored(&stream, options, missing).await {
+                // Nothing between the two is in the stream any more: deleted, or
+                // removed by the stream's limits or retention.
+                Ok(None) => None,
+                Ok(Some(stored)) if stored >= sequence => None,
+                Ok(Some(stored)) => Some(format!(
+                    "message {sequence} arrived while message {stored} was missing (delivered \
+                     and lost); fetching again from {missing}"
+                )),
+                Err(Lookup::Failed(reason)) => Some(reason),
+                Err(Lookup::Refused(e)) => return Err(e),
+            };
+            if let Some(reason) = verdict {
+                reporter.report(Report::Retrying { reason });
+                whole = at;
+                break;
+            }
+            expected = sequence + 1;
+            from = at + 1;
+        }
+        let cut = whole < batch.len();
+        batch.truncate(whole);
         applied = apply(
             &mut writer,
             options,
@@ -349,13 +395,19 @@ pub async fn pull(
         )?;
         summary.last_sequence = applied;
         if let Some(last) = batch.last() {
-            // With AckPolicy::All, this acknowledges the whole batch. A lost ack only
-            // means a redelivery, which the record turns into skips.
+            // With AckPolicy::All, this acknowledges the messages applied, never one
+            // after a missing message. A lost ack only means a redelivery, which the
+            // record turns into skips.
             if let Err(e) = last.ack().await {
                 reporter.report(Report::Retrying {
                     reason: format!("acknowledge: {e}"),
                 });
             }
+        }
+        if cut || failed.is_some() {
+            consumer = None;
+        } else {
+            failures = 0;
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             let pending = batch
@@ -369,6 +421,130 @@ pub async fn pull(
             last_report = std::time::Instant::now();
         }
     }
+}
+
+/// Whether a consumer request failed for a reason that may pass (a lost connection, a
+/// timeout while a cluster elects a leader).
+fn passing(e: &ConsumerError) -> bool {
+    matches!(
+        e.kind(),
+        ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request | ConsumerErrorKind::Other
+    )
+}
+
+/// The durable consumer, made afresh to deliver from stream sequence `start` on: the one
+/// of that name deleted (if any), and created again with every message acknowledged
+/// explicitly (`AckPolicy::All`: an acknowledgement covers the messages before it).
+async fn position(
+    stream: &jetstream::stream::Stream,
+    options: &PullOptions,
+    start: u64,
+) -> std::result::Result<consumer::PullConsumer, ConsumerError> {
+    match stream.delete_consumer(&options.consumer).await {
+        Ok(_) => {}
+        // Nothing to reset: the first pull under this name.
+        Err(e)
+            if matches!(e.kind(), ConsumerErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) => {}
+        Err(e) => return Err(e),
+    }
+    let config = consumer::pull::Config {
+        durable_name: Some(options.consumer.clone()),
+        ack_policy: consumer::AckPolicy::All,
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: start,
+        },
+        ..Default::default()
+    };
+    stream.create_consumer(config).await
+}
+
+/// One fetch of up to `max` messages, and why it ended early if it did: a failed request,
+/// or a connection lost meanwhile (a change of `losses`), after which the server's
+/// deliveries to it may be lost. A loss the client has not seen yet may also end a fetch
+/// early without an error: what arrived is what the caller checks.
+async fn fetch(
+    consumer: &consumer::PullConsumer,
+    max: usize,
+    mut losses: watch::Receiver<u64>,
+) -> (Vec<jetstream::Message>, Option<String>) {
+    losses.mark_unchanged();
+    let fetched = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await;
+    let mut messages = match fetched {
+        Ok(messages) => messages,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(Ok(message)) => batch.push(message),
+                Some(Err(e)) => return (batch, Some(e.to_string())),
+                None => return (batch, None),
+            },
+            _ = losses.changed() => return (batch, Some("the connection was lost".into())),
+        }
+    }
+}
+
+/// Why [`next_stored`] has no answer.
+enum Lookup {
+    /// The request failed (a lost connection, a timeout): ask again later.
+    Failed(String),
+    /// JetStream refused it (a permission it lacks): the pull cannot tell lost messages
+    /// from gone ones.
+    Refused(Error),
+}
+
+/// The sequence of the first message the stream holds at or after `sequence`, on any
+/// subject (`None` if there is none): a message get request with `next_by_subj` `>`.
+///
+/// What the stream no longer holds (deleted, or removed by its limits or retention) is
+/// gone for every reader, and a pull passes over it; a message it holds that the
+/// consumer's deliveries skipped was lost on the way, and is fetched again.
+async fn next_stored(
+    stream: &jetstream::stream::Stream,
+    options: &PullOptions,
+    sequence: u64,
+) -> std::result::Result<Option<u64>, Lookup> {
+    match stream.get_first_raw_message_by_subject(">", sequence).await {
+        Ok(message) => Ok(Some(message.sequence)),
+        Err(e) => match e.kind() {
+            RawMessageErrorKind::NoMessageFound => Ok(None),
+            RawMessageErrorKind::JetStream(_) | RawMessageErrorKind::InvalidSubject => {
+                Err(Lookup::Refused(Error::jetstream(
+                    format!(
+                        "first message at or after sequence {sequence} of stream {}",
+                        options.stream
+                    ),
+                    e,
+                )))
+            }
+            RawMessageErrorKind::Other => Err(Lookup::Failed(format!(
+                "first message at or after sequence {sequence}: {e}"
+            ))),
+        },
+    }
+}
+
+/// The first message of `sequences`, from index `from` on, that does not follow the one
+/// before it (or, for the first, the last applied message) with no sequence between: its
+/// index, its sequence and the first sequence missing before it. Every sequence below
+/// `expected` (the one after the last applied) is a redelivery of a message the target
+/// holds.
+fn first_jump(mut expected: u64, sequences: &[u64], from: usize) -> Option<(usize, u64, u64)> {
+    for (at, &sequence) in sequences.iter().enumerate().skip(from) {
+        if sequence > expected {
+            return Some((at, sequence, expected));
+        }
+        expected = expected.max(sequence + 1);
+    }
+    None
 }
 
 /// The local store messages are appended to.
@@ -587,6 +763,19 @@ mod tests {
         assert_eq!(record.applied(path, 103).unwrap(), 12); // the whole batch
         assert!(record.applied(path, 99).is_err()); // the target lost events
         assert!(record.applied(path, 104).is_err()); // more than the batch
+    }
+
+    #[test]
+    fn a_jump_in_the_sequences_is_found_and_redeliveries_are_not_jumps() {
+        // Applied up to 10: the next expected is 11.
+        assert_eq!(first_jump(11, &[11, 12, 13], 0), None);
+        assert_eq!(first_jump(11, &[9, 10, 11, 12], 0), None); // redeliveries first
+        assert_eq!(first_jump(11, &[12, 13], 0), Some((0, 12, 11)));
+        assert_eq!(first_jump(11, &[11, 12, 15, 16], 0), Some((2, 15, 13)));
+        // Past a jump found legitimate, the scan goes on after it.
+        assert_eq!(first_jump(16, &[11, 12, 15, 16, 18], 3), Some((4, 18, 17)));
+        assert_eq!(first_jump(16, &[11, 12, 15, 16, 17], 3), None);
+        assert_eq!(first_jump(1, &[], 0), None);
     }
 
     #[test]

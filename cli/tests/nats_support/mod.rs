@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The `nats-server` binary found on `PATH`, or `None` where it is missing: the calling
@@ -266,6 +268,34 @@ impl RawClient {
         );
     }
 
+    /// Removes every message of JetStream stream `stream` below sequence `sequence`.
+    pub fn purge_below(&mut self, stream: &str, sequence: u64) {
+        let request = serde_json::json!({ "seq": sequence });
+        let reply = self.request(
+            &format!("$JS.API.STREAM.PURGE.{stream}"),
+            &[],
+            request.to_string().as_bytes(),
+        );
+        assert!(
+            reply.contains("\"success\":true"),
+            "purge {stream}: {reply}"
+        );
+    }
+
+    /// Deletes message `sequence` of JetStream stream `stream`.
+    pub fn delete_message(&mut self, stream: &str, sequence: u64) {
+        let request = serde_json::json!({ "seq": sequence });
+        let reply = self.request(
+            &format!("$JS.API.STREAM.MSG.DELETE.{stream}"),
+            &[],
+            request.to_string().as_bytes(),
+        );
+        assert!(
+            reply.contains("\"success\":true"),
+            "delete message {sequence} of {stream}: {reply}"
+        );
+    }
+
     /// The number of messages JetStream stream `stream` holds.
     pub fn stream_messages(&mut self, stream: &str) -> u64 {
         let reply = self.request(&format!("$JS.API.STREAM.INFO.{stream}"), &[], b"");
@@ -273,5 +303,103 @@ impl RawClient {
         info["state"]["messages"]
             .as_u64()
             .unwrap_or_else(|| panic!("no stream info: {reply}"))
+    }
+}
+
+/// A TCP proxy on a free loopback port in front of a server's port, whose connections are
+/// cut as a network failure would cut them: both sockets shut down at once, whatever is in
+/// flight lost. The test cuts them ([`Proxy::cut`]), or the proxy cuts each connection
+/// once the server sent a number of bytes through it, in the middle of whatever the
+/// server was sending.
+pub struct Proxy {
+    /// The port clients connect to.
+    pub port: u16,
+    live: Arc<Mutex<Vec<(TcpStream, TcpStream)>>>,
+    stopping: Arc<AtomicBool>,
+    cuts: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    /// Forwards connections to `port` on loopback; with `cut_after`, cuts each connection
+    /// once the server sent that many bytes through it.
+    pub fn start(port: u16, cut_after: Option<u64>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy's port");
+        let proxy = Self {
+            port: listener.local_addr().expect("the proxy's address").port(),
+            live: Arc::default(),
+            stopping: Arc::default(),
+            cuts: Arc::default(),
+        };
+        let live = Arc::clone(&proxy.live);
+        let stopping = Arc::clone(&proxy.stopping);
+        let cuts = Arc::clone(&proxy.cuts);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let clone = |s: &TcpStream| s.try_clone().expect("clone a socket");
+                live.lock().unwrap().push((clone(&client), clone(&server)));
+                let (mut upstream, mut to_server) = (clone(&client), clone(&server));
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut upstream, &mut to_server);
+                    let _ = upstream.shutdown(Shutdown::Both);
+                    let _ = to_server.shutdown(Shutdown::Both);
+                });
+                let cuts = Arc::clone(&cuts);
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (server, client);
+                    let mut sent = 0u64;
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    while let Ok(n) = from.read(&mut buffer) {
+                        if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                        sent += n as u64;
+                        if cut_after.is_some_and(|limit| sent >= limit) {
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                    let _ = from.shutdown(Shutdown::Both);
+                    let _ = to.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        proxy
+    }
+
+    /// The URL clients use.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every live connection.
+    pub fn cut(&self) {
+        let pairs: Vec<_> = self.live.lock().unwrap().drain(..).collect();
+        for (client, server) in &pairs {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+        }
+        self.cuts.fetch_add(pairs.len() as u64, Ordering::SeqCst);
+    }
+
+    /// Connections cut so far (those already closed when [`cut`](Self::cut) shut them
+    /// down included).
+    pub fn cuts(&self) -> u64 {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wakes the accepting thread, which then stops.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.cut();
     }
 }
