@@ -163,6 +163,9 @@ impl RawClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("read timeout");
+        // Each request is written in pieces and waits for its reply: without this, Nagle's
+        // algorithm holds a piece for the server's delayed acknowledgement (40 ms).
+        stream.set_nodelay(true).expect("TCP_NODELAY");
         let mut client = Self {
             reader: BufReader::new(stream.try_clone().expect("clone the socket")),
             writer: stream,
