@@ -19,7 +19,9 @@ A durable JetStream consumer (default name evstream-pull) appends each message t
 stream file, with the timestamp from its Evstream-Timestamp header (or the time JetStream
 stored it). A pull killed at any moment and restarted neither loses nor duplicates a
 message: the file pull.CONSUMER in the log (FILE.pull.CONSUMER beside a stream file)
-records what was applied. A target made by --create or --create-log is written as
+records what was applied, and from which JetStream stream (its name and creation time):
+a pull from another stream, or from one deleted and made again, is refused before it
+appends anything. A target made by --create or --create-log is written as
 .NAME.pulling beside it and renamed to NAME once the pull first catches up, so a pull
 cut off before that leaves nothing under NAME (the next pull goes on with .NAME.pulling).";
 

@@ -901,3 +901,108 @@ fn pull_passes_over_messages_the_stream_no_longer_holds() {
     want.push((1000, b"m21".to_vec()));
     assert_same(&support::events_of(&target), &want, "after the second pull");
 }
+
+#[test]
+fn pull_refuses_to_resume_from_a_stream_made_again_or_another_stream() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&binary, dir.path(), None);
+    let mut client = nats_support::RawClient::connect(server.port);
+    let publish = |client: &mut nats_support::RawClient, from: i64, to: i64| {
+        for i in from..to {
+            client.publish(
+                "app.events",
+                &[("Evstream-Timestamp", &(i * 10).to_string())],
+                format!("m{i}").as_bytes(),
+            );
+        }
+    };
+    let want = |to: i64| -> Events {
+        (0..to)
+            .map(|i| (i * 10, format!("m{i}").into_bytes()))
+            .collect()
+    };
+    client.create_stream("APP", &["app.events"]);
+    publish(&mut client, 0, 100);
+    let target = dir.path().join("copy.log");
+    let record = target.join("pull.evstream-pull");
+    let url = server.url(); // the same after a restart
+    let pull = |stream: &str| {
+        run_for(
+            &[
+                "pull",
+                "--from",
+                &url,
+                "--stream",
+                stream,
+                "--to",
+                target.to_str().unwrap(),
+                "--create-log",
+                "--until-end",
+                "--quiet",
+            ],
+            Duration::from_secs(30),
+        )
+    };
+    let (code, stderr) = pull("APP");
+    assert_eq!(code, Some(0), "the first pull: {stderr}");
+    assert_same(&read_log(&target), &want(100), "the first pull");
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        text.starts_with("stream=APP\ncreated="),
+        "the record names the stream: {text}"
+    );
+
+    // A restart of the server keeps the stream's identity: the pull resumes.
+    server.restart();
+    let mut client = nats_support::RawClient::connect(server.port);
+    publish(&mut client, 100, 110);
+    let (code, stderr) = pull("APP");
+    assert_eq!(code, Some(0), "the pull after a restart: {stderr}");
+    assert_same(&read_log(&target), &want(110), "after a server restart");
+
+    // A record of an earlier version names no stream: it is read as before, and the next
+    // one names the stream.
+    let text = std::fs::read_to_string(&record).unwrap();
+    let legacy: String = text
+        .lines()
+        .filter(|l| !l.starts_with("stream=") && !l.starts_with("created="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&record, legacy).unwrap();
+    publish(&mut client, 110, 120);
+    let (code, stderr) = pull("APP");
+    assert_eq!(code, Some(0), "the pull from an earlier record: {stderr}");
+    assert_same(&read_log(&target), &want(120), "from an earlier record");
+    assert!(
+        std::fs::read_to_string(&record)
+            .unwrap()
+            .starts_with("stream=APP\n")
+    );
+
+    // The stream deleted and made again: its sequences start again at 1.
+    client.delete_stream("APP");
+    client.create_stream("APP", &["app.events"]);
+    publish(&mut client, 1000, 1150);
+    let (code, stderr) = pull("APP");
+    assert_eq!(code, Some(1), "a stream made again is refused: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    for part in [
+        "pull.evstream-pull",
+        "JetStream stream APP",
+        "deleted and made again",
+    ] {
+        assert!(stderr.contains(part), "the error names {part}: {stderr}");
+    }
+    assert_same(&read_log(&target), &want(120), "nothing appended");
+
+    // Another stream into the same target, under the same consumer name.
+    client.create_stream("OTHER", &["other.events"]);
+    client.publish("other.events", &[("Evstream-Timestamp", "99999")], b"o");
+    let (code, stderr) = pull("OTHER");
+    assert_eq!(code, Some(1), "another stream is refused: {stderr}");
+    assert!(stderr.contains("not stream OTHER"), "{stderr}");
+    assert_same(&read_log(&target), &want(120), "nothing appended");
+}

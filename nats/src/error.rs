@@ -60,6 +60,17 @@ pub enum Error {
     #[error("{0}")]
     ForeignMessage(Box<ForeignMessage>),
 
+    /// The target was pulled from another JetStream stream than the one pulled now: a
+    /// stream of another name, or one of the same name that was deleted and made again
+    /// (JetStream gave it another creation time).
+    ///
+    /// The pull record beside the target counts in the stream sequences of the stream it
+    /// was written for; in another stream they name other messages, so the pull appends
+    /// nothing. Pull into a new target, or remove the record to append the stream's
+    /// messages from its first.
+    #[error("{0}")]
+    OtherStream(Box<OtherStream>),
+
     /// A JetStream request failed for good (the stream does not exist and was not to be
     /// created, the account has no JetStream, a configuration the server refuses).
     #[error("JetStream: {what}: {reason}")]
@@ -126,6 +137,48 @@ impl std::fmt::Display for ForeignMessage {
              and a JetStream stream that nothing else publishes to",
             self.path.display(),
             self.identity
+        )
+    }
+}
+
+/// The pull record and the stream it does not belong to; see [`Error::OtherStream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtherStream {
+    /// The pull record.
+    pub record: PathBuf,
+    /// The JetStream stream the record was written for.
+    pub pulled: String,
+    /// When that stream was created (RFC 3339, as JetStream reported it).
+    pub pulled_created: String,
+    /// The JetStream stream pulled now.
+    pub stream: String,
+    /// When it was created.
+    pub created: String,
+}
+
+impl std::fmt::Display for OtherStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pull record {} was written pulling JetStream stream {} created {}, ",
+            self.record.display(),
+            self.pulled,
+            self.pulled_created
+        )?;
+        if self.pulled == self.stream {
+            write!(
+                f,
+                "but stream {} was created {}: it was deleted and made again",
+                self.stream, self.created
+            )?;
+        } else {
+            write!(f, "not stream {} (created {})", self.stream, self.created)?;
+        }
+        write!(
+            f,
+            ", and the sequences the record holds are not its own; pull into a new target, \
+             or remove the record to append the stream from its first message"
         )
     }
 }

@@ -35,7 +35,7 @@ mod source;
 mod state;
 
 pub use connect::Connection;
-pub use error::{Error, ForeignMessage, Result};
+pub use error::{Error, ForeignMessage, OtherStream, Result};
 pub use pull::{PullOptions, PullSummary, pull};
 pub use report::{Report, ResumeFrom};
 pub use ship::{

@@ -2,11 +2,14 @@
 //! timestamps preserved, each message exactly once.
 //!
 //! Before a batch of messages is appended, a small record beside the target is replaced
-//! durably: the stream sequence applied before the batch, the target's event count, and
-//! the batch's stream sequences. The batch is then appended and flushed, and only then
+//! durably: the JetStream stream's name and creation time, the stream sequence applied
+//! before the batch, the target's event count, and the batch's stream sequences. The batch is then appended and flushed, and only then
 //! acknowledged. After a kill at any point, the target's event count says how much of the
 //! recorded batch reached it, and so which sequence was applied last; messages up to it
-//! that the server delivers again are acknowledged and skipped.
+//! that the server delivers again are acknowledged and skipped. Sequences count in one
+//! JetStream stream: a record written pulling another (another name, or the same name
+//! deleted and made again, which JetStream gives another creation time) stops the pull
+//! before it appends anything.
 //!
 //! A message is applied only if it is the next one the stream holds after the last
 //! applied: its stream sequence is the next, or the stream no longer holds any sequence
@@ -30,10 +33,12 @@ use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind, RawMessage
 use async_nats::jetstream::{self, consumer};
 use evstream::{LogOptions, LogWriter, StreamWriter};
 use futures_util::StreamExt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
 use crate::connect::{Connection, backoff, retrying};
-use crate::error::{Error, Result};
+use crate::error::{Error, OtherStream, Result};
 use crate::report::{Report, Reporter};
 use crate::ship::TIMESTAMP_HEADER;
 use crate::state;
@@ -131,9 +136,57 @@ pub struct PullSummary {
     pub last_sequence: u64,
 }
 
+/// Which JetStream stream the sequences of a pull count in: its name and when JetStream
+/// created it. JetStream keeps the creation time through restarts (it is part of the
+/// stream's stored configuration); a stream deleted and made again under the same name
+/// gets another, and its sequences start again at 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    stream: String,
+    created: OffsetDateTime,
+}
+
+impl Origin {
+    fn of(info: &jetstream::stream::Info) -> Self {
+        Self {
+            stream: info.config.name.clone(),
+            created: info.created,
+        }
+    }
+
+    /// The creation time as the record holds it: RFC 3339, UTC, to the nanosecond.
+    fn created_text(&self) -> String {
+        self.created
+            .to_offset(time::UtcOffset::UTC)
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| self.created.unix_timestamp_nanos().to_string())
+    }
+
+    /// Refuses to go on with `record`, written pulling `self`, from stream `now`.
+    fn check(&self, record: &Path, now: &Self) -> Result<()> {
+        if self == now {
+            return Ok(());
+        }
+        Err(Error::OtherStream(Box::new(OtherStream {
+            record: record.to_owned(),
+            pulled: self.stream.clone(),
+            pulled_created: self.created_text(),
+            stream: now.stream.clone(),
+            created: now.created_text(),
+        })))
+    }
+}
+
 /// The durable record of the batch being applied.
+///
+/// A text file of `key=value` lines: `stream=` and `created=` (the [`Origin`]: the
+/// JetStream stream's name and creation time), `before=`, `base=` and `sequences=`.
+/// Records of earlier versions have no `stream=` or `created=` line: the stream is then
+/// taken to be the one pulled, and the next record written names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Record {
+    /// The JetStream stream the sequences count in (`None` in earlier versions' records).
+    origin: Option<Origin>,
     /// The last sequence applied before the batch.
     before: u64,
     /// The target's event count before the batch.
@@ -158,7 +211,23 @@ impl Record {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| Error::state(path, format!("bad sequence list: {e}")))?,
         };
+        let origin = match (field("stream"), field("created")) {
+            (None, None) => None,
+            (Some(stream), Some(created)) => Some(Origin {
+                stream: stream.to_owned(),
+                created: OffsetDateTime::parse(created, &Rfc3339).map_err(|e| {
+                    Error::state(path, format!("bad `created=` time {created:?}: {e}"))
+                })?,
+            }),
+            _ => {
+                return Err(Error::state(
+                    path,
+                    "a `stream=` line without a `created=` line, or the other way round",
+                ));
+            }
+        };
         Ok(Self {
+            origin,
             before: number("before")?,
             base: number("base")?,
             sequences,
@@ -167,8 +236,16 @@ impl Record {
 
     fn render(&self) -> String {
         let list: Vec<String> = self.sequences.iter().map(u64::to_string).collect();
+        let origin = match &self.origin {
+            Some(origin) => format!(
+                "stream={}\ncreated={}\n",
+                origin.stream,
+                origin.created_text()
+            ),
+            None => String::new(),
+        };
         format!(
-            "before={}\nbase={}\nsequences={}\n",
+            "{origin}before={}\nbase={}\nsequences={}\n",
             self.before,
             self.base,
             list.join(",")
@@ -215,7 +292,10 @@ impl Record {
 /// stream (a permission the account lacks); [`Error::BadMessage`] for a message
 /// that cannot be an event (its timestamp lower than the previous one's);
 /// [`Error::Store`] if the target cannot be opened or written; [`Error::State`] if the
-/// record beside it cannot be read or written, or contradicts the target.
+/// record beside it cannot be read or written, or contradicts the target;
+/// [`Error::OtherStream`] if the record was written pulling another JetStream stream
+/// (another name, or this name's stream before it was deleted and made again), at the
+/// start or when the pull positions its consumer again after a failure.
 pub async fn pull(
     connection: &Connection,
     options: &PullOptions,
@@ -238,6 +318,7 @@ pub async fn pull(
         |e| matches!(e.kind(), GetStreamErrorKind::Request),
     )
     .await?;
+    let origin = Origin::of(stream.cached_info());
     let (mut writer, mut temporary) = open_target(options)?;
     let mut record_path = record_of(
         &writer,
@@ -247,7 +328,13 @@ pub async fn pull(
     let mut summary = PullSummary::default();
     let mut applied = match state::read(&record_path)? {
         Some(text) => {
-            Record::parse(&record_path, &text)?.applied(&record_path, writer.event_count())?
+            let record = Record::parse(&record_path, &text)?;
+            // The sequences of another stream (or of this name's earlier stream) name
+            // other messages: resuming from them would skip or repeat some.
+            if let Some(pulled) = &record.origin {
+                pulled.check(&record_path, &origin)?;
+            }
+            record.applied(&record_path, writer.event_count())?
         }
         None => 0,
     };
@@ -273,8 +360,21 @@ pub async fn pull(
     loop {
         let Some(current) = &consumer else {
             // After a failure: the consumer's deliveries since the last applied message
-            // may be lost, so it starts again right after it. Retried for as long as the
+            // may be lost, so it starts again right after it, in the same stream (not
+            // one deleted and made again meanwhile). Retried for as long as the
             // connection is down, like a fetch.
+            match js.get_stream(&options.stream).await {
+                Ok(now) => origin.check(&record_path, &Origin::of(now.cached_info()))?,
+                Err(e) if matches!(e.kind(), GetStreamErrorKind::Request) => {
+                    reporter.report(Report::Retrying {
+                        reason: format!("stream {}: {e}", options.stream),
+                    });
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(backoff(failures)).await;
+                    continue;
+                }
+                Err(e) => return Err(Error::jetstream(format!("stream {}", options.stream), e)),
+            }
             match position(&stream, options, applied + 1).await {
                 Ok(positioned) => consumer = Some(positioned),
                 Err(e) if passing(&e) => {
@@ -388,6 +488,7 @@ pub async fn pull(
         applied = apply(
             &mut writer,
             options,
+            &origin,
             &record_path,
             applied,
             &batch,
@@ -685,6 +786,7 @@ fn finish(mut writer: Target, temporary: &Path, target: &Path) -> Result<Target>
 fn apply(
     writer: &mut Target,
     options: &PullOptions,
+    origin: &Origin,
     record_path: &Path,
     applied: u64,
     batch: &[jetstream::Message],
@@ -723,6 +825,7 @@ fn apply(
         return Ok(applied);
     };
     let record = Record {
+        origin: Some(origin.clone()),
         before: applied,
         base: writer.event_count(),
         sequences: fresh.iter().map(|(s, _, _)| *s).collect(),
@@ -748,10 +851,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn origin(stream: &str, created: &str) -> Origin {
+        Origin {
+            stream: stream.into(),
+            created: OffsetDateTime::parse(created, &Rfc3339).unwrap(),
+        }
+    }
+
     #[test]
     fn the_record_says_which_sequence_was_applied_last() {
         let path = Path::new("t.pull.c");
         let record = Record {
+            origin: Some(origin("APP", "2026-12-07T10:05:41.345648716Z")),
             before: 7,
             base: 100,
             sequences: vec![8, 9, 12],
@@ -795,11 +906,67 @@ mod tests {
     }
 
     #[test]
+    fn the_record_names_the_stream_and_refuses_another() {
+        let path = Path::new("t.pull.c");
+        let pulled = origin("APP", "2026-12-07T10:05:41.345648716Z");
+        let record = Record {
+            origin: Some(pulled.clone()),
+            before: 0,
+            base: 0,
+            sequences: vec![1, 2],
+        };
+        let text = record.render();
+        assert!(
+            text.starts_with("stream=APP\ncreated=2026-12-07T10:05:41.345648716Z\n"),
+            "{text}"
+        );
+        assert_eq!(Record::parse(path, &text).unwrap(), record);
+        // The same stream, its time written with another offset.
+        assert!(
+            pulled
+                .check(path, &origin("APP", "2026-12-07T11:05:41.345648716+01:00"))
+                .is_ok()
+        );
+        for (other, words) in [
+            (
+                origin("APP", "2026-12-07T10:05:41.345648717Z"),
+                "deleted and made again",
+            ),
+            (
+                origin("OTHER", "2026-12-07T10:05:41.345648716Z"),
+                "not stream OTHER",
+            ),
+        ] {
+            let err = pulled.check(path, &other).unwrap_err();
+            let Error::OtherStream(detail) = &err else {
+                panic!("{err}")
+            };
+            assert_eq!(detail.record, path);
+            assert_eq!(detail.pulled, "APP");
+            assert_eq!(detail.stream, other.stream);
+            assert!(err.to_string().contains(words), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_record_of_an_earlier_version_names_no_stream_and_is_read() {
+        let path = Path::new("t.pull.c");
+        let record = Record::parse(path, "before=7\nbase=100\nsequences=8,9\n").unwrap();
+        assert_eq!(record.origin, None);
+        assert_eq!(record.applied(path, 102).unwrap(), 9);
+        assert!(!record.render().contains("stream="));
+    }
+
+    #[test]
     fn a_damaged_record_is_a_state_error() {
         let path = Path::new("t.pull.c");
         assert!(Record::parse(path, "before=1\n").is_err());
         assert!(Record::parse(path, "before=1\nbase=2\nsequences=3,x\n").is_err());
         let empty = Record::parse(path, "before=1\nbase=2\nsequences=\n").unwrap();
         assert!(empty.sequences.is_empty());
+        // Half an origin, or a time that is not one.
+        assert!(Record::parse(path, "stream=APP\nbefore=1\nbase=2\n").is_err());
+        assert!(Record::parse(path, "created=2026-12-07T10:05:41Z\nbefore=1\nbase=2\n").is_err());
+        assert!(Record::parse(path, "stream=APP\ncreated=yesterday\nbefore=1\nbase=2\n").is_err());
     }
 }

@@ -271,6 +271,15 @@ impl RawClient {
         );
     }
 
+    /// Deletes JetStream stream `stream` and its messages.
+    pub fn delete_stream(&mut self, stream: &str) {
+        let reply = self.request(&format!("$JS.API.STREAM.DELETE.{stream}"), &[], b"");
+        assert!(
+            reply.contains("\"success\":true"),
+            "delete {stream}: {reply}"
+        );
+    }
+
     /// Removes every message of JetStream stream `stream` below sequence `sequence`.
     pub fn purge_below(&mut self, stream: &str, sequence: u64) {
         let request = serde_json::json!({ "seq": sequence });
