@@ -1006,3 +1006,77 @@ fn pull_refuses_to_resume_from_a_stream_made_again_or_another_stream() {
     assert!(stderr.contains("not stream OTHER"), "{stderr}");
     assert_same(&read_log(&target), &want(120), "nothing appended");
 }
+
+#[test]
+fn ship_of_a_stream_file_created_again_does_not_start_from_the_earlier_files_cursor() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let source = dir.path().join("app.evs");
+    let cursor = dir.path().join("app.evs.ship.shipper");
+    let ship = |subject: &str, stream: &str| {
+        run_for(
+            &[
+                "ship",
+                source.to_str().unwrap(),
+                "--to",
+                &server.url(),
+                "--subject",
+                subject,
+                "--create-stream",
+                "--stream",
+                stream,
+                "--cursor",
+                "shipper",
+                "--until-end",
+            ],
+            Duration::from_secs(30),
+        )
+    };
+    write_stream(&source, 100, 256, 10);
+    let (code, stderr) = ship("day1.events", "DAY1");
+    assert_eq!(code, Some(0), "the first ship: {stderr}");
+    let first = std::fs::read_to_string(&cursor).unwrap();
+    assert!(
+        first.contains("\nsource="),
+        "the cursor names its file: {first}"
+    );
+
+    // The application starts a new file under the same name, shorter than the first
+    // cursor's position: that cursor must not be where the new file's ship starts.
+    std::fs::remove_file(&source).unwrap();
+    let events = write_stream(&source, 150, 8, 11);
+    let (code, stderr) = ship("day2.events", "DAY2");
+    assert_eq!(code, Some(0), "the second ship: {stderr}");
+    assert!(
+        stderr.contains("cursor") && stderr.contains("not used"),
+        "the earlier file's cursor is reported: {stderr}"
+    );
+    assert!(
+        stderr.contains("shipping from position 24 (the start of the source)"),
+        "{stderr}"
+    );
+    assert_same(
+        &pull_all(&server.url(), "DAY2", dir.path(), "day2"),
+        &events,
+        "the new file's ship",
+    );
+    let second = std::fs::read_to_string(&cursor).unwrap();
+    assert_ne!(second, first, "the cursor names the new file");
+
+    // An earlier evstream's cursor (no `source=` line) within the file is still used.
+    let end = second
+        .lines()
+        .find_map(|l| l.strip_prefix("next="))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&cursor, format!("next={end}\n")).unwrap();
+    let (code, stderr) = ship("day3.events", "DAY3");
+    assert_eq!(code, Some(0), "a ship from an earlier cursor: {stderr}");
+    assert!(
+        stderr.contains(&format!("shipping from position {end} (the cursor)")),
+        "{stderr}"
+    );
+}

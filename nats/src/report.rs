@@ -1,6 +1,7 @@
 //! What a ship or a pull tells its caller while it runs.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A progress or status report from [`ship`](crate::ship) or [`pull`](crate::pull).
@@ -24,6 +25,15 @@ pub enum Report {
         position: u64,
         /// Why it starts there.
         from: ResumeFrom,
+    },
+    /// A stream file's ship cursor that was saved for another file at the same path (the
+    /// file was created again since): the ship does not start from it, and its first save
+    /// replaces it.
+    CursorIgnored {
+        /// The cursor file, `FILE.ship.NAME`.
+        path: PathBuf,
+        /// Why it is not this file's.
+        reason: String,
     },
     /// Periodic progress of a ship: events acknowledged so far, and how far behind the
     /// source's published end it is.
@@ -58,6 +68,9 @@ impl fmt::Display for Report {
                     ResumeFrom::JetStream => "after the last event JetStream holds",
                 };
                 write!(f, "shipping from position {position} ({why})")
+            }
+            Self::CursorIgnored { path, reason } => {
+                write!(f, "cursor {} not used: {reason}", path.display())
             }
             Self::Shipped {
                 events,

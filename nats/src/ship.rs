@@ -27,7 +27,7 @@ use async_nats::jetstream::{self, stream};
 use crate::connect::{Connection, backoff, retrying};
 use crate::error::{Error, ForeignMessage, Result};
 use crate::report::{Report, Reporter, ResumeFrom};
-use crate::source::{Batch, Source};
+use crate::source::{Batch, Saved, Source};
 
 /// Header carrying the event's timestamp, Unix nanoseconds in decimal.
 pub const TIMESTAMP_HEADER: &str = "Evstream-Timestamp";
@@ -101,7 +101,10 @@ impl ShipOptions {
     /// Saves the position durably under this cursor name after acknowledgements, and
     /// starts from it: for a log, one of its named cursors (so retention keeps what the
     /// ship still needs, and `evstream stat` shows the ship's lag); for a stream file, the
-    /// file `FILE.ship.NAME` beside it.
+    /// file `FILE.ship.NAME` beside it, which names the file it was saved for (its start
+    /// timestamp): a cursor saved for another file at the same path (one created again
+    /// since) is not used, which [`Report::CursorIgnored`] says, and the first save
+    /// replaces it.
     pub fn cursor(mut self, name: impl Into<String>) -> Self {
         self.cursor = Some(name.into());
         self
@@ -214,6 +217,11 @@ pub async fn ship(
     let client = connection.connect(&reporter).await?;
     let js = jetstream::new(client);
     let stream = open_stream(&js, options, &reporter).await?;
+    if let Some(name) = &options.cursor
+        && let Saved::Stale { file, reason } = source.cursor(name, &identity)?
+    {
+        reporter.report(Report::CursorIgnored { path: file, reason });
+    }
     let mut summary = ShipSummary::default();
     let mut progress = Progress::new();
     let mut failures = 0usize;
@@ -325,12 +333,13 @@ async fn resume_point(
     identity: &str,
 ) -> Result<(u64, Option<String>, ResumeFrom)> {
     let saved = match &options.cursor {
-        Some(name) => source.cursor(name)?,
-        None => None,
+        Some(name) => source.cursor(name, identity)?,
+        None => Saved::None,
     };
     let (cursor, from) = match saved {
-        Some(position) => (position, ResumeFrom::Cursor),
-        None => (source.first_position()?, ResumeFrom::Start),
+        Saved::At(position) => (position, ResumeFrom::Cursor),
+        // Another file's cursor (reported at the start) says nothing of this one.
+        Saved::None | Saved::Stale { .. } => (source.first_position()?, ResumeFrom::Start),
     };
     let last = match stream
         .get_last_raw_message_by_subject(&options.subject)
@@ -541,7 +550,7 @@ impl Run<'_> {
 
     fn save(&self, position: u64) -> Result<()> {
         match &self.options.cursor {
-            Some(name) => self.source.commit_cursor(name, position),
+            Some(name) => self.source.commit_cursor(name, position, self.identity),
             None => Ok(()),
         }
     }

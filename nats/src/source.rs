@@ -36,6 +36,22 @@ pub(crate) enum Batch {
     Failed(evstream::Error),
 }
 
+/// A cursor as [`Source::cursor`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Saved {
+    /// No cursor of that name.
+    None,
+    /// The position it holds.
+    At(u64),
+    /// A stream file's cursor that was saved for another file at the same path.
+    Stale {
+        /// The cursor file.
+        file: PathBuf,
+        /// Why it is not this file's.
+        reason: String,
+    },
+}
+
 /// A stream file or a log directory as a source of events.
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
@@ -108,29 +124,66 @@ impl Source {
     }
 
     /// The saved position of cursor `name`: a log's named cursor, or for a stream file
-    /// the file `FILE.ship.NAME` beside it.
-    pub fn cursor(&self, name: &str) -> Result<Option<u64>> {
+    /// the file `FILE.ship.NAME` beside it, if it is this file's.
+    ///
+    /// A log's cursors live in its directory and go with it. A stream file's cursor lies
+    /// beside the file and outlives it, so it names the file it was saved for:
+    /// `source=` holds the file's identity (`identity`, its start timestamp in hex, the
+    /// same as in its message ids), which a rename keeps and a file created anew at the
+    /// path does not have. A cursor of another file is [`Saved::Stale`]. A cursor of an
+    /// earlier evstream has only its `next=` line: it is taken to be this file's if it
+    /// lies within the file's events (from the header's end to the published end), and
+    /// stale otherwise; the next commit names the file.
+    pub fn cursor(&self, name: &str, identity: &str) -> Result<Saved> {
         match self {
             Self::Stream(path) => {
                 let file = stream_cursor_path(path, name);
                 let Some(text) = state::read(&file)? else {
-                    return Ok(None);
+                    return Ok(Saved::None);
                 };
-                state::fields(&text)("next")
+                let field = state::fields(&text);
+                let next: u64 = field("next")
                     .and_then(|n| n.parse().ok())
-                    .map(Some)
-                    .ok_or_else(|| Error::state(&file, "no `next=POSITION` line"))
+                    .ok_or_else(|| Error::state(&file, "no `next=POSITION` line"))?;
+                let stale = |reason: String| {
+                    Ok(Saved::Stale {
+                        file: file.clone(),
+                        reason,
+                    })
+                };
+                match field("source") {
+                    Some(saved) if saved == identity => Ok(Saved::At(next)),
+                    Some(saved) => stale(format!(
+                        "it was saved for another stream file at this path (identity {saved}; \
+                         this one's is {identity}: the file was created again since)"
+                    )),
+                    None => {
+                        let end = StreamReader::open(path)?.write_offset();
+                        let first = evstream::format::STREAM_HEADER_LEN;
+                        if (first..=end).contains(&next) {
+                            Ok(Saved::At(next))
+                        } else {
+                            stale(format!(
+                                "its position {next} lies outside this file's events ({first} \
+                                 to {end}): it was saved for an earlier file at this path"
+                            ))
+                        }
+                    }
+                }
             }
-            Self::Log(dir) => Ok(LogReader::open(dir)?.cursor(name)?.map(Position::as_u64)),
+            Self::Log(dir) => Ok(LogReader::open(dir)?
+                .cursor(name)?
+                .map_or(Saved::None, |p| Saved::At(p.as_u64()))),
         }
     }
 
-    /// Saves `position` durably as cursor `name`.
-    pub fn commit_cursor(&self, name: &str, position: u64) -> Result<()> {
+    /// Saves `position` durably as cursor `name`; a stream file's names the file by
+    /// `identity` (see [`cursor`](Self::cursor)).
+    pub fn commit_cursor(&self, name: &str, position: u64, identity: &str) -> Result<()> {
         match self {
             Self::Stream(path) => state::write_atomic(
                 &stream_cursor_path(path, name),
-                &format!("next={position}\n"),
+                &format!("next={position}\nsource={identity}\n"),
             ),
             Self::Log(dir) => {
                 Ok(LogReader::open(dir)?.commit_cursor(name, Position::from_u64(position))?)
@@ -234,5 +287,92 @@ fn outgoing<P>(e: Event<P>, number: impl Fn(P) -> u64) -> Outgoing {
         next: number(e.next_position),
         timestamp: e.timestamp,
         payload: e.payload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use evstream::StreamWriter;
+
+    fn stream_file(path: &Path, events: usize) -> Source {
+        let mut writer = StreamWriter::create(path, 1 << 20).unwrap();
+        for i in 0..events {
+            writer.append(i as i64, b"payload").unwrap();
+        }
+        writer.flush().unwrap();
+        Source::open(path).unwrap()
+    }
+
+    #[test]
+    fn a_stream_files_cursor_names_the_file_and_another_files_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.evs");
+        let source = stream_file(&path, 10);
+        let identity = source.identity().unwrap();
+        assert_eq!(source.cursor("c", &identity).unwrap(), Saved::None);
+        source.commit_cursor("c", 64, &identity).unwrap();
+        let file = dir.path().join("app.evs.ship.c");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!("next=64\nsource={identity}\n")
+        );
+        assert_eq!(source.cursor("c", &identity).unwrap(), Saved::At(64));
+
+        // A rename keeps the identity (the cursor file is renamed with it).
+        let moved = dir.path().join("moved.evs");
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::rename(&file, dir.path().join("moved.evs.ship.c")).unwrap();
+        let renamed = Source::open(&moved).unwrap();
+        assert_eq!(renamed.identity().unwrap(), identity);
+        assert_eq!(renamed.cursor("c", &identity).unwrap(), Saved::At(64));
+        std::fs::rename(&moved, &path).unwrap();
+        std::fs::rename(dir.path().join("moved.evs.ship.c"), &file).unwrap();
+
+        // A file created again at the path has another identity: the cursor is stale.
+        std::fs::remove_file(&path).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let again = stream_file(&path, 3);
+        let new_identity = again.identity().unwrap();
+        assert_ne!(new_identity, identity);
+        let Saved::Stale {
+            file: stale,
+            reason,
+        } = again.cursor("c", &new_identity).unwrap()
+        else {
+            panic!("the cursor of the earlier file was taken");
+        };
+        assert_eq!(stale, file);
+        assert!(
+            reason.contains(&identity) && reason.contains(&new_identity),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn an_earlier_cursor_without_the_files_identity_is_read_if_it_lies_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.evs");
+        let source = stream_file(&path, 10);
+        let identity = source.identity().unwrap();
+        let end = StreamReader::open(&path).unwrap().write_offset();
+        let file = dir.path().join("app.evs.ship.c");
+        for (next, saved) in [(24, Some(24)), (end, Some(end)), (end + 1, None), (0, None)] {
+            std::fs::write(&file, format!("next={next}\n")).unwrap();
+            let found = source.cursor("c", &identity).unwrap();
+            match saved {
+                Some(position) => assert_eq!(found, Saved::At(position), "next={next}"),
+                None => assert!(
+                    matches!(found, Saved::Stale { .. }),
+                    "next={next}: {found:?}"
+                ),
+            }
+        }
+        std::fs::write(&file, "source=x\n").unwrap();
+        assert!(matches!(
+            source.cursor("c", &identity),
+            Err(Error::State { .. })
+        ));
     }
 }
