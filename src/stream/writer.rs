@@ -758,10 +758,17 @@ impl StreamWriter {
             && header.event_count.get() == clean.event_count
             && clean.event_count >= clean.durable_count
             && (clean.event_count == 0) == clean.last_timestamp.is_none();
-        // What the record says of the bytes past the write offset (zeros up to the
-        // dirty limit), checked where any append that did not publish began: to the end
-        // of the write offset's page.
-        if !same || !zero_after(&file, clean.write_offset, clean.dirty_limit) {
+        // What the record says of the bytes past the write offset (that no writer wrote
+        // there since), checked where an append that did not publish would have left its
+        // event: at the write offset.
+        if !same
+            || event_at(
+                &file,
+                clean.write_offset,
+                clean.seed,
+                clean.dirty_limit.min(identity.trailer_at),
+            )
+        {
             return Ok(None);
         }
         let map = WriteMap::new(&file, len, options.huge_pages, identity.trailer_at)
@@ -1683,21 +1690,35 @@ fn slot_offset(map: &WriteMap, sequence: u64) -> u64 {
     map.events_end() + Trailer::slot(sequence) * TRAILER_SLOT_LEN
 }
 
-/// Whether the bytes of `file` from `from` to the end of the page that holds the first
-/// payload byte of an event at `from` (or to `limit`, if nearer) are all zero: where an
-/// append that never published wrote first (its event header, or for one killed before
-/// it, the start of its payload). `false` if they cannot be read.
-fn zero_after(file: &File, from: u64, limit: u64) -> bool {
-    let payload = from.saturating_add(EVENT_HEADER_LEN);
-    let end = (payload / PAGE + 1).saturating_mul(PAGE).min(limit);
-    let Some(len) = end
-        .checked_sub(from)
-        .and_then(|len| usize::try_from(len).ok())
-    else {
+/// Whether an event that checks out under `seed` begins at `at` in `file` and ends by
+/// `limit`: what an append that never published leaves (its header is written with its
+/// payload, or after it). Bytes of a recycled segment's previous life lie past its write
+/// offset too, but no event of theirs checks out under the segment's new seed. `true` if
+/// the bytes cannot be read.
+fn event_at(file: &File, at: u64, seed: u32, limit: u64) -> bool {
+    let mut header = [0_u8; EVENT_HEADER_LEN as usize];
+    if at.saturating_add(EVENT_HEADER_LEN) > limit {
+        return false;
+    }
+    if file.read_exact_at(&mut header, at).is_err() {
         return true;
+    }
+    if header.iter().all(|&b| b == 0) {
+        return false;
+    }
+    let size = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    let len = EVENT_HEADER_LEN + u64::from(size);
+    let Some(end) = at.checked_add(len).filter(|&end| end <= limit) else {
+        return false;
     };
-    let mut bytes = vec![0_u8; len];
-    file.read_exact_at(&mut bytes, from).is_ok() && bytes.iter().all(|&b| b == 0)
+    let Ok(len) = usize::try_from(end - at) else {
+        return false;
+    };
+    let mut event = vec![0_u8; len];
+    if file.read_exact_at(&mut event, at).is_err() {
+        return true;
+    }
+    format::read_verified(seed, &event, 0, i64::MIN).is_ok()
 }
 
 /// Zeroes every non-zero byte in `from..limit`, so that nothing an append which never
