@@ -1080,3 +1080,67 @@ fn ship_of_a_stream_file_created_again_does_not_start_from_the_earlier_files_cur
         "{stderr}"
     );
 }
+
+#[test]
+fn ship_resumes_after_a_server_restart_once_its_last_message_is_older_than_the_duplicate_window() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&binary, dir.path(), None);
+    let mut client = nats_support::RawClient::connect(server.port);
+    // A duplicate window of 1 s: a restart 1.5 s after the last publish forgets its id.
+    client.create_stream_with(
+        "WINDOW",
+        &["w.events"],
+        serde_json::json!({ "duplicate_window": 1_000_000_000u64 }),
+    );
+    let source = dir.path().join("source.evs");
+    let events = make_events(200, 256, 12);
+    let mut writer = StreamWriter::create(&source, 1 << 20).unwrap();
+    let append = |writer: &mut StreamWriter, events: &[(i64, Vec<u8>)]| {
+        for (t, p) in events {
+            writer.append(*t, p).unwrap();
+        }
+        writer.flush().unwrap();
+    };
+    append(&mut writer, &events[..100]);
+    let url = server.url(); // the same after a restart
+    let ship = || {
+        run_for(
+            &[
+                "ship",
+                source.to_str().unwrap(),
+                "--to",
+                &url,
+                "--subject",
+                "w.events",
+                "--stream",
+                "WINDOW",
+                "--until-end",
+            ],
+            Duration::from_secs(30),
+        )
+    };
+    let (code, stderr) = ship();
+    assert_eq!(code, Some(0), "the first ship: {stderr}");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart();
+    append(&mut writer, &events[100..]);
+    let (code, stderr) = ship();
+    assert_eq!(
+        code,
+        Some(0),
+        "the ship after the restart finishes: {stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong last"),
+        "no publish is refused: {stderr}"
+    );
+    assert!(
+        stderr.contains("(after the last event JetStream holds)"),
+        "{stderr}"
+    );
+    let copy = pull_all(&server.url(), "WINDOW", dir.path(), "copy");
+    assert_same(&copy, &events, "across a restart past the duplicate window");
+}

@@ -4,9 +4,12 @@
 //! `Evstream-Timestamp` carries its timestamp (Unix nanoseconds) and `Evstream-Next` the
 //! position after it, and `Nats-Msg-Id` is `SOURCE:POSITION`, unique to the event.
 //! Publishes are pipelined, at most `window` awaiting their acknowledgement. Every
-//! publish but the first states the id of the message it must follow
+//! publish but the first of a run states the id of the message it must follow
 //! (`Nats-Expected-Last-Msg-Id`), so JetStream refuses a message whose predecessor did not
-//! arrive: the stream never has a gap or a reordering. After a refusal, a lost connection
+//! arrive: the stream never has a gap or a reordering. The first states the stream's
+//! last sequence (`Nats-Expected-Last-Sequence`), which JetStream keeps through a
+//! restart, whereas it forgets the last message id once that message is older than the
+//! duplicate window. After a refusal, a lost connection
 //! or a restart, the ship asks JetStream for the last message on the subject and resumes
 //! right after it; resent messages that JetStream already holds are dropped by its
 //! duplicate window. The cursor, saved only after acknowledgements, is where a ship
@@ -226,8 +229,7 @@ pub async fn ship(
     let mut progress = Progress::new();
     let mut failures = 0usize;
     loop {
-        let (start, last_id, from) = match resume_point(&stream, options, &source, &identity).await
-        {
+        let point = match resume_point(&stream, options, &source, &identity).await {
             Ok(point) => point,
             Err(Error::JetStream { what, reason }) => {
                 reporter.report(Report::Retrying {
@@ -239,10 +241,10 @@ pub async fn ship(
             }
             Err(e) => return Err(e),
         };
-        summary.position = start;
+        summary.position = point.start;
         reporter.report(Report::ShipStart {
-            position: start,
-            from,
+            position: point.start,
+            from: point.from,
         });
         let run = Run {
             js: &js,
@@ -251,7 +253,15 @@ pub async fn ship(
             identity: &identity,
             reporter: &reporter,
         };
-        match run.pump(start, last_id, &mut summary, &mut progress).await {
+        match run
+            .pump(
+                point.start,
+                point.last_sequence,
+                &mut summary,
+                &mut progress,
+            )
+            .await
+        {
             Ok(()) => return Ok(summary),
             Err(Step::Fatal(e)) => return Err(e),
             Err(Step::Retry(reason)) => {
@@ -324,14 +334,32 @@ async fn open_stream(
     .await
 }
 
+/// Where a run of the ship starts; see [`resume_point`].
+struct ResumePoint {
+    /// The position of the first event to publish.
+    start: u64,
+    /// The JetStream stream's last sequence, which the run's first publish names as the
+    /// one it must follow.
+    last_sequence: u64,
+    /// Why it starts there.
+    from: ResumeFrom,
+}
+
 /// Where to start: right after the last message of this source that JetStream holds,
-/// or the cursor, whichever is later; and the id the next publish must follow.
+/// or the cursor, whichever is later; and the stream's last sequence, which the first
+/// publish must follow.
+///
+/// The first publish of a run names the stream sequence it must follow
+/// (`Nats-Expected-Last-Sequence`), not the last message's id: JetStream keeps the
+/// sequence in its store, but the last message id only in memory, rebuilt at a restart
+/// from the messages of the duplicate window, so that after a restart the id of an older
+/// last message is unknown to it and every publish naming one would be refused.
 async fn resume_point(
     stream: &stream::Stream,
     options: &ShipOptions,
     source: &Source,
     identity: &str,
-) -> Result<(u64, Option<String>, ResumeFrom)> {
+) -> Result<ResumePoint> {
     let saved = match &options.cursor {
         Some(name) => source.cursor(name, identity)?,
         None => Saved::None,
@@ -354,10 +382,20 @@ async fn resume_point(
             ));
         }
     };
+    // Each publish names the stream's last message as the one it must follow, so a
+    // later message on another subject of the stream would refuse every publish.
+    let info = stream
+        .get_info()
+        .await
+        .map_err(|e| Error::jetstream(format!("stream info for {}", options.subject), e))?;
+    let last_sequence = info.state.last_sequence;
     let Some(last) = last else {
-        return Ok((cursor, None, from));
+        return Ok(ResumePoint {
+            start: cursor,
+            last_sequence,
+            from,
+        });
     };
-    let id = header(&last.headers, "Nats-Msg-Id").map(str::to_owned);
     let is_ours = |message: &StreamMessage| {
         header(&message.headers, "Nats-Msg-Id")
             .and_then(|id| id.strip_prefix(identity))
@@ -378,14 +416,8 @@ async fn resume_point(
     let Some(next) = next.filter(|_| ours) else {
         return Err(foreign(&last));
     };
-    // Each publish names the stream's last message id as the one it must follow, so a
-    // later message on another subject of the stream would refuse every publish.
-    let info = stream
-        .get_info()
-        .await
-        .map_err(|e| Error::jetstream(format!("stream info for {}", options.subject), e))?;
-    if info.state.last_sequence > last.sequence {
-        let sequence = info.state.last_sequence;
+    if last_sequence > last.sequence {
+        let sequence = last_sequence;
         let later = stream
             .get_raw_message(sequence)
             .await
@@ -400,11 +432,19 @@ async fn resume_point(
         }
         return Err(foreign(&later));
     }
-    if next >= cursor {
-        Ok((next, id, ResumeFrom::JetStream))
+    Ok(if next >= cursor {
+        ResumePoint {
+            start: next,
+            last_sequence,
+            from: ResumeFrom::JetStream,
+        }
     } else {
-        Ok((cursor, id, from))
-    }
+        ResumePoint {
+            start: cursor,
+            last_sequence,
+            from,
+        }
+    })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -456,13 +496,16 @@ impl Progress {
 }
 
 impl Run<'_> {
+    /// Publishes from `start` on, the first publish following stream sequence
+    /// `last_sequence` and each later one the message before it.
     async fn pump(
         &self,
         start: u64,
-        mut last_id: Option<String>,
+        last_sequence: u64,
         summary: &mut ShipSummary,
         progress: &mut Progress,
     ) -> Result<(), Step> {
+        let mut last_id: Option<String> = None;
         let mut follower = self.source.follow(start)?;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         loop {
@@ -491,9 +534,10 @@ impl Run<'_> {
                     .payload(event.payload)
                     .headers(headers)
                     .message_id(&id);
-                if let Some(last) = &last_id {
-                    publish = publish.expected_last_message_id(last);
-                }
+                publish = match &last_id {
+                    Some(last) => publish.expected_last_message_id(last),
+                    None => publish.expected_last_sequence(last_sequence),
+                };
                 let ack = self
                     .js
                     .send_publish(self.options.subject.clone(), publish)

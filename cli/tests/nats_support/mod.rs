@@ -254,12 +254,21 @@ impl RawClient {
 
     /// Creates JetStream stream `stream` (file storage) taking messages on `subjects`.
     pub fn create_stream(&mut self, stream: &str, subjects: &[&str]) {
-        let config = serde_json::json!({
+        self.create_stream_with(stream, subjects, serde_json::json!({}));
+    }
+
+    /// [`create_stream`](Self::create_stream) with more settings: the fields of `more`
+    /// (such as `{"duplicate_window": NANOSECONDS}`).
+    pub fn create_stream_with(&mut self, stream: &str, subjects: &[&str], more: serde_json::Value) {
+        let mut config = serde_json::json!({
             "name": stream,
             "subjects": subjects,
             "storage": "file",
             "num_replicas": 1,
         });
+        if let (Some(config), Some(more)) = (config.as_object_mut(), more.as_object()) {
+            config.extend(more.clone());
+        }
         let reply = self.request(
             &format!("$JS.API.STREAM.CREATE.{stream}"),
             &[],
