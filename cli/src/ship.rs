@@ -40,7 +40,8 @@ pub struct Args {
     /// token), which nothing else publishes to
     #[arg(long, value_parser = parse_subject)]
     subject: String,
-    /// The JetStream stream (default: the one that takes SUBJECT)
+    /// The JetStream stream (default: the one that takes SUBJECT); its subjects must take
+    /// SUBJECT
     #[arg(long, value_name = "NAME")]
     stream: Option<String>,
     /// Save the position under this cursor name after acknowledgements (a log's named

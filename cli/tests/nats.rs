@@ -1144,3 +1144,62 @@ fn ship_resumes_after_a_server_restart_once_its_last_message_is_older_than_the_d
     let copy = pull_all(&server.url(), "WINDOW", dir.path(), "copy");
     assert_same(&copy, &events, "across a restart past the duplicate window");
 }
+
+#[test]
+fn ship_to_a_stream_that_does_not_take_its_subject_stops_at_once_with_one_clear_error() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let mut client = nats_support::RawClient::connect(server.port);
+    client.create_stream("APP", &["app.events", "audit.>"]);
+    let source = dir.path().join("source.evs");
+    write_stream(&source, 10, 64, 13);
+    let url = server.url();
+    let ship = |subject: &str, more: &[&str]| {
+        let mut args = vec![
+            "ship",
+            source.to_str().unwrap(),
+            "--to",
+            &url,
+            "--subject",
+            subject,
+            "--stream",
+            "APP",
+            "--quiet",
+        ];
+        args.extend(more);
+        let started = Instant::now();
+        let (code, stderr) = run_for(&args, Duration::from_secs(20));
+        (code, stderr, started.elapsed())
+    };
+    for more in [
+        &[][..],
+        &["--until-end"],
+        &["--create-stream", "--until-end"],
+    ] {
+        let (code, stderr, took) = ship("app.other", more);
+        assert_eq!(code, Some(1), "{more:?}: stops with status 1: {stderr}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{more:?}: at once ({took:?})"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{more:?}: one line: {stderr}");
+        for part in [
+            "error: JetStream stream APP does not take subject app.other",
+            "its subjects: app.events, audit.>",
+        ] {
+            assert!(
+                stderr.contains(part),
+                "{more:?}: the error says {part}: {stderr}"
+            );
+        }
+    }
+    assert_eq!(client.stream_messages("APP"), 0, "nothing was published");
+
+    // A subject the stream's wildcard takes is shipped to.
+    let (code, stderr, _) = ship("audit.eu", &["--until-end"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(client.stream_messages("APP"), 10);
+}

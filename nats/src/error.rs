@@ -51,6 +51,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// The JetStream stream named for a ship does not take its subject: none of the
+    /// stream's subjects (or, for a stream without any, its name) matches it, so every
+    /// publish would find no stream.
+    ///
+    /// Ship to a subject of that stream, or name the stream whose subjects take it (or
+    /// leave `--stream` out: the stream that takes the subject is found by it).
+    #[error(
+        "JetStream stream {stream} does not take subject {subject} (its subjects: {}); ship \
+         to one of its subjects, or name the stream that takes {subject}",
+        subjects.join(", ")
+    )]
+    SubjectNotInStream {
+        /// The JetStream stream.
+        stream: String,
+        /// The subject given to ship on.
+        subject: String,
+        /// The subjects the stream takes.
+        subjects: Vec<String>,
+    },
+
     /// A message that this ship did not publish stands where its own must be: the last
     /// message on the subject, or a later message in the same JetStream stream.
     ///

@@ -202,7 +202,9 @@ pub fn check_subject(subject: &str) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::BadSubject`] if the subject is not one concrete subject (see
-/// [`check_subject`]); [`Error::ForeignMessage`] if the subject's or the JetStream
+/// [`check_subject`]); [`Error::SubjectNotInStream`] if the JetStream stream named (or
+/// created before, with other subjects) does not take the subject, found at the start
+/// before anything is published; [`Error::ForeignMessage`] if the subject's or the JetStream
 /// stream's last message is not this source's;
 /// [`Error::Unreachable`] or [`Error::Unauthorized`] if the first connection fails;
 /// [`Error::JetStream`] if the JetStream stream is missing (and not to be created) or
@@ -388,6 +390,7 @@ async fn resume_point(
         .get_info()
         .await
         .map_err(|e| Error::jetstream(format!("stream info for {}", options.subject), e))?;
+    check_stream_takes(&info.config, &options.subject)?;
     let last_sequence = info.state.last_sequence;
     let Some(last) = last else {
         return Ok(ResumePoint {
@@ -445,6 +448,47 @@ async fn resume_point(
             from,
         }
     })
+}
+
+/// Checks that the JetStream stream of `config` takes messages on `subject`: that one of
+/// its subjects, wildcards included, matches it (a stream without subjects takes its
+/// name).
+///
+/// # Errors
+/// [`Error::SubjectNotInStream`], naming the stream's subjects.
+fn check_stream_takes(config: &stream::Config, subject: &str) -> Result<()> {
+    let subjects = if config.subjects.is_empty() {
+        vec![config.name.clone()]
+    } else {
+        config.subjects.clone()
+    };
+    if subjects
+        .iter()
+        .any(|pattern| subject_matches(pattern, subject))
+    {
+        return Ok(());
+    }
+    Err(Error::SubjectNotInStream {
+        stream: config.name.clone(),
+        subject: subject.to_owned(),
+        subjects,
+    })
+}
+
+/// Whether NATS subject pattern `pattern` matches the concrete `subject`, token by token:
+/// `*` matches any one token, a final `>` one or more.
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for wanted in pattern.split('.') {
+        if wanted == ">" {
+            return tokens.next().is_some();
+        }
+        match tokens.next() {
+            Some(token) if wanted == "*" || wanted == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -610,6 +654,54 @@ mod tests {
         let options = ShipOptions::new("x.evs", "app.events-2");
         assert_eq!(options.stream_name(), "app_events-2");
         assert_eq!(options.stream("EVENTS").stream_name(), "EVENTS");
+    }
+
+    #[test]
+    fn a_stream_takes_the_subjects_its_patterns_match() {
+        for (pattern, subject) in [
+            ("app.events", "app.events"),
+            ("app.*", "app.events"),
+            ("*.events", "app.events"),
+            ("app.>", "app.events"),
+            ("app.>", "app.events.eu"),
+            (">", "app"),
+            ("a.*.c", "a.b.c"),
+        ] {
+            assert!(subject_matches(pattern, subject), "{pattern} {subject}");
+        }
+        for (pattern, subject) in [
+            ("app.events", "app.other"),
+            ("app.events", "app.events.eu"),
+            ("app.events.eu", "app.events"),
+            ("app.*", "app.events.eu"),
+            ("app.>", "app"),
+            ("a.*.c", "a.b.d"),
+        ] {
+            assert!(!subject_matches(pattern, subject), "{pattern} {subject}");
+        }
+        let config = stream::Config {
+            name: "APP".into(),
+            subjects: vec!["app.events".into(), "audit.>".into()],
+            ..Default::default()
+        };
+        assert!(check_stream_takes(&config, "audit.eu.login").is_ok());
+        let err = check_stream_takes(&config, "app.other").unwrap_err();
+        assert!(
+            matches!(&err, Error::SubjectNotInStream { stream, subject, subjects }
+                if stream == "APP" && subject == "app.other" && subjects.len() == 2),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("its subjects: app.events, audit.>"),
+            "{err}"
+        );
+        let bare = stream::Config {
+            name: "BARE".into(),
+            ..Default::default()
+        };
+        assert!(check_stream_takes(&bare, "BARE").is_ok());
+        assert!(check_stream_takes(&bare, "bare").is_err());
     }
 
     #[test]
