@@ -339,3 +339,44 @@ fn idle_log_follower_barely_wakes() {
     assert_idle_wakeups(child, "log follower");
     drop(log);
 }
+
+/// A follower of a stream whose file was deleted, and that no writer has open any more,
+/// does not wait for ever: no event can come, and the blocking iterator ends with an
+/// error (`NotFound`) within a few seconds. While a writer still has the deleted file
+/// open, its events keep reaching the follower.
+#[test]
+fn a_follower_of_a_deleted_stream_with_no_writer_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.evs");
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    writer.append(1, b"first").unwrap();
+    let reader = StreamReader::open(&path).unwrap();
+    let mut follow = reader.follow(STREAM_HEADER_LEN).unwrap();
+    assert_eq!(follow.next().unwrap().unwrap().payload(), b"first");
+    std::fs::remove_file(&path).unwrap();
+    // A writer that has the deleted file open goes on, and is followed.
+    writer.append(2, b"after the unlink").unwrap();
+    assert_eq!(
+        follow
+            .next_timeout(Duration::from_secs(5))
+            .unwrap()
+            .unwrap()
+            .payload(),
+        b"after the unlink"
+    );
+    assert!(
+        follow
+            .next_timeout(Duration::from_millis(2500))
+            .unwrap()
+            .is_none()
+    );
+    drop(writer);
+    let began = Instant::now();
+    match follow.next() {
+        Some(Err(evstream::Error::Io { source, .. })) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(began.elapsed() < Duration::from_secs(10));
+}

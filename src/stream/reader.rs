@@ -636,6 +636,7 @@ impl StreamReader {
             failed: None,
             strategy: WaitStrategy::default(),
             sleeper: Sleeper::default(),
+            looked: Instant::now(),
         })
     }
 
@@ -945,7 +946,13 @@ pub struct Follow<'a> {
     failed: Option<Corruption>,
     strategy: WaitStrategy,
     sleeper: Sleeper,
+    /// When the follower last looked whether the file was deleted with no writer left.
+    looked: Instant,
 }
+
+/// How often a follower that waits looks whether its file was deleted with no writer
+/// left to append to it (no event can then come).
+const ABANDONED_LOOK: Duration = Duration::from_secs(2);
 
 /// The longest sleep of a follower that could not make the barrier on the writers' CPUs
 /// (a sandbox that forbids `membarrier` to it alone).
@@ -1036,7 +1043,10 @@ impl<'a> Follow<'a> {
     /// # Errors
     /// [`Error::Corrupt`] for a damaged event (after which every call returns it again),
     /// [`Error::Recovered`] if a writer recovered the stream (its generation changed),
-    /// [`Error::Regressed`] if the write offset moved back below this position.
+    /// [`Error::Regressed`] if the write offset moved back below this position;
+    /// [`Error::Io`] (`NotFound`) once the file was deleted and no writer has it open, so
+    /// that no event can come (a follower that waits looks every 2 s; a writer that still
+    /// has the deleted file open may go on appending, and is followed).
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<EventView<'a>>> {
         // A timeout too long to represent (such as `Duration::MAX`) waits forever.
         let deadline = Instant::now().checked_add(timeout);
@@ -1055,12 +1065,40 @@ impl<'a> Follow<'a> {
             }
             let left = deadline.map(|d| d.saturating_duration_since(now));
             if self.strategy.blocks_after(spins) {
-                self.block(left)?;
+                self.block(Some(left.map_or(ABANDONED_LOOK, |l| l.min(ABANDONED_LOOK))))?;
+                if self.looked.elapsed() >= ABANDONED_LOOK {
+                    self.looked = Instant::now();
+                    self.check_abandoned()?;
+                }
             } else {
                 spins = spins.saturating_add(1);
                 std::hint::spin_loop();
             }
         }
+    }
+
+    /// An error if the stream's file was deleted and no writer has it open: no event can
+    /// come any more (a writer that still has it open may go on appending to it).
+    fn check_abandoned(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let file = self.reader.presence.file();
+        let path = &self.reader.path;
+        let linked = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .nlink()
+            > 0;
+        if linked || writer_lock_held(file).map_err(|e| Error::io("probe lock of", path, e))? {
+            return Ok(());
+        }
+        Err(Error::io(
+            "follow",
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the file was deleted, and no writer has it open",
+            ),
+        ))
     }
 
     /// Sleeps until the writer publishes (or seals), `left` passes, or a spurious wake.
