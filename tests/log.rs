@@ -1484,17 +1484,7 @@ fn verify_reports_a_segment_that_starts_before_the_one_before_it_ended() {
     );
     assert_eq!(check.events, 3, "the events before it");
     // Reading stops at the same event.
-    let mut read = 0;
-    let mut stopped = None;
-    for event in reader.iter().unwrap() {
-        match event {
-            Ok(_) => read += 1,
-            Err(e) => {
-                stopped = Some(e);
-                break;
-            }
-        }
-    }
+    let (read, stopped) = read_until_error(&reader);
     assert_eq!(read, 3);
     assert!(stopped.is_some(), "the iterator refuses the segment too");
 }
@@ -1674,20 +1664,23 @@ fn a_segment_missing_from_the_middle_is_not_called_retired() {
     std::fs::remove_file(&segments[2].1).unwrap();
     // stat counts the events the log still holds.
     assert_eq!(reader.stat().unwrap().events, all - gone);
-    let mut read = 0;
-    let mut stopped = None;
-    for event in reader.iter().unwrap() {
-        match event {
-            Ok(_) => read += 1,
-            Err(e) => {
-                stopped = Some(e);
-                break;
-            }
-        }
-    }
+    let (read, stopped) = read_until_error(&reader);
     assert_eq!(read, before);
     assert!(
         matches!(stopped, Some(Error::NotALog { .. })),
         "{stopped:?}"
     );
+}
+
+/// How many events a reader of the whole log yields before its first error, and that
+/// error.
+fn read_until_error(reader: &LogReader) -> (usize, Option<Error>) {
+    let mut read = 0;
+    for event in reader.iter().unwrap() {
+        match event {
+            Ok(_) => read += 1,
+            Err(e) => return (read, Some(e)),
+        }
+    }
+    (read, None)
 }

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use zerocopy::little_endian::{I64, U64};
-use zerocopy::{FromZeros, IntoBytes};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::error::{Corruption, Error, Result};
 use crate::failpoint::failpoint;
@@ -1706,8 +1706,10 @@ fn event_at(file: &File, at: u64, seed: u32, limit: u64) -> bool {
     if header.iter().all(|&b| b == 0) {
         return false;
     }
-    let size = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    let len = EVENT_HEADER_LEN + u64::from(size);
+    let Ok(fields) = EventHeader::read_from_bytes(&header) else {
+        return false;
+    };
+    let len = EVENT_HEADER_LEN + u64::from(fields.size.get());
     let Some(end) = at.checked_add(len).filter(|&end| end <= limit) else {
         return false;
     };
