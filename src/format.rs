@@ -260,6 +260,64 @@ pub fn event_checksum_seeded(seed: u32, timestamp: i64, payload: &[u8]) -> u32 {
         .get()
 }
 
+/// The seed under which an event with this timestamp and payload has the checksum
+/// `stored`: the one `seed` for which `event_checksum_seeded(seed, timestamp, payload)`
+/// is `stored`.
+///
+/// A CRC continued from a register is affine in that register: the checksum under
+/// `seed` is the checksum under 0 xored with `seed` carried through the event's bytes as
+/// zeros, which is `seed` times x to the power of the event's bit count, modulo the
+/// polynomial. That product is inverted here. Any event yields some seed, garbage
+/// included; only a second event that checks out under it shows it to be its file's
+/// (what [`Salvage`](crate::salvage::Salvage) does when a version 3 stream's trailer is
+/// lost).
+///
+/// ```
+/// use evstream::format::{event_checksum_seeded, seed_of_event};
+/// let stored = event_checksum_seeded(0x1234_5678, 7, b"abc");
+/// assert_eq!(seed_of_event(7, b"abc", stored), 0x1234_5678);
+/// ```
+pub fn seed_of_event(timestamp: i64, payload: &[u8], stored: u32) -> u32 {
+    let carried = stored ^ event_checksum_seeded(0, timestamp, payload);
+    let bits = (CHECKED_PREFIX_LEN as u64 + payload.len() as u64) * 8;
+    multiply_mod_poly(power_mod_poly(X_INVERSE, bits), carried)
+}
+
+/// `x⁻¹` modulo the CRC polynomial, in the reflected representation (the top bit is
+/// `x⁰`): the register that one step of the CRC over a zero bit takes to `x⁰`.
+const X_INVERSE: u32 = ((0x8000_0000 ^ CRC32_POLY) << 1) | 1;
+
+/// `a · b` modulo the CRC polynomial, both reflected (zlib's `multmodp`).
+fn multiply_mod_poly(a: u32, mut b: u32) -> u32 {
+    let mut product = 0;
+    let mut bit = 1u32 << 31;
+    while bit != 0 {
+        if a & bit != 0 {
+            product ^= b;
+        }
+        bit >>= 1;
+        b = if b & 1 == 1 {
+            (b >> 1) ^ CRC32_POLY
+        } else {
+            b >> 1
+        };
+    }
+    product
+}
+
+/// `base` to the power `exponent` modulo the CRC polynomial, reflected.
+fn power_mod_poly(mut base: u32, mut exponent: u64) -> u32 {
+    let mut result = 1u32 << 31;
+    while exponent != 0 {
+        if exponent & 1 == 1 {
+            result = multiply_mod_poly(result, base);
+        }
+        base = multiply_mod_poly(base, base);
+        exponent >>= 1;
+    }
+    result
+}
+
 /// Whether `seed` may be a version 3 stream's CRC seed: not 0 (which is version 2), and
 /// not the one value under which twelve zero bytes (an event header of zeros) would have
 /// the checksum 0, so that an all-zero event header never checks out.
@@ -993,6 +1051,18 @@ mod tests {
                     "{len} {timestamp}"
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_seed_of_an_event_is_the_seed_it_was_checksummed_with(
+            seed in proptest::prelude::any::<u32>(),
+            timestamp in proptest::prelude::any::<i64>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
+            let stored = event_checksum_seeded(seed, timestamp, &payload);
+            proptest::prop_assert_eq!(seed_of_event(timestamp, &payload, stored), seed);
         }
     }
 

@@ -16,6 +16,18 @@
 //! of range, the whole file is scanned, and trailing zeros (the unused part of a
 //! preallocated stream) are not reported as damage.
 //!
+//! # A lost trailer
+//!
+//! A version 3 stream (a log's segment) seeds every event's checksum with a value its
+//! trailer keeps (FORMAT.md, "Version 3: seeded checksums"). When no trailer slot holds
+//! a valid record, the seed is found from the events themselves: a checksum is affine in
+//! its seed, so each event yields the one seed it checks out under
+//! ([`seed_of_event`](crate::format::seed_of_event)), and the seed is taken once the
+//! event after it checks out under the same seed too (a random match: one chance in
+//! 2³²). [`Salvage::open`] then scans ahead for two such events and starts over with the
+//! seed they show, so that every intact event is found, those before them included. A
+//! version 3 stream with no two intact events in a row yields none of them.
+//!
 //! # Limits
 //!
 //! The first candidate tried after a damaged event is the offset its size field points
@@ -64,7 +76,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Corruption, Error, Result};
-use crate::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, event_checksum_seeded};
+use crate::format::{
+    EVENT_HEADER_LEN, STREAM_HEADER_LEN, event_checksum_seeded, seed_is_valid, seed_of_event,
+};
 use crate::stream::open::open_regular;
 
 /// Bytes read from the file at a time.
@@ -117,15 +131,17 @@ pub struct Salvage {
     pos: u64,
     last_timestamp: Option<i64>,
     largest_payload: u64,
-    /// The CRC seed the events' checksums are seeded with (0 for version 2).
-    seed: u32,
+    /// The CRC seed the events' checksums are seeded with, if known.
+    seed: Seed,
     /// File offset of `buf[0]`.
     buf_at: u64,
     buf: Vec<u8>,
 }
 
 impl Salvage {
-    /// Opens `path` for a salvage scan; reads only its 24-byte header.
+    /// Opens `path` for a salvage scan; reads its 24-byte header and its trailer, and,
+    /// when the trailer holds no valid record, the events as far as it takes to find
+    /// their checksums' seed (see [A lost trailer](self#a-lost-trailer)).
     ///
     /// # Errors
     /// [`Error::Io`] if it cannot be opened or read, [`Error::NotAFile`] for a directory or
@@ -151,15 +167,17 @@ impl Salvage {
             .and_then(|_| crate::format::trailer_offset(len))
             .unwrap_or(len);
         let seed = match &identity {
-            Some(identity) => identity.trailer.seed,
-            None => damaged_trailer_seed(&file, len),
+            Some(identity) => Seed::Known(identity.trailer.seed),
+            None => Seed::Unknown {
+                hint: damaged_trailer_seed(&file, len),
+            },
         };
         let (end, bad_write_offset) = if (STREAM_HEADER_LEN..=events_end).contains(&write_offset) {
             (write_offset, None)
         } else {
             (events_end, Some(write_offset))
         };
-        Ok(Self {
+        let mut salvage = Self {
             path: path.to_owned(),
             file,
             end,
@@ -170,7 +188,27 @@ impl Salvage {
             seed,
             buf_at: 0,
             buf: Vec::new(),
-        })
+        };
+        salvage.settle_seed()?;
+        Ok(salvage)
+    }
+
+    /// With the trailer's seed lost, scans ahead until some event settles it, then starts
+    /// over from the first event: an event before the first two that show the seed (one
+    /// whose successor is damaged) still checks out under it.
+    fn settle_seed(&mut self) -> Result<()> {
+        if let Seed::Known(_) = self.seed {
+            return Ok(());
+        }
+        while let Seed::Unknown { .. } = self.seed {
+            if self.next_found()?.is_none() {
+                break;
+            }
+        }
+        self.pos = STREAM_HEADER_LEN;
+        self.last_timestamp = None;
+        self.largest_payload = 0;
+        Ok(())
     }
 
     /// Where the scan ends: the header's write offset, or the file's length when the
@@ -294,9 +332,22 @@ impl Salvage {
                 computed: !stored,
             }));
         }
-        let seed = self.seed;
+        let known = self.seed;
         let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
         let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
+        let (seed, derived) = match known {
+            Seed::Known(seed) => (seed, false),
+            // A seed tried before this event was read is shown right by the event alone;
+            // one derived from the event must be shown right by the next one.
+            Seed::Unknown { hint } => match [hint, Some(0)]
+                .into_iter()
+                .flatten()
+                .find(|&seed| event_checksum_seeded(seed, timestamp, payload) == stored)
+            {
+                Some(seed) => (seed, false),
+                None => (seed_of_event(timestamp, payload, stored), true),
+            },
+        };
         let computed = event_checksum_seeded(seed, timestamp, payload);
         if computed != stored {
             return Ok(Err(Corruption::ChecksumMismatch { stored, computed }));
@@ -309,7 +360,52 @@ impl Salvage {
                 got: timestamp,
             }));
         }
+        if derived {
+            let next = at + EVENT_HEADER_LEN + u64::from(size);
+            if !seed_is_valid(seed) || !self.confirms(next, seed, timestamp, limit)? {
+                // Reported as the checksum under the seed the file most likely had.
+                let likely = match known {
+                    Seed::Known(seed) | Seed::Unknown { hint: Some(seed) } => seed,
+                    Seed::Unknown { hint: None } => 0,
+                };
+                return Ok(Err(Corruption::ChecksumMismatch {
+                    stored,
+                    computed: self.checksum_at(at, likely)?,
+                }));
+            }
+        }
+        if let Seed::Unknown { .. } = known {
+            self.seed = Seed::Known(seed);
+        }
         Ok(Ok(size))
+    }
+
+    /// Whether the event at `at` checks out under `seed`, in order after `previous`: what
+    /// shows a seed derived from the event before it to be the file's.
+    fn confirms(&mut self, at: u64, seed: u32, previous: i64, limit: Option<u64>) -> Result<bool> {
+        let Some((timestamp, size, stored)) = self.header_at(at)? else {
+            return Ok(false);
+        };
+        let available = self.end - at - EVENT_HEADER_LEN;
+        if u64::from(size) > available
+            || limit.is_some_and(|limit| u64::from(size) > limit)
+            || timestamp < previous
+        {
+            return Ok(false);
+        }
+        let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
+        let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
+        Ok(event_checksum_seeded(seed, timestamp, payload) == stored)
+    }
+
+    /// The checksum under `seed` of the whole event at `at`, whose header `check` read.
+    fn checksum_at(&mut self, at: u64, seed: u32) -> Result<u32> {
+        let Some((timestamp, size, _)) = self.header_at(at)? else {
+            return Ok(0);
+        };
+        let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
+        let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
+        Ok(event_checksum_seeded(seed, timestamp, payload))
     }
 
     /// Whether every byte of `from..to` is zero.
@@ -351,15 +447,27 @@ impl Salvage {
 }
 
 /// The little-endian `i64` at the start of `bytes` (0 if there are fewer than 8).
-/// The CRC seed of a stream whose trailer has no valid record: the seed field of a slot
-/// that holds the magic and version 3, its checksum failed or not (a torn record still
-/// most likely carries its file's seed; a wrong one only makes every event fail its
-/// check), else 0 (version 2).
-fn damaged_trailer_seed(file: &File, len: u64) -> u32 {
+/// What a scan knows of the CRC seed its events' checksums are seeded with.
+#[derive(Debug, Clone, Copy)]
+enum Seed {
+    /// The trailer's record says it (0 for version 2).
+    Known(u32),
+    /// The trailer has no valid record, so the stream may be of version 2 (seed 0) or of
+    /// version 3 with any seed: the first event that checks out under `hint` or 0 settles
+    /// it, or else the seed derived from an event (`format::seed_of_event`) once the next
+    /// event checks out under it too.
+    Unknown {
+        /// The seed field of a damaged trailer slot that still says version 3.
+        hint: Option<u32>,
+    },
+}
+
+/// The CRC seed of a stream whose trailer has no valid record, as far as the trailer
+/// still tells it: the seed field of a slot that holds the magic and version 3, its
+/// checksum failed or not (a torn record still most likely carries its file's seed).
+fn damaged_trailer_seed(file: &File, len: u64) -> Option<u32> {
     use zerocopy::FromBytes as _;
-    let Some(at) = crate::format::trailer_offset(len) else {
-        return 0;
-    };
+    let at = crate::format::trailer_offset(len)?;
     for slot in 0..2 {
         let mut bytes = [0u8; crate::format::TRAILER_RECORD_LEN];
         if file
@@ -373,10 +481,10 @@ fn damaged_trailer_seed(file: &File, len: u64) -> u32 {
             && record.version.get() == crate::format::FORMAT_VERSION
             && record.seed() != 0
         {
-            return record.seed();
+            return Some(record.seed());
         }
     }
-    0
+    None
 }
 
 fn read_i64(bytes: &[u8]) -> i64 {

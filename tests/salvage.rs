@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use evstream::Corruption;
-use evstream::StreamWriter;
-use evstream::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN};
+use evstream::format::{EVENT_HEADER_LEN, STREAM_HEADER_LEN, TRAILER_LEN, event_checksum};
 use evstream::salvage::{DamagedRange, Found, Salvage};
+use evstream::{LogOptions, LogWriter, StreamWriter};
 use proptest::prelude::*;
 
 /// What a full salvage scan found: events (offset, timestamp, payload) and ranges.
@@ -41,6 +41,37 @@ fn write(dir: &Path, events: &[(i64, Vec<u8>)], capacity: u64) -> (std::path::Pa
     drop(writer);
     let bytes = std::fs::read(&path).unwrap();
     (path, bytes)
+}
+
+/// The same as [`write`], but the file is a log's segment: a version 3 stream, whose
+/// checksums are seeded with the seed its trailer keeps.
+fn write_segment(dir: &Path, events: &[(i64, Vec<u8>)]) -> (std::path::PathBuf, Vec<u8>) {
+    let log = dir.join("log");
+    let mut writer = LogWriter::create(&log, LogOptions::default().segment_size(1 << 16)).unwrap();
+    for (t, p) in events {
+        writer.append(*t, p).unwrap();
+    }
+    drop(writer);
+    let segments: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "evs"))
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let path = dir.join("s.evs");
+    std::fs::copy(&segments[0], &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    // Seeded: the first event does not check out under version 2's checksum.
+    let (t, p) = &events[0];
+    let stored = u32::from_le_bytes(bytes[36..40].try_into().unwrap());
+    assert_ne!(stored, event_checksum(*t, p), "not a seeded segment");
+    (path, bytes)
+}
+
+/// Zeroes both trailer slots of `bytes`: the trailer's records, the seed among them, lost.
+fn lose_trailer(bytes: &mut [u8]) {
+    let len = bytes.len();
+    bytes[len - TRAILER_LEN as usize..].fill(0);
 }
 
 fn offsets(events: &[(i64, Vec<u8>)]) -> Vec<u64> {
@@ -104,6 +135,69 @@ fn a_destroyed_size_field_is_searched_past_byte_by_byte() {
         (at[3], at[4] - at[3])
     );
     assert_eq!(scan.events.len(), 9);
+}
+
+#[test]
+fn a_segment_whose_trailer_is_lost_is_salvaged_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<(i64, Vec<u8>)> = (0..40)
+        .map(|i| {
+            (
+                1_700_000_000_000_000_000 + i / 3,
+                vec![0u8; (i as usize * 5) % 70],
+            )
+        })
+        .collect();
+    let (path, mut bytes) = write_segment(dir.path(), &events);
+    lose_trailer(&mut bytes);
+    std::fs::write(&path, &bytes).unwrap();
+    let scan = scan(&path);
+    assert!(scan.damaged.is_empty(), "{:?}", scan.damaged);
+    let got: Vec<(i64, Vec<u8>)> = scan.events.into_iter().map(|(_, t, p)| (t, p)).collect();
+    assert_eq!(got, events);
+}
+
+#[test]
+fn a_segment_with_its_trailer_lost_and_damaged_events_loses_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<(i64, Vec<u8>)> = (0..8)
+        .map(|i| (i, format!("payload {i}").into_bytes()))
+        .collect();
+    let (path, mut bytes) = write_segment(dir.path(), &events);
+    lose_trailer(&mut bytes);
+    let at = offsets(&events);
+    // Events 0, 2 and 4 damaged: event 1 and event 3 have no intact neighbour to show the
+    // seed with, events 5 to 7 do.
+    for i in [0, 2, 4] {
+        bytes[at[i] as usize + 18] ^= 1;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let scan = scan(&path);
+    let found: Vec<i64> = scan.events.iter().map(|(_, t, _)| *t).collect();
+    assert_eq!(found, [1, 3, 5, 6, 7]);
+    let ranges: Vec<(u64, u64)> = scan.damaged.iter().map(|r| (r.offset, r.len)).collect();
+    assert_eq!(
+        ranges,
+        [
+            (at[0], at[1] - at[0]),
+            (at[2], at[3] - at[2]),
+            (at[4], at[5] - at[4])
+        ]
+    );
+}
+
+#[test]
+fn a_seed_no_second_event_confirms_is_never_trusted() {
+    // One event, its trailer lost: any bytes yield a seed they check out under, so one
+    // event alone shows nothing, and nothing is yielded as an event.
+    let dir = tempfile::tempdir().unwrap();
+    let events = vec![(5_i64, b"alone".to_vec())];
+    let (path, mut bytes) = write_segment(dir.path(), &events);
+    lose_trailer(&mut bytes);
+    std::fs::write(&path, &bytes).unwrap();
+    let scan = scan(&path);
+    assert!(scan.events.is_empty(), "{:?}", scan.events);
+    assert_eq!(scan.damaged.len(), 1, "{:?}", scan.damaged);
 }
 
 #[test]
@@ -177,6 +271,8 @@ proptest! {
         sizes in proptest::collection::vec(0usize..80, 1..30),
         damage in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..6),
         header_too in any::<bool>(),
+        segment in any::<bool>(),
+        trailer_lost in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let events: Vec<(i64, Vec<u8>)> = sizes
@@ -184,7 +280,14 @@ proptest! {
             .enumerate()
             .map(|(i, &n)| (i as i64 * 3, (0..n).map(|j| (i * 7 + j) as u8).collect()))
             .collect();
-        let (path, mut bytes) = write(dir.path(), &events, 4096);
+        let (path, mut bytes) = if segment {
+            write_segment(dir.path(), &events)
+        } else {
+            write(dir.path(), &events, 4096)
+        };
+        if trailer_lost {
+            lose_trailer(&mut bytes);
+        }
         let at = offsets(&events);
         let end = *at.last().unwrap() + EVENT_HEADER_LEN + events.last().unwrap().1.len() as u64;
         let first = if header_too { 0 } else { STREAM_HEADER_LEN as usize };
@@ -234,7 +337,15 @@ proptest! {
             t >= STREAM_HEADER_LEN
                 && !at.iter().any(|&o| (o + 8..o + 12).contains(&t))
         });
-        if size_fields_intact {
+        // A segment whose trailer is lost needs two intact events in a row to show its
+        // checksums' seed.
+        let untouched = |i: usize| {
+            let len = EVENT_HEADER_LEN + events[i].1.len() as u64;
+            touched.iter().all(|&t| t < at[i] || t >= at[i] + len)
+        };
+        let seed_shown = !(segment && trailer_lost)
+            || (1..events.len()).any(|i| untouched(i - 1) && untouched(i));
+        if size_fields_intact && seed_shown {
             for (i, &offset) in at.iter().enumerate() {
                 let len = EVENT_HEADER_LEN + events[i].1.len() as u64;
                 if touched.iter().all(|&t| t < offset || t >= offset + len) {
