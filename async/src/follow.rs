@@ -9,7 +9,7 @@ use bytes::Bytes;
 use evstream::{Corruption, Error, LogEvent, LogIter, Position, Result, StreamReader};
 use futures_core::Stream;
 
-use crate::pool::{Parking, WaitPool};
+use crate::pool::{LOOK_EVERY, Parking, WaitPool};
 
 /// One event, copied out of the file: what an async follower yields.
 ///
@@ -227,7 +227,10 @@ impl Stream for LogFollower {
 ///
 /// It ends (`None`) once the stream is finished: sealed, or too full to take another
 /// event, with every event seen. A read error comes out as one `Err` item, after which
-/// it ends.
+/// it ends; so does a file deleted with no writer left to append to it (an
+/// [`Error::Io`] with [`NotFound`](std::io::ErrorKind::NotFound), within about 2 s of
+/// the last writer's going: a waiting follower looks that often, as
+/// [`StreamReader::check_abandoned`] tells).
 ///
 /// # Cancel safety
 /// As [`LogFollower`]'s: dropping a `next()` future loses no event.
@@ -266,6 +269,8 @@ pub struct StreamFollower {
     parked: Option<Parking>,
     pace: Pace,
     done: bool,
+    /// When it last looked whether its file was deleted with no writer left.
+    looked: Instant,
 }
 
 impl StreamFollower {
@@ -294,6 +299,7 @@ impl StreamFollower {
             parked: None,
             pace: Pace::default(),
             done: false,
+            looked: Instant::now(),
         })
     }
 
@@ -394,6 +400,14 @@ impl Stream for StreamFollower {
             if this.finished() {
                 this.done = true;
                 continue;
+            }
+            if this.looked.elapsed() >= LOOK_EVERY {
+                this.looked = Instant::now();
+                if let Err(e) = this.reader.check_abandoned() {
+                    this.done = true;
+                    this.parked = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
             if this.pace.look_again() {
                 cx.waker().wake_by_ref();

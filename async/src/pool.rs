@@ -7,6 +7,11 @@ use std::task::Waker;
 
 use evstream::{WaitBell, WaitTicket};
 
+/// How often a thread with parked followers wakes them all even without a writer's wake,
+/// so that each can look whether an event can still come (a stream file deleted with no
+/// writer left: [`StreamReader::check_abandoned`](evstream::StreamReader::check_abandoned)).
+pub(crate) const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The threads of the [global](WaitPool::global) pool.
 const GLOBAL_THREADS: usize = 2;
 
@@ -21,7 +26,8 @@ const PER_THREAD: usize = WaitTicket::WAIT_ANY_MAX - 1;
 /// its stream or newest segment, its last look done) and parks it here with its task's
 /// waker. One thread sleeps on up to 127 followers' tickets at once (`futex_waitv`), so
 /// the writer's publish wakes that thread, which wakes the follower's task: no thread per
-/// follower and no polling. A thread starts when the first follower parks with every
+/// follower and no polling (but a wake of every parked follower every 2 s, for it to look
+/// whether its stream can still grow). A thread starts when the first follower parks with every
 /// running thread full, up to the pool's limit; past that, threads take more than 127
 /// followers and poll the extra ones every half millisecond. Idle threads sleep with no
 /// timeout and take no CPU; they end when the pool and every follower that uses it are
@@ -257,14 +263,17 @@ impl Waiter {
             // Outside the lock: a waker may run code that parks again.
             wake.drain(..).for_each(Waker::wake);
             let refs: Vec<&WaitTicket> = tickets.iter().map(Arc::as_ref).collect();
-            WaitTicket::wait_any(&refs, &self.bell, seen, None);
+            let fell_asleep = std::time::Instant::now();
+            let limit = (!refs.is_empty()).then_some(LOOK_EVERY);
+            WaitTicket::wait_any(&refs, &self.bell, seen, limit);
             drop(refs);
+            let look = fell_asleep.elapsed() >= LOOK_EVERY;
             for p in lock(&self.parked).iter_mut() {
                 let Some(ticket) = &p.ticket else {
                     continue;
                 };
                 let slept = tickets.iter().any(|t| Arc::ptr_eq(t, ticket));
-                if slept && (ticket.is_woken() || ticket.longest_sleep().is_some()) {
+                if slept && (look || ticket.is_woken() || ticket.longest_sleep().is_some()) {
                     woken(p, &mut wake);
                 }
             }

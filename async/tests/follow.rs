@@ -363,3 +363,38 @@ async fn a_dropped_follower_unregisters_from_the_stream() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// A stream follower whose file was deleted, and that no writer has open any more, ends
+/// with one error (`NotFound`) within seconds instead of waiting for ever: no event can
+/// come. While a writer still has the deleted file open, its events keep coming.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stream_follower_of_a_deleted_file_with_no_writer_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.evs");
+    let mut writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    writer.append(1, b"first").unwrap();
+    let mut follow = StreamFollower::open(&path, 24)
+        .unwrap()
+        .with_pool(WaitPool::new(1));
+    let first = tokio::time::timeout(PATIENCE, follow.next()).await.unwrap();
+    assert_eq!(&first.unwrap().unwrap().payload[..], b"first");
+    std::fs::remove_file(&path).unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2500));
+        writer.append(2, b"after the unlink").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(writer);
+    });
+    let second = tokio::time::timeout(PATIENCE, follow.next()).await.unwrap();
+    assert_eq!(&second.unwrap().unwrap().payload[..], b"after the unlink");
+    writer.join().unwrap();
+    let began = std::time::Instant::now();
+    match tokio::time::timeout(PATIENCE, follow.next()).await {
+        Ok(Some(Err(Error::Io { source, .. }))) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(began.elapsed() < Duration::from_secs(5));
+    assert!(follow.next().await.is_none(), "it ends after its error");
+}

@@ -670,6 +670,55 @@ impl StreamReader {
         })
     }
 
+    /// Whether an event can still come: an error if the file was deleted (it has no name
+    /// left) and no writer has it open, so that nothing will ever append to it again.
+    /// A writer that still has a deleted file open may go on appending, and is followed.
+    ///
+    /// A blocking [`Follow`] that waits looks every 2 s itself; a follower that leaves its
+    /// sleep to another thread ([`wait_ticket`](Self::wait_ticket)) calls this to know
+    /// when to stop waiting. It costs two system calls (`fstat`, and a probe of the
+    /// writer's lock).
+    ///
+    /// # Errors
+    /// [`Error::Io`] with [`NotFound`](std::io::ErrorKind::NotFound) when the file is
+    /// deleted with no writer left; [`Error::Io`] if `fstat` or the probe fails.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// std::fs::remove_file(&path).expect("remove the file");
+    /// assert!(reader.check_abandoned().is_ok(), "its writer may still append");
+    /// drop(writer);
+    /// assert!(reader.check_abandoned().is_err(), "no event can come any more");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check_abandoned(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let file = self.presence.file();
+        let path = &self.path;
+        let linked = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .nlink()
+            > 0;
+        if linked || writer_lock_held(file).map_err(|e| Error::io("probe lock of", path, e))? {
+            return Ok(());
+        }
+        Err(Error::io(
+            "follow",
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the file was deleted, and no writer has it open",
+            ),
+        ))
+    }
+
     /// The wait words' page, mapped at the first call.
     pub(crate) fn wait_map(&self) -> Option<Arc<WaitMap>> {
         self.wait_map
@@ -1077,28 +1126,9 @@ impl<'a> Follow<'a> {
         }
     }
 
-    /// An error if the stream's file was deleted and no writer has it open: no event can
-    /// come any more (a writer that still has it open may go on appending to it).
+    /// An error if the stream's file was deleted and no writer has it open.
     fn check_abandoned(&self) -> Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let file = self.reader.presence.file();
-        let path = &self.reader.path;
-        let linked = file
-            .metadata()
-            .map_err(|e| Error::io("stat", path, e))?
-            .nlink()
-            > 0;
-        if linked || writer_lock_held(file).map_err(|e| Error::io("probe lock of", path, e))? {
-            return Ok(());
-        }
-        Err(Error::io(
-            "follow",
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the file was deleted, and no writer has it open",
-            ),
-        ))
+        self.reader.check_abandoned()
     }
 
     /// Sleeps until the writer publishes (or seals), `left` passes, or a spurious wake.
