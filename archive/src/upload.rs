@@ -593,7 +593,9 @@ pub(crate) async fn listing(archive: &Archive, first: bool) -> Result<Listing> {
 
 /// Archive-side retention: deletes whole archived segments, oldest first, never the
 /// newest. The index goes first (a reader then no longer sees the segment), then the
-/// segment object.
+/// segment object. It first deletes the segment objects that an earlier run left below
+/// the oldest archived segment, stopped between those two deletes: no reader reads them,
+/// and their bytes would count against `retain_size` in place of archived segments.
 async fn retain(
     archive: &Archive,
     options: &ArchiveOptions,
@@ -603,6 +605,24 @@ async fn retain(
 ) -> Result<()> {
     if options.retain_age.is_none() && options.retain_size.is_none() {
         return Ok(());
+    }
+    let oldest = present
+        .iter()
+        .find(|(_, p)| p.index.is_some())
+        .map(|(seq, _)| *seq);
+    let leftovers: Vec<(u64, Key)> = present
+        .range(..oldest.unwrap_or(0))
+        .filter(|(_, p)| p.index.is_none())
+        .filter_map(|(seq, p)| p.segment.as_ref().map(|(key, _)| (*seq, key.clone())))
+        .collect();
+    for (seq, key) in leftovers {
+        archive.count();
+        archive
+            .store
+            .delete(&key)
+            .await
+            .map_err(|e| archive.error("delete", &key, e))?;
+        present.remove(&seq);
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

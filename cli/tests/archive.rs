@@ -601,6 +601,61 @@ fn segments_missing_from_an_archive_fail_verify_and_are_never_skipped_silently()
     ev(&weed, &["tail", &url, "-n", "2"]).ok();
 }
 
+/// A run of archive-side retention stopped between its two deletes (the oldest
+/// segment's index gone, its segment object not yet) leaves that object behind. The next
+/// run with retention deletes it, and its bytes never count against `--retain-size` in
+/// place of a segment that is still archived.
+#[test]
+fn retention_s_leftover_is_deleted_and_never_costs_an_archived_segment() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 30_000, LogOptions::default()));
+    let url = "s3://events/left";
+    let run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let names = weed.list("events", "left");
+    let archived = names.len() / 2;
+    assert!(archived >= 4, "{names:?}");
+    // Stopped between the two deletes of segment 0.
+    let (segment, index) = objects_of(&names, 0);
+    weed.delete("events", &format!("left/{index}"));
+    let stat = ev(&weed, &["stat", url, "--json"]).ok();
+    assert!(stat.out().contains("\"incomplete\":1"), "{stat:?}");
+    let bytes: u64 = stat
+        .out()
+        .split("\"bytes\":")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stat:?}"));
+    // Exactly what the archived segments hold: none of them is over the limit.
+    let run = ev(
+        &weed,
+        &[
+            "archive",
+            s(&log_dir),
+            "--to",
+            url,
+            "--retain-size",
+            &bytes.to_string(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let after = weed.list("events", "left");
+    assert!(!after.contains(&segment), "the leftover stays: {after:?}");
+    let expected: Vec<String> = names
+        .iter()
+        .filter(|n| **n != segment && **n != index)
+        .cloned()
+        .collect();
+    assert_eq!(after, expected, "an archived segment was deleted");
+    let stat = ev(&weed, &["stat", url, "--json"]).ok();
+    assert!(stat.out().contains("\"incomplete\":0"), "{stat:?}");
+}
+
 #[test]
 fn a_prefix_without_an_archive_is_an_error_for_every_reader() {
     let Some(binary) = weed() else { return };
