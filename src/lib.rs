@@ -95,6 +95,18 @@
 //!    the event's bytes, readers load it with `Acquire` before they read them, so a
 //!    reader never sees a partly written event.
 //!
+//! 5. **Objects stay in the process that opened them.** A child made by `fork()` without
+//!    `exec` shares its parent's open file descriptions, and with them the parent's
+//!    `flock` and presence locks, and its parent's shared mappings, but not the parent's
+//!    background threads. A writer or reader used there would append under the parent's
+//!    lock, beside the parent's writer; dropped there, it would release the parent's
+//!    locks (its drop unlocks explicitly) and wait for threads that do not exist. So a
+//!    forked child must neither use nor drop what its parent opened: it opens its own,
+//!    and leaves the parent's alone (`std::process::exit` runs no destructor of values
+//!    still in scope; `std::mem::forget` leaks one). `std::process::Command` is safe:
+//!    its child `exec`s at once. (The Python package enforces this itself: in a forked
+//!    child every use raises `Locked` and dropping runs nothing.)
+//!
 //! Editing a stream file in place with another tool while evstream has it open
 //! (`dd conv=notrunc`, a text editor's save) breaks rule 1 or 3. Copying it, reading it
 //! and deleting it are all fine: an unlinked file stays mapped until its last user is

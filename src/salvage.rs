@@ -22,7 +22,7 @@
 //! trailer keeps (FORMAT.md, "Version 3: seeded checksums"). When no trailer slot holds
 //! a valid record, the seed is found from the events themselves: a checksum is affine in
 //! its seed, so each event yields the one seed it checks out under
-//! ([`seed_of_event`](crate::format::seed_of_event)), and the seed is taken once the
+//! ([`seed_of_event`]), and the seed is taken once the
 //! event after it checks out under the same seed too (a random match: one chance in
 //! 2³²). [`Salvage::open`] then scans ahead for two such events and starts over with the
 //! seed they show, so that every intact event is found, those before them included. A
