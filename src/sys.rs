@@ -353,23 +353,38 @@ fn futex_wait(_word: &AtomicU32, _seen: u32, timeout: Option<std::time::Duration
 }
 
 /// A read-write mapping of just the page holding a stream's wait words, for a follower.
+///
+/// It holds the reader-presence lock shared for its life, as a reader does: a wait
+/// ticket may outlive the reader it was taken from, and the registrations it counts in
+/// `waiters` must not be carried into a recycled segment's next life, whose reset
+/// (which takes that lock alone) clears the word of registrations no follower alive
+/// holds.
 #[derive(Debug)]
 pub(crate) struct WaitMap {
     raw: MmapRaw,
     /// The trailer's offset inside `raw`.
     trailer_in_map: u64,
+    /// The file reopened for the mapping, holding the presence lock shared.
+    _present: File,
 }
 
 impl WaitMap {
     /// Maps the page of `file` (reopened for writing through `/proc/self/fd`, so the
-    /// same inode) holding the wait words of the trailer at `trailer_at`. Fails where
-    /// the file is not writable for this process; callers then poll.
+    /// same inode) holding the wait words of the trailer at `trailer_at`, present as a
+    /// reader. Fails where the file is not writable for this process, or while a writer
+    /// holds the presence lock alone; callers then poll.
     pub fn new(file: &File, trailer_at: u64) -> io::Result<Self> {
         use std::os::fd::AsRawFd;
         let rw = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        if !set_presence(&rw, Presence::Reader)? {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "a writer holds the reader-presence lock alone",
+            ));
+        }
         let page = page_size();
         let start = trailer_at / page * page;
         let trailer_in_map = trailer_at - start;
@@ -379,6 +394,7 @@ impl WaitMap {
         let map = Self {
             raw,
             trailer_in_map,
+            _present: rw,
         };
         if map.words().is_none() {
             return Err(io::Error::other("wait words outside the mapping"));

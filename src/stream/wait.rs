@@ -35,7 +35,8 @@ const UNFENCED: Duration = Duration::from_millis(10);
 /// [`wait`](Self::wait) or on many from one thread with [`wait_any`](Self::wait_any).
 /// Dropping it unregisters the waiter; a ticket is `Send`, so the thread that sleeps need
 /// not be the one that took it. It keeps the page of the stream's wait words mapped, not
-/// the stream's events.
+/// the stream's events, and holds the stream's reader-presence lock as a reader does (so
+/// a log does not recycle a segment a ticket is registered on).
 ///
 /// After a wake (or a spurious one), the follower looks again, with `try_next`, and takes
 /// a new ticket if it still has nothing to read.

@@ -917,6 +917,10 @@ impl StreamWriter {
                 let at = trailer_at + Trailer::slot(record.sequence) * TRAILER_SLOT_LEN;
                 file.write_all_at(record.encode().as_bytes(), at)?;
             }
+            // No follower is registered on the file now (each holds the presence lock
+            // that this one holds alone): what `waiters` counts are followers that died
+            // registered, which would make every append of the new life wake no one.
+            file.write_all_at(&0u32.to_le_bytes(), trailer_at + sys::WAITERS_AT)?;
             Ok(())
         };
         write().map_err(|e| Error::io("reset", spare, e))?;
