@@ -28,6 +28,7 @@ pub const POINTS: &[&str] = &[
     "flush:after_data",
     "flush:after_trailer",
     "log_open:after_lock",
+    "log_open:record_boot",
     "roll:after_handoff",
     "roll:before_rename",
     "roll:after_rename",

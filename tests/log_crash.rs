@@ -427,7 +427,7 @@ fn abort_at_every_log_crash_point() {
         .copied()
         .filter(|p| prefixes.iter().any(|prefix| p.starts_with(prefix)))
         .collect();
-    assert_eq!(points.len(), 11);
+    assert_eq!(points.len(), 12);
     let dir = tempfile::tempdir().unwrap();
     for point in points {
         let nths: &[u64] = if point.starts_with("log_open:") {

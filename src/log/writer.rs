@@ -948,8 +948,14 @@ fn record_boot(dir: &Path, lock: &std::fs::File) {
     let id = segment::boot_id().unwrap_or_default();
     let mut line = id.into_bytes();
     line.push(b'\n');
-    if lock.set_len(0).is_ok() {
-        let _ = lock.write_all_at(&line, 0);
+    // Written over what the file holds, then cut to its length: never emptied first. A
+    // process killed in between leaves the line whole at the start (this boot's identity
+    // rewritten in place, the usual case, changes no byte); an empty `LOCK` would read
+    // as another boot, and the next open would remove the segment a writer killed in a
+    // roll left under its preparation name, acknowledged events and all.
+    if lock.write_all_at(&line, 0).is_ok() {
+        failpoint!("log_open:record_boot");
+        let _ = lock.set_len(line.len() as u64);
     }
 }
 
