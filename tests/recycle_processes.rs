@@ -158,11 +158,6 @@ struct Followed {
 /// writer and that timestamps never go back.
 fn follow(path: &Path, stop: &AtomicBool, acked: &Mutex<HashMap<u64, u64>>) -> Followed {
     let reader = LogReader::open(path).unwrap();
-    // The follower's cursor holds retention back where it stands, so that it is never
-    // left behind by a writer faster than it.
-    reader
-        .commit_cursor("follower", reader.start().unwrap())
-        .unwrap();
     let mut events = reader.iter_cursor("follower").unwrap();
     let mut followed = Followed {
         held: BTreeMap::new(),
@@ -279,6 +274,12 @@ fn recycle_under_readers(shared: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     drop(LogWriter::create(&path, options()).unwrap());
+    // The follower's cursor holds retention back where it stands, so that it is never
+    // left behind by writers faster than it.
+    let reader = LogReader::open(&path).unwrap();
+    reader
+        .commit_cursor("follower", reader.start().unwrap())
+        .unwrap();
     let kills = env_count("EVSTREAM_RECYCLE_KILLS", 25);
     let stop = AtomicBool::new(false);
     let acked: Mutex<HashMap<u64, u64>> = Mutex::new(HashMap::new());
