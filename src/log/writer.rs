@@ -113,9 +113,10 @@ impl LogRecovery {
 /// until every older segment is flushed, so flushed events always form a prefix of the
 /// log. Dropping the writer does not flush the newest segment (it does wait for the
 /// background flush of older ones). When older segments are flushed without a call to
-/// `flush` is the log's write-back policy ([`LogOptions::write_back`]): at once by
-/// default, or when the kernel's own write-back has had time to do most of the work
-/// ([`WriteBack::Lazy`]), so that no append ever waits for the disk.
+/// `flush` is the log's write-back policy ([`LogOptions::write_back`]): by default when
+/// the kernel's own write-back has had time to do most of the work
+/// ([`WriteBack::Lazy`]), or at once ([`WriteBack::Eager`]); no append ever waits for
+/// the disk.
 ///
 /// # Examples
 /// ```
