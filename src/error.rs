@@ -71,8 +71,9 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// The requested capacity cannot hold the stream header and one empty event,
-    /// or is larger than this platform can map.
+    /// The requested capacity is below [`format::MIN_CAPACITY`](crate::format::MIN_CAPACITY)
+    /// (1536 bytes: a sector for the header and events, and the trailer), or larger than
+    /// this platform can map; or a log's segment size is below 4 KiB, or 1 TiB or more.
     #[error(
         "capacity {capacity} for {} is out of range: it must be {minimum} to {maximum} bytes",
         path.display()

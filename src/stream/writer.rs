@@ -376,8 +376,9 @@ impl StreamWriter {
     ///
     /// # Errors
     /// - [`Error::AlreadyExists`] if `path` exists; it is never replaced.
-    /// - [`Error::BadCapacity`] if `capacity` cannot hold the header and one empty event
-    ///   (40 bytes) or exceeds what this platform can map.
+    /// - [`Error::BadCapacity`] if `capacity` is below [`format::MIN_CAPACITY`] (1536
+    ///   bytes: a sector for the header and events, and the trailer) or exceeds what this
+    ///   platform can map.
     /// - [`Error::Io`] if the directory cannot be written or the disk cannot hold
     ///   `capacity` bytes; no file is left behind.
     ///
