@@ -227,7 +227,8 @@ pub enum Error {
     Full {
         /// Bytes the event needs, header included.
         needed: u64,
-        /// Bytes left between the write offset and the end of the file.
+        /// Bytes left between the write offset and the end of the event area (where the
+        /// trailer starts).
         available: u64,
     },
 
