@@ -335,8 +335,7 @@ impl SharedLogWriter {
     /// caller that does not order its timestamps with the other threads' uses
     /// [`append_now`](Self::append_now). When another process has the turn, as
     /// [`open`](Self::open) for taking it ([`Error::Locked`] if a writer that keeps the
-    /// log to itself has it by then); and an [`Error::Io`] from the flush that ended this
-    /// process's last turn, once, if it failed (nothing is written then).
+    /// log to itself has it by then).
     #[inline]
     pub fn append(&self, timestamp: i64, payload: &[u8]) -> Result<Position> {
         self.with(|writer| writer.append(timestamp, payload))
