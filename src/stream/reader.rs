@@ -157,9 +157,9 @@ impl StreamReader {
     /// the header; it never writes to the file.
     ///
     /// # Errors
-    /// - [`Error::NotAStream`] for a file that is not a version 2 stream (among them
-    ///   version 1 streams, which [`upgrade_v1`](crate::upgrade_v1) converts), and
-    ///   [`Error::DamagedTrailer`] for a stream whose trailer is damaged.
+    /// - [`Error::NotAStream`] for a file that is not a stream of version 2 or 3
+    ///   (among them version 1 streams, which [`upgrade_v1`](crate::upgrade_v1)
+    ///   converts), and [`Error::DamagedTrailer`] for a stream whose trailer is damaged.
     /// - [`Error::BadHeader`] for a write offset outside the event area or below the
     ///   durable watermark.
     /// - [`Error::Locked`] if a writer's recovery of a torn tail (which holds the

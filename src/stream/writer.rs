@@ -528,7 +528,7 @@ impl StreamWriter {
     ///
     /// # Errors
     /// Refused errors leave the file byte for byte unchanged.
-    /// - [`Error::NotAStream`] for a file that is not a version 2 stream,
+    /// - [`Error::NotAStream`] for a file that is not a stream of version 2 or 3,
     ///   [`Error::DamagedTrailer`] for a damaged trailer.
     /// - [`Error::Locked`] if another writer holds the stream (after a grace period of
     ///   20 ms for a lock that is being released).
