@@ -1009,6 +1009,7 @@ impl StreamWriter {
     /// - [`Error::OutOfOrder`] if `timestamp` is lower than the last event's.
     /// - [`Error::Full`] if the event does not fit in the space left.
     /// - [`Error::PayloadTooLarge`] for payloads over `u32::MAX` bytes.
+    /// - [`Error::Sealed`] once the stream is [sealed](Self::seal).
     /// - [`Error::Poisoned`] after a failed flush.
     #[inline]
     pub fn append(&mut self, timestamp: i64, payload: &[u8]) -> Result<u64> {
