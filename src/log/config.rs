@@ -100,9 +100,10 @@ pub enum WriteBack {
 ///
 /// # Disk use
 /// Each segment is preallocated whole when it is created, and the writer prepares the
-/// next one (a hidden spare, `.next-SEQUENCE.evs`) before the roll that needs it, so a
-/// log takes its segments plus one: with the default 64 MiB segments, 128 MiB from its
-/// first event ([`LogStat::disk_bytes`](crate::LogStat::disk_bytes) counts the spare).
+/// next one (a hidden spare, `.next-SEQUENCE.evs`) before the roll that needs it, once
+/// the newest segment is a quarter full (at once with a roll interval), so a log takes
+/// its segments plus one: with the default 64 MiB segments, 128 MiB from then on
+/// ([`LogStat::disk_bytes`](crate::LogStat::disk_bytes) counts the spare).
 /// With retention, the segment a roll retires is normally not deleted but recycled as
 /// the next one to prepare (its file and its pages in memory reused, none allocated or
 /// zero-filled; `docs/FORMAT.md`, "Recycling retired segments"): until the preparing
