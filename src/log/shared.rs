@@ -286,7 +286,8 @@ impl SharedLogWriter {
     /// # Errors
     /// - As [`LogWriter::open`]: [`Error::NotALog`] if `dir` holds no log, and so on.
     /// - [`Error::Locked`] if a writer that keeps the log to itself (a [`LogWriter`], or
-    ///   a `SharedLogWriter` made from one) has it open.
+    ///   a `SharedLogWriter` made from one) has it open, after 0.5 s in which the lock
+    ///   could have been one that a closing writer was releasing.
     /// - [`Error::Io`] if the turn files (`TURN`, `WANT`) cannot be opened or locked;
     ///   [`Error::NotALog`], with nothing written to it, if `TURN` holds what no
     ///   evstream writer wrote.

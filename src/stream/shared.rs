@@ -236,7 +236,8 @@ impl SharedStreamWriter {
     /// - As [`StreamWriter::open`]: [`Error::NotAStream`] if `path` is not a stream,
     ///   and so on.
     /// - [`Error::Locked`] if a writer that keeps the stream to itself (a
-    ///   [`StreamWriter`], or a `SharedStreamWriter` made from one) has it open.
+    ///   [`StreamWriter`], or a `SharedStreamWriter` made from one) has it open, after
+    ///   0.5 s in which the lock could have been one that a closing writer was releasing.
     /// - [`Error::Io`] if the turn files cannot be made, opened or locked (the stream's
     ///   directory must be writable), or, with nothing written to it, if `NAME.turn`
     ///   holds what no evstream writer wrote (`InvalidData`).
