@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use evstream::{Error, LogOptions, LogReader, LogWriter, Position, RetireReason, WriteBack};
+use evstream::{
+    Error, LogOptions, LogReader, LogWriter, Position, RetireReason, SharedLogWriter, WriteBack,
+};
 
 const HOUR: i64 = 3_600_000_000_000;
 
@@ -1095,6 +1097,41 @@ fn open_or_create_creates_once_then_resumes() {
     std::fs::write(&file, b"not a log").unwrap();
     assert!(LogWriter::open_or_create(&file, small()).is_err());
     assert_eq!(std::fs::read(&file).unwrap(), b"not a log");
+}
+
+/// Threads of one process that create the same log at once fare as processes do: one
+/// creates it, and every other opens it (a `LogWriter` may find it `Locked`), none fails
+/// on another's settings file written beside its own.
+#[test]
+fn threads_that_create_one_log_at_once_all_open_it() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let start = std::sync::Barrier::new(4);
+        let results: Vec<evstream::Result<()>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        if round % 2 == 0 {
+                            LogWriter::open_or_create(&path, small()).map(drop)
+                        } else {
+                            SharedLogWriter::open_or_create(&path, small()).map(drop)
+                        }
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for result in results {
+            match result {
+                Ok(()) => {}
+                Err(Error::Locked { .. }) if round % 2 == 0 => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        assert_eq!(LogReader::open(&path).unwrap().options(), &small());
+    }
 }
 
 /// `stat` counts the spare segment, prepared ahead of the next roll, in the disk use.

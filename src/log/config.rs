@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -359,8 +360,15 @@ impl LogOptions {
     /// Writes the settings file into `dir` atomically (temporary file, fsync, rename
     /// without replacing, directory fsync).
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
+        // Unique in this process too: threads that create one log at once each write
+        // their own (the one renamed first is the log's).
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
         let path = dir.join(CONFIG_FILE);
-        let temp = dir.join(format!(".{CONFIG_FILE}.{}.tmp", std::process::id()));
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(
+            ".{CONFIG_FILE}.{}.{serial}.tmp",
+            std::process::id()
+        ));
         let result = (|| {
             let mut file = create_temp(&temp)?;
             file.write_all(self.to_text().as_bytes())?;

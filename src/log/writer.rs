@@ -233,8 +233,9 @@ impl LogWriter {
     ///
     /// An existing log keeps the settings it was created with (its `LOG` file), and
     /// `options` is then not used; [`options`](Self::options) gives the ones in force.
-    /// Another process creating the log at the same time is fine: one creates it, the
-    /// other opens it (or finds it [`Locked`](Error::Locked), if the first still writes).
+    /// Another process or thread creating the log at the same time is fine: one creates
+    /// it, the other opens it (or finds it [`Locked`](Error::Locked), if the first still
+    /// writes).
     ///
     /// # Errors
     /// As [`open`](Self::open) and [`create`](Self::create).
