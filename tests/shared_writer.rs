@@ -369,3 +369,35 @@ fn a_waiting_writer_gets_the_turn_from_an_idle_or_a_busy_holder() {
     );
     println!("turn from an idle holder in {idle:?}, from a busy one in {busy:?}");
 }
+
+/// Threads of one process that each open (or create) the same log at once, as separate
+/// parts of a program may: one creates it, every other opens it, and every append is
+/// there, as between processes. (The settings file's temporary name was the process's
+/// alone, so two threads creating the log at once removed each other's: `Io` errors,
+/// "cannot rename into place".)
+#[test]
+fn threads_opening_or_creating_one_log_at_once_all_get_it() {
+    for round in 0..100 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let start = Barrier::new(4);
+        let failed: Vec<String> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (&path, &start);
+                    s.spawn(move || -> evstream::Result<Position> {
+                        start.wait();
+                        SharedLogWriter::open_or_create(path, small())?.append(1, b"event")
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .enumerate()
+                .filter_map(|(t, h)| h.join().unwrap().err().map(|e| format!("thread {t}: {e}")))
+                .collect()
+        });
+        assert!(failed.is_empty(), "round {round}: {failed:?}");
+        assert_eq!(read_all(&path).len(), 4, "round {round}");
+    }
+}
