@@ -26,8 +26,18 @@ struct Commit {
     finished: u64,
     /// A flush is under way (the one numbered `started`).
     running: bool,
-    /// The number of the last flush that failed, if one did.
-    failed: Option<u64>,
+    /// The number of the last flush that failed, if one did, and how.
+    failed: Option<(u64, Failure)>,
+}
+
+/// How a flush failed, as the threads that shared it are told.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    /// It could not take the turn: a writer that keeps the file to itself has it. The
+    /// writer is not poisoned; the threads that shared the flush get [`Error::Locked`].
+    Locked,
+    /// Anything else, such as a write-back that failed: [`Error::Poisoned`].
+    Poisoned,
 }
 
 impl GroupCommit {
@@ -35,8 +45,9 @@ impl GroupCommit {
     /// `flush` on this thread if none is under way when one must start.
     ///
     /// # Errors
-    /// What `flush` returned, to the thread that ran it; [`Error::Poisoned`] naming
-    /// `path` to every thread that needed a flush that failed.
+    /// What `flush` returned, to the thread that ran it; to every other thread that
+    /// needed a flush that failed, [`Error::Locked`] naming `path` if it could not take
+    /// the turn, [`Error::Poisoned`] naming `path` otherwise.
     pub(crate) fn flush(&self, path: &Path, flush: impl FnOnce() -> Result<()>) -> Result<()> {
         // No code panics while the lock is held: its poison is passed over.
         let mut commit = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -45,7 +56,10 @@ impl GroupCommit {
         loop {
             if commit.finished >= needed {
                 return match commit.failed {
-                    Some(failed) if failed >= needed => Err(Error::Poisoned {
+                    Some((failed, Failure::Locked)) if failed >= needed => Err(Error::Locked {
+                        path: path.to_owned(),
+                    }),
+                    Some((failed, Failure::Poisoned)) if failed >= needed => Err(Error::Poisoned {
                         path: path.to_owned(),
                     }),
                     _ => Ok(()),
@@ -60,8 +74,14 @@ impl GroupCommit {
                 commit = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 commit.running = false;
                 commit.finished = number;
-                if result.is_err() {
-                    commit.failed = Some(number);
+                match &result {
+                    Ok(()) => {}
+                    // The turn, or the file, held by a writer that keeps it to itself
+                    // (a lock of one of a log's segments would name the segment).
+                    Err(Error::Locked { path: locked }) if locked == path => {
+                        commit.failed = Some((number, Failure::Locked));
+                    }
+                    Err(_) => commit.failed = Some((number, Failure::Poisoned)),
                 }
                 drop(commit);
                 self.committed.notify_all();

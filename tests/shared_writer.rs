@@ -401,3 +401,30 @@ fn threads_opening_or_creating_one_log_at_once_all_get_it() {
         assert_eq!(read_all(&path).len(), 4, "round {round}");
     }
 }
+
+/// A flush that cannot take the turn, because a writer that keeps the log to itself has
+/// it, fails with `Locked` for every thread that needed it: nothing failed to reach the
+/// disk, the writer is not poisoned, and once the log is free again the same handle
+/// appends and flushes. (The threads that shared the first one's flush got `Poisoned`,
+/// "the writer accepts no more appends", which was not so.)
+#[test]
+fn a_flush_that_cannot_take_the_turn_is_locked_for_every_thread_not_poisoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let shared = SharedLogWriter::create(&path, small()).unwrap();
+    shared.append(1, b"before").unwrap();
+    // Another part of the program takes the log to itself (the idle handle gives it the
+    // turn).
+    let own = SharedLogWriter::open(&path).unwrap().into_writer().unwrap();
+    let results = race(&shared, |_, log| log.flush());
+    for (t, result) in results.iter().enumerate() {
+        assert!(
+            matches!(result, Err(Error::Locked { .. })),
+            "thread {t}'s flush: {result:?}"
+        );
+    }
+    drop(own);
+    shared.append(2, b"after").unwrap();
+    shared.flush().unwrap();
+    assert_eq!(read_all(&path).len(), 2);
+}

@@ -432,6 +432,8 @@ impl SharedLogWriter {
     /// [`Error::Io`] if a write-back failed, to the thread that flushed; every thread
     /// that shared that flush, and every later append and flush until the writer is
     /// reopened (the next turn reopens it), gets [`Error::Poisoned`].
+    /// [`Error::Locked`], to every thread that needed the flush, if it could not take
+    /// the turn (a writer that keeps the log to itself has it); nothing is poisoned then.
     pub fn flush(&self) -> Result<()> {
         self.shared.flush(LogWriter::flush)
     }

@@ -381,7 +381,9 @@ impl SharedStreamWriter {
     /// [`Error::Io`](crate::Error::Io) if a write-back failed, to the thread that
     /// flushed; every thread that shared that flush, and every later append and flush,
     /// gets [`Error::Poisoned`](crate::Error::Poisoned) until the writer is reopened (the
-    /// next turn reopens it).
+    /// next turn reopens it). [`Error::Locked`](crate::Error::Locked), to every thread
+    /// that needed the flush, if it could not take the turn (a writer that keeps the
+    /// stream to itself has it); nothing is poisoned then.
     pub fn flush(&self) -> Result<()> {
         self.shared.flush(StreamWriter::flush)
     }
