@@ -11,6 +11,8 @@ use evstream::Error;
 const DATA_FAILURE: u8 = 1;
 /// Exit code for a usage error (clap uses the same).
 const USAGE: u8 = 2;
+/// Exit code after Ctrl-C (128 + SIGINT, as a shell reports a process it ended).
+const INTERRUPTED: u8 = 130;
 
 /// Why a command stopped early.
 #[derive(Debug)]
@@ -18,6 +20,8 @@ pub enum Failure {
     /// Standard output was closed by its reader (`evstream cat big.evs | head`): stop
     /// quietly with success, as if the output had been wanted no further.
     ClosedOutput,
+    /// Ctrl-C ended a command that stops cleanly on it (`--follow`): exit 130, no message.
+    Interrupted,
     /// A failure to report as `error: {message}`.
     Error {
         /// What went wrong, naming the file.
@@ -86,6 +90,7 @@ impl Failure {
     pub fn report(self) -> ExitCode {
         match self {
             Self::ClosedOutput => ExitCode::SUCCESS,
+            Self::Interrupted => ExitCode::from(INTERRUPTED),
             Self::Error { message, code } => {
                 // Nothing better to do if standard error is gone too.
                 let _ = writeln!(io::stderr(), "{} {message}", label("error:"));

@@ -168,6 +168,7 @@ impl Report {
     fn outcome(self, summary: &str) -> Result<(), Failure> {
         match self.failed {
             None | Some(Failure::ClosedOutput) => Ok(()),
+            Some(Failure::Interrupted) => Err(Failure::Interrupted),
             Some(Failure::Error { message, .. }) => Err(Failure::data(format!(
                 "{message} (the report there is incomplete); the salvage itself completed: \
                  {summary}"

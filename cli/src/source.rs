@@ -6,6 +6,8 @@
 //! variant without changing the commands.
 
 use std::path::Path;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use evstream::format::STREAM_HEADER_LEN;
@@ -156,6 +158,9 @@ impl Source {
         idle: &mut dyn FnMut() -> Result<(), Failure>,
         visit: &mut dyn FnMut(&Event<'_>) -> Result<Flow, Failure>,
     ) -> Result<(), Stop> {
+        if follow {
+            stop_on_ctrl_c();
+        }
         match self {
             Self::Stream(reader) => visit_stream(reader, start, follow, idle, visit),
             Self::Log { reader, cursor } => {
@@ -163,6 +168,54 @@ impl Source {
             }
         }
     }
+}
+
+/// Set by the first Ctrl-C once a follow installed its handler ([`stop_on_ctrl_c`]).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes Ctrl-C end a follow in an orderly way instead of killing the process.
+///
+/// A follower that waits counts itself among the stream's waiters, a word in the file
+/// (FORMAT.md, "Waking followers"), and takes itself off when it stops waiting; a process
+/// killed while it waits leaves the count one too high for the life of the file, and
+/// every later append pays a wake-up call for it. So the first Ctrl-C only sets a flag,
+/// which the follow loops look at between events and after each wait (of at most a
+/// second); they then return [`Failure::Interrupted`] (exit 130). A second Ctrl-C ends
+/// the process at once, as a kill would. A process started with Ctrl-C ignored (such as
+/// a job a script runs in the background) keeps ignoring it.
+fn stop_on_ctrl_c() {
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        if sigint_ignored() {
+            return;
+        }
+        // Best effort: without a handler Ctrl-C ends the process as before.
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    });
+}
+
+/// Whether this process was started with SIGINT ignored, from the kernel's account of
+/// it (`SigIgn` in `/proc/self/status`, a mask with bit `N - 1` for signal `N`).
+fn sigint_ignored() -> bool {
+    const SIGINT: u32 = 2;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status
+                .lines()
+                .find_map(|line| line.strip_prefix("SigIgn:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .is_some_and(|mask| mask & (1 << (SIGINT - 1)) != 0)
+}
+
+/// Whether Ctrl-C asked a follow to stop.
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// Events between two cursor commits while printing (a commit syncs to disk).
@@ -212,6 +265,9 @@ fn visit_log(
         Ok(())
     };
     let result = loop {
+        if follow && interrupted() {
+            break Err(Stop::Visitor(Failure::Interrupted));
+        }
         let next = match events.try_next() {
             Ok(Some(event)) => Ok(event),
             Ok(None) if !follow => break Ok(()),
@@ -261,7 +317,9 @@ fn visit_log(
             let committed = commit(shown, &mut uncommitted, idle);
             result.and(committed)
         }
-        // The output failed (a closed pipe): what reached it is unknown.
+        // The output failed (a closed pipe): what reached it is unknown. Or Ctrl-C, which
+        // ends a consumer reading a pipe too: as after a kill, the events since the last
+        // commit (made before each wait) are the next run's first.
         Err(stop @ Stop::Visitor(_)) => Err(stop),
     }
 }
@@ -324,6 +382,9 @@ fn visit_stream(
     };
     let mut next = offset;
     for item in reader.iter_from(offset).map_err(|e| read(&e))? {
+        if follow && interrupted() {
+            return Err(Stop::Visitor(Failure::Interrupted));
+        }
         let event = item.map_err(|e| read_at(&e))?;
         next = event.next_offset();
         if visit(&event.into()).map_err(Stop::Visitor)?.stops() {
@@ -335,6 +396,9 @@ fn visit_stream(
     }
     let mut follow = reader.follow(next).map_err(|e| read(&e))?;
     loop {
+        if interrupted() {
+            return Err(Stop::Visitor(Failure::Interrupted));
+        }
         let event = match follow.try_next().map_err(|e| read_at(&e))? {
             Some(event) => event,
             None => {

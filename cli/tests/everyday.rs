@@ -1685,3 +1685,103 @@ fn interrupt(child: &mut std::process::Child, signal: &str, dst: &Path) {
         assert_eq!(status.signal(), Some(9), "{status:?}");
     }
 }
+
+/// Every file under `dir` (names and bytes), sorted by name.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `cat --follow` and `tail --follow` stopped with Ctrl-C, the way the help says to stop
+/// them, while they wait for events on a stream file and on a log: each exits with status
+/// 130 and no message, and leaves every file byte for byte as it was. A follower that
+/// waits counts itself in the file's waiter word, and a process ended by the signal left
+/// that count one too high for good (each later append then paid a wake-up call for a
+/// follower that was gone). A `cat --cursor` stopped so keeps the commit it made before
+/// waiting: the events it printed.
+#[test]
+fn ctrl_c_ends_a_follow_and_leaves_the_files_as_they_were() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let stream = stream(dir.path(), "followed.evs", 64 << 10, &[(NOON, b"first")]);
+    let log = dir.path().join("log");
+    run(&["create", s(&log), "--log", "--segment-size", "8KiB"]).ok();
+    run(&["append", s(&log), "--timestamp", "@1714564800", "first"]).ok();
+    let cases: [&[&str]; 5] = [
+        &["cat", s(&stream), "--follow"],
+        &["tail", s(&stream), "-n", "1", "--follow"],
+        &["cat", s(&log), "--follow"],
+        &["tail", s(&log), "-n", "1", "--follow"],
+        &["cat", s(&log), "--follow", "--cursor", "reader"],
+    ];
+    for args in cases {
+        let before = files_under(dir.path());
+        let mut child = spawn(
+            evstream()
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.ends_with(" first\n"), "{args:?}: {line:?}");
+        // Printed, so past the events: now it waits for more.
+        std::thread::sleep(Duration::from_millis(300));
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let started = Instant::now();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(130), "{args:?}: {output:?}");
+        assert!(output.stderr.is_empty(), "{args:?}: {output:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{args:?}");
+        let mut after = files_under(dir.path());
+        if args.contains(&"--cursor") {
+            let cursor = log.join("cursors").join("reader");
+            after.retain(|(path, _)| *path != cursor);
+            let show = run(&["cursor", "show", s(&log), "reader"]).ok();
+            assert!(show.out().contains("caught up"), "{show:?}");
+        }
+        assert!(before == after, "{args:?} changed a file");
+    }
+    // Started with Ctrl-C ignored (as a script's background job is), it keeps ignoring it.
+    let mut ignoring = spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "trap '' INT; exec {} cat {} --follow",
+                env!("CARGO_BIN_EXE_evstream"),
+                s(&stream)
+            ))
+            .stdout(Stdio::null()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Command::new("kill")
+        .args(["-INT", &ignoring.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        ignoring.try_wait().unwrap().is_none(),
+        "it stopped on SIGINT"
+    );
+    ignoring.kill().unwrap();
+    ignoring.wait().unwrap();
+}
