@@ -158,8 +158,28 @@ fn create_log(args: &Args) -> Result<(), Failure> {
         Some(Policy::Lazy) => options = options.write_back(WriteBack::Lazy),
         None => {}
     }
-    let log =
-        LogWriter::create(&args.file, options).map_err(|e| Failure::stream(&args.file, &e))?;
+    let log = LogWriter::create(&args.file, options).map_err(|e| match &e {
+        // The library names the log's first segment: removing it, as the library's words
+        // for a file in the way suggest, would delete the log's oldest events.
+        evstream::Error::AlreadyExists { path }
+            if path.parent() == Some(&args.file)
+                && path.extension().is_some_and(|extension| extension == "evs") =>
+        {
+            // The settings file FORMAT.md names ("Logs").
+            let settings = args.file.join("LOG");
+            let what = if settings.exists() {
+                "already is a log"
+            } else {
+                "already holds a log's segments (its LOG settings file is missing)"
+            };
+            Failure::data(format!(
+                "{} {what}: its first segment is {}; choose another name (nothing was changed)",
+                args.file.display(),
+                path.display()
+            ))
+        }
+        _ => Failure::stream(&args.file, &e),
+    })?;
     output::line(&format!(
         "created {}: a log of {} segments",
         args.file.display(),

@@ -1517,7 +1517,7 @@ fn a_log_is_refused_where_it_makes_no_sense_and_a_plain_directory_is_not_a_log()
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app");
     run(&["create", s(&log), "--log", "--segment-size", "4KiB"]).ok();
-    run(&["create", s(&log), "--log"]).fails(1, &["already exists"]);
+    run(&["create", s(&log), "--log"]).fails(1, &["already is a log"]);
     run(&["cat", s(&log), "--from-offset", "24"]).fails(2, &["is a log"]);
     let stream = stream(dir.path(), "one.evs", 4096, &[(NOON, b"x")]);
     run(&["cat", s(&stream), "--cursor", "c"]).fails(2, &["cursors belong to logs"]);

@@ -1785,3 +1785,43 @@ fn ctrl_c_ends_a_follow_and_leaves_the_files_as_they_were() {
     ignoring.kill().unwrap();
     ignoring.wait().unwrap();
 }
+
+/// `create --log` on a directory that already is a log, or that holds a log's segments
+/// without its `LOG` file, says so, and changes nothing. It used to pass on the words for
+/// a file in the way, naming the first segment: "…/00000000-….evs already exists; choose
+/// another name or remove it first", advice that deletes the log's oldest events.
+#[test]
+fn create_over_a_log_says_it_is_a_log_and_never_to_remove_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app-log");
+    run(&["create", s(&log), "--log", "--segment-size", "8KiB"]).ok();
+    run(&["append", s(&log), "kept"]).ok();
+    let before = files_under(dir.path());
+    let refused = run(&["create", s(&log), "--log"]).fails(1, &["app-log already is a log"]);
+    assert!(!refused.stderr.contains("remove"), "{refused:?}");
+    assert!(before == files_under(dir.path()));
+
+    std::fs::remove_file(log.join("LOG")).unwrap();
+    let before = files_under(dir.path());
+    let refused = run(&["create", s(&log), "--log"]).fails(
+        1,
+        &["app-log already holds a log's segments (its LOG settings file is missing)"],
+    );
+    assert!(!refused.stderr.contains("remove"), "{refused:?}");
+    assert!(before == files_under(dir.path()));
+
+    // A create cut short before its first segment left only LOG: no log's events are in
+    // the way, and LOG is named as the file that is.
+    let cut = dir.path().join("cut-short");
+    run(&["create", s(&cut), "--log", "--segment-size", "8KiB"]).ok();
+    for entry in std::fs::read_dir(&cut).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "LOG" {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let before = files_under(dir.path());
+    let refused = run(&["create", s(&cut), "--log"]).fails(1, &["cut-short/LOG already exists"]);
+    assert!(!refused.stderr.contains("is a log"), "{refused:?}");
+    assert!(before == files_under(dir.path()));
+}
