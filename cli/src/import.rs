@@ -522,18 +522,26 @@ impl<'a> Object<'a> {
         self.fields.get(name).map(|raw| raw.get())
     }
 
-    /// Field `name`'s value.
-    fn get(&self, name: &str) -> Option<serde_json::Value> {
-        let raw = self.raw(name)?;
-        // Checked when the object was parsed.
-        serde_json::from_str(raw).ok()
+    /// Field `name`'s value, `None` if the object has no such field.
+    ///
+    /// # Errors
+    /// A value the object's parse let through but that holds no JSON value, such as a
+    /// string with a lone surrogate escape (`"\ud800"`, no Unicode text): the record is
+    /// refused, never read as if the field were missing.
+    fn get(&self, name: &str) -> Result<Option<serde_json::Value>, String> {
+        let Some(raw) = self.raw(name) else {
+            return Ok(None);
+        };
+        serde_json::from_str(raw)
+            .map(Some)
+            .map_err(|e| format!("{name:?} is not valid JSON: {e}"))
     }
 }
 
 /// An evstream record (`cat --format jsonl`): its timestamp, and its payload into `payload`.
 fn exact_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Record, String> {
     let record = Object::parse(line)?;
-    let timestamp = match (record.get("timestamp"), record.get("time")) {
+    let timestamp = match (record.get("timestamp")?, record.get("time")?) {
         (Some(serde_json::Value::String(digits)), _) => Some(
             digits
                 .parse::<i64>()
@@ -546,7 +554,7 @@ fn exact_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Rec
         (None, Some(_)) => Some(json_time(&record, "time", fields)?),
         (None, None) => None,
     };
-    match (record.get("payload"), record.get("payload_base64")) {
+    match (record.get("payload")?, record.get("payload_base64")?) {
         (Some(serde_json::Value::String(text)), None) => payload.extend_from_slice(text.as_bytes()),
         (None, Some(serde_json::Value::String(encoded))) => {
             crate::encode::base64_decode(payload, encoded.as_bytes())
@@ -561,7 +569,7 @@ fn exact_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Rec
         }
         _ => return Err("\"payload\" and \"payload_base64\" must be strings".into()),
     }
-    if let Some(size) = record.get("size")
+    if let Some(size) = record.get("size")?
         && size.as_u64() != Some(payload.len() as u64)
     {
         return Err(format!(
@@ -579,7 +587,7 @@ fn import_json(line: &[u8], fields: &Fields, payload: &mut Vec<u8>) -> Result<Re
     let timestamp = json_time(&record, name, fields)?;
     match fields.payload.as_deref() {
         None => payload.extend_from_slice(line),
-        Some(field) => match record.get(field) {
+        Some(field) => match record.get(field)? {
             Some(serde_json::Value::String(text)) => payload.extend_from_slice(text.as_bytes()),
             // A number as written, every digit kept.
             Some(serde_json::Value::Number(_)) => {
@@ -610,7 +618,7 @@ fn is_number(text: &str) -> bool {
 /// The time in field `name` of a JSON record: a TIME string, or a number in
 /// --time-unit, read from its own digits.
 fn json_time(record: &Object<'_>, name: &str, fields: &Fields) -> Result<i64, String> {
-    match record.get(name) {
+    match record.get(name)? {
         None => Err(format!("no field {name:?}")),
         Some(serde_json::Value::String(text)) => field_time(&text, fields),
         Some(serde_json::Value::Number(_)) => {

@@ -1825,3 +1825,46 @@ fn create_over_a_log_says_it_is_a_log_and_never_to_remove_a_segment() {
     assert!(!refused.stderr.contains("is a log"), "{refused:?}");
     assert!(before == files_under(dir.path()));
 }
+
+/// A JSON Lines record whose field holds a string with a lone surrogate escape
+/// (`"\ud800"`, which no Unicode text has) is refused, naming the field, and nothing is
+/// appended. Such a `timestamp` or `time` was taken as missing, and the record appended
+/// at the wall clock's time instead of its own; a `payload` was reported missing.
+#[test]
+fn a_json_field_that_is_no_unicode_text_is_refused_not_taken_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imported.evs");
+    run(&["create", s(&path), "--capacity", "64KiB"]).ok();
+    let records: [(&str, &[&str]); 5] = [
+        (
+            r#"{"timestamp":"1714564800000000000\ud800","payload":"x"}"#,
+            &["jsonl"],
+        ),
+        (
+            r#"{"time":"2024-05-01T12:00:00Z\udc00","payload":"x"}"#,
+            &["jsonl"],
+        ),
+        (
+            r#"{"timestamp":"1714564800000000000","payload":"\ud800"}"#,
+            &["jsonl"],
+        ),
+        (
+            r#"{"at":"2024-05-01T12:00:00Z\ud800","v":1}"#,
+            &["jsonl", "--time-field", "at"],
+        ),
+        (
+            r#"{"at":"2024-05-01T12:00:00Z","v":"\ud800"}"#,
+            &["jsonl", "--time-field", "at", "--payload-field", "v"],
+        ),
+    ];
+    for (record, format) in records {
+        let mut args = vec!["append", s(&path), "--format"];
+        args.extend_from_slice(format);
+        let input = format!("{record}\n");
+        run_with(&args, Some(input.as_bytes())).fails(
+            1,
+            &["record 1", "is not valid JSON", "nothing was appended"],
+        );
+        assert!(events_of(&path).is_empty(), "{record}");
+    }
+}
