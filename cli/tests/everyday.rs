@@ -1868,3 +1868,65 @@ fn a_json_field_that_is_no_unicode_text_is_refused_not_taken_as_missing() {
         assert!(events_of(&path).is_empty(), "{record}");
     }
 }
+
+/// Runs `evstream ARGS` with no input; `None` if it has not ended after `limit` (it is
+/// then killed).
+fn run_within(args: &[&str], limit: Duration) -> Option<Run> {
+    let mut child = spawn(
+        evstream()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Some(from(child.wait_with_output().unwrap()))
+}
+
+/// A log whose `LOCK` file is a FIFO: every command ends on its own. `stat`, `cat`,
+/// `tail`, `verify`, `append` and the cursor commands opened `LOCK` for reading (to see
+/// whether a writer holds it, and which boot wrote it) with a plain open, which on a FIFO
+/// waits for a writer to its other end: each of them hung for good.
+#[test]
+fn a_log_whose_lock_file_is_a_fifo_never_hangs_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    run(&["create", s(&log), "--log", "--segment-size", "8KiB"]).ok();
+    run(&["append", s(&log), "--timestamp", "@1714564800", "first"]).ok();
+    let lock = log.join("LOCK");
+    std::fs::remove_file(&lock).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&lock)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let log = s(&log);
+    let commands: [&[&str]; 9] = [
+        &["stat", log],
+        &["stat", log, "--json"],
+        &["cat", log],
+        &["tail", log, "-n", "1"],
+        &["verify", log],
+        &["cursor", "set", log, "reader", "start"],
+        &["cursor", "list", log],
+        &["cat", log, "--cursor", "reader"],
+        &["append", log, "--timestamp", "@1714564801", "second"],
+    ];
+    for args in commands {
+        let run = run_within(args, Duration::from_secs(10));
+        let run = run.unwrap_or_else(|| panic!("{args:?} did not end"));
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+    }
+    let all = run(&["cat", log, "--format", "raw"]).ok();
+    assert_eq!(all.lines(), ["first", "second"]);
+}

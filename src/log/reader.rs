@@ -658,8 +658,14 @@ impl LogReader {
     /// # Errors
     /// [`Error::Io`] if the lock file cannot be probed.
     pub fn writer_active(&self) -> Result<bool> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join(LOCK_FILE);
-        match std::fs::File::open(&path) {
+        // Without blocking: a `LOCK` that is a FIFO would wait for a writer to its other end.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path);
+        match opened {
             Ok(file) => writer_lock_held(&file).map_err(|e| Error::io("probe lock of", &path, e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Error::io("open", &path, e)),

@@ -266,8 +266,13 @@ pub(crate) fn same_boot(dir: &Path) -> bool {
     let Some(now) = boot_id() else {
         return false;
     };
+    use std::os::unix::fs::OpenOptionsExt;
     let mut held = [0u8; 80];
-    let read = std::fs::File::open(dir.join(crate::log::writer::LOCK_FILE))
+    // Without blocking: a `LOCK` that is a FIFO would wait for a writer to its other end.
+    let read = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(crate::log::writer::LOCK_FILE))
         .and_then(|mut file| std::io::Read::read(&mut file, &mut held));
     let Ok(len) = read else {
         return false;
