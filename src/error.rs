@@ -327,8 +327,8 @@ pub enum Error {
     },
 
     /// The position lies past the end of the log, or names no event boundary the reader
-    /// can find.
-    #[error("position {position} is not in the log (it ends at {end})")]
+    /// can find (before a segment's first event, or past its last).
+    #[error("position {position} is not in the log (no event starts there; the log ends at {end})")]
     NoSuchPosition {
         /// The position asked for.
         position: crate::Position,

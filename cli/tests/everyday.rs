@@ -1930,3 +1930,42 @@ fn a_log_whose_lock_file_is_a_fifo_never_hangs_a_command() {
     let all = run(&["cat", log, "--format", "raw"]).ok();
     assert_eq!(all.lines(), ["first", "second"]);
 }
+
+/// `cursor set` to a position before a segment's first event or past its last, in a
+/// segment before the newest, names the log's end. It named the end of that segment as
+/// the log's ("position 0:0 is not in the log (it ends at 0:4072)" in a log that goes on
+/// to segment 3), and the library's `NoSuchPosition::end`, documented as the log's end,
+/// held the segment's.
+#[test]
+fn a_position_outside_a_segment_is_refused_naming_the_logs_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    run(&["create", s(&log), "--log", "--segment-size", "4KiB"]).ok();
+    let lines: String = (0..600).map(|i| format!("{i}\n")).collect();
+    run_with(&["append", s(&log)], Some(lines.as_bytes())).ok();
+    let stat = run(&["stat", s(&log), "--json"]).ok().out();
+    let end = stat
+        .split("\"end\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no end in {stat}"))
+        .to_owned();
+    assert!(!end.starts_with("0:"), "the log is one segment: {end}");
+    for position in ["0:0", "0:23", "0:99999", "1:0"] {
+        run(&["cursor", "set", s(&log), "reader", position]).fails(
+            1,
+            &[
+                &format!("position {position} is not in the log"),
+                &format!("the log ends at {end})"),
+            ],
+        );
+    }
+    let Err(evstream::Error::NoSuchPosition { end: reported, .. }) =
+        evstream::LogReader::open(&log)
+            .unwrap()
+            .iter_from("0:0".parse().unwrap())
+    else {
+        panic!("0:0 is no position of the log");
+    };
+    assert_eq!(reported.to_string(), end);
+}

@@ -388,7 +388,7 @@ impl LogReader {
         if position.offset() < STREAM_HEADER_LEN || position.offset() > end {
             return Err(Error::NoSuchPosition {
                 position,
-                end: Position::of(entry.seq, end),
+                end: end_in(segments).unwrap_or(Position::of(entry.seq, end)),
             });
         }
         let (seq, base) = (entry.seq, entry.base);
@@ -699,7 +699,7 @@ impl LogReader {
         if position.offset() < STREAM_HEADER_LEN || position.offset() > end {
             return Err(Error::NoSuchPosition {
                 position,
-                end: Position::of(entry.seq, end),
+                end: end_in(segments).unwrap_or(Position::of(entry.seq, end)),
             });
         }
         let offset = position.offset();
