@@ -60,11 +60,14 @@ impl Stat {
         self.events_end.saturating_sub(self.write_offset)
     }
 
+    /// How much of the space events can use is used: the header and the events, of
+    /// everything before the trailer (which takes the file's last 1 KiB or more, and
+    /// never holds events); a stream that takes no more events is (nearly) 100% full.
     fn fill_percent(&self) -> f64 {
-        if self.capacity == 0 {
+        if self.events_end == 0 {
             0.0
         } else {
-            self.write_offset as f64 * 100.0 / self.capacity as f64
+            self.write_offset.min(self.events_end) as f64 * 100.0 / self.events_end as f64
         }
     }
 }

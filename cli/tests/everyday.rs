@@ -1969,3 +1969,35 @@ fn a_position_outside_a_segment_is_refused_naming_the_logs_end() {
     };
     assert_eq!(reported.to_string(), end);
 }
+
+/// `stat` of a stream that takes no more events says it is (nearly) 100% full. Fill was
+/// the write offset over the file's size, which counts the trailer (the last 1 KiB or
+/// more, never events): a full 1.5 KiB stream read 32.6%, a full 4 KiB one 75%, so a
+/// check such as `jq '.fill_percent > 90'` never fired for small streams.
+#[test]
+fn a_full_stream_is_reported_nearly_100_percent_full() {
+    let dir = tempfile::tempdir().unwrap();
+    for capacity in ["1536", "4KiB", "8191"] {
+        let path = dir.path().join(format!("full-{capacity}.evs"));
+        run(&["create", s(&path), "--capacity", capacity]).ok();
+        let lines: String = (0..2000).map(|i| format!("{i}\n")).collect();
+        run_with(&["append", s(&path)], Some(lines.as_bytes())).fails(1, &["is full"]);
+        // Empty events until not even one fits.
+        while run(&["append", s(&path), ""]).code == 0 {}
+        run(&["append", s(&path), ""]).fails(1, &["is full"]);
+        let json = run(&["stat", s(&path), "--json"]).ok().out();
+        let fill: f64 = json
+            .split("\"fill_percent\":")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((97.0..=100.0).contains(&fill), "{capacity}: {json}");
+        let text = run(&["stat", s(&path)]).ok().out();
+        assert!(
+            text.contains(&format!("fill:          {fill:.2}%")),
+            "{text}"
+        );
+    }
+}
