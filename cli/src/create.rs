@@ -20,6 +20,7 @@ Examples:
   evstream create app-log --log                       # a log: 64 MiB segments, kept forever
   evstream create app-log --log --segment-size 256MiB --roll daily --retain-age 30d
   evstream create app-log --log --retain-size 10GiB --retain-segments 100
+  evstream create app-log --log --retain-age 7d --retain-past-cursors  # 7 days, read or not
   evstream create app-log --log --write-back eager    # flush each segment once rolled past
 
 The whole capacity is allocated on disk at once, so appends can never meet a full disk;
@@ -57,6 +58,11 @@ pub struct Args {
     /// Log: delete the oldest segments while there are more than N
     #[arg(long, value_name = "N", requires = "log", value_parser = clap::value_parser!(u64).range(1..))]
     retain_segments: Option<u64>,
+    /// Log: let the --retain-* limits delete segments even before every named cursor
+    /// has read them (by default a cursor that lags keeps them, and the log grows past
+    /// its limits); each such deletion says which cursors lost which events
+    #[arg(long, requires = "log")]
+    retain_past_cursors: bool,
     /// Log: when segments the writer rolled past reach the disk without a flush: lazy
     /// (default), when the kernel writes them back; eager, each flushed at once (a power
     /// loss without a flush then takes less; a writer faster than the disk pays CPU for it)
@@ -113,6 +119,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         ("--retain-size", args.retain_size.is_some()),
         ("--retain-age", args.retain_age.is_some()),
         ("--retain-segments", args.retain_segments.is_some()),
+        ("--retain-past-cursors", args.retain_past_cursors),
         ("--write-back", args.write_back.is_some()),
     ];
     if let Some((flag, _)) = log_only.iter().find(|(_, given)| *given) {
@@ -149,7 +156,8 @@ fn create_log(args: &Args) -> Result<(), Failure> {
         .roll_interval(args.roll)
         .retain_size(args.retain_size)
         .retain_age(args.retain_age)
-        .retain_segments(args.retain_segments);
+        .retain_segments(args.retain_segments)
+        .retain_past_cursors(args.retain_past_cursors);
     if let Some(size) = args.segment_size {
         options = options.segment_size(size);
     }

@@ -149,6 +149,8 @@ pub fn stat(path: &Path, json: bool, zone: &Zone) -> Result<(), Failure> {
             "retention:     {}",
             if retention.is_empty() {
                 "none (keeps everything)".to_owned()
+            } else if options.get_retain_past_cursors() {
+                format!("{}, also past cursors", retention.join(", "))
             } else {
                 retention.join(", ")
             }

@@ -2001,3 +2001,51 @@ fn a_full_stream_is_reported_nearly_100_percent_full() {
         );
     }
 }
+
+/// `create --log --retain-past-cursors`, the flag CLI.md names for a log whose limits
+/// win over its cursors, makes such a log: its retention deletes a segment a cursor has
+/// not read, says which cursor lost events, and `stat` shows the setting. There was no
+/// such flag: the command refused it as an unexpected argument.
+#[test]
+fn a_log_whose_limits_win_over_its_cursors_is_made_with_retain_past_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    run(&[
+        "create",
+        s(&log),
+        "--log",
+        "--segment-size",
+        "4KiB",
+        "--retain-segments",
+        "2",
+        "--retain-past-cursors",
+    ])
+    .ok();
+    run(&["cursor", "set", s(&log), "slow", "start"]).ok();
+    let lines: String = (0..1000).map(|i| format!("{i}\n")).collect();
+    let append = run_with(&["append", s(&log)], Some(lines.as_bytes()));
+    assert_eq!(append.code, 0, "{append:?}");
+    assert!(
+        append.stderr.contains("cursor slow (at 0:24) lost"),
+        "{append:?}"
+    );
+    let stat = run(&["stat", s(&log)]).ok().out();
+    assert!(
+        stat.contains("retention:     2 segments, also past cursors"),
+        "{stat}"
+    );
+    assert!(stat.contains("segments:      2 ("), "{stat}");
+    let json = run(&["stat", s(&log), "--json"]).ok().out();
+    assert!(json.contains("\"retain_past_cursors\":true"), "{json}");
+    // A stream file has no retention.
+    let stream = dir.path().join("s.evs");
+    run(&[
+        "create",
+        s(&stream),
+        "--capacity",
+        "8KiB",
+        "--retain-past-cursors",
+    ])
+    .fails(2, &["--retain-past-cursors is a setting of a log"]);
+    assert!(!stream.exists());
+}
