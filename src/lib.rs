@@ -150,6 +150,7 @@ mod turn;
 
 pub use error::{Corruption, Error, HeaderProblem, Result, Unrecognized};
 pub use log::config::{LogOptions, WriteBack};
+pub use log::cursor::check_cursor_name;
 pub use log::position::{ParsePositionError, Position};
 pub use log::reader::{Lag, LogDamage, LogEvent, LogIter, LogReader, LogStat, LogVerification};
 pub use log::retention::{CursorLoss, RetentionHold, RetireReason, Retired};

@@ -70,7 +70,8 @@ pub struct Args {
     /// Log only: start at the named cursor's position (the start of the log the first
     /// time) and commit the cursor past the events written to standard output, so the next
     /// run resumes after them (events a pipe's reader did not read are past it too)
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["from_offset", "since"])]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["from_offset", "since"],
+          value_parser = crate::cursor::cursor_name)]
     cursor: Option<String>,
 }
 

@@ -52,6 +52,7 @@ enum Action {
         /// The log directory
         log: PathBuf,
         /// The cursor's name
+        #[arg(value_parser = cursor_name)]
         name: String,
         /// A JSON object
         #[arg(long)]
@@ -62,6 +63,7 @@ enum Action {
         /// The log directory
         log: PathBuf,
         /// The cursor's name (1 to 64 of A-Z a-z 0-9 _ - .)
+        #[arg(value_parser = cursor_name)]
         name: String,
         /// SEGMENT:OFFSET (an event's position), `start` (the oldest event kept) or `end`
         /// (after the newest)
@@ -80,8 +82,17 @@ enum Action {
         /// The log directory
         log: PathBuf,
         /// The cursor's name
+        #[arg(value_parser = cursor_name)]
         name: String,
     },
+}
+
+/// Parses a cursor's name: one the library would refuse is a usage error (exit 2) before
+/// any log is opened.
+pub fn cursor_name(input: &str) -> Result<String, String> {
+    evstream::check_cursor_name(input)
+        .map(|()| input.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// Where `set` puts a cursor.

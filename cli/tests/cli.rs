@@ -2039,7 +2039,7 @@ fn cursors_are_listed_shown_set_and_deleted() {
     run(&["cursor", "set", l, "audit", "7:24"]).fails(1, &["not in the log"]);
     run(&["cursor", "set", l, "audit", "banana"]).fails(2, &["is not a position"]);
     run(&["cursor", "set", l, "audit"]).fails(2, &["POSITION"]);
-    run(&["cursor", "set", l, "bad/name", "start"]).fails(1, &["a name is 1 to 64"]);
+    run(&["cursor", "set", l, "bad/name", "start"]).fails(2, &["a name is 1 to 64"]);
     assert_eq!(run(&["cursor", "show", l, "audit"]).ok().out(), before);
 
     // A damaged cursor file is flagged in the list, which still shows the others.

@@ -2049,3 +2049,32 @@ fn a_log_whose_limits_win_over_its_cursors_is_made_with_retain_past_cursors() {
     .fails(2, &["--retain-past-cursors is a setting of a log"]);
     assert!(!stream.exists());
 }
+
+/// A cursor name that no cursor can have (`a b`, `../x`, `.hidden`, empty, 65
+/// characters) is a usage error, exit 2, before the log is touched, as CLI.md's exit
+/// statuses promise for a bad argument. It was exit 1, found only once the log was
+/// open, and `cat --cursor` added "(0 events were printed before it)".
+#[test]
+fn a_cursor_name_no_cursor_can_have_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    run(&["create", s(&log), "--log", "--segment-size", "8KiB"]).ok();
+    run(&["append", s(&log), "first"]).ok();
+    let before = files_under(dir.path());
+    let long = "a".repeat(65);
+    for name in ["a b", "../x", ".hidden", "", long.as_str()] {
+        let log = s(&log);
+        for args in [
+            vec!["cat", log, "--cursor", name],
+            vec!["cursor", "show", log, name],
+            vec!["cursor", "set", log, name, "start"],
+            vec!["cursor", "delete", log, name],
+        ] {
+            let refused = run(&args).fails(2, &["a name is 1 to 64 of"]);
+            assert!(refused.stdout.is_empty(), "{args:?}: {refused:?}");
+            assert!(!refused.stderr.contains("printed"), "{args:?}: {refused:?}");
+        }
+    }
+    assert!(before == files_under(dir.path()));
+    run(&["cursor", "set", s(&log), &"b".repeat(64), "start"]).ok();
+}

@@ -20,6 +20,25 @@ pub(crate) const CURSOR_DIR: &str = "cursors";
 const MAGIC: [u8; 8] = *b"EVCURSR1";
 const FILE_LEN: usize = 24;
 
+/// Checks that `name` can name a cursor: 1 to 64 of `A-Z a-z 0-9 _ - .`, not starting
+/// with `.`. Every call that takes a cursor name checks it so; this tells a program (or
+/// a command line) that a name will be refused before it touches a log.
+///
+/// # Errors
+/// [`Error::BadCursor`] naming what a name may be.
+///
+/// # Examples
+/// ```
+/// assert!(evstream::check_cursor_name("billing-v2").is_ok());
+/// assert!(matches!(
+///     evstream::check_cursor_name("../billing"),
+///     Err(evstream::Error::BadCursor { .. })
+/// ));
+/// ```
+pub fn check_cursor_name(name: &str) -> Result<()> {
+    check_name(name)
+}
+
 /// Checks a cursor name: 1 to 64 of `A-Z a-z 0-9 _ - .`, not starting with `.`.
 pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
