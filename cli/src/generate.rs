@@ -32,7 +32,8 @@ pub struct CompletionArgs {
 /// Arguments of `evstream man`.
 #[derive(Debug, clap::Args)]
 pub struct ManArgs {
-    /// The command whose page to print (default: evstream itself)
+    /// The command whose page to print, such as cat or "cursor set" (default: evstream
+    /// itself)
     #[arg(value_name = "COMMAND")]
     command: Option<String>,
     /// Write the pages of evstream and every command to this directory instead
@@ -62,21 +63,39 @@ pub fn man(args: &ManArgs) -> Result<(), Failure> {
     }
     let page = match &args.command {
         None => command,
-        Some(name) => command
-            .get_subcommands()
-            .find(|sub| sub.get_name() == name)
-            .cloned()
-            .ok_or_else(|| {
-                Failure::usage(format!(
-                    "{name:?} is not an evstream command (see `evstream --help`)"
-                ))
-            })?,
+        Some(name) => find_page(&command, name).ok_or_else(|| {
+            Failure::usage(format!(
+                "{name:?} is not an evstream command (see `evstream --help`)"
+            ))
+        })?,
     };
     let mut roff = Vec::new();
     clap_mangen::Man::new(page)
         .render(&mut roff)
         .map_err(|e| Failure::output(&e))?;
     write_stdout(&roff)
+}
+
+/// The command `name` names, among the subcommands of `command` (built): `cat`, or a
+/// subcommand's subcommand as `cursor set` or `cursor-set`, the name of its page
+/// (`evstream-cursor-set.1`) without the `evstream-`.
+fn find_page(command: &clap::Command, name: &str) -> Option<clap::Command> {
+    if let Some(sub) = command.get_subcommands().find(|sub| sub.get_name() == name) {
+        return Some(sub.clone());
+    }
+    let wanted = format!(
+        "{}-{}",
+        command.get_name(),
+        name.split_whitespace().collect::<Vec<_>>().join("-")
+    );
+    let mut pending: Vec<&clap::Command> = command.get_subcommands().collect();
+    while let Some(sub) = pending.pop() {
+        if sub.get_display_name() == Some(wanted.as_str()) {
+            return Some(sub.clone());
+        }
+        pending.extend(sub.get_subcommands());
+    }
+    None
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {

@@ -2078,3 +2078,29 @@ fn a_cursor_name_no_cursor_can_have_is_a_usage_error() {
     assert!(before == files_under(dir.path()));
     run(&["cursor", "set", s(&log), &"b".repeat(64), "start"]).ok();
 }
+
+/// `man` prints the page of a subcommand's subcommand, named as `man --dir` names its
+/// file (`cursor-set`, for `evstream-cursor-set.1`) or as it is typed (`cursor set`),
+/// the same page `--dir` writes. Both were refused as "not an evstream command".
+#[test]
+fn man_prints_the_page_of_a_cursor_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    std::fs::create_dir(&pages).unwrap();
+    run(&["man", "--dir", s(&pages)]).ok();
+    for (name, file) in [
+        ("cursor-set", "evstream-cursor-set.1"),
+        ("cursor set", "evstream-cursor-set.1"),
+        ("cursor delete", "evstream-cursor-delete.1"),
+        ("cat", "evstream-cat.1"),
+    ] {
+        let page = run(&["man", name]).ok();
+        assert_eq!(
+            page.stdout,
+            std::fs::read(pages.join(file)).unwrap(),
+            "{name}"
+        );
+    }
+    run(&["man", "cursor nope"]).fails(2, &["is not an evstream command"]);
+    run(&["man", "set"]).fails(2, &["is not an evstream command"]);
+}
