@@ -268,6 +268,23 @@ impl Reader {
                 ))
             })
         };
+        // A name given twice: the row's JSON object would keep one of the values and drop
+        // the other, and a time or payload column would be a guess.
+        let named = |name: &str| headers.iter().filter(|h| *h == name).count();
+        let repeated = headers.iter().find(|name| {
+            named(name) > 1
+                && match self.fields.payload.as_deref() {
+                    None => true,
+                    Some(payload) => *name == &time_name || *name == payload,
+                }
+        });
+        if let Some(name) = repeated {
+            return Err(Failure::data(format!(
+                "standard input: the CSV header names the column {name:?} {} times; each \
+                 column needs a name of its own",
+                named(name)
+            )));
+        }
         let time = find(&time_name)?;
         let payload = self.fields.payload.as_deref().map(find).transpose()?;
         // The first record gets a limit of its own, from the header's end.

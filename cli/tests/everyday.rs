@@ -2104,3 +2104,49 @@ fn man_prints_the_page_of_a_cursor_subcommand() {
     run(&["man", "cursor nope"]).fails(2, &["is not an evstream command"]);
     run(&["man", "set"]).fails(2, &["is not an evstream command"]);
 }
+
+/// CSV whose header names a column twice is refused when the name matters: always when
+/// the payload is the row as a JSON object (which has room for one value a name), and
+/// when the repeated name is the time or the payload column. The object kept the last
+/// value and dropped the other without a word (`t,v,v` / `…,1,2` gave `{"t":…,"v":"2"}`).
+#[test]
+fn a_csv_header_that_names_a_column_twice_loses_no_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imported.evs");
+    run(&["create", s(&path), "--capacity", "64KiB"]).ok();
+    let csv = |header: &str| format!("{header}\n2024-05-01T12:00:00Z,1,2\n");
+    for (header, extra) in [
+        ("t,v,v", &[][..]),
+        ("t,t,v", &[][..]),
+        ("t,t,v", &["--payload-field", "v"][..]),
+        ("t,v,v", &["--payload-field", "v"][..]),
+    ] {
+        let mut args = vec!["append", s(&path), "--format", "csv", "--time-field", "t"];
+        args.extend_from_slice(extra);
+        run_with(&args, Some(csv(header).as_bytes())).fails(
+            1,
+            &[
+                "the CSV header names the column",
+                "2 times",
+                "nothing was appended",
+            ],
+        );
+        assert!(events_of(&path).is_empty(), "{header} {extra:?}");
+    }
+    // A repeated column the import does not use is no one's business.
+    run_with(
+        &[
+            "append",
+            s(&path),
+            "--format",
+            "csv",
+            "--time-field",
+            "t",
+            "--payload-field",
+            "v",
+        ],
+        Some(b"t,v,x,x\n2024-05-01T12:00:00Z,1,2,3\n"),
+    )
+    .ok();
+    assert_eq!(events_of(&path), [(NOON, b"1".to_vec())]);
+}
