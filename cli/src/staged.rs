@@ -220,7 +220,7 @@ fn short_name(name: &str) -> String {
     format!("{}{suffix}", name.get(..keep).unwrap_or_default())
 }
 
-/// Removes `.NAME.PID.partial` entries of `dir` whose process is gone.
+/// Removes `.NAME.PID.partial` files and directories of `dir` whose process is gone.
 fn remove_abandoned(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -237,7 +237,12 @@ fn remove_abandoned(dir: &Path, name: &str) {
             continue;
         };
         let alive = Path::new("/proc").join(pid.to_string()).exists();
-        if !alive {
+        // Only what a staged output is: a stream file or a log's directory. A FIFO, a
+        // socket, a device or a symbolic link under such a name is not ours to remove.
+        let ours = entry
+            .file_type()
+            .is_ok_and(|kind| kind.is_file() || kind.is_dir());
+        if !alive && ours {
             remove(&entry.path());
         }
     }

@@ -3,6 +3,7 @@
 //! man pages, colour rules, and the bench's clean-up, each run as a user would run it.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -2149,4 +2150,32 @@ fn a_csv_header_that_names_a_column_twice_loses_no_value() {
     )
     .ok();
     assert_eq!(events_of(&path), [(NOON, b"1".to_vec())]);
+}
+
+/// A staged output's next run removes the temporaries of a process that is gone, and only
+/// what such a temporary is (a file or a directory): a FIFO, or a symbolic link, that only
+/// happens to have the name is left alone.
+#[test]
+fn a_leftover_s_name_on_a_fifo_or_a_link_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = dir.path().join("x.evs");
+    // No process has this id (above the kernel's pid_max).
+    let fifo = dir.path().join(".x.evs.4294967295.partial");
+    let link = dir.path().join(".x.evs.4294967294.partial");
+    let file = dir.path().join(".x.evs.4294967293.partial");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink("elsewhere", &link).unwrap();
+    std::fs::write(&file, b"left by a killed run").unwrap();
+    run_with(&["append", s(&stream), "--create"], Some(b"a\n")).ok();
+    let kind = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.file_type());
+    assert!(kind(&fifo).unwrap().is_fifo(), "the FIFO was removed");
+    assert!(kind(&link).unwrap().is_symlink(), "the link was removed");
+    assert!(kind(&file).is_err(), "the abandoned temporary stays");
+    assert_eq!(StreamReader::open(&stream).unwrap().iter().count(), 1);
 }
