@@ -262,10 +262,34 @@ impl Printer {
     /// Writes out everything buffered.
     ///
     /// # Errors
-    /// As for [`event`](Self::event).
+    /// As for [`event`](Self::event); [`Failure::ClosedOutput`] also when nothing was
+    /// buffered but the reader of standard output has gone, so that a follow that waits
+    /// (`evstream tail -f LOG | head -1`) ends then, not at the next event.
     pub fn flush(&mut self) -> Result<(), Failure> {
-        self.out.flush().map_err(|e| Failure::output(&e))
+        self.out.flush().map_err(|e| Failure::output(&e))?;
+        if reader_gone() {
+            return Err(Failure::ClosedOutput);
+        }
+        Ok(())
     }
+}
+
+/// Whether standard output is a pipe or socket whose reader has gone: `poll` reports an
+/// error or a hang-up on it at once (a terminal, a file or `/dev/null` never does).
+fn reader_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdout = io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).is_ok_and(|ready| {
+        ready > 0
+            && fds
+                .first()
+                .is_some_and(|fd| fd.revents().intersects(PollFlags::ERR | PollFlags::HUP))
+    })
 }
 
 /// Appends `event` to `line` in `format` (a line with its newline, or a binary frame).

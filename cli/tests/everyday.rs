@@ -2179,3 +2179,48 @@ fn a_leftover_s_name_on_a_fifo_or_a_link_is_not_removed() {
     assert!(kind(&file).is_err(), "the abandoned temporary stays");
     assert_eq!(StreamReader::open(&stream).unwrap().iter().count(), 1);
 }
+
+/// A follow whose reader has gone (`evstream tail -f LOG | head -1`) ends by itself while
+/// it waits, with success and its follower taken off the file, rather than at the next
+/// event, which on a quiet log may never come.
+#[test]
+fn a_follow_whose_reader_has_gone_ends_without_another_event() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let stream = dir.path().join("quiet.evs");
+    let log = dir.path().join("quiet-log");
+    run(&["create", s(&stream), "--capacity", "1MiB"]).ok();
+    run(&["append", s(&stream), "one"]).ok();
+    run(&["create", s(&log), "--log"]).ok();
+    run(&["append", s(&log), "one"]).ok();
+    for (target, args) in [
+        (&stream, vec!["tail", "-f"]),
+        (&log, vec!["tail", "-f"]),
+        (&log, vec!["cat", "--follow"]),
+    ] {
+        let mut child = evstream()
+            .args(&args)
+            .arg(target)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        assert!(first.ends_with("one\n"), "{args:?}: {first:?}");
+        drop(out);
+        let began = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if began.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("{args:?} {target:?} still follows with no reader");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{args:?}: {status:?}");
+    }
+}
