@@ -310,6 +310,38 @@ fn stale_bytes_of_an_unpublished_append_are_cleared() {
     assert_eq!(events(&path).len(), offsets.len());
 }
 
+/// A fill of `append_with` that panicked, the panic caught and the writer kept (as a
+/// `SharedLogWriter` does, whose lock survives a panic), left its payload's bytes past
+/// the write offset. The writer's drop lowered the dirty limit over them, so that the
+/// next open never cleared them. Now the next open clears them, as it clears any byte an
+/// unpublished append left.
+#[test]
+fn a_fill_that_panicked_leaves_no_bytes_the_next_open_keeps() {
+    let (_dir, path) = temp();
+    let offsets = build(&path, 3, 100);
+    let end = 24 + 3 * 116;
+    let mut writer = StreamWriter::open(&path).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        writer.append_with(1_000, 1_000, |buf| {
+            buf.fill(7);
+            panic!("the fill fails");
+        })
+    }));
+    assert!(caught.is_err());
+    assert_eq!(writer.write_offset(), end as u64);
+    drop(writer);
+    let writer = StreamWriter::open(&path).unwrap();
+    assert!(
+        writer.recovery().stale_bytes_cleared >= 1_000,
+        "{:?}",
+        writer.recovery()
+    );
+    drop(writer);
+    let data = std::fs::read(&path).unwrap();
+    assert!(data[end..events_end(&path)].iter().all(|&b| b == 0));
+    assert_eq!(events(&path).len(), offsets.len());
+}
+
 #[test]
 fn every_bit_flip_is_detected_or_yields_a_valid_prefix() {
     let (dir, path) = temp();

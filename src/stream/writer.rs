@@ -280,6 +280,11 @@ pub struct StreamWriter {
     last_timestamp: Option<i64>,
     synced_to: u64,
     poisoned: bool,
+    /// An [`append_with`](Self::append_with) fill panicked (a caller caught the unwind and
+    /// kept the writer): bytes past the write offset may hold its payload, so neither the
+    /// drop nor [`close_clean`](Self::close_clean) may vouch that they are as a clean
+    /// writer leaves them.
+    fill_panicked: bool,
     /// Events found above the watermark on open, which the first flush reads back from
     /// the device before it moves the watermark over them.
     read_back: Option<(u64, u64)>,
@@ -312,6 +317,7 @@ impl Drop for StreamWriter {
         if self.trailer.dirty_limit > lowered
             && !self.trailer.sealed
             && !self.poisoned
+            && !self.fill_panicked
             && !std::thread::panicking()
         {
             self.trailer = store_trailer(
@@ -798,7 +804,7 @@ impl StreamWriter {
         before_unlock: impl FnOnce(&CleanStream),
     ) -> Option<CleanStream> {
         use std::os::unix::fs::MetadataExt;
-        if self.poisoned || self.trailer.sealed || std::thread::panicking() {
+        if self.poisoned || self.trailer.sealed || self.fill_panicked || std::thread::panicking() {
             return None;
         }
         let meta = self._lock.file().metadata().ok()?;
@@ -985,6 +991,7 @@ impl StreamWriter {
             // crashed), so the first flush covers them all.
             synced_to: trailer.durable_offset,
             poisoned: false,
+            fill_panicked: false,
             read_back: (write_offset > trailer.durable_offset)
                 .then_some((trailer.durable_offset, write_offset)),
             trailer,
@@ -1134,7 +1141,11 @@ impl StreamWriter {
         let payload_at = offset + EVENT_HEADER_LEN;
         let header = match self.map.unpublished_mut(payload_at, len) {
             Some(buf) => {
+                // Left set if `fill` unwinds; a fill that panicked before stays counted.
+                let before = self.fill_panicked;
+                self.fill_panicked = true;
                 fill(buf);
+                self.fill_panicked = before;
                 failpoint!("append:after_payload");
                 EventHeader::sealed(self.trailer.seed, timestamp, len as u32, buf)
             }
