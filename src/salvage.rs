@@ -23,10 +23,18 @@
 //! a valid record, the seed is found from the events themselves: a checksum is affine in
 //! its seed, so each event yields the one seed it checks out under
 //! ([`seed_of_event`]), and the seed is taken once the
-//! event after it checks out under the same seed too (a random match: one chance in
-//! 2³²). [`Salvage::open`] then scans ahead for two such events and starts over with the
-//! seed they show, so that every intact event is found, those before them included. A
-//! version 3 stream with no two intact events in a row yields none of them.
+//! two events after it check out under the same seed too. [`Salvage::open`] first scans
+//! for an event that checks out under the seed field of a damaged trailer slot or under
+//! 0 (version 2), and only if none does, for three such events in a row; it then starts
+//! over with the seed they show, so that every intact event is found, those before them
+//! included. A version 3 stream with no three intact events in a row yields none of them.
+//!
+//! The seed enters a checksum as the event's first four bytes do, so damage can pass for
+//! a seed: events damaged alike (the same bits flipped at the same place of each) whose
+//! file has no intact event to show its true seed. Three such events in a row would be
+//! taken for intact, under a wrong seed; random damage rarely does that (the two later
+//! events must carry the first one's change, at its place). Salvage of a file whose
+//! trailer is intact never derives a seed.
 //!
 //! # Limits
 //!
@@ -85,6 +93,9 @@ use crate::stream::open::open_regular;
 const WINDOW: u64 = 1 << 20;
 /// The smallest payload limit of the byte-by-byte search.
 const MIN_SEARCH_LIMIT: u64 = 1 << 20;
+/// How many events after one a seed derived from it must check out for, in a row, to be
+/// taken as the file's (see [A lost trailer](self#a-lost-trailer)).
+const CONFIRMATIONS: usize = 2;
 
 /// A range of bytes that held no readable event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +144,8 @@ pub struct Salvage {
     largest_payload: u64,
     /// The CRC seed the events' checksums are seeded with, if known.
     seed: Seed,
+    /// Whether a check may derive the seed from the events, while it is unknown.
+    derive: bool,
     /// File offset of `buf[0]`.
     buf_at: u64,
     buf: Vec<u8>,
@@ -186,6 +199,7 @@ impl Salvage {
             last_timestamp: None,
             largest_payload: 0,
             seed,
+            derive: false,
             buf_at: 0,
             buf: Vec::new(),
         };
@@ -196,18 +210,25 @@ impl Salvage {
     /// With the trailer's seed lost, scans ahead until some event settles it, then starts
     /// over from the first event: an event before the first two that show the seed (one
     /// whose successor is damaged) still checks out under it.
+    ///
+    /// The first pass takes only the damaged trailer's seed or 0, each shown by any one
+    /// event; only a file in which no event checks out under either has its seed derived
+    /// from its events, in a second pass.
     fn settle_seed(&mut self) -> Result<()> {
-        if let Seed::Known(_) = self.seed {
-            return Ok(());
-        }
-        while let Seed::Unknown { .. } = self.seed {
-            if self.next_found()?.is_none() {
+        for derive in [false, true] {
+            if let Seed::Known(_) = self.seed {
                 break;
             }
+            self.derive = derive;
+            while let Seed::Unknown { .. } = self.seed {
+                if self.next_found()?.is_none() {
+                    break;
+                }
+            }
+            self.pos = STREAM_HEADER_LEN;
+            self.last_timestamp = None;
+            self.largest_payload = 0;
         }
-        self.pos = STREAM_HEADER_LEN;
-        self.last_timestamp = None;
-        self.largest_payload = 0;
         Ok(())
     }
 
@@ -332,20 +353,21 @@ impl Salvage {
                 computed: !stored,
             }));
         }
-        let known = self.seed;
+        let (known, derive) = (self.seed, self.derive);
         let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
         let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
         let (seed, derived) = match known {
             Seed::Known(seed) => (seed, false),
             // A seed tried before this event was read is shown right by the event alone;
-            // one derived from the event must be shown right by the next one.
+            // one derived from the event must be shown right by the events after it.
             Seed::Unknown { hint } => match [hint, Some(0)]
                 .into_iter()
                 .flatten()
                 .find(|&seed| event_checksum_seeded(seed, timestamp, payload) == stored)
             {
                 Some(seed) => (seed, false),
-                None => (seed_of_event(timestamp, payload, stored), true),
+                None if derive => (seed_of_event(timestamp, payload, stored), true),
+                None => (hint.unwrap_or(0), false),
             },
         };
         let computed = event_checksum_seeded(seed, timestamp, payload);
@@ -380,22 +402,36 @@ impl Salvage {
         Ok(Ok(size))
     }
 
-    /// Whether the event at `at` checks out under `seed`, in order after `previous`: what
-    /// shows a seed derived from the event before it to be the file's.
-    fn confirms(&mut self, at: u64, seed: u32, previous: i64, limit: Option<u64>) -> Result<bool> {
-        let Some((timestamp, size, stored)) = self.header_at(at)? else {
-            return Ok(false);
-        };
-        let available = self.end - at - EVENT_HEADER_LEN;
-        if u64::from(size) > available
-            || limit.is_some_and(|limit| u64::from(size) > limit)
-            || timestamp < previous
-        {
-            return Ok(false);
+    /// Whether the [`CONFIRMATIONS`] events from `at` on each check out under `seed`, in
+    /// order after `previous`: what shows a seed derived from the event before them to be
+    /// the file's.
+    fn confirms(
+        &mut self,
+        mut at: u64,
+        seed: u32,
+        mut previous: i64,
+        limit: Option<u64>,
+    ) -> Result<bool> {
+        for _ in 0..CONFIRMATIONS {
+            let Some((timestamp, size, stored)) = self.header_at(at)? else {
+                return Ok(false);
+            };
+            let available = self.end - at - EVENT_HEADER_LEN;
+            if u64::from(size) > available
+                || limit.is_some_and(|limit| u64::from(size) > limit)
+                || timestamp < previous
+            {
+                return Ok(false);
+            }
+            let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
+            let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
+            if event_checksum_seeded(seed, timestamp, payload) != stored {
+                return Ok(false);
+            }
+            previous = timestamp;
+            at += EVENT_HEADER_LEN + u64::from(size);
         }
-        let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
-        let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
-        Ok(event_checksum_seeded(seed, timestamp, payload) == stored)
+        Ok(true)
     }
 
     /// The checksum under `seed` of the whole event at `at`, whose header `check` read.

@@ -166,8 +166,8 @@ fn a_segment_with_its_trailer_lost_and_damaged_events_loses_only_those() {
     let (path, mut bytes) = write_segment(dir.path(), &events);
     lose_trailer(&mut bytes);
     let at = offsets(&events);
-    // Events 0, 2 and 4 damaged: event 1 and event 3 have no intact neighbour to show the
-    // seed with, events 5 to 7 do.
+    // Events 0, 2 and 4 damaged: events 1 and 3 have no intact neighbours to show the seed
+    // with, events 5 to 7 do.
     for i in [0, 2, 4] {
         bytes[at[i] as usize + 18] ^= 1;
     }
@@ -189,7 +189,8 @@ fn a_segment_with_its_trailer_lost_and_damaged_events_loses_only_those() {
 #[test]
 fn a_seed_no_second_event_confirms_is_never_trusted() {
     // One event, its trailer lost: any bytes yield a seed they check out under, so one
-    // event alone shows nothing, and nothing is yielded as an event.
+    // event alone shows nothing, and nothing is yielded as an event. (Three in a row are
+    // needed.)
     let dir = tempfile::tempdir().unwrap();
     let events = vec![(5_i64, b"alone".to_vec())];
     let (path, mut bytes) = write_segment(dir.path(), &events);
@@ -337,14 +338,14 @@ proptest! {
             t >= STREAM_HEADER_LEN
                 && !at.iter().any(|&o| (o + 8..o + 12).contains(&t))
         });
-        // A segment whose trailer is lost needs two intact events in a row to show its
+        // A segment whose trailer is lost needs three intact events in a row to show its
         // checksums' seed.
         let untouched = |i: usize| {
             let len = EVENT_HEADER_LEN + events[i].1.len() as u64;
             touched.iter().all(|&t| t < at[i] || t >= at[i] + len)
         };
         let seed_shown = !(segment && trailer_lost)
-            || (1..events.len()).any(|i| untouched(i - 1) && untouched(i));
+            || (2..events.len()).any(|i| untouched(i - 2) && untouched(i - 1) && untouched(i));
         if size_fields_intact && seed_shown {
             for (i, &offset) in at.iter().enumerate() {
                 let len = EVENT_HEADER_LEN + events[i].1.len() as u64;
