@@ -2,7 +2,8 @@
 
 A *stream* is one preallocated file; a *log* is a directory of streams used as rolling
 segments, with retention, named cursors and a time index. Times are Unix nanoseconds
-(``int``) or timezone-aware ``datetime`` objects.
+(``int``, or another integer type such as numpy's ``int64``) or timezone-aware
+``datetime`` objects.
 
 Writers, readers and iterators belong to the process that opened them. In a child made
 by ``os.fork()`` every use of an inherited one raises ``Locked`` (open the file again
@@ -15,7 +16,7 @@ import os
 import pathlib
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Optional, Union, final
+from typing import Optional, SupportsIndex, Union, final
 
 import pandas
 import pyarrow
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 _Path = Union[str, "os.PathLike[str]"]
-_Time = Union[int, datetime.datetime]
+_Time = Union[int, SupportsIndex, datetime.datetime]
 _Seconds = Union[int, float, datetime.timedelta]
 
 @final

@@ -1,4 +1,5 @@
-//! Times between Python and the store: Unix nanoseconds as `int`, or aware `datetime`s.
+//! Times between Python and the store: Unix nanoseconds as `int` (numpy's integers too), or
+//! aware `datetime`s.
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -28,7 +29,8 @@ fn epoch(py: Python<'_>) -> PyResult<&Epoch> {
     })
 }
 
-/// Unix nanoseconds from an `int` or a timezone-aware `datetime`.
+/// Unix nanoseconds from an `int` (or another integer type `operator.index` takes, such
+/// as numpy's `int64`) or a timezone-aware `datetime`.
 ///
 /// # Errors
 /// `TypeError` for another type, `ValueError` for a naive `datetime` (its zone is
@@ -44,7 +46,12 @@ pub fn to_ns(value: &Bound<'_, PyAny>) -> PyResult<i64> {
         return value.extract::<i64>();
     }
     let epoch = epoch(py)?;
-    if !value.is_instance(epoch.datetime.bind(py))? {
+    let is_datetime = value.is_instance(epoch.datetime.bind(py))?;
+    // An integer of another type (numpy's `int64`, ...): what `operator.index` takes.
+    if !is_datetime && value.hasattr("__index__")? {
+        return value.call_method0("__index__")?.extract::<i64>();
+    }
+    if !is_datetime {
         return Err(PyTypeError::new_err(format!(
             "a time is an int (Unix nanoseconds) or a datetime, not {}",
             value.get_type().name()?

@@ -168,3 +168,22 @@ def test_a_stream_reader_sees_the_events_appended_after_it_opened(tmp_path):
         reader = evstream.LogReader.open(log)
         writer.append(2, b"after")
         assert [e.payload for e in reader] == [b"before", b"after"]
+
+
+def test_numpy_integers_are_times_as_ints_are(tmp_path):
+    np = pytest.importorskip("numpy")
+    with evstream.LogWriter.create(tmp_path / "log") as writer:
+        assert writer.append(np.int64(BASE), b"a") == "0:24"
+        writer.append(np.uint64(BASE + 5), b"b")
+    reader = evstream.LogReader.open(tmp_path / "log")
+    stamps = np.array([e.timestamp for e in reader], dtype=np.int64)
+    assert [e.timestamp for e in reader.iter(since=stamps[1])] == [BASE + 5]
+    assert [e.timestamp for e in reader.iter(until=stamps[1])] == [BASE]
+    assert reader.to_arrow(since=np.int32(0), until=stamps[1]).num_rows == 1
+    # Numbers that are not integers stay refused.
+    with pytest.raises(TypeError):
+        reader.iter(since=np.float64(BASE))
+    with pytest.raises(TypeError):
+        reader.iter(since=np.bool_(True))
+    with pytest.raises(TypeError):
+        reader.iter(since=float(BASE))
