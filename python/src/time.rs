@@ -30,7 +30,8 @@ fn epoch(py: Python<'_>) -> PyResult<&Epoch> {
 }
 
 /// Unix nanoseconds from an `int` (or another integer type `operator.index` takes, such
-/// as numpy's `int64`) or a timezone-aware `datetime`.
+/// as numpy's `int64`) or a timezone-aware `datetime` (to the nanosecond for one that
+/// holds nanoseconds, as pandas' `Timestamp` does).
 ///
 /// # Errors
 /// `TypeError` for another type, `ValueError` for a naive `datetime` (its zone is
@@ -66,10 +67,17 @@ pub fn to_ns(value: &Bound<'_, PyAny>) -> PyResult<i64> {
     let days: i64 = delta.getattr("days")?.extract()?;
     let seconds: i64 = delta.getattr("seconds")?.extract()?;
     let micros: i64 = delta.getattr("microseconds")?.extract()?;
+    // A datetime that holds nanoseconds (pandas' `Timestamp`) subtracts to a timedelta
+    // that holds them too (pandas' `Timedelta.nanoseconds`, 0 to 999).
+    let nanos: i64 = match delta.getattr("nanoseconds") {
+        Ok(nanos) => nanos.extract()?,
+        Err(_) => 0,
+    };
     days.checked_mul(86_400)
         .and_then(|s| s.checked_add(seconds))
         .and_then(|s| s.checked_mul(1_000_000_000))
         .and_then(|ns| ns.checked_add(micros * 1000))
+        .and_then(|ns| ns.checked_add(nanos))
         .ok_or_else(|| {
             PyOverflowError::new_err(
                 "the datetime is outside the range of Unix nanoseconds in 64 bits",

@@ -187,3 +187,22 @@ def test_numpy_integers_are_times_as_ints_are(tmp_path):
         reader.iter(since=np.bool_(True))
     with pytest.raises(TypeError):
         reader.iter(since=float(BASE))
+
+
+def test_pandas_timestamps_keep_their_nanoseconds(tmp_path):
+    pd = pytest.importorskip("pandas")
+    with evstream.LogWriter.create(tmp_path / "log") as writer:
+        for i in range(10):
+            writer.append(BASE + i * 100, b"%d" % i)  # ten events within a microsecond
+        writer.append(pd.Timestamp(BASE + 2_001, tz="UTC"), b"pandas")
+        writer.append(pd.Timestamp(BASE + 2_002, tz="UTC").tz_convert("Asia/Kolkata"), b"IST")
+    reader = evstream.LogReader.open(tmp_path / "log")
+    assert [e.timestamp for e in reader.tail(2)] == [BASE + 2_001, BASE + 2_002]
+    # A range taken from the table itself selects exactly its rows.
+    frame = reader.to_pandas()
+    since, until = frame["timestamp"][3], frame["timestamp"][5]
+    assert [e.payload for e in reader.iter(since=since, until=until)] == [b"3", b"4"]
+    assert reader.to_arrow(since=since, until=until).num_rows == 2
+    assert reader.to_arrow(since=pd.Timestamp(BASE + 550, tz="UTC")).num_rows == 6
+    with pytest.raises(ValueError, match="naive"):
+        reader.iter(since=pd.Timestamp(BASE))
