@@ -18,7 +18,7 @@ use crate::errors::IntoPy;
 use crate::event::{Event, Place};
 use crate::process::Owned;
 use crate::time::{opt_ns, to_ns};
-use crate::wait::{BATCH, Wait};
+use crate::wait::{BATCH, Shared, Wait};
 
 /// A writer that was closed: `ValueError`, as for a closed Python file.
 fn closed() -> PyErr {
@@ -532,7 +532,7 @@ fn log_event(py: Python<'_>, event: &LogEvent) -> PyResult<Py<Event>> {
 /// process that made it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "LogIterator")]
 pub struct PyLogIterator {
-    state: Owned<Mutex<IterState>>,
+    state: Owned<Shared<IterState>>,
     /// The position of the next event `__next__` returns, stored after each call: read
     /// without the state's lock, which a follower holds while it waits.
     next: Mutex<Position>,
@@ -569,7 +569,7 @@ impl PyLogIterator {
             done: false,
         };
         Self {
-            state: Owned::new("LogIterator", dir, Mutex::new(state)),
+            state: Owned::new("LogIterator", dir, Shared::new(state)),
             next,
         }
     }
@@ -634,11 +634,7 @@ impl PyLogIterator {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Event>>> {
-        let mut guard = self
-            .state
-            .get()?
-            .lock_py_attached(py)
-            .map_err(|_| poisoned())?;
+        let mut guard = self.state.get()?.lock(py, poisoned)?;
         let next = guard.next(py, self.state.path());
         *self.next.lock().map_err(|_| poisoned())? = guard.position();
         next

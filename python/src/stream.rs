@@ -18,7 +18,7 @@ use crate::errors::IntoPy;
 use crate::event::{Event, Place};
 use crate::process::Owned;
 use crate::time::{opt_ns, to_ns};
-use crate::wait::{BATCH, Wait};
+use crate::wait::{BATCH, Shared, Wait};
 
 fn closed() -> PyErr {
     PyValueError::new_err("I/O operation on a closed writer")
@@ -382,7 +382,7 @@ fn stream_event(py: Python<'_>, event: &EventView<'_>) -> PyResult<Py<Event>> {
 /// the process that made it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "StreamIterator")]
 pub struct PyStreamIterator {
-    state: Owned<Mutex<StreamState>>,
+    state: Owned<Shared<StreamState>>,
 }
 
 struct StreamState {
@@ -422,7 +422,7 @@ impl PyStreamIterator {
             failed: None,
         };
         Self {
-            state: Owned::new("StreamIterator", &path, Mutex::new(state)),
+            state: Owned::new("StreamIterator", &path, Shared::new(state)),
         }
     }
 }
@@ -473,11 +473,7 @@ impl PyStreamIterator {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Event>>> {
-        let mut guard = self
-            .state
-            .get()?
-            .lock_py_attached(py)
-            .map_err(|_| poisoned())?;
+        let mut guard = self.state.get()?.lock(py, poisoned)?;
         let state = &mut *guard;
         loop {
             if let Some(event) = state.ready.pop_front() {

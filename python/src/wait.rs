@@ -1,6 +1,9 @@
-//! Waiting for new events with the GIL released, in slices short enough that Ctrl-C
-//! (`KeyboardInterrupt`) and other signals are seen within a tenth of a second.
+//! Waiting for new events, and for an iterator another thread waits in, with the GIL
+//! released, in slices short enough that Ctrl-C (`KeyboardInterrupt`) and other signals
+//! are seen within a tenth of a second.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -48,5 +51,115 @@ impl Wait {
                 return Ok(None);
             }
         }
+    }
+}
+
+/// A value that a thread may hold for a long time (an iterator waiting for new events),
+/// whose other callers wait for it with the GIL released and see signals meanwhile:
+/// Ctrl-C reaches a thread that waits for an iterator another thread follows.
+///
+/// The turn to hold the value is taken without the GIL, as a waiter woken by its release
+/// takes it, so that threads sharing an iterator share its events as they did with a
+/// plain mutex: the thread that let it go, back with the GIL, does not take it again
+/// ahead of them every time.
+pub struct Shared<T> {
+    value: Mutex<T>,
+    /// Whether a thread has the turn to hold `value`.
+    held: Mutex<bool>,
+    /// Notified when the turn is given up.
+    released: Condvar,
+}
+
+/// Holds a [`Shared`] value; its drop releases the value, then gives up the turn (fields
+/// drop in their order).
+pub struct SharedGuard<'a, T> {
+    guard: MutexGuard<'a, T>,
+    _turn: Turn<'a>,
+}
+
+/// The turn to hold a [`Shared`] value; dropping it gives it up and wakes a waiter.
+struct Turn<'a> {
+    held: &'a Mutex<bool>,
+    released: &'a Condvar,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = false;
+        }
+        self.released.notify_one();
+    }
+}
+
+impl<T: Send> Shared<T> {
+    pub fn new(value: T) -> Self {
+        Self {
+            value: Mutex::new(value),
+            held: Mutex::new(false),
+            released: Condvar::new(),
+        }
+    }
+
+    /// The value, once no other thread holds it, waited for with the GIL released.
+    ///
+    /// # Errors
+    /// The exception a signal handler raised while waiting (`KeyboardInterrupt`), or
+    /// `poisoned()` if a holder panicked.
+    pub fn lock(
+        &self,
+        py: Python<'_>,
+        poisoned: impl Fn() -> PyErr,
+    ) -> PyResult<SharedGuard<'_, T>> {
+        // Uncontended: the turn at once, without releasing the GIL.
+        let free = match self.held.try_lock() {
+            Ok(mut held) if !*held => {
+                *held = true;
+                true
+            }
+            _ => false,
+        };
+        if !free {
+            loop {
+                let taken = py.detach(|| {
+                    let held = self.held.lock().map_err(|_| ())?;
+                    let (mut held, _) = self
+                        .released
+                        .wait_timeout_while(held, SLICE, |held| *held)
+                        .map_err(|_| ())?;
+                    if *held {
+                        return Ok(false);
+                    }
+                    *held = true;
+                    Ok(true)
+                });
+                match taken {
+                    Ok(true) => break,
+                    Ok(false) => py.check_signals()?,
+                    Err(()) => return Err(poisoned()),
+                }
+            }
+        }
+        let turn = Turn {
+            held: &self.held,
+            released: &self.released,
+        };
+        // With the turn, no other thread holds `value`.
+        let guard = self.value.lock().map_err(|_| poisoned())?;
+        Ok(SharedGuard { guard, _turn: turn })
+    }
+}
+
+impl<T> Deref for SharedGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for SharedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
     }
 }

@@ -172,3 +172,68 @@ def test_the_position_answers_while_another_thread_waits_in_next(tmp_path):
     assert got == [b"two"]
     assert follower.position == "0:62"
     writer.close()
+
+
+@pytest.mark.parametrize("kind", ["stream", "log"])
+def test_ctrl_c_reaches_a_thread_waiting_for_a_follower_another_thread_waits_in(tmp_path, kind):
+    import signal
+
+    if kind == "stream":
+        path = tmp_path / "s.evs"
+        evstream.StreamWriter.create(path, 1 << 20).close()
+    else:
+        path = tmp_path / "log"
+        evstream.LogWriter.create(path).close()
+    script = textwrap.dedent(
+        """
+        import sys, threading, time
+        import evstream
+        kind, path = sys.argv[1:]
+        reader = (evstream.StreamReader if kind == "stream" else evstream.LogReader).open(path)
+        follower = reader.follow()
+        other = threading.Thread(target=lambda: list(follower), daemon=True)
+        other.start()
+        time.sleep(0.2)  # the other thread waits in next() by now, for ever
+        print("waiting", flush=True)
+        try:
+            next(follower)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, kind, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"waiting\n"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        # A thread deaf to signals while it waits for the follower waits for ever.
+        out, _ = child.communicate(timeout=10)
+        assert out == b"interrupted\n"
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize("kind", ["stream", "log"])
+def test_threads_that_share_a_follower_share_its_events(tmp_path, kind):
+    if kind == "stream":
+        writer = evstream.StreamWriter.create(tmp_path / "s.evs", 8 << 20)
+        follower = evstream.StreamReader.open(tmp_path / "s.evs").follow(timeout=2)
+    else:
+        writer = evstream.LogWriter.create(tmp_path / "log", segment_size=1 << 20)
+        follower = evstream.LogReader.open(tmp_path / "log").follow(timeout=2)
+    got = {k: [] for k in range(3)}
+    threads = [threading.Thread(target=lambda k=k: got[k].extend(e.timestamp for e in follower)) for k in got]
+    for thread in threads:
+        thread.start()
+    with writer:
+        for i in range(20_000):
+            writer.append(i, b"%d" % i)
+            if i % 1000 == 0:
+                time.sleep(0.001)
+    for thread in threads:
+        thread.join(timeout=60)
+    # Each event once, and a share for every thread: a thread that lets the follower go
+    # does not take it back ahead of the threads waiting for it every time.
+    assert sorted(sum(got.values(), [])) == list(range(20_000))
+    assert all(got.values()), {k: len(v) for k, v in got.items()}
