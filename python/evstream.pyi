@@ -70,7 +70,8 @@ _Seconds = Union[int, float, datetime.timedelta]
 
 @final
 class Event:
-    """One event of a log or a stream file."""
+    """One event of a log or a stream file: a value, which pickles and copies (to a
+    process pool's workers, for one)."""
 
     @property
     def timestamp(self) -> int:

@@ -1,5 +1,6 @@
 //! `evstream.Event`: one event read from a log or a stream.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -13,6 +14,9 @@ pub enum Place {
     /// In a stream file: its byte offset and the offset after it.
     Stream(u64, u64),
 }
+
+/// The arguments of `Event._restore`: timestamp, payload, position, next position.
+type Restore = (i64, Py<PyBytes>, String, String);
 
 /// One event: its timestamp, payload and position.
 #[pyclass(frozen, module = "evstream", name = "Event")]
@@ -88,6 +92,50 @@ impl Event {
             Place::Log(at, _) => at.offset(),
             Place::Stream(at, _) => at,
         }
+    }
+
+    /// The event again from what [`__reduce__`](Self::__reduce__) kept: `position` and
+    /// `next_position` as `SEGMENT:OFFSET` (a log's event) or decimal byte offsets (a
+    /// stream file's).
+    #[staticmethod]
+    fn _restore(
+        timestamp: i64,
+        payload: Py<PyBytes>,
+        position: &str,
+        next_position: &str,
+    ) -> PyResult<Self> {
+        let bad = || PyValueError::new_err(format!("{position:?} is not an event's position"));
+        let place = if position.contains(':') {
+            Place::Log(
+                position.parse().map_err(|_| bad())?,
+                next_position.parse().map_err(|_| bad())?,
+            )
+        } else {
+            Place::Stream(
+                position.parse().map_err(|_| bad())?,
+                next_position.parse().map_err(|_| bad())?,
+            )
+        };
+        Ok(Self {
+            timestamp,
+            payload,
+            place,
+        })
+    }
+
+    /// Pickles (and copies) the event as its values: `Event._restore` and its arguments.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Restore)> {
+        let py = slf.py();
+        let event = slf.get();
+        Ok((
+            slf.get_type().getattr("_restore")?,
+            (
+                event.timestamp,
+                event.payload.clone_ref(py),
+                event.position(),
+                event.next_position(),
+            ),
+        ))
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

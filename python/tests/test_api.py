@@ -206,3 +206,26 @@ def test_pandas_timestamps_keep_their_nanoseconds(tmp_path):
     assert reader.to_arrow(since=pd.Timestamp(BASE + 550, tz="UTC")).num_rows == 6
     with pytest.raises(ValueError, match="naive"):
         reader.iter(since=pd.Timestamp(BASE))
+
+
+def test_events_pickle_and_copy_as_their_values(tmp_path):
+    import concurrent.futures
+    import copy
+    import multiprocessing
+    import pickle
+
+    with evstream.LogWriter.create(tmp_path / "log") as writer:
+        writer.append(BASE, b"log \x00\xff")
+    with evstream.StreamWriter.create(tmp_path / "s.evs", 1 << 16) as writer:
+        writer.append(BASE, b"stream")
+    events = list(evstream.LogReader.open(tmp_path / "log"))
+    events += list(evstream.StreamReader.open(tmp_path / "s.evs"))
+    for event in events:
+        for again in (pickle.loads(pickle.dumps(event)), copy.copy(event), copy.deepcopy(event)):
+            assert again == event
+            assert (again.timestamp, again.payload, again.position, again.next_position, again.offset) == (
+                event.timestamp, event.payload, event.position, event.next_position, event.offset)
+    # As a process pool hands them to its workers.
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        assert list(pool.map(repr, events)) == [repr(e) for e in events]
