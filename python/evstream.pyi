@@ -254,7 +254,8 @@ class StreamReader:
         """Events from ``since`` (from the end if every event is earlier)/``offset``/the
         start, then each new one as it is appended, until the stream is sealed or full, or
         ``timeout`` passes without one. An ``offset`` where no event starts raises
-        ``OffsetOutOfRange`` when read."""
+        ``OffsetOutOfRange`` when read; a file deleted with no writer left raises ``Io``
+        (within 2 s), since no event can come."""
     def tail(self, n: int) -> list[Event]: ...
     def stat(self) -> StreamStat: ...
     def to_arrow(self, since: Optional[_Time] = None, until: Optional[_Time] = None) -> pyarrow.Table: ...

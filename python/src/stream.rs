@@ -497,14 +497,16 @@ impl PyStreamIterator {
                 None => py.detach(|| read_batch(reader, offset, previous, until)),
                 Some(wait) => {
                     let error = |e| crate::errors::at_offset(e, reader.path(), given);
-                    let first = wait.next(py, error, |slice| {
-                        let mut follow = reader.follow(offset)?;
-                        match follow.next_timeout(slice)? {
+                    // One follower for the whole wait, as long as it is: it looks every
+                    // 2 s whether the file was deleted with no writer left, when no event
+                    // can come any more.
+                    let mut follow = py.detach(|| reader.follow(offset)).map_err(error)?;
+                    let first =
+                        wait.next(py, error, |slice| match follow.next_timeout(slice)? {
                             Some(_) => Ok(Some(false)),
                             None if follow.is_finished() => Ok(Some(true)),
                             None => Ok(None),
-                        }
-                    })?;
+                        })?;
                     match first {
                         None | Some(true) => {
                             state.done = true;

@@ -237,3 +237,22 @@ def test_threads_that_share_a_follower_share_its_events(tmp_path, kind):
     # does not take it back ahead of the threads waiting for it every time.
     assert sorted(sum(got.values(), [])) == list(range(20_000))
     assert all(got.values()), {k: len(v) for k, v in got.items()}
+
+
+def test_a_stream_follower_of_a_file_deleted_with_no_writer_left_ends(tmp_path):
+    path = tmp_path / "s.evs"
+    with evstream.StreamWriter.create(path, 1 << 16) as writer:
+        writer.append(1, b"before")
+    follower = evstream.StreamReader.open(path).follow()
+    assert next(follower).payload == b"before"
+    remove = threading.Timer(0.3, path.unlink)
+    remove.start()
+    start = time.monotonic()
+    try:
+        # No event can come any more: the follower says so (it looks every 2 s).
+        with pytest.raises(evstream.Io, match="no such file") as caught:
+            next(follower)
+        assert time.monotonic() - start < 10
+        assert caught.value.op == "follow"
+    finally:
+        remove.join()
