@@ -231,3 +231,27 @@ fn a_zero_limit_is_the_strictest_limit() {
         200
     );
 }
+
+#[test]
+fn create_at_an_empty_path_makes_nothing_in_the_working_directory() {
+    // The other tests here use absolute paths only: moving this one's working directory
+    // changes nothing for them.
+    let dir = tempfile::tempdir().unwrap();
+    let before = std::env::current_dir().unwrap();
+    std::env::set_current_dir(dir.path()).unwrap();
+    let made = evstream::LogWriter::create("", LogOptions::default().segment_size(8192));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    std::env::set_current_dir(before).unwrap();
+    assert_eq!(left, Vec::<std::ffi::OsString>::new());
+    match made {
+        Err(Error::Io { op, source, .. }) => {
+            assert_eq!(op, "create directory");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a log was made at an empty path"),
+    }
+}

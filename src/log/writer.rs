@@ -198,6 +198,15 @@ impl LogWriter {
     pub fn create(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
         let dir = dir.as_ref();
         options.check(dir)?;
+        // An empty path names no directory (`ENOENT`, as for `mkdir("")`), though
+        // `create_dir_all` accepts it and a file joined to it lands in the working one.
+        if dir.as_os_str().is_empty() {
+            return Err(Error::io(
+                "create directory",
+                dir,
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        }
         let existed = dir.exists();
         if dir.is_dir()
             && let Some(first) = segment::list(dir)?.first()
