@@ -125,8 +125,10 @@ class LogIterator(Iterator[Event]):
     def __next__(self) -> Event: ...
     @property
     def position(self) -> str:
-        """The position of the next event this iterator returns. It never waits: while
-        another thread waits in ``__next__`` for new events, the position before that wait."""
+        """The position of the next event this iterator returns (once an iteration ended at
+        ``until``, the first event at or after it, where the next iteration resumes). It
+        never waits: while another thread waits in ``__next__`` for new events, the
+        position before that wait."""
 
 @final
 class StreamIterator(Iterator[Event]):

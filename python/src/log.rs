@@ -548,6 +548,9 @@ struct IterState {
     ready: VecDeque<Py<Event>>,
     failed: Option<evstream::Error>,
     done: bool,
+    /// The position of the event at or after `until` that ended the iteration: the
+    /// iterator read it, but it is the next event, not one returned.
+    stopped: Option<Position>,
 }
 
 impl PyLogIterator {
@@ -567,6 +570,7 @@ impl PyLogIterator {
             ready: VecDeque::new(),
             failed: None,
             done: false,
+            stopped: None,
         };
         Self {
             state: Owned::new("LogIterator", dir, Shared::new(state)),
@@ -592,7 +596,7 @@ impl IterState {
             }
             let (iter, until, wait, given) =
                 (&mut self.iter, self.until, &mut self.wait, self.given);
-            let (events, failed, ended) = match wait {
+            let (events, failed, ended, stopped) = match wait {
                 None => py.detach(|| read_batch(iter, until)),
                 Some(wait) => {
                     let error = |e| crate::errors::at_position(e, dir, given);
@@ -604,6 +608,7 @@ impl IterState {
                     let mut batch = py.detach(|| read_batch(iter, None));
                     batch.0.insert(0, first);
                     batch.2 = false;
+                    batch.3 = None;
                     batch
                 }
             };
@@ -611,6 +616,7 @@ impl IterState {
                 self.given = None;
             }
             self.done = ended;
+            self.stopped = stopped;
             self.failed = failed;
             for event in &events {
                 self.ready.push_back(log_event(py, event)?);
@@ -622,7 +628,7 @@ impl IterState {
     fn position(&self) -> Position {
         match self.ready.front().map(|event| event.get().place()) {
             Some(Place::Log(at, _)) => at,
-            _ => self.iter.position(),
+            _ => self.stopped.unwrap_or_else(|| self.iter.position()),
         }
     }
 }
@@ -640,8 +646,9 @@ impl PyLogIterator {
         next
     }
 
-    /// The position of the next event this iterator returns. While another thread waits
-    /// in `__next__` for new events, the position before that wait.
+    /// The position of the next event this iterator returns (once an iteration ended at
+    /// `until`, the first event at or after it). While another thread waits in
+    /// `__next__` for new events, the position before that wait.
     #[getter]
     fn position(&self) -> PyResult<String> {
         self.state.get()?; // Only in the process that made the iterator.
@@ -650,26 +657,32 @@ impl PyLogIterator {
 }
 
 /// Up to [`BATCH`] events published now; the error that stopped it; whether the end (of
-/// the log, or `until`) was reached.
-fn read_batch(
-    iter: &mut LogIter,
-    until: Option<i64>,
-) -> (Vec<LogEvent>, Option<evstream::Error>, bool) {
+/// the log, or `until`) was reached; the position of the event at or after `until` that
+/// ended it.
+fn read_batch(iter: &mut LogIter, until: Option<i64>) -> Batch {
     let mut events = Vec::with_capacity(64);
     while events.len() < BATCH {
         match iter.try_next() {
             Ok(Some(event)) => {
                 if until.is_some_and(|u| event.timestamp() >= u) {
-                    return (events, None, true);
+                    return (events, None, true, Some(event.position()));
                 }
                 events.push(event);
             }
-            Ok(None) => return (events, None, true),
-            Err(e) => return (events, Some(e), true),
+            Ok(None) => return (events, None, true, None),
+            Err(e) => return (events, Some(e), true, None),
         }
     }
-    (events, None, false)
+    (events, None, false, None)
 }
+
+/// What one batch read: see [`read_batch`].
+type Batch = (
+    Vec<LogEvent>,
+    Option<evstream::Error>,
+    bool,
+    Option<Position>,
+);
 
 /// A summary of a log.
 #[pyclass(module = "evstream", frozen, get_all)]

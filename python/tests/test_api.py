@@ -229,3 +229,17 @@ def test_events_pickle_and_copy_as_their_values(tmp_path):
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
         assert list(pool.map(repr, events)) == [repr(e) for e in events]
+
+
+def test_an_iteration_ended_by_until_stops_its_position_at_the_first_event_it_did_not_return(tmp_path):
+    with evstream.LogWriter.create(tmp_path / "log") as writer:
+        positions = [writer.append(BASE + i * 10, b"%d" % i) for i in range(10)]
+    reader = evstream.LogReader.open(tmp_path / "log")
+    events = reader.iter(until=BASE + 50)
+    assert [e.position for e in events] == positions[:5]
+    assert events.position == positions[5]
+    # Resuming there loses no event.
+    assert [e.position for e in reader.follow(timeout=0, position=events.position)] == positions[5:]
+    # An iteration that reached the end of the log stops there.
+    events = reader.iter(since=BASE + 50)
+    assert len(list(events)) == 5 and events.position == reader.end()
