@@ -8,7 +8,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::{PyAny, PyString};
+use pyo3::types::{PyAny, PyBool, PyString};
 
 use evstream::format::STREAM_HEADER_LEN;
 use evstream::{LogEvent, LogIter, LogOptions, LogReader, LogWriter, Position};
@@ -30,8 +30,15 @@ fn poisoned() -> PyErr {
     PyValueError::new_err("the object was left unusable by an earlier failure")
 }
 
-/// A duration argument: seconds (`int` or `float`) or a `datetime.timedelta`.
+/// A duration argument: seconds (`int` or `float`, not a `bool`) or a
+/// `datetime.timedelta`.
 pub fn duration(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
+    // `roll=False` is no "do not roll", nor `retain_age=True` "keep": never 0 or 1 s.
+    if value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} is a number of seconds or a datetime.timedelta, not a bool"
+        )));
+    }
     let seconds: f64 = if value.hasattr("total_seconds")? {
         value.call_method0("total_seconds")?.extract()?
     } else {

@@ -243,3 +243,18 @@ def test_an_iteration_ended_by_until_stops_its_position_at_the_first_event_it_di
     # An iteration that reached the end of the log stops there.
     events = reader.iter(since=BASE + 50)
     assert len(list(events)) == 5 and events.position == reader.end()
+
+
+def test_a_bool_is_no_duration(tmp_path):
+    # `roll=False` would roll at every new timestamp (a segment each), `retain_age=True`
+    # delete what is older than a second.
+    for options in ({"roll": False}, {"roll": True}, {"retain_age": True}, {"retain_age": False}):
+        with pytest.raises(TypeError, match="bool"):
+            evstream.LogWriter.create(tmp_path / "log", **options)
+        assert not (tmp_path / "log").exists()
+    evstream.LogWriter.create(tmp_path / "log").close()
+    with pytest.raises(TypeError, match="bool"):
+        evstream.LogReader.open(tmp_path / "log").follow(timeout=True)
+    evstream.StreamWriter.create(tmp_path / "s.evs", 1 << 16).close()
+    with pytest.raises(TypeError, match="bool"):
+        evstream.StreamReader.open(tmp_path / "s.evs").follow(timeout=False)
