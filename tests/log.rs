@@ -1709,6 +1709,63 @@ fn a_segment_missing_from_the_middle_is_not_called_retired() {
     );
 }
 
+/// A time whose first event at or after it may have been in a segment missing from the
+/// middle of a log (every event before the gap is earlier) is refused with the error
+/// that says so, by `seek_time` and `iter_since` alike: it is not answered with the
+/// first event after the gap, which would skip the missing events without a word.
+#[test]
+fn a_time_that_falls_in_a_segment_missing_from_the_middle_is_not_found_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut writer = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    for i in 0..300 {
+        writer.append(i * 10, &[5_u8; 40]).unwrap();
+    }
+    drop(writer);
+    let reader = LogReader::open(&path).unwrap();
+    let segments = reader.segment_files().unwrap();
+    assert!(segments.len() > 3);
+    let first_of = |i: usize| {
+        evstream::StreamReader::open(&segments[i].1)
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap()
+            .unwrap()
+            .timestamp()
+    };
+    let (gone, after) = (first_of(2), first_of(3));
+    std::fs::remove_file(&segments[2].1).unwrap();
+    for ts in [gone - 5, gone, gone + 10, after - 10, after] {
+        let sought = reader.seek_time(ts);
+        assert!(
+            matches!(sought, Err(Error::NotALog { .. })),
+            "{ts}: {sought:?}"
+        );
+        let iter = reader.iter_since(ts).map(drop);
+        assert!(matches!(iter, Err(Error::NotALog { .. })), "{ts}: {iter:?}");
+    }
+    // Times whose answer is on either side of the gap are found as before.
+    let start = reader.start().unwrap();
+    assert_eq!(reader.seek_time(0).unwrap(), Some(start));
+    assert_eq!(
+        reader.seek_time(gone - 10).unwrap().unwrap().segment(),
+        segments[1].0
+    );
+    let next = reader.seek_time(after + 10).unwrap().unwrap();
+    assert_eq!(next.segment(), segments[3].0);
+    assert_eq!(
+        reader
+            .iter_since(after + 10)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .timestamp(),
+        after + 10
+    );
+}
+
 /// How many events a reader of the whole log yields before its first error, and that
 /// error.
 fn read_until_error(reader: &LogReader) -> (usize, Option<Error>) {

@@ -434,7 +434,9 @@ impl LogReader {
     /// 64 KiB of events.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for a damaged event on the way.
+    /// [`Error::Corrupt`] for a damaged event on the way; [`Error::NotALog`] if the
+    /// answer may lie in a segment missing from the middle of the log (the segment
+    /// before the gap holds only earlier events).
     pub fn seek_time(&self, timestamp: i64) -> Result<Option<Position>> {
         self.relisting(|segments| self.seek_in_log(segments, timestamp))
     }
@@ -481,6 +483,16 @@ impl LogReader {
         if let Some(entry) = segments.get(lo) {
             let reader = take(lo, &mut opened)?;
             if first_timestamp(&reader)?.is_some() {
+                // Every event of the segment before is earlier; but if segments are
+                // missing between the two (damage: retention only takes the oldest),
+                // the first event at or after `timestamp` may have been in one of them.
+                let before = lo.checked_sub(1).and_then(|i| segments.get(i));
+                if before.is_some_and(|before| before.seq.checked_add(1) != Some(entry.seq)) {
+                    return Err(Error::NotALog {
+                        path: self.dir.clone(),
+                        reason: "a segment is missing from the middle of it",
+                    });
+                }
                 return Ok(Some(Position::of(entry.seq, STREAM_HEADER_LEN)));
             }
         }
