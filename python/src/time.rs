@@ -73,16 +73,14 @@ pub fn to_ns(value: &Bound<'_, PyAny>) -> PyResult<i64> {
         Ok(nanos) => nanos.extract()?,
         Err(_) => 0,
     };
-    days.checked_mul(86_400)
-        .and_then(|s| s.checked_add(seconds))
-        .and_then(|s| s.checked_mul(1_000_000_000))
-        .and_then(|ns| ns.checked_add(micros * 1000))
-        .and_then(|ns| ns.checked_add(nanos))
-        .ok_or_else(|| {
-            PyOverflowError::new_err(
-                "the datetime is outside the range of Unix nanoseconds in 64 bits",
-            )
-        })
+    // In 128 bits: the whole seconds alone may pass 64 bits' nanoseconds where the
+    // time does not (in the second before the earliest one they hold).
+    let ns = (i128::from(days) * 86_400 + i128::from(seconds)) * 1_000_000_000
+        + i128::from(micros) * 1000
+        + i128::from(nanos);
+    i64::try_from(ns).map_err(|_| {
+        PyOverflowError::new_err("the datetime is outside the range of Unix nanoseconds in 64 bits")
+    })
 }
 
 /// An optional time argument.

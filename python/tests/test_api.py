@@ -258,3 +258,18 @@ def test_a_bool_is_no_duration(tmp_path):
     evstream.StreamWriter.create(tmp_path / "s.evs", 1 << 16).close()
     with pytest.raises(TypeError, match="bool"):
         evstream.StreamReader.open(tmp_path / "s.evs").follow(timeout=False)
+
+
+def test_datetimes_at_the_ends_of_the_range_convert_to_the_nanosecond(tmp_path):
+    earliest = datetime.datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC)  # 2**63 ns before 1970, + 808 ns
+    latest = datetime.datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)  # 2**63 - 1 ns after, - 807 ns
+    with evstream.LogWriter.create(tmp_path / "log") as writer:
+        writer.append(earliest, b"earliest")
+        writer.append(latest, b"latest")
+        with pytest.raises(OverflowError):
+            writer.append(latest + datetime.timedelta(microseconds=1), b"too late")
+    reader = evstream.LogReader.open(tmp_path / "log")
+    assert [e.timestamp for e in reader] == [-(2**63) + 808, 2**63 - 1 - 807]
+    assert [e.time for e in reader] == [earliest, latest]
+    with pytest.raises(OverflowError):
+        reader.iter(since=earliest - datetime.timedelta(microseconds=1))
