@@ -281,6 +281,7 @@ class AlreadyExists(Error):
 
 class NotAFile(Error):
     path: pathlib.Path
+    kind: str
 
 class Locked(Error):
     """Another writer holds the stream or log, or the object was opened by another
@@ -291,17 +292,22 @@ class Locked(Error):
 class BadCapacity(Error):
     path: pathlib.Path
     capacity: int
+    minimum: int
+    maximum: int
 
 class BadHeader(Error):
     path: pathlib.Path
+    reason: str
 
 class Corrupt(Error):
     path: pathlib.Path
     offset: int
     watermark: int
+    reason: str
 
 class NotAStream(Error):
     path: pathlib.Path
+    reason: str
 
 class DamagedTrailer(Error):
     path: pathlib.Path
@@ -309,12 +315,16 @@ class DamagedTrailer(Error):
 
 class NoRoomForTrailer(Error):
     path: pathlib.Path
+    write_offset: int
+    trailer_at: int
 
 class Sealed(Error):
     path: pathlib.Path
 
 class Recovered(Error):
     path: pathlib.Path
+    was: int
+    now: int
 
 class ReadersPresent(Error):
     path: pathlib.Path
@@ -340,9 +350,12 @@ class OffsetOutOfRange(Error):
 
 class Regressed(Error):
     path: pathlib.Path
+    was: int
+    now: int
 
 class NotALog(Error):
     path: pathlib.Path
+    reason: str
 
 class UnsupportedLogVersion(Error):
     path: pathlib.Path
@@ -351,6 +364,8 @@ class UnsupportedLogVersion(Error):
 
 class EventTooLarge(Error):
     needed: int
+    segment_size: int
+    largest: int
 
 class Retired(Error):
     position: str
@@ -363,6 +378,7 @@ class NoSuchPosition(Error):
 
 class BadCursor(Error):
     name: str
+    reason: str
 
 class TimeOutOfRange(Error):
     unix_nanos: int

@@ -79,53 +79,82 @@ pub fn to_py(error: evstream::Error, file: &Path) -> PyErr {
                 AlreadyExists::new_err(text),
                 vec![("path", path_obj(py, path))],
             ),
-            evstream::Error::NotAFile { path, .. } => {
-                (NotAFile::new_err(text), vec![("path", path_obj(py, path))])
-            }
+            evstream::Error::NotAFile { path, kind } => (
+                NotAFile::new_err(text),
+                vec![("path", path_obj(py, path)), ("kind", str_obj(py, kind))],
+            ),
             evstream::Error::Locked { path } => {
                 (Locked::new_err(text), vec![("path", path_obj(py, path))])
             }
-            evstream::Error::BadCapacity { path, capacity, .. } => (
+            evstream::Error::BadCapacity {
+                path,
+                capacity,
+                minimum,
+                maximum,
+            } => (
                 BadCapacity::new_err(text),
                 vec![
                     ("path", path_obj(py, path)),
                     ("capacity", int(py, *capacity)),
+                    ("minimum", int(py, *minimum)),
+                    ("maximum", int(py, *maximum)),
                 ],
             ),
-            evstream::Error::BadHeader { path, .. } => {
-                (BadHeader::new_err(text), vec![("path", path_obj(py, path))])
-            }
+            evstream::Error::BadHeader { path, reason } => (
+                BadHeader::new_err(text),
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("reason", str_obj(py, &reason.to_string())),
+                ],
+            ),
             evstream::Error::Corrupt {
                 path,
                 offset,
                 watermark,
-                ..
+                reason,
             } => (
                 Corrupt::new_err(text),
                 vec![
                     ("path", path_obj(py, path)),
                     ("offset", int(py, *offset)),
                     ("watermark", int(py, *watermark)),
+                    ("reason", str_obj(py, &reason.to_string())),
                 ],
             ),
-            evstream::Error::NotAStream { path, .. } => (
+            evstream::Error::NotAStream { path, reason } => (
                 NotAStream::new_err(text),
-                vec![("path", path_obj(py, path))],
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("reason", str_obj(py, &reason.to_string())),
+                ],
             ),
             evstream::Error::DamagedTrailer { path, offset, .. } => (
                 DamagedTrailer::new_err(text),
                 vec![("path", path_obj(py, path)), ("offset", int(py, *offset))],
             ),
-            evstream::Error::NoRoomForTrailer { path, .. } => (
+            evstream::Error::NoRoomForTrailer {
+                path,
+                write_offset,
+                trailer_at,
+            } => (
                 NoRoomForTrailer::new_err(text),
-                vec![("path", path_obj(py, path))],
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("write_offset", int(py, *write_offset)),
+                    ("trailer_at", int(py, *trailer_at)),
+                ],
             ),
             evstream::Error::Sealed { path } => {
                 (Sealed::new_err(text), vec![("path", path_obj(py, path))])
             }
-            evstream::Error::Recovered { path, .. } => {
-                (Recovered::new_err(text), vec![("path", path_obj(py, path))])
-            }
+            evstream::Error::Recovered { path, was, now } => (
+                Recovered::new_err(text),
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("was", int(py, *was)),
+                    ("now", int(py, *now)),
+                ],
+            ),
             evstream::Error::ReadersPresent { path } => (
                 ReadersPresent::new_err(text),
                 vec![("path", path_obj(py, path))],
@@ -151,12 +180,21 @@ pub fn to_py(error: evstream::Error, file: &Path) -> PyErr {
                 OffsetOutOfRange::new_err(text),
                 vec![("offset", int(py, *offset))],
             ),
-            evstream::Error::Regressed { path, .. } => {
-                (Regressed::new_err(text), vec![("path", path_obj(py, path))])
-            }
-            evstream::Error::NotALog { path, .. } => {
-                (NotALog::new_err(text), vec![("path", path_obj(py, path))])
-            }
+            evstream::Error::Regressed { path, was, now } => (
+                Regressed::new_err(text),
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("was", int(py, *was)),
+                    ("now", int(py, *now)),
+                ],
+            ),
+            evstream::Error::NotALog { path, reason } => (
+                NotALog::new_err(text),
+                vec![
+                    ("path", path_obj(py, path)),
+                    ("reason", str_obj(py, reason)),
+                ],
+            ),
             evstream::Error::UnsupportedLogVersion {
                 path,
                 version,
@@ -169,9 +207,17 @@ pub fn to_py(error: evstream::Error, file: &Path) -> PyErr {
                     ("supported", int(py, *supported)),
                 ],
             ),
-            evstream::Error::EventTooLarge { needed, .. } => (
+            evstream::Error::EventTooLarge {
+                needed,
+                segment_size,
+                largest,
+            } => (
                 EventTooLarge::new_err(text),
-                vec![("needed", int(py, *needed))],
+                vec![
+                    ("needed", int(py, *needed)),
+                    ("segment_size", int(py, *segment_size)),
+                    ("largest", int(py, *largest)),
+                ],
             ),
             evstream::Error::Retired {
                 position,
@@ -187,9 +233,10 @@ pub fn to_py(error: evstream::Error, file: &Path) -> PyErr {
                 NoSuchPosition::new_err(text),
                 vec![("position", str_obj(py, &position.to_string()))],
             ),
-            evstream::Error::BadCursor { name, .. } => {
-                (BadCursor::new_err(text), vec![("name", str_obj(py, name))])
-            }
+            evstream::Error::BadCursor { name, reason } => (
+                BadCursor::new_err(text),
+                vec![("name", str_obj(py, name)), ("reason", str_obj(py, reason))],
+            ),
             evstream::Error::TimeOutOfRange { unix_nanos } => (
                 TimeOutOfRange::new_err(text),
                 vec![("unix_nanos", int(py, *unix_nanos))],

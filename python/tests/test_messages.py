@@ -212,3 +212,37 @@ def test_every_error_of_the_store_has_its_own_class():
     # The classes added with the store's variants, each a direct subclass of the base.
     for name in ("UnsupportedLogVersion", "TimeOutOfRange"):
         assert getattr(evstream, name).__bases__ == (evstream.Error,)
+
+
+def test_the_errors_carry_their_fields_as_attributes(tmp_path):
+    log = tmp_path / "log"
+    with evstream.LogWriter.create(log, segment_size=4096) as writer:
+        writer.append(1, b"x")
+        with pytest.raises(evstream.EventTooLarge) as caught:
+            writer.append(2, b"y" * 5000)
+        # What a caller that splits its payloads needs.
+        assert caught.value.segment_size == 4096
+        assert 0 < caught.value.largest < 4096 < caught.value.needed
+        writer.append(2, b"y" * (caught.value.largest - 16))  # an event's header is 16 bytes
+    with pytest.raises(evstream.BadCapacity) as caught:
+        evstream.LogWriter.create(tmp_path / "small", segment_size=10)
+    assert (caught.value.capacity, caught.value.minimum) == (10, 4096)
+    assert caught.value.maximum > caught.value.minimum
+    with pytest.raises(evstream.NotALog) as caught:
+        evstream.LogReader.open(tmp_path / "missing")
+    assert caught.value.reason == "it does not exist"
+    with pytest.raises(evstream.NotAFile) as caught:
+        evstream.StreamReader.open(log)
+    assert caught.value.kind == "directory"
+    with pytest.raises(evstream.BadCursor) as caught:
+        evstream.LogReader.open(log).commit_cursor("bad/name", "0:24")
+    assert caught.value.name == "bad/name" and caught.value.reason in str(caught.value)
+    path = tmp_path / "s.evs"
+    with evstream.StreamWriter.create(path, 1 << 16) as writer:
+        writer.append(1, b"payload")
+    data = bytearray(path.read_bytes())
+    data[24 + 16 + 2] ^= 1  # in the payload of the first event
+    path.write_bytes(data)
+    with pytest.raises(evstream.Corrupt) as caught:
+        list(evstream.StreamReader.open(path))
+    assert caught.value.reason and caught.value.reason in str(caught.value)
