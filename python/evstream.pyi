@@ -347,6 +347,8 @@ class OffsetOutOfRange(Error):
     """The offset is outside the published events, or no event starts at it."""
 
     offset: int
+    published: Optional[int]
+    """Where the published events end (``None`` when the offset lies inside them)."""
 
 class Regressed(Error):
     path: pathlib.Path
@@ -375,6 +377,8 @@ class NoSuchPosition(Error):
     """The position is not in the log, or no event starts at it."""
 
     position: str
+    end: Optional[str]
+    """The log's end (``None`` when the position lies inside its events)."""
 
 class BadCursor(Error):
     name: str

@@ -176,9 +176,12 @@ pub fn to_py(error: evstream::Error, file: &Path) -> PyErr {
             evstream::Error::Poisoned { path } => {
                 (Poisoned::new_err(text), vec![("path", path_obj(py, path))])
             }
-            evstream::Error::OffsetOutOfRange { offset, .. } => (
+            evstream::Error::OffsetOutOfRange { offset, published } => (
                 OffsetOutOfRange::new_err(text),
-                vec![("offset", int(py, *offset))],
+                vec![
+                    ("offset", int(py, *offset)),
+                    ("published", int(py, *published)),
+                ],
             ),
             evstream::Error::Regressed { path, was, now } => (
                 Regressed::new_err(text),
@@ -229,9 +232,12 @@ pub fn to_py(error: evstream::Error, file: &Path) -> PyErr {
                     ("first_segment", int(py, *first_segment)),
                 ],
             ),
-            evstream::Error::NoSuchPosition { position, .. } => (
+            evstream::Error::NoSuchPosition { position, end } => (
                 NoSuchPosition::new_err(text),
-                vec![("position", str_obj(py, &position.to_string()))],
+                vec![
+                    ("position", str_obj(py, &position.to_string())),
+                    ("end", str_obj(py, &end.to_string())),
+                ],
             ),
             evstream::Error::BadCursor { name, reason } => (
                 BadCursor::new_err(text),
@@ -283,6 +289,8 @@ pub fn at_offset(error: evstream::Error, file: &Path, given: Option<u64>) -> PyE
             Python::attach(|py| {
                 let err = OffsetOutOfRange::new_err(text);
                 let _ = err.value(py).setattr("offset", int(py, *offset));
+                // Inside the published events: where they end is not known here.
+                let _ = err.value(py).setattr("published", py.None());
                 err
             })
         }
@@ -309,6 +317,8 @@ pub fn at_position(error: evstream::Error, dir: &Path, given: Option<evstream::P
                 let _ = err
                     .value(py)
                     .setattr("position", str_obj(py, &position.to_string()));
+                // Inside the log: where it ends is not known here.
+                let _ = err.value(py).setattr("end", py.None());
                 err
             })
         }

@@ -163,6 +163,9 @@ def test_a_position_past_the_end(tool, tmp_path):
     reader = evstream.LogReader.open(path)
     message = _raised(evstream.NoSuchPosition, lambda: list(reader.follow(position="99:24")))
     assert message.startswith(f"{path}: position 99:24 is not in the log")
+    with pytest.raises(evstream.NoSuchPosition) as caught:
+        reader.commit_cursor("billing", "99:24")
+    assert (caught.value.position, caught.value.end) == ("99:24", reader.end())
     assert tool.error("cursor", "set", path, "billing", "99:24") == message
 
 
@@ -174,7 +177,7 @@ def test_a_stream_offset_inside_an_event(tool, tmp_path):
     # The caller's mistake, not damage: not a Corrupt, in the CLI's words.
     with pytest.raises(evstream.OffsetOutOfRange) as caught:
         list(reader.follow(timeout=0.1, offset=25))
-    assert caught.value.offset == 25
+    assert (caught.value.offset, caught.value.published) == (25, None)
     message = str(caught.value)
     said = message.split("; ")[0]
     assert said.startswith(f"{path}: no valid event starts at byte offset 25 (the event claims ")
@@ -195,7 +198,7 @@ def test_a_log_position_inside_an_event(tool, tmp_path):
     reader = evstream.LogReader.open(path)
     with pytest.raises(evstream.NoSuchPosition) as caught:
         list(reader.follow(timeout=0.1, position="0:25"))
-    assert caught.value.position == "0:25"
+    assert (caught.value.position, caught.value.end) == ("0:25", None)
     message = str(caught.value)
     said = message.split(" (")[0]
     assert said == f"{path}: no event starts at position 0:25"
@@ -246,3 +249,13 @@ def test_the_errors_carry_their_fields_as_attributes(tmp_path):
     with pytest.raises(evstream.Corrupt) as caught:
         list(evstream.StreamReader.open(path))
     assert caught.value.reason and caught.value.reason in str(caught.value)
+
+
+def test_an_offset_past_the_published_events_says_where_they_end(tmp_path):
+    path = tmp_path / "s.evs"
+    with evstream.StreamWriter.create(path, 1 << 16) as writer:
+        writer.append(1, b"x")
+        end = writer.end
+    with pytest.raises(evstream.OffsetOutOfRange) as caught:
+        list(evstream.StreamReader.open(path).follow(timeout=0.1, offset=1 << 20))
+    assert (caught.value.offset, caught.value.published) == (1 << 20, end)
