@@ -691,6 +691,20 @@ type Batch = (
     Option<Position>,
 );
 
+/// The fields of a [`LogStat`], in their order.
+type LogStatFields = (
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    bool,
+);
+
 /// A summary of a log.
 #[pyclass(module = "evstream", frozen, get_all)]
 pub struct LogStat {
@@ -718,6 +732,55 @@ pub struct LogStat {
 
 #[pymethods]
 impl LogStat {
+    /// The summary again from what [`__reduce__`](Self::__reduce__) kept.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    fn _restore(
+        segments: u64,
+        first_segment: u64,
+        last_segment: u64,
+        events: u64,
+        disk_bytes: u64,
+        first_timestamp: Option<i64>,
+        last_timestamp: Option<i64>,
+        start: String,
+        end: String,
+        writer_active: bool,
+    ) -> Self {
+        Self {
+            segments,
+            first_segment,
+            last_segment,
+            events,
+            disk_bytes,
+            first_timestamp,
+            last_timestamp,
+            start,
+            end,
+            writer_active,
+        }
+    }
+
+    /// Pickles (and copies) the summary as its values: `LogStat._restore` and its fields.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, LogStatFields)> {
+        let s = slf.get();
+        Ok((
+            slf.get_type().getattr("_restore")?,
+            (
+                s.segments,
+                s.first_segment,
+                s.last_segment,
+                s.events,
+                s.disk_bytes,
+                s.first_timestamp,
+                s.last_timestamp,
+                s.start.clone(),
+                s.end.clone(),
+                s.writer_active,
+            ),
+        ))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "LogStat(segments={}, events={}, disk_bytes={}, start='{}', end='{}', writer_active={})",
@@ -742,6 +805,18 @@ pub struct Lag {
 
 #[pymethods]
 impl Lag {
+    /// The lag again from what [`__reduce__`](Self::__reduce__) kept.
+    #[staticmethod]
+    fn _restore(events: u64, bytes: u64) -> Self {
+        Self { events, bytes }
+    }
+
+    /// Pickles (and copies) the lag as its values.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (u64, u64))> {
+        let lag = slf.get();
+        Ok((slf.get_type().getattr("_restore")?, (lag.events, lag.bytes)))
+    }
+
     fn __repr__(&self) -> String {
         format!("Lag(events={}, bytes={})", self.events, self.bytes)
     }

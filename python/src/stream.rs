@@ -534,6 +534,9 @@ impl PyStreamIterator {
     }
 }
 
+/// The fields of a [`StreamStat`], in their order.
+type StreamStatFields = (u64, u64, u64, u64, bool, u64, bool);
+
 /// A summary of a stream file.
 #[pyclass(module = "evstream", frozen, get_all)]
 pub struct StreamStat {
@@ -555,6 +558,45 @@ pub struct StreamStat {
 
 #[pymethods]
 impl StreamStat {
+    /// The summary again from what [`__reduce__`](Self::__reduce__) kept.
+    #[staticmethod]
+    fn _restore(
+        capacity: u64,
+        write_offset: u64,
+        events: u64,
+        durable_offset: u64,
+        sealed: bool,
+        generation: u64,
+        writer_active: bool,
+    ) -> Self {
+        Self {
+            capacity,
+            write_offset,
+            events,
+            durable_offset,
+            sealed,
+            generation,
+            writer_active,
+        }
+    }
+
+    /// Pickles (and copies) the summary as its values.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, StreamStatFields)> {
+        let s = slf.get();
+        Ok((
+            slf.get_type().getattr("_restore")?,
+            (
+                s.capacity,
+                s.write_offset,
+                s.events,
+                s.durable_offset,
+                s.sealed,
+                s.generation,
+                s.writer_active,
+            ),
+        ))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "StreamStat(capacity={}, write_offset={}, events={}, sealed={}, writer_active={})",

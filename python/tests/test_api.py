@@ -273,3 +273,21 @@ def test_datetimes_at_the_ends_of_the_range_convert_to_the_nanosecond(tmp_path):
     assert [e.time for e in reader] == [earliest, latest]
     with pytest.raises(OverflowError):
         reader.iter(since=earliest - datetime.timedelta(microseconds=1))
+
+
+def test_stats_and_lags_pickle_and_copy_as_their_values(tmp_path):
+    import copy
+    import pickle
+
+    with evstream.LogWriter.create(tmp_path / "log") as writer:
+        writer.append(BASE, b"a")
+        writer.append(BASE + 1, b"b")
+    reader = evstream.LogReader.open(tmp_path / "log")
+    reader.commit_cursor("c", "0:24")
+    evstream.StreamWriter.create(tmp_path / "s.evs", 1 << 16).close()
+    for value in (reader.stat(), reader.lag("c"), evstream.StreamReader.open(tmp_path / "s.evs").stat()):
+        fields = [name for name in dir(value) if not name.startswith("_")]
+        assert fields
+        for again in (pickle.loads(pickle.dumps(value)), copy.copy(value), copy.deepcopy(value)):
+            assert type(again) is type(value)
+            assert [getattr(again, f) for f in fields] == [getattr(value, f) for f in fields]
