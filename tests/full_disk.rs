@@ -13,7 +13,9 @@
 //! - A flush whose write-back fails (ext4 on a loop device whose backing file cannot
 //!   grow) returns the error, and the writer then refuses appends and flushes: the
 //!   kernel reports a write-back error only once, and a second `msync` succeeds although
-//!   the data never reached the disk.
+//!   the data never reached the disk. A failure the writer's background sync of a
+//!   raised dirty limit learned of (the kernel tells one sync of the file, whatever its
+//!   range) fails the next flush too.
 //! - A log that fills its disk refuses the append that needs a new segment, keeps every
 //!   event it acknowledged, and continues once there is room; one that cannot write a
 //!   sealed segment's index carries on without it; one that cannot be created leaves
@@ -737,4 +739,81 @@ fn a_log_create_that_cannot_reserve_its_segment_can_be_retried() {
         .unwrap_or_else(|e| panic!("second create: {e}"));
     log.append(1, b"x").unwrap();
     assert_eq!(log.options().get_segment_size(), 256 << 10);
+}
+
+/// A write-back failure the kernel reports once, to whichever sync of the file asks
+/// first: here the writer's own background sync of a raised dirty limit (which syncs the
+/// trailer's slot, but learns of every failure of the file). The flush after it must not
+/// return `Ok` for events that never reached the device, even once the disk has room
+/// again and the flush's own write-back succeeds.
+#[test]
+fn a_write_back_failure_a_background_sync_learned_of_fails_the_flush() {
+    let disk = match LoopExt4::new() {
+        Ok(d) => d,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let path = disk.mount.path().join("s.evs");
+    let filler = disk.backing.path().join("filler");
+    // Created with its dirty limit 32 MiB past the header: the append 16 MiB in hands the
+    // raise's sync to the prefaulting thread.
+    let mut writer = StreamWriter::create(&path, 40 << 20).unwrap();
+    let workload = Workload::fixed(7, 4000);
+    fill(&filler);
+    let append_to = |writer: &mut StreamWriter, end: u64| {
+        while writer.write_offset() < end {
+            let index = writer.event_count();
+            writer
+                .append(workload.timestamp(index), &workload.payload(index))
+                .unwrap();
+        }
+    };
+    append_to(&mut writer, 12 << 20);
+    // The kernel writes those events back, and fails: the device cannot grow.
+    let synced = Command::new("sync")
+        .arg("-f")
+        .arg(disk.mount.path())
+        .status()
+        .unwrap();
+    eprintln!("full disk: sync -f of the file system: {synced}");
+    // Room comes back; the appends cross the point where the dirty limit is raised.
+    make_room(&filler);
+    append_to(&mut writer, 18 << 20);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let counted = writer.event_count();
+    let flushed = writer.flush();
+    eprintln!("full disk: flush of {counted} events after a failed write-back: {flushed:?}");
+    drop(writer);
+    match flushed {
+        Err(Error::Io { op, .. }) => {
+            assert_eq!(op, "msync");
+            // What reached the device: the events lost are above the watermark, a torn
+            // tail that a writer's open drops, not damage to flushed events.
+            disk.remount();
+            let contents = read_stream(&path).unwrap();
+            assert_prefix_of(&contents.events, &workload, "after remount");
+            match contents.error {
+                None => {}
+                Some(Error::Corrupt {
+                    offset, watermark, ..
+                }) => assert!(offset >= watermark, "damage below the watermark"),
+                Some(other) => panic!("{other:?}"),
+            }
+            let reopened = StreamWriter::open(&path).unwrap();
+            assert_eq!(reopened.event_count(), contents.events.len() as u64);
+        }
+        Err(e) => panic!("{e:?}"),
+        Ok(()) => {
+            disk.remount();
+            let contents = read_stream(&path).unwrap();
+            assert_prefix_of(&contents.events, &workload, "after remount");
+            panic!(
+                "flush said Ok for {counted} events; {} read back from the device ({:?})",
+                contents.events.len(),
+                contents.error
+            );
+        }
+    }
 }

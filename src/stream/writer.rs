@@ -1382,6 +1382,10 @@ impl StreamWriter {
         // Pages below `synced_to` are clean, so syncing from 0 writes only the header and
         // the new events, in one call.
         let result = self.map.sync_range(0, end).and_then(|()| {
+            // A failure the prefaulting thread's sync learned of is this flush's too.
+            if let Some(e) = self.prefault.failure() {
+                return Err(e);
+            }
             if let Some((from, to)) = self.read_back {
                 read_back(&self.path, self.map.published(), from, to)?;
                 self.read_back = None;
@@ -1981,6 +1985,21 @@ impl Prefaulting {
     fn syncs_in_background(&self) -> bool {
         matches!(self, Self::Background(_))
     }
+
+    /// The failure of a background sync not reported yet, once any sync under way has
+    /// ended. The kernel reports a failed write-back to one sync of the file only,
+    /// whatever range that sync covers: a background sync of the trailer's slot may be
+    /// the one that learns that event pages never reached the device, and a flush's own
+    /// `msync` then succeeds.
+    fn failure(&self) -> Option<std::io::Error> {
+        match self {
+            Self::Background(p) => {
+                let _ended = p.shared.syncing.lock().unwrap_or_else(|e| e.into_inner());
+                p.shared.jobs().failed.take()
+            }
+            Self::Off | Self::Inline { .. } => None,
+        }
+    }
 }
 
 /// How often at most a flush makes the next append wake a background thread that maps
@@ -2064,6 +2083,11 @@ struct PretouchShared {
     refreshed: AtomicU64,
     stop: AtomicBool,
     sync: Mutex<SyncJobs>,
+    /// Held by the thread from taking a sync request until its outcome is in `sync`: a
+    /// flush takes it to wait for a sync under way, whose `msync` may be the one the
+    /// kernel tells of a failed write-back anywhere in the file (see
+    /// [`Prefaulting::failure`]).
+    syncing: Mutex<()>,
 }
 
 /// Syncs the writer hands to its prefaulting thread (of the trailer slot that raises the
@@ -2101,6 +2125,7 @@ impl Pretoucher {
             refreshed: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             sync: Mutex::new(SyncJobs::default()),
+            syncing: Mutex::new(()),
         });
         let theirs = Arc::clone(&shared);
         let writers = prefaulter.clone();
@@ -2330,6 +2355,7 @@ impl PretouchShared {
 
     /// Runs the sync the writer asked for, if any.
     fn run_sync(&self, prefaulter: &Prefaulter) {
+        let _syncing = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
         let Some((id, offset, len)) = self.jobs().requested.take() else {
             return;
         };
