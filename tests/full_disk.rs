@@ -18,7 +18,8 @@
 //!   range) fails the next flush too.
 //! - A log that fills its disk refuses the append that needs a new segment, keeps every
 //!   event it acknowledged, and continues once there is room; one that cannot write a
-//!   sealed segment's index carries on without it; one that cannot be created leaves
+//!   sealed segment's index carries on without it, and so does a new writer's open
+//!   (a file system without a free inode); one that cannot be created leaves
 //!   nothing that stops a retry; a cursor commit that fails keeps the last position.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -41,9 +42,14 @@ struct Tmpfs {
 impl Tmpfs {
     /// Mounts a tmpfs of `bytes`, or says why it cannot.
     fn mount(bytes: u64) -> Result<Self, String> {
+        Self::mount_with(&format!("size={bytes}"))
+    }
+
+    /// Mounts a tmpfs with the mount options `options`, or says why it cannot.
+    fn mount_with(options: &str) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -816,4 +822,89 @@ fn a_write_back_failure_a_background_sync_learned_of_fails_the_flush() {
             );
         }
     }
+}
+
+/// A log whose file system has no inode left when a segment is sealed: the sealing thread
+/// cannot write the segment's index, which costs readers a scan and nothing else. A new
+/// writer opens the log all the same (the index is written when there is room again), and
+/// appends into the segment that is already there.
+#[test]
+fn a_log_without_inodes_for_an_index_opens_and_appends() {
+    use evstream::{LogOptions, LogReader, LogWriter};
+    let fs = match Tmpfs::mount_with("size=16m,nr_inodes=64") {
+        Ok(fs) => fs,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let path = fs.path().join("log");
+    let segment = 256u64 << 10;
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(segment)).unwrap();
+    let workload = Workload::mixed_up_to(11, 5000);
+    let mut count = 0u64;
+    let append = |log: &mut LogWriter, count: &mut u64| {
+        log.append(workload.timestamp(*count), &workload.payload(*count))
+            .unwrap_or_else(|e| panic!("append {count}: {e}"));
+        *count += 1;
+    };
+    // Past a quarter of segment 0, so that segment 1 is prepared, then wait for it.
+    while log.end().offset() < segment / 2 {
+        append(&mut log, &mut count);
+    }
+    log.flush().unwrap();
+    let next = path.join(".next-00000001.evs");
+    for _ in 0..500 {
+        if next.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(next.exists(), "segment 1 was not prepared");
+    // Every inode taken.
+    let fillers = fs.path().join("fillers");
+    std::fs::create_dir(&fillers).unwrap();
+    for i in 0.. {
+        match File::create(fillers.join(i.to_string())) {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                break;
+            }
+        }
+    }
+    while log.segment() < 1 {
+        append(&mut log, &mut count);
+    }
+    // Segment 0 sealed, its index not written.
+    log.flush().unwrap();
+    drop(log);
+    assert!(!path.join("00000000.idx").exists());
+
+    let mut log = LogWriter::open(&path)
+        .unwrap_or_else(|e| panic!("open with no inode for segment 0's index: {e}"));
+    while log.end().offset() < segment / 2 {
+        append(&mut log, &mut count);
+    }
+    log.flush().unwrap();
+    drop(log);
+
+    std::fs::remove_dir_all(&fillers).unwrap();
+    let log = LogWriter::open(&path).unwrap();
+    drop(log);
+    assert!(
+        path.join("00000000.idx").exists(),
+        "index written once there is room"
+    );
+    let reader = LogReader::open(&path).unwrap();
+    let payloads: Vec<Vec<u8>> = reader
+        .iter()
+        .unwrap()
+        .map(|e| e.unwrap().payload().to_vec())
+        .collect();
+    assert_eq!(payloads.len() as u64, count);
+    for (i, p) in payloads.iter().enumerate() {
+        assert_eq!(*p, workload.payload(i as u64), "event {i}");
+    }
+    assert!(reader.verify().unwrap().is_ok());
 }

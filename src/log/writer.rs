@@ -1252,7 +1252,7 @@ fn not_following(path: &Path) -> Error {
 }
 
 /// Opens a segment whose seal never finished for writing (validating and repairing it
-/// as [`StreamWriter::open`] does), flushes it and writes its index; returns its newest
+/// as [`StreamWriter::open`] does), flushes it and writes its index if it can; returns its newest
 /// timestamp, its event count and what was repaired.
 fn seal_unsealed(dir: &Path, entry: &SegmentEntry) -> Result<(Option<i64>, u64, Recovery)> {
     let mut writer = StreamWriter::open_with(&entry.path, quiet())?;
@@ -1261,7 +1261,11 @@ fn seal_unsealed(dir: &Path, entry: &SegmentEntry) -> Result<(Option<i64>, u64, 
     let last = writer.last_timestamp();
     let count = writer.event_count();
     let reader = StreamReader::open(&entry.path)?;
-    SegmentIndex::build(&reader)?.write(dir, entry.seq, last)?;
+    let index = SegmentIndex::build(&reader)?;
+    // As for a seal in the background (see `seal`): an index that cannot be written (no
+    // room, no inode left) costs readers a scan of this segment and loses nothing, so the
+    // open goes on; the next open looks at this segment again and writes it then.
+    let _ = index.write(dir, entry.seq, last);
     sync_dir(dir)?;
     // The segment's lock is held until its index is written: another writer that seals
     // it too (a turn's sealing thread, `settle_foreign`) waits, then finds it done.
