@@ -19,7 +19,8 @@
 //! - A log that fills its disk refuses the append that needs a new segment, keeps every
 //!   event it acknowledged, and continues once there is room; one that cannot write a
 //!   sealed segment's index carries on without it, and so does a new writer's open
-//!   (a file system without a free inode); one that cannot be created leaves
+//!   (a file system without a free inode); the failed write-back of a segment it
+//!   rolled into names the segment as it is named; one that cannot be created leaves
 //!   nothing that stops a retry; a cursor commit that fails keeps the last position.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -70,8 +71,26 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        unmount(self.dir.path());
     }
+}
+
+/// Unmounts `at`, waiting up to 5 s while it is busy: a log writer dropped just before
+/// (on a panic too) leaves its mappings to a thread that unmaps them after it returns.
+fn unmount(at: &Path) -> bool {
+    for _ in 0..500 {
+        let done = Command::new("umount")
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if done {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    eprintln!("could not unmount {}", at.display());
+    false
 }
 
 /// Mounts a tmpfs or prints why the test is skipped.
@@ -338,11 +357,7 @@ impl LoopExt4 {
     /// page cache: what reads back then is what reached the device.
     fn remount(&self) {
         let _ = Command::new("sync").status();
-        let umount = Command::new("umount")
-            .arg(self.mount.path())
-            .status()
-            .unwrap();
-        assert!(umount.success(), "umount");
+        assert!(unmount(self.mount.path()), "umount");
         let mount = Command::new("mount")
             .arg(&self.device)
             .arg(self.mount.path())
@@ -354,7 +369,7 @@ impl LoopExt4 {
 
 impl Drop for LoopExt4 {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.mount.path()).status();
+        unmount(self.mount.path());
         let _ = Command::new("losetup").args(["-d", &self.device]).status();
     }
 }
@@ -907,4 +922,109 @@ fn a_log_without_inodes_for_an_index_opens_and_appends() {
         assert_eq!(*p, workload.payload(i as u64), "event {i}");
     }
     assert!(reader.verify().unwrap().is_ok());
+}
+
+/// How the device under a log fails, in
+/// `a_log_s_write_back_failures_name_the_segments_as_they_are_named`.
+#[derive(Debug, Clone, Copy)]
+enum DeviceFailure {
+    /// The device's backing file cannot grow.
+    Full,
+    /// The file system meets an error and turns read-only (`errors=remount-ro`).
+    ReadOnly,
+}
+
+/// A log whose device fails under the segments it rolled into, under both write-back
+/// policies: the failures of their write-back (in the sealing thread, and in the flush
+/// of the newest segment), and the `Poisoned` errors after them, name the segments by the
+/// names they have, not by the preparation names they had before their rolls.
+#[test]
+fn a_log_s_write_back_failures_name_the_segments_as_they_are_named() {
+    use evstream::{LogOptions, LogWriter, WriteBack};
+    for failure in [DeviceFailure::Full, DeviceFailure::ReadOnly] {
+        for policy in [WriteBack::Lazy, WriteBack::Eager] {
+            let disk = match LoopExt4::new() {
+                Ok(d) => d,
+                Err(reason) => {
+                    eprintln!("skipped: {reason}");
+                    return;
+                }
+            };
+            let trigger = Path::new("/sys/fs/ext4")
+                .join(disk.device.trim_start_matches("/dev/"))
+                .join("trigger_fs_error");
+            if let DeviceFailure::ReadOnly = failure {
+                let remounted = Command::new("mount")
+                    .args(["-o", "remount,errors=remount-ro"])
+                    .arg(disk.mount.path())
+                    .status()
+                    .unwrap();
+                assert!(remounted.success());
+                if !trigger.exists() {
+                    eprintln!("skipped: no {}", trigger.display());
+                    continue;
+                }
+            }
+            let path = disk.mount.path().join("log");
+            let options = LogOptions::default()
+                .segment_size(1 << 20)
+                .write_back(policy);
+            let mut log = LogWriter::create(&path, options).unwrap();
+            let workload = Workload::fixed(3, 1200);
+            let mut count = 0u64;
+            while count < 2000 {
+                log.append(workload.timestamp(count), &workload.payload(count))
+                    .unwrap();
+                count += 1;
+            }
+            log.flush().unwrap();
+            // Two rolls after the flush: the segment rolled into first is retired under
+            // a name the flush never saw, and sealed at once (eager) or at the next flush
+            // (lazy).
+            let until = log.segment() + 2;
+            while log.segment() < until {
+                log.append(workload.timestamp(count), &workload.payload(count))
+                    .unwrap();
+                count += 1;
+            }
+            match failure {
+                DeviceFailure::Full => {
+                    fill(&disk.backing.path().join("filler"));
+                }
+                DeviceFailure::ReadOnly => std::fs::write(&trigger, "test\n").unwrap(),
+            }
+            // Another roll, if the device lets it happen.
+            let until = log.segment() + 1;
+            let mut failures = Vec::new();
+            while log.segment() < until {
+                match log.append(workload.timestamp(count), &workload.payload(count)) {
+                    Ok(_) => count += 1,
+                    Err(e) => {
+                        failures.push(e);
+                        break;
+                    }
+                }
+            }
+            let flushed = log.flush();
+            assert!(flushed.is_err(), "{failure:?} {policy:?}: flush said Ok");
+            failures.extend(flushed.err());
+            failures.extend(log.flush().err());
+            eprintln!("{failure:?} {policy:?}: {failures:?}");
+            for error in &failures {
+                // A segment being created or renamed into place may not be there under
+                // the name the error gives; a segment written back is.
+                let named = match error {
+                    Error::Io { op, path, .. } if matches!(*op, "msync" | "write back") => path,
+                    Error::Poisoned { path } => path,
+                    _ => continue,
+                };
+                assert!(
+                    named.exists(),
+                    "{failure:?} {policy:?}: {error} names {}, which is not there",
+                    named.display()
+                );
+            }
+            drop(log);
+        }
+    }
 }

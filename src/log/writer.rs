@@ -781,6 +781,15 @@ impl LogWriter {
     /// log to continue from what is on disk.
     pub fn flush(&mut self) -> Result<()> {
         self.wait_retired()?;
+        // Renamed into place since the roll into it: the flush's errors name the segment
+        // as it is named.
+        if self.segment.path().file_name().is_some_and(|name| {
+            name.as_encoded_bytes()
+                .starts_with(segment::NEXT_PREFIX.as_bytes())
+        }) {
+            self.segment
+                .renamed(self.dir.join(segment_name(self.seq, self.base)));
+        }
         self.segment.flush()?;
         self.after_flush();
         Ok(())
@@ -2232,9 +2241,13 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
         }
         if in_place
             && seal_due(&state, options)
-            && let Some(job) = state.queue.pop_front()
+            && let Some(mut job) = state.queue.pop_front()
         {
             state.busy = true;
+            // Created under its preparation name, renamed into place since: the seal's
+            // errors name the segment as it is named.
+            job.segment
+                .renamed(dir.join(segment_name(job.seq, job.base)));
             sealing = Some((job, 0));
             continue;
         }

@@ -1556,6 +1556,12 @@ impl StreamWriter {
         &self.path
     }
 
+    /// The file is now at `path` (a log's roll renamed it into place): errors name it
+    /// there.
+    pub(crate) fn renamed(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     /// The file's length: the most bytes the stream can hold, header included.
     pub fn capacity(&self) -> u64 {
         self.capacity
