@@ -1203,3 +1203,37 @@ fn ship_to_a_stream_that_does_not_take_its_subject_stops_at_once_with_one_clear_
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(client.stream_messages("APP"), 10);
 }
+
+#[test]
+fn ship_creates_a_stream_that_keeps_messages_for_less_than_the_duplicate_window() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 20, 64, 14);
+    let url = server.url();
+    // JetStream refuses a duplicate window (2 minutes by default) longer than the
+    // stream's maximum age.
+    let (code, stderr) = run_for(
+        &[
+            "ship",
+            source.to_str().unwrap(),
+            "--to",
+            &url,
+            "--subject",
+            "short.events",
+            "--create-stream",
+            "--stream",
+            "SHORT",
+            "--max-age",
+            "90s",
+            "--until-end",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0), "a stream keeping messages 90 s: {stderr}");
+    let copy = pull_all(&url, "SHORT", dir.path(), "copy");
+    assert_same(&copy, &events, "a stream of a short maximum age");
+}

@@ -46,7 +46,8 @@ pub struct StreamSettings {
     pub max_age: Option<Duration>,
     /// Discard the oldest messages beyond this many bytes (`None`: no limit).
     pub max_bytes: Option<u64>,
-    /// The window in which JetStream drops messages whose id it has seen (default 2 min).
+    /// The window in which JetStream drops messages whose id it has seen (default 2 min;
+    /// at most `max_age`, which JetStream requires, so a shorter `max_age` shortens it).
     pub duplicate_window: Duration,
 }
 
@@ -292,7 +293,11 @@ async fn open_stream(
                 .max_bytes
                 .and_then(|b| i64::try_from(b).ok())
                 .unwrap_or(-1),
-            duplicate_window: settings.duplicate_window,
+            // JetStream refuses a duplicate window longer than the stream keeps messages.
+            duplicate_window: match settings.max_age {
+                Some(age) if !age.is_zero() => settings.duplicate_window.min(age),
+                _ => settings.duplicate_window,
+            },
             storage: stream::StorageType::File,
             ..Default::default()
         };
