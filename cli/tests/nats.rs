@@ -1237,3 +1237,83 @@ fn ship_creates_a_stream_that_keeps_messages_for_less_than_the_duplicate_window(
     let copy = pull_all(&url, "SHORT", dir.path(), "copy");
     assert_same(&copy, &events, "a stream of a short maximum age");
 }
+
+#[test]
+fn a_quiet_ships_cursor_catches_up_and_messages_aged_out_are_not_shipped_again() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let mut client = nats_support::RawClient::connect(server.port);
+    // Messages kept 5 s, their ids 1 s.
+    client.create_stream_with(
+        "QUIET",
+        &["q.events"],
+        serde_json::json!({ "max_age": 5_000_000_000u64, "duplicate_window": 1_000_000_000u64 }),
+    );
+    let source = dir.path().join("source.evs");
+    let events = make_events(10, 64, 15);
+    let mut writer = StreamWriter::create(&source, 1 << 20).unwrap();
+    let url = server.url();
+    let args = [
+        "ship",
+        source.to_str().unwrap(),
+        "--to",
+        &url,
+        "--subject",
+        "q.events",
+        "--stream",
+        "QUIET",
+        "--cursor",
+        "shipper",
+        "--quiet",
+    ];
+    let mut ship = spawn(&args);
+    std::thread::sleep(Duration::from_millis(500));
+    for (t, p) in &events {
+        writer.append(*t, p).unwrap();
+    }
+    writer.flush().unwrap();
+    let end = writer.write_offset();
+    let first = pull_all(&url, "QUIET", dir.path(), "copy");
+
+    // The source stays quiet: the cursor comes to the acknowledged end all the same.
+    let cursor = dir.path().join("source.evs.ship.shipper");
+    let saved = || {
+        std::fs::read_to_string(&cursor)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("next=").and_then(|n| n.parse::<u64>().ok()))
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while saved() < end && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let at = saved();
+    ship.kill().unwrap();
+    ship.wait().unwrap();
+    assert_same(&first, &events, "the first pull");
+    assert_eq!(
+        at, end,
+        "the quiet ship's cursor is at the acknowledged end"
+    );
+
+    // The ship is killed, the messages age out, and the ship starts again: from its
+    // cursor, shipping nothing again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.stream_messages("QUIET") > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(client.stream_messages("QUIET"), 0, "the messages aged out");
+    let mut again = args.to_vec();
+    again.push("--until-end");
+    let (code, stderr) = run_for(&again, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "the ship started again: {stderr}");
+    assert_eq!(client.stream_messages("QUIET"), 0, "nothing shipped twice");
+    let copy = pull_all(&url, "QUIET", dir.path(), "copy");
+    assert_same(&copy, &events, "the pull after the ship started again");
+}

@@ -30,7 +30,7 @@ use async_nats::jetstream::{self, stream};
 use crate::connect::{Connection, backoff, retrying};
 use crate::error::{Error, ForeignMessage, Result};
 use crate::report::{Report, Reporter, ResumeFrom};
-use crate::source::{Batch, Saved, Source};
+use crate::source::{Batch, Follower, Saved, Source};
 
 /// Header carrying the event's timestamp, Unix nanoseconds in decimal.
 pub const TIMESTAMP_HEADER: &str = "Evstream-Timestamp";
@@ -531,6 +531,8 @@ struct InFlight {
 /// When progress was last saved and reported.
 struct Progress {
     saved: Instant,
+    /// The position saved last (`None`: none yet in this ship).
+    position: Option<u64>,
     reported: Instant,
 }
 
@@ -539,6 +541,7 @@ impl Progress {
         let now = Instant::now();
         Self {
             saved: now,
+            position: None,
             reported: now,
         }
     }
@@ -558,7 +561,19 @@ impl Run<'_> {
         let mut follower = self.source.follow(start)?;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         loop {
-            let batch = follower.next_batch(256, self.options.until_end).await;
+            let batch = match follower.next_batch(256, true).await {
+                Batch::End if !self.options.until_end => {
+                    // Caught up: settle what is in flight and save it, so that while the
+                    // source is quiet the cursor (where a ship starts once JetStream holds
+                    // nothing of this source) is not left behind acknowledged events.
+                    while !in_flight.is_empty() {
+                        self.settle_one(&mut in_flight, summary).await?;
+                    }
+                    self.quiet(&mut follower, summary.position, progress)
+                        .await?
+                }
+                batch => batch,
+            };
             let events = match batch {
                 Batch::Events(events) => events,
                 Batch::Failed(e) => return Err(Step::Fatal(e.into())),
@@ -603,6 +618,28 @@ impl Run<'_> {
         }
     }
 
+    /// Waits for the next events of a source that has none ready, saving `position` once
+    /// the last save is a second old, if no events come first.
+    async fn quiet(
+        &self,
+        follower: &mut Follower,
+        position: u64,
+        progress: &mut Progress,
+    ) -> Result<Batch, Step> {
+        if progress.position != Some(position) {
+            let wait = Duration::from_secs(1).saturating_sub(progress.saved.elapsed());
+            tokio::select! {
+                batch = follower.next_batch(256, false) => return Ok(batch),
+                () = tokio::time::sleep(wait) => {
+                    self.save(position)?;
+                    progress.saved = Instant::now();
+                    progress.position = Some(position);
+                }
+            }
+        }
+        Ok(follower.next_batch(256, false).await)
+    }
+
     /// Awaits the oldest acknowledgement.
     async fn settle_one(
         &self,
@@ -628,6 +665,7 @@ impl Run<'_> {
         if progress.saved.elapsed() >= Duration::from_secs(1) {
             self.save(summary.position)?;
             progress.saved = Instant::now();
+            progress.position = Some(summary.position);
         }
         if progress.reported.elapsed() >= Duration::from_secs(5) {
             let lag_bytes = self.source.lag_bytes(summary.position)?;
