@@ -1317,3 +1317,127 @@ fn a_quiet_ships_cursor_catches_up_and_messages_aged_out_are_not_shipped_again()
     let copy = pull_all(&url, "QUIET", dir.path(), "copy");
     assert_same(&copy, &events, "the pull after the ship started again");
 }
+
+/// Kills the child process when dropped (a failed assertion included).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_stream_lost_with_the_servers_store_is_made_again_or_stops_the_ship() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&binary, dir.path(), None);
+    let url = server.url(); // the same after a restart
+    let lose_store = |server: &mut Server| {
+        server.stop();
+        std::fs::remove_dir_all(&server.store).unwrap();
+        server.restart();
+    };
+    let wait_for = |port: u16, stream: &str, count: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut client = nats_support::RawClient::connect(port);
+        loop {
+            let held = client.messages_if_any(stream);
+            if held == Some(count) || Instant::now() >= deadline {
+                return held;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let events = make_events(200, 64, 16);
+    let append = |writer: &mut StreamWriter, events: &[(i64, Vec<u8>)]| {
+        for (t, p) in events {
+            writer.append(*t, p).unwrap();
+        }
+        writer.flush().unwrap();
+    };
+
+    // With --create-stream, the ship makes the stream again and goes on from its cursor.
+    let source = dir.path().join("source.evs");
+    let mut writer = StreamWriter::create(&source, 1 << 20).unwrap();
+    append(&mut writer, &events[..100]);
+    let ship = KillOnDrop(spawn(&[
+        "ship",
+        source.to_str().unwrap(),
+        "--to",
+        &url,
+        "--subject",
+        "lost.events",
+        "--create-stream",
+        "--stream",
+        "LOST",
+        "--cursor",
+        "shipper",
+    ]));
+    assert_eq!(wait_for(server.port, "LOST", 100), Some(100), "shipped");
+    std::thread::sleep(Duration::from_millis(1500)); // the cursor saved
+    lose_store(&mut server);
+    append(&mut writer, &events[100..]);
+    assert_eq!(
+        wait_for(server.port, "LOST", 100),
+        Some(100),
+        "the stream made again holds the events after the cursor"
+    );
+    drop(ship);
+    let copy = pull_all(&url, "LOST", dir.path(), "copy");
+    assert_same(&copy, &events[100..], "the stream made again");
+
+    // Without it, the ship stops with one clear error instead of retrying for ever.
+    let other = dir.path().join("other.evs");
+    let mut writer = StreamWriter::create(&other, 1 << 20).unwrap();
+    append(&mut writer, &events[..10]);
+    let mut client = nats_support::RawClient::connect(server.port);
+    client.create_stream("GONE", &["gone.events"]);
+    let args = [
+        "ship",
+        other.to_str().unwrap(),
+        "--to",
+        &url,
+        "--subject",
+        "gone.events",
+        "--stream",
+        "GONE",
+        "--quiet",
+    ];
+    let err_path = dir.path().join("stderr");
+    let mut ship = KillOnDrop(
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(wait_for(server.port, "GONE", 10), Some(10), "shipped");
+    lose_store(&mut server);
+    append(&mut writer, &events[10..20]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = ship.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "the ship stops: {stderr}"
+    );
+    assert!(
+        stderr.contains("error: JetStream: stream GONE: it no longer exists"),
+        "{stderr}"
+    );
+}

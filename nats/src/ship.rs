@@ -208,8 +208,8 @@ pub fn check_subject(subject: &str) -> Result<()> {
 /// before anything is published; [`Error::ForeignMessage`] if the subject's or the JetStream
 /// stream's last message is not this source's;
 /// [`Error::Unreachable`] or [`Error::Unauthorized`] if the first connection fails;
-/// [`Error::JetStream`] if the JetStream stream is missing (and not to be created) or
-/// refuses its configuration; [`Error::Store`] if the source cannot be read;
+/// [`Error::JetStream`] if the JetStream stream is missing (and not to be created), at
+/// the start or once it is gone while shipping, or refuses its configuration; [`Error::Store`] if the source cannot be read;
 /// [`Error::State`] if the cursor cannot be written.
 pub async fn ship(
     connection: &Connection,
@@ -222,7 +222,7 @@ pub async fn ship(
     let identity = source.identity()?;
     let client = connection.connect(&reporter).await?;
     let js = jetstream::new(client);
-    let stream = open_stream(&js, options, &reporter).await?;
+    let mut stream = open_stream(&js, options, &reporter).await?;
     if let Some(name) = &options.cursor
         && let Saved::Stale { file, reason } = source.cursor(name, &identity)?
     {
@@ -238,6 +238,19 @@ pub async fn ship(
                 reporter.report(Report::Retrying {
                     reason: format!("{what}: {reason}"),
                 });
+                let name = stream.cached_info().config.name.clone();
+                if stream_gone(&js, &name).await {
+                    // Deleted, or lost with a server's store: no retry brings it back.
+                    if options.create.is_none() {
+                        return Err(Error::jetstream(
+                            format!("stream {name}"),
+                            "it no longer exists (deleted, or lost with the server's store); \
+                             create it, or pass --create-stream",
+                        ));
+                    }
+                    stream = open_stream(&js, options, &reporter).await?;
+                    continue;
+                }
                 failures = failures.saturating_add(1);
                 tokio::time::sleep(backoff(failures)).await;
                 continue;
@@ -339,6 +352,16 @@ async fn open_stream(
         |e: &GetStreamError| matches!(e.kind(), GetStreamErrorKind::Request),
     )
     .await
+}
+
+/// Whether JetStream says that stream `name` does not exist (not merely that it could
+/// not be asked).
+async fn stream_gone(js: &jetstream::Context, name: &str) -> bool {
+    match js.get_stream(name).await {
+        Err(e) => matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND),
+        Ok(_) => false,
+    }
 }
 
 /// Where a run of the ship starts; see [`resume_point`].

@@ -325,6 +325,14 @@ impl RawClient {
             .as_u64()
             .unwrap_or_else(|| panic!("no stream info: {reply}"))
     }
+
+    /// [`stream_messages`](Self::stream_messages), `None` if JetStream has no such
+    /// stream.
+    pub fn messages_if_any(&mut self, stream: &str) -> Option<u64> {
+        let reply = self.request(&format!("$JS.API.STREAM.INFO.{stream}"), &[], b"");
+        let info: serde_json::Value = serde_json::from_str(&reply).expect("a JSON reply");
+        info["state"]["messages"].as_u64()
+    }
 }
 
 /// A TCP proxy on a free loopback port in front of a server's port, whose connections are
