@@ -1441,3 +1441,62 @@ fn a_stream_lost_with_the_servers_store_is_made_again_or_stops_the_ship() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_event_too_large_to_publish_stops_the_ship_with_one_clear_error() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let mut client = nats_support::RawClient::connect(server.port);
+    client.create_stream("WIDE", &["wide.events"]);
+    client.create_stream_with(
+        "NARROW",
+        &["narrow.events"],
+        serde_json::json!({ "max_msg_size": 1000 }),
+    );
+    let url = server.url();
+    // Larger than the server's max_payload (1 MiB), and than NARROW's maximum message
+    // size (1000 B), each after 5 events that fit.
+    for (stream, subject, size) in [
+        ("WIDE", "wide.events", 1_500_000usize),
+        ("NARROW", "narrow.events", 2_000),
+    ] {
+        let source = dir.path().join(format!("{stream}.evs"));
+        let mut writer = StreamWriter::create(&source, 4 << 20).unwrap();
+        for i in 0..5i64 {
+            writer.append(i, b"fits").unwrap();
+        }
+        let position = writer.write_offset();
+        writer.append(5, &vec![7u8; size]).unwrap();
+        writer.append(6, b"after").unwrap();
+        writer.flush().unwrap();
+        for more in [&[][..], &["--until-end"]] {
+            let mut args = vec![
+                "ship",
+                source.to_str().unwrap(),
+                "--to",
+                &url,
+                "--subject",
+                subject,
+                "--stream",
+                stream,
+                "--quiet",
+            ];
+            args.extend(more);
+            let (code, stderr) = run_for(&args, Duration::from_secs(20));
+            assert_eq!(code, Some(1), "{stream} {more:?}: the ship stops: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stream}: one line: {stderr}");
+            let said = format!(
+                "error: the event at position {position} ({size} B of payload) is too large to publish"
+            );
+            assert!(stderr.contains(&said), "{stream}: {stderr}");
+            assert_eq!(
+                client.stream_messages(stream),
+                5,
+                "{stream}: the events before it"
+            );
+        }
+    }
+}

@@ -71,6 +71,25 @@ pub enum Error {
         subjects: Vec<String>,
     },
 
+    /// An event too large to be one message: the server's `max_payload` (1 MiB by
+    /// default), or the JetStream stream's `max_msg_size`, is below its payload and
+    /// headers. No retry can publish it, and the ship cannot go past it.
+    ///
+    /// Raise the limit (`max_payload` in the server's configuration, the stream's
+    /// maximum message size), then ship again: it resumes with this event.
+    #[error(
+        "the event at position {position} ({size} B of payload) is too large to publish: \
+         {reason}; raise the server's max_payload or the stream's maximum message size"
+    )]
+    TooLarge {
+        /// The event's position in the source.
+        position: u64,
+        /// Its payload's length.
+        size: u64,
+        /// What the client or the server said.
+        reason: String,
+    },
+
     /// A message that this ship did not publish stands where its own must be: the last
     /// message on the subject, or a later message in the same JetStream stream.
     ///

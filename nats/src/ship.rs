@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::context::{
     CreateStreamError, CreateStreamErrorKind, GetStreamByNameError, GetStreamByNameErrorKind,
-    GetStreamError, GetStreamErrorKind,
+    GetStreamError, GetStreamErrorKind, PublishErrorKind,
 };
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::{self, stream};
@@ -207,6 +207,8 @@ pub fn check_subject(subject: &str) -> Result<()> {
 /// created before, with other subjects) does not take the subject, found at the start
 /// before anything is published; [`Error::ForeignMessage`] if the subject's or the JetStream
 /// stream's last message is not this source's;
+/// [`Error::TooLarge`] for an event too large to be one message, once the events before
+/// it are acknowledged;
 /// [`Error::Unreachable`] or [`Error::Unauthorized`] if the first connection fails;
 /// [`Error::JetStream`] if the JetStream stream is missing (and not to be created), at
 /// the start or once it is gone while shipping, or refuses its configuration; [`Error::Store`] if the source cannot be read;
@@ -546,6 +548,7 @@ struct Run<'a> {
 }
 
 struct InFlight {
+    position: u64,
     next: u64,
     bytes: u64,
     ack: jetstream::context::PublishAckFuture,
@@ -625,12 +628,29 @@ impl Run<'_> {
                     Some(last) => publish.expected_last_message_id(last),
                     None => publish.expected_last_sequence(last_sequence),
                 };
-                let ack = self
+                let ack = match self
                     .js
                     .send_publish(self.options.subject.clone(), publish)
                     .await
-                    .map_err(|e| Step::Retry(format!("publish: {e}")))?;
+                {
+                    Ok(ack) => ack,
+                    Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        // No retry publishes it: the ship ends with the events before it
+                        // acknowledged and saved.
+                        while !in_flight.is_empty() {
+                            self.settle_one(&mut in_flight, summary).await?;
+                        }
+                        self.save(summary.position)?;
+                        return Err(Step::Fatal(Error::TooLarge {
+                            position: event.position,
+                            size: bytes,
+                            reason: e.to_string(),
+                        }));
+                    }
+                    Err(e) => return Err(Step::Retry(format!("publish: {e}"))),
+                };
                 in_flight.push_back(InFlight {
+                    position: event.position,
                     next: event.next,
                     bytes,
                     ack,
@@ -672,10 +692,20 @@ impl Run<'_> {
         let Some(oldest) = in_flight.pop_front() else {
             return Ok(());
         };
-        let ack = oldest
-            .ack
-            .await
-            .map_err(|e| Step::Retry(format!("acknowledgement: {e}")))?;
+        let ack = oldest.ack.await.map_err(|e| {
+            let code = std::error::Error::source(&e)
+                .and_then(|source| source.downcast_ref::<jetstream::Error>())
+                .map(jetstream::Error::error_code);
+            if code == Some(jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM) {
+                Step::Fatal(Error::TooLarge {
+                    position: oldest.position,
+                    size: oldest.bytes,
+                    reason: e.to_string(),
+                })
+            } else {
+                Step::Retry(format!("acknowledgement: {e}"))
+            }
+        })?;
         summary.events += 1;
         summary.duplicates += u64::from(ack.duplicate);
         summary.bytes += oldest.bytes;
