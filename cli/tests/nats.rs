@@ -1500,3 +1500,36 @@ fn an_event_too_large_to_publish_stops_the_ship_with_one_clear_error() {
         }
     }
 }
+
+#[test]
+fn a_ship_with_a_window_above_the_clients_5000_acknowledgements_finishes() {
+    let Some(binary) = server_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let source = dir.path().join("source.evs");
+    let events = write_stream(&source, 12_000, 64, 18);
+    let url = server.url();
+    let (code, stderr) = run_for(
+        &[
+            "ship",
+            source.to_str().unwrap(),
+            "--to",
+            &url,
+            "--subject",
+            "wide.events",
+            "--create-stream",
+            "--stream",
+            "WIDE",
+            "--window",
+            "10000",
+            "--until-end",
+            "--quiet",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "the ship finishes: {stderr}");
+    let copy = pull_all(&url, "WIDE", dir.path(), "copy");
+    assert_same(&copy, &events, "a window of 10,000");
+}

@@ -223,7 +223,12 @@ pub async fn ship(
     let source = Source::open(&options.source)?;
     let identity = source.identity()?;
     let client = connection.connect(&reporter).await?;
-    let js = jetstream::new(client);
+    // The context holds a permit for every acknowledgement not yet awaited (5,000 by
+    // default), and the pump awaits them only once `window` are in flight: with fewer
+    // permits than that, a publish would wait for ever for one.
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(options.window.max(5_000))
+        .build(client);
     let mut stream = open_stream(&js, options, &reporter).await?;
     if let Some(name) = &options.cursor
         && let Saved::Stale { file, reason } = source.cursor(name, &identity)?
