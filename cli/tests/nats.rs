@@ -3,7 +3,9 @@
 //! copy under the name of a target that pull creates), a three-node cluster losing a
 //! node, a broker that is down or restarts, a pull whose connections are cut mid-fetch
 //! (through an in-test proxy), a pull of a stream with deleted messages, messages that
-//! did not come from this ship, wildcard subjects, and authentication.
+//! did not come from this ship, wildcard subjects, a stream lost with its server's store,
+//! a quiet ship whose messages age out, an event too large to publish, a wide window, and
+//! authentication.
 //!
 //! Each test starts its own servers on free loopback ports. Where `nats-server` is not on
 //! `PATH`, each says on the terminal that it did not run (counted as passed); under CI
