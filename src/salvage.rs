@@ -420,12 +420,8 @@ impl Salvage {
             if u64::from(size) > available
                 || limit.is_some_and(|limit| u64::from(size) > limit)
                 || timestamp < previous
+                || self.checksum_at(at, seed)? != stored
             {
-                return Ok(false);
-            }
-            let bytes = self.read(at, EVENT_HEADER_LEN + u64::from(size))?;
-            let payload = bytes.get(EVENT_HEADER_LEN as usize..).unwrap_or_default();
-            if event_checksum_seeded(seed, timestamp, payload) != stored {
                 return Ok(false);
             }
             previous = timestamp;
@@ -434,7 +430,7 @@ impl Salvage {
         Ok(true)
     }
 
-    /// The checksum under `seed` of the whole event at `at`, whose header `check` read.
+    /// The checksum under `seed` of the event at `at`, whose size was checked to fit.
     fn checksum_at(&mut self, at: u64, seed: u32) -> Result<u32> {
         let Some((timestamp, size, _)) = self.header_at(at)? else {
             return Ok(0);

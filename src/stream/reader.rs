@@ -636,7 +636,7 @@ impl StreamReader {
             failed: None,
             strategy: WaitStrategy::default(),
             sleeper: Sleeper::default(),
-            looked: Instant::now(),
+            looked: None,
         })
     }
 
@@ -995,8 +995,10 @@ pub struct Follow<'a> {
     failed: Option<Corruption>,
     strategy: WaitStrategy,
     sleeper: Sleeper,
-    /// When the follower last looked whether the file was deleted with no writer left.
-    looked: Instant,
+    /// When the follower last looked whether the file was deleted with no writer left (or
+    /// first waited): set only once it waits, so that a `Follow` made to read what is
+    /// there (as the async followers make one per event) reads no clock for it.
+    looked: Option<Instant>,
 }
 
 /// How often a follower that waits looks whether its file was deleted with no writer
@@ -1114,21 +1116,17 @@ impl<'a> Follow<'a> {
             }
             let left = deadline.map(|d| d.saturating_duration_since(now));
             if self.strategy.blocks_after(spins) {
+                let looked = *self.looked.get_or_insert(now);
                 self.block(Some(left.map_or(ABANDONED_LOOK, |l| l.min(ABANDONED_LOOK))))?;
-                if self.looked.elapsed() >= ABANDONED_LOOK {
-                    self.looked = Instant::now();
-                    self.check_abandoned()?;
+                if looked.elapsed() >= ABANDONED_LOOK {
+                    self.looked = Some(Instant::now());
+                    self.reader.check_abandoned()?;
                 }
             } else {
                 spins = spins.saturating_add(1);
                 std::hint::spin_loop();
             }
         }
-    }
-
-    /// An error if the stream's file was deleted and no writer has it open.
-    fn check_abandoned(&self) -> Result<()> {
-        self.reader.check_abandoned()
     }
 
     /// Sleeps until the writer publishes (or seals), `left` passes, or a spurious wake.
