@@ -993,6 +993,11 @@ mod tests {
         assert!(!seed_is_valid(0x59A3_C794));
         assert!(!seed_is_valid(0));
         assert!(seed_is_valid(0x1234_5678));
+        // "A lost trailer": x^-1 in the register's reflected representation, and the
+        // seed the documented event yields back.
+        assert_eq!(X_INVERSE, 0xDB71_0641);
+        assert_eq!(multiply_mod_poly(X_INVERSE, 1 << 30), 1 << 31);
+        assert_eq!(seed_of_event(t, b"abc", 0xB73C_6E8F), 0x1234_5678);
     }
 
     fn encode(events: &[(i64, &[u8])]) -> Vec<u8> {
