@@ -223,10 +223,14 @@ fn prefix_checksum(seed: u32, prefix: &[u8; CHECKED_PREFIX_LEN]) -> u32 {
 /// payload.
 ///
 /// The 12 checked header bytes are not contiguous with the payload (the stored checksum
-/// lies between them). Their CRC comes from [`prefix_checksum`]; `crc32fast` continues
-/// from it over the payload, in one call.
+/// lies between them). Payloads of 16 to 143 bytes take the carry-less multiplication
+/// of `sys::event_crc_clmul` where the CPU has it; otherwise the prefix's CRC comes from
+/// [`prefix_checksum`], and `crc32fast` continues from it over the payload, in one call.
 #[inline]
 fn checksum(seed: u32, prefix: &[u8; CHECKED_PREFIX_LEN], payload: &[u8]) -> u32 {
+    if let Some(crc) = crate::sys::event_crc_clmul(seed, prefix, payload) {
+        return crc;
+    }
     let mut hasher = crc32fast::Hasher::new_with_initial(prefix_checksum(seed, prefix));
     hasher.update(payload);
     hasher.finalize()
@@ -1059,6 +1063,59 @@ mod tests {
         }
     }
 
+    /// A seeded event checksum as the format defines it: zlib's `crc32(seed, ...)` over
+    /// the 12 header bytes and the payload, joined.
+    fn reference_prefixed(seed: u32, prefix: &[u8], payload: &[u8]) -> u32 {
+        let mut hasher = crc32fast::Hasher::new_with_initial(seed);
+        hasher.update(prefix);
+        hasher.update(payload);
+        hasher.finalize()
+    }
+
+    #[test]
+    fn every_checksum_path_agrees_with_a_plain_crc32_at_every_seed_length_and_alignment() {
+        // The carry-less path takes 16 to 143 bytes; around and inside it, at every
+        // alignment of the payload, with size fields that are not the payload's length
+        // (a reader checks a damaged header's size against its bytes), and with seeds
+        // whose bits reach every byte of the first block.
+        let bytes: Vec<u8> = (0..400u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        for seed in [0, 1, 0x8000_0000, 0xFFFF_FFFF, 0x59A3_C794] {
+            for len in 0..=200 {
+                for align in [0, 1, 7, 8, 15] {
+                    let payload = &bytes[align..align + len];
+                    for size in [len as u32, 0, u32::MAX] {
+                        let prefix = prefix_bytes(0x0123_4567_89ab_cdef ^ len as i64, size);
+                        assert_eq!(
+                            checksum(seed, &prefix, payload),
+                            reference_prefixed(seed, &prefix, payload),
+                            "seed {seed:#x} len {len} align {align} size {size}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn payloads_of_zeros_do_not_check_out_under_another_timestamp_size_or_seed() {
+        // All-zero payloads, the commonest stale or torn content, through every path.
+        for len in [0, 15, 16, 17, 64, 143, 144, 1024] {
+            let zeros = vec![0u8; len];
+            let c = event_checksum_seeded(9, 5, &zeros);
+            assert_eq!(
+                c,
+                reference_prefixed(9, &prefix_bytes(5, len as u32), &zeros)
+            );
+            assert_ne!(c, event_checksum_seeded(9, 6, &zeros), "{len}");
+            assert_ne!(c, event_checksum_seeded(10, 5, &zeros), "{len}");
+            if len > 0 {
+                assert_ne!(c, event_checksum_seeded(9, 5, &zeros[1..]), "{len}");
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn the_seed_of_an_event_is_the_seed_it_was_checksummed_with(
@@ -1068,6 +1125,20 @@ mod tests {
         ) {
             let stored = event_checksum_seeded(seed, timestamp, &payload);
             proptest::prop_assert_eq!(seed_of_event(timestamp, &payload, stored), seed);
+        }
+
+        #[test]
+        fn the_checksum_of_any_event_is_the_plain_crc32_of_its_checked_bytes(
+            seed in proptest::prelude::any::<u32>(),
+            timestamp in proptest::prelude::any::<i64>(),
+            size in proptest::prelude::any::<u32>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let prefix = prefix_bytes(timestamp, size);
+            proptest::prop_assert_eq!(
+                checksum(seed, &prefix, &payload),
+                reference_prefixed(seed, &prefix, &payload)
+            );
         }
     }
 
