@@ -11,15 +11,14 @@
 //!   soon as it is released. If it sees the lock taken again and again by others while
 //!   it tries, the holder appends flat out: it **sleeps**, out of the holder's way, and
 //!   the holder goes on appending alone, at one thread's speed.
-//! - Once the holder has held the lock for [`SLICE`] while another thread waited, it
-//!   **calls** the sleepers: it wakes them once it released the lock, and goes on
-//!   appending. The first to wake **arrives**; at its next release the holder lets the
-//!   lock go to it and keeps out of it until that thread took it. The holder appends
-//!   while the woken thread is being scheduled, so a slow wake costs a longer slice, not
-//!   an idle writer.
-//! - A sleeper also wakes by itself every [`NAP`], so that a holder that stopped
-//!   appending keeps no one waiting longer than that; a thread called or barred gives up
-//!   waiting for the other after [`AT_MOST`].
+//! - A sleeper wakes by itself every [`NAP`]. Once it has waited [`SLICE`] for the
+//!   lock, it **arrives**: at its next release the holder lets the lock go to it and
+//!   keeps out of it until that thread took it. The sleepers keep the time, not the
+//!   holder: a holder's release only looks whether a thread arrived (one load while
+//!   others wait, nothing otherwise), and the holder appends on until the arrived thread
+//!   takes the lock. A holder that stopped appending keeps no one waiting longer than a
+//!   nap; a thread that arrived or handed over gives up waiting for the other after
+//!   [`AT_MOST`].
 //!
 //! - The lock underneath is a [`BiasedLock`]: once one thread took it 256 times in a
 //!   row, that thread takes it with plain loads and stores, no atomic
@@ -27,7 +26,8 @@
 //!   `membarrier` call, a microsecond or a few). So a thread appending alone, and the
 //!   holder of a slice, pay a few loads and stores an append for the lock. A sleeper
 //!   woken by its nap takes the lock from the thread it is biased to only if that thread
-//!   stopped taking it; one still taking it calls when its slice is up.
+//!   stopped taking it; from one still taking it, the sleeper takes it once it waited a
+//!   slice.
 //!
 //! What this costs and promises: under contention an append waits at most about one
 //! slice per thread ahead of it, plus the time to wake (`SharedLogWriter`'s docs); threads
@@ -35,15 +35,13 @@
 //! lock free costs a few loads and stores more than the writer's own append (an
 //! uncontended compare-and-swap and a store, until the lock is biased to its thread).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::thread::Thread;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys::{BiasedGuard, BiasedLock};
 
-/// How long a thread holds the lock while others sleep waiting for it, before it calls
-/// one of them to take it over. Each handover costs the new holder the writer's cache
+/// How long a thread sleeps waiting for the lock, while others take it, before it
+/// comes to take it over. Each handover costs the new holder the writer's cache
 /// lines and its share of a wake-up: with 2 threads appending flat out into a log in
 /// steady state, slices of 0.5 ms gave 0.70–0.78x of one thread's rate, 2 ms 0.81–0.82x
 /// (`evstream bench --many --many-retain 4`).
@@ -65,21 +63,15 @@ const YIELD_EVERY: u32 = 32;
 const NAP: Duration = Duration::from_micros(200);
 
 /// How long a thread that handed the lock over keeps out of it if no one takes it, and
-/// how long a thread called to take the lock over waits for the holder to let it go.
+/// how long a thread that came to take the lock over waits for the holder to let it go.
 const AT_MOST: Duration = Duration::from_millis(2);
-
-/// How many acquisitions of a slice go by between two looks at the clock.
-const CLOCK_EVERY: u32 = 32;
 
 /// A lock taken in slices under contention; see the module's docs.
 #[derive(Debug)]
 pub(crate) struct Gate<T> {
     inner: BiasedLock<Held<T>>,
-    /// The holder's slice is up: the sleepers were woken, and the first to wake takes
-    /// the lock over.
-    calling: AtomicBool,
-    /// The [`me`] of the thread that woke to take the lock over, or 0: the holder keeps
-    /// out of the lock from its next release.
+    /// The [`me`] of the thread that waited a slice and takes the lock over, or 0: the
+    /// holder keeps out of the lock from its next release.
     arrived: AtomicUsize,
     /// The [`me`] of the thread that handed the lock over and keeps out of it until
     /// another took it, or 0.
@@ -89,52 +81,21 @@ pub(crate) struct Gate<T> {
     taken: AtomicU64,
     /// Threads that wait for the lock asleep, or awake to take it over.
     waiting: AtomicUsize,
-    /// The threads asleep, to wake when a slice is up.
-    sleepers: Mutex<Vec<Thread>>,
 }
 
-/// The protected value, and who holds the lock in the current slice.
+/// The protected value, and who holds the lock.
 #[derive(Debug)]
 struct Held<T> {
     value: T,
-    /// The [`me`] of the thread of the current slice.
+    /// The [`me`] of the thread that took the lock last.
     owner: usize,
-    /// When the current slice began to count, once another thread waited.
-    since: Option<Instant>,
-    /// Acquisitions in the current slice since the last look at the clock.
-    count: u32,
 }
 
 /// Holds the lock; derefs to the value.
 pub(crate) struct GateGuard<'a, T> {
     gate: &'a Gate<T>,
     guard: BiasedGuard<'a, Held<T>>,
-    /// Dropped after `guard`: wakes the sleepers once the lock is free, when this
-    /// holder's slice is up.
-    call: Call<'a>,
     me: usize,
-}
-
-/// Wakes the sleepers when dropped, if asked to.
-struct Call<'a> {
-    sleepers: &'a Mutex<Vec<Thread>>,
-    now: bool,
-}
-
-impl Drop for Call<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if self.now {
-            wake(self.sleepers);
-        }
-    }
-}
-
-#[cold]
-fn wake(sleepers: &Mutex<Vec<Thread>>) {
-    for sleeper in sleepers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        sleeper.unpark();
-    }
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for GateGuard<'_, T> {
@@ -157,18 +118,11 @@ impl<T> Gate<T> {
     /// A lock around `value`.
     pub(crate) fn new(value: T) -> Self {
         Self {
-            inner: BiasedLock::new(Held {
-                value,
-                owner: 0,
-                since: None,
-                count: 0,
-            }),
-            calling: AtomicBool::new(false),
+            inner: BiasedLock::new(Held { value, owner: 0 }),
             arrived: AtomicUsize::new(0),
             barred: AtomicUsize::new(0),
             taken: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
-            sleepers: Mutex::new(Vec::new()),
         }
     }
 
@@ -178,7 +132,7 @@ impl<T> Gate<T> {
     pub(crate) fn lock(&self) -> GateGuard<'_, T> {
         let me = me();
         // Through its bias, the lock is this thread's until another thread revokes
-        // it (a thread called to take over does): even one that handed over
+        // it (a thread that came to take over does): even one that handed over
         // (`barred`) may go on until then.
         if let Some(guard) = self.inner.try_lock_biased(me) {
             return self.held(guard, me);
@@ -199,19 +153,11 @@ impl<T> Gate<T> {
         // the lock revoke the bias instead): the release counts it if one sleeps.
         if !guard.through_bias() {
             self.count_taken();
-            if guard.owner != me {
-                guard.owner = me;
-                guard.since = None;
-                guard.count = 0;
-            }
+            guard.owner = me;
         }
         GateGuard {
             gate: self,
             guard,
-            call: Call {
-                sleepers: &self.sleepers,
-                now: false,
-            },
             me,
         }
     }
@@ -250,7 +196,7 @@ impl<T> Gate<T> {
                 continue;
             }
             if self.arrived.load(Ordering::Acquire) == me {
-                // Called to take the lock over: the holder lets it go at its next
+                // Came to take the lock over: the holder lets it go at its next
                 // release, or it is free already.
                 if (barred != 0 || tries.is_multiple_of(8))
                     && let Some(guard) = self.inner.try_lock(me)
@@ -275,7 +221,7 @@ impl<T> Gate<T> {
                 }
                 tries = tries.saturating_add(1);
                 // A holder that takes the lock again and again while this thread tries
-                // appends flat out: this thread sleeps until its slice is up. While one
+                // appends flat out: this thread sleeps until it waited a slice. While one
                 // hold lasts (a roll, a large event), this thread keeps trying.
                 let now = self.taken.load(Ordering::Relaxed);
                 if now != seen {
@@ -291,13 +237,13 @@ impl<T> Gate<T> {
                     continue;
                 }
             }
-            // Asleep, out of the holder's way, until its slice is up or for a nap.
-            // Woken by a call, the first thread to wake takes the lock over. The others,
-            // and a thread woken by its nap, take it if it is free, but take it from a
-            // thread it is biased to (`BiasedLock`) only if no one took it since they
-            // last looked: a holder still taking it calls when its slice is up.
+            // Asleep, out of the holder's way, a nap at a time. The first thread that
+            // wakes having waited a slice comes to take the lock over. The others take
+            // it if it is free, but take it from a thread it is biased to
+            // (`BiasedLock`) only if no one took it since they last looked: a holder
+            // still taking it hands it over to the one that waited a slice.
             self.wait(&mut waiting);
-            if self.calling.load(Ordering::Acquire)
+            if began.elapsed() >= SLICE
                 && self
                     .arrived
                     .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
@@ -322,8 +268,7 @@ impl<T> Gate<T> {
         if waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
         }
-        // A new slice: whatever the last one called or barred is over.
-        self.calling.store(false, Ordering::Release);
+        // A new slice: whatever the last one barred is over.
         let _ = self
             .arrived
             .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
@@ -352,19 +297,9 @@ impl<T> Gate<T> {
         }
     }
 
-    /// Sleeps until a slice is up or for a [`NAP`].
+    /// Sleeps for a [`NAP`].
     fn sleep(&self) {
-        let this = std::thread::current();
-        self.sleepers_mut().push(this.clone());
-        std::thread::park_timeout(NAP);
-        let mut sleepers = self.sleepers_mut();
-        if let Some(at) = sleepers.iter().position(|t| t.id() == this.id()) {
-            sleepers.swap_remove(at);
-        }
-    }
-
-    fn sleepers_mut(&self) -> MutexGuard<'_, Vec<Thread>> {
-        self.sleepers.lock().unwrap_or_else(|e| e.into_inner())
+        std::thread::sleep(NAP);
     }
 }
 
@@ -387,16 +322,16 @@ impl<T> Drop for GateGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         if self.gate.waiting.load(Ordering::Relaxed) != 0 {
-            self.slice_ends();
+            self.others_wait();
         }
     }
 }
 
 impl<T> GateGuard<'_, T> {
-    /// Others wait: once this thread's slice is up, calls them (when the lock is
-    /// released), and keeps out of the lock once one of them came for it.
-    #[cold]
-    fn slice_ends(&mut self) {
+    /// Others wait: counts this acquisition for the sleepers, and keeps out of the lock
+    /// once one of them waited a slice and came for it.
+    #[inline]
+    fn others_wait(&mut self) {
         let gate = self.gate;
         if self.guard.through_bias() {
             gate.count_taken();
@@ -404,28 +339,7 @@ impl<T> GateGuard<'_, T> {
         let arrived = gate.arrived.load(Ordering::Acquire);
         if arrived != 0 && arrived != self.me {
             gate.barred.store(self.me, Ordering::Release);
-            return;
         }
-        if gate.calling.load(Ordering::Relaxed) {
-            return;
-        }
-        let held = &mut *self.guard;
-        held.count = held.count.wrapping_add(1);
-        let since = match held.since {
-            Some(since) if held.count.is_multiple_of(CLOCK_EVERY) => since,
-            Some(_) => return,
-            None => {
-                held.since = Some(Instant::now());
-                return;
-            }
-        };
-        if since.elapsed() < SLICE {
-            return;
-        }
-        held.since = None;
-        held.count = 0;
-        gate.calling.store(true, Ordering::Release);
-        self.call.now = true;
     }
 }
 
@@ -433,6 +347,7 @@ impl<T> GateGuard<'_, T> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use std::sync::atomic::AtomicBool;
 
     /// Threads that each take the lock flat out for `run`, holding it 5 µs each time,
     /// each counting its acquisitions, and the longest any waited for one; `occasional`

@@ -58,11 +58,11 @@ use crate::turn::{Shared, Turned};
 /// **Threads appending at once** take the lock in slices rather than one append each
 /// (moving the writer between two cores' caches at every append would cost several
 /// appends): a thread that finds the lock taken waits for it while the same hold lasts,
-/// but if others keep taking it meanwhile, it sleeps; the holder goes on appending
-/// alone, and after 2 ms calls a sleeper and lets it take the lock over. So under
-/// contention threads together keep near one thread's rate, and one append waits at
-/// most about 2 ms for each thread ahead of it (plus a scheduler's wake-up); an append
-/// that finds the lock free waits for nothing.
+/// but if others keep taking it meanwhile, it sleeps, looking again every 0.2 ms; the
+/// holder goes on appending alone, and once a sleeper has waited 2 ms, lets it take
+/// the lock over. So under contention threads together keep near one thread's rate,
+/// and one append waits at most about 2 ms for each thread ahead of it (plus a nap and
+/// a scheduler's wake-up); an append that finds the lock free waits for nothing.
 ///
 /// With one thread of one process, the lock is biased to that thread after its first
 /// 256 appends: an append then takes it with a few plain loads and stores, no atomic
