@@ -145,6 +145,12 @@ impl<T> Gate<T> {
         self.lock_contended(me)
     }
 
+    /// Whether a thread holds the lock now (a look that may be out of date as soon as it
+    /// is taken).
+    pub(crate) fn is_held(&self) -> bool {
+        self.inner.is_held()
+    }
+
     /// The guard of a lock just taken by `me`.
     #[inline]
     fn held<'a>(&'a self, mut guard: BiasedGuard<'a, Held<T>>, me: usize) -> GateGuard<'a, T> {

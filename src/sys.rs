@@ -1362,6 +1362,18 @@ impl<T> BiasedLock<T> {
         })
     }
 
+    /// Whether a thread holds the lock now, plainly or through its bias (a look that may
+    /// be out of date as soon as it is taken).
+    pub(crate) fn is_held(&self) -> bool {
+        self.locked.load(Ordering::Acquire)
+            || self
+                .biased
+                .load(Ordering::Acquire)
+                .checked_sub(1)
+                .and_then(|at| self.slots.get(at))
+                .is_some_and(|slot| slot.word.load(Ordering::Acquire) & INSIDE != 0)
+    }
+
     /// Takes the bias from the thread of `slot`, and waits until it released the lock
     /// if it holds it. Under the plain lock.
     #[cold]

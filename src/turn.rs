@@ -272,18 +272,17 @@ impl<W: Turned> Shared<W> {
         if turn.writer.is_none() {
             inner.take_turn(&mut turn)?;
         }
-        let result = match turn.writer.as_mut() {
+        // Counted as the call begins (the keeper also looks whether a call is under way:
+        // a call that spans its look, a roll waiting for its segment, is no idleness),
+        // so that the call's result goes straight to the caller.
+        let uses = inner.uses.load(Ordering::Relaxed);
+        inner.uses.store(uses.wrapping_add(1), Ordering::Relaxed);
+        match turn.writer.as_mut() {
             Some(writer) => f(writer),
             None => Err(Error::Locked {
                 path: inner.at.clone(),
             }),
-        };
-        // Counted at the end, still under the lock: a call that spans the keeper's look
-        // (a roll waiting for its segment) shows when the keeper, which takes the lock
-        // before it gives the turn up, looks again.
-        let uses = inner.uses.load(Ordering::Relaxed);
-        inner.uses.store(uses.wrapping_add(1), Ordering::Relaxed);
-        result
+        }
     }
 
     /// What `f` reads from the writer if this process has the turn, or what it saw
@@ -838,8 +837,9 @@ fn keep<W: Turned>(inner: &Inner<W>) {
         }
         let uses = inner.uses.load(Ordering::Relaxed);
         if inner.holding.load(Ordering::Relaxed) && inner.wanted() {
-            if uses == seen_uses {
-                // Idle: nothing keeps the keeper from the lock.
+            // Idle: no call began since the last look (a call counts as it begins), and
+            // none is under way; nothing keeps the keeper from the lock.
+            if uses == seen_uses && !inner.turn.is_held() {
                 let mut turn = inner.lock_turn();
                 if inner.uses.load(Ordering::Relaxed) == uses && turn.writer.is_some() {
                     inner.release(&mut turn);
