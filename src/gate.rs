@@ -95,7 +95,6 @@ struct Held<T> {
 pub(crate) struct GateGuard<'a, T> {
     gate: &'a Gate<T>,
     guard: BiasedGuard<'a, Held<T>>,
-    me: usize,
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for GateGuard<'_, T> {
@@ -161,11 +160,7 @@ impl<T> Gate<T> {
             self.count_taken();
             guard.owner = me;
         }
-        GateGuard {
-            gate: self,
-            guard,
-            me,
-        }
+        GateGuard { gate: self, guard }
     }
 
     /// Counts one more acquisition. Under the lock: a load and a store, no
@@ -343,8 +338,9 @@ impl<T> GateGuard<'_, T> {
             gate.count_taken();
         }
         let arrived = gate.arrived.load(Ordering::Acquire);
-        if arrived != 0 && arrived != self.me {
-            gate.barred.store(self.me, Ordering::Release);
+        let me = self.guard.taker();
+        if arrived != 0 && arrived != me {
+            gate.barred.store(me, Ordering::Release);
         }
     }
 }

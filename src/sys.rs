@@ -1416,6 +1416,12 @@ impl<T> BiasedLock<T> {
 }
 
 impl<T> BiasedGuard<'_, T> {
+    /// The number of the thread that took the lock.
+    #[inline]
+    pub(crate) fn taker(&self) -> usize {
+        self.me
+    }
+
     /// Whether the lock was taken through its bias to this thread (not plainly).
     #[inline]
     pub(crate) fn through_bias(&self) -> bool {
