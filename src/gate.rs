@@ -69,7 +69,7 @@ const AT_MOST: Duration = Duration::from_millis(2);
 /// A lock taken in slices under contention; see the module's docs.
 #[derive(Debug)]
 pub(crate) struct Gate<T> {
-    inner: BiasedLock<Held<T>>,
+    inner: BiasedLock<T>,
     /// The [`me`] of the thread that waited a slice and takes the lock over, or 0: the
     /// holder keeps out of the lock from its next release.
     arrived: AtomicUsize,
@@ -83,23 +83,15 @@ pub(crate) struct Gate<T> {
     waiting: AtomicUsize,
 }
 
-/// The protected value, and who holds the lock.
-#[derive(Debug)]
-struct Held<T> {
-    value: T,
-    /// The [`me`] of the thread that took the lock last.
-    owner: usize,
-}
-
 /// Holds the lock; derefs to the value.
 pub(crate) struct GateGuard<'a, T> {
     gate: &'a Gate<T>,
-    guard: BiasedGuard<'a, Held<T>>,
+    guard: BiasedGuard<'a, T>,
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for GateGuard<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.guard.value.fmt(f)
+        (*self.guard).fmt(f)
     }
 }
 
@@ -117,7 +109,7 @@ impl<T> Gate<T> {
     /// A lock around `value`.
     pub(crate) fn new(value: T) -> Self {
         Self {
-            inner: BiasedLock::new(Held { value, owner: 0 }),
+            inner: BiasedLock::new(value),
             arrived: AtomicUsize::new(0),
             barred: AtomicUsize::new(0),
             taken: AtomicU64::new(0),
@@ -134,12 +126,12 @@ impl<T> Gate<T> {
         // it (a thread that came to take over does): even one that handed over
         // (`barred`) may go on until then.
         if let Some(guard) = self.inner.try_lock_biased(me) {
-            return self.held(guard, me);
+            return self.held(guard);
         }
         if self.barred.load(Ordering::Relaxed) == 0
             && let Some(guard) = self.inner.try_lock_plain(me)
         {
-            return self.held(guard, me);
+            return self.held(guard);
         }
         self.lock_contended(me)
     }
@@ -152,13 +144,12 @@ impl<T> Gate<T> {
 
     /// The guard of a lock just taken by `me`.
     #[inline]
-    fn held<'a>(&'a self, mut guard: BiasedGuard<'a, Held<T>>, me: usize) -> GateGuard<'a, T> {
+    fn held<'a>(&'a self, guard: BiasedGuard<'a, T>) -> GateGuard<'a, T> {
         // Taken through its bias, the lock was this thread's already (it took it plainly
         // 256 times in a row first), and only sleepers look at `taken` (threads trying
         // the lock revoke the bias instead): the release counts it if one sleeps.
         if !guard.through_bias() {
             self.count_taken();
-            guard.owner = me;
         }
         GateGuard { gate: self, guard }
     }
@@ -279,7 +270,7 @@ impl<T> Gate<T> {
                 .barred
                 .compare_exchange(barred, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
-        self.held(guard, me)
+        self.held(guard)
     }
 
     /// Between two tries: each try takes the lock's cache line from the holder.
@@ -308,14 +299,14 @@ impl<T> std::ops::Deref for GateGuard<'_, T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        &self.guard.value
+        &self.guard
     }
 }
 
 impl<T> std::ops::DerefMut for GateGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.guard.value
+        &mut self.guard
     }
 }
 
