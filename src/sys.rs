@@ -1490,10 +1490,12 @@ pub(crate) fn event_crc_clmul(seed: u32, prefix: &[u8; 12], payload: &[u8]) -> O
 }
 
 /// The shortest payload [`event_crc_clmul`] takes: one whole block.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const CLMUL_MIN: usize = 16;
 
 /// The longest payload [`event_crc_clmul`] takes (8 whole blocks and a partial one);
 /// longer payloads go to `crc32fast`, whose loop folds four blocks at a time.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const CLMUL_MAX: usize = 16 * clmul::BLOCKS + 15;
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
