@@ -401,7 +401,9 @@ impl Stream for StreamFollower {
                 this.done = true;
                 continue;
             }
-            if this.looked.elapsed() >= LOOK_EVERY {
+            // The pool wakes a parked follower every `LOOK_EVERY`: half that since the
+            // last look makes each of those wakes look, not every other one.
+            if this.looked.elapsed() >= LOOK_EVERY / 2 {
                 this.looked = Instant::now();
                 if let Err(e) = this.reader.check_abandoned() {
                     this.done = true;

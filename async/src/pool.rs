@@ -242,6 +242,9 @@ impl Waiter {
     /// whose tickets were woken.
     fn serve(&self) {
         let mut wake: Vec<Waker> = Vec::new();
+        // When the parked followers were last all woken to look: kept across sleeps, so
+        // that wakes of some followers (a busy writer's) do not put off everyone's look.
+        let mut looked = std::time::Instant::now();
         loop {
             let seen = self.bell.value();
             if self.closed.load(Ordering::SeqCst) {
@@ -263,11 +266,17 @@ impl Waiter {
             // Outside the lock: a waker may run code that parks again.
             wake.drain(..).for_each(Waker::wake);
             let refs: Vec<&WaitTicket> = tickets.iter().map(Arc::as_ref).collect();
-            let fell_asleep = std::time::Instant::now();
-            let limit = (!refs.is_empty()).then_some(LOOK_EVERY);
+            if refs.is_empty() {
+                // Nobody to look for: the next parked follower's look is 2 s after it.
+                looked = std::time::Instant::now();
+            }
+            let limit = (!refs.is_empty()).then(|| LOOK_EVERY.saturating_sub(looked.elapsed()));
             WaitTicket::wait_any(&refs, &self.bell, seen, limit);
             drop(refs);
-            let look = fell_asleep.elapsed() >= LOOK_EVERY;
+            let look = looked.elapsed() >= LOOK_EVERY;
+            if look {
+                looked = std::time::Instant::now();
+            }
             for p in lock(&self.parked).iter_mut() {
                 let Some(ticket) = &p.ticket else {
                     continue;

@@ -398,3 +398,62 @@ async fn a_stream_follower_of_a_deleted_file_with_no_writer_ends() {
     assert!(began.elapsed() < Duration::from_secs(5));
     assert!(follow.next().await.is_none(), "it ends after its error");
 }
+
+/// The 2 s look of a waiting follower is kept while other followers of the same pool
+/// thread are woken all the time: a stream follower of a file deleted with no writer
+/// left ends though a busy log beside it wakes the pool's one thread every 100 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_s_follower_ends_while_a_busy_neighbour_keeps_its_pool_thread_awake() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = WaitPool::new(1);
+    let path = dir.path().join("gone.evs");
+    let writer = StreamWriter::create(&path, 1 << 20).unwrap();
+    let mut follow = StreamFollower::open(&path, 24)
+        .unwrap()
+        .with_pool(pool.clone());
+    let log_path = dir.path().join("busy");
+    let mut log = LogWriter::create(&log_path, LogOptions::default()).unwrap();
+    let mut busy = follower(&log_path).with_pool(pool.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let appender = std::thread::spawn(move || {
+        let mut t = 0;
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+            log.append(t, b"tick").unwrap();
+            t += 1;
+        }
+    });
+    let reading = tokio::spawn(async move {
+        loop {
+            if busy.next().await.unwrap().is_err() {
+                break;
+            }
+        }
+    });
+    // The stream's follower parks on the pool's thread, then its file goes.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), follow.next())
+            .await
+            .is_err()
+    );
+    drop(writer);
+    std::fs::remove_file(&path).unwrap();
+    let began = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), follow.next()).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    appender.join().unwrap();
+    reading.abort();
+    match ended {
+        Ok(Some(Err(Error::Io { source, .. }))) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        Err(_) => panic!("the follower of the deleted file still waits after 10 s"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+}
