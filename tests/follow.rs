@@ -380,3 +380,56 @@ fn a_follower_of_a_deleted_stream_with_no_writer_ends() {
     }
     assert!(began.elapsed() < Duration::from_secs(10));
 }
+
+/// The CPU time the calling thread has used so far.
+#[cfg(target_os = "linux")]
+fn own_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    let done = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(done, 0);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// A blocking follower at the end of a log whose newest segment was sealed behind its
+/// writer's back (no successor yet) sleeps through its timeout instead of spinning, and
+/// the next writer's event, in the segment that writer rolls into, wakes it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_log_follower_at_a_sealed_newest_segment_sleeps_until_the_next_writer_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    log.append(1, b"one").unwrap();
+    drop(log);
+    let reader = LogReader::open(&path).unwrap();
+    let (_, newest) = reader.segment_files().unwrap().pop().unwrap();
+    StreamWriter::open(&newest).unwrap().seal().unwrap();
+    let mut follow = reader.iter().unwrap();
+    assert_eq!(follow.try_next().unwrap().unwrap().timestamp(), 1);
+    let before = own_cpu_time();
+    assert!(
+        follow
+            .next_timeout(Duration::from_millis(500))
+            .unwrap()
+            .is_none()
+    );
+    let used = own_cpu_time() - before;
+    assert!(
+        used < Duration::from_millis(100),
+        "the wait took {used:?} of CPU"
+    );
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut log = LogWriter::open(&path).unwrap();
+        log.append(2, b"two").unwrap();
+    });
+    let started = Instant::now();
+    let event = follow.next_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(event.unwrap().timestamp(), 2);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    writer.join().unwrap();
+}

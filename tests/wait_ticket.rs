@@ -152,3 +152,37 @@ fn a_sealed_stream_needs_no_ticket() {
     let reader = StreamReader::open(&path).unwrap();
     assert!(reader.wait_ticket(reader.write_offset()).is_none());
 }
+
+/// The newest segment of a log, sealed behind its writer's back (a segment is a stream
+/// file): a follower that read all of it and found no successor waits on a ticket, which
+/// the next writer's roll out of that segment wakes, and the event comes.
+#[test]
+fn a_log_ticket_at_a_sealed_newest_segment_is_woken_by_the_next_writers_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    log.append(1, b"one").unwrap();
+    drop(log);
+    let reader = LogReader::open(&path).unwrap();
+    let (_, newest) = reader.segment_files().unwrap().pop().unwrap();
+    StreamWriter::open(&newest).unwrap().seal().unwrap();
+    let mut follow = reader.iter().unwrap();
+    assert_eq!(follow.try_next().unwrap().unwrap().timestamp(), 1);
+    assert!(follow.try_next().unwrap().is_none(), "no successor yet");
+    let ticket = follow
+        .wait_ticket()
+        .expect("a sealed segment without a successor is waited on");
+    let mut log = LogWriter::open(&path).unwrap();
+    log.append(2, b"two").unwrap();
+    ticket.wait(LONG);
+    assert!(
+        ticket.is_woken(),
+        "the roll out of the sealed segment did not wake it"
+    );
+    drop(ticket);
+    let event = follow
+        .try_next()
+        .unwrap()
+        .expect("the event in the next segment");
+    assert_eq!(event.timestamp(), 2);
+}

@@ -457,3 +457,46 @@ async fn a_deleted_stream_s_follower_ends_while_a_busy_neighbour_keeps_its_pool_
         began.elapsed()
     );
 }
+
+/// A log whose newest segment was sealed behind its writer's back (a segment is a stream
+/// file, and `StreamWriter::seal` works on it) takes its next event in a new segment,
+/// which the next writer rolls into. Until then a follower at its end waits, handing its
+/// runtime back: a `timeout` around `next()` fires, and the next writer's event comes.
+#[test]
+fn a_follower_at_a_sealed_newest_segment_waits_without_holding_its_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    log.append(1, b"one").unwrap();
+    drop(log);
+    let reader = LogReader::open(&path).unwrap();
+    let (_, newest) = reader.segment_files().unwrap().pop().unwrap();
+    StreamWriter::open(&newest).unwrap().seal().unwrap();
+    let mut follow = LogFollower::new(reader.iter().unwrap());
+    // The follower on a runtime of its own, in a thread of its own: a poll that never
+    // returns holds that thread, not this test's.
+    let (told, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let first = follow.next().await.unwrap().unwrap();
+            told.send(("first", first.timestamp)).unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(100), follow.next()).await;
+            told.send(("waited", i64::from(waited.is_err()))).unwrap();
+            let second = next(&mut follow).await;
+            told.send(("second", second.timestamp)).unwrap();
+        });
+    });
+    assert_eq!(heard.recv_timeout(PATIENCE).unwrap(), ("first", 1));
+    assert_eq!(
+        heard.recv_timeout(Duration::from_secs(5)),
+        Ok(("waited", 1)),
+        "the follower held its runtime: its timeout never fired"
+    );
+    let mut log = LogWriter::open(&path).unwrap();
+    log.append(2, b"two").unwrap();
+    assert_eq!(heard.recv_timeout(PATIENCE).unwrap(), ("second", 2));
+}

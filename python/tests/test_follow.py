@@ -256,3 +256,25 @@ def test_a_stream_follower_of_a_file_deleted_with_no_writer_left_ends(tmp_path):
         assert caught.value.op == "follow"
     finally:
         remove.join()
+
+
+def test_a_log_follower_at_a_newest_segment_sealed_behind_the_writers_back_sleeps(tmp_path):
+    path = tmp_path / "log"
+    with evstream.LogWriter.create(path) as writer:
+        writer.append(1, b"one")
+    segment = sorted(path.glob("*.evs"))[-1]
+    with evstream.StreamWriter.open(segment) as stream:
+        stream.seal()
+    reader = evstream.LogReader.open(path)
+    follower = reader.follow(timeout=0.5)
+    assert next(follower).payload == b"one"
+    cpu = time.thread_time()
+    # No event can come until a writer rolls out of the sealed segment: the wait sleeps.
+    assert list(follower) == []
+    assert time.thread_time() - cpu < 0.2
+    later = threading.Timer(0.2, lambda: evstream.LogWriter.open(path).append(2, b"two"))
+    later.start()
+    try:
+        assert next(reader.follow(timeout=30, position=reader.end())).payload == b"two"
+    finally:
+        later.join()

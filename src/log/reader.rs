@@ -405,6 +405,7 @@ impl LogReader {
             strategy: WaitStrategy::default(),
             sleeper: Sleeper::default(),
             rolled: false,
+            sealed_alone: false,
         })
     }
 
@@ -1080,6 +1081,11 @@ pub struct LogIter {
     sleeper: Sleeper,
     /// The successor's file was seen: list the directory at the next look.
     rolled: bool,
+    /// The current segment is sealed and a listing made since the seal was seen found no
+    /// successor: it was sealed behind its writer's back (`StreamWriter::seal` on the
+    /// newest segment), and the next writer's roll, which wakes its followers, brings the
+    /// next event. Until then its seal is no reason not to wait.
+    sealed_alone: bool,
 }
 
 impl LogIter {
@@ -1164,7 +1170,10 @@ impl LogIter {
     /// Registers as a waiter on the current segment without sleeping, for a thread that
     /// sleeps for many followers ([`WaitTicket::wait_any`]); `None` if there is no need
     /// to wait: an event is published past [`position`](Self::position), the segment is
-    /// sealed, or its successor is there (call [`try_next`](Self::try_next)).
+    /// sealed, or its successor is there (call [`try_next`](Self::try_next)). A sealed
+    /// segment that `try_next` found without a successor (the newest segment, sealed
+    /// behind its writer's back) is waited on: the next writer's roll out of it wakes
+    /// the ticket.
     ///
     /// The ticket is taken as [`next_timeout`](Self::next_timeout) goes to sleep
     /// (register, then look once more), so the writer's next publish, seal or roll wakes
@@ -1200,7 +1209,7 @@ impl LogIter {
             current
                 .live_write_offset()
                 .map_or(true, |end| end != offset)
-                || current.is_sealed()
+                || (current.is_sealed() && !this.sealed_alone)
                 || {
                     rolled = this.successor_named();
                     rolled
@@ -1225,7 +1234,7 @@ impl LogIter {
             current
                 .live_write_offset()
                 .map_or(true, |end| end != offset)
-                || current.is_sealed()
+                || (current.is_sealed() && !this.sealed_alone)
                 || {
                     rolled = this.successor_named();
                     rolled
@@ -1274,6 +1283,8 @@ impl LogIter {
             let sealed = self.current.is_sealed();
             let rolled = std::mem::take(&mut self.rolled);
             let Some(next) = self.successor(relist || sealed || rolled)? else {
+                // Sealed, and listed since: no successor yet.
+                self.sealed_alone = sealed;
                 return Ok(None);
             };
             // The writer stopped writing this segment before its successor appeared, so
@@ -1288,6 +1299,7 @@ impl LogIter {
             let position = Position::of(next.seq, STREAM_HEADER_LEN);
             self.current = Arc::new(open_segment(&next, position, first.as_ref())?);
             self.sleeper = Sleeper::default();
+            self.sealed_alone = false;
             self.seq = next.seq;
             self.base = next.base;
             self.offset = STREAM_HEADER_LEN;
