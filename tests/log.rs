@@ -1778,3 +1778,34 @@ fn read_until_error(reader: &LogReader) -> (usize, Option<Error>) {
     }
     (read, None)
 }
+
+/// A log deleted and made again at the same path is another log: an iterator of the old
+/// one stops with `NotFound` instead of reading the new one's segments from the sequence
+/// number it had reached, as if they followed its own.
+#[test]
+fn an_iterator_of_a_log_replaced_at_its_path_stops_with_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = LogOptions::default().segment_size(4096);
+    let mut log = LogWriter::create(&path, options.clone()).unwrap();
+    while log.segment() < 3 {
+        log.append(1, &[1; 100]).unwrap();
+    }
+    let reader = LogReader::open(&path).unwrap();
+    let mut follow = reader.iter_from(reader.end().unwrap()).unwrap();
+    assert!(follow.try_next().unwrap().is_none());
+    drop(log);
+    std::fs::remove_dir_all(&path).unwrap();
+    let mut log = LogWriter::create(&path, options).unwrap();
+    while log.segment() < 6 {
+        log.append(2, &[2; 100]).unwrap();
+    }
+    for _ in 0..2 {
+        match follow.next_timeout(Duration::from_millis(50)) {
+            Err(Error::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+}

@@ -500,3 +500,36 @@ fn a_follower_at_a_sealed_newest_segment_waits_without_holding_its_runtime() {
     log.append(2, b"two").unwrap();
     assert_eq!(heard.recv_timeout(PATIENCE).unwrap(), ("second", 2));
 }
+
+/// A log deleted and made again at the same path is another log: its follower stops with
+/// `NotFound` instead of taking the new log's segments for the successors of its own
+/// (from the sequence number it had reached, the new log's first segments skipped).
+#[tokio::test(flavor = "current_thread")]
+async fn a_follower_of_a_log_replaced_at_its_path_ends_instead_of_reading_the_new_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = LogOptions::default().segment_size(4096);
+    let mut log = LogWriter::create(&path, options.clone()).unwrap();
+    while log.segment() < 3 {
+        log.append(1, &[1; 100]).unwrap();
+    }
+    let mut follow = follower(&path).with_pool(WaitPool::new(1));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), follow.next())
+            .await
+            .is_err()
+    );
+    drop(log);
+    std::fs::remove_dir_all(&path).unwrap();
+    let mut log = LogWriter::create(&path, options).unwrap();
+    while log.segment() < 6 {
+        log.append(2, &[2; 100]).unwrap();
+    }
+    match tokio::time::timeout(PATIENCE, follow.next()).await {
+        Ok(Some(Err(Error::Io { source, .. }))) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(follow.next().await.is_none(), "it ends after its error");
+}

@@ -393,6 +393,7 @@ impl LogReader {
         }
         let (seq, base) = (entry.seq, entry.base);
         Ok(LogIter {
+            dir_identity: dir_identity(&self.dir),
             dir: self.dir.clone(),
             seq,
             segments: segments.to_vec(),
@@ -965,6 +966,12 @@ impl LogReader {
     }
 }
 
+/// The device and inode of the directory at `dir`, if it can be read.
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Opens a segment's reader; a segment deleted meanwhile is reported as retired.
 fn open_segment(
     entry: &SegmentEntry,
@@ -1067,6 +1074,9 @@ fn seek_in(dir: &Path, seq: u64, reader: &StreamReader, timestamp: i64) -> Resul
 #[derive(Debug)]
 pub struct LogIter {
     dir: PathBuf,
+    /// The directory's device and inode when the iterator started: another directory at
+    /// its path later is another log, whose segments are not this one's successors.
+    dir_identity: Option<(u64, u64)>,
     segments: Vec<SegmentEntry>,
     seq: u64,
     /// The log-wide index of the current segment's first event (from its name).
@@ -1126,7 +1136,9 @@ impl LogIter {
     /// # Errors
     /// [`Error::Corrupt`] for a damaged event, [`Error::Regressed`] if a writer's
     /// recovery moved a segment's end back under this iterator, [`Error::Retired`] if
-    /// retention deleted the segments it was about to read.
+    /// retention deleted the segments it was about to read; [`Error::Io`]
+    /// ([`NotFound`](std::io::ErrorKind::NotFound)) once the log's directory was deleted,
+    /// or another directory (another log) is at its path.
     pub fn try_next(&mut self) -> Result<Option<LogEvent>> {
         self.step(true)
     }
@@ -1343,6 +1355,19 @@ impl LogIter {
         }
         self.segments = segment::list(&self.dir)?;
         self.listed = Instant::now();
+        if dir_identity(&self.dir) != self.dir_identity {
+            // Deleted, and another log made at its path (or moved there): no event of
+            // this log can come any more.
+            self.segments.clear();
+            return Err(Error::io(
+                "follow",
+                &self.dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the log was deleted, and another directory is at its path now",
+                ),
+            ));
+        }
         Ok(find(&self.segments, self.seq))
     }
 }
