@@ -284,10 +284,13 @@ impl ArchiveReader {
     /// Events from the first at or after `timestamp`: the segment from the listing, the
     /// offset from its index, then range reads from there. If segments are missing just
     /// before that segment, and so may have held such events, the first item is
-    /// [`Error::Missing`].
+    /// [`Error::Missing`]. If that segment's index is damaged, the next item is
+    /// [`Error::Corrupt`] naming it, and reading goes on with the segment after it, as
+    /// [`iter`](Self::iter) does.
     ///
     /// # Errors
-    /// The index object's errors ([`Error::Corrupt`] names it).
+    /// The index object's errors but damage: [`Error::Unreachable`], [`Error::Denied`],
+    /// [`Error::Store`].
     pub fn iter_since(&self, timestamp: i64) -> Result<ArchiveIter<'_>> {
         let at = self.segments.partition_point(|s| {
             s.last_timestamp < timestamp
@@ -308,12 +311,21 @@ impl ArchiveReader {
             iter.expect = expect;
             return Ok(iter);
         };
-        let index = self.index(segment)?;
-        let offset = index
-            .start_for(timestamp)
-            .map_or(STREAM_HEADER_LEN, |e| e.offset);
+        let (offset, damage) = match self.index(segment) {
+            Ok(index) => (
+                index
+                    .start_for(timestamp)
+                    .map_or(STREAM_HEADER_LEN, |e| e.offset),
+                None,
+            ),
+            // A damaged index is the iterator's to report: it then goes on with the next
+            // segment, whose events are as readable as ever.
+            Err(e @ Error::Corrupt { .. }) => (STREAM_HEADER_LEN, Some(e)),
+            Err(e) => return Err(e),
+        };
         let mut iter = ArchiveIter::new(self, at, offset, Some(timestamp));
         iter.expect = expect;
+        iter.damage = damage;
         Ok(iter)
     }
 
@@ -803,6 +815,9 @@ pub struct ArchiveIter<'a> {
     /// read before it), checked once when reading reaches it; `None` when reading
     /// starts there.
     expect: Option<u64>,
+    /// The damage found in the segment at `at` before iteration began (its index, by
+    /// `iter_since`): returned when reading reaches it.
+    damage: Option<Error>,
 }
 
 impl<'a> ArchiveIter<'a> {
@@ -819,6 +834,7 @@ impl<'a> ArchiveIter<'a> {
             previous: i64::MIN,
             single: false,
             expect: None,
+            damage: None,
         }
     }
 
@@ -851,6 +867,9 @@ impl<'a> ArchiveIter<'a> {
                 && seq != segment.seq
                 && let Some(e) = self.reader.missing(seq)
             {
+                return Err(e);
+            }
+            if let Some(e) = self.damage.take() {
                 return Err(e);
             }
             let index = match &self.index {

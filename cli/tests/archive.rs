@@ -656,6 +656,50 @@ fn retention_s_leftover_is_deleted_and_never_costs_an_archived_segment() {
     assert!(stat.out().contains("\"incomplete\":0"), "{stat:?}");
 }
 
+/// `cat --since` from a time that falls in a segment whose index object is damaged names
+/// the index, as `cat` from the start does, and goes on with the segments after it: they
+/// are intact and every one of their events prints.
+#[test]
+fn cat_since_a_time_in_a_segment_with_a_damaged_index_goes_on_with_the_next_segments() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 30_000, LogOptions::default()));
+    let url = "s3://events/app";
+    let run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let names = weed.list("events", "app");
+    let sealed = names.len() as u64 / 2;
+    assert!(sealed >= 4, "{names:?}");
+    let (_, index) = objects_of(&names, 2);
+    weed.put("events", &format!("app/{index}"), b"not an index");
+    let (from, to) = (base_of(&names, 2), base_of(&names, 3));
+    let end = base_of(&names, sealed - 1)
+        + LogReader::open(&log_dir)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().position().segment() == sealed - 1)
+            .count() as u64;
+    // From the start: segment 2 is skipped, named, and the rest reads.
+    let run = ev(&weed, &["cat", url]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&index), "{run:?}");
+    let expected: Vec<String> = (0..from).chain(to..end).map(payload).collect();
+    assert_eq!(payloads(&run), expected);
+    // From a time segment 2 holds: the same, from there on.
+    let since = format!("{}ns", at(from + 10));
+    let run = ev(&weed, &["cat", url, "--since", &since]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&index), "{run:?}");
+    assert_eq!(payloads(&run), (to..end).map(payload).collect::<Vec<_>>());
+    let run = ev(&weed, &["cat", url, "--since", &since, "-n", "2"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(payloads(&run), [payload(to), payload(to + 1)]);
+}
+
 #[test]
 fn a_prefix_without_an_archive_is_an_error_for_every_reader() {
     let Some(binary) = weed() else { return };
