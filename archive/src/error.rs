@@ -147,6 +147,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Restore refused to start while another restore to the same log is under way: its
+    /// writer holds the log being built (`temp`, `.NAME.restoring` beside `path`).
+    #[error(
+        "{}: another restore to it is under way (building {}); wait for it to end",
+        path.display(),
+        temp.display()
+    )]
+    Restoring {
+        /// The output path.
+        path: PathBuf,
+        /// The log the other restore is building.
+        temp: PathBuf,
+    },
     /// Restore refused an output that already exists.
     #[error("{path}: already exists; restore writes a new log")]
     Exists {

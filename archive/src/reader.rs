@@ -617,7 +617,8 @@ impl ArchiveReader {
     /// appended. Positions are those of the new log.
     ///
     /// # Errors
-    /// [`Error::Exists`] if `dir` exists; the archive's errors (a damaged object or a
+    /// [`Error::Exists`] if `dir` exists; [`Error::Restoring`] if another restore to
+    /// `dir` is under way; the archive's errors (a damaged object or a
     /// missing segment, [`Error::Missing`], stops the restore, naming it); the log's
     /// errors.
     pub fn restore(&self, dir: &Path, since: Option<i64>, options: LogOptions) -> Result<u64> {
@@ -632,6 +633,17 @@ impl ArchiveReader {
             .unwrap_or_default();
         let temp = dir.with_file_name(format!(".{name}.restoring"));
         if temp.join("LOG").is_file() {
+            // What a killed restore left, unless another restore is building it now:
+            // its writer holds that log.
+            if evstream::LogReader::open(&temp)
+                .and_then(|log| log.writer_active())
+                .unwrap_or(false)
+            {
+                return Err(Error::Restoring {
+                    path: dir.to_owned(),
+                    temp,
+                });
+            }
             std::fs::remove_dir_all(&temp).map_err(|e| Error::Io {
                 op: "remove the unfinished restore",
                 path: temp.clone(),

@@ -768,6 +768,69 @@ fn a_prefix_without_an_archive_is_an_error_for_every_reader() {
     assert!(ev(&weed, &["cat", url]).ok().stdout.is_empty());
 }
 
+/// A restore started while another restore to the same log is under way is refused, and
+/// leaves the first one's `.NAME.restoring` alone: the first completes, whole.
+#[test]
+fn a_second_restore_to_the_same_log_never_removes_or_replaces_the_one_under_way() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 300_000, LogOptions::default()));
+    let url = "s3://events/app";
+    let run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let archived = payloads(&ev(&weed, &["cat", url]).ok());
+    let copy = dir.path().join("copy");
+    let temp = dir.path().join(".copy.restoring");
+    let mut first = command(&weed.endpoint(), KEY, SECRET)
+        .args(["restore", url, "--to", s(&copy)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Under way: its log exists and has rolled at least once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while LogReader::open(&temp)
+        .and_then(|r| r.segment_files())
+        .map_or(true, |s| s.len() < 3)
+    {
+        assert!(Instant::now() < deadline, "the first restore did not start");
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first restore ended"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = ev(&weed, &["restore", url, "--to", s(&copy)]);
+    let output = first.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the first restore failed: {}; the second: {second:?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    second.fails(
+        1,
+        &[
+            "copy: another restore to it is under way",
+            ".copy.restoring",
+        ],
+    );
+    let restored: Vec<String> = LogReader::open(&copy)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| String::from_utf8(e.unwrap().payload().to_vec()).unwrap())
+        .collect();
+    assert_eq!(restored.len(), archived.len());
+    assert!(
+        restored == archived,
+        "the restored log differs from the archive"
+    );
+    assert!(!temp.exists());
+}
+
 #[test]
 fn a_killed_archiver_and_a_restarted_store_lose_and_duplicate_nothing() {
     let Some(binary) = weed() else { return };
