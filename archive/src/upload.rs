@@ -33,7 +33,8 @@ pub struct ArchiveOptions {
     pub follow: bool,
     /// With `follow`: how often to look for newly sealed segments.
     pub poll: Duration,
-    /// Set to end a following archive after its current upload.
+    /// Set to end a following archive after its current upload (an upload that fails is
+    /// then not tried again).
     pub stop: Option<Arc<AtomicBool>>,
     /// Archive-side retention: delete archived segments whose last event is older than
     /// this (against the system clock).
@@ -162,7 +163,13 @@ pub fn archive_log(
         ));
         match result {
             Ok(()) => {}
-            Err(e) if options.follow && !matches!(e, Error::Log(_) | Error::Foreign { .. }) => {
+            // A following archive notes the error and tries again, unless it was asked to
+            // stop meanwhile: it then ends with the error.
+            Err(e)
+                if options.follow
+                    && !stopped(options)
+                    && !matches!(e, Error::Log(_) | Error::Foreign { .. }) =>
+            {
                 progress(&Progress::Retrying {
                     error: crate::error_chain(&e),
                 });
@@ -174,15 +181,19 @@ pub fn archive_log(
             Err(e) => return Err(e),
         }
         report.cursor = log.cursor(&options.cursor)?;
-        let stopped = options
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Relaxed));
-        if !options.follow || stopped {
+        if !options.follow || stopped(options) {
             return Ok(report);
         }
         std::thread::sleep(options.poll);
     }
+}
+
+/// Whether the caller asked a following archive to stop.
+fn stopped(options: &ArchiveOptions) -> bool {
+    options
+        .stop
+        .as_ref()
+        .is_some_and(|s| s.load(Ordering::Relaxed))
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -228,11 +239,7 @@ async fn pass(
     let mut ahead: Option<(u64, tokio::task::JoinHandle<Result<Prep>>)> = None;
     for (at, (seq, path)) in candidates.iter().enumerate() {
         let seq = *seq;
-        if options
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Relaxed))
-        {
+        if stopped(options) {
             break;
         }
         if archived(present, seq) {
@@ -266,7 +273,7 @@ async fn pass(
             {
                 ahead = Some((*next, prepare_in_background(*next, next_path.clone())));
             }
-            let (entry, bytes) = upload_retrying(archive, &prepared, progress).await?;
+            let (entry, bytes) = upload_retrying(archive, options, &prepared, progress).await?;
             present.insert(seq, entry);
             report.uploaded += 1;
             report.bytes += bytes;
@@ -417,9 +424,10 @@ fn base_of(path: &Path) -> u64 {
 /// it fails for a reason that may pass (the store unreachable, a server error, a
 /// connection cut in the middle of a request, an upload that did not arrive as sent).
 /// The objects' names are fixed by the segment, so a repeated upload replaces them with
-/// the same bytes.
+/// the same bytes. Not once `options.stop` is set: the run then ends with the error.
 async fn upload_retrying(
     archive: &Archive,
+    options: &ArchiveOptions,
     prepared: &Prepared,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<(Present, u64)> {
@@ -431,7 +439,7 @@ async fn upload_retrying(
             Err(
                 e
                 @ (Error::Unreachable { .. } | Error::Store { .. } | Error::UploadMismatch { .. }),
-            ) if started.elapsed() < archive.retry_for => {
+            ) if started.elapsed() < archive.retry_for && !stopped(options) => {
                 progress(&Progress::Retrying {
                     error: crate::error_chain(&e),
                 });

@@ -148,11 +148,17 @@ fn open(file: &Path) -> Result<ArchiveReader, Failure> {
 pub fn run(args: Args) -> Result<(), Failure> {
     let archive = connect(&args.to, Some(&args.connection))?;
     let stop = Arc::new(AtomicBool::new(false));
-    if args.follow {
+    if args.follow && !crate::source::sigint_ignored() {
         let flag = Arc::clone(&stop);
         // Without a handler Ctrl-C ends the process between two steps, which is safe too;
-        // with one, the current upload finishes first.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+        // with one, the current upload finishes first. An upload to a store that is down
+        // only retries: a second Ctrl-C ends the process at once, as a kill would (the
+        // next run resumes), with the status of a follow that Ctrl-C ended.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
     }
     let options = ArchiveOptions {
         cursor: args.cursor,

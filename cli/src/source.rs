@@ -200,7 +200,7 @@ fn stop_on_ctrl_c() {
 
 /// Whether this process was started with SIGINT ignored, from the kernel's account of
 /// it (`SigIgn` in `/proc/self/status`, a mask with bit `N - 1` for signal `N`).
-fn sigint_ignored() -> bool {
+pub(crate) fn sigint_ignored() -> bool {
     const SIGINT: u32 = 2;
     std::fs::read_to_string("/proc/self/status")
         .ok()

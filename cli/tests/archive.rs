@@ -1089,6 +1089,73 @@ fn following_archives_segments_as_they_seal_and_archive_retention_deletes_old_on
     );
 }
 
+/// Ctrl-C lets a following archive finish its current upload; with the store down that
+/// upload only retries, so a second Ctrl-C ends the archiver at once (exit status 130,
+/// as for `cat --follow`), and the next run goes on where it stopped.
+#[test]
+fn a_second_ctrl_c_ends_a_following_archive_whose_store_is_down() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    let mut log = log_with(&log_dir, 2_000, LogOptions::default());
+    let url = "s3://events/app";
+    let mut child = command(&weed.endpoint(), KEY, SECRET)
+        .args(["archive", s(&log_dir), "--to", url, "--follow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    for i in 2_000..20_000 {
+        log.append(at(i), payload(i).as_bytes()).unwrap();
+    }
+    log.flush().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.contains("archived segment 0"), "{first}");
+    weed.kill();
+    for i in 20_000..40_000 {
+        log.append(at(i), payload(i).as_bytes()).unwrap();
+    }
+    log.flush().unwrap();
+    // Inside an upload that retries.
+    std::thread::sleep(Duration::from_millis(1500));
+    let interrupt = || {
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    interrupt();
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("a second Ctrl-C did not end the archiver in 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    weed.restart();
+    let run = ev(&weed, &["archive", s(&log_dir), "--to", url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let read = payloads(&ev(&weed, &["cat", url]).ok());
+    assert!(read.len() > 20_000, "{}", read.len());
+    assert_eq!(
+        read,
+        (0..read.len() as u64).map(payload).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn hostile_objects_are_named_and_never_a_panic() {
     let Some(binary) = weed() else { return };
