@@ -586,6 +586,19 @@ impl ArchiveReader {
         {
             return Err(corrupt("the index's times differ from its name".into()));
         }
+        if Position::new(segment.seq, index.len).is_none() {
+            // No log has such a segment: its events would have no position to print.
+            return Err(Error::Corrupt {
+                key: self.url(&segment.key),
+                offset: 0,
+                reason: format!(
+                    "segment {} of {} bytes is beyond any log's positions (segment numbers up to {}, segments under 1 TiB)",
+                    segment.seq,
+                    index.len,
+                    Position::from_u64(u64::MAX).segment()
+                ),
+            });
+        }
         if index.len != segment.len {
             return Err(Error::Corrupt {
                 key: self.url(&segment.key),

@@ -1156,6 +1156,73 @@ fn a_second_ctrl_c_ends_a_following_archive_whose_store_is_down() {
     );
 }
 
+/// CRC-32 (IEEE), as the index object's last four bytes hold it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A well-formed pair of objects under a segment number no log has (a position holds
+/// segment numbers up to 2^24 - 1) is damage that every reader names: its events never
+/// print with a position they did not have (`0:0`).
+#[test]
+fn an_archived_segment_numbered_beyond_any_log_is_named_never_read_at_position_zero() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 10_000, LogOptions::default()));
+    let run = ev(&weed, &["archive", s(&log_dir), "--to", "s3://events/app"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let names = weed.list("events", "app");
+    let (segment, index) = objects_of(&names, 0);
+    // Segment 0's objects, renumbered 16777216 (the index's sequence number and checksum
+    // rewritten to match).
+    let far = 1u64 << 24;
+    let mut bytes = weed.get("events", &format!("app/{index}"));
+    bytes[8..16].copy_from_slice(&far.to_le_bytes());
+    let body = bytes.len() - 4;
+    let crc = crc32(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
+    let renamed = |name: &str| format!("{far:08}{}", &name[8..]);
+    weed.put("events", &format!("far/{}", renamed(&index)), &bytes);
+    weed.put(
+        "events",
+        &format!("far/{}", renamed(&segment)),
+        &weed.get("events", &format!("app/{segment}")),
+    );
+    let url = "s3://events/far";
+    let key = format!("far/{}", renamed(&segment));
+    for args in [
+        vec!["cat", url, "--format", "jsonl"],
+        vec!["cat", url, "--format", "jsonl", "--since", "2000-01-01"],
+        vec!["tail", url, "--format", "jsonl"],
+        vec!["verify", url],
+    ] {
+        let run = ev(&weed, &args);
+        assert!(
+            !run.out().contains("\"position\":\"0:"),
+            "{args:?}: {run:?}"
+        );
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(&key), "{args:?}: {run:?}");
+    }
+    let copy = dir.path().join("copy");
+    ev(&weed, &["restore", url, "--to", s(&copy)]).fails(1, &[&key]);
+    assert!(!copy.exists());
+}
+
 #[test]
 fn hostile_objects_are_named_and_never_a_panic() {
     let Some(binary) = weed() else { return };
