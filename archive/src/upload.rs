@@ -111,8 +111,8 @@ pub(crate) struct Present {
 /// the segment object, verified (the MD5 the store reports for it against the bytes
 /// sent, or, where the store reports something else, the object read back against the
 /// CRC-32 of the segment), then its index object; then commits the log's cursor past
-/// the segment. A segment with its index already in the archive is not uploaded
-/// again; object names are fixed by the segment, so an upload repeated after a crash
+/// the segment. A segment with both its objects already in the archive is not
+/// uploaded again (one whose index is left without its segment object is); object names are fixed by the segment, so an upload repeated after a crash
 /// replaces an object with the same bytes and never makes a second one.
 ///
 /// The cursor is created at the log's first segment before the first upload, so that
@@ -235,6 +235,12 @@ async fn pass(
     let archived = |present: &BTreeMap<u64, Present>, seq: u64| {
         present.get(&seq).is_some_and(|p| p.index.is_some())
     };
+    // An index whose segment object is gone (deleted in the bucket) does not make the
+    // segment archived: once the index is checked to be this segment's, the segment is
+    // uploaded again, and the index after it.
+    let whole = |present: &BTreeMap<u64, Present>, seq: u64| {
+        present.get(&seq).is_some_and(|p| p.segment.is_some())
+    };
     // While one segment travels, the next is read and checked.
     let mut ahead: Option<(u64, tokio::task::JoinHandle<Result<Prep>>)> = None;
     for (at, (seq, path)) in candidates.iter().enumerate() {
@@ -242,7 +248,7 @@ async fn pass(
         if stopped(options) {
             break;
         }
-        if archived(present, seq) {
+        if archived(present, seq) && whole(present, seq) {
             match check_archived(archive, path, present.get(&seq))? {
                 Prep::Ready(_) => {}
                 Prep::Gone => continue,
@@ -251,6 +257,13 @@ async fn pass(
             report.already += 1;
             progress(&Progress::AlreadyArchived { seq });
         } else {
+            if archived(present, seq) {
+                match check_archived(archive, path, present.get(&seq))? {
+                    Prep::Ready(_) => {}
+                    Prep::Gone => continue,
+                    Prep::NotSealed => break,
+                }
+            }
             let handle = match ahead.take() {
                 Some((ready, handle)) if ready == seq => handle,
                 _ => prepare_in_background(seq, path.clone()),

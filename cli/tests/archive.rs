@@ -1293,3 +1293,56 @@ fn hostile_objects_are_named_and_never_a_panic() {
     ev(&weed, &["restore", url, "--to", s(&copy)]).fails(1, &["junk/0000000"]);
     assert!(!copy.exists());
 }
+
+/// An archive missing a segment's object but still holding its index is repaired by the
+/// next run that reaches that segment (a new cursor, as a user runs to repair it): the
+/// segment is uploaded again, never counted as archived on the strength of its index
+/// alone, so the log's retention never deletes the only copy of its events.
+#[test]
+fn a_segment_whose_object_is_gone_but_whose_index_is_left_is_uploaded_again() {
+    let Some(binary) = weed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let weed = Weed::start(&binary, dir.path());
+    weed.bucket("events");
+    let log_dir = dir.path().join("app");
+    drop(log_with(&log_dir, 20_000, LogOptions::default()));
+    let url = "s3://events/half";
+    let archive = |cursor: &str| {
+        let run = ev(
+            &weed,
+            &["archive", s(&log_dir), "--to", url, "--cursor", cursor],
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+        run
+    };
+    archive("first");
+    let names = weed.list("events", "half");
+    let (segment, index) = objects_of(&names, 1);
+    weed.delete("events", &format!("half/{segment}"));
+    assert!(!weed.list("events", "half").contains(&segment));
+    assert!(weed.list("events", "half").contains(&index));
+    let run = ev(&weed, &["verify", url]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("segment 1 is missing"), "{run:?}");
+
+    archive("again");
+    assert!(
+        weed.list("events", "half").contains(&segment),
+        "segment 1 was not uploaded again"
+    );
+    ev(&weed, &["verify", url]).ok();
+    let sealed: Vec<String> = LogReader::open(&log_dir)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.position().segment() < base_count(&names))
+        .map(|e| String::from_utf8(e.payload().to_vec()).unwrap())
+        .collect();
+    assert_eq!(payloads(&ev(&weed, &["cat", url]).ok()), sealed);
+}
+
+/// How many segments the archive's object names hold (one index each).
+fn base_count(names: &[String]) -> u64 {
+    names.iter().filter(|n| n.ends_with(".idx")).count() as u64
+}
