@@ -292,7 +292,7 @@ pub fn seed_of_event(timestamp: i64, payload: &[u8], stored: u32) -> u32 {
 const X_INVERSE: u32 = ((0x8000_0000 ^ CRC32_POLY) << 1) | 1;
 
 /// `a · b` modulo the CRC polynomial, both reflected (zlib's `multmodp`).
-fn multiply_mod_poly(a: u32, mut b: u32) -> u32 {
+pub(crate) const fn multiply_mod_poly(a: u32, mut b: u32) -> u32 {
     let mut product = 0;
     let mut bit = 1u32 << 31;
     while bit != 0 {
@@ -310,7 +310,7 @@ fn multiply_mod_poly(a: u32, mut b: u32) -> u32 {
 }
 
 /// `base` to the power `exponent` modulo the CRC polynomial, reflected.
-fn power_mod_poly(mut base: u32, mut exponent: u64) -> u32 {
+pub(crate) const fn power_mod_poly(mut base: u32, mut exponent: u64) -> u32 {
     let mut result = 1u32 << 31;
     while exponent != 0 {
         if exponent & 1 == 1 {

@@ -14,9 +14,9 @@
 //! - A sleeper wakes by itself every [`NAP`]. Once it has waited [`SLICE`] for the
 //!   lock, it **arrives**: at its next release the holder lets the lock go to it and
 //!   keeps out of it until that thread took it. The sleepers keep the time, not the
-//!   holder: a holder's release only looks whether a thread arrived (one load while
-//!   others wait, nothing otherwise), and the holder appends on until the arrived thread
-//!   takes the lock. A holder that stopped appending keeps no one waiting longer than a
+//!   holder: a holder's release looks whether anyone waits, and only while others do,
+//!   counts the acquisition for them and looks whether a thread arrived (no clock, no
+//!   wake); the holder appends on until the arrived thread takes the lock. A holder that stopped appending keeps no one waiting longer than a
 //!   nap; a thread that arrived or handed over gives up waiting for the other after
 //!   [`AT_MOST`].
 //!

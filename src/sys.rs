@@ -1503,28 +1503,12 @@ mod clmul {
     /// The most whole payload blocks the kernel folds in one step.
     pub(super) const BLOCKS: usize = 8;
 
-    /// CRC-32's generator polynomial, with its `x^32` term.
-    const POLY: u64 = 0x1_04C1_1DB7;
-
-    /// `x^e mod POLY`, not reflected.
-    const fn x_pow_mod(e: u32) -> u32 {
-        let mut r: u64 = 1;
-        let mut i = 0;
-        while i < e {
-            r <<= 1;
-            if r & (1 << 32) != 0 {
-                r ^= POLY;
-            }
-            i += 1;
-        }
-        r as u32
-    }
-
     /// The multiplier of the reflected 33-bit form that moves a 64-bit half of a block
     /// forward by `e - 32` bits, as the Intel paper on CRC with `PCLMULQDQ` and
-    /// `crc32fast` build them.
+    /// `crc32fast` build them: `x^e` modulo the CRC polynomial, reflected (`format`'s
+    /// arithmetic, where `x` is bit 30), shifted up one.
     const fn key(e: u32) -> i64 {
-        ((x_pow_mod(e).reverse_bits() as u64) << 1) as i64
+        ((crate::format::power_mod_poly(1 << 30, e as u64) as u64) << 1) as i64
     }
 
     /// For `j` blocks of distance: the keys that fold a block forward by `128 * j` bits
@@ -1541,7 +1525,8 @@ mod clmul {
         keys
     };
 
-    /// Barrett reduction constants: `floor(x^95 / POLY)` reflected, and `POLY` reflected.
+    /// Barrett reduction constants: `floor(x^95 / P)` reflected, and the CRC polynomial
+    /// `P` reflected, with its `x^32` term.
     const BARRETT_MU: i64 = 0xb4e5_b025_f701_1641_u64 as i64;
     const BARRETT_POLY: i64 = 0x1_db71_0641;
 
@@ -1881,5 +1866,14 @@ mod tests {
         let held = lock.try_lock(me()).unwrap();
         assert_eq!(*held, 2 * BIAS_AFTER);
         assert!(!held.through_bias());
+    }
+
+    /// The carry-less kernel's fold keys are the published ones: 128 bits (crc32fast's
+    /// `K3`, `K4`) and 512 bits (`K1`, `K2`, its four-block loop's), so the keys for the
+    /// distances between, built the same way, are too.
+    #[test]
+    fn the_fold_keys_are_the_published_constants() {
+        assert_eq!(clmul::FOLD[1], (0x1_7519_97d0, 0x0_ccaa_009e));
+        assert_eq!(clmul::FOLD[4], (0x1_5444_2bd4, 0x1_c6e4_1596));
     }
 }

@@ -106,6 +106,19 @@ macro_rules! tmpfs_or_skip {
     };
 }
 
+/// Waits up to a second for the log at `path` to have segment 1 prepared
+/// (`.next-00000001.evs`), and fails the test if it does not.
+fn wait_for_prepared_segment_1(path: &Path) {
+    let next = path.join(".next-00000001.evs");
+    for _ in 0..500 {
+        if next.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(next.exists(), "segment 1 was not prepared");
+}
+
 /// Writes to `path` until the file system is full; returns the bytes written.
 fn fill(path: &Path) -> u64 {
     let mut file = File::create(path).unwrap();
@@ -670,14 +683,7 @@ fn a_full_disk_costs_a_sealed_segment_its_index_not_the_writer() {
         count += 1;
     }
     log.flush().unwrap();
-    let next = path.join(".next-00000001.evs");
-    for _ in 0..500 {
-        if next.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    assert!(next.exists(), "segment 1 was not prepared");
+    wait_for_prepared_segment_1(&path);
     let filler = fs.path().join("filler");
     fill(&filler);
     while log.segment() < 1 {
@@ -868,14 +874,7 @@ fn a_log_without_inodes_for_an_index_opens_and_appends() {
         append(&mut log, &mut count);
     }
     log.flush().unwrap();
-    let next = path.join(".next-00000001.evs");
-    for _ in 0..500 {
-        if next.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    assert!(next.exists(), "segment 1 was not prepared");
+    wait_for_prepared_segment_1(&path);
     // Every inode taken.
     let fillers = fs.path().join("fillers");
     std::fs::create_dir(&fillers).unwrap();

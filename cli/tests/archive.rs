@@ -1336,13 +1336,13 @@ fn a_segment_whose_object_is_gone_but_whose_index_is_left_is_uploaded_again() {
         .iter()
         .unwrap()
         .map(|e| e.unwrap())
-        .filter(|e| e.position().segment() < base_count(&names))
+        .filter(|e| e.position().segment() < archived_segments(&names))
         .map(|e| String::from_utf8(e.payload().to_vec()).unwrap())
         .collect();
     assert_eq!(payloads(&ev(&weed, &["cat", url]).ok()), sealed);
 }
 
 /// How many segments the archive's object names hold (one index each).
-fn base_count(names: &[String]) -> u64 {
+fn archived_segments(names: &[String]) -> u64 {
     names.iter().filter(|n| n.ends_with(".idx")).count() as u64
 }
