@@ -226,7 +226,7 @@ fn prefix_checksum(seed: u32, prefix: &[u8; CHECKED_PREFIX_LEN]) -> u32 {
 /// lies between them). Payloads of 16 to 143 bytes take the carry-less multiplication
 /// of `sys::event_crc_clmul` where the CPU has it; otherwise the prefix's CRC comes from
 /// [`prefix_checksum`], and `crc32fast` continues from it over the payload, in one call.
-#[inline]
+#[inline(always)]
 fn checksum(seed: u32, prefix: &[u8; CHECKED_PREFIX_LEN], payload: &[u8]) -> u32 {
     if let Some(crc) = crate::sys::event_crc_clmul(seed, prefix, payload) {
         return crc;

@@ -36,6 +36,7 @@ use std::cell::UnsafeCell;
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence, fence,
@@ -441,17 +442,29 @@ fn load_record(raw: &MmapRaw, at: u64) -> [u8; TRAILER_RECORD_LEN] {
 #[derive(Debug)]
 pub(crate) struct WriteMap {
     raw: Arc<MmapRaw>,
+    /// The mapping's first byte (`raw`'s pointer, which never changes), kept here so
+    /// that an append reaches the mapping without loading it through `raw`.
+    base: NonNull<u8>,
     /// End of the event area (the trailer's offset): event writes never reach past it.
     events_end: u64,
     /// Whether wakes may skip the fence ([`writer_light_barrier`]).
     light_barrier: bool,
-    /// The waiter count's offset in the mapping.
-    waiters_at: Option<usize>,
+    /// The waiter count in the trailer, if it lies inside the mapping (checked once,
+    /// when mapped, as [`word32_at`] checks).
+    waiters: Option<NonNull<AtomicU32>>,
     /// The write offset in the header: read from it when mapped, then as this writer,
     /// the only one that changes it, last stored it. Every write checks against it, so
     /// it is kept here rather than loaded from the mapping's first page each time.
     published: u64,
 }
+
+// SAFETY: `base` and `waiters` point into the mapping that `raw` owns (an
+// `Arc<MmapRaw>`, itself `Send` and `Sync`), and are dereferenced only as `raw` is, under
+// the same rules: bytes written through `&mut self` only, header and wait words only
+// atomically. So the map moves to, and is shared with, other threads as `raw` would be.
+unsafe impl Send for WriteMap {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for WriteMap {}
 
 impl WriteMap {
     /// Maps all of `file`, which must be open for reading and writing, locked by the caller
@@ -490,14 +503,20 @@ impl WriteMap {
         }
         let events_end = events_end.min(len);
         let published = u64::from_le(header_field(&raw, WRITE_OFFSET_AT).load(Ordering::Relaxed));
+        let waiters = events_end
+            .checked_add(WAITERS_AT)
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| word32_at(&raw, at))
+            .map(NonNull::from);
+        let base = NonNull::new(raw.as_mut_ptr())
+            .ok_or_else(|| io::Error::other("mapping at address zero"))?;
         Ok(Self {
             raw,
+            base,
             published,
             events_end,
             light_barrier: writer_light_barrier(),
-            waiters_at: events_end
-                .checked_add(WAITERS_AT)
-                .and_then(|at| usize::try_from(at).ok()),
+            waiters,
         })
     }
 
@@ -514,6 +533,19 @@ impl WriteMap {
     #[inline]
     fn field(&self, at: usize) -> &AtomicU64 {
         header_field(&self.raw, at)
+    }
+
+    /// The header's word at `AT`, one of its field offsets, reached through [`Self::base`]
+    /// with no check at run time.
+    #[inline(always)]
+    fn header_word<const AT: usize>(&self) -> &AtomicU64 {
+        const { assert!(AT.is_multiple_of(8) && AT + 8 <= HEADER) };
+        // SAFETY: every mapping is at least `HEADER` bytes (`map_whole`), so the 8 bytes
+        // at `AT` (asserted above) lie inside it; the mapping starts on a page boundary,
+        // so they are 8-byte aligned. `base` is the mapping's start, which lives as long
+        // as `raw`, which `&self` borrows. The header fields are accessed only atomically
+        // (rule 4 of the module contract), as in `word_at`.
+        unsafe { &*self.base.as_ptr().add(AT).cast::<AtomicU64>() }
     }
 
     /// Stores the trailer record at file offset `at` (a slot's start) word by word with
@@ -558,9 +590,9 @@ impl WriteMap {
     pub fn publish(&mut self, write_offset: u64, event_count: u64) {
         let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.events_end);
         self.published = write_offset;
-        self.field(WRITE_OFFSET_AT)
+        self.header_word::<WRITE_OFFSET_AT>()
             .store(write_offset.to_le(), Ordering::Release);
-        self.field(EVENT_COUNT_AT)
+        self.header_word::<EVENT_COUNT_AT>()
             .store(event_count.to_le(), Ordering::Release);
     }
 
@@ -579,10 +611,12 @@ impl WriteMap {
         } else {
             fence(Ordering::SeqCst);
         }
-        let waiting = self
-            .waiters_at
-            .and_then(|at| word32_at(&self.raw, at))
-            .is_some_and(|waiters| waiters.load(Ordering::Relaxed) != 0);
+        let waiting = self.waiters.is_some_and(|waiters| {
+            // SAFETY: `waiters` was checked, when mapped, to be an aligned word inside
+            // the mapping (`word32_at`), which lives as long as `raw`, borrowed by
+            // `&self`; the wait words are accessed only atomically (rule 5).
+            unsafe { waiters.as_ref() }.load(Ordering::Relaxed) != 0
+        });
         if waiting && let Some(words) = WaitWords::in_map(&self.raw, self.events_end) {
             words.wake_all();
         }
@@ -593,7 +627,7 @@ impl WriteMap {
     pub fn publish_offset(&mut self, write_offset: u64) {
         let write_offset = write_offset.clamp(STREAM_HEADER_LEN, self.events_end);
         self.published = write_offset;
-        self.field(WRITE_OFFSET_AT)
+        self.header_word::<WRITE_OFFSET_AT>()
             .store(write_offset.to_le(), Ordering::Release);
     }
 
@@ -614,6 +648,7 @@ impl WriteMap {
     ///
     /// Returns `false`, writing nothing, unless the whole range lies between the published
     /// write offset and the end of the mapping.
+    #[cfg(any(test, feature = "failpoints"))]
     #[inline]
     pub fn write_unpublished(&mut self, offset: u64, parts: &[&[u8]]) -> bool {
         let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -629,7 +664,7 @@ impl WriteMap {
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     part.as_ptr(),
-                    self.raw.as_mut_ptr().add(at),
+                    self.base.as_ptr().add(at),
                     part.len(),
                 );
             }
@@ -652,10 +687,7 @@ impl WriteMap {
         // and at or past the write offset, where no reader looks and only this writer
         // (borrowed mutably) writes. `write_unaligned` asks no alignment.
         unsafe {
-            std::ptr::write_unaligned(
-                self.raw.as_mut_ptr().add(start).cast::<u128>(),
-                word.to_le(),
-            );
+            std::ptr::write_unaligned(self.base.as_ptr().add(start).cast::<u128>(), word.to_le());
         }
         true
     }
@@ -681,7 +713,7 @@ impl WriteMap {
         // allocation or a slice of another mapping, so the ranges do not overlap;
         // `write_unaligned` asks no alignment.
         unsafe {
-            let at = self.raw.as_mut_ptr().add(start);
+            let at = self.base.as_ptr().add(start);
             std::ptr::write_unaligned(at.cast::<u128>(), header.to_le());
             std::ptr::copy_nonoverlapping(
                 payload.as_ptr(),
@@ -1475,7 +1507,7 @@ impl<T> Drop for BiasedGuard<'_, T> {
 /// folded straight to the last in one step, the folds independent of each other (then
 /// one fold for a partial last block, and the reduction to 32 bits). At 64-byte payloads
 /// that takes about a third of an event's checksum time off (`docs/BENCHMARKS.md`).
-#[inline]
+#[inline(always)]
 pub(crate) fn event_crc_clmul(seed: u32, prefix: &[u8; 12], payload: &[u8]) -> Option<u32> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -1544,7 +1576,7 @@ mod clmul {
         static AVAILABLE: AtomicU8 = AtomicU8::new(0);
 
         /// Whether this CPU has `PCLMULQDQ`, SSSE3 and SSE4.1 (looked up once).
-        #[inline]
+        #[inline(always)]
         pub(in crate::sys) fn available() -> bool {
             match AVAILABLE.load(Ordering::Relaxed) {
                 1 => true,

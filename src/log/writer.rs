@@ -525,7 +525,7 @@ impl LogWriter {
         if timestamp >= self.roll_at || timestamp < self.floor {
             self.before_append(timestamp, payload.len())?;
         }
-        let offset = match self.segment.append(timestamp, payload) {
+        let offset = match self.segment.append_inline(timestamp, payload) {
             Ok(offset) => offset,
             // A full segment, or one sealed behind the writer's back: continue in the next.
             Err(Error::Full { .. } | Error::Sealed { .. }) => {

@@ -1020,13 +1020,26 @@ impl StreamWriter {
     /// - [`Error::Poisoned`] after a failed flush.
     #[inline]
     pub fn append(&mut self, timestamp: i64, payload: &[u8]) -> Result<u64> {
+        self.append_inline(timestamp, payload)
+    }
+
+    /// [`append`](Self::append), inlined into a caller that appends for a log.
+    #[inline(always)]
+    pub(crate) fn append_inline(&mut self, timestamp: i64, payload: &[u8]) -> Result<u64> {
         let (offset, end) = self.reserve(timestamp, payload.len())?;
         let header =
             EventHeader::sealed(self.trailer.seed, timestamp, payload.len() as u32, payload);
+        #[cfg(feature = "failpoints")]
+        {
+            self.map
+                .write_unpublished(offset + EVENT_HEADER_LEN, &[payload]);
+            failpoint!("append:after_payload");
+            self.map.write_unpublished_word(offset, header.to_word());
+        }
+        // Unpublished, the two writes may go in either order: one check of the range.
+        #[cfg(not(feature = "failpoints"))]
         self.map
-            .write_unpublished(offset + EVENT_HEADER_LEN, &[payload]);
-        failpoint!("append:after_payload");
-        self.map.write_unpublished_word(offset, header.to_word());
+            .write_unpublished_event(offset, header.to_word(), payload);
         failpoint!("append:after_header");
         self.commit(timestamp, end);
         Ok(offset)
@@ -1324,14 +1337,14 @@ impl StreamWriter {
     }
 
     /// Publishes the event that ends at `end`.
-    #[inline]
+    #[inline(always)]
     fn commit(&mut self, timestamp: i64, end: u64) {
         self.commit_many(timestamp, end, 1);
     }
 
     /// Publishes `events` events ending at `end`, the last stamped `timestamp`: one store
     /// of the write offset and one of the count, then one wake of the followers.
-    #[inline]
+    #[inline(always)]
     fn commit_many(&mut self, timestamp: i64, end: u64, events: u64) {
         self.write_offset = end;
         self.event_count += events;
@@ -1918,10 +1931,30 @@ impl Prefaulting {
     }
 
     /// Called after each append with the new write offset.
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self, cursor: u64) {
         match self {
             Self::Off => {}
+            Self::Inline {
+                chunk,
+                done_to,
+                capacity,
+                ..
+            } => {
+                if cursor + *chunk / 2 >= *done_to && *done_to < *capacity {
+                    self.advance_inline(cursor);
+                }
+            }
+            Self::Background(p) => p.advance(cursor),
+        }
+    }
+
+    /// [`advance`](Self::advance) with [`Prefault::Inline`], the cursor near the end
+    /// of the pages prefaulted: the next chunk.
+    #[cold]
+    fn advance_inline(&mut self, cursor: u64) {
+        match self {
+            Self::Off | Self::Background(_) => {}
             Self::Inline {
                 prefaulter,
                 chunk,
@@ -1929,22 +1962,19 @@ impl Prefaulting {
                 capacity,
                 released_to,
             } => {
-                if cursor + *chunk / 2 >= *done_to && *done_to < *capacity {
-                    // The pages behind the cursor are final; see `Pretoucher::spawn`.
-                    if cursor > *released_to + *chunk {
-                        let _ = prefaulter.release(*released_to, cursor - *released_to);
-                        *released_to = cursor / PAGE * PAGE;
-                    }
-                    let from = (*done_to).max(cursor);
-                    if prefaulter.populate(from, *chunk).is_err() {
-                        // Unsupported or failed: stop trying; appends fault as usual.
-                        *done_to = *capacity;
-                    } else {
-                        *done_to = (from + *chunk).min(*capacity);
-                    }
+                // The pages behind the cursor are final; see `Pretoucher::spawn`.
+                if cursor > *released_to + *chunk {
+                    let _ = prefaulter.release(*released_to, cursor - *released_to);
+                    *released_to = cursor / PAGE * PAGE;
+                }
+                let from = (*done_to).max(cursor);
+                if prefaulter.populate(from, *chunk).is_err() {
+                    // Unsupported or failed: stop trying; appends fault as usual.
+                    *done_to = *capacity;
+                } else {
+                    *done_to = (from + *chunk).min(*capacity);
                 }
             }
-            Self::Background(p) => p.advance(cursor),
         }
     }
 
@@ -2263,7 +2293,7 @@ impl Pretoucher {
     /// How much the writer populates itself at a time while its guard is armed.
     const GUARD_STEP: u64 = 64 << 10;
 
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self, cursor: u64) {
         if cursor >= self.next_wake {
             self.wake_or_guard(cursor);
