@@ -2293,6 +2293,10 @@ impl Pretoucher {
     /// How much the writer populates itself at a time while its guard is armed.
     const GUARD_STEP: u64 = 64 << 10;
 
+    /// How often, in bytes appended, the writer looks whether the thread still keeps
+    /// ahead of it, while its guard is down.
+    const LAG_CHECK: u64 = Self::GUARD_STEP;
+
     #[inline(always)]
     fn advance(&mut self, cursor: u64) {
         if cursor >= self.next_wake {
@@ -2308,6 +2312,13 @@ impl Pretoucher {
             if let Some(t) = &self.thread {
                 t.thread().unpark();
             }
+        }
+        if self.guard.is_none() && self.lagging(cursor) {
+            // The thread fell behind the writer (the CPUs are busy, or populating costs
+            // as much as appending): the writer populates a step at a time itself, a
+            // system call for 16 pages, rather than fault on every page.
+            self.guard = Some(cursor);
+            self.guard_until = cursor + self.chunk;
         }
         if let Some(guarded_to) = self.guard {
             // The thread, woken by this append or an earlier one, may take milliseconds
@@ -2338,6 +2349,18 @@ impl Pretoucher {
         self.schedule(cursor + 1);
     }
 
+    /// Whether the thread has not reported the pages a step ahead of `cursor`
+    /// populated.
+    fn lagging(&self, cursor: u64) -> bool {
+        if self.thread.is_none() {
+            return false;
+        }
+        let epoch = self.shared.epoch.load(Ordering::Relaxed);
+        let (their_epoch, their_to) =
+            unpack_refreshed(self.shared.refreshed.load(Ordering::Acquire));
+        their_epoch != epoch & EPOCH_MASK || their_to < cursor + Self::GUARD_STEP
+    }
+
     /// Sets the offset of the next wake or check, at `at` or later.
     fn schedule(&mut self, at: u64) {
         self.next_wake = match self.guard {
@@ -2345,7 +2368,8 @@ impl Pretoucher {
             Some(to) => self
                 .wake_at
                 .min(to.saturating_sub(Self::GUARD_STEP / 2).max(at)),
-            None => self.wake_at,
+            // Whether the thread keeps ahead, looked at every step.
+            None => self.wake_at.min(at.saturating_add(Self::LAG_CHECK)),
         };
     }
 
