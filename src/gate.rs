@@ -136,6 +136,29 @@ impl<T> Gate<T> {
         self.lock_contended(me)
     }
 
+    /// Runs `f` holding the lock, taken as [`lock`](Self::lock) takes it. Through the
+    /// lock's bias to this thread, the lock is taken and released inline, with nothing
+    /// kept across `f` but the slot and the thread's number.
+    #[inline(always)]
+    pub(crate) fn run<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let me = me();
+        if let Some(guard) = self.inner.try_lock_biased(me) {
+            return f(&mut self.held(guard));
+        }
+        f(&mut self.lock_unbiased(me))
+    }
+
+    /// [`lock`](Self::lock) where the lock is not biased to this thread.
+    #[inline(never)]
+    fn lock_unbiased(&self, me: usize) -> GateGuard<'_, T> {
+        if self.barred.load(Ordering::Relaxed) == 0
+            && let Some(guard) = self.inner.try_lock_plain(me)
+        {
+            return self.held(guard);
+        }
+        self.lock_contended(me)
+    }
+
     /// Whether a thread holds the lock now (a look that may be out of date as soon as it
     /// is taken).
     pub(crate) fn is_held(&self) -> bool {

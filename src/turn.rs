@@ -265,24 +265,22 @@ impl<W: Turned> Shared<W> {
     #[inline(always)]
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut W) -> Result<T>) -> Result<T> {
         let inner = self.inner();
-        let mut turn = inner.lock_turn();
-        if inner.handover.load(Ordering::Relaxed) {
-            inner.hand_over(&mut turn);
-        }
-        if turn.writer.is_none() {
-            inner.take_turn(&mut turn)?;
-        }
-        // Counted as the call begins (the keeper also looks whether a call is under way:
-        // a call that spans its look, a roll waiting for its segment, is no idleness),
-        // so that the call's result goes straight to the caller.
-        let uses = inner.uses.load(Ordering::Relaxed);
-        inner.uses.store(uses.wrapping_add(1), Ordering::Relaxed);
-        match turn.writer.as_mut() {
-            Some(writer) => f(writer),
-            None => Err(Error::Locked {
-                path: inner.at.clone(),
-            }),
-        }
+        inner.turn.run(|turn| {
+            // Counted as the call begins (the keeper also looks whether a call is under
+            // way: a call that spans its look, a roll waiting for its segment, is no
+            // idleness), so that the call's result goes straight to the caller.
+            let uses = inner.uses.load(Ordering::Relaxed);
+            inner.uses.store(uses.wrapping_add(1), Ordering::Relaxed);
+            if turn.writer.is_none() || inner.handover.load(Ordering::Relaxed) {
+                inner.renew_turn(turn)?;
+            }
+            match turn.writer.as_mut() {
+                Some(writer) => f(writer),
+                None => Err(Error::Locked {
+                    path: inner.at.clone(),
+                }),
+            }
+        })
     }
 
     /// What `f` reads from the writer if this process has the turn, or what it saw
@@ -354,6 +352,19 @@ impl<W: Turned> Inner<W> {
     #[inline]
     fn lock_turn(&self) -> GateGuard<'_, Turn<W>> {
         self.turn.lock()
+    }
+
+    /// Hands the turn over if the keeper asked for it, then takes it (again) if this
+    /// process does not have it.
+    #[cold]
+    fn renew_turn(&self, turn: &mut Turn<W>) -> Result<()> {
+        if self.handover.load(Ordering::Relaxed) {
+            self.hand_over(turn);
+        }
+        if turn.writer.is_none() {
+            self.take_turn(turn)?;
+        }
+        Ok(())
     }
 
     /// Waits for the turn and opens the writer, which repairs what a process that died
