@@ -142,6 +142,9 @@ impl LogRecovery {
 /// # }
 /// ```
 #[derive(Debug)]
+// A cache line's alignment: the fields an append touches take the same lines wherever
+// the writer lives (on a stack, in a shared writer's allocation).
+#[repr(align(64))]
 pub struct LogWriter {
     dir: PathBuf,
     options: LogOptions,
