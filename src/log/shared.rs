@@ -67,8 +67,8 @@ use crate::turn::{Shared, Turned};
 /// With one thread of one process, the lock is biased to that thread after its first
 /// 256 appends: an append then takes it with a few plain loads and stores, no atomic
 /// read-modify-write. What is left of the lock and the turn's bookkeeping costs about
-/// 2–3 ns an append, 10–12% of a 64-byte append into a log in steady state on the
-/// machine of `docs/BENCHMARKS.md` (a `Mutex<LogWriter>` costs 31–53% there; `evstream
+/// 2–3 ns an append, 10–15% of a 64-byte append into a log in steady state on the
+/// machine of `docs/BENCHMARKS.md` (a `Mutex<LogWriter>` costs 31–73% there; `evstream
 /// bench --many`, "uncontended"); a program with one writing thread that wants nothing
 /// in the way keeps [`LogWriter`].
 /// Another thread's first call after the biased thread's (an append, a flush, a look at
