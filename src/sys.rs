@@ -530,11 +530,6 @@ impl WriteMap {
         self.raw.len()
     }
 
-    #[inline]
-    fn field(&self, at: usize) -> &AtomicU64 {
-        header_field(&self.raw, at)
-    }
-
     /// The header's word at `AT`, one of its field offsets, reached through [`Self::base`]
     /// with no check at run time.
     #[inline(always)]
@@ -579,7 +574,10 @@ impl WriteMap {
 
     /// The start timestamp stored in the header.
     pub fn start_timestamp(&self) -> i64 {
-        u64::from_le(self.field(START_TIMESTAMP_AT).load(Ordering::Relaxed)) as i64
+        u64::from_le(
+            self.header_word::<START_TIMESTAMP_AT>()
+                .load(Ordering::Relaxed),
+        ) as i64
     }
 
     /// Publishes events up to `write_offset`: stores it with `Release`, then the count.

@@ -2327,12 +2327,7 @@ impl Pretoucher {
             // a few microseconds each, in hundreds of appends. Populating a step ahead
             // itself costs one append tens of microseconds instead, every
             // `GUARD_STEP`, until the thread reports it is ahead.
-            let epoch = self.shared.epoch.load(Ordering::Relaxed);
-            let refreshed = self.shared.refreshed.load(Ordering::Acquire);
-            let (their_epoch, their_to) = unpack_refreshed(refreshed);
-            if (their_epoch == epoch & EPOCH_MASK && their_to >= cursor + Self::GUARD_STEP)
-                || cursor >= self.guard_until
-            {
+            if !self.lagging(cursor) || cursor >= self.guard_until {
                 self.guard = None;
             } else if guarded_to < cursor + Self::GUARD_STEP {
                 // Within a step of running out (rather than woken early, with pages
@@ -2352,9 +2347,6 @@ impl Pretoucher {
     /// Whether the thread has not reported the pages a step ahead of `cursor`
     /// populated.
     fn lagging(&self, cursor: u64) -> bool {
-        if self.thread.is_none() {
-            return false;
-        }
         let epoch = self.shared.epoch.load(Ordering::Relaxed);
         let (their_epoch, their_to) =
             unpack_refreshed(self.shared.refreshed.load(Ordering::Acquire));
