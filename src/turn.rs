@@ -62,8 +62,10 @@ pub(crate) trait Turned: Sized + Send + 'static {
     /// Closes the writer without a flush at the end of a turn, and if it closed cleanly
     /// runs `record` with what it left (the handover record's contents) before it
     /// releases the file's writer lock (a log's `LOCK`, a stream's own `flock`): any
-    /// writer that opens the file after it finds the record, and invalidates it.
-    fn close_clean(self, left: &mut Self::Left, record: impl FnOnce(&CleanLog));
+    /// writer that opens the file after it finds the record, and invalidates it. With
+    /// `hand_on` another process waits to open the file next: what it can reuse (a
+    /// log's spare segments) is left for it rather than deleted.
+    fn close_clean(self, left: &mut Self::Left, hand_on: bool, record: impl FnOnce(&CleanLog));
     /// Closes a writer that kept the file to itself.
     fn close(self, left: &mut Self::Left);
     /// Waits for what the turns left under way, when the last handle goes.
@@ -398,7 +400,7 @@ impl<W: Turned> Inner<W> {
         if turn.writer.is_none() {
             return;
         }
-        self.release(turn);
+        self.release(turn, true);
         self.let_in();
     }
 
@@ -425,13 +427,13 @@ impl<W: Turned> Inner<W> {
     /// writes the handover record if it closed cleanly, and lets the next process in.
     /// The next process sees the events in the page cache, and the record spares its
     /// open the checks above the watermark.
-    fn release(&self, turn: &mut Turn<W>) {
+    fn release(&self, turn: &mut Turn<W>, hand_on: bool) {
         if let Some(writer) = turn.writer.take() {
             turn.last = writer.seen();
             match &self.processes {
                 Some(processes) => {
                     let generation = &mut turn.generation;
-                    writer.close_clean(&mut turn.left, |clean| {
+                    writer.close_clean(&mut turn.left, hand_on, |clean| {
                         if let Some(boot) = self.boot.as_ref() {
                             *generation = generation.wrapping_add(1);
                             processes.write_record(&Handover::encode(
@@ -821,7 +823,10 @@ impl<W: Turned> Drop for Handle<W> {
             let _ = keeper.join();
         }
         let mut turn = self.inner.lock_turn();
-        self.inner.release(&mut turn);
+        // What the writer could leave to a process waiting for the turn is deleted if
+        // none waits.
+        let hand_on = self.inner.wanted();
+        self.inner.release(&mut turn, hand_on);
         W::finish(&mut turn.left);
     }
 }
@@ -853,7 +858,7 @@ fn keep<W: Turned>(inner: &Inner<W>) {
             if uses == seen_uses && !inner.turn.is_held() {
                 let mut turn = inner.lock_turn();
                 if inner.uses.load(Ordering::Relaxed) == uses && turn.writer.is_some() {
-                    inner.release(&mut turn);
+                    inner.release(&mut turn, true);
                     // The turn's lock is held meanwhile: this process's threads wait.
                     inner.let_in();
                 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use evstream::format::{
     TRAILER_RECORD_LEN, TRAILER_SLOT_LEN, Trailer, decode_trailer, event_checksum, trailer_offset,
 };
-use evstream::{LogOptions, LogReader, LogWriter, Position, StreamReader};
+use evstream::{LogOptions, LogReader, LogWriter, Position, SharedLogWriter, StreamReader};
 
 const SEGMENT: u64 = 8192;
 
@@ -571,4 +571,147 @@ fn appends_after_pauses_with_write_back_cross_rolls_into_recycled_segments() {
     drop(log);
     check("after a reopen");
     assert!(LogReader::open(&path).unwrap().verify().unwrap().is_ok());
+}
+
+/// Names of the files in `dir` whose names start with `prefix`, with their inodes.
+fn hidden_files(dir: &Path, prefix: &str) -> Vec<(String, u64)> {
+    let mut found: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            name.starts_with(prefix)
+                .then(|| (name, e.metadata().map(|m| m.ino()).unwrap_or(0)))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A process that hands the turn to one waiting for it leaves its spare segments to that
+/// process instead of deleting them: the next writer's new segments are those files,
+/// recycled, so that it neither creates (zero-fills) new ones nor waits for their
+/// deletion. Every event appended on either side of the handover is read back, at its
+/// position, no event of a file's earlier life ever is, and once the last writer closes
+/// with no one waiting, no spare is left behind.
+#[test]
+fn a_handover_leaves_its_spares_to_the_next_writer_which_recycles_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let first = SharedLogWriter::create(&path, options(2)).unwrap();
+    let mut positions = Vec::new();
+    let mut i = 0_u64;
+    // Rolls until a retired segment waits to be recycled, the writer idle.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spares = loop {
+        for _ in 0..100 {
+            positions.push(first.append(i as i64, &payload(i)).unwrap());
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let spares = hidden_files(&path, "..next-spare-");
+        if !spares.is_empty() {
+            break spares;
+        }
+        assert!(Instant::now() < deadline, "no spare waited for recycling");
+    };
+    let spare_inodes: Vec<u64> = spares.iter().map(|(_, ino)| *ino).collect();
+    std::thread::scope(|s| {
+        // The next process: waits for the turn, which the idle holder hands over.
+        let next = s.spawn(|| SharedLogWriter::open(&path).unwrap());
+        let second = next.join().unwrap();
+        drop(first);
+        let taken: Vec<u64> = hidden_files(&path, "..next-spare-")
+            .iter()
+            .map(|(_, ino)| *ino)
+            .collect();
+        assert_eq!(
+            taken, spare_inodes,
+            "the next writer took the spares left to it"
+        );
+        // Within a few rolls, one of the spares left to it is one of its segments.
+        let until = second.segment() + 5;
+        while !segments(&path)
+            .iter()
+            .any(|(_, _, ino)| spare_inodes.contains(ino))
+        {
+            assert!(
+                second.segment() < until,
+                "no spare left at the handover became a segment of the next writer"
+            );
+            positions.push(second.append(i as i64, &payload(i)).unwrap());
+            i += 1;
+        }
+        for _ in 0..400 {
+            positions.push(second.append(i as i64, &payload(i)).unwrap());
+            i += 1;
+        }
+        drop(second);
+    });
+    let kept = segments(&path)[0].0;
+    let first_kept = read_all(&path)[0].0;
+    assert_eq!(first_kept.segment(), kept);
+    let first_event = positions.iter().position(|p| *p == first_kept).unwrap() as u64;
+    assert_holds(&path, &positions, first_event, i);
+    for (_, file, _) in segments(&path) {
+        check_segment(&file, base_of(&file));
+    }
+    assert_eq!(
+        hidden_files(&path, "..next-"),
+        Vec::new(),
+        "no spare left behind"
+    );
+}
+
+/// Spares left for the next writer under their kept names that cannot be recycled (not a
+/// stream, the wrong size) are deleted by the writer that takes them, and change nothing
+/// else; a valid one is recycled, its earlier life never read.
+#[test]
+fn kept_spares_are_recycled_or_deleted_by_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, options(3)).unwrap();
+    let mut positions = Vec::new();
+    let mut i = 0_u64;
+    while log.segment() < 4 {
+        positions.push(log.append(i as i64, &payload(i)).unwrap());
+        i += 1;
+    }
+    drop(log);
+    // As a writer handing its turn over leaves them: a retired segment (a copy of the
+    // oldest, events and all), a file of zeros, and one of the wrong size.
+    let (_, oldest, _) = segments(&path).remove(0);
+    let kept = path.join("..next-kept-00000000.evs");
+    std::fs::copy(&oldest, &kept).unwrap();
+    let kept_inode = std::fs::metadata(&kept).unwrap().ino();
+    std::fs::write(
+        path.join("..next-kept-00000001.evs"),
+        vec![0_u8; SEGMENT as usize],
+    )
+    .unwrap();
+    std::fs::write(path.join("..next-kept-00000002.evs"), b"not a stream").unwrap();
+    let before = read_all(&path);
+    let mut log = LogWriter::open(&path).unwrap();
+    assert_eq!(
+        read_all(&path),
+        before,
+        "taking them changed nothing of the log"
+    );
+    let until = log.segment() + 4;
+    while log.segment() < until {
+        positions.push(log.append(i as i64, &payload(i)).unwrap());
+        i += 1;
+    }
+    drop(log);
+    assert!(
+        segments(&path).iter().any(|(_, _, ino)| *ino == kept_inode),
+        "the valid kept spare was recycled"
+    );
+    assert_eq!(hidden_files(&path, "..next-"), Vec::new());
+    let first_kept = read_all(&path)[0].0;
+    let first_event = positions.iter().position(|p| *p == first_kept).unwrap() as u64;
+    assert_holds(&path, &positions, first_event, i);
+    for (_, file, _) in segments(&path) {
+        check_segment(&file, base_of(&file));
+    }
 }

@@ -111,6 +111,9 @@ pub enum WriteBack {
 /// thread takes it, which is at once unless it is busy, it waits under a hidden name
 /// (`..next-spare-SEQUENCE.evs`) that `disk_bytes` does not count; up to two wait, so a
 /// log with retention may take its segments plus three. A segment a reader has open is deleted instead.
+/// A process that hands its turn at the log to another waiting for it
+/// ([`SharedLogWriter`](crate::SharedLogWriter)) leaves its spares to that process
+/// (`..next-kept-SEQUENCE.evs`, until its open takes them) rather than deleting them.
 /// A roll interval starts a segment per interval that holds events, however few. For a
 /// small or slow log choose small segments (1 MiB holds some 20,000 events of 32 bytes);
 /// the default suits a log that takes many events a second, where a larger segment

@@ -81,6 +81,33 @@ pub(crate) fn spare_name(seq: u64) -> String {
     format!(".{NEXT_PREFIX}spare-{seq:08}.evs")
 }
 
+/// The name under which a writer that hands its turn to a waiting process leaves the
+/// retired segment `seq` it kept for recycling, for the next writer: renamed from
+/// [`spare_name`] once that writer's preparing thread stopped, so untouched since
+/// retention took it out of the log. The next writer's open takes it as a spare
+/// ([`remove_leftovers`]); never opened by readers.
+pub(crate) fn kept_name(seq: u64) -> String {
+    format!(".{NEXT_PREFIX}kept-{seq:08}.evs")
+}
+
+/// The sequence number in `name` if it is `prefix`, a decimal number of at least eight
+/// digits, and `.evs`.
+fn seq_in(name: &str, prefix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?.strip_suffix(".evs")?;
+    if digits.len() < 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Where the spare at `path` (named by [`spare_name`]) is left for the next writer:
+/// `None` if it is not so named (a spare kept already, say).
+pub(crate) fn kept_path(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let seq = seq_in(name, &format!(".{NEXT_PREFIX}spare-"))?;
+    Some(path.with_file_name(kept_name(seq)))
+}
+
 /// The file name of segment `seq`'s time index.
 pub(crate) fn index_name(seq: u64) -> String {
     format!("{seq:08}.idx")
@@ -224,13 +251,18 @@ fn renamed_since(dir: &Path, newest: &SegmentEntry, seq: u64) -> Option<SegmentE
 }
 
 /// Removes what earlier writers left: prepared segments other than segment `next` (the
-/// one the log rolls into next, which the new writer may adopt), creation temporaries,
-/// and index temporaries. Only the holder of the log's writer lock calls this, so no
-/// live writer owns them.
-pub(crate) fn remove_leftovers(dir: &Path, next: u64) -> Result<()> {
+/// one the log rolls into next, which the new writer may adopt), spares, creation
+/// temporaries, and index temporaries. The spares a writer left for this one
+/// ([`kept_name`]) are taken instead: renamed back to their spare names (so that a crash
+/// in their recycling leaves a spare for the next open to delete, as any), and returned,
+/// oldest first. Only the holder of the log's writer lock calls this, so no live writer
+/// owns them.
+pub(crate) fn remove_leftovers(dir: &Path, next: u64) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
     let mut removed = false;
     let keep = next_name(next);
+    let kept_prefix = format!(".{NEXT_PREFIX}kept-");
+    let mut kept = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -238,6 +270,13 @@ pub(crate) fn remove_leftovers(dir: &Path, next: u64) -> Result<()> {
             || name.starts_with(&format!(".{NEXT_PREFIX}"))
             || (name.starts_with(".idx-") && name.ends_with(".tmp"));
         if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
+            if let Some(seq) = seq_in(&name, &kept_prefix) {
+                let spare = dir.join(spare_name(seq));
+                if crate::sys::rename_noreplace(&entry.path(), &spare).is_ok() {
+                    kept.push((seq, spare));
+                    continue;
+                }
+            }
             std::fs::remove_file(entry.path()).map_err(|e| Error::io("remove", entry.path(), e))?;
             removed = true;
         }
@@ -245,7 +284,8 @@ pub(crate) fn remove_leftovers(dir: &Path, next: u64) -> Result<()> {
     if removed {
         sync_dir(dir)?;
     }
-    Ok(())
+    kept.sort_unstable();
+    Ok(kept.into_iter().map(|(_, path)| path).collect())
 }
 
 /// Where Linux gives the identity of the running boot: a new random UUID at each boot.

@@ -231,8 +231,8 @@ impl Turned for LogWriter {
 
     /// The segments this turn rolled past are sealed in the background meanwhile, each
     /// under its own lock, which the next writer waits for before its flush counts them.
-    fn close_clean(self, left: &mut Left, record: impl FnOnce(&CleanLog)) {
-        let (retired, closing) = LogWriter::close_clean(self, record);
+    fn close_clean(self, left: &mut Left, hand_on: bool, record: impl FnOnce(&CleanLog)) {
+        let (retired, closing) = LogWriter::close_clean(self, hand_on, record);
         left.retired.extend(retired);
         left.closing.retain(|closing| !closing.is_finished());
         left.closing.push(closing);

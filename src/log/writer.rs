@@ -427,7 +427,11 @@ impl LogWriter {
     /// lock (not after a failed flush or seal, or if the newest segment's writer is not
     /// clean). Returns the segments retention deleted, and the sealing still under way.
     /// A retention run due after the last roll is left to the next writer's.
-    pub(crate) fn close_clean(self, record: impl FnOnce(&CleanLog)) -> (Vec<Retired>, Closing) {
+    pub(crate) fn close_clean(
+        self,
+        hand_on: bool,
+        record: impl FnOnce(&CleanLog),
+    ) -> (Vec<Retired>, Closing) {
         let Self {
             segment,
             seq,
@@ -437,7 +441,7 @@ impl LogWriter {
             _lock: lock,
             ..
         } = self;
-        let (settled, retired) = background.stop_preparing();
+        let (settled, retired) = background.stop_preparing(hand_on);
         // The log's lock guards the newest segment from here on.
         if let Some(segment) = segment.close_clean(|_| {}).filter(|_| settled) {
             record(&CleanLog {
@@ -465,7 +469,7 @@ impl LogWriter {
     ) -> Result<Self> {
         let next = newest.seq + 1;
         // A segment the last writer prepared and never rolled into is kept for this one.
-        segment::remove_leftovers(dir, next)?;
+        let kept = segment::remove_leftovers(dir, next)?;
         let first = StreamReader::open(&newest.path)?
             .iter()
             .next()
@@ -483,7 +487,7 @@ impl LogWriter {
             segment.capacity() / 4
         };
         let want = (segment.write_offset() >= prepare_at).then_some(next);
-        let background = Background::start(dir, &options, want)?;
+        let background = Background::start(dir, &options, want, kept)?;
         let mut writer = Self {
             dir: dir.to_owned(),
             segment,
@@ -1410,16 +1414,28 @@ struct Background {
 }
 
 impl Background {
-    /// Starts the threads; `want` is the segment to prepare at once.
-    fn start(dir: &Path, options: &LogOptions, want: Option<u64>) -> Result<Self> {
+    /// Starts the threads; `want` is the segment to prepare at once, `kept` the spares
+    /// the last writer left for this one ([`segment::remove_leftovers`]), which the
+    /// preparing thread recycles before any retired here (deleted beyond
+    /// [`MAX_SPARES`]).
+    fn start(
+        dir: &Path,
+        options: &LogOptions,
+        want: Option<u64>,
+        kept: Vec<PathBuf>,
+    ) -> Result<Self> {
+        let mut state = State {
+            want,
+            // Allocated here, not at the first rolls.
+            queue: VecDeque::with_capacity(QUEUE_CAPACITY),
+            dir: dir.to_owned(),
+            ..State::default()
+        };
+        for path in kept {
+            keep_spare(&mut state, Spare { path, warm: None });
+        }
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                want,
-                // Allocated here, not at the first rolls.
-                queue: VecDeque::with_capacity(QUEUE_CAPACITY),
-                dir: dir.to_owned(),
-                ..State::default()
-            }),
+            state: Mutex::new(state),
             changed: Condvar::new(),
             to_preparer: Condvar::new(),
             retention: Mutex::new(()),
@@ -1634,7 +1650,7 @@ impl Background {
     /// thread goes on to seal every retired segment, and runs no more retention (a run
     /// under way is waited for). Whether all went well so far, and the segments
     /// retention deleted.
-    fn stop_preparing(&mut self) -> (bool, Vec<Retired>) {
+    fn stop_preparing(&mut self, hand_on: bool) -> (bool, Vec<Retired>) {
         {
             let mut state = self.state();
             while state.retaining {
@@ -1649,15 +1665,19 @@ impl Background {
             true => true,
             false => self.threads.remove(0).join().is_ok(),
         };
-        self.leave_prepared();
+        self.leave_prepared(hand_on);
         let mut state = self.state();
         let settled = joined && !state.poisoned && state.rename.is_none();
         (settled, std::mem::take(&mut state.retired))
     }
 
     /// Once the preparing thread stopped: closes the prepared segment, kept for the next
-    /// writer, and deletes the spares.
-    fn leave_prepared(&self) {
+    /// writer, and deletes the spares, or with `hand_on` (a process waits to open the
+    /// log next) leaves them for the next writer under their kept names
+    /// ([`segment::kept_name`]): that writer's first segments are then recycled, not
+    /// created, and this one does not wait to delete them (milliseconds each, their
+    /// pages in memory freed) before it lets the next in.
+    fn leave_prepared(&self, hand_on: bool) {
         // A prepared segment nobody took stays for the next writer, which adopts it
         // (see `prepare`): a writer opened for a few appends then finds its next
         // segment ready instead of preparing and removing one each time.
@@ -1678,9 +1698,16 @@ impl Background {
         if let Some(prepared) = prepared {
             mappings.push(Box::new(prepared.prefaulter()));
         }
-        // A spare nobody recycled is a retired segment: deleted (or by the next open).
+        // A spare nobody recycled is a retired segment: deleted (or by the next open),
+        // or left for the next writer. Renamed without replacing: a kept spare is one
+        // this writer's retention took out of the log, and nothing has changed it since.
         for spare in spares {
-            let _ = std::fs::remove_file(&spare.path);
+            let left = hand_on
+                && segment::kept_path(&spare.path)
+                    .is_some_and(|kept| crate::sys::rename_noreplace(&spare.path, &kept).is_ok());
+            if !left {
+                let _ = std::fs::remove_file(&spare.path);
+            }
             if let Some(warm) = spare.warm {
                 mappings.push(Box::new(warm));
             }
@@ -1706,7 +1733,7 @@ impl Drop for Background {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        self.leave_prepared();
+        self.leave_prepared(false);
     }
 }
 

@@ -176,7 +176,7 @@ impl Turned for StreamWriter {
         StreamWriter::open_clean(path, options.clone(), &record.segment)
     }
 
-    fn close_clean(self, (): &mut (), record: impl FnOnce(&CleanLog)) {
+    fn close_clean(self, (): &mut (), _hand_on: bool, record: impl FnOnce(&CleanLog)) {
         StreamWriter::close_clean(self, |segment| {
             record(&CleanLog {
                 seq: 0,
