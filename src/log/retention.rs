@@ -203,6 +203,11 @@ fn candidates(
 /// size and that no reader has open is not removed but renamed to its spare name (see
 /// [`take_spare`]), and `spare` set to that path, for the preparing thread to recycle.
 ///
+/// Each segment file it removes is opened first and pushed to `removed_open`: removed
+/// while open, a file loses its name at once and its pages only when the last
+/// descriptor closes, which for a segment in memory takes milliseconds; the caller
+/// drops `removed_open` once nothing waits for the run.
+///
 /// # Errors
 /// [`Error::BadCursor`] when the limits would delete a segment and a damaged cursor
 /// stops it (nothing is deleted); [`Error::Io`] and others for a segment that cannot be
@@ -213,6 +218,7 @@ pub(crate) fn apply(
     now: i64,
     known: &[Known],
     mut spare: Option<&mut Option<std::path::PathBuf>>,
+    removed_open: &mut Vec<std::fs::File>,
 ) -> Result<Vec<Retired>> {
     let segments = segment::list(dir)?;
     remove_orphan_indexes(dir, segments.first().map(|s| s.seq))?;
@@ -270,6 +276,11 @@ pub(crate) fn apply(
             _ => None,
         };
         if kept.is_none() {
+            // Kept open across its deletion, so that its pages are freed when the
+            // caller drops it, not in the deletion (see `apply`).
+            if let Ok(file) = open_to_hold(&entry.path) {
+                removed_open.push(file);
+            }
             std::fs::remove_file(&entry.path).map_err(|e| Error::io("remove", &entry.path, e))?;
         }
         failpoint!("retain:after_remove");
@@ -291,6 +302,16 @@ pub(crate) fn apply(
         });
     }
     Ok(retired)
+}
+
+/// Opens the segment file at `path` to read, not following a symbolic link, only to
+/// hold it across its removal.
+fn open_to_hold(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// Takes segment `entry` out of the log for recycling, in place of its deletion

@@ -844,7 +844,14 @@ impl LogWriter {
     pub fn enforce_retention(&mut self) -> Result<Vec<Retired>> {
         self.wait_retired()?;
         let _turn = self.background.retention_turn();
-        retention::apply(&self.dir, &self.options, now_nanos(), &[], None)
+        retention::apply(
+            &self.dir,
+            &self.options,
+            now_nanos(),
+            &[],
+            None,
+            &mut Vec::new(),
+        )
     }
 
     /// Segments the background thread deleted by retention since the last call, once it
@@ -2161,11 +2168,12 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             // thread has none.
             let want_spare = state.spares.len() < MAX_SPARES && !state.stop;
             let mut spare = None;
+            let mut held = Vec::new();
             drop(state);
             let result = {
                 let _turn = shared.retention.lock().unwrap_or_else(|e| e.into_inner());
                 let slot = want_spare.then_some(&mut spare);
-                retention::apply(dir, options, now_nanos(), &known, slot)
+                retention::apply(dir, options, now_nanos(), &known, slot, &mut held)
             };
             state = lock();
             // A failure does not stop the writer: it is retried after the next roll,
@@ -2217,6 +2225,12 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             shared.changed.notify_all();
             // The preparing thread may be waiting for this run (for its spare).
             shared.to_preparer.notify_all();
+            // The deleted segments' pages are freed here, once nothing waits for the
+            // run (a writer handing the turn over does): milliseconds for each segment
+            // in memory.
+            drop(state);
+            drop(held);
+            state = lock();
             continue;
         }
         if let Some((mut job, written)) = sealing.take() {
