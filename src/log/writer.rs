@@ -1655,11 +1655,25 @@ impl Background {
     /// Stops the threads, waiting for the preparing thread alone (which makes a rename
     /// still due, and leaves its prepared segment for the next writer): the sealing
     /// thread goes on to seal every retired segment, and runs no more retention (a run
-    /// under way is waited for). Whether all went well so far, and the segments
-    /// retention deleted.
+    /// under way is waited for). With `hand_on` (another process waits to open the log
+    /// next), a retention run due after the last roll is waited for too, up to
+    /// [`HAND_ON_RETENTION`], so that the segment it retires passes to that process as a
+    /// spare. Whether all went well so far, and the segments retention deleted.
     fn stop_preparing(&mut self, hand_on: bool) -> (bool, Vec<Retired>) {
         {
             let mut state = self.state();
+            let until = Instant::now() + HAND_ON_RETENTION;
+            while hand_on
+                && state.rolls != state.retained_rolls
+                && state.failed.is_none()
+                && let Some(left) = until.checked_duration_since(Instant::now())
+            {
+                state = self
+                    .shared
+                    .changed
+                    .wait_timeout(state, left)
+                    .map_or_else(|e| e.into_inner().0, |(state, _)| state);
+            }
             while state.retaining {
                 state = self.wait(state);
             }
@@ -2137,13 +2151,30 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
             drop(state);
             let result = settle_foreign(dir, &entry);
             state = lock();
-            state.foreign.pop_front();
             state.busy = false;
-            if let Err(e) = result {
-                state.fail(e);
+            match result {
+                Ok(false) => {
+                    // Its writer still seals it (tens of milliseconds): a retention run
+                    // due goes first (below), so that this writer's rolls get spares
+                    // meanwhile rather than new segments; otherwise this thread looks
+                    // again in a millisecond, or at the next roll.
+                    if !(state.rename.is_none() && state.rolls != state.retained_rolls) {
+                        state = shared
+                            .changed
+                            .wait_timeout(state, FOREIGN_LOOK)
+                            .map_or_else(|e| e.into_inner().0, |(state, _)| state);
+                        continue;
+                    }
+                }
+                settled => {
+                    state.foreign.pop_front();
+                    if let Err(e) = settled {
+                        state.fail(e);
+                    }
+                    shared.changed.notify_all();
+                    continue;
+                }
             }
-            shared.changed.notify_all();
-            continue;
         }
         // While the newest segment is not in place yet, the segment before it is neither
         // deleted nor sealed (the preparing thread wakes this one after the rename); a
@@ -2326,33 +2357,33 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     }
 }
 
-/// Waits until the segment `entry`, which a writer that had the log before may still be
+/// Settles the segment `entry`, which a writer that had the log before may still be
 /// sealing (another turn's sealing thread, [`LogWriter::close_clean`], holds the
-/// segment's lock until it is sealed), is sealed: once its lock is free, seals it if that
-/// writer did not (it died, or its flush failed), and syncs the directory. A segment
-/// gone (deleted by retention) is done with.
-fn settle_foreign(dir: &Path, entry: &SegmentEntry) -> Result<()> {
+/// segment's lock until it is sealed): `false` while its lock is held, without waiting;
+/// once it is free, seals it if that writer did not (it died, or its flush failed),
+/// syncs the directory, and returns `true`. A segment gone (deleted by retention) is
+/// done with.
+fn settle_foreign(dir: &Path, entry: &SegmentEntry) -> Result<bool> {
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
-    loop {
-        match std::fs::File::open(&entry.path) {
-            Ok(file) => {
-                file.lock().map_err(|e| Error::io("lock", &entry.path, e))?;
-                let _ = file.unlock();
-            }
-            Err(e) if gone(&e) => return Ok(()),
-            Err(e) => return Err(Error::io("open", &entry.path, e)),
-        }
-        match StreamReader::open(&entry.path) {
-            Ok(reader) if reader.is_sealed() => return sync_dir(dir),
-            Ok(_) => {}
-            Err(Error::Io { source, .. }) if gone(&source) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        match seal_unsealed(dir, entry) {
-            // Another writer's sealing thread got to it first.
-            Err(Error::Locked { .. }) => continue,
-            sealed => return sealed.map(drop),
-        }
+    match std::fs::File::open(&entry.path) {
+        Ok(file) => match file.try_lock() {
+            Ok(()) => drop(file),
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &entry.path, e)),
+        },
+        Err(e) if gone(&e) => return Ok(true),
+        Err(e) => return Err(Error::io("open", &entry.path, e)),
+    }
+    match StreamReader::open(&entry.path) {
+        Ok(reader) if reader.is_sealed() => return sync_dir(dir).map(|()| true),
+        Ok(_) => {}
+        Err(Error::Io { source, .. }) if gone(&source) => return Ok(true),
+        Err(e) => return Err(e),
+    }
+    match seal_unsealed(dir, entry) {
+        // Another writer's sealing thread got to it first.
+        Err(Error::Locked { .. }) => Ok(false),
+        sealed => sealed.map(|_| true),
     }
 }
 
@@ -2389,6 +2420,15 @@ fn seal(dir: &Path, job: Retiring) -> Result<()> {
     drop(segment);
     Ok(())
 }
+
+/// How long a writer handing the turn to a waiting process waits for the retention run
+/// due after its last roll (a millisecond or two, once the sealing thread is between two
+/// steps of a seal), whose retired segment then passes to that process as a spare.
+const HAND_ON_RETENTION: Duration = Duration::from_millis(20);
+
+/// How often the sealing thread looks whether a segment another turn's writer still
+/// seals is done, when nothing else is due.
+const FOREIGN_LOOK: Duration = Duration::from_millis(1);
 
 /// Bytes the preparing thread prefaults at a time, checking between chunks whether the
 /// writer is already waiting for the segment.
