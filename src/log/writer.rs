@@ -426,7 +426,10 @@ impl LogWriter {
     /// state [`open_clean`](Self::open_clean) resumes from, before it releases the log's
     /// lock (not after a failed flush or seal, or if the newest segment's writer is not
     /// clean). Returns the segments retention deleted, and the sealing still under way.
-    /// A retention run due after the last roll is left to the next writer's.
+    /// A retention run due after the last roll is left to the next writer's, unless
+    /// `hand_on` (another process waits for the log): then it is waited for, briefly,
+    /// and the segment it retires passes to that process with the other spares
+    /// ([`Background::stop_preparing`]).
     pub(crate) fn close_clean(
         self,
         hand_on: bool,
