@@ -100,19 +100,25 @@ fn facts(dir: &Path, entry: &SegmentEntry, bytes: u64, known: &[Known]) -> Resul
         });
     }
     let reader = entry.open()?;
-    let (index, last) = match SegmentIndex::load(dir, entry.seq, &reader) {
-        Some(found) => found,
+    let (events, last_timestamp) = match SegmentIndex::load(dir, entry.seq, &reader) {
+        Some((index, last)) => (index.event_count, last),
+        // No index (a segment not sealed yet, another process's writer may be sealing
+        // it): one pass over its events for both.
         None => {
-            let index = SegmentIndex::build(&reader)?;
-            let last = reader.iter().last().transpose()?.map(|e| e.timestamp());
-            (index, last)
+            let mut events = 0;
+            let mut last = None;
+            for event in reader.iter() {
+                last = Some(event?.timestamp());
+                events += 1;
+            }
+            (events, last)
         }
     };
     Ok(Facts {
         entry: entry.clone(),
         bytes,
-        events: index.event_count,
-        last_timestamp: last,
+        events,
+        last_timestamp,
     })
 }
 
