@@ -720,6 +720,23 @@ impl fmt::Display for ManyReport {
             f,
             "(ratios to one thread appending through LogWriter; shared: one SharedLogWriter, every thread appending its share; processes: each its own SharedLogWriter, taking turns)"
         )?;
+        // Several processes against one process alone, the comparison that matters to
+        // a program choosing between them.
+        let alone = self
+            .throughput
+            .iter()
+            .find(|row| row.system == "processes" && row.threads == 1)
+            .map(|row| self.rate(&row.runs));
+        for row in &self.throughput {
+            if let (Some(alone), "processes", 2..) = (alone, row.system, row.threads) {
+                writeln!(
+                    f,
+                    "{} processes together: {:.2}x one process alone",
+                    row.threads,
+                    self.rate(&row.runs) / alone
+                )?;
+            }
+        }
         if let Some(u) = &self.uncontended {
             let (exclusive, shared, mutex) = u.per_append_ns();
             let pct = |q: Quartiles| {

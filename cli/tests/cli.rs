@@ -1226,6 +1226,7 @@ fn bench_many_compares_threads_with_the_single_writer() {
         "shared  4 threads",
         "processes  1 process",
         "processes  2 processes",
+        "2 processes together: ",
     ] {
         assert!(out.contains(row), "{row}: {out}");
     }
