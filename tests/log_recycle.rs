@@ -75,6 +75,17 @@ fn assert_holds(dir: &Path, positions: &[Position], first: u64, end: u64) {
     }
 }
 
+/// Asserts that the log holds the newest of events `0..end` of [`payload`] (each event's
+/// timestamp is its number), from the first it kept on, each at its position, and that
+/// every segment reads as exactly its own events.
+fn assert_kept_as_appended(dir: &Path, positions: &[Position], end: u64) {
+    let first = read_all(dir)[0].1 as u64;
+    assert_holds(dir, positions, first, end);
+    for (_, file, _) in segments(dir) {
+        check_segment(&file, base_of(&file));
+    }
+}
+
 /// Whether the newest segment at `file` is a recycled one: bytes of a previous life lie
 /// past its events (a created segment is all zeros there), none of them read as events.
 fn holds_a_previous_life(file: &Path) -> bool {
@@ -153,11 +164,7 @@ fn retired_segments_are_recycled_and_their_old_events_never_show() {
     // Every kept event, in order, and only those.
     log.flush().unwrap();
     drop(log);
-    let first = read_all(&path)[0].1 as u64;
-    assert_holds(&path, &positions, first, 6000);
-    for (_, file, _) in segments(&path) {
-        check_segment(&file, base_of(&file));
-    }
+    assert_kept_as_appended(&path, &positions, 6000);
     // The writer's open (after a close) and appends on top.
     let mut log = LogWriter::open(&path).unwrap();
     for i in 6000..7000u64 {
@@ -651,14 +658,7 @@ fn a_handover_leaves_its_spares_to_the_next_writer_which_recycles_them() {
         }
         drop(second);
     });
-    let kept = segments(&path)[0].0;
-    let first_kept = read_all(&path)[0].0;
-    assert_eq!(first_kept.segment(), kept);
-    let first_event = positions.iter().position(|p| *p == first_kept).unwrap() as u64;
-    assert_holds(&path, &positions, first_event, i);
-    for (_, file, _) in segments(&path) {
-        check_segment(&file, base_of(&file));
-    }
+    assert_kept_as_appended(&path, &positions, i);
     assert_eq!(
         hidden_files(&path, "..next-"),
         Vec::new(),
@@ -716,10 +716,5 @@ fn kept_spares_are_recycled_or_deleted_by_the_next_writer() {
     }
     drop(log);
     assert_eq!(hidden_files(&path, "..next-"), Vec::new());
-    let first_kept = read_all(&path)[0].0;
-    let first_event = positions.iter().position(|p| *p == first_kept).unwrap() as u64;
-    assert_holds(&path, &positions, first_event, i);
-    for (_, file, _) in segments(&path) {
-        check_segment(&file, base_of(&file));
-    }
+    assert_kept_as_appended(&path, &positions, i);
 }
