@@ -826,6 +826,13 @@ impl Prefaulter {
         self.raw.len() as u64
     }
 
+    /// Whether this is the last handle on the mapping (its writer and every other handle
+    /// dropped): dropping it then unmaps the pages. A look that another thread's drop may
+    /// make out of date at once.
+    pub fn is_last(&self) -> bool {
+        Arc::strong_count(&self.raw) == 1
+    }
+
     /// Maps the pages of `offset..offset + len` writable ahead of use
     /// (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14 and later). Contents are unchanged.
     pub fn populate(&self, offset: u64, len: u64) -> io::Result<()> {

@@ -816,18 +816,22 @@ impl<W: Turned> Handle<W> {
 }
 
 impl<W: Turned> Drop for Handle<W> {
-    /// Stops the keeper and gives the turn up (closing the writer).
+    /// Gives the turn up (closing the writer), then stops the keeper: a process waiting
+    /// for the turn gets it without waiting for this thread's stop.
     fn drop(&mut self) {
+        {
+            let mut turn = self.inner.lock_turn();
+            // What the writer could leave to a process waiting for the turn is deleted if
+            // none waits.
+            let hand_on = self.inner.wanted();
+            self.inner.release(&mut turn, hand_on);
+        }
+        // The keeper, woken meanwhile, finds the turn given up and does nothing more.
         self.stop_keeper();
         if let Some(keeper) = self.keeper.take() {
             let _ = keeper.join();
         }
-        let mut turn = self.inner.lock_turn();
-        // What the writer could leave to a process waiting for the turn is deleted if
-        // none waits.
-        let hand_on = self.inner.wanted();
-        self.inner.release(&mut turn, hand_on);
-        W::finish(&mut turn.left);
+        W::finish(&mut self.inner.lock_turn().left);
     }
 }
 

@@ -832,8 +832,18 @@ impl StreamWriter {
         {
             pretoucher.detach();
         }
+        // The mapping outlives the writer here: if nothing else holds it (the prefaulting
+        // thread ended), it is unmapped by a thread of its own, since unmapping a
+        // segment's populated pages takes milliseconds that the next holder of the turn
+        // would wait.
+        let pages = self.map.prefaulter();
         before_unlock(&clean);
         drop(self);
+        if pages.is_last() {
+            let _ = std::thread::Builder::new()
+                .name("evstream-unmap".into())
+                .spawn(move || drop(pages));
+        }
         Some(clean)
     }
 
