@@ -161,6 +161,97 @@ fn a_flush_after_another_process_unflushed_turn_makes_its_events_durable() {
     drop(log);
 }
 
+/// Whether each segment of the log but the newest is sealed, oldest first.
+fn sealed_before_newest(path: &Path) -> Vec<bool> {
+    let all = segments(path);
+    all[..all.len() - 1]
+        .iter()
+        .map(|segment| StreamReader::open(segment).unwrap().is_sealed())
+        .collect()
+}
+
+/// Under lazy write-back, a writer that hands the log to another process's writer
+/// leaves the segments it rolled past to that writer, which seals them as its own come
+/// due: never more than 8 unsealed behind the newest (its own and those left), and every
+/// one sealed and indexed once the last writer closes, with every event in its place.
+#[test]
+fn a_lazy_handover_leaves_its_retired_segments_to_the_next_writer_which_seals_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = LogOptions::default()
+        .segment_size(1 << 20)
+        .write_back(WriteBack::Lazy);
+    drop(LogWriter::create(&path, options).unwrap());
+    // About a thousand 1,000-byte events a segment.
+    let theirs = 3_500;
+    let first = SharedLogWriter::open(&path).unwrap();
+    for seq in 0..theirs {
+        first.append(seq as i64, &payload(1, seq, 1000)).unwrap();
+    }
+    // Another writer (another process's, as far as the turn goes) takes the turn from
+    // the idle first one, whose close hands the log on.
+    let second = SharedLogWriter::open(&path).unwrap();
+    let left = sealed_before_newest(&path);
+    assert!(
+        left.len() >= 3,
+        "the first writer rolled past {} segments",
+        left.len()
+    );
+    assert!(
+        left.iter().all(|sealed| !sealed),
+        "the handover left them unsealed: {left:?}"
+    );
+
+    // Nine more segments: 12 behind the newest, more than the 8 lazy write-back lets
+    // wait, the oldest (those left) first.
+    let ours = 9_500;
+    for seq in 0..ours {
+        second
+            .append(theirs as i64 + seq as i64, &payload(2, seq, 1000))
+            .unwrap();
+    }
+    let began = Instant::now();
+    let unsealed = loop {
+        let sealed = sealed_before_newest(&path);
+        let unsealed = sealed.iter().filter(|sealed| !**sealed).count();
+        assert!(
+            sealed.len() >= 12,
+            "{} segments behind the newest",
+            sealed.len()
+        );
+        if unsealed <= 8 || began.elapsed() > Duration::from_secs(20) {
+            assert!(
+                sealed.iter().take_while(|sealed| **sealed).count() == sealed.len() - unsealed,
+                "sealed oldest first: {sealed:?}"
+            );
+            break unsealed;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(unsealed <= 8, "{unsealed} retired segments wait unsealed");
+
+    // The last writer to close, with no one waiting, seals them all.
+    drop(second);
+    drop(first);
+    let all = segments(&path);
+    for (seq, segment) in all[..all.len() - 1].iter().enumerate() {
+        assert!(
+            StreamReader::open(segment).unwrap().is_sealed(),
+            "{} is sealed",
+            segment.display()
+        );
+        assert!(
+            path.join(format!("{seq:08}.idx")).exists(),
+            "segment {seq} is indexed"
+        );
+    }
+    let expected: Vec<(u64, u64)> = (0..theirs)
+        .map(|seq| (1, seq))
+        .chain((0..ours).map(|seq| (2, seq)))
+        .collect();
+    assert_eq!(events(&path), expected);
+}
+
 /// Has the idle holder of the turn (a `SharedLogWriter` of this process with no call
 /// under way) give it up, with no process taking it: holds `WANT` as a waiting process
 /// does until the handover record is in `TURN`.

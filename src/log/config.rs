@@ -71,9 +71,13 @@ pub enum WriteBack {
     /// retired segment is flushed (then indexed) in the background once 8 younger ones
     /// wait, once it has waited 30 seconds (the kernel has usually written it back
     /// already, so the flush costs little), at a [`flush`](crate::LogWriter::flush), or
-    /// when the writer is dropped. A power loss without a flush may take anything the
-    /// kernel had not written back yet: the newest segment and up to 8 retired ones
-    /// (those retired in the last 30 seconds).
+    /// when the writer is dropped. A [`SharedLogWriter`](crate::SharedLogWriter) that
+    /// gives the log up to another process's writer waiting for it leaves its retired
+    /// segments to that writer instead, which flushes them as its own come due (up to 8
+    /// waiting, theirs and its own; 30 seconds after they were last written; at its
+    /// flush or its close). A power loss without a flush may take anything the kernel
+    /// had not written back yet: the newest segment and up to 8 retired ones (those
+    /// retired in the last 30 seconds).
     ///
     /// The default: as with a file written through `std::fs::File` and never synced,
     /// what has not been flushed reaches the disk when the kernel writes it back, and

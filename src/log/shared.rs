@@ -42,7 +42,9 @@ use crate::turn::{Shared, Turned};
 /// log's writer from that record, without checking again what a clean writer of this
 /// boot wrote (or, without a valid record, as [`LogWriter::open`] does), so that the
 /// process sees every event the others appended and continues after the last. The
-/// segments a turn rolled past are sealed in the background after it. A handover
+/// segments a turn rolled past are sealed in the background after it (under lazy
+/// write-back, the default, by the next holder as its own come due: [`WriteBack::Lazy`](crate::WriteBack::Lazy)
+/// says when). A handover
 /// costs closing and opening the writer, a few milliseconds: several processes
 /// appending at full speed get less than one process's rate together (`evstream bench
 /// --many`); threads of one process sharing a handle pay nothing of it. The turn
@@ -230,7 +232,8 @@ impl Turned for LogWriter {
     }
 
     /// The segments this turn rolled past are sealed in the background meanwhile, each
-    /// under its own lock, which the next writer waits for before its flush counts them.
+    /// under its own lock, which the next writer waits for before its flush counts them
+    /// (under lazy write-back with `hand_on`, left unsealed for the next writer).
     fn close_clean(self, left: &mut Left, hand_on: bool, record: impl FnOnce(&CleanLog)) {
         let (retired, closing) = LogWriter::close_clean(self, hand_on, record);
         left.retired.extend(retired);

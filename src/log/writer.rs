@@ -395,7 +395,10 @@ impl LogWriter {
             if entry.seq + 1 != after || dir.join(segment::index_name(entry.seq)).exists() {
                 break;
             }
-            foreign.push_front(entry.clone());
+            let written = std::fs::metadata(&entry.path)
+                .and_then(|meta| meta.modified())
+                .ok();
+            foreign.push_front((entry.clone(), written));
             after = entry.seq;
         }
         let newest = newest.clone();
@@ -422,7 +425,8 @@ impl LogWriter {
     /// Closes the writer without waiting for the seals of the segments it rolled past:
     /// the newest segment is closed, its successor put in place, the log's lock released,
     /// while the sealing thread goes on sealing them, each under its segment's lock
-    /// (see [`Closing`]). If all went well, runs `record` with what the writer left, the
+    /// (see [`Closing`]); under lazy write-back with `hand_on`, it leaves them unsealed
+    /// for the next writer instead. If all went well, runs `record` with what the writer left, the
     /// state [`open_clean`](Self::open_clean) resumes from, before it releases the log's
     /// lock (not after a failed flush or seal, or if the newest segment's writer is not
     /// clean). Returns the segments retention deleted, and the sealing still under way.
@@ -1358,9 +1362,15 @@ struct State {
     preparing: bool,
     queue: VecDeque<Retiring>,
     /// Segments before the newest that the writers before this one may still be
-    /// sealing ([`LogWriter::open_clean`]), oldest first: the sealing thread waits for
-    /// each one's lock and seals it if they did not ([`settle_foreign`]).
-    foreign: VecDeque<SegmentEntry>,
+    /// sealing, or left unsealed ([`LogWriter::open_clean`]), oldest first, with when
+    /// each was last written: the sealing thread waits for each one's lock and seals it
+    /// if they did not ([`settle_foreign`]), at once under eager write-back and as its
+    /// own retired segments come due under lazy ([`foreign_due`]).
+    foreign: VecDeque<(SegmentEntry, Option<SystemTime>)>,
+    /// The writer stops to hand the log to another process's writer, waiting for it
+    /// ([`Background::stop_preparing`]): under lazy write-back the retired segments are
+    /// left unsealed, for that writer to seal as its own.
+    handing_on: bool,
     /// An empty index for the next segment, allocated by the preparing thread so that a
     /// roll allocates nothing.
     next_index: Option<SegmentIndex>,
@@ -1602,7 +1612,7 @@ impl Background {
     /// retention).
     fn wait_retired(&self) -> Result<()> {
         let mut state = self.state();
-        if !state.queue.is_empty() {
+        if !state.queue.is_empty() || !state.foreign.is_empty() {
             state.urgent = true;
             self.shared.changed.notify_all();
         }
@@ -1657,7 +1667,9 @@ fn poisoned(state: &mut State) -> Error {
 impl Background {
     /// Stops the threads, waiting for the preparing thread alone (which makes a rename
     /// still due, and leaves its prepared segment for the next writer): the sealing
-    /// thread goes on to seal every retired segment, and runs no more retention (a run
+    /// thread goes on to seal every retired segment (under lazy write-back with
+    /// `hand_on`, it leaves them unsealed to the next writer instead: [`foreign_due`]),
+    /// and runs no more retention (a run
     /// under way is waited for). With `hand_on` (another process waits to open the log
     /// next), a retention run due after the last roll is waited for too, up to
     /// [`HAND_ON_RETENTION`], so that the segment it retires passes to that process as a
@@ -1681,6 +1693,7 @@ impl Background {
                 state = self.wait(state);
             }
             state.retained_rolls = state.rolls;
+            state.handing_on = hand_on;
             state.stop = true;
             self.shared.changed.notify_all();
             self.shared.to_preparer.notify_all();
@@ -2126,6 +2139,32 @@ fn seal_due(state: &State, options: &LogOptions) -> bool {
         || oldest.retired_at.elapsed() >= LAZY_SEAL_AFTER
 }
 
+/// Whether the sealing thread settles the oldest segment an earlier writer left
+/// ([`settle_foreign`]) now: at once under eager write-back; under lazy write-back when
+/// one of this writer's own retired segments would come due ([`seal_due`]): a flush
+/// waits, the writer stops without handing the log on, more than [`MAX_UNSEALED`] wait
+/// (its own and those left), or the segment was last written [`LAZY_SEAL_AFTER`] ago
+/// (the file's modification time: a writer that had the log for less than that does
+/// not restart the count).
+fn foreign_due(state: &State, options: &LogOptions) -> bool {
+    let Some((_, written)) = state.foreign.front() else {
+        return false;
+    };
+    options.write_back == WriteBack::Eager
+        || state.urgent
+        || (state.stop && !state.handing_on)
+        || state.foreign.len() + state.queue.len() > MAX_UNSEALED
+        || foreign_wait(*written).is_zero()
+}
+
+/// How long until a segment an earlier writer left, last written at `written`, comes
+/// due under lazy write-back; zero if its time is unknown.
+fn foreign_wait(written: Option<SystemTime>) -> Duration {
+    written
+        .and_then(|written| written.elapsed().ok())
+        .map_or(Duration::ZERO, |age| LAZY_SEAL_AFTER.saturating_sub(age))
+}
+
 /// Bytes of a retired segment the sealing thread writes back in one step. Between two
 /// steps it looks at the log: after a roll it applies retention at once (so that the
 /// preparing thread gets its spare to recycle without waiting for a whole segment's
@@ -2137,7 +2176,8 @@ const SEAL_STEP: u64 = 4 << 20;
 /// The sealing thread's loop: after each roll applies retention (dropping the retired
 /// segments it deleted, unflushed or with their write-back cut short), and writes back,
 /// flushes and indexes retired segments in order when due ([`seal_due`]), in steps of
-/// [`SEAL_STEP`]: all of them after a stop.
+/// [`SEAL_STEP`]: all of them after a stop, but for a stop that hands a log under lazy
+/// write-back on to another process's writer, which leaves them all unsealed.
 fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let mut state = lock();
@@ -2145,10 +2185,24 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
     // how far its write-back has come.
     let mut sealing: Option<(Retiring, u64)> = None;
     loop {
+        if state.stop && state.handing_on && options.write_back == WriteBack::Lazy {
+            // Handing the log to another process's writer: the retired segments (and
+            // those an earlier writer left) are left unsealed, each lock released as
+            // its writer is dropped, for that writer to seal as its own come due. A
+            // write-back under way is cut short.
+            let queue = std::mem::take(&mut state.queue);
+            state.busy = false;
+            drop(state);
+            drop(sealing);
+            drop(queue);
+            shared.changed.notify_all();
+            return;
+        }
         // Not while a seal is under way (`busy` is its flag): the segments an earlier
         // writer left come at the start, before this writer retires any.
         if sealing.is_none()
-            && let Some(entry) = state.foreign.front().cloned()
+            && foreign_due(&state, options)
+            && let Some((entry, _)) = state.foreign.front().cloned()
         {
             state.busy = true;
             drop(state);
@@ -2339,11 +2393,20 @@ fn run_sealer(shared: &Shared, dir: &Path, options: &LogOptions) {
         if state.stop && state.queue.is_empty() {
             return;
         }
-        // A lazy seal comes due by age: wake for it.
+        // A lazy seal comes due by age: wake for it (or for the oldest segment an
+        // earlier writer left unsealed).
         let timeout = state
             .queue
             .front()
-            .map(|oldest| LAZY_SEAL_AFTER.saturating_sub(oldest.retired_at.elapsed()));
+            .map(|oldest| LAZY_SEAL_AFTER.saturating_sub(oldest.retired_at.elapsed()))
+            .into_iter()
+            .chain(
+                state
+                    .foreign
+                    .front()
+                    .map(|(_, written)| foreign_wait(*written)),
+            )
+            .min();
         state = match timeout {
             Some(timeout) if options.write_back == WriteBack::Lazy => {
                 shared
