@@ -61,6 +61,14 @@ fn segments(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Creates a log of 1 MiB segments under lazy write-back at `path`.
+fn create_lazy_log(path: &Path) {
+    let options = LogOptions::default()
+        .segment_size(1 << 20)
+        .write_back(WriteBack::Lazy);
+    drop(LogWriter::create(path, options).unwrap());
+}
+
 #[test]
 #[ignore = "child process of `a_flush_after_another_process_unflushed_turn_makes_its_events_durable`"]
 fn turn_child() {
@@ -90,11 +98,8 @@ fn a_flush_after_another_process_unflushed_turn_makes_its_events_durable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     // Lazy write-back: the child's turn leaves up to 8 segments it rolled past unsealed,
-    // for its background thread to seal after it gave the turn up.
-    let options = LogOptions::default()
-        .segment_size(1 << 20)
-        .write_back(WriteBack::Lazy);
-    drop(LogWriter::create(&path, options).unwrap());
+    // and its handover leaves them so to this writer, whose flush seals them.
+    create_lazy_log(&path);
     let theirs = 12_000;
     let mut child = child_test("turn_child")
         .env("EVSTREAM_HANDOVER_PATH", &path)
@@ -178,10 +183,7 @@ fn sealed_before_newest(path: &Path) -> Vec<bool> {
 fn a_lazy_handover_leaves_its_retired_segments_to_the_next_writer_which_seals_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
-    let options = LogOptions::default()
-        .segment_size(1 << 20)
-        .write_back(WriteBack::Lazy);
-    drop(LogWriter::create(&path, options).unwrap());
+    create_lazy_log(&path);
     // About a thousand 1,000-byte events a segment.
     let theirs = 3_500;
     let first = SharedLogWriter::open(&path).unwrap();

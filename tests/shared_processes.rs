@@ -8,7 +8,8 @@
 //! append returned: those are its acknowledged events. The parent keeps
 //! `EVSTREAM_SHARED_WRITERS` children (default 3) running, kills one at random every
 //! few milliseconds and starts a new one (with a new key) in its place, until
-//! `EVSTREAM_SHARED_KILLS` kills (default 200 for a log, 50 for a stream, whose writers
+//! `EVSTREAM_SHARED_KILLS` kills (default 200 for a log, 100 for an eager log, 50 for a
+//! stream, whose writers
 //! pause 50 µs after each append so as not to fill it). After each kill it waits for the new
 //! child's first acknowledgement, and fails if none comes within 5 s (a wedged turn,
 //! or one never handed over). At the end it kills the rest, opens the log once more (which repairs what the
@@ -28,7 +29,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use evstream::{LogOptions, LogReader, SharedLogWriter, SharedStreamWriter, StreamReader};
+use evstream::{
+    LogOptions, LogReader, SharedLogWriter, SharedStreamWriter, StreamReader, WriteBack,
+};
 use reliability_support::{Rng, child_test, env_count};
 
 /// Event `seq` of writer `key`: the key and the number, then filler of a length that
@@ -145,6 +148,21 @@ fn killed_writers_lose_no_acknowledged_event() {
     let path = dir.path().join("log");
     drop(SharedLogWriter::create(&path, LogOptions::default().segment_size(64 << 10)).unwrap());
     kill_writers(&path, 200);
+}
+
+/// As [`killed_writers_lose_no_acknowledged_event`] under eager write-back, where a
+/// writer that hands the turn over goes on sealing the segments its turn rolled past
+/// (under lazy write-back it leaves them to the next holder), so that kills also land
+/// while a process seals after its turn.
+#[test]
+fn killed_writers_of_an_eager_log_lose_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = LogOptions::default()
+        .segment_size(64 << 10)
+        .write_back(WriteBack::Eager);
+    drop(SharedLogWriter::create(&path, options).unwrap());
+    kill_writers(&path, 100);
 }
 
 #[test]
