@@ -28,7 +28,8 @@ a stream that is full stays full (create a new one). An existing file is never r
 A log (--log) is a directory of such files, segments, that grows without bound: a new
 segment is started when one is full or when the --roll interval (aligned to UTC) passes,
 and the oldest segments are deleted when the log exceeds a --retain-* limit (never those
-a named cursor still needs). Every command that takes a stream file takes a log too.";
+a named cursor still needs). Every command that takes a stream file takes a log too, but
+`upgrade` (which converts version 1 stream files).";
 
 /// Arguments of `evstream create`.
 #[derive(Debug, clap::Args)]

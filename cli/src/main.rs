@@ -1,5 +1,5 @@
-//! `evstream`: create, feed, inspect, check, copy, repair and follow stream files from the
-//! shell.
+//! `evstream`: create, feed, inspect, check, copy, repair and follow logs and stream files
+//! from the shell.
 //!
 //! A thin front end over the `evstream` library: every subcommand (one module each) parses
 //! its arguments, calls the library, and prints. The byte format is the library's
@@ -36,8 +36,8 @@ mod units;
 mod upgrade;
 mod verify;
 
-/// Append-only event streams on memory-mapped files: create, append, read, check, copy,
-/// repair, follow.
+/// Append-only event logs and streams on memory-mapped files: create, append, read, check,
+/// copy, repair, follow.
 #[derive(Debug, Parser)]
 #[command(
     name = "evstream",
@@ -45,13 +45,17 @@ mod verify;
     propagate_version = true,
     after_help = "\
 Examples:
-  evstream create sensors.evs --capacity 64MiB
-  printf 'temp=21.5\\ntemp=21.7\\n' | evstream append sensors.evs
-  evstream cat sensors.evs --since -1h --format jsonl
-  evstream tail sensors.evs -n 5 --follow
-  evstream stat sensors.evs
-  evstream verify sensors.evs
+  evstream create app-log --log --retain-age 30d      # a log: rolling 64 MiB segments
+  printf 'temp=21.5\\ntemp=21.7\\n' | evstream append app-log
+  evstream cat app-log --since -1h --format jsonl
+  evstream tail app-log -n 5 --follow
+  evstream stat app-log
+  evstream verify app-log
+  evstream create sensors.evs --capacity 64MiB        # a stream: one file, fixed capacity
   evstream salvage damaged.evs rescued.evs
+
+Every command that takes a stream file takes a log directory too, but `upgrade` (which
+converts version 1 stream files).
 
 Exit status: 0 on success, 1 when a file or its data is the problem (missing, not a
 stream, locked, full, corrupt), 2 for a usage error. Run `evstream help COMMAND` for more."
@@ -68,7 +72,7 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create an empty stream file of a fixed capacity
+    /// Create a log (--log: a directory of rolling segments) or a stream file of a fixed capacity
     #[command(after_help = create::EXAMPLES)]
     Create(create::Args),
     /// Append events: arguments, lines, JSON Lines, CSV or binary frames from standard input
@@ -77,16 +81,16 @@ enum Command {
     /// Print events, one per line, optionally filtered and following new ones
     #[command(after_help = cat::EXAMPLES)]
     Cat(cat::Args),
-    /// Print the last events of a stream, optionally following new ones
+    /// Print the last events of a log or stream, optionally following new ones
     #[command(after_help = tail::EXAMPLES)]
     Tail(tail::Args),
-    /// Show a stream's size, fill, event count, time span and writer
+    /// Show a log's or stream's size, event count, time span and writer (a stream's fill too)
     #[command(after_help = stat::EXAMPLES)]
     Stat(stat::Args),
     /// Check every event's checksum and order, and the header's event count
     #[command(after_help = verify::EXAMPLES)]
     Verify(verify::Args),
-    /// Copy every readable event of a damaged stream to a new one, reporting what was skipped
+    /// Copy every readable event of a damaged log or stream to a new one, reporting what was skipped
     #[command(after_help = salvage::EXAMPLES)]
     Salvage(salvage::Args),
     /// List, show, move or delete a log's named cursors (where consumers resume)
