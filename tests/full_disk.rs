@@ -22,6 +22,9 @@
 //!   (a file system without a free inode); the failed write-back of a segment it
 //!   rolled into names the segment as it is named; one that cannot be created leaves
 //!   nothing that stops a retry; a cursor commit that fails keeps the last position.
+//! - Threads sharing a log whose device fails: no flush says `Ok` once one failed, and
+//!   every event a flush said `Ok` for reads back (where the file system turns
+//!   read-only; a full loop device loses blocks that `msync` said were written).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod reliability_support;
@@ -1026,4 +1029,151 @@ fn a_log_s_write_back_failures_name_the_segments_as_they_are_named() {
             drop(log);
         }
     }
+}
+
+/// Threads sharing one `SharedLogWriter` on a device that fails under them: once a thread
+/// has seen a flush fail, no flush begun after it, on any thread, says `Ok` (the group
+/// commit's failure reaches every caller, and the writer takes nothing more as durable),
+/// and every event a thread's `flush` said `Ok` for (every append of that thread that
+/// returned before the flush began) reads back from the device afterwards, in that
+/// thread's order.
+///
+/// The second promise is checked where the file system turns read-only. Where the
+/// device runs out of room (a loop device over a full tmpfs), the loop driver takes a
+/// write that its backing file took only in part for a whole one, and `msync` and
+/// `fdatasync` return success for blocks that never reached the device (see
+/// docs/RELIABILITY.md, "Assumptions"): no writer can keep that promise on it.
+#[test]
+fn threads_sharing_a_log_whose_device_fails_keep_every_event_a_flush_said_ok_for() {
+    for failure in [DeviceFailure::ReadOnly, DeviceFailure::Full] {
+        if !shared_log_on_a_failing_device(failure) {
+            return;
+        }
+    }
+}
+
+/// The test above on a device that fails as `failure` says; `false` if it was skipped.
+fn shared_log_on_a_failing_device(failure: DeviceFailure) -> bool {
+    use evstream::{LogOptions, LogReader, SharedLogWriter};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const THREADS: u64 = 3;
+    const EVERY: u64 = 40;
+    let disk = match LoopExt4::new() {
+        Ok(d) => d,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return false;
+        }
+    };
+    let trigger = Path::new("/sys/fs/ext4")
+        .join(disk.device.trim_start_matches("/dev/"))
+        .join("trigger_fs_error");
+    if let DeviceFailure::ReadOnly = failure {
+        let remounted = Command::new("mount")
+            .args(["-o", "remount,errors=remount-ro"])
+            .arg(disk.mount.path())
+            .status()
+            .unwrap();
+        assert!(remounted.success());
+        if !trigger.exists() {
+            eprintln!("skipped: no {}", trigger.display());
+            return false;
+        }
+    }
+    let path = disk.mount.path().join("log");
+    let log = SharedLogWriter::create(&path, LogOptions::default().segment_size(1 << 20)).unwrap();
+    // Each thread's payloads: its number, its append's index, then filler.
+    let payload = |thread: u64, index: u64| {
+        let mut payload = format!("{thread}:{index}:").into_bytes();
+        payload.resize(300, b'.');
+        payload
+    };
+    let failed = AtomicBool::new(false);
+    let acked_events = AtomicU64::new(0);
+    let acked: Vec<u64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let log = log.clone();
+                let (failed, acked_events) = (&failed, &acked_events);
+                s.spawn(move || {
+                    // The count of this thread's events its last `Ok` flush covered.
+                    let mut acked = 0;
+                    let mut index = 0;
+                    let mut errors = 0;
+                    while errors < 3 && index < 40_000 {
+                        if log.append_now(&payload(thread, index)).is_err() {
+                            errors += 1;
+                        } else {
+                            index += 1;
+                        }
+                        if index % EVERY == 0 || errors > 0 {
+                            let after_failure = failed.load(Ordering::SeqCst);
+                            match log.flush() {
+                                Ok(()) => {
+                                    assert!(
+                                        !after_failure,
+                                        "{failure:?}: thread {thread}: a flush begun after \
+                                         another failed said Ok"
+                                    );
+                                    acked_events.fetch_add(index - acked, Ordering::Relaxed);
+                                    acked = index;
+                                }
+                                Err(e) => {
+                                    if !failed.swap(true, Ordering::SeqCst) {
+                                        eprintln!("{failure:?}: first failed flush: {e}");
+                                    }
+                                    errors += 1;
+                                }
+                            }
+                        }
+                    }
+                    assert!(errors > 0, "{failure:?}: thread {thread}: no failure");
+                    acked
+                })
+            })
+            .collect();
+        // Once the threads have flushed some events, the device fails.
+        while acked_events.load(Ordering::Relaxed) < 600 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        match failure {
+            DeviceFailure::Full => {
+                fill(&disk.backing.path().join("filler"));
+            }
+            DeviceFailure::ReadOnly => std::fs::write(&trigger, "test\n").unwrap(),
+        }
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    eprintln!("{failure:?}: events each thread's last Ok flush covered: {acked:?}");
+    drop(log);
+    if let DeviceFailure::Full = failure {
+        return true;
+    }
+    disk.remount();
+    let mut next = vec![0u64; THREADS as usize];
+    let reader = LogReader::open(&path).unwrap();
+    for event in reader.iter().unwrap() {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                // Damage past the flushed events, where the device failed: what the
+                // flushes covered is checked below through the counts.
+                eprintln!("{failure:?}: read back {next:?}, then {e}");
+                break;
+            }
+        };
+        let text = String::from_utf8_lossy(event.payload()).into_owned();
+        let mut fields = text.split(':');
+        let thread: usize = fields.next().unwrap().parse().unwrap();
+        let index: u64 = fields.next().unwrap().parse().unwrap();
+        assert_eq!(index, next[thread], "thread {thread}'s events out of order");
+        next[thread] += 1;
+    }
+    for (thread, (&read, &acked)) in next.iter().zip(&acked).enumerate() {
+        assert!(
+            read >= acked,
+            "{failure:?}: thread {thread}: {acked} events flushed, {read} read back"
+        );
+    }
+    true
 }
