@@ -455,3 +455,44 @@ fn checking_the_flushed_events_is_not_skipped_for_a_handover_record() {
     ));
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
+
+/// Writers that name the stream through a symbolic link take turns with those that name
+/// it directly: the turn's files are those beside the file itself, so that neither
+/// keeps the stream from the other (an append through the other name used to be
+/// refused as by a writer keeping the stream to itself), and a writer that keeps it to
+/// itself, opened through the link, invalidates the handover record the shared writers
+/// left.
+#[test]
+fn writers_naming_the_stream_through_a_symbolic_link_take_turns_with_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.evs");
+    let link = dir.path().join("current.evs");
+    std::os::unix::fs::symlink("s.evs", &link).unwrap();
+    let direct = SharedStreamWriter::create(&path, 1 << 20).unwrap();
+    direct.append(1, b"a").unwrap();
+    // Opened while the direct writer has the turn, as another process opens it.
+    let linked = SharedStreamWriter::open(&link).unwrap();
+    linked.append(2, b"b").unwrap();
+    direct.append(3, b"c").unwrap();
+    linked.append(4, b"d").unwrap();
+    assert!(!dir.path().join("current.evs.turn").exists());
+    drop(direct);
+    drop(linked);
+    let record = dir.path().join("s.evs.turn");
+    assert_eq!(&std::fs::read(&record).unwrap()[..8], b"evsturs1");
+    drop(StreamWriter::open(&link).unwrap());
+    assert_eq!(
+        std::fs::read(&record).unwrap()[..8],
+        [0; 8],
+        "the record is invalidated by a writer opened through the link"
+    );
+    let events: Vec<(i64, Vec<u8>)> = read_all(&path)
+        .into_iter()
+        .map(|(_, ts, p)| (ts, p))
+        .collect();
+    let expected: Vec<(i64, Vec<u8>)> = [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+        .into_iter()
+        .map(|(ts, p)| (ts, p.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(events, expected);
+}

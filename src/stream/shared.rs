@@ -2,6 +2,7 @@
 //! behind a lock, with the group commit of [`crate::commit`], and by processes that take
 //! turns holding it ([`crate::turn`]), as the log's shared writer is.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -98,6 +99,18 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The stream file `path` names: the file a symbolic link points to (through any chain
+/// of links), so that writers naming the stream through a link and writers naming it
+/// directly take turns on the same files; `path` itself if it is no link, or a link
+/// that leads nowhere.
+fn resolved(path: &Path) -> Cow<'_, Path> {
+    let link = std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink());
+    match link.then(|| std::fs::canonicalize(path)) {
+        Some(Ok(real)) => Cow::Owned(real),
+        _ => Cow::Borrowed(path),
+    }
+}
+
 impl Turned for StreamWriter {
     type Seen = Seen;
     type Left = ();
@@ -106,8 +119,10 @@ impl Turned for StreamWriter {
     const MAGIC: [u8; 8] = *b"evsturs1";
     const KEEPER: &'static str = "evstream-stream-turn";
 
+    /// Beside the stream file itself: a symbolic link to it is resolved first.
     fn turn_files(path: &Path) -> (PathBuf, PathBuf) {
-        (beside(path, ".turn"), beside(path, ".want"))
+        let file = resolved(path);
+        (beside(&file, ".turn"), beside(&file, ".want"))
     }
 
     /// A stream this process may write: opened for writing (not changed), so that an
@@ -227,7 +242,9 @@ impl SharedStreamWriter {
     /// closed it cleanly and said so) and appends; when another process waits, it hands
     /// the turn over as soon as it is idle, and after at most 40 ms of appending. The
     /// turn's files are made beside the stream: `NAME.turn` (its `flock`, and the
-    /// handover record) and `NAME.want` (`docs/FORMAT.md`, "Many writer processes").
+    /// handover record) and `NAME.want` (`docs/FORMAT.md`, "Many writer processes"),
+    /// beside the file itself when `path` is a symbolic link, so that writers naming the
+    /// stream through a link take turns with those naming it directly.
     /// A process that dies, even killed in the middle of an append, loses the turn at
     /// once, and the next process repairs what it left when it opens the stream: no
     /// event another writer appended is lost. The call returns holding the turn.
