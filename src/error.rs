@@ -610,6 +610,41 @@ impl Error {
         }
     }
 
+    /// The file or directory the error is about, to change: for
+    /// [`SharedLogWriter`](crate::SharedLogWriter) and
+    /// [`SharedStreamWriter`](crate::SharedStreamWriter), which open their file by its
+    /// absolute path and name it as their caller did.
+    pub(crate) fn path_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            Self::Io { path, .. }
+            | Self::AlreadyExists { path }
+            | Self::NotAFile { path, .. }
+            | Self::Locked { path }
+            | Self::BadCapacity { path, .. }
+            | Self::BadHeader { path, .. }
+            | Self::Corrupt { path, .. }
+            | Self::NotAStream { path, .. }
+            | Self::DamagedTrailer { path, .. }
+            | Self::NoRoomForTrailer { path, .. }
+            | Self::Sealed { path }
+            | Self::Recovered { path, .. }
+            | Self::ReadersPresent { path }
+            | Self::Poisoned { path }
+            | Self::Regressed { path, .. }
+            | Self::NotALog { path, .. }
+            | Self::UnsupportedLogVersion { path, .. } => Some(path),
+            Self::OutOfOrder { .. }
+            | Self::Full { .. }
+            | Self::PayloadTooLarge { .. }
+            | Self::OffsetOutOfRange { .. }
+            | Self::EventTooLarge { .. }
+            | Self::Retired { .. }
+            | Self::NoSuchPosition { .. }
+            | Self::BadCursor { .. }
+            | Self::TimeOutOfRange { .. } => None,
+        }
+    }
+
     /// The error on one line: its message followed by each cause behind it,
     /// `: `-separated, the operating system's reasons in words
     /// (`cannot open app.evs: no such file or directory`).

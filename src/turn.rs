@@ -123,8 +123,12 @@ struct Handle<W: Turned> {
 struct Inner<W: Turned> {
     turn: Gate<Turn<W>>,
     commit: GroupCommit,
-    /// The log's directory or the stream's file.
+    /// The log's directory or the stream's file, as the caller named it: what the
+    /// handle's paths and errors say.
     at: PathBuf,
+    /// The same by its absolute path, which each turn opens: a change of the working
+    /// directory while the handle lives does not change the file a relative path named.
+    open_at: PathBuf,
     facts: W::Facts,
     options: W::Options,
     /// The turn files, when processes take turns; `None` for a writer made from one
@@ -190,16 +194,19 @@ struct Processes {
 impl<W: Turned> From<W> for Shared<W> {
     /// Shares `writer` between this process's threads; it keeps the file to itself.
     fn from(writer: W) -> Self {
-        Self::assemble(writer, None, W::Options::default())
+        let at = writer.at().to_owned();
+        Self::assemble(writer, None, W::Options::default(), at)
     }
 }
 
 impl<W: Turned> Shared<W> {
-    /// Makes the handle around `writer`, with its keeper thread if processes take turns.
-    fn assemble(writer: W, processes: Option<Processes>, options: W::Options) -> Self {
+    /// Makes the handle around `writer`, with its keeper thread if processes take turns;
+    /// `at` is the file as the caller named it.
+    fn assemble(writer: W, processes: Option<Processes>, options: W::Options, at: PathBuf) -> Self {
         let turns = processes.is_some();
         let inner = Arc::new(Inner {
-            at: writer.at().to_owned(),
+            at,
+            open_at: writer.at().to_owned(),
             facts: writer.facts(),
             options,
             turn: Gate::new(Turn {
@@ -239,12 +246,19 @@ impl<W: Turned> Shared<W> {
     /// Opens the file at `at` to append to it from this process, in turns with any
     /// other processes that opened it so, the writer opened with `options` on each turn;
     /// returns holding the turn.
+    ///
+    /// Every turn opens the file by its absolute path (a relative `at` is taken from the
+    /// working directory now); errors name it as `at` does.
     pub(crate) fn open(at: &Path, options: W::Options) -> Result<Self> {
-        W::check(at)?;
-        let processes = Processes::open::<W>(at)?;
-        processes.wait_for_turn()?;
-        let (writer, generation) = processes.open_writer::<W>(at, &options, boot_id().as_ref())?;
-        let shared = Self::assemble(writer, Some(processes), options);
+        let open_at = std::path::absolute(at).unwrap_or_else(|_| at.to_owned());
+        let named = |e| named_as(e, &open_at, at);
+        W::check(&open_at).map_err(named)?;
+        let processes = Processes::open::<W>(&open_at).map_err(named)?;
+        processes.wait_for_turn().map_err(named)?;
+        let (writer, generation) = processes
+            .open_writer::<W>(&open_at, &options, boot_id().as_ref())
+            .map_err(named)?;
+        let shared = Self::assemble(writer, Some(processes), options, at.to_owned());
         shared.inner().lock_turn().generation = generation;
         Ok(shared)
     }
@@ -258,6 +272,12 @@ impl<W: Turned> Shared<W> {
         &self.inner().at
     }
 
+    /// `error` naming the file as the caller named it (the writer opens it by its
+    /// absolute path).
+    pub(crate) fn named(&self, error: Error) -> Error {
+        self.inner().named(error)
+    }
+
     /// What does not change while the handle lives.
     pub(crate) fn facts(&self) -> &W::Facts {
         &self.inner().facts
@@ -267,7 +287,7 @@ impl<W: Turned> Shared<W> {
     #[inline(always)]
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut W) -> Result<T>) -> Result<T> {
         let inner = self.inner();
-        inner.turn.run(|turn| {
+        let result = inner.turn.run(|turn| {
             // Counted as the call begins (the keeper also looks whether a call is under
             // way: a call that spans its look, a roll waiting for its segment, is no
             // idleness), so that the call's result goes straight to the caller.
@@ -279,10 +299,11 @@ impl<W: Turned> Shared<W> {
             match turn.writer.as_mut() {
                 Some(writer) => f(writer),
                 None => Err(Error::Locked {
-                    path: inner.at.clone(),
+                    path: inner.open_at.clone(),
                 }),
             }
-        })
+        });
+        result.map_err(|e| inner.named(e))
     }
 
     /// What `f` reads from the writer if this process has the turn, or what it saw
@@ -356,6 +377,12 @@ impl<W: Turned> Inner<W> {
         self.turn.lock()
     }
 
+    /// `error` naming the file as the caller named it ([`named_as`]).
+    #[cold]
+    fn named(&self, error: Error) -> Error {
+        named_as(error, &self.open_at, &self.at)
+    }
+
     /// Hands the turn over if the keeper asked for it, then takes it (again) if this
     /// process does not have it.
     #[cold]
@@ -375,12 +402,12 @@ impl<W: Turned> Inner<W> {
     fn take_turn(&self, turn: &mut Turn<W>) -> Result<()> {
         let Some(processes) = &self.processes else {
             return Err(Error::Locked {
-                path: self.at.clone(),
+                path: self.open_at.clone(),
             });
         };
         processes.wait_for_turn()?;
         let (writer, generation) =
-            processes.open_writer::<W>(&self.at, &self.options, self.boot.as_ref())?;
+            processes.open_writer::<W>(&self.open_at, &self.options, self.boot.as_ref())?;
         turn.last = writer.seen();
         turn.writer = Some(writer);
         turn.generation = generation;
@@ -654,6 +681,27 @@ pub(crate) fn void_record<W: Turned>(at: &Path) -> Result<()> {
     }
     file.write_all_at(&[0; 8], 0)
         .map_err(|e| Error::io("write", &path, e))
+}
+
+/// `error` with a path that begins with `open_at` (the absolute path a shared writer
+/// opens: the file, a segment in the log's directory, a stream's `NAME.turn`) named from
+/// `at` instead (the path its caller gave, which `open_at` is made from), so that the
+/// errors of a writer opened by a relative path name its files as the caller does.
+#[cold]
+fn named_as(mut error: Error, open_at: &Path, at: &Path) -> Error {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    if open_at != at
+        && let Some(path) = error.path_mut()
+        && let Some(rest) = path
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(open_at.as_os_str().as_bytes())
+    {
+        let mut named = at.as_os_str().as_bytes().to_vec();
+        named.extend_from_slice(rest);
+        *path = PathBuf::from(std::ffi::OsString::from_vec(named));
+    }
+    error
 }
 
 /// Length of the boot identity in the handover record: the running boot's identity

@@ -746,3 +746,83 @@ fn an_open_refused_for_want_of_permission_leaves_no_turn_file() {
         .append(2, b"two")
         .unwrap();
 }
+
+#[test]
+#[ignore = "child process of `a_writer_opened_by_a_relative_path_keeps_to_its_file_when_the_working_directory_changes`"]
+fn relative_path_child() {
+    let Some(first) = std::env::var_os("EVSTREAM_RELATIVE_FIRST").map(PathBuf::from) else {
+        return;
+    };
+    let second = PathBuf::from(std::env::var_os("EVSTREAM_RELATIVE_SECOND").unwrap());
+    std::env::set_current_dir(&first).unwrap();
+    let log = SharedLogWriter::open("log").unwrap();
+    let stream = evstream::SharedStreamWriter::open("s.evs").unwrap();
+    log.append(1, b"one").unwrap();
+    stream.append(1, b"one").unwrap();
+    // The program moves to another directory, which holds a log and a stream of the
+    // same names; another writer of each (as another process) takes a turn, so that
+    // the next append opens the writer again.
+    std::env::set_current_dir(&second).unwrap();
+    let other = SharedLogWriter::open(first.join("log")).unwrap();
+    other.append(2, b"two").unwrap();
+    drop(other);
+    let other = evstream::SharedStreamWriter::open(first.join("s.evs")).unwrap();
+    other.append(2, b"two").unwrap();
+    drop(other);
+    log.append(3, b"three").unwrap();
+    stream.append(3, b"three").unwrap();
+    assert_eq!(log.dir(), Path::new("log"));
+    assert_eq!(stream.path(), Path::new("s.evs"));
+    // Errors name the files as the program did: here, the stream held by a writer that
+    // keeps it to itself once the turn went to another writer and was given up.
+    drop(evstream::SharedStreamWriter::open(first.join("s.evs")).unwrap());
+    let alone = evstream::StreamWriter::open(first.join("s.evs")).unwrap();
+    match stream.append(4, b"four") {
+        Err(evstream::Error::Locked { path }) => assert_eq!(path, Path::new("s.evs")),
+        other => panic!("{other:?}"),
+    }
+    drop(alone);
+    log.flush().unwrap();
+    stream.flush().unwrap();
+}
+
+/// A shared writer opened by a relative path opens its file again at every turn: by
+/// the path it was given then, not by what the path names from another working
+/// directory (the events appended after the program changed its directory went to a log
+/// and a stream of the same names there, at positions that the program was told were
+/// its own log's).
+#[test]
+fn a_writer_opened_by_a_relative_path_keeps_to_its_file_when_the_working_directory_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    for d in [&first, &second] {
+        std::fs::create_dir(d).unwrap();
+        create_lazy_log(&d.join("log"));
+        drop(evstream::StreamWriter::create(d.join("s.evs"), 1 << 20).unwrap());
+    }
+    let out = child_test("relative_path_child")
+        .env("EVSTREAM_RELATIVE_FIRST", &first)
+        .env("EVSTREAM_RELATIVE_SECOND", &second)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (d, expected) in [(&first, vec![1, 2, 3]), (&second, vec![])] {
+        let log: Vec<i64> = LogReader::open(d.join("log"))
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().timestamp())
+            .collect();
+        let stream: Vec<i64> = StreamReader::open(d.join("s.evs"))
+            .unwrap()
+            .iter()
+            .map(|e| e.unwrap().timestamp())
+            .collect();
+        assert_eq!(log, expected, "the log in {}", d.display());
+        assert_eq!(stream, expected, "the stream in {}", d.display());
+    }
+}

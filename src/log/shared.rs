@@ -286,6 +286,10 @@ impl SharedLogWriter {
     /// repairs what it left when it opens the log: nothing another writer appended is
     /// lost. The call returns holding the turn.
     ///
+    /// A relative `dir` is taken from the working directory at this call: every turn
+    /// opens the log by that absolute path, whatever the working directory is by then,
+    /// while [`dir`](Self::dir) and the errors name it as `dir` does.
+    ///
     /// # Errors
     /// - As [`LogWriter::open`]: [`Error::NotALog`] if `dir` holds no log, and so on.
     /// - [`Error::Locked`] if a writer that keeps the log to itself (a [`LogWriter`], or
@@ -469,6 +473,7 @@ impl SharedLogWriter {
     pub fn take_retention_error(&self) -> Option<Error> {
         self.shared
             .turn(|turn| turn.parts().0?.take_retention_error())
+            .map(|e| self.shared.named(e))
     }
 
     /// The log's directory.
@@ -512,7 +517,8 @@ impl SharedLogWriter {
 
     /// The [`LogWriter`] back, if this is the last handle (waiting for the turn first if
     /// another process has it); this handle again otherwise. From then on the log is
-    /// this writer's alone: other processes get [`Error::Locked`].
+    /// this writer's alone: other processes get [`Error::Locked`]. Once it took turns,
+    /// the writer names the log by the absolute path they opened ([`LogWriter::dir`]).
     ///
     /// # Errors
     /// `self`, unchanged, while other clones exist, or if the turn could not be taken.

@@ -249,6 +249,10 @@ impl SharedStreamWriter {
     /// once, and the next process repairs what it left when it opens the stream: no
     /// event another writer appended is lost. The call returns holding the turn.
     ///
+    /// A relative `path` is taken from the working directory at this call: every turn
+    /// opens the stream by that absolute path, whatever the working directory is by
+    /// then, while [`path`](Self::path) and the errors name it as `path` does.
+    ///
     /// # Errors
     /// - As [`StreamWriter::open`]: [`Error::NotAStream`] if `path` is not a stream,
     ///   and so on.
@@ -477,6 +481,8 @@ impl SharedStreamWriter {
     /// The [`StreamWriter`] back, if this is the last handle (waiting for the turn
     /// first if another process has it); this handle again otherwise. From then on the
     /// stream is this writer's alone: other processes get [`Error::Locked`].
+    /// Once it took turns, the writer names the stream by the absolute path they opened
+    /// ([`StreamWriter::path`]).
     ///
     /// # Errors
     /// `self`, unchanged, while other clones exist, or if the turn could not be taken.
