@@ -826,3 +826,55 @@ fn a_writer_opened_by_a_relative_path_keeps_to_its_file_when_the_working_directo
         assert_eq!(stream, expected, "the stream in {}", d.display());
     }
 }
+
+/// Under eager write-back a process seals the segments its turn rolled past after it
+/// gave the turn up, writing each index under a temporary name (`.idx-N.tmp`) and
+/// renaming it into place, while the next turn's open removes what earlier writers
+/// left, temporaries included: a temporary renamed away between the open's listing and
+/// its removal costs the open nothing (it failed with `Io { op: "remove" }`, not
+/// found, and the append that took the turn with it). Here a thread writes and renames
+/// index temporaries as such a sealing thread does, over and over, while writers open.
+#[test]
+fn an_index_renamed_into_place_during_a_turns_open_fails_no_open() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = LogOptions::default()
+        .segment_size(1 << 20)
+        .write_back(WriteBack::Eager);
+    drop(LogWriter::create(&path, options).unwrap());
+    let stop = AtomicBool::new(false);
+    let failed = std::thread::scope(|s| {
+        s.spawn(|| {
+            let names: Vec<(PathBuf, PathBuf)> = (1..=16)
+                .map(|seq| {
+                    (
+                        path.join(format!(".idx-{seq:08}.tmp")),
+                        path.join(format!("{seq:08}.idx")),
+                    )
+                })
+                .collect();
+            while !stop.load(Ordering::Relaxed) {
+                for (temp, _) in &names {
+                    std::fs::write(temp, b"index").unwrap();
+                }
+                // As the sealing thread, which writes no index if the open removed
+                // its temporary first.
+                for (temp, index) in &names {
+                    let _ = std::fs::rename(temp, index);
+                }
+            }
+        });
+        let failed: Vec<evstream::Error> = (0..500)
+            .filter_map(|_| SharedLogWriter::open(&path).err())
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        failed
+    });
+    assert!(
+        failed.is_empty(),
+        "{} of 500 opens failed, the first with {:?}",
+        failed.len(),
+        failed.first()
+    );
+}

@@ -256,7 +256,10 @@ fn renamed_since(dir: &Path, newest: &SegmentEntry, seq: u64) -> Option<SegmentE
 /// ([`kept_name`]) are taken instead: renamed back to their spare names (so that a crash
 /// in their recycling leaves a spare for the next open to delete, as any), and returned,
 /// oldest first. Only the holder of the log's writer lock calls this, so no live writer
-/// owns them.
+/// owns them, but for index temporaries: a process that had the log before may still be
+/// sealing the segments its turn rolled past, and rename its temporary into place while
+/// this runs (one gone since the listing is left alone), or find it removed (that
+/// segment then has no index, which only spares readers a scan).
 pub(crate) fn remove_leftovers(dir: &Path, next: u64) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
     let mut removed = false;
@@ -277,8 +280,13 @@ pub(crate) fn remove_leftovers(dir: &Path, next: u64) -> Result<Vec<PathBuf>> {
                     continue;
                 }
             }
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io("remove", entry.path(), e))?;
-            removed = true;
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed = true,
+                // Gone since the listing: an index temporary that another process's
+                // sealing thread, sealing after its turn, renamed into place.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", entry.path(), e)),
+            }
         }
     }
     if removed {
