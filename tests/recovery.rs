@@ -801,3 +801,37 @@ fn a_recovery_under_a_reader_ends_refresh_follow_and_iteration() {
     // A reader opened now sees the new generation.
     assert_eq!(StreamReader::open(&path).unwrap().generation(), 1);
 }
+
+/// A writer that opened a stream holding events past its watermark checks them on the
+/// device at its first flush (they may be the remains of a failed write-back). It checks
+/// the file it has open: renamed meanwhile (a log's segment put in place by its roll, a
+/// stream moved by its user), the flush succeeds and makes every event durable; with
+/// another stream created at the old name, it neither checks that one nor blames it.
+#[test]
+fn the_first_flush_after_a_recovery_checks_the_file_it_has_open_whatever_its_name() {
+    for replaced in [false, true] {
+        let (dir, path) = temp();
+        build_flushed(&path, 10, 40, 4);
+        let mut writer = StreamWriter::open(&path).unwrap();
+        let moved = dir.path().join("moved.evs");
+        std::fs::rename(&path, &moved).unwrap();
+        if replaced {
+            build(&path, 3, 40);
+        }
+        writer.append(100, &payload(10, 40)).unwrap();
+        writer.flush().unwrap();
+        writer.append(101, &payload(11, 40)).unwrap();
+        writer.flush().unwrap();
+        drop(writer);
+        let reader = StreamReader::open(&moved).unwrap();
+        assert_eq!(reader.iter().count(), 12, "replaced: {replaced}");
+        assert_eq!(
+            StreamWriter::open(&moved).unwrap().recovery(),
+            &evstream::Recovery::default(),
+            "every event under the watermark (replaced: {replaced})"
+        );
+        if replaced {
+            assert_eq!(events(&path).len(), 3, "the stream at the old name");
+        }
+    }
+}

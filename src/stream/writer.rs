@@ -1410,7 +1410,13 @@ impl StreamWriter {
                 return Err(e);
             }
             if let Some((from, to)) = self.read_back {
-                read_back(&self.path, self.map.published(), from, to)?;
+                read_back(
+                    self._lock.file(),
+                    &self.path,
+                    self.map.published(),
+                    from,
+                    to,
+                )?;
                 self.read_back = None;
             }
             failpoint!("flush:after_data");
@@ -1646,14 +1652,33 @@ struct Block([u8; 4096]);
 /// writer that finds events above the watermark checks them this way once, at its first
 /// flush, before the watermark covers them. Where direct I/O is not supported (tmpfs)
 /// there is no device to check and this does nothing.
-fn read_back(path: &Path, published: &[u8], from: u64, to: u64) -> std::io::Result<()> {
+///
+/// The file is opened again for direct I/O through `file`, the writer's own descriptor
+/// (`/proc/self/fd/N`), not by `path`: the file may have been renamed since the writer
+/// opened it (a log's segment put in place by its roll, a stream renamed by its user), and
+/// another file may have its old name. Only where `/proc` is not mounted is `path` used.
+fn read_back(
+    file: &File,
+    path: &Path,
+    published: &[u8],
+    from: u64,
+    to: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     const BLOCK: u64 = 4096;
-    let direct = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
-        .open(path)
-    {
+    let open = |at: &Path| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
+            .open(at)
+    };
+    let own = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let opened = match open(&own) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => open(path),
+        opened => opened,
+    };
+    let direct = match opened {
         Ok(file) => file,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
         Err(e) => return Err(e),
