@@ -439,8 +439,9 @@ impl PyLogReader {
 
 /// The chunks of `to_arrow`: the time range split in as many parts as there are cores
 /// (up to 4; one for fewer than [`columns::PARALLEL_EVENTS`] events), each replayed by a
-/// thread of its own from its start found by time (`iter_since`), the parts joined in
-/// order. Timestamps never decrease, so the parts neither overlap nor leave a gap.
+/// thread of its own (by the calling thread if none can be started) from its start found
+/// by time (`iter_since`), the parts joined in order. Timestamps never decrease, so the
+/// parts neither overlap nor leave a gap.
 fn replay(
     reader: &LogReader,
     since: Option<i64>,
@@ -478,16 +479,27 @@ fn replay(
         .chain(std::iter::once(until));
     let ranges: Vec<(Option<i64>, Option<i64>)> = starts.zip(ends).collect();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
+        // A part whose thread cannot be started (the process is at its limit of threads,
+        // as under a container's task limit) is replayed on this thread, in its turn.
+        let parts: Vec<_> = ranges
             .iter()
-            .map(|&(from, to)| scope.spawn(move || replay_part(reader, from, to, estimate)))
+            .map(|&(from, to)| {
+                std::thread::Builder::new()
+                    .name("evstream-replay".into())
+                    .spawn_scoped(scope, move || replay_part(reader, from, to, estimate))
+                    .map_err(|_| (from, to))
+            })
             .collect();
         let mut chunks = Vec::new();
-        for handle in handles {
-            match handle.join() {
-                Ok(part) => chunks.extend(part?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+        for part in parts {
+            let part = match part {
+                Ok(handle) => match handle.join() {
+                    Ok(part) => part,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err((from, to)) => replay_part(reader, from, to, estimate),
+            };
+            chunks.extend(part?);
         }
         Ok(chunks)
     })

@@ -2,6 +2,10 @@
 
 import datetime
 import gc
+import os
+import pathlib
+import resource
+import tempfile
 
 import pyarrow as pa
 import pytest
@@ -100,3 +104,45 @@ def test_a_large_replay_split_between_threads_keeps_every_event_once_in_order(tm
         assert [int.from_bytes(p, "little") for p in payloads] == list(range(first, first + count))
         positions = table.column("position").to_pylist()
         assert len(set(positions)) == count
+
+
+# Python 3.12 warns when a process with threads forks; the child touches nothing inherited.
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_large_replay_in_a_process_that_may_start_no_thread_keeps_every_event():
+    # A process at its limit of threads (`RLIMIT_NPROC`, a container's task limit) cannot
+    # start the threads a large replay is split between: each part is replayed on the
+    # calling thread instead, never a panic. The limit binds no root process, so a forked
+    # child of a root run drops to `nobody` first; the log lives where it can read it.
+    n = 300_000
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o755)
+        path = pathlib.Path(top) / "log"
+        with evstream.LogWriter.create(path, segment_size=4 << 20) as writer:
+            for i in range(n):
+                writer.append(BASE + (i // 1000) * 7, i.to_bytes(4, "little"))
+        for entry in [path, *path.iterdir()]:
+            entry.chmod(0o755 if entry.is_dir() else 0o644)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            report = "no report"
+            try:
+                if os.getuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+                table = evstream.LogReader.open(path).to_arrow()
+                payloads = table.column("payload").to_pylist()
+                numbers = [int.from_bytes(p, "little") for p in payloads]
+                report = "ok" if numbers == list(range(n)) else f"{len(numbers)} events, not in order"
+            except BaseException as error:  # noqa: BLE001: reported to the parent
+                report = f"{type(error).__name__}: {error}"
+            finally:
+                os.write(write, report.encode())
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            report = pipe.read().decode()
+        os.waitpid(pid, 0)
+        assert report == "ok", report
