@@ -34,7 +34,9 @@ fn poisoned() -> PyErr {
 /// `datetime.timedelta`.
 pub fn duration(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
     // `roll=False` is no "do not roll", nor `retain_age=True` "keep": never 0 or 1 s.
-    if value.is_instance_of::<PyBool>() {
+    // Neither is numpy's bool (`numpy.False_`, a cell of a boolean column), which is no
+    // `bool` but converts to a float as one does.
+    if value.is_instance_of::<PyBool>() || is_numpy_bool(value)? {
         return Err(PyTypeError::new_err(format!(
             "{what} is a number of seconds or a datetime.timedelta, not a bool"
         )));
@@ -51,6 +53,17 @@ pub fn duration(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
     Duration::try_from_secs_f64(seconds).map_err(|_| {
         PyValueError::new_err(format!("{what} must be a positive duration, not {seconds}"))
     })
+}
+
+/// Whether `value` is one of numpy's bools (`numpy.bool`, named `numpy.bool_` before
+/// numpy 2), told by its type's module and name so that numpy need not be imported.
+fn is_numpy_bool(value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let kind = value.get_type();
+    let name = kind.name()?;
+    if name != "bool" && name != "bool_" {
+        return Ok(false);
+    }
+    Ok(kind.module()?.to_cow()?.starts_with("numpy"))
 }
 
 /// `roll`: `"hourly"`, `"daily"`, seconds or a `timedelta`.

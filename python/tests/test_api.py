@@ -260,6 +260,24 @@ def test_a_bool_is_no_duration(tmp_path):
         evstream.StreamReader.open(tmp_path / "s.evs").follow(timeout=False)
 
 
+def test_a_numpy_bool_is_no_duration(tmp_path):
+    # numpy's bools are no `bool`, but convert to 0.0 and 1.0 as one does: `roll=numpy.False_`
+    # (a cell of a boolean column) would roll at every new timestamp.
+    np = pytest.importorskip("numpy")
+    for options in ({"roll": np.False_}, {"roll": np.True_}, {"retain_age": np.True_}):
+        with pytest.raises(TypeError, match="bool"):
+            evstream.LogWriter.create(tmp_path / "log", **options)
+        assert not (tmp_path / "log").exists()
+    evstream.LogWriter.create(tmp_path / "log").close()
+    with pytest.raises(TypeError, match="bool"):
+        evstream.LogReader.open(tmp_path / "log").follow(timeout=np.False_)
+    evstream.StreamWriter.create(tmp_path / "s.evs", 1 << 16).close()
+    with pytest.raises(TypeError, match="bool"):
+        evstream.StreamReader.open(tmp_path / "s.evs").follow(timeout=np.True_)
+    # numpy's numbers stay durations.
+    assert list(evstream.LogReader.open(tmp_path / "log").follow(timeout=np.float64(0.01))) == []
+
+
 def test_datetimes_at_the_ends_of_the_range_convert_to_the_nanosecond(tmp_path):
     earliest = datetime.datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC)  # 2**63 ns before 1970, + 808 ns
     latest = datetime.datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)  # 2**63 - 1 ns after, - 807 ns
