@@ -174,7 +174,8 @@ impl PyStreamWriter {
 /// that opened it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "StreamReader", frozen)]
 pub struct PyStreamReader {
-    /// Refreshed before each use; iterators open readers of their own.
+    /// Refreshed before each use; iterators read through readers of their own of the
+    /// same file ([`StreamReader::try_clone`]).
     inner: Owned<Mutex<StreamReader>>,
 }
 
@@ -202,11 +203,8 @@ impl PyStreamReader {
         since: Option<&Bound<'_, PyAny>>,
         until: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyStreamIterator> {
-        self.inner.get()?; // Only in the process that opened the reader.
         let (since, until) = (opt_ns(since)?, opt_ns(until)?);
-        let (reader, start) = py
-            .detach(|| self.iterate(since))
-            .py_err(self.inner.path())?;
+        let (reader, start) = self.iterate(py, since)?;
         Ok(PyStreamIterator::new(reader, start, until, None, None))
     }
 
@@ -223,15 +221,12 @@ impl PyStreamReader {
         since: Option<&Bound<'_, PyAny>>,
         offset: Option<u64>,
     ) -> PyResult<PyStreamIterator> {
-        self.inner.get()?; // Only in the process that opened the reader.
         let timeout = timeout
             .filter(|t| !t.is_none())
             .map(|t| crate::log::duration(t, "timeout"))
             .transpose()?;
         let since = opt_ns(since)?;
-        let (reader, start) = py
-            .detach(|| self.iterate(since))
-            .py_err(self.inner.path())?;
+        let (reader, start) = self.iterate(py, since)?;
         // A `since` after every event: the follow starts where the next event will.
         let start = offset.or(start).unwrap_or(reader.write_offset());
         // The first event starts at the header's end; anywhere else the caller's offset
@@ -345,14 +340,25 @@ impl PyStreamReader {
 }
 
 impl PyStreamReader {
-    /// A reader of its own for an iterator (which moves its snapshot forward as it
-    /// goes), and where reading from `since` starts.
-    fn iterate(&self, since: Option<i64>) -> evstream::Result<(StreamReader, Option<u64>)> {
-        let reader = StreamReader::open(self.inner.path())?;
-        let start = match since {
-            Some(ts) => reader.seek_time(ts)?,
-            None => Some(STREAM_HEADER_LEN),
+    /// A reader of its own of this reader's file for an iterator (which moves its
+    /// snapshot forward as it goes), and where reading from `since` starts. The file is
+    /// the one this reader opened, also once its path was removed or names another.
+    fn iterate(&self, py: Python<'_>, since: Option<i64>) -> PyResult<(StreamReader, Option<u64>)> {
+        let reader = {
+            let guard = self
+                .inner
+                .get()?
+                .lock_py_attached(py)
+                .map_err(|_| poisoned())?;
+            let held = &*guard;
+            py.detach(|| held.try_clone()).py_err(self.inner.path())?
         };
+        let start = py
+            .detach(|| match since {
+                Some(ts) => reader.seek_time(ts),
+                None => Ok(Some(STREAM_HEADER_LEN)),
+            })
+            .py_err(self.inner.path())?;
         Ok((reader, start))
     }
 

@@ -170,6 +170,32 @@ def test_a_stream_reader_sees_the_events_appended_after_it_opened(tmp_path):
         assert [e.payload for e in reader] == [b"before", b"after"]
 
 
+def test_a_stream_reader_reads_the_file_it_opened_after_its_path_names_another_or_none(tmp_path):
+    # Every method reads the file the reader opened, as a file object would: iterations
+    # and follows too, once a stream was made again at its path, or the path removed (a
+    # log's retention deletes a segment a reader has open) while a writer still appends.
+    path = tmp_path / "s.evs"
+    writer = evstream.StreamWriter.create(path, 1 << 16)
+    writer.append(1, b"first file")
+    reader = evstream.StreamReader.open(path)
+    path.unlink()
+    with evstream.StreamWriter.create(path, 1 << 16) as other:
+        other.append(100, b"second file")
+    writer.append(2, b"first file, after")
+    mine = [b"first file", b"first file, after"]
+    assert [e.payload for e in reader.tail(5)] == mine
+    assert [e.payload for e in reader] == mine
+    assert [e.payload for e in reader.iter(since=2)] == mine[1:]
+    assert reader.to_arrow().column("payload").to_pylist() == mine
+    assert [e.payload for e in reader.follow(timeout=0.1)] == mine
+    path.unlink()
+    assert [e.payload for e in reader.follow(timeout=0.1, offset=24)] == mine
+    writer.close()
+    # Deleted, with no writer left: a follow ends with `Io` (within 2 s), no event can come.
+    with pytest.raises(evstream.Io):
+        list(reader.follow(timeout=10))
+
+
 def test_numpy_integers_are_times_as_ints_are(tmp_path):
     np = pytest.importorskip("numpy")
     with evstream.LogWriter.create(tmp_path / "log") as writer:

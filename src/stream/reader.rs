@@ -8,7 +8,7 @@ use crate::error::{Corruption, Error, Result};
 use crate::format::{self, RawEvent, STREAM_HEADER_LEN, TRAILER_SLOT_LEN, Trailer};
 use crate::stream::open::{
     HeldLock, LockKind, announce_reader, check_still_named, check_write_offset, open_regular,
-    read_identity, read_other_record, read_stream_header, writer_lock_held,
+    read_identity, read_other_record, read_stream_header, reopen, writer_lock_held,
 };
 use crate::stream::wait::WaitTicket;
 use crate::sys::{ReadMap, WaitMap};
@@ -194,6 +194,57 @@ impl StreamReader {
         // file before and its lock after finds the name gone, and reads nothing of the
         // file's next life.
         check_still_named(&file, path)?;
+        Self::read(file, path, len)
+    }
+
+    /// A second reader of this reader's file, with a snapshot (as of now) and a
+    /// reader-presence lock of its own: the same file, also once its path was removed
+    /// (a log's retention deleted the segment) or names another file (a stream created
+    /// again there). Dropping either reader leaves the other as it is.
+    ///
+    /// The file cannot have changed lives in between: this reader's presence lock keeps a
+    /// log from recycling it, and a writer from recovering it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be opened again: on Linux it is opened through
+    /// `/proc/self/fd`; elsewhere, or without `/proc`, through its path, which must still
+    /// name it ([`NotFound`](std::io::ErrorKind::NotFound) otherwise). [`Error::Locked`]
+    /// as [`open`](Self::open).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> evstream::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("events.evs");
+    /// let mut writer = evstream::StreamWriter::create(&path, 1 << 20)?;
+    /// writer.append(1, b"kept")?;
+    /// let reader = evstream::StreamReader::open(&path)?;
+    /// std::fs::remove_file(&path).unwrap();
+    /// // Another stream made at the path is another file.
+    /// evstream::StreamWriter::create(&path, 1 << 20)?.append(9, b"other")?;
+    /// writer.append(2, b"after")?; // the first writer still appends to its file
+    /// let again = reader.try_clone()?;
+    /// let payloads = again
+    ///     .iter()
+    ///     .map(|event| Ok(event?.payload().to_vec()))
+    ///     .collect::<evstream::Result<Vec<_>>>()?;
+    /// assert_eq!(payloads, [b"kept".to_vec(), b"after".to_vec()]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_clone(&self) -> Result<Self> {
+        let file = reopen(self.presence.file(), &self.path)?;
+        announce_reader(&file, &self.path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, e))?
+            .len();
+        Self::read(file, &self.path, len)
+    }
+
+    /// The reader of `file`, `len` bytes long and opened at `path`, on which the reader
+    /// presence lock is held: its identity and header checked, then mapped.
+    fn read(file: std::fs::File, path: &Path, len: u64) -> Result<Self> {
         // Checks identity, then the header, without mapping anything.
         let identity = read_identity(&file, path, len)?;
         read_stream_header(&file, path, &identity)?;
