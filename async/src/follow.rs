@@ -177,6 +177,9 @@ impl Stream for LogFollower {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some((parking, _)) = &mut this.parked {
+            parking.looks(cx.waker());
+        }
         loop {
             if this.done {
                 this.parked = None;
@@ -202,7 +205,7 @@ impl Stream for LogFollower {
             if this.parked.as_ref().is_some_and(|(_, s)| *s != segment) {
                 this.parked = None;
             }
-            if let Some((parking, _)) = &this.parked
+            if let Some((parking, _)) = &mut this.parked
                 && parking.wait(cx.waker())
             {
                 return Poll::Pending;
@@ -211,7 +214,7 @@ impl Stream for LogFollower {
                 // The last look found something: read it.
                 continue;
             };
-            match &this.parked {
+            match &mut this.parked {
                 Some((parking, _)) => parking.rearm(ticket, cx.waker()),
                 None => {
                     this.parked = Some((this.pool.park(ticket, cx.waker().clone()), segment));
@@ -381,6 +384,9 @@ impl Stream for StreamFollower {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(parking) = &mut this.parked {
+            parking.looks(cx.waker());
+        }
         loop {
             if this.done {
                 this.parked = None;
@@ -415,13 +421,13 @@ impl Stream for StreamFollower {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if this.parked.as_ref().is_some_and(|p| p.wait(cx.waker())) {
+            if this.parked.as_mut().is_some_and(|p| p.wait(cx.waker())) {
                 return Poll::Pending;
             }
             let Some(ticket) = this.reader.wait_ticket(this.offset) else {
                 continue;
             };
-            match &this.parked {
+            match &mut this.parked {
                 Some(parking) => parking.rearm(ticket, cx.waker()),
                 None => this.parked = Some(this.pool.park(ticket, cx.waker().clone())),
             }

@@ -88,6 +88,8 @@ struct Parked {
 pub(crate) struct Parking {
     waiter: Arc<Waiter>,
     id: u64,
+    /// The waker the follower last parked or waited with (see [`looks`](Self::looks)).
+    waker: Waker,
 }
 
 impl WaitPool {
@@ -127,17 +129,17 @@ impl WaitPool {
         if waiter.orphan {
             // Nothing would wake it: look again at once.
             waker.wake_by_ref();
-            return Parking { waiter, id };
+            return Parking { waiter, id, waker };
         }
         lock(&waiter.parked).push(Parked {
             id,
             ticket: Some(Arc::new(ticket)),
-            waker,
+            waker: waker.clone(),
             waiting: true,
         });
         // The thread may be asleep on a set without this ticket.
         waiter.bell.ring();
-        Parking { waiter, id }
+        Parking { waiter, id, waker }
     }
 
     /// The thread to park on: the first with room, a new one if none has room and the
@@ -181,13 +183,40 @@ impl Drop for PoolInner {
 }
 
 impl Parking {
+    /// Called as a poll of the follower begins, with that poll's `waker`, before it
+    /// looks: if the follower last parked or waited with another waker (a `next()`
+    /// dropped in one task, the follower then polled in another), it waits no more.
+    ///
+    /// Otherwise a writer's wake during its look would still find it waiting: the thread
+    /// would renew its ticket (registered after the look, so deaf to the event that
+    /// look missed) and wake the other waker, and the follower would then wait on that
+    /// ticket with no wake to come for the event. With the same waker that wake reaches
+    /// the polling task, which looks again.
+    pub(crate) fn looks(&mut self, waker: &Waker) {
+        if self.waker.will_wake(waker) {
+            return;
+        }
+        self.waker = waker.clone();
+        if let Some(p) = lock(&self.waiter.parked)
+            .iter_mut()
+            .find(|p| p.id == self.id)
+        {
+            p.waiting = false;
+        }
+    }
+
     /// Waits again on the parked ticket (renewed by the thread at its last wake, or the
     /// one the follower brought), with `waker`; `false` if there is none to wait on (the
     /// follower should take a new ticket and [`rearm`](Self::rearm)).
     ///
     /// A ticket here was registered before the follower's last look: it brought it
-    /// itself, or the thread renewed it before it woke the follower.
-    pub(crate) fn wait(&self, waker: &Waker) -> bool {
+    /// itself, or the thread renewed it before it woke the follower (a renewal during
+    /// the look needs the follower waiting then, which [`looks`](Self::looks) rules out
+    /// for a poll with another waker than the last wait's).
+    pub(crate) fn wait(&mut self, waker: &Waker) -> bool {
+        if !self.waker.will_wake(waker) {
+            self.waker = waker.clone();
+        }
         let mut parked = lock(&self.waiter.parked);
         match parked.iter_mut().find(|p| p.id == self.id) {
             Some(p) if p.ticket.is_some() => {
@@ -202,7 +231,10 @@ impl Parking {
     }
 
     /// Parks a new ticket in place of the one given up.
-    pub(crate) fn rearm(&self, ticket: WaitTicket, waker: &Waker) {
+    pub(crate) fn rearm(&mut self, ticket: WaitTicket, waker: &Waker) {
+        if !self.waker.will_wake(waker) {
+            self.waker = waker.clone();
+        }
         if self.waiter.orphan {
             waker.wake_by_ref();
             return;

@@ -533,3 +533,75 @@ async fn a_follower_of_a_log_replaced_at_its_path_ends_instead_of_reading_the_ne
     }
     assert!(follow.next().await.is_none(), "it ends after its error");
 }
+
+/// A follower whose `next()` was dropped while it waited in one task, then polled in
+/// another (a request handler's task each time), is woken by an event published while
+/// that poll looks: the pool's thread, woken by the publish meanwhile, renewed the ticket
+/// the follower then waited on (registered after the look, so deaf to that event) and
+/// woke the first task, and the event came only with the pool's look every 2 s. A log
+/// of many segments makes the look long enough (it lists the directory) for the publish
+/// to land inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_polled_in_another_task_is_woken_by_a_publish_during_its_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap();
+    let mut t = 0;
+    while log.segment() < 600 {
+        log.append(t, &[0; 3000]).unwrap();
+        t += 1;
+    }
+    let mut follow = follower(&path).with_pool(WaitPool::new(1));
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert!(follow.try_next().unwrap().is_none());
+    }
+    let look = started.elapsed() / 5;
+    // The writer publishes when told, after the delay it is given.
+    let (publish, delays) = std::sync::mpsc::channel::<Duration>();
+    let writer = std::thread::spawn(move || {
+        while let Ok(delay) = delays.recv() {
+            // Asleep, not spinning: the pool's thread needs a core to renew the ticket.
+            std::thread::sleep(delay);
+            log.append(t, b"x").unwrap();
+            t += 1;
+        }
+    });
+    let mut late = Vec::new();
+    for round in 0..24u32 {
+        // A next() that waits and is dropped (a timeout) in one task...
+        let (back, waited) = tokio::spawn(async move {
+            let waited = tokio::time::timeout(Duration::from_millis(2), follow.next()).await;
+            (follow, waited)
+        })
+        .await
+        .unwrap();
+        assert!(
+            waited.is_err(),
+            "round {round}: an event before any was appended"
+        );
+        follow = back;
+        // ...then a next() in another task, the event published during its look.
+        let delay = look * (round % 5 + 1) / 10;
+        let publish = publish.clone();
+        let (back, took) = tokio::spawn(async move {
+            publish.send(delay).unwrap();
+            let asked = std::time::Instant::now();
+            let event = tokio::time::timeout(PATIENCE, follow.next()).await;
+            assert!(matches!(event, Ok(Some(Ok(_)))), "round {round}: {event:?}");
+            (follow, asked.elapsed())
+        })
+        .await
+        .unwrap();
+        follow = back;
+        if took > Duration::from_millis(500) {
+            late.push((round, took));
+        }
+    }
+    drop(publish);
+    writer.join().unwrap();
+    assert!(
+        late.is_empty(),
+        "events that woke no follower (a look takes {look:?}): {late:?}"
+    );
+}
