@@ -191,7 +191,8 @@ class LogReader:
     ) -> LogIterator:
         """Events from ``since``/``position``/the start, then each new one as it is
         appended; ends after ``timeout`` seconds without an event (never if ``None``).
-        A ``position`` where no event starts raises ``NoSuchPosition`` when read."""
+        A ``position`` outside the log's events raises ``NoSuchPosition`` (or ``Retired``,
+        in a segment retention deleted) at once; one inside an event, when read."""
     def tail(self, n: int) -> list[Event]: ...
     def stat(self) -> LogStat: ...
     def start_position(self) -> str: ...

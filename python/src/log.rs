@@ -293,7 +293,8 @@ impl PyLogReader {
     /// `reader.end()` for new events only), or from the start, then each new one as the
     /// writer appends it (across rolls). With a `timeout` (seconds) the iteration ends
     /// when no event came for that long; without, it waits until interrupted. A
-    /// `position` where no event starts raises `NoSuchPosition` when it is read.
+    /// `position` outside the log's events raises `NoSuchPosition` (or `Retired`, in a
+    /// segment retention deleted) at once; one inside an event, when it is read.
     #[pyo3(signature = (timeout=None, since=None, position=None))]
     fn follow(
         &self,
