@@ -3,11 +3,11 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::sync::MutexExt;
+use pyo3::sync::{MutexExt, RwLockExt};
 use pyo3::types::PyAny;
 
 use evstream::format::STREAM_HEADER_LEN;
@@ -174,9 +174,10 @@ impl PyStreamWriter {
 /// that opened it may use it (see [`Owned`]).
 #[pyclass(module = "evstream", name = "StreamReader", frozen)]
 pub struct PyStreamReader {
-    /// Refreshed before each use; iterators read through readers of their own of the
-    /// same file ([`StreamReader::try_clone`]).
-    inner: Owned<Mutex<StreamReader>>,
+    /// Refreshed before each use (under the write lock; used under the read lock, so
+    /// that calls of several threads share it); iterators read through readers of their
+    /// own of the same file ([`StreamReader::try_clone`]).
+    inner: Owned<RwLock<StreamReader>>,
 }
 
 #[pymethods]
@@ -186,7 +187,7 @@ impl PyStreamReader {
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| StreamReader::open(&path)).py_err(&path)?;
         Ok(Self {
-            inner: Owned::new("StreamReader", &path, Mutex::new(inner)),
+            inner: Owned::new("StreamReader", &path, RwLock::new(inner)),
         })
     }
 
@@ -348,7 +349,7 @@ impl PyStreamReader {
             let guard = self
                 .inner
                 .get()?
-                .lock_py_attached(py)
+                .read_py_attached(py)
                 .map_err(|_| poisoned())?;
             let held = &*guard;
             py.detach(|| held.try_clone()).py_err(self.inner.path())?
@@ -363,15 +364,14 @@ impl PyStreamReader {
     }
 
     /// The reader, its snapshot moved to the events published now.
-    fn fresh(&self, py: Python<'_>) -> PyResult<std::sync::MutexGuard<'_, StreamReader>> {
-        let mut guard = self
-            .inner
-            .get()?
-            .lock_py_attached(py)
-            .map_err(|_| poisoned())?;
-        let reader = &mut *guard;
-        py.detach(|| reader.refresh()).py_err(self.inner.path())?;
-        Ok(guard)
+    fn fresh(&self, py: Python<'_>) -> PyResult<RwLockReadGuard<'_, StreamReader>> {
+        let lock = self.inner.get()?;
+        {
+            let mut guard = lock.write_py_attached(py).map_err(|_| poisoned())?;
+            let reader = &mut *guard;
+            py.detach(|| reader.refresh()).py_err(self.inner.path())?;
+        }
+        lock.read_py_attached(py).map_err(|_| poisoned())
     }
 }
 
