@@ -596,6 +596,51 @@ fn count_events(path: &Path) -> u64 {
     n
 }
 
+/// A follower at the end of a segment whose writer was killed after it rolled into the
+/// next segment and before that segment got its name (so no roll wakes the follower, and
+/// the successor is not under the name it looks for) still goes on to the events under
+/// the preparation name, within a few seconds: a follower that finds its directory
+/// unchanged lists it again only now and then, but never stops looking.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_follower_goes_on_past_a_roll_cut_short_by_a_killed_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    drop(LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap());
+    let acked = Arc::new(AtomicU64::new(u64::MAX));
+    let follower = {
+        let (path, acked) = (path.clone(), Arc::clone(&acked));
+        std::thread::spawn(move || {
+            let reader = LogReader::open(&path).unwrap();
+            let mut events = reader.iter().unwrap();
+            let mut seen = 0u64;
+            let mut since_crash: Option<std::time::Instant> = None;
+            loop {
+                let want = acked.load(Ordering::SeqCst);
+                if seen >= want {
+                    return Ok(since_crash.map(|at| at.elapsed()));
+                }
+                if want != u64::MAX {
+                    let at = *since_crash.get_or_insert_with(std::time::Instant::now);
+                    if at.elapsed() > Duration::from_secs(10) {
+                        return Err(format!("{seen} of {want} events 10 s after the kill"));
+                    }
+                }
+                if let Some(event) = events.next_timeout(Duration::from_millis(100)).unwrap() {
+                    assert_eq!(number(event.payload()), (0, seen), "event {seen}");
+                    seen += 1;
+                }
+            }
+        })
+    };
+    // The follower is at the end of the first segment, waiting, before the writer runs.
+    std::thread::sleep(Duration::from_millis(200));
+    let written = abort_writer_at(&path, "roll:before_rename:1");
+    acked.store(written, Ordering::SeqCst);
+    let took = follower.join().unwrap().unwrap();
+    eprintln!("the follower read {written} events, the last {took:?} after the kill");
+}
+
 /// A writer killed after it rolled into the next segment and before that segment got
 /// its name leaves acknowledged events under the preparation name, which readers and
 /// the next writer's open take as the newest segment, since `LOCK` names the running

@@ -22,6 +22,17 @@ use crate::stream::wait::WaitTicket;
 /// found); a safety net for a successor under an unexpected name.
 const RELIST_EVERY: Duration = Duration::from_millis(1);
 
+/// A follower at the end of the newest segment lists the directory again only if the
+/// directory changed since its last listing (its modification time), or at least this
+/// often: a listing costs time in proportion to the segments (milliseconds for
+/// thousands), and a follower of a log that keeps months of them looks after every event.
+const RELIST_ANYWAY: Duration = Duration::from_secs(1);
+
+/// A directory's modification time is trusted to tell a later change only once it is at
+/// least this old at the listing: a file system may stamp times in coarse ticks (a few
+/// milliseconds), so that a change in the tick of the listing may leave the time as it was.
+const MTIME_SETTLED: Duration = Duration::from_millis(50);
+
 /// How many looks of a spinning follower pass between two checks for the successor.
 const SPINS_PER_PROBE: u32 = 1024;
 
@@ -401,6 +412,7 @@ impl LogReader {
             offset: position.offset(),
             previous: i64::MIN,
             listed: Instant::now(),
+            listed_stamp: None,
             done: false,
             base,
             strategy: WaitStrategy::default(),
@@ -1085,6 +1097,10 @@ pub struct LogIter {
     offset: u64,
     previous: i64,
     listed: Instant,
+    /// The directory's modification time at the last listing, if it was old enough then
+    /// to tell a later change ([`MTIME_SETTLED`]): while it stays the same, no segment
+    /// came or went, and a follower need not list again ([`RELIST_ANYWAY`]).
+    listed_stamp: Option<SystemTime>,
     done: bool,
     strategy: WaitStrategy,
     /// Sleeps on the current segment's wait words.
@@ -1294,7 +1310,7 @@ impl LogIter {
             // A sealed segment takes no more events: its successor exists, look now.
             let sealed = self.current.is_sealed();
             let rolled = std::mem::take(&mut self.rolled);
-            let Some(next) = self.successor(relist || sealed || rolled)? else {
+            let Some(next) = self.successor(relist, sealed || rolled)? else {
                 // Sealed, and listed since: no successor yet.
                 self.sealed_alone = sealed;
                 return Ok(None);
@@ -1326,6 +1342,7 @@ impl LogIter {
     fn gap_after(&mut self, next: u64) -> Result<Error> {
         self.segments = segment::list(&self.dir)?;
         self.listed = Instant::now();
+        self.listed_stamp = None;
         if self
             .segments
             .first()
@@ -1342,19 +1359,35 @@ impl LogIter {
         })
     }
 
-    /// The segment after the current one, listing the directory again if needed (at
-    /// most every millisecond unless `relist`).
-    fn successor(&mut self, relist: bool) -> Result<Option<SegmentEntry>> {
+    /// The segment after the current one, listing the directory again if needed: always
+    /// if `force` (the current segment was sealed, or its successor's name seen);
+    /// otherwise at most every millisecond unless `relist`, and only if the directory
+    /// changed since the last listing or [`RELIST_ANYWAY`] passed.
+    fn successor(&mut self, relist: bool, force: bool) -> Result<Option<SegmentEntry>> {
         let find =
             |segments: &[SegmentEntry], seq: u64| segments.iter().find(|s| s.seq > seq).cloned();
         if let Some(next) = find(&self.segments, self.seq) {
             return Ok(Some(next));
         }
-        if !relist && self.listed.elapsed() < RELIST_EVERY {
+        if !force && !relist && self.listed.elapsed() < RELIST_EVERY {
+            return Ok(None);
+        }
+        // The directory's time before the listing: a change after this look stamps it
+        // anew (once the time is settled), and the next look lists again.
+        let stamp = std::fs::metadata(&self.dir)
+            .and_then(|meta| meta.modified())
+            .ok();
+        if !force
+            && stamp.is_some()
+            && stamp == self.listed_stamp
+            && self.listed.elapsed() < RELIST_ANYWAY
+        {
             return Ok(None);
         }
         self.segments = segment::list(&self.dir)?;
         self.listed = Instant::now();
+        self.listed_stamp =
+            stamp.filter(|stamp| stamp.elapsed().is_ok_and(|age| age >= MTIME_SETTLED));
         if dir_identity(&self.dir) != self.dir_identity {
             // Deleted, and another log made at its path (or moved there): no event of
             // this log can come any more.
