@@ -50,21 +50,42 @@ use evstream::{LogReader, Position, Result};
 
 /// Saves `position` durably as `reader`'s log's cursor `name`
 /// ([`LogReader::commit_cursor`]) on tokio's blocking threads, so that its fsyncs do not
-/// stall the runtime.
+/// stall the runtime; awaited outside a tokio runtime (another executor), on a thread
+/// of its own.
+///
+/// The commit is not cancelled with its future: dropped before it is ready, the commit
+/// still completes (an earlier position committed so may then land after a later one).
 ///
 /// # Errors
 /// As [`LogReader::commit_cursor`]; [`Error::Io`](evstream::Error::Io) if the blocking
-/// task could not run (the runtime shutting down).
+/// task could not run (the runtime shutting down, or no thread to be had).
 pub async fn commit_cursor(reader: &LogReader, name: &str, position: Position) -> Result<()> {
     let (reader, name) = (reader.clone(), name.to_owned());
     let dir = reader.dir().to_owned();
-    tokio::task::spawn_blocking(move || reader.commit_cursor(&name, position))
-        .await
-        .unwrap_or_else(|e| {
-            Err(evstream::Error::Io {
-                op: "commit a cursor in",
-                path: dir,
-                source: std::io::Error::other(e.to_string()),
-            })
+    let failed = |dir, e: &dyn std::fmt::Display| {
+        Err(evstream::Error::Io {
+            op: "commit a cursor in",
+            path: dir,
+            source: std::io::Error::other(e.to_string()),
         })
+    };
+    let commit = move || reader.commit_cursor(&name, position);
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(commit)
+            .await
+            .unwrap_or_else(|e| failed(dir, &e)),
+        Err(_) => {
+            let (send, receive) = tokio::sync::oneshot::channel();
+            let spawned = std::thread::Builder::new()
+                .name("evstream-commit".into())
+                .spawn(move || {
+                    let _ = send.send(commit());
+                });
+            if let Err(e) = spawned {
+                return failed(dir, &e);
+            }
+            receive.await.unwrap_or_else(|e| failed(dir, &e))
+        }
+    }
 }

@@ -605,3 +605,43 @@ async fn a_follower_polled_in_another_task_is_woken_by_a_publish_during_its_look
         "events that woke no follower (a look takes {look:?}): {late:?}"
     );
 }
+
+/// Polls `future` to its end on this thread, with no runtime: an executor that is not
+/// tokio's.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        std::thread::park();
+    }
+}
+
+/// The followers run under any executor, and so does `commit_cursor`: awaited outside a
+/// tokio runtime it commits (it panicked: tokio's blocking threads need a runtime).
+#[test]
+fn commit_cursor_awaited_outside_a_tokio_runtime_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut log = LogWriter::create(&path, LogOptions::default()).unwrap();
+    log.append(1, b"one").unwrap();
+    let after = log.append(2, b"two").unwrap();
+    let reader = LogReader::open(&path).unwrap();
+    block_on(commit_cursor(&reader, "app", after)).unwrap();
+    assert_eq!(reader.cursor("app").unwrap(), Some(after));
+    assert!(matches!(
+        block_on(commit_cursor(&reader, "bad/name", after)),
+        Err(Error::BadCursor { .. })
+    ));
+}
