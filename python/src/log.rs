@@ -224,6 +224,13 @@ impl PyLogWriter {
         self.with(py, |w| Ok(w.end().to_string()))
     }
 
+    /// The log's directory (also once the writer is closed, and in a process forked
+    /// since, to open it again there).
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_owned()
+    }
+
     /// Whether the writer was closed.
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {

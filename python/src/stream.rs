@@ -143,6 +143,13 @@ impl PyStreamWriter {
         self.with(py, |w| Ok(w.available()))
     }
 
+    /// The stream file (also once the writer is closed, and in a process forked since,
+    /// to open it again there).
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_owned()
+    }
+
     /// Whether the writer was closed.
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {

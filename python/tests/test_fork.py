@@ -192,6 +192,7 @@ def test_every_use_of_an_inherited_object_raises_locked_in_the_child(tmp_path):
                 assert caught.value.path == path
         # The path stays readable, to open the file again in the child.
         assert log_reader.path == log and stream_reader.path == stream
+        assert log_writer.path == log and stream_writer.path == stream
         # Leaving a `with` block of the parent's writer (as on `sys.exit`) closes nothing.
         with stream_writer:
             pass
@@ -206,6 +207,7 @@ def test_every_use_of_an_inherited_object_raises_locked_in_the_child(tmp_path):
     assert not log_writer.closed and not stream_writer.closed
     log_writer.close()
     stream_writer.close()
+    assert log_writer.path == log and stream_writer.path == stream
 
 
 def test_a_childs_exit_leaves_the_parents_reader_its_segment(tmp_path):
