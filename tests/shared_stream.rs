@@ -216,7 +216,9 @@ fn a_batch_is_contiguous_in_the_stream_and_refused_whole() {
 fn a_seal_from_one_thread_stops_every_thread() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.evs");
-    let stream = SharedStreamWriter::create(&path, 4 << 20).unwrap();
+    // Room for the others' appends while the sealing thread waits for its CPU on a busy
+    // machine: the seal, not a full stream, is what stops them.
+    let stream = SharedStreamWriter::create(&path, 64 << 20).unwrap();
     let appended = race(&stream, |t, stream| {
         let mut i = 0;
         loop {
