@@ -11,6 +11,11 @@
 //! overwhelming likelihood; the events it yields are always in timestamp order, so they can
 //! be appended to a new stream as they come.
 //!
+//! Like a reader, it holds the file's reader-presence lock from its open to its drop
+//! (FORMAT.md, "Locks"): no writer's recovery rewrites bytes under the scan, and a log
+//! never recycles a segment under salvage into a later one (retention deletes it
+//! instead, and the scan goes on reading the deleted file's bytes).
+//!
 //! It reads the file with plain positioned reads, never maps it and never writes it, so
 //! it works on files whose header is damaged too: when the header's write offset is out
 //! of range, the whole file is scanned, and trailing zeros (the unused part of a
@@ -87,7 +92,7 @@ use crate::error::{Corruption, Error, Result};
 use crate::format::{
     EVENT_HEADER_LEN, STREAM_HEADER_LEN, event_checksum_seeded, seed_is_valid, seed_of_event,
 };
-use crate::stream::open::open_regular;
+use crate::stream::open::{HeldLock, LockKind, announce_reader, check_still_named, open_regular};
 
 /// Bytes read from the file at a time.
 const WINDOW: u64 = 1 << 20;
@@ -133,7 +138,8 @@ pub enum Found<'a> {
 #[derive(Debug)]
 pub struct Salvage {
     path: PathBuf,
-    file: File,
+    /// The file, with its reader-presence lock held shared.
+    file: HeldLock,
     /// Where the scan ends: the header's write offset, or the file's length.
     end: u64,
     /// The header's write offset when it was out of range.
@@ -156,12 +162,27 @@ impl Salvage {
     /// when the trailer holds no valid record, the events as far as it takes to find
     /// their checksums' seed (see [A lost trailer](self#a-lost-trailer)).
     ///
+    /// The scan holds the file's reader-presence lock until it is dropped, as a
+    /// [`StreamReader`](crate::StreamReader) does: a writer's recovery waits for it
+    /// ([`Error::ReadersPresent`]), and a log's retention deletes a segment under
+    /// salvage rather than recycle it, so that the scan reads the bytes the file held
+    /// when it was opened.
+    ///
     /// # Errors
-    /// [`Error::Io`] if it cannot be opened or read, [`Error::NotAFile`] for a directory or
-    /// other non-regular file, [`Error::BadHeader`] for a file shorter than the header.
+    /// [`Error::Io`] if it cannot be opened or read (of kind not found also when the path
+    /// was renamed or replaced while it was opened: a log's segment that retention took),
+    /// [`Error::NotAFile`] for a directory or other non-regular file, [`Error::BadHeader`]
+    /// for a file shorter than the header, [`Error::Locked`] if a writer's recovery of the
+    /// file lasts more than 2 s.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let (file, len) = open_regular(path, false)?;
+        // Present before anything is read, and the path still naming the file then: a
+        // log that recycles a segment takes its name away while it holds the lock alone.
+        announce_reader(&file, path)?;
+        let file = HeldLock::new(file, LockKind::Reader);
+        check_still_named(file.file(), path)?;
+        let file_ref = file.file();
         if len < STREAM_HEADER_LEN {
             return Err(Error::BadHeader {
                 path: path.to_owned(),
@@ -169,12 +190,13 @@ impl Salvage {
             });
         }
         let mut offset = [0u8; 8];
-        file.read_exact_at(&mut offset, crate::format::WRITE_OFFSET_AT as u64)
+        file_ref
+            .read_exact_at(&mut offset, crate::format::WRITE_OFFSET_AT as u64)
             .map_err(|e| Error::io("read header of", path, e))?;
         let write_offset = u64::from_le_bytes(offset);
         // A version 2 stream's events end where its trailer begins; the trailer is not
         // damage.
-        let identity = crate::stream::open::read_identity(&file, path, len).ok();
+        let identity = crate::stream::open::read_identity(file_ref, path, len).ok();
         let events_end = identity
             .as_ref()
             .and_then(|_| crate::format::trailer_offset(len))
@@ -182,7 +204,7 @@ impl Salvage {
         let seed = match &identity {
             Some(identity) => Seed::Known(identity.trailer.seed),
             None => Seed::Unknown {
-                hint: damaged_trailer_seed(&file, len),
+                hint: damaged_trailer_seed(file_ref, len),
             },
         };
         let (end, bad_write_offset) = if (STREAM_HEADER_LEN..=events_end).contains(&write_offset) {
@@ -468,6 +490,7 @@ impl Salvage {
             })?;
             self.buf.resize(want, 0);
             self.file
+                .file()
                 .read_exact_at(&mut self.buf, at)
                 .map_err(|e| Error::io("read", &self.path, e))?;
             self.buf_at = at;
