@@ -34,10 +34,12 @@ segment size, roll interval and write-back policy but no retention limit, so tha
 keeps every salvaged event (to apply limits again, copy it into a log created with them:
 evstream cat DST --format binary | evstream append NEW --format binary); each damaged
 range names its segment file, and an event whose timestamp is lower than the previous one
-salvaged (possible only across damaged segments) is skipped and reported. The report on
-standard output never decides whether DST is made: standard output closed early (| head)
-stops it quietly; standard output that fails stops it, and the command exits 1 once DST
-is made, with the summary on its error line. Exit status 0 when the copy is made (with or
+salvaged (possible only across damaged segments) is skipped and reported; a segment the
+log's retention deletes before the salvage reaches it (a writer appending meanwhile) is
+passed over with a note on standard error. The report on standard output never decides
+whether DST is made: standard output closed early (| head) stops it quietly; standard
+output that fails stops it, and the command exits 1 once DST is made, with the summary on
+its error line. Exit status 0 when the copy is made (with or
 without damage), 1 when SRC has no readable event or cannot be read, DST cannot be
 written, or standard output failed.";
 
@@ -207,7 +209,7 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
             .segment_files()
             .map_err(|e| Failure::stream(src, &e))?
             .into_iter()
-            .map(|(_, path)| path)
+            .map(|(seq, path)| (Some(seq), path))
             .collect::<Vec<_>>();
         let sink = Sink::Log {
             path: temp,
@@ -225,13 +227,31 @@ pub fn run(args: Args, zone: &Zone) -> Result<(), Failure> {
             capacity,
             writer: None,
         };
-        (vec![src.to_owned()], sink)
+        (vec![(None, src.to_owned())], sink)
     };
     let mut tally = Tally::default();
     let mut report = Report::default();
     let mut result = Ok(());
-    for file in &files {
-        result = salvage_file(file, src.is_dir(), dst, &mut sink, &mut tally, &mut report);
+    for (seq, file) in &files {
+        let opened = match seq {
+            Some(seq) => open_segment(src, *seq, file),
+            None => Salvage::open(file)
+                .map(|salvage| Some((salvage, file.clone())))
+                .map_err(|e| Failure::stream(file, &e)),
+        };
+        result = match opened {
+            Ok(Some((salvage, file))) => salvage_file(
+                salvage,
+                &file,
+                seq.is_some(),
+                dst,
+                &mut sink,
+                &mut tally,
+                &mut report,
+            ),
+            Ok(None) => Ok(()),
+            Err(failure) => Err(failure),
+        };
         if result.is_err() {
             break;
         }
@@ -302,8 +322,45 @@ fn events_capacity(src: &Path) -> u64 {
     })
 }
 
-/// Salvages one stream file (a whole stream, or one segment of a log) into `sink`.
+/// Opens segment `seq` of the log `src`, listed at `path`, for its salvage: under its
+/// final name if it was listed under its preparation name and renamed since, and `None`
+/// (with a note) if retention deleted it since the listing, the log now starting after
+/// it. A log whose writer appends with retention loses its oldest segments while the
+/// salvage runs; those are passed over, as `verify` passes over them.
+fn open_segment(src: &Path, seq: u64, path: &Path) -> Result<Option<(Salvage, PathBuf)>, Failure> {
+    let gone = |e: &evstream::Error| {
+        matches!(e, evstream::Error::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound)
+    };
+    let error = match Salvage::open(path) {
+        Ok(salvage) => return Ok(Some((salvage, path.to_owned()))),
+        Err(e) if gone(&e) => e,
+        Err(e) => return Err(Failure::stream(path, &e)),
+    };
+    let segments = LogReader::open(src)
+        .and_then(|log| log.segment_files())
+        .map_err(|e| Failure::stream(src, &e))?;
+    if let Some((_, renamed)) = segments.iter().find(|(s, p)| *s == seq && p != path) {
+        return Salvage::open(renamed)
+            .map(|salvage| Some((salvage, renamed.clone())))
+            .map_err(|e| Failure::stream(renamed, &e));
+    }
+    if segments.first().is_some_and(|(first, _)| *first > seq) {
+        failure::note(&format!(
+            "{}: deleted by the log's retention before it was salvaged (a writer appends \
+             to {}); going on with the next segment",
+            path.display(),
+            src.display()
+        ));
+        return Ok(None);
+    }
+    Err(Failure::stream(path, &error))
+}
+
+/// Salvages one stream file (a whole stream, or one segment of a log), open in
+/// `salvage`, into `sink`.
 fn salvage_file(
+    mut salvage: Salvage,
     file: &Path,
     segment: bool,
     dst: &Path,
@@ -311,7 +368,6 @@ fn salvage_file(
     tally: &mut Tally,
     report: &mut Report,
 ) -> Result<(), Failure> {
-    let mut salvage = Salvage::open(file).map_err(|e| Failure::stream(file, &e))?;
     if let Some(write_offset) = salvage.bad_write_offset() {
         tally.bad_header = true;
         failure::note(&format!(

@@ -1321,6 +1321,61 @@ fn salvage_copies_a_damaged_log_segment_by_segment() {
     .fails(2, &["--capacity is for stream files"]);
 }
 
+/// `salvage` of a log whose writer appends with retention, so that segments it listed
+/// are deleted (or recycled) before it gets to them: it passes over those, as `verify`
+/// does, and copies the rest, every one intact.
+#[test]
+fn salvage_of_a_log_whose_retention_deletes_segments_meanwhile_copies_the_rest() {
+    use evstream::{LogOptions, LogReader, LogWriter};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app.log");
+    let options = LogOptions::default()
+        .segment_size(4096)
+        .retain_segments(Some(3));
+    let mut writer = LogWriter::create(&src, options).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let appending = scope.spawn(|| {
+            let mut i = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..20 {
+                    writer
+                        .append(NOON + i, format!("live event {i:08}").as_bytes())
+                        .unwrap();
+                    i += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        // In steady state first: retention deleting a segment at each roll.
+        let reader = LogReader::open(&src).unwrap();
+        while reader.stat().unwrap().first_segment < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let runs: Vec<(PathBuf, Run)> = (0..12)
+            .map(|k| {
+                let dst = dir.path().join(format!("rescued-{k}.log"));
+                let out = run(&["salvage", s(&src), s(&dst)]);
+                (dst, out)
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        appending.join().unwrap();
+        for (k, (dst, out)) in runs.iter().enumerate() {
+            assert_eq!(out.code, 0, "salvage {k} failed: {out:?}");
+            let lines = out.lines();
+            assert!(
+                lines.len() == 1 && lines[0].contains("skipped 0 damaged ranges"),
+                "salvage {k} reported damage in an intact log: {lines:?}"
+            );
+            let copy = LogReader::open(dst).unwrap().verify().unwrap();
+            assert!(copy.is_ok() && copy.events > 0, "{copy:?}");
+        }
+    });
+}
+
 /// A salvage happens whatever becomes of its report on standard output: closed before
 /// the first line (`| head -n 0`), it stops quietly with DST made and status 0; failing
 /// (`> /dev/full`), DST is made and the command exits 1 with the summary on its error
