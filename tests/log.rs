@@ -1809,3 +1809,53 @@ fn an_iterator_of_a_log_replaced_at_its_path_stops_with_not_found() {
         }
     }
 }
+
+/// A segment sealed behind its writer's back while it held no event (a segment is a
+/// stream file, which `StreamWriter::seal` seals) is rolled out of by the next writer and
+/// stays in the log empty: a seek by time looks past it, and `stat` takes the log's
+/// first event from the segments after it.
+#[test]
+fn an_empty_segment_sealed_behind_the_writers_back_hides_no_event_from_a_seek() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    drop(LogWriter::create(&path, LogOptions::default().segment_size(4096)).unwrap());
+    let first = LogReader::open(&path).unwrap().segment_files().unwrap()[0]
+        .1
+        .clone();
+    let mut segment = evstream::StreamWriter::open(&first).unwrap();
+    segment.seal().unwrap();
+    drop(segment);
+    let mut writer = LogWriter::open(&path).unwrap();
+    let model = fill(&mut writer, 200, |i| 100 + i as i64 * 10);
+    drop(writer);
+    let reader = LogReader::open(&path).unwrap();
+    assert_eq!(
+        reader.segment_files().unwrap()[0].0,
+        0,
+        "the empty segment stays"
+    );
+    assert!(model[0].0.segment() >= 1);
+    for probe in [
+        i64::MIN,
+        0,
+        100,
+        105,
+        1000,
+        1005,
+        model[199].1,
+        model[199].1 + 1,
+    ] {
+        let want = model.iter().find(|m| m.1 >= probe).map(|m| m.0);
+        assert_eq!(reader.seek_time(probe).unwrap(), want, "seek {probe}");
+        let since: Vec<Position> = reader
+            .iter_since(probe)
+            .unwrap()
+            .map(|e| e.unwrap().position())
+            .collect();
+        let want: Vec<Position> = model.iter().filter(|m| m.1 >= probe).map(|m| m.0).collect();
+        assert_eq!(since, want, "since {probe}");
+    }
+    let stat = reader.stat().unwrap();
+    assert_eq!(stat.first_timestamp, Some(100));
+    assert_eq!(stat.last_timestamp, Some(model[199].1));
+}

@@ -458,24 +458,45 @@ impl LogReader {
     /// [`seek_time`](Self::seek_time) in the log `segments` lists; a segment gone since
     /// is [`vanished`].
     fn seek_in_log(&self, segments: &[SegmentEntry], timestamp: i64) -> Result<Option<Position>> {
-        // The first segment whose first event is at or after `timestamp`. Timestamps do
-        // not decrease along the log, so the answer is in the segment before it or is
-        // its first event.
-        let (mut lo, mut hi) = (0usize, segments.len());
+        // Segments opened so far, by their index in `segments`.
         let mut opened: Vec<(usize, StreamReader)> = Vec::new();
+        let first_at = |i: usize, opened: &mut Vec<(usize, StreamReader)>| -> Result<Option<i64>> {
+            if let Some((_, reader)) = opened.iter().find(|(j, _)| *j == i) {
+                return first_timestamp(reader);
+            }
+            let entry = segments.get(i).ok_or(Error::NotALog {
+                path: self.dir.clone(),
+                reason: "a segment vanished during a seek",
+            })?;
+            let reader = entry.open()?;
+            let first = first_timestamp(&reader)?;
+            opened.push((i, reader));
+            Ok(first)
+        };
+        // The first segment at or after `i` that holds an event, and that event's
+        // timestamp. Only the newest segment is empty, as a rule; but one sealed behind
+        // its writer's back while empty is rolled out of and stays empty, and its events
+        // are in the segments after it.
+        let holding =
+            |i: usize, opened: &mut Vec<(usize, StreamReader)>| -> Result<Option<(usize, i64)>> {
+                for j in i..segments.len() {
+                    if let Some(first) = first_at(j, opened)? {
+                        return Ok(Some((j, first)));
+                    }
+                }
+                Ok(None)
+            };
+        // The first segment from which on every event is at or after `timestamp`.
+        // Timestamps do not decrease along the log, so the answer is in the segment
+        // before it (which then holds an event before `timestamp`) or is the first event
+        // from it on.
+        let (mut lo, mut hi) = (0usize, segments.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let Some(entry) = segments.get(mid) else {
-                break;
-            };
-            let reader = entry.open()?;
-            let first_ts = first_timestamp(&reader)?;
-            if first_ts.is_none_or(|t| t >= timestamp) {
-                hi = mid;
-            } else {
-                lo = mid + 1;
+            match holding(mid, &mut opened)? {
+                Some((_, first)) if first < timestamp => lo = mid + 1,
+                _ => hi = mid,
             }
-            opened.push((mid, reader));
         }
         let take = |i: usize, opened: &mut Vec<(usize, StreamReader)>| -> Result<StreamReader> {
             if let Some(at) = opened.iter().position(|(j, _)| *j == i) {
@@ -494,21 +515,24 @@ impl LogReader {
                 return Ok(Some(Position::of(seq, offset)));
             }
         }
-        if let Some(entry) = segments.get(lo) {
-            let reader = take(lo, &mut opened)?;
-            if first_timestamp(&reader)?.is_some() {
-                // Every event of the segment before is earlier; but if segments are
-                // missing between the two (damage: retention only takes the oldest),
-                // the first event at or after `timestamp` may have been in one of them.
-                let before = lo.checked_sub(1).and_then(|i| segments.get(i));
-                if before.is_some_and(|before| before.seq.checked_add(1) != Some(entry.seq)) {
-                    return Err(Error::NotALog {
-                        path: self.dir.clone(),
-                        reason: "a segment is missing from the middle of it",
-                    });
-                }
-                return Ok(Some(Position::of(entry.seq, STREAM_HEADER_LEN)));
+        if let Some((at, _)) = holding(lo, &mut opened)? {
+            // Every event of the segments before is earlier; but if segments are missing
+            // between the one before and the one found (damage: retention only takes
+            // the oldest), the first event at or after `timestamp` may have been in one
+            // of them.
+            let from = lo.saturating_sub(1);
+            let between = segments.get(from..=at).unwrap_or_default();
+            if between
+                .windows(2)
+                .any(|pair| matches!(pair, [a, b] if a.seq.checked_add(1) != Some(b.seq)))
+            {
+                return Err(Error::NotALog {
+                    path: self.dir.clone(),
+                    reason: "a segment is missing from the middle of it",
+                });
             }
+            let seq = segments.get(at).map_or(0, |s| s.seq);
+            return Ok(Some(Position::of(seq, STREAM_HEADER_LEN)));
         }
         Ok(None)
     }
@@ -628,7 +652,15 @@ impl LogReader {
         };
         let newest_reader = newest.open()?;
         let end = newest_reader.live_write_offset()?;
-        let first_reader = first.open()?;
+        // The oldest event: in the first segment, unless that one is empty (sealed behind
+        // its writer's back while it held no event, and rolled out of).
+        let mut first_event_timestamp = None;
+        for entry in segments {
+            first_event_timestamp = first_timestamp(&entry.open()?)?;
+            if first_event_timestamp.is_some() {
+                break;
+            }
+        }
         let last_timestamp = self
             .tail_in(segments, 1, false)?
             .first()
@@ -670,7 +702,7 @@ impl LogReader {
                 .saturating_add(spare_bytes),
             spare_bytes,
             newest_write_offset: end,
-            first_timestamp: first_timestamp(&first_reader)?,
+            first_timestamp: first_event_timestamp,
             last_timestamp,
             start: Position::of(first.seq, STREAM_HEADER_LEN),
             end: Position::of(newest.seq, end),
