@@ -555,6 +555,42 @@ impl fmt::Display for Corruption {
     }
 }
 
+/// The path field of an [`Error`] that names a file or directory (borrowed as `error` is:
+/// shared or mutable), or `None`: the one list behind [`Error::path`] and
+/// [`Error::path_mut`].
+macro_rules! path_of {
+    ($error:expr) => {
+        match $error {
+            Error::Io { path, .. }
+            | Error::AlreadyExists { path }
+            | Error::NotAFile { path, .. }
+            | Error::Locked { path }
+            | Error::BadCapacity { path, .. }
+            | Error::BadHeader { path, .. }
+            | Error::Corrupt { path, .. }
+            | Error::NotAStream { path, .. }
+            | Error::DamagedTrailer { path, .. }
+            | Error::NoRoomForTrailer { path, .. }
+            | Error::Sealed { path }
+            | Error::Recovered { path, .. }
+            | Error::ReadersPresent { path }
+            | Error::Poisoned { path }
+            | Error::Regressed { path, .. }
+            | Error::NotALog { path, .. }
+            | Error::UnsupportedLogVersion { path, .. } => Some(path),
+            Error::OutOfOrder { .. }
+            | Error::Full { .. }
+            | Error::PayloadTooLarge { .. }
+            | Error::OffsetOutOfRange { .. }
+            | Error::EventTooLarge { .. }
+            | Error::Retired { .. }
+            | Error::NoSuchPosition { .. }
+            | Error::BadCursor { .. }
+            | Error::TimeOutOfRange { .. } => None,
+        }
+    };
+}
+
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
@@ -580,34 +616,7 @@ impl Error {
     /// ```
     #[must_use]
     pub fn path(&self) -> Option<&Path> {
-        match self {
-            Self::Io { path, .. }
-            | Self::AlreadyExists { path }
-            | Self::NotAFile { path, .. }
-            | Self::Locked { path }
-            | Self::BadCapacity { path, .. }
-            | Self::BadHeader { path, .. }
-            | Self::Corrupt { path, .. }
-            | Self::NotAStream { path, .. }
-            | Self::DamagedTrailer { path, .. }
-            | Self::NoRoomForTrailer { path, .. }
-            | Self::Sealed { path }
-            | Self::Recovered { path, .. }
-            | Self::ReadersPresent { path }
-            | Self::Poisoned { path }
-            | Self::Regressed { path, .. }
-            | Self::NotALog { path, .. }
-            | Self::UnsupportedLogVersion { path, .. } => Some(path),
-            Self::OutOfOrder { .. }
-            | Self::Full { .. }
-            | Self::PayloadTooLarge { .. }
-            | Self::OffsetOutOfRange { .. }
-            | Self::EventTooLarge { .. }
-            | Self::Retired { .. }
-            | Self::NoSuchPosition { .. }
-            | Self::BadCursor { .. }
-            | Self::TimeOutOfRange { .. } => None,
-        }
+        path_of!(self).map(PathBuf::as_path)
     }
 
     /// The file or directory the error is about, to change: for
@@ -615,34 +624,7 @@ impl Error {
     /// [`SharedStreamWriter`](crate::SharedStreamWriter), which open their file by its
     /// absolute path and name it as their caller did.
     pub(crate) fn path_mut(&mut self) -> Option<&mut PathBuf> {
-        match self {
-            Self::Io { path, .. }
-            | Self::AlreadyExists { path }
-            | Self::NotAFile { path, .. }
-            | Self::Locked { path }
-            | Self::BadCapacity { path, .. }
-            | Self::BadHeader { path, .. }
-            | Self::Corrupt { path, .. }
-            | Self::NotAStream { path, .. }
-            | Self::DamagedTrailer { path, .. }
-            | Self::NoRoomForTrailer { path, .. }
-            | Self::Sealed { path }
-            | Self::Recovered { path, .. }
-            | Self::ReadersPresent { path }
-            | Self::Poisoned { path }
-            | Self::Regressed { path, .. }
-            | Self::NotALog { path, .. }
-            | Self::UnsupportedLogVersion { path, .. } => Some(path),
-            Self::OutOfOrder { .. }
-            | Self::Full { .. }
-            | Self::PayloadTooLarge { .. }
-            | Self::OffsetOutOfRange { .. }
-            | Self::EventTooLarge { .. }
-            | Self::Retired { .. }
-            | Self::NoSuchPosition { .. }
-            | Self::BadCursor { .. }
-            | Self::TimeOutOfRange { .. } => None,
-        }
+        path_of!(self)
     }
 
     /// The error on one line: its message followed by each cause behind it,

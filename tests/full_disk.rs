@@ -383,6 +383,42 @@ impl LoopExt4 {
     }
 }
 
+impl LoopExt4 {
+    /// The file system's error trigger (`/sys/fs/ext4/DEV/trigger_fs_error`).
+    fn trigger(&self) -> PathBuf {
+        Path::new("/sys/fs/ext4")
+            .join(self.device.trim_start_matches("/dev/"))
+            .join("trigger_fs_error")
+    }
+
+    /// Readies the disk to fail as `failure` says (a read-only failure remounts it to
+    /// turn read-only on an error), or says why it cannot.
+    fn prepare_to_fail(&self, failure: DeviceFailure) -> Result<(), String> {
+        if let DeviceFailure::ReadOnly = failure {
+            let remounted = Command::new("mount")
+                .args(["-o", "remount,errors=remount-ro"])
+                .arg(self.mount.path())
+                .status()
+                .unwrap();
+            assert!(remounted.success());
+            if !self.trigger().exists() {
+                return Err(format!("no {}", self.trigger().display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the disk fail as `failure` says, after [`prepare_to_fail`](Self::prepare_to_fail).
+    fn fail(&self, failure: DeviceFailure) {
+        match failure {
+            DeviceFailure::Full => {
+                fill(&self.backing.path().join("filler"));
+            }
+            DeviceFailure::ReadOnly => std::fs::write(self.trigger(), "test\n").unwrap(),
+        }
+    }
+}
+
 impl Drop for LoopExt4 {
     fn drop(&mut self) {
         unmount(self.mount.path());
@@ -926,8 +962,7 @@ fn a_log_without_inodes_for_an_index_opens_and_appends() {
     assert!(reader.verify().unwrap().is_ok());
 }
 
-/// How the device under a log fails, in
-/// `a_log_s_write_back_failures_name_the_segments_as_they_are_named`.
+/// How the device under a log fails ([`LoopExt4::fail`]).
 #[derive(Debug, Clone, Copy)]
 enum DeviceFailure {
     /// The device's backing file cannot grow.
@@ -952,20 +987,9 @@ fn a_log_s_write_back_failures_name_the_segments_as_they_are_named() {
                     return;
                 }
             };
-            let trigger = Path::new("/sys/fs/ext4")
-                .join(disk.device.trim_start_matches("/dev/"))
-                .join("trigger_fs_error");
-            if let DeviceFailure::ReadOnly = failure {
-                let remounted = Command::new("mount")
-                    .args(["-o", "remount,errors=remount-ro"])
-                    .arg(disk.mount.path())
-                    .status()
-                    .unwrap();
-                assert!(remounted.success());
-                if !trigger.exists() {
-                    eprintln!("skipped: no {}", trigger.display());
-                    continue;
-                }
+            if let Err(reason) = disk.prepare_to_fail(failure) {
+                eprintln!("skipped: {reason}");
+                continue;
             }
             let path = disk.mount.path().join("log");
             let options = LogOptions::default()
@@ -989,12 +1013,7 @@ fn a_log_s_write_back_failures_name_the_segments_as_they_are_named() {
                     .unwrap();
                 count += 1;
             }
-            match failure {
-                DeviceFailure::Full => {
-                    fill(&disk.backing.path().join("filler"));
-                }
-                DeviceFailure::ReadOnly => std::fs::write(&trigger, "test\n").unwrap(),
-            }
+            disk.fail(failure);
             // Another roll, if the device lets it happen.
             let until = log.segment() + 1;
             let mut failures = Vec::new();
@@ -1065,20 +1084,9 @@ fn shared_log_on_a_failing_device(failure: DeviceFailure) -> bool {
             return false;
         }
     };
-    let trigger = Path::new("/sys/fs/ext4")
-        .join(disk.device.trim_start_matches("/dev/"))
-        .join("trigger_fs_error");
-    if let DeviceFailure::ReadOnly = failure {
-        let remounted = Command::new("mount")
-            .args(["-o", "remount,errors=remount-ro"])
-            .arg(disk.mount.path())
-            .status()
-            .unwrap();
-        assert!(remounted.success());
-        if !trigger.exists() {
-            eprintln!("skipped: no {}", trigger.display());
-            return false;
-        }
+    if let Err(reason) = disk.prepare_to_fail(failure) {
+        eprintln!("skipped: {reason}");
+        return false;
     }
     let path = disk.mount.path().join("log");
     let log = SharedLogWriter::create(&path, LogOptions::default().segment_size(1 << 20)).unwrap();
@@ -1136,12 +1144,7 @@ fn shared_log_on_a_failing_device(failure: DeviceFailure) -> bool {
         while acked_events.load(Ordering::Relaxed) < 600 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        match failure {
-            DeviceFailure::Full => {
-                fill(&disk.backing.path().join("filler"));
-            }
-            DeviceFailure::ReadOnly => std::fs::write(&trigger, "test\n").unwrap(),
-        }
+        disk.fail(failure);
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     eprintln!("{failure:?}: events each thread's last Ok flush covered: {acked:?}");

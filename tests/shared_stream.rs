@@ -305,15 +305,7 @@ fn shared_writers_take_turns_and_an_exclusive_one_keeps_the_stream_to_itself() {
     ));
     writer.append(4, b"d").unwrap();
     drop(writer);
-    let events: Vec<(i64, Vec<u8>)> = read_all(&path)
-        .into_iter()
-        .map(|(_, ts, p)| (ts, p))
-        .collect();
-    let expected: Vec<(i64, Vec<u8>)> = [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
-        .into_iter()
-        .map(|(ts, p)| (ts, p.as_bytes().to_vec()))
-        .collect();
-    assert_eq!(events, expected);
+    assert_holds_a_to_d(&path);
 }
 
 /// Writers opened separately (as by separate processes, each with its own turn files)
@@ -488,7 +480,13 @@ fn writers_naming_the_stream_through_a_symbolic_link_take_turns_with_the_others(
         [0; 8],
         "the record is invalidated by a writer opened through the link"
     );
-    let events: Vec<(i64, Vec<u8>)> = read_all(&path)
+    assert_holds_a_to_d(&path);
+}
+
+/// Asserts that the stream at `path` holds the events `a` to `d` at timestamps 1 to 4,
+/// and nothing else.
+fn assert_holds_a_to_d(path: &std::path::Path) {
+    let events: Vec<(i64, Vec<u8>)> = read_all(path)
         .into_iter()
         .map(|(_, ts, p)| (ts, p))
         .collect();
