@@ -279,40 +279,36 @@ pub(crate) fn check_still_named(file: &File, path: &Path) -> Result<()> {
     }
 }
 
-/// Opens `file` (opened at `path`) again, read-only: a new open file description of the
-/// same file, so that a lock taken on it is its own. On Linux through `/proc/self/fd`,
-/// which reaches the file also once its name is gone; elsewhere, or without `/proc`,
-/// through `path`, which must still name it (an [`Error::Io`] of kind not found
-/// otherwise).
-pub(crate) fn reopen(file: &File, path: &Path) -> Result<File> {
+/// Opens `file` (opened at `path`) again, read-only, with the open flags `flags`: a new
+/// open file description of the same file (a lock taken on it is its own; one opened for
+/// direct I/O reads past the page cache). On Linux through `/proc/self/fd`, which reaches
+/// the file also once its name is gone or names another file; elsewhere, without
+/// `/proc`, or if that fails, through `path`, which must still name it (an error of kind
+/// not found otherwise).
+pub(crate) fn reopen(file: &File, path: &Path, flags: i32) -> io::Result<File> {
     use std::os::unix::fs::MetadataExt;
-    let open = file
-        .metadata()
-        .map_err(|e| Error::io("read metadata of", path, e))?;
+    let open = file.metadata()?;
     let same = |again: &File| {
         again
             .metadata()
             .is_ok_and(|m| m.dev() == open.dev() && m.ino() == open.ino())
     };
+    let open_at = |at: &Path| OpenOptions::new().read(true).custom_flags(flags).open(at);
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
         let link = format!("/proc/self/fd/{}", file.as_raw_fd());
-        if let Ok(again) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(link)
+        if let Ok(again) = open_at(Path::new(&link))
             && same(&again)
         {
             return Ok(again);
         }
     }
-    let (again, _) = open_regular(path, false)?;
+    let again = open_at(path)?;
     if !same(&again) {
-        return Err(Error::io(
-            "open",
-            path,
-            io::Error::new(io::ErrorKind::NotFound, "the file is no longer at its path"),
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the file is no longer at its path",
         ));
     }
     Ok(again)

@@ -233,7 +233,12 @@ impl StreamReader {
     /// # }
     /// ```
     pub fn try_clone(&self) -> Result<Self> {
-        let file = reopen(self.presence.file(), &self.path)?;
+        let file = reopen(
+            self.presence.file(),
+            &self.path,
+            libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+        .map_err(|e| Error::io("open", &self.path, e))?;
         announce_reader(&file, &self.path)?;
         let len = file
             .metadata()

@@ -1654,9 +1654,9 @@ struct Block([u8; 4096]);
 /// there is no device to check and this does nothing.
 ///
 /// The file is opened again for direct I/O through `file`, the writer's own descriptor
-/// (`/proc/self/fd/N`), not by `path`: the file may have been renamed since the writer
-/// opened it (a log's segment put in place by its roll, a stream renamed by its user), and
-/// another file may have its old name. Only where `/proc` is not mounted is `path` used.
+/// ([`reopen`]), not by `path`: the file may have been renamed since the writer opened it
+/// (a log's segment put in place by its roll, a stream renamed by its user), and another
+/// file may have its old name.
 fn read_back(
     file: &File,
     path: &Path,
@@ -1664,21 +1664,8 @@ fn read_back(
     from: u64,
     to: u64,
 ) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
     const BLOCK: u64 = 4096;
-    let open = |at: &Path| {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
-            .open(at)
-    };
-    let own = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    let opened = match open(&own) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => open(path),
-        opened => opened,
-    };
-    let direct = match opened {
+    let direct = match crate::stream::open::reopen(file, path, libc::O_DIRECT | libc::O_CLOEXEC) {
         Ok(file) => file,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
         Err(e) => return Err(e),
